@@ -1,0 +1,54 @@
+"""jaxlif: leaky integrate-and-fire neurons, conductance synapses and short-term plasticity in JAX.
+
+Pure step functions run through ``jax.lax.scan``; batches come from ``jax.vmap``; parameters and
+state are NamedTuple pytrees that ``jit``, ``vmap`` and ``grad`` accept.  The discrete-time
+conventions are the Neuromatch Academy tutorials' (forward Euler; see the README and SPEC).
+
+Units (one system everywhere):
+
+=============  ======  ======================================
+quantity       unit    note
+=============  ======  ======================================
+time           ms      T, dt, tau_m, tau_syn, tau_d, tau_f, t_ref
+voltage        mV      V_th, V_reset, V_init, E_L, E_rev
+conductance    nS      g_L, g_bar, g_E, g_I
+current        pA      I, I_inj  (nS * mV = pA)
+resistance     GOhm    R = 1/g_L
+rate           Hz      Poisson and regular train rates
+=============  ======  ======================================
+
+Modules: :mod:`~jaxlif.neurons` (LIF, conductance LIF), :mod:`~jaxlif.synapses`,
+:mod:`~jaxlif.plasticity` (Tsodyks-Markram STP, ratio curves), :mod:`~jaxlif.stp_lif`,
+:mod:`~jaxlif.inputs`, :mod:`~jaxlif.analysis`, :mod:`~jaxlif.grid`, and :mod:`~jaxlif.nma`
+(drop-ins with the tutorial's names).
+"""
+
+from jaxlif import analysis, grid, inputs, neurons, nma, plasticity, stp_lif, synapses
+from jaxlif.analysis import fmp_stats, isi_cv, spike_count, spike_rate, values_at_events
+from jaxlif.grid import n_steps, time_axis
+from jaxlif.inputs import (dc_current, poisson_counts, poisson_trains, regular_train,
+                           sinusoidal_current, white_noise_current)
+from jaxlif.neurons import (CondLIFParams, CondLIFResult, CondLIFState, LIFParams, LIFResult,
+                            LIFState, cond_lif_step, lif_step, simulate_cond_lif,
+                            simulate_cond_lif_poisson, simulate_lif)
+from jaxlif.plasticity import (STD, STF, STPParams, STPState, ratio_curve, simulate_stp,
+                               stp_step)
+from jaxlif.stp_lif import (STPLIFParams, STPLIFResult, simulate_stp_lif, simulate_stp_lif_poisson,
+                            stp_lif_params, stp_lif_step)
+from jaxlif.synapses import EXC_SYN, INH_SYN, SynParams, exp_syn_step
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "analysis", "grid", "inputs", "neurons", "nma", "plasticity", "stp_lif", "synapses",
+    "LIFParams", "LIFState", "LIFResult", "CondLIFParams", "CondLIFState", "CondLIFResult",
+    "SynParams", "EXC_SYN", "INH_SYN", "STPParams", "STPState", "STD", "STF",
+    "STPLIFParams", "STPLIFResult", "stp_lif_params",
+    "lif_step", "cond_lif_step", "exp_syn_step", "stp_step", "stp_lif_step",
+    "simulate_lif", "simulate_cond_lif", "simulate_cond_lif_poisson", "simulate_stp",
+    "simulate_stp_lif", "simulate_stp_lif_poisson", "ratio_curve",
+    "poisson_trains", "poisson_counts", "regular_train", "white_noise_current",
+    "sinusoidal_current", "dc_current",
+    "spike_count", "spike_rate", "isi_cv", "fmp_stats", "values_at_events",
+    "n_steps", "time_axis",
+]

@@ -1,0 +1,94 @@
+"""Spike-train and membrane-potential statistics with fixed shapes (jit- and vmap-friendly).
+
+Inputs are boolean rasters with time on the last axis (``spikes[..., k]`` is a spike at
+``k*dt`` ms) and traces of the same shape; every function reduces the last axis, so a
+batch ``(batch, n_steps)`` gives ``(batch,)``.  No Python lists, no data-dependent shapes.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxlif import _checks
+
+__all__ = ["spike_count", "spike_rate", "isi_cv", "fmp_stats", "values_at_events", "spike_times"]
+
+
+def spike_count(spikes: jax.Array) -> jax.Array:
+    """Number of spikes along the last axis (int32)."""
+    return jnp.sum(spikes, axis=-1, dtype=jnp.int32)
+
+
+def spike_rate(spikes: jax.Array, T: float) -> jax.Array:
+    """Spike rate ``1000 * n_spikes / T`` [Hz] (the tutorial's rule; T [ms])."""
+    _checks.check_positive("T", T, "ms")
+    return 1000.0 * spike_count(spikes).astype(jnp.result_type(float)) / T
+
+
+def _isi_parts(spikes: jax.Array, dt: float):
+    """Per-sample ISI [ms] ending at each spike (0 elsewhere) and the validity mask."""
+    idx = jnp.arange(spikes.shape[-1])
+    last = jax.lax.cummax(jnp.where(spikes, idx, -1), axis=spikes.ndim - 1)
+    prev = jnp.concatenate([jnp.full(spikes.shape[:-1] + (1,), -1), last[..., :-1]], axis=-1)
+    valid = spikes & (prev >= 0)
+    isi = jnp.where(valid, (idx - prev) * dt, 0.0).astype(jnp.result_type(float))
+    return isi, valid
+
+
+def isi_cv(spikes: jax.Array, dt: float) -> jax.Array:
+    """Coefficient of variation of the inter-spike intervals, ``std(ISI) / mean(ISI)``.
+
+    The tutorial's rule: 0 with 3 or fewer spikes; ``std`` is the population standard
+    deviation (``np.std``).  Computed from the raster with a cumulative max, in two passes.
+
+    Args:
+        spikes: boolean raster ``(..., n_steps)``.  dt: time step [ms].
+    """
+    _checks.check_positive("dt", dt, "ms")
+    isi, valid = _isi_parts(spikes, dt)
+    n_isi = jnp.sum(valid, axis=-1)
+    denom = jnp.maximum(n_isi, 1)
+    mean = jnp.sum(isi, axis=-1) / denom
+    var = jnp.sum(jnp.where(valid, (isi - mean[..., None]) ** 2, 0.0), axis=-1) / denom
+    ok = spike_count(spikes) > 3
+    return jnp.where(ok, jnp.sqrt(var) / jnp.where(ok, mean, 1.0), 0.0)
+
+
+def fmp_stats(v: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Mean and (population) standard deviation of a free-membrane-potential trace [mV] over time."""
+    return jnp.mean(v, axis=-1), jnp.std(v, axis=-1)
+
+
+def spike_times(spikes: jax.Array, dt: float, max_spikes: int) -> tuple[jax.Array, jax.Array]:
+    """The first ``max_spikes`` spike times [ms], padded with NaN, and the validity mask.
+
+    Shapes ``(..., max_spikes)``; spikes beyond ``max_spikes`` are reported by the mask being
+    all True and ``spike_count > max_spikes`` (nothing is dropped silently: compare the counts).
+    """
+    _checks.check_count("max_spikes", max_spikes, minimum=1)
+    values, valid = values_at_events(jnp.arange(spikes.shape[-1]) * dt + jnp.zeros(spikes.shape),
+                                     spikes, max_spikes)
+    return values, valid
+
+
+def values_at_events(trace: jax.Array, events: jax.Array, max_events: int):
+    """Values of ``trace`` at the first ``max_events`` True samples of ``events`` (NaN padded).
+
+    Used for the conductance amplitude at each presynaptic spike: ``values_at_events(g, train, 16)``
+    gives ``g`` right after each spike (the tutorial's ``g[isi], g[2*isi], ...``).
+
+    Returns:
+        ``(values, valid)`` of shape ``(..., max_events)``.
+    """
+    _checks.check_count("max_events", max_events, minimum=1)
+
+    def one(tr, ev):
+        (idx,) = jnp.nonzero(ev, size=max_events, fill_value=-1)
+        ok = idx >= 0
+        return jnp.where(ok, tr[jnp.maximum(idx, 0)], jnp.nan), ok
+
+    fn = one
+    for _ in range(trace.ndim - 1):
+        fn = jax.vmap(fn)
+    return fn(trace, events)

@@ -1,0 +1,177 @@
+"""Input generators: Poisson and regular spike trains, white-noise, sinusoidal and DC currents.
+
+Every stochastic generator takes an explicit ``jax.random`` key first; nothing reads or
+sets a global seed.  Shapes follow the tutorial: time is the last axis, trains are
+``(n_trains, n_steps)``, currents ``(n_steps,)``; ``n_steps = len(np.arange(0, T, dt))``.
+
+Poisson randomness is drawn *per time step* from ``jax.random.fold_in(key, step)``.
+The same per-step draw is used by the whole-array generators here and inside the
+batch simulators' scans, so a simulation that draws its input on the fly sees exactly
+the train (or count) that :func:`poisson_trains` (or :func:`poisson_counts`) returns
+for the same key: the two paths can be checked against each other.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import gammaln, xlog1py, xlogy
+
+from jaxlif import _checks
+from jaxlif.grid import n_steps as _n_steps
+
+__all__ = [
+    "poisson_trains",
+    "poisson_counts",
+    "regular_train",
+    "white_noise_current",
+    "sinusoidal_current",
+    "dc_current",
+    "bernoulli_step",
+    "binomial_step",
+]
+
+
+def _p_spike(rate, dt: float):
+    """Probability of a spike in one step, p = rate [Hz] * dt [ms] / 1000."""
+    return jnp.asarray(rate, dtype=jnp.result_type(float)) * (dt / 1000.0)
+
+
+def bernoulli_step(key: jax.Array, step: jax.Array, p: jax.Array, n: int) -> jax.Array:
+    """Spikes of ``n`` independent trains at one step: ``uniform(fold_in(key, step), (n,)) < p`` (bool)."""
+    u = jax.random.uniform(jax.random.fold_in(key, step), (n,), dtype=jnp.result_type(float))
+    return u < p
+
+
+def _binomial_tail(p: jax.Array, n: int) -> jax.Array:
+    """``P(X > k)`` for ``k = 0 .. n-1``, X ~ Binomial(n, p); differentiable in p, works for p in [0, 1]."""
+    k = jnp.arange(n + 1, dtype=jnp.result_type(float))
+    log_pmf = (gammaln(n + 1.0) - gammaln(k + 1.0) - gammaln(n - k + 1.0)
+               + xlogy(k, p) + xlog1py(n - k, -p))
+    pmf = jnp.exp(log_pmf)
+    at_least = jnp.cumsum(pmf[::-1])[::-1]  # P(X >= k), small tails summed first
+    return at_least[1:]
+
+
+def binomial_step(key: jax.Array, step: jax.Array, p: jax.Array, n: int) -> jax.Array:
+    """Number of spikes among ``n`` independent trains at one step, drawn as one Binomial(n, p) count.
+
+    Inverse-CDF sampling from one uniform variate ``U`` per step: ``count = #{k : U < P(X > k)}``.
+    This is the exact binomial law up to the resolution of ``U`` (2**-23 in float32, 2**-52
+    in float64: the same resolution a per-train test ``uniform < p`` has), so the count
+    has the same distribution as summing ``n`` Bernoulli trains, at the cost of one random
+    number instead of ``n``.  Returns a float count.
+    """
+    u = jax.random.uniform(jax.random.fold_in(key, step), (), dtype=jnp.result_type(float))
+    return jnp.sum(u < _binomial_tail(p, n)).astype(jnp.result_type(float))
+
+
+def _check_poisson(key, rate, n, T, dt, name="rate"):
+    _checks.check_key(key)
+    steps = _n_steps(T, dt)
+    _checks.check_rate(name, rate, dt)
+    _checks.check_count("n", n, minimum=1)
+    if np.ndim(rate) != 0 and not isinstance(rate, jax.core.Tracer):
+        raise ValueError(f"{name} must be a scalar rate in Hz, got shape {np.shape(rate)}; "
+                         f"use jax.vmap for several rates")
+    return steps
+
+
+def poisson_trains(key: jax.Array, rate: float, n: int, *, T: float, dt: float) -> jax.Array:
+    """``n`` independent Poisson (Bernoulli-per-step) trains, shape ``(n, n_steps)``, dtype bool.
+
+    ``spike[i, k] = U[i, k] < p`` with ``p = rate * dt / 1000`` (SPEC "Inputs"); ``U[:, k]`` is
+    drawn from ``fold_in(key, k)``.
+
+    Args:
+        key: a ``jax.random`` key.
+        rate: firing rate [Hz], ``0 <= rate <= 1000/dt``.
+        n: number of trains.
+        T: duration [ms].
+        dt: time step [ms].
+
+    Raises:
+        ValueError: negative or non-finite rate, ``rate*dt/1000 > 1``, bad T or dt.
+    """
+    steps = _check_poisson(key, rate, n, T, dt)
+    return _poisson_trains(key, rate, n, steps, float(dt))
+
+
+@jax.jit(static_argnums=(2, 3, 4))
+def _poisson_trains(key, rate, n, steps, dt):
+    p = _p_spike(rate, dt)
+    spikes = jax.vmap(lambda k: bernoulli_step(key, k, p, n))(jnp.arange(steps))
+    return spikes.T
+
+
+def poisson_counts(key: jax.Array, rate: float, n: int, *, T: float, dt: float) -> jax.Array:
+    """Per-step spike counts of ``n`` pooled Poisson trains, shape ``(n_steps,)``, float.
+
+    Equal in law to ``poisson_trains(key, rate, n, ...).sum(0)`` (Binomial(n, p) per step), drawn
+    with :func:`binomial_step` from ``fold_in(key, k)``: exactly the counts that
+    :func:`jaxlif.simulate_cond_lif_poisson` draws inside its scan for the same key.
+    """
+    steps = _check_poisson(key, rate, n, T, dt)
+    return _poisson_counts(key, rate, n, steps, float(dt))
+
+
+@jax.jit(static_argnums=(2, 3, 4))
+def _poisson_counts(key, rate, n, steps, dt):
+    p = _p_spike(rate, dt)
+    return jax.vmap(lambda k: binomial_step(key, k, p, n))(jnp.arange(steps))
+
+
+def regular_train(rate: float, *, T: float, dt: float) -> jax.Array:
+    """The tutorial's regular train: spikes at indices ``0, isi, 2*isi, ...`` with
+    ``isi = int((1000/rate)/dt)`` steps, shape ``(n_steps,)``, dtype bool.
+
+    Args:
+        rate: rate [Hz]; needs ``isi >= 1`` step, i.e. ``rate <= 1000/dt``.
+    """
+    steps = _n_steps(T, dt)
+    _checks.check_positive("rate", rate, "Hz")
+    isi = int((1e3 / float(rate)) / dt)
+    if isi < 1:
+        raise ValueError(f"rate={rate} Hz with dt={dt} ms gives an inter-spike interval of "
+                         f"{1e3 / float(rate)} ms, under one step; need rate <= {1000.0 / dt:.6g} Hz")
+    train = np.zeros(steps, dtype=bool)
+    train[::isi] = True
+    return jnp.asarray(train)
+
+
+def white_noise_current(key: jax.Array, mu: float, sig: float, *, T: float, dt: float) -> jax.Array:
+    """Gaussian white-noise current ``mu + sig * N(0, 1) / sqrt(dt/1000)`` [pA], shape ``(n_steps,)``.
+
+    The sample variance is ``sig**2 * 1000 / dt`` (the tutorial's ``my_GWN`` convention).
+
+    Args:
+        mu: mean [pA].  sig: noise amplitude [pA * sqrt(s)], >= 0.
+    """
+    _checks.check_key(key)
+    steps = _n_steps(T, dt)
+    _checks.check_finite("mu", mu, "pA")
+    _checks.check_nonnegative("sig", sig)
+    xi = jax.random.normal(key, (steps,), dtype=jnp.result_type(float))
+    return mu + sig * xi / np.sqrt(dt / 1000.0)
+
+
+def sinusoidal_current(i_mean: float, *, T: float, dt: float, period: float = 10.0) -> jax.Array:
+    """The first tutorial's input ``I(t) = i_mean * (1 + sin(2*pi*t/period))`` [pA], ``t = k*dt``.
+
+    Args:
+        i_mean: mean current [pA] (the tutorial: 250 pA).
+        period: period of the sinusoid [ms] (the tutorial: 10 ms).
+    """
+    steps = _n_steps(T, dt)
+    _checks.check_finite("i_mean", i_mean, "pA")
+    _checks.check_positive("period", period, "ms")
+    t = np.arange(steps) * dt
+    return jnp.asarray(i_mean * (1.0 + np.sin((t * 2.0 * np.pi) / period)), dtype=jnp.result_type(float))
+
+
+def dc_current(I: float, *, T: float, dt: float) -> jax.Array:
+    """Constant current ``I`` [pA], shape ``(n_steps,)``."""
+    steps = _n_steps(T, dt)
+    _checks.check_finite("I", I, "pA")
+    return jnp.full((steps,), I, dtype=jnp.result_type(float))

@@ -1,0 +1,407 @@
+r"""Leaky integrate-and-fire neurons: current-based and conductance-based.
+
+Continuous time (SPEC "Continuous-time models")::
+
+    current LIF:      tau_m dV/dt = -(V - E_L) + I(t) / g_L
+    conductance LIF:  tau_m dV/dt = -(V - E_L) - (g_E/g_L)(V - E_E) - (g_I/g_L)(V - E_I) + I_inj/g_L
+    V >= V_th  ->  spike, V <- V_reset, clamped at V_reset for t_ref
+
+Discrete scheme implemented (the tutorial's ``run_LIF_cond``; SPEC), for ``it = 0 .. n_steps-2``::
+
+    1. if r > 0:          v[it] = V_reset; r -= 1                   (refractory clamp)
+       elif v[it] >= V_th: spike at it;  v[it] = V_reset; r = t_ref/dt
+    2. g_E[it+1] = g_E[it] - dt/tau_E g_E[it] + gE_bar n_E[it+1]     (conductance LIF only)
+    3. v[it+1] = v[it] + dt/tau_m (-(v[it]-E_L) - g_E[it+1]/g_L (v[it]-E_E)
+                                   - g_I[it+1]/g_L (v[it]-E_I) + I[it]/g_L)
+
+The last sample ``v[n_steps-1]`` is never tested against threshold; the refractory
+counter ``r`` is a float, exactly as in the tutorial (t_ref = 2, dt = 0.1 clamps the 20
+steps after the spike step).  The current-based LIF is the same scheme with
+``g_E = g_I = 0``; with ``spiking=False`` the threshold is removed (``V_th = +inf``),
+which gives the first tutorial's subthreshold loop and the free membrane potential.
+
+Gradients: the threshold is a hard step, so the gradient of anything with respect to
+spike *times* is zero; gradients of subthreshold traces are exact.
+
+Shapes: traces are ``(n_steps,)``; batch with ``jax.vmap`` (leading batch axes).
+Units: ms, mV, nS, pA, GOhm (SPEC "Units").
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlif import _checks
+from jaxlif.grid import n_steps as _n_steps
+from jaxlif.inputs import _p_spike, binomial_step
+from jaxlif.synapses import EXC_SYN, INH_SYN, SynParams, check_syn_params, exp_syn_step
+
+__all__ = [
+    "LIFParams",
+    "LIFState",
+    "LIFResult",
+    "CondLIFParams",
+    "CondLIFState",
+    "CondLIFResult",
+    "lif_init",
+    "lif_step",
+    "simulate_lif",
+    "cond_lif_init",
+    "cond_lif_step",
+    "simulate_cond_lif",
+    "simulate_cond_lif_poisson",
+    "check_lif_params",
+    "membrane_step",
+]
+
+
+class LIFParams(NamedTuple):
+    """LIF neuron parameters (defaults: the synaptic-transmission tutorial's ``default_pars``).
+
+    Attributes:
+        V_th: spike threshold [mV].
+        V_reset: reset potential [mV].
+        tau_m: membrane time constant [ms].
+        g_L: leak conductance [nS] (membrane resistance R = 1/g_L [GOhm]).
+        V_init: initial potential [mV].
+        E_L: leak reversal potential [mV].
+        t_ref: refractory period [ms].
+    """
+
+    V_th: jax.typing.ArrayLike = -55.0
+    V_reset: jax.typing.ArrayLike = -75.0
+    tau_m: jax.typing.ArrayLike = 10.0
+    g_L: jax.typing.ArrayLike = 10.0
+    V_init: jax.typing.ArrayLike = -65.0
+    E_L: jax.typing.ArrayLike = -75.0
+    t_ref: jax.typing.ArrayLike = 2.0
+
+
+class LIFState(NamedTuple):
+    """Membrane state.
+
+    Attributes:
+        v: membrane potential [mV].
+        refractory: remaining refractory steps (float counter, as in the tutorial).
+    """
+
+    v: jax.Array
+    refractory: jax.Array
+
+
+class LIFResult(NamedTuple):
+    """Output of :func:`simulate_lif`.
+
+    Attributes:
+        v: membrane potential [mV], ``(..., n_steps)``; at a spike step it holds V_reset.
+        spikes: boolean raster ``(..., n_steps)``; spike time of index k is ``k*dt`` ms.
+    """
+
+    v: jax.Array
+    spikes: jax.Array
+
+
+def check_lif_params(params: LIFParams, dt: float, name: str = "neuron") -> None:
+    """Validate a :class:`LIFParams` (ValueError/TypeError naming the field and range)."""
+    if not isinstance(params, LIFParams):
+        raise TypeError(f"{name} must be a jaxlif.LIFParams, got {type(params).__name__}")
+    _checks.check_params(name, params, dt, {
+        "V_reset": "finite", "V_init": "finite", "E_L": "finite", "g_L": "positive",
+        "tau_m": "tau", "t_ref": "nonneg"})
+    # V_th may be +inf (threshold removed) but not NaN
+    vth = _checks._concrete(params.V_th)
+    if vth is not None and np.any(np.isnan(vth)):
+        raise ValueError(f"{name}.V_th is NaN; V_th must be a number in mV (+inf removes the threshold)")
+
+
+def lif_init(params: LIFParams) -> LIFState:
+    """Initial state: ``v = V_init``, not refractory."""
+    v = jnp.asarray(params.V_init, dtype=jnp.result_type(float))
+    return LIFState(v=v, refractory=jnp.zeros_like(v))
+
+
+def _fire_and_reset(params: LIFParams, state: LIFState, dt: float):
+    """SPEC step 1: refractory clamp, threshold test and reset at the current sample."""
+    refractory = state.refractory > 0
+    spike = jnp.logical_and(jnp.logical_not(refractory), state.v >= params.V_th)
+    v = jnp.where(refractory | spike, params.V_reset, state.v)
+    r = jnp.where(refractory, state.refractory - 1.0,
+                  jnp.where(spike, params.t_ref / dt, state.refractory))
+    return v, r, spike
+
+
+def membrane_step(params: LIFParams, state: LIFState, g_E, E_E, g_I, E_I, I, dt: float):
+    """SPEC steps 1 and 3 for given conductances ``g_E, g_I`` [nS] at ``it+1`` and current ``I`` [pA] at ``it``.
+
+    Returns ``(new_state, (v_it, spike_it))`` where ``v_it`` is the sample at ``it`` after the
+    reset (what the tutorial stores in ``v[it]``).
+    """
+    v, r, spike = _fire_and_reset(params, state, dt)
+    dv = (dt / params.tau_m) * (-(v - params.E_L)
+                                - (g_E / params.g_L) * (v - E_E)
+                                - (g_I / params.g_L) * (v - E_I)
+                                + I / params.g_L)
+    return LIFState(v + dv, r), (v, spike)
+
+
+def lif_step(params: LIFParams, state: LIFState, I: jax.Array, dt: float):
+    """One step of the current-based LIF: ``v += dt/tau_m (-(v - E_L) + I/g_L)`` after the reset test.
+
+    Args:
+        params: neuron parameters.  state: :class:`LIFState`.
+        I: input current at this step [pA].  dt: time step [ms].
+
+    Returns:
+        ``(new_state, (v_it, spike_it))``.
+    """
+    return membrane_step(params, state, 0.0, 0.0, 0.0, 0.0, I, dt)
+
+
+def _finish(v_seq, spike_seq, v_last):
+    """Append the last sample (never tested against threshold) to scanned outputs, time last."""
+    v = jnp.concatenate([v_seq, v_last[None]], axis=0)
+    spikes = jnp.concatenate([spike_seq, jnp.zeros((1,), bool)], axis=0)
+    return v, spikes
+
+
+def simulate_lif(params: LIFParams, I: jax.Array, *, dt: float, spiking: bool = True) -> LIFResult:
+    """Simulate the current-based LIF over an input current ``I`` [pA] of shape ``(n_steps,)``.
+
+    Equivalent Python loop::
+
+        state = lif_init(params)
+        for it in range(n_steps - 1):
+            state, (v[it], spikes[it]) = lif_step(params, state, I[it], dt)
+        v[n_steps - 1] = state.v
+
+    Args:
+        params: :class:`LIFParams` (tau_m [ms], g_L [nS], potentials [mV], t_ref [ms]).
+        I: input current [pA], shape ``(n_steps,)``.
+        dt: time step [ms] (static).
+        spiking: ``False`` removes the threshold and reset (the first tutorial's exercise;
+            the free membrane potential).
+
+    Example (the first tutorial, in ms/mV/pA)::
+
+        p = LIFParams(tau_m=20., E_L=-60., V_init=-60., g_L=10.)
+        I = sinusoidal_current(250., T=150., dt=1.)
+        v = simulate_lif(p, I, dt=1., spiking=False).v   # v[1] = -58.75 mV
+    """
+    dt = _checks.check_dt(dt)
+    check_lif_params(params, dt)
+    _checks.check_finite("I", I, "pA")
+    if np.ndim(I) != 1:
+        raise ValueError(f"I must have shape (n_steps,), got {np.shape(I)}; use jax.vmap for batches")
+    return _simulate_lif(params, jnp.asarray(I), dt, bool(spiking))
+
+
+@jax.jit(static_argnums=(2, 3))
+def _simulate_lif(params, I, dt, spiking):
+    if not spiking:
+        params = params._replace(V_th=jnp.inf)
+    state, (v_seq, spike_seq) = jax.lax.scan(
+        lambda st, i: lif_step(params, st, i, dt), lif_init(params), I[:-1])
+    return LIFResult(*_finish(v_seq, spike_seq, state.v))
+
+
+# ----------------------------------------------------------------------------------------------
+# Conductance-based LIF with static exponential synapses
+# ----------------------------------------------------------------------------------------------
+
+
+class CondLIFParams(NamedTuple):
+    """Conductance-based LIF: a neuron plus one excitatory and one inhibitory synapse population.
+
+    Attributes:
+        neuron: :class:`LIFParams`.
+        exc: excitatory :class:`SynParams` (default exercise 1.2: 2.4 nS, 2 ms, 0 mV).
+        inh: inhibitory :class:`SynParams` (default exercise 1.2: 2.4 nS, 5 ms, -80 mV).
+    """
+
+    neuron: LIFParams = LIFParams()
+    exc: SynParams = EXC_SYN
+    inh: SynParams = INH_SYN
+
+
+class CondLIFState(NamedTuple):
+    """State of the conductance LIF: membrane state plus total conductances g_E, g_I [nS]."""
+
+    neuron: LIFState
+    g_E: jax.Array
+    g_I: jax.Array
+
+
+class CondLIFResult(NamedTuple):
+    """Output of the conductance-LIF simulators (time last; ``None`` where not recorded).
+
+    Attributes:
+        v: membrane potential [mV], ``(n_steps,)``.
+        spikes: boolean raster ``(n_steps,)``.
+        g_E, g_I: total excitatory/inhibitory conductance [nS], ``(n_steps,)``.
+    """
+
+    v: jax.Array | None
+    spikes: jax.Array
+    g_E: jax.Array | None
+    g_I: jax.Array | None
+
+
+def cond_lif_init(params: CondLIFParams) -> CondLIFState:
+    """Initial state: ``v = V_init``, not refractory, ``g_E = g_I = 0``."""
+    neuron = lif_init(params.neuron)
+    zero = jnp.zeros_like(neuron.v)
+    return CondLIFState(neuron, zero, zero)
+
+
+def cond_lif_step(params: CondLIFParams, state: CondLIFState, inputs, dt: float):
+    """One step of the conductance LIF (SPEC steps 1-3).
+
+    Args:
+        params: :class:`CondLIFParams`.  state: :class:`CondLIFState` at ``it``.
+        inputs: ``(n_E, n_I, I_inj)``: excitatory and inhibitory spike counts at ``it+1``
+            (summed over trains) and the injected current at ``it`` [pA].
+        dt: time step [ms].
+
+    Returns:
+        ``(state_at_it+1, (v_it, spike_it, g_E_it+1, g_I_it+1))``.
+    """
+    n_E, n_I, I_inj = inputs
+    g_E = exp_syn_step(params.exc, state.g_E, n_E, dt)
+    g_I = exp_syn_step(params.inh, state.g_I, n_I, dt)
+    neuron, (v, spike) = membrane_step(params.neuron, state.neuron, g_E, params.exc.E_rev,
+                                       g_I, params.inh.E_rev, I_inj, dt)
+    return CondLIFState(neuron, g_E, g_I), (v, spike, g_E, g_I)
+
+
+def check_cond_lif_params(params: CondLIFParams, dt: float) -> None:
+    if not isinstance(params, CondLIFParams):
+        raise TypeError(f"params must be a jaxlif.CondLIFParams, got {type(params).__name__}")
+    check_lif_params(params.neuron, dt, "params.neuron")
+    check_syn_params("params.exc", params.exc, dt)
+    check_syn_params("params.inh", params.inh, dt)
+
+
+def _current_array(I_inj, steps: int):
+    _checks.check_finite("I_inj", I_inj, "pA")
+    shape = np.shape(I_inj)
+    if shape not in ((), (steps,)):
+        raise ValueError(f"I_inj must be a scalar or have shape ({steps},) [pA], got {shape}")
+    return jnp.broadcast_to(jnp.asarray(I_inj, dtype=jnp.result_type(float)), (steps,))
+
+
+def simulate_cond_lif(params: CondLIFParams, n_E: jax.Array, n_I: jax.Array, I_inj=0.0, *,
+                      dt: float, spiking: bool = True) -> CondLIFResult:
+    """Simulate the conductance LIF on given per-step input spike counts.
+
+    Equivalent Python loop (SPEC ``run_LIF_cond``)::
+
+        state = cond_lif_init(params)
+        for it in range(n_steps - 1):
+            state, (v[it], spikes[it], g_E[it+1], g_I[it+1]) = cond_lif_step(
+                params, state, (n_E[it+1], n_I[it+1], I_inj[it]), dt)
+        v[-1] = state.neuron.v;  g_E[0] = g_I[0] = 0
+
+    Args:
+        params: :class:`CondLIFParams`.
+        n_E, n_I: number of excitatory/inhibitory input spikes per step, shape ``(n_steps,)``
+            (a train ``(n_trains, n_steps)`` summed over axis 0; any non-negative numbers).
+            A spike at index 0 is never seen.
+        I_inj: injected current [pA], scalar or ``(n_steps,)``.
+        dt: time step [ms].
+        spiking: ``False`` removes the threshold (free membrane potential).
+
+    Returns:
+        :class:`CondLIFResult` with every trace of shape ``(n_steps,)``.
+    """
+    dt = _checks.check_dt(dt)
+    check_cond_lif_params(params, dt)
+    for name, n in (("n_E", n_E), ("n_I", n_I)):
+        if np.ndim(n) != 1:
+            raise ValueError(f"{name} must be per-step counts of shape (n_steps,), got shape "
+                             f"{np.shape(n)}; sum trains over axis 0 first, and use jax.vmap for batches")
+        _checks.check_nonnegative(name, n)
+    steps = np.shape(n_E)[0]
+    if np.shape(n_I)[0] != steps:
+        raise ValueError(f"n_E has {steps} steps but n_I has {np.shape(n_I)[0]}; they must agree")
+    I = _current_array(I_inj, steps)
+    return _simulate_cond_lif(params, jnp.asarray(n_E), jnp.asarray(n_I), I, dt, bool(spiking))
+
+
+def _no_threshold(params: CondLIFParams, spiking: bool) -> CondLIFParams:
+    return params if spiking else params._replace(neuron=params.neuron._replace(V_th=jnp.inf))
+
+
+@jax.jit(static_argnums=(4, 5))
+def _simulate_cond_lif(params, n_E, n_I, I, dt, spiking):
+    params = _no_threshold(params, spiking)
+    dtype = jnp.result_type(float)
+    xs = (n_E[1:].astype(dtype), n_I[1:].astype(dtype), I[:-1])
+    state, (v_seq, spike_seq, gE_seq, gI_seq) = jax.lax.scan(
+        lambda st, x: cond_lif_step(params, st, x, dt), cond_lif_init(params), xs)
+    v, spikes = _finish(v_seq, spike_seq, state.neuron.v)
+    zero = jnp.zeros((1,), dtype)
+    return CondLIFResult(v, spikes, jnp.concatenate([zero, gE_seq]), jnp.concatenate([zero, gI_seq]))
+
+
+def simulate_cond_lif_poisson(key: jax.Array, params: CondLIFParams = CondLIFParams(), *,
+                              rate_E: float = 10.0, rate_I: float = 10.0, n_E: int = 80,
+                              n_I: int = 20, I_inj=0.0, T: float = 1000.0, dt: float = 0.1,
+                              spiking: bool = True, record: bool = True) -> CondLIFResult:
+    """Conductance LIF driven by ``n_E`` + ``n_I`` independent Poisson trains drawn inside the scan.
+
+    With static synapses only the per-step count of input spikes matters, so each step draws
+    one Binomial(n, p) count per population (:func:`jaxlif.inputs.binomial_step`) instead of
+    ``n`` Bernoulli numbers, and no ``(n_trains, n_steps)`` tensor is ever built.  The count
+    of step ``k`` comes from ``fold_in(key_E, k)`` with ``key_E, key_I = jax.random.split(key)``,
+    so the run equals ``simulate_cond_lif(params, poisson_counts(key_E, rate_E, n_E, ...),
+    poisson_counts(key_I, rate_I, n_I, ...), ...)`` exactly.
+
+    Batch by ``jax.vmap`` over keys, rates or parameters, e.g.
+    ``jax.vmap(lambda k: simulate_cond_lif_poisson(k, record=False).spikes.sum())(keys)``.
+
+    Args:
+        key: ``jax.random`` key.
+        params: :class:`CondLIFParams`.
+        rate_E, rate_I: rates of each input train [Hz] (may be traced under vmap).
+        n_E, n_I: number of excitatory/inhibitory trains (static ints).
+        I_inj: injected current [pA], scalar or ``(n_steps,)``.
+        T, dt: duration and step [ms].
+        spiking: ``False`` gives the free membrane potential.
+        record: ``False`` keeps only the spike raster (``v, g_E, g_I`` are ``None``) to bound memory.
+    """
+    dt = _checks.check_dt(dt)
+    steps = _n_steps(T, dt)
+    _checks.check_key(key)
+    check_cond_lif_params(params, dt)
+    _checks.check_rate("rate_E", rate_E, dt)
+    _checks.check_rate("rate_I", rate_I, dt)
+    _checks.check_count("n_E", n_E)
+    _checks.check_count("n_I", n_I)
+    I = _current_array(I_inj, steps)
+    return _simulate_cond_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, dt,
+                                      bool(spiking), bool(record))
+
+
+@jax.jit(static_argnums=(5, 6, 7, 8, 9, 10))
+def _simulate_cond_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, dt, spiking, record):
+    params = _no_threshold(params, spiking)
+    key_E, key_I = jax.random.split(key)
+    p_E, p_I = _p_spike(rate_E, dt), _p_spike(rate_I, dt)
+
+    def body(state, x):
+        k, i_inj = x
+        counts = (binomial_step(key_E, k + 1, p_E, n_E), binomial_step(key_I, k + 1, p_I, n_I), i_inj)
+        state, (v, spike, g_E, g_I) = cond_lif_step(params, state, counts, dt)
+        return state, ((v, spike, g_E, g_I) if record else spike)
+
+    state, out = jax.lax.scan(body, cond_lif_init(params), (jnp.arange(steps - 1), I[:-1]))
+    if not record:
+        return CondLIFResult(None, jnp.concatenate([out, jnp.zeros((1,), bool)]), None, None)
+    v_seq, spike_seq, gE_seq, gI_seq = out
+    v, spikes = _finish(v_seq, spike_seq, state.neuron.v)
+    zero = jnp.zeros((1,), v.dtype)
+    return CondLIFResult(v, spikes, jnp.concatenate([zero, gE_seq]), jnp.concatenate([zero, gI_seq]))

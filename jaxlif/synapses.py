@@ -1,0 +1,70 @@
+r"""Exponential conductance synapses (static: every spike adds the same jump).
+
+Continuous time::
+
+    tau_syn dg/dt = -g + g_bar * tau_syn * sum_k delta(t - t_k)      (jump g_bar per spike)
+
+Discrete update implemented (the tutorial's ``run_LIF_cond``, SPEC step 2)::
+
+    g[it+1] = g[it] - dt/tau_syn * g[it] + g_bar * n[it+1]
+
+where ``n[it+1]`` is the number of presynaptic spikes at step ``it+1`` summed over all
+trains of that type.  Because the synapses are static and share one time constant,
+only that per-step *count* matters, not which train spiked: this is what lets the
+batch simulators draw one binomial count per step instead of one Bernoulli number
+per train.
+
+The synaptic current into the membrane is ``g (E_rev - V)`` [nS * mV = pA].
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+
+from jaxlif import _checks
+
+__all__ = ["SynParams", "EXC_SYN", "INH_SYN", "exp_syn_step", "check_syn_params"]
+
+
+class SynParams(NamedTuple):
+    """Parameters of one population of exponential conductance synapses.
+
+    Attributes:
+        g_bar: conductance jump per presynaptic spike [nS].
+        tau_syn: decay time constant [ms].
+        E_rev: reversal potential [mV].
+    """
+
+    g_bar: jax.typing.ArrayLike = 2.4
+    tau_syn: jax.typing.ArrayLike = 2.0
+    E_rev: jax.typing.ArrayLike = 0.0
+
+
+#: Exercise 1.2 excitatory synapses: 2.4 nS, 2 ms, 0 mV.
+EXC_SYN = SynParams(g_bar=2.4, tau_syn=2.0, E_rev=0.0)
+#: Exercise 1.2 inhibitory synapses: 2.4 nS, 5 ms, -80 mV.
+INH_SYN = SynParams(g_bar=2.4, tau_syn=5.0, E_rev=-80.0)
+
+
+def exp_syn_step(params: SynParams, g: jax.Array, n: jax.Array, dt: float) -> jax.Array:
+    """One forward-Euler step: ``g + dt/tau_syn * (-g) + g_bar * n``.
+
+    Args:
+        params: synapse parameters.
+        g: conductance at step ``it`` [nS].
+        n: number of presynaptic spikes at step ``it+1`` (any non-negative number).
+        dt: time step [ms].
+
+    Returns:
+        The conductance at step ``it+1`` [nS].
+    """
+    return g - (dt / params.tau_syn) * g + params.g_bar * n
+
+
+def check_syn_params(name: str, params: SynParams, dt: float) -> None:
+    """Validate a :class:`SynParams` (raises ValueError/TypeError naming the field)."""
+    if not isinstance(params, SynParams):
+        raise TypeError(f"{name} must be a jaxlif.SynParams, got {type(params).__name__}")
+    _checks.check_params(name, params, dt, {"g_bar": "nonneg", "tau_syn": "tau", "E_rev": "finite"})
