@@ -45,8 +45,8 @@ def check_numeric(name: str, value: Any) -> np.ndarray | None:
     if arr is None:
         return None
     if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.number)):
-        raise TypeError(f"{name} must be a real number or array of numbers, got {value!r} "
-                        f"of type {type(value).__name__}")
+        raise TypeError(f"{name} must be a real number or array of numbers, got "
+                        f"{_show(arr) if arr.dtype == bool else repr(value)} of type {type(value).__name__}")
     if np.iscomplexobj(arr):
         raise TypeError(f"{name} must be real, got complex {_show(arr)}")
     return arr
@@ -155,6 +155,14 @@ def check_key(key: Any, name: str = "key") -> None:
     if arr is None or arr.dtype != np.uint32 or arr.shape[-1:] != (2,):
         raise TypeError(f"{name} must be a jax.random key (jax.random.key(seed) or "
                         f"jax.random.PRNGKey(seed)), got {key!r}")
+
+
+def check_spikes(name: str, value: Any) -> None:
+    """Spike trains or counts: boolean, or finite numbers >= 0."""
+    arr = _concrete(value)
+    if arr is None or arr.dtype == bool:
+        return
+    check_nonnegative(name, arr)
 
 
 def check_shape(name: str, value: Any, shape: tuple) -> None:

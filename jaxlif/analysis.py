@@ -26,27 +26,28 @@ def spike_rate(spikes: jax.Array, T: float) -> jax.Array:
     return 1000.0 * spike_count(spikes).astype(jnp.result_type(float)) / T
 
 
-def _isi_parts(spikes: jax.Array, dt: float):
-    """Per-sample ISI [ms] ending at each spike (0 elsewhere) and the validity mask."""
+def _isi_steps(spikes: jax.Array):
+    """Per-sample ISI in steps ending at each spike (0 elsewhere) and the validity mask."""
     idx = jnp.arange(spikes.shape[-1])
     last = jax.lax.cummax(jnp.where(spikes, idx, -1), axis=spikes.ndim - 1)
     prev = jnp.concatenate([jnp.full(spikes.shape[:-1] + (1,), -1), last[..., :-1]], axis=-1)
     valid = spikes & (prev >= 0)
-    isi = jnp.where(valid, (idx - prev) * dt, 0.0).astype(jnp.result_type(float))
+    isi = jnp.where(valid, idx - prev, 0).astype(jnp.result_type(float))
     return isi, valid
 
 
-def isi_cv(spikes: jax.Array, dt: float) -> jax.Array:
+def isi_cv(spikes: jax.Array) -> jax.Array:
     """Coefficient of variation of the inter-spike intervals, ``std(ISI) / mean(ISI)``.
 
     The tutorial's rule: 0 with 3 or fewer spikes; ``std`` is the population standard
-    deviation (``np.std``).  Computed from the raster with a cumulative max, in two passes.
+    deviation (``np.std``).  Computed from the raster (cumulative max, two passes) on ISIs
+    counted in steps, so a perfectly regular train gives exactly 0 (the CV is dimensionless
+    and does not depend on dt).
 
     Args:
-        spikes: boolean raster ``(..., n_steps)``.  dt: time step [ms].
+        spikes: boolean raster ``(..., n_steps)``.
     """
-    _checks.check_positive("dt", dt, "ms")
-    isi, valid = _isi_parts(spikes, dt)
+    isi, valid = _isi_steps(spikes)
     n_isi = jnp.sum(valid, axis=-1)
     denom = jnp.maximum(n_isi, 1)
     mean = jnp.sum(isi, axis=-1) / denom

@@ -323,7 +323,7 @@ def simulate_cond_lif(params: CondLIFParams, n_E: jax.Array, n_I: jax.Array, I_i
         if np.ndim(n) != 1:
             raise ValueError(f"{name} must be per-step counts of shape (n_steps,), got shape "
                              f"{np.shape(n)}; sum trains over axis 0 first, and use jax.vmap for batches")
-        _checks.check_nonnegative(name, n)
+        _checks.check_spikes(name, n)
     steps = np.shape(n_E)[0]
     if np.shape(n_I)[0] != steps:
         raise ValueError(f"n_E has {steps} steps but n_I has {np.shape(n_I)[0]}; they must agree")

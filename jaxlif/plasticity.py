@@ -143,7 +143,7 @@ def simulate_stp(params: STPParams, syn: SynParams, spikes: jax.Array, *, dt: fl
     dt = _checks.check_dt(dt)
     check_stp_params(params, dt)
     _checks.check_params("syn", syn, dt, {"g_bar": "nonneg", "tau_syn": "tau"})
-    _checks.check_nonnegative("spikes", spikes)
+    _checks.check_spikes("spikes", spikes)
     if np.ndim(spikes) < 1:
         raise ValueError("spikes must have a time axis (last axis), got a scalar")
     return _simulate_stp(params, syn, jnp.asarray(spikes), dt)

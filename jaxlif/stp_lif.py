@@ -143,7 +143,7 @@ def simulate_stp_lif(params: STPLIFParams, spikes_E: jax.Array, spikes_I: jax.Ar
     for name, s in (("spikes_E", spikes_E), ("spikes_I", spikes_I)):
         if np.ndim(s) != 2:
             raise ValueError(f"{name} must have shape (n_trains, n_steps), got {np.shape(s)}")
-        _checks.check_nonnegative(name, s)
+        _checks.check_spikes(name, s)
     steps = np.shape(spikes_E)[1]
     if np.shape(spikes_I)[1] != steps:
         raise ValueError(f"spikes_E has {steps} steps but spikes_I has {np.shape(spikes_I)[1]}")

@@ -421,7 +421,9 @@ def tm_continuous_conductance(release, delta_ms, g_bar, tau_syn):
     return g
 
 
-def lif_dc_first_spike_steps(I, tau_m=10.0, g_L=10.0, E_L=-75.0, V_reset=-75.0, V_th=-55.0, dt=0.1, V_init=None):
+def lif_dc_first_spike_steps(
+    I, tau_m=10.0, g_L=10.0, E_L=-75.0, V_reset=-75.0, V_th=-55.0, dt=0.1, V_init=None
+):
     """Step index of the first spike of the Euler LIF under DC input (SPEC "Closed forms").
 
     Below threshold the Euler loop is geometric, ``v_k = V_inf + (V_init - V_inf) a^k`` with

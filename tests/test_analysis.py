@@ -1,0 +1,62 @@
+"""Fixed-shape spike statistics against the tutorial's list-based rules (tests/reference.py)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import reference as ref
+import jaxlif
+
+
+def _raster(n_steps, idx):
+    r = np.zeros(n_steps, bool)
+    r[idx] = True
+    return r
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_isi_cv_and_rate_match_tutorial_rule(seed):
+    rng = np.random.default_rng(seed)
+    r = rng.random(4000) < 0.01 * (seed + 1)
+    times = np.flatnonzero(r) * 0.1
+    assert float(jaxlif.isi_cv(r)) == pytest.approx(ref.cv_isi(times), rel=1e-5)
+    assert float(jaxlif.spike_rate(r, 400.0)) == pytest.approx(ref.spike_rate_hz(times, 400.0))
+
+
+@pytest.mark.parametrize("idx", [[], [3], [3, 9, 20], [1, 5, 9, 13]])
+def test_isi_cv_three_or_fewer_spikes_is_zero_and_regular_is_zero(idx):
+    assert float(jaxlif.isi_cv(_raster(50, idx))) == 0.0
+
+
+def test_isi_cv_known_value():
+    # ISIs 2, 4, 2, 4 steps: mean 3, population std 1 -> CV 1/3
+    r = _raster(30, [0, 2, 6, 8, 12])
+    assert float(jaxlif.isi_cv(r)) == pytest.approx(1 / 3, rel=1e-6)
+
+
+def test_batched_statistics_reduce_last_axis():
+    rng = np.random.default_rng(0)
+    r = rng.random((3, 4, 1000)) < 0.05
+    cv = jaxlif.isi_cv(r)
+    assert cv.shape == (3, 4)
+    assert float(cv[1, 2]) == pytest.approx(float(jaxlif.isi_cv(r[1, 2])))
+    np.testing.assert_array_equal(jaxlif.spike_count(r), r.sum(-1))
+
+
+def test_fmp_stats_population_std():
+    v = np.random.default_rng(1).normal(-60, 3, (2, 500))
+    m, s = jaxlif.fmp_stats(v)
+    np.testing.assert_allclose(m, v.mean(-1), rtol=1e-6)
+    np.testing.assert_allclose(s, v.std(-1), rtol=1e-5)
+
+
+def test_values_at_events_gives_conductance_at_each_spike():
+    train = jaxlif.regular_train(20.0, T=500.0, dt=0.1)
+    out = jaxlif.simulate_stp(jaxlif.STD, jaxlif.SynParams(1.2, 5.0, 0.0), train, dt=0.1)
+    vals, ok = jaxlif.values_at_events(out.g, train, 12)
+    isi = 500
+    assert int(ok.sum()) == 10 and not bool(ok[10])
+    np.testing.assert_allclose(vals[:10], np.asarray(out.g)[np.arange(10) * isi])
+    assert np.isnan(np.asarray(vals[10:])).all()
+    assert float(vals[1]) == pytest.approx(1.2 * 0.5, rel=1e-6)  # g[isi] = g_bar * U0

@@ -1,0 +1,163 @@
+"""Every bad argument gets a ValueError/TypeError naming it, its value and the valid range,
+raised in plain Python before anything is traced.  Nothing is clipped silently."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxlif
+from jaxlif import CondLIFParams, LIFParams, STPParams, SynParams, nma
+from jaxlif import _checks
+
+KEY = jax.random.key(0)
+ZERO = np.zeros(100)
+
+
+def cond(**neuron):
+    return CondLIFParams(neuron=LIFParams(**neuron))
+
+
+@pytest.mark.parametrize("dt", [0.0, -0.1, float("nan"), float("inf")])
+def test_non_positive_or_non_finite_dt(dt):
+    with pytest.raises(ValueError, match=r"dt=.* must be > 0|dt=.* is not finite"):
+        jaxlif.simulate_cond_lif(CondLIFParams(), ZERO, ZERO, dt=dt)
+
+
+@pytest.mark.parametrize("T", [0.0, -5.0, float("nan")])
+def test_non_positive_T(T):
+    with pytest.raises(ValueError, match=r"^T="):
+        jaxlif.simulate_cond_lif_poisson(KEY, T=T, dt=0.1)
+
+
+def test_dt_must_be_concrete_scalar():
+    with pytest.raises(TypeError, match="dt must be a scalar"):
+        jaxlif.n_steps(100.0, np.array([0.1, 0.2]))
+
+
+@pytest.mark.parametrize("field", ["tau_m"])
+@pytest.mark.parametrize("value", [0.0, -10.0])
+def test_non_positive_membrane_time_constant(field, value):
+    with pytest.raises(ValueError, match=rf"params.neuron.{field}=.* must be > 0"):
+        jaxlif.simulate_cond_lif(cond(**{field: value}), ZERO, ZERO, dt=0.1)
+
+
+def test_time_constant_below_dt():
+    with pytest.raises(ValueError, match=r"params.exc.tau_syn=0.05 ms is below the time step dt=0.1 ms"):
+        jaxlif.simulate_cond_lif(CondLIFParams(exc=SynParams(2.4, 0.05, 0.0)), ZERO, ZERO, dt=0.1)
+    with pytest.raises(ValueError, match=r"stp.tau_f=0.01 ms is below the time step"):
+        jaxlif.ratio_curve(STPParams(0.5, 100.0, 0.01), [10.0])
+    with pytest.raises(ValueError, match=r"params.neuron.tau_m=0.5 ms is below"):
+        jaxlif.simulate_cond_lif(cond(tau_m=0.5), ZERO, ZERO, dt=1.0)
+
+
+@pytest.mark.parametrize("name,stp", [("tau_d", STPParams(0.5, -1.0, 50.0)), ("tau_f", STPParams(0.5, 100.0, 0.0))])
+def test_non_positive_stp_time_constants(name, stp):
+    with pytest.raises(ValueError, match=rf"stp.{name}=.* must be > 0"):
+        jaxlif.simulate_stp(stp, SynParams(1.2, 5.0, 0.0), ZERO, dt=0.1)
+
+
+@pytest.mark.parametrize("U0", [0.0, -0.2, 1.5])
+def test_U0_outside_unit_interval(U0):
+    with pytest.raises(ValueError, match=r"U0=.* is outside \(0, 1\]"):
+        jaxlif.ratio_curve(STPParams(U0, 100.0, 50.0), [10.0])
+    with pytest.raises(ValueError, match=r"outside \(0, 1\]"):
+        nma.dynamic_syn(1.2, 5.0, U0, 100.0, 50.0, ZERO, 0.1)
+
+
+def test_U0_one_is_allowed():
+    g1, _ = jaxlif.ratio_curve(STPParams(1.0, 100.0, 50.0), [10.0])
+    assert float(g1[0]) == pytest.approx(1.2)
+
+
+def test_negative_rate():
+    with pytest.raises(ValueError, match=r"rate_E=.* Hz must be >= 0"):
+        jaxlif.simulate_cond_lif_poisson(KEY, rate_E=-1.0, T=10.0, dt=0.1)
+    with pytest.raises(ValueError, match=r"rate=.* Hz must be >= 0"):
+        jaxlif.poisson_trains(KEY, -3.0, 2, T=10.0, dt=0.1)
+
+
+def test_rate_times_dt_above_one():
+    msg = r"rate=12000.0 Hz with dt=0.1 ms gives p = rate\*dt/1000 = 1.2 > 1; need rate <= 10000 Hz"
+    with pytest.raises(ValueError, match=msg):
+        jaxlif.poisson_trains(KEY, 12000.0, 2, T=10.0, dt=0.1)
+    with pytest.raises(ValueError, match=msg):
+        nma.Poisson_generator(nma.default_pars(T=10.0), 12000.0, 2)
+    with pytest.raises(ValueError, match=r"rate_I=2000.0 Hz with dt=1.0 ms gives p"):
+        jaxlif.simulate_cond_lif_poisson(KEY, rate_I=2000.0, T=10.0, dt=1.0)
+
+
+def test_regular_train_interval_under_one_step():
+    with pytest.raises(ValueError, match=r"rates_hz=\[20000.0\] Hz give a regular inter-spike interval under one step"):
+        jaxlif.ratio_curve(jaxlif.STD, [10.0, 20000.0])
+    with pytest.raises(ValueError, match="under one step"):
+        jaxlif.regular_train(20000.0, T=10.0, dt=0.1)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_nan_or_inf_parameters(bad):
+    with pytest.raises(ValueError, match=r"params.neuron.E_L=.* is not finite"):
+        jaxlif.simulate_cond_lif(cond(E_L=bad), ZERO, ZERO, dt=0.1)
+    with pytest.raises(ValueError, match=r"stp.tau_d=.* is not finite"):
+        jaxlif.ratio_curve(STPParams(0.5, bad, 50.0), [10.0])
+    with pytest.raises(ValueError, match=r"params.inh.g_bar=.* is not finite"):
+        jaxlif.simulate_cond_lif(CondLIFParams(inh=SynParams(bad, 5.0, -80.0)), ZERO, ZERO, dt=0.1)
+
+
+def test_nan_threshold_rejected_but_inf_allowed():
+    with pytest.raises(ValueError, match=r"V_th is NaN"):
+        jaxlif.simulate_cond_lif(cond(V_th=float("nan")), ZERO, ZERO, dt=0.1)
+    out = jaxlif.simulate_cond_lif(cond(V_th=float("inf")), ZERO + 1, ZERO, dt=0.1)
+    assert not bool(out.spikes.any())
+
+
+def test_nan_in_inputs():
+    I = np.zeros(100)
+    I[3] = np.nan
+    with pytest.raises(ValueError, match=r"I_inj=.* is not finite"):
+        jaxlif.simulate_cond_lif(CondLIFParams(), ZERO, ZERO, I, dt=0.1)
+    with pytest.raises(ValueError, match=r"n_E=.* must be >= 0"):
+        jaxlif.simulate_cond_lif(CondLIFParams(), ZERO - 1, ZERO, dt=0.1)
+
+
+def test_negative_conductance_and_refractory():
+    with pytest.raises(ValueError, match=r"params.exc.g_bar=.* must be >= 0"):
+        jaxlif.simulate_cond_lif(CondLIFParams(exc=SynParams(-1.0, 2.0, 0.0)), ZERO, ZERO, dt=0.1)
+    with pytest.raises(ValueError, match=r"params.neuron.t_ref=.* must be >= 0"):
+        jaxlif.simulate_cond_lif(cond(t_ref=-2.0), ZERO, ZERO, dt=0.1)
+
+
+def test_shape_disagreements():
+    with pytest.raises(ValueError, match=r"n_E has 100 steps but n_I has 50"):
+        jaxlif.simulate_cond_lif(CondLIFParams(), ZERO, np.zeros(50), dt=0.1)
+    with pytest.raises(ValueError, match=r"I_inj must be a scalar or have shape \(100,\)"):
+        jaxlif.simulate_cond_lif(CondLIFParams(), ZERO, ZERO, np.zeros(99), dt=0.1)
+    with pytest.raises(ValueError, match=r"n_E must be per-step counts of shape \(n_steps,\)"):
+        jaxlif.simulate_cond_lif(CondLIFParams(), np.zeros((80, 100)), ZERO, dt=0.1)
+
+
+def test_batch_axes_disagree():
+    with pytest.raises(ValueError, match=r"batch axes disagree: tau_m has batch size 3 but rate_E has leading size 4"):
+        _checks.batch_size([("tau_m", np.ones(3)), ("U0", 0.5), ("rate_E", np.ones(4))])
+    assert _checks.batch_size([("a", np.ones(3)), ("b", 1.0)]) == 3
+
+
+def test_wrong_types():
+    with pytest.raises(TypeError, match="key must be a jax.random key"):
+        jaxlif.poisson_trains(123, 10.0, 2, T=10.0, dt=0.1)
+    with pytest.raises(TypeError, match="params must be a jaxlif.CondLIFParams"):
+        jaxlif.simulate_cond_lif({"tau_m": 10.0}, ZERO, ZERO, dt=0.1)
+    with pytest.raises(TypeError, match="n must be an int"):
+        jaxlif.poisson_trains(KEY, 10.0, 2.5, T=10.0, dt=0.1)
+    with pytest.raises(TypeError, match="myseed must be an int seed or False"):
+        nma.Poisson_generator(nma.default_pars(T=10.0), 10.0, 2, myseed="abc")
+
+
+def test_errors_raise_before_tracing():
+    """Validation happens on concrete values: a bad value never reaches jit (no tracer in the message)."""
+    with pytest.raises(ValueError) as err:
+        jaxlif.simulate_cond_lif(cond(tau_m=-1.0), ZERO, ZERO, dt=0.1)
+    assert "Traced" not in str(err.value) and "-1.0" in str(err.value)
+    # under a user's own vmap the values are tracers: checks are skipped, results still computed
+    out = jax.vmap(lambda tm: jaxlif.simulate_cond_lif(cond(tau_m=tm), ZERO, ZERO, dt=0.1).v[-1])(jnp.array([5.0, 10.0]))
+    assert out.shape == (2,)

@@ -1,0 +1,89 @@
+"""Input generators: shapes, determinism per key, statistics with honest (6 sigma) bounds."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from math import comb
+
+import jaxlif
+from jaxlif.inputs import _binomial_tail
+
+
+def test_poisson_trains_shape_and_key_determinism():
+    k = jax.random.key(0)
+    a = jaxlif.poisson_trains(k, 20.0, 5, T=100.0, dt=0.1)
+    b = jaxlif.poisson_trains(k, 20.0, 5, T=100.0, dt=0.1)
+    c = jaxlif.poisson_trains(jax.random.key(1), 20.0, 5, T=100.0, dt=0.1)
+    assert a.shape == (5, 1000) and a.dtype == jnp.bool_
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("rate", [10.0, 300.0])
+def test_poisson_trains_mean_count(rate):
+    n, T, dt = 50, 2000.0, 0.1
+    trains = np.asarray(jaxlif.poisson_trains(jax.random.key(3), rate, n, T=T, dt=dt))
+    steps = trains.shape[1]
+    p = rate * dt / 1000
+    total = trains.sum()
+    mean, sd = n * steps * p, np.sqrt(n * steps * p * (1 - p))
+    assert abs(total - mean) < 6 * sd
+    # trains are independent: pairwise correlation of counts in 10 ms bins is near zero
+    bins = trains.reshape(n, -1, 100).sum(-1)
+    c = np.corrcoef(bins)[np.triu_indices(n, 1)]
+    assert abs(c.mean()) < 6 / np.sqrt(bins.shape[1] * c.size)
+
+
+@pytest.mark.parametrize("n,p", [(80, 0.001), (20, 0.006), (5, 0.5), (3, 0.0), (4, 1.0)])
+def test_binomial_tail_is_exact(x64, n, p):
+    tail = np.asarray(_binomial_tail(jnp.float64(p), n))
+    pmf = np.array([comb(n, k) * p**k * (1 - p) ** (n - k) for k in range(n + 1)])
+    want = np.array([pmf[k + 1:].sum() for k in range(n)])
+    np.testing.assert_allclose(tail, want, rtol=1e-10, atol=1e-300)
+
+
+def test_poisson_counts_follow_binomial():
+    n, rate, dt = 80, 10.0, 0.1
+    counts = np.asarray(jaxlif.poisson_counts(jax.random.key(5), rate, n, T=20000.0, dt=dt))
+    p = rate * dt / 1000
+    N = counts.size
+    hist = np.bincount(counts.astype(int), minlength=4)[:4]
+    expect = np.array([comb(n, k) * p**k * (1 - p) ** (n - k) for k in range(4)]) * N
+    # each of the first bins within 6 sigma of its binomial expectation
+    assert np.all(np.abs(hist - expect) < 6 * np.sqrt(expect) + 1)
+    assert abs(counts.mean() - n * p) < 6 * np.sqrt(n * p * (1 - p) / N)
+
+
+def test_poisson_counts_edge_rates():
+    zero = jaxlif.poisson_counts(jax.random.key(0), 0.0, 30, T=50.0, dt=0.1)
+    full = jaxlif.poisson_counts(jax.random.key(0), 10000.0, 30, T=50.0, dt=0.1)
+    assert float(zero.sum()) == 0.0
+    np.testing.assert_array_equal(full, 30.0)
+
+
+def test_regular_train_indices():
+    tr = np.asarray(jaxlif.regular_train(40.0, T=250.0, dt=0.1))
+    np.testing.assert_array_equal(np.flatnonzero(tr), np.arange(0, 2500, 250))
+
+
+def test_white_noise_statistics():
+    mu, sig, dt = 20.0, 3.0, 0.1
+    I = np.asarray(jaxlif.white_noise_current(jax.random.key(2), mu, sig, T=5000.0, dt=dt), dtype=float)
+    var = sig**2 * 1000 / dt
+    n = I.size
+    assert abs(I.mean() - mu) < 6 * np.sqrt(var / n)
+    assert abs(I.var() / var - 1) < 6 * np.sqrt(2 / n)
+    same = jaxlif.white_noise_current(jax.random.key(2), mu, sig, T=5000.0, dt=dt)
+    np.testing.assert_array_equal(I, np.asarray(same, dtype=float))
+
+
+def test_sinusoidal_and_dc():
+    I = np.asarray(jaxlif.sinusoidal_current(250.0, T=10.0, dt=1.0))
+    np.testing.assert_allclose(I, 250 * (1 + np.sin(2 * np.pi * np.arange(10) / 10)), rtol=1e-6)
+    np.testing.assert_array_equal(jaxlif.dc_current(5.0, T=1.0, dt=0.1), np.full(10, 5.0, np.float32))
+
+
+def test_float64_on_request(x64):
+    assert jaxlif.poisson_counts(jax.random.key(0), 10.0, 8, T=1.0, dt=0.1).dtype == jnp.float64
+    assert jaxlif.white_noise_current(jax.random.key(0), 0.0, 1.0, T=1.0, dt=0.1).dtype == jnp.float64

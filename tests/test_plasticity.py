@@ -1,0 +1,108 @@
+"""Tsodyks-Markram STP: step-by-step vs oracle, event-driven closed form, ratio curves, gradients."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import reference as ref
+from jaxlif import STD, STF, STPParams, SynParams, ratio_curve, simulate_stp
+from jaxlif.plasticity import stp_decay, stp_init, stp_step
+
+SYN = SynParams(g_bar=1.2, tau_syn=5.0, E_rev=0.0)
+STD_RATES = np.arange(5.0, 40.1, 5.0)
+STF_RATES = np.arange(2.0, 40.1, 2.0)
+
+
+def test_simulate_stp_multi_train_equals_oracle(x64):
+    pars = ref.default_pars(T=500.0)
+    trains = ref.poisson_generator(pars, 25.0, 4, 9)
+    out = simulate_stp(STF, SYN, trains, dt=0.1)
+    u, R, g = ref.dynamic_syn(1.2, 5.0, 0.2, 100.0, 750.0, trains, 0.1)
+    assert out.u.shape == trains.shape
+    np.testing.assert_allclose(np.asarray(out.u), u, atol=1e-12, rtol=0)
+    np.testing.assert_allclose(np.asarray(out.R), R, atol=1e-12, rtol=0)
+    np.testing.assert_allclose(np.asarray(out.g), g, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("k", [1, 7, 250])
+def test_silent_steps_closed_form(x64, k):
+    state = stp_step(STD, SYN, stp_init(), 1.0, 0.1)[0]
+    stepped = state
+    for _ in range(k):
+        stepped = stp_step(STD, SYN, stepped, 0.0, 0.1)[0]
+    closed = stp_decay(STD, SYN, state, k, 0.1)
+    for a, b in zip(stepped, closed):
+        np.testing.assert_allclose(float(a), float(b), rtol=1e-12)
+
+
+@pytest.mark.parametrize("params,rates", [(STD, STD_RATES), (STF, STF_RATES)], ids=["STD", "STF"])
+def test_ratio_curve_reproduces_tutorial_numbers(x64, params, rates):
+    g1, g10 = ratio_curve(params, rates)
+    want = np.array([ref.ratio_point(r, *params) for r in rates])
+    np.testing.assert_allclose(np.asarray(g1), want[:, 0], rtol=0, atol=1e-13)
+    np.testing.assert_allclose(np.asarray(g10), want[:, 1], rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(np.asarray(g1), 1.2 * params.U0)
+
+
+def test_ratio_curve_float32_close():
+    g1, g10 = ratio_curve(STF, STF_RATES)
+    assert g10.dtype == jnp.float32
+    want = np.array([ref.ratio_point(r, *STF) for r in STF_RATES])
+    np.testing.assert_allclose(np.asarray(g10 / g1), want[:, 1] / want[:, 0], rtol=2e-5)
+
+
+def test_ratio_curve_pinned_shape():
+    """Depression: the ratio falls with rate below 1; facilitation: it rises above 1 first."""
+    r_std = np.asarray(np.divide(*ratio_curve(STD, STD_RATES)[::-1]))
+    r_stf = np.asarray(np.divide(*ratio_curve(STF, STF_RATES)[::-1]))
+    assert np.all(np.diff(r_std) < 0) and r_std.max() < 1
+    assert r_stf.max() > 1.5
+
+
+def _loss(theta, rates, target):
+    p = STPParams(theta[0], theta[1], theta[2])
+    g1, g10 = ratio_curve(p, rates)
+    return jnp.mean((g10 / g1 - target) ** 2)
+
+
+@pytest.mark.parametrize("theta", [(0.3, 300.0, 300.0), (0.5, 100.0, 50.0), (0.2, 100.0, 750.0)])
+def test_ratio_curve_gradients_vs_central_differences(x64, theta):
+    rates = STF_RATES
+    g1, g10 = ratio_curve(STF, rates)
+    target = np.asarray(g10 / g1) * 0.97
+    theta = jnp.asarray(theta, dtype=jnp.float64)
+    grad = np.asarray(jax.grad(_loss)(theta, rates, target))
+    for i, h in enumerate([1e-6, 1e-3, 1e-3]):
+        e = np.zeros(3)
+        e[i] = h
+        fd = (float(_loss(theta + e, rates, target)) - float(_loss(theta - e, rates, target))) / (2 * h)
+        assert grad[i] == pytest.approx(fd, rel=1e-5, abs=1e-12), (i, grad[i], fd)
+    assert np.all(np.abs(grad) > 0)
+
+
+def test_per_rate_gradients_vs_central_differences(x64):
+    """Each point of the g10/g1 curve, w.r.t. each parameter."""
+    rates = np.array([4.0, 20.0, 40.0])
+    f = lambda th: jnp.divide(*ratio_curve(STPParams(*th), rates)[::-1])
+    theta = jnp.array([0.3, 200.0, 400.0])
+    jac = np.asarray(jax.jacfwd(f)(theta))
+    for i, h in enumerate([1e-6, 1e-3, 1e-3]):
+        e = np.zeros(3)
+        e[i] = h
+        fd = (np.asarray(f(theta + e)) - np.asarray(f(theta - e))) / (2 * h)
+        np.testing.assert_allclose(jac[:, i], fd, rtol=1e-6, atol=1e-12)
+
+
+def test_euler_converges_to_continuous_time(x64):
+    """Tutorial scheme -> exact Tsodyks-Markram as dt -> 0 (first order)."""
+    rate, n = 20.0, 9
+    delta = 1000.0 / rate
+    release, _, _ = ref.tm_continuous_regular(rate, 0.2, 100.0, 750.0, n)
+    g_exact = ref.tm_continuous_conductance(release, delta, 1.2, 5.0)
+    errs = []
+    for dt in (0.1, 0.05):
+        g1, g10 = ratio_curve(STF, [rate], dt=dt)
+        errs.append(abs(float(g10[0] / g1[0]) - g_exact[n - 1] / g_exact[0]))
+    assert errs[1] < 0.6 * errs[0]
+    assert errs[1] > 0.4 * errs[0]

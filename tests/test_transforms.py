@@ -1,0 +1,133 @@
+"""Transformation invariances: vmap == loop, jit == eager, grad vs finite differences,
+key determinism, dtype preservation and no recompilation on repeated calls."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxlif
+from jaxlif import CondLIFParams, LIFParams, STPParams, SynParams
+from jaxlif import neurons as nrn
+
+T, DT = 200.0, 0.1
+
+
+def _run(key, rate_E=10.0, params=CondLIFParams()):
+    return jaxlif.simulate_cond_lif_poisson(key, params, rate_E=rate_E, T=T, dt=DT)
+
+
+def test_vmap_over_keys_equals_loop():
+    keys = jax.random.split(jax.random.key(0), 4)
+    batched = jax.vmap(_run)(keys)
+    for b in range(4):
+        single = _run(keys[b])
+        for a, s in zip(batched, single):
+            np.testing.assert_allclose(np.asarray(a[b]), np.asarray(s), rtol=1e-6, atol=1e-5)
+
+
+def test_vmap_over_parameters_and_rates_equals_loop():
+    key = jax.random.key(1)
+    tau_m = jnp.array([5.0, 10.0, 20.0])
+    rates = jnp.array([5.0, 10.0, 20.0])
+    f = lambda tm, r: _run(key, r, CondLIFParams(neuron=LIFParams(tau_m=tm)))
+    batched = jax.vmap(f)(tau_m, rates)
+    for b in range(3):
+        single = f(float(tau_m[b]), float(rates[b]))
+        np.testing.assert_array_equal(np.asarray(batched.spikes[b]), np.asarray(single.spikes))
+        np.testing.assert_allclose(np.asarray(batched.v[b]), np.asarray(single.v), atol=1e-4)
+
+
+def test_vmap_over_input_trains_stp_lif_equals_loop():
+    keys = jax.random.split(jax.random.key(2), 3)
+    trains_E = jax.vmap(lambda k: jaxlif.poisson_trains(k, 15.0, 8, T=T, dt=DT))(keys)
+    trains_I = jax.vmap(lambda k: jaxlif.poisson_trains(k, 15.0, 2, T=T, dt=DT))(keys)
+    p = jaxlif.STPLIFParams()
+    sim = lambda e, i: jaxlif.simulate_stp_lif(p, e, i, dt=DT, record_synapses=False)
+    batched = jax.vmap(sim)(trains_E, trains_I)
+    for b in range(3):
+        single = sim(trains_E[b], trains_I[b])
+        np.testing.assert_allclose(np.asarray(batched.g_E[b]), np.asarray(single.g_E), rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(np.asarray(batched.spikes[b]), np.asarray(single.spikes))
+
+
+def test_stp_lif_poisson_in_scan_equals_explicit_trains(x64):
+    key = jax.random.key(3)
+    p = jaxlif.STPLIFParams()
+    out = jaxlif.simulate_stp_lif_poisson(key, p, T=T, dt=DT)
+    kE, kI = jax.random.split(key)
+    e = jaxlif.poisson_trains(kE, 15.0, 80, T=T, dt=DT)
+    i = jaxlif.poisson_trains(kI, 15.0, 20, T=T, dt=DT)
+    want = jaxlif.simulate_stp_lif(p, e, i, dt=DT, record_synapses=False)
+    for a, b in zip(out[:4], want[:4]):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-12)
+
+
+def test_jit_equals_eager(x64):
+    key = jax.random.key(4)
+    kE, kI = jax.random.split(key)
+    n_E = jaxlif.poisson_counts(kE, 10.0, 80, T=50.0, dt=DT)
+    n_I = jaxlif.poisson_counts(kI, 10.0, 20, T=50.0, dt=DT)
+    jitted = jaxlif.simulate_cond_lif(CondLIFParams(), n_E, n_I, dt=DT)
+    with jax.disable_jit():
+        eager = jaxlif.simulate_cond_lif(CondLIFParams(), n_E, n_I, dt=DT)
+    for a, b in zip(jitted, eager):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-12)
+
+
+def test_same_key_same_result_different_key_different():
+    a, b, c = _run(jax.random.key(7)), _run(jax.random.key(7)), _run(jax.random.key(8))
+    np.testing.assert_array_equal(np.asarray(a.v), np.asarray(b.v))
+    assert not np.array_equal(np.asarray(a.v), np.asarray(c.v))
+
+
+def test_grad_of_free_membrane_potential_vs_finite_differences(x64):
+    """d mean(FMP) / d (g_bar_E, tau_m, E_L) through the whole scan."""
+    kE, kI = jax.random.split(jax.random.key(5))
+    n_E = jaxlif.poisson_counts(kE, 10.0, 80, T=T, dt=DT)
+    n_I = jaxlif.poisson_counts(kI, 10.0, 20, T=T, dt=DT)
+
+    def mean_fmp(theta):
+        p = CondLIFParams(neuron=LIFParams(tau_m=theta[1], E_L=theta[2]),
+                          exc=SynParams(theta[0], 2.0, 0.0))
+        return jnp.mean(jaxlif.simulate_cond_lif(p, n_E, n_I, dt=DT, spiking=False).v)
+
+    theta = jnp.array([2.4, 10.0, -75.0])
+    grad = np.asarray(jax.grad(mean_fmp)(theta))
+    for i in range(3):
+        e = np.zeros(3)
+        e[i] = 1e-5
+        fd = (float(mean_fmp(theta + e)) - float(mean_fmp(theta - e))) / 2e-5
+        assert grad[i] == pytest.approx(fd, rel=1e-6)
+
+
+def test_grad_through_stp_lif_float32_is_finite():
+    key = jax.random.key(6)
+
+    def rate(U0):
+        stp = STPParams(U0, 250.0, 150.0)
+        p = jaxlif.STPLIFParams(stp_E=stp, stp_I=stp)
+        out = jaxlif.simulate_stp_lif_poisson(key, p, T=100.0, dt=DT, spiking=False)
+        return jnp.mean(out.v)
+
+    g = jax.grad(rate)(0.45)
+    assert np.isfinite(float(g)) and float(g) != 0.0
+
+
+def test_dtype_preserved():
+    out = _run(jax.random.key(0))
+    assert out.v.dtype == jnp.float32 and out.g_E.dtype == jnp.float32 and out.spikes.dtype == jnp.bool_
+    with jax.enable_x64(True):
+        out64 = _run(jax.random.key(0))
+        assert out64.v.dtype == jnp.float64
+
+
+def test_no_recompilation_for_new_parameter_values():
+    n = jnp.zeros(100)
+    f = nrn._simulate_cond_lif
+    jaxlif.simulate_cond_lif(CondLIFParams(), n, n, dt=DT)
+    before = f._cache_size()
+    for tau in (8.0, 12.0, 15.0):
+        p = CondLIFParams(neuron=LIFParams(tau_m=tau))
+        jaxlif.simulate_cond_lif(p, n + 1, n, 5.0, dt=DT)
+    assert f._cache_size() == before
