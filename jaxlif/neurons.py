@@ -331,7 +331,20 @@ def simulate_cond_lif(params: CondLIFParams, n_E: jax.Array, n_I: jax.Array, I_i
     return _simulate_cond_lif(params, jnp.asarray(n_E), jnp.asarray(n_I), I, dt, bool(spiking))
 
 
-def _no_threshold(params: CondLIFParams, spiking: bool) -> CondLIFParams:
+def _check_poisson_run(key, rate_E, rate_I, n_E, n_I, I_inj, T, dt):
+    """Shared validation of the Poisson-driven simulators; returns ``(dt, n_steps, I_inj array)``."""
+    dt = _checks.check_dt(dt)
+    steps = _n_steps(T, dt)
+    _checks.check_key(key)
+    _checks.check_rate("rate_E", rate_E, dt)
+    _checks.check_rate("rate_I", rate_I, dt)
+    _checks.check_count("n_E", n_E)
+    _checks.check_count("n_I", n_I)
+    return dt, steps, _current_array(I_inj, steps)
+
+
+def _no_threshold(params, spiking: bool):
+    """Remove the threshold (``V_th = +inf``) of any params with a ``.neuron`` field when not spiking."""
     return params if spiking else params._replace(neuron=params.neuron._replace(V_th=jnp.inf))
 
 
@@ -373,35 +386,38 @@ def simulate_cond_lif_poisson(key: jax.Array, params: CondLIFParams = CondLIFPar
         spiking: ``False`` gives the free membrane potential.
         record: ``False`` keeps only the spike raster (``v, g_E, g_I`` are ``None``) to bound memory.
     """
-    dt = _checks.check_dt(dt)
-    steps = _n_steps(T, dt)
-    _checks.check_key(key)
+    dt, steps, I = _check_poisson_run(key, rate_E, rate_I, n_E, n_I, I_inj, T, dt)
     check_cond_lif_params(params, dt)
-    _checks.check_rate("rate_E", rate_E, dt)
-    _checks.check_rate("rate_I", rate_I, dt)
-    _checks.check_count("n_E", n_E)
-    _checks.check_count("n_I", n_I)
-    I = _current_array(I_inj, steps)
     return _simulate_cond_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, dt,
                                       bool(spiking), bool(record))
+
+
+def _poisson_scan(step, state0, draw, key, rates, n, I, steps: int, dt: float, record: bool):
+    """Scan ``step(state, (x_E, x_I, I[it])) -> (state, (v, spike, g_E, g_I, ...))`` with the inputs of
+    step ``it+1`` drawn on the fly by ``draw(key, it+1, p, n)`` from ``key_E, key_I = split(key)``.
+
+    Returns the result fields ``(v, spikes, g_E, g_I)`` with time last (all but ``spikes`` ``None``
+    unless ``record``).
+    """
+    key_E, key_I = jax.random.split(key)
+    p_E, p_I = _p_spike(rates[0], dt), _p_spike(rates[1], dt)
+
+    def body(state, x):
+        k, i_inj = x
+        state, out = step(state, (draw(key_E, k + 1, p_E, n[0]), draw(key_I, k + 1, p_I, n[1]), i_inj))
+        return state, (out[:4] if record else out[1])
+
+    state, out = jax.lax.scan(body, state0, (jnp.arange(steps - 1), I[:-1]))
+    if not record:
+        return None, jnp.concatenate([out, jnp.zeros((1,), bool)]), None, None
+    v, spikes = _finish(out[0], out[1], state.neuron.v)
+    zero = jnp.zeros((1,), v.dtype)
+    return v, spikes, jnp.concatenate([zero, out[2]]), jnp.concatenate([zero, out[3]])
 
 
 @jax.jit(static_argnums=(5, 6, 7, 8, 9, 10))
 def _simulate_cond_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, dt, spiking, record):
     params = _no_threshold(params, spiking)
-    key_E, key_I = jax.random.split(key)
-    p_E, p_I = _p_spike(rate_E, dt), _p_spike(rate_I, dt)
-
-    def body(state, x):
-        k, i_inj = x
-        counts = (binomial_step(key_E, k + 1, p_E, n_E), binomial_step(key_I, k + 1, p_I, n_I), i_inj)
-        state, (v, spike, g_E, g_I) = cond_lif_step(params, state, counts, dt)
-        return state, ((v, spike, g_E, g_I) if record else spike)
-
-    state, out = jax.lax.scan(body, cond_lif_init(params), (jnp.arange(steps - 1), I[:-1]))
-    if not record:
-        return CondLIFResult(None, jnp.concatenate([out, jnp.zeros((1,), bool)]), None, None)
-    v_seq, spike_seq, gE_seq, gI_seq = out
-    v, spikes = _finish(v_seq, spike_seq, state.neuron.v)
-    zero = jnp.zeros((1,), v.dtype)
-    return CondLIFResult(v, spikes, jnp.concatenate([zero, gE_seq]), jnp.concatenate([zero, gI_seq]))
+    step = lambda state, x: cond_lif_step(params, state, x, dt)
+    return CondLIFResult(*_poisson_scan(step, cond_lif_init(params), binomial_step, key, (rate_E, rate_I),
+                                        (n_E, n_I), I, steps, dt, record))

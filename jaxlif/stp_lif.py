@@ -21,10 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlif import _checks
-from jaxlif.grid import n_steps as _n_steps
-from jaxlif.inputs import _p_spike, bernoulli_step
-from jaxlif.neurons import (LIFParams, LIFState, _current_array, _finish, check_lif_params,
-                            lif_init, membrane_step)
+from jaxlif.inputs import bernoulli_step
+from jaxlif.neurons import (LIFParams, LIFState, _check_poisson_run, _current_array, _finish,
+                            _no_threshold, _poisson_scan, check_lif_params, lif_init, membrane_step)
 from jaxlif.plasticity import STPParams, STPState, check_stp_params, stp_init, stp_step
 from jaxlif.synapses import SynParams, check_syn_params
 
@@ -159,8 +158,7 @@ def _with_initial(x0, seq):
 
 @jax.jit(static_argnums=(4, 5, 6))
 def _simulate_stp_lif(params, spikes_E, spikes_I, I, dt, spiking, record_synapses):
-    if not spiking:
-        params = params._replace(neuron=params.neuron._replace(V_th=jnp.inf))
+    params = _no_threshold(params, spiking)
     dtype = jnp.result_type(float)
     state0 = stp_lif_init(params, spikes_E.shape[0], spikes_I.shape[0])
     xs = (spikes_E.T[1:].astype(dtype), spikes_I.T[1:].astype(dtype), I[:-1])
@@ -189,7 +187,7 @@ def simulate_stp_lif_poisson(key: jax.Array, params: STPLIFParams = STPLIFParams
     ``fold_in(key_E, k)``, ``key_E, key_I = jax.random.split(key)``, so the run equals
     ``simulate_stp_lif(params, poisson_trains(key_E, rate_E, n_E, ...), poisson_trains(key_I, ...))``.
     Nothing of shape ``(n_trains, n_steps)`` is built.  This is the per-step reference path;
-    see :mod:`jaxlif.fast` for the event-driven one.
+    see :mod:`jaxlif.batch` for the event-driven one.
 
     Args:
         key: ``jax.random`` key.  params: :class:`STPLIFParams`.
@@ -198,34 +196,15 @@ def simulate_stp_lif_poisson(key: jax.Array, params: STPLIFParams = STPLIFParams
         spiking: ``False`` gives the free membrane potential.
         record: ``False`` keeps only the spike raster.
     """
-    dt = _checks.check_dt(dt)
-    steps = _n_steps(T, dt)
-    _checks.check_key(key)
+    dt, steps, I = _check_poisson_run(key, rate_E, rate_I, n_E, n_I, I_inj, T, dt)
     _check(params, dt)
-    _checks.check_rate("rate_E", rate_E, dt)
-    _checks.check_rate("rate_I", rate_I, dt)
-    _checks.check_count("n_E", n_E)
-    _checks.check_count("n_I", n_I)
-    I = _current_array(I_inj, steps)
     return _simulate_stp_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, dt,
                                      bool(spiking), bool(record))
 
 
 @jax.jit(static_argnums=(5, 6, 7, 8, 9, 10))
 def _simulate_stp_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, dt, spiking, record):
-    if not spiking:
-        params = params._replace(neuron=params.neuron._replace(V_th=jnp.inf))
-    key_E, key_I = jax.random.split(key)
-    p_E, p_I = _p_spike(rate_E, dt), _p_spike(rate_I, dt)
-
-    def body(state, x):
-        k, i_inj = x
-        s = (bernoulli_step(key_E, k + 1, p_E, n_E), bernoulli_step(key_I, k + 1, p_I, n_I), i_inj)
-        state, (v, spike, g_E, g_I, _, _) = stp_lif_step(params, state, s, dt)
-        return state, ((v, spike, g_E, g_I) if record else spike)
-
-    state, out = jax.lax.scan(body, stp_lif_init(params, n_E, n_I), (jnp.arange(steps - 1), I[:-1]))
-    if not record:
-        return STPLIFResult(None, jnp.concatenate([out, jnp.zeros((1,), bool)]), None, None)
-    v, spikes = _finish(out[0], out[1], state.neuron.v)
-    return STPLIFResult(v, spikes, _with_initial(0.0 * v[0], out[2]), _with_initial(0.0 * v[0], out[3]))
+    params = _no_threshold(params, spiking)
+    step = lambda state, x: stp_lif_step(params, state, x, dt)
+    return STPLIFResult(*_poisson_scan(step, stp_lif_init(params, n_E, n_I), bernoulli_step, key,
+                                       (rate_E, rate_I), (n_E, n_I), I, steps, dt, record))
