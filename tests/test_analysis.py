@@ -1,7 +1,5 @@
 """Fixed-shape spike statistics against the tutorial's list-based rules (tests/reference.py)."""
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

@@ -1,7 +1,6 @@
 """Current- and conductance-based LIF: tutorial pins, closed forms, the NumPy oracle."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

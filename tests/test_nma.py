@@ -4,7 +4,6 @@ Float64: identical spike times and every trace within 1e-9 (tutorial units).
 Float32: traces within 1e-3 mV / 1e-4 nS wherever no spike time differs.
 """
 
-import jax
 import numpy as np
 import pytest
 
