@@ -58,3 +58,15 @@ def test_values_at_events_gives_conductance_at_each_spike():
     np.testing.assert_allclose(vals[:10], np.asarray(out.g)[np.arange(10) * isi])
     assert np.isnan(np.asarray(vals[10:])).all()
     assert float(vals[1]) == pytest.approx(1.2 * 0.5, rel=1e-6)  # g[isi] = g_bar * U0
+
+
+@pytest.mark.parametrize("rate_E,rate_I,I_inj", [(10.0, 10.0, 0.0), (20.0, 45.0, 0.0), (4.0, 12.0, 80.0)])
+def test_fmp_shot_noise_equals_reference_formula(x64, rate_E, rate_I, I_inj):
+    p = jaxlif.CondLIFParams()
+    mu, sd = jaxlif.analysis.fmp_shot_noise(p, rate_E, rate_I, I_inj=I_inj)
+    want = ref.fmp_shot_noise_estimate(10.0, -75.0, 10.0, [(80, rate_E, 2.4, 2.0, 0.0), (20, rate_I, 2.4, 5.0, -80.0)],
+                                       I_inj=I_inj)
+    assert float(mu) == pytest.approx(want[0], rel=1e-12)
+    assert float(sd) == pytest.approx(want[1], rel=1e-12)
+    r_I = jaxlif.analysis.balanced_inh_rate(p, float(mu), rate_E, I_inj=I_inj)
+    assert float(r_I) == pytest.approx(rate_I, rel=1e-9)
