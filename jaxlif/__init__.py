@@ -19,20 +19,24 @@ rate           Hz      Poisson and regular train rates
 
 Modules: :mod:`~jaxlif.neurons` (LIF, conductance LIF), :mod:`~jaxlif.synapses`,
 :mod:`~jaxlif.plasticity` (Tsodyks-Markram STP, ratio curves), :mod:`~jaxlif.stp_lif`,
-:mod:`~jaxlif.inputs`, :mod:`~jaxlif.analysis`, :mod:`~jaxlif.grid`, and :mod:`~jaxlif.nma`
+:mod:`~jaxlif.inputs`, :mod:`~jaxlif.analysis`, :mod:`~jaxlif.fitting` (gradient fits of STP
+parameters), :mod:`~jaxlif.grid`, and :mod:`~jaxlif.nma`
 (drop-ins with the tutorial's names).
 """
 
-from jaxlif import analysis, grid, inputs, neurons, nma, plasticity, stp_lif, synapses
-from jaxlif.analysis import fmp_stats, isi_cv, spike_count, spike_rate, values_at_events
+from jaxlif import analysis, fitting, grid, inputs, neurons, nma, plasticity, stp_lif, synapses
+from jaxlif.analysis import (balanced_inh_rate, fmp_shot_noise, fmp_stats, isi_cv, spike_count, spike_rate,
+                             values_at_events)
+from jaxlif.fitting import (FitResult, default_starts, fit_stp, fit_stp_dataset, ratio_curve_poisson,
+                            ratio_loss, stp_ratio)
 from jaxlif.grid import n_steps, time_axis
 from jaxlif.inputs import (dc_current, poisson_counts, poisson_trains, regular_train,
                            sinusoidal_current, white_noise_current)
 from jaxlif.neurons import (CondLIFParams, CondLIFResult, CondLIFState, LIFParams, LIFResult,
                             LIFState, cond_lif_step, lif_step, simulate_cond_lif,
                             simulate_cond_lif_poisson, simulate_lif)
-from jaxlif.plasticity import (STD, STF, STPParams, STPState, ratio_curve, simulate_stp,
-                               stp_step)
+from jaxlif.plasticity import (STD, STF, STPParams, STPState, ratio_curve, ratio_curve_exact,
+                               simulate_stp, stp_step)
 from jaxlif.stp_lif import (STPLIFParams, STPLIFResult, simulate_stp_lif, simulate_stp_lif_poisson,
                             stp_lif_params, stp_lif_step)
 from jaxlif.synapses import EXC_SYN, INH_SYN, SynParams, exp_syn_step
@@ -40,7 +44,7 @@ from jaxlif.synapses import EXC_SYN, INH_SYN, SynParams, exp_syn_step
 __version__ = "0.1.0"
 
 __all__ = [
-    "analysis", "grid", "inputs", "neurons", "nma", "plasticity", "stp_lif", "synapses",
+    "analysis", "fitting", "grid", "inputs", "neurons", "nma", "plasticity", "stp_lif", "synapses",
     "LIFParams", "LIFState", "LIFResult", "CondLIFParams", "CondLIFState", "CondLIFResult",
     "SynParams", "EXC_SYN", "INH_SYN", "STPParams", "STPState", "STD", "STF",
     "STPLIFParams", "STPLIFResult", "stp_lif_params",
@@ -49,6 +53,9 @@ __all__ = [
     "simulate_stp_lif", "simulate_stp_lif_poisson", "ratio_curve",
     "poisson_trains", "poisson_counts", "regular_train", "white_noise_current",
     "sinusoidal_current", "dc_current",
-    "spike_count", "spike_rate", "isi_cv", "fmp_stats", "values_at_events",
+    "spike_count", "spike_rate", "isi_cv", "fmp_stats", "values_at_events", "fmp_shot_noise",
+    "balanced_inh_rate",
+    "FitResult", "fit_stp", "fit_stp_dataset", "stp_ratio", "ratio_loss", "ratio_curve_exact",
+    "ratio_curve_poisson", "default_starts",
     "n_steps", "time_axis",
 ]

@@ -1,0 +1,274 @@
+"""The ``jaxlif`` command line.
+
+Usage::
+
+    jaxlif fit-stp --rates 5 10 20 40 --ratios 0.61 0.45 0.33 0.27 [--mode tutorial] [--json]
+    jaxlif fit-stp --csv curve.csv --out fit.png
+
+Each subcommand lives in one ``_add_<name>(subparsers)`` function that builds its parser and
+sets ``func`` to a handler ``handler(args) -> int``; :data:`SUBCOMMANDS` lists them, so adding a
+command is one function plus one entry.  Bad input (``ValueError``/``TypeError`` from the library's
+validators, unreadable files) ends with exit status 2 and a one-line message, as argparse does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["main", "build_parser", "SUBCOMMANDS", "read_curve_csv", "json_safe"]
+
+
+# --------------------------------------------------------------------------------------
+# fit-stp
+# --------------------------------------------------------------------------------------
+
+
+def read_curve_csv(path) -> tuple[np.ndarray, np.ndarray]:
+    """Read ratio curves from a CSV file: first column the rates [Hz], then one column per curve.
+
+    An optional header row (any non-numeric first row) is skipped, as are blank lines and lines
+    starting with ``#``.  Returns ``(rates, ratios)`` with ``ratios`` of shape ``(n_rates,)`` for
+    one curve or ``(n_curves, n_rates)`` for several.
+    """
+    path = Path(path)
+    try:
+        with path.open(newline="") as fh:
+            rows = [row for row in csv.reader(fh)
+                    if row and any(c.strip() for c in row) and not row[0].lstrip().startswith("#")]
+    except OSError as err:
+        raise ValueError(f"--csv {path}: cannot read the file ({err.strerror})") from err
+    if rows:
+        try:
+            [float(c) for c in rows[0]]
+        except ValueError:
+            rows = rows[1:]  # header
+    if not rows:
+        raise ValueError(f"--csv {path}: no data rows; expected lines 'rate_hz,ratio[,ratio...]'")
+    width = len(rows[0])
+    values = []
+    for i, row in enumerate(rows, start=1):
+        if len(row) != width or width < 2:
+            raise ValueError(f"--csv {path}: data row {i} has {len(row)} columns, expected "
+                             f"{max(width, 2)} (rate_hz, then one ratio per curve)")
+        try:
+            values.append([float(c) for c in row])
+        except ValueError as err:
+            raise ValueError(f"--csv {path}: data row {i} is not numeric: {row}") from err
+    table = np.asarray(values, dtype=float)
+    rates, ratios = table[:, 0], table[:, 1:].T
+    return rates, (ratios[0] if ratios.shape[0] == 1 else ratios)
+
+
+def json_safe(obj):
+    """Replace non-finite floats (infinite or undefined standard errors) by ``None`` (JSON null)."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def _add_fit_stp(subparsers) -> None:
+    p = subparsers.add_parser(
+        "fit-stp",
+        help="fit Tsodyks-Markram STP parameters (U0, tau_d, tau_f) to a g10/g1 ratio curve",
+        description=(
+            "Fit (U0, tau_d [ms], tau_f [ms]) so that the synapse's g10/g1 ratio curve reproduces "
+            "the target, by gradient (optax L-BFGS, many starts at once). Prints the fitted "
+            "parameters with standard errors and identifiability flags."),
+        epilog=("examples:\n"
+                "  jaxlif fit-stp --rates 5 10 20 40 --ratios 0.61 0.45 0.33 0.27\n"
+                "  jaxlif fit-stp --csv curve.csv --mode exact --json --out fit.png\n"
+                "CSV: first column rate_hz, then one ratio column per curve (several columns = a\n"
+                "data set fitted in one call); an optional header row."),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_argument_group("target curve (give --rates and --ratios, or --csv)")
+    src.add_argument("--rates", type=float, nargs="+", metavar="HZ", help="input rates [Hz]")
+    src.add_argument("--ratios", type=float, nargs="+", metavar="R",
+                     help="target g10/g1 ratio at each rate (> 0)")
+    src.add_argument("--csv", metavar="FILE", help="CSV file: rate_hz, ratio[, ratio...]")
+    model = p.add_argument_group("forward model")
+    model.add_argument("--mode", choices=("tutorial", "exact", "poisson"), default="tutorial",
+                       help="tutorial: forward Euler on the tutorial's grid (default); exact: "
+                            "continuous time; poisson: mean over Poisson trains")
+    model.add_argument("--dt", type=float, default=0.1, help="time step [ms] (default 0.1)")
+    model.add_argument("--tau-syn", type=float, default=5.0,
+                       help="conductance decay [ms] (default 5)")
+    model.add_argument("--n-spike", type=int, default=10,
+                       help="the tutorial's '10th spike' label: ratio of the conductance after "
+                            "spike n_spike-1 to spike 1 (default 10)")
+    model.add_argument("--seed", type=int, default=0, help="key for the Poisson trains")
+    model.add_argument("--n-trains", type=int, default=64, help="Poisson trains per rate")
+    fit = p.add_argument_group("fit")
+    fit.add_argument("--init", type=float, nargs=3, metavar=("U0", "TAU_D", "TAU_F"),
+                     help="one start (default: 36 starts on a grid)")
+    fit.add_argument("--noise-sd", type=float, default=None,
+                     help="known standard deviation of the ratios (default: estimated)")
+    fit.add_argument("--max-steps", type=int, default=500, help="most optimiser steps")
+    fit.add_argument("--tol", type=float, default=1e-6, help="stop at curve RMSE <= tol")
+    out = p.add_argument_group("output")
+    out.add_argument("--json", action="store_true",
+                     help="print the result as JSON on stdout (null for an undefined or "
+                          "infinite standard error)")
+    out.add_argument("--out", metavar="FIGURE", help="save target vs fitted curve (png, pdf, svg)")
+    out.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+    p.set_defaults(func=_run_fit_stp)
+
+
+class _Progress:
+    """Prints fit progress on stderr, at most once a second (so short fits stay silent)."""
+
+    def __init__(self, n_starts: int, stream=None, every_s: float = 1.0):
+        self.n_starts, self.stream, self.every_s = n_starts, stream or sys.stderr, every_s
+        self.t0 = self.last = time.perf_counter()
+
+    def __call__(self, step: int, best_rmse: np.ndarray, n_done: np.ndarray) -> None:
+        now = time.perf_counter()
+        if now - self.last < self.every_s:
+            return
+        self.last = now
+        worst = float(np.max(best_rmse))
+        print(f"  step {step}: best RMSE {worst:.3g}, {int(n_done)}/{self.n_starts} starts "
+              f"stopped ({now - self.t0:.1f} s)", file=self.stream, flush=True)
+
+
+def _format_param(name, value, se, ok, unit):
+    se_txt = "n/a" if not np.isfinite(se) else f"{se:.3g}"
+    flag = "" if ok else "   <- not identifiable from this curve"
+    return f"  {name:<6}= {value:.6g} +/- {se_txt}{unit}{flag}"
+
+
+def _print_result(res, mode, seconds, stream=None) -> None:
+    stream = stream or sys.stdout
+    summary = res.summary()
+    curves = np.ndim(res.loss)
+    n = 1 if curves == 0 else len(res.loss)
+    print(f"jaxlif fit-stp: mode {mode}, {np.shape(res.rates_hz)[-1]} rates, {n} curve(s), "
+          f"{seconds:.2f} s", file=stream)
+    for i in range(n):
+        pick = (lambda v: v) if curves == 0 else (lambda v, i=i: v[i])
+        if n > 1:
+            print(f"curve {i}:", file=stream)
+        for name, unit in (("U0", ""), ("tau_d", " ms"), ("tau_f", " ms")):
+            print(_format_param(name, pick(summary["params"][name]), pick(summary["stderr"][name]),
+                                pick(summary["identifiable"][name]), unit), file=stream)
+        print(f"  RMSE {pick(summary['rmse']):.3g}, converged {pick(summary['converged'])}, "
+              f"{pick(summary['n_steps'])} steps, noise sd {pick(summary['noise_sd']):.3g}, "
+              f"{pick(summary['n_near_optimal'])} near-optimal starts", file=stream)
+
+
+def _plot_fit(res, path, mode, model_kwargs) -> None:
+    """Target (markers) vs fitted curve (line) against rate; one colour per curve."""
+    from matplotlib.figure import Figure
+
+    from jaxlif.fitting import stp_ratio
+    from jaxlif.plasticity import STPParams
+
+    rates = np.asarray(res.rates_hz).reshape(-1, np.shape(res.rates_hz)[-1])[0]
+    targets = np.atleast_2d(np.asarray(res.target_ratio))
+    params = [np.atleast_1d(np.asarray(f)) for f in res.params]
+    dense = np.linspace(rates.min(), rates.max(), 200)
+    fig = Figure(figsize=(6.4, 4.4), constrained_layout=True)
+    ax = fig.add_subplot()
+    for i, target in enumerate(targets):
+        p = STPParams(*(float(f[i]) for f in params))
+        colour = f"C{i % 10}"
+        ax.plot(rates, target, "o", color=colour, label="target" if len(targets) == 1 else
+                f"target {i}")
+        curve = np.asarray(stp_ratio(p, dense, mode=mode, **model_kwargs))
+        ax.plot(dense, curve, "-", color=colour,
+                label=f"fit: U0={p.U0:.3g}, tau_d={p.tau_d:.3g} ms, tau_f={p.tau_f:.3g} ms")
+    ax.set_xlabel("input rate [Hz]")
+    ax.set_ylabel("conductance ratio g10/g1 (dimensionless)")
+    ax.set_title(f"Does the fit reproduce the target g10/g1 curve? ({mode} mode)",
+                 fontsize="medium")
+    ax.legend(fontsize="small")
+    fig.savefig(path, dpi=120)
+
+
+def _run_fit_stp(args) -> int:
+    import jax
+
+    from jaxlif.fitting import fit_stp
+
+    if args.csv is not None:
+        if args.rates is not None or args.ratios is not None:
+            raise ValueError("give either --csv or --rates with --ratios, not both")
+        rates, ratios = read_curve_csv(args.csv)
+    else:
+        if args.rates is None or args.ratios is None:
+            raise ValueError("give the target curve: --rates HZ... and --ratios R..., "
+                             "or --csv FILE")
+        rates, ratios = np.asarray(args.rates), np.asarray(args.ratios)
+    model_kwargs = dict(dt=args.dt, tau_syn=args.tau_syn, n_spike=args.n_spike)
+    if args.mode == "poisson":
+        model_kwargs.update(key=jax.random.key(args.seed), n_trains=args.n_trains)
+    init = None if args.init is None else tuple(args.init)
+    n_starts = 1 if init is not None else 36
+    progress = None
+    if not args.quiet:
+        n_curves = 1 if np.ndim(ratios) == 1 else len(ratios)
+        print(f"jaxlif fit-stp: fitting {n_curves} curve(s) at {np.size(rates)} rates from "
+              f"{n_starts} start(s), mode {args.mode} (the first fit compiles: a few seconds)",
+              file=sys.stderr, flush=True)
+        progress = _Progress(n_starts)
+    t0 = time.perf_counter()
+    res = fit_stp(rates, ratios, init=init, mode=args.mode, noise_sd=args.noise_sd,
+                  max_steps=args.max_steps, tol=args.tol, progress=progress, **model_kwargs)
+    seconds = time.perf_counter() - t0
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        _plot_fit(res, args.out, args.mode, model_kwargs)
+    if args.json:
+        payload = dict(res.summary(), mode=args.mode, seconds=seconds, figure=args.out)
+        json.dump(json_safe(payload), sys.stdout, indent=2, allow_nan=False)
+        print()
+    else:
+        _print_result(res, args.mode, seconds)
+        if args.out:
+            print(f"figure: {args.out}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------
+
+#: Functions adding one subcommand each to the ``jaxlif`` parser.
+SUBCOMMANDS = [_add_fit_stp]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jaxlif",
+        description="jaxlif: LIF neurons, conductance synapses and short-term plasticity in JAX.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run ``jaxlif`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    Bad input exits with status 2 (``SystemExit``) and a message naming the problem.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, TypeError) as err:
+        parser.exit(2, f"jaxlif {args.command}: error: {err}\n")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
