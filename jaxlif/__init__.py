@@ -19,16 +19,19 @@ rate           Hz      Poisson and regular train rates
 
 Modules: :mod:`~jaxlif.neurons` (LIF, conductance LIF), :mod:`~jaxlif.synapses`,
 :mod:`~jaxlif.plasticity` (Tsodyks-Markram STP, ratio curves), :mod:`~jaxlif.stp_lif`,
-:mod:`~jaxlif.inputs`, :mod:`~jaxlif.analysis`, :mod:`~jaxlif.fitting` (gradient fits of STP
+:mod:`~jaxlif.inputs`, :mod:`~jaxlif.analysis`, :mod:`~jaxlif.batch` (event-driven,
+chunked and sharded batch simulators), :mod:`~jaxlif.fitting` (gradient fits of STP
 parameters), :mod:`~jaxlif.grid`, and :mod:`~jaxlif.nma`
 (drop-ins with the tutorial's names).
 """
 
-from jaxlif import analysis, fitting, grid, inputs, neurons, nma, plasticity, stp_lif, synapses
+from jaxlif import analysis, batch, fitting, grid, inputs, neurons, nma, plasticity, stp_lif, synapses
 from jaxlif.analysis import (balanced_inh_rate, fmp_shot_noise, fmp_stats, isi_cv, spike_count, spike_rate,
                              values_at_events)
 from jaxlif.fitting import (FitResult, default_starts, fit_stp, fit_stp_dataset, ratio_curve_poisson,
                             ratio_loss, stp_ratio)
+from jaxlif.batch import (BatchResult, batch_mesh, cond_lif_batch_inputs, simulate_cond_lif_batch,
+                          simulate_stp_lif_batch, stp_lif_batch_trains)
 from jaxlif.grid import n_steps, time_axis
 from jaxlif.inputs import (dc_current, poisson_counts, poisson_trains, regular_train,
                            sinusoidal_current, white_noise_current)
@@ -44,7 +47,7 @@ from jaxlif.synapses import EXC_SYN, INH_SYN, SynParams, exp_syn_step
 __version__ = "0.1.0"
 
 __all__ = [
-    "analysis", "fitting", "grid", "inputs", "neurons", "nma", "plasticity", "stp_lif", "synapses",
+    "analysis", "batch", "fitting", "grid", "inputs", "neurons", "nma", "plasticity", "stp_lif", "synapses",
     "LIFParams", "LIFState", "LIFResult", "CondLIFParams", "CondLIFState", "CondLIFResult",
     "SynParams", "EXC_SYN", "INH_SYN", "STPParams", "STPState", "STD", "STF",
     "STPLIFParams", "STPLIFResult", "stp_lif_params",
@@ -58,4 +61,6 @@ __all__ = [
     "FitResult", "fit_stp", "fit_stp_dataset", "stp_ratio", "ratio_loss", "ratio_curve_exact",
     "ratio_curve_poisson", "default_starts",
     "n_steps", "time_axis",
+    "BatchResult", "simulate_cond_lif_batch", "simulate_stp_lif_batch", "cond_lif_batch_inputs",
+    "stp_lif_batch_trains", "batch_mesh",
 ]

@@ -10,7 +10,7 @@ constraints by reparametrisation instead.  Nothing is ever clipped.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
 
 import jax
 import numpy as np
@@ -169,26 +169,6 @@ def check_shape(name: str, value: Any, shape: tuple) -> None:
     arr_shape = np.shape(value)
     if tuple(arr_shape) != tuple(shape):
         raise ValueError(f"{name} has shape {tuple(arr_shape)}, expected {tuple(shape)}")
-
-
-def batch_size(named_values: Iterable[tuple[str, Any]], batch_ndim: int = 1) -> int | None:
-    """Common leading batch size of ``(name, value)`` pairs (scalars broadcast).
-
-    Raises ValueError naming the disagreeing arguments when two non-scalar values have
-    different leading sizes.
-    """
-    size, owner = None, None
-    for name, value in named_values:
-        shp = np.shape(value)
-        if len(shp) == 0:
-            continue
-        if size is None:
-            size, owner = shp[0], name
-        elif shp[0] != size:
-            raise ValueError(f"batch axes disagree: {owner} has batch size {size} but {name} has "
-                             f"leading size {shp[0]} (shape {tuple(shp)}); give every batched "
-                             f"argument the same leading size or a scalar")
-    return size
 
 
 def check_params(name: str, params: Any, dt: float, spec: dict) -> None:

@@ -30,6 +30,7 @@ __all__ = [
     "dc_current",
     "bernoulli_step",
     "binomial_step",
+    "binomial_count",
 ]
 
 
@@ -50,21 +51,33 @@ def _binomial_tail(p: jax.Array, n: int) -> jax.Array:
     log_pmf = (gammaln(n + 1.0) - gammaln(k + 1.0) - gammaln(n - k + 1.0)
                + xlogy(k, p) + xlog1py(n - k, -p))
     pmf = jnp.exp(log_pmf)
-    at_least = jnp.cumsum(pmf[::-1])[::-1]  # P(X >= k), small tails summed first
-    return at_least[1:]
+    upper = jnp.cumsum(pmf[::-1])[::-1][1:]  # P(X > k) summed from the top: accurate when small
+    lower = 1.0 - jnp.cumsum(pmf)[:-1]       # 1 - P(X <= k): accurate when P(X > k) is near 1
+    return jnp.where(upper < 0.5, upper, lower)
+
+
+def binomial_count(key: jax.Array, step: jax.Array, tail: jax.Array) -> jax.Array:
+    """Binomial count at one step by inverse CDF, given ``tail[k] = P(X > k)`` from :func:`_binomial_tail`.
+
+    ``V = 1 - U`` is uniform on ``(0, 1]`` and ``count = #{k : V <= P(X > k)}``, so
+    ``P(count > k) = P(V <= tail[k]) = tail[k]`` up to the resolution of ``U`` (2**-23 in float32,
+    2**-52 in float64).  Returns a float count.
+    """
+    u = jax.random.uniform(jax.random.fold_in(key, step), (), dtype=tail.dtype)
+    return jnp.sum((1.0 - u) <= tail).astype(tail.dtype)
 
 
 def binomial_step(key: jax.Array, step: jax.Array, p: jax.Array, n: int) -> jax.Array:
     """Number of spikes among ``n`` independent trains at one step, drawn as one Binomial(n, p) count.
 
-    Inverse-CDF sampling from one uniform variate ``U`` per step: ``count = #{k : U < P(X > k)}``.
-    This is the exact binomial law up to the resolution of ``U`` (2**-23 in float32, 2**-52
-    in float64: the same resolution a per-train test ``uniform < p`` has), so the count
-    has the same distribution as summing ``n`` Bernoulli trains, at the cost of one random
-    number instead of ``n``.  Returns a float count.
+    Inverse-CDF sampling from one uniform variate per step (:func:`binomial_count`).  This is
+    the exact binomial law up to the resolution of the uniform (2**-23 in float32, 2**-52 in
+    float64: the same resolution a per-train test ``uniform < p`` has), so the count has the
+    same distribution as summing ``n`` Bernoulli trains, at the cost of one random number
+    instead of ``n``.  Inside a scan, compute the tail once with :func:`_binomial_tail` and call
+    :func:`binomial_count` (what the simulators do).  Returns a float count.
     """
-    u = jax.random.uniform(jax.random.fold_in(key, step), (), dtype=jnp.result_type(float))
-    return jnp.sum(u < _binomial_tail(p, n)).astype(jnp.result_type(float))
+    return binomial_count(key, step, _binomial_tail(jnp.asarray(p, dtype=jnp.result_type(float)), n))
 
 
 def _check_poisson(key, rate, n, T, dt, name="rate"):

@@ -37,7 +37,7 @@ import numpy as np
 
 from jaxlif import _checks
 from jaxlif.grid import n_steps as _n_steps
-from jaxlif.inputs import _p_spike, binomial_step
+from jaxlif.inputs import _binomial_tail, _p_spike, binomial_count
 from jaxlif.synapses import EXC_SYN, INH_SYN, SynParams, check_syn_params, exp_syn_step
 
 __all__ = [
@@ -392,19 +392,16 @@ def simulate_cond_lif_poisson(key: jax.Array, params: CondLIFParams = CondLIFPar
                                       bool(spiking), bool(record))
 
 
-def _poisson_scan(step, state0, draw, key, rates, n, I, steps: int, dt: float, record: bool):
+def _poisson_scan(step, state0, draw_E, draw_I, I, steps: int, record: bool):
     """Scan ``step(state, (x_E, x_I, I[it])) -> (state, (v, spike, g_E, g_I, ...))`` with the inputs of
-    step ``it+1`` drawn on the fly by ``draw(key, it+1, p, n)`` from ``key_E, key_I = split(key)``.
+    step ``it+1`` drawn on the fly as ``draw_E(it+1)``, ``draw_I(it+1)``.
 
     Returns the result fields ``(v, spikes, g_E, g_I)`` with time last (all but ``spikes`` ``None``
     unless ``record``).
     """
-    key_E, key_I = jax.random.split(key)
-    p_E, p_I = _p_spike(rates[0], dt), _p_spike(rates[1], dt)
-
     def body(state, x):
         k, i_inj = x
-        state, out = step(state, (draw(key_E, k + 1, p_E, n[0]), draw(key_I, k + 1, p_I, n[1]), i_inj))
+        state, out = step(state, (draw_E(k + 1), draw_I(k + 1), i_inj))
         return state, (out[:4] if record else out[1])
 
     state, out = jax.lax.scan(body, state0, (jnp.arange(steps - 1), I[:-1]))
@@ -418,6 +415,10 @@ def _poisson_scan(step, state0, draw, key, rates, n, I, steps: int, dt: float, r
 @jax.jit(static_argnums=(5, 6, 7, 8, 9, 10))
 def _simulate_cond_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, dt, spiking, record):
     params = _no_threshold(params, spiking)
+    key_E, key_I = jax.random.split(key)
+    tail_E = _binomial_tail(_p_spike(rate_E, dt), n_E)   # once per run, not per step
+    tail_I = _binomial_tail(_p_spike(rate_I, dt), n_I)
     step = lambda state, x: cond_lif_step(params, state, x, dt)
-    return CondLIFResult(*_poisson_scan(step, cond_lif_init(params), binomial_step, key, (rate_E, rate_I),
-                                        (n_E, n_I), I, steps, dt, record))
+    return CondLIFResult(*_poisson_scan(step, cond_lif_init(params),
+                                        lambda k: binomial_count(key_E, k, tail_E),
+                                        lambda k: binomial_count(key_I, k, tail_I), I, steps, record))

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlif import _checks
-from jaxlif.inputs import bernoulli_step
+from jaxlif.inputs import _p_spike, bernoulli_step
 from jaxlif.neurons import (LIFParams, LIFState, _check_poisson_run, _current_array, _finish,
                             _no_threshold, _poisson_scan, check_lif_params, lif_init, membrane_step)
 from jaxlif.plasticity import STPParams, STPState, check_stp_params, stp_init, stp_step
@@ -205,6 +205,9 @@ def simulate_stp_lif_poisson(key: jax.Array, params: STPLIFParams = STPLIFParams
 @jax.jit(static_argnums=(5, 6, 7, 8, 9, 10))
 def _simulate_stp_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, dt, spiking, record):
     params = _no_threshold(params, spiking)
+    key_E, key_I = jax.random.split(key)
+    p_E, p_I = _p_spike(rate_E, dt), _p_spike(rate_I, dt)
     step = lambda state, x: stp_lif_step(params, state, x, dt)
-    return STPLIFResult(*_poisson_scan(step, stp_lif_init(params, n_E, n_I), bernoulli_step, key,
-                                       (rate_E, rate_I), (n_E, n_I), I, steps, dt, record))
+    return STPLIFResult(*_poisson_scan(step, stp_lif_init(params, n_E, n_I),
+                                       lambda k: bernoulli_step(key_E, k, p_E, n_E),
+                                       lambda k: bernoulli_step(key_I, k, p_I, n_I), I, steps, record))

@@ -8,7 +8,6 @@ import pytest
 
 import jaxlif
 from jaxlif import CondLIFParams, LIFParams, STPParams, SynParams, nma
-from jaxlif import _checks
 
 KEY = jax.random.key(0)
 ZERO = np.zeros(100)
@@ -137,9 +136,12 @@ def test_shape_disagreements():
 
 
 def test_batch_axes_disagree():
-    with pytest.raises(ValueError, match=r"batch axes disagree: tau_m has batch size 3 but rate_E has leading size 4"):
-        _checks.batch_size([("tau_m", np.ones(3)), ("U0", 0.5), ("rate_E", np.ones(4))])
-    assert _checks.batch_size([("a", np.ones(3)), ("b", 1.0)]) == 3
+    with pytest.raises(ValueError, match=r"rate_E.* has shape \(3,\); every parameter and rate must be a scalar "
+                                         r"or have shape \(batch_size,\) = \(4,\)"):
+        jaxlif.simulate_cond_lif_batch(KEY, 4, rate_E=np.ones(3))
+    bad = CondLIFParams(neuron=LIFParams(tau_m=np.full(5, 10.0)))
+    with pytest.raises(ValueError, match=r"params.neuron.tau_m has shape \(5,\)"):
+        jaxlif.simulate_cond_lif_batch(KEY, 4, bad)
 
 
 def test_wrong_types():

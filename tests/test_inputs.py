@@ -87,3 +87,18 @@ def test_sinusoidal_and_dc():
 def test_float64_on_request(x64):
     assert jaxlif.poisson_counts(jax.random.key(0), 10.0, 8, T=1.0, dt=0.1).dtype == jnp.float64
     assert jaxlif.white_noise_current(jax.random.key(0), 0.0, 1.0, T=1.0, dt=0.1).dtype == jnp.float64
+
+
+def test_binomial_count_extreme_uniforms(monkeypatch):
+    """U = 0 must give the smallest count (0 for small p), not a burst: V = 1 - U lies in (0, 1]."""
+    from jaxlif.inputs import binomial_count
+
+    tail = _binomial_tail(jnp.float32(0.001), 80)
+    monkeypatch.setattr(jax.random, "uniform", lambda key, shape=(), dtype=None: jnp.zeros(shape, dtype))
+    assert float(binomial_count(jax.random.key(0), 3, tail)) == 0.0
+    top = 1.0 - 2.0**-24
+    monkeypatch.setattr(jax.random, "uniform", lambda key, shape=(), dtype=None: jnp.full(shape, top, dtype))
+    assert float(binomial_count(jax.random.key(0), 3, tail)) >= 3.0
+    full = _binomial_tail(jnp.float32(1.0), 5)                    # p = 1: always all 5 trains
+    monkeypatch.setattr(jax.random, "uniform", lambda key, shape=(), dtype=None: jnp.zeros(shape, dtype))
+    assert float(binomial_count(jax.random.key(0), 3, full)) == 5.0
