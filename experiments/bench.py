@@ -203,7 +203,8 @@ def _worker_numpy(task: dict) -> dict:
                 rate_hz=rate, rate_se_hz=se, peak_rss_mb=_peak_rss_mb())
 
 
-_BRIAN2_WLA = """
+# The tutorial neuron (threshold/refractory first, conductance decay, then the membrane update)
+_BRIAN2_NEURON = """
 G = NeuronGroup(B, 'v : 1\\ngE : 1\\ngI : 1\\ntr : 1\\nnspk : 1', namespace=ns)
 G.v = V_init
 G.run_regularly('''ref = tr > 0
@@ -212,20 +213,15 @@ v = V_reset * (int(ref) + fire) + v * (1 - int(ref) - fire)
 tr = (tr - 1) * int(ref) + tref_steps * fire
 nspk += fire''', when='start', name='threshold_step')
 G.run_regularly('gE = gE - dtms/tau_E*gE\\ngI = gI - dtms/tau_I*gI', when='synapses', order=-1, name='decay')
+"""
+
+_BRIAN2_WLA = _BRIAN2_NEURON + """
 PE = PoissonInput(G, 'gE', n_E, rate_E*Hz, weight='gE_bar', when='synapses', order=0)
 PI = PoissonInput(G, 'gI', n_I, rate_I*Hz, weight='gI_bar', when='synapses', order=0)
 G.run_regularly('v = v + dtms/tau_m*(-(v - E_L) - gE/g_L*(v - V_E) - gI/g_L*(v - V_I))', when='end', name='membrane')
 """
 
-_BRIAN2_WLB = """
-G = NeuronGroup(B, 'v : 1\\ngE : 1\\ngI : 1\\ntr : 1\\nnspk : 1', namespace=ns)
-G.v = V_init
-G.run_regularly('''ref = tr > 0
-fire = (1 - int(ref)) * int(v >= V_th)
-v = V_reset * (int(ref) + fire) + v * (1 - int(ref) - fire)
-tr = (tr - 1) * int(ref) + tref_steps * fire
-nspk += fire''', when='start', name='threshold_step')
-G.run_regularly('gE = gE - dtms/tau_E*gE\\ngI = gI - dtms/tau_I*gI', when='synapses', order=-1, name='decay')
+_BRIAN2_WLB = _BRIAN2_NEURON + """
 syn_model = 'u : 1\\nR : 1\\ntl : second'
 # Euler closed form of the k-1 silent steps since the last spike, then one spiking step (SPEC)
 syn_pre = '''k = floor((t - tl) / dt + 0.5)
