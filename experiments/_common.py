@@ -45,7 +45,7 @@ import numpy as np  # noqa: E402
 
 __all__ = [
     "ROOT", "make_parser", "parse", "float_list", "experiment_key", "Progress", "save_figure",
-    "write_json", "to_jsonable", "mean_sem", "map_batched", "shot_noise_fmp", "balanced_inh_rate", "spike_marks",
+    "write_json", "finish", "to_jsonable", "mean_sem", "map_batched", "shot_noise_fmp", "balanced_inh_rate", "spike_marks",
 ]
 
 #: Help text of the options shared by all experiments.
@@ -197,6 +197,13 @@ def write_json(data: dict, out: Path, filename: str) -> Path:
     path = Path(out) / filename
     path.write_text(json.dumps(to_jsonable(data), indent=1) + "\n")
     return path
+
+
+def finish(name: str, summary: dict, out: Path, log, n_figures: int) -> dict:
+    """Close an experiment: write ``out/<name>.json``, log what was written, return the JSON-able summary."""
+    write_json(summary, out, f"{name}.json")
+    log(f"wrote {n_figures} figures to {out}")
+    return to_jsonable(summary)
 
 
 def mean_sem(x, axis=-1):

@@ -280,9 +280,7 @@ def main(argv=None) -> dict:
                                       "/ (K rate tau_syn), per tau_ratio; plus 'at rest' g_bar = U0 g_bar_STP"),
                    trace=dict(tau_ratio=cfg.trace_ratio, n_spikes=int(spikes.sum())),
                    results=rows, conclusion=conclusion, runtime_s=log.elapsed)
-    C.write_json(summary, cfg.out, f"{NAME}.json")
-    log(f"wrote {len(files)} figures to {cfg.out}")
-    return C.to_jsonable(summary)
+    return C.finish(NAME, summary, cfg.out, log, len(files))
 
 
 if __name__ == "__main__":

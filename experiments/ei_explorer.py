@@ -270,9 +270,7 @@ def main(argv=None) -> dict:
         grid=dict(rate_Hz=rate_m, isi_cv=cv_m, isi_cv_tutorial_rule=cv.mean(-1), fmp_mean_mV=fmp_mm,
                   fmp_std_mV=fmp_sm, note="[exc index][inh index], means over trials"),
         balance=balance, conclusion=conclusion, runtime_s=log.elapsed)
-    C.write_json(summary, cfg.out, f"{NAME}.json")
-    log(f"wrote {len(files)} figures to {cfg.out}")
-    return C.to_jsonable(summary)
+    return C.finish(NAME, summary, cfg.out, log, len(files))
 
 
 if __name__ == "__main__":

@@ -142,9 +142,7 @@ def main(argv=None) -> dict:
                     f"{rate.mean():.1f} Hz with ISI CV {cv[cv > 0].mean() if np.any(cv > 0) else 0:.2f} "
                     f"(fluctuation-driven)."),
         runtime_s=log.elapsed)
-    C.write_json(summary, cfg.out, f"{NAME}.json")
-    log(f"wrote {len(files)} figures to {cfg.out}")
-    return C.to_jsonable(summary)
+    return C.finish(NAME, summary, cfg.out, log, len(files))
 
 
 if __name__ == "__main__":

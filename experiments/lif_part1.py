@@ -135,9 +135,7 @@ def main(argv=None) -> dict:
                     f"(peaks at 2 i_mean) fires from i_mean = "
                     f"{currents[np.argmax(r_sin > 0)] if np.any(r_sin > 0) else float('nan'):g} pA."),
         runtime_s=log.elapsed)
-    C.write_json(summary, cfg.out, f"{NAME}.json")
-    log(f"wrote {len(files)} figures to {cfg.out}")
-    return C.to_jsonable(summary)
+    return C.finish(NAME, summary, cfg.out, log, len(files))
 
 
 if __name__ == "__main__":

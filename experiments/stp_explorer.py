@@ -197,9 +197,7 @@ def main(argv=None) -> dict:
                                f"{pratio.mean(-1)[k]:.2f} on average at {rates[k]:g} Hz with a wide spread.")
     summary["conclusion"] = " ".join(conclusions)
     summary["runtime_s"] = log.elapsed
-    C.write_json(summary, cfg.out, f"{NAME}.json")
-    log(f"wrote {len(files)} figures to {cfg.out}")
-    return C.to_jsonable(summary)
+    return C.finish(NAME, summary, cfg.out, log, len(files))
 
 
 if __name__ == "__main__":
