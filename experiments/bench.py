@@ -338,6 +338,12 @@ def _run_cell(task: dict, python: str, isolate: bool, timeout: float) -> dict:
     return dict(error=f"worker failed (exit {proc.returncode}): {(proc.stderr or proc.stdout)[-800:]}")
 
 
+def _proc_lines(name: str) -> list[str]:
+    """Lines of ``/proc/<name>``; an empty list where /proc does not exist (not Linux): callers fall back."""
+    path = Path("/proc") / name
+    return path.read_text().splitlines() if path.exists() else []
+
+
 def _idlest_cpu(interval: float = 0.5) -> int | None:
     """The allowed CPU with the most idle time over ``interval`` seconds (/proc/stat), for pinning a cell."""
     if not hasattr(os, "sched_getaffinity"):
@@ -346,13 +352,10 @@ def _idlest_cpu(interval: float = 0.5) -> int | None:
 
     def idle():
         out = {}
-        try:
-            for line in Path("/proc/stat").read_text().splitlines():
-                name, *vals = line.split()
-                if name.startswith("cpu") and name[3:].isdigit():
-                    out[int(name[3:])] = int(vals[3]) + int(vals[4])      # idle + iowait
-        except OSError:
-            pass
+        for line in _proc_lines("stat"):
+            name, *vals = line.split()
+            if name.startswith("cpu") and name[3:].isdigit():
+                out[int(name[3:])] = int(vals[3]) + int(vals[4])      # idle + iowait
         return out
 
     a = idle()
@@ -373,13 +376,10 @@ def _brian2_python(arg: str | None) -> str | None:
 
 def _machine() -> dict:
     cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    for line in _proc_lines("cpuinfo"):
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
     try:
         mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
     except (ValueError, OSError):
