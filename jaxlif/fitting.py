@@ -68,8 +68,8 @@ import numpy as np
 import optax
 
 from jaxlif import _checks
-from jaxlif.plasticity import (STPParams, _ratio_curve, _ratio_curve_exact, ratio_curve_isi_steps,
-                               stp_event, stp_init)
+from jaxlif.plasticity import (STPParams, _ratio_curve, _ratio_curve_exact, check_stp_params,
+                               ratio_curve_isi_steps, stp_event, stp_init)
 from jaxlif.synapses import SynParams
 
 __all__ = [
@@ -286,14 +286,14 @@ def _tau_min(mode, dt):
 
 
 def _check_model_params(params, dt, mode):
+    if mode != "exact":  # Euler modes: the core's rule, tau >= dt
+        check_stp_params(params, dt, "params")
+        return
     if not isinstance(params, STPParams):
         raise TypeError(f"params must be a jaxlif.STPParams, got {type(params).__name__}")
     _checks.check_U0(params.U0, "params.U0")
     for name in ("tau_d", "tau_f"):
-        if mode == "exact":
-            _checks.check_positive(f"params.{name}", getattr(params, name), "ms")
-        else:
-            _checks.check_time_constant(f"params.{name}", getattr(params, name), dt)
+        _checks.check_positive(f"params.{name}", getattr(params, name), "ms")
 
 
 def _check_rates(rates_hz, mode, dt):
