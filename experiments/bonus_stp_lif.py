@@ -70,9 +70,19 @@ def _psth(spikes, dt, bin_ms):
     return spikes[: n * steps].reshape(n, steps).sum(-1) * (1000.0 / (steps * dt))
 
 
+def _trial_stats(simulate, key, params, cfg):
+    """One trial with threshold and one without (same key, same input): rates, CVs, late FMP and g, PSTH."""
+    T, dt, late = cfg.T, cfg.dt, int(round(cfg.late_start / cfg.dt))
+    kw = dict(rate_E=cfg.rate, rate_I=cfg.rate, n_E=N_E, n_I=N_I, T=T, dt=dt)
+    out = simulate(key, params, **kw)
+    m, s = jl.fmp_stats(simulate(key, params, spiking=False, **kw).v[late:])
+    return dict(zip(["rate", "cv", "rate_late", "cv_late"], _window_stats(out.spikes, T, dt, cfg.late_start)),
+                fmp_mean=m, fmp_std=s, gE_late=out.g_E[late:].mean(), gI_late=out.g_I[late:].mean(),
+                psth=_psth(out.spikes, dt, cfg.bin_ms))
+
+
 def stp_batch(keys, tau_ratios, cfg):
     """STP-LIF statistics for every (tau_ratio, trial): one jitted vmap; arrays ``(n_ratio, trials, ...)``."""
-    T, dt, late = cfg.T, cfg.dt, int(round(cfg.late_start / cfg.dt))
     trials = keys.shape[0]
     k = jnp.tile(keys, len(tau_ratios))
     r = jnp.repeat(jnp.asarray(tau_ratios, jnp.result_type(float)), trials)
@@ -80,13 +90,7 @@ def stp_batch(keys, tau_ratios, cfg):
     @jax.jit
     def run(k, r):
         def one(key, tau_ratio):
-            params = jl.stp_lif_params(tau_ratio)
-            kw = dict(rate_E=cfg.rate, rate_I=cfg.rate, n_E=N_E, n_I=N_I, T=T, dt=dt)
-            out = jl.simulate_stp_lif_poisson(key, params, **kw)
-            m, s = jl.fmp_stats(jl.simulate_stp_lif_poisson(key, params, spiking=False, **kw).v[late:])
-            return dict(zip(["rate", "cv", "rate_late", "cv_late"], _window_stats(out.spikes, T, dt, cfg.late_start)),
-                        fmp_mean=m, fmp_std=s, gE_late=out.g_E[late:].mean(), gI_late=out.g_I[late:].mean(),
-                        psth=_psth(out.spikes, dt, cfg.bin_ms))
+            return _trial_stats(jl.simulate_stp_lif_poisson, key, jl.stp_lif_params(tau_ratio), cfg)
         return C.map_batched(one, (k, r), cfg.batch_size)
 
     out = run(k, r)
@@ -95,7 +99,6 @@ def stp_batch(keys, tau_ratios, cfg):
 
 def static_batch(keys, gE_bars, gI_bars, cfg):
     """The same neuron on static synapses with jumps ``gE_bars, gI_bars`` [nS] (one per condition)."""
-    T, dt, late = cfg.T, cfg.dt, int(round(cfg.late_start / cfg.dt))
     trials = keys.shape[0]
     dtype = jnp.result_type(float)
     k = jnp.tile(keys, len(gE_bars))
@@ -108,12 +111,7 @@ def static_batch(keys, gE_bars, gI_bars, cfg):
         def one(key, gE_bar, gI_bar):
             params = jl.CondLIFParams(neuron=base.neuron, exc=base.exc._replace(g_bar=gE_bar),
                                       inh=base.inh._replace(g_bar=gI_bar))
-            kw = dict(rate_E=cfg.rate, rate_I=cfg.rate, n_E=N_E, n_I=N_I, T=T, dt=dt)
-            out = jl.simulate_cond_lif_poisson(key, params, **kw)
-            m, s = jl.fmp_stats(jl.simulate_cond_lif_poisson(key, params, spiking=False, **kw).v[late:])
-            return dict(zip(["rate", "cv", "rate_late", "cv_late"], _window_stats(out.spikes, T, dt, cfg.late_start)),
-                        fmp_mean=m, fmp_std=s, gE_late=out.g_E[late:].mean(), gI_late=out.g_I[late:].mean(),
-                        psth=_psth(out.spikes, dt, cfg.bin_ms))
+            return _trial_stats(jl.simulate_cond_lif_poisson, key, params, cfg)
         return C.map_batched(one, (k, gE, gI), cfg.batch_size)
 
     out = run(k, gE, gI)
