@@ -21,6 +21,7 @@ from scipy import stats
 
 import jaxlif
 from jaxlif import batch as jb
+from jaxlif.batch import rng as jbr
 
 try:  # pytest's default "prepend" import mode puts tests/ on sys.path
     import reference as ref
@@ -47,25 +48,25 @@ def test_threefry_is_jax_threefry():
     rng = np.random.default_rng(0)
     key = rng.integers(0, 2 ** 32, 2, dtype=np.uint32)
     x0, x1 = (rng.integers(0, 2 ** 32, 64, dtype=np.uint32) for _ in range(2))
-    ours = jb._threefry2x32(key[0], key[1], x0, x1)
+    ours = jbr._threefry2x32(key[0], key[1], x0, x1)
     theirs = threefry_2x32(jnp.asarray(key), jnp.concatenate([x0, x1]))
     np.testing.assert_array_equal(np.concatenate([ours[0], ours[1]]), np.asarray(theirs))
 
 
 def test_uniforms_in_half_open_interval():
     w = jnp.array([0, 1, 2 ** 31, 2 ** 32 - 1], jnp.uint32)
-    u = np.asarray(jb._uniform(w, None, jnp.float32))
+    u = np.asarray(jbr._uniform(w, None, jnp.float32))
     assert u.min() > 0 and u.max() <= 1 and u[0] == 2.0 ** -24 and u[-1] == 1.0
     with jax.enable_x64(True):
-        u = np.asarray(jb._uniform(w, w, jnp.float64))
+        u = np.asarray(jbr._uniform(w, w, jnp.float64))
         assert u.min() > 0 and u.max() == 1.0 and u[0] == 2.0 ** -53
 
 
 def test_geometric_gap_edge_cases():
     u = jnp.array([1.0, 0.5, 2.0 ** -24], jnp.float32)
-    np.testing.assert_array_equal(jb._geometric(u, jb._gap_scale(jnp.float32(-jnp.inf)), 99), [1, 1, 1])  # p = 1
-    np.testing.assert_array_equal(jb._geometric(u, jb._gap_scale(jnp.float32(0.0) * -1), 99), [99, 99, 99])  # p = 0
-    g = jb._geometric(u, jb._gap_scale(jnp.log1p(-jnp.float32(0.5))), 10 ** 6)
+    np.testing.assert_array_equal(jbr._geometric(u, jbr._gap_scale(jnp.float32(-jnp.inf)), 99), [1, 1, 1])  # p = 1
+    np.testing.assert_array_equal(jbr._geometric(u, jbr._gap_scale(jnp.float32(0.0) * -1), 99), [99, 99, 99])  # p = 0
+    g = jbr._geometric(u, jbr._gap_scale(jnp.log1p(-jnp.float32(0.5))), 10 ** 6)
     np.testing.assert_array_equal(g, [1, 2, 25])        # 1 + floor(log(u) / log(1/2))
 
 

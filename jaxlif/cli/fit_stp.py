@@ -1,15 +1,4 @@
-"""The ``jaxlif`` command line.
-
-Usage::
-
-    jaxlif fit-stp --rates 5 10 20 40 --ratios 0.61 0.45 0.33 0.27 [--mode tutorial] [--json]
-    jaxlif fit-stp --csv curve.csv --out fit.png
-
-Each subcommand lives in one ``_add_<name>(subparsers)`` function that builds its parser and
-sets ``func`` to a handler ``handler(args) -> int``; :data:`SUBCOMMANDS` lists them, so adding a
-command is one function plus one entry.  Bad input (``ValueError``/``TypeError`` from the library's
-validators, unreadable files) ends with exit status 2 and a one-line message, as argparse does.
-"""
+"""``jaxlif fit-stp``: fit (U0, tau_d, tau_f) to g10/g1 ratio curves from the command line."""
 
 from __future__ import annotations
 
@@ -22,12 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["main", "build_parser", "SUBCOMMANDS", "read_curve_csv", "json_safe"]
+from jaxlif.cli._common import Progress, json_safe
 
-
-# --------------------------------------------------------------------------------------
-# fit-stp
-# --------------------------------------------------------------------------------------
+__all__ = ["add_fit_stp", "read_curve_csv"]
 
 
 def read_curve_csv(path) -> tuple[np.ndarray, np.ndarray]:
@@ -66,18 +52,7 @@ def read_curve_csv(path) -> tuple[np.ndarray, np.ndarray]:
     return rates, (ratios[0] if ratios.shape[0] == 1 else ratios)
 
 
-def json_safe(obj):
-    """Replace non-finite floats (infinite or undefined standard errors) by ``None`` (JSON null)."""
-    if isinstance(obj, float):
-        return obj if np.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj
-
-
-def _add_fit_stp(subparsers) -> None:
+def add_fit_stp(subparsers) -> None:
     p = subparsers.add_parser(
         "fit-stp",
         help="fit Tsodyks-Markram STP parameters (U0, tau_d, tau_f) to a g10/g1 ratio curve",
@@ -122,23 +97,6 @@ def _add_fit_stp(subparsers) -> None:
     out.add_argument("--out", metavar="FIGURE", help="save target vs fitted curve (png, pdf, svg)")
     out.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
     p.set_defaults(func=_run_fit_stp)
-
-
-class _Progress:
-    """Prints fit progress on stderr, at most once a second (so short fits stay silent)."""
-
-    def __init__(self, n_starts: int, stream=None, every_s: float = 1.0):
-        self.n_starts, self.stream, self.every_s = n_starts, stream or sys.stderr, every_s
-        self.t0 = self.last = time.perf_counter()
-
-    def __call__(self, step: int, best_rmse: np.ndarray, n_done: np.ndarray) -> None:
-        now = time.perf_counter()
-        if now - self.last < self.every_s:
-            return
-        self.last = now
-        worst = float(np.max(best_rmse))
-        print(f"  step {step}: best RMSE {worst:.3g}, {int(n_done)}/{self.n_starts} starts "
-              f"stopped ({now - self.t0:.1f} s)", file=self.stream, flush=True)
 
 
 def _format_param(name, value, se, ok, unit):
@@ -220,7 +178,7 @@ def _run_fit_stp(args) -> int:
         print(f"jaxlif fit-stp: fitting {n_curves} curve(s) at {np.size(rates)} rates from "
               f"{n_starts} start(s), mode {args.mode} (the first fit compiles: a few seconds)",
               file=sys.stderr, flush=True)
-        progress = _Progress(n_starts)
+        progress = Progress(n_starts)
     t0 = time.perf_counter()
     res = fit_stp(rates, ratios, init=init, mode=args.mode, noise_sd=args.noise_sd,
                   max_steps=args.max_steps, tol=args.tol, progress=progress, **model_kwargs)
@@ -237,38 +195,3 @@ def _run_fit_stp(args) -> int:
         if args.out:
             print(f"figure: {args.out}")
     return 0
-
-
-# --------------------------------------------------------------------------------------
-# Entry point
-# --------------------------------------------------------------------------------------
-
-#: Functions adding one subcommand each to the ``jaxlif`` parser.
-SUBCOMMANDS = [_add_fit_stp]
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="jaxlif",
-        description="jaxlif: LIF neurons, conductance synapses and short-term plasticity in JAX.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in SUBCOMMANDS:
-        add(sub)
-    return parser
-
-
-def main(argv=None) -> int:
-    """Run ``jaxlif`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
-
-    Bad input exits with status 2 (``SystemExit``) and a message naming the problem.
-    """
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, TypeError) as err:
-        parser.exit(2, f"jaxlif {args.command}: error: {err}\n")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
