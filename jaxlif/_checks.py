@@ -1,21 +1,36 @@
-"""Plain-Python argument validation shared by every public function.
+"""Argument validation shared by every public function: in plain Python, and inside traces.
 
-All checks run on concrete values *before* anything is traced, and raise a
-``ValueError`` (or ``TypeError``) whose message names the argument, the value
-received and the valid range.  Values that are already JAX tracers (a user who
-wraps a jaxlif function in ``jax.vmap``/``jax.grad``) cannot be inspected and are
-skipped: the jitted cores assume valid input, and the fitting code guarantees its
-constraints by reparametrisation instead.  Nothing is ever clipped.
+**Concrete values** are checked *before* anything is traced, and raise a ``ValueError`` (or
+``TypeError``) whose message names the argument, the value received and the valid range.
+
+**Traced values** (a user who wraps a jaxlif function in ``jax.jit``/``jax.vmap``/``jax.grad``)
+cannot be inspected in Python.  The jitted cores therefore evaluate the same rules on the traced
+values (:func:`traced_rule`, :func:`traced_params`: one rule table per parameter type, shared with
+the concrete checks) and
+
+1. always *poison* the outputs of an invalid call (:func:`poison`): floats become NaN, signed
+   integer counts -1, unsigned integers their maximum and boolean rasters all ``True`` (a spike
+   at every step, which no refractory neuron can produce), so an invalid value never yields a
+   plausible number; under ``vmap`` only the invalid elements are poisoned;
+2. emit a :func:`jax.experimental.checkify.debug_check` per rule, which does nothing in a normal
+   call and raises a ``ValueError`` naming the argument when the call runs under
+   :func:`checked` (opt-in checked mode).
+
+Nothing is ever clipped.  Loops whose trip count depends on a value must be bounded by the
+cores themselves (a bad value must not hang).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from jax.experimental import checkify
 
-__all__ = []  # private module
+__all__ = ["checked"]  # the rest is private
 
 
 def _concrete(value: Any) -> np.ndarray | None:
@@ -172,7 +187,8 @@ def check_shape(name: str, value: Any, shape: tuple) -> None:
 
 
 def check_params(name: str, params: Any, dt: float, spec: dict) -> None:
-    """Check each field of a parameter NamedTuple by a rule: 'finite', 'positive', 'nonneg', 'tau', 'U0'."""
+    """Check each field of a parameter NamedTuple by a rule: 'finite', 'positive', 'nonneg', 'tau', 'U0',
+    'V_th' (a rule table such as :data:`LIF_RULES`)."""
     for field, rule in spec.items():
         value = getattr(params, field)
         label = f"{name}.{field}"
@@ -186,5 +202,109 @@ def check_params(name: str, params: Any, dt: float, spec: dict) -> None:
             check_time_constant(label, value, dt)
         elif rule == "U0":
             check_U0(value, label)
+        elif rule == "V_th":  # may be +inf (threshold removed) but not NaN
+            arr = check_numeric(label, value)
+            if arr is not None and np.any(np.isnan(arr)):
+                raise ValueError(f"{label} is NaN; V_th must be a number in mV (+inf removes the threshold)")
         else:  # pragma: no cover - programming error
             raise AssertionError(rule)
+
+
+# ----------------------------------------------------------------------------------------------
+# Checks that survive tracing
+# ----------------------------------------------------------------------------------------------
+
+#: Rule tables: field -> rule, shared by the concrete checks (:func:`check_params`) and the
+#: traced ones (:func:`traced_params`) so that both enforce the same ranges.
+LIF_RULES = {"V_th": "V_th", "V_reset": "finite", "V_init": "finite", "E_L": "finite",
+             "g_L": "positive", "tau_m": "tau", "t_ref": "nonneg"}
+SYN_RULES = {"g_bar": "nonneg", "tau_syn": "tau", "E_rev": "finite"}
+STP_RULES = {"U0": "U0", "tau_d": "tau", "tau_f": "tau"}
+
+_TRACED_RULES: dict[str, tuple[Callable, str]] = {
+    # rule: (predicate(x, dt) on a jax array, what the message says about the valid range)
+    "finite": (lambda x, dt: jnp.isfinite(x), "must be finite"),
+    "positive": (lambda x, dt: jnp.isfinite(x) & (x > 0), "must be finite and > 0"),
+    "nonneg": (lambda x, dt: jnp.isfinite(x) & (x >= 0), "must be finite and >= 0"),
+    "tau": (lambda x, dt: jnp.isfinite(x) & (x >= dt), "ms must be finite and >= dt = {dt} ms"),
+    "U0": (lambda x, dt: (x > 0) & (x <= 1), "must lie in (0, 1]"),
+    "V_th": (lambda x, dt: ~jnp.isnan(x), "mV must be a number (+inf removes the threshold)"),
+    "rate": (lambda x, dt: jnp.isfinite(x) & (x >= 0) & (x * (dt / 1000.0) <= 1),
+             "Hz must be finite, >= 0 and <= 1000/dt = {rate_max} Hz"),
+}
+
+
+def traced_rule(label: str, value: Any, rule: str, dt: float | None = None) -> jax.Array:
+    """Evaluate one validity ``rule`` on a (possibly traced) value inside a jitted core.
+
+    Returns a scalar boolean (all elements valid) and emits a ``checkify.debug_check`` with a
+    message naming ``label``, so that :func:`checked` raises for an invalid value.  ``dt`` [ms] is
+    needed by the ``"tau"`` and ``"rate"`` rules.
+    """
+    predicate, text = _TRACED_RULES[rule]
+    x = jnp.asarray(value)
+    ok = jnp.all(predicate(x, dt))
+    text = text.format(dt=dt, rate_max=None if dt is None else f"{1000.0 / dt:.6g}")
+    checkify.debug_check(ok, f"{label}={{value}} {text}", value=x)
+    return ok
+
+
+def traced_params(name: str, params: Any, dt: float | None, rules: dict[str, str]) -> jax.Array:
+    """:func:`traced_rule` for every field of a parameter NamedTuple (``rules``: a rule table)."""
+    ok = jnp.asarray(True)
+    for field, rule in rules.items():
+        ok = ok & traced_rule(f"{name}.{field}", getattr(params, field), rule, dt)
+    return ok
+
+
+def _poisoned(leaf: jax.Array, ok: jax.Array) -> jax.Array:
+    leaf = jnp.asarray(leaf)
+    ok = jnp.reshape(ok, jnp.shape(ok) + (1,) * (leaf.ndim - jnp.ndim(ok)))
+    dtype = leaf.dtype
+    if jnp.issubdtype(dtype, jnp.inexact):
+        bad = jnp.nan
+    elif dtype == jnp.bool_:
+        bad = True
+    elif jnp.issubdtype(dtype, jnp.signedinteger):
+        bad = -1
+    else:
+        bad = jnp.iinfo(dtype).max
+    return jnp.where(ok, leaf, jnp.asarray(bad, dtype))
+
+
+def poison(ok: jax.Array, tree: Any) -> Any:
+    """Replace every leaf of ``tree`` by an impossible value where ``ok`` is False.
+
+    Floats become NaN, signed integers -1, unsigned integers their maximum, booleans ``True``.
+    ``ok`` is a scalar, or has the leading (batch) shape of the leaves; ``None`` leaves stay.
+    """
+    return jax.tree.map(lambda leaf: _poisoned(leaf, ok), tree)
+
+
+def checked(fn: Callable) -> Callable:
+    """Opt-in checked mode: ``checked(fn)(*args)`` raises a ``ValueError`` naming the argument when
+    an invalid value reaches a jaxlif computation inside ``fn``, even a traced one.
+
+    Without it, such a value poisons the outputs instead (NaN, -1, all-``True`` rasters; see this
+    module's docstring).  Built on :func:`jax.experimental.checkify.checkify` with the library's
+    ``debug_check`` rules, so it works through ``jax.jit``, ``jax.vmap`` and ``lax.scan``::
+
+        sim = lambda r: jaxlif.simulate_cond_lif_poisson(key, rate_E=r, record=False).spikes
+        f = jax.jit(jax.vmap(sim))
+        f(jnp.array([10.0, -5.0]))                  # second row poisoned (all True)
+        jaxlif.checked(f)(jnp.array([10.0, -5.0]))  # ValueError: rate_E=-5.0 Hz must be ...
+
+    The error is :class:`jax.experimental.checkify.JaxRuntimeError`, a ``ValueError``.  The
+    check costs a little time; use it to debug, not in hot loops.
+    """
+    if not callable(fn):
+        raise TypeError(f"checked() needs a callable, got {type(fn).__name__}")
+    checkified = checkify.checkify(fn, errors=checkify.user_checks)
+
+    @functools.wraps(fn)
+    def run_checked(*args, **kwargs):
+        err, out = checkified(*args, **kwargs)
+        err.throw()
+        return out
+
+    return run_checked

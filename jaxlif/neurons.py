@@ -38,6 +38,7 @@ import numpy as np
 from jaxlif import _checks
 from jaxlif.grid import n_steps as _n_steps
 from jaxlif.inputs import _binomial_tail, _p_spike, binomial_count
+from jaxlif.surrogates import spike_from_voltage
 from jaxlif.synapses import EXC_SYN, INH_SYN, SynParams, check_syn_params, exp_syn_step
 
 __all__ = [
@@ -109,13 +110,7 @@ def check_lif_params(params: LIFParams, dt: float, name: str = "neuron") -> None
     """Validate a :class:`LIFParams` (ValueError/TypeError naming the field and range)."""
     if not isinstance(params, LIFParams):
         raise TypeError(f"{name} must be a jaxlif.LIFParams, got {type(params).__name__}")
-    _checks.check_params(name, params, dt, {
-        "V_reset": "finite", "V_init": "finite", "E_L": "finite", "g_L": "positive",
-        "tau_m": "tau", "t_ref": "nonneg"})
-    # V_th may be +inf (threshold removed) but not NaN
-    vth = _checks._concrete(params.V_th)
-    if vth is not None and np.any(np.isnan(vth)):
-        raise ValueError(f"{name}.V_th is NaN; V_th must be a number in mV (+inf removes the threshold)")
+    _checks.check_params(name, params, dt, _checks.LIF_RULES)
 
 
 def lif_init(params: LIFParams) -> LIFState:
@@ -124,23 +119,40 @@ def lif_init(params: LIFParams) -> LIFState:
     return LIFState(v=v, refractory=jnp.zeros_like(v))
 
 
-def _fire_and_reset(params: LIFParams, state: LIFState, dt: float):
-    """SPEC step 1: refractory clamp, threshold test and reset at the current sample."""
+def _fire_and_reset(params: LIFParams, state: LIFState, dt: float, spike_grad=None):
+    """SPEC step 1: refractory clamp, threshold test and reset at the current sample.
+
+    Returns ``(v, r, spike)``: the sample after the reset, the refractory counter and the spike,
+    boolean without a surrogate, else a float 0/1 that carries the surrogate derivative.  The
+    values are identical with and without ``spike_grad``; only the derivatives differ:
+    ``v = where(spike, V_reset, v) + (s - stop_gradient(s)) * (V_reset - v)`` has the forward value
+    of the hard reset and the derivative of ``(1 - s) v + s V_reset`` (zero through ``s`` with
+    ``spike_grad.detach_reset``).
+    """
     refractory = state.refractory > 0
-    spike = jnp.logical_and(jnp.logical_not(refractory), state.v >= params.V_th)
-    v = jnp.where(refractory | spike, params.V_reset, state.v)
+    crossed, s = spike_from_voltage(state.v, params.V_th, spike_grad)
+    spike = jnp.logical_and(jnp.logical_not(refractory), crossed)
+    v_free = jnp.where(refractory, params.V_reset, state.v)
+    v = jnp.where(spike, params.V_reset, v_free)
     r = jnp.where(refractory, state.refractory - 1.0,
                   jnp.where(spike, params.t_ref / dt, state.refractory))
-    return v, r, spike
+    if s is None:
+        return v, r, spike
+    s = jnp.where(refractory, 0.0, s)
+    if not spike_grad.detach_reset:
+        v = v + (s - jax.lax.stop_gradient(s)) * (params.V_reset - v_free)
+    return v, r, s
 
 
-def membrane_step(params: LIFParams, state: LIFState, g_E, E_E, g_I, E_I, I, dt: float):
+def membrane_step(params: LIFParams, state: LIFState, g_E, E_E, g_I, E_I, I, dt: float, spike_grad=None):
     """SPEC steps 1 and 3 for given conductances ``g_E, g_I`` [nS] at ``it+1`` and current ``I`` [pA] at ``it``.
 
     Returns ``(new_state, (v_it, spike_it))`` where ``v_it`` is the sample at ``it`` after the
-    reset (what the tutorial stores in ``v[it]``).
+    reset (what the tutorial stores in ``v[it]``).  ``spike_grad``: ``None`` (exact threshold,
+    boolean spike) or a :class:`jaxlif.surrogates.Surrogate` (float 0/1 spike with a surrogate
+    derivative; identical values).
     """
-    v, r, spike = _fire_and_reset(params, state, dt)
+    v, r, spike = _fire_and_reset(params, state, dt, spike_grad)
     dv = (dt / params.tau_m) * (-(v - params.E_L)
                                 - (g_E / params.g_L) * (v - E_E)
                                 - (g_I / params.g_L) * (v - E_I)
@@ -412,13 +424,24 @@ def _poisson_scan(step, state0, draw_E, draw_I, I, steps: int, record: bool):
     return v, spikes, jnp.concatenate([zero, out[2]]), jnp.concatenate([zero, out[3]])
 
 
+def traced_cond_lif_ok(params: CondLIFParams, dt: float) -> jax.Array:
+    """Inside a jitted core: are the (possibly traced) :class:`CondLIFParams` valid?  Emits one
+    ``checkify.debug_check`` per field (raised by :func:`jaxlif.checked`); see :mod:`jaxlif._checks`."""
+    return (_checks.traced_params("params.neuron", params.neuron, dt, _checks.LIF_RULES)
+            & _checks.traced_params("params.exc", params.exc, dt, _checks.SYN_RULES)
+            & _checks.traced_params("params.inh", params.inh, dt, _checks.SYN_RULES))
+
+
 @jax.jit(static_argnums=(5, 6, 7, 8, 9, 10))
 def _simulate_cond_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, dt, spiking, record):
+    ok = (traced_cond_lif_ok(params, dt) & _checks.traced_rule("rate_E", rate_E, "rate", dt)
+          & _checks.traced_rule("rate_I", rate_I, "rate", dt) & _checks.traced_rule("I_inj", I, "finite"))
     params = _no_threshold(params, spiking)
     key_E, key_I = jax.random.split(key)
     tail_E = _binomial_tail(_p_spike(rate_E, dt), n_E)   # once per run, not per step
     tail_I = _binomial_tail(_p_spike(rate_I, dt), n_I)
     step = lambda state, x: cond_lif_step(params, state, x, dt)
-    return CondLIFResult(*_poisson_scan(step, cond_lif_init(params),
-                                        lambda k: binomial_count(key_E, k, tail_E),
-                                        lambda k: binomial_count(key_I, k, tail_I), I, steps, record))
+    result = CondLIFResult(*_poisson_scan(step, cond_lif_init(params),
+                                          lambda k: binomial_count(key_E, k, tail_E),
+                                          lambda k: binomial_count(key_I, k, tail_I), I, steps, record))
+    return _checks.poison(ok, result)

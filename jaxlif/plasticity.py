@@ -87,7 +87,7 @@ def check_stp_params(params: STPParams, dt: float, name: str = "stp") -> None:
     """Validate an :class:`STPParams`: ``0 < U0 <= 1``, ``tau_d, tau_f >= dt``."""
     if not isinstance(params, STPParams):
         raise TypeError(f"{name} must be a jaxlif.STPParams, got {type(params).__name__}")
-    _checks.check_params(name, params, dt, {"U0": "U0", "tau_d": "tau", "tau_f": "tau"})
+    _checks.check_params(name, params, dt, _checks.STP_RULES)
 
 
 def stp_init(shape=(), dtype=None) -> STPState:

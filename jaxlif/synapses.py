@@ -67,4 +67,4 @@ def check_syn_params(name: str, params: SynParams, dt: float) -> None:
     """Validate a :class:`SynParams` (raises ValueError/TypeError naming the field)."""
     if not isinstance(params, SynParams):
         raise TypeError(f"{name} must be a jaxlif.SynParams, got {type(params).__name__}")
-    _checks.check_params(name, params, dt, {"g_bar": "nonneg", "tau_syn": "tau", "E_rev": "finite"})
+    _checks.check_params(name, params, dt, _checks.SYN_RULES)
