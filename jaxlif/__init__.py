@@ -2,7 +2,7 @@
 
 Pure step functions run through ``jax.lax.scan``; batches come from ``jax.vmap``; parameters and
 state are NamedTuple pytrees that ``jit``, ``vmap`` and ``grad`` accept.  The discrete-time
-conventions are the Neuromatch Academy tutorials' (forward Euler; see the README and SPEC).
+conventions are the Neuromatch Academy tutorials' (forward Euler; see docs/conventions.md).
 
 Units (one system everywhere):
 

@@ -106,7 +106,7 @@ def fmp_shot_noise(params, rate_E, rate_I, *, n_E: int = 80, n_I: int = 20, I_in
         mu    = (g_L E_L + g0_E E_E + g0_I E_I + I_inj) / g_T
         var   = sum_k K_k nu_k a_k^2 tau_k^2 / (2 (tau_k + tau_eff)),   a_k = g_bar_k (E_k - mu) / g_T
 
-    (Kuhn, Aertsen & Rotter 2004, J. Neurosci. 24; SPEC "Closed forms").  Exercise 1.2 gives about
+    (Kuhn, Aertsen & Rotter 2004, J. Neurosci. 24; docs/conventions.md, section 7).  Exercise 1.2 gives about
     -58.0 mV and 4.1 mV; simulations land within about 0.2 mV and 3 %.
 
     Args:

@@ -6,7 +6,7 @@ its index-0 spike is never seen, so the default ``n_spike = 10`` compares the 9t
 delivered spikes; to fit a measured ``g_n / g_1`` pass ``n_spike = n + 1``).  Three modes:
 
 ``"tutorial"`` (default)
-    Regular trains on the tutorial's grid (SPEC "Ratio curve"): ``isi = int(1000/rate/dt)`` steps,
+    Regular trains on the tutorial's grid (docs/conventions.md 4.6): ``isi = int(1000/rate/dt)`` steps,
     forward Euler (``dynamic_syn``), evaluated event by event: ``k - 1`` silent steps in closed
     form, ``(1 - dt/tau)^(k-1) = exp((k-1) log1p(-dt/tau))``, then one spike step
     (:func:`~jaxlif.plasticity.stp_step`): exactly :func:`~jaxlif.plasticity.ratio_curve`, whose

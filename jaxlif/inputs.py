@@ -94,7 +94,7 @@ def _check_poisson(key, rate, n, T, dt, name="rate"):
 def poisson_trains(key: jax.Array, rate: float, n: int, *, T: float, dt: float) -> jax.Array:
     """``n`` independent Poisson (Bernoulli-per-step) trains, shape ``(n, n_steps)``, dtype bool.
 
-    ``spike[i, k] = U[i, k] < p`` with ``p = rate * dt / 1000`` (SPEC "Inputs"); ``U[:, k]`` is
+    ``spike[i, k] = U[i, k] < p`` with ``p = rate * dt / 1000`` (docs/conventions.md 4.4); ``U[:, k]`` is
     drawn from ``fold_in(key, k)``.
 
     Args:

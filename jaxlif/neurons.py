@@ -1,12 +1,13 @@
 r"""Leaky integrate-and-fire neurons: current-based and conductance-based.
 
-Continuous time (SPEC "Continuous-time models")::
+Continuous time (docs/conventions.md, section 3)::
 
     current LIF:      tau_m dV/dt = -(V - E_L) + I(t) / g_L
     conductance LIF:  tau_m dV/dt = -(V - E_L) - (g_E/g_L)(V - E_E) - (g_I/g_L)(V - E_I) + I_inj/g_L
     V >= V_th  ->  spike, V <- V_reset, clamped at V_reset for t_ref
 
-Discrete scheme implemented (the tutorial's ``run_LIF_cond``; SPEC), for ``it = 0 .. n_steps-2``::
+Discrete scheme implemented (the tutorial's ``run_LIF_cond``; docs/conventions.md 4.2), for
+``it = 0 .. n_steps-2``::
 
     1. if r > 0:          v[it] = V_reset; r -= 1                   (refractory clamp)
        elif v[it] >= V_th: spike at it;  v[it] = V_reset; r = t_ref/dt
@@ -24,7 +25,7 @@ Gradients: the threshold is a hard step, so the gradient of anything with respec
 spike *times* is zero; gradients of subthreshold traces are exact.
 
 Shapes: traces are ``(n_steps,)``; batch with ``jax.vmap`` (leading batch axes).
-Units: ms, mV, nS, pA, GOhm (SPEC "Units").
+Units: ms, mV, nS, pA, GOhm (docs/conventions.md, section 1).
 """
 
 from __future__ import annotations
@@ -120,7 +121,8 @@ def lif_init(params: LIFParams) -> LIFState:
 
 
 def _fire_and_reset(params: LIFParams, state: LIFState, dt: float, spike_grad=None):
-    """SPEC step 1: refractory clamp, threshold test and reset at the current sample.
+    """Step 1 of the scheme (docs/conventions.md 4.2): refractory clamp, threshold test and reset at
+    the current sample.
 
     Returns ``(v, r, spike)``: the sample after the reset, the refractory counter and the spike,
     boolean without a surrogate, else a float 0/1 that carries the surrogate derivative.  The
@@ -145,7 +147,8 @@ def _fire_and_reset(params: LIFParams, state: LIFState, dt: float, spike_grad=No
 
 
 def membrane_step(params: LIFParams, state: LIFState, g_E, E_E, g_I, E_I, I, dt: float, spike_grad=None):
-    """SPEC steps 1 and 3 for given conductances ``g_E, g_I`` [nS] at ``it+1`` and current ``I`` [pA] at ``it``.
+    """Steps 1 and 3 of the scheme (docs/conventions.md 4.2) for given conductances ``g_E, g_I`` [nS]
+    at ``it+1`` and current ``I`` [pA] at ``it``.
 
     Returns ``(new_state, (v_it, spike_it))`` where ``v_it`` is the sample at ``it`` after the
     reset (what the tutorial stores in ``v[it]``).  ``spike_grad``: ``None`` (exact threshold,
@@ -270,7 +273,7 @@ def cond_lif_init(params: CondLIFParams) -> CondLIFState:
 
 
 def cond_lif_step(params: CondLIFParams, state: CondLIFState, inputs, dt: float):
-    """One step of the conductance LIF (SPEC steps 1-3).
+    """One step of the conductance LIF (steps 1-3 of docs/conventions.md 4.2).
 
     Args:
         params: :class:`CondLIFParams`.  state: :class:`CondLIFState` at ``it``.
@@ -309,7 +312,7 @@ def simulate_cond_lif(params: CondLIFParams, n_E: jax.Array, n_I: jax.Array, I_i
                       dt: float, spiking: bool = True) -> CondLIFResult:
     """Simulate the conductance LIF on given per-step input spike counts.
 
-    Equivalent Python loop (SPEC ``run_LIF_cond``)::
+    Equivalent Python loop (the tutorial's ``run_LIF_cond``)::
 
         state = cond_lif_init(params)
         for it in range(n_steps - 1):

@@ -17,7 +17,7 @@ Precision: jaxlif computes in float32 unless 64-bit mode is on.  With
 results reproduce the tutorial's NumPy code: identical spike times and traces within 1e-9.
 In float32 the traces agree within about 1e-3 mV / 1e-4 nS wherever no spike time differs.
 
-Differences from the tutorial code (SPEC "Known defects"), all deliberate:
+Differences from the tutorial code (docs/conventions.md, section 5), all deliberate:
 
 * ``Poisson_generator`` and ``my_GWN`` never touch NumPy's global random state: they draw
   from a private ``np.random.RandomState(myseed)``, which yields exactly the numbers the
@@ -209,7 +209,7 @@ def my_illus_STD(Poisson=False, rate=20.0, U0=0.5, tau_d=100.0, tau_f=50.0, plot
     As in the tutorial: ``T = 10*1000/rate`` ms, ``dt = 0.1`` ms, ``g_bar = 1.2`` nS,
     ``tau_syn = 5`` ms.  For a regular train returns ``(g[isi], g[9*isi])`` [nS], which the
     tutorial calls the conductance at the 1st and the 10th spike (they are the 1st and 9th
-    spikes the synapse sees; SPEC "Ratio curve").  For ``Poisson=True`` returns ``None``, as
+    spikes the synapse sees; docs/conventions.md 4.6).  For ``Poisson=True`` returns ``None``, as
     the tutorial does.  ``plot_out`` draws u, R, the spikes and g with labelled axes.
     ``myseed`` (not in the tutorial) seeds the Poisson train.
     """

@@ -6,7 +6,8 @@ Continuous time (spike at t_sp; "-" just before, "+" just after)::
     dR/dt = (1 - R)/tau_d - u^+ R^- delta(t - t_sp)
     dg/dt = -g/tau_syn + g_bar u^+ R^- delta(t - t_sp)
 
-Discrete scheme implemented (the tutorial's ``dynamic_syn``; SPEC), with ``s = spikes[it+1]``::
+Discrete scheme implemented (the tutorial's ``dynamic_syn``; docs/conventions.md 4.1), with
+``s = spikes[it+1]``::
 
     u[it+1] = u[it] - dt/tau_f u[it] + U0 (1 - u[it]) s
     R[it+1] = R[it] + dt/tau_d (1 - R[it]) - u[it+1] R[it] s
@@ -250,7 +251,7 @@ def ratio_curve_exact(params: STPParams, rates_hz, *, g_bar: float = 1.2, tau_sy
         x-_1 = 1,    x-_{n+1} = 1 - (1 - x-_n (1 - u+_n)) exp(-Delta/tau_d)
         g+_1 = g_bar U0,   g+_{n+1} = g+_n exp(-Delta/tau_syn) + g_bar u+_{n+1} x-_{n+1}
 
-    (SPEC "Closed forms"; ``u+_n x-_n`` is the fraction of resources released by spike n.)
+    (docs/conventions.md, section 7; ``u+_n x-_n`` is the fraction of resources released by spike n.)
     Returns ``(g+_1, g+_m)`` with ``m = n_spike - 1``: with the default ``n_spike = 10`` this is the
     conductance after the 9th spike over that after the 1st, exactly what the tutorial's
     ``g[9*isi] / g[isi]`` measures (its index-0 spike is never seen), so :func:`ratio_curve`

@@ -1,6 +1,6 @@
 r"""Conductance LIF driven by plastic synapses: every input train has its own u, R, g.
 
-This is the tutorial's ``run_LIF_cond_STP`` (SPEC): each excitatory train ``j`` runs
+This is the tutorial's ``run_LIF_cond_STP`` (docs/conventions.md 4.3): each excitatory train ``j`` runs
 ``dynamic_syn`` with the excitatory STP parameters (:func:`jaxlif.plasticity.stp_step`), the
 total conductance is ``g_E = sum_j g_j`` (likewise ``g_I``), and the membrane follows the
 conductance-LIF scheme of :mod:`jaxlif.neurons` with ``g_E[it+1], g_I[it+1]`` (the static

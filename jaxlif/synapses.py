@@ -4,7 +4,7 @@ Continuous time::
 
     tau_syn dg/dt = -g + g_bar * tau_syn * sum_k delta(t - t_k)      (jump g_bar per spike)
 
-Discrete update implemented (the tutorial's ``run_LIF_cond``, SPEC step 2)::
+Discrete update implemented (the tutorial's ``run_LIF_cond``, step 2 of docs/conventions.md 4.2)::
 
     g[it+1] = g[it] - dt/tau_syn * g[it] + g_bar * n[it+1]
 

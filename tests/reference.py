@@ -1,11 +1,11 @@
 """Independent NumPy float64 oracle for jaxlif's tests.
 
-Every function here transcribes one algorithm of ``shared/SPEC.md`` step by step, in
+Every function here transcribes one algorithm of ``docs/conventions.md`` step by step, in
 plain NumPy / Python floats (float64), with no import of ``jaxlif``. The library is
 tested against these functions, and ``tests/test_reference.py`` tests these
 functions against the tutorials' printed numbers and against closed forms.
 
-Units (SPEC "Units"): time in ms, voltage in mV, conductance in nS, current in pA,
+Units (docs/conventions.md 1): time in ms, voltage in mV, conductance in nS, current in pA,
 rates in Hz -- except :func:`lif_part1_loop`, which keeps the first tutorial's SI
 units (s, V, Ohm, A) so that its output can be compared with the printed values.
 
@@ -13,7 +13,7 @@ Floating-point grouping follows the tutorial code (``x[it+1] = x[it] + dx`` with
 ``dx`` computed first, ``(dt / tau) * x``), so that the oracle reproduces the
 tutorial to the last bit, not only to rounding error.
 
-Deliberate differences from the tutorial code (SPEC "Known defects"):
+Deliberate differences from the tutorial code (docs/conventions.md 5):
 
 * :func:`poisson_generator` and :func:`gwn` draw from a private
   ``np.random.RandomState(myseed)`` and never touch NumPy's global generator.
@@ -55,7 +55,7 @@ __all__ = [
 
 
 def lif_part1_loop(n_steps, dt=1e-3, tau=20e-3, el=-60e-3, r=100e6, i_mean=25e-11):
-    """The first tutorial's current and voltage loops (SPEC "The first tutorial's loop").
+    """The first tutorial's current and voltage loops (docs/conventions.md 4.7).
 
     For step k: ``t = k*dt``, ``i = i_mean * (1 + sin(2*pi*t / 10 ms))``, then
     ``v <- v + dt/tau * (el - v + r*i)`` starting from ``v = el``. There is no
@@ -88,7 +88,7 @@ def lif_part1_loop(n_steps, dt=1e-3, tau=20e-3, el=-60e-3, r=100e6, i_mean=25e-1
 
 
 def default_pars(**kw):
-    """The tutorial's ``default_pars`` (SPEC "Parameter sets", neuron defaults).
+    """The tutorial's ``default_pars`` (docs/conventions.md 6, neuron defaults).
 
     Keyword arguments add or override entries *before* the time grid is built, so
     ``default_pars(T=1000.)`` gives ``range_t = np.arange(0, 1000., 0.1)`` (10000 samples).
@@ -114,7 +114,7 @@ def default_pars(**kw):
 
 
 def poisson_generator(pars, rate, n, myseed=None):
-    """Bernoulli ("Poisson") spike trains (SPEC "Inputs").
+    """Bernoulli ("Poisson") spike trains (docs/conventions.md 4.4).
 
     Each of the ``n`` trains has, independently at every one of the ``Lt`` grid steps, a
     spike with probability ``p = rate * dt / 1000``. Draws ``RandomState(myseed).rand(n, Lt)``,
@@ -140,7 +140,7 @@ def poisson_generator(pars, rate, n, myseed=None):
 
 
 def gwn(pars, mu, sig, myseed=None):
-    """Gaussian white-noise current (SPEC "Inputs"): ``mu + sig * N(0,1) / sqrt(dt/1000)``.
+    """Gaussian white-noise current (docs/conventions.md 4.4): ``mu + sig * N(0,1) / sqrt(dt/1000)``.
 
     Draws ``RandomState(myseed).randn(Lt)`` (same numbers as the tutorial's ``my_GWN`` for
     a non-zero seed; the global generator is left untouched). Sample mean ``mu``, sample
@@ -175,7 +175,7 @@ def _summed_train(train, lt):
 def _lif_cond_voltage(pars, i_inj, g_e, g_i):
     """Threshold/refractory/Euler voltage loop shared by the static and STP neurons.
 
-    SPEC "Conductance LIF", steps 1 and 3, given total conductances ``g_e``, ``g_i`` [nS]
+    docs/conventions.md 4.2, steps 1 and 3, given total conductances ``g_e``, ``g_i`` [nS]
     (sequences of length Lt; ``g_e[it+1]`` is used to advance ``v[it]``).
     Returns (v [mV], spike times [ms]).
     """
@@ -212,7 +212,7 @@ def _lif_cond_voltage(pars, i_inj, g_e, g_i):
 
 
 def run_lif_cond(pars, I_inj, pre_ex, pre_in):
-    """Conductance-based LIF driven by static exponential synapses (SPEC "Conductance LIF").
+    """Conductance-based LIF driven by static exponential synapses (docs/conventions.md 4.2).
 
     ``v[0] = V_init``, ``tr = 0``; for ``it = 0 .. Lt-2``:
 
@@ -259,7 +259,7 @@ def run_lif_cond(pars, I_inj, pre_ex, pre_in):
 
 
 def dynamic_syn(g_bar, tau_syn, U0, tau_d, tau_f, pre_spike_train, dt):
-    """Tutorial Euler scheme for one STP synapse (SPEC "dynamic_syn").
+    """Tutorial Euler scheme for one STP synapse (docs/conventions.md 4.1).
 
     ``u[0] = 0``, ``R[0] = 1``, ``g[0] = 0``; for ``it = 0 .. Lt-2`` with ``s = train[it+1]``::
 
@@ -300,7 +300,7 @@ def dynamic_syn(g_bar, tau_syn, U0, tau_d, tau_f, pre_spike_train, dt):
 
 
 def run_lif_cond_stp(pars, I_inj, pre_ex, pre_in):
-    """Conductance LIF whose every input train has its own STP synapse (SPEC "STP-LIF").
+    """Conductance LIF whose every input train has its own STP synapse (docs/conventions.md 4.3).
 
     Each excitatory train ``k`` runs :func:`dynamic_syn` with (gE_bar, tau_syn_E, U0_E,
     tau_d_E, tau_f_E); ``gE_total`` is the sum over trains (likewise for I). The voltage
@@ -337,7 +337,7 @@ def run_lif_cond_stp(pars, I_inj, pre_ex, pre_in):
 
 
 def ratio_point(rate, U0, tau_d, tau_f, dt=0.1, g_bar=1.2, tau_syn=5.0):
-    """One point of the tutorial's g10/g1 curve (SPEC "Ratio curve"; ``my_illus_STD``).
+    """One point of the tutorial's g10/g1 curve (docs/conventions.md 4.6; ``my_illus_STD``).
 
     ``T = 10 * 1000 / rate`` ms, ``isi = int(1000 / rate / dt)`` steps, a regular train with
     spikes at indices ``0, isi, 2*isi, ...``, run through :func:`dynamic_syn`.
@@ -361,12 +361,12 @@ def ratio_point(rate, U0, tau_d, tau_f, dt=0.1, g_bar=1.2, tau_syn=5.0):
 
 
 # --------------------------------------------------------------------------------------
-# Closed forms (SPEC "Closed forms usable as test oracles")
+# Closed forms (docs/conventions.md 7)
 # --------------------------------------------------------------------------------------
 
 
 def tm_continuous_regular(rate_hz, U0, tau_d, tau_f, n_spikes, delta_ms=None):
-    """Continuous-time Tsodyks-Markram release for a regular train (SPEC "Closed forms").
+    """Continuous-time Tsodyks-Markram release for a regular train (docs/conventions.md 7).
 
     ``u+_1 = U0``, ``u+_{n+1} = U0 + u+_n (1 - U0) e^(-Delta/tau_f)``;
     ``x-_1 = 1``, ``x-_{n+1} = 1 - (1 - x-_n (1 - u+_n)) e^(-Delta/tau_d)``;
@@ -401,7 +401,7 @@ def tm_continuous_conductance(release, delta_ms, g_bar, tau_syn):
     """Conductance just after each spike of a regular train, continuous time.
 
     ``g+_1 = g_bar release_1``, ``g+_{n+1} = g+_n e^(-Delta/tau_syn) + g_bar release_{n+1}``
-    (exponential synapse of SPEC "Continuous-time models").
+    (exponential synapse of docs/conventions.md 3).
 
     Args:
         release: ``(n,)`` array from :func:`tm_continuous_regular`.
@@ -424,7 +424,7 @@ def tm_continuous_conductance(release, delta_ms, g_bar, tau_syn):
 def lif_dc_first_spike_steps(
     I, tau_m=10.0, g_L=10.0, E_L=-75.0, V_reset=-75.0, V_th=-55.0, dt=0.1, V_init=None
 ):
-    """Step index of the first spike of the Euler LIF under DC input (SPEC "Closed forms").
+    """Step index of the first spike of the Euler LIF under DC input (docs/conventions.md 7).
 
     Below threshold the Euler loop is geometric, ``v_k = V_inf + (V_init - V_inf) a^k`` with
     ``a = 1 - dt/tau_m`` and ``V_inf = E_L + I/g_L``, so the first spike is recorded at step
@@ -450,7 +450,7 @@ def lif_dc_first_spike_steps(
 
 
 def fmp_shot_noise_estimate(g_L, E_L, tau_m, inputs, I_inj=0.0):
-    """Mean and std of the free membrane potential from shot-noise theory (SPEC "Closed forms").
+    """Mean and std of the free membrane potential from shot-noise theory (docs/conventions.md 7).
 
     Campbell's theorem: ``K`` trains at rate ``nu``, jump ``g_bar``, decay ``tau`` give mean
     conductance ``g0 = K nu g_bar tau``. With ``g_T = g_L + sum g0``, ``tau_eff = tau_m g_L / g_T``::
@@ -458,7 +458,7 @@ def fmp_shot_noise_estimate(g_L, E_L, tau_m, inputs, I_inj=0.0):
         mu_V  = (g_L E_L + sum g0 V_rev + I_inj) / g_T
         var_V = sum K nu a^2 tau^2 / (2 (tau + tau_eff)),   a = g_bar (V_rev - mu_V) / g_T
 
-    (Kuhn, Aertsen & Rotter 2004). SPEC quotes -58.0 mV and 4.1 mV for exercise 1.2.
+    (Kuhn, Aertsen & Rotter 2004). docs/conventions.md 7 quotes -58.0 mV and 4.1 mV for exercise 1.2.
 
     Args:
         g_L: leak conductance [nS]. E_L: leak reversal [mV]. tau_m: membrane time constant [ms].

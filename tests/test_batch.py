@@ -251,7 +251,7 @@ def test_float32_against_float64_reference(shared):
 
 
 # ----------------------------------------------------------------------------------------------
-# mean output rates (SPEC/ANCHORS: WL-A about 25.5 Hz, WL-B about 65.1 Hz)
+# mean output rates (docs/workloads.md: WL-A about 25.5 Hz, WL-B about 65 Hz; Brian2 and NumPy agree)
 # ----------------------------------------------------------------------------------------------
 
 
@@ -261,7 +261,7 @@ def _rate(counts, T):
 
 
 def test_mean_rates_against_anchors_and_step_by_step():
-    """WL-A and WL-B mean rates against ANCHORS.md (25.5 and 65.1 Hz, rounded to 0.1 Hz and measured on
+    """WL-A and WL-B mean rates against the peers' measured rates (25.5 and 65.1 Hz, rounded to 0.1 Hz and measured on
     far larger batches) within 5 standard errors + 0.1 Hz; WL-A also against the per-step simulator
     (independent draws) within 5 combined standard errors."""
     T = 1000.0

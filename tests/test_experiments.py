@@ -135,7 +135,7 @@ def test_run_fit_paths(tmp_path, capsys):
 def test_lif_part1_numbers(quick_run):
     out, _ = quick_run
     data = _load(out, "lif_part1")
-    # The first tutorial's printed output (shared/seeds/000_*, coding exercise 4), in volts.
+    # The first tutorial's printed output (coding exercise 4), in volts.
     printed = [-5.8750e-02, -5.6828e-02, -5.4548e-02, -5.2381e-02, -5.0778e-02,
                -4.9989e-02, -4.9974e-02, -5.0414e-02, -5.0832e-02, -5.0775e-02]
     np.testing.assert_allclose(data["v_printed_SI"], printed, rtol=0, atol=5.05e-7)   # printed with %.4e
@@ -165,8 +165,8 @@ def test_free_membrane_potential_trial0(quick_run):
     assert t0["n_spikes"] == int(run.spikes.sum())
     assert t0["fmp_mean_mV"] == pytest.approx(float(m), abs=1e-4)
     assert t0["fmp_std_mV"] == pytest.approx(float(s), abs=1e-4)
-    assert data["approximation"]["fmp_mean_mV"] == pytest.approx(-58.0, abs=0.05)   # SPEC: -58.0 mV
-    assert data["approximation"]["fmp_std_mV"] == pytest.approx(4.1, abs=0.05)      # SPEC: 4.1 mV
+    assert data["approximation"]["fmp_mean_mV"] == pytest.approx(-58.0, abs=0.05)   # docs/conventions.md 7: -58.0 mV
+    assert data["approximation"]["fmp_std_mV"] == pytest.approx(4.1, abs=0.05)      # docs/conventions.md 7: 4.1 mV
 
 
 def test_ei_heatmap_cell_equals_direct_simulation(quick_run):

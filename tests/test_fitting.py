@@ -1,6 +1,6 @@
 """Tests for jaxlif.fitting (issue 3), the exact ratio curve and the ``jaxlif fit-stp`` command.
 
-Oracles: the tutorial's step-by-step loop and the SPEC continuous-time closed form, both in
+Oracles: the tutorial's step-by-step loop and the continuous-time closed form (docs/conventions.md 7), both in
 ``tests/reference.py`` (plain NumPy); central finite differences for gradients.  Targets are
 noise-free unless stated.  Each distinct fit configuration (shapes, mode, options) compiles
 once (~4 s on 2 cores), so the tests share a few configurations.
@@ -95,7 +95,7 @@ def test_euler_curve_converges_to_exact_at_first_order(x64):
     exact = np.asarray(stp_ratio(STF, rates, mode="exact"))
     dts = [0.2, 0.1, 0.05, 0.025]
     errors = [np.max(np.abs(np.asarray(stp_ratio(STF, rates, dt=dt)) - exact)) for dt in dts]
-    assert errors[0] > 1e-3  # the modes really differ (SPEC: up to ~6e-3 at dt = 0.1)
+    assert errors[0] > 1e-3  # the modes really differ (a few 1e-3 at dt = 0.1)
     ratios = np.array(errors[:-1]) / np.array(errors[1:])
     assert np.all((ratios > 1.7) & (ratios < 2.3)), (errors, ratios)  # O(dt)
 

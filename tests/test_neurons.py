@@ -101,7 +101,7 @@ def test_poisson_in_scan_equals_explicit_counts(x64):
 
 
 def test_fmp_matches_shot_noise_approximation():
-    """SPEC: exercise 1.2 mean FMP about -58.0 mV, std about 4.1 mV (simulations within ~0.2 mV, 3%)."""
+    """docs/conventions.md 7: exercise 1.2 mean FMP about -58.0 mV, std about 4.1 mV (simulations within ~0.2 mV, 3%)."""
     keys = jax.random.split(jax.random.key(0), 16)
     run = jax.vmap(lambda k: jaxlif.simulate_cond_lif_poisson(k, T=1000.0, dt=0.1, spiking=False).v)
     mean, std = jaxlif.fmp_stats(run(keys))
@@ -110,7 +110,7 @@ def test_fmp_matches_shot_noise_approximation():
 
 
 def test_wl_a_mean_rate_agrees_with_peers():
-    """ANCHORS: WL-A mean output rate about 25.5 Hz (Brian2, BrainPy, NumPy agree)."""
+    """docs/workloads.md: WL-A mean output rate about 25.5 Hz (Brian2, BrainPy, NumPy agree)."""
     keys = jax.random.split(jax.random.key(1), 64)
     run = jax.vmap(lambda k: jaxlif.simulate_cond_lif_poisson(k, record=False).spikes)
     rates = np.asarray(jaxlif.spike_rate(run(keys), 1000.0))

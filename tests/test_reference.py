@@ -1,9 +1,8 @@
 """Tests of the NumPy oracle ``tests/reference.py`` itself.
 
 The oracle is only useful if it is right, so it is checked here against numbers that do
-not come from it: the first tutorial's printed output (``shared/seeds/000_*``), the
-tutorial's own global-seed random draws, and the closed forms of SPEC.md ("Closed forms
-usable as test oracles"). Statistical checks use fixed seeds and bounds of 6 sigma.
+not come from it: the first tutorial's printed output (pinned in this file), the tutorial's own
+global-seed random draws, and the closed forms of docs/conventions.md (section 7). Statistical checks use fixed seeds and bounds of 6 sigma.
 Units: ms, mV, nS, pA, Hz (SI only for the first tutorial's loop).
 """
 
@@ -18,14 +17,14 @@ except ImportError:  # tests/ is a package
     from tests import reference as ref
 
 
-# Exercise 1.2 of the synaptic-transmission tutorial (SPEC "Parameter sets").
+# Exercise 1.2 of the synaptic-transmission tutorial (docs/conventions.md 6).
 EX12_SYN = dict(gE_bar=2.4, VE=0.0, tau_syn_E=2.0, gI_bar=2.4, VI=-80.0, tau_syn_I=5.0)
 STD = dict(U0=0.5, tau_d=100.0, tau_f=50.0)
 STF = dict(U0=0.2, tau_d=100.0, tau_f=750.0)
 
 
 # --------------------------------------------------------------------------------------
-# First tutorial: printed values (shared/seeds/000_*, coding exercises 2-4)
+# First tutorial: printed values (coding exercises 2-4)
 # --------------------------------------------------------------------------------------
 
 # Exercise 2 prints repr(i) for the first 10 steps [A].
@@ -93,7 +92,7 @@ def test_default_pars_grid_and_overrides():
     pars = ref.default_pars()
     assert pars["range_t"].size == 4000 and pars["range_t"][-1] == pytest.approx(399.9)
     pars = ref.default_pars(T=1000.0, V_th=1e3, gE_bar=2.4)
-    assert pars["range_t"].size == 10000  # SPEC: T = 1000, dt = 0.1 gives 10000
+    assert pars["range_t"].size == 10000  # T = 1000, dt = 0.1 gives 10000
     assert pars["V_th"] == 1e3 and pars["gE_bar"] == 2.4 and pars["tau_m"] == 10.0
     assert ref.default_pars(dt=0.05, T=10.0)["range_t"].size == 200
 
@@ -144,7 +143,7 @@ def test_gwn_moments_and_tutorial_seeding():
     i_gwn = ref.gwn(pars, mu, sig, myseed=11)
     expected = _tutorial_global_draw(11, lambda: mu + sig * np.random.randn(lt) / np.sqrt(dt / 1000.0))
     assert np.array_equal(i_gwn, expected)
-    var = sig**2 * 1000.0 / dt  # SPEC: sample variance sig^2 * 1000/dt  [pA^2]
+    var = sig**2 * 1000.0 / dt  # docs/conventions.md 4.4: sample variance sig^2 * 1000/dt  [pA^2]
     assert abs(i_gwn.mean() - mu) < 6 * math.sqrt(var / lt)
     assert abs(i_gwn.var(ddof=1) / var - 1.0) < 6 * math.sqrt(2.0 / (lt - 1))
 
@@ -261,7 +260,7 @@ def test_dynamic_syn_silent_stretches_are_geometric():
         assert u[j + k] == pytest.approx(u[j] * a_f**k, rel=1e-12)
         assert 1 - R[j + k] == pytest.approx((1 - R[j]) * a_d**k, rel=1e-11)
         assert g[j + k] == pytest.approx(g[j] * a_s**k, rel=1e-11)
-    # jump at a spike (SPEC update order: u first, then R and g with the new u)
+    # jump at a spike (update order of docs/conventions.md 4.1: u first, then R and g with the new u)
     it = 399
     u_new = a_f * u[it] + U0 * (1 - u[it])
     assert u[400] == pytest.approx(u_new, rel=1e-14)
@@ -280,7 +279,7 @@ def test_dynamic_syn_batched_rows_equal_single_calls():
 
 
 def _euler_regular_events(rate, U0, tau_d, tau_f, dt, g_bar=1.2, tau_syn=5.0, n_seen=9):
-    """SPEC "Tutorial (Euler) scheme, regular train", event by event (no time loop)."""
+    """docs/conventions.md 7, Euler scheme for a regular train, event by event (no time loop)."""
     k = int((1e3 / rate) / dt)
     a_f, a_d, a_s = 1 - dt / tau_f, 1 - dt / tau_d, 1 - dt / tau_syn
     u, R, g, out = 0.0, 1.0, 0.0, []
@@ -297,7 +296,7 @@ def _euler_regular_events(rate, U0, tau_d, tau_f, dt, g_bar=1.2, tau_syn=5.0, n_
 @pytest.mark.parametrize("rate", [5.0, 14.0, 30.0, 40.0])
 def test_ratio_point_first_value_exact_and_event_driven_agreement(params, rate):
     g1, g9 = ref.ratio_point(rate, **params)
-    assert g1 == 1.2 * params["U0"]  # SPEC: g1 = g_bar U0 exactly
+    assert g1 == 1.2 * params["U0"]  # docs/conventions.md 7: g1 = g_bar U0 exactly
     events = _euler_regular_events(rate, dt=0.1, **params)
     assert events[0] == g1
     assert g9 == pytest.approx(events[8], rel=1e-11)
@@ -359,7 +358,7 @@ def test_free_membrane_potential_exercise_1_2():
     mu_est, sd_est = ref.fmp_shot_noise_estimate(
         g_L=10.0, E_L=-75.0, tau_m=10.0, inputs=[(80, 10.0, 2.4, 2.0, 0.0), (20, 10.0, 2.4, 5.0, -80.0)]
     )
-    assert round(mu_est, 1) == -58.0 and round(sd_est, 1) == 4.1  # SPEC's quoted values
+    assert round(mu_est, 1) == -58.0 and round(sd_est, 1) == 4.1  # docs/conventions.md 7's values
 
     # FMP: threshold removed (V_th = 1e3), 80 E + 20 I trains at 10 Hz, T = 1000 ms.
     # One 1-s run fluctuates by about 0.4 mV (mean) and 8 % (std), so pool 8 runs from fixed seeds.

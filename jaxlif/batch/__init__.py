@@ -3,12 +3,13 @@ r"""Fast batched simulators: event-driven Poisson input and short-term plasticit
 The per-step simulators (:func:`jaxlif.simulate_cond_lif_poisson`,
 :func:`jaxlif.simulate_stp_lif_poisson`) draw their inputs step by step, which is the tutorial's
 algorithm and the reference here.  The simulators of this module compute *the same discrete-time
-model* (SPEC ``run_LIF_cond`` and ``run_LIF_cond_STP``, forward Euler, same update order) but do
+model* (the tutorial's ``run_LIF_cond`` and ``run_LIF_cond_STP``, docs/conventions.md 4.2-4.3;
+forward Euler, same update order) but do
 work per input *event* instead of per synapse and step:
 
 **Poisson input as events.**  A train that spikes with probability ``p = rate*dt/1000`` at every
 step is a renewal process whose gaps are geometric, ``P(gap > g) = (1-p)^g``.  For ``n`` pooled
-static trains (:func:`simulate_cond_lif_batch`), only the per-step count matters (SPEC: the
+static trains (:func:`simulate_cond_lif_batch`), only the per-step count matters (docs/conventions.md 4.4: the
 synapses are static and share one time constant), and the pooled counts are i.i.d.
 Binomial(n, p) per step: the steps with a non-zero count form a Bernoulli(q) process,
 ``q = 1 - (1-p)^n``, and the count at such a step is Binomial(n, p) conditioned on being

@@ -51,7 +51,8 @@ def simulate_cond_lif_batch(key: jax.Array, batch_size: int, params: CondLIFPara
                             window: int | None = None, unroll: int = 1) -> BatchResult:
     """``batch_size`` conductance-LIF neurons, each with its own ``n_E`` + ``n_I`` Poisson trains (WL-A).
 
-    The model is :func:`jaxlif.simulate_cond_lif_poisson`'s (SPEC ``run_LIF_cond``): per step,
+    The model is :func:`jaxlif.simulate_cond_lif_poisson`'s (the tutorial's ``run_LIF_cond``,
+    docs/conventions.md 4.2): per step,
     refractory clamp / threshold, ``g[it+1] = g[it] - dt/tau_syn g[it] + g_bar n[it+1]``, then the
     membrane update, all by :func:`jaxlif.cond_lif_step`.  Only the inputs are drawn differently:
     the pooled count ``n[it]`` of each population is i.i.d. Binomial(n, rate*dt/1000) per step, as
@@ -115,7 +116,8 @@ def simulate_stp_lif_batch(key: jax.Array, batch_size: int, params: STPLIFParams
                            window: int | None = None, unroll: int = 1) -> BatchResult:
     """``batch_size`` STP-LIF neurons (WL-B), each with its own plastic Poisson trains, event-driven.
 
-    The model is :func:`jaxlif.simulate_stp_lif` (SPEC ``run_LIF_cond_STP``): every train has its own
+    The model is :func:`jaxlif.simulate_stp_lif` (the tutorial's ``run_LIF_cond_STP``, docs/conventions.md
+    4.3): every train has its own
     ``u, R, g`` following ``dynamic_syn``; the neuron sees ``g_E = sum_j g_j`` (likewise ``g_I``).
     Here each synapse is advanced only at its own spikes (closed form of the silent Euler steps,
     then :func:`jaxlif.stp_step`), and its jump ``g_bar R u`` is added to the summed conductance,
