@@ -20,14 +20,14 @@ rate           Hz      Poisson and regular train rates
 Modules: :mod:`~jaxlif.neurons` (LIF, conductance LIF), :mod:`~jaxlif.synapses`,
 :mod:`~jaxlif.plasticity` (Tsodyks-Markram STP, ratio curves), :mod:`~jaxlif.stp_lif`,
 :mod:`~jaxlif.inputs`, :mod:`~jaxlif.analysis`, :mod:`~jaxlif.surrogates` (spike functions with
-surrogate derivatives), :mod:`~jaxlif.batch` (event-driven,
+surrogate derivatives), :mod:`~jaxlif.constraints` (unconstrained parametrisations for fits), :mod:`~jaxlif.batch` (event-driven,
 chunked and sharded batch simulators), :mod:`~jaxlif.fitting` (gradient fits of STP
 parameters), :mod:`~jaxlif.grid`, and :mod:`~jaxlif.nma`
 (drop-ins with the tutorial's names).
 """
 
-from jaxlif import (analysis, batch, fitting, grid, inputs, neurons, nma, plasticity, stp_lif, surrogates,
-                    synapses)
+from jaxlif import (analysis, batch, constraints, fitting, grid, inputs, neurons, nma, plasticity, stp_lif,
+                    surrogates, synapses)
 from jaxlif._checks import checked
 from jaxlif.analysis import (balanced_inh_rate, fmp_shot_noise, fmp_stats, isi_cv, spike_count, spike_rate,
                              values_at_events)
@@ -50,7 +50,7 @@ from jaxlif.synapses import EXC_SYN, INH_SYN, SynParams, exp_syn_step
 __version__ = "0.1.0"
 
 __all__ = [
-    "analysis", "batch", "fitting", "grid", "inputs", "neurons", "nma", "plasticity", "stp_lif", "surrogates",
+    "analysis", "batch", "constraints", "fitting", "grid", "inputs", "neurons", "nma", "plasticity", "stp_lif", "surrogates",
     "synapses", "checked",
     "LIFParams", "LIFState", "LIFResult", "CondLIFParams", "CondLIFState", "CondLIFResult",
     "SynParams", "EXC_SYN", "INH_SYN", "STPParams", "STPState", "STD", "STF",
