@@ -19,6 +19,7 @@ Modules, in the order a fit uses them:
   cross-validation).
 """
 
+from jaxlif.fitting.compare import ModelComparison, compare_models
 from jaxlif.fitting.data import (MOSSY_FIBRE_CITATION, TrainData, check_trains, mossy_fibre,
                                  read_trains_csv, regular_protocols, simulate_trains)
 from jaxlif.fitting.forward import conductance_at_spikes, stp_amplitudes
@@ -39,4 +40,5 @@ __all__ = [
     "TrainData", "check_trains", "read_trains_csv", "regular_protocols", "simulate_trains",
     "mossy_fibre", "MOSSY_FIBRE_CITATION",
     "TrainFitResult", "fit_stp_trains", "train_loss", "FitInterrupted",
+    "ModelComparison", "compare_models",
 ]

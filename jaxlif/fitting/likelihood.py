@@ -28,9 +28,10 @@ release): ``sum w y r / sum w r^2`` with ``w = 1/s^2`` (Gaussian), ``mean(y / r)
 ``normalise=True`` in the fits the data are divided by their mean first-pulse amplitude and
 ``A = 1 / r_1`` is fixed (the first pulse is 1).
 
-The functions here work on one synapse's arrays: ``y, r, w`` broadcast to ``(n_protocols,
-n_sweeps, n_spikes)`` with a boolean ``mask`` of the points that count; they return the NLL *per
-point* (the optimiser's objective) and the profiled nuisance values.  Whether the noise level
+Both likelihoods depend on the data only through sums per protocol and pulse (:class:`Stats`:
+counts, sums of ``y``, ``y^2``, ``log y`` with the weights), computed once before the fit; the
+fit then costs the same for 5 or 500 sweeps.  :func:`nll` returns the NLL *per point* (the
+optimiser's objective) and the profiled nuisance values.  Whether the noise level
 is estimated and whether the data are normalised are traced flags (both branches are
 evaluated; one compiled fit serves them all).
 """
@@ -102,13 +103,60 @@ def _gamma_shape(s):
     return k
 
 
-def nll(y, r, w, level, mask, r1, gamma: bool, estimated, normalised):
+class Stats(NamedTuple):
+    """Sufficient statistics of one synapse's amplitudes, per protocol and pulse (``(...,
+    n_protocols, n_spikes)`` each): the likelihoods below depend on the data only through
+    them, so a fit costs the same for 5 or 500 sweeps.
+
+    Attributes:
+        count: amplitudes recorded.  sw, swy, swyy: sums of ``w``, ``w y``, ``w y^2`` with
+            ``w = 1/s^2`` (given Gaussian sd) or 1.  slogs, ss2: sums of ``log s`` and ``s^2``
+            (given sd; 0 otherwise).  sy, slogy: sums of ``y`` and ``log y`` (gamma).
+        cv: given gamma CV of the pulse (1 otherwise).
+    """
+
+    count: jax.Array
+    sw: jax.Array
+    swy: jax.Array
+    swyy: jax.Array
+    slogs: jax.Array
+    ss2: jax.Array
+    sy: jax.Array
+    slogy: jax.Array
+    cv: jax.Array
+
+
+def stats(y, mask, sd=None, cv=None, xp=np) -> Stats:
+    """:class:`Stats` of amplitudes ``y (..., n_sweeps, n_spikes)`` (sums over the sweep axis).
+
+    ``sd``: given Gaussian sd per point (broadcast to ``y``) or ``None``; ``cv``: given gamma CV
+    per pulse (broadcast to ``(..., n_spikes)``) or ``None``.  ``xp``: ``numpy`` or
+    ``jax.numpy`` (for traced amplitudes).
+    """
+    m = mask
+    y0 = xp.where(m, y, 0.0)
+    if sd is None:
+        w = xp.where(m, 1.0, 0.0)
+        logs = s2 = xp.zeros_like(y0)
+    else:
+        s = xp.where(m, sd, 1.0)
+        w = xp.where(m, 1.0 / (s * s), 0.0)
+        logs, s2 = xp.where(m, xp.log(s), 0.0), xp.where(m, s * s, 0.0)
+    pos = m & (y0 > 0)
+    ly = xp.where(pos, xp.log(xp.where(pos, y0, 1.0)), 0.0)
+    sum_ = lambda a: xp.sum(a, axis=-2)  # noqa: E731
+    count = sum_(xp.where(m, 1.0, 0.0))
+    cvk = xp.ones_like(count) if cv is None else xp.broadcast_to(xp.asarray(cv, float),
+                                                                 count.shape)
+    return Stats(count, sum_(w), sum_(w * y0), sum_(w * y0 * y0), sum_(logs), sum_(s2),
+                 sum_(y0), sum_(ly), cvk)
+
+
+def nll(st: Stats, r, r1, gamma: bool, estimated, normalised):
     """Per-point negative log-likelihood, the amplitude scale and the noise level.
 
     Args:
-        y: amplitudes; r: release (broadcast to ``y``); mask: points that count.
-        w: Gaussian weights ``1/s_i^2`` (given sd) or ones.
-        level: the given noise level per point (Gaussian sd, or gamma CV).
+        st: :class:`Stats` of the amplitudes.  r: release ``(..., n_protocols, n_spikes)``.
         r1: release of the first spike (for ``normalised``).
         gamma: the noise model (a Python bool: it selects the compiled code).
         estimated, normalised: the rest of :class:`NoiseSpec` (may be traced).
@@ -117,36 +165,43 @@ def nll(y, r, w, level, mask, r1, gamma: bool, estimated, normalised):
         ``(nll_per_point, A, noise)``: ``noise`` is the sd (Gaussian; the RMS of the given ones)
         or the CV (gamma) in use.
     """
-    n = jnp.sum(mask)
-    y0 = jnp.where(mask, y, 0.0)
-    s = jnp.where(mask, level, 1.0)
+    some = st.count > 0
+    n = jnp.sum(st.count)
+    r = jnp.where(some, r, 1.0)
     if not gamma:
-        A_fit = jnp.sum(jnp.where(mask, w * y0 * r, 0.0)) / jnp.sum(jnp.where(mask, w * r * r, 0.0))
+        A_fit = jnp.sum(r * st.swy) / jnp.sum(r * r * st.sw)
         A = jnp.where(normalised, 1.0 / r1, A_fit)
-        res2 = jnp.where(mask, (y0 - A * r) ** 2, 0.0)
-        eps = jnp.finfo(res2.dtype).eps
+        mu = A * r
+        wss = jnp.sum(jnp.where(some, st.swyy - 2.0 * mu * st.swy + mu * mu * st.sw, 0.0))
+        eps = jnp.finfo(wss.dtype).eps
         # floor: a fit exact to rounding must not send the log-likelihood to -inf
-        ssr = jnp.maximum(jnp.sum(res2), 10.0 * eps ** 2 * jnp.sum(y0 ** 2))
-        est = 0.5 * n * (jnp.log(2.0 * jnp.pi * ssr / n) + 1.0)
-        given = jnp.sum(jnp.where(mask, res2 / (2.0 * s * s) + jnp.log(s), 0.0)) \
-            + 0.5 * n * _LOG_2PI
+        wss = jnp.maximum(wss, 10.0 * eps * jnp.sum(st.swyy))
+        est = 0.5 * n * (jnp.log(2.0 * jnp.pi * wss / n) + 1.0)
+        given = 0.5 * wss + jnp.sum(st.slogs) + 0.5 * n * _LOG_2PI
         total = jnp.where(estimated, est, given)
-        noise = jnp.where(estimated, jnp.sqrt(ssr / n),
-                          jnp.sqrt(jnp.sum(jnp.where(mask, s * s, 0.0)) / n))
+        noise = jnp.where(estimated, jnp.sqrt(wss / n), jnp.sqrt(jnp.sum(st.ss2) / n))
         return total / n, A, noise
-    A_fit = jnp.sum(jnp.where(mask, y0 / r, 0.0)) / n
+    A_fit = jnp.sum(jnp.where(some, st.sy / r, 0.0)) / n
     A = jnp.where(normalised, 1.0 / r1, A_fit)
-    y_pos = jnp.where(mask, y0, 1.0)
-    mu_pos = jnp.where(mask, A * r, 1.0)
-    ratio = y_pos / mu_pos
-    k_est = _gamma_shape(jnp.sum(jnp.where(mask, ratio - jnp.log(ratio) - 1.0, 0.0)) / n)
-    k = jnp.where(estimated, k_est, 1.0 / (s * s))
-    per = (-k * jnp.log(k) + special.gammaln(k) - (k - 1.0) * jnp.log(y_pos)
-           + k * jnp.log(mu_pos) + k * ratio)
-    total = jnp.sum(jnp.where(mask, per, 0.0))
+    mu = A * r
+    log_mu = jnp.log(mu)
+    dev = jnp.sum(jnp.where(some, st.sy / mu - st.slogy + st.count * (log_mu - 1.0), 0.0)) / n
+    k_est = _gamma_shape(dev)
+    k = jnp.where(estimated, k_est, 1.0 / (st.cv * st.cv))
+    per = (st.count * (-k * jnp.log(k) + special.gammaln(k) + k * log_mu)
+           - (k - 1.0) * st.slogy + k * st.sy / mu)
+    total = jnp.sum(jnp.where(some, per, 0.0))
     noise = jnp.where(estimated, 1.0 / jnp.sqrt(k_est),
-                      jnp.sqrt(jnp.sum(jnp.where(mask, s * s, 0.0)) / n))
+                      jnp.sqrt(jnp.sum(st.count * st.cv * st.cv) / n))
     return total / n, A, noise
+
+
+def saturated_release(st: Stats, gamma: bool):
+    """The saturated model's mean per pulse (the maximum-likelihood free mean), for the
+    goodness of fit: ``nll(st, saturated_release(st), 1.0, gamma, estimated, True)``."""
+    some = st.count > 0
+    mean = st.sy / jnp.where(some, st.count, 1.0) if gamma else st.swy / jnp.where(some, st.sw, 1.0)
+    return jnp.where(some & (mean > 0), mean, 1.0)
 
 
 # --------------------------------------------------------------------------------------

@@ -342,7 +342,7 @@ def fit_stp(rates_hz, target_ratio, *, init=None, mode: str = "tutorial", noise_
     stats = unc.analyse(_objective, fit.theta, loss_eff, batched, shared, kind=kind, coef=coef,
                         q=q, constraints=_constraints(tmin), interval=interval if n > p or
                         sd is not None else "none", max_rel_uncertainty=max_rel_uncertainty,
-                        min_lanes=Cn * len(starts))
+                        min_lanes=len(starts))
     return _assemble(fit, stats, target2, rates, shared, sd, n, p, kind, coef, q, floor, tol,
                      single, config)
 

@@ -44,7 +44,7 @@ from jaxlif.fitting import uncertainty as unc
 from jaxlif.fitting.data import TrainData, check_trains
 from jaxlif.fitting.forward import check_spike_times
 from jaxlif.fitting.models import Model, family_constraints, family_release, get_model
-from jaxlif.fitting.optimise import FitInterrupted, _bucket, minimise_lanes
+from jaxlif.fitting.optimise import FitInterrupted, minimise_lanes
 
 __all__ = ["TrainFitResult", "fit_stp_trains", "INTERVALS", "train_loss"]
 
@@ -129,12 +129,18 @@ class TrainFitResult(NamedTuple):
 
 class _Arrays(NamedTuple):
     """One row per problem (a synapse, a model, a fold)."""
-    delta: jax.Array   # (P, Pr, n-1) intervals [ms], 1 where padded
-    y: jax.Array       # (P, Pr, S, n)
-    mask: jax.Array    # (P, Pr, S, n)
-    w: jax.Array       # (P, Pr, S, n) Gaussian weights 1/sd^2 (given sd) or 1
-    level: jax.Array   # (P, Pr, S, n) given sd (Gaussian) or CV (gamma); 1 otherwise
-    flags: jax.Array   # (P, 4) tie_f, zero_f, estimated, normalised
+    delta: jax.Array     # (P, Pr, n-1) intervals [ms], 1 where padded
+    st: lk.Stats         # (P, Pr, n) sufficient statistics of the amplitudes
+    flags: jax.Array     # (P, 4) tie_f, zero_f, estimated, normalised
+
+
+def _nll(family, gamma, theta, a: _Arrays):
+    """``(nll per point, A, noise, release)`` of one problem at ``theta``."""
+    cons = family_constraints(family)
+    vec = [c.forward(theta[i]) for i, c in enumerate(cons)]
+    r = family_release(family, vec, a.delta, a.flags[0], a.flags[1])
+    value, A, noise = lk.nll(a.st, r, r[0, 0], gamma, a.flags[2], a.flags[3])
+    return value, A, noise, r
 
 
 @functools.lru_cache(maxsize=None)
@@ -142,14 +148,8 @@ def _objective(family: str, gamma: bool) -> Callable:
     """Per-point NLL of a model of ``family`` under Gaussian or gamma noise (one cached function
     per pair, so the compiled optimiser is reused across calls, models of the family, and
     given or estimated noise levels)."""
-    cons = family_constraints(family)
-
     def objective(theta, a: _Arrays, shared):
-        vec = [c.forward(theta[i]) for i, c in enumerate(cons)]
-        r = family_release(family, vec, a.delta, a.flags[0], a.flags[1])
-        value, _, _ = lk.nll(a.y, r[..., None, :], a.w, a.level, a.mask, r[0, 0], gamma,
-                             a.flags[2], a.flags[3])
-        return value
+        return _nll(family, gamma, theta, a)[0]
     return objective
 
 
@@ -157,18 +157,10 @@ def _objective(family: str, gamma: bool) -> Callable:
 def _evaluate(theta, a: _Arrays, *, family, gamma):
     """Per problem: NLL per point, scale, noise, fitted means, and the NLL per point of the
     saturated model (a free mean per protocol and pulse) for the goodness of fit."""
-    cons = family_constraints(family)
-
     def one(th, arr):
-        vec = [c.forward(th[i]) for i, c in enumerate(cons)]
-        r = family_release(family, vec, arr.delta, arr.flags[0], arr.flags[1])
-        value, A, noise = lk.nll(arr.y, r[..., None, :], arr.w, arr.level, arr.mask, r[0, 0],
-                                 gamma, arr.flags[2], arr.flags[3])
-        w = jnp.where(arr.mask, arr.w, 0.0)
-        mean = jnp.sum(w * arr.y, axis=-2, keepdims=True) \
-            / jnp.maximum(jnp.sum(w, axis=-2, keepdims=True), 1e-30)
-        sat, _, _ = lk.nll(arr.y, jnp.where(mean > 0, mean, 1.0), arr.w, arr.level, arr.mask,
-                           1.0, gamma, arr.flags[2], True)
+        value, A, noise, r = _nll(family, gamma, th, arr)
+        sat, _, _ = lk.nll(arr.st, lk.saturated_release(arr.st, gamma), 1.0, gamma,
+                           arr.flags[2], True)
         return value, A, noise, A * r, sat
     return jax.vmap(one)(theta, a)
 
@@ -185,15 +177,11 @@ def _rows(data: TrainData, noise: str, noise_cv) -> dict:
     t = data.spike_times_ms if data.amplitudes.ndim == 4 else data.spike_times_ms[None]
     t = np.broadcast_to(t, (y.shape[0],) + t.shape[-2:])
     d = np.diff(t, axis=-1)
+    sd = None
     if data.noise_sd is not None and noise == "gaussian":
         sd = data.noise_sd if data.noise_sd.ndim == 4 else data.noise_sd[None]
-        sd = np.where(mask, sd, 1.0)
-        w, level = 1.0 / sd ** 2, sd
-    else:
-        w = np.ones(y.shape)
-        level = np.full(y.shape, 1.0 if noise_cv is None else float(noise_cv))
     return dict(times=t, delta=np.where(np.isfinite(d), d, 1.0), y=np.where(mask, y, 0.0),
-                y_nan=y, mask=mask, w=w, level=level)
+                y_nan=y, mask=mask, sd=sd, cv=noise_cv)
 
 
 def _arrays(rows: dict, idx, models, spec: lk.NoiseSpec, masks=None) -> _Arrays:
@@ -201,10 +189,11 @@ def _arrays(rows: dict, idx, models, spec: lk.NoiseSpec, masks=None) -> _Arrays:
     dtype = jnp.result_type(float)
     idx = np.asarray(idx)
     flags = np.array([[m.tie_f, m.zero_f, *spec.flags()] for m in models])
-    mask = rows["mask"][idx] if masks is None else masks
-    return _Arrays(jnp.asarray(rows["delta"][idx], dtype), jnp.asarray(rows["y"][idx], dtype),
-                   jnp.asarray(mask), jnp.asarray(rows["w"][idx], dtype),
-                   jnp.asarray(rows["level"][idx], dtype), jnp.asarray(flags))
+    mask = rows["mask"][idx] if masks is None else np.asarray(masks)
+    sd = None if rows["sd"] is None else rows["sd"][idx]
+    st = lk.stats(rows["y"][idx], mask, sd=sd, cv=rows["cv"])
+    return _Arrays(jnp.asarray(rows["delta"][idx], dtype),
+                   lk.Stats(*(jnp.asarray(v, dtype) for v in st)), jnp.asarray(flags))
 
 
 def _starts(m: Model, init, check_starts) -> np.ndarray:
@@ -248,9 +237,58 @@ def _deviance_setup(n, p, estimated, level):
     return "nll", 2.0 * n, np.full(np.shape(n), lk.chi2_quantile(level, 1.0))
 
 
+#: Sub-models: the optimum of a key is a point of each model it names (f = U gives "tm", f = 0
+#: gives "depression"), so their fits start there too (a nested model never fits worse).
+_NESTED = {"tm": ("depression",), "tm4": ("tm", "depression")}
+
+
+def _as_start_of(sub: Model, vec: np.ndarray) -> np.ndarray:
+    """A family vector (constrained values) of sub-model ``sub`` as a point of its super-models:
+    ``f = U`` (tm), ``f`` near 0 and a short ``tau_f`` (depression)."""
+    vec = np.array(vec, dtype=float)
+    if sub.tie_f:
+        vec[1] = vec[0]
+    if sub.zero_f:
+        vec[1], vec[3] = 1e-6, 1.0
+    return vec
+
+
+def _stop_rules(n_points: float) -> dict:
+    """Stopping rules on the per-point NLL: stop when the predicted or the recent improvement
+    of the total log-likelihood is below 1e-4 (far below the 1.92 of a 95 % interval)."""
+    return dict(patience=20, rel_improve=1e-7, abs_improve=1e-5 / n_points,
+                gtol=1e-4 / n_points)
+
+
+def _nested_refit(objective, arr, family, models, groups, sol_theta, sol_loss, max_steps, lanes):
+    """Refit each problem from the optima of its nested sub-models fitted on the same data
+    (``groups``): ``(extra_theta (P, E, 4), extra_loss (P, E))`` with ``inf`` where none."""
+    cons = family_constraints(family)
+    pairs = [(p, q) for p, m in enumerate(models) for q, sub in enumerate(models)
+             if groups[q] == groups[p] and sub.name in _NESTED.get(m.name, ())]
+    if not pairs:
+        return None
+    starts = []
+    for p, q in pairs:
+        vec = np.array([float(c.forward(jnp.asarray(sol_theta[q, i]))) for i, c in enumerate(cons)])
+        vec = _as_start_of(models[q], vec)
+        starts.append([float(c.inverse(jnp.asarray(v))) for c, v in zip(cons, vec)])
+    owner = np.array([p for p, _ in pairs])
+    active = np.zeros((len(pairs), 4), bool)
+    for i, (p, _) in enumerate(pairs):
+        active[i, list(models[p].coords)] = True
+    n_pts = float(np.min(np.asarray(jnp.sum(arr.st.count, axis=(1, 2)))))
+    th, loss, *_ = minimise_lanes(objective, np.array(starts), owner, arr, None, free=active,
+                                  max_steps=max_steps, **_stop_rules(n_pts),
+                                  min_lanes=lanes)
+    return owner, th, loss
+
+
 def _solve(arr: _Arrays, family: str, models, starts, *, interval, level, max_rel, max_steps,
-           progress, spec: lk.NoiseSpec) -> dict:
-    """Fit every problem (row of ``arr``) from its starts; intervals and flags."""
+           progress, spec: lk.NoiseSpec, groups=None) -> dict:
+    """Fit every problem (row of ``arr``) from its starts; intervals and flags.  Problems with
+    the same ``groups`` label share data: nested models among them also start from each other's
+    optima (``_NESTED``)."""
     P = len(models)
     estimated = spec.estimated
     objective = _objective(family, spec.kind == "gamma")
@@ -260,25 +298,41 @@ def _solve(arr: _Arrays, family: str, models, starts, *, interval, level, max_re
     for p, m in enumerate(models):
         active[p, list(m.coords)] = True
     theta0 = np.concatenate(thetas)
-    # one lane count for the fit, the curvature and the profile fits (one compiled program)
-    # unless that would more than quadruple the work of the fit
-    lanes = max(len(owner), P * 9, 4 * int(active.sum()))
-    lanes = lanes if _bucket(lanes) <= max(256, 4 * _bucket(len(owner))) else len(owner)
+    # slots per problem: enough for the starts, the curvature (9) and the profile fits (two
+    # per side and parameter), so that all of them run one compiled program
+    lanes = max(int(np.bincount(owner).max()), 9, 4 * int(active.sum(axis=1).max()))
+    n_pts = float(np.min(np.asarray(jnp.sum(arr.st.count, axis=(1, 2)))))
     th, loss, n_steps, _, steps, interrupted, _ = minimise_lanes(
         objective, theta0, owner, arr, None, free=active[owner], max_steps=max_steps,
-        patience=20, rel_improve=0.0, abs_improve=1e-8, progress=progress, min_lanes=lanes)
+        **_stop_rules(n_pts), progress=progress, min_lanes=lanes)
     S = max(len(t) for t in thetas)
+    slot = np.concatenate([np.arange(len(t)) for t in thetas])
+    extra = None
+    if groups is not None and not interrupted:
+        first = np.full((P, 4), np.nan)
+        best_loss = np.full(P, np.inf)
+        for lane in range(len(owner)):
+            if loss[lane] < best_loss[owner[lane]]:
+                best_loss[owner[lane]], first[owner[lane]] = loss[lane], th[lane]
+        extra = _nested_refit(objective, arr, family, models, groups, first, best_loss,
+                              max_steps, lanes)
+    if extra is not None:   # the nested starts come after the model's own
+        e_owner, e_th, e_loss = extra
+        e_slot = np.array([S + np.sum(e_owner[:i] == o) for i, o in enumerate(e_owner)])
+        S = S + int(np.max(np.bincount(e_owner)))
+        owner, slot = np.concatenate([owner, e_owner]), np.concatenate([slot, e_slot])
+        th, loss = np.concatenate([th, e_th]), np.concatenate([loss, e_loss])
+        n_steps = np.concatenate([n_steps, np.zeros(len(e_owner), int)])
     start_loss = np.full((P, S), np.inf)
     start_theta = np.full((P, S, 4), np.nan)
     start_steps = np.zeros((P, S), int)
-    slot = np.concatenate([np.arange(len(t)) for t in thetas])
     start_loss[owner, slot] = loss
     start_theta[owner, slot] = th
     start_steps[owner, slot] = n_steps
     best = np.argmin(start_loss, axis=1)
     rows = np.arange(P)
     theta, loss_best = start_theta[rows, best], start_loss[rows, best]
-    n = np.asarray(jnp.sum(arr.mask, axis=(1, 2, 3)), dtype=float)
+    n = np.asarray(jnp.sum(arr.st.count, axis=(1, 2)), dtype=float)
     normalised = np.asarray(arr.flags[:, 3])
     p = np.array([m.n_params for m in models]) + np.where(normalised, 0, 1)
     kind, coef, q = _deviance_setup(n, p, estimated, level)
@@ -307,12 +361,13 @@ def _gof(value, sat, n, groups, p, estimated, gamma):
         return np.where(ok, lk.chi2_sf(2.0 * n * (value - sat), np.where(ok, dof, 1.0)), np.nan)
 
 
-def _results(family, models, arr: _Arrays, sol: dict, rows_y, times, spec, interval) -> dict:
-    """Per-problem results (NumPy) from a :func:`_solve` output."""
+def _results(family, models, arr: _Arrays, sol: dict, rows_y, times, spec, interval,
+             mask) -> dict:
+    """Per-problem results (NumPy) from a :func:`_solve` output (``mask``: the points used)."""
     dtype = jnp.result_type(float)
     value, A, sd, mean, sat = (np.asarray(v, dtype=float) for v in _evaluate(
         jnp.asarray(sol["theta"], dtype), arr, family=family, gamma=spec.kind == "gamma"))
-    mask = np.asarray(arr.mask)
+    mask = np.asarray(mask)
     n, p = sol["n"], sol["p"]
     loglik = -n * value
     k = p + (1 if spec.estimated else 0)
@@ -459,15 +514,11 @@ def train_loss(params, spike_times_ms, amplitudes, *, model="tm", noise="gaussia
     if concrete is not None:
         mask = mask & np.isfinite(np.asarray(concrete, float))
     d = np.diff(t, axis=-1)
-    if noise_sd is not None:
-        sd = jnp.broadcast_to(jnp.asarray(noise_sd, dtype), y.shape)
-        w, level = 1.0 / sd ** 2, sd
-    else:
-        w = jnp.ones(y.shape, dtype)
-        level = jnp.full(y.shape, 1.0 if noise_cv is None else noise_cv, dtype)
+    sd = None if noise_sd is None else jnp.broadcast_to(jnp.asarray(noise_sd, dtype), y.shape)
+    st = lk.stats(jnp.where(mask, y, 0.0), jnp.asarray(mask), sd=sd, cv=noise_cv, xp=jnp)
     flags = jnp.asarray([m.tie_f, m.zero_f, *spec.flags()])
     arr = _Arrays(jnp.asarray(np.where(np.isfinite(d), d, 1.0), dtype),
-                  jnp.where(mask, y, 0.0), jnp.asarray(mask), w, level, flags)
+                  lk.Stats(*(jnp.asarray(v, dtype) for v in st)), flags)
     vec = m.family_vector(params)
     theta = jnp.stack([c.inverse(vec[i]) for i, c in enumerate(family_constraints(m.family))])
     return _objective(m.family, noise == "gamma")(theta, arr, None)
@@ -529,7 +580,8 @@ def fit_stp_trains(spike_times_ms, amplitudes=None, *, model="tm", noise: str = 
     sol = _solve(arr, m.family, [m] * N, [starts] * N, interval=interval, level=float(level),
                  max_rel=max_rel_uncertainty, max_steps=max_steps, progress=progress,
                  spec=spec)
-    res = _results(m.family, [m] * N, arr, sol, rows["y_nan"], rows["times"], spec, interval)
+    res = _results(m.family, [m] * N, arr, sol, rows["y_nan"], rows["times"], spec, interval,
+                   rows["mask"])
     fit = _result(m, res, sol, slice(0, N), many, noise,
                   interval if not sol["interrupted"] else "none (interrupted)", float(level),
                   data.unit)

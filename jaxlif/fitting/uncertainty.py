@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlif.fitting.optimise import _bucket, evaluate_lanes, minimise_lanes
+from jaxlif.fitting.optimise import evaluate_lanes, minimise_lanes
 
 __all__ = ["deviance", "curvature", "wald_halfwidth", "profile_intervals", "local_minimum",
            "newton_decrement", "LOCAL_MIN_GAP", "STATIONARY_GAP"]
@@ -175,7 +175,6 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
     """
     theta_hat = np.asarray(theta_hat, dtype=float)
     P, D = theta_hat.shape
-    dtype = jnp.result_type(float)
     loss_min = np.asarray(loss_min, dtype=float)
     coef = np.broadcast_to(np.asarray(coef, dtype=float), (P,))
     q = np.broadcast_to(np.asarray(q, dtype=float), (P,))
@@ -183,6 +182,10 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
     M = np.asarray(hess, dtype=float)
     cov = _pinv(M)
     hw = wald_halfwidth(M, q)
+    # stop a profile fit when it would lower D/2 by < 0.005 (objective units: D = coef dL for
+    # "nll", ~ 2 coef dL near the optimum for "log_ssr"; no rule for "ssr")
+    c = float(np.max(coef))
+    gtol = {"nll": 0.01 / c, "log_ssr": 0.005 / c}.get(kind, -1.0)
 
     active = np.ones((P, D), bool) if active is None else np.asarray(active, bool)
     pi = np.repeat(np.arange(P), 2 * D)
@@ -219,8 +222,8 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
         start[np.concatenate([rows, rows + n]), np.concatenate([j, j])] = np.concatenate([phi, phi])
         th, loss2, *_ = minimise_lanes(objective, start, np.concatenate([pi, pi]), batched,
                                        shared, free=np.concatenate([free, free]),
-                                       max_steps=max_steps, patience=10, rel_improve=0.0,
-                                       abs_improve=1e-7, min_lanes=min_lanes)
+                                       max_steps=max_steps, patience=10, rel_improve=1e-7,
+                                       abs_improve=0.0, gtol=gtol, min_lanes=min_lanes)
         second = loss2[n:] < loss2[:n]
         loss = np.where(second, loss2[n:], loss2[:n])
         warm = np.where(second[:, None], th[n:], th[:n])
@@ -312,13 +315,9 @@ def analyse(objective: Callable, theta, loss, batched, shared, *, kind: str, coe
     P, D = theta.shape
     coef = np.broadcast_to(np.asarray(coef, dtype=float), (P,))
     q = np.broadcast_to(np.asarray(q, dtype=float), (P,))
-    # Pad the curvature and profile fits to the fit's lane count when that costs little, so
-    # that they run the fit's compiled program instead of compiling their own.
-    share = lambda own: (min_lanes if _bucket(min_lanes) <= max(256, 4 * _bucket(own))  # noqa: E731
-                         else 0)
     active = np.ones((P, D), bool) if active is None else np.asarray(active, bool)
     grad, hess = curvature(objective, theta, loss, coef, batched, shared, kind=kind,
-                           active=active, min_lanes=share(P * (2 * D + 1)))
+                           active=active, min_lanes=min_lanes)
     finite = np.isfinite(hess).all(axis=(1, 2)) & np.isfinite(grad).all(axis=1)
     hess = np.where(finite[:, None, None], hess, 0.0)
     grad = np.where(finite[:, None], grad, 0.0)
@@ -338,7 +337,7 @@ def analyse(objective: Callable, theta, loss, batched, shared, *, kind: str, coe
         lo_t, hi_t, better = profile_intervals(objective, theta, loss, batched, shared,
                                                kind=kind, coef=coef, q=q, hess=hess, cap=cap,
                                                active=active,
-                                               min_lanes=share(int(active.sum()) * 4))
+                                               min_lanes=min_lanes)
     elif interval == "wald":
         lo_t, hi_t = theta - hw, theta + hw
     elif interval == "none":
