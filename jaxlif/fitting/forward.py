@@ -204,15 +204,21 @@ def stp_amplitudes(params, spike_times_ms, *, model="tm", mode: str = "exact",
 
 @jax.jit(static_argnums=(2, 3, 4))
 def _amplitudes(params, times, model, mode, dt):
+    # invalid traced parameters poison the output (the concrete checks ran before)
+    rules = {f: "finite" if model.family == "srp" else
+             ("U0" if u == "" else ("tau" if mode == "tutorial" else "positive"))
+             for f, u in zip(model.fields, model.units)}
+    ok = _checks.traced_params("params", params, dt if mode == "tutorial" else None, rules)
     valid = ~jnp.isnan(times)
     delta = jnp.diff(times, axis=-1)
     ok_delta = valid[..., 1:]
-    rules = ok_delta & ~(delta > 0)          # traced times: must increase where valid
+    order = ok_delta & ~(delta > 0)          # traced times: must increase where valid
     if mode == "tutorial":
         k = jnp.diff(jnp.round(times / dt), axis=-1)
         k = jnp.where(ok_delta & (k >= 1), k, 1.0)
         release = euler_release(params, k, dt)
     else:
         release = model.release(params, jnp.where(ok_delta & (delta > 0), delta, 1.0))
-    bad = jnp.any(rules, axis=-1, keepdims=True)
-    return jnp.where(valid & ~bad, release, jnp.nan)
+    bad = jnp.any(order, axis=-1, keepdims=True)
+    _checks.traced_rule("spike_times_ms", ~bad, "finite")
+    return jnp.where(valid & ~bad & ok, release, jnp.nan)
