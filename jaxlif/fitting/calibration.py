@@ -54,6 +54,7 @@ class Coverage(NamedTuple):
         n_datasets: datasets simulated.  n_valid: datasets whose fit succeeded (finite).
         method: ``"lr"`` or ``"profile"``.  level: nominal level of the intervals.
         config: the study's settings (JSON-ready).
+        covered: ``(n_datasets, n_fields)`` booleans: the interval of that dataset holds the truth.
     """
 
     coverage: dict
@@ -63,6 +64,7 @@ class Coverage(NamedTuple):
     method: str
     level: float
     config: dict
+    covered: np.ndarray | None = None
 
 
 def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -83,7 +85,8 @@ def _summarise(fields, covered, valid, method, level, config) -> Coverage:
         k = int(np.sum(covered[valid, j]))
         cov[f] = k / nv if nv else math.nan
         ci[f] = wilson_interval(k, nv)
-    return Coverage(cov, ci, int(valid.size), nv, method, float(level), config)
+    return Coverage(cov, ci, int(valid.size), nv, method, float(level), config,
+                    np.asarray(covered, bool))
 
 
 def coverage_trains(params, spike_times_ms, *, key, model="tm", n_sweeps: int = 5,
@@ -218,7 +221,7 @@ def coverage_ratio(params, rates_hz, *, key, n_datasets: int = 200, rel_noise: f
                 free.append(fr)
     _, loss, *_ = minimise_lanes(RF._objective, np.array(lanes), np.array(owner), batched,
                                  shared, free=np.array(free), max_steps=max_steps,
-                                 patience=20, rel_improve=1e-4, min_lanes=16)
+                                 patience=20, rel_improve=1e-4, gtol_rel=1e-4, min_lanes=16)
     loss = loss.reshape(3, n_datasets, 2).min(axis=2).T
     loss_min = np.asarray(fit.loss, dtype=float)[:, None]
     # a constrained fit below the free one means the free fit missed the global optimum

@@ -27,7 +27,8 @@ slowest one's trials; this step has a fixed cost (four values and one gradient) 
 about twice as fast.
 
 Stopping: a start stops when its loss is at or below ``floor``, when the quasi-Newton step
-would lower it by at most ``gtol`` (``g.H.g / 2``, H the inverse-Hessian approximation), when it
+would lower it by at most ``gtol + gtol_rel |loss|`` (``g.H.g / 2``, H the inverse-Hessian
+approximation), when it
 has not improved by ``rel_improve * |best| + abs_improve`` for ``patience`` steps, or when its
 loss is not finite.
 The compiled program runs at most ``chunk`` steps; Python runs chunks until every start has
@@ -141,8 +142,8 @@ def _value_and_grad(fn):
     return vg
 
 
-def _step(lane: _Lane, fn, floor, patience, rel_improve, abs_improve,
-          gtol) -> tuple[_Lane, jax.Array]:
+def _step(lane: _Lane, fn, floor, patience, rel_improve, abs_improve, gtol,
+          gtol_rel) -> tuple[_Lane, jax.Array]:
     """One BFGS step; a fresh lane only evaluates its value and gradient (same code path, so
     the gradient of the objective is compiled once)."""
     fresh = lane.fresh
@@ -203,7 +204,7 @@ def _step(lane: _Lane, fn, floor, patience, rel_improve, abs_improve,
     failed = live & ~accepted & (lane.fresh_H | reset) & (scale < _MIN_SCALE)
     # stationary: the quasi-Newton step would lower the objective by less than gtol
     decrement = 0.5 * jnp.dot(new_grad, H_new @ new_grad)
-    flat = accepted & ~fresh_H & (decrement <= gtol)
+    flat = accepted & ~fresh_H & (decrement <= gtol + gtol_rel * jnp.abs(new_value))
     finished = (value <= floor) | (stall >= patience) | ~jnp.isfinite(value) | failed | flat
     moved = live | fresh
     out = _Lane(theta=jnp.where(live, new_theta, lane.theta),
@@ -232,7 +233,7 @@ def _init(theta0, done):
 
 @functools.partial(jax.jit, static_argnames=("objective", "chunk"))
 def _run_chunk(lanes: _Lane, data, shared, free, steps_left, floor, patience, rel_improve,
-               abs_improve, gtol, *, objective, chunk):
+               abs_improve, gtol, gtol_rel, *, objective, chunk):
     """At most ``min(chunk, steps_left)`` steps of every live lane; returns the loss history.
 
     ``lanes`` and ``free`` have leading axes ``(P, S)``: problem ``p`` (row ``p`` of ``data``) and
@@ -240,7 +241,7 @@ def _run_chunk(lanes: _Lane, data, shared, free, steps_left, floor, patience, re
     def per_problem(lanes_p, data_p, free_p):
         def per_lane(lane, fr):
             fn = _lane_fn(objective, data_p, shared, fr)
-            return _step(lane, fn, floor, patience, rel_improve, abs_improve, gtol)
+            return _step(lane, fn, floor, patience, rel_improve, abs_improve, gtol, gtol_rel)
         return jax.vmap(per_lane)(lanes_p, free_p)
 
     step_all = jax.vmap(per_problem)
@@ -289,11 +290,11 @@ def _grid(theta0, owner, free, batched, min_slots):
     return lanes, jnp.asarray(fr), (owner, slot)
 
 
-def _scalars(floor, patience, rel_improve, abs_improve, gtol):
+def _scalars(floor, patience, rel_improve, abs_improve, gtol, gtol_rel=0.0):
     dtype = jnp.result_type(float)
     return (jnp.asarray(floor, dtype), jnp.asarray(patience, jnp.int32),
             jnp.asarray(rel_improve, dtype), jnp.asarray(abs_improve, dtype),
-            jnp.asarray(gtol, dtype))
+            jnp.asarray(gtol, dtype), jnp.asarray(gtol_rel, dtype))
 
 
 def evaluate_lanes(objective: Callable, theta, owner, batched, shared=None, *, free=None,
@@ -311,17 +312,18 @@ def evaluate_lanes(objective: Callable, theta, owner, batched, shared=None, *, f
 def minimise_lanes(objective: Callable, theta0, owner, batched, shared=None, *, free=None,
                    max_steps: int = 500, floor: float = -np.inf, patience: int = 20,
                    rel_improve: float = 1e-4, abs_improve: float = 0.0, gtol: float = -1.0,
-                   chunk: int = 25, history_steps: int = 0, min_lanes: int = 0,
+                   gtol_rel: float = 0.0, chunk: int = 25, history_steps: int = 0,
+                   min_lanes: int = 0,
                    progress: Callable[[int, np.ndarray, int], None] | None = None):
     """:func:`minimise` on a flat list of lanes: ``theta0 (B, D)``, ``owner (B,)`` the problem
     (row of ``batched``) of each lane, ``free (B, D)``.  ``gtol``: stop when the predicted
-    decrease is at most this (negative: never).  ``min_lanes``: at least this many slots per
+    decrease is at most ``gtol + gtol_rel |value|`` (negative: never).  ``min_lanes``: at least this many slots per
     problem (to reuse another call's compiled program).  Returns ``(theta, loss, n_steps,
     history, steps, interrupted, grad)`` with a leading ``B`` axis (``grad`` at ``theta``);
     ``progress(step, best (B,), n_done)``."""
     lanes, fr, pos = _grid(theta0, owner, free, batched, min_lanes)
     B = len(pos[0])
-    scalars = _scalars(floor, patience, rel_improve, abs_improve, gtol)
+    scalars = _scalars(floor, patience, rel_improve, abs_improve, gtol, gtol_rel)
     history, kept, steps, interrupted = [], 0, 0, False
     try:
         while steps < max_steps:

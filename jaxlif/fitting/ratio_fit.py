@@ -318,8 +318,11 @@ def fit_stp(rates_hz, target_ratio, *, init=None, mode: str = "tutorial", noise_
     theta0 = jnp.asarray(np.broadcast_to(_to_theta(starts, tmin), (Cn,) + starts.shape), dtype)
     report = None if progress is None else (
         lambda step, best, n_done: progress(step, np.sqrt(best), n_done))
+    # stop a start when a quasi-Newton step would lower the loss by < 1e-4 of itself (a change
+    # of the deviance far below its 95 % threshold)
     fit = multistart(_objective, theta0, batched, shared, max_steps=max_steps,
                      floor=float(tol) ** 2, patience=patience, rel_improve=rel_improve,
+                     gtol_rel=1e-4,
                      chunk=progress_every, history_steps=history_steps, progress=report)
 
     p = 3
