@@ -213,7 +213,11 @@ def my_illus_STD(Poisson=False, rate=20.0, U0=0.5, tau_d=100.0, tau_f=50.0, plot
     the tutorial does.  ``plot_out`` draws u, R, the spikes and g with labelled axes.
     ``myseed`` (not in the tutorial) seeds the Poisson train.
     """
+    for name, value, unit in (("rate", rate, "Hz"), ("U0", U0, ""), ("tau_d", tau_d, "ms"),
+                              ("tau_f", tau_f, "ms")):
+        _scalar(name, value, unit, "my_illus_STD")
     _checks.check_positive("rate", rate, "Hz")
+    rate = float(rate)
     pars = default_pars(T=10.0 * 1000 / (1.0 * rate))
     dt = pars["dt"]
     if Poisson:
@@ -231,6 +235,16 @@ def my_illus_STD(Poisson=False, rate=20.0, U0=0.5, tau_d=100.0, tau_f=50.0, plot
     if not Poisson:
         return g[isi_num], g[9 * isi_num]
     return None
+
+
+def _scalar(name: str, value, unit: str, fn: str) -> None:
+    """A tutorial argument that must be one number (the tutorial loops over rates outside)."""
+    arr = _checks.check_numeric(name, value)
+    if arr is not None and arr.ndim != 0:
+        hint = (" for a whole g10/g1 curve call jaxlif.ratio_curve(STPParams(U0, tau_d, tau_f), rates)"
+                if name == "rate" else "")
+        raise TypeError(f"{fn}: {name} must be a single number{' in ' + unit if unit else ''}, got "
+                        f"{value!r} (shape {arr.shape});{hint or ' call it once per value'}")
 
 
 def _plot_stp(pars, train, u, R, g):
