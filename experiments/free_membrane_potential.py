@@ -84,6 +84,21 @@ def histogram_bins(x, quantum: float | None = None, max_bins: int = 30):
     return edges * quantum
 
 
+def fmp_conclusion(fmp_mean, fmp_std, rate, cv, approx_mu, approx_sd, V_th, cfg) -> str:
+    """The section-1.2 answer, read off the numbers: where the mean FMP sits and what drives the spikes."""
+    gap = V_th - fmp_mean.mean()
+    where = f"{gap:.1f} mV below threshold" if gap > 0 else f"{-gap:.1f} mV above threshold"
+    regime = ("fluctuation-driven: the fluctuations, not the mean, bring V to threshold" if gap > 0
+              else "mean-driven: the mean alone takes V over threshold")
+    cv_txt = f"{cv[cv > 0].mean():.2f}" if np.any(cv > 0) else "undefined (3 or fewer spikes)"
+    text = (f"The mean FMP ({fmp_mean.mean():.1f} mV; shot-noise approximation {approx_mu:.1f} mV) sits {where}, "
+            f"with fluctuations of {fmp_std.mean():.1f} mV (approx. {approx_sd:.1f}); the neuron fires "
+            f"{rate.mean():.1f} Hz with ISI CV {cv_txt} ({regime}).")
+    if cfg.quick:
+        text += f" [--quick run: {cfg.trials} trials of {cfg.T:g} ms; the numbers are not conclusive.]"
+    return text
+
+
 def run(cfg, log, files) -> dict:
     T, dt = cfg.T, cfg.dt
     params = exercise_params(cfg.g_bar)
@@ -143,8 +158,9 @@ def run(cfg, log, files) -> dict:
                          "reference: shot-noise approximation (FMP), Poisson CV = 1",
                          f"spike threshold {V_th:g} mV"],
                loc="lower center", ncol=4, fontsize=8, bbox_to_anchor=(0.5, -0.04))
+    caveat = f"  [--quick: {cfg.trials} trials, too few for conclusions]" if cfg.quick else ""
     fig.suptitle("How much do FMP statistics, rate and irregularity vary from trial to trial, "
-                 "and does the shot-noise approximation predict the FMP?", fontsize=10)
+                 f"and does the shot-noise approximation predict the FMP?{caveat}", fontsize=10)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     C.save_figure(fig, cfg.out, "trials.png", files)
 
@@ -155,11 +171,7 @@ def run(cfg, log, files) -> dict:
         trials_stats=dict(rate_Hz=C.mean_sem(rate), isi_cv=C.mean_sem(cv), fmp_mean_mV=C.mean_sem(fmp_mean),
                           fmp_std_mV=C.mean_sem(fmp_std), note="[mean over trials, SEM]"),
         approximation=dict(fmp_mean_mV=approx_mu, fmp_std_mV=approx_sd),
-        conclusion=(f"The mean FMP ({fmp_mean.mean():.1f} mV; shot-noise approximation {approx_mu:.1f} mV) "
-                    f"sits {V_th - fmp_mean.mean():.1f} mV below threshold; fluctuations of "
-                    f"{fmp_std.mean():.1f} mV (approx. {approx_sd:.1f}) cross it now and then: "
-                    f"{rate.mean():.1f} Hz with ISI CV {cv[cv > 0].mean() if np.any(cv > 0) else 0:.2f} "
-                    f"(fluctuation-driven)."),
+        conclusion=fmp_conclusion(fmp_mean, fmp_std, rate, cv, approx_mu, approx_sd, V_th, cfg),
         runtime_s=log.elapsed)
     return summary
 

@@ -77,7 +77,12 @@ def isi_cv(spikes: ArrayLike) -> jax.Array:
     Raises:
         ValueError: if a concrete numeric raster holds a negative or fractional entry.
     """
-    counts = _raster(spikes)
+    return _isi_cv(_raster(spikes))
+
+
+@jax.jit
+def _isi_cv(counts: jax.Array) -> jax.Array:
+    """:func:`isi_cv` on a checked raster (one compiled program per shape and dtype)."""
     has = counts > 0
     idx = jnp.arange(counts.shape[-1])
     last = jax.lax.cummax(jnp.where(has, idx, -1), axis=counts.ndim - 1)

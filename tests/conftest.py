@@ -1,12 +1,16 @@
-"""Shared fixtures and the suite's compilation settings.
+"""Shared fixtures and the suite's settings.
 
-Speed: most of the suite's time is XLA compiling small programs, not running them.  The tests
-therefore compile with XLA's backend (LLVM) optimisations off (``jax_disable_most_optimizations``):
-compilation takes about half as long, the compiled programs compute the same operations in the
-same order (no fast-math, no reassociation), they only run slower, which the small test sizes do
-not notice.  Set ``JAXLIF_TEST_OPTIMIZED=1`` to run the suite with the full optimisations users
-get.  64-bit mode stays off globally (jaxlif defaults to float32); tests that need it use the
-``x64`` fixture.
+The suite runs on every core (``pytest-xdist``, ``-n auto --dist loadfile`` in pyproject.toml: one
+test file per worker, so module fixtures such as the main job's quick run are computed once); most
+of its time is XLA compiling small programs, which is single-threaded.  Long end-to-end tests are
+marked ``slow`` and left out of ``pytest -q``; ``pytest -m slow`` runs them (``.ci/run`` does both).
+
+``JAXLIF_TEST_FAST_COMPILE=1`` compiles with XLA's backend (LLVM) optimisations off
+(``jax_disable_most_optimizations``): about a quarter less CPU time for the suite, but the
+programs then round differently in the last bit (no fused multiply-add), so tests that compare
+numbers bit for bit with other processes, or sit right at a tolerance, can fail.  The default runs
+the programs users run.  64-bit mode stays off globally (jaxlif defaults to float32); tests that
+need it use the ``x64`` fixture.
 """
 
 import os
@@ -17,8 +21,9 @@ import pytest
 
 matplotlib.use("Agg")
 
-if os.environ.get("JAXLIF_TEST_OPTIMIZED", "") in ("", "0"):
+if os.environ.get("JAXLIF_TEST_FAST_COMPILE", "") not in ("", "0"):
     jax.config.update("jax_disable_most_optimizations", True)
+    os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"      # the same for the scripts the tests start
 
 # Scripts started by the tests must not write compiled programs into the user's cache folder.
 os.environ.setdefault("JAXLIF_CACHE_DIR", "off")

