@@ -267,3 +267,18 @@ def test_packaging_files_and_no_dangling_references():
             assert banned not in text, (path, banned)
         for doc in set(re.findall(r"docs/[A-Za-z0-9_./-]+?\.md", text)):
             assert (ROOT / doc).is_file(), (path, doc)
+
+
+def test_startup_benchmark_rewrites_only_its_own_section(tmp_path):
+    sys.path.insert(0, str(ROOT))
+    from experiments import startup
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("# Benchmarks\n\nother section\n")
+    startup.write_section(f"{startup.BEGIN}\nfirst\n{startup.END}", path)
+    startup.write_section(f"{startup.BEGIN}\nsecond\n{startup.END}", path)
+    text = path.read_text()
+    assert text.count(startup.BEGIN) == 1 and "second" in text and "first" not in text
+    assert text.startswith("# Benchmarks\n\nother section\n")
+    table = startup.section([("row", [(2.0, 1.5, 0), (1.0, 0.9, 0), (3.0, 2.0, 0)])], (1.0, 1.0, 1.0),
+                            (2.0, 2.0, 2.0), 3)
+    assert "| row | 1.00 | 2.00 | 0.90 | 0 |" in table
