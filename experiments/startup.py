@@ -85,8 +85,15 @@ def section(results, load_start, load_end, repeats: int) -> str:
         walls = sorted(r[0] for r in runs)
         lines.append(f"| {label} | {walls[0]:.2f} | {walls[len(walls) // 2]:.2f} | "
                      f"{min(r[1] for r in runs):.2f} | {','.join(sorted({str(r[2]) for r in runs}))} |")
-    lines += ["", "A program that calls back into Python while it runs (the fit's progress lines) cannot be stored "
-              "by JAX's cache; such runs compile again in every process.", END]
+    second = [min(r[0] for r in runs) for label, runs in results if "second" in label]
+    met = bool(second) and min(second) < 3.0
+    lines += ["", f"Target (a second `jaxlif fit-stp` under 3 s): {'met' if met else 'not met'} here "
+              f"(best second invocation {min(second) if second else float('nan'):.2f} s).",
+              "", "On a second invocation every compiled program comes from the cache (`JAX_LOG_COMPILES=1` shows "
+              "cache hits only); what remains is importing jax, tracing and lowering the fit loop (JAX needs the "
+              "lowered program to look it up) and the fit itself. A program that calls back into Python while it "
+              "runs (the fit's progress lines) cannot be stored by JAX's cache, so without `--quiet` the fit "
+              "compiles again in every process.", END]
     return "\n".join(lines)
 
 
