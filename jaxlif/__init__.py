@@ -24,6 +24,9 @@ surrogate derivatives), :mod:`~jaxlif.constraints` (unconstrained parametrisatio
 chunked and sharded batch simulators), :mod:`~jaxlif.fitting` (gradient fits of STP
 parameters), :mod:`~jaxlif.grid`, and :mod:`~jaxlif.nma`
 (drop-ins with the tutorial's names).
+
+The command line (``jaxlif --help``) and the scripts in ``experiments/`` keep compiled programs in a
+persistent cache; importing the package never does (docs/command_line.md).
 """
 
 from jaxlif import (analysis, batch, constraints, fitting, grid, inputs, neurons, nma, plasticity, stp_lif,
@@ -35,7 +38,7 @@ from jaxlif.fitting import (FitResult, default_starts, fit_stp, fit_stp_dataset,
                             ratio_loss, stp_ratio)
 from jaxlif.batch import (BatchResult, batch_mesh, cond_lif_batch_inputs, simulate_cond_lif_batch,
                           simulate_stp_lif_batch, stp_lif_batch_trains)
-from jaxlif.grid import n_steps, time_axis
+from jaxlif.grid import UnitsWarning, n_steps, time_axis
 from jaxlif.inputs import (dc_current, poisson_counts, poisson_trains, regular_train,
                            sinusoidal_current, white_noise_current)
 from jaxlif.neurons import (CondLIFParams, CondLIFResult, CondLIFState, LIFParams, LIFResult,
@@ -64,7 +67,7 @@ __all__ = [
     "balanced_inh_rate",
     "FitResult", "fit_stp", "fit_stp_dataset", "stp_ratio", "ratio_loss", "ratio_curve_exact",
     "ratio_curve_poisson", "default_starts",
-    "n_steps", "time_axis",
+    "n_steps", "time_axis", "UnitsWarning",
     "BatchResult", "simulate_cond_lif_batch", "simulate_stp_lif_batch", "cond_lif_batch_inputs",
     "stp_lif_batch_trains", "batch_mesh",
 ]
