@@ -21,8 +21,23 @@ steps after the spike step).  The current-based LIF is the same scheme with
 ``g_E = g_I = 0``; with ``spiking=False`` the threshold is removed (``V_th = +inf``),
 which gives the first tutorial's subthreshold loop and the free membrane potential.
 
-Gradients: the threshold is a hard step, so the gradient of anything with respect to
-spike *times* is zero; gradients of subthreshold traces are exact.
+Gradients (README, section "Gradients"): every simulator supports ``jax.grad``.
+
+* Subthreshold runs (``spiking=False``, or no sample reaching ``V_th``): exact derivatives of the
+  discrete scheme.
+* Spikes without a surrogate (``spike_grad=None``, the default): the threshold is a step, so the
+  gradient of a spike raster, count or rate is exactly **zero**, and the gradient of a voltage in a
+  spiking run is the derivative *between* resets only: it ignores that a parameter change moves
+  spikes and resets, and for quantities that resets pull down (the mean voltage) it is biased
+  **upwards** (e.g. d mean(V) / d gE_bar comes out positive when finite differences are negative).
+* ``spike_grad=jaxlif.surrogates.fast_sigmoid()`` (or ``arctan``, ``triangle``, ``custom``): the same
+  forward values; the spike carries the surrogate derivative ``h(v - V_th)`` and the reset passes it
+  on to the voltage (unless ``detach_reset``).  A useful descent direction, not an exact derivative.
+* ``checkpoint=True`` (or a segment length) bounds the memory of reverse-mode gradients by
+  ``O(sqrt(n_steps))`` instead of ``O(n_steps)`` at the cost of one extra forward pass
+  (:mod:`jaxlif._scan`); values and gradients are unchanged.
+* Poisson input is drawn, not reparameterised: the gradient with respect to ``rate_E``/``rate_I`` is
+  zero (use :func:`jaxlif.fmp_shot_noise` for an analytic, differentiable approximation).
 
 Shapes: traces are ``(n_steps,)``; batch with ``jax.vmap`` (leading batch axes).
 Units: ms, mV, nS, pA, GOhm (docs/conventions.md, section 1).
@@ -36,10 +51,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlif import _checks
+from jaxlif import _checks, _scan
 from jaxlif.grid import n_steps as _n_steps
 from jaxlif.inputs import _binomial_tail, _p_spike, binomial_count
-from jaxlif.surrogates import spike_from_voltage
+from jaxlif.surrogates import Surrogate, check_spike_grad, spike_from_voltage, warn_if_unstable
 from jaxlif.synapses import EXC_SYN, INH_SYN, SynParams, check_syn_params, exp_syn_step
 
 __all__ = [
@@ -100,7 +115,8 @@ class LIFResult(NamedTuple):
 
     Attributes:
         v: membrane potential [mV], ``(..., n_steps)``; at a spike step it holds V_reset.
-        spikes: boolean raster ``(..., n_steps)``; spike time of index k is ``k*dt`` ms.
+        spikes: raster ``(..., n_steps)``; spike time of index k is ``k*dt`` ms.  Boolean, or float
+            0/1 (dtype of ``v``) carrying the surrogate derivative when ``spike_grad`` is given.
     """
 
     v: jax.Array
@@ -163,27 +179,55 @@ def membrane_step(params: LIFParams, state: LIFState, g_E, E_E, g_I, E_I, I, dt:
     return LIFState(v + dv, r), (v, spike)
 
 
-def lif_step(params: LIFParams, state: LIFState, I: jax.Array, dt: float):
+def lif_step(params: LIFParams, state: LIFState, I: jax.Array, dt: float, *,
+             spike_grad: Surrogate | None = None):
     """One step of the current-based LIF: ``v += dt/tau_m (-(v - E_L) + I/g_L)`` after the reset test.
 
     Args:
         params: neuron parameters.  state: :class:`LIFState`.
         I: input current at this step [pA].  dt: time step [ms].
+        spike_grad: ``None`` (exact threshold, boolean spike) or a :class:`jaxlif.surrogates.Surrogate`
+            (float 0/1 spike with a surrogate derivative; identical values).
 
     Returns:
         ``(new_state, (v_it, spike_it))``.
     """
-    return membrane_step(params, state, 0.0, 0.0, 0.0, 0.0, I, dt)
+    return membrane_step(params, state, 0.0, 0.0, 0.0, 0.0, I, dt, spike_grad)
 
 
 def _finish(v_seq, spike_seq, v_last):
     """Append the last sample (never tested against threshold) to scanned outputs, time last."""
     v = jnp.concatenate([v_seq, v_last[None]], axis=0)
-    spikes = jnp.concatenate([spike_seq, jnp.zeros((1,), bool)], axis=0)
+    spikes = jnp.concatenate([spike_seq, jnp.zeros((1,), spike_seq.dtype)], axis=0)
     return v, spikes
 
 
-def simulate_lif(params: LIFParams, I: jax.Array, *, dt: float, spiking: bool = True) -> LIFResult:
+def _run_options(spike_grad, checkpoint, neuron: LIFParams):
+    """Validate the options shared by every simulator (before tracing); returns ``checkpoint``.
+    Warns when the surrogate's gradient through the reset of ``neuron`` would be unstable."""
+    check_spike_grad(spike_grad)
+    warn_if_unstable(spike_grad, neuron.V_th, neuron.V_reset)
+    return _scan.check_checkpoint(checkpoint)
+
+
+def _single_neuron(params, cls, function: str, batch: str | None = None):
+    """Lists become arrays; every parameter of a single-neuron simulator must be a scalar."""
+    if not isinstance(params, cls):
+        raise TypeError(f"params must be a jaxlif.{cls.__name__}, got {type(params).__name__}")
+    params = _checks.lists_to_arrays(params)
+    _checks.check_field_shapes("params", params, ((),), _checks.single_neuron_hint(function, batch))
+    return params
+
+
+def _scalar_rates(function: str, **rates):
+    for name, rate in rates.items():
+        if np.ndim(rate) != 0:
+            raise ValueError(f"{name} has shape {np.shape(rate)}, expected a scalar rate in Hz; "
+                             + _checks.single_neuron_hint(function, "simulate_cond_lif_batch"))
+
+
+def simulate_lif(params: LIFParams, I: jax.Array, *, dt: float, spiking: bool = True,
+                 spike_grad: Surrogate | None = None, checkpoint: bool | int | None = None) -> LIFResult:
     """Simulate the current-based LIF over an input current ``I`` [pA] of shape ``(n_steps,)``.
 
     Equivalent Python loop::
@@ -194,11 +238,19 @@ def simulate_lif(params: LIFParams, I: jax.Array, *, dt: float, spiking: bool = 
         v[n_steps - 1] = state.v
 
     Args:
-        params: :class:`LIFParams` (tau_m [ms], g_L [nS], potentials [mV], t_ref [ms]).
-        I: input current [pA], shape ``(n_steps,)``.
+        params: :class:`LIFParams` (tau_m [ms], g_L [nS], potentials [mV], t_ref [ms]); scalars
+            (lists are converted; for several neurons use ``jax.vmap``).
+        I: input current [pA], shape ``(n_steps,)``, ``n_steps >= 1``.
         dt: time step [ms] (static).
         spiking: ``False`` removes the threshold and reset (the first tutorial's exercise;
             the free membrane potential).
+        spike_grad: ``None`` (exact threshold; zero gradient through spikes) or a surrogate from
+            :mod:`jaxlif.surrogates` (identical values, float 0/1 raster with a surrogate derivative).
+        checkpoint: ``None``/``False``, ``True`` or a segment length: memory of ``jax.grad`` grows like
+            ``sqrt(n_steps)`` instead of ``n_steps`` (:mod:`jaxlif._scan`); values unchanged.
+
+    Invalid traced values (inside your ``jit``/``vmap``) give NaN traces and an all-``True`` raster;
+    :func:`jaxlif.checked` raises naming them.
 
     Example (the first tutorial, in ms/mV/pA)::
 
@@ -207,20 +259,27 @@ def simulate_lif(params: LIFParams, I: jax.Array, *, dt: float, spiking: bool = 
         v = simulate_lif(p, I, dt=1., spiking=False).v   # v[1] = -58.75 mV
     """
     dt = _checks.check_dt(dt)
-    check_lif_params(params, dt)
+    params = _single_neuron(params, LIFParams, "simulate_lif")
+    check_lif_params(params, dt, "params")
+    checkpoint = _run_options(spike_grad, checkpoint, params)
     _checks.check_finite("I", I, "pA")
     if np.ndim(I) != 1:
-        raise ValueError(f"I must have shape (n_steps,), got {np.shape(I)}; use jax.vmap for batches")
-    return _simulate_lif(params, jnp.asarray(I), dt, bool(spiking))
+        raise ValueError(f"I must have shape (n_steps,), got {np.shape(I)}; "
+                         + _checks.single_neuron_hint("simulate_lif"))
+    _checks.check_steps("I", I)
+    return _simulate_lif(params, jnp.asarray(I), dt, bool(spiking), spike_grad, checkpoint)
 
 
-@jax.jit(static_argnums=(2, 3))
-def _simulate_lif(params, I, dt, spiking):
+@jax.jit(static_argnums=(2, 3, 4, 5))
+def _simulate_lif(params, I, dt, spiking, spike_grad, checkpoint):
+    ok = (_checks.traced_params("params", params, dt, _checks.LIF_RULES)
+          & _checks.traced_rule("I", I, "finite"))
     if not spiking:
         params = params._replace(V_th=jnp.inf)
-    state, (v_seq, spike_seq) = jax.lax.scan(
-        lambda st, i: lif_step(params, st, i, dt), lif_init(params), I[:-1])
-    return LIFResult(*_finish(v_seq, spike_seq, state.v))
+    I = I.astype(jnp.result_type(float))
+    step = lambda st, i: lif_step(params, st, i, dt, spike_grad=spike_grad)
+    state, (v_seq, spike_seq) = _scan.scan(step, lif_init(params), I[:-1], I.shape[0] - 1, checkpoint)
+    return _checks.poison(ok, LIFResult(*_finish(v_seq, spike_seq, state.v)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -272,7 +331,8 @@ def cond_lif_init(params: CondLIFParams) -> CondLIFState:
     return CondLIFState(neuron, zero, zero)
 
 
-def cond_lif_step(params: CondLIFParams, state: CondLIFState, inputs, dt: float):
+def cond_lif_step(params: CondLIFParams, state: CondLIFState, inputs, dt: float, *,
+                  spike_grad: Surrogate | None = None):
     """One step of the conductance LIF (steps 1-3 of docs/conventions.md 4.2).
 
     Args:
@@ -280,6 +340,7 @@ def cond_lif_step(params: CondLIFParams, state: CondLIFState, inputs, dt: float)
         inputs: ``(n_E, n_I, I_inj)``: excitatory and inhibitory spike counts at ``it+1``
             (summed over trains) and the injected current at ``it`` [pA].
         dt: time step [ms].
+        spike_grad: ``None`` or a :class:`jaxlif.surrogates.Surrogate` (see :func:`lif_step`).
 
     Returns:
         ``(state_at_it+1, (v_it, spike_it, g_E_it+1, g_I_it+1))``.
@@ -288,11 +349,12 @@ def cond_lif_step(params: CondLIFParams, state: CondLIFState, inputs, dt: float)
     g_E = exp_syn_step(params.exc, state.g_E, n_E, dt)
     g_I = exp_syn_step(params.inh, state.g_I, n_I, dt)
     neuron, (v, spike) = membrane_step(params.neuron, state.neuron, g_E, params.exc.E_rev,
-                                       g_I, params.inh.E_rev, I_inj, dt)
+                                       g_I, params.inh.E_rev, I_inj, dt, spike_grad)
     return CondLIFState(neuron, g_E, g_I), (v, spike, g_E, g_I)
 
 
 def check_cond_lif_params(params: CondLIFParams, dt: float) -> None:
+    """Validate a :class:`CondLIFParams` (ValueError/TypeError naming the field and range)."""
     if not isinstance(params, CondLIFParams):
         raise TypeError(f"params must be a jaxlif.CondLIFParams, got {type(params).__name__}")
     check_lif_params(params.neuron, dt, "params.neuron")
@@ -309,7 +371,8 @@ def _current_array(I_inj, steps: int):
 
 
 def simulate_cond_lif(params: CondLIFParams, n_E: jax.Array, n_I: jax.Array, I_inj=0.0, *,
-                      dt: float, spiking: bool = True) -> CondLIFResult:
+                      dt: float, spiking: bool = True, spike_grad: Surrogate | None = None,
+                      checkpoint: bool | int | None = None) -> CondLIFResult:
     """Simulate the conductance LIF on given per-step input spike counts.
 
     Equivalent Python loop (the tutorial's ``run_LIF_cond``)::
@@ -321,29 +384,35 @@ def simulate_cond_lif(params: CondLIFParams, n_E: jax.Array, n_I: jax.Array, I_i
         v[-1] = state.neuron.v;  g_E[0] = g_I[0] = 0
 
     Args:
-        params: :class:`CondLIFParams`.
-        n_E, n_I: number of excitatory/inhibitory input spikes per step, shape ``(n_steps,)``
-            (a train ``(n_trains, n_steps)`` summed over axis 0; any non-negative numbers).
-            A spike at index 0 is never seen.
+        params: :class:`CondLIFParams`, scalar fields (lists are converted).
+        n_E, n_I: number of excitatory/inhibitory input spikes per step, shape ``(n_steps,)``,
+            ``n_steps >= 1`` (a train ``(n_trains, n_steps)`` summed over axis 0; any non-negative
+            numbers).  A spike at index 0 is never seen.
         I_inj: injected current [pA], scalar or ``(n_steps,)``.
         dt: time step [ms].
         spiking: ``False`` removes the threshold (free membrane potential).
+        spike_grad, checkpoint: see :func:`simulate_lif`.
 
     Returns:
-        :class:`CondLIFResult` with every trace of shape ``(n_steps,)``.
+        :class:`CondLIFResult` with every trace of shape ``(n_steps,)`` (NaN traces and an all-``True``
+        raster for invalid traced values).
     """
     dt = _checks.check_dt(dt)
+    params = _single_neuron(params, CondLIFParams, "simulate_cond_lif", "simulate_cond_lif_batch")
     check_cond_lif_params(params, dt)
+    checkpoint = _run_options(spike_grad, checkpoint, params.neuron)
     for name, n in (("n_E", n_E), ("n_I", n_I)):
         if np.ndim(n) != 1:
             raise ValueError(f"{name} must be per-step counts of shape (n_steps,), got shape "
                              f"{np.shape(n)}; sum trains over axis 0 first, and use jax.vmap for batches")
         _checks.check_spikes(name, n)
+        _checks.check_steps(name, n)
     steps = np.shape(n_E)[0]
     if np.shape(n_I)[0] != steps:
         raise ValueError(f"n_E has {steps} steps but n_I has {np.shape(n_I)[0]}; they must agree")
     I = _current_array(I_inj, steps)
-    return _simulate_cond_lif(params, jnp.asarray(n_E), jnp.asarray(n_I), I, dt, bool(spiking))
+    return _simulate_cond_lif(params, jnp.asarray(n_E), jnp.asarray(n_I), I, dt, bool(spiking),
+                              spike_grad, checkpoint)
 
 
 def _check_poisson_run(key, rate_E, rate_I, n_E, n_I, I_inj, T, dt):
@@ -363,22 +432,29 @@ def _no_threshold(params, spiking: bool):
     return params if spiking else params._replace(neuron=params.neuron._replace(V_th=jnp.inf))
 
 
-@jax.jit(static_argnums=(4, 5))
-def _simulate_cond_lif(params, n_E, n_I, I, dt, spiking):
-    params = _no_threshold(params, spiking)
+@jax.jit(static_argnums=(4, 5, 6, 7))
+def _simulate_cond_lif(params, n_E, n_I, I, dt, spiking, spike_grad, checkpoint):
     dtype = jnp.result_type(float)
-    xs = (n_E[1:].astype(dtype), n_I[1:].astype(dtype), I[:-1])
-    state, (v_seq, spike_seq, gE_seq, gI_seq) = jax.lax.scan(
-        lambda st, x: cond_lif_step(params, st, x, dt), cond_lif_init(params), xs)
+    n_E, n_I = n_E.astype(dtype), n_I.astype(dtype)
+    ok = (traced_cond_lif_ok(params, dt) & _checks.traced_rule("n_E", n_E, "nonneg")
+          & _checks.traced_rule("n_I", n_I, "nonneg") & _checks.traced_rule("I_inj", I, "finite"))
+    params = _no_threshold(params, spiking)
+    xs = (n_E[1:], n_I[1:], I[:-1])
+    step = lambda st, x: cond_lif_step(params, st, x, dt, spike_grad=spike_grad)
+    state, (v_seq, spike_seq, gE_seq, gI_seq) = _scan.scan(step, cond_lif_init(params), xs,
+                                                           n_E.shape[0] - 1, checkpoint)
     v, spikes = _finish(v_seq, spike_seq, state.neuron.v)
     zero = jnp.zeros((1,), dtype)
-    return CondLIFResult(v, spikes, jnp.concatenate([zero, gE_seq]), jnp.concatenate([zero, gI_seq]))
+    result = CondLIFResult(v, spikes, jnp.concatenate([zero, gE_seq]), jnp.concatenate([zero, gI_seq]))
+    return _checks.poison(ok, result)
 
 
 def simulate_cond_lif_poisson(key: jax.Array, params: CondLIFParams = CondLIFParams(), *,
                               rate_E: float = 10.0, rate_I: float = 10.0, n_E: int = 80,
                               n_I: int = 20, I_inj=0.0, T: float = 1000.0, dt: float = 0.1,
-                              spiking: bool = True, record: bool = True) -> CondLIFResult:
+                              spiking: bool = True, record: bool = True,
+                              spike_grad: Surrogate | None = None,
+                              checkpoint: bool | int | None = None) -> CondLIFResult:
     """Conductance LIF driven by ``n_E`` + ``n_I`` independent Poisson trains drawn inside the scan.
 
     With static synapses only the per-step count of input spikes matters, so each step draws
@@ -391,25 +467,37 @@ def simulate_cond_lif_poisson(key: jax.Array, params: CondLIFParams = CondLIFPar
     Batch by ``jax.vmap`` over keys, rates or parameters, e.g.
     ``jax.vmap(lambda k: simulate_cond_lif_poisson(k, record=False).spikes.sum())(keys)``.
 
+    Gradients: with respect to ``params`` (see the module docstring; ``spike_grad`` for rates).  The
+    counts are drawn by comparing uniforms with the binomial law, so the gradient with respect to
+    ``rate_E``/``rate_I`` is **zero**: the input is not reparameterised.  Hold the key fixed (common
+    random numbers) when comparing or differentiating runs.
+
     Args:
         key: ``jax.random`` key.
-        params: :class:`CondLIFParams`.
-        rate_E, rate_I: rates of each input train [Hz] (may be traced under vmap).
+        params: :class:`CondLIFParams`, scalar fields.
+        rate_E, rate_I: rates of each input train [Hz], scalars (may be traced under vmap).
         n_E, n_I: number of excitatory/inhibitory trains (static ints).
         I_inj: injected current [pA], scalar or ``(n_steps,)``.
         T, dt: duration and step [ms].
         spiking: ``False`` gives the free membrane potential.
         record: ``False`` keeps only the spike raster (``v, g_E, g_I`` are ``None``) to bound memory.
+        spike_grad, checkpoint: see :func:`simulate_lif`.
+
+    Invalid traced values (a negative rate, ``rate * dt / 1000 > 1``, ``tau_syn < dt``, NaN, ...) poison
+    the outputs (NaN, all-``True`` raster); a rate of ``-0.0`` is 0.
     """
     dt, steps, I = _check_poisson_run(key, rate_E, rate_I, n_E, n_I, I_inj, T, dt)
+    params = _single_neuron(params, CondLIFParams, "simulate_cond_lif_poisson", "simulate_cond_lif_batch")
+    _scalar_rates("simulate_cond_lif_poisson", rate_E=rate_E, rate_I=rate_I)
     check_cond_lif_params(params, dt)
+    checkpoint = _run_options(spike_grad, checkpoint, params.neuron)
     return _simulate_cond_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, dt,
-                                      bool(spiking), bool(record))
+                                      bool(spiking), bool(record), spike_grad, checkpoint)
 
 
-def _poisson_scan(step, state0, draw_E, draw_I, I, steps: int, record: bool):
+def _poisson_scan(step, state0, draw_E, draw_I, I, steps: int, record: bool, checkpoint=None):
     """Scan ``step(state, (x_E, x_I, I[it])) -> (state, (v, spike, g_E, g_I, ...))`` with the inputs of
-    step ``it+1`` drawn on the fly as ``draw_E(it+1)``, ``draw_I(it+1)``.
+    step ``it+1`` drawn on the fly as ``draw_E(it+1)``, ``draw_I(it+1)`` (optionally checkpointed).
 
     Returns the result fields ``(v, spikes, g_E, g_I)`` with time last (all but ``spikes`` ``None``
     unless ``record``).
@@ -419,9 +507,9 @@ def _poisson_scan(step, state0, draw_E, draw_I, I, steps: int, record: bool):
         state, out = step(state, (draw_E(k + 1), draw_I(k + 1), i_inj))
         return state, (out[:4] if record else out[1])
 
-    state, out = jax.lax.scan(body, state0, (jnp.arange(steps - 1), I[:-1]))
+    state, out = _scan.scan(body, state0, (jnp.arange(steps - 1), I[:-1]), steps - 1, checkpoint)
     if not record:
-        return None, jnp.concatenate([out, jnp.zeros((1,), bool)]), None, None
+        return None, jnp.concatenate([out, jnp.zeros((1,), out.dtype)]), None, None
     v, spikes = _finish(out[0], out[1], state.neuron.v)
     zero = jnp.zeros((1,), v.dtype)
     return v, spikes, jnp.concatenate([zero, out[2]]), jnp.concatenate([zero, out[3]])
@@ -435,16 +523,18 @@ def traced_cond_lif_ok(params: CondLIFParams, dt: float) -> jax.Array:
             & _checks.traced_params("params.inh", params.inh, dt, _checks.SYN_RULES))
 
 
-@jax.jit(static_argnums=(5, 6, 7, 8, 9, 10))
-def _simulate_cond_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, dt, spiking, record):
+@jax.jit(static_argnums=(5, 6, 7, 8, 9, 10, 11, 12))
+def _simulate_cond_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, dt, spiking, record,
+                               spike_grad, checkpoint):
     ok = (traced_cond_lif_ok(params, dt) & _checks.traced_rule("rate_E", rate_E, "rate", dt)
           & _checks.traced_rule("rate_I", rate_I, "rate", dt) & _checks.traced_rule("I_inj", I, "finite"))
     params = _no_threshold(params, spiking)
     key_E, key_I = jax.random.split(key)
     tail_E = _binomial_tail(_p_spike(rate_E, dt), n_E)   # once per run, not per step
     tail_I = _binomial_tail(_p_spike(rate_I, dt), n_I)
-    step = lambda state, x: cond_lif_step(params, state, x, dt)
+    step = lambda state, x: cond_lif_step(params, state, x, dt, spike_grad=spike_grad)
     result = CondLIFResult(*_poisson_scan(step, cond_lif_init(params),
                                           lambda k: binomial_count(key_E, k, tail_E),
-                                          lambda k: binomial_count(key_I, k, tail_I), I, steps, record))
+                                          lambda k: binomial_count(key_I, k, tail_I), I, steps, record,
+                                          checkpoint))
     return _checks.poison(ok, result)
