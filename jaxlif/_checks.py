@@ -216,18 +216,18 @@ def _fields(params: Any, name: str):
             yield label, value
 
 
-def lists_to_arrays(params: Any) -> Any:
+def lists_to_arrays(params: Any, name: str = "params") -> Any:
     """A copy of a (nested) parameter NamedTuple with every list or tuple value turned into a float
     NumPy array (``LIFParams(tau_m=[10.0])`` works like ``LIFParams(tau_m=np.array([10.0]))``)."""
     changes = {}
     for field in params._fields:
         value = getattr(params, field)
         if hasattr(value, "_fields"):
-            new = lists_to_arrays(value)
+            new = lists_to_arrays(value, f"{name}.{field}")
             if new is not value:
                 changes[field] = new
         elif isinstance(value, (list, tuple)):
-            arr = check_numeric(field, value)
+            arr = check_numeric(f"{name}.{field}", value)
             changes[field] = np.asarray(arr, dtype=float)
     return params._replace(**changes) if changes else params
 

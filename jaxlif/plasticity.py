@@ -238,7 +238,7 @@ def simulate_stp(params: STPParams, syn: SynParams, spikes: jax.Array, *, dt: fl
     for name, tree, cls in (("stp", params, STPParams), ("syn", syn, SynParams)):
         if not isinstance(tree, cls):
             raise TypeError(f"{name} must be a jaxlif.{cls.__name__}, got {type(tree).__name__}")
-    params, syn = _checks.lists_to_arrays(params), _checks.lists_to_arrays(syn)
+    params, syn = _checks.lists_to_arrays(params, "stp"), _checks.lists_to_arrays(syn, "syn")
     check_stp_params(params, dt)
     _checks.check_params("syn", syn, dt, {"g_bar": "nonneg", "tau_syn": "tau"})
     _checks.check_spikes("spikes", spikes)
