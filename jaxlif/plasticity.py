@@ -69,6 +69,7 @@ __all__ = [
     "ratio_curve",
     "ratio_curve_isi_steps",
     "check_stp_params",
+    "check_counts",
 ]
 
 
@@ -120,12 +121,12 @@ def stp_init(shape=(), dtype=None) -> STPState:
     return STPState(zero, jnp.ones(shape, dtype), zero)
 
 
-COUNTS = ("tutorial", "sequential")
+_COUNTS = ("tutorial", "sequential")
 
 
 def check_counts(counts: str) -> str:
     """The ``counts=`` option: ``"tutorial"`` or ``"sequential"`` (see the module docstring)."""
-    if counts not in COUNTS:
+    if counts not in _COUNTS:
         raise ValueError(f"counts={counts!r} must be 'tutorial' (the tutorial's scaled update) or "
                          f"'sequential' (c successive releases for a count c > 1 in one step)")
     return counts
