@@ -20,6 +20,9 @@ to a rate or a probability (the gradient is zero, not an estimate); see the READ
 
 from __future__ import annotations
 
+import functools
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,10 +44,26 @@ __all__ = [
 ]
 
 
-def _p_spike(rate, dt: float):
-    """Probability of a spike in one step, p = rate [Hz] * dt [ms] / 1000 (``-0.0`` becomes ``+0.0``)."""
-    rate = jnp.asarray(rate, dtype=jnp.result_type(float))
+def _p_spike(rate, dt: float, name: str = "rate"):
+    """Probability of a spike in one step, p = rate [Hz] * dt [ms] / 1000 (``-0.0`` becomes ``+0.0``).
+
+    Differentiating through it warns (once per trace) that the draws are not reparameterised."""
+    rate = _drawn_rate(jnp.asarray(rate, dtype=jnp.result_type(float)), name)
     return jnp.where(rate == 0, 0.0, rate) * (dt / 1000.0)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _drawn_rate(rate, name: str):
+    return rate
+
+
+@_drawn_rate.defjvp
+def _drawn_rate_jvp(name, primals, tangents):
+    warnings.warn(f"the gradient with respect to {name} is zero: Poisson spikes are drawn by comparing uniforms "
+                  f"with rate*dt/1000, which is not reparameterised. Use finite differences over common random "
+                  f"numbers (the same key), or jaxlif.fmp_shot_noise for a differentiable approximation of the "
+                  f"free membrane potential (README, 'Gradients')", UserWarning, stacklevel=2)
+    return primals[0], jnp.zeros_like(tangents[0])
 
 
 def _bernoulli(key, step, p, n: int):

@@ -274,7 +274,7 @@ def _simulate_stp_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, d
           & _checks.traced_rule("rate_I", rate_I, "rate", dt) & _checks.traced_rule("I_inj", I, "finite"))
     params = _no_threshold(params, spiking)
     key_E, key_I = jax.random.split(key)
-    p_E, p_I = _p_spike(rate_E, dt), _p_spike(rate_I, dt)
+    p_E, p_I = _p_spike(rate_E, dt, "rate_E"), _p_spike(rate_I, dt, "rate_I")
     step = lambda state, x: stp_lif_step(params, state, x, dt, spike_grad=spike_grad)
     return _checks.poison(ok, STPLIFResult(*_poisson_scan(
         step, stp_lif_init(params, n_E, n_I), lambda k: _bernoulli(key_E, k, p_E, n_E),

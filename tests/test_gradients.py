@@ -183,3 +183,10 @@ def test_equal_surrogates_are_one_static_argument():
     """jit caches on hash and equality of ``spike_grad``: equal factories do not recompile."""
     assert S.fast_sigmoid() == S.fast_sigmoid(0.1) and hash(S.fast_sigmoid()) == hash(S.fast_sigmoid(0.1))
     assert S.fast_sigmoid() != S.fast_sigmoid(detach_reset=True) and S.triangle() != S.arctan()
+
+
+def test_rate_gradient_is_zero_and_says_so():
+    """Poisson input is not reparameterised: d/d rate is zero, with a warning naming the alternatives."""
+    counts = lambda r: jnp.sum(jaxlif.poisson_counts(KEY, r, 3, T=5.0, dt=DT))
+    with pytest.warns(UserWarning, match=r"gradient with respect to rate is zero.*fmp_shot_noise"):
+        assert float(jax.grad(counts)(10.0)) == 0.0

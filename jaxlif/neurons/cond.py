@@ -274,8 +274,8 @@ def _simulate_cond_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, 
           & _checks.traced_rule("rate_I", rate_I, "rate", dt) & _checks.traced_rule("I_inj", I, "finite"))
     params = _no_threshold(params, spiking)
     key_E, key_I = jax.random.split(key)
-    tail_E = _binomial_tail(_p_spike(rate_E, dt), n_E)   # once per run, not per step
-    tail_I = _binomial_tail(_p_spike(rate_I, dt), n_I)
+    tail_E = _binomial_tail(_p_spike(rate_E, dt, "rate_E"), n_E)   # once per run, not per step
+    tail_I = _binomial_tail(_p_spike(rate_I, dt, "rate_I"), n_I)
     step = lambda state, x: cond_lif_step(params, state, x, dt, spike_grad=spike_grad)
     result = CondLIFResult(*_poisson_scan(step, cond_lif_init(params),
                                           lambda k: binomial_count(key_E, k, tail_E),
