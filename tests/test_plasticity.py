@@ -156,6 +156,10 @@ def test_sequential_counts_equal_the_one_spike_scheme(x64):
     for a, b in zip(seq, tut):                          # 0/1 spikes: the two modes agree bit for bit
         np.testing.assert_array_equal(np.asarray(a)[1], np.asarray(b)[1])
     assert np.asarray(tut.R)[0].min() < 0               # the tutorial's update leaves its range
+    # differentiable in every mode: the gradient of the sequential update against central differences
+    g_sum = lambda U0: jnp.sum(simulate_stp(STPParams(U0, 100.0, 50.0), SYN, trains, dt=0.1, counts="sequential").g)
+    fd = (float(g_sum(0.5 + 1e-6)) - float(g_sum(0.5 - 1e-6))) / 2e-6
+    assert float(jax.grad(g_sum)(0.5)) == pytest.approx(fd, rel=1e-6)
 
 
 def test_counts_option_reaches_the_stp_lif_step():
