@@ -29,8 +29,8 @@ import numpy as np
 from jaxlif import _checks, _scan
 from jaxlif.inputs import _bernoulli, _p_spike
 from jaxlif.neurons import (LIFParams, LIFState, _check_poisson_run, _current_array, _finish,
-                            _no_threshold, _poisson_scan, _run_options, _scalar_rates, check_lif_params,
-                            lif_init, membrane_step)
+                            _no_threshold, _poisson_scan, _run_options, _scalar_rates, _traced_poisson_ok,
+                            check_lif_params, lif_init, membrane_step)
 from jaxlif.plasticity import (STPParams, STPState, _warn_counts, check_counts, check_stp_params, stp_init,
                                stp_step, traced_counts_ok, traced_stp_ok)
 from jaxlif.surrogates import Surrogate
@@ -270,8 +270,7 @@ def simulate_stp_lif_poisson(key: jax.Array, params: STPLIFParams = STPLIFParams
 @jax.jit(static_argnums=(5, 6, 7, 8, 9, 10, 11, 12))
 def _simulate_stp_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, dt, spiking, record,
                               spike_grad, checkpoint):
-    ok = (traced_stp_lif_ok(params, dt) & _checks.traced_rule("rate_E", rate_E, "rate", dt)
-          & _checks.traced_rule("rate_I", rate_I, "rate", dt) & _checks.traced_rule("I_inj", I, "finite"))
+    ok = traced_stp_lif_ok(params, dt) & _traced_poisson_ok(rate_E, rate_I, I, dt)
     params = _no_threshold(params, spiking)
     key_E, key_I = jax.random.split(key)
     p_E, p_I = _p_spike(rate_E, dt, "rate_E"), _p_spike(rate_I, dt, "rate_I")

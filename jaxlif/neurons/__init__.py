@@ -45,8 +45,9 @@ Units: ms, mV, nS, pA, GOhm (docs/conventions.md, section 1).
 
 from jaxlif.neurons.cond import (CondLIFParams, CondLIFResult, CondLIFState, _check_poisson_run,
                                  _current_array, _no_threshold, _poisson_scan, _scalar_rates, _simulate_cond_lif,
-                                 _simulate_cond_lif_poisson, check_cond_lif_params, cond_lif_init, cond_lif_step,
-                                 simulate_cond_lif, simulate_cond_lif_poisson, traced_cond_lif_ok)
+                                 _simulate_cond_lif_poisson, _traced_poisson_ok, check_cond_lif_params,
+                                 cond_lif_init, cond_lif_step, simulate_cond_lif, simulate_cond_lif_poisson,
+                                 traced_cond_lif_ok)
 from jaxlif.neurons.lif import (LIFParams, LIFResult, LIFState, _finish, _run_options, _simulate_lif,
                                 _single_neuron, check_lif_params, lif_init, lif_step, membrane_step, simulate_lif)
 

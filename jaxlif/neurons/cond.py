@@ -171,6 +171,12 @@ def _check_poisson_run(key, rate_E, rate_I, n_E, n_I, I_inj, T, dt):
     return dt, steps, _current_array(I_inj, steps)
 
 
+def _traced_poisson_ok(rate_E, rate_I, I, dt: float) -> jax.Array:
+    """Inside a jitted core: the traced counterpart of :func:`_check_poisson_run` (rates and current)."""
+    return (_checks.traced_rule("rate_E", rate_E, "rate", dt) & _checks.traced_rule("rate_I", rate_I, "rate", dt)
+            & _checks.traced_rule("I_inj", I, "finite"))
+
+
 def _no_threshold(params, spiking: bool):
     """Remove the threshold (``V_th = +inf``) of any params with a ``.neuron`` field when not spiking."""
     return params if spiking else params._replace(neuron=params.neuron._replace(V_th=jnp.inf))
@@ -270,8 +276,7 @@ def traced_cond_lif_ok(params: CondLIFParams, dt: float) -> jax.Array:
 @jax.jit(static_argnums=(5, 6, 7, 8, 9, 10, 11, 12))
 def _simulate_cond_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, dt, spiking, record,
                                spike_grad, checkpoint):
-    ok = (traced_cond_lif_ok(params, dt) & _checks.traced_rule("rate_E", rate_E, "rate", dt)
-          & _checks.traced_rule("rate_I", rate_I, "rate", dt) & _checks.traced_rule("I_inj", I, "finite"))
+    ok = traced_cond_lif_ok(params, dt) & _traced_poisson_ok(rate_E, rate_I, I, dt)
     params = _no_threshold(params, spiking)
     key_E, key_I = jax.random.split(key)
     tail_E = _binomial_tail(_p_spike(rate_E, dt, "rate_E"), n_E)   # once per run, not per step
