@@ -32,14 +32,22 @@ Gradients (README, section "Gradients"): every simulator supports ``jax.grad``.
   **upwards** (e.g. d mean(V) / d gE_bar comes out positive when finite differences are negative).
 * ``spike_grad=jaxlif.surrogates.fast_sigmoid()`` (or ``arctan``, ``triangle``, ``custom``): the same
   forward values; the spike carries the surrogate derivative ``h(v - V_th)`` and the reset passes it
-  on to the voltage (unless ``detach_reset``).  A useful descent direction, not an exact derivative.
+  on to the voltage (unless ``detach_reset``).  A useful descent direction, not an exact derivative:
+  the sign of finite differences, a magnitude off by tens of percent.  The gradient through the reset
+  grows exponentially when ``peak(h) (V_th - V_reset) > 2``; the simulators warn
+  (:mod:`jaxlif.surrogates`, "Stability").
 * ``checkpoint=True`` (or a segment length) bounds the memory of reverse-mode gradients by
   ``O(sqrt(n_steps))`` instead of ``O(n_steps)`` at the cost of one extra forward pass
   (:mod:`jaxlif._scan`); values and gradients are unchanged.
 * Poisson input is drawn, not reparameterised: the gradient with respect to ``rate_E``/``rate_I`` is
   zero (use :func:`jaxlif.fmp_shot_noise` for an analytic, differentiable approximation).
 
-Shapes: traces are ``(n_steps,)``; batch with ``jax.vmap`` (leading batch axes).
+Arguments are checked before tracing (errors name the argument, its value and the valid range);
+invalid *traced* values (inside your ``jit``/``vmap``) poison the outputs (NaN traces, all-``True``
+rasters) and :func:`jaxlif.checked` raises naming them (:mod:`jaxlif._checks`).
+
+Shapes: traces are ``(n_steps,)``; every simulator here is one neuron, so parameters are scalars
+(lists are read as arrays); batch with ``jax.vmap`` (leading batch axes) or :mod:`jaxlif.batch`.
 Units: ms, mV, nS, pA, GOhm (docs/conventions.md, section 1).
 """
 
