@@ -123,13 +123,14 @@ def test_traced_U0_below_zero_poisons_every_stp_core():
     """Before: U0 = -0.5 gave a plausible g10/g1 of 24.8."""
     U0 = jnp.array([0.5, -0.5, jnp.nan])
     stp = lambda u: jaxlif.STPParams(u, 100.0, 50.0)
-    ratio = jax.jit(jax.vmap(lambda u: jaxlif.ratio_curve(stp(u), [10.0, 20.0])))(U0)
-    exact = jax.jit(jax.vmap(lambda u: jaxlif.ratio_curve_exact(stp(u), [10.0, 20.0])))(U0)
     train = jnp.asarray(ZERO50).at[::7].set(1.0)
-    syn = jax.jit(jax.vmap(lambda u: jaxlif.simulate_stp(stp(u), SynParams(1.2, 5.0, 0.0), train, dt=DT)))(U0)
     e, i = jnp.stack([train, train]), train[None]
-    p = lambda u: jaxlif.STPLIFParams(stp_E=stp(u))
-    neuron = jax.jit(jax.vmap(lambda u: jaxlif.simulate_stp_lif(p(u), e, i, dt=DT, record_synapses=False)))(U0)
+
+    def cores(u):                                  # the four STP cores in one compiled program
+        return (jaxlif.ratio_curve(stp(u), [10.0, 20.0]), jaxlif.ratio_curve_exact(stp(u), [10.0, 20.0]),
+                jaxlif.simulate_stp(stp(u), SynParams(1.2, 5.0, 0.0), train, dt=DT),
+                jaxlif.simulate_stp_lif(jaxlif.STPLIFParams(stp_E=stp(u)), e, i, dt=DT, record_synapses=False))
+    ratio, exact, syn, neuron = jax.jit(jax.vmap(cores))(U0)
     np.testing.assert_allclose(np.asarray(ratio[0][0]), [0.6, 0.6], rtol=1e-6)   # g1 = g_bar U0
     np.testing.assert_allclose(np.asarray(exact[0][0]), [0.6, 0.6], rtol=1e-6)
     _assert_valid((ratio, exact, syn, neuron))
