@@ -96,20 +96,19 @@ CK = 9                      # checkpoint segment length (199 scanned steps: 22 s
 
 @functools.cache
 def _data():
-    """Inputs, built once outside any trace (binomial counts drawn by NumPy: nothing to compile)."""
+    """Inputs, built once and outside any trace (binomial counts drawn by NumPy: nothing to compile)."""
     rng = np.random.default_rng(2)
     kE, kI = jax.random.split(jax.random.key(2))
-    with jax.ensure_compile_time_eval():
-        return dict(I=jaxlif.sinusoidal_current(250.0, T=150.0, dt=1.0),
-                    n_E=jnp.asarray(rng.binomial(80, 0.015, 200), jnp.float32),      # 80 trains at 150 Hz
-                    n_I=jnp.asarray(rng.binomial(20, 0.001, 200), jnp.float32),      # 20 trains at 10 Hz
-                    s_E=jaxlif.poisson_trains(kE, 300.0, 8, T=200.0, dt=DT),
-                    s_I=jaxlif.poisson_trains(kI, 15.0, 2, T=200.0, dt=DT))
+    return dict(I=jaxlif.sinusoidal_current(250.0, T=150.0, dt=1.0),
+                n_E=jnp.asarray(rng.binomial(80, 0.015, 200), jnp.float32),      # 80 trains at 150 Hz
+                n_I=jnp.asarray(rng.binomial(20, 0.001, 200), jnp.float32),      # 20 trains at 10 Hz
+                s_E=jaxlif.poisson_trains(kE, 300.0, 8, T=200.0, dt=DT),
+                s_I=jaxlif.poisson_trains(kI, 15.0, 2, T=200.0, dt=DT))
 
 
-def _sim(name, theta=(1.0, 1.0), spike_grad=None, checkpoint=None):
+def _sim(name, theta=(1.0, 1.0), spike_grad=None, checkpoint=None, x=None):
     a, b = theta
-    x = _data()
+    x = _data() if x is None else x
     kw = dict(spike_grad=spike_grad, checkpoint=checkpoint)
     if name == "lif":
         p = PART1._replace(tau_m=20.0 * a, g_L=10.0 * b) if spike_grad else PART1
@@ -144,12 +143,16 @@ def test_surrogate_and_checkpointing_keep_forward_values(name):
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2))
-def _grad(name, theta, checkpoint):
-    """Surrogate gradient of ``mean(v) + 10 mean(spikes)`` w.r.t. ``theta``."""
+def _grad_jit(name, theta, checkpoint, x):
     def loss(th):
-        out = _sim(name, th, SG, checkpoint)
+        out = _sim(name, th, SG, checkpoint, x)
         return jnp.mean(out.v) + 10.0 * jnp.mean(out.spikes)
     return jax.grad(loss)(theta)
+
+
+def _grad(name, theta, checkpoint):
+    """Surrogate gradient of ``mean(v) + 10 mean(spikes)`` w.r.t. ``theta``."""
+    return _grad_jit(name, theta, checkpoint, _data())
 
 
 THETA = (jnp.float32(1.0), jnp.float32(1.0))
@@ -172,8 +175,10 @@ def test_checkpointed_gradient_equals_plain_gradient():
 @pytest.mark.parametrize("name", SIMS)
 def test_checkpoint_option_builds_checkpointed_segments(name):
     """Every scan simulator honours ``checkpoint=`` (traced only, nothing compiled)."""
+    x = _data()
+
     def jaxpr(ck):
-        return str(jax.make_jaxpr(lambda th: _sim(name, th, SG, ck).spikes)(THETA))
+        return str(jax.make_jaxpr(lambda th: _sim(name, th, SG, ck, x).spikes)(THETA))
     assert "remat" in jaxpr(True) and "remat" not in jaxpr(None)
 
 
