@@ -31,6 +31,8 @@ Differences from the tutorial code (docs/conventions.md, section 5), all deliber
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -175,11 +177,17 @@ def dynamic_syn(g_bar: float, tau_syn: float, U0: float, tau_d: float, tau_f: fl
         g_bar: conductance scale [nS].  tau_syn: [ms].  U0: release probability in (0, 1].
         tau_d, tau_f: depression / facilitation time constants [ms] (>= dt).
         pre_spike_train: spikes (or summed counts) per step ``(Lt,)``.  dt: [ms].
+
+    Summed counts above 1 get the tutorial's scaled update (``counts="tutorial"``), which can leave
+    ``u > 1`` and ``R < 0`` as the tutorial's code does; the library's :func:`jaxlif.simulate_stp`
+    applies that many successive releases by default instead (docs/conventions.md, section 5).
     """
     stp = STPParams(U0=U0, tau_d=tau_d, tau_f=tau_f)
     syn = SynParams(g_bar=g_bar, tau_syn=tau_syn, E_rev=0.0)
-    out = simulate_stp(_as_float_params(stp), _as_float_params(syn),
-                       np.asarray(pre_spike_train, dtype=float), dt=dt)
+    with warnings.catch_warnings():      # summed counts: the tutorial's scaled update, on purpose
+        warnings.filterwarnings("ignore", message=".*spikes in one step", category=UserWarning)
+        out = simulate_stp(_as_float_params(stp), _as_float_params(syn),
+                           np.asarray(pre_spike_train, dtype=float), dt=dt, counts="tutorial")
     return np.asarray(out.u), np.asarray(out.R), np.asarray(out.g)
 
 
@@ -201,7 +209,10 @@ def run_LIF_cond_STP(pars: dict, I_inj: ArrayLike, pre_spike_train_ex: ArrayLike
         stp_I=STPParams(_get(pars, "U0_I"), _get(pars, "tau_d_I"), _get(pars, "tau_f_I")))
     ex = np.atleast_2d(np.asarray(pre_spike_train_ex, dtype=float))
     inh = np.atleast_2d(np.asarray(pre_spike_train_in, dtype=float))
-    out = simulate_stp_lif(_as_float_params(params), ex, inh, _injected(I_inj, Lt), dt=dt)
+    with warnings.catch_warnings():      # summed counts: the tutorial's scaled update, on purpose
+        warnings.filterwarnings("ignore", message=".*spikes in one step", category=UserWarning)
+        out = simulate_stp_lif(_as_float_params(params), ex, inh, _injected(I_inj, Lt), dt=dt,
+                               counts="tutorial")
     a = np.asarray
     return (a(out.v), _spike_times(out.spikes, dt), a(out.syn_E.u), a(out.syn_E.R), a(out.syn_E.g),
             a(out.syn_I.u), a(out.syn_I.R), a(out.syn_I.g))

@@ -20,20 +20,23 @@ the tutorial's update scales one release by ``c``, which can give ``u > 1`` and 
 (``U0 = 0.5, c = 2`` from rest gives ``u = 1`` and ``R = -1``).  The ``counts=`` option of
 :func:`stp_step`, :func:`simulate_stp` and the STP-LIF simulators chooses:
 
-* ``counts="tutorial"`` (default, the tutorial's numbers; :mod:`jaxlif.nma` relies on it): the update
-  above with ``s = c``.  Concrete inputs with a count above 1 raise a ``UserWarning`` naming
-  ``counts="sequential"``; under tracing, :func:`jaxlif.checked` raises for them.
-* ``counts="sequential"``: ``c`` successive releases in the step, exactly what the one-spike scheme
-  gives when the step's first spike is followed by ``c - 1`` more with no time between them
-  (the update above with ``s = 1``, then ``c - 1`` times with ``dt = 0, s = 1``).  In closed form, with
-  ``u1, R1, g1`` the state after the first spike and ``m = c - 1``::
+* ``counts="sequential"`` (default): ``c`` successive releases in the step (below).
+* ``counts="tutorial"``: the update above with ``s = c``, the tutorial's numbers (:mod:`jaxlif.nma`
+  passes it, so the drop-ins reproduce the tutorial even on summed counts).  Concrete inputs with a
+  count above 1 raise a ``UserWarning`` naming ``counts="sequential"``; under tracing,
+  :func:`jaxlif.checked` raises for them.
+
+The sequential update is exactly what the one-spike scheme gives when the step's first spike is
+followed by ``c - 1`` more with no time between them (the update above with ``s = 1``, then ``c - 1``
+times with ``dt = 0, s = 1``).  In closed form, with ``u1, R1, g1`` the state after the first spike
+and ``m = c - 1``::
 
       u = 1 - (1 - u1) (1 - U0)^m
       R = R1 (1 - u1)^m (1 - U0)^(m (m + 1) / 2)
       g = g1 + g_bar (R1 - R)                  (each release u_j R_(j-1) = R_(j-1) - R_j)
 
-  ``u`` stays in ``[0, 1]`` and ``R`` in ``[0, 1]``.  Identical (bit for bit) to the tutorial's update
-  for ``s`` in ``[0, 1]``; non-integer counts above 1 interpolate smoothly in ``m``.  Between spikes the updates are
+``u`` stays in ``[0, 1]`` and ``R`` in ``[0, 1]``.  Identical (bit for bit) to the tutorial's update
+for ``s`` in ``[0, 1]``; non-integer counts above 1 interpolate smoothly in ``m``.  Between spikes the updates are
 geometric (``u *= a_f``, ``1 - R *= a_d``, ``g *= a_s`` with ``a_x = 1 - dt/tau_x``), so ``k`` silent
 steps have the closed form :func:`stp_decay`; :func:`ratio_curve` uses it to evaluate the
 tutorial's g10/g1 numbers event by event (identical to the step-by-step loop up to rounding)
@@ -146,7 +149,7 @@ def _warn_counts(name: str, spikes, counts: str) -> None:
 
 
 def stp_step(params: STPParams, syn: SynParams, state: STPState, s: jax.Array, dt: float, *,
-             counts: str = "tutorial"):
+             counts: str = "sequential"):
     """One forward-Euler step of ``dynamic_syn`` (u first; R and g use the new u and the old R).
 
     Args:
@@ -211,7 +214,7 @@ def stp_event(params: STPParams, syn: SynParams, state: STPState, k, dt: float) 
 
 
 def simulate_stp(params: STPParams, syn: SynParams, spikes: jax.Array, *, dt: float,
-                 counts: str = "tutorial", checkpoint: bool | int | None = None) -> STPState:
+                 counts: str = "sequential", checkpoint: bool | int | None = None) -> STPState:
     """Run ``dynamic_syn`` step by step on ``spikes`` of shape ``(n_steps,)`` or ``(n_trains, n_steps)``.
 
     Every train has its own ``u, R, g``.  Equivalent Python loop::

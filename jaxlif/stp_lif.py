@@ -104,7 +104,7 @@ def stp_lif_init(params: STPLIFParams, n_E: int, n_I: int) -> STPLIFState:
 
 
 def stp_lif_step(params: STPLIFParams, state: STPLIFState, inputs, dt: float, *,
-                 spike_grad: Surrogate | None = None, counts: str = "tutorial"):
+                 spike_grad: Surrogate | None = None, counts: str = "sequential"):
     """One step: every synapse's ``dynamic_syn`` update with spikes at ``it+1``, then the membrane.
 
     Args:
@@ -161,7 +161,7 @@ def traced_stp_lif_ok(params: STPLIFParams, dt: float) -> jax.Array:
 def simulate_stp_lif(params: STPLIFParams, spikes_E: jax.Array, spikes_I: jax.Array, I_inj=0.0, *,
                      dt: float, spiking: bool = True, record_synapses: bool = True,
                      spike_grad: Surrogate | None = None, checkpoint: bool | int | None = None,
-                     counts: str = "tutorial") -> STPLIFResult:
+                     counts: str = "sequential") -> STPLIFResult:
     """Simulate on given trains ``spikes_E (n_E, n_steps)`` and ``spikes_I (n_I, n_steps)`` (0/1).
 
     Equivalent Python loop::

@@ -120,8 +120,8 @@ def test_euler_converges_to_continuous_time(x64):
 
 
 # ------------------------------------------------------------------------------------------------
-# Several spikes in one step: counts="tutorial" (the tutorial's scaled update, with a warning) or
-# counts="sequential" (that many releases), checked against the one-spike scheme in NumPy.
+# Several spikes in one step: counts="sequential" (default: that many releases, checked against the
+# one-spike scheme in NumPy) or counts="tutorial" (the tutorial's scaled update, with a warning).
 # ------------------------------------------------------------------------------------------------
 
 def _one_spike_loop(U0, tau_d, tau_f, g_bar, tau_syn, counts, dt):
@@ -146,13 +146,13 @@ SINGLE = np.minimum(COUNTS, 1.0)
 
 def test_sequential_counts_equal_the_one_spike_scheme(x64):
     trains = np.stack([COUNTS, SINGLE])
-    seq = simulate_stp(STD, SYN, trains, dt=0.1, counts="sequential")
+    seq = simulate_stp(STD, SYN, trains, dt=0.1)                  # the default is "sequential"
     want = _one_spike_loop(0.5, 100.0, 50.0, 1.2, 5.0, COUNTS, 0.1)
     for got, ref_trace in zip(seq, want):
         np.testing.assert_allclose(np.asarray(got)[0], ref_trace, rtol=0, atol=1e-12)
     assert (np.asarray(seq.u) <= 1).all() and (np.asarray(seq.R) >= 0).all()
     with pytest.warns(UserWarning, match=r"spikes has up to 4 spikes in one step.*counts='sequential'"):
-        tut = simulate_stp(STD, SYN, trains, dt=0.1)
+        tut = simulate_stp(STD, SYN, trains, dt=0.1, counts="tutorial")
     for a, b in zip(seq, tut):                          # 0/1 spikes: the two modes agree bit for bit
         np.testing.assert_array_equal(np.asarray(a)[1], np.asarray(b)[1])
     assert np.asarray(tut.R)[0].min() < 0               # the tutorial's update leaves its range
@@ -168,8 +168,8 @@ def test_counts_option_reaches_the_stp_lif_step():
     p = jaxlif.STPLIFParams()                           # U0 = 0.45
     state = stp_lif_init(p, 2, 1)
     x = (jnp.array([2.0, 0.0]), jnp.zeros(1), 0.0)
-    step = jax.jit(lambda: (stp_lif_step(p, state, x, 0.1, counts="sequential")[0].syn_E.u,
-                            stp_lif_step(p, state, x, 0.1)[0].syn_E.u))
+    step = jax.jit(lambda: (stp_lif_step(p, state, x, 0.1)[0].syn_E.u,           # default: sequential
+                            stp_lif_step(p, state, x, 0.1, counts="tutorial")[0].syn_E.u))
     seq, tut = step()
     np.testing.assert_allclose(np.asarray(seq), [1 - 0.55 ** 2, 0.0], rtol=1e-6)
     np.testing.assert_allclose(np.asarray(tut), [0.9, 0.0], rtol=1e-6)
@@ -179,7 +179,7 @@ def test_counts_option_reaches_the_stp_lif_step():
 
 def test_traced_counts_above_one_are_reported_by_checked_mode():
     import jaxlif
-    f = jax.jit(lambda s: simulate_stp(STD, SYN, s, dt=0.1).g)
+    f = jax.jit(lambda s: simulate_stp(STD, SYN, s, dt=0.1, counts="tutorial").g)
     with pytest.raises(ValueError, match=r"spikes=.*4.* has more than one spike in a step"):
         jaxlif.checked(f)(jnp.asarray(COUNTS))
     np.testing.assert_array_equal(jaxlif.checked(f)(jnp.asarray(SINGLE)), f(jnp.asarray(SINGLE)))
