@@ -68,11 +68,15 @@ under ``jax.enable_x64(True)``.
 
 from jaxlif.batch.api import (cond_lif_batch_inputs, simulate_cond_lif_batch, simulate_stp_lif_batch,
                               stp_lif_batch_trains)
-from jaxlif.batch.devices import batch_mesh
+from jaxlif.batch.devices import batch_mesh, progress_bar
+from jaxlif.batch.stats import BatchStats, Stats
 from jaxlif.batch.windows import BatchResult
 
 __all__ = [
     "BatchResult",
+    "Stats",
+    "BatchStats",
+    "progress_bar",
     "simulate_cond_lif_batch",
     "simulate_stp_lif_batch",
     "cond_lif_batch_inputs",
