@@ -22,7 +22,10 @@ same key (tested to float rounding):
 Numerics.  Within a window (at most a few thousand steps) the scan adds ``v - ref`` and its square
 (``ref``: the running mean), and the window's mean and sum of squared deviations are merged into the
 running ones with Chan et al.'s (1979) pairwise update, so float32 keeps about 6 digits over 10^6
-steps; ISIs use Welford's update.  Conductance means use the same pairwise merge.
+steps; ISIs use Welford's update.  Conductance means use the same pairwise merge.  The window
+(``window=``) sets how the sums are grouped, so another window changes the float statistics by
+rounding only; counts, spike times and ISI CVs do not depend on it, and chunks, calls and devices
+change nothing.
 """
 
 from __future__ import annotations
