@@ -24,8 +24,10 @@ Numerics.  Within a window (at most a few thousand steps) the scan adds ``v - re
 running ones with Chan et al.'s (1979) pairwise update, so float32 keeps about 6 digits over 10^6
 steps; ISIs use Welford's update.  Conductance means use the same pairwise merge.  The window
 (``window=``) sets how the sums are grouped, so another window changes the float statistics by
-rounding only; counts, spike times and ISI CVs do not depend on it, and chunks, calls and devices
-change nothing.
+rounding only; counts, spike times and ISI CVs do not depend on it, and neither chunks nor calls
+change anything.  Across device counts the traces and counts stay bit-identical, but XLA compiles
+the sums into a different program, whose rounding may differ in the last bit (1e-7 relative in
+float32).
 """
 
 from __future__ import annotations
