@@ -258,13 +258,15 @@ def _worker_brian2(task: dict) -> dict:
     prefs.devices.cpp_standalone.openmp_threads = 0
     defaultclock.dt = dt * ms
     ns = dict(V_th=-55.0, V_reset=-75.0, tau_m=10.0, g_L=10.0, E_L=-75.0, V_init=-65.0, V_E=0.0, V_I=-80.0,
-              dtms=dt, tref_steps=2.0 / dt, n_E=80, n_I=20)
+              dtms=dt, tref_steps=2.0 / dt, n_E=task.get("n_E", 80), n_I=task.get("n_I", 20))
+    rate = task.get("rate")          # bench_scale.py's sweeps; default: the workload's rates
     if wl == "A":
-        ns.update(tau_E=2.0, tau_I=5.0, gE_bar=2.4, gI_bar=2.4, rate_E=WL_A["rate_E"], rate_I=WL_A["rate_I"])
+        ns.update(tau_E=2.0, tau_I=5.0, gE_bar=2.4, gI_bar=2.4, rate_E=rate or WL_A["rate_E"],
+                  rate_I=rate or WL_A["rate_I"])
         code = _BRIAN2_WLA
     else:
         ns.update(tau_E=5.0, tau_I=10.0, gE_bar=4.8, gI_bar=6.4, U0=0.45, tau_d=250.0, tau_f=150.0,
-                  rate_E=WL_B["rate_E"], rate_I=WL_B["rate_I"])
+                  rate_E=rate or WL_B["rate_E"], rate_I=rate or WL_B["rate_I"])
         code = _BRIAN2_WLB
     scope = dict(np=np, B=B, ns=ns, Hz=Hz, ms=ms, NeuronGroup=NeuronGroup, PoissonGroup=PoissonGroup,
                  PoissonInput=PoissonInput, Synapses=Synapses, **ns)

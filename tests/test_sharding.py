@@ -39,3 +39,18 @@ def test_bench_quick_smoke(tmp_path):
         np.testing.assert_allclose(cells[("jaxlif", "C")]["ratio_curves"][name],
                                    cells[("numpy", "C")]["ratio_curves"][name], atol=1e-4)
     assert (repo_md.stat().st_mtime_ns if repo_md.exists() else None) == before   # repository untouched
+
+
+def test_bench_scale_quick_smoke(tmp_path):
+    """The cost-curve script at its --quick size (the rate sweep: 4 neurons, 100 ms, programs shared with
+    test_batch.py): cells, slopes, figure and its own section of a BENCHMARKS.md that keeps other sections."""
+    from experiments import bench_scale
+    (tmp_path / "BENCHMARKS.md").write_text("# kept\n\n<!-- begin:other -->\nother helper\n<!-- end:other -->\n")
+    report = bench_scale.main(["--quick", "--out", str(tmp_path), "--sweeps", "rate"])
+    cells = [r for r in report["results"] if r["task"]["system"] == "jaxlif"]
+    assert len(cells) == 4 and all("error" not in r["result"] and r["result"]["cpu_s"] > 0 for r in cells)
+    by = {(r["task"]["workload"], r["task"]["value"]): r["result"]["rate_hz"] for r in cells}
+    assert by[("A", 20.0)] > by[("A", 5.0)] and by[("B", 20.0)] > by[("B", 5.0)]   # more input, more output
+    text = (tmp_path / "BENCHMARKS.md").read_text()
+    assert text.startswith("# kept") and "other helper" in text and "<!-- begin:scale -->" in text
+    assert "### Fitted log-log slopes" in text and (tmp_path / "bench_scale.png").stat().st_size > 10_000
