@@ -54,6 +54,30 @@ def test_threefry_is_jax_threefry():
     np.testing.assert_array_equal(np.concatenate([ours[0], ours[1]]), np.asarray(theirs))
 
 
+def test_gpu_choices_give_the_cpu_numbers():
+    """The choices made for GPUs (threefry primitive, int32 count buffer, bigger event block) draw the same
+    numbers as the CPU ones (so results do not depend on the backend's choice), tested here on CPU."""
+    from jaxlif.batch import pooled as jbp
+    rng = np.random.default_rng(1)
+    k = rng.integers(0, 2 ** 32, 2, dtype=np.uint32)
+    x0, x1 = (rng.integers(0, 2 ** 32, (3, 5), dtype=np.uint32) for _ in range(2))
+    for a, b in zip(jbr._hash(k[0], k[1], x0, x1, "gpu"), jbr._hash(k[0], k[1], x0, x1, "cpu")):
+        np.testing.assert_array_equal(a, b)
+    C, window = 16, 200
+    keys = jnp.asarray(rng.integers(0, 2 ** 32, 4, dtype=np.uint32))
+    law = jbp._pooled_law(jnp.full((C,), 0.002), 80, C, jnp.float32)
+
+    def fill(platform):
+        run = lambda st, w: jbp._pooled_window(st, w * window, keys, jnp.arange(C, dtype=jnp.uint32), law, window,  # noqa
+                                               jbp._pooled_block(window, platform), 5 * window + 1,
+                                               jbp._count_dtype(80, platform), platform)[0]
+        return jax.lax.scan(run, jbp._pooled_init(C), jnp.arange(5))[1]
+
+    cpu, gpu = jax.jit(lambda: fill("cpu"))(), jax.jit(lambda: fill("gpu"))()
+    assert cpu.dtype == jnp.int8 and gpu.dtype == jnp.int32 and int(cpu.astype(int).sum()) > 100
+    np.testing.assert_array_equal(cpu, gpu)
+
+
 def test_uniforms_in_half_open_interval():
     w = jnp.array([0, 1, 2 ** 31, 2 ** 32 - 1], jnp.uint32)
     u = np.asarray(jbr._uniform(w, None, jnp.float32))
