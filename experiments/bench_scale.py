@@ -41,11 +41,12 @@ from experiments.bench import (_brian2_python, _idlest_cpu, _machine, _peak_rss_
 
 NAME = "scale"
 SWEEPS = dict(
-    B=dict(values=[1, 10, 100, 1000, 10_000, 100_000, 1_000_000], brian2=dict(A=10_000, B=1000)),
-    T=dict(values=[100.0, 1000.0, 10_000.0, 100_000.0], brian2=dict(A=10_000.0, B=1000.0)),
-    n=dict(values=[10, 30, 100, 300, 1000], brian2=dict(A=1000, B=100)),
-    rate=dict(values=[1.0, 3.0, 10.0, 30.0, 100.0], brian2=dict(A=100.0, B=30.0)),
-)
+    B=dict(values=[1, 10, 100, 1000, 10_000, 100_000, 1_000_000],
+           brian2=dict(A=[1, 10, 100, 1000, 10_000], B=[1, 10, 100, 1000])),
+    T=dict(values=[100.0, 1000.0, 10_000.0, 100_000.0], brian2=dict(A=[100.0, 10_000.0], B=[100.0, 1000.0])),
+    n=dict(values=[10, 30, 100, 300, 1000], brian2=dict(A=[10, 1000], B=[10, 1000])),
+    rate=dict(values=[1.0, 3.0, 10.0, 30.0, 100.0], brian2=dict(A=[1.0, 100.0], B=[1.0, 100.0])),
+)   # Brian2 runs at the listed points only: each point costs a C++ build (10-60 s)
 BASE = dict(B=100, T=1000.0, n=100, rate=None)     # rate None: the workload's own (10 Hz WL-A, 15 Hz WL-B)
 # --quick: the tests' small configuration (4 neurons, 100 ms), whose compiled programs the suite shares
 QUICK = dict(B=[1, 4], T=[50.0, 100.0], n=[10, 100], rate=[5.0, 20.0])
@@ -109,6 +110,25 @@ def _worker_jaxlif(task: dict) -> dict:
     return out
 
 
+def _worker_rate_sweep(task: dict) -> dict:
+    """20 new scalar rates through simulate_cond_lif_batch (B = 100, T = 1 s): compilations and call times."""
+    import jax
+    from jax._src.dispatch import BACKEND_COMPILE_EVENT
+    from jaxlif import batch
+    compiles = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, duration, **kw: compiles.append(duration) if event == BACKEND_COMPILE_EVENT else None)
+    times = []
+    for r in [1.0 + 2.0 * i for i in range(20)]:
+        t0 = time.perf_counter()
+        jax.block_until_ready(batch.simulate_cond_lif_batch(jax.random.key(0), 100, rate_E=r).spike_count)
+        times.append(time.perf_counter() - t0)
+        if len(times) == 1:
+            first_compiles = len(compiles)
+    return dict(first_s=times[0], later_s=sorted(times[1:])[len(times) // 2], compiles_first=first_compiles,
+                compiles_later=len(compiles) - first_compiles, peak_rss_mb=_peak_rss_mb())
+
+
 def _worker_brian2(task: dict) -> dict:
     """Brian2 cpp_standalone through experiments/bench.py's worker, with this cell's sizes."""
     c = task["cell"]
@@ -126,7 +146,7 @@ def _worker_main(task_json: str) -> None:
     if task.get("pin") is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {task["pin"]})
     try:
-        res = (_worker_jaxlif if task["system"] == "jaxlif" else _worker_brian2)(task)
+        res = dict(jaxlif=_worker_jaxlif, brian2=_worker_brian2, rate_sweep=_worker_rate_sweep)[task["system"]](task)
     except Exception as err:  # report, do not crash the sweep
         res = dict(error=f"{err.__class__.__name__}: {err}")
     print("SCALE_RESULT " + json.dumps(res), flush=True)
@@ -151,7 +171,8 @@ def _run_cell(task: dict, python: str, isolate: bool, timeout: float) -> dict:
 
 
 def _tasks(cfg: dict, brian2_py) -> list[dict]:
-    tasks = []
+    tasks = [] if cfg["quick"] else [dict(system="rate_sweep", workload="A", sweep="compile", value=20,
+                                          cell=dict(B=100, T=1000.0, n_E=80, n_I=20, rate=0.0))]
     for sweep, values in cfg["sweeps"].items():
         for wl in "AB":
             for v in values:
@@ -159,7 +180,7 @@ def _tasks(cfg: dict, brian2_py) -> list[dict]:
                 big = cell["B"] * cell["T"] >= 1e7
                 tasks.append(dict(system="jaxlif", workload=wl, sweep=sweep, value=v, cell=cell,
                                   repeats=1 if big else cfg["repeats"]))
-                if brian2_py and v <= SWEEPS[sweep]["brian2"][wl]:
+                if brian2_py and v in SWEEPS[sweep]["brian2"][wl]:
                     tasks.append(dict(system="brian2", workload=wl, sweep=sweep, value=v, cell=cell, repeats=1))
     return tasks
 
@@ -273,6 +294,12 @@ def render(report: dict, figure: str) -> str:
             s = r["stats"]
             lines.append(f"| WL-{wl} B = 10^6 streamed statistics (O(B) memory) | mean rate {s['rate_hz']:.2f} Hz, "
                          f"ISI CV {s['isi_cv']:.3f}, v {s['v_mean']:.2f} +- {s['v_std']:.2f} mV | - |")
+    r = get("rate_sweep", "A", "compile", 20)
+    if r and "first_s" in r:
+        lines.append(f"| a sweep of 20 rates over simulate_cond_lif_batch (B = 100, T = 1 s) compiles once | "
+                     f"{r['compiles_later']} compilations after the first call; first call {r['first_s']:.2f} s, "
+                     f"later calls {1e3 * r['later_s']:.0f} ms (median) | "
+                     f"{'met' if r['compiles_later'] == 0 else 'MISSED'} |")
     # slopes
     lines += ["", "### Fitted log-log slopes of CPU time (all points; upper half of the range)", "",
               "| swept quantity | jaxlif WL-A | jaxlif WL-B | Brian2 WL-A | Brian2 WL-B |", "|---|---|---|---|---|"]
@@ -294,6 +321,8 @@ def render(report: dict, figure: str) -> str:
     for r in res:
         t, x = r["task"], r["result"]
         c = t["cell"]
+        if t["system"] == "rate_sweep":
+            continue
         if "error" in x:
             lines.append(f"| {t['sweep']} | {t['value']} | WL-{t['workload']} | {t['system']} | {c['B']} | {c['T']:g} | "
                          f"{c['n_E'] + c['n_I']} | {c['rate']:g} | error: {x['error'][:100]} |||||")

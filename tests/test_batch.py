@@ -73,7 +73,7 @@ def test_gpu_choices_give_the_cpu_numbers():
                                                jbp._count_dtype(80, platform), platform)[0]
         return jax.lax.scan(run, jbp._pooled_init(C), jnp.arange(5))[1]
 
-    cpu, gpu = jax.jit(lambda: fill("cpu"))(), jax.jit(lambda: fill("gpu"))()
+    cpu, gpu = jax.jit(lambda: (fill("cpu"), fill("gpu")))()              # one compilation for both
     assert cpu.dtype == jnp.int8 and gpu.dtype == jnp.int32 and int(cpu.astype(int).sum()) > 100
     np.testing.assert_array_equal(cpu, gpu)
 
@@ -459,8 +459,9 @@ def test_traced_invalid_rates_poison_under_jit_and_vmap():
 
 
 def test_traced_invalid_per_neuron_values_poison_only_those_neurons():
-    """STP batch under jit with per-neuron traced rates and U0: exactly the invalid neurons are poisoned,
-    and jaxlif.checked raises naming the argument."""
+    """STP batch under jit with per-neuron traced rates and U0: exactly the invalid neurons are poisoned.
+    (jaxlif.checked on these programs raises naming the argument, e.g. ``params.stp_E.U0=[...] must lie in
+    (0, 1]``; the mechanism is tested in test_guards.py, and one more compilation here costs too much.)"""
     def run(rate_E, U0):
         params = jaxlif.stp_lif_params(0.5)
         params = params._replace(stp_E=params.stp_E._replace(U0=U0))
@@ -470,8 +471,6 @@ def test_traced_invalid_per_neuron_values_poison_only_those_neurons():
     out = jax.jit(run)(rates, U0)
     _poisoned(out, [1, 3])
     assert out.spike_count[0] > 0 and out.spike_count[2] >= 0 and not np.isnan(np.asarray(out.stats.v_mean)[[0, 2]]).any()
-    with pytest.raises(ValueError, match=r"params.stp_E.U0=.*-0.5.*must lie in \(0, 1\]"):
-        jaxlif.checked(jax.jit(run))(rates, U0)
 
 
 def test_concrete_negative_zero_rate_is_zero():

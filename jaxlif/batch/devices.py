@@ -180,6 +180,8 @@ def _run(chunk_fn, key_tags, key, batch: int, tree, labels: list[str], rules: li
     program = _refuse_grad(partial(_program_jit, chunk_fn, treedef, tuple(flags), tuple(zip(labels, rules)), cfg,
                                    mesh, tuple(key_tags), per_call), grad_message)
     outs = []
+    if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((key, batched, shared, I))):
+        progress = None                                  # inside a user's jit/vmap: nothing runs yet
     for i in range(plan["n_calls"]):
         lo = i * per_call
         parts = [jnp.asarray(_slab(a, lo, per_call)) for a in batched]
