@@ -64,10 +64,10 @@ def _classify(tree, batch: int, per_synapse: dict[str, int], labels: list[str]) 
         elif n is not None and shape in ((batch, n), (1, n)):
             flags.append(shape[0] == batch and batch > 1)
         else:
-            allowed = f"() (shared) or (batch_size,) = ({batch},) (per neuron)"
+            allowed = f"be a scalar or have shape (batch_size,) = ({batch},) (per neuron)"
             if n is not None:
-                allowed += f", ({batch}, {n}) or (1, {n}) (per synapse)"
-            raise ValueError(f"{label} has shape {shape}; it must have shape {allowed}")
+                allowed += f"; this one may also be per synapse: ({batch}, {n}) or (1, {n})"
+            raise ValueError(f"{label} has shape {shape}; every parameter and rate must {allowed}")
     return flags
 
 
