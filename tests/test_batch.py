@@ -498,3 +498,14 @@ def test_rate_sweep_compiles_once():
         jax.monitoring.unregister_event_duration_listener(listen)
     assert compiles == [], f"{len(compiles)} compilations for 20 rates"
     assert sum(c.sum() for c in counts[-3:]) > sum(c.sum() for c in counts[:3]) >= first.sum() >= 0
+
+
+def test_default_window_fits_long_runs_of_small_chunks():
+    """100 neurons for 100 s (10^6 steps): the default window shrinks to keep event times in int32 (it used to
+    be refused); an explicit window that cannot fit is still an error."""
+    from jaxlif.batch.pooled import _pooled_default_window
+    plan = jbd._plan(100, 1, 1_000_000, 2048, None, _pooled_default_window)
+    assert plan["chunk"] == 100 and (1_000_000 + plan["window"] + 2) * (plan["window"] + 2) < 2 ** 31
+    assert plan["n_windows"] * plan["window"] >= 999_999
+    with pytest.raises(ValueError, match="window=29412 steps is too large"):
+        jbd._plan(100, 1, 1_000_000, 2048, 30_000, _pooled_default_window)

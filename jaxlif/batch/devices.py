@@ -118,8 +118,11 @@ def _plan(batch: int, n_dev: int, n_steps: int, batch_chunk: int, window: int | 
     per_dev = -(-batch // n_dev)
     n_chunks_total = -(-per_dev // batch_chunk)
     chunk = -(-per_dev // n_chunks_total)                 # balanced chunks
-    window = default_window(chunk) if window is None else window
+    default = window is None
+    window = default_window(chunk) if default else window
     window = min(_checks.check_count("window", window, minimum=1), n_steps - 1)
+    while default and window > 64 and (n_steps + window + 2) * (window + 2) >= 2 ** 31:
+        window //= 2                                       # long runs of small chunks: keep event times in int32
     n_windows = -(-(n_steps - 1) // window)
     window = -(-(n_steps - 1) // n_windows)               # balanced windows
     if (n_windows * window + 2) * (window + 2) >= 2 ** 31:
