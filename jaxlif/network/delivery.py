@@ -124,6 +124,8 @@ def deliver(layout: Layout, pending, x, W, targets, delays, rows, it):
     Returns:
         The updated ``pending`` ``(D, n)``.
     """
+    pending, x, W = jnp.asarray(pending), jnp.asarray(x), jnp.asarray(W)
+    targets, delays = (None, None) if targets is None else (jnp.asarray(targets), jnp.asarray(delays))
     if layout.method == "full":
         return _full(layout, pending, x, W, targets, delays, it)
     return _event(layout, pending, x, W, targets, delays, rows, it)
@@ -132,8 +134,10 @@ def deliver(layout: Layout, pending, x, W, targets, delays, rows, it):
 def _deliver_jvp(layout, primals, tangents):
     pending, x, W, targets, delays, rows, it = primals
     d_pending, dx, dW = tangents[:3]
+    x, W = jnp.asarray(x), jnp.asarray(W)
+    targets, delays = (None, None) if targets is None else (jnp.asarray(targets), jnp.asarray(delays))
     out = deliver(layout, pending, x, W, targets, delays, rows, it)
-    d_out = jnp.zeros_like(out) if isinstance(d_pending, SymbolicZero) else d_pending
+    d_out = jnp.zeros_like(out) if isinstance(d_pending, SymbolicZero) else jnp.asarray(d_pending)
     if not isinstance(dx, SymbolicZero):
         d_out = _full(layout, d_out, dx, W, targets, delays, it)
     if not isinstance(dW, SymbolicZero):

@@ -110,24 +110,29 @@ def _traced_range(label: str, value, low: int, high: int) -> jax.Array:
 def traced_network_ok(net: Network, dt: float) -> jax.Array:
     """Inside a jitted core: are the (possibly traced) values of ``net`` valid?  The same ranges as
     :func:`jaxlif.network.check_network`, one ``checkify.debug_check`` per field (see :mod:`jaxlif._checks`)."""
-    ok = jnp.asarray(True)
+    flags = []
     for pop in net.populations:
         label = f"populations[{pop.name!r}]"
-        ok &= _checks.traced_params(f"{label}.neuron", pop.neuron, dt, _checks.LIF_RULES)
-        ok &= _checks.traced_params(f"{label}.exc", pop.exc, dt, RECEPTOR_RULES)
-        ok &= _checks.traced_params(f"{label}.inh", pop.inh, dt, RECEPTOR_RULES)
+        flags.append(_checks.traced_params(f"{label}.neuron", pop.neuron, dt, _checks.LIF_RULES))
+        flags.append(_checks.traced_params(f"{label}.exc", pop.exc, dt, RECEPTOR_RULES))
+        flags.append(_checks.traced_params(f"{label}.inh", pop.inh, dt, RECEPTOR_RULES))
         if pop.drive is not None:
-            ok &= _checks.traced_rule(f"{label}.drive.rate", pop.drive.rate, "rate", dt)
-            ok &= _checks.traced_rule(f"{label}.drive.weight", pop.drive.weight, "nonneg")
+            flags.append(_checks.traced_rule(f"{label}.drive.rate", pop.drive.rate, "rate", dt))
+            flags.append(_checks.traced_rule(f"{label}.drive.weight", pop.drive.weight, "nonneg"))
     for i, proj in enumerate(net.projections):
         label = f"projections[{i}] ({proj.pre}->{proj.post})"
-        ok &= _checks.traced_rule(f"{label}.weights", proj.weights, "nonneg")
+        flags.append(_checks.traced_rule(f"{label}.weights", proj.weights, "nonneg"))
         if proj.stp is not None:
-            ok &= _checks.traced_params(f"{label}.stp", proj.stp, dt, _checks.STP_RULES)
+            flags.append(_checks.traced_params(f"{label}.stp", proj.stp, dt, _checks.STP_RULES))
         if not isinstance(proj, DenseProjection):
-            ok &= _traced_range(f"{label}.targets", proj.targets, 0, proj.n_post)
-            ok &= _traced_range(f"{label}.delays", proj.delays, 1, proj.max_delay)
-    return ok
+            flags.append(_traced_range(f"{label}.targets", proj.targets, 0, proj.n_post))
+            flags.append(_traced_range(f"{label}.delays", proj.delays, 1, proj.max_delay))
+    return _all(flags)
+
+
+def _all(flags: list) -> jax.Array:
+    """``and`` of scalar flags."""
+    return jnp.all(jnp.stack([jnp.asarray(f) for f in flags] + [jnp.asarray(True)]))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -257,16 +262,16 @@ def _time_last(first, seq, last=None):
 
 @jax.jit(static_argnums=(5, 6, 7, 8, 9, 10))
 def _simulate(key, net, seqs, I_const, state0, steps, dt, spike_grad, record, delivery, capacity):
-    ok = traced_network_ok(net, dt)
-    for label, value in zip(("g_E", "g_I", "I_inj"), seqs + (I_const,)):
-        if value is not None:
-            ok &= _checks.traced_rule(f"inputs.{label}", value, "finite")
+    flags = [traced_network_ok(net, dt)] + [_checks.traced_rule(f"inputs.{label}", value, "finite") for label, value
+                                            in zip(("g_E", "g_I", "I_inj"), seqs + (I_const,)) if value is not None]
+    ok = _all(flags)
     dtype = jnp.result_type(float)
     state0 = network_init(net, dtype) if state0 is None else state0
     params = per_neuron(net, dtype)
     table = drive_table(net, dt, dtype)
 
-    def body(state, x):
+    def body(carry, x):
+        state, valid = carry
         g_E, g_I, I = (0.0 if v is None else v for v in x)
         I = I_const if x[2] is None else I
         if table is not None:
@@ -274,13 +279,16 @@ def _simulate(key, net, seqs, I_const, state0, steps, dt, spike_grad, record, de
             g_E, g_I = g_E + table.weight_E * counts, g_I + table.weight_I * counts
         state, out = network_step(net, state, (g_E, g_I, I), dt, spike_grad=spike_grad, delivery=delivery,
                                   capacity=capacity, params=params)
+        # carrying the flag through the loop makes XLA evaluate the validity test once; an invariant
+        # flag would be fused, as a copy, into every poisoned output (much longer compilation)
+        carry = (state, valid & (state.step > 0))
         if not record:
-            return state, out[1]
+            return carry, out[1]
         stp = tuple(s if (s is not None and q.stp_mode == "pre") else None
                     for q, s in zip(net.projections, state.synapses))
-        return state, (out, stp)
+        return carry, (out, stp)
 
-    final, ys = jax.lax.scan(body, state0, seqs, length=steps - 1)
+    (final, ok), ys = jax.lax.scan(body, (state0, ok), seqs, length=steps - 1)
     if not record:
         result = NetworkResult(_split(net, _time_last(None, ys, jnp.zeros_like(ys[0]))), None, None, None, None,
                                final)
