@@ -79,10 +79,23 @@ def active_rows(active: jax.Array, capacity: int):
     and step, and shared by its projections."""
     n = active.shape[0]
     size = -(-n // capacity) * capacity
-    position = jnp.cumsum(active, dtype=jnp.int32) - 1
+    position = _inclusive_count(active) - 1
     order = jnp.zeros(size, jnp.int32).at[jnp.where(active, position, size)].set(
         jnp.arange(n, dtype=jnp.int32), mode="drop")
     return order, position[-1] + 1
+
+
+_BLOCK = 32
+
+
+def _inclusive_count(active: jax.Array) -> jax.Array:
+    """``cumsum(active)`` as int32, computed in blocks of 32 with a triangular matrix product (exact:
+    block sums <= 32) and a cumsum over the blocks; several times faster than ``jnp.cumsum`` on CPU."""
+    n = active.shape[0]
+    blocks = jnp.pad(active, (0, -n % _BLOCK)).reshape(-1, _BLOCK).astype(jnp.float32)
+    within = (blocks @ jnp.tril(jnp.ones((_BLOCK, _BLOCK), jnp.float32)).T).astype(jnp.int32)
+    before = jnp.cumsum(within[:, -1]) - within[:, -1]
+    return (within + before[:, None]).reshape(-1)[:n]
 
 
 def _event(layout: Layout, pending, x, W, targets, delays, rows, it):

@@ -18,8 +18,8 @@ from jax.experimental import checkify
 
 from jaxlif import _checks
 from jaxlif.grid import n_steps as _n_steps
-from jaxlif.network.step import (NetworkState, SynapseState, drive_draw, drive_table, network_init,
-                                 network_step, per_neuron)
+from jaxlif.network.step import (NetworkState, SynapseState, drive_draw, drive_table, drive_table_length,
+                                 network_init, network_step, per_neuron)
 from jaxlif.network.structure import RECEPTOR_RULES, DenseProjection, Network, check_network
 
 __all__ = ["NetworkInput", "NetworkResult", "drive_counts", "simulate_network", "traced_network_ok",
@@ -74,12 +74,12 @@ def drive_counts(key: jax.Array, net: Network, *, T: float, dt: float) -> dict:
     steps = _n_steps(T, dt)
     _checks.check_key(key)
     check_network(net, dt)
-    return _drive_counts(key, net, steps, dt)
+    return _drive_counts(key, net, steps, dt, drive_table_length(net, dt))
 
 
-@jax.jit(static_argnums=(2, 3))
-def _drive_counts(key, net, steps, dt):
-    table = drive_table(net, dt)
+@jax.jit(static_argnums=(2, 3, 4))
+def _drive_counts(key, net, steps, dt, table_length):
+    table = drive_table(net, dt, table_length)
     if table is None:
         counts = jnp.zeros((net.size, steps), jnp.result_type(float))
     else:
@@ -198,7 +198,7 @@ def _check_state(net: Network, state, dtype) -> None:
 
 def simulate_network(key: jax.Array | None, net: Network, *, T: float, dt: float, inputs: dict | None = None,
                      state: NetworkState | None = None, spike_grad=None, record: bool = True,
-                     delivery: str = "event", capacity: int = 32) -> NetworkResult:
+                     delivery: str = "event", capacity: int = 4, recurrent_grad: bool = True) -> NetworkResult:
     """Simulate a network for ``T`` ms (``n_steps = len(arange(0, T, dt))`` samples) in one ``lax.scan``.
 
     Equivalent Python loop (:mod:`jaxlif.network.step` gives the scheme and the delivery latency)::
@@ -224,6 +224,7 @@ def simulate_network(key: jax.Array | None, net: Network, *, T: float, dt: float
             same gradients (:mod:`jaxlif.network.delivery`).
         capacity: presynaptic neurons per chunk of the event method (more spikes in one step take
             several chunks; none is dropped).
+        recurrent_grad: ``False`` delivers spikes without their derivative (see "Gradients").
 
     Returns:
         :class:`NetworkResult`.  An invalid traced value poisons it (NaN, all-``True`` rasters, step -1);
@@ -231,7 +232,12 @@ def simulate_network(key: jax.Array | None, net: Network, *, T: float, dt: float
 
     Gradients: with ``spike_grad`` the derivative of a rate is the surrogate's (a biased estimate,
     useful to follow downhill); without it spikes have zero derivative and only subthreshold
-    quantities have exact gradients.  The Poisson drive is not reparameterised: its ``rate`` gets
+    quantities have exact gradients.  In a recurrent network the surrogate derivative is carried
+    through every synapse at every step; in a strongly coupled (chaotic) network it grows without
+    bound over a long run, as the network's sensitivity itself does.  ``recurrent_grad=False``
+    (spikes delivered without derivative) and ``detach_reset=True`` on the surrogate keep it local
+    to each neuron: a biased estimate that ignores the network's reverberation, but finite, and
+    with the sign of the local effect.  The Poisson drive is not reparameterised: its ``rate`` gets
     no gradient (fit its ``weight`` or a weight scale instead).
     """
     dt = _checks.check_dt(dt)
@@ -251,7 +257,8 @@ def simulate_network(key: jax.Array | None, net: Network, *, T: float, dt: float
     seqs, I_const = _given_inputs(net, inputs, steps)
     if state is not None:
         _check_state(net, state, jnp.result_type(float))
-    return _simulate(key, net, seqs, I_const, state, steps, dt, spike_grad, bool(record), delivery, capacity)
+    return _simulate(key, net, seqs, I_const, state, steps, dt, spike_grad, bool(record), delivery, capacity,
+                     drive_table_length(net, dt), bool(recurrent_grad))
 
 
 def _time_last(first, seq, last=None):
@@ -260,15 +267,16 @@ def _time_last(first, seq, last=None):
     return jnp.concatenate(parts, axis=0).T
 
 
-@jax.jit(static_argnums=(5, 6, 7, 8, 9, 10))
-def _simulate(key, net, seqs, I_const, state0, steps, dt, spike_grad, record, delivery, capacity):
+@jax.jit(static_argnums=(5, 6, 7, 8, 9, 10, 11, 12))
+def _simulate(key, net, seqs, I_const, state0, steps, dt, spike_grad, record, delivery, capacity, table_length,
+              recurrent_grad):
     flags = [traced_network_ok(net, dt)] + [_checks.traced_rule(f"inputs.{label}", value, "finite") for label, value
                                             in zip(("g_E", "g_I", "I_inj"), seqs + (I_const,)) if value is not None]
     ok = _all(flags)
     dtype = jnp.result_type(float)
     state0 = network_init(net, dtype) if state0 is None else state0
     params = per_neuron(net, dtype)
-    table = drive_table(net, dt, dtype)
+    table = drive_table(net, dt, table_length, dtype)
 
     def body(carry, x):
         state, valid = carry
@@ -278,7 +286,7 @@ def _simulate(key, net, seqs, I_const, state0, steps, dt, spike_grad, record, de
             counts = drive_draw(table, key, state.step + 1)
             g_E, g_I = g_E + table.weight_E * counts, g_I + table.weight_I * counts
         state, out = network_step(net, state, (g_E, g_I, I), dt, spike_grad=spike_grad, delivery=delivery,
-                                  capacity=capacity, params=params)
+                                  capacity=capacity, recurrent_grad=recurrent_grad, params=params)
         # carrying the flag through the loop makes XLA evaluate the validity test once; an invariant
         # flag would be fused, as a copy, into every poisoned output (much longer compilation)
         carry = (state, valid & (state.step > 0))

@@ -34,11 +34,14 @@ Units: ms, mV, nS, pA, Hz.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from jaxlif import _checks
 from jaxlif.inputs import _binomial_tail, _p_spike
 from jaxlif.neurons import LIFParams, LIFState, membrane_step
 from jaxlif.network.delivery import Layout, active_rows, deliver
@@ -46,7 +49,7 @@ from jaxlif.network.structure import DenseProjection, Network
 from jaxlif.plasticity import stp_efficacy
 from jaxlif.synapses import SynParams, exp_syn_step
 
-__all__ = ["SynapseState", "NetworkState", "network_init", "network_step", "per_neuron"]
+__all__ = ["SynapseState", "NetworkState", "network_init", "network_step", "per_neuron", "drive_draw"]
 
 
 class SynapseState(NamedTuple):
@@ -64,8 +67,8 @@ class NetworkState(NamedTuple):
         step: the sample index ``it`` (int32 scalar); it sets the ring slots and the drive's keys.
         neuron: :class:`~jaxlif.LIFState`, ``v`` [mV] and the refractory counter, ``(n,)``.
         g_E, g_I: excitatory and inhibitory conductance [nS], ``(n,)``.
-        pending_E, pending_I: ``(D, n)`` conductance [nS] already on its way: slot ``m mod D`` arrives
-            at sample ``m`` (``D = net.max_delay``).
+        pending_E, pending_I: ``(D, n)`` conductance [nS] on its way: slot ``m mod D`` arrives at sample
+            ``m`` (``D = net.max_delay``); the slot of sample ``step`` was already added to ``g_E, g_I``.
         synapses: one :class:`SynapseState` per projection (``None`` for static projections).
     """
 
@@ -126,7 +129,7 @@ def _presynaptic(proj, syn: SynapseState | None, s, dt: float):
 
 
 def network_step(net: Network, state: NetworkState, inputs, dt: float, *, spike_grad=None,
-                 delivery: str = "event", capacity: int = 32, params=None):
+                 delivery: str = "event", capacity: int = 4, recurrent_grad: bool = True, params=None):
     """Advance the network from sample ``it = state.step`` to ``it + 1`` (steps 1-3 of the module docstring).
 
     Args:
@@ -138,6 +141,8 @@ def network_step(net: Network, state: NetworkState, inputs, dt: float, *, spike_
             :func:`jaxlif.neurons.membrane_step`).
         delivery: ``"event"`` or ``"full"`` (:mod:`jaxlif.network.delivery`: same values and gradients).
         capacity: presynaptic neurons per chunk of the event method.
+        recurrent_grad: ``False`` delivers the spikes without their derivative (``stop_gradient``):
+            gradients then follow each neuron's own input and dynamics, not the network's reverberation.
         params: ``per_neuron(net)`` (computed here when ``None``; pass it to hoist it out of a loop).
 
     Returns:
@@ -149,13 +154,15 @@ def network_step(net: Network, state: NetworkState, inputs, dt: float, *, spike_
     # 1. spikes of step it.  membrane_step tests the threshold before it integrates, and that test does
     #    not depend on the conductances: evaluate it first (XLA drops the unused voltage update).
     spikes = membrane_step(neuron, state.neuron, 0.0, 0.0, 0.0, 0.0, 0.0, dt, spike_grad)[1][1]
-    spikes_f = spikes.astype(dtype)
+    spikes_f = spikes.astype(dtype) if recurrent_grad else jax.lax.stop_gradient(spikes.astype(dtype))
     pre = {name: slice(offsets[name], offsets[name] + sizes[name]) for name in sizes}
     K = {name: min(int(capacity), size) for name, size in sizes.items()}
     rows = {} if delivery == "full" else {name: active_rows(spikes[pre[name]].astype(bool), K[name])
                                           for name in {q.pre for q in net.projections}}
-    # 2. plasticity and delivery into the targets' pending input
-    pending = {"exc": state.pending_E, "inh": state.pending_I}
+    # 2. plasticity and delivery into the targets' pending input.  Slot it mod D held the arrivals at
+    #    sample it, consumed by the previous step: clear it first (clearing the slot read below instead
+    #    would make XLA copy the whole ring every step).
+    pending = {"exc": state.pending_E.at[it % D].set(0.0), "inh": state.pending_I.at[it % D].set(0.0)}
     synapses = []
     for proj, syn in zip(net.projections, state.synapses):
         x, W, syn = _presynaptic(proj, syn, spikes_f[pre[proj.pre]], dt)
@@ -171,7 +178,6 @@ def network_step(net: Network, state: NetworkState, inputs, dt: float, *, spike_
     g = {}
     for rec, g_old, ext, (tau, E_rev) in (("exc", state.g_E, ext_E, exc), ("inh", state.g_I, ext_I, inh)):
         g[rec] = exp_syn_step(SynParams(1.0, tau, E_rev), g_old, pending[rec][slot] + ext, dt)
-        pending[rec] = pending[rec].at[slot].set(0.0)
     lif, (v, spike) = membrane_step(neuron, state.neuron, g["exc"], exc[1], g["inh"], inh[1], I_inj, dt, spike_grad)
     new = NetworkState(it + 1, lif, g["exc"], g["inh"], pending["exc"], pending["inh"], tuple(synapses))
     return new, (v, spike, g["exc"], g["inh"])
@@ -183,30 +189,59 @@ def network_step(net: Network, state: NetworkState, inputs, dt: float, *, spike_
 
 
 class _DriveTable(NamedTuple):
-    neg_tail: jax.Array      # (n_driven_pops + 1, n_max): -P(count > k); the last row (zeros) for undriven
-    row: jax.Array           # (n,) int: each neuron's row
+    tail: jax.Array          # (n, K): P(count > k) of each neuron's drive, k < K (0 for undriven neurons)
     weight_E: jax.Array      # (n,) nS per input spike onto the excitatory conductance (0 if none)
     weight_I: jax.Array
 
 
-def drive_table(net: Network, dt: float, dtype=None) -> _DriveTable | None:
-    """The inverse-CDF tables of every population's drive, or ``None`` when no population has one."""
+def drive_table_length(net: Network, dt: float, dtype=None) -> int:
+    """Length of the drive tables (static): the most entries :func:`_selectable` keeps over populations."""
+    eps = float(jnp.finfo(dtype or jnp.result_type(float)).eps)
+    return max([1] + [_selectable(p.drive, dt, eps) for p in net.populations if p.drive is not None and p.drive.n > 0])
+
+
+def drive_table(net: Network, dt: float, length: int, dtype=None) -> _DriveTable | None:
+    """Per-neuron inverse-CDF tables ``P(count > k), k < length`` of the populations' drives (``length``
+    from :func:`drive_table_length`, computed before tracing), or ``None`` when no population has one."""
     dtype = dtype or jnp.result_type(float)
     driven = [p for p in net.populations if p.drive is not None and p.drive.n > 0]
     if not driven:
         return None
-    n_max = max(p.drive.n for p in driven)
-    tails = [jnp.pad(jax.lax.cummin(_binomial_tail(_p_spike(p.drive.rate, dt), p.drive.n)), (0, n_max - p.drive.n))
-             for p in driven]                                    # P(X > k), monotone, 0 beyond n
-    neg_tail = -jnp.stack(tails + [jnp.zeros(n_max, dtype)]).astype(dtype)
-    index = {p.name: i for i, p in enumerate(driven)}
-    row = jnp.concatenate([jnp.full((p.size,), index.get(p.name, len(driven)), jnp.int32) for p in net.populations])
+    lengths = {p.name: min(length, p.drive.n) for p in driven}
+    K = max(lengths.values())
+    rows = []
+    for pop in net.populations:
+        if pop.name in lengths:
+            tail = jax.lax.cummin(_binomial_tail(_p_spike(pop.drive.rate, dt), pop.drive.n))[:K]   # monotone
+            tail = jnp.pad(tail, (0, K - tail.shape[0])).astype(dtype)
+        else:
+            tail = jnp.zeros(K, dtype)
+        rows.append(jnp.broadcast_to(tail, (pop.size, K)))
 
     def weights(receptor):
-        return _stack([(p.drive.weight if p.name in index and p.drive.receptor == receptor else 0.0, p.size)
+        return _stack([(p.drive.weight if p.name in lengths and p.drive.receptor == receptor else 0.0, p.size)
                        for p in net.populations], dtype)
 
-    return _DriveTable(neg_tail, row, weights("exc"), weights("inh"))
+    return _DriveTable(jnp.concatenate(rows), weights("exc"), weights("inh"))
+
+
+def _selectable(drive, dt: float, eps: float) -> int:
+    """Number of entries ``P(count > k) >= eps / 2`` of a drive (all ``n`` when its rate is traced).
+
+    ``U = uniform(...)`` has the resolution ``eps`` of its float type (2**-23 in float32, 2**-52 in
+    float64), so ``V = 1 - U >= eps``: an entry below ``eps`` can never be selected and dropping it
+    changes no count (the half is a margin for the rounding of the table).
+    """
+    rate = _checks._concrete(drive.rate)
+    if rate is None:
+        return drive.n
+    n, p = drive.n, float(rate) * dt / 1000.0
+    if p <= 0.0 or p >= 1.0:
+        return 1 if p <= 0.0 else n
+    log_pmf = [math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * math.log(p)
+               + (n - k) * math.log1p(-p) for k in range(n + 1)]
+    tail = np.cumsum(np.exp(log_pmf)[::-1])[::-1][1:]                 # P(X > k), k = 0 .. n-1
+    return max(1, int(np.sum(tail >= eps / 2)))
 
 
 def drive_draw(table: _DriveTable, key: jax.Array, step) -> jax.Array:
@@ -214,20 +249,8 @@ def drive_draw(table: _DriveTable, key: jax.Array, step) -> jax.Array:
 
     ``U = uniform(fold_in(key, step), (n,))`` for the whole network (neuron ``i`` of the stacked
     vector uses ``U[i]``); with ``V = 1 - U`` the count is ``#{k : V <= P(X > k)}``, as
-    :func:`jaxlif.inputs.binomial_count` computes it for one neuron, found by binary search
-    (``log2 n`` comparisons per neuron instead of ``n``).  Neurons without a drive get 0.
+    :func:`jaxlif.inputs.binomial_count` computes it for one neuron.  Neurons without a drive get 0.
     """
-    dtype = table.neg_tail.dtype
-    target = -(1.0 - jax.random.uniform(jax.random.fold_in(key, step), table.row.shape, dtype))
-    n_max = table.neg_tail.shape[1]
-
-    def halve(_, bounds):                # invariant: row[:lo] <= target < row[hi:]
-        lo, hi = bounds
-        mid = (lo + hi) // 2
-        below = table.neg_tail[table.row, jnp.minimum(mid, n_max - 1)] <= target
-        go_right = below & (lo < hi)
-        return jnp.where(go_right, mid + 1, lo), jnp.where(go_right | (lo >= hi), hi, mid)
-
-    lo = jnp.zeros(table.row.shape, jnp.int32)
-    lo, _ = jax.lax.fori_loop(0, int(n_max).bit_length(), halve, (lo, jnp.full_like(lo, n_max)))
-    return lo.astype(dtype)
+    dtype = table.tail.dtype
+    v = 1.0 - jax.random.uniform(jax.random.fold_in(key, step), table.tail.shape[:1], dtype)
+    return jnp.sum(v[:, None] <= table.tail, axis=1, dtype=jnp.int32).astype(dtype)
