@@ -349,43 +349,45 @@ def test_jit_equals_eager(tiny_runs):
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("sparse", [True, False])
-def test_event_and_full_delivery_agree_with_derivatives(sparse, x64):
+def test_event_and_full_delivery_agree_with_derivatives(x64):
+    """Dense and sparse layouts, event and full methods: values against the sum written out, and equal
+    jvp and gradients (one compiled program for all four)."""
     rng = np.random.default_rng(4)
     n_pre, n_post, width, D, it = 9, 7, 4, 5, 11
     x = np.where(rng.random(n_pre) < 0.5, rng.uniform(0.2, 1.0, n_pre), 0.0)
-    if sparse:
-        W = rng.uniform(0, 2, (n_pre, width))
-        targets = rng.integers(0, n_post + 1, (n_pre, width)).astype(np.int32)   # n_post: padding
-        delays = rng.integers(1, D + 1, (n_pre, width)).astype(np.int32)
-    else:
-        W, targets, delays = rng.uniform(0, 2, (n_post, n_pre)), None, None
+    W_sparse, W_dense = rng.uniform(0, 2, (n_pre, width)), rng.uniform(0, 2, (n_post, n_pre))
+    targets = rng.integers(0, n_post + 1, (n_pre, width)).astype(np.int32)      # n_post: padding
+    delays = rng.integers(1, D + 1, (n_pre, width)).astype(np.int32)
     pending = rng.uniform(0, 1, (D, n_post + 3))                # targets are neurons 1 .. n_post of 10
-    tangents = (rng.normal(size=pending.shape), rng.normal(size=n_pre), rng.normal(size=W.shape))
     cot = rng.normal(size=pending.shape)
+    tangents = {True: (rng.normal(size=pending.shape), rng.normal(size=n_pre), rng.normal(size=W_sparse.shape)),
+                False: (rng.normal(size=pending.shape), rng.normal(size=n_pre), rng.normal(size=W_dense.shape))}
 
     @jax.jit
-    def both(pending, x, W):            # one compiled program: values, jvp and gradients of each method
+    def all_cases(pending, x, W_sparse, W_dense):
         rows = dl.active_rows(x != 0, 2)
         out = {}
-        for m in ("event", "full"):
-            f = lambda p, x, W, m=m: dl.deliver(dl.Layout(sparse, D, 3, m, 2, 1, n_post), p, x, W,  # noqa: E731
-                                                targets, delays, rows, it)
-            out[m] = (f(pending, x, W), jax.jvp(f, (pending, x, W), tangents)[1],
-                      jax.grad(lambda *a: jnp.sum(cot * f(*a)), argnums=(0, 1, 2))(pending, x, W))
+        for sparse, W in ((True, W_sparse), (False, W_dense)):
+            aux = (targets, delays) if sparse else (None, None)
+            for m in ("event", "full"):
+                f = lambda p, x, W, m=m, sparse=sparse, aux=aux: dl.deliver(  # noqa: E731
+                    dl.Layout(sparse, D, 3, m, 2, 1, n_post), p, x, W, *aux, rows, it)
+                out[sparse, m] = (f(pending, x, W), jax.jvp(f, (pending, x, W), tangents[sparse])[1],
+                                  jax.grad(lambda *a: jnp.sum(cot * f(*a)), argnums=(0, 1, 2))(pending, x, W))
         return out
 
-    out = both(pending, x, W)
-    ref = pending.copy()                # the sum over synapses, written out
-    for j in range(n_pre):
-        for c in range(width if sparse else n_post):
-            post, d, w = (targets[j, c], delays[j, c], W[j, c]) if sparse else (c, 3, W[c, j])
-            if post < n_post:
-                ref[(it + d) % D, 1 + post] += x[j] * w
-    np.testing.assert_allclose(out["event"][0], ref, rtol=1e-14)
-    for a, b in zip(jax.tree.leaves(out["event"]), jax.tree.leaves(out["full"])):
-        np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-14)
-    assert np.abs(out["event"][2][1][x == 0]).sum() > 0     # silent neurons get the full-sum derivative
+    out = all_cases(pending, x, W_sparse, W_dense)
+    for sparse in (True, False):
+        ref = pending.copy()            # the sum over synapses, written out
+        for j in range(n_pre):
+            for c in range(width if sparse else n_post):
+                post, d, w = (targets[j, c], delays[j, c], W_sparse[j, c]) if sparse else (c, 3, W_dense[c, j])
+                if post < n_post:
+                    ref[(it + d) % D, 1 + post] += x[j] * w
+        np.testing.assert_allclose(out[sparse, "event"][0], ref, rtol=1e-14)
+        for a, b in zip(jax.tree.leaves(out[sparse, "event"]), jax.tree.leaves(out[sparse, "full"])):
+            np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-14)
+        assert np.abs(out[sparse, "event"][2][1][x == 0]).sum() > 0   # silent neurons get the full-sum derivative
 
 
 # ----------------------------------------------------------------------------------------------

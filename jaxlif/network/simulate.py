@@ -227,8 +227,10 @@ def simulate_network(key: jax.Array | None, net: Network, *, T: float, dt: float
         recurrent_grad: ``False`` delivers spikes without their derivative (see "Gradients").
 
     Returns:
-        :class:`NetworkResult`.  An invalid traced value poisons it (NaN, all-``True`` rasters, step -1);
-        under :func:`jaxlif.checked` it raises a ``ValueError`` naming the field instead.
+        :class:`NetworkResult`.  An invalid traced value poisons it (NaN, all-``True`` rasters, step -1;
+        under ``vmap`` only the invalid elements); under :func:`jaxlif.checked` an unbatched call raises a
+        ``ValueError`` naming the field instead (``checkify`` cannot enter the event method's loop inside
+        a ``vmap``: check one element, or use ``delivery="full"`` there).
 
     Gradients: with ``spike_grad`` the derivative of a rate is the surrogate's (a biased estimate,
     useful to follow downhill); without it spikes have zero derivative and only subthreshold

@@ -351,6 +351,7 @@ def random_edges(key: jax.Array, n_pre: int, n_post: int, p: float, *, autapses:
 
     Returns:
         ``(pre_index, post_index)`` NumPy int arrays, sorted by postsynaptic then presynaptic index.
+        (The draw is one ``(n_post, n_pre)`` boolean array: fine for tens of thousands of neurons.)
     """
     _checks.check_key(key)
     n_pre = _checks.check_count("n_pre", n_pre, minimum=1)
