@@ -232,15 +232,21 @@ def _worker_delivery(task: dict) -> dict:
                "segment_sum over edges": lambda x: jax.ops.segment_sum(w_j * x[pre_j], post_j, n),
                'padded rows, every synapse ("full")': lambda x: event(x, "full"),
                'padded rows, spiking rows only ("event")': lambda x: event(x, "event")}
-    out, ref = {}, None
+    compiled, out, ref = {}, {}, None
     for name, f in methods.items():
         g = jax.jit(lambda xs, f=f: jax.lax.scan(lambda c, x: (c + f(x), None), jnp.zeros(n), xs)[0])
         total = jax.block_until_ready(g(xs))
         ref = total if ref is None else ref
-        c0, t0 = time.process_time(), time.perf_counter()
-        jax.block_until_ready(g(xs))
-        out[name] = dict(cpu_us=(time.process_time() - c0) / steps * 1e6, wall_us=(time.perf_counter() - t0) / steps * 1e6,
-                         max_abs_diff=float(jnp.max(jnp.abs(total - ref))))
+        compiled[name] = g
+        out[name] = dict(cpu_us=[], wall_us=[], max_abs_diff=float(jnp.max(jnp.abs(total - ref))))
+    for _ in range(task.get("delivery_repeats", 5)):         # interleaved, so that load hits every method alike
+        for name, g in compiled.items():
+            c0, t0 = time.process_time(), time.perf_counter()
+            jax.block_until_ready(g(xs))
+            out[name]["cpu_us"].append((time.process_time() - c0) / steps * 1e6)
+            out[name]["wall_us"].append((time.perf_counter() - t0) / steps * 1e6)
+    for m in out.values():                                    # the least disturbed pass
+        m["cpu_us_all"], m["cpu_us"], m["wall_us"] = m["cpu_us"], min(m["cpu_us"]), min(m["wall_us"])
     return dict(methods=out, n_synapses=int(len(pre)), rate_hz=rate, steps=steps)
 
 
@@ -355,7 +361,8 @@ def render(report: dict) -> str:
               f"{n * cfg['T'] / 1000.0 / jx['steady_s']:.3g}." if "steady_s" in jx else "", ""]
     if dv and "methods" in dv:
         lines += [f"Delivery alone: the E->E input of one step (`W x`, {dv['n_synapses']} synapses, spike vectors "
-                  f"at {dv['rate_hz']:.1f} Hz), {dv['steps']} steps in one `lax.scan`, float32, one core:", "",
+                  f"at {dv['rate_hz']:.1f} Hz), {dv['steps']} steps in one `lax.scan`, float32, one core; the fastest "
+                  "of 5 interleaved passes:", "",
                   "| method | CPU us / step | wall us / step | max abs diff vs dense (nS) |", "|---|---|---|---|"]
         for name, m in dv["methods"].items():
             lines.append(f"| {name} | {m['cpu_us']:.1f} | {m['wall_us']:.1f} | {m['max_abs_diff']:.1e} |")

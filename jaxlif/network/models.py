@@ -21,7 +21,8 @@ import jax
 
 from jaxlif.neurons import LIFParams
 from jaxlif.plasticity import STPParams
-from jaxlif.network.structure import Network, PoissonDrive, Population, Receptor, random_projection
+from jaxlif.network.build import random_projection
+from jaxlif.network.structure import Network, PoissonDrive, Population, Receptor
 
 __all__ = ["EI_WEIGHTS", "EI_STP", "ei_network"]
 

@@ -158,7 +158,7 @@ def network_step(net: Network, state: NetworkState, inputs, dt: float, *, spike_
     pre = {name: slice(offsets[name], offsets[name] + sizes[name]) for name in sizes}
     K = {name: min(int(capacity), size) for name, size in sizes.items()}
     rows = {} if delivery == "full" else {name: active_rows(spikes[pre[name]].astype(bool), K[name])
-                                          for name in {q.pre for q in net.projections}}
+                                          for name in dict.fromkeys(q.pre for q in net.projections)}
     # 2. plasticity and delivery into the targets' pending input.  Slot it mod D held the arrivals at
     #    sample it, consumed by the previous step: clear it first (clearing the slot read below instead
     #    would make XLA copy the whole ring every step).
