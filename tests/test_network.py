@@ -130,20 +130,19 @@ def small_network(seed: int = 1) -> nw.Network:
     """30 E + 10 I neurons: sparse and dense projections, per-edge delays 1..4, STP per presynaptic
     neuron and per synapse (heterogeneous U0); a Poisson drive on E only; 8 E neurons spike at step 0."""
     rng = np.random.default_rng(seed)
-    k = jax.random.split(jax.random.key(seed), 4)
     V_init = np.concatenate([np.full(8, -50.0), rng.uniform(-70.0, -56.0, N_E - 8)])   # 8 spikes at step 0
     neuron_E = jl.LIFParams(V_init=V_init, tau_m=rng.uniform(8.0, 12.0, N_E))
     E = nw.Population("E", N_E, neuron=neuron_E, exc=nw.Receptor(2.0, 0.0), inh=nw.Receptor(5.0, -80.0),
                       drive=nw.PoissonDrive(rate=80.0, weight=0.5, n=100))
     I = nw.Population("I", N_I, neuron=jl.LIFParams(V_init=-60.0, t_ref=1.0))
-    pre, post = nw.random_edges(k[0], N_E, N_E, 0.25, autapses=False)
+    post, pre = np.nonzero((rng.random((N_E, N_E)) < 0.25) & ~np.eye(N_E, dtype=bool))
     EE = nw.sparse_projection("E", "E", pre, post, rng.uniform(0.5, 1.5, pre.size), n_pre=N_E, n_post=N_E,
                               delay=rng.integers(1, 5, pre.size), stp=jl.STD)
     W_EI = np.where(rng.random((N_I, N_E)) < 0.4, rng.uniform(0.5, 1.0, (N_I, N_E)), 0.0)
     EI = nw.dense_projection("E", "I", W_EI, delay=2,
                              stp=jl.STPParams(U0=rng.uniform(0.1, 0.6, (N_I, N_E)), tau_d=80.0, tau_f=200.0),
                              stp_mode="synapse")
-    pre, post = nw.random_edges(k[1], N_I, N_E, 0.5)
+    post, pre = np.nonzero(rng.random((N_E, N_I)) < 0.5)
     IE = nw.sparse_projection("I", "E", pre, post, 2.0, n_pre=N_I, n_post=N_E, receptor="inh",
                               delay=rng.integers(1, 4, pre.size),
                               stp=jl.STPParams(U0=rng.uniform(0.2, 0.5, pre.size), tau_d=60.0, tau_f=30.0),
@@ -280,8 +279,15 @@ def _tiny(tau_m_B, spike_grad=None, scale=1.0):
 
 
 @pytest.fixture(scope="module")
-def tiny_runs():
-    return {tau: _tiny(tau) for tau in (10.0, 12.0)}
+def tiny_checked():
+    """The tiny network's run as a function of tau_m of B, jitted, in checked mode (one compiled program
+    serves the single runs below and the invalid call of ``test_checked_mode_names_the_field``)."""
+    return jl.checked(jax.jit(lambda tau: _tiny(tau)))
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tiny_checked):
+    return {tau: tiny_checked(jnp.asarray(tau)) for tau in (10.0, 12.0)}
 
 
 def test_delivery_latency_is_the_delay(tiny_runs):
@@ -316,11 +322,10 @@ def test_vmap_equals_loop_surrogate_gradient_and_poisoned_rows(tiny_runs):
     assert np.isnan(out.v["B"][2]).all() and np.isnan(out.g_I["B"][2]).all() and int(out.state.step[2]) == -1
 
 
-def test_checked_mode_names_the_field():
-    f = jax.jit(lambda tau: _tiny(tau).spikes["B"])
+def test_checked_mode_names_the_field(tiny_checked, tiny_runs):
     with pytest.raises(ValueError, match=r"populations\['B'\]\.neuron\.tau_m=0.05.* ms must be finite and >= dt"):
-        jl.checked(f)(jnp.asarray(0.05))
-    assert not np.asarray(jl.checked(f)(jnp.asarray(10.0))).all()        # valid: no error
+        tiny_checked(jnp.asarray(0.05))
+    assert not np.asarray(tiny_runs[10.0].spikes["B"]).all()          # valid values: no error, plausible output
 
 
 def test_jit_equals_eager(tiny_runs):
