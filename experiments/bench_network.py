@@ -370,7 +370,9 @@ def render(report: dict) -> str:
         b, s = ms.get("BCOO @ x (jax.experimental.sparse)"), ms.get("segment_sum over edges")
         if b and s:
             faster = "BCOO" if b["cpu_us"] < s["cpu_us"] else "segment_sum"
-            lines += ["", f"Of the two general sparse forms, **{faster}** is faster here (BCOO {b['cpu_us']:.0f}, "
+            verdict = (f"**{faster}** is faster here" if abs(b["cpu_us"] - s["cpu_us"]) > 0.1 * min(b["cpu_us"], s["cpu_us"])
+                       else "BCOO and segment_sum are **about equally fast** here (within 10 %)")
+            lines += ["", f"Of the two general sparse forms, {verdict} (BCOO {b['cpu_us']:.0f}, "
                       f"segment_sum {s['cpu_us']:.0f} CPU us per step); both touch every synapse every step. "
                       "The event method touches only the synapses of neurons that spiked and is what "
                       "`simulate_network` uses by default (`delivery=\"event\"`); its derivatives are those of the "
