@@ -127,8 +127,9 @@ N_E, N_I, T_REF = 30, 10, 40.0
 
 
 def small_network(seed: int = 1) -> nw.Network:
-    """30 E + 10 I neurons: sparse and dense projections, per-edge delays 1..4, STP per presynaptic
-    neuron and per synapse (heterogeneous U0); a Poisson drive on E only; 8 E neurons spike at step 0."""
+    """30 E + 10 I neurons: sparse and dense projections, per-edge delays 1..4 (E->E) and one delay
+    (the others), STP per presynaptic neuron and per synapse (heterogeneous U0); a Poisson drive on E
+    only; 8 E neurons spike at step 0."""
     rng = np.random.default_rng(seed)
     V_init = np.concatenate([np.full(8, -50.0), rng.uniform(-70.0, -56.0, N_E - 8)])   # 8 spikes at step 0
     neuron_E = jl.LIFParams(V_init=V_init, tau_m=rng.uniform(8.0, 12.0, N_E))
@@ -143,8 +144,7 @@ def small_network(seed: int = 1) -> nw.Network:
                              stp=jl.STPParams(U0=rng.uniform(0.1, 0.6, (N_I, N_E)), tau_d=80.0, tau_f=200.0),
                              stp_mode="synapse")
     post, pre = np.nonzero(rng.random((N_E, N_I)) < 0.5)
-    IE = nw.sparse_projection("I", "E", pre, post, 2.0, n_pre=N_I, n_post=N_E, receptor="inh",
-                              delay=rng.integers(1, 4, pre.size),
+    IE = nw.sparse_projection("I", "E", pre, post, 2.0, n_pre=N_I, n_post=N_E, receptor="inh", delay=2,
                               stp=jl.STPParams(U0=rng.uniform(0.2, 0.5, pre.size), tau_d=60.0, tau_f=30.0),
                               stp_mode="synapse")
     II = nw.dense_projection("I", "I", 1.5 * (1 - np.eye(N_I)), receptor="inh", delay=3,
@@ -355,8 +355,8 @@ def test_jit_equals_eager(tiny_runs):
 
 
 def test_event_and_full_delivery_agree_with_derivatives(x64):
-    """Dense and sparse layouts, event and full methods: values against the sum written out, and equal
-    jvp and gradients (one compiled program for all four)."""
+    """Dense and sparse layouts (one delay, or one per synapse), event and full methods: values against
+    the sum written out, and equal jvp and gradients (one compiled program for all six)."""
     rng = np.random.default_rng(4)
     n_pre, n_post, width, D, it = 9, 7, 4, 5, 11
     x = np.where(rng.random(n_pre) < 0.5, rng.uniform(0.2, 1.0, n_pre), 0.0)
@@ -368,31 +368,35 @@ def test_event_and_full_delivery_agree_with_derivatives(x64):
     tangents = {True: (rng.normal(size=pending.shape), rng.normal(size=n_pre), rng.normal(size=W_sparse.shape)),
                 False: (rng.normal(size=pending.shape), rng.normal(size=n_pre), rng.normal(size=W_dense.shape))}
 
+    cases = {"sparse, delay per synapse": (True, 0), "sparse, one delay": (True, 3), "dense": (False, 3)}
+
     @jax.jit
     def all_cases(pending, x, W_sparse, W_dense):
         rows = dl.active_rows(x != 0, 2)
         out = {}
-        for sparse, W in ((True, W_sparse), (False, W_dense)):
-            aux = (targets, delays) if sparse else (None, None)
+        for case, (sparse, delay) in cases.items():
+            W, aux = (W_sparse, (targets, delays if delay == 0 else np.full_like(delays, delay))) if sparse \
+                else (W_dense, (None, None))
             for m in ("event", "full"):
-                f = lambda p, x, W, m=m, sparse=sparse, aux=aux: dl.deliver(  # noqa: E731
-                    dl.Layout(sparse, D, 3, m, 2, 1, n_post), p, x, W, *aux, rows, it)
-                out[sparse, m] = (f(pending, x, W), jax.jvp(f, (pending, x, W), tangents[sparse])[1],
-                                  jax.grad(lambda *a: jnp.sum(cot * f(*a)), argnums=(0, 1, 2))(pending, x, W))
+                f = lambda p, x, W, m=m, sparse=sparse, delay=delay, aux=aux: dl.deliver(  # noqa: E731
+                    dl.Layout(sparse, D, delay, m, 2, 1, n_post), p, x, W, *aux, rows, it)
+                out[case, m] = (f(pending, x, W), jax.jvp(f, (pending, x, W), tangents[sparse])[1],
+                                jax.grad(lambda *a: jnp.sum(cot * f(*a)), argnums=(0, 1, 2))(pending, x, W))
         return out
 
     out = all_cases(pending, x, W_sparse, W_dense)
-    for sparse in (True, False):
+    for case, (sparse, delay) in cases.items():
         ref = pending.copy()            # the sum over synapses, written out
         for j in range(n_pre):
             for c in range(width if sparse else n_post):
-                post, d, w = (targets[j, c], delays[j, c], W_sparse[j, c]) if sparse else (c, 3, W_dense[c, j])
+                post, d, w = ((targets[j, c], delay or delays[j, c], W_sparse[j, c]) if sparse
+                              else (c, delay, W_dense[c, j]))
                 if post < n_post:
                     ref[(it + d) % D, 1 + post] += x[j] * w
-        np.testing.assert_allclose(out[sparse, "event"][0], ref, rtol=1e-14)
-        for a, b in zip(jax.tree.leaves(out[sparse, "event"]), jax.tree.leaves(out[sparse, "full"])):
-            np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-14)
-        assert np.abs(out[sparse, "event"][2][1][x == 0]).sum() > 0   # silent neurons get the full-sum derivative
+        np.testing.assert_allclose(out[case, "event"][0], ref, rtol=1e-14, err_msg=case)
+        for a, b in zip(jax.tree.leaves(out[case, "event"]), jax.tree.leaves(out[case, "full"])):
+            np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-14, err_msg=case)
+        assert np.abs(out[case, "event"][2][1][x == 0]).sum() > 0   # silent neurons get the full-sum derivative
 
 
 # ----------------------------------------------------------------------------------------------

@@ -139,8 +139,9 @@ def sparse_projection(pre: str, post: str, pre_index, post_index, weights, *, n_
     if stp is not None and stp_mode == "synapse":
         stp = STPParams(*(_to_rows(f"stp.{f}", v, rows, cols, shape, _pad_value(v), n_edges)
                           for f, v in stp._asdict().items()))
+    one_delay = max_delay if delays.ndim == 0 or np.all(delays == max_delay) else 0
     return SparseProjection(_as_float(W), targets, D, stp, str(pre), str(post), receptor, max_delay,
-                            n_post, stp_mode)
+                            n_post, stp_mode, one_delay)
 
 
 def _pad_value(value):

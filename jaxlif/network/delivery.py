@@ -11,7 +11,8 @@ delay in steps and ``D`` the ring length (the network's largest delay).  Two lay
 - *dense*: ``W`` is ``(n_post, n_pre)``, every presynaptic neuron reaches every target with one
   delay per projection; the addition is ``W @ x`` into one slot;
 - *sparse*: padded rows per presynaptic neuron (``targets``, ``W``, ``delays`` of shape
-  ``(n_pre, max_out)``; padding has the out-of-range target ``n_post`` and is dropped).
+  ``(n_pre, max_out)``; padding has the out-of-range target ``n_post`` and is dropped), with one
+  delay for the projection (one slot) or one per synapse.
 
 Two ways to compute the same sum (the forward values agree up to the order of additions):
 
@@ -44,7 +45,7 @@ class Layout(NamedTuple):
     Attributes:
         sparse: padded-row layout (else dense ``(n_post, n_pre)``).
         ring: ring length ``D`` (the largest delay in steps of the network).
-        delay: the dense projection's delay in steps (ignored when sparse).
+        delay: the projection's one delay in steps, or 0 when a sparse projection has one per synapse.
         method: ``"event"`` or ``"full"``.
         capacity: rows per chunk of the event method.
         offset, n_post: the targets are neurons ``offset .. offset + n_post - 1`` of the ring.
@@ -59,18 +60,33 @@ class Layout(NamedTuple):
     n_post: int
 
 
-def _columns(layout: Layout, targets, width: int):
-    """Local target indices -> ring columns; padding (``>= n_post``) -> ``width`` (dropped)."""
-    return jnp.where(targets < layout.n_post, targets + layout.offset, width)
+def _add_rows(layout: Layout, acc, x, W, targets, delays, it):
+    """``acc`` plus ``x_j W_j`` of the given rows (``x, W, targets, delays`` restricted to them).
+
+    ``acc`` is ``(n_post,)`` when the projection has one delay (the caller adds it to that slot), else
+    ``(D, n_post)``.  Padding (targets ``>= n_post``) is dropped.
+    """
+    if not layout.sparse:
+        return acc + W @ x
+    if layout.delay:
+        return acc.at[targets].add(x[:, None] * W, mode="drop")
+    return acc.at[(it + delays) % layout.ring, targets].add(x[:, None] * W, mode="drop")
+
+
+def _into_ring(layout: Layout, pending, acc, it):
+    lo, hi = layout.offset, layout.offset + layout.n_post
+    if layout.delay:
+        return pending.at[(it + layout.delay) % layout.ring, lo:hi].add(acc)
+    return pending.at[:, lo:hi].add(acc)
+
+
+def _zeros(layout: Layout, pending):
+    return jnp.zeros(((layout.n_post,) if layout.delay else (layout.ring, layout.n_post)), pending.dtype)
 
 
 def _full(layout: Layout, pending, x, W, targets, delays, it):
     """``pending`` plus the contribution of every synapse (the linear map used for tangents)."""
-    D, lo, hi = layout.ring, layout.offset, layout.offset + layout.n_post
-    if not layout.sparse:
-        return pending.at[(it + layout.delay) % D, lo:hi].add(W @ x)
-    cols = _columns(layout, targets, pending.shape[1])
-    return pending.at[(it + delays) % D, cols].add(x[:, None] * W, mode="drop")
+    return _into_ring(layout, pending, _add_rows(layout, _zeros(layout, pending), x, W, targets, delays, it), it)
 
 
 def active_rows(active: jax.Array, capacity: int):
@@ -100,23 +116,26 @@ def _inclusive_count(active: jax.Array) -> jax.Array:
 
 def _event(layout: Layout, pending, x, W, targets, delays, rows, it):
     """``pending`` plus the contribution of the rows listed by ``rows = active_rows(...)``, ``capacity``
-    rows at a time (a loop of ``ceil(n_active / capacity)`` chunks: it always ends)."""
-    D, K, lo, hi = layout.ring, layout.capacity, layout.offset, layout.offset + layout.n_post
+    rows at a time (a loop of ``ceil(n_active / capacity)`` chunks: it always ends).
+
+    The loop adds into a fresh accumulator, ``(n_post,)`` for a projection with one delay, which is
+    then added to the ring: XLA updates a small loop buffer in place, while carrying the whole ring
+    through the loop costs several times the delivery itself.
+    """
+    K = layout.capacity
     order, n_active = rows
-    slot = (it + layout.delay) % D
 
     def chunk(carry):
         i, acc = carry
         idx = jax.lax.dynamic_slice_in_dim(order, i * K, K)
         xr = jnp.where(i * K + jnp.arange(K) < n_active, x[idx], 0.0)
         if not layout.sparse:
-            return i + 1, acc.at[slot, lo:hi].add(W[:, idx] @ xr)
-        cols = _columns(layout, targets[idx], acc.shape[1])
-        return i + 1, acc.at[(it + delays[idx]) % D, cols].add(xr[:, None] * W[idx], mode="drop")
+            return i + 1, _add_rows(layout, acc, xr, W[:, idx], None, None, it)
+        return i + 1, _add_rows(layout, acc, xr, W[idx], targets[idx], delays[idx], it)
 
     n_chunks = (n_active + (K - 1)) // K
-    _, out = jax.lax.while_loop(lambda c: c[0] < n_chunks, chunk, (jnp.int32(0), pending))
-    return out
+    _, acc = jax.lax.while_loop(lambda c: c[0] < n_chunks, chunk, (jnp.int32(0), _zeros(layout, pending)))
+    return _into_ring(layout, pending, acc, it)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))

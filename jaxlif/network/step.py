@@ -168,8 +168,7 @@ def network_step(net: Network, state: NetworkState, inputs, dt: float, *, spike_
         x, W, syn = _presynaptic(proj, syn, spikes_f[pre[proj.pre]], dt)
         synapses.append(syn)
         sparse = not isinstance(proj, DenseProjection)
-        layout = Layout(sparse, D, 0 if sparse else proj.delay, delivery, K[proj.pre], offsets[proj.post],
-                        sizes[proj.post])
+        layout = Layout(sparse, D, proj.delay, delivery, K[proj.pre], offsets[proj.post], sizes[proj.post])
         aux = (proj.targets, proj.delays) if sparse else (None, None)
         pending[proj.receptor] = deliver(layout, pending[proj.receptor], x, W, *aux, rows.get(proj.pre), it)
     # 3. arrivals at it+1, conductances, membrane

@@ -132,7 +132,7 @@ class DenseProjection:
 
 
 @_pytree(data=["weights", "targets", "delays", "stp"],
-         meta=["pre", "post", "receptor", "max_delay", "n_post", "stp_mode"])
+         meta=["pre", "post", "receptor", "max_delay", "n_post", "stp_mode", "delay"])
 class SparseProjection:
     """An edge list stored as padded rows per presynaptic neuron (build with :func:`sparse_projection`).
 
@@ -144,6 +144,7 @@ class SparseProjection:
         weights: ``(n_pre, max_out)`` [nS].  targets, delays: ``(n_pre, max_out)`` int.
         stp, pre, post, receptor, stp_mode: as in :class:`DenseProjection`.
         max_delay: the largest delay (static).  n_post: size of the target population (static).
+        delay: the one delay of every synapse (static), or 0 when they differ (then ``delays`` is used).
     """
 
     weights: Any
@@ -156,6 +157,7 @@ class SparseProjection:
     max_delay: int
     n_post: int
     stp_mode: str = "pre"
+    delay: int = 0
 
     def edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The real synapses as NumPy arrays ``(pre_index, post_index, weights, delays)`` (concrete only)."""
@@ -280,6 +282,11 @@ def check_network(net: Network, dt: float) -> None:
                 arr = _checks._concrete(getattr(proj, field))
                 if arr is not None and arr.size and (arr.min() < lo or arr.max() > hi):
                     raise ValueError(f"{label}.{field} has values in [{arr.min()}, {arr.max()}], outside [{lo}, {hi}]")
+            delays, targets = _checks._concrete(proj.delays), _checks._concrete(proj.targets)
+            if proj.delay and delays is not None and targets is not None and np.any(
+                    (delays != proj.delay) & (targets < n_post)):
+                raise ValueError(f"{label}.delay={proj.delay} (one delay for all synapses) but delays has other "
+                                 f"values; build it with sparse_projection")
         if proj.stp is not None:
             check_stp_params(proj.stp, dt, f"{label}.stp")
             _check_leaf_shapes(f"{label}.stp", proj.stp,
