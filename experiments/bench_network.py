@@ -223,8 +223,8 @@ def _worker_delivery(task: dict) -> dict:
     ones = jnp.ones_like(EE.delays)
     ring = jnp.zeros((1, n), jnp.float32)
 
-    def event(x, method, capacity=4):
-        layout = dl.Layout(True, 1, 0, method, capacity, 0, n)
+    def event(x, method, capacity=4):          # as in the network: one delay (1 step, a ring of one slot)
+        layout = dl.Layout(True, 1, 1, method, capacity, 0, n)
         rows = dl.active_rows(x != 0, capacity) if method == "event" else None
         return dl.deliver(layout, ring, x, rows_w, targets, ones, rows, 0)[0]
 
