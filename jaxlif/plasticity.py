@@ -432,3 +432,41 @@ def _ratio_curve_exact(params, g_bar, tau_syn, delta, n_spike):
         return first[2], g_last
 
     return jax.vmap(one_rate)(delta)
+
+
+# --------------------------------------------------------------------------------------
+# The release (efficacy) of one presynaptic spike, without a conductance
+# --------------------------------------------------------------------------------------
+
+__all__.append("stp_efficacy")
+
+
+def stp_efficacy(params: STPParams, u: jax.Array, R: jax.Array, s: jax.Array, dt: float):
+    r"""One step of ``u`` and ``R`` and the release ``u+ R-`` of the spike it sees, with no conductance.
+
+    The tutorial's update order (docs/conventions.md 4.1), with ``s`` the presynaptic spike at
+    ``it+1``::
+
+        u[it+1] = u[it] - dt/tau_f u[it] + U0 (1 - u[it]) s
+        R[it+1] = R[it] + dt/tau_d (1 - R[it]) - u[it+1] R[it] s
+        release  = u[it+1] R[it] s                 (u+ R-: the new u, the old R)
+
+    :func:`stp_step` adds exactly ``g_bar * release`` to its conductance, so a network can
+    scale the release by a weight in nS per target and let the postsynaptic conductance decay
+    on its own (no per-synapse ``g``, no ``tau_syn``).  ``s`` is a 0/1 spike (a float that may
+    carry a surrogate derivative); a count above 1 follows the same formula, as the tutorial's
+    ``dynamic_syn`` does, which can leave ``u > 1`` or ``R < 0``.
+
+    Args:
+        params: :class:`STPParams` (``U0`` in (0, 1], ``tau_d, tau_f >= dt`` [ms]); any shape
+            that broadcasts with ``u``.
+        u, R: utilisation and available resources at ``it`` (dimensionless), any shape.
+        s: presynaptic spike at ``it+1``, broadcastable to ``u``.
+        dt: time step [ms].
+
+    Returns:
+        ``(u_next, R_next, release)``; ``release`` is dimensionless (0 where ``s = 0``).
+    """
+    u_new = u - (dt / params.tau_f) * u + params.U0 * (1.0 - u) * s
+    R_new = R + (dt / params.tau_d) * (1.0 - R) - u_new * R * s
+    return u_new, R_new, u_new * R * s
