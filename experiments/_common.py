@@ -1,17 +1,32 @@
-"""Shared plumbing for the experiment scripts: command line, keys, progress, figures, JSON.
+"""Shared plumbing for the experiment scripts: command line, checks, output folders, keys, JSON.
 
-Every experiment in this folder follows one pattern (STYLE.md "Experiments/CLI")::
+Every experiment in this folder follows one pattern::
 
-    DEFAULTS = dict(T=1000.0, dt=0.1, trials=8, seed=0, ...)   # SPEC parameter sets
+    NAME = "ei_explorer"
+    DEFAULTS = dict(T=1000.0, dt=0.1, trials=8, seed=0, ...)   # the parameter sets of docs/conventions.md
     QUICK = dict(T=200.0, trials=2, ...)                        # the --quick size used by the tests
+    EXTRA = {"rate_E": ("help text [unit]", float), ...}        # its own options
+    CHECKS = {"rate_E": rates, ...}                             # range checks, run before anything is traced
+
+    def run(cfg, log, files) -> dict:
+        ...compute in one vmapped batch, save figures into cfg.out, return the summary...
 
     def main(argv=None) -> dict:
-        cfg = parse(make_parser(__doc__, NAME, DEFAULTS, QUICK, extra), argv, DEFAULTS, QUICK)
-        ...compute in one vmapped batch..., save figures and NAME.json into cfg.out
-        return summary
+        return C.run_main(run, __doc__, NAME, DEFAULTS, QUICK, EXTRA, CHECKS, argv)
+
+    if __name__ == "__main__":
+        C.script(main)
 
 Options left unset on the command line take the ``--quick`` value when ``--quick`` is given
 (and the key is in ``QUICK``), otherwise the embedded default; an explicit option always wins.
+Every value is checked after parsing (:data:`STANDARD_CHECKS` plus the experiment's ``CHECKS``):
+a bad one ends the script with argparse's usage message and exit status 2, before any work.
+
+Output folders are written atomically.  A run writes into a hidden staging folder next to
+``--out`` and renames it into place only when it has finished, so ``--out`` holds either the
+complete previous results or the complete new ones, never a mix; an interrupted or failed run
+leaves ``--out`` as it was.  An existing, non-empty ``--out`` is replaced only with
+``--overwrite``.  Ctrl-C ends a script with one line and exit status 130 (:func:`script`).
 
 Randomness: ``experiment_key(seed, stream)`` is ``fold_in(key(seed), stream)``, with a fixed
 stream number per experiment, so that the experiments of one ``--seed`` never share random
@@ -24,13 +39,16 @@ This module is also the scripts' import bootstrap: importing it puts the reposit
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import os
+import shutil
 import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -45,8 +63,14 @@ import numpy as np  # noqa: E402
 
 __all__ = [
     "ROOT", "make_parser", "parse", "float_list", "experiment_key", "Progress", "save_figure",
-    "write_json", "finish", "to_jsonable", "mean_sem", "map_batched", "shot_noise_fmp", "balanced_inh_rate", "spike_marks",
+    "write_json", "to_jsonable", "mean_sem", "map_batched", "shot_noise_fmp", "balanced_inh_rate",
+    "spike_marks", "run_main", "script", "staged_folder", "commit_folder", "check_out", "STANDARD_CHECKS",
+    "positive", "nonnegative", "at_least", "rates", "EXIT_INTERRUPTED", "enable_compilation_cache",
+    "integer_counts", "duration", "positive_rates",
 ]
+
+#: Exit status after Ctrl-C (128 + SIGINT).
+EXIT_INTERRUPTED = 130
 
 #: Help text of the options shared by all experiments.
 _STANDARD_HELP = {
@@ -63,63 +87,202 @@ def float_list(text: str) -> list[float]:
     """Parse ``"2,4,6"`` or a range ``"2:20:2"`` (start:stop:step, stop included) into floats [units of the option]."""
     text = text.strip()
     if ":" in text:
-        parts = [float(x) for x in text.split(":")]
-        if len(parts) != 3 or parts[2] <= 0:
+        try:
+            parts = [float(x) for x in text.split(":")]
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(f"range {text!r} must be start:stop:step (numbers)") from err
+        if len(parts) != 3 or not all(math.isfinite(x) for x in parts) or parts[2] <= 0:
             raise argparse.ArgumentTypeError(f"range {text!r} must be start:stop:step with step > 0")
         start, stop, step = parts
         n = int(math.floor((stop - start) / step + 1e-9)) + 1
-        return [round(start + i * step, 12) for i in range(max(n, 0))]
+        if n < 1:
+            raise argparse.ArgumentTypeError(f"range {text!r} is empty (stop < start)")
+        return [round(start + i * step, 12) for i in range(n)]
     try:
-        return [float(x) for x in text.split(",") if x.strip()]
+        values = [float(x) for x in text.split(",") if x.strip()]
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from err
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r} holds no number")
+    return values
+
+
+# ----------------------------------------------------------------------------------------------
+# Range checks of option values (run after parsing, before anything is computed)
+# ----------------------------------------------------------------------------------------------
+
+
+def _values(value) -> list[float]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def positive(unit: str = "") -> Callable:
+    """Every value finite and > 0."""
+    def check(value, cfg):
+        for x in _values(value):
+            if not (math.isfinite(x) and x > 0):
+                return f"must be positive and finite{f' ({unit})' if unit else ''}, got {x:g}"
+    return check
+
+
+def nonnegative(unit: str = "") -> Callable:
+    """Every value finite and >= 0."""
+    def check(value, cfg):
+        for x in _values(value):
+            if not (math.isfinite(x) and x >= 0):
+                return f"must be >= 0 and finite{f' ({unit})' if unit else ''}, got {x:g}"
+    return check
+
+
+def at_least(minimum: float, unit: str = "") -> Callable:
+    """Every value finite and >= ``minimum``."""
+    def check(value, cfg):
+        for x in _values(value):
+            if not (math.isfinite(x) and x >= minimum):
+                return f"must be at least {minimum:g}{f' {unit}' if unit else ''}, got {x:g}"
+    return check
+
+
+def integer_counts(minimum: int = 1, maximum: int | None = None) -> Callable:
+    """An integer in ``[minimum, maximum]``."""
+    def check(value, cfg):
+        if value < minimum or (maximum is not None and value > maximum):
+            top = f" and at most {maximum}" if maximum is not None else ""
+            return f"must be at least {minimum}{top}, got {value}"
+    return check
+
+
+def rates(value, cfg):
+    """Poisson rates [Hz]: ``0 <= rate`` and ``rate * dt / 1000 <= 1`` (a probability per step)."""
+    top = 1000.0 / cfg.dt
+    for x in _values(value):
+        if not (math.isfinite(x) and 0.0 <= x <= top):
+            return (f"rates must lie in [0, 1000/dt] = [0, {top:g}] Hz (a spike probability "
+                    f"rate*dt/1000 per step), got {x:g}")
+
+
+def positive_rates(value, cfg):
+    """Rates [Hz] as :func:`rates`, and none zero (they set an inter-spike interval)."""
+    problem = rates(value, cfg)
+    if problem:
+        return problem
+    for x in _values(value):
+        if x <= 0:
+            return f"rates must be positive here (they set an inter-spike interval), got {x:g}"
+
+
+def duration(value, cfg):
+    """A duration [ms]: positive, finite and at least ``cfg.dt``."""
+    if not (math.isfinite(value) and value > 0):
+        return f"must be positive and finite (ms), got {value:g}"
+    if math.isfinite(cfg.dt) and cfg.dt > 0:
+        if value < cfg.dt:
+            return f"T={value:g} ms is shorter than dt={cfg.dt:g} ms"
+
+
+#: Checks of the standard options (where the experiment has them).
+STANDARD_CHECKS = {
+    "dt": positive("ms"),
+    "T": duration,
+    "trials": integer_counts(1),
+    "batch_size": integer_counts(1),
+    "seed": integer_counts(0, 2**32 - 1),
+}
+
+
+def _check_config(parser: argparse.ArgumentParser, cfg, checks: dict) -> None:
+    for key, check in {**STANDARD_CHECKS, **(checks or {})}.items():
+        value = getattr(cfg, key, None)
+        if value is None:
+            continue
+        problem = check(value, cfg)
+        if problem:
+            parser.error(f"argument --{key.replace('_', '-')}: {problem}")
+    if getattr(cfg, "T", None) is not None and getattr(cfg, "dt", None) is not None:
+        import jaxlif
+        try:
+            jaxlif.n_steps(cfg.T, cfg.dt)      # warns if the values look like seconds
+        except (ValueError, TypeError) as err:
+            parser.error(f"arguments --T/--dt: {err}")
+
+
+def _shown(value) -> str:
+    """A default or quick value for --help: long evenly spaced lists as start:stop:step (n values)."""
+    if not isinstance(value, list):
+        return str(value)
+    if len(value) > 6:
+        steps = np.diff(value)
+        if np.allclose(steps, steps[0]):
+            return f"{value[0]:g}:{value[-1]:g}:{steps[0]:g} ({len(value)} values)"
+        return f"{value[0]:g},{value[1]:g},...,{value[-1]:g} ({len(value)} values)"
+    return ",".join(f"{x:g}" for x in value)
 
 
 def make_parser(doc: str, name: str, defaults: dict, quick: dict,
                 extra: dict[str, tuple[str, Callable]] | None = None,
-                out_default: str | None = None) -> argparse.ArgumentParser:
+                out_default: str | None = None, outputs: str | None = None) -> argparse.ArgumentParser:
     """An ``argparse`` parser with the standard options plus ``extra``.
 
     Args:
         doc: the script's module docstring (first paragraph becomes the description).
         name: the experiment's name (default output folder ``results/<name>``).
-        defaults: embedded defaults; a standard option (T, dt, trials, seed) is added only if
-            its key is present.  ``out`` defaults to ``results/<name>``.
+        defaults: embedded defaults; a standard option (T, dt, trials, seed, batch_size) is added
+            only if its key is present.
         quick: smaller values used with ``--quick``.
         extra: ``{key: (help, type)}`` for experiment-specific options (``--key-with-dashes``).
         out_default: default output folder (``results/<name>`` if not given).
+        outputs: what the output folder receives (default ``"PNGs and <name>.json"``).
     """
     out_default = out_default or f"results/{name}"
+    outputs = outputs or f"PNGs and {name}.json"
     parser = argparse.ArgumentParser(
         prog=f"python experiments/{name}.py", description=doc.strip().split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Options not given take the embedded default, or the --quick value with --quick.")
+        epilog="Options not given take the embedded default, or the --quick value with --quick. "
+               "Ctrl-C stops the run (exit status 130) and leaves --out unchanged.")
     options = {k: v for k, v in _STANDARD_HELP.items() if k in defaults}
     options.update(extra or {})
     for key, (text, typ) in options.items():
-        shown = ",".join(f"{x:g}" for x in defaults[key]) if isinstance(defaults[key], list) else defaults[key]
-        text = f"{text} (default {shown}"
+        text = f"{text} (default {_shown(defaults[key])}"
         if key in quick:
-            q = quick[key]
-            text += "; --quick: " + (",".join(f"{x:g}" for x in q) if isinstance(q, list) else str(q))
+            text += f"; --quick: {_shown(quick[key])}"
         parser.add_argument("--" + key.replace("_", "-"), dest=key, type=typ, default=None,
                             help=text + ")")
     parser.add_argument("--out", type=Path, default=None,
-                        help=f"output folder for PNGs and {name}.json (default {out_default})")
+                        help=f"output folder for {outputs} (default {out_default}); written "
+                             f"atomically when the run ends")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace --out if it exists and is not empty (otherwise that is an error)")
     parser.add_argument("--quick", action="store_true",
                         help="small sizes for tests and smoke runs (a few seconds after compilation)")
     parser.set_defaults(_name=name, _out_default=out_default)
     return parser
 
 
-def parse(parser: argparse.ArgumentParser, argv, defaults: dict, quick: dict) -> argparse.Namespace:
-    """Parse ``argv`` (``None``: ``sys.argv[1:]``), fill unset options, create the output folder, print the config."""
+def check_out(parser: argparse.ArgumentParser, out: Path, overwrite: bool, merge_ok: bool = False) -> None:
+    """Refuse (usage error) an existing non-empty ``out`` unless ``overwrite`` (or ``merge_ok``)."""
+    if out.exists() and not out.is_dir():
+        parser.error(f"argument --out: {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (overwrite or merge_ok):
+        parser.error(f"argument --out: {out} already holds results; add --overwrite to replace them, "
+                     f"or choose another folder with --out")
+
+
+def parse(parser: argparse.ArgumentParser, argv, defaults: dict, quick: dict,
+          checks: dict | None = None, *, check_output: bool = True) -> argparse.Namespace:
+    """Parse ``argv`` (``None``: ``sys.argv[1:]``), fill unset options, check them, print the config.
+
+    ``cfg.out`` is the final output folder (not created here).  With ``check_output`` an existing,
+    non-empty ``--out`` without ``--overwrite`` is a usage error.
+    """
     cfg = parser.parse_args(argv)
     for key, value in defaults.items():
         if getattr(cfg, key, None) is None:
             setattr(cfg, key, quick[key] if (cfg.quick and key in quick) else value)
+    _check_config(parser, cfg, checks or {})
     cfg.out = Path(cfg.out) if cfg.out is not None else Path(cfg._out_default)
-    cfg.out.mkdir(parents=True, exist_ok=True)
+    if check_output:
+        check_out(parser, cfg.out, cfg.overwrite)
     shown = {k: _short(v) for k, v in vars(cfg).items() if not k.startswith("_")}
     print(f"[{cfg._name}] config: {json.dumps(shown)}", flush=True)
     return cfg
@@ -132,6 +295,81 @@ def _short(value):
     if isinstance(value, list) and len(value) > 6:
         return f"[{value[0]:g}, {value[1]:g}, ..., {value[-1]:g}] ({len(value)} values)"
     return value
+
+
+# ----------------------------------------------------------------------------------------------
+# Atomic output folders, Ctrl-C, the compilation cache
+# ----------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def staged_folder(final: Path) -> Iterator[Path]:
+    """A fresh hidden folder next to ``final`` to write into; removed if the block does not finish.
+
+    The caller moves it into place with :func:`commit_folder` (inside the block).
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    stage = final.parent / f".{final.name}.partial-{os.getpid()}-{time.monotonic_ns()}"
+    stage.mkdir()
+    try:
+        yield stage
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+def commit_folder(stage: Path, final: Path) -> None:
+    """Move the finished ``stage`` to ``final``, replacing whatever ``final`` held (two renames)."""
+    stage, final = Path(stage), Path(final)
+    if final.exists():
+        old = final.parent / f".{final.name}.old-{os.getpid()}-{time.monotonic_ns()}"
+        os.rename(final, old)
+        os.rename(stage, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(stage, final)
+
+
+def enable_compilation_cache() -> None:
+    """The persistent compilation cache of the command line (``jaxlif._cache``) for a script run."""
+    from jaxlif import _cache
+    _cache.enable()
+
+
+def script(main: Callable[[], Any]) -> None:
+    """Run a script's ``main()``: compilation cache on; Ctrl-C -> one line, exit status 130.
+
+    A ``main`` that returns a dict with ``ok`` False exits with status 1.
+    """
+    enable_compilation_cache()
+    name = Path(sys.argv[0]).stem
+    try:
+        result = main()
+    except KeyboardInterrupt:
+        print(f"\n[{name}] interrupted: nothing was written, the output folder is as it was", file=sys.stderr,
+              flush=True)
+        sys.exit(EXIT_INTERRUPTED)
+    ok = result.get("ok", True) if isinstance(result, dict) else True
+    sys.exit(0 if ok else 1)
+
+
+def run_main(run: Callable, doc: str, name: str, defaults: dict, quick: dict, extra: dict, checks: dict,
+             argv=None) -> dict:
+    """Parse and check the options, run ``run(cfg, log, files)`` into a staged folder, write
+    ``<name>.json``, move the folder to ``--out``; returns the JSON-able summary."""
+    cfg = parse(make_parser(doc, name, defaults, quick, extra), argv, defaults, quick, checks)
+    final = cfg.out
+    log, files = Progress(name), []
+    with staged_folder(final) as stage:
+        cfg.out = stage
+        summary = run(cfg, log, files)
+        summary.setdefault("runtime_s", log.elapsed)
+        write_json(summary, stage, f"{name}.json")
+        commit_folder(stage, final)
+    cfg.out = final
+    log(f"wrote {len(files)} figures and {name}.json to {final}")
+    return to_jsonable(summary)
 
 
 def experiment_key(seed: int, stream: int) -> jax.Array:
@@ -199,13 +437,6 @@ def write_json(data: dict, out: Path, filename: str) -> Path:
     return path
 
 
-def finish(name: str, summary: dict, out: Path, log, n_figures: int) -> dict:
-    """Close an experiment: write ``out/<name>.json``, log what was written, return the JSON-able summary."""
-    write_json(summary, out, f"{name}.json")
-    log(f"wrote {n_figures} figures to {out}")
-    return to_jsonable(summary)
-
-
 def mean_sem(x, axis=-1):
     """Mean and standard error of the mean over ``axis``, ignoring NaN (SEM with ddof=1; NaN if undefined)."""
     x = np.asarray(x, dtype=float)
@@ -218,7 +449,7 @@ def mean_sem(x, axis=-1):
 
 
 # ----------------------------------------------------------------------------------------------
-# The shot-noise (Campbell) approximation of the free membrane potential (SPEC "Closed forms")
+# The shot-noise (Campbell) approximation of the free membrane potential (docs/conventions.md, 7)
 # ----------------------------------------------------------------------------------------------
 
 

@@ -1,9 +1,13 @@
-"""Benchmark WL-A..WL-D (shared/SPEC.md): jaxlif against a NumPy step-by-step reference and Brian2.
+"""Benchmark WL-A..WL-D (docs/workloads.md): jaxlif against a NumPy step-by-step reference and Brian2.
 
-One command runs every workload for every system and writes ``BENCHMARKS.md`` (and ``bench.json``)::
+One command runs every workload for every system and rewrites its section of ``BENCHMARKS.md`` (between
+``<!-- begin:bench -->`` and ``<!-- end:bench -->``; the rest of the file is kept) and ``bench.json``::
 
     python experiments/bench.py                    # full run (about 10 minutes on 2 cores)
     python experiments/bench.py --quick --out /tmp/b   # seconds: tiny sizes, no Brian2
+
+The cost curves (time and memory against batch size, duration, synapses and rate, B up to 10^6) are
+``experiments/bench_scale.py``; the GPU check is ``experiments/gpu_check.py``.
 
 Systems:
 
@@ -21,7 +25,8 @@ Systems:
   input, membrane update with the new conductances); WL-A input is ``PoissonInput`` (one binomial
   count per step, as jaxlif's pooled input), WL-B has one ``PoissonGroup`` neuron and one synapse with
   its own u, R per train, updated at its spikes with the Euler closed form.
-- ``brainpy``: not run here; its figures are quoted from ``shared/ANCHORS.md`` and marked so.
+- BrainPy is not run (an earlier version of this file quoted BrainPy figures measured elsewhere; they
+  were dropped because this benchmark did not run them).
 
 Every cell (system, workload, batch) runs in a fresh process: the first call (code generation or
 compilation included), then ``--repeats`` steady calls with new random inputs (median reported),
@@ -54,11 +59,6 @@ DEFAULTS = dict(T=1000.0, dt=0.1, A=[1, 100, 1000, 10000], B=[1, 10, 100, 1000, 
                 devices=[1, 2], seed=0, workloads=["A", "B", "C", "D"])
 QUICK = dict(T=100.0, A=[1, 16], B=[1, 8], brian2_A=[], brian2_B=[], numpy_A=2, numpy_B=1, repeats=2,
              devices=[1])
-
-# shared/ANCHORS.md: BrainPy 2.8.2 on this kind of machine (steady seconds, first-call seconds)
-BRAINPY_ANCHORS = {("A", 1000): (0.49, 1.5), ("A", 10000): (3.35, None), ("B", 1000): (7.6, 11.0),
-                   ("B", 100): (1.54, None), ("C", 40): (0.012, None)}
-BRIAN2_ANCHORS = {("A", 1000): 0.085, ("A", 10000): 1.1, ("B", 100): 0.47, ("B", 1000): 4.8, ("C", 40): 0.063}
 
 WL_A = dict(rate_E=10.0, rate_I=10.0, n_E=80, n_I=20)       # explorer 1.2 exercise synapses
 WL_B = dict(rate_E=15.0, rate_I=15.0, n_E=80, n_I=20)       # bonus STP-LIF, tau_ratio 0.5
@@ -223,7 +223,7 @@ G.run_regularly('v = v + dtms/tau_m*(-(v - E_L) - gE/g_L*(v - V_E) - gI/g_L*(v -
 
 _BRIAN2_WLB = _BRIAN2_NEURON + """
 syn_model = 'u : 1\\nR : 1\\ntl : second'
-# Euler closed form of the k-1 silent steps since the last spike, then one spiking step (SPEC)
+# Euler closed form of the k-1 silent steps since the last spike, then one spiking step
 syn_pre = '''k = floor((t - tl) / dt + 0.5)
 u_b = u * (1 - dtms/tau_f)**(k - 1)
 R_b = 1 - (1 - R) * (1 - dtms/tau_d)**(k - 1)
@@ -258,13 +258,15 @@ def _worker_brian2(task: dict) -> dict:
     prefs.devices.cpp_standalone.openmp_threads = 0
     defaultclock.dt = dt * ms
     ns = dict(V_th=-55.0, V_reset=-75.0, tau_m=10.0, g_L=10.0, E_L=-75.0, V_init=-65.0, V_E=0.0, V_I=-80.0,
-              dtms=dt, tref_steps=2.0 / dt, n_E=80, n_I=20)
+              dtms=dt, tref_steps=2.0 / dt, n_E=task.get("n_E", 80), n_I=task.get("n_I", 20))
+    rate = task.get("rate")          # bench_scale.py's sweeps; default: the workload's rates
     if wl == "A":
-        ns.update(tau_E=2.0, tau_I=5.0, gE_bar=2.4, gI_bar=2.4, rate_E=WL_A["rate_E"], rate_I=WL_A["rate_I"])
+        ns.update(tau_E=2.0, tau_I=5.0, gE_bar=2.4, gI_bar=2.4, rate_E=rate or WL_A["rate_E"],
+                  rate_I=rate or WL_A["rate_I"])
         code = _BRIAN2_WLA
     else:
         ns.update(tau_E=5.0, tau_I=10.0, gE_bar=4.8, gI_bar=6.4, U0=0.45, tau_d=250.0, tau_f=150.0,
-                  rate_E=WL_B["rate_E"], rate_I=WL_B["rate_I"])
+                  rate_E=rate or WL_B["rate_E"], rate_I=rate or WL_B["rate_I"])
         code = _BRIAN2_WLB
     scope = dict(np=np, B=B, ns=ns, Hz=Hz, ms=ms, NeuronGroup=NeuronGroup, PoissonGroup=PoissonGroup,
                  PoissonInput=PoissonInput, Synapses=Synapses, **ns)
@@ -477,7 +479,7 @@ def main(argv=None) -> dict:
     if args.render is not None:
         report = json.loads(Path(args.render).read_text())
         out = Path(args.out) if args.out is not None else ROOT
-        (out / "BENCHMARKS.md").write_text(render(report))
+        replace_section(out / "BENCHMARKS.md", NAME, render(report))
         return report
     cfg = _config(args)
     if args.quick and args.out is None:
@@ -507,9 +509,25 @@ def main(argv=None) -> dict:
     json_path = (ROOT / "results" / "bench.json") if out == ROOT else out / "bench.json"
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report, indent=1))
-    (out / "BENCHMARKS.md").write_text(render(report))
-    print(f"[bench] wrote {out / 'BENCHMARKS.md'} and {json_path}", flush=True)
+    replace_section(out / "BENCHMARKS.md", NAME, render(report))
+    print(f"[bench] wrote the {NAME} section of {out / 'BENCHMARKS.md'} and {json_path}", flush=True)
     return report
+
+
+def replace_section(path: Path, name: str, text: str) -> None:
+    """Rewrite the part of ``path`` between ``<!-- begin:NAME -->`` and ``<!-- end:NAME -->`` with ``text``
+    (appended with its markers if absent; the file is created if missing); the rest is kept."""
+    path = Path(path)
+    begin, end = f"<!-- begin:{name} -->", f"<!-- end:{name} -->"
+    block = f"{begin}\n{text.rstrip()}\n{end}\n"
+    old = path.read_text() if path.exists() else ""
+    if begin in old and end in old:
+        new = old[:old.index(begin)] + block + old[old.index(end) + len(end):].lstrip("\n")
+    else:
+        new = (old.rstrip() + "\n\n" if old.strip() else "") + block
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(new)
+    tmp.replace(path)
 
 
 def _command(argv) -> str:
@@ -566,7 +584,7 @@ def render(report: dict) -> str:
     T, dt = cfg["T"], cfg["dt"]
     steps = len(__import__("numpy").arange(0.0, T, dt))
     lines = [
-        "# Benchmarks: jaxlif vs a NumPy step-by-step reference vs Brian2 (vs BrainPy from ANCHORS.md)",
+        "## Throughput: jaxlif vs a NumPy step-by-step reference vs Brian2",
         "",
         f"Written by `experiments/bench.py` on {report['started']} (UTC).",
         "",
@@ -576,7 +594,7 @@ def render(report: dict) -> str:
         f"single figures as +-25 %, ratios within one run are more stable).",
         "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
         f"- Command: `{report['command']}`",
-        f"- Workloads (shared/SPEC.md): T = {T:g} ms, dt = {dt:g} ms ({steps} steps). WL-A: 80 E + 20 I static "
+        f"- Workloads (docs/workloads.md): T = {T:g} ms, dt = {dt:g} ms ({steps} steps). WL-A: 80 E + 20 I static "
         f"trains at 10 Hz per neuron (exercise 1.2 synapses). WL-B: 80 E + 20 I plastic trains at 15 Hz per "
         f"neuron (bonus STP-LIF, tau_ratio 0.5). WL-C: STD and STF g10/g1 at 2..40 Hz step 2 (40 values). "
         f"WL-D: fit STD and STF back from their WL-C curves.",
@@ -598,7 +616,7 @@ def render(report: dict) -> str:
     ]
     titles = (("A", "WL-A: conductance LIF, static Poisson input"), ("B", "WL-B: STP-LIF, per-synapse u, R, g"))
     for wl, title in titles:
-        lines += [f"## {title}", "",
+        lines += [f"### {title}", "",
                   "| B | system | first call s | compile s | steady s | CPU s | peak RSS MB | rate Hz | rate check | "
                   "neuron-s/s | syn. updates/s | jaxlif x |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -636,15 +654,8 @@ def render(report: dict) -> str:
                 lines.append(f"| {B} | {name} | {_fmt(res['first_s'])} | {_fmt(compile_s)} | {_fmt(steady)} | "
                              f"{_fmt(res.get('cpu_s'))} | {rss} | {_fmt(res.get('rate_hz'))} | {check} | "
                              f"{_fmt(neuron_s)} | {_fmt(syn)} | {_fmt(ratio)} |")
-            anchor = BRAINPY_ANCHORS.get((wl, B))
-            if anchor:
-                ratio = anchor[0] / jx["steady_s"] if jx and "steady_s" in jx else None
-                lines.append(f"| {B} | BrainPy 2.8.2 (ANCHORS.md, not run here) | {_fmt(anchor[1])} | - | "
-                             f"{_fmt(anchor[0])} | - | 470-640 | ~{65.1 if wl == 'B' else 25.5} (ANCHORS) | - | "
-                             f"{_fmt(B * T / 1000.0 / anchor[0])} | "
-                             f"{_fmt(B * 100 * steps / anchor[0]) if wl == 'B' else '-'} | {_fmt(ratio)} |")
         lines.append("")
-    lines += ["## Where jaxlif's time goes (profile at the largest batch)", "",
+    lines += ["### Where jaxlif's time goes (profile at the largest batch)", "",
               "The same call with input rates set to 0 does all the per-step neuron work (scan, chunking, "
               "windows) and no input events; the difference is the cost of drawing and placing the input "
               "events (pooled binomial steps for WL-A, per-synapse spikes with their STP updates for WL-B).", "",
@@ -666,7 +677,7 @@ def render(report: dict) -> str:
     lines.append("")
     # WL-C and WL-D
     jc, nc = _find(results, "jaxlif", "C"), _find(results, "numpy", "C")
-    lines += ["## WL-C: ratio curves (STD and STF, 40 values)", "",
+    lines += ["### WL-C: ratio curves (STD and STF, 40 values)", "",
               "| system | first call s | steady s | agreement with NumPy | jaxlif x |", "|---|---|---|---|---|"]
     if jc and "steady_s" in jc:
         agree = "-"
@@ -677,13 +688,9 @@ def render(report: dict) -> str:
         if nc and "steady_s" in nc:
             lines.append(f"| NumPy tutorial loop | {_fmt(nc['first_s'])} | {_fmt(nc['steady_s'])} | - | "
                          f"{_fmt(nc['steady_s'] / jc['steady_s'])} |")
-        lines.append(f"| Brian2 standalone (ANCHORS.md, not run here) | - | {BRIAN2_ANCHORS[('C', 40)]} | - | "
-                     f"{_fmt(BRIAN2_ANCHORS[('C', 40)] / jc['steady_s'])} |")
-        lines.append(f"| BrainPy (ANCHORS.md, not run here) | - | {BRAINPY_ANCHORS[('C', 40)][0]} | - | "
-                     f"{_fmt(BRAINPY_ANCHORS[('C', 40)][0] / jc['steady_s'])} |")
     lines.append("")
     jd = _find(results, "jaxlif", "D")
-    lines += ["## WL-D: fitting STD and STF from their curves", ""]
+    lines += ["### WL-D: fitting STD and STF from their curves", ""]
     if not jd or "pending" in jd or "error" in jd:
         why = (jd or {}).get("pending") or (jd or {}).get("error") or "not run in this invocation"
         lines.append(f"Pending: {why}.")
@@ -706,7 +713,7 @@ def render(report: dict) -> str:
 
 def _targets(cfg, results) -> list[str]:
     """The issue's targets, met or missed, measured in this run."""
-    out = ["## Targets (issue 4), from this run", "", "| target | measured | verdict |", "|---|---|---|"]
+    out = ["### Targets, from this run", "", "| target | measured | verdict |", "|---|---|---|"]
 
     def row(name, measured, ok, note=""):
         out.append(f"| {name} | {measured} | {'met' if ok else 'MISSED'}{(' - ' + note) if note else ''} |")
@@ -721,8 +728,6 @@ def _targets(cfg, results) -> list[str]:
             x = bb1000 / jb1000
             row("WL-B B=1000 >= 10x faster than Brian2 standalone", f"{x:.1f}x ({bb1000:.3g} s vs {jb1000:.3g} s)",
                 x >= 10, "" if x >= 10 else f"short by {10 / x:.2f}x")
-        x = BRAINPY_ANCHORS[("B", 1000)][0] / jb1000
-        row("WL-B B=1000 >= 5x faster than BrainPy (ANCHORS.md figure)", f"{x:.0f}x", x >= 5)
         first = (_find(results, "jaxlif", "B", 1000) or {}).get("first_s")
         if first:
             row("WL-B B=1000 first call incl. compilation < 3 s", f"{first:.2f} s", first < 3.0)

@@ -54,6 +54,33 @@ EXTRA = {
     "trace_ratio": ("tau_ratio of the trace figure", float),
     "bin_ms": ("bin width of the time-resolved rate [ms]", float),
 }
+#: tau_d = TAU_D_PER_RATIO * tau_ratio, tau_f = TAU_F_PER_RATIO * tau_ratio [ms] (the tutorial's bonus).
+TAU_D_PER_RATIO, TAU_F_PER_RATIO = 500.0, 300.0
+TAU_RATIO_LABEL = "tau_ratio  (tau_d = 500 tau_ratio ms, tau_f = 300 tau_ratio ms)"
+
+
+def _tau_ratio(value, cfg):
+    """Positive, with tau_f = 300 tau_ratio ms (the shorter constant) at least dt."""
+    for x in C._values(value):
+        if not (np.isfinite(x) and x > 0):
+            return f"tau_ratio must be positive (it scales tau_d = 500 x and tau_f = 300 x ms), got {x:g}"
+        if TAU_F_PER_RATIO * x < cfg.dt:
+            return (f"tau_ratio {x:g} gives tau_f = {TAU_F_PER_RATIO * x:g} ms < dt = {cfg.dt:g} ms; "
+                    f"forward Euler needs tau_f >= dt")
+
+
+def _late_start(value, cfg):
+    if not (0.0 < value < cfg.T):
+        return f"must lie inside (0, T={cfg.T:g}) ms, got {value:g}"
+
+
+def _bin_ms(value, cfg):
+    if not (np.isfinite(value) and cfg.dt <= value <= cfg.T):
+        return f"must lie in [dt, T] = [{cfg.dt:g}, {cfg.T:g}] ms, got {value:g}"
+
+
+CHECKS = {"rate": C.rates, "tau_ratios": _tau_ratio, "trace_ratio": _tau_ratio, "late_start": _late_start,
+          "bin_ms": _bin_ms}
 
 
 def _window_stats(spikes, T, dt, late_start):
@@ -124,12 +151,9 @@ def _cv_mean(cv, rate, window_ms):
     return C.mean_sem(np.where(ok, cv, np.nan))
 
 
-def main(argv=None) -> dict:
-    cfg = C.parse(C.make_parser(__doc__, NAME, DEFAULTS, QUICK, EXTRA), argv, DEFAULTS, QUICK)
-    log, files = C.Progress(NAME), []
+def run(cfg, log, files) -> dict:
     T, dt = cfg.T, cfg.dt
-    if not 0.0 < cfg.late_start < T:
-        raise ValueError(f"--late-start={cfg.late_start} ms must lie inside (0, T={T}) ms")
+    caveat = f"  [--quick: {cfg.trials} trials/point, too few for conclusions]" if cfg.quick else ""
     ratios = np.asarray(cfg.tau_ratios, dtype=np.float32)
     root = C.experiment_key(cfg.seed, STREAM)
     stp_keys = jax.random.split(jax.random.fold_in(root, 0), cfg.trials)
@@ -195,33 +219,33 @@ def main(argv=None) -> dict:
         ax.axhline(m, color="tab:orange", ls="--", label=f"static at rest (U0 g_bar), {m:.2f}")
         ax.axhspan(m - se, m + se, color="tab:orange", alpha=0.15)
     a_cv.axhline(1.0, color="k", ls=":", lw=1, label="Poisson (CV = 1)")
-    a_rate.set(xlabel="tau_ratio", ylabel="output rate (Hz)", title="Output rate (mean +- SEM)")
-    a_cv.set(xlabel="tau_ratio", ylabel="ISI CV (trials with > 3 spikes)", title="Irregularity (ISI CV)")
+    a_rate.set(xlabel=TAU_RATIO_LABEL, ylabel="output rate (Hz)", title="Output rate (mean +- SEM)")
+    a_cv.set(xlabel=TAU_RATIO_LABEL, ylabel="ISI CV (trials with > 3 spikes)", title="Irregularity (ISI CV)")
     for name, col in [("gE_late", "r"), ("gI_late", "tab:blue")]:
         a_g.errorbar(ratios, *C.mean_sem(stp[name]), fmt="o-", color=col, capsize=2,
                      label=f"{name[:2].replace('g', 'g_')} STP (late mean)")
         a_g.axhline(rest[name].mean(), color=col, ls="--", lw=1, label=f"{name[:2].replace('g', 'g_')} static at rest")
-    a_g.set(xlabel="tau_ratio", ylabel="mean conductance (nS)", title="How much conductance is left after depression?")
+    a_g.set(xlabel=TAU_RATIO_LABEL, ylabel="mean conductance (nS)", title="How much conductance is left after depression?")
     for label, d, col, fmt in [("STP", stp, "tab:purple", "o-"), ("static, same mean g", same, "tab:green", "s-")]:
         a_fm.errorbar(ratios, *C.mean_sem(d["fmp_mean"]), fmt=fmt, color=col, capsize=2, label=label)
         a_fs.errorbar(ratios, *C.mean_sem(d["fmp_std"]), fmt=fmt, color=col, capsize=2, label=label)
     a_fm.axhline(rest["fmp_mean"].mean(), color="tab:orange", ls="--", label="static at rest")
     a_fs.axhline(rest["fmp_std"].mean(), color="tab:orange", ls="--", label="static at rest")
     a_fm.axhline(float(base.neuron.V_th), color="k", ls=":", lw=1, label="threshold")
-    a_fm.set(xlabel="tau_ratio", ylabel="mean FMP, late window (mV)", title="Mean free membrane potential")
-    a_fs.set(xlabel="tau_ratio", ylabel="FMP std, late window (mV)", title="FMP fluctuations")
+    a_fm.set(xlabel=TAU_RATIO_LABEL, ylabel="mean FMP, late window (mV)", title="Mean free membrane potential")
+    a_fs.set(xlabel=TAU_RATIO_LABEL, ylabel="FMP std, late window (mV)", title="FMP fluctuations")
     eir = stp["gE_late"] / stp["gI_late"]
     a_ratio.errorbar(ratios, *C.mean_sem(eir), fmt="o-", color="k", capsize=2, label="STP (late)")
     a_ratio.axhline(rest["gE_late"].mean() / rest["gI_late"].mean(), color="tab:orange", ls="--",
                     label="static at rest")
     a_ratio.set_ylim(0.0, 1.3 * max(eir.mean(-1).max(), rest["gE_late"].mean() / rest["gI_late"].mean()))
-    a_ratio.set(xlabel="tau_ratio", ylabel="g_E / g_I (late mean)",
+    a_ratio.set(xlabel=TAU_RATIO_LABEL, ylabel="g_E / g_I (late mean)",
                 title="Is excitation depressed more than inhibition?")
     for ax in axes.ravel():
         ax.legend(fontsize=7)
-    fig.suptitle(f"How do output rate and irregularity depend on tau_ratio, and is it more than the lost mean "
-                 f"conductance?  STP vs static synapses ({cfg.trials} trials/point; late window t >= "
-                 f"{cfg.late_start:g} ms)", fontsize=11)
+    fig.suptitle(f"How do output rate and irregularity depend on tau_ratio (tau_d = 500 tau_ratio ms, tau_f = "
+                 f"300 tau_ratio ms), and is it more than the lost mean conductance?\nSTP vs static synapses "
+                 f"({cfg.trials} trials/point; late window t >= {cfg.late_start:g} ms){caveat}", fontsize=11)
     fig.tight_layout()
     C.save_figure(fig, cfg.out, "tau_ratio.png", files)
 
@@ -230,11 +254,12 @@ def main(argv=None) -> dict:
     centers = (np.arange(stp["psth"].shape[-1]) + 0.5) * cfg.bin_ms
     colors = plt.cm.viridis(np.linspace(0, 0.9, ratios.size))
     for i, (r, col) in enumerate(zip(ratios, colors)):
-        ax.plot(centers, stp["psth"][i].mean(0), "-", color=col, label=f"STP, tau_ratio {r:g}")
+        ax.plot(centers, stp["psth"][i].mean(0), "-", color=col,
+                label=f"STP, tau_ratio {r:g} (tau_d {500 * r:g}, tau_f {300 * r:g} ms)")
     ax.plot(centers, rest["psth"].mean(0), "--", color="tab:orange", label="static at rest (U0 g_bar)")
     ax.axvline(cfg.late_start, color="0.5", ls=":", lw=1.2, label="late window starts")
     ax.set(xlabel="time (ms)", ylabel=f"output rate ({cfg.bin_ms:g} ms bins, Hz)",
-           title=f"When does depression take the rate down?  Mean over {cfg.trials} trials")
+           title=f"When does depression take the rate down?  Mean over {cfg.trials} trials{caveat}")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     C.save_figure(fig, cfg.out, "psth.png", files)
 
@@ -254,32 +279,46 @@ def main(argv=None) -> dict:
     rows["static_same_mean"]["gE_bar_nS"] = gE_same
     rows["static_same_mean"]["gI_bar_nS"] = gI_same
 
-    s_rate, s_cv = rows["stp"]["rate_late_Hz"][0], rows["stp"]["isi_cv_late"][0]
-    m_rate, m_cv = rows["static_same_mean"]["rate_late_Hz"][0], rows["static_same_mean"]["isi_cv_late"][0]
-    w_cv = rows["stp"]["isi_cv"][0]
-    fs, fm = rows["stp"]["fmp_std_late_mV"][0], rows["stp"]["fmp_mean_late_mV"][0]
-    fs_same = rows["static_same_mean"]["fmp_std_late_mV"][0]
+    r0, r1 = ratios[0], ratios[-1]
+
+    def change(pair, unit="", fmt=".2f"):
+        """'falls from a to b' / 'rises ...' / 'stays at about a' between the first and last tau_ratio,
+        judged against twice the combined SEM."""
+        m, se = (np.asarray(x, dtype=float) for x in pair)
+        a, b = m[0], m[-1]
+        noise = 2.0 * np.hypot(se[0], se[-1]) if np.all(np.isfinite(se[[0, -1]])) else 0.0
+        if not (np.isfinite(a) and np.isfinite(b)):
+            return "is undefined (too few spikes)"
+        if abs(b - a) <= noise:
+            return f"stays at about {a:{fmt}}{unit} (change {b - a:+{fmt}}, within noise)"
+        return f"{'falls' if b < a else 'rises'} from {a:{fmt}} to {b:{fmt}}{unit}"
+
+    stp_r, same_r = rows["stp"], rows["static_same_mean"]
     conclusion = (
-        f"Raising tau_ratio from {ratios[0]:g} to {ratios[-1]:g} lowers the settled output rate from "
-        f"{s_rate[0]:.1f} to {s_rate[-1]:.1f} Hz (static synapses at rest: {rest_rate[0]:.1f} Hz). "
-        f"The settled ISI CV goes {s_cv[0]:.2f} -> {s_cv[-1]:.2f}; over the whole run (what the tutorial "
-        f"would measure) it goes {w_cv[0]:.2f} -> {w_cv[-1]:.2f}, inflated by the early burst before "
-        f"depression. E and I depress alike (g_E/g_I stays {eir.mean(-1)[0]:.2f} -> {eir.mean(-1)[-1]:.2f}), "
-        f"so the rate falls because the mean FMP ({fm[0]:.1f} -> {fm[-1]:.1f} mV) and its std "
-        f"({fs[0]:.2f} -> {fs[-1]:.2f} mV) fall, not because excitation loses more. Static synapses with "
-        f"the same mean conductance fire {m_rate[0]:.1f} -> {m_rate[-1]:.1f} Hz with CV "
-        f"{m_cv[0]:.2f} -> {m_cv[-1]:.2f}: the settled output is set mostly by the lost mean conductance; "
-        f"what STP adds is slightly larger FMP fluctuations at equal mean ({fs[-1]:.2f} vs {fs_same[-1]:.2f} mV "
-        f"at tau_ratio {ratios[-1]:g}: jump sizes vary with the time since the last spike), "
-        f"not more irregular firing.")
-    summary = dict(name=NAME, figures=files, seed=cfg.seed, T=T, dt=dt, trials=cfg.trials, rate_Hz=cfg.rate,
+        f"From tau_ratio {r0:g} to {r1:g} (tau_d {500 * r0:g} -> {500 * r1:g} ms, tau_f {300 * r0:g} -> "
+        f"{300 * r1:g} ms): the settled output rate (t >= {cfg.late_start:g} ms) {change(stp_r['rate_late_Hz'], ' Hz', '.1f')} "
+        f"(static synapses at rest: {rest_rate[0]:.1f} Hz); the settled ISI CV {change(stp_r['isi_cv_late'])}, "
+        f"the whole-run CV (what the tutorial would measure) {change(stp_r['isi_cv'])}. "
+        f"The late g_E/g_I {change(C.mean_sem(eir))}; the mean FMP {change(stp_r['fmp_mean_late_mV'], ' mV', '.1f')} "
+        f"and its std {change(stp_r['fmp_std_late_mV'], ' mV')}. Static synapses delivering the same mean "
+        f"conductance: rate {change(same_r['rate_late_Hz'], ' Hz', '.1f')}, CV {change(same_r['isi_cv_late'])}, "
+        f"FMP std at tau_ratio {r1:g} {same_r['fmp_std_late_mV'][0][-1]:.2f} mV vs "
+        f"{stp_r['fmp_std_late_mV'][0][-1]:.2f} mV with STP.")
+    if cfg.quick:
+        conclusion += f" [--quick run: {cfg.trials} trials per point; the numbers are not conclusive.]"
+    summary = dict(name=NAME, figures=files, units="ms, mV, nS, Hz", seed=cfg.seed, T=T, dt=dt, trials=cfg.trials, rate_Hz=cfg.rate,
                    tau_ratios=ratios, late_start_ms=cfg.late_start, key_stream=STREAM,
                    static_equivalent=("same mean conductance: static g_bar = STP late-window mean conductance "
                                       "/ (K rate tau_syn), per tau_ratio; plus 'at rest' g_bar = U0 g_bar_STP"),
                    trace=dict(tau_ratio=cfg.trace_ratio, n_spikes=int(spikes.sum())),
+                   tau_ratio_definition="tau_d = 500 tau_ratio ms, tau_f = 300 tau_ratio ms (E and I synapses)",
                    results=rows, conclusion=conclusion, runtime_s=log.elapsed)
-    return C.finish(NAME, summary, cfg.out, log, len(files))
+    return summary
+
+
+def main(argv=None) -> dict:
+    return C.run_main(run, __doc__, NAME, DEFAULTS, QUICK, EXTRA, CHECKS, argv)
 
 
 if __name__ == "__main__":
-    main()
+    C.script(main)

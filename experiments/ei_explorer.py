@@ -11,7 +11,7 @@ and without (free membrane potential mean and std; same key, hence the same inpu
 * ``cv_vs_fmp.png``: the tutorial's question "is there a relation between the mean FMP and the
   irregularity (CV)?  what happens when the mean FMP is above or below threshold?";
 * ``balance.png``: the E/I-balance question: along lines of constant mean FMP (computed from the
-  shot-noise approximation of SPEC: r_I chosen for each r_E so that the predicted mean stays at
+  shot-noise approximation of docs/conventions.md, section 7: r_I chosen for each r_E so that the predicted mean stays at
   ``--balance-fmp``), what does the output rate do as both rates grow?  (Kuhn, Aertsen & Rotter 2004.)
 
 Keys (common random numbers): ``root = fold_in(key(seed), 3)``; trial ``t`` of every grid cell uses
@@ -53,6 +53,29 @@ EXTRA = {
     "balance_points": ("points per balance line", int),
     "balance_exc_max": ("largest excitatory rate on the balance lines [Hz]", float),
     "balance_inh_start": ("each balance line starts where its inhibitory rate is this [Hz]", float),
+}
+
+
+def _balance_fmp(value, cfg):
+    """Target mean FMPs must lie strictly between the reversal potentials (-80 and 0 mV) and give
+    balance lines whose rates are valid Poisson rates."""
+    for mu in value:
+        if not -80.0 < mu < 0.0:
+            return (f"target mean FMP {mu:g} mV cannot be reached: it must lie strictly between the "
+                    f"inhibitory and excitatory reversal potentials (-80, 0) mV")
+    if cfg.balance_points < 2 or not (cfg.balance_exc_max > 0) or not (cfg.balance_inh_start >= 0):
+        return None          # reported by their own checks
+    top = 1000.0 / cfg.dt
+    for mu, r_E, r_I in balance_lines(value, cfg.g_bar, cfg.balance_points, cfg.balance_exc_max,
+                                      cfg.balance_inh_start):
+        if not (np.all(np.isfinite(r_I)) and r_I.min() >= 0 and r_I.max() <= top):
+            return (f"the balance line at {mu:g} mV needs inhibitory rates {r_I.min():.3g}..{r_I.max():.3g} Hz, "
+                    f"outside [0, {top:g}] Hz: lower --balance-exc-max or change the target")
+
+
+CHECKS = {
+    "g_bar": C.positive("nS"), "exc_rates": C.rates, "inh_rates": C.rates, "balance_points": C.integer_counts(2),
+    "balance_exc_max": C.rates, "balance_inh_start": C.nonnegative("Hz"), "balance_fmp": _balance_fmp,
 }
 
 
@@ -109,10 +132,26 @@ def _heatmap(ax, fig, x, y, z, label, cmap, title):
     return im
 
 
-def main(argv=None) -> dict:
-    cfg = C.parse(C.make_parser(__doc__, NAME, DEFAULTS, QUICK, EXTRA), argv, DEFAULTS, QUICK)
-    log, files = C.Progress(NAME), []
+def trend(x, y, noise) -> str:
+    """'rises throughout', 'falls throughout', 'rises, then falls (peak at x=...)' or 'flat', judged
+    against ``noise`` (a standard error per point)."""
+    k = int(np.nanargmax(y))
+    rise, fall = y[k] - y[0], y[k] - y[-1]
+    noise = np.asarray(noise, dtype=float)
+    noise = noise[np.isfinite(noise)]
+    tol = 2.0 * float(noise.max()) if noise.size else 0.0
+    if rise > tol and fall > tol:
+        return f"rises, then falls (peak at r_E = {x[k]:.0f} Hz)"
+    if y[-1] - y[0] > tol:
+        return "rises throughout"
+    if y[0] - y[-1] > tol:
+        return "falls throughout"
+    return "stays flat within noise"
+
+
+def run(cfg, log, files) -> dict:
     T, dt = cfg.T, cfg.dt
+    caveat = f"  [--quick: {cfg.trials} trials/cell, too few for conclusions]" if cfg.quick else ""
     params = exercise_params(cfg.g_bar)
     V_th = float(params.neuron.V_th)
     root = C.experiment_key(cfg.seed, STREAM)
@@ -167,7 +206,7 @@ def main(argv=None) -> dict:
                          "constant mean FMP (approximation; label in mV), used in balance.png"],
                loc="lower center", ncol=2, fontsize=9, facecolor="0.85")
     fig.suptitle(f"Explorer 1.2 on the whole slider grid: how do E and I input rates set the output rate, "
-                 f"its irregularity and the FMP?  ({cfg.trials} trials/cell, T = {T:g} ms)", fontsize=11)
+                 f"its irregularity and the FMP?  ({cfg.trials} trials/cell, T = {T:g} ms){caveat}", fontsize=11)
     fig.tight_layout(rect=(0, 0.04, 1, 0.97))
     C.save_figure(fig, cfg.out, "heatmaps.png", files)
 
@@ -184,9 +223,8 @@ def main(argv=None) -> dict:
     axes[0].axhline(1.0, color="tab:red", ls=":", lw=1.2, label="Poisson output (CV = 1)")
     axes[0].legend(fontsize=8)
     axes[1].legend(fontsize=8)
-    fig.suptitle("Is irregularity tied to the mean FMP?  Irregular (high CV) while the mean FMP is below "
-                 "threshold (fluctuation-driven), ever more regular above it (mean-driven).  One dot per grid cell",
-                 fontsize=10)
+    fig.suptitle(f"Is irregularity tied to the mean FMP?  What happens when the mean FMP is below or above "
+                 f"threshold?  One dot per grid cell ({cfg.trials} trials/cell){caveat}", fontsize=10)
     fig.tight_layout()
     C.save_figure(fig, cfg.out, "cv_vs_fmp.png", files)
 
@@ -218,7 +256,8 @@ def main(argv=None) -> dict:
         a_tau.plot(r_E, tau_eff, "o-", color=col, ms=3, label=lab)
         k = int(np.nanargmax(r_m))
         balance.append(dict(target_fmp_mV=mu, rate_E_Hz=r_E, rate_I_Hz=r_I, rate_Hz=r_m, rate_sem_Hz=r_se,
-                            fmp_mean_mV=m_m, fmp_std_mV=s_m, fmp_std_approx_mV=approx_sd, isi_cv=cv_line,
+                            fmp_mean_mV=m_m, fmp_std_mV=s_m, fmp_std_sem_mV=s_se, fmp_std_approx_mV=approx_sd,
+                            isi_cv=cv_line,
                             tau_eff_ms=tau_eff, peak_rate_Hz=r_m[k], peak_at_rate_E_Hz=r_E[k]))
     a_plane.add_patch(plt.Rectangle((ex.min(), inh.min()), ex.max() - ex.min(), inh.max() - inh.min(),
                                     fill=False, ls="--", color="0.4", label="explorer grid"))
@@ -229,16 +268,17 @@ def main(argv=None) -> dict:
     a_mean.set(xscale="log", xlabel="excitatory rate r_E (Hz)", ylabel="mean FMP (mV)",
                title="Check: simulated mean FMP stays on target")
     a_std.set(xscale="log", xlabel="excitatory rate r_E (Hz)", ylabel="FMP std (mV)",
-              title="FMP fluctuations: rise, then shunting shrinks them")
+              title="How do the FMP fluctuations change along each line?")
     a_cv.set(xscale="log", xlabel="excitatory rate r_E (Hz)", ylabel="ISI CV (trials with > 3 spikes)",
              title="Irregularity along each line")
     a_tau.axhline(dt, color="k", ls=":", lw=1, label=f"time step dt = {dt:g} ms")
     a_tau.set(xscale="log", yscale="log", xlabel="excitatory rate r_E (Hz)",
-              ylabel="effective time constant tau_m g_L / g_T (ms)", title="Total conductance shortens tau_eff")
+              ylabel="effective time constant tau_m g_L / g_T (ms)",
+              title="Effective membrane time constant (approximation)")
     for ax in axes.ravel():
         ax.legend(fontsize=7)
     fig.suptitle("E/I balance: if the mean FMP is held fixed while excitation and inhibition grow together, "
-                 f"what does the output rate do?  ({cfg.trials} trials/point, threshold {V_th:g} mV)",
+                 f"what does the output rate do?  ({cfg.trials} trials/point, threshold {V_th:g} mV){caveat}",
                  fontsize=11)
     fig.tight_layout()
     C.save_figure(fig, cfg.out, "balance.png", files)
@@ -258,20 +298,33 @@ def main(argv=None) -> dict:
             words.append(f"{head} -> {peak} -> falls to {tail}")
         else:
             words.append(f"{head} -> {peak} -> levels off at {tail}")
-    conclusion = ("Along lines of constant mean FMP the output rate is not constant: " + "; ".join(words) + ". "
-                  "The FMP std first grows with the input rates, then falls as the total conductance "
-                  "shunts each PSP (tau_eff shrinks); below threshold (fluctuation-driven) the rate follows "
-                  "the std and so rises then falls, near threshold the faster membrane keeps raising it.")
+    std_words = [f"at {b['target_fmp_mV']:g} mV it {trend(b['rate_E_Hz'], b['fmp_std_mV'], b['fmp_std_sem_mV'])}"
+                 for b in balance]
+    conclusion = ("Along lines of constant mean FMP: " + "; ".join(words) + ". "
+                  "The FMP std along the lines: " + "; ".join(std_words) + " (the shot-noise approximation "
+                  "predicts growth at low rates and shrinkage once the total conductance shortens tau_eff).")
+    cv_below = cv_m[(fmp_mm < V_th) & np.isfinite(cv_m)]
+    cv_above = cv_m[(fmp_mm >= V_th) & np.isfinite(cv_m)]
+    if cv_below.size and cv_above.size:
+        conclusion += (f" On the grid, cells whose mean FMP is below threshold fire with ISI CV "
+                       f"{cv_below.mean():.2f} on average ({cv_below.size} cells), cells above it with "
+                       f"{cv_above.mean():.2f} ({cv_above.size} cells).")
     if not below:
         conclusion += " (No line below threshold was run.)"
+    if cfg.quick:
+        conclusion += f" [--quick run: {cfg.trials} trials per point; the numbers are not conclusive.]"
     summary = dict(
-        name=NAME, figures=files, seed=cfg.seed, T=T, dt=dt, trials=cfg.trials, g_bar=cfg.g_bar,
+        name=NAME, figures=files, units="ms, mV, nS, Hz", seed=cfg.seed, T=T, dt=dt, trials=cfg.trials, g_bar=cfg.g_bar,
         key_stream=STREAM, exc_rates_Hz=ex, inh_rates_Hz=inh,
         grid=dict(rate_Hz=rate_m, isi_cv=cv_m, isi_cv_tutorial_rule=cv.mean(-1), fmp_mean_mV=fmp_mm,
                   fmp_std_mV=fmp_sm, note="[exc index][inh index], means over trials"),
         balance=balance, conclusion=conclusion, runtime_s=log.elapsed)
-    return C.finish(NAME, summary, cfg.out, log, len(files))
+    return summary
+
+
+def main(argv=None) -> dict:
+    return C.run_main(run, __doc__, NAME, DEFAULTS, QUICK, EXTRA, CHECKS, argv)
 
 
 if __name__ == "__main__":
-    main()
+    C.script(main)

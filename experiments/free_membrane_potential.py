@@ -1,7 +1,7 @@
 """Section 1.2: the free membrane potential (FMP) against the membrane potential with threshold.
 
-Coding exercise 1.2 of the synaptic-transmission tutorial: a conductance-based LIF (neuron defaults,
-SPEC) driven by 80 excitatory and 20 inhibitory Poisson trains at 10 Hz (gE_bar = gI_bar = 2.4 nS,
+Coding exercise 1.2 of the synaptic-transmission tutorial: a conductance-based LIF (neuron defaults of
+docs/conventions.md, section 6) driven by 80 excitatory and 20 inhibitory Poisson trains at 10 Hz (gE_bar = gI_bar = 2.4 nS,
 tau_E 2 ms, tau_I 5 ms, V_E 0 mV, V_I -80 mV), T = 1000 ms, dt = 0.1 ms.  The FMP is the same run
 with the threshold removed; ``simulate_cond_lif_poisson`` draws the input inside its scan from the
 key alone, so ``spiking=True`` and ``spiking=False`` with one key see exactly the same input.
@@ -9,13 +9,15 @@ key alone, so ``spiking=True`` and ``spiking=False`` with one key see exactly th
 * ``trace.png``: V with threshold and the FMP of trial 0, threshold and mean FMP marked, with the
   conductances g_E and g_I below (the tutorial's figure and explorer layout);
 * ``trials.png``: FMP mean and std, output rate and ISI CV across ``--trials`` trials (one vmap),
-  with the shot-noise (Campbell) approximation of SPEC marked.
+  with the shot-noise (Campbell) approximation (docs/conventions.md, section 7) marked.  Output rates
+  are multiples of 1000/T Hz (whole spike counts), so their histogram bins are whole multiples too.
 
 Keys: ``keys = jax.random.split(fold_in(key(seed), 2), trials)``; trial 0 is the one drawn.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -25,6 +27,7 @@ if __package__ in (None, ""):
 import jax  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from experiments import _common as C  # noqa: E402
 import jaxlif as jl  # noqa: E402
@@ -38,6 +41,7 @@ EXTRA = {
     "rate_I": ("rate of each of the 20 inhibitory trains [Hz]", float),
     "g_bar": ("gE_bar = gI_bar, conductance jump per input spike [nS]", float),
 }
+CHECKS = {"rate_E": C.rates, "rate_I": C.rates, "g_bar": C.nonnegative("nS")}
 N_E, N_I = 80, 20
 
 
@@ -64,9 +68,38 @@ def run_trials(keys, params, rate_E, rate_I, T, dt, batch_size=256):
     return [np.asarray(x) for x in batch(keys)]
 
 
-def main(argv=None) -> dict:
-    cfg = C.parse(C.make_parser(__doc__, NAME, DEFAULTS, QUICK, EXTRA), argv, DEFAULTS, QUICK)
-    log, files = C.Progress(NAME), []
+def histogram_bins(x, quantum: float | None = None, max_bins: int = 30):
+    """Bin edges for a histogram of ``x``; for values on a lattice ``k * quantum`` (rates from whole
+    spike counts) the edges sit half-way between lattice points and each bin holds the same number
+    of them, so no bin is empty merely because it falls between two possible values."""
+    x = np.asarray(x, dtype=float)
+    lo, hi = float(np.min(x)), float(np.max(x))
+    if quantum is None:
+        if hi == lo:
+            return np.array([lo - 0.5, hi + 0.5])
+        return np.linspace(lo, hi, min(max_bins, max(5, x.size // 5)) + 1)
+    k_lo, k_hi = int(round(lo / quantum)), int(round(hi / quantum))
+    per_bin = max(1, math.ceil((k_hi - k_lo + 1) / max_bins))
+    edges = np.arange(k_lo, k_hi + per_bin + 1, per_bin) - 0.5
+    return edges * quantum
+
+
+def fmp_conclusion(fmp_mean, fmp_std, rate, cv, approx_mu, approx_sd, V_th, cfg) -> str:
+    """The section-1.2 answer, read off the numbers: where the mean FMP sits and what drives the spikes."""
+    gap = V_th - fmp_mean.mean()
+    where = f"{gap:.1f} mV below threshold" if gap > 0 else f"{-gap:.1f} mV above threshold"
+    regime = ("fluctuation-driven: the fluctuations, not the mean, bring V to threshold" if gap > 0
+              else "mean-driven: the mean alone takes V over threshold")
+    cv_txt = f"{cv[cv > 0].mean():.2f}" if np.any(cv > 0) else "undefined (3 or fewer spikes)"
+    text = (f"The mean FMP ({fmp_mean.mean():.1f} mV; shot-noise approximation {approx_mu:.1f} mV) sits {where}, "
+            f"with fluctuations of {fmp_std.mean():.1f} mV (approx. {approx_sd:.1f}); the neuron fires "
+            f"{rate.mean():.1f} Hz with ISI CV {cv_txt} ({regime}).")
+    if cfg.quick:
+        text += f" [--quick run: {cfg.trials} trials of {cfg.T:g} ms; the numbers are not conclusive.]"
+    return text
+
+
+def run(cfg, log, files) -> dict:
     T, dt = cfg.T, cfg.dt
     params = exercise_params(cfg.g_bar)
     keys = jax.random.split(C.experiment_key(cfg.seed, STREAM), cfg.trials)
@@ -106,10 +139,11 @@ def main(argv=None) -> dict:
     log(f"{cfg.trials} trials in one vmap: FMP {fmp_mean.mean():.2f} +- {fmp_std.mean():.2f} mV")
 
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.8))
-    panels = [(fmp_mean, "FMP mean (mV)", approx_mu), (fmp_std, "FMP std (mV)", approx_sd),
-              (rate, "output rate (Hz)", None), (cv, "ISI CV", 1.0)]
-    for ax, (x, label, ref) in zip(axes, panels):
-        ax.hist(x, bins=min(30, max(5, cfg.trials // 5)), color="0.65")
+    panels = [(fmp_mean, "FMP mean (mV)", approx_mu, None), (fmp_std, "FMP std (mV)", approx_sd, None),
+              (rate, "output rate (Hz)", None, 1000.0 / T), (cv, "ISI CV", 1.0, None)]
+    for ax, (x, label, ref, quantum) in zip(axes, panels):
+        ax.hist(x, bins=histogram_bins(x, quantum), color="0.65")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.axvline(np.mean(x), color="tab:red", lw=1.5)
         text = f"mean {np.mean(x):.2f}"
         if ref is not None:
@@ -124,26 +158,27 @@ def main(argv=None) -> dict:
                          "reference: shot-noise approximation (FMP), Poisson CV = 1",
                          f"spike threshold {V_th:g} mV"],
                loc="lower center", ncol=4, fontsize=8, bbox_to_anchor=(0.5, -0.04))
+    caveat = f"  [--quick: {cfg.trials} trials, too few for conclusions]" if cfg.quick else ""
     fig.suptitle("How much do FMP statistics, rate and irregularity vary from trial to trial, "
-                 "and does the shot-noise approximation predict the FMP?", fontsize=10)
+                 f"and does the shot-noise approximation predict the FMP?{caveat}", fontsize=10)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     C.save_figure(fig, cfg.out, "trials.png", files)
 
     summary = dict(
-        name=NAME, figures=files, seed=cfg.seed, T=T, dt=dt, trials=cfg.trials,
+        name=NAME, figures=files, units="ms, mV, nS, Hz", seed=cfg.seed, T=T, dt=dt, trials=cfg.trials,
         rate_E=cfg.rate_E, rate_I=cfg.rate_I, g_bar=cfg.g_bar, key_stream=STREAM,
         trial0=dict(rate_Hz=rate0, isi_cv=cv0, fmp_mean_mV=mean0, fmp_std_mV=std0, n_spikes=int(spikes.sum())),
         trials_stats=dict(rate_Hz=C.mean_sem(rate), isi_cv=C.mean_sem(cv), fmp_mean_mV=C.mean_sem(fmp_mean),
                           fmp_std_mV=C.mean_sem(fmp_std), note="[mean over trials, SEM]"),
         approximation=dict(fmp_mean_mV=approx_mu, fmp_std_mV=approx_sd),
-        conclusion=(f"The mean FMP ({fmp_mean.mean():.1f} mV; shot-noise approximation {approx_mu:.1f} mV) "
-                    f"sits {V_th - fmp_mean.mean():.1f} mV below threshold; fluctuations of "
-                    f"{fmp_std.mean():.1f} mV (approx. {approx_sd:.1f}) cross it now and then: "
-                    f"{rate.mean():.1f} Hz with ISI CV {cv[cv > 0].mean() if np.any(cv > 0) else 0:.2f} "
-                    f"(fluctuation-driven)."),
+        conclusion=fmp_conclusion(fmp_mean, fmp_std, rate, cv, approx_mu, approx_sd, V_th, cfg),
         runtime_s=log.elapsed)
-    return C.finish(NAME, summary, cfg.out, log, len(files))
+    return summary
+
+
+def main(argv=None) -> dict:
+    return C.run_main(run, __doc__, NAME, DEFAULTS, QUICK, EXTRA, CHECKS, argv)
 
 
 if __name__ == "__main__":
-    main()
+    C.script(main)

@@ -2,7 +2,7 @@
 
 The first tutorial ("LIF neuron part 1") integrates tau dV/dt = E_L - V + R I(t) with forward Euler,
 I(t) = i_mean (1 + sin(2 pi t / 10 ms)), and no spike mechanism.  In jaxlif's units
-(SPEC "Units"): tau_m 20 ms, E_L -60 mV, V_reset -70 mV, V_th -50 mV, R = 0.1 GOhm (g_L 10 nS),
+(docs/conventions.md, section 1): tau_m 20 ms, E_L -60 mV, V_reset -70 mV, V_th -50 mV, R = 0.1 GOhm (g_L 10 nS),
 i_mean 250 pA, dt 1 ms, T 150 ms.  This script draws
 
 * ``current.png``: I(t) at the simulation samples [pA];
@@ -12,8 +12,15 @@ i_mean 250 pA, dt 1 ms, T 150 ms.  This script draws
 * ``f_I.png``: the batched extension, output rate against i_mean for the sinusoidal input and
   for a constant current of the same mean, all currents in one ``jax.vmap``.
 
-``lif_part1.json`` holds the plotted numbers; ``v_printed_SI`` are the values the tutorial's loop
-prints (the updated v after each step, in volts).
+``lif_part1.json`` holds the plotted numbers, in mV, pA, ms and Hz; ``v_first_steps_mV`` are the
+values the tutorial's loop prints after its first ten steps (the updated v; the tutorial prints them
+in volts, its SI units: divide by 1000 to compare).
+
+Why the f-I curves are staircases: with dt = 1 ms every inter-spike interval is a whole number of
+steps, so a steady rate can only be 1000/k Hz (..., 91, 100, 111, 125 Hz).  The sinusoidal curve
+also stays at exactly 100 Hz over a wide range of mean currents: the input repeats every 10 ms and
+the neuron locks to it, one spike per input cycle (1:1 mode locking).  Neither is a refractory
+effect: this neuron has t_ref = 0.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ EXTRA = {
     "fi_currents": ("mean currents of the f-I sweep [pA], list '0,50,...' or range 'start:stop:step'",
                     C.float_list),
 }
+CHECKS = {"i_mean": C.nonnegative("pA"), "fi_T": C.duration, "fi_currents": C.nonnegative("pA")}
 
 #: The first tutorial's neuron in ms/mV/nS/pA; no refractory period in that tutorial.
 PART1_NEURON = jl.LIFParams(V_th=-50.0, V_reset=-70.0, tau_m=20.0, g_L=10.0, V_init=-60.0,
@@ -70,9 +78,13 @@ def f_I_curve(currents, T: float, dt: float):
     return rates(jnp.asarray(currents, dtype=jnp.result_type(float)))
 
 
-def main(argv=None) -> dict:
-    cfg = C.parse(C.make_parser(__doc__, NAME, DEFAULTS, QUICK, EXTRA), argv, DEFAULTS, QUICK)
-    log, files = C.Progress(NAME), []
+def locked_plateau(currents, rates, period_ms: float = 10.0):
+    """The range of mean currents [pA] over which the rate is exactly one spike per input period."""
+    locked = np.isclose(rates, 1000.0 / period_ms)
+    return (float(currents[locked].min()), float(currents[locked].max())) if locked.any() else None
+
+
+def run(cfg, log, files) -> dict:
     T, dt = cfg.T, cfg.dt
     t = jl.time_axis(T, dt)
 
@@ -117,26 +129,41 @@ def main(argv=None) -> dict:
     ax.axvline(rheobase, color="k", ls="--", lw=1, label=f"rheobase g_L (V_th - E_L) = {rheobase:g} pA")
     ax.set(xlabel="mean input current i_mean (pA)", ylabel="output rate (Hz)",
            title="How much mean current does the neuron need to fire, and does modulation help?")
+    plateau = locked_plateau(currents, r_sin)
+    if plateau is not None:
+        ax.axhspan(99.0, 101.0, color="tab:blue", alpha=0.12, lw=0,
+                   label=f"100 Hz: one spike per 10 ms input cycle ({plateau[0]:g}-{plateau[1]:g} pA)")
     ax.legend(fontsize=8, loc="upper left")
-    ax.text(0.99, 0.02, f"dt = {dt:g} ms: ISIs are whole steps, hence the staircase", ha="right",
-            va="bottom", transform=ax.transAxes, fontsize=8, color="0.3")
+    fig.text(0.5, -0.01, f"dt = {dt:g} ms: every ISI is a whole number of steps, so rates are 1000/k Hz "
+             "(staircases).\nThe sinusoid's 100 Hz plateau is 1:1 locking to its 10 ms period, one spike per "
+             "cycle (t_ref = 0: not a refractory limit).", ha="center", va="top", fontsize=8, color="0.3")
     C.save_figure(fig, cfg.out, "f_I.png", files)
 
     summary = dict(
-        name=NAME, figures=files,
-        params=dict(neuron=PART1_NEURON._asdict(), i_mean=cfg.i_mean, T=T, dt=dt),
-        v_printed_SI=(v_sub[1:11] * 1e-3).tolist(),
+        name=NAME, figures=files, units="ms, mV, pA, nS, Hz",
+        params=dict(neuron=PART1_NEURON._asdict(), i_mean_pA=cfg.i_mean, T_ms=T, dt_ms=dt),
+        v_first_steps_mV=v_sub[1:11].tolist(),
+        v_first_steps_note=("v after each of the first ten steps of the tutorial's loop; the tutorial prints "
+                            "the same values in volts (divide by 1000)"),
         v_sub_max=float(v_sub.max()), n_spikes=int(spikes.sum()), spike_times_ms=t_spk.tolist(),
         f_I=dict(currents_pA=currents, rate_sin_Hz=r_sin, rate_dc_Hz=r_dc, rheobase_pA=rheobase,
-                 T=cfg.fi_T),
+                 T_ms=cfg.fi_T, locked_100Hz_pA=plateau),
         conclusion=(f"Without a spike mechanism V rises to {v_sub.max():.1f} mV, far above V_th = "
                     f"{p.V_th:g} mV; with it the neuron fires {int(spikes.sum())} spikes in {T:g} ms. "
                     f"Constant input fires only above the rheobase {rheobase:g} pA; the sinusoid "
                     f"(peaks at 2 i_mean) fires from i_mean = "
-                    f"{currents[np.argmax(r_sin > 0)] if np.any(r_sin > 0) else float('nan'):g} pA."),
+                    f"{currents[np.argmax(r_sin > 0)] if np.any(r_sin > 0) else float('nan'):g} pA."
+                    + (f" The sinusoidal curve stays at 100 Hz from {plateau[0]:g} to {plateau[1]:g} pA: the "
+                       f"neuron locks to the 10 ms input cycle, one spike per cycle (t_ref = 0, so this is "
+                       f"not a refractory limit); the dt = {dt:g} ms grid makes both curves staircases of "
+                       f"1000/k Hz." if plateau is not None else "")),
         runtime_s=log.elapsed)
-    return C.finish(NAME, summary, cfg.out, log, len(files))
+    return summary
+
+
+def main(argv=None) -> dict:
+    return C.run_main(run, __doc__, NAME, DEFAULTS, QUICK, EXTRA, CHECKS, argv)
 
 
 if __name__ == "__main__":
-    main()
+    C.script(main)

@@ -1,6 +1,6 @@
 """The main job: every figure and explorer of both tutorials, batched, in one run.
 
-Runs, on embedded defaults (SPEC parameter sets) and one ``--seed``:
+Runs, on embedded defaults (the parameter sets of docs/conventions.md, section 6) and one ``--seed``:
 
 1. ``lif_part1``: the first tutorial's input current and membrane potential, with and without spikes;
 2. ``free_membrane_potential``: section 1.2, FMP vs membrane potential with threshold;
@@ -14,16 +14,26 @@ Each experiment writes its PNGs and ``<name>.json`` into ``<out>/<name>/``; this
 ``<out>/summary.json`` (every experiment's numbers, status and runtime) and ``<out>/report.md`` (the
 conclusions, with the figures linked).  ``--quick`` runs everything at test size.  Every experiment
 also runs alone: ``python experiments/<name>.py --help``.
+
+Output: the whole run is written into a hidden staging folder next to ``--out`` and moved into place
+when it ends, so ``--out`` never mixes two runs and an interrupted run (Ctrl-C: exit status 130)
+leaves it as it was.  An existing ``--out`` is replaced only with ``--overwrite``.  ``--only NAMES``
+runs some experiments and *merges* them into an existing ``--out`` of an earlier run: their folders
+are replaced, the other experiments' folders and entries are kept, and ``summary.json`` and
+``report.md`` list the union (each experiment with the seed and size it was run with).
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import platform
+import shutil
 import sys
 import time
 import traceback
+from datetime import datetime, timezone
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -46,8 +56,23 @@ TITLES = {
 }
 DEFAULTS = dict(seed=0, only=None)
 QUICK: dict = {}
-EXTRA = {"only": ("run only these experiments (comma-separated names; default all, fitting included)",
+EXTRA = {"only": ("run only these experiments (comma-separated names; default all, fitting included); "
+                  "into an existing --out of an earlier run they are merged",
                   lambda s: [x.strip() for x in s.split(",") if x.strip()])}
+
+
+OUTPUTS = "summary.json, report.md and one folder of PNGs and <name>.json per experiment"
+
+
+def _only(value, cfg):
+    unknown = sorted(set(value) - set(EXPERIMENTS + [FIT]))
+    if unknown:
+        return f"unknown experiments {unknown}; choose from {EXPERIMENTS + [FIT]}"
+    if not value:
+        return "names no experiment"
+
+
+CHECKS = {"only": _only}
 
 
 def _experiment_args(cfg, out: Path) -> list[str]:
@@ -109,12 +134,15 @@ def run_fit(cfg, out: Path, loader=load_fit_module) -> dict:
                 figures=_figures(out, folder, summary), summary=summary)
 
 
-def write_report(out: Path, results: dict, info: dict) -> Path:
+def report_text(results: dict, info: dict) -> str:
     """``report.md``: run information, each experiment's conclusion and its figures (relative links)."""
     lines = ["# jaxlif: the tutorials' figures and explorers, batched", "",
              f"Main job `python experiments/reproduce.py{' --quick' if info['quick'] else ''}`: seed "
              f"{info['seed']}, {info['runtime_s']:.0f} s on {info['device']} (jax {info['jax']}, "
              f"{info['cpu_count']} CPU cores). Numbers: `summary.json` and each folder's JSON.", ""]
+    if info.get("kept_from_earlier_run"):
+        lines += [f"This run (`--only`) redid {', '.join(info['ran'])}; kept from an earlier run: "
+                  f"{', '.join(info['kept_from_earlier_run'])} (seed and size noted under each).", ""]
     for name, res in results.items():
         lines += [f"## {TITLES.get(name, name)}", ""]
         if res["status"] == "pending":
@@ -126,42 +154,85 @@ def write_report(out: Path, results: dict, info: dict) -> Path:
         if summary.get("conclusion"):
             lines += [summary["conclusion"], ""]
         lines += [f"![{Path(f).stem}]({f})" for f in res["figures"]] + [""]
-        lines += [f"_{res['runtime_s']:.1f} s; numbers in `{name}/`._", ""]
-    path = out / "report.md"
-    path.write_text("\n".join(lines))
-    return path
+        size = " --quick" if res.get("quick") else ""
+        lines += [f"_{res['runtime_s']:.1f} s (seed {res.get('seed', info['seed'])}{size}); numbers in `{name}/`._", ""]
+    return "\n".join(lines)
+
+
+def _rebase(obj, old: str, new: str):
+    """Replace the staging folder's path by the final one in every string of ``obj``."""
+    if isinstance(obj, dict):
+        return {k: _rebase(v, old, new) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_rebase(v, old, new) for v in obj]
+    return obj.replace(old, new) if isinstance(obj, str) else obj
+
+
+def _previous(out: Path) -> dict:
+    """The experiments recorded in ``out/summary.json`` whose folders still exist ({} if none)."""
+    try:
+        old = json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {name: res for name, res in (old.get("experiments") or {}).items()
+            if name in TITLES and isinstance(res, dict) and (out / name).is_dir()}
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temporary file, then rename)."""
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def main(argv=None) -> dict:
-    cfg = C.parse(C.make_parser(__doc__, NAME, DEFAULTS, QUICK, EXTRA, out_default="results"),
-                  argv, DEFAULTS, QUICK)
+    parser = C.make_parser(__doc__, NAME, DEFAULTS, QUICK, EXTRA, out_default="results", outputs=OUTPUTS)
+    cfg = C.parse(parser, argv, DEFAULTS, QUICK, CHECKS, check_output=False)
     out = cfg.out
+    merge = bool(cfg.only) and not cfg.overwrite and (out / "summary.json").is_file()
+    C.check_out(parser, out, cfg.overwrite, merge_ok=merge)
     wanted = cfg.only or EXPERIMENTS + [FIT]
-    unknown = sorted(set(wanted) - set(EXPERIMENTS + [FIT]))
-    if unknown:
-        raise ValueError(f"--only: unknown experiments {unknown}; choose from {EXPERIMENTS + [FIT]}")
+    names = [n for n in EXPERIMENTS + [FIT] if n in wanted]
     t0 = time.perf_counter()
     results = {}
-    names = [n for n in EXPERIMENTS + [FIT] if n in wanted]
-    for i, name in enumerate(names, 1):
-        print(f"[{NAME}] ({i}/{len(names)}) {name} ...", flush=True)
-        results[name] = run_fit(cfg, out) if name == FIT else run_experiment(name, cfg, out)
-        res = results[name]
-        print(f"[{NAME}] ({i}/{len(names)}) {name}: {res['status']} in {res['runtime_s']:.1f} s "
-              f"({len(res['figures'])} figures; total {time.perf_counter() - t0:.1f} s)", flush=True)
-    info = dict(seed=cfg.seed, quick=cfg.quick, runtime_s=time.perf_counter() - t0, jax=jax.__version__,
-                device=f"{jax.devices()[0].platform} ({platform.processor() or platform.machine()})",
-                cpu_count=len(os.sched_getaffinity(0)), python=platform.python_version())
-    ok = all(r["status"] != "error" for r in results.values())
-    if FIT in results and results[FIT]["status"] == "pending":
-        print(f"[{NAME}] fitting pending (experiments/fit_stp.py not importable yet)", flush=True)
-    summary = dict(name=NAME, ok=ok, info=info, experiments=results)
-    C.write_json(summary, out, "summary.json")
-    write_report(out, results, info)
-    print(f"[{NAME}] {'done' if ok else 'FAILED'}: {sum(len(r['figures']) for r in results.values())} figures, "
-          f"summary.json and report.md in {out} ({info['runtime_s']:.1f} s)", flush=True)
+    with C.staged_folder(out) as stage:
+        for i, name in enumerate(names, 1):
+            print(f"[{NAME}] ({i}/{len(names)}) {name} ...", flush=True)
+            res = run_fit(cfg, stage) if name == FIT else run_experiment(name, cfg, stage)
+            res = _rebase(C.to_jsonable(res), str(stage), str(out))
+            res.update(seed=cfg.seed, quick=cfg.quick,
+                       finished_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            results[name] = res
+            print(f"[{NAME}] ({i}/{len(names)}) {name}: {res['status']} in {res['runtime_s']:.1f} s "
+                  f"({len(res['figures'])} figures; total {time.perf_counter() - t0:.1f} s)", flush=True)
+        kept = {k: v for k, v in _previous(out).items() if k not in results} if merge else {}
+        merged = {n: (results[n] if n in results else kept[n]) for n in EXPERIMENTS + [FIT]
+                  if n in results or n in kept}
+        info = dict(seed=cfg.seed, quick=cfg.quick, runtime_s=time.perf_counter() - t0, jax=jax.__version__,
+                    device=f"{jax.devices()[0].platform} ({platform.processor() or platform.machine()})",
+                    cpu_count=len(os.sched_getaffinity(0)), python=platform.python_version(),
+                    ran=names, kept_from_earlier_run=sorted(kept))
+        ok = all(r["status"] != "error" for r in merged.values())
+        if FIT in results and results[FIT]["status"] == "pending":
+            print(f"[{NAME}] fitting pending (experiments/fit_stp.py not importable yet)", flush=True)
+        summary = dict(name=NAME, ok=ok, units="ms, mV, nS, pA, Hz", info=info, experiments=merged)
+        if merge:       # replace only this run's experiment folders, then the two index files
+            for name in names:
+                if (stage / name).exists():
+                    C.commit_folder(stage / name, out / name)
+                elif (out / name).exists():      # failed now: drop the earlier figures, the entry says why
+                    shutil.rmtree(out / name)
+            _write_text(out / "summary.json", json.dumps(C.to_jsonable(summary), indent=1) + "\n")
+            _write_text(out / "report.md", report_text(merged, info))
+        else:
+            C.write_json(summary, stage, "summary.json")
+            (stage / "report.md").write_text(report_text(merged, info))
+            C.commit_folder(stage, out)
+    n_fig = sum(len(r["figures"]) for r in results.values())
+    print(f"[{NAME}] {'done' if ok else 'FAILED'}: {n_fig} figures, summary.json and report.md in {out} "
+          f"({info['runtime_s']:.1f} s{'; merged with ' + ', '.join(sorted(kept)) if kept else ''})", flush=True)
     return C.to_jsonable(summary)
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main()["ok"] else 1)
+    C.script(main)

@@ -11,7 +11,7 @@ g1, g10 and g10/g1 against the rate of a regular train (STD: U0 0.5, tau_d 100, 
   (``jaxlif.ratio_curve``) and Poisson trains as mean and 10-90 % band over ``--trials`` trains per rate.
 
 Numbering follows the tutorial: its "g1" and "g10" are g right after the 1st and the 9th spike the
-synapse receives (the spike at index 0 is never seen; SPEC).  Poisson trains use the same numbering:
+synapse receives (the spike at index 0 is never seen; docs/conventions.md, section 4.6).  Poisson trains use the same numbering:
 g right after received spikes 1 and 9.  A Bernoulli-per-step Poisson train has independent
 Geometric(p = rate dt / 1000) gaps in steps, so each Poisson trial is drawn as 9 geometric gaps and
 run event by event with ``jaxlif.plasticity.stp_event`` (exact for the Euler scheme: the same numbers
@@ -56,6 +56,35 @@ EXTRA = {
     "stf_rates": ("rates of the STF ratio curve [Hz] (list or start:stop:step)", C.float_list),
 }
 KINDS = {"std": ("STD", jl.STD), "stf": ("STF", jl.STF)}
+
+
+def _tau_syn(value, cfg):
+    if not (value >= cfg.dt):
+        return f"must be at least dt={cfg.dt:g} ms (forward Euler), got {value:g}"
+
+
+def _trace_T(value, cfg):
+    return None if value is None else C.duration(value, cfg)
+
+
+CHECKS = {"T": _trace_T, "trace_rate": C.positive_rates, "g_bar": C.positive("nS"), "tau_syn": _tau_syn,
+          "std_rates": C.positive_rates, "stf_rates": C.positive_rates}
+
+
+def describe_curve(rates, ratio) -> str:
+    """How a ratio curve changes with rate, read off the numbers (no expectation built in)."""
+    d = np.diff(ratio)
+    k = int(np.argmax(ratio))
+    if d.size == 0:
+        return f"is {ratio[0]:.2f} at {rates[0]:g} Hz"
+    if np.all(d < 0):
+        return f"falls monotonically from {ratio[0]:.2f} at {rates[0]:g} Hz to {ratio[-1]:.2f} at {rates[-1]:g} Hz"
+    if np.all(d > 0):
+        return f"rises monotonically from {ratio[0]:.2f} at {rates[0]:g} Hz to {ratio[-1]:.2f} at {rates[-1]:g} Hz"
+    if 0 < k < ratio.size - 1:
+        return (f"rises from {ratio[0]:.2f} at {rates[0]:g} Hz to {ratio[k]:.2f} at {rates[k]:g} Hz, then falls "
+                f"to {ratio[-1]:.2f} at {rates[-1]:g} Hz")
+    return f"goes from {ratio[0]:.2f} at {rates[0]:g} Hz to {ratio[-1]:.2f} at {rates[-1]:g} Hz, not monotonically"
 
 
 def poisson_event_conductances(key, params, rates, trials, dt, g_bar, tau_syn, n_events=LATE_SPIKE):
@@ -153,13 +182,11 @@ def _ratio_figure(label, params, rates, g1, g10, pg, trials, out, files, fname):
     C.save_figure(fig, out, fname, files)
 
 
-def main(argv=None) -> dict:
-    cfg = C.parse(C.make_parser(__doc__, NAME, DEFAULTS, QUICK, EXTRA), argv, DEFAULTS, QUICK)
-    log, files = C.Progress(NAME), []
+def run(cfg, log, files) -> dict:
     dt = cfg.dt
     T = cfg.T if cfg.T is not None else 10.0 * 1000.0 / cfg.trace_rate
     root = C.experiment_key(cfg.seed, STREAM)
-    summary = dict(name=NAME, figures=files, seed=cfg.seed, dt=dt, trace_T=T, trace_rate=cfg.trace_rate,
+    summary = dict(name=NAME, figures=files, units="ms, nS, Hz", seed=cfg.seed, dt=dt, trace_T=T, trace_rate=cfg.trace_rate,
                    trials=cfg.trials, g_bar=cfg.g_bar, tau_syn=cfg.tau_syn, key_stream=STREAM,
                    late_spike_received=LATE_SPIKE)
     conclusions = []
@@ -186,19 +213,20 @@ def main(argv=None) -> dict:
                          ratio_p10=np.percentile(pratio, 10, axis=-1), ratio_p90=np.percentile(pratio, 90, axis=-1)),
             trace=dict(n_spikes_regular=int(trains[0].sum()), n_spikes_poisson=int(trains[1].sum())))
         k = int(np.argmax(ratio))
-        if kind == "std":
-            conclusions.append(f"STD: g10/g1 falls monotonically from {ratio[0]:.2f} at {rates[0]:g} Hz to "
-                               f"{ratio[-1]:.2f} at {rates[-1]:g} Hz (Poisson mean {pratio.mean(-1)[-1]:.2f}): "
-                               f"faster input leaves R less time to recover.")
-        else:
-            conclusions.append(f"STF: g10/g1 rises to {ratio[k]:.2f} at {rates[k]:g} Hz, then falls to "
-                               f"{ratio[-1]:.2f} at {rates[-1]:g} Hz: facilitation of u (tau_f 750 ms) wins at "
-                               f"low rates, depletion of R (tau_d 100 ms) at high rates; Poisson trains give "
-                               f"{pratio.mean(-1)[k]:.2f} on average at {rates[k]:g} Hz with a wide spread.")
+        why = (" (depression: faster input leaves R less time to recover)" if kind == "std" else
+               " (facilitation of u, tau_f 750 ms, against depletion of R, tau_d 100 ms)")
+        conclusions.append(f"{label}: g10/g1 for regular trains {describe_curve(rates, ratio)}{why}; Poisson "
+                           f"trains give {pratio.mean(-1)[k]:.2f} on average at {rates[k]:g} Hz (10-90 %: "
+                           f"{np.percentile(pratio[k], 10):.2f}-{np.percentile(pratio[k], 90):.2f}, "
+                           f"{cfg.trials} trains).")
     summary["conclusion"] = " ".join(conclusions)
     summary["runtime_s"] = log.elapsed
-    return C.finish(NAME, summary, cfg.out, log, len(files))
+    return summary
+
+
+def main(argv=None) -> dict:
+    return C.run_main(run, __doc__, NAME, DEFAULTS, QUICK, EXTRA, CHECKS, argv)
 
 
 if __name__ == "__main__":
-    main()
+    C.script(main)

@@ -186,6 +186,71 @@ def check_shape(name: str, value: Any, shape: tuple) -> None:
         raise ValueError(f"{name} has shape {tuple(arr_shape)}, expected {tuple(shape)}")
 
 
+def check_probability(name: str, p: Any) -> None:
+    """A probability: finite and in [0, 1]."""
+    check_finite(name, p)
+    arr = _concrete(p)
+    if arr is not None and not np.all((arr >= 0) & (arr <= 1)):
+        bad = arr[~((arr >= 0) & (arr <= 1))] if arr.ndim else arr
+        raise ValueError(f"{name}={_show(bad)} is outside [0, 1]; {name} is a probability per step")
+
+
+def check_steps(name: str, value: Any, axis: int = -1) -> int:
+    """An input with a time axis must have at least one sample; returns the number of samples."""
+    shape = np.shape(value)
+    n = shape[axis]
+    if n == 0:
+        raise ValueError(f"{name} has shape {tuple(shape)}: no time steps; a run needs at least one "
+                         f"sample (its time axis is the last one)")
+    return int(n)
+
+
+def _fields(params: Any, name: str):
+    """``(label, value, parent, field)`` for every leaf field of a (nested) parameter NamedTuple."""
+    for field in params._fields:
+        value = getattr(params, field)
+        label = f"{name}.{field}"
+        if hasattr(value, "_fields"):
+            yield from _fields(value, label)
+        else:
+            yield label, value
+
+
+def lists_to_arrays(params: Any, name: str = "params") -> Any:
+    """A copy of a (nested) parameter NamedTuple with every list or tuple value turned into a float
+    NumPy array (``LIFParams(tau_m=[10.0])`` works like ``LIFParams(tau_m=np.array([10.0]))``)."""
+    changes = {}
+    for field in params._fields:
+        value = getattr(params, field)
+        if hasattr(value, "_fields"):
+            new = lists_to_arrays(value, f"{name}.{field}")
+            if new is not value:
+                changes[field] = new
+        elif isinstance(value, (list, tuple)):
+            arr = check_numeric(f"{name}.{field}", value)
+            changes[field] = np.asarray(arr, dtype=float)
+    return params._replace(**changes) if changes else params
+
+
+def check_field_shapes(name: str, params: Any, allowed: tuple, hint: str) -> None:
+    """Every leaf of a (nested) parameter NamedTuple must have one of the ``allowed`` shapes
+    (tracers included: their shape is known); ``hint`` says what to do instead."""
+    for label, value in _fields(params, name):
+        shape = tuple(np.shape(value))
+        if shape not in allowed:
+            want = " or ".join(str(a) for a in allowed)
+            raise ValueError(f"{label} has shape {shape}, expected {want}; {hint}")
+
+
+def single_neuron_hint(function: str, batch: str | None = None) -> str:
+    """The message part that points a user with per-neuron arrays to ``jax.vmap`` / ``jaxlif.batch``."""
+    alt = f" or jaxlif.batch.{batch}" if batch else ""
+    return (f"{function} simulates one neuron, so its neuron and synapse parameters are scalars. "
+            f"For several neurons map it over the parameter with jax.vmap (e.g. "
+            f"jax.vmap(lambda tau_m: {function}(..., params._replace(neuron=params.neuron._replace("
+            f"tau_m=tau_m)), ...))(tau_ms)){alt}")
+
+
 def check_params(name: str, params: Any, dt: float, spec: dict) -> None:
     """Check each field of a parameter NamedTuple by a rule: 'finite', 'positive', 'nonneg', 'tau', 'U0',
     'V_th' (a rule table such as :data:`LIF_RULES`)."""
@@ -231,6 +296,10 @@ _TRACED_RULES: dict[str, tuple[Callable, str]] = {
     "V_th": (lambda x, dt: ~jnp.isnan(x), "mV must be a number (+inf removes the threshold)"),
     "rate": (lambda x, dt: jnp.isfinite(x) & (x >= 0) & (x * (dt / 1000.0) <= 1),
              "Hz must be finite, >= 0 and <= 1000/dt = {rate_max} Hz"),
+    "prob": (lambda x, dt: (x >= 0) & (x <= 1), "must be a probability in [0, 1]"),
+    "one_spike": (lambda x, dt: x <= 1,
+                  "has more than one spike in a step: the tutorial's scheme turns a count c into one "
+                  "release scaled by c (u > 1 or R < 0 are possible); pass counts='sequential'"),
 }
 
 

@@ -1,14 +1,18 @@
 """Spike-train and membrane-potential statistics with fixed shapes (jit- and vmap-friendly).
 
-Inputs are boolean rasters with time on the last axis (``spikes[..., k]`` is a spike at
-``k*dt`` ms) and traces of the same shape; every function reduces the last axis, so a
+Inputs are spike rasters with time on the last axis (``spikes[..., k]`` is a spike at
+``k*dt`` ms; boolean, or spike counts per step) and traces of the same shape; every function reduces the last axis, so a
 batch ``(batch, n_steps)`` gives ``(batch,)``.  No Python lists, no data-dependent shapes.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
 
 from jaxlif import _checks
 
@@ -16,65 +20,104 @@ __all__ = ["spike_count", "spike_rate", "isi_cv", "fmp_stats", "values_at_events
            "fmp_shot_noise", "balanced_inh_rate"]
 
 
-def spike_count(spikes: jax.Array) -> jax.Array:
-    """Number of spikes along the last axis (int32)."""
-    return jnp.sum(spikes, axis=-1, dtype=jnp.int32)
+def _raster(spikes: ArrayLike, name: str = "spikes") -> jax.Array:
+    """A spike raster as an array: boolean, or numbers of spikes per step (0/1 floats, counts).
+
+    Concrete numeric rasters are checked: every entry must be a non-negative whole number.
+    """
+    if not isinstance(spikes, jax.core.Tracer):
+        arr = np.asarray(spikes)
+        if arr.dtype != bool:
+            if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+                raise TypeError(f"{name} must be a boolean raster or spike counts per step, got dtype "
+                                f"{arr.dtype}")
+            with np.errstate(invalid="ignore"):
+                bad = ~np.isfinite(arr) | (arr < 0) | (arr != np.round(arr))
+            if np.any(bad):
+                raise ValueError(f"{name} must hold spike counts per step (0, 1, 2, ...), got "
+                                 f"{arr[bad].ravel()[0].item()!r}")
+    return jnp.asarray(spikes)
 
 
-def spike_rate(spikes: jax.Array, T: float) -> jax.Array:
+def spike_count(spikes: ArrayLike) -> jax.Array:
+    """Number of spikes along the last axis (int32).
+
+    ``spikes`` is a boolean raster or a raster of spike counts per step (0/1 floats as
+    ``nma.Poisson_generator`` returns, or integer counts), time on the last axis.
+    """
+    return jnp.sum(_raster(spikes), axis=-1, dtype=jnp.int32)
+
+
+def spike_rate(spikes: ArrayLike, T: float) -> jax.Array:
     """Spike rate ``1000 * n_spikes / T`` [Hz] (the tutorial's rule; T [ms])."""
     _checks.check_positive("T", T, "ms")
     return 1000.0 * spike_count(spikes).astype(jnp.result_type(float)) / T
 
 
-def _isi_steps(spikes: jax.Array):
-    """Per-sample ISI in steps ending at each spike (0 elsewhere) and the validity mask."""
-    idx = jnp.arange(spikes.shape[-1])
-    last = jax.lax.cummax(jnp.where(spikes, idx, -1), axis=spikes.ndim - 1)
-    prev = jnp.concatenate([jnp.full(spikes.shape[:-1] + (1,), -1), last[..., :-1]], axis=-1)
-    valid = spikes & (prev >= 0)
-    isi = jnp.where(valid, idx - prev, 0).astype(jnp.result_type(float))
-    return isi, valid
-
-
-def isi_cv(spikes: jax.Array) -> jax.Array:
+def isi_cv(spikes: ArrayLike) -> jax.Array:
     """Coefficient of variation of the inter-spike intervals, ``std(ISI) / mean(ISI)``.
 
-    The tutorial's rule: 0 with 3 or fewer spikes; ``std`` is the population standard
-    deviation (``np.std``).  Computed from the raster (cumulative max, two passes) on ISIs
-    counted in steps, so a perfectly regular train gives exactly 0 (the CV is dimensionless
-    and does not depend on dt).
+    The tutorial's rule on the spike times: 0 with 3 or fewer spikes; ``std`` is the
+    population standard deviation (``np.std``).  Computed from the raster (cumulative max)
+    on ISIs counted in steps, so a perfectly regular train gives exactly 0 (the CV is
+    dimensionless and does not depend on dt).
+
+    ``spikes`` may be a boolean raster, 0/1 floats (``nma.Poisson_generator``) or counts per
+    step.  A count ``c > 1`` at step ``k`` means ``c`` spikes at time ``k dt``, exactly as the
+    tutorial's spike-time list would hold them: ``c - 1`` intervals of length 0.  So the
+    result equals the tutorial's ``np.std(np.diff(t)) / np.mean(np.diff(t))`` on the spike
+    times ``t`` with repeats.  (For "steps with at least one spike" pass ``spikes > 0``.)
 
     Args:
-        spikes: boolean raster ``(..., n_steps)``.
+        spikes: raster ``(..., n_steps)``: boolean, or non-negative whole numbers.
+
+    Returns:
+        ``(...)`` float CV.
+
+    Raises:
+        ValueError: if a concrete numeric raster holds a negative or fractional entry.
     """
-    isi, valid = _isi_steps(spikes)
-    n_isi = jnp.sum(valid, axis=-1)
-    denom = jnp.maximum(n_isi, 1)
+    return _isi_cv(_raster(spikes))
+
+
+@jax.jit
+def _isi_cv(counts: jax.Array) -> jax.Array:
+    """:func:`isi_cv` on a checked raster (one compiled program per shape and dtype)."""
+    has = counts > 0
+    idx = jnp.arange(counts.shape[-1])
+    last = jax.lax.cummax(jnp.where(has, idx, -1), axis=counts.ndim - 1)
+    prev = jnp.concatenate([jnp.full(counts.shape[:-1] + (1,), -1), last[..., :-1]], axis=-1)
+    valid = has & (prev >= 0)
+    isi = jnp.where(valid, idx - prev, 0).astype(jnp.result_type(float))
+    n_spikes = jnp.sum(counts, axis=-1, dtype=jnp.int32)
+    n_zero = n_spikes - jnp.sum(has, axis=-1, dtype=jnp.int32)      # extra spikes sharing a step
+    denom = jnp.maximum(n_spikes - 1, 1)
     mean = jnp.sum(isi, axis=-1) / denom
-    var = jnp.sum(jnp.where(valid, (isi - mean[..., None]) ** 2, 0.0), axis=-1) / denom
-    ok = spike_count(spikes) > 3
+    var = (jnp.sum(jnp.where(valid, (isi - mean[..., None]) ** 2, 0.0), axis=-1)
+           + n_zero * mean ** 2) / denom
+    ok = n_spikes > 3
     return jnp.where(ok, jnp.sqrt(var) / jnp.where(ok, mean, 1.0), 0.0)
 
 
-def fmp_stats(v: jax.Array) -> tuple[jax.Array, jax.Array]:
+def fmp_stats(v: ArrayLike) -> tuple[jax.Array, jax.Array]:
     """Mean and (population) standard deviation of a free-membrane-potential trace [mV] over time."""
     return jnp.mean(v, axis=-1), jnp.std(v, axis=-1)
 
 
-def spike_times(spikes: jax.Array, dt: float, max_spikes: int) -> tuple[jax.Array, jax.Array]:
+def spike_times(spikes: ArrayLike, dt: float, max_spikes: int) -> tuple[jax.Array, jax.Array]:
     """The first ``max_spikes`` spike times [ms], padded with NaN, and the validity mask.
 
     Shapes ``(..., max_spikes)``; spikes beyond ``max_spikes`` are reported by the mask being
     all True and ``spike_count > max_spikes`` (nothing is dropped silently: compare the counts).
     """
     _checks.check_count("max_spikes", max_spikes, minimum=1)
+    spikes = _raster(spikes)
     values, valid = values_at_events(jnp.arange(spikes.shape[-1]) * dt + jnp.zeros(spikes.shape),
                                      spikes, max_spikes)
     return values, valid
 
 
-def values_at_events(trace: jax.Array, events: jax.Array, max_events: int):
+def values_at_events(trace: ArrayLike, events: ArrayLike, max_events: int) -> tuple[jax.Array, jax.Array]:
     """Values of ``trace`` at the first ``max_events`` True samples of ``events`` (NaN padded).
 
     Used for the conductance amplitude at each presynaptic spike: ``values_at_events(g, train, 16)``
@@ -84,6 +127,7 @@ def values_at_events(trace: jax.Array, events: jax.Array, max_events: int):
         ``(values, valid)`` of shape ``(..., max_events)``.
     """
     _checks.check_count("max_events", max_events, minimum=1)
+    trace, events = jnp.asarray(trace), jnp.asarray(events)
 
     def one(tr, ev):
         (idx,) = jnp.nonzero(ev, size=max_events, fill_value=-1)
@@ -96,7 +140,8 @@ def values_at_events(trace: jax.Array, events: jax.Array, max_events: int):
     return fn(trace, events)
 
 
-def fmp_shot_noise(params, rate_E, rate_I, *, n_E: int = 80, n_I: int = 20, I_inj=0.0):
+def fmp_shot_noise(params: Any, rate_E: ArrayLike, rate_I: ArrayLike, *, n_E: int = 80, n_I: int = 20,
+                   I_inj: ArrayLike = 0.0) -> tuple[jax.Array, jax.Array]:
     """Shot-noise (Campbell) approximation of the free membrane potential's mean and std [mV].
 
     For ``K`` Poisson trains at ``nu`` [1/ms] with jumps ``g_bar`` [nS] decaying with ``tau`` [ms]
@@ -129,7 +174,8 @@ def fmp_shot_noise(params, rate_E, rate_I, *, n_E: int = 80, n_I: int = 20, I_in
     return mu, jnp.sqrt(var)
 
 
-def balanced_inh_rate(params, mu, rate_E, *, n_E: int = 80, n_I: int = 20, I_inj=0.0):
+def balanced_inh_rate(params: Any, mu: ArrayLike, rate_E: ArrayLike, *, n_E: int = 80, n_I: int = 20,
+                      I_inj: ArrayLike = 0.0) -> jax.Array:
     """The inhibitory rate [Hz] that puts the approximate mean FMP (:func:`fmp_shot_noise`) at ``mu`` [mV].
 
     Solves ``mu = (g_L E_L + g0_E E_E + g0_I E_I + I_inj) / (g_L + g0_E + g0_I)`` for ``g0_I``.  A

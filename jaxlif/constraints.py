@@ -22,7 +22,22 @@ exponential synapse::
     loss = lambda th: my_loss(jaxlif.constraints.from_unconstrained(th, cons))
     jax.grad(loss)(theta)
 
-Both maps work leaf-wise on arrays of any shape, under ``jit``, ``vmap`` and ``grad``.
+Both maps work leaf-wise on arrays of any shape (per-synapse or per-neuron values), under ``jit``,
+``vmap`` and ``grad``.
+
+The library's rules (:func:`default_constraints`), one per field, for every parameter pytree a
+simulator takes (:class:`~jaxlif.LIFParams`, :class:`~jaxlif.SynParams`, :class:`~jaxlif.STPParams` and
+the composites :class:`~jaxlif.CondLIFParams` = (neuron, exc, inh), :class:`~jaxlif.STPLIFParams` =
+(neuron, exc, inh, stp_E, stp_I))::
+
+    potentials V_th, V_reset, V_init, E_L, E_rev [mV]   real
+    tau_m, tau_syn, tau_d, tau_f [ms]                   greater_than(dt)   (> 0 without dt)
+    g_L, g_bar [nS], t_ref [ms]                         positive
+    U0                                                  unit_interval
+
+Every value they produce passes the simulators' checks (``g_bar = 0`` and ``t_ref = 0``, allowed by the
+checks, are boundaries the maps approach but do not reach).  Surrogate-gradient fits of spiking runs use
+the same maps (README, "Gradients").
 """
 
 from __future__ import annotations

@@ -9,9 +9,19 @@ The same per-step draw is used by the whole-array generators here and inside the
 batch simulators' scans, so a simulation that draws its input on the fly sees exactly
 the train (or count) that :func:`poisson_trains` (or :func:`poisson_counts`) returns
 for the same key: the two paths can be checked against each other.
+
+Invalid traced values (a rate below 0 or above ``1000/dt``, a probability outside [0, 1], NaN)
+poison the outputs: float counts become NaN, boolean trains all ``True``; :func:`jaxlif.checked`
+raises naming the argument.  A rate of ``-0.0`` (e.g. ``np.round(-0.4)``) is 0.
+
+Gradients: the draws compare uniforms with ``p``, so nothing here is differentiable with respect
+to a rate or a probability (the gradient is zero, not an estimate); see the README, "Gradients".
 """
 
 from __future__ import annotations
+
+import functools
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -34,26 +44,56 @@ __all__ = [
 ]
 
 
-def _p_spike(rate, dt: float):
-    """Probability of a spike in one step, p = rate [Hz] * dt [ms] / 1000."""
-    return jnp.asarray(rate, dtype=jnp.result_type(float)) * (dt / 1000.0)
+def _p_spike(rate, dt: float, name: str = "rate"):
+    """Probability of a spike in one step, p = rate [Hz] * dt [ms] / 1000 (``-0.0`` becomes ``+0.0``).
+
+    Differentiating through it warns (once per trace) that the draws are not reparameterised."""
+    rate = _drawn_rate(jnp.asarray(rate, dtype=jnp.result_type(float)), name)
+    return jnp.where(rate == 0, 0.0, rate) * (dt / 1000.0)
 
 
-def bernoulli_step(key: jax.Array, step: jax.Array, p: jax.Array, n: int) -> jax.Array:
-    """Spikes of ``n`` independent trains at one step: ``uniform(fold_in(key, step), (n,)) < p`` (bool)."""
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _drawn_rate(rate, name: str):
+    return rate
+
+
+@_drawn_rate.defjvp
+def _drawn_rate_jvp(name, primals, tangents):
+    warnings.warn(f"the gradient with respect to {name} is zero: Poisson spikes are drawn by comparing uniforms "
+                  f"with rate*dt/1000, which is not reparameterised. Use finite differences over common random "
+                  f"numbers (the same key), or jaxlif.fmp_shot_noise for a differentiable approximation of the "
+                  f"free membrane potential (README, 'Gradients')", UserWarning, stacklevel=2)
+    return primals[0], jnp.zeros_like(tangents[0])
+
+
+def _bernoulli(key, step, p, n: int):
     u = jax.random.uniform(jax.random.fold_in(key, step), (n,), dtype=jnp.result_type(float))
     return u < p
 
 
+def bernoulli_step(key: jax.Array, step: jax.Array, p: jax.Array, n: int) -> jax.Array:
+    """Spikes of ``n`` independent trains at one step: ``uniform(fold_in(key, step), (n,)) < p`` (bool).
+
+    ``p`` must lie in [0, 1]: a concrete value outside raises ``ValueError``; a traced one gives an
+    all-``True`` (poisoned) result, never the clipped "no spikes" (``p < 0``) or "all spikes" (``p > 1``).
+    """
+    _checks.check_probability("p", p)
+    _checks.check_count("n", n)
+    p = jnp.asarray(p, dtype=jnp.result_type(float))
+    return _checks.poison(_checks.traced_rule("p", p, "prob"), _bernoulli(key, step, p, n))
+
+
 def _binomial_tail(p: jax.Array, n: int) -> jax.Array:
-    """``P(X > k)`` for ``k = 0 .. n-1``, X ~ Binomial(n, p); differentiable in p, works for p in [0, 1]."""
+    """``P(X > k)`` for ``k = 0 .. n-1``, X ~ Binomial(n, p); differentiable in p, for p in [0, 1].
+
+    All NaN for ``p`` outside [0, 1] or NaN (:func:`binomial_count` then returns NaN)."""
     k = jnp.arange(n + 1, dtype=jnp.result_type(float))
     log_pmf = (gammaln(n + 1.0) - gammaln(k + 1.0) - gammaln(n - k + 1.0)
                + xlogy(k, p) + xlog1py(n - k, -p))
     pmf = jnp.exp(log_pmf)
     upper = jnp.cumsum(pmf[::-1])[::-1][1:]  # P(X > k) summed from the top: accurate when small
     lower = 1.0 - jnp.cumsum(pmf)[:-1]       # 1 - P(X <= k): accurate when P(X > k) is near 1
-    return jnp.where(upper < 0.5, upper, lower)
+    return jnp.where((p >= 0) & (p <= 1), jnp.where(upper < 0.5, upper, lower), jnp.nan)
 
 
 def binomial_count(key: jax.Array, step: jax.Array, tail: jax.Array) -> jax.Array:
@@ -61,10 +101,13 @@ def binomial_count(key: jax.Array, step: jax.Array, tail: jax.Array) -> jax.Arra
 
     ``V = 1 - U`` is uniform on ``(0, 1]`` and ``count = #{k : V <= P(X > k)}``, so
     ``P(count > k) = P(V <= tail[k]) = tail[k]`` up to the resolution of ``U`` (2**-23 in float32,
-    2**-52 in float64).  Returns a float count.
+    2**-52 in float64).  Returns a float count, NaN if the tail is NaN (an invalid probability).
     """
+    if tail.shape[0] == 0:                     # no trains
+        return jnp.zeros((), tail.dtype)
     u = jax.random.uniform(jax.random.fold_in(key, step), (), dtype=tail.dtype)
-    return jnp.sum((1.0 - u) <= tail).astype(tail.dtype)
+    count = jnp.sum((1.0 - u) <= tail).astype(tail.dtype)
+    return jnp.where(jnp.isnan(tail[0]), jnp.nan, count)
 
 
 def binomial_step(key: jax.Array, step: jax.Array, p: jax.Array, n: int) -> jax.Array:
@@ -75,9 +118,14 @@ def binomial_step(key: jax.Array, step: jax.Array, p: jax.Array, n: int) -> jax.
     float64: the same resolution a per-train test ``uniform < p`` has), so the count has the
     same distribution as summing ``n`` Bernoulli trains, at the cost of one random number
     instead of ``n``.  Inside a scan, compute the tail once with :func:`_binomial_tail` and call
-    :func:`binomial_count` (what the simulators do).  Returns a float count.
+    :func:`binomial_count` (what the simulators do).  Returns a float count; ``p`` outside [0, 1]
+    raises (concrete) or gives NaN (traced).
     """
-    return binomial_count(key, step, _binomial_tail(jnp.asarray(p, dtype=jnp.result_type(float)), n))
+    _checks.check_probability("p", p)
+    _checks.check_count("n", n)
+    p = jnp.asarray(p, dtype=jnp.result_type(float))
+    _checks.traced_rule("p", p, "prob")
+    return binomial_count(key, step, _binomial_tail(p, n))
 
 
 def _check_poisson(key, rate, n, T, dt, name="rate"):
@@ -113,9 +161,10 @@ def poisson_trains(key: jax.Array, rate: float, n: int, *, T: float, dt: float) 
 
 @jax.jit(static_argnums=(2, 3, 4))
 def _poisson_trains(key, rate, n, steps, dt):
+    ok = _checks.traced_rule("rate", rate, "rate", dt)
     p = _p_spike(rate, dt)
-    spikes = jax.vmap(lambda k: bernoulli_step(key, k, p, n))(jnp.arange(steps))
-    return spikes.T
+    spikes = jax.vmap(lambda k: _bernoulli(key, k, p, n))(jnp.arange(steps))
+    return _checks.poison(ok, spikes.T)
 
 
 def poisson_counts(key: jax.Array, rate: float, n: int, *, T: float, dt: float) -> jax.Array:
@@ -131,8 +180,9 @@ def poisson_counts(key: jax.Array, rate: float, n: int, *, T: float, dt: float) 
 
 @jax.jit(static_argnums=(2, 3, 4))
 def _poisson_counts(key, rate, n, steps, dt):
-    p = _p_spike(rate, dt)
-    return jax.vmap(lambda k: binomial_step(key, k, p, n))(jnp.arange(steps))
+    ok = _checks.traced_rule("rate", rate, "rate", dt)
+    tail = _binomial_tail(_p_spike(rate, dt), n)
+    return _checks.poison(ok, jax.vmap(lambda k: binomial_count(key, k, tail))(jnp.arange(steps)))
 
 
 def regular_train(rate: float, *, T: float, dt: float) -> jax.Array:
@@ -143,6 +193,9 @@ def regular_train(rate: float, *, T: float, dt: float) -> jax.Array:
         rate: rate [Hz]; needs ``isi >= 1`` step, i.e. ``rate <= 1000/dt``.
     """
     steps = _n_steps(T, dt)
+    if isinstance(rate, jax.core.Tracer):
+        raise TypeError("regular_train needs a concrete rate (it sets where the spikes are); for a "
+                        "differentiable regular-train quantity see jaxlif.ratio_curve")
     _checks.check_positive("rate", rate, "Hz")
     isi = int((1e3 / float(rate)) / dt)
     if isi < 1:
@@ -166,7 +219,8 @@ def white_noise_current(key: jax.Array, mu: float, sig: float, *, T: float, dt: 
     _checks.check_finite("mu", mu, "pA")
     _checks.check_nonnegative("sig", sig)
     xi = jax.random.normal(key, (steps,), dtype=jnp.result_type(float))
-    return mu + sig * xi / np.sqrt(dt / 1000.0)
+    ok = _checks.traced_rule("mu", mu, "finite") & _checks.traced_rule("sig", sig, "nonneg")
+    return _checks.poison(ok, mu + sig * xi / np.sqrt(dt / 1000.0))
 
 
 def sinusoidal_current(i_mean: float, *, T: float, dt: float, period: float = 10.0) -> jax.Array:

@@ -31,9 +31,12 @@ Differences from the tutorial code (docs/conventions.md, section 5), all deliber
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxlif import _checks
 from jaxlif.neurons import CondLIFParams, LIFParams, simulate_cond_lif
@@ -88,7 +91,7 @@ def _rng(myseed) -> np.random.RandomState:
     return np.random.RandomState(int(myseed))
 
 
-def Poisson_generator(pars: dict, rate: float, n: int, myseed=False) -> np.ndarray:
+def Poisson_generator(pars: dict, rate: float, n: int, myseed: int | bool | None = False) -> np.ndarray:
     """``n`` Poisson trains ``(n, Lt)`` of 0./1. with spike probability ``rate*dt/1000`` per step.
 
     Args:
@@ -103,7 +106,7 @@ def Poisson_generator(pars: dict, rate: float, n: int, myseed=False) -> np.ndarr
     return 1.0 * (u_rand < rate * (dt / 1000.0))
 
 
-def my_GWN(pars: dict, mu: float, sig: float, myseed=False) -> np.ndarray:
+def my_GWN(pars: dict, mu: float, sig: float, myseed: int | bool | None = False) -> np.ndarray:
     """Gaussian white-noise current ``mu + sig * N(0,1) / sqrt(dt/1000)`` [pA], shape ``(Lt,)``."""
     dt, Lt = _grid(pars)
     _checks.check_finite("mu", mu, "pA")
@@ -146,7 +149,8 @@ def _spike_times(spikes, dt: float) -> np.ndarray:
     return np.array(np.flatnonzero(np.asarray(spikes)).tolist()) * dt
 
 
-def run_LIF_cond(pars: dict, I_inj, pre_spike_train_ex, pre_spike_train_in):
+def run_LIF_cond(pars: dict, I_inj: ArrayLike, pre_spike_train_ex: ArrayLike,
+                 pre_spike_train_in: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Conductance-based LIF (the tutorial's ``run_LIF_cond``) on jaxlif's scan.
 
     Args:
@@ -165,22 +169,30 @@ def run_LIF_cond(pars: dict, I_inj, pre_spike_train_ex, pre_spike_train_in):
     return np.asarray(out.v), _spike_times(out.spikes, dt), np.asarray(out.g_E), np.asarray(out.g_I)
 
 
-def dynamic_syn(g_bar, tau_syn, U0, tau_d, tau_f, pre_spike_train, dt):
+def dynamic_syn(g_bar: float, tau_syn: float, U0: float, tau_d: float, tau_f: float, pre_spike_train: ArrayLike,
+                dt: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Tsodyks-Markram synapse (the tutorial's ``dynamic_syn``): returns ``(u, R, g)``, each ``(Lt,)``.
 
     Args:
         g_bar: conductance scale [nS].  tau_syn: [ms].  U0: release probability in (0, 1].
         tau_d, tau_f: depression / facilitation time constants [ms] (>= dt).
         pre_spike_train: spikes (or summed counts) per step ``(Lt,)``.  dt: [ms].
+
+    Summed counts above 1 get the tutorial's scaled update (``counts="tutorial"``), which can leave
+    ``u > 1`` and ``R < 0`` as the tutorial's code does; the library's :func:`jaxlif.simulate_stp`
+    applies that many successive releases by default instead (docs/conventions.md, section 5).
     """
     stp = STPParams(U0=U0, tau_d=tau_d, tau_f=tau_f)
     syn = SynParams(g_bar=g_bar, tau_syn=tau_syn, E_rev=0.0)
-    out = simulate_stp(_as_float_params(stp), _as_float_params(syn),
-                       np.asarray(pre_spike_train, dtype=float), dt=dt)
+    with warnings.catch_warnings():      # summed counts: the tutorial's scaled update, on purpose
+        warnings.filterwarnings("ignore", message=".*spikes in one step", category=UserWarning)
+        out = simulate_stp(_as_float_params(stp), _as_float_params(syn),
+                           np.asarray(pre_spike_train, dtype=float), dt=dt, counts="tutorial")
     return np.asarray(out.u), np.asarray(out.R), np.asarray(out.g)
 
 
-def run_LIF_cond_STP(pars: dict, I_inj, pre_spike_train_ex, pre_spike_train_in):
+def run_LIF_cond_STP(pars: dict, I_inj: ArrayLike, pre_spike_train_ex: ArrayLike,
+                     pre_spike_train_in: ArrayLike) -> tuple[np.ndarray, ...]:
     """Conductance LIF with one STP synapse per input train (the tutorial's ``run_LIF_cond_STP``).
 
     ``pars`` additionally needs ``U0_E, tau_d_E, tau_f_E, U0_I, tau_d_I, tau_f_I``.
@@ -197,13 +209,18 @@ def run_LIF_cond_STP(pars: dict, I_inj, pre_spike_train_ex, pre_spike_train_in):
         stp_I=STPParams(_get(pars, "U0_I"), _get(pars, "tau_d_I"), _get(pars, "tau_f_I")))
     ex = np.atleast_2d(np.asarray(pre_spike_train_ex, dtype=float))
     inh = np.atleast_2d(np.asarray(pre_spike_train_in, dtype=float))
-    out = simulate_stp_lif(_as_float_params(params), ex, inh, _injected(I_inj, Lt), dt=dt)
+    with warnings.catch_warnings():      # summed counts: the tutorial's scaled update, on purpose
+        warnings.filterwarnings("ignore", message=".*spikes in one step", category=UserWarning)
+        out = simulate_stp_lif(_as_float_params(params), ex, inh, _injected(I_inj, Lt), dt=dt,
+                               counts="tutorial")
     a = np.asarray
     return (a(out.v), _spike_times(out.spikes, dt), a(out.syn_E.u), a(out.syn_E.R), a(out.syn_E.g),
             a(out.syn_I.u), a(out.syn_I.R), a(out.syn_I.g))
 
 
-def my_illus_STD(Poisson=False, rate=20.0, U0=0.5, tau_d=100.0, tau_f=50.0, plot_out=True, myseed=False):
+def my_illus_STD(Poisson: bool = False, rate: float = 20.0, U0: float = 0.5, tau_d: float = 100.0,
+                 tau_f: float = 50.0, plot_out: bool = True,
+                 myseed: int | bool | None = False) -> tuple[float, float] | None:
     """One STP synapse driven by a regular (or Poisson) train of ``rate`` [Hz] for ~10 spikes.
 
     As in the tutorial: ``T = 10*1000/rate`` ms, ``dt = 0.1`` ms, ``g_bar = 1.2`` nS,
@@ -213,7 +230,11 @@ def my_illus_STD(Poisson=False, rate=20.0, U0=0.5, tau_d=100.0, tau_f=50.0, plot
     the tutorial does.  ``plot_out`` draws u, R, the spikes and g with labelled axes.
     ``myseed`` (not in the tutorial) seeds the Poisson train.
     """
+    for name, value, unit in (("rate", rate, "Hz"), ("U0", U0, ""), ("tau_d", tau_d, "ms"),
+                              ("tau_f", tau_f, "ms")):
+        _scalar(name, value, unit, "my_illus_STD")
     _checks.check_positive("rate", rate, "Hz")
+    rate = float(rate)
     pars = default_pars(T=10.0 * 1000 / (1.0 * rate))
     dt = pars["dt"]
     if Poisson:
@@ -231,6 +252,16 @@ def my_illus_STD(Poisson=False, rate=20.0, U0=0.5, tau_d=100.0, tau_f=50.0, plot
     if not Poisson:
         return g[isi_num], g[9 * isi_num]
     return None
+
+
+def _scalar(name: str, value, unit: str, fn: str) -> None:
+    """A tutorial argument that must be one number (the tutorial loops over rates outside)."""
+    arr = _checks.check_numeric(name, value)
+    if arr is not None and arr.ndim != 0:
+        hint = (" for a whole g10/g1 curve call jaxlif.ratio_curve(STPParams(U0, tau_d, tau_f), rates)"
+                if name == "rate" else "")
+        raise TypeError(f"{fn}: {name} must be a single number{' in ' + unit if unit else ''}, got "
+                        f"{value!r} (shape {arr.shape});{hint or ' call it once per value'}")
 
 
 def _plot_stp(pars, train, u, R, g):
@@ -256,7 +287,7 @@ def _plot_stp(pars, train, u, R, g):
     return fig
 
 
-def plot_volt_trace(pars: dict, v, sp, show=True):
+def plot_volt_trace(pars: dict, v: ArrayLike, sp: ArrayLike, show: bool = True) -> None:
     """Plot a membrane trace with spikes drawn as +10 mV bars, *without* modifying ``v``."""
     import matplotlib.pyplot as plt
 

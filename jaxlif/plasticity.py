@@ -13,7 +13,30 @@ Discrete scheme implemented (the tutorial's ``dynamic_syn``; docs/conventions.md
     R[it+1] = R[it] + dt/tau_d (1 - R[it]) - u[it+1] R[it] s
     g[it+1] = g[it] - dt/tau_syn g[it] + g_bar R[it] u[it+1] s
 
-from ``u = 0, R = 1, g = 0``; a spike at index 0 is never seen.  Between spikes the updates are
+from ``u = 0, R = 1, g = 0``; a spike at index 0 is never seen.
+
+**Several spikes in one step** (``s`` a count ``c > 1``, e.g. trains summed before the synapse):
+the tutorial's update scales one release by ``c``, which can give ``u > 1`` and ``R < 0``
+(``U0 = 0.5, c = 2`` from rest gives ``u = 1`` and ``R = -1``).  The ``counts=`` option of
+:func:`stp_step`, :func:`simulate_stp` and the STP-LIF simulators chooses:
+
+* ``counts="sequential"`` (default): ``c`` successive releases in the step (below).
+* ``counts="tutorial"``: the update above with ``s = c``, the tutorial's numbers (:mod:`jaxlif.nma`
+  passes it, so the drop-ins reproduce the tutorial even on summed counts).  Concrete inputs with a
+  count above 1 raise a ``UserWarning`` naming ``counts="sequential"``; under tracing,
+  :func:`jaxlif.checked` raises for them.
+
+The sequential update is exactly what the one-spike scheme gives when the step's first spike is
+followed by ``c - 1`` more with no time between them (the update above with ``s = 1``, then ``c - 1``
+times with ``dt = 0, s = 1``).  In closed form, with ``u1, R1, g1`` the state after the first spike
+and ``m = c - 1``::
+
+      u = 1 - (1 - u1) (1 - U0)^m
+      R = R1 (1 - u1)^m (1 - U0)^(m (m + 1) / 2)
+      g = g1 + g_bar (R1 - R)                  (each release u_j R_(j-1) = R_(j-1) - R_j)
+
+``u`` stays in ``[0, 1]`` and ``R`` in ``[0, 1]``.  Identical (bit for bit) to the tutorial's update
+for ``s`` in ``[0, 1]``; non-integer counts above 1 interpolate smoothly in ``m``.  Between spikes the updates are
 geometric (``u *= a_f``, ``1 - R *= a_d``, ``g *= a_s`` with ``a_x = 1 - dt/tau_x``), so ``k`` silent
 steps have the closed form :func:`stp_decay`; :func:`ratio_curve` uses it to evaluate the
 tutorial's g10/g1 numbers event by event (identical to the step-by-step loop up to rounding)
@@ -26,11 +49,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlif import _checks
+from jaxlif import _checks, _scan
 from jaxlif.synapses import SynParams
 
 __all__ = [
@@ -47,6 +72,7 @@ __all__ = [
     "ratio_curve",
     "ratio_curve_isi_steps",
     "check_stp_params",
+    "check_counts",
 ]
 
 
@@ -98,22 +124,64 @@ def stp_init(shape=(), dtype=None) -> STPState:
     return STPState(zero, jnp.ones(shape, dtype), zero)
 
 
-def stp_step(params: STPParams, syn: SynParams, state: STPState, s: jax.Array, dt: float):
+_COUNTS = ("tutorial", "sequential")
+
+
+def check_counts(counts: str) -> str:
+    """The ``counts=`` option: ``"tutorial"`` or ``"sequential"`` (see the module docstring)."""
+    if counts not in _COUNTS:
+        raise ValueError(f"counts={counts!r} must be 'tutorial' (the tutorial's scaled update) or "
+                         f"'sequential' (c successive releases for a count c > 1 in one step)")
+    return counts
+
+
+def _warn_counts(name: str, spikes, counts: str) -> None:
+    """Under ``counts="tutorial"``, warn about concrete counts above 1 (the scheme leaves its range)."""
+    arr = _checks._concrete(spikes)
+    if counts != "tutorial" or arr is None or arr.dtype == bool or arr.size == 0:
+        return
+    top = float(np.max(arr))
+    if top > 1:
+        warnings.warn(f"{name} has up to {top:g} spikes in one step; the tutorial's STP update scales a "
+                      f"single release by the count, which can give u > 1 and R < 0. Pass "
+                      f"counts='sequential' for that many successive releases (or split the trains: "
+                      f"one synapse per train)", UserWarning, stacklevel=3)
+
+
+def stp_step(params: STPParams, syn: SynParams, state: STPState, s: jax.Array, dt: float, *,
+             counts: str = "sequential"):
     """One forward-Euler step of ``dynamic_syn`` (u first; R and g use the new u and the old R).
 
     Args:
         params: :class:`STPParams`.  syn: :class:`SynParams` (``g_bar`` [nS], ``tau_syn`` [ms]).
         state: :class:`STPState` at ``it``.  s: presynaptic spikes at ``it+1`` (0/1 or a count).
         dt: time step [ms].
+        counts: how a count ``s > 1`` is applied: ``"tutorial"`` (the scaled update) or
+            ``"sequential"`` (``s`` successive releases); identical for ``s`` in ``[0, 1]``.  See the
+            module docstring.
 
     Returns:
         ``(state_at_it+1, g_at_it+1)``.
     """
     u, R, g = state
-    u_new = u - (dt / params.tau_f) * u + params.U0 * (1.0 - u) * s
-    R_new = R + (dt / params.tau_d) * (1.0 - R) - u_new * R * s
-    g_new = g - (dt / syn.tau_syn) * g + syn.g_bar * R * u_new * s
+    first = jnp.where(s > 1, 1.0, s) if counts == "sequential" else s
+    u_new = u - (dt / params.tau_f) * u + params.U0 * (1.0 - u) * first
+    R_new = R + (dt / params.tau_d) * (1.0 - R) - u_new * R * first
+    g_new = g - (dt / syn.tau_syn) * g + syn.g_bar * R * u_new * first
+    if counts == "sequential":
+        u_new, R_new, g_new = _more_releases(params.U0, syn.g_bar, u_new, R_new, g_new, s - 1.0)
     return STPState(u_new, R_new, g_new), g_new
+
+
+def _more_releases(U0, g_bar, u1, R1, g1, m):
+    """``m = c - 1 > 0`` further releases with no time between them, in closed form (module
+    docstring); where ``m <= 0`` the state after the first spike is returned unchanged."""
+    more = m > 0
+    m = jnp.where(more, m, 1.0)          # keep the unused branch finite (and its gradient)
+    keep = 1.0 - U0
+    R = R1 * (1.0 - u1) ** m * keep ** (0.5 * m * (m + 1.0))
+    return (jnp.where(more, 1.0 - (1.0 - u1) * keep ** m, u1), jnp.where(more, R, R1),
+            jnp.where(more, g1 + g_bar * (R1 - R), g1))
 
 
 def euler_decay_factor(tau, k, dt: float):
@@ -145,7 +213,8 @@ def stp_event(params: STPParams, syn: SynParams, state: STPState, k, dt: float) 
     return stp_step(params, syn, before, 1.0, dt)[0]
 
 
-def simulate_stp(params: STPParams, syn: SynParams, spikes: jax.Array, *, dt: float) -> STPState:
+def simulate_stp(params: STPParams, syn: SynParams, spikes: jax.Array, *, dt: float,
+                 counts: str = "sequential", checkpoint: bool | int | None = None) -> STPState:
     """Run ``dynamic_syn`` step by step on ``spikes`` of shape ``(n_steps,)`` or ``(n_trains, n_steps)``.
 
     Every train has its own ``u, R, g``.  Equivalent Python loop::
@@ -154,27 +223,79 @@ def simulate_stp(params: STPParams, syn: SynParams, spikes: jax.Array, *, dt: fl
         for it in range(n_steps - 1):
             state, _ = stp_step(params, syn, state, spikes[..., it+1], dt)   # -> trace[..., it+1]
 
+    Args:
+        params: :class:`STPParams`; each field a scalar or one value per train (broadcast against
+            ``spikes.shape[:-1]``; lists are converted).
+        syn: :class:`SynParams` (``g_bar`` [nS], ``tau_syn`` [ms]; ``E_rev`` unused), same shapes.
+        spikes: 0/1 spikes or counts, time last, ``n_steps >= 1``.  dt: time step [ms].
+        counts: ``"tutorial"`` or ``"sequential"``: how a count above 1 in one step is applied (module
+            docstring).  With ``"tutorial"`` concrete counts above 1 raise a ``UserWarning``.
+        checkpoint: bound the memory of ``jax.grad`` (see :func:`jaxlif.simulate_lif`).
+
     Returns:
-        :class:`STPState` of traces with the shape of ``spikes`` (time last).
+        :class:`STPState` of traces with the shape of ``spikes`` (time last); NaN for invalid traced
+        values (U0 outside (0, 1], tau below dt, negative or NaN spikes, ...).
     """
     dt = _checks.check_dt(dt)
+    check_counts(counts)
+    checkpoint = _scan.check_checkpoint(checkpoint)
+    for name, tree, cls in (("stp", params, STPParams), ("syn", syn, SynParams)):
+        if not isinstance(tree, cls):
+            raise TypeError(f"{name} must be a jaxlif.{cls.__name__}, got {type(tree).__name__}")
+    params, syn = _checks.lists_to_arrays(params, "stp"), _checks.lists_to_arrays(syn, "syn")
     check_stp_params(params, dt)
     _checks.check_params("syn", syn, dt, {"g_bar": "nonneg", "tau_syn": "tau"})
     _checks.check_spikes("spikes", spikes)
     if np.ndim(spikes) < 1:
         raise ValueError("spikes must have a time axis (last axis), got a scalar")
-    return _simulate_stp(params, syn, jnp.asarray(spikes), dt)
+    _checks.check_steps("spikes", spikes)
+    _check_per_train("stp", params, np.shape(spikes)[:-1])
+    _check_per_train("syn", syn, np.shape(spikes)[:-1])
+    _warn_counts("spikes", spikes, counts)
+    return _simulate_stp(params, syn, jnp.asarray(spikes), dt, counts, checkpoint)
 
 
-@jax.jit(static_argnums=(3,))
-def _simulate_stp(params, syn, spikes, dt):
+def _check_per_train(name: str, params, trains: tuple) -> None:
+    """Each field: a scalar or an array that broadcasts to the trains' shape ``trains``."""
+    for field in params._fields:
+        shape = np.shape(getattr(params, field))
+        try:
+            ok = np.broadcast_shapes(shape, trains) == tuple(trains)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"{name}.{field} has shape {shape}, but the spikes have {trains} trains: give "
+                             f"a scalar or one value per train; for a batch of independent runs use jax.vmap")
+
+
+def traced_stp_ok(name: str, params: STPParams, syn: SynParams, dt: float, syn_name: str = "syn") -> jax.Array:
+    """Inside a jitted core: the traced :class:`STPParams` and the synapse's ``g_bar, tau_syn`` valid?"""
+    return (_checks.traced_params(name, params, dt, _checks.STP_RULES)
+            & _checks.traced_params(syn_name, syn, dt, {"g_bar": "nonneg", "tau_syn": "tau"}))
+
+
+def traced_counts_ok(name: str, spikes: jax.Array, counts: str) -> jax.Array:
+    """Traced spikes: finite and >= 0 (poisoned otherwise); under ``counts="tutorial"`` a count above 1
+    is reported by :func:`jaxlif.checked` only (the tutorial's numbers are kept)."""
+    if counts == "tutorial":
+        _checks.traced_rule(name, jnp.max(spikes, initial=0.0), "one_spike")
+    return _checks.traced_rule(name, spikes, "nonneg")
+
+
+@jax.jit(static_argnums=(3, 4, 5))
+def _simulate_stp(params, syn, spikes, dt, counts, checkpoint):
     dtype = jnp.result_type(float)
     x = jnp.moveaxis(spikes.astype(dtype), -1, 0)
+    ok = traced_stp_ok("stp", params, syn, dt) & traced_counts_ok("spikes", x, counts)
     state0 = stp_init(x.shape[1:], dtype)
-    _, traces = jax.lax.scan(lambda st, s: (lambda new: (new, new))(stp_step(params, syn, st, s, dt)[0]),
-                             state0, x[1:])
-    return STPState(*(jnp.moveaxis(jnp.concatenate([a0[None], a]), 0, -1)
-                      for a0, a in zip(state0, traces)))
+
+    def step(st, s):
+        new = stp_step(params, syn, st, s, dt, counts=counts)[0]
+        return new, new
+
+    _, traces = _scan.scan(step, state0, x[1:], x.shape[0] - 1, checkpoint)
+    return _checks.poison(ok, STPState(*(jnp.moveaxis(jnp.concatenate([a0[None], a]), 0, -1)
+                                         for a0, a in zip(state0, traces))))
 
 
 def ratio_curve_isi_steps(rates_hz, dt: float = 0.1) -> np.ndarray:
@@ -225,11 +346,13 @@ def ratio_curve(params: STPParams, rates_hz, *, dt: float = 0.1, g_bar: float = 
 
 @jax.jit(static_argnums=(3, 4))
 def _ratio_curve(params, syn, isi, dt, n_spike):
+    ok = traced_stp_ok("params", params, syn, dt)
+
     def one_rate(k):
         first = stp_event(params, syn, stp_init((), isi.dtype), k, dt)   # index isi
         last = jax.lax.fori_loop(0, n_spike - 2, lambda _, st: stp_event(params, syn, st, k, dt), first)
         return first.g, last.g
-    return jax.vmap(one_rate)(isi)
+    return _checks.poison(ok, jax.vmap(one_rate)(isi))
 
 
 # --------------------------------------------------------------------------------------
@@ -281,9 +404,18 @@ def ratio_curve_exact(params: STPParams, rates_hz, *, g_bar: float = 1.2, tau_sy
     return _ratio_curve_exact(params, g_bar, tau_syn, delta, n_spike)
 
 
+def _traced_exact_ok(params: STPParams, g_bar, tau_syn) -> jax.Array:
+    """Traced checks of the continuous-time curve: ``0 < U0 <= 1``, time constants and ``g_bar`` > 0."""
+    return (_checks.traced_rule("params.U0", params.U0, "U0")
+            & _checks.traced_rule("params.tau_d", params.tau_d, "positive")
+            & _checks.traced_rule("params.tau_f", params.tau_f, "positive")
+            & _checks.traced_rule("g_bar", g_bar, "positive") & _checks.traced_rule("tau_syn", tau_syn, "positive"))
+
+
 @jax.jit(static_argnums=(4,))
 def _ratio_curve_exact(params, g_bar, tau_syn, delta, n_spike):
-    U0, tau_d, tau_f = params
+    U0, tau_d, tau_f, g_bar, tau_syn = _checks.poison(_traced_exact_ok(params, g_bar, tau_syn),
+                                                      (*params, g_bar, tau_syn))   # NaN curve if invalid
 
     def one_rate(D):
         e_f, e_d, e_s = jnp.exp(-D / tau_f), jnp.exp(-D / tau_d), jnp.exp(-D / tau_syn)
@@ -300,3 +432,41 @@ def _ratio_curve_exact(params, g_bar, tau_syn, delta, n_spike):
         return first[2], g_last
 
     return jax.vmap(one_rate)(delta)
+
+
+# --------------------------------------------------------------------------------------
+# The release (efficacy) of one presynaptic spike, without a conductance
+# --------------------------------------------------------------------------------------
+
+__all__.append("stp_efficacy")
+
+
+def stp_efficacy(params: STPParams, u: jax.Array, R: jax.Array, s: jax.Array, dt: float):
+    r"""One step of ``u`` and ``R`` and the release ``u+ R-`` of the spike it sees, with no conductance.
+
+    The tutorial's update order (docs/conventions.md 4.1), with ``s`` the presynaptic spike at
+    ``it+1``::
+
+        u[it+1] = u[it] - dt/tau_f u[it] + U0 (1 - u[it]) s
+        R[it+1] = R[it] + dt/tau_d (1 - R[it]) - u[it+1] R[it] s
+        release  = u[it+1] R[it] s                 (u+ R-: the new u, the old R)
+
+    :func:`stp_step` adds exactly ``g_bar * release`` to its conductance, so a network can
+    scale the release by a weight in nS per target and let the postsynaptic conductance decay
+    on its own (no per-synapse ``g``, no ``tau_syn``).  ``s`` is a 0/1 spike (a float that may
+    carry a surrogate derivative); a count above 1 follows the same formula, as the tutorial's
+    ``dynamic_syn`` does, which can leave ``u > 1`` or ``R < 0``.
+
+    Args:
+        params: :class:`STPParams` (``U0`` in (0, 1], ``tau_d, tau_f >= dt`` [ms]); any shape
+            that broadcasts with ``u``.
+        u, R: utilisation and available resources at ``it`` (dimensionless), any shape.
+        s: presynaptic spike at ``it+1``, broadcastable to ``u``.
+        dt: time step [ms].
+
+    Returns:
+        ``(u_next, R_next, release)``; ``release`` is dimensionless (0 where ``s = 0``).
+    """
+    u_new = u - (dt / params.tau_f) * u + params.U0 * (1.0 - u) * s
+    R_new = R + (dt / params.tau_d) * (1.0 - R) - u_new * R * s
+    return u_new, R_new, u_new * R * s

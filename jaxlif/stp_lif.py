@@ -8,6 +8,12 @@ synapse update is not applied on top).  Since STP does not depend on the postsyn
 voltage, the synapses could be run first and the neuron afterwards; here both advance in
 one scan so that nothing of shape ``(n_trains, n_steps)`` needs to be stored.
 
+Per-synapse parameters: the fields of ``exc``/``stp_E`` (``inh``/``stp_I``) may be scalars or one value
+per excitatory (inhibitory) train, shape ``(n_E,)`` (``(n_I,)``); the neuron's are scalars (one neuron:
+use ``jax.vmap`` or :mod:`jaxlif.batch` for several).  Several spikes of one train in one step follow
+``counts=`` (:mod:`jaxlif.plasticity`).  Gradients, surrogate spikes and checkpointing work as in
+:mod:`jaxlif.neurons` (``spike_grad=``, ``checkpoint=``).
+
 Units: ms, mV, nS, pA.  Defaults: the tutorial's bonus neuron with ``tau_ratio = 0.5``
 (gE_bar 4.8 nS, tau_E 5 ms, gI_bar 6.4 nS, tau_I 10 ms, U0 0.45, tau_d 250 ms, tau_f 150 ms).
 """
@@ -20,11 +26,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlif import _checks
-from jaxlif.inputs import _p_spike, bernoulli_step
+from jaxlif import _checks, _scan
+from jaxlif.inputs import _bernoulli, _p_spike
 from jaxlif.neurons import (LIFParams, LIFState, _check_poisson_run, _current_array, _finish,
-                            _no_threshold, _poisson_scan, check_lif_params, lif_init, membrane_step)
-from jaxlif.plasticity import STPParams, STPState, check_stp_params, stp_init, stp_step
+                            _no_threshold, _poisson_scan, _run_options, _scalar_rates, _traced_poisson_ok,
+                            check_lif_params, lif_init, membrane_step)
+from jaxlif.plasticity import (STPParams, STPState, _warn_counts, check_counts, check_stp_params, stp_init,
+                               stp_step, traced_counts_ok, traced_stp_ok)
+from jaxlif.surrogates import Surrogate
 from jaxlif.synapses import SynParams, check_syn_params
 
 __all__ = [
@@ -94,37 +103,65 @@ def stp_lif_init(params: STPLIFParams, n_E: int, n_I: int) -> STPLIFState:
     return STPLIFState(neuron, stp_init((n_E,), neuron.v.dtype), stp_init((n_I,), neuron.v.dtype))
 
 
-def stp_lif_step(params: STPLIFParams, state: STPLIFState, inputs, dt: float):
+def stp_lif_step(params: STPLIFParams, state: STPLIFState, inputs, dt: float, *,
+                 spike_grad: Surrogate | None = None, counts: str = "sequential"):
     """One step: every synapse's ``dynamic_syn`` update with spikes at ``it+1``, then the membrane.
 
     Args:
         inputs: ``(s_E, s_I, I_inj)``: spikes of each excitatory/inhibitory train at ``it+1``
             (shapes ``(n_E,)``, ``(n_I,)``) and the injected current at ``it`` [pA].
+        spike_grad: ``None`` or a :class:`jaxlif.surrogates.Surrogate` (see :func:`jaxlif.lif_step`).
+        counts: ``"tutorial"`` or ``"sequential"`` (:func:`jaxlif.plasticity.stp_step`).
 
     Returns:
         ``(state_at_it+1, (v_it, spike_it, g_E_it+1, g_I_it+1, syn_E_it+1, syn_I_it+1))``.
     """
     s_E, s_I, I_inj = inputs
-    syn_E, g_E = stp_step(params.stp_E, params.exc, state.syn_E, s_E, dt)
-    syn_I, g_I = stp_step(params.stp_I, params.inh, state.syn_I, s_I, dt)
+    syn_E, g_E = stp_step(params.stp_E, params.exc, state.syn_E, s_E, dt, counts=counts)
+    syn_I, g_I = stp_step(params.stp_I, params.inh, state.syn_I, s_I, dt, counts=counts)
     g_E, g_I = g_E.sum(), g_I.sum()
     neuron, (v, spike) = membrane_step(params.neuron, state.neuron, g_E, params.exc.E_rev,
-                                       g_I, params.inh.E_rev, I_inj, dt)
+                                       g_I, params.inh.E_rev, I_inj, dt, spike_grad)
     return STPLIFState(neuron, syn_E, syn_I), (v, spike, g_E, g_I, syn_E, syn_I)
 
 
-def _check(params: STPLIFParams, dt: float) -> None:
+def _check(params: STPLIFParams, dt: float, n_E: int | None = None, n_I: int | None = None,
+           function: str = "simulate_stp_lif") -> STPLIFParams:
+    """Validate (and convert lists in) :class:`STPLIFParams`; with ``n_E, n_I`` (the single-neuron
+    simulators) also the shapes: a scalar neuron, synapse fields scalar or per train (``(n_E,)``,
+    ``(n_I,)``).  Returns the converted parameters."""
     if not isinstance(params, STPLIFParams):
         raise TypeError(f"params must be a jaxlif.STPLIFParams, got {type(params).__name__}")
+    params = _checks.lists_to_arrays(params)
+    if n_E is not None:
+        hint = _checks.single_neuron_hint(function, "simulate_stp_lif_batch")
+        _checks.check_field_shapes("params.neuron", params.neuron, ((),), hint)
+        for fields, n, group in ((("exc", "stp_E"), n_E, "excitatory"), (("inh", "stp_I"), n_I, "inhibitory")):
+            for field in fields:
+                _checks.check_field_shapes(f"params.{field}", getattr(params, field), ((), (n,)),
+                                           f"synapse parameters are scalars or one value per {group} "
+                                           f"train; " + hint)
     check_lif_params(params.neuron, dt, "params.neuron")
     check_syn_params("params.exc", params.exc, dt)
     check_syn_params("params.inh", params.inh, dt)
     check_stp_params(params.stp_E, dt, "params.stp_E")
     check_stp_params(params.stp_I, dt, "params.stp_I")
+    return params
+
+
+def traced_stp_lif_ok(params: STPLIFParams, dt: float) -> jax.Array:
+    """Inside a jitted core: are the (possibly traced) :class:`STPLIFParams` valid (see :mod:`jaxlif._checks`)?"""
+    return (_checks.traced_params("params.neuron", params.neuron, dt, _checks.LIF_RULES)
+            & _checks.traced_params("params.exc", params.exc, dt, _checks.SYN_RULES)
+            & _checks.traced_params("params.inh", params.inh, dt, _checks.SYN_RULES)
+            & traced_stp_ok("params.stp_E", params.stp_E, params.exc, dt, "params.exc")
+            & traced_stp_ok("params.stp_I", params.stp_I, params.inh, dt, "params.inh"))
 
 
 def simulate_stp_lif(params: STPLIFParams, spikes_E: jax.Array, spikes_I: jax.Array, I_inj=0.0, *,
-                     dt: float, spiking: bool = True, record_synapses: bool = True) -> STPLIFResult:
+                     dt: float, spiking: bool = True, record_synapses: bool = True,
+                     spike_grad: Surrogate | None = None, checkpoint: bool | int | None = None,
+                     counts: str = "sequential") -> STPLIFResult:
     """Simulate on given trains ``spikes_E (n_E, n_steps)`` and ``spikes_I (n_I, n_steps)`` (0/1).
 
     Equivalent Python loop::
@@ -133,22 +170,38 @@ def simulate_stp_lif(params: STPLIFParams, spikes_E: jax.Array, spikes_I: jax.Ar
         for it in range(n_steps - 1):
             state, out = stp_lif_step(params, state, (spikes_E[:, it+1], spikes_I[:, it+1], I[it]), dt)
 
+    Args:
+        params: :class:`STPLIFParams` (neuron scalars; synapse fields scalar or per train).
+        spikes_E, spikes_I: trains, time last, ``n_steps >= 1`` (``n_E`` or ``n_I`` may be 0).
+        I_inj: injected current [pA], scalar or ``(n_steps,)``.  dt: [ms].
+        spiking: ``False`` gives the free membrane potential.
+        record_synapses: also return the per-train ``u, R, g`` traces.
+        spike_grad, checkpoint: see :func:`jaxlif.simulate_lif`.
+        counts: a train value above 1 in a step: ``"tutorial"`` or ``"sequential"`` (:mod:`jaxlif.plasticity`).
+
     Returns:
         :class:`STPLIFResult`; ``syn_E``/``syn_I`` hold per-train ``u, R, g`` traces when
-        ``record_synapses`` (the tutorial's ``uE, RE, gE, uI, RI, gI``).
+        ``record_synapses`` (the tutorial's ``uE, RE, gE, uI, RI, gI``).  Invalid traced values give
+        NaN traces and an all-``True`` raster.
     """
     dt = _checks.check_dt(dt)
-    _check(params, dt)
+    check_counts(counts)
     for name, s in (("spikes_E", spikes_E), ("spikes_I", spikes_I)):
         if np.ndim(s) != 2:
-            raise ValueError(f"{name} must have shape (n_trains, n_steps), got {np.shape(s)}")
+            raise ValueError(f"{name} must have shape (n_trains, n_steps), got {np.shape(s)}; "
+                             + _checks.single_neuron_hint("simulate_stp_lif", "simulate_stp_lif_batch"))
         _checks.check_spikes(name, s)
+        _checks.check_steps(name, s)
     steps = np.shape(spikes_E)[1]
     if np.shape(spikes_I)[1] != steps:
         raise ValueError(f"spikes_E has {steps} steps but spikes_I has {np.shape(spikes_I)[1]}")
+    params = _check(params, dt, np.shape(spikes_E)[0], np.shape(spikes_I)[0])
+    checkpoint = _run_options(spike_grad, checkpoint, params.neuron)
+    _warn_counts("spikes_E", spikes_E, counts)
+    _warn_counts("spikes_I", spikes_I, counts)
     I = _current_array(I_inj, steps)
     return _simulate_stp_lif(params, jnp.asarray(spikes_E), jnp.asarray(spikes_I), I, dt,
-                             bool(spiking), bool(record_synapses))
+                             bool(spiking), bool(record_synapses), spike_grad, checkpoint, counts)
 
 
 def _with_initial(x0, seq):
@@ -156,31 +209,36 @@ def _with_initial(x0, seq):
     return jnp.moveaxis(jnp.concatenate([jnp.asarray(x0)[None], seq]), 0, -1)
 
 
-@jax.jit(static_argnums=(4, 5, 6))
-def _simulate_stp_lif(params, spikes_E, spikes_I, I, dt, spiking, record_synapses):
-    params = _no_threshold(params, spiking)
+@jax.jit(static_argnums=(4, 5, 6, 7, 8, 9))
+def _simulate_stp_lif(params, spikes_E, spikes_I, I, dt, spiking, record_synapses, spike_grad, checkpoint,
+                      counts):
     dtype = jnp.result_type(float)
-    state0 = stp_lif_init(params, spikes_E.shape[0], spikes_I.shape[0])
     xs = (spikes_E.T[1:].astype(dtype), spikes_I.T[1:].astype(dtype), I[:-1])
+    ok = (traced_stp_lif_ok(params, dt) & traced_counts_ok("spikes_E", xs[0], counts)
+          & traced_counts_ok("spikes_I", xs[1], counts) & _checks.traced_rule("I_inj", I, "finite"))
+    params = _no_threshold(params, spiking)
+    state0 = stp_lif_init(params, spikes_E.shape[0], spikes_I.shape[0])
 
     def body(state, x):
-        state, (v, spike, g_E, g_I, syn_E, syn_I) = stp_lif_step(params, state, x, dt)
+        state, (v, spike, g_E, g_I, syn_E, syn_I) = stp_lif_step(params, state, x, dt, spike_grad=spike_grad,
+                                                                 counts=counts)
         return state, (v, spike, g_E, g_I) + ((syn_E, syn_I) if record_synapses else ())
 
-    state, out = jax.lax.scan(body, state0, xs)
+    state, out = _scan.scan(body, state0, xs, spikes_E.shape[1] - 1, checkpoint)
     v, spikes = _finish(out[0], out[1], state.neuron.v)
     g_E, g_I = _with_initial(0.0 * v[0], out[2]), _with_initial(0.0 * v[0], out[3])
     if not record_synapses:
-        return STPLIFResult(v, spikes, g_E, g_I)
+        return _checks.poison(ok, STPLIFResult(v, spikes, g_E, g_I))
     syn_E = STPState(*(_with_initial(a0, a) for a0, a in zip(state0.syn_E, out[4])))
     syn_I = STPState(*(_with_initial(a0, a) for a0, a in zip(state0.syn_I, out[5])))
-    return STPLIFResult(v, spikes, g_E, g_I, syn_E, syn_I)
+    return _checks.poison(ok, STPLIFResult(v, spikes, g_E, g_I, syn_E, syn_I))
 
 
 def simulate_stp_lif_poisson(key: jax.Array, params: STPLIFParams = STPLIFParams(), *,
                              rate_E: float = 15.0, rate_I: float = 15.0, n_E: int = 80, n_I: int = 20,
                              I_inj=0.0, T: float = 1000.0, dt: float = 0.1, spiking: bool = True,
-                             record: bool = True) -> STPLIFResult:
+                             record: bool = True, spike_grad: Surrogate | None = None,
+                             checkpoint: bool | int | None = None) -> STPLIFResult:
     """STP-LIF driven by independent Poisson trains drawn inside the scan (step by step).
 
     Train spikes at step ``k`` come from :func:`jaxlif.inputs.bernoulli_step` with
@@ -189,25 +247,34 @@ def simulate_stp_lif_poisson(key: jax.Array, params: STPLIFParams = STPLIFParams
     Nothing of shape ``(n_trains, n_steps)`` is built.  This is the per-step reference path;
     see :mod:`jaxlif.batch` for the event-driven one.
 
+    Gradients: with respect to ``params`` (``spike_grad`` for rates, ``checkpoint=True`` for long runs:
+    a 10 s run with 100 synapses needs a few MiB instead of hundreds).  The gradient with respect to
+    ``rate_E``/``rate_I`` is zero (Bernoulli draws are not reparameterised).
+
     Args:
-        key: ``jax.random`` key.  params: :class:`STPLIFParams`.
-        rate_E, rate_I: rate of each train [Hz].  n_E, n_I: number of trains (static).
+        key: ``jax.random`` key.  params: :class:`STPLIFParams` (synapse fields scalar or per train).
+        rate_E, rate_I: rate of each train [Hz], scalars.  n_E, n_I: number of trains (static).
         I_inj: injected current [pA].  T, dt: [ms].
         spiking: ``False`` gives the free membrane potential.
         record: ``False`` keeps only the spike raster.
+        spike_grad, checkpoint: see :func:`jaxlif.simulate_lif`.
     """
     dt, steps, I = _check_poisson_run(key, rate_E, rate_I, n_E, n_I, I_inj, T, dt)
-    _check(params, dt)
+    _scalar_rates("simulate_stp_lif_poisson", rate_E=rate_E, rate_I=rate_I)
+    params = _check(params, dt, n_E, n_I, "simulate_stp_lif_poisson")
+    checkpoint = _run_options(spike_grad, checkpoint, params.neuron)
     return _simulate_stp_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, dt,
-                                     bool(spiking), bool(record))
+                                     bool(spiking), bool(record), spike_grad, checkpoint)
 
 
-@jax.jit(static_argnums=(5, 6, 7, 8, 9, 10))
-def _simulate_stp_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, dt, spiking, record):
+@jax.jit(static_argnums=(5, 6, 7, 8, 9, 10, 11, 12))
+def _simulate_stp_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, dt, spiking, record,
+                              spike_grad, checkpoint):
+    ok = traced_stp_lif_ok(params, dt) & _traced_poisson_ok(rate_E, rate_I, I, dt)
     params = _no_threshold(params, spiking)
     key_E, key_I = jax.random.split(key)
-    p_E, p_I = _p_spike(rate_E, dt), _p_spike(rate_I, dt)
-    step = lambda state, x: stp_lif_step(params, state, x, dt)
-    return STPLIFResult(*_poisson_scan(step, stp_lif_init(params, n_E, n_I),
-                                       lambda k: bernoulli_step(key_E, k, p_E, n_E),
-                                       lambda k: bernoulli_step(key_I, k, p_I, n_I), I, steps, record))
+    p_E, p_I = _p_spike(rate_E, dt, "rate_E"), _p_spike(rate_I, dt, "rate_I")
+    step = lambda state, x: stp_lif_step(params, state, x, dt, spike_grad=spike_grad)
+    return _checks.poison(ok, STPLIFResult(*_poisson_scan(
+        step, stp_lif_init(params, n_E, n_I), lambda k: _bernoulli(key_E, k, p_E, n_E),
+        lambda k: _bernoulli(key_I, k, p_I, n_I), I, steps, record, checkpoint)))

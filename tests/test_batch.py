@@ -21,6 +21,7 @@ from scipy import stats
 
 import jaxlif
 from jaxlif import batch as jb
+from jaxlif.batch import devices as jbd
 from jaxlif.batch import rng as jbr
 
 try:  # pytest's default "prepend" import mode puts tests/ on sys.path
@@ -53,6 +54,30 @@ def test_threefry_is_jax_threefry():
     np.testing.assert_array_equal(np.concatenate([ours[0], ours[1]]), np.asarray(theirs))
 
 
+def test_gpu_choices_give_the_cpu_numbers():
+    """The choices made for GPUs (threefry primitive, int32 count buffer, bigger event block) draw the same
+    numbers as the CPU ones (so results do not depend on the backend's choice), tested here on CPU."""
+    from jaxlif.batch import pooled as jbp
+    rng = np.random.default_rng(1)
+    k = rng.integers(0, 2 ** 32, 2, dtype=np.uint32)
+    x0, x1 = (rng.integers(0, 2 ** 32, (3, 5), dtype=np.uint32) for _ in range(2))
+    for a, b in zip(jbr._hash(k[0], k[1], x0, x1, "gpu"), jbr._hash(k[0], k[1], x0, x1, "cpu")):
+        np.testing.assert_array_equal(a, b)
+    C, window = 16, 200
+    keys = jnp.asarray(rng.integers(0, 2 ** 32, 4, dtype=np.uint32))
+    law = jbp._pooled_law(jnp.full((C,), 0.002), 80, C, jnp.float32)
+
+    def fill(platform):
+        run = lambda st, w: jbp._pooled_window(st, w * window, keys, jnp.arange(C, dtype=jnp.uint32), law, window,  # noqa
+                                               jbp._pooled_block(window, platform), 5 * window + 1,
+                                               jbp._count_dtype(80, platform), platform)[0]
+        return jax.lax.scan(run, jbp._pooled_init(C), jnp.arange(5))[1]
+
+    cpu, gpu = jax.jit(lambda: (fill("cpu"), fill("gpu")))()              # one compilation for both
+    assert cpu.dtype == jnp.int8 and gpu.dtype == jnp.int32 and int(cpu.astype(int).sum()) > 100
+    np.testing.assert_array_equal(cpu, gpu)
+
+
 def test_uniforms_in_half_open_interval():
     w = jnp.array([0, 1, 2 ** 31, 2 ** 32 - 1], jnp.uint32)
     u = np.asarray(jbr._uniform(w, None, jnp.float32))
@@ -75,16 +100,18 @@ def test_geometric_gap_edge_cases():
 # ----------------------------------------------------------------------------------------------
 
 B_SHARED, T_SHARED = 8, 1000.0
+# every online statistic, with a burn-in and a cap on the spike times that some neurons exceed
+STATS = jb.Stats(burn_in=200.0, isi_cv=True, v=True, g=True, spike_times=16)
 
 
 @pytest.fixture(scope="module")
 def shared():
-    """Default WL-A and WL-B runs (float32, record=True) and the inputs they drew, for one key."""
+    """Default WL-A and WL-B runs (float32, record=True, every statistic) and the inputs they drew."""
     key = jax.random.key(2024)
     return dict(
         key=key,
-        A=jb.simulate_cond_lif_batch(key, B_SHARED, T=T_SHARED, dt=DT, record=True),
-        B=jb.simulate_stp_lif_batch(key, B_SHARED, T=T_SHARED, dt=DT, record=True),
+        A=jb.simulate_cond_lif_batch(key, B_SHARED, T=T_SHARED, dt=DT, record=True, stats=STATS),
+        B=jb.simulate_stp_lif_batch(key, B_SHARED, T=T_SHARED, dt=DT, record=True, stats=STATS),
         counts=jb.cond_lif_batch_inputs(key, B_SHARED, T=T_SHARED, dt=DT),
         trains=jb.stp_lif_batch_trains(key, B_SHARED, T=T_SHARED, dt=DT),
     )
@@ -145,8 +172,9 @@ def test_cond_batch_equals_step_by_step_oracle(x64):
     params = jaxlif.CondLIFParams(neuron=jaxlif.LIFParams(V_th=V_th))
     I = jaxlif.sinusoidal_current(40.0, T=T, dt=DT)
     fast = jb.simulate_cond_lif_batch(key, B, params, rate_E=rate_E, rate_I=rate_I, I_inj=I, T=T, dt=DT,
-                                      record=True)
+                                      record=True, stats=STATS64)
     assert fast.v.dtype == jnp.float64 and fast.v.shape == (B, 3000)
+    _check_stats(fast, STATS64, TOL64)
     counts_E, counts_I = jb.cond_lif_batch_inputs(key, B, rate_E=rate_E, rate_I=rate_I, T=T, dt=DT)
     assert float(counts_E.sum()) > 500
     for b in range(B):                                   # a Python loop over neurons: vmap == loop
@@ -164,20 +192,26 @@ def test_cond_batch_equals_step_by_step_oracle(x64):
 
 
 def test_stp_batch_equals_step_by_step_oracle(x64):
-    """WL-B-like batch: per-neuron STP time constants; every synapse has its own u, R, g in the oracles."""
+    """WL-B-like batch: per-neuron STP time constants, per-synapse U0 ``(B, n_E)`` and g_bar ``(1, n_E)``
+    (the shape rule); every synapse has its own u, R, g in the oracles."""
     key, B, T = jax.random.key(12), 3, 300.0
     tau_ratio = np.array([0.2, 0.5, 1.0])
+    U0_E = np.random.default_rng(1).uniform(0.1, 0.9, (B, 80))
+    gbar_E = np.linspace(3.0, 6.0, 80)[None, :]
     base = jaxlif.stp_lif_params(0.5)
     stp = base.stp_E._replace(tau_d=500.0 * tau_ratio, tau_f=300.0 * tau_ratio)
-    params = base._replace(stp_E=stp, stp_I=stp)
+    params = base._replace(stp_E=stp._replace(U0=U0_E), stp_I=stp, exc=base.exc._replace(g_bar=gbar_E))
     fast = jb.simulate_stp_lif_batch(key, B, params, rate_E=np.array([10.0, 15.0, 30.0]), rate_I=15.0, T=T,
-                                     dt=DT, record=True, window=700)
+                                     dt=DT, record=True, window=700, stats=STATS64)
+    _check_stats(fast, STATS64, TOL64)
     sE, sI = jb.stp_lif_batch_trains(key, B, rate_E=np.array([10.0, 15.0, 30.0]), rate_I=15.0, T=T, dt=DT)
     for b in range(B):
         single = jaxlif.stp_lif_params(float(tau_ratio[b]))
+        single = single._replace(stp_E=single.stp_E._replace(U0=U0_E[b]), exc=single.exc._replace(g_bar=gbar_E[0]))
         core = jaxlif.simulate_stp_lif(single, sE[b], sI[b], dt=DT, record_synapses=False)
         pars = ref.default_pars(T=T, dt=DT, tau_d_E=500.0 * tau_ratio[b], tau_f_E=300.0 * tau_ratio[b],
-                                tau_d_I=500.0 * tau_ratio[b], tau_f_I=300.0 * tau_ratio[b], **BONUS)
+                                tau_d_I=500.0 * tau_ratio[b], tau_f_I=300.0 * tau_ratio[b],
+                                **dict(BONUS, U0_E=U0_E[b], gE_bar=gbar_E[0]))
         out = ref.run_lif_cond_stp(pars, 0.0, np.asarray(sE[b], float), np.asarray(sI[b], float))
         np.testing.assert_array_equal(fast.spikes[b], core.spikes)
         np.testing.assert_allclose(np.flatnonzero(fast.spikes[b]) * DT, out[1], atol=1e-9)
@@ -187,21 +221,68 @@ def test_stp_batch_equals_step_by_step_oracle(x64):
 
 
 # ----------------------------------------------------------------------------------------------
+# online statistics == the same statistics computed from the recorded traces (same key, same run)
+# ----------------------------------------------------------------------------------------------
+
+STATS64 = jb.Stats(burn_in=50.0, isi_cv=True, v=True, g=True, spike_times=8)
+
+
+def _check_stats(res, st, tol):
+    """Every field of ``res.stats`` against NumPy on ``res``'s recorded traces (float64 sums)."""
+    k0 = len(np.arange(0.0, st.burn_in, DT))
+    v, spk, gE, gI = (np.asarray(a, np.float64) for a in (res.v, res.spikes, res.g_E, res.g_I))
+    s = res.stats
+    n = spk[:, k0:].sum(1)
+    np.testing.assert_array_equal(s.n_spikes, n)
+    np.testing.assert_allclose(s.rate, n / ((v.shape[1] - k0) * DT / 1000.0), rtol=tol)
+    np.testing.assert_allclose(s.isi_cv, jaxlif.isi_cv(jnp.asarray(spk[:, k0:] > 0)), rtol=tol, atol=tol)
+    np.testing.assert_allclose(s.v_mean, v[:, k0:].mean(1), rtol=tol)
+    np.testing.assert_allclose(s.v_std, v[:, k0:].std(1), rtol=10 * tol)
+    np.testing.assert_allclose(s.g_E_mean, gE[:, k0:].mean(1), rtol=tol)
+    np.testing.assert_allclose(s.g_I_mean, gI[:, k0:].mean(1), rtol=tol)
+    times = np.full((v.shape[0], st.spike_times), np.nan)
+    for b in range(v.shape[0]):
+        kept = (np.flatnonzero(spk[b, k0:]) + k0)[:st.spike_times]
+        times[b, :kept.size] = kept * DT
+    np.testing.assert_allclose(s.spike_times, times, rtol=tol)          # NaN where NaN
+    assert (n > 3).sum() >= 2 and (s.isi_cv[n > 3] > 0.1).all() and np.isfinite(s.v_std).all()
+
+
+def test_online_stats_equal_recorded_traces(shared):
+    """float32, both workloads, burn-in 200 ms, a spike-time cap that most neurons exceed."""
+    for wl in "AB":
+        _check_stats(shared[wl], STATS, 2e-5)
+    assert (shared["B"].stats.n_spikes > STATS.spike_times).all()       # the cap is exercised
+
+
+# ----------------------------------------------------------------------------------------------
 # invariances: chunks, windows, batch composition, keys
 # ----------------------------------------------------------------------------------------------
 
 
-# The same configurations run on 4 devices in test_sharding.py (the compiled programs are shared).
+# The same configurations run on 2 x 2 devices in test_distributed.py (the compiled programs differ there).
 OTHER_BATCH = dict(A=dict(batch_chunk=3, window=37), B=dict(batch_chunk=3))
 
 
 @pytest.mark.parametrize("wl, sim", [("A", jb.simulate_cond_lif_batch), ("B", jb.simulate_stp_lif_batch)])
-def test_chunks_windows_and_batch_size_change_nothing(shared, wl, sim):
-    """Chunks of 3 neurons, a bigger batch (and for static input another window): neurons 0..7 are
-    bit-identical to the default run."""
-    other = sim(shared["key"], B_SHARED + 2, T=T_SHARED, dt=DT, record=True, **OTHER_BATCH[wl])
-    for a, b in zip(shared[wl], other):
+def test_chunks_windows_calls_and_batch_size_change_nothing(shared, wl, sim, monkeypatch):
+    """Chunks of 3 neurons streamed one chunk per call (4 calls, progress reported after each), a
+    bigger batch (and for static input another window): neurons 0..7 are bit-identical to the default
+    run, traces and statistics alike."""
+    monkeypatch.setattr(jbd, "_CALL_STEPS", 3 * 10000)          # one chunk of 3 neurons per call
+    seen = []
+    other = sim(shared["key"], B_SHARED + 2, T=T_SHARED, dt=DT, record=True, stats=STATS,
+                progress=lambda done, total: seen.append((done, total)), **OTHER_BATCH[wl])
+    assert seen == [(3, 10), (6, 10), (9, 10), (10, 10)]
+    for a, b in zip(jax.tree.leaves(shared[wl][:5]), jax.tree.leaves(other[:5])):
         np.testing.assert_array_equal(a, b[:B_SHARED])
+    for name, a in shared[wl].stats._asdict().items():
+        b = getattr(other.stats, name)[:B_SHARED]
+        if wl == "A" and name in ("v_mean", "v_std", "g_E_mean", "g_I_mean"):
+            # another window groups the sums of the streamed means differently: float32 rounding only
+            np.testing.assert_allclose(a, b, rtol=1e-5, err_msg=name)
+        else:
+            np.testing.assert_array_equal(a, b, err_msg=name)
 
 
 def test_windows_change_stp_by_rounding_only(shared):
@@ -213,11 +294,9 @@ def test_windows_change_stp_by_rounding_only(shared):
 
 
 def test_keys(shared):
-    again = jb.simulate_stp_lif_batch(shared["key"], B_SHARED, T=T_SHARED, dt=DT, record=True)
-    legacy = jb.simulate_stp_lif_batch(jax.random.key_data(shared["key"]), B_SHARED, T=T_SHARED, dt=DT,
-                                       record=True)
-    other = jb.simulate_stp_lif_batch(jax.random.key(1), B_SHARED, T=T_SHARED, dt=DT, record=True)
-    for a, b, c in zip(shared["B"], again, legacy):
+    run = lambda key: jb.simulate_stp_lif_batch(key, B_SHARED, T=T_SHARED, dt=DT, record=True, stats=STATS)  # noqa
+    again, legacy, other = run(shared["key"]), run(jax.random.key_data(shared["key"])), run(jax.random.key(1))
+    for a, b, c in zip(jax.tree.leaves(shared["B"]), jax.tree.leaves(again), jax.tree.leaves(legacy)):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, c)
     assert not np.array_equal(shared["B"].spikes, other.spikes)
@@ -301,3 +380,132 @@ def test_errors():
         jb.simulate_cond_lif_batch(key, 4, mesh="all")
     with pytest.raises(ValueError, match="tau_d"):
         jb.simulate_stp_lif_batch(key, 4, jaxlif.stp_lif_params(0.5)._replace(stp_E=jaxlif.STPParams(0.5, 0.01, 10.0)))
+    with pytest.raises(ValueError, match=r"stats.burn_in=1000.0 ms"):
+        jb.simulate_cond_lif_batch(key, 4, T=1000.0, stats=jb.Stats(burn_in=1000.0))
+    with pytest.raises(TypeError, match="stats must be"):
+        jb.simulate_cond_lif_batch(key, 4, stats=dict(v=True))
+    with pytest.raises(TypeError, match="progress"):
+        jb.simulate_cond_lif_batch(key, 4, progress="bar")
+
+
+def test_shape_rule_per_neuron_and_per_synapse_errors():
+    """docs/conventions.md section 8: a 1-D array is per neuron even when batch_size == n_E; per-synapse
+    arrays only for STP parameters and g_bar of plastic synapses; everything else names the argument."""
+    key = jax.random.key(0)
+    stp = jaxlif.stp_lif_params(0.5)
+    with pytest.raises(ValueError, match=r"params.stp_E.U0 has shape \(4, 3\).*\(4, 80\) or \(1, 80\)"):
+        jb.simulate_stp_lif_batch(key, 4, stp._replace(stp_E=stp.stp_E._replace(U0=np.full((4, 3), 0.5))))
+    with pytest.raises(ValueError, match=r"params.stp_I.tau_d has shape \(80,\)"):   # batch 4: not per neuron
+        jb.simulate_stp_lif_batch(key, 4, stp._replace(stp_I=stp.stp_I._replace(tau_d=np.full(80, 200.0))))
+    with pytest.raises(ValueError, match=r"params.exc.tau_syn has shape \(4, 80\).*\(per neuron\)$"):
+        jb.simulate_stp_lif_batch(key, 4, stp._replace(exc=stp.exc._replace(tau_syn=np.full((4, 80), 5.0))))
+    with pytest.raises(ValueError, match=r"params.exc.g_bar has shape \(4, 80\).*\(per neuron\)$"):
+        jb.simulate_cond_lif_batch(key, 4, jaxlif.CondLIFParams(exc=jaxlif.SynParams(np.ones((4, 80)), 2.0, 0.0)))
+    with pytest.raises(ValueError, match=r"rate_E has shape \(4, 80\)"):
+        jb.simulate_stp_lif_batch(key, 4, rate_E=np.full((4, 80), 15.0))
+    with pytest.raises(ValueError, match=r"params.stp_E.U0=.*outside \(0, 1\]"):    # values checked per synapse
+        jb.simulate_stp_lif_batch(key, 4, stp._replace(stp_E=stp.stp_E._replace(U0=np.full((1, 80), 1.5))))
+
+
+def test_outputs_that_cannot_fit_are_refused_up_front():
+    key = jax.random.key(0)
+    with pytest.raises(ValueError, match=r"record=True keeps 4 traces of \(batch_size, n_steps\) = "
+                                         r"\(1000000, 1000000\).*GiB.*stats=jaxlif.batch.Stats"):
+        jb.simulate_cond_lif_batch(key, 10 ** 6, T=100_000.0, record=True)
+    with pytest.raises(ValueError, match=r"spike_times=100000 keeps \(10000000, 100000\) spike times"):
+        jb.simulate_stp_lif_batch(key, 10 ** 7, stats=jb.Stats(spike_times=100_000))
+
+
+def test_grad_is_refused_naming_the_differentiable_alternative():
+    key = jax.random.key(0)
+
+    def mean_v(g_bar):
+        params = jaxlif.CondLIFParams(exc=jaxlif.EXC_SYN._replace(g_bar=g_bar))
+        return jb.simulate_cond_lif_batch(key, 4, params, T=100.0, stats=V_STATS).stats.v_mean.sum()
+
+    with pytest.raises(TypeError, match=r"simulate_cond_lif_batch cannot be differentiated.*jax.vmap over "
+                                        r"jaxlif.simulate_cond_lif_poisson.*spike_grad="):
+        jax.grad(mean_v)(2.4)
+    with pytest.raises(TypeError, match=r"simulate_stp_lif_batch cannot be differentiated.*"
+                                        r"simulate_stp_lif_poisson"):
+        jax.grad(lambda r: jb.simulate_stp_lif_batch(key, 4, rate_E=r, T=100.0, stats=V_STATS)
+                 .stats.v_mean.sum())(15.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# values that cannot be checked in Python (traced) or that used to hang: poisoned, never a hang
+# (docs/conventions.md section 9).  The concrete calls share one small configuration (B = 4, T = 100 ms,
+# the benchmark's --quick size, so test_sharding's smoke run reuses the compiled programs)
+# ----------------------------------------------------------------------------------------------
+
+KEY_G, B_G, T_G = jax.random.key(5), 4, 100.0
+V_STATS = jb.Stats(v=True)
+
+
+def _poisoned(res, rows):
+    for r in rows:
+        assert res.spike_count[r] == -1 and res.stats.n_spikes[r] == -1
+        assert np.isnan(res.stats.v_mean[r]) and np.isnan(res.stats.rate[r])
+
+
+def test_traced_invalid_rates_poison_under_jit_and_vmap():
+    """-5 Hz, -100 Hz (used to hang) and 2e4 Hz (p > 1), traced under jit(vmap): poisoned rows; the valid
+    row equals the concrete call; a traced -0.0 is a valid rate of zero."""
+    run = lambda r: jb.simulate_cond_lif_batch(KEY_G, B_G, rate_E=r, T=T_G, stats=V_STATS)  # noqa: E731
+    out = jax.jit(jax.vmap(run))(jnp.array([10.0, -5.0, -100.0, 2e4, -0.0]))
+    np.testing.assert_array_equal(out.spike_count[0], jb.simulate_cond_lif_batch(KEY_G, B_G, T=T_G).spike_count)
+    _poisoned(jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), out), range(4, 16))
+    assert (out.spike_count[4] >= 0).all() and not np.isnan(out.stats.v_mean[4]).any()
+
+
+def test_traced_invalid_per_neuron_values_poison_only_those_neurons():
+    """STP batch under jit with per-neuron traced rates and U0: exactly the invalid neurons are poisoned.
+    (jaxlif.checked on these programs raises naming the argument, e.g. ``params.stp_E.U0=[...] must lie in
+    (0, 1]``; the mechanism is tested in test_guards.py, and one more compilation here costs too much.)"""
+    def run(rate_E, U0):
+        params = jaxlif.stp_lif_params(0.5)
+        params = params._replace(stp_E=params.stp_E._replace(U0=U0))
+        return jb.simulate_stp_lif_batch(KEY_G, B_G, params, rate_E=rate_E, T=T_G, stats=V_STATS)
+
+    rates, U0 = jnp.array([15.0, -5.0, -0.0, 15.0]), jnp.array([0.45, 0.45, 0.45, -0.5])
+    out = jax.jit(run)(rates, U0)
+    _poisoned(out, [1, 3])
+    assert out.spike_count[0] > 0 and out.spike_count[2] >= 0 and not np.isnan(np.asarray(out.stats.v_mean)[[0, 2]]).any()
+
+
+def test_concrete_negative_zero_rate_is_zero():
+    """np.round(-0.4) == -0.0 used to hang every batch simulator (-1/log1p(0.0) = -inf)."""
+    for sim in (jb.simulate_cond_lif_batch, jb.simulate_stp_lif_batch):
+        res = sim(KEY_G, B_G, rate_E=np.round(-0.4), rate_I=-0.0, T=T_G)
+        np.testing.assert_array_equal(res.spike_count, 0)
+
+
+def test_rate_sweep_compiles_once():
+    """20 new scalar rates reuse one compiled program (the rate sets no static size)."""
+    from jax._src.dispatch import BACKEND_COMPILE_EVENT
+    compiles = []
+
+    def listen(event, duration, **kw):
+        if event == BACKEND_COMPILE_EVENT:
+            compiles.append(duration)
+
+    run = lambda r: jb.simulate_cond_lif_batch(KEY_G, B_G, rate_E=r, T=T_G).spike_count  # noqa: E731
+    first = np.asarray(run(0.5))
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        counts = [np.asarray(run(float(r))) for r in np.linspace(1.0, 60.0, 20)]
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert compiles == [], f"{len(compiles)} compilations for 20 rates"
+    assert sum(c.sum() for c in counts[-3:]) > sum(c.sum() for c in counts[:3]) >= first.sum() >= 0
+
+
+def test_default_window_fits_long_runs_of_small_chunks():
+    """100 neurons for 100 s (10^6 steps): the default window shrinks to keep event times in int32 (it used to
+    be refused); an explicit window that cannot fit is still an error."""
+    from jaxlif.batch.pooled import _pooled_default_window
+    plan = jbd._plan(100, 1, 1_000_000, 2048, None, _pooled_default_window)
+    assert plan["chunk"] == 100 and (1_000_000 + plan["window"] + 2) * (plan["window"] + 2) < 2 ** 31
+    assert plan["n_windows"] * plan["window"] >= 999_999
+    with pytest.raises(ValueError, match="window=29412 steps is too large"):
+        jbd._plan(100, 1, 1_000_000, 2048, 30_000, _pooled_default_window)

@@ -163,3 +163,66 @@ def test_errors_raise_before_tracing():
     # under a user's own vmap the values are tracers: checks are skipped, results still computed
     out = jax.vmap(lambda tm: jaxlif.simulate_cond_lif(cond(tau_m=tm), ZERO, ZERO, dt=0.1).v[-1])(jnp.array([5.0, 10.0]))
     assert out.shape == (2,)
+
+
+# ------------------------------------------------------------------------------------------------
+# Shapes a newcomer gets wrong: per-neuron arrays in single-neuron simulators, lists, empty inputs
+# ------------------------------------------------------------------------------------------------
+
+def test_per_neuron_arrays_point_to_vmap_and_batch():
+    two = np.array([10.0, 20.0])
+    with pytest.raises(ValueError, match=r"params.neuron.tau_m has shape \(2,\), expected \(\); "
+                                         r"simulate_cond_lif simulates one neuron.*jax.vmap.*"
+                                         r"jaxlif.batch.simulate_cond_lif_batch"):
+        jaxlif.simulate_cond_lif(cond(tau_m=two), ZERO, ZERO, dt=0.1)
+    with pytest.raises(ValueError, match=r"params.tau_m has shape \(2,\).*simulate_lif simulates one neuron"):
+        jaxlif.simulate_lif(LIFParams(tau_m=two), ZERO, dt=0.1)
+    with pytest.raises(ValueError, match=r"params.exc.g_bar has shape \(2,\).*jax.vmap"):
+        jaxlif.simulate_cond_lif_poisson(KEY, CondLIFParams(exc=SynParams(two, 2.0, 0.0)), T=10.0)
+    with pytest.raises(ValueError, match=r"rate_E has shape \(2,\), expected a scalar rate in Hz.*jax.vmap"):
+        jaxlif.simulate_stp_lif_poisson(KEY, rate_E=two, T=10.0)
+    with pytest.raises(ValueError, match=r"params.stp_E.U0 has shape \(3,\), expected \(\) or \(80,\); "
+                                         r"synapse parameters are scalars or one value per excitatory train"):
+        jaxlif.simulate_stp_lif_poisson(KEY, jaxlif.STPLIFParams(stp_E=STPParams(np.full(3, 0.5), 250.0, 150.0)))
+    with pytest.raises(ValueError, match=r"stp.U0 has shape \(3,\), but the spikes have \(2,\) trains"):
+        jaxlif.simulate_stp(STPParams(np.full(3, 0.5), 100.0, 50.0), SynParams(1.2, 5.0, 0.0), np.zeros((2, 10)),
+                            dt=0.1)
+
+
+def test_lists_are_read_as_arrays():
+    """A list is an array: per-train values work where arrays work, and get the array's error elsewhere."""
+    train = np.zeros((2, 100))
+    train[:, ::9] = 1.0
+    as_list = jaxlif.simulate_stp(STPParams([0.5, 0.2], 100.0, [50.0, 750.0]), SynParams(1.2, 5.0, 0.0), train,
+                                  dt=0.1)
+    as_array = jaxlif.simulate_stp(STPParams(np.array([0.5, 0.2]), 100.0, np.array([50.0, 750.0])),
+                                   SynParams(1.2, 5.0, 0.0), train, dt=0.1)
+    for a, b in zip(as_list, as_array):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(ValueError, match=r"params.neuron.tau_m has shape \(1,\), expected \(\)"):
+        jaxlif.simulate_cond_lif(cond(tau_m=[10.0]), ZERO, ZERO, dt=0.1)
+    with pytest.raises(TypeError, match=r"params.neuron.tau_m must be a real number"):
+        jaxlif.simulate_cond_lif(cond(tau_m=["ten"]), ZERO, ZERO, dt=0.1)
+
+
+def test_empty_inputs_raise_instead_of_returning_one_sample():
+    empty = np.zeros(0)
+    with pytest.raises(ValueError, match=r"I has shape \(0,\): no time steps"):
+        jaxlif.simulate_lif(LIFParams(), empty, dt=0.1)
+    with pytest.raises(ValueError, match=r"n_E has shape \(0,\): no time steps"):
+        jaxlif.simulate_cond_lif(CondLIFParams(), empty, empty, dt=0.1)
+    with pytest.raises(ValueError, match=r"spikes_E has shape \(3, 0\): no time steps"):
+        jaxlif.simulate_stp_lif(jaxlif.STPLIFParams(), np.zeros((3, 0)), np.zeros((1, 0)), dt=0.1)
+    with pytest.raises(ValueError, match=r"spikes has shape \(0,\): no time steps"):
+        jaxlif.simulate_stp(jaxlif.STD, SynParams(1.2, 5.0, 0.0), empty, dt=0.1)
+
+
+def test_bad_gradient_options_are_named():
+    with pytest.raises(TypeError, match=r"spike_grad must be None .* or a jaxlif.surrogates.Surrogate"):
+        jaxlif.simulate_cond_lif(CondLIFParams(), ZERO, ZERO, dt=0.1, spike_grad="sigmoid")
+    with pytest.raises(ValueError, match=r"checkpoint=0 must be None or False"):
+        jaxlif.simulate_cond_lif(CondLIFParams(), ZERO, ZERO, dt=0.1, checkpoint=0)
+    with pytest.warns(UserWarning, match=r"peaks at 0.25/mV; with V_th - V_reset = 20 mV the gradient through"):
+        with pytest.raises(ValueError, match="checkpoint"):          # the warning comes first
+            jaxlif.simulate_cond_lif(CondLIFParams(), ZERO, ZERO, dt=0.1,
+                                     spike_grad=jaxlif.surrogates.fast_sigmoid(0.5), checkpoint=-1)

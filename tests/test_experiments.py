@@ -1,14 +1,20 @@
 """End-to-end tests of ``experiments/``: every experiment at ``--quick`` size, its files, and its numbers.
 
-The main job (``experiments/reproduce.py --quick``) runs once per session into a temporary folder; the
-tests then check the files it wrote (PNGs, per-experiment JSON, ``summary.json``, ``report.md``) and
-recompute numbers from the summaries with direct calls to the library, deriving the keys as each
-script's docstring documents them (so a change of key scheme, batching or bookkeeping fails here).
+The main job (``experiments/reproduce.py --quick``, all experiments but the fitting demonstration) runs
+once per session into a temporary folder; the tests then check the files it wrote (PNGs, per-experiment
+JSON, ``summary.json``, ``report.md``) and recompute numbers from the summaries with direct calls to the
+library, deriving the keys as each script's docstring documents them (so a change of key scheme,
+batching or bookkeeping fails here).  The fitting demonstration joins an earlier run's folder through ``--only``
+(a merge) in a test marked ``slow`` (``.ci/run`` runs it; ``pytest -m slow``).
+
+Output safety: fresh or ``--overwrite``-replaced folders, ``--only`` merges, nothing changes after an
+interrupted run, command-line values are checked before anything runs.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,10 +39,19 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    """``reproduce.main(["--quick", ...])`` once: (output folder, returned summary)."""
-    out = tmp_path_factory.mktemp("results")
-    summary = reproduce.main(["--quick", "--seed", str(SEED), "--out", str(out)])
+    """``reproduce.main(["--quick", ...])`` once, fitting excluded: (output folder, returned summary)."""
+    out = tmp_path_factory.mktemp("quick") / "results"
+    summary = reproduce.main(["--quick", "--seed", str(SEED), "--out", str(out), "--only", ",".join(EXPERIMENTS)])
     return out, summary
+
+
+def _links(report: str) -> list[str]:
+    return [line.split("](")[1].rstrip(")") for line in report.splitlines() if line.startswith("![")]
+
+
+def _leftovers(folder: Path) -> list[str]:
+    """Staging folders or temporary files left next to (or inside) ``folder``."""
+    return sorted(p.name for p in folder.parent.iterdir() if ".partial-" in p.name or ".old-" in p.name)
 
 
 def _load(out: Path, name: str) -> dict:
@@ -57,19 +72,23 @@ def test_main_job_summary_and_report(quick_run):
     out, summary = quick_run
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk["ok"] is True and summary["ok"] is True
-    assert set(on_disk["experiments"]) == set(EXPERIMENTS) | {"fit_stp"}
+    assert set(on_disk["experiments"]) == set(EXPERIMENTS)
     assert {"seed", "quick", "runtime_s", "jax", "device"} <= set(on_disk["info"])
     assert on_disk["info"]["seed"] == SEED and on_disk["info"]["quick"] is True
+    assert sorted(p.name for p in out.iterdir()) == sorted(EXPERIMENTS + ["report.md", "summary.json"])
+    assert _leftovers(out) == []
     for name in EXPERIMENTS:
         res = on_disk["experiments"][name]
         assert res["status"] == "ok", (name, res["error"])
         assert res["figures"], name
         assert res["summary"]["conclusion"], name
     report = (out / "report.md").read_text()
-    links = [line.split("](")[1].rstrip(")") for line in report.splitlines() if line.startswith("![")]
+    links = _links(report)
     assert len(links) == sum(len(r["figures"]) for r in on_disk["experiments"].values())
     for link in links:
         assert (out / link).is_file(), link
+    # summary.json in one unit system: no SI volts anywhere
+    assert "_SI" not in json.dumps(on_disk) and on_disk["units"].startswith("ms, mV")
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -88,9 +107,15 @@ def test_experiment_files(quick_run, name):
         assert width >= 500 and height >= 300, (png, width, height)
 
 
-def test_fitting_pending_or_done(quick_run):
-    out, _ = quick_run
-    res = json.loads((out / "summary.json").read_text())["experiments"]["fit_stp"]
+@pytest.mark.slow
+def test_fitting_demonstration_merges_into_the_main_job(tmp_path):
+    """``--only fit_stp`` into an earlier run's folder: fitting added, the earlier experiment kept (merge)."""
+    out = tmp_path / "results"
+    reproduce.main(["--quick", "--seed", str(SEED), "--out", str(out), "--only", "lif_part1"])
+    before = json.loads((out / "summary.json").read_text())
+    reproduce.main(["--quick", "--seed", str(SEED), "--out", str(out), "--only", "fit_stp"])
+    after = json.loads((out / "summary.json").read_text())
+    res = after["experiments"]["fit_stp"]
     module, reason = reproduce.load_fit_module()
     report = (out / "report.md").read_text()
     if module is None:
@@ -99,6 +124,10 @@ def test_fitting_pending_or_done(quick_run):
     else:
         assert res["status"] == "ok", res["error"]
         assert res["figures"] and all((out / f).is_file() for f in res["figures"])
+        assert str(tmp_path) not in json.dumps({k: v for k, v in res.items() if k != "summary"})
+    assert list(after["experiments"]) == ["lif_part1", "fit_stp"]
+    assert after["experiments"]["lif_part1"] == before["experiments"]["lif_part1"]
+    assert all((out / link).is_file() for link in _links(report))
 
 
 def test_run_fit_paths(tmp_path, capsys):
@@ -135,18 +164,19 @@ def test_run_fit_paths(tmp_path, capsys):
 def test_lif_part1_numbers(quick_run):
     out, _ = quick_run
     data = _load(out, "lif_part1")
-    # The first tutorial's printed output (coding exercise 4), in volts.
-    printed = [-5.8750e-02, -5.6828e-02, -5.4548e-02, -5.2381e-02, -5.0778e-02,
-               -4.9989e-02, -4.9974e-02, -5.0414e-02, -5.0832e-02, -5.0775e-02]
-    np.testing.assert_allclose(data["v_printed_SI"], printed, rtol=0, atol=5.05e-7)   # printed with %.4e
+    # The first tutorial's printed output (coding exercise 4): volts, its SI units, printed with %.4e.
+    printed_volts = [-5.8750e-02, -5.6828e-02, -5.4548e-02, -5.2381e-02, -5.0778e-02,
+                     -4.9989e-02, -4.9974e-02, -5.0414e-02, -5.0832e-02, -5.0775e-02]
+    v_volts = np.asarray(data["v_first_steps_mV"]) * 1e-3
+    np.testing.assert_allclose(v_volts, printed_volts, rtol=0, atol=5.05e-7)
     p = jl.LIFParams(**data["params"]["neuron"])
     I = jl.sinusoidal_current(250.0, T=150.0, dt=1.0)
     spikes = np.asarray(jl.simulate_lif(p, I, dt=1.0).spikes)
     assert data["n_spikes"] == int(spikes.sum()) > 0
     fi = data["f_I"]
     k = len(fi["currents_pA"]) - 1
-    direct = jl.spike_rate(jl.simulate_lif(p, fi["currents_pA"][k] * jnp.ones(jl.n_steps(fi["T"], 1.0)),
-                                           dt=1.0).spikes, fi["T"])
+    direct = jl.spike_rate(jl.simulate_lif(p, fi["currents_pA"][k] * jnp.ones(jl.n_steps(fi["T_ms"], 1.0)),
+                                           dt=1.0).spikes, fi["T_ms"])
     assert fi["rate_dc_Hz"][k] == pytest.approx(float(direct))
     below = np.asarray(fi["currents_pA"]) < fi["rheobase_pA"]
     assert np.all(np.asarray(fi["rate_dc_Hz"])[below] == 0)
@@ -263,39 +293,142 @@ def test_bonus_numbers_equal_library(quick_run):
 # ----------------------------------------------------------------------------------------------
 
 
+def _module(name):
+    import importlib
+    return importlib.import_module(f"experiments.{name}")
+
+
 @pytest.mark.parametrize("name", EXPERIMENTS + ["reproduce"])
-def test_script_help(name, tmp_path):
-    """``python experiments/<name>.py --help`` works from any folder and documents the standard options."""
-    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / f"{name}.py"), "--help"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    for option in ("--seed", "--out", "--quick"):
-        assert option in proc.stdout
-    if name != "reproduce":
-        assert "--dt" in proc.stdout and "--T" in proc.stdout
+def test_script_help(name, capsys):
+    """``--help`` documents the standard options, names only files the script writes, and stays short."""
+    with pytest.raises(SystemExit) as exit_:
+        _module(name).main(["--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--seed", "--out", "--quick", "--overwrite"):
+        assert option in text
+    if name == "reproduce":
+        assert "reproduce.json" not in text and "summary.json" in text and "report.md" in text
+    else:
+        assert "--dt" in text and "--T" in text and f"{name}.json" in text
+    # long default lists are summarised (lif_part1 sweeps 101 currents)
+    assert max(len(tok.split(",")) for tok in text.split()) <= 8
 
 
 def test_script_runs_as_file(tmp_path):
-    """A script run as a file (not imported) writes its outputs."""
+    """A script run as a file (not imported) from another folder writes its outputs."""
     out = tmp_path / "part1"
     proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "lif_part1.py"), "--quick", "--out", str(out)],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "[lif_part1] config:" in proc.stdout
     assert json.loads((out / "lif_part1.json").read_text())["n_spikes"] > 0
+    assert _leftovers(out) == []
+
+
+def test_existing_output_needs_overwrite_and_is_replaced_whole(tmp_path, capsys):
+    from experiments import lif_part1
+    out = tmp_path / "part1"
+    out.mkdir()
+    (out / "stale.png").write_bytes(PNG_MAGIC)
+    with pytest.raises(SystemExit) as exit_:
+        lif_part1.main(["--quick", "--out", str(out)])
+    assert exit_.value.code == 2 and "--overwrite" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["stale.png"]          # untouched
+    summary = lif_part1.main(["--quick", "--out", str(out), "--overwrite"])
+    files = sorted(p.name for p in out.iterdir())
+    assert files == sorted(summary["figures"] + ["lif_part1.json"])      # the stale file is gone
+    assert _leftovers(out) == []
+
+
+def test_interrupted_run_leaves_the_output_folder_as_it_was(tmp_path, monkeypatch, capsys):
+    """Ctrl-C half-way: the earlier results stay whole, no staging folder is left, exit status 130."""
+    from experiments import lif_part1
+    out = tmp_path / "part1"
+    out.mkdir()
+    (out / "old.json").write_text("{}")
+    real_save = C.save_figure
+
+    def save_then_interrupt(fig, folder, filename, files):
+        real_save(fig, folder, filename, files)      # one new figure is written to the staging folder...
+        raise KeyboardInterrupt                      # ...then the user presses Ctrl-C
+
+    monkeypatch.setattr(C, "save_figure", save_then_interrupt)
+    monkeypatch.setattr(sys, "argv", ["lif_part1.py", "--quick", "--out", str(out), "--overwrite"])
+    monkeypatch.setattr(C, "enable_compilation_cache", lambda: None)
+    with pytest.raises(SystemExit) as exit_:
+        C.script(lif_part1.main)
+    assert exit_.value.code == C.EXIT_INTERRUPTED == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["old.json"]
+    assert _leftovers(out) == []
+
+
+def test_only_merges_into_an_earlier_run(quick_run, tmp_path):
+    """``--only lif_part1`` with another seed: its folder and entry replaced, the others kept, links valid."""
+    src, _ = quick_run
+    out = tmp_path / "results"
+    shutil.copytree(src, out)
+    before = json.loads((out / "summary.json").read_text())
+    reproduce.main(["--quick", "--seed", str(SEED + 1), "--out", str(out), "--only", "lif_part1"])
+    after = json.loads((out / "summary.json").read_text())
+    assert list(after["experiments"]) == EXPERIMENTS
+    assert after["experiments"]["lif_part1"]["seed"] == SEED + 1
+    assert after["info"]["ran"] == ["lif_part1"] and set(after["info"]["kept_from_earlier_run"]) == set(EXPERIMENTS[1:])
+    for name in EXPERIMENTS[1:]:
+        assert after["experiments"][name] == before["experiments"][name]
+    report = (out / "report.md").read_text()
+    assert len(_links(report)) == sum(len(r["figures"]) for r in after["experiments"].values())
+    assert all((out / link).is_file() for link in _links(report))
+    assert _leftovers(out) == []
+
+
+@pytest.mark.parametrize("script,argv,message", [
+    ("ei_explorer", ["--exc-rates=20000,-5,10"], "argument --exc-rates: rates must lie in [0, 1000/dt]"),
+    ("ei_explorer", ["--inh-rates=-5"], "argument --inh-rates"),
+    ("ei_explorer", ["--balance-fmp=-90"], "argument --balance-fmp"),
+    ("bonus_stp_lif", ["--tau-ratios=-1"], "argument --tau-ratios: tau_ratio must be positive"),
+    ("bonus_stp_lif", ["--late-start=5000"], "argument --late-start"),
+    ("free_membrane_potential", ["--trials=0"], "argument --trials"),
+    ("free_membrane_potential", ["--T=0.05"], "argument --T"),
+    ("stp_explorer", ["--std-rates=0,10"], "argument --std-rates"),
+    ("lif_part1", ["--dt=-1"], "argument --dt"),
+    ("reproduce", ["--only=nope"], "unknown experiments"),
+])
+def test_bad_option_values_are_usage_errors(script, argv, message, tmp_path, capsys):
+    """Checked before anything is computed or written: argparse's message, exit status 2."""
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_:
+        _module(script).main(argv + ["--out", str(out)])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_options_quick_and_explicit(tmp_path):
     from experiments import ei_explorer as E
     parser = C.make_parser(E.__doc__, E.NAME, E.DEFAULTS, E.QUICK, E.EXTRA)
-    cfg = C.parse(parser, ["--quick", "--trials", "5", "--out", str(tmp_path)], E.DEFAULTS, E.QUICK)
+    cfg = C.parse(parser, ["--quick", "--trials", "5", "--out", str(tmp_path)], E.DEFAULTS, E.QUICK, E.CHECKS)
     assert cfg.trials == 5 and cfg.T == E.QUICK["T"] and cfg.dt == E.DEFAULTS["dt"]
-    cfg = C.parse(parser, ["--exc-rates", "2:6:2", "--out", str(tmp_path)], E.DEFAULTS, E.QUICK)
+    cfg = C.parse(parser, ["--exc-rates", "2:6:2", "--out", str(tmp_path)], E.DEFAULTS, E.QUICK, E.CHECKS)
     assert cfg.exc_rates == [2.0, 4.0, 6.0] and cfg.trials == E.DEFAULTS["trials"]
-    with pytest.raises(SystemExit):
-        C.parse(parser, ["--exc-rates", "2:6:-1"], E.DEFAULTS, E.QUICK)
-    with pytest.raises(ValueError, match="unknown experiments"):
-        reproduce.main(["--only", "nope", "--out", str(tmp_path)])
+    for bad in ("2:6:-1", "6:2:1", "a,b", ""):
+        with pytest.raises(SystemExit):
+            C.parse(parser, ["--exc-rates", bad], E.DEFAULTS, E.QUICK, E.CHECKS)
+
+
+def test_rate_histogram_bins_hold_whole_spike_counts():
+    """Rates from T = 200 ms are multiples of 5 Hz: every bin holds the same number of lattice points."""
+    from experiments.free_membrane_potential import histogram_bins
+    rates = np.array([5.0, 10.0, 10.0, 25.0, 40.0, 45.0])
+    edges = histogram_bins(rates, 5.0)
+    lattice = np.arange(0.0, 100.0, 5.0)
+    per_bin = np.histogram(lattice[(lattice >= edges[0]) & (lattice < edges[-1])], edges)[0]
+    assert np.all(per_bin == per_bin[0]) and per_bin[0] >= 1
+    assert np.histogram(rates, edges)[0].sum() == rates.size
+    many = np.arange(0, 500) * 5.0
+    assert len(histogram_bins(many, 5.0)) - 1 <= 30
 
 
 def test_balance_helpers_invert_each_other():

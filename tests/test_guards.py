@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import jaxlif
-from jaxlif import _checks
+from jaxlif import CondLIFParams, LIFParams, SynParams, _checks
 
 KEY = jax.random.key(0)
 
@@ -62,3 +62,110 @@ def test_checked_mode_names_a_traced_parameter_field():
 def test_checked_rejects_non_callables():
     with pytest.raises(TypeError, match="callable"):
         _checks.checked(3)
+
+
+# ------------------------------------------------------------------------------------------------
+# Every invalid-value class of the issue, traced under jit and vmap, in every core: poisoned outputs
+# (NaN, all-True rasters), valid rows untouched.  Tiny shapes (50 steps, a few trains).
+# ------------------------------------------------------------------------------------------------
+
+DT = 0.1
+ZERO50 = np.zeros(50)
+
+
+def _assert_poisoned(tree, rows):
+    for leaf in jax.tree.leaves(tree):
+        leaf = np.asarray(leaf)
+        for r in rows:
+            assert (leaf[r].all() if leaf.dtype == bool else np.isnan(leaf[r]).all()), (r, leaf[r])
+
+
+def _assert_rows_equal(batched, single, row=0):
+    for a, b in zip(jax.tree.leaves(batched), jax.tree.leaves(single)):
+        np.testing.assert_allclose(np.asarray(a)[row], np.asarray(b), rtol=1e-6, atol=1e-5)
+
+
+def test_traced_rates_poison_the_stp_lif_poisson_run():
+    sim = lambda r: jaxlif.simulate_stp_lif_poisson(KEY, rate_E=r, n_E=2, n_I=1, T=5.0, dt=DT)
+    out = jax.jit(jax.vmap(sim))(jnp.array([15.0, -5.0, 2e4, jnp.nan]))
+    _assert_rows_equal(out, sim(15.0))
+    _assert_poisoned(out, [1, 2, 3])
+
+
+def _assert_valid(tree, row=0):
+    for leaf in jax.tree.leaves(tree):
+        leaf = np.asarray(leaf)[row]
+        assert not leaf.all() if leaf.dtype == bool else np.isfinite(leaf).all()
+
+
+def test_traced_rates_poison_the_generators():
+    rates = jnp.array([10.0, -100.0, 2e4])
+    counts = jax.jit(jax.vmap(lambda r: jaxlif.poisson_counts(KEY, r, 3, T=5.0, dt=DT)))(rates)
+    trains = jax.jit(jax.vmap(lambda r: jaxlif.poisson_trains(KEY, r, 3, T=5.0, dt=DT)))(rates)
+    _assert_valid((counts, trains))
+    _assert_poisoned((counts, trains), [1, 2])
+
+
+def test_probability_outside_unit_interval_is_never_clipped():
+    """Before: p > 1 gave 0 spikes from the binomial draw and all spikes from the Bernoulli draw."""
+    ps = jnp.array([0.3, 1.5, -0.2])
+    bern = jax.jit(jax.vmap(lambda p: jaxlif.inputs.bernoulli_step(KEY, 3, p, 4)))(ps)
+    binom = jax.jit(jax.vmap(lambda p: jaxlif.inputs.binomial_step(KEY, 3, p, 4)))(ps)
+    _assert_valid((bern, binom))
+    assert 0 <= float(binom[0]) <= 4
+    _assert_poisoned((bern, binom), [1, 2])
+    for fn in (jaxlif.inputs.bernoulli_step, jaxlif.inputs.binomial_step):
+        with pytest.raises(ValueError, match=r"p=1.5 is outside \[0, 1\]"):
+            fn(KEY, 3, 1.5, 4)
+
+
+def test_traced_U0_below_zero_poisons_every_stp_core():
+    """Before: U0 = -0.5 gave a plausible g10/g1 of 24.8."""
+    U0 = jnp.array([0.5, -0.5, jnp.nan])
+    stp = lambda u: jaxlif.STPParams(u, 100.0, 50.0)
+    train = jnp.asarray(ZERO50).at[::7].set(1.0)
+    e, i = jnp.stack([train, train]), train[None]
+
+    def cores(u):                                  # the four STP cores in one compiled program
+        return (jaxlif.ratio_curve(stp(u), [10.0, 20.0]), jaxlif.ratio_curve_exact(stp(u), [10.0, 20.0]),
+                jaxlif.simulate_stp(stp(u), SynParams(1.2, 5.0, 0.0), train, dt=DT),
+                jaxlif.simulate_stp_lif(jaxlif.STPLIFParams(stp_E=stp(u)), e, i, dt=DT, record_synapses=False))
+    ratio, exact, syn, neuron = jax.jit(jax.vmap(cores))(U0)
+    np.testing.assert_allclose(np.asarray(ratio[0][0]), [0.6, 0.6], rtol=1e-6)   # g1 = g_bar U0
+    np.testing.assert_allclose(np.asarray(exact[0][0]), [0.6, 0.6], rtol=1e-6)
+    _assert_valid((ratio, exact, syn, neuron))
+    _assert_poisoned((ratio, exact, syn, neuron), [1, 2])
+
+
+def test_traced_tau_syn_below_dt_poisons_the_conductance_lif():
+    """Before: tau_syn = 0.05 ms with dt = 0.1 ms gave a plausible -75.2 mV."""
+    n = jnp.asarray(ZERO50).at[10:20].set(3.0)
+    sim = lambda tau: jaxlif.simulate_cond_lif(CondLIFParams(exc=SynParams(2.4, tau, 0.0)), n, n, dt=DT)
+    out = jax.jit(jax.vmap(sim))(jnp.array([2.0, 0.05, -1.0]))
+    _assert_rows_equal(out, sim(2.0))
+    _assert_poisoned(out, [1, 2])
+
+
+def test_traced_nan_parameter_poisons_the_lif():
+    I = jnp.full(50, 800.0)
+    sim = lambda x: jaxlif.simulate_lif(LIFParams(tau_m=x[0], V_th=x[1]), I, dt=DT)
+    out = jax.jit(jax.vmap(sim))(jnp.array([[10.0, -55.0], [jnp.nan, -55.0], [10.0, jnp.nan]]))
+    _assert_rows_equal(out, sim(jnp.array([10.0, -55.0])))
+    assert out.spikes[0].any() and not out.spikes[0].all()
+    _assert_poisoned(out, [1, 2])
+
+
+def test_concrete_negative_zero_rate_behaves_like_zero():
+    """``np.round(-0.4)`` is -0.0: accepted, and the same run as a rate of 0."""
+    minus_zero = float(np.round(-0.4))
+    assert np.signbit(minus_zero)
+    a = _cond_sim(minus_zero)
+    b = _cond_sim(0.0)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_checked_mode_names_U0():
+    with pytest.raises(ValueError, match=r"params\.U0=.*-0\.5.* must lie in \(0, 1\]"):
+        _checks.checked(jax.vmap(lambda u: jaxlif.ratio_curve(jaxlif.STPParams(u, 100.0, 50.0), [10.0])))(
+            jnp.array([0.5, -0.5]))

@@ -117,3 +117,69 @@ def test_euler_converges_to_continuous_time(x64):
         errs.append(abs(float(g10[0] / g1[0]) - g_exact[n - 1] / g_exact[0]))
     assert errs[1] < 0.6 * errs[0]
     assert errs[1] > 0.4 * errs[0]
+
+
+# ------------------------------------------------------------------------------------------------
+# Several spikes in one step: counts="sequential" (default: that many releases, checked against the
+# one-spike scheme in NumPy) or counts="tutorial" (the tutorial's scaled update, with a warning).
+# ------------------------------------------------------------------------------------------------
+
+def _one_spike_loop(U0, tau_d, tau_f, g_bar, tau_syn, counts, dt):
+    """The tutorial's update with 0/1 spikes only: the first spike of a step comes with the step's
+    decay, each further spike of the same step is one more update with no time elapsed (dt = 0)."""
+    def update(u, R, g, s, h):
+        u_new = u - h / tau_f * u + U0 * (1.0 - u) * s
+        return u_new, R + h / tau_d * (1.0 - R) - u_new * R * s, g - h / tau_syn * g + g_bar * R * u_new * s
+
+    state, trace = (0.0, 1.0, 0.0), [(0.0, 1.0, 0.0)]
+    for c in counts[1:]:
+        state = update(*state, min(c, 1.0), dt)
+        for _ in range(int(c) - 1):
+            state = update(*state, 1.0, 0.0)
+        trace.append(state)
+    return np.array(trace).T
+
+
+COUNTS = np.array([0, 0, 2, 0, 0, 3, 1, 0, 2, 2, 0, 0, 0, 4, 0] * 4, dtype=float)
+SINGLE = np.minimum(COUNTS, 1.0)
+
+
+def test_sequential_counts_equal_the_one_spike_scheme(x64):
+    trains = np.stack([COUNTS, SINGLE])
+    seq = simulate_stp(STD, SYN, trains, dt=0.1)                  # the default is "sequential"
+    want = _one_spike_loop(0.5, 100.0, 50.0, 1.2, 5.0, COUNTS, 0.1)
+    for got, ref_trace in zip(seq, want):
+        np.testing.assert_allclose(np.asarray(got)[0], ref_trace, rtol=0, atol=1e-12)
+    assert (np.asarray(seq.u) <= 1).all() and (np.asarray(seq.R) >= 0).all()
+    with pytest.warns(UserWarning, match=r"spikes has up to 4 spikes in one step.*counts='sequential'"):
+        tut = simulate_stp(STD, SYN, trains, dt=0.1, counts="tutorial")
+    for a, b in zip(seq, tut):                          # 0/1 spikes: the two modes agree bit for bit
+        np.testing.assert_array_equal(np.asarray(a)[1], np.asarray(b)[1])
+    assert np.asarray(tut.R)[0].min() < 0               # the tutorial's update leaves its range
+    # differentiable in every mode: the gradient of the sequential update against central differences
+    g_sum = lambda U0: jnp.sum(simulate_stp(STPParams(U0, 100.0, 50.0), SYN, trains, dt=0.1, counts="sequential").g)
+    fd = (float(g_sum(0.5 + 1e-6)) - float(g_sum(0.5 - 1e-6))) / 2e-6
+    assert float(jax.grad(g_sum)(0.5)) == pytest.approx(fd, rel=1e-6)
+
+
+def test_counts_option_reaches_the_stp_lif_step():
+    from jaxlif.stp_lif import stp_lif_init, stp_lif_step
+    import jaxlif
+    p = jaxlif.STPLIFParams()                           # U0 = 0.45
+    state = stp_lif_init(p, 2, 1)
+    x = (jnp.array([2.0, 0.0]), jnp.zeros(1), 0.0)
+    step = jax.jit(lambda: (stp_lif_step(p, state, x, 0.1)[0].syn_E.u,           # default: sequential
+                            stp_lif_step(p, state, x, 0.1, counts="tutorial")[0].syn_E.u))
+    seq, tut = step()
+    np.testing.assert_allclose(np.asarray(seq), [1 - 0.55 ** 2, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(tut), [0.9, 0.0], rtol=1e-6)
+    with pytest.raises(ValueError, match="counts='often' must be 'tutorial'"):
+        simulate_stp(STD, SYN, SINGLE, dt=0.1, counts="often")
+
+
+def test_traced_counts_above_one_are_reported_by_checked_mode():
+    import jaxlif
+    f = jax.jit(lambda s: simulate_stp(STD, SYN, s, dt=0.1, counts="tutorial").g)
+    with pytest.raises(ValueError, match=r"spikes=.*4.* has more than one spike in a step"):
+        jaxlif.checked(f)(jnp.asarray(COUNTS))
+    np.testing.assert_array_equal(jaxlif.checked(f)(jnp.asarray(SINGLE)), f(jnp.asarray(SINGLE)))

@@ -16,8 +16,9 @@ Binomial(n, p) per step: the steps with a non-zero count form a Bernoulli(q) pro
 ``>= 1``.  Each event costs one threefry-2x32 hash (gap and count); a run of 80 + 20 trains at
 10 Hz draws about 970 events per neuron-second instead of 20000 per-step counts or 10^6
 per-step Bernoulli numbers.  No ``(batch, trains, steps)`` tensor exists.  The events of a
-window are drawn in blocks (one cumulative sum per block) and scattered into an int8 count
-buffer that the neuron scan reads row by row.
+window are drawn in blocks of a fixed size (one cumulative sum per block) and scattered into an
+integer count buffer that the neuron scan reads row by row.  No array size depends on a rate or
+a parameter value, so one compiled program serves every value (:mod:`~jaxlif.batch.pooled`).
 
 **Event-driven STP.**  The Tsodyks-Markram state of a synapse does not depend on the
 postsynaptic voltage and only changes its course at that synapse's own spikes: between two spikes
@@ -35,9 +36,12 @@ of spikes (about 1500 per neuron-second at 15 Hz) rather than synapses x steps (
 
 **Windows and chunks.**  Events are generated window by window (``window`` steps: about 1000
 for static input, 2000 for plastic synapses) into a small buffer, then a ``lax.scan`` runs the
-neuron over the window with :func:`jaxlif.cond_lif_step` (the core step, unchanged).  The batch is
-processed ``batch_chunk`` neurons at a time per device (``lax.map``), so memory is bounded by the
-chunk, not by the batch.  Every random draw is addressed by (key, neuron index, synapse or
+neuron over the window with :func:`jaxlif.cond_lif_step` (the core step, unchanged), folding the
+requested online statistics (:class:`Stats`: rates, ISI CV, mean and std of v, mean conductances,
+spike times; :mod:`~jaxlif.batch.stats`) into O(batch) accumulators.  The batch is processed
+``batch_chunk`` neurons at a time per device (``lax.map``) and streamed through one compiled program
+a slice at a time (``progress=``; :mod:`~jaxlif.batch.devices`), so memory is bounded by the chunk
+and the O(batch) outputs, and the cost per neuron does not grow with the batch.  Every random draw is addressed by (key, neuron index, synapse or
 population, event ordinal), never by position in a chunk, a window or on a device, so neither
 changes which spikes a neuron receives; chunks and devices change no number at all (with
 plastic synapses the window fixes the order in which coincident jumps are summed, and so the
@@ -50,7 +54,9 @@ are identical to one device, bit for bit, for the same reason.
 **Random numbers.**  The hash is threefry-2x32 with 20 rounds (Salmon et al. 2011), the
 function behind ``jax.random``'s default generator, written here with ``jax.numpy`` integer ops
 (``_threefry2x32``; tested bit for bit against ``jax.extend.random.threefry_2x32``) because
-XLA:CPU runs that form 3-4x faster than the primitive.  Keys for each stream come from the user's
+XLA:CPU runs that form 3-4x faster than the primitive; on GPUs the primitive is used, and the count
+buffer is int32 instead of int8 (:mod:`~jaxlif.batch.rng`, :mod:`~jaxlif.batch.pooled`): the same
+numbers either way.  Keys for each stream come from the user's
 key with ``jax.random.fold_in`` and ``jax.random.bits``.  Uniforms are taken in ``(0, 1]``
 (24 bits in float32, 53 in float64), so the laws are exact up to that resolution, the same
 resolution that a per-step test ``uniform < p`` has.
@@ -61,6 +67,13 @@ resolution that a per-step test ``uniform < p`` has.
 ``jax.vmap(jaxlif.simulate_stp_lif)`` (the step-by-step tutorial scheme) can be run on exactly
 the same input: that is how the tests check the fast paths.
 
+**Validity.**  Concrete arguments are checked in Python (shapes by docs/conventions.md section 8:
+``()`` shared, ``(batch,)`` per neuron, ``(batch, n)`` or ``(1, n)`` per synapse for STP parameters and
+``g_bar`` of plastic synapses).  Traced values are checked in the program: an invalid rate drives no
+events and every neuron with an invalid value is poisoned (docs/conventions.md section 9); every
+event loop is bounded by the window length; outputs that cannot fit in memory are refused up
+front; ``jax.grad`` raises naming the differentiable per-step simulators.
+
 Shapes: ``batch`` neurons; traces ``(batch, n_steps)`` with time last; ``n_steps =
 len(np.arange(0, T, dt))``.  Units: ms, mV, nS, pA, Hz.  dtype: float32 by default, float64
 under ``jax.enable_x64(True)``.
@@ -68,11 +81,15 @@ under ``jax.enable_x64(True)``.
 
 from jaxlif.batch.api import (cond_lif_batch_inputs, simulate_cond_lif_batch, simulate_stp_lif_batch,
                               stp_lif_batch_trains)
-from jaxlif.batch.devices import batch_mesh
+from jaxlif.batch.devices import batch_mesh, progress_bar
+from jaxlif.batch.stats import BatchStats, Stats
 from jaxlif.batch.windows import BatchResult
 
 __all__ = [
     "BatchResult",
+    "Stats",
+    "BatchStats",
+    "progress_bar",
     "simulate_cond_lif_batch",
     "simulate_stp_lif_batch",
     "cond_lif_batch_inputs",

@@ -10,6 +10,7 @@ the step-by-step simulators can be run on the same input (that is how the tests 
 from __future__ import annotations
 
 from functools import partial
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -17,11 +18,12 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxlif import _checks
-from jaxlif.batch.devices import _run, _split_batched
-from jaxlif.batch.pooled import (_block_size, _check_pooled_sizes, _count_terms, _pooled_default_window,
-                                 _pooled_init, _pooled_law, _pooled_window)
+from jaxlif.batch.devices import _classify, _run
+from jaxlif.batch.pooled import (_check_pooled_sizes, _pooled_block, _pooled_default_window, _pooled_init,
+                                 _pooled_law, _pooled_window)
 from jaxlif.batch.rng import _stream_keys
 from jaxlif.batch.synapses import _columns, _synapse_default_window, _synapses_init, _synapses_window
+from jaxlif.batch.stats import Stats, _stats_config
 from jaxlif.batch.windows import BatchResult, _cond_chunk, _stp_chunk
 from jaxlif.neurons import CondLIFParams, _check_poisson_run, _no_threshold, check_cond_lif_params
 from jaxlif.stp_lif import STPLIFParams, _check as _check_stp_lif_params
@@ -33,10 +35,49 @@ __all__ = [
     "stp_lif_batch_trains",
 ]
 
-def _max_p(rate, dt: float) -> float | None:
-    arr = _checks._concrete(rate)
-    return None if arr is None else float(np.max(arr)) * dt / 1000.0
+_RULE_TABLES = {"neuron": _checks.LIF_RULES, "exc": _checks.SYN_RULES, "inh": _checks.SYN_RULES,
+                "stp_E": _checks.STP_RULES, "stp_I": _checks.STP_RULES}
 
+
+def _labels_and_rules(tree) -> tuple[list[str], list[str]]:
+    """Argument name and validity rule of every leaf of ``(params, rate_E, rate_I)``."""
+    labels, rules = [], []
+    for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        top = path[0].idx
+        if top == 0:
+            labels.append("params" + jax.tree_util.keystr(path[1:]))
+            rules.append(_RULE_TABLES[path[1].name][path[2].name])
+        else:
+            labels.append(("rate_E", "rate_I")[top - 1])
+            rules.append("rate")
+    return labels, rules
+
+
+def _rate(rate, dtype):
+    """A rate as an array of ``dtype``; a concrete ``-0.0`` becomes ``+0.0`` (same law, and no sign
+    of zero can reach a logarithm)."""
+    arr = _checks._concrete(rate)
+    return jnp.asarray(rate, dtype) if arr is None else np.asarray(arr, dtype) + dtype.type(0.0)
+
+
+def _grad_message(name: str, alternative: str) -> str:
+    return (f"jaxlif.batch.{name} cannot be differentiated: its event-driven input runs loops whose trip "
+            f"count depends on the values, and its spike outputs are integers. For gradients, use "
+            f"jax.vmap over jaxlif.{alternative} (the same model step by step; its spike_grad= option gives "
+            f"surrogate spike derivatives and checkpoint= bounds the memory of long runs).")
+
+
+def _common(key, batch_size, rate_E, rate_I, n_E, n_I, I_inj, T, dt, spiking, record, stats, unroll):
+    dt, steps, I = _check_poisson_run(key, rate_E, rate_I, n_E, n_I, I_inj, T, dt)
+    batch = _checks.check_count("batch_size", batch_size, minimum=1)
+    if steps < 2:
+        raise ValueError(f"T={T} ms with dt={dt} ms gives {steps} sample(s); need at least 2")
+    cfg_kw = dict(n_steps=steps, dt=dt, n_E=n_E, n_I=n_I, record=bool(record), spiking=bool(spiking),
+                  unroll=_checks.check_count("unroll", unroll, 1), scalar_current=np.ndim(I_inj) == 0,
+                  stats=_stats_config(stats, T, dt, steps))
+    dtype = jnp.dtype(jnp.result_type(float))
+    I = jnp.asarray(I_inj, dtype) if np.ndim(I_inj) == 0 else I
+    return dt, batch, cfg_kw, (_rate(rate_E, dtype), _rate(rate_I, dtype)), I
 
 
 # ----------------------------------------------------------------------------------------------
@@ -47,6 +88,7 @@ def _max_p(rate, dt: float) -> float | None:
 def simulate_cond_lif_batch(key: jax.Array, batch_size: int, params: CondLIFParams = CondLIFParams(), *,
                             rate_E=10.0, rate_I=10.0, n_E: int = 80, n_I: int = 20, I_inj=0.0,
                             T: float = 1000.0, dt: float = 0.1, spiking: bool = True, record: bool = False,
+                            stats: Stats | None = None, progress: Callable[[int, int], None] | None = None,
                             mesh: Mesh | None = None, batch_chunk: int | None = None,
                             window: int | None = None, unroll: int = 1) -> BatchResult:
     """``batch_size`` conductance-LIF neurons, each with its own ``n_E`` + ``n_I`` Poisson trains (WL-A).
@@ -67,13 +109,19 @@ def simulate_cond_lif_batch(key: jax.Array, batch_size: int, params: CondLIFPara
     Args:
         key: a ``jax.random`` key.
         batch_size: number of neurons B.
-        params: :class:`jaxlif.CondLIFParams`; every leaf a scalar or a per-neuron ``(B,)`` array.
-        rate_E, rate_I: rate of each input train [Hz], scalar or ``(B,)`` (concrete values).
+        params: :class:`jaxlif.CondLIFParams`; every leaf a scalar or a per-neuron ``(B,)`` array (the
+            pooled trains of a population share ``g_bar``, so nothing is per synapse here).
+        rate_E, rate_I: rate of each input train [Hz], scalar or ``(B,)``.
         n_E, n_I: number of excitatory/inhibitory trains per neuron.
         I_inj: injected current [pA], scalar or ``(n_steps,)`` (shared by the batch).
         T, dt: duration and time step [ms].
         spiking: ``False`` removes the threshold (free membrane potential).
-        record: also return ``v, spikes, g_E, g_I`` as ``(B, n_steps)`` (memory grows with B * n_steps).
+        record: also return ``v, spikes, g_E, g_I`` as ``(B, n_steps)`` (memory grows with B * n_steps;
+            refused up front when it cannot fit).
+        stats: :class:`jaxlif.batch.Stats`: per-neuron statistics streamed during the run (rates, ISI
+            CV, mean and std of v, mean conductances, spike times) in O(B) memory, in ``result.stats``.
+        progress: ``progress(done, total)`` called after each call of the compiled program (large
+            batches are streamed through it a slice at a time); :func:`jaxlif.batch.progress_bar`.
         mesh: one-axis device mesh for the batch axis (:func:`batch_mesh`); default all devices.
         batch_chunk: neurons simulated at once per device (default 2048, balanced); bounds memory.
         window: time steps per event window (default ``2**21 // chunk``, about 1000).
@@ -82,36 +130,34 @@ def simulate_cond_lif_batch(key: jax.Array, batch_size: int, params: CondLIFPara
 
     Returns:
         :class:`BatchResult`.  Only ``key``, ``params``, rates, ``I_inj``, ``T``, ``dt`` and the dtype
-        change the numbers: ``batch_chunk``, ``window`` and ``mesh`` give bit-identical results
-        (the counts are integers), and neuron ``b`` of a batch does not depend on ``batch_size``.
+        change the numbers: ``batch_chunk``, ``window``, ``mesh`` and the streaming give bit-identical
+        results (the counts are integers), and neuron ``b`` of a batch does not depend on ``batch_size``.
+        One compiled program serves every value of the rates and parameters (only shapes, ``T``,
+        ``dt`` and the options recompile).  Traced invalid values poison the neurons they concern
+        (docs/conventions.md section 9).
 
     Raises:
-        ValueError: as :func:`jaxlif.simulate_cond_lif_poisson`, and for a parameter or rate whose
-        shape is neither ``()`` nor ``(batch_size,)``, or more than 1023 trains per population.
+        ValueError: as :func:`jaxlif.simulate_cond_lif_poisson`; for a parameter or rate whose shape
+        is neither ``()`` nor ``(batch_size,)``; more than 1023 trains per population; outputs that
+        cannot fit in memory.
+        TypeError: under ``jax.grad``/``jax.jvp`` (not differentiable; the message names the
+        per-step alternative).
     """
-    dt, steps, I = _check_poisson_run(key, rate_E, rate_I, n_E, n_I, I_inj, T, dt)
+    dt, batch, cfg_kw, rates, I = _common(key, batch_size, rate_E, rate_I, n_E, n_I, I_inj, T, dt, spiking, record,
+                                          stats, unroll)
     check_cond_lif_params(params, dt)
-    batch = _checks.check_count("batch_size", batch_size, minimum=1)
-    _check_pooled_sizes(n_E, n_I, steps)
-    if steps < 2:
-        raise ValueError(f"T={T} ms with dt={dt} ms gives {steps} sample(s); need at least 2")
-    dtype = jnp.result_type(float)
-    pE, pI = _max_p(rate_E, dt), _max_p(rate_I, dt)
-    blocks = (_block_size(pE, n_E), _block_size(pI, n_I))
-    cfg_kw = dict(n_steps=steps, dt=dt, n_E=n_E, n_I=n_I,
-                  K_E=_count_terms(pE, n_E, dtype), K_I=_count_terms(pI, n_I, dtype),
-                  record=bool(record), spiking=bool(spiking), unroll=_checks.check_count("unroll", unroll, 1),
-                  scalar_current=np.ndim(I_inj) == 0)
-    params = _no_threshold(params, spiking)
-    tree = (params, jnp.asarray(rate_E, dtype) * (dt / 1000.0), jnp.asarray(rate_I, dtype) * (dt / 1000.0))
-    I = jnp.asarray(I_inj, dtype) if np.ndim(I_inj) == 0 else I
-    return _run(_cond_chunk, (0, 1), key, batch, tree, I, cfg_kw, blocks, 2048, _pooled_default_window, mesh,
-                batch_chunk, window)
+    _check_pooled_sizes(n_E, n_I, cfg_kw["n_steps"])
+    tree = (_no_threshold(params, spiking),) + rates
+    labels, rules = _labels_and_rules(tree)
+    return _run(_cond_chunk, (0, 1), key, batch, tree, labels, rules, {}, I, cfg_kw, 2048, _pooled_default_window,
+                mesh, batch_chunk, window, progress,
+                _grad_message("simulate_cond_lif_batch", "simulate_cond_lif_poisson"))
 
 
 def simulate_stp_lif_batch(key: jax.Array, batch_size: int, params: STPLIFParams = STPLIFParams(), *,
                            rate_E=15.0, rate_I=15.0, n_E: int = 80, n_I: int = 20, I_inj=0.0,
                            T: float = 1000.0, dt: float = 0.1, spiking: bool = True, record: bool = False,
+                           stats: Stats | None = None, progress: Callable[[int, int], None] | None = None,
                            mesh: Mesh | None = None, batch_chunk: int | None = None,
                            window: int | None = None, unroll: int = 1) -> BatchResult:
     """``batch_size`` STP-LIF neurons (WL-B), each with its own plastic Poisson trains, event-driven.
@@ -128,34 +174,38 @@ def simulate_stp_lif_batch(key: jax.Array, batch_size: int, params: STPLIFParams
     Args:
         key: a ``jax.random`` key.
         batch_size: number of neurons B.
-        params: :class:`jaxlif.STPLIFParams` (default the bonus neuron with ``tau_ratio = 0.5``);
-            every leaf a scalar or a per-neuron ``(B,)`` array.
+        params: :class:`jaxlif.STPLIFParams` (default the bonus neuron with ``tau_ratio = 0.5``).
+            Shapes (docs/conventions.md section 8): every leaf ``()`` (shared) or ``(B,)`` (per
+            neuron); the STP parameters ``stp_E``/``stp_I`` and ``exc.g_bar``/``inh.g_bar`` may also be
+            per synapse, ``(B, n)`` or ``(1, n)`` with ``n = n_E`` (excitatory) or ``n_I``.  A 1-D
+            array is always per neuron.
         rate_E, rate_I: rate of each train [Hz], scalar or ``(B,)``.
-        n_E, n_I, I_inj, T, dt, spiking, record, mesh, unroll: as in :func:`simulate_cond_lif_batch`.
+        n_E, n_I, I_inj, T, dt, spiking, record, stats, progress, mesh, unroll: as in
+            :func:`simulate_cond_lif_batch`.
         batch_chunk: neurons simulated at once per device (default 512); bounds memory.
         window: time steps per event window (default 2000).  The window sets the order in which
             coincident jumps of one neuron are summed, so another window changes ``g`` (and ``v``)
-            by rounding only; ``batch_chunk`` and ``mesh`` give bit-identical results.
+            by rounding only; ``batch_chunk``, ``mesh`` and the streaming give bit-identical results.
 
     Returns:
         :class:`BatchResult`; neuron ``b`` of a batch does not depend on ``batch_size``.
+
+    Raises:
+        ValueError, TypeError: as :func:`simulate_cond_lif_batch`.
     """
-    dt, steps, I = _check_poisson_run(key, rate_E, rate_I, n_E, n_I, I_inj, T, dt)
+    dt, batch, cfg_kw, rates, I = _common(key, batch_size, rate_E, rate_I, n_E, n_I, I_inj, T, dt, spiking, record,
+                                          stats, unroll)
     _check_stp_lif_params(params, dt)
-    batch = _checks.check_count("batch_size", batch_size, minimum=1)
-    if steps < 2:
-        raise ValueError(f"T={T} ms with dt={dt} ms gives {steps} sample(s); need at least 2")
     if n_E + n_I < 1:
         raise ValueError("n_E + n_I must be >= 1 for the STP batch simulator")
-    dtype = jnp.result_type(float)
-    cfg_kw = dict(n_steps=steps, dt=dt, n_E=n_E, n_I=n_I, K_E=0, K_I=0,
-                  record=bool(record), spiking=bool(spiking), unroll=_checks.check_count("unroll", unroll, 1),
-                  scalar_current=np.ndim(I_inj) == 0)
-    params = _no_threshold(params, spiking)
-    tree = (params, jnp.asarray(rate_E, dtype) * (dt / 1000.0), jnp.asarray(rate_I, dtype) * (dt / 1000.0))
-    I = jnp.asarray(I_inj, dtype) if np.ndim(I_inj) == 0 else I
-    return _run(_stp_chunk, (2,), key, batch, tree, I, cfg_kw, (lambda w: 1, lambda w: 1), 512,
-                _synapse_default_window, mesh, batch_chunk, window)
+    tree = (_no_threshold(params, spiking),) + rates
+    labels, rules = _labels_and_rules(tree)
+    per_synapse = {f"params.{pop}.{field}": n for pop, n in (("stp_E", n_E), ("stp_I", n_I))
+                   for field in ("U0", "tau_d", "tau_f")}
+    per_synapse.update({"params.exc.g_bar": n_E, "params.inh.g_bar": n_I})
+    return _run(_stp_chunk, (2,), key, batch, tree, labels, rules, per_synapse, I, cfg_kw, 512,
+                _synapse_default_window, mesh, batch_chunk, window, progress,
+                _grad_message("simulate_stp_lif_batch", "simulate_stp_lif_poisson"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -174,29 +224,27 @@ def cond_lif_batch_inputs(key: jax.Array, batch_size: int, *, rate_E=10.0, rate_
     dt, steps, _ = _check_poisson_run(key, rate_E, rate_I, n_E, n_I, 0.0, T, dt)
     batch = _checks.check_count("batch_size", batch_size, minimum=1)
     _check_pooled_sizes(n_E, n_I, steps)
-    dtype = jnp.result_type(float)
-    pE, pI = _max_p(rate_E, dt), _max_p(rate_I, dt)
-    _split_batched((rate_E, rate_I), batch, "rates")
+    dtype = jnp.dtype(jnp.result_type(float))
+    _classify((rate_E, rate_I), batch, {}, ["rate_E", "rate_I"])
     window = min(steps - 1, 1024 if window is None else _checks.check_count("window", window, minimum=1))
     keys = jnp.stack([jnp.concatenate([_stream_keys(key, 2 * t), _stream_keys(key, 2 * t + 1)]) for t in (0, 1)])
-    pE_arr, pI_arr = (jnp.asarray(r, dtype) * (dt / 1000.0) for r in (rate_E, rate_I))
-    blocks = (min(_block_size(pE, n_E)(window), window), min(_block_size(pI, n_I)(window), window))
-    return _pooled_inputs(keys, pE_arr, pI_arr, batch, steps, window, n_E, n_I, blocks,
-                          (_count_terms(pE, n_E, dtype), _count_terms(pI, n_I, dtype)))
+    pE_arr, pI_arr = (_rate(r, dtype) * (dt / 1000.0) for r in (rate_E, rate_I))
+    return _pooled_inputs(keys, pE_arr, pI_arr, batch, steps, window, n_E, n_I)
 
 
-@partial(jax.jit, static_argnums=(3, 4, 5, 6, 7, 8, 9))
-def _pooled_inputs(keys, p_E, p_I, batch, steps, window, n_E, n_I, blocks, Ks):
+@partial(jax.jit, static_argnums=(3, 4, 5, 6, 7))
+def _pooled_inputs(keys, p_E, p_I, batch, steps, window, n_E, n_I):
     dtype = jnp.result_type(float)
     n_windows = -(-(steps - 1) // window)
     cap = n_windows * window + 1
     ids = jnp.arange(batch, dtype=jnp.uint32)
     out = []
     for pop, (p, n) in enumerate(((p_E, n_E), (p_I, n_I))):
-        law = _pooled_law(p, n, Ks[pop], batch, dtype)
+        law = _pooled_law(p, n, batch, dtype)
 
         def win(st, w, pop=pop, law=law):
-            return _pooled_window(st, w * window, keys[pop], ids, law, window, blocks[pop], cap, dtype)
+            return _pooled_window(st, w * window, keys[pop], ids, law, window, _pooled_block(window, "cpu"), cap,
+                                  dtype)[0]
 
         _, bufs = jax.lax.scan(win, _pooled_init(batch), jnp.arange(n_windows))
         counts = bufs.reshape(-1, batch)[:steps - 1].T                  # (n_windows, window, B) -> (B, steps-1)
@@ -215,11 +263,11 @@ def stp_lif_batch_trains(key: jax.Array, batch_size: int, *, rate_E=15.0, rate_I
     """
     dt, steps, _ = _check_poisson_run(key, rate_E, rate_I, n_E, n_I, 0.0, T, dt)
     batch = _checks.check_count("batch_size", batch_size, minimum=1)
-    _split_batched((rate_E, rate_I), batch, "rates")
-    dtype = jnp.result_type(float)
+    _classify((rate_E, rate_I), batch, {}, ["rate_E", "rate_I"])
+    dtype = jnp.dtype(jnp.result_type(float))
     window = min(steps - 1, 1024 if window is None else _checks.check_count("window", window, minimum=1))
     keys = jnp.concatenate([_stream_keys(key, 4), _stream_keys(key, 5)])
-    p_E, p_I = (jnp.asarray(r, dtype) * (dt / 1000.0) for r in (rate_E, rate_I))
+    p_E, p_I = (_rate(r, dtype) * (dt / 1000.0) for r in (rate_E, rate_I))
     trains = _synapse_trains(keys, p_E, p_I, batch, steps, window, n_E, n_I, dt)
     return trains[:, :n_E], trains[:, n_E:]
 
@@ -233,7 +281,7 @@ def _synapse_trains(keys, p_E, p_I, batch, steps, window, n_E, n_I, dt):
     cols = _columns(STPLIFParams(), p_E, p_I, n_E, n_I, dt, dtype)
 
     def win(st, w):
-        return _synapses_window(st, w * window, keys, cols, ids, window, cap, dt, dtype, materialize=True)
+        return _synapses_window(st, w * window, keys, cols, ids, window, cap, dt, dtype, materialize=True)[0]
 
     _, bufs = jax.lax.scan(win, _synapses_init(batch, n_E + n_I, dtype), jnp.arange(n_windows))
     trains = jnp.moveaxis(bufs, 0, 2).reshape(batch, n_E + n_I, -1)[:, :, :steps - 1]

@@ -14,7 +14,11 @@ which is why the batch simulators give the same numbers whatever the chunking or
 
 The hash is written with ``jax.numpy`` integer ops (:func:`_threefry2x32`, tested bit for bit
 against ``jax.extend.random.threefry_2x32``) because XLA:CPU runs that form 3-4x faster than
-the primitive.
+the primitive; on GPUs the primitive (one fused kernel) is used instead (:func:`_hash`).  Both are
+the same function, so the backend changes no number.
+
+Invalid rates never stall a stream: :func:`_gap_scale` maps ``q <= 0`` (including ``-0.0``), ``q > 1``
+and NaN to "no event" (gap ``cap``), and the simulators poison the outputs of such neurons.
 """
 
 from __future__ import annotations
@@ -50,6 +54,17 @@ def _threefry2x32(k0, k1, x0, x1):
     return x0, x1
 
 
+def _hash(k0, k1, x0, x1, platform: str = "cpu"):
+    """:func:`_threefry2x32` on CPU; ``jax.extend.random.threefry_2x32`` (the same bits) elsewhere."""
+    if platform == "cpu":
+        return _threefry2x32(k0, k1, x0, x1)
+    from jax.extend.random import threefry_2x32
+    x0, x1 = jnp.broadcast_arrays(jnp.asarray(x0, jnp.uint32), jnp.asarray(x1, jnp.uint32))
+    out = threefry_2x32(jnp.stack([jnp.asarray(k0, jnp.uint32), jnp.asarray(k1, jnp.uint32)]),
+                        jnp.concatenate([x0.ravel(), x1.ravel()]))
+    return out[:x0.size].reshape(x0.shape), out[x0.size:].reshape(x0.shape)
+
+
 def _uniform(w0, w1, dtype):
     """A uniform number in ``(0, 1]``: 24 bits of ``w0`` (float32; ``w1`` unused) or 53 bits of
     ``(w0, w1)`` (float64).  Exact: every value is an integer times a power of two."""
@@ -70,8 +85,12 @@ def _geometric(u, scale, cap: int):
 
 
 def _gap_scale(log1m_q):
-    """``-1/log(1-q)`` from ``log(1-q)`` (inf when q = 0, 0 when q = 1)."""
-    return -1.0 / log1m_q
+    """``-1/log(1-q)`` from ``log(1-q)``: inf (no event) when q = 0, 0 when q = 1.
+
+    Anything but ``log(1-q) < 0`` (q = +-0, q < 0, q > 1 or NaN: ``log1p`` of those is >= 0 or NaN)
+    gives inf, so an invalid rate can never produce gaps <= 0 that would stall an event loop.
+    """
+    return jnp.where(log1m_q < 0, -1.0 / jnp.where(log1m_q < 0, log1m_q, -1.0), jnp.inf)
 
 
 def _stream_keys(key, tag: int):

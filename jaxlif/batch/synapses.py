@@ -16,7 +16,12 @@ neuron-second at 15 Hz) rather than synapses x steps (10^6).
 
 Invariant.  Draw ``m`` of synapse ``j`` of neuron ``b`` is ``hash(keys, (b*S + j, m))``.  The window
 fixes the order in which coincident jumps are summed (rounding of ``g`` only); chunks and
-devices change nothing.
+devices change nothing.  Every pass advances each synapse it takes by at least one step, so
+``window + 1`` passes always suffice: the loops are bounded by that count, never by a value.
+
+Parameters.  STP parameters (``U0, tau_d, tau_f``) and ``g_bar`` may differ per synapse: columns
+are ``(1, S)`` (shared), or ``(C, S)`` when any of them is given per neuron or per synapse.
+``tau_syn`` and ``E_rev`` are per population (the neuron sees the summed conductance).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlif.batch.rng import _cumsum_rows, _gap_scale, _geometric, _threefry2x32, _uniform
+from jaxlif.batch.rng import _cumsum_rows, _gap_scale, _geometric, _hash, _uniform
 from jaxlif.plasticity import STPParams, STPState, stp_step
 from jaxlif.stp_lif import STPLIFParams
 from jaxlif.synapses import SynParams
@@ -56,13 +61,17 @@ class _Columns(NamedTuple):
 
 
 def _columns(params: STPLIFParams, p_E, p_I, n_E: int, n_I: int, dt: float, dtype) -> _Columns:
+    """Per-synapse constants from parameters of shape ``()``, ``(C,)`` (per neuron), ``(C, n)`` or
+    ``(1, n)`` (per synapse; ``n`` = ``n_E`` for the excitatory fields, ``n_I`` for the inhibitory)."""
     S = n_E + n_I
 
+    def as_2d(x):
+        return jnp.reshape(x, (-1, 1)) if x.ndim < 2 else x
+
     def col(e, i, dt_=dtype):
-        e, i = jnp.asarray(e, dt_), jnp.asarray(i, dt_)
-        rows = jnp.broadcast_shapes(e.shape, i.shape) or (1,)
-        return jnp.concatenate([jnp.broadcast_to(jnp.reshape(e, (-1, 1)), rows + (n_E,)),
-                                jnp.broadcast_to(jnp.reshape(i, (-1, 1)), rows + (n_I,))], axis=1)
+        e, i = as_2d(jnp.asarray(e, dt_)), as_2d(jnp.asarray(i, dt_))
+        rows = (max(e.shape[0], i.shape[0]),)
+        return jnp.concatenate([jnp.broadcast_to(e, rows + (n_E,)), jnp.broadcast_to(i, rows + (n_I,))], axis=1)
 
     j = jnp.arange(S)
     stp = STPParams(col(params.stp_E.U0, params.stp_I.U0), col(params.stp_E.tau_d, params.stp_I.tau_d),
@@ -79,9 +88,9 @@ def _lane_columns(cols: _Columns, c, j) -> _Columns:
     return jax.tree.map(lambda a: a[c if a.shape[0] > 1 else 0, j], cols)
 
 
-def _synapse_gap(keys, cols: _Columns, syn_ids, ordinal, cap: int, dtype):
+def _synapse_gap(keys, cols: _Columns, syn_ids, ordinal, cap: int, dtype, platform: str = "cpu"):
     """Gap to the next spike of synapses ``syn_ids`` (neuron id * S + synapse index), draw ``ordinal``."""
-    w0, w1 = _threefry2x32(keys[0], keys[1], syn_ids, ordinal)
+    w0, w1 = _hash(keys[0], keys[1], syn_ids, ordinal, platform)
     return _geometric(_uniform(w0, w1, dtype), cols.scale, cap)
 
 
@@ -98,7 +107,7 @@ def _silent_factor(k, log_a):
 
 
 def _synapse_pass(st: _Synapses, buf, keys, cols: _Columns, syn_ids, c, j, start, end, cap: int, dt: float,
-                  dtype, materialize: bool):
+                  dtype, materialize: bool, platform: str = "cpu"):
     """Every synapse (lane) whose next spike lies before ``end`` takes it: add its conductance jump
     to ``buf`` (or mark the spike), update ``u, R`` and draw its next spike time."""
     due = st.t_next < end
@@ -114,7 +123,7 @@ def _synapse_pass(st: _Synapses, buf, keys, cols: _Columns, syn_ids, c, j, start
                           1.0 - (1.0 - st.R) * _silent_factor(silent, cols.log_a_d), jnp.zeros_like(st.u))
         (u, R, jump), _ = stp_step(cols.stp, cols.syn, before, 1.0, dt)     # jump = g_bar R^- u^+
         buf = buf.at[c, cols.pop, pos].add(jnp.where(spike, jump, 0.0), mode="promise_in_bounds")
-    gap = _synapse_gap(keys, cols, syn_ids, st.ordinal, cap, dtype)
+    gap = _synapse_gap(keys, cols, syn_ids, st.ordinal, cap, dtype, platform)
     return _Synapses(t_next=jnp.where(due, jnp.minimum(st.t_next + gap, cap), st.t_next),
                      ordinal=st.ordinal + due.astype(jnp.uint32),
                      t_last=jnp.where(spike, st.t_next, st.t_last),
@@ -140,11 +149,13 @@ def _compact_indices(active, K: int):
 
 
 def _synapses_window(state: _Synapses, start, keys, cols: _Columns, ids, window: int, cap: int, dt: float,
-                     dtype, materialize: bool = False):
+                     dtype, materialize: bool = False, platform: str = "cpu"):
     """Advance every synapse through its spikes at samples ``start+1 .. start+window``.
 
-    Returns the new state and a buffer: the summed conductance jumps ``(2, window, C)`` [nS]
-    (excitatory, inhibitory), or with ``materialize`` the spike trains ``(C, S, window)`` (int8).
+    Returns ``((state, buffer), done)``: the buffer holds the summed conductance jumps
+    ``(2, window, C)`` [nS] (excitatory, inhibitory), or with ``materialize`` the spike trains
+    ``(C, S, window)`` (int8); ``done`` (C,) is False for a neuron with a synapse still pending
+    after the bounded passes (impossible for valid draws: the caller poisons it).
 
     A pass takes the next spike of every synapse that has one in the window.  The first passes
     run over all ``C * S`` synapses; once at most 1/8 of them still have a spike in the window,
@@ -160,13 +171,26 @@ def _synapses_window(state: _Synapses, start, keys, cols: _Columns, ids, window:
 
     syn_ids = ids[:, None] * np.uint32(S) + j_full.astype(jnp.uint32)
 
-    def full_pass(carry):
-        return _synapse_pass(*carry, keys, cols, syn_ids, c_full, j_full, start, end, cap, dt, dtype, materialize)
+    def bounded(pass_fn):
+        def body(carry):
+            return pass_fn(carry[:2]) + (carry[2] + 1,)
+        return body
 
+    def full_pass(carry):
+        return _synapse_pass(*carry, keys, cols, syn_ids, c_full, j_full, start, end, cap, dt, dtype, materialize,
+                             platform)
+
+    def finish(state, buf):
+        done = jnp.all(state.t_next >= end, axis=1)
+        return (state, (buf if materialize else jnp.transpose(buf, (1, 2, 0)))), done
+
+    passes = jnp.int32(0)
     if not _COMPACT:
-        state, buf = jax.lax.while_loop(lambda carry: jnp.any(carry[0].t_next < end), full_pass, (state, buf))
-        return state, (buf if materialize else jnp.transpose(buf, (1, 2, 0)))
-    state, buf = jax.lax.while_loop(lambda carry: jnp.sum(carry[0].t_next < end) > K, full_pass, (state, buf))
+        state, buf, _ = jax.lax.while_loop(lambda carry: jnp.any(carry[0].t_next < end) & (carry[2] <= window),
+                                           bounded(full_pass), (state, buf, passes))
+        return finish(state, buf)
+    state, buf, passes = jax.lax.while_loop(lambda carry: (jnp.sum(carry[0].t_next < end) > K) & (carry[2] <= window),
+                                            bounded(full_pass), (state, buf, passes))
 
     # compact the synapses that still have spikes in this window (at most K of them)
     f, n_active = _compact_indices(state.t_next < end, K)
@@ -177,14 +201,16 @@ def _synapses_window(state: _Synapses, start, keys, cols: _Columns, ids, window:
     sub_cols, sub_ids = _lane_columns(cols, c, j), syn_ids.ravel()[f]
 
     def compact_pass(carry):
-        return _synapse_pass(*carry, keys, sub_cols, sub_ids, c, j, start, end, cap, dt, dtype, materialize)
+        return _synapse_pass(*carry, keys, sub_cols, sub_ids, c, j, start, end, cap, dt, dtype, materialize,
+                             platform)
 
-    sub, buf = jax.lax.while_loop(lambda carry: jnp.any(carry[0].t_next < end), compact_pass, (sub, buf))
+    sub, buf, _ = jax.lax.while_loop(lambda carry: jnp.any(carry[0].t_next < end) & (carry[2] <= window),
+                                     bounded(compact_pass), (sub, buf, passes))
     back = jnp.where(valid, f, L)                       # invalid lanes are dropped
     state = _Synapses(*(a.ravel().at[back].set(b, mode="drop").reshape(C, S) for a, b in zip(state, sub)))
     # scattering into each neuron's own (2, window) block keeps the scatter in cache; the neuron
     # scan wants time-major (2, window, C): one transpose per window
-    return state, (buf if materialize else jnp.transpose(buf, (1, 2, 0)))
+    return finish(state, buf)
 
 
 def _synapse_default_window(chunk: int) -> int:

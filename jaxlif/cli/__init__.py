@@ -4,49 +4,106 @@ Usage::
 
     jaxlif fit-stp --rates 5 10 20 40 --ratios 0.61 0.45 0.33 0.27 [--mode tutorial] [--json]
     jaxlif fit-stp --csv curve.csv --out fit.png
+    jaxlif --version
 
 Each subcommand lives in its own module ``jaxlif/cli/<name>.py`` with one
 ``add_<name>(subparsers)`` function that builds its parser and sets ``func`` to a handler
 ``handler(args) -> int``; :data:`SUBCOMMANDS` lists them, so adding a command is one module plus
-one entry.  Bad input (``ValueError``/``TypeError`` from the library's
-validators, unreadable files) ends with exit status 2 and a one-line message, as argparse does.
+one entry.  Every subcommand also gets the options of :func:`add_common_options`.
+
+Behaviour shared by all subcommands:
+
+* compiled programs are kept in a persistent cache (``jaxlif._cache``: ``--cache-dir``,
+  ``--no-cache``, environment variable ``JAXLIF_CACHE_DIR``, default
+  ``~/.cache/jaxlif/jax``), so a second invocation with the same sizes skips compilation;
+  when JAX spends more than half a second compiling, one line on stderr says so;
+* bad input (``ValueError``/``TypeError`` from the library's validators, unreadable files)
+  ends with exit status 2 and a one-line message, as argparse does; a file that cannot be
+  read or written (``OSError``) ends with status 1 and a one-line message;
+* Ctrl-C ends with the one-line message ``interrupted`` and exit status 130, no traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Sequence
 
 from jaxlif.cli._common import json_safe
 from jaxlif.cli.fit_stp import add_fit_stp, read_curve_csv
 
-__all__ = ["main", "build_parser", "SUBCOMMANDS", "read_curve_csv", "json_safe"]
+__all__ = ["main", "build_parser", "add_common_options", "SUBCOMMANDS", "read_curve_csv", "json_safe",
+           "EXIT_INTERRUPTED"]
 
 #: Functions adding one subcommand each to the ``jaxlif`` parser.
 SUBCOMMANDS = [add_fit_stp]
+
+#: Exit status after Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
+
+
+def _version() -> str:
+    from jaxlif import __version__
+    return __version__
+
+
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """The compilation-cache options every subcommand takes."""
+    group = parser.add_argument_group("compilation cache")
+    group.add_argument("--cache-dir", metavar="DIR", default=None,
+                       help="keep compiled programs in DIR (default: $JAXLIF_CACHE_DIR, else "
+                            "$XDG_CACHE_HOME/jaxlif/jax or ~/.cache/jaxlif/jax)")
+    group.add_argument("--no-cache", action="store_true",
+                       help="do not read or write the compilation cache")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jaxlif",
-        description="jaxlif: LIF neurons, conductance synapses and short-term plasticity in JAX.")
+        description="jaxlif: LIF neurons, conductance synapses and short-term plasticity in JAX.",
+        epilog="Compiled programs are cached on disk (see --cache-dir in a command's --help); "
+               "Ctrl-C exits with status 130.")
+    parser.add_argument("--version", action="version", version=f"jaxlif {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in SUBCOMMANDS:
         add(sub)
+    for subparser in sub.choices.values():
+        add_common_options(subparser)
     return parser
 
 
-def main(argv=None) -> int:
+def _setup_cache(args) -> None:
+    """Enable the persistent cache (unless ``--no-cache``) and announce compilation on stderr."""
+    from jaxlif import _cache
+
+    folder = None if args.no_cache else _cache.enable(args.cache_dir)
+    if getattr(args, "quiet", False):
+        return
+    where = f"; compiled programs are kept in {folder}" if folder is not None else ""
+    _cache.announce_compilation(f"jaxlif {args.command}: compiling{where} ...")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     """Run ``jaxlif`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
 
-    Bad input exits with status 2 (``SystemExit``) and a message naming the problem.
+    Bad input exits with status 2 (``SystemExit``) and a message naming the problem; an
+    unwritable output 1; Ctrl-C 130.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = None
     try:
+        args = parser.parse_args(argv)
+        _setup_cache(args)
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        name = f"jaxlif {args.command}" if args is not None else "jaxlif"
+        print(f"\n{name}: interrupted", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
     except (ValueError, TypeError) as err:
         parser.exit(2, f"jaxlif {args.command}: error: {err}\n")
+    except OSError as err:
+        where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+        parser.exit(1, f"jaxlif {args.command}: error: {where}{err.strerror or err}\n")
 
 
 if __name__ == "__main__":  # pragma: no cover

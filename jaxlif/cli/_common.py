@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
 __all__ = ["json_safe", "Progress"]
 
 
-def json_safe(obj):
+def json_safe(obj: Any) -> Any:
     """Replace non-finite floats (infinite or undefined standard errors) by ``None`` (JSON null)."""
     if isinstance(obj, float):
         return obj if np.isfinite(obj) else None

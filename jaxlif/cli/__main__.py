@@ -1,0 +1,7 @@
+"""``python -m jaxlif.cli``: the ``jaxlif`` command."""
+
+import sys
+
+from jaxlif.cli import main
+
+sys.exit(main())

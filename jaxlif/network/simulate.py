@@ -1,0 +1,313 @@
+r"""Simulating a network over time: :func:`simulate_network` (one ``lax.scan`` of
+:func:`~jaxlif.network.network_step`), with given inputs, an external Poisson drive, optional
+recording, surrogate gradients and checks that survive tracing.
+
+The scheme, the delivery latency (a spike of step ``k`` with delay ``d`` reaches the postsynaptic
+conductance at sample ``k + d``) and the plasticity conventions are in :mod:`jaxlif.network.step`.
+Results are per population (``{name: array}``), time last.  Units: ms, mV, nS, pA, Hz.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import checkify
+
+from jaxlif import _checks
+from jaxlif.grid import n_steps as _n_steps
+from jaxlif.network.step import (NetworkState, SynapseState, drive_draw, drive_table, drive_table_length,
+                                 network_init, network_step, per_neuron)
+from jaxlif.network.structure import RECEPTOR_RULES, DenseProjection, Network, check_network
+
+__all__ = ["NetworkInput", "NetworkResult", "drive_counts", "simulate_network", "traced_network_ok",
+           "DELIVERY_METHODS"]
+
+DELIVERY_METHODS = ("event", "full")
+
+
+class NetworkInput(NamedTuple):
+    """Given external input of one population (any field may be ``None``), time last.
+
+    Attributes:
+        g_E, g_I: conductance [nS] added at each sample, ``(size, n_steps)`` (index 0 is never seen,
+            as for every input train).
+        I_inj: injected current [pA]: scalar, ``(size,)`` or ``(size, n_steps)``.
+    """
+
+    g_E: Optional[jax.Array] = None
+    g_I: Optional[jax.Array] = None
+    I_inj: Optional[jax.Array] = None
+
+
+class NetworkResult(NamedTuple):
+    """Output of :func:`simulate_network`: ``{population name: (size, n_steps) array}``, time last.
+
+    Attributes:
+        spikes: raster (bool; float 0/1 that carries the surrogate derivative with ``spike_grad``).
+        v: membrane potential [mV] (``None`` without ``record``).
+        g_E, g_I: conductances [nS] (``None`` without ``record``).
+        stp: per projection, :class:`SynapseState` of ``(n_pre, n_steps)`` traces for ``stp_mode="pre"``
+            (``u, R`` after the spike of the previous step was processed), else ``None`` (also without
+            ``record``).
+        state: the final :class:`NetworkState` (continue with ``simulate_network(..., state=result.state)``).
+    """
+
+    spikes: dict
+    v: Optional[dict]
+    g_E: Optional[dict]
+    g_I: Optional[dict]
+    stp: Optional[tuple]
+    state: NetworkState
+
+
+def drive_counts(key: jax.Array, net: Network, *, T: float, dt: float) -> dict:
+    """The Poisson drive counts :func:`simulate_network` draws with ``key`` from step 0: ``{name: (size, n_steps)}``.
+
+    Step ``k`` draws one ``uniform(fold_in(key, k), (n,))`` for the stacked neurons of all populations
+    (:func:`jaxlif.network.step.drive_draw`); populations without a drive get zeros.  The count at
+    index 0 is never used (input is read one step ahead).
+    """
+    dt = _checks.check_dt(dt)
+    steps = _n_steps(T, dt)
+    _checks.check_key(key)
+    check_network(net, dt)
+    return _drive_counts(key, net, steps, dt, drive_table_length(net, dt))
+
+
+@jax.jit(static_argnums=(2, 3, 4))
+def _drive_counts(key, net, steps, dt, table_length):
+    table = drive_table(net, dt, table_length)
+    if table is None:
+        counts = jnp.zeros((net.size, steps), jnp.result_type(float))
+    else:
+        counts = jax.vmap(lambda k: drive_draw(table, key, k), out_axes=1)(jnp.arange(steps))
+    return _split(net, counts)
+
+
+def _split(net: Network, x):
+    """``(n, ...)`` stacked neurons -> ``{name: (size, ...)}``."""
+    offsets = net.offsets
+    return {p.name: x[offsets[p.name]:offsets[p.name] + p.size] for p in net.populations}
+
+
+# ----------------------------------------------------------------------------------------------
+# Checks that survive tracing
+# ----------------------------------------------------------------------------------------------
+
+
+def _traced_range(label: str, value, low: int, high: int) -> jax.Array:
+    """Integers within ``[low, high]`` (a traced connectivity); raised by :func:`jaxlif.checked`."""
+    x = jnp.asarray(value)
+    ok = jnp.all((x >= low) & (x <= high))
+    checkify.debug_check(ok, f"{label} has values outside [{low}, {high}] (e.g. {{value}})",
+                         value=jnp.where(ok, x.ravel()[0], x.ravel()[jnp.argmax(((x < low) | (x > high)).ravel())]))
+    return ok
+
+
+def traced_network_ok(net: Network, dt: float) -> jax.Array:
+    """Inside a jitted core: are the (possibly traced) values of ``net`` valid?  The same ranges as
+    :func:`jaxlif.network.check_network`, one ``checkify.debug_check`` per field (see :mod:`jaxlif._checks`)."""
+    flags = []
+    for pop in net.populations:
+        label = f"populations[{pop.name!r}]"
+        flags.append(_checks.traced_params(f"{label}.neuron", pop.neuron, dt, _checks.LIF_RULES))
+        flags.append(_checks.traced_params(f"{label}.exc", pop.exc, dt, RECEPTOR_RULES))
+        flags.append(_checks.traced_params(f"{label}.inh", pop.inh, dt, RECEPTOR_RULES))
+        if pop.drive is not None:
+            flags.append(_checks.traced_rule(f"{label}.drive.rate", pop.drive.rate, "rate", dt))
+            flags.append(_checks.traced_rule(f"{label}.drive.weight", pop.drive.weight, "nonneg"))
+    for i, proj in enumerate(net.projections):
+        label = f"projections[{i}] ({proj.pre}->{proj.post})"
+        flags.append(_checks.traced_rule(f"{label}.weights", proj.weights, "nonneg"))
+        if proj.stp is not None:
+            flags.append(_checks.traced_params(f"{label}.stp", proj.stp, dt, _checks.STP_RULES))
+        if not isinstance(proj, DenseProjection):
+            flags.append(_traced_range(f"{label}.targets", proj.targets, 0, proj.n_post))
+            flags.append(_traced_range(f"{label}.delays", proj.delays, 1, proj.max_delay))
+    return _all(flags)
+
+
+def _all(flags: list) -> jax.Array:
+    """``and`` of scalar flags."""
+    return jnp.all(jnp.stack([jnp.asarray(f) for f in flags] + [jnp.asarray(True)]))
+
+
+# ----------------------------------------------------------------------------------------------
+# The simulator
+# ----------------------------------------------------------------------------------------------
+
+
+def _given_inputs(net: Network, inputs, steps: int):
+    """Validate ``inputs``; return the stacked ``(g_E, g_I, I)`` as time-major ``(n_steps - 1, n)``
+    sequences (``None`` where nobody gave one; ``I`` may instead be a constant ``(n,)``)."""
+    inputs = {} if inputs is None else inputs
+    if not isinstance(inputs, dict):
+        raise TypeError(f"inputs must be a dict {{population name: NetworkInput}}, got {type(inputs).__name__}")
+    unknown = sorted(set(inputs) - set(net.sizes))
+    if unknown:
+        raise ValueError(f"inputs has entries {unknown} that are not populations; have {list(net.sizes)}")
+    given = {}
+    for pop in net.populations:
+        value = inputs.get(pop.name) or NetworkInput()
+        if not isinstance(value, NetworkInput):
+            raise TypeError(f"inputs[{pop.name!r}] must be a jaxlif.network.NetworkInput, got {type(value).__name__}")
+        label, n = f"inputs[{pop.name!r}]", pop.size
+        for field, unit, shapes in (("g_E", "nS", [(n, steps)]), ("g_I", "nS", [(n, steps)]),
+                                    ("I_inj", "pA", [(), (n,), (n, steps)])):
+            x = getattr(value, field)
+            if x is None:
+                continue
+            if np.shape(x) not in shapes:
+                raise ValueError(f"{label}.{field} must have shape {' or '.join(map(str, shapes))} [{unit}] "
+                                 f"(n = {n} neurons, n_steps = {steps}), got {np.shape(x)}")
+            _checks.check_finite(f"{label}.{field}", x, unit)
+        given[pop.name] = value
+    dtype = jnp.result_type(float)
+
+    def stacked(field, time_index, default_full):
+        parts = [getattr(given[p.name], field) for p in net.populations]
+        if all(x is None or np.ndim(x) < 2 for x in parts) and not default_full:
+            return None
+        cols = [jnp.broadcast_to(jnp.asarray(0.0 if x is None else x, dtype)[..., None] if np.ndim(x) < 2
+                                 else jnp.asarray(x, dtype), (p.size, steps))
+                for x, p in zip(parts, net.populations)]
+        return jnp.concatenate(cols)[:, time_index].T
+
+    g_E = stacked("g_E", slice(1, None), False)          # arriving at it+1
+    g_I = stacked("g_I", slice(1, None), False)
+    I_seq = stacked("I_inj", slice(None, -1), False)     # at it
+    I_const = None if I_seq is not None else jnp.concatenate(
+        [jnp.broadcast_to(jnp.asarray(0.0 if given[p.name].I_inj is None else given[p.name].I_inj, dtype), (p.size,))
+         for p in net.populations])
+    return (g_E, g_I, I_seq), I_const
+
+
+def _check_state(net: Network, state, dtype) -> None:
+    if not isinstance(state, NetworkState):
+        raise TypeError(f"state must be a jaxlif.network.NetworkState (e.g. a result's .state), got "
+                        f"{type(state).__name__}")
+    want = network_init(net, dtype)
+    if jax.tree.structure(state) != jax.tree.structure(want) or any(
+            np.shape(a) != np.shape(b) for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(want))):
+        raise ValueError("state does not fit this network (different populations, projections, sizes or "
+                         "delays); start from network_init(net) or the final state of a run of the same network")
+
+
+def simulate_network(key: jax.Array | None, net: Network, *, T: float, dt: float, inputs: dict | None = None,
+                     state: NetworkState | None = None, spike_grad=None, record: bool = True,
+                     delivery: str = "event", capacity: int = 4, recurrent_grad: bool = True) -> NetworkResult:
+    """Simulate a network for ``T`` ms (``n_steps = len(arange(0, T, dt))`` samples) in one ``lax.scan``.
+
+    Equivalent Python loop (:mod:`jaxlif.network.step` gives the scheme and the delivery latency)::
+
+        state = network_init(net)
+        for it in range(n_steps - 1):
+            ext = (drive counts at it+1 times their weight [nS], plus the given g_E, g_I at it+1; I_inj at it)
+            state, (v[it], spikes[it], g_E[it+1], g_I[it+1]) = network_step(net, state, ext, dt)
+
+    Args:
+        key: ``jax.random`` key of the Poisson drive (may be ``None`` when no population has one);
+            :func:`drive_counts` returns the counts it draws.
+        net: :class:`~jaxlif.network.Network`; its numbers may be traced (``vmap`` or ``grad`` over
+            weights, drive, neuron or plasticity parameters, even connectivity of equal shapes).
+        T, dt: duration and time step [ms].
+        inputs: optional ``{name: NetworkInput}`` of given conductances and currents.
+        state: initial :class:`NetworkState` (default: rest, :func:`network_init`).  The final state of
+            a run continues it: its step counter keeps the drive's keys and the pending input aligned.
+        spike_grad: ``None`` (exact threshold) or a :class:`jaxlif.surrogates.Surrogate`: spikes are then
+            float 0/1 carrying the surrogate derivative through the reset and every synapse.
+        record: ``False`` keeps only the spike rasters (``v, g_E, g_I, stp`` are ``None``).
+        delivery: ``"event"`` (work per spike; default) or ``"full"`` (work per synapse); same values,
+            same gradients (:mod:`jaxlif.network.delivery`).
+        capacity: presynaptic neurons per chunk of the event method (more spikes in one step take
+            several chunks; none is dropped).
+        recurrent_grad: ``False`` delivers spikes without their derivative (see "Gradients").
+
+    Returns:
+        :class:`NetworkResult`.  An invalid traced value poisons it (NaN, all-``True`` rasters, step -1;
+        under ``vmap`` only the invalid elements); under :func:`jaxlif.checked` an unbatched call raises a
+        ``ValueError`` naming the field instead (``checkify`` cannot enter the event method's loop inside
+        a ``vmap``: check one element, or use ``delivery="full"`` there).
+
+    Gradients: with ``spike_grad`` the derivative of a rate is the surrogate's (a biased estimate,
+    useful to follow downhill); without it spikes have zero derivative and only subthreshold
+    quantities have exact gradients.  In a recurrent network the surrogate derivative is carried
+    through every synapse at every step; in a strongly coupled (chaotic) network it grows without
+    bound over a long run, as the network's sensitivity itself does.  ``recurrent_grad=False``
+    (spikes delivered without derivative) and ``detach_reset=True`` on the surrogate keep it local
+    to each neuron: a biased estimate that ignores the network's reverberation, but finite, and
+    with the sign of the local effect.  The Poisson drive is not reparameterised: its ``rate`` gets
+    no gradient (fit its ``weight`` or a weight scale instead).
+    """
+    dt = _checks.check_dt(dt)
+    steps = _n_steps(T, dt)
+    check_network(net, dt)
+    if any(p.drive is not None for p in net.populations):
+        _checks.check_key(key)
+    elif key is None:
+        key = jax.random.key(0)                                   # unused
+    if delivery not in DELIVERY_METHODS:
+        raise ValueError(f"delivery={delivery!r} must be one of {list(DELIVERY_METHODS)}")
+    capacity = _checks.check_count("capacity", capacity, minimum=1)
+    if spike_grad is not None:
+        from jaxlif.surrogates import Surrogate
+        if not isinstance(spike_grad, Surrogate):
+            raise TypeError(f"spike_grad must be None or a jaxlif.surrogates.Surrogate, got {type(spike_grad).__name__}")
+    seqs, I_const = _given_inputs(net, inputs, steps)
+    if state is not None:
+        _check_state(net, state, jnp.result_type(float))
+    return _simulate(key, net, seqs, I_const, state, steps, dt, spike_grad, bool(record), delivery, capacity,
+                     drive_table_length(net, dt), bool(recurrent_grad))
+
+
+def _time_last(first, seq, last=None):
+    """``(n_steps - 1, n)`` scanned values plus the first or the last sample -> ``(n, n_steps)``."""
+    parts = [seq, last[None]] if first is None else [first[None], seq]
+    return jnp.concatenate(parts, axis=0).T
+
+
+@jax.jit(static_argnums=(5, 6, 7, 8, 9, 10, 11, 12))
+def _simulate(key, net, seqs, I_const, state0, steps, dt, spike_grad, record, delivery, capacity, table_length,
+              recurrent_grad):
+    flags = [traced_network_ok(net, dt)] + [_checks.traced_rule(f"inputs.{label}", value, "finite") for label, value
+                                            in zip(("g_E", "g_I", "I_inj"), seqs + (I_const,)) if value is not None]
+    ok = _all(flags)
+    dtype = jnp.result_type(float)
+    state0 = network_init(net, dtype) if state0 is None else state0
+    params = per_neuron(net, dtype)
+    table = drive_table(net, dt, table_length, dtype)
+
+    def body(carry, x):
+        state, valid = carry
+        g_E, g_I, I = (0.0 if v is None else v for v in x)
+        I = I_const if x[2] is None else I
+        if table is not None:
+            counts = drive_draw(table, key, state.step + 1)
+            g_E, g_I = g_E + table.weight_E * counts, g_I + table.weight_I * counts
+        state, out = network_step(net, state, (g_E, g_I, I), dt, spike_grad=spike_grad, delivery=delivery,
+                                  capacity=capacity, recurrent_grad=recurrent_grad, params=params)
+        # carrying the flag through the loop makes XLA evaluate the validity test once; an invariant
+        # flag would be fused, as a copy, into every poisoned output (much longer compilation)
+        carry = (state, valid & (state.step > 0))
+        if not record:
+            return carry, out[1]
+        stp = tuple(s if (s is not None and q.stp_mode == "pre") else None
+                    for q, s in zip(net.projections, state.synapses))
+        return carry, (out, stp)
+
+    (final, ok), ys = jax.lax.scan(body, (state0, ok), seqs, length=steps - 1)
+    if not record:
+        result = NetworkResult(_split(net, _time_last(None, ys, jnp.zeros_like(ys[0]))), None, None, None, None,
+                               final)
+    else:
+        (v, spikes, g_E, g_I), stp = ys
+        traces = tuple(None if s is None else SynapseState(_time_last(s0.u, s.u), _time_last(s0.R, s.R))
+                       for s0, s in zip(state0.synapses, stp))
+        result = NetworkResult(_split(net, _time_last(None, spikes, jnp.zeros_like(spikes[0]))),
+                               _split(net, _time_last(None, v, final.neuron.v)),
+                               _split(net, _time_last(state0.g_E, g_E)), _split(net, _time_last(state0.g_I, g_I)),
+                               traces, final)
+    return _checks.poison(ok, result)

@@ -1,0 +1,255 @@
+r"""One step of a network, its state, and the external Poisson drive.
+
+The populations of a :class:`~jaxlif.network.Network` are stacked, in their order, into one vector
+of ``n`` neurons (``net.offsets`` gives where each starts), so that one membrane update serves them
+all.  For ``it = 0 .. n_steps-2`` (the tutorial's conductance LIF, docs/conventions.md 4.2, with the
+input of step ``it+1`` made of the recurrent spikes that arrive then and the external drive):
+
+1. every neuron: refractory clamp or threshold test of ``v[it]`` -> spikes of step ``it``;
+2. every projection: the spikes of step ``it`` (times their release ``u+ R-`` under plasticity,
+   :func:`jaxlif.plasticity.stp_efficacy`) times the weights [nS] are added to the pending input of
+   the targets at sample ``it + d`` (``d >= 1`` the delay in steps);
+3. every neuron: ``g[it+1] = g[it] - dt/tau_syn g[it] + (arriving at it+1) + (drive at it+1)`` for
+   the excitatory and the inhibitory conductance, then
+   ``v[it+1] = v[it] + dt/tau_m (-(v-E_L) - g_E[it+1]/g_L (v-E_E) - g_I[it+1]/g_L (v-E_I) + I[it]/g_L)``.
+
+**Delivery latency.**  A presynaptic spike at step ``k`` on a synapse with delay ``d`` changes the
+postsynaptic conductance at sample ``k + d``: it is added in the update from ``k + d - 1`` to
+``k + d`` and first moves the voltage at sample ``k + d``.  This is the single-neuron convention
+(an input train is read one step ahead, docs/conventions.md section 2) applied to the presynaptic
+raster shifted by ``d`` steps: the spike of step ``k`` is the input spike at index ``k + d``.
+``d = 0`` is impossible because the spike of step ``k`` is only known after ``g[k]`` was computed
+(in the update from ``k - 1``).  So ``d = 1`` is a latency of one step, ``dt``, and a delay of
+``delta`` ms is ``d = delta / dt`` steps.
+
+**Plasticity.**  ``u, R`` advance at the presynaptic spike (the tutorial's order: new ``u``, old
+``R``) and the release travels with the spike.  Because ``u, R`` depend only on the presynaptic
+train, this is the tutorial's synapse driven by the delayed train, shifted in time: the conductance
+jumps are identical.  ``stp_mode="pre"`` keeps one ``u, R`` per presynaptic neuron (cheap; valid when
+all its synapses in that projection share the parameters); ``"synapse"`` one per synapse (parameters
+may differ per synapse; every synapse is updated every step).
+
+Units: ms, mV, nS, pA, Hz.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlif import _checks
+from jaxlif.inputs import _binomial_tail, _p_spike
+from jaxlif.neurons import LIFParams, LIFState, membrane_step
+from jaxlif.network.delivery import Layout, active_rows, deliver
+from jaxlif.network.structure import DenseProjection, Network
+from jaxlif.plasticity import stp_efficacy
+from jaxlif.synapses import SynParams, exp_syn_step
+
+__all__ = ["SynapseState", "NetworkState", "network_init", "network_step", "per_neuron", "drive_draw"]
+
+
+class SynapseState(NamedTuple):
+    """Plasticity state of one projection: ``u`` (utilisation) and ``R`` (resources), dimensionless;
+    ``(n_pre,)`` per presynaptic neuron, or the weights' shape per synapse."""
+
+    u: jax.Array
+    R: jax.Array
+
+
+class NetworkState(NamedTuple):
+    """State of a network at sample ``step`` (neurons of all populations stacked, ``n`` in total).
+
+    Attributes:
+        step: the sample index ``it`` (int32 scalar); it sets the ring slots and the drive's keys.
+        neuron: :class:`~jaxlif.LIFState`, ``v`` [mV] and the refractory counter, ``(n,)``.
+        g_E, g_I: excitatory and inhibitory conductance [nS], ``(n,)``.
+        pending_E, pending_I: ``(D, n)`` conductance [nS] on its way: slot ``m mod D`` arrives at sample
+            ``m`` (``D = net.max_delay``); the slot of sample ``step`` was already added to ``g_E, g_I``.
+        synapses: one :class:`SynapseState` per projection (``None`` for static projections).
+    """
+
+    step: jax.Array
+    neuron: LIFState
+    g_E: jax.Array
+    g_I: jax.Array
+    pending_E: jax.Array
+    pending_I: jax.Array
+    synapses: tuple
+
+
+def _stack(values_sizes, dtype):
+    """Concatenate per-population values (scalars or ``(size,)``) into one ``(n,)`` vector."""
+    return jnp.concatenate([jnp.broadcast_to(jnp.asarray(v, dtype), (size,)) for v, size in values_sizes])
+
+
+def per_neuron(net: Network, dtype=None):
+    """The populations' parameters stacked into ``(n,)`` vectors: ``(LIFParams, exc (tau, E), inh (tau, E))``."""
+    dtype = dtype or jnp.result_type(float)
+    pops = net.populations
+    neuron = LIFParams(*(_stack([(getattr(p.neuron, f), p.size) for p in pops], dtype) for f in LIFParams._fields))
+    receptors = tuple(tuple(_stack([(getattr(getattr(p, rec), f), p.size) for p in pops], dtype)
+                            for f in ("tau_syn", "E_rev")) for rec in ("exc", "inh"))
+    return neuron, receptors[0], receptors[1]
+
+
+def _synapse_init(proj, n_pre: int, dtype) -> SynapseState | None:
+    if proj.stp is None:
+        return None
+    shape = (n_pre,) if proj.stp_mode == "pre" else jnp.shape(proj.weights)
+    return SynapseState(jnp.zeros(shape, dtype), jnp.ones(shape, dtype))
+
+
+def network_init(net: Network, dtype=None) -> NetworkState:
+    """Resting state at step 0: ``v = V_init`` of each population broadcast to its neurons, not
+    refractory, no conductance, nothing pending, every synapse at ``u = 0, R = 1``."""
+    dtype = dtype or jnp.result_type(float)
+    n, D, sizes = net.size, net.max_delay, net.sizes
+    v = _stack([(p.neuron.V_init, p.size) for p in net.populations], dtype)
+    zero = jnp.zeros((n,), dtype)
+    return NetworkState(jnp.zeros((), jnp.int32), LIFState(v, zero), zero, zero, jnp.zeros((D, n), dtype),
+                        jnp.zeros((D, n), dtype),
+                        tuple(_synapse_init(q, sizes[q.pre], dtype) for q in net.projections))
+
+
+def _presynaptic(proj, syn: SynapseState | None, s, dt: float):
+    """``(x, W, new_syn)``: presynaptic values and weights whose product is delivered."""
+    W = proj.weights
+    if proj.stp is None:
+        return s, W, None
+    if proj.stp_mode == "pre":
+        u, R, release = stp_efficacy(proj.stp, syn.u, syn.R, s, dt)
+        return release, W, SynapseState(u, R)
+    s_b = s[None, :] if isinstance(proj, DenseProjection) else s[:, None]
+    u, R, _ = stp_efficacy(proj.stp, syn.u, syn.R, s_b, dt)
+    return s, W * u * syn.R, SynapseState(u, R)   # s_j (W u+ R-): the release with its derivative in s
+
+
+def network_step(net: Network, state: NetworkState, inputs, dt: float, *, spike_grad=None,
+                 delivery: str = "event", capacity: int = 4, recurrent_grad: bool = True, params=None):
+    """Advance the network from sample ``it = state.step`` to ``it + 1`` (steps 1-3 of the module docstring).
+
+    Args:
+        net: :class:`~jaxlif.network.Network`.  state: :class:`NetworkState` at ``it``.
+        inputs: ``(ext_E, ext_I, I_inj)``: external conductance [nS] arriving at ``it + 1``
+            (excitatory, inhibitory) and injected current [pA] at ``it``, each ``(n,)`` or scalar.
+        dt: time step [ms].
+        spike_grad: ``None`` or a :class:`jaxlif.surrogates.Surrogate` (passed to
+            :func:`jaxlif.neurons.membrane_step`).
+        delivery: ``"event"`` or ``"full"`` (:mod:`jaxlif.network.delivery`: same values and gradients).
+        capacity: presynaptic neurons per chunk of the event method.
+        recurrent_grad: ``False`` delivers the spikes without their derivative (``stop_gradient``):
+            gradients then follow each neuron's own input and dynamics, not the network's reverberation.
+        params: ``per_neuron(net)`` (computed here when ``None``; pass it to hoist it out of a loop).
+
+    Returns:
+        ``(state at it+1, (v_it, spike_it, g_E_it+1, g_I_it+1))``, each ``(n,)``.
+    """
+    neuron, exc, inh = per_neuron(net, state.g_E.dtype) if params is None else params
+    it, D, offsets, sizes = state.step, net.max_delay, net.offsets, net.sizes
+    dtype = state.g_E.dtype
+    # 1. spikes of step it.  membrane_step tests the threshold before it integrates, and that test does
+    #    not depend on the conductances: evaluate it first (XLA drops the unused voltage update).
+    spikes = membrane_step(neuron, state.neuron, 0.0, 0.0, 0.0, 0.0, 0.0, dt, spike_grad)[1][1]
+    spikes_f = spikes.astype(dtype) if recurrent_grad else jax.lax.stop_gradient(spikes.astype(dtype))
+    pre = {name: slice(offsets[name], offsets[name] + sizes[name]) for name in sizes}
+    K = {name: min(int(capacity), size) for name, size in sizes.items()}
+    rows = {} if delivery == "full" else {name: active_rows(spikes[pre[name]].astype(bool), K[name])
+                                          for name in dict.fromkeys(q.pre for q in net.projections)}
+    # 2. plasticity and delivery into the targets' pending input.  Slot it mod D held the arrivals at
+    #    sample it, consumed by the previous step: clear it first (clearing the slot read below instead
+    #    would make XLA copy the whole ring every step).
+    pending = {"exc": state.pending_E.at[it % D].set(0.0), "inh": state.pending_I.at[it % D].set(0.0)}
+    synapses = []
+    for proj, syn in zip(net.projections, state.synapses):
+        x, W, syn = _presynaptic(proj, syn, spikes_f[pre[proj.pre]], dt)
+        synapses.append(syn)
+        sparse = not isinstance(proj, DenseProjection)
+        layout = Layout(sparse, D, proj.delay, delivery, K[proj.pre], offsets[proj.post], sizes[proj.post])
+        aux = (proj.targets, proj.delays) if sparse else (None, None)
+        pending[proj.receptor] = deliver(layout, pending[proj.receptor], x, W, *aux, rows.get(proj.pre), it)
+    # 3. arrivals at it+1, conductances, membrane
+    ext_E, ext_I, I_inj = inputs
+    slot = (it + 1) % D
+    g = {}
+    for rec, g_old, ext, (tau, E_rev) in (("exc", state.g_E, ext_E, exc), ("inh", state.g_I, ext_I, inh)):
+        g[rec] = exp_syn_step(SynParams(1.0, tau, E_rev), g_old, pending[rec][slot] + ext, dt)
+    lif, (v, spike) = membrane_step(neuron, state.neuron, g["exc"], exc[1], g["inh"], inh[1], I_inj, dt, spike_grad)
+    new = NetworkState(it + 1, lif, g["exc"], g["inh"], pending["exc"], pending["inh"], tuple(synapses))
+    return new, (v, spike, g["exc"], g["inh"])
+
+
+# ----------------------------------------------------------------------------------------------
+# External Poisson drive
+# ----------------------------------------------------------------------------------------------
+
+
+class _DriveTable(NamedTuple):
+    tail: jax.Array          # (n, K): P(count > k) of each neuron's drive, k < K (0 for undriven neurons)
+    weight_E: jax.Array      # (n,) nS per input spike onto the excitatory conductance (0 if none)
+    weight_I: jax.Array
+
+
+def drive_table_length(net: Network, dt: float, dtype=None) -> int:
+    """Length of the drive tables (static): the most entries :func:`_selectable` keeps over populations."""
+    eps = float(jnp.finfo(dtype or jnp.result_type(float)).eps)
+    return max([1] + [_selectable(p.drive, dt, eps) for p in net.populations if p.drive is not None and p.drive.n > 0])
+
+
+def drive_table(net: Network, dt: float, length: int, dtype=None) -> _DriveTable | None:
+    """Per-neuron inverse-CDF tables ``P(count > k), k < length`` of the populations' drives (``length``
+    from :func:`drive_table_length`, computed before tracing), or ``None`` when no population has one."""
+    dtype = dtype or jnp.result_type(float)
+    driven = [p for p in net.populations if p.drive is not None and p.drive.n > 0]
+    if not driven:
+        return None
+    lengths = {p.name: min(length, p.drive.n) for p in driven}
+    K = max(lengths.values())
+    rows = []
+    for pop in net.populations:
+        if pop.name in lengths:
+            tail = jax.lax.cummin(_binomial_tail(_p_spike(pop.drive.rate, dt), pop.drive.n))[:K]   # monotone
+            tail = jnp.pad(tail, (0, K - tail.shape[0])).astype(dtype)
+        else:
+            tail = jnp.zeros(K, dtype)
+        rows.append(jnp.broadcast_to(tail, (pop.size, K)))
+
+    def weights(receptor):
+        return _stack([(p.drive.weight if p.name in lengths and p.drive.receptor == receptor else 0.0, p.size)
+                       for p in net.populations], dtype)
+
+    return _DriveTable(jnp.concatenate(rows), weights("exc"), weights("inh"))
+
+
+def _selectable(drive, dt: float, eps: float) -> int:
+    """Number of entries ``P(count > k) >= eps / 2`` of a drive (all ``n`` when its rate is traced).
+
+    ``U = uniform(...)`` has the resolution ``eps`` of its float type (2**-23 in float32, 2**-52 in
+    float64), so ``V = 1 - U >= eps``: an entry below ``eps`` can never be selected and dropping it
+    changes no count (the half is a margin for the rounding of the table).
+    """
+    rate = _checks._concrete(drive.rate)
+    if rate is None:
+        return drive.n
+    n, p = drive.n, float(rate) * dt / 1000.0
+    if p <= 0.0 or p >= 1.0:
+        return 1 if p <= 0.0 else n
+    log_pmf = [math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * math.log(p)
+               + (n - k) * math.log1p(-p) for k in range(n + 1)]
+    tail = np.cumsum(np.exp(log_pmf)[::-1])[::-1][1:]                 # P(X > k), k = 0 .. n-1
+    return max(1, int(np.sum(tail >= eps / 2)))
+
+
+def drive_draw(table: _DriveTable, key: jax.Array, step) -> jax.Array:
+    """Binomial drive counts ``(n,)`` of every neuron at one step, by inverse CDF.
+
+    ``U = uniform(fold_in(key, step), (n,))`` for the whole network (neuron ``i`` of the stacked
+    vector uses ``U[i]``); with ``V = 1 - U`` the count is ``#{k : V <= P(X > k)}``, as
+    :func:`jaxlif.inputs.binomial_count` computes it for one neuron.  Neurons without a drive get 0.
+    """
+    dtype = table.tail.dtype
+    v = 1.0 - jax.random.uniform(jax.random.fold_in(key, step), table.tail.shape[:1], dtype)
+    return jnp.sum(v[:, None] <= table.tail, axis=1, dtype=jnp.int32).astype(dtype)

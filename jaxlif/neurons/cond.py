@@ -1,0 +1,289 @@
+r"""Conductance-based LIF with static exponential synapses, on given input counts or on Poisson input
+drawn inside the scan.
+
+The scheme, the gradients and the units are described in :mod:`jaxlif.neurons`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlif import _checks, _scan
+from jaxlif.grid import n_steps as _n_steps
+from jaxlif.inputs import _binomial_tail, _p_spike, binomial_count
+from jaxlif.neurons.lif import (LIFParams, LIFState, _finish, _run_options, _single_neuron, check_lif_params,
+                                lif_init, membrane_step)
+from jaxlif.surrogates import Surrogate
+from jaxlif.synapses import EXC_SYN, INH_SYN, SynParams, check_syn_params, exp_syn_step
+
+__all__ = ["CondLIFParams", "CondLIFState", "CondLIFResult", "cond_lif_init", "cond_lif_step",
+           "check_cond_lif_params", "simulate_cond_lif", "simulate_cond_lif_poisson"]
+
+
+def _scalar_rates(function: str, **rates):
+    for name, rate in rates.items():
+        if np.ndim(rate) != 0:
+            raise ValueError(f"{name} has shape {np.shape(rate)}, expected a scalar rate in Hz; "
+                             + _checks.single_neuron_hint(function, "simulate_cond_lif_batch"))
+
+
+class CondLIFParams(NamedTuple):
+    """Conductance-based LIF: a neuron plus one excitatory and one inhibitory synapse population.
+
+    Attributes:
+        neuron: :class:`LIFParams`.
+        exc: excitatory :class:`SynParams` (default exercise 1.2: 2.4 nS, 2 ms, 0 mV).
+        inh: inhibitory :class:`SynParams` (default exercise 1.2: 2.4 nS, 5 ms, -80 mV).
+    """
+
+    neuron: LIFParams = LIFParams()
+    exc: SynParams = EXC_SYN
+    inh: SynParams = INH_SYN
+
+
+class CondLIFState(NamedTuple):
+    """State of the conductance LIF: membrane state plus total conductances g_E, g_I [nS]."""
+
+    neuron: LIFState
+    g_E: jax.Array
+    g_I: jax.Array
+
+
+class CondLIFResult(NamedTuple):
+    """Output of the conductance-LIF simulators (time last; ``None`` where not recorded).
+
+    Attributes:
+        v: membrane potential [mV], ``(n_steps,)``.
+        spikes: boolean raster ``(n_steps,)``.
+        g_E, g_I: total excitatory/inhibitory conductance [nS], ``(n_steps,)``.
+    """
+
+    v: jax.Array | None
+    spikes: jax.Array
+    g_E: jax.Array | None
+    g_I: jax.Array | None
+
+
+def cond_lif_init(params: CondLIFParams) -> CondLIFState:
+    """Initial state: ``v = V_init``, not refractory, ``g_E = g_I = 0``."""
+    neuron = lif_init(params.neuron)
+    zero = jnp.zeros_like(neuron.v)
+    return CondLIFState(neuron, zero, zero)
+
+
+def cond_lif_step(params: CondLIFParams, state: CondLIFState, inputs, dt: float, *,
+                  spike_grad: Surrogate | None = None):
+    """One step of the conductance LIF (steps 1-3 of docs/conventions.md 4.2).
+
+    Args:
+        params: :class:`CondLIFParams`.  state: :class:`CondLIFState` at ``it``.
+        inputs: ``(n_E, n_I, I_inj)``: excitatory and inhibitory spike counts at ``it+1``
+            (summed over trains) and the injected current at ``it`` [pA].
+        dt: time step [ms].
+        spike_grad: ``None`` or a :class:`jaxlif.surrogates.Surrogate` (see :func:`lif_step`).
+
+    Returns:
+        ``(state_at_it+1, (v_it, spike_it, g_E_it+1, g_I_it+1))``.
+    """
+    n_E, n_I, I_inj = inputs
+    g_E = exp_syn_step(params.exc, state.g_E, n_E, dt)
+    g_I = exp_syn_step(params.inh, state.g_I, n_I, dt)
+    neuron, (v, spike) = membrane_step(params.neuron, state.neuron, g_E, params.exc.E_rev,
+                                       g_I, params.inh.E_rev, I_inj, dt, spike_grad)
+    return CondLIFState(neuron, g_E, g_I), (v, spike, g_E, g_I)
+
+
+def check_cond_lif_params(params: CondLIFParams, dt: float) -> None:
+    """Validate a :class:`CondLIFParams` (ValueError/TypeError naming the field and range)."""
+    if not isinstance(params, CondLIFParams):
+        raise TypeError(f"params must be a jaxlif.CondLIFParams, got {type(params).__name__}")
+    check_lif_params(params.neuron, dt, "params.neuron")
+    check_syn_params("params.exc", params.exc, dt)
+    check_syn_params("params.inh", params.inh, dt)
+
+
+def _current_array(I_inj, steps: int):
+    _checks.check_finite("I_inj", I_inj, "pA")
+    shape = np.shape(I_inj)
+    if shape not in ((), (steps,)):
+        raise ValueError(f"I_inj must be a scalar or have shape ({steps},) [pA], got {shape}")
+    return jnp.broadcast_to(jnp.asarray(I_inj, dtype=jnp.result_type(float)), (steps,))
+
+
+def simulate_cond_lif(params: CondLIFParams, n_E: jax.Array, n_I: jax.Array, I_inj=0.0, *,
+                      dt: float, spiking: bool = True, spike_grad: Surrogate | None = None,
+                      checkpoint: bool | int | None = None) -> CondLIFResult:
+    """Simulate the conductance LIF on given per-step input spike counts.
+
+    Equivalent Python loop (the tutorial's ``run_LIF_cond``)::
+
+        state = cond_lif_init(params)
+        for it in range(n_steps - 1):
+            state, (v[it], spikes[it], g_E[it+1], g_I[it+1]) = cond_lif_step(
+                params, state, (n_E[it+1], n_I[it+1], I_inj[it]), dt)
+        v[-1] = state.neuron.v;  g_E[0] = g_I[0] = 0
+
+    Args:
+        params: :class:`CondLIFParams`, scalar fields (lists are converted).
+        n_E, n_I: number of excitatory/inhibitory input spikes per step, shape ``(n_steps,)``,
+            ``n_steps >= 1`` (a train ``(n_trains, n_steps)`` summed over axis 0; any non-negative
+            numbers).  A spike at index 0 is never seen.
+        I_inj: injected current [pA], scalar or ``(n_steps,)``.
+        dt: time step [ms].
+        spiking: ``False`` removes the threshold (free membrane potential).
+        spike_grad, checkpoint: see :func:`simulate_lif`.
+
+    Returns:
+        :class:`CondLIFResult` with every trace of shape ``(n_steps,)`` (NaN traces and an all-``True``
+        raster for invalid traced values).
+    """
+    dt = _checks.check_dt(dt)
+    params = _single_neuron(params, CondLIFParams, "simulate_cond_lif", "simulate_cond_lif_batch")
+    check_cond_lif_params(params, dt)
+    checkpoint = _run_options(spike_grad, checkpoint, params.neuron)
+    for name, n in (("n_E", n_E), ("n_I", n_I)):
+        if np.ndim(n) != 1:
+            raise ValueError(f"{name} must be per-step counts of shape (n_steps,), got shape "
+                             f"{np.shape(n)}; sum trains over axis 0 first, and use jax.vmap for batches")
+        _checks.check_spikes(name, n)
+        _checks.check_steps(name, n)
+    steps = np.shape(n_E)[0]
+    if np.shape(n_I)[0] != steps:
+        raise ValueError(f"n_E has {steps} steps but n_I has {np.shape(n_I)[0]}; they must agree")
+    I = _current_array(I_inj, steps)
+    return _simulate_cond_lif(params, jnp.asarray(n_E), jnp.asarray(n_I), I, dt, bool(spiking),
+                              spike_grad, checkpoint)
+
+
+def _check_poisson_run(key, rate_E, rate_I, n_E, n_I, I_inj, T, dt):
+    """Shared validation of the Poisson-driven simulators; returns ``(dt, n_steps, I_inj array)``."""
+    dt = _checks.check_dt(dt)
+    steps = _n_steps(T, dt)
+    _checks.check_key(key)
+    _checks.check_rate("rate_E", rate_E, dt)
+    _checks.check_rate("rate_I", rate_I, dt)
+    _checks.check_count("n_E", n_E)
+    _checks.check_count("n_I", n_I)
+    return dt, steps, _current_array(I_inj, steps)
+
+
+def _traced_poisson_ok(rate_E, rate_I, I, dt: float) -> jax.Array:
+    """Inside a jitted core: the traced counterpart of :func:`_check_poisson_run` (rates and current)."""
+    return (_checks.traced_rule("rate_E", rate_E, "rate", dt) & _checks.traced_rule("rate_I", rate_I, "rate", dt)
+            & _checks.traced_rule("I_inj", I, "finite"))
+
+
+def _no_threshold(params, spiking: bool):
+    """Remove the threshold (``V_th = +inf``) of any params with a ``.neuron`` field when not spiking."""
+    return params if spiking else params._replace(neuron=params.neuron._replace(V_th=jnp.inf))
+
+
+@jax.jit(static_argnums=(4, 5, 6, 7))
+def _simulate_cond_lif(params, n_E, n_I, I, dt, spiking, spike_grad, checkpoint):
+    dtype = jnp.result_type(float)
+    n_E, n_I = n_E.astype(dtype), n_I.astype(dtype)
+    ok = (traced_cond_lif_ok(params, dt) & _checks.traced_rule("n_E", n_E, "nonneg")
+          & _checks.traced_rule("n_I", n_I, "nonneg") & _checks.traced_rule("I_inj", I, "finite"))
+    params = _no_threshold(params, spiking)
+    xs = (n_E[1:], n_I[1:], I[:-1])
+    step = lambda st, x: cond_lif_step(params, st, x, dt, spike_grad=spike_grad)
+    state, (v_seq, spike_seq, gE_seq, gI_seq) = _scan.scan(step, cond_lif_init(params), xs,
+                                                           n_E.shape[0] - 1, checkpoint)
+    v, spikes = _finish(v_seq, spike_seq, state.neuron.v)
+    zero = jnp.zeros((1,), dtype)
+    result = CondLIFResult(v, spikes, jnp.concatenate([zero, gE_seq]), jnp.concatenate([zero, gI_seq]))
+    return _checks.poison(ok, result)
+
+
+def simulate_cond_lif_poisson(key: jax.Array, params: CondLIFParams = CondLIFParams(), *,
+                              rate_E: float = 10.0, rate_I: float = 10.0, n_E: int = 80,
+                              n_I: int = 20, I_inj=0.0, T: float = 1000.0, dt: float = 0.1,
+                              spiking: bool = True, record: bool = True,
+                              spike_grad: Surrogate | None = None,
+                              checkpoint: bool | int | None = None) -> CondLIFResult:
+    """Conductance LIF driven by ``n_E`` + ``n_I`` independent Poisson trains drawn inside the scan.
+
+    With static synapses only the per-step count of input spikes matters, so each step draws
+    one Binomial(n, p) count per population (:func:`jaxlif.inputs.binomial_step`) instead of
+    ``n`` Bernoulli numbers, and no ``(n_trains, n_steps)`` tensor is ever built.  The count
+    of step ``k`` comes from ``fold_in(key_E, k)`` with ``key_E, key_I = jax.random.split(key)``,
+    so the run equals ``simulate_cond_lif(params, poisson_counts(key_E, rate_E, n_E, ...),
+    poisson_counts(key_I, rate_I, n_I, ...), ...)`` exactly.
+
+    Batch by ``jax.vmap`` over keys, rates or parameters, e.g.
+    ``jax.vmap(lambda k: simulate_cond_lif_poisson(k, record=False).spikes.sum())(keys)``.
+
+    Gradients: with respect to ``params`` (see the module docstring; ``spike_grad`` for rates).  The
+    counts are drawn by comparing uniforms with the binomial law, so the gradient with respect to
+    ``rate_E``/``rate_I`` is **zero**: the input is not reparameterised.  Hold the key fixed (common
+    random numbers) when comparing or differentiating runs.
+
+    Args:
+        key: ``jax.random`` key.
+        params: :class:`CondLIFParams`, scalar fields.
+        rate_E, rate_I: rates of each input train [Hz], scalars (may be traced under vmap).
+        n_E, n_I: number of excitatory/inhibitory trains (static ints).
+        I_inj: injected current [pA], scalar or ``(n_steps,)``.
+        T, dt: duration and step [ms].
+        spiking: ``False`` gives the free membrane potential.
+        record: ``False`` keeps only the spike raster (``v, g_E, g_I`` are ``None``) to bound memory.
+        spike_grad, checkpoint: see :func:`simulate_lif`.
+
+    Invalid traced values (a negative rate, ``rate * dt / 1000 > 1``, ``tau_syn < dt``, NaN, ...) poison
+    the outputs (NaN, all-``True`` raster); a rate of ``-0.0`` is 0.
+    """
+    dt, steps, I = _check_poisson_run(key, rate_E, rate_I, n_E, n_I, I_inj, T, dt)
+    params = _single_neuron(params, CondLIFParams, "simulate_cond_lif_poisson", "simulate_cond_lif_batch")
+    _scalar_rates("simulate_cond_lif_poisson", rate_E=rate_E, rate_I=rate_I)
+    check_cond_lif_params(params, dt)
+    checkpoint = _run_options(spike_grad, checkpoint, params.neuron)
+    return _simulate_cond_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, dt,
+                                      bool(spiking), bool(record), spike_grad, checkpoint)
+
+
+def _poisson_scan(step, state0, draw_E, draw_I, I, steps: int, record: bool, checkpoint=None):
+    """Scan ``step(state, (x_E, x_I, I[it])) -> (state, (v, spike, g_E, g_I, ...))`` with the inputs of
+    step ``it+1`` drawn on the fly as ``draw_E(it+1)``, ``draw_I(it+1)`` (optionally checkpointed).
+
+    Returns the result fields ``(v, spikes, g_E, g_I)`` with time last (all but ``spikes`` ``None``
+    unless ``record``).
+    """
+    def body(state, x):
+        k, i_inj = x
+        state, out = step(state, (draw_E(k + 1), draw_I(k + 1), i_inj))
+        return state, (out[:4] if record else out[1])
+
+    state, out = _scan.scan(body, state0, (jnp.arange(steps - 1), I[:-1]), steps - 1, checkpoint)
+    if not record:
+        return None, jnp.concatenate([out, jnp.zeros((1,), out.dtype)]), None, None
+    v, spikes = _finish(out[0], out[1], state.neuron.v)
+    zero = jnp.zeros((1,), v.dtype)
+    return v, spikes, jnp.concatenate([zero, out[2]]), jnp.concatenate([zero, out[3]])
+
+
+def traced_cond_lif_ok(params: CondLIFParams, dt: float) -> jax.Array:
+    """Inside a jitted core: are the (possibly traced) :class:`CondLIFParams` valid?  Emits one
+    ``checkify.debug_check`` per field (raised by :func:`jaxlif.checked`); see :mod:`jaxlif._checks`."""
+    return (_checks.traced_params("params.neuron", params.neuron, dt, _checks.LIF_RULES)
+            & _checks.traced_params("params.exc", params.exc, dt, _checks.SYN_RULES)
+            & _checks.traced_params("params.inh", params.inh, dt, _checks.SYN_RULES))
+
+
+@jax.jit(static_argnums=(5, 6, 7, 8, 9, 10, 11, 12))
+def _simulate_cond_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, dt, spiking, record,
+                               spike_grad, checkpoint):
+    ok = traced_cond_lif_ok(params, dt) & _traced_poisson_ok(rate_E, rate_I, I, dt)
+    params = _no_threshold(params, spiking)
+    key_E, key_I = jax.random.split(key)
+    tail_E = _binomial_tail(_p_spike(rate_E, dt, "rate_E"), n_E)   # once per run, not per step
+    tail_I = _binomial_tail(_p_spike(rate_I, dt, "rate_I"), n_I)
+    step = lambda state, x: cond_lif_step(params, state, x, dt, spike_grad=spike_grad)
+    result = CondLIFResult(*_poisson_scan(step, cond_lif_init(params),
+                                          lambda k: binomial_count(key_E, k, tail_E),
+                                          lambda k: binomial_count(key_I, k, tail_I), I, steps, record,
+                                          checkpoint))
+    return _checks.poison(ok, result)

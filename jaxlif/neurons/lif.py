@@ -1,0 +1,217 @@
+r"""Current-based LIF and the membrane step every neuron model shares (threshold, reset, refractory clamp).
+
+The scheme, the gradients and the units are described in :mod:`jaxlif.neurons`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlif import _checks, _scan
+from jaxlif.surrogates import Surrogate, check_spike_grad, spike_from_voltage, warn_if_unstable
+
+__all__ = ["LIFParams", "LIFState", "LIFResult", "check_lif_params", "lif_init", "membrane_step", "lif_step",
+           "simulate_lif"]
+
+
+class LIFParams(NamedTuple):
+    """LIF neuron parameters (defaults: the synaptic-transmission tutorial's ``default_pars``).
+
+    Attributes:
+        V_th: spike threshold [mV].
+        V_reset: reset potential [mV].
+        tau_m: membrane time constant [ms].
+        g_L: leak conductance [nS] (membrane resistance R = 1/g_L [GOhm]).
+        V_init: initial potential [mV].
+        E_L: leak reversal potential [mV].
+        t_ref: refractory period [ms].
+    """
+
+    V_th: jax.typing.ArrayLike = -55.0
+    V_reset: jax.typing.ArrayLike = -75.0
+    tau_m: jax.typing.ArrayLike = 10.0
+    g_L: jax.typing.ArrayLike = 10.0
+    V_init: jax.typing.ArrayLike = -65.0
+    E_L: jax.typing.ArrayLike = -75.0
+    t_ref: jax.typing.ArrayLike = 2.0
+
+
+class LIFState(NamedTuple):
+    """Membrane state.
+
+    Attributes:
+        v: membrane potential [mV].
+        refractory: remaining refractory steps (float counter, as in the tutorial).
+    """
+
+    v: jax.Array
+    refractory: jax.Array
+
+
+class LIFResult(NamedTuple):
+    """Output of :func:`simulate_lif`.
+
+    Attributes:
+        v: membrane potential [mV], ``(..., n_steps)``; at a spike step it holds V_reset.
+        spikes: raster ``(..., n_steps)``; spike time of index k is ``k*dt`` ms.  Boolean, or float
+            0/1 (dtype of ``v``) carrying the surrogate derivative when ``spike_grad`` is given.
+    """
+
+    v: jax.Array
+    spikes: jax.Array
+
+
+def check_lif_params(params: LIFParams, dt: float, name: str = "neuron") -> None:
+    """Validate a :class:`LIFParams` (ValueError/TypeError naming the field and range)."""
+    if not isinstance(params, LIFParams):
+        raise TypeError(f"{name} must be a jaxlif.LIFParams, got {type(params).__name__}")
+    _checks.check_params(name, params, dt, _checks.LIF_RULES)
+
+
+def lif_init(params: LIFParams) -> LIFState:
+    """Initial state: ``v = V_init``, not refractory."""
+    v = jnp.asarray(params.V_init, dtype=jnp.result_type(float))
+    return LIFState(v=v, refractory=jnp.zeros_like(v))
+
+
+def _fire_and_reset(params: LIFParams, state: LIFState, dt: float, spike_grad=None):
+    """Step 1 of the scheme (docs/conventions.md 4.2): refractory clamp, threshold test and reset at
+    the current sample.
+
+    Returns ``(v, r, spike)``: the sample after the reset, the refractory counter and the spike,
+    boolean without a surrogate, else a float 0/1 that carries the surrogate derivative.  The
+    values are identical with and without ``spike_grad``; only the derivatives differ:
+    ``v = where(spike, V_reset, v) + (s - stop_gradient(s)) * (V_reset - v)`` has the forward value
+    of the hard reset and the derivative of ``(1 - s) v + s V_reset`` (zero through ``s`` with
+    ``spike_grad.detach_reset``).
+    """
+    refractory = state.refractory > 0
+    crossed, s = spike_from_voltage(state.v, params.V_th, spike_grad)
+    spike = jnp.logical_and(jnp.logical_not(refractory), crossed)
+    v_free = jnp.where(refractory, params.V_reset, state.v)
+    v = jnp.where(spike, params.V_reset, v_free)
+    r = jnp.where(refractory, state.refractory - 1.0,
+                  jnp.where(spike, params.t_ref / dt, state.refractory))
+    if s is None:
+        return v, r, spike
+    s = jnp.where(refractory, 0.0, s)
+    if not spike_grad.detach_reset:
+        v = v + (s - jax.lax.stop_gradient(s)) * (params.V_reset - v_free)
+    return v, r, s
+
+
+def membrane_step(params: LIFParams, state: LIFState, g_E, E_E, g_I, E_I, I, dt: float, spike_grad=None):
+    """Steps 1 and 3 of the scheme (docs/conventions.md 4.2) for given conductances ``g_E, g_I`` [nS]
+    at ``it+1`` and current ``I`` [pA] at ``it``.
+
+    Returns ``(new_state, (v_it, spike_it))`` where ``v_it`` is the sample at ``it`` after the
+    reset (what the tutorial stores in ``v[it]``).  ``spike_grad``: ``None`` (exact threshold,
+    boolean spike) or a :class:`jaxlif.surrogates.Surrogate` (float 0/1 spike with a surrogate
+    derivative; identical values).
+    """
+    v, r, spike = _fire_and_reset(params, state, dt, spike_grad)
+    dv = (dt / params.tau_m) * (-(v - params.E_L)
+                                - (g_E / params.g_L) * (v - E_E)
+                                - (g_I / params.g_L) * (v - E_I)
+                                + I / params.g_L)
+    return LIFState(v + dv, r), (v, spike)
+
+
+def lif_step(params: LIFParams, state: LIFState, I: jax.Array, dt: float, *,
+             spike_grad: Surrogate | None = None):
+    """One step of the current-based LIF: ``v += dt/tau_m (-(v - E_L) + I/g_L)`` after the reset test.
+
+    Args:
+        params: neuron parameters.  state: :class:`LIFState`.
+        I: input current at this step [pA].  dt: time step [ms].
+        spike_grad: ``None`` (exact threshold, boolean spike) or a :class:`jaxlif.surrogates.Surrogate`
+            (float 0/1 spike with a surrogate derivative; identical values).
+
+    Returns:
+        ``(new_state, (v_it, spike_it))``.
+    """
+    return membrane_step(params, state, 0.0, 0.0, 0.0, 0.0, I, dt, spike_grad)
+
+
+def _finish(v_seq, spike_seq, v_last):
+    """Append the last sample (never tested against threshold) to scanned outputs, time last."""
+    v = jnp.concatenate([v_seq, v_last[None]], axis=0)
+    spikes = jnp.concatenate([spike_seq, jnp.zeros((1,), spike_seq.dtype)], axis=0)
+    return v, spikes
+
+
+def _run_options(spike_grad, checkpoint, neuron: LIFParams):
+    """Validate the options shared by every simulator (before tracing); returns ``checkpoint``.
+    Warns when the surrogate's gradient through the reset of ``neuron`` would be unstable."""
+    check_spike_grad(spike_grad)
+    warn_if_unstable(spike_grad, neuron.V_th, neuron.V_reset)
+    return _scan.check_checkpoint(checkpoint)
+
+
+def _single_neuron(params, cls, function: str, batch: str | None = None):
+    """Lists become arrays; every parameter of a single-neuron simulator must be a scalar."""
+    if not isinstance(params, cls):
+        raise TypeError(f"params must be a jaxlif.{cls.__name__}, got {type(params).__name__}")
+    params = _checks.lists_to_arrays(params)
+    _checks.check_field_shapes("params", params, ((),), _checks.single_neuron_hint(function, batch))
+    return params
+
+
+def simulate_lif(params: LIFParams, I: jax.Array, *, dt: float, spiking: bool = True,
+                 spike_grad: Surrogate | None = None, checkpoint: bool | int | None = None) -> LIFResult:
+    """Simulate the current-based LIF over an input current ``I`` [pA] of shape ``(n_steps,)``.
+
+    Equivalent Python loop::
+
+        state = lif_init(params)
+        for it in range(n_steps - 1):
+            state, (v[it], spikes[it]) = lif_step(params, state, I[it], dt)
+        v[n_steps - 1] = state.v
+
+    Args:
+        params: :class:`LIFParams` (tau_m [ms], g_L [nS], potentials [mV], t_ref [ms]); scalars
+            (lists are converted; for several neurons use ``jax.vmap``).
+        I: input current [pA], shape ``(n_steps,)``, ``n_steps >= 1``.
+        dt: time step [ms] (static).
+        spiking: ``False`` removes the threshold and reset (the first tutorial's exercise;
+            the free membrane potential).
+        spike_grad: ``None`` (exact threshold; zero gradient through spikes) or a surrogate from
+            :mod:`jaxlif.surrogates` (identical values, float 0/1 raster with a surrogate derivative).
+        checkpoint: ``None``/``False``, ``True`` or a segment length: memory of ``jax.grad`` grows like
+            ``sqrt(n_steps)`` instead of ``n_steps`` (:mod:`jaxlif._scan`); values unchanged.
+
+    Invalid traced values (inside your ``jit``/``vmap``) give NaN traces and an all-``True`` raster;
+    :func:`jaxlif.checked` raises naming them.
+
+    Example (the first tutorial, in ms/mV/pA)::
+
+        p = LIFParams(tau_m=20., E_L=-60., V_init=-60., g_L=10.)
+        I = sinusoidal_current(250., T=150., dt=1.)
+        v = simulate_lif(p, I, dt=1., spiking=False).v   # v[1] = -58.75 mV
+    """
+    dt = _checks.check_dt(dt)
+    params = _single_neuron(params, LIFParams, "simulate_lif")
+    check_lif_params(params, dt, "params")
+    checkpoint = _run_options(spike_grad, checkpoint, params)
+    _checks.check_finite("I", I, "pA")
+    if np.ndim(I) != 1:
+        raise ValueError(f"I must have shape (n_steps,), got {np.shape(I)}; "
+                         + _checks.single_neuron_hint("simulate_lif"))
+    _checks.check_steps("I", I)
+    return _simulate_lif(params, jnp.asarray(I), dt, bool(spiking), spike_grad, checkpoint)
+
+
+@jax.jit(static_argnums=(2, 3, 4, 5))
+def _simulate_lif(params, I, dt, spiking, spike_grad, checkpoint):
+    ok = (_checks.traced_params("params", params, dt, _checks.LIF_RULES)
+          & _checks.traced_rule("I", I, "finite"))
+    if not spiking:
+        params = params._replace(V_th=jnp.inf)
+    I = I.astype(jnp.result_type(float))
+    step = lambda st, i: lif_step(params, st, i, dt, spike_grad=spike_grad)
+    state, (v_seq, spike_seq) = _scan.scan(step, lif_init(params), I[:-1], I.shape[0] - 1, checkpoint)
+    return _checks.poison(ok, LIFResult(*_finish(v_seq, spike_seq, state.v)))

@@ -1,0 +1,91 @@
+"""Several processes: ``jax.distributed`` with two CPU processes of two devices each gives exactly the
+single-process, single-device results.
+
+Two child processes (``XLA_FLAGS=--xla_force_host_platform_device_count=2``, so four devices in all)
+join a coordinator on 127.0.0.1 (a free port) with ``gloo`` CPU collectives, run both batch
+simulators over the four-device mesh (``jaxlif.batch.batch_mesh()``), one neuron per device and call
+(two calls), gather
+the per-neuron results with ``process_allgather`` and write them to a file.  This process runs the
+same calls on its single device and compares bit for bit: the draws of neuron ``b`` are addressed by
+``b`` alone, so neither devices, processes nor calls may change a spike, a trace or a count.  (The
+streamed means and standard deviations are sums that another compiled program may round differently:
+they are held to 1e-6 relative.)
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jaxlif import batch as jb
+
+ROOT = Path(__file__).resolve().parents[1]
+# test_batch.py's shared configuration (8 neurons, 1 s, every statistic): the single-device reference
+# reuses its compiled programs when both modules run in one session
+B, T, SEED = 8, 1000.0, 2024
+STATS = jb.Stats(burn_in=200.0, isi_cv=True, v=True, g=True, spike_times=16)
+
+_CHILD = textwrap.dedent("""
+    import sys
+    import jax
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    port, pid, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=pid,
+                               initialization_timeout=60)
+    import numpy as np
+    from jax.experimental import multihost_utils
+    from jaxlif import batch as jb
+    from jaxlif.batch import devices as jbd
+    assert jax.process_count() == 2 and len(jax.devices()) == 4 and len(jax.local_devices()) == 2
+    jbd._CALL_STEPS = 4 * 10000             # one neuron per device and call: 2 calls for 8 neurons
+    stats = jb.Stats(burn_in=200.0, isi_cv=True, v=True, g=True, spike_times=16)
+    arrays = {}
+    for name in ("simulate_cond_lif_batch", "simulate_stp_lif_batch"):
+        res = getattr(jb, name)(jax.random.key(%(seed)d), %(B)d, T=%(T)r, stats=stats, batch_chunk=1, record=True)
+        gathered = multihost_utils.process_allgather(res, tiled=True)
+        for i, leaf in enumerate(jax.tree.leaves(gathered)):
+            arrays[f"{name}_{i}"] = np.asarray(leaf)
+    if pid == 0:
+        np.savez(out, **arrays)
+    jax.distributed.shutdown()
+""") % dict(seed=SEED, B=B, T=T)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_equal_one_device(tmp_path):
+    out = tmp_path / "gathered.npz"
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip()
+    port = _free_port()
+    procs = [subprocess.Popen([sys.executable, "-c", _CHILD, str(port), str(pid), str(out)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for pid in (0, 1)]
+    try:
+        logs = [p.communicate(timeout=240)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert all(p.returncode == 0 for p in procs), "\n".join(log[-2000:] for log in logs)
+    gathered = np.load(out)
+    mesh = jb.batch_mesh(jax.devices()[:1])
+    for name in ("simulate_cond_lif_batch", "simulate_stp_lif_batch"):
+        single = getattr(jb, name)(jax.random.key(SEED), B, T=T, stats=STATS, mesh=mesh, record=True)
+        paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(single)[0]]
+        assert len(paths) == 13 and single.spike_count.sum() > 0
+        for i, (path, leaf) in enumerate(zip(paths, jax.tree.leaves(single))):
+            if path.split(".")[-1] in ("v_mean", "v_std", "g_E_mean", "g_I_mean"):
+                np.testing.assert_allclose(np.asarray(leaf), gathered[f"{name}_{i}"], rtol=1e-6, err_msg=path)
+            else:
+                np.testing.assert_array_equal(np.asarray(leaf), gathered[f"{name}_{i}"], err_msg=f"{name}{path}")

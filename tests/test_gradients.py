@@ -1,0 +1,202 @@
+"""Gradients a user can trust: surrogate spikes (forward values unchanged, signs of finite differences,
+a fit to a target rate), checkpointed scans (same values and gradients, bounded memory), and
+``jax.grad`` through every simulator.
+
+Compiled programs are shared between tests (module-level jitted functions, one shape per simulator)
+to keep the suite fast."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxlif
+from jaxlif import CondLIFParams, LIFParams, STPLIFParams, STPParams, SynParams
+from jaxlif import constraints as C
+from jaxlif import surrogates as S
+
+SG = S.fast_sigmoid()
+KEY = jax.random.key(11)
+
+# ------------------------------------------------------------------------------------------------
+# Acceptance: 256 Poisson-driven neurons, common random numbers, surrogate gradient of the mean rate
+# ------------------------------------------------------------------------------------------------
+
+B, T_FIT, DT = 256, 50.0, 0.1
+CONS = C.default_constraints(CondLIFParams(), dt=DT)
+
+
+@jax.jit
+def _rate_and_grad(theta, keys):
+    """Mean rate [Hz] of the batch and its surrogate gradient w.r.t. the unconstrained parameters."""
+    def rate(th):
+        p = C.from_unconstrained(th, CONS)
+        sim = lambda k: jaxlif.simulate_cond_lif_poisson(k, p, T=T_FIT, dt=DT, record=False, spike_grad=SG)
+        return jnp.mean(jax.vmap(sim)(keys).spikes.sum(-1)) * 1000.0 / T_FIT
+    return jax.value_and_grad(rate)(theta)
+
+
+def _theta(gE=2.4, gI=2.4):
+    return C.to_unconstrained(CondLIFParams(exc=SynParams(gE, 2.0, 0.0), inh=SynParams(gI, 5.0, -80.0)), CONS)
+
+
+KEYS = jax.random.split(jax.random.key(0), B)
+
+
+def test_surrogate_fit_brings_256_neurons_to_20_hz():
+    theta = _theta(gE=1.2)                    # starts near 0 Hz
+    rate0, _ = _rate_and_grad(theta, KEYS)
+    assert float(rate0) < 5.0
+    free = jax.tree.map(lambda _: 0.0, theta)._replace(exc=SynParams(1.0, 0.0, 0.0))   # fit exc.g_bar only
+    opt = optax.adam(0.1, b1=0.5)
+    state = opt.init(theta)
+    history = []
+    for _ in range(80):
+        rate, grad = _rate_and_grad(theta, KEYS)
+        history.append(float(rate))
+        if abs(history[-1] - 20.0) < 0.5:
+            break
+        # loss (rate - 20 Hz)^2: its gradient is 2 (rate - 20) d rate / d theta
+        loss_grad = jax.tree.map(lambda g, m: 2.0 * (rate - 20.0) * g * m, grad, free)
+        updates, state = opt.update(loss_grad, state)
+        theta = optax.apply_updates(theta, updates)
+    assert abs(history[-1] - 20.0) < 1.0, history
+    fitted = C.from_unconstrained(theta, CONS)
+    assert fitted.inh.g_bar == pytest.approx(2.4, rel=1e-6) and fitted.exc.tau_syn == pytest.approx(2.0, rel=1e-6)
+    # the same g_bar on fresh inputs: 20 Hz within the batch's sampling noise
+    fresh, _ = _rate_and_grad(theta, jax.random.split(jax.random.key(1), B))
+    assert abs(float(fresh) - 20.0) < 3.0
+
+
+@pytest.mark.parametrize("point", range(5))
+def test_surrogate_rate_gradient_has_the_sign_of_crn_finite_differences(point):
+    gE, gI = [(1.8, 2.4), (2.4, 2.4), (3.0, 1.5), (2.4, 4.0), (4.0, 3.0)][point]
+    _, grad = _rate_and_grad(_theta(gE, gI), KEYS)
+    h = 0.15                                  # in log g_bar: common random numbers, central difference
+    for field, d in (("exc", grad.exc.g_bar), ("inh", grad.inh.g_bar)):
+        up, down = (_theta(gE * np.exp(s * h), gI) if field == "exc" else _theta(gE, gI * np.exp(s * h))
+                    for s in (1, -1))
+        fd = (float(_rate_and_grad(up, KEYS)[0]) - float(_rate_and_grad(down, KEYS)[0])) / (2 * h)
+        assert abs(fd) > 1.0                  # a clear finite difference
+        assert np.sign(float(d)) == np.sign(fd), (field, float(d), fd)
+
+
+# ------------------------------------------------------------------------------------------------
+# Every simulator: forward values identical with a surrogate (and checkpointing); jax.grad works.
+# The plain runs use the shapes and arguments of other tests of the suite (their compiled programs
+# are reused); the surrogate runs scale two parameters by theta = (a, b), equal to them at (1, 1).
+# ------------------------------------------------------------------------------------------------
+
+PART1 = LIFParams(tau_m=20.0, E_L=-60.0, V_init=-60.0, V_reset=-70.0, V_th=-50.0, g_L=10.0)
+CK = 9                      # checkpoint segment length (199 scanned steps: 22 segments + 1 leftover)
+
+
+@functools.cache
+def _data():
+    """Inputs, built once and outside any trace (binomial counts drawn by NumPy: nothing to compile)."""
+    rng = np.random.default_rng(2)
+    kE, kI = jax.random.split(jax.random.key(2))
+    return dict(I=jaxlif.sinusoidal_current(250.0, T=150.0, dt=1.0),
+                n_E=jnp.asarray(rng.binomial(80, 0.015, 200), jnp.float32),      # 80 trains at 150 Hz
+                n_I=jnp.asarray(rng.binomial(20, 0.001, 200), jnp.float32),      # 20 trains at 10 Hz
+                s_E=jaxlif.poisson_trains(kE, 300.0, 8, T=200.0, dt=DT),
+                s_I=jaxlif.poisson_trains(kI, 15.0, 2, T=200.0, dt=DT))
+
+
+def _sim(name, theta=(1.0, 1.0), spike_grad=None, checkpoint=None, x=None):
+    a, b = theta
+    x = _data() if x is None else x
+    kw = dict(spike_grad=spike_grad, checkpoint=checkpoint)
+    if name == "lif":
+        p = PART1._replace(tau_m=20.0 * a, g_L=10.0 * b) if spike_grad else PART1
+        return jaxlif.simulate_lif(p, x["I"], dt=1.0, **kw)
+    cond = CondLIFParams(exc=SynParams(2.4 * a, 2.0, 0.0), inh=SynParams(2.4 * b, 5.0, -80.0))
+    if name == "cond_lif":
+        return jaxlif.simulate_cond_lif(cond, x["n_E"], x["n_I"], dt=DT, **kw)
+    if name == "cond_lif_poisson":
+        return jaxlif.simulate_cond_lif_poisson(jax.random.key(0), cond if spike_grad else CondLIFParams(),
+                                                rate_E=10.0, T=50.0, record=True, **kw)
+    stp = STPLIFParams(exc=SynParams(4.8 * a, 5.0, 0.0), stp_E=STPParams(0.45 * b, 250.0, 150.0))
+    if name == "stp_lif":
+        return jaxlif.simulate_stp_lif(stp if spike_grad else STPLIFParams(), x["s_E"], x["s_I"], dt=DT,
+                                       record_synapses=False, **kw)
+    return jaxlif.simulate_stp_lif_poisson(jax.random.key(3), stp if spike_grad else STPLIFParams(),
+                                           T=200.0, dt=DT, **kw)
+
+
+SIMS = ["lif", "cond_lif", "cond_lif_poisson", "stp_lif", "stp_lif_poisson"]
+
+
+@pytest.mark.parametrize("name", SIMS)
+def test_surrogate_and_checkpointing_keep_forward_values(name):
+    """The same run without and with ``spike_grad`` (and ``checkpoint``): identical values, bit for bit."""
+    plain, soft = _sim(name), _sim(name, spike_grad=SG, checkpoint=CK if name in ("lif", "stp_lif") else None)
+    assert plain.spikes.dtype == jnp.bool_ and soft.spikes.dtype == jnp.float32
+    assert int(plain.spikes.sum()) > 0                            # a spiking run
+    for field in ("v", "spikes", "g_E", "g_I"):
+        if getattr(plain, field, None) is not None:
+            np.testing.assert_array_equal(np.asarray(getattr(soft, field)),
+                                          np.asarray(getattr(plain, field)).astype(np.float32), err_msg=field)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _grad_jit(name, theta, checkpoint, x):
+    def loss(th):
+        out = _sim(name, th, SG, checkpoint, x)
+        return jnp.mean(out.v) + 10.0 * jnp.mean(out.spikes)
+    return jax.grad(loss)(theta)
+
+
+def _grad(name, theta, checkpoint):
+    """Surrogate gradient of ``mean(v) + 10 mean(spikes)`` w.r.t. ``theta``."""
+    return _grad_jit(name, theta, checkpoint, _data())
+
+
+THETA = (jnp.float32(1.0), jnp.float32(1.0))
+
+
+@pytest.mark.parametrize("name", ["lif", "cond_lif", "stp_lif"])
+def test_every_simulator_supports_grad(name):
+    """Surrogate gradients of spiking runs.  The Poisson simulators are differentiated by the fit above
+    (``simulate_cond_lif_poisson``) and in test_transforms.py (``simulate_stp_lif_poisson``)."""
+    grad = _grad(name, THETA, True if name == "stp_lif" else None)
+    assert all(np.isfinite(float(g)) and float(g) != 0.0 for g in grad), grad
+
+
+def test_checkpointed_gradient_equals_plain_gradient():
+    """STP-LIF (2000 steps, 10 plastic synapses): checkpointing changes no gradient beyond rounding."""
+    for a, b in zip(_grad("stp_lif", THETA, True), _grad("stp_lif", THETA, None)):
+        assert float(a) == pytest.approx(float(b), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", SIMS)
+def test_checkpoint_option_builds_checkpointed_segments(name):
+    """Every scan simulator honours ``checkpoint=`` (traced only, nothing compiled)."""
+    x = _data()
+
+    def jaxpr(ck):
+        return str(jax.make_jaxpr(lambda th: _sim(name, th, SG, ck, x).spikes)(THETA))
+    assert "remat" in jaxpr(True) and "remat" not in jaxpr(None)
+
+
+def test_spike_outputs_have_zero_gradient_without_surrogate():
+    """Documented: without a surrogate a spike count's gradient is exactly zero (not an estimate)."""
+    count = lambda tm, sg: jnp.sum(jaxlif.simulate_lif(PART1._replace(tau_m=tm), _data()["I"], dt=1.0,
+                                                       spike_grad=sg).spikes.astype(jnp.float32))
+    assert float(jax.grad(count)(20.0, None)) == 0.0
+
+
+def test_equal_surrogates_are_one_static_argument():
+    """jit caches on hash and equality of ``spike_grad``: equal factories do not recompile."""
+    assert S.fast_sigmoid() == S.fast_sigmoid(0.1) and hash(S.fast_sigmoid()) == hash(S.fast_sigmoid(0.1))
+    assert S.fast_sigmoid() != S.fast_sigmoid(detach_reset=True) and S.triangle() != S.arctan()
+
+
+def test_rate_gradient_is_zero_and_says_so():
+    """Poisson input is not reparameterised: d/d rate is zero, with a warning naming the alternatives."""
+    counts = lambda r: jnp.sum(jaxlif.poisson_counts(KEY, r, 3, T=5.0, dt=DT))
+    with pytest.warns(UserWarning, match=r"gradient with respect to rate is zero.*fmp_shot_noise"):
+        assert float(jax.grad(counts)(10.0)) == 0.0

@@ -1,0 +1,473 @@
+"""Networks (``jaxlif.network``) against a step-by-step NumPy loop written here from docs/conventions.md
+4.1-4.2 and the delivery rule of ``jaxlif.network.step``; plus the STP release, latency, vmap == loop,
+jit == eager, delivery methods, surrogate gradients and checks that survive tracing.
+
+Compiled programs are shared between tests (module-scoped fixtures, equal shapes) to keep the suite short.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxlif as jl
+from jaxlif import network as nw
+from jaxlif.network import delivery as dl
+
+DT = 0.1
+
+
+# ----------------------------------------------------------------------------------------------
+# The NumPy oracle
+# ----------------------------------------------------------------------------------------------
+
+
+def _edges_of(proj, offsets, sizes):
+    """Every synapse of a projection as global (pre, post) indices, weights, delays, and per-edge STP
+    parameters (``None`` if static), plus the presynaptic index each edge takes its STP state from."""
+    if isinstance(proj, nw.DenseProjection):
+        W = np.asarray(proj.weights)
+        post, pre = np.nonzero(np.ones_like(W, bool))                   # every pair, zeros included
+        w, d = W[post, pre], np.full(post.size, proj.delay)
+        per_syn = lambda a: np.broadcast_to(np.asarray(a), W.shape)[post, pre]  # noqa: E731
+    else:
+        targets = np.asarray(proj.targets)
+        real = targets < proj.n_post
+        pre = np.broadcast_to(np.arange(targets.shape[0])[:, None], targets.shape)[real]
+        post, w, d = targets[real], np.asarray(proj.weights)[real], np.asarray(proj.delays)[real]
+        per_syn = lambda a: np.broadcast_to(np.asarray(a), targets.shape)[real]  # noqa: E731
+    stp = None
+    if proj.stp is not None:
+        if proj.stp_mode == "pre":
+            stp = [np.broadcast_to(np.asarray(a, float), (sizes[proj.pre],))[pre] for a in proj.stp]
+        else:
+            stp = [per_syn(a).astype(float) for a in proj.stp]
+    return pre + offsets[proj.pre], post + offsets[proj.post], w.astype(float), d, stp, pre
+
+
+def numpy_network(net, ext_E, ext_I, I_inj, steps, dt):
+    """The network loop in NumPy float64, stacked neurons, absolute-time arrival buffers.
+
+    ext_E, ext_I: ``(n, steps)`` conductance [nS] arriving at each sample; I_inj ``(n, steps)`` [pA].
+    Returns v, spikes, g_E, g_I ``(n, steps)`` and the per-projection ``(u, R)`` traces (per presynaptic
+    neuron for ``stp_mode="pre"``).
+    """
+    offsets, sizes = net.offsets, net.sizes
+    n = sum(sizes.values())
+
+    def stacked(get):
+        return np.concatenate([np.broadcast_to(np.asarray(get(p), float), (p.size,)) for p in net.populations])
+
+    V_th, V_reset, tau_m, g_L, V_init, E_L, t_ref = (stacked(lambda p, f=f: getattr(p.neuron, f))
+                                                     for f in jl.LIFParams._fields)
+    tau_E, E_E = stacked(lambda p: p.exc.tau_syn), stacked(lambda p: p.exc.E_rev)
+    tau_I, E_I = stacked(lambda p: p.inh.tau_syn), stacked(lambda p: p.inh.E_rev)
+    edges = [_edges_of(q, offsets, sizes) for q in net.projections]
+    horizon = steps + max(int(e[3].max()) for e in edges) + 1
+    arrive = {"exc": np.zeros((horizon, n)), "inh": np.zeros((horizon, n))}
+    stp_state = []
+    for q, e in zip(net.projections, edges):
+        m = sizes[q.pre] if q.stp_mode == "pre" else len(e[0])
+        stp_state.append([np.zeros(m), np.ones(m)])
+    traces = [(np.zeros((sizes[q.pre], steps)), np.ones((sizes[q.pre], steps))) for q in net.projections]
+
+    v, r = V_init.copy(), np.zeros(n)
+    gE, gI = np.zeros(n), np.zeros(n)
+    V, S = np.zeros((n, steps)), np.zeros((n, steps), bool)
+    GE, GI = np.zeros((n, steps)), np.zeros((n, steps))
+    for it in range(steps - 1):
+        for i in range(n):                      # 1. refractory clamp, else threshold test of v[it]
+            if r[i] > 0:
+                v[i] = V_reset[i]
+                r[i] = r[i] - 1
+            elif v[i] >= V_th[i]:
+                S[i, it] = True
+                v[i] = V_reset[i]
+                r[i] = t_ref[i] / dt
+        V[:, it] = v
+        for k, (q, (pre, post, w, d, stp, pre_local)) in enumerate(zip(net.projections, edges)):
+            s = S[pre, it].astype(float)        # 2. the spike of step it, per edge
+            if stp is None:
+                release = s
+            else:
+                U0, tau_d, tau_f = stp
+                u, R = stp_state[k]
+                if q.stp_mode == "pre":
+                    s_pre = S[offsets[q.pre]:offsets[q.pre] + sizes[q.pre], it].astype(float)
+                    U0_p, tau_d_p, tau_f_p = (np.broadcast_to(np.asarray(a, float), (sizes[q.pre],)) for a in q.stp)
+                    u_new = u + (-(dt / tau_f_p) * u + U0_p * (1.0 - u) * s_pre)
+                    R_new = R + ((dt / tau_d_p) * (1.0 - R) - u_new * R * s_pre)
+                    release = (u_new * R * s_pre)[pre_local]
+                    traces[k][0][:, it + 1], traces[k][1][:, it + 1] = u_new, R_new
+                else:
+                    u_new = u + (-(dt / tau_f) * u + U0 * (1.0 - u) * s)
+                    R_new = R + ((dt / tau_d) * (1.0 - R) - u_new * R * s)
+                    release = u_new * R * s
+                stp_state[k] = [u_new, R_new]
+            for e in np.nonzero(release)[0]:    # arrives at sample it + d
+                arrive[q.receptor][it + d[e], post[e]] += w[e] * release[e]
+        gE = gE + (-(dt / tau_E) * gE + arrive["exc"][it + 1] + ext_E[:, it + 1])   # 3.
+        gI = gI + (-(dt / tau_I) * gI + arrive["inh"][it + 1] + ext_I[:, it + 1])
+        dv = (dt / tau_m) * (-(v - E_L) - (gE / g_L) * (v - E_E) - (gI / g_L) * (v - E_I) + I_inj[:, it] / g_L)
+        v = v + dv
+        GE[:, it + 1], GI[:, it + 1] = gE, gI
+    V[:, -1] = v
+    return V, S, GE, GI, traces
+
+
+# ----------------------------------------------------------------------------------------------
+# A small network with every kind of projection (shared by several tests)
+# ----------------------------------------------------------------------------------------------
+
+N_E, N_I, T_REF = 30, 10, 40.0
+
+
+def small_network(seed: int = 1) -> nw.Network:
+    """30 E + 10 I neurons: sparse and dense projections, per-edge delays 1..4 (E->E) and one delay
+    (the others), STP per presynaptic neuron and per synapse (heterogeneous U0); a Poisson drive on E
+    only; 8 E neurons spike at step 0."""
+    rng = np.random.default_rng(seed)
+    V_init = np.concatenate([np.full(8, -50.0), rng.uniform(-70.0, -56.0, N_E - 8)])   # 8 spikes at step 0
+    neuron_E = jl.LIFParams(V_init=V_init, tau_m=rng.uniform(8.0, 12.0, N_E))
+    E = nw.Population("E", N_E, neuron=neuron_E, exc=nw.Receptor(2.0, 0.0), inh=nw.Receptor(5.0, -80.0),
+                      drive=nw.PoissonDrive(rate=80.0, weight=0.5, n=100))
+    I = nw.Population("I", N_I, neuron=jl.LIFParams(V_init=-60.0, t_ref=1.0))
+    post, pre = np.nonzero((rng.random((N_E, N_E)) < 0.25) & ~np.eye(N_E, dtype=bool))
+    EE = nw.sparse_projection("E", "E", pre, post, rng.uniform(0.5, 1.5, pre.size), n_pre=N_E, n_post=N_E,
+                              delay=rng.integers(1, 5, pre.size), stp=jl.STD)
+    W_EI = np.where(rng.random((N_I, N_E)) < 0.4, rng.uniform(0.5, 1.0, (N_I, N_E)), 0.0)
+    EI = nw.dense_projection("E", "I", W_EI, delay=2,
+                             stp=jl.STPParams(U0=rng.uniform(0.1, 0.6, (N_I, N_E)), tau_d=80.0, tau_f=200.0),
+                             stp_mode="synapse")
+    post, pre = np.nonzero(rng.random((N_E, N_I)) < 0.5)
+    IE = nw.sparse_projection("I", "E", pre, post, 2.0, n_pre=N_I, n_post=N_E, receptor="inh", delay=2,
+                              stp=jl.STPParams(U0=rng.uniform(0.2, 0.5, pre.size), tau_d=60.0, tau_f=30.0),
+                              stp_mode="synapse")
+    II = nw.dense_projection("I", "I", 1.5 * (1 - np.eye(N_I)), receptor="inh", delay=3,
+                             stp=jl.STPParams(0.3, 100.0, 50.0))
+    return nw.Network((E, I), (EE, EI, IE, II))
+
+
+@pytest.fixture(scope="module")
+def x64_module():
+    with jax.enable_x64(True):
+        yield
+
+
+@pytest.fixture(scope="module")
+def small_run(x64_module):
+    """The small network in float64 (event delivery, capacity 4 so that busy steps take several chunks),
+    with a current into I, run in two halves (the second continues from the first's final state; one
+    compiled program), and the NumPy loop over the whole run on the same drive."""
+    net = small_network()
+    key = jax.random.key(7)
+    I_inj = {"I": nw.NetworkInput(I_inj=np.linspace(150.0, 250.0, N_I))}
+    run = lambda state: nw.simulate_network(key, net, T=T_REF / 2, dt=DT, inputs=I_inj, state=state,  # noqa: E731
+                                            capacity=4)
+    first = run(nw.network_init(net))
+    second = run(first.state)
+    half = first.v["E"].shape[1]
+    steps = 2 * half - 1        # the halves share sample half - 1 (the first never tests it, the second does)
+    counts = nw.drive_counts(key, net, T=steps * DT - DT / 2, dt=DT)
+    assert counts["E"].shape[1] == steps
+    ext_E = np.concatenate([0.5 * np.asarray(counts["E"]), np.zeros((N_I, steps))])
+    I_arr = np.concatenate([np.zeros((N_E, steps)), np.repeat(np.linspace(150.0, 250.0, N_I)[:, None], steps, 1)])
+    ref = numpy_network(net, ext_E, np.zeros_like(ext_E), I_arr, steps, DT)
+    return net, (first, second), ref, counts
+
+
+def _joined(first, second, field, name):
+    a, b = np.asarray(getattr(first, field)[name]), np.asarray(getattr(second, field)[name])
+    if field in ("spikes", "v"):    # the first half's last sample is tested (spike, reset) by the second half
+        return np.concatenate([a[:, :-1], b], axis=1)
+    return np.concatenate([a, b[:, 1:]], axis=1)
+
+
+# ----------------------------------------------------------------------------------------------
+# STP release
+# ----------------------------------------------------------------------------------------------
+
+
+def test_stp_efficacy_is_the_jump_of_stp_step(x64):
+    rng = np.random.default_rng(0)
+    params = jl.STPParams(U0=rng.uniform(0.05, 1.0, 64), tau_d=rng.uniform(0.1, 800, 64), tau_f=rng.uniform(0.1, 900, 64))
+    u, R, g = rng.uniform(0, 1, 64), rng.uniform(0, 1, 64), rng.uniform(0, 5, 64)
+    s = (rng.random(64) < 0.5).astype(float)
+    syn = jl.SynParams(g_bar=rng.uniform(0.1, 3.0, 64), tau_syn=rng.uniform(0.1, 10, 64), E_rev=0.0)
+    (u1, R1, g1), _ = jl.stp_step(params, syn, jl.STPState(u, R, g), s, DT)
+    u2, R2, release = jl.plasticity.stp_efficacy(params, u, R, s, DT)
+    np.testing.assert_array_equal(u2, u1)
+    np.testing.assert_array_equal(R2, R1)
+    jump = np.asarray(g1) - (g - (DT / syn.tau_syn) * g)
+    np.testing.assert_allclose(syn.g_bar * release, jump, rtol=1e-12, atol=1e-14)
+    assert np.all(np.asarray(release)[s == 0] == 0) and np.all(np.asarray(release)[s == 1] > 0)
+
+
+def test_stp_efficacy_first_spike_releases_U0():
+    u, R, release = jl.plasticity.stp_efficacy(jl.STD, 0.0, 1.0, 1.0, DT)
+    assert float(release) == pytest.approx(0.5) and float(u) == pytest.approx(0.5) and float(R) == pytest.approx(0.5)
+
+
+# ----------------------------------------------------------------------------------------------
+# The network against the NumPy loop
+# ----------------------------------------------------------------------------------------------
+
+
+def test_small_network_equals_numpy_loop(small_run):
+    net, (first, second), (V, S, GE, GI, traces), _ = small_run
+    for name, sl in (("E", slice(0, N_E)), ("I", slice(N_E, N_E + N_I))):
+        np.testing.assert_array_equal(_joined(first, second, "spikes", name), S[sl], err_msg=name)
+        for field, ref in (("v", V), ("g_E", GE), ("g_I", GI)):
+            np.testing.assert_allclose(_joined(first, second, field, name), ref[sl], rtol=0, atol=1e-9,
+                                       err_msg=f"{field} {name}")
+    for k, q in enumerate(net.projections):
+        if q.stp is not None and q.stp_mode == "pre":
+            for i, field in enumerate(("u", "R")):
+                a, b = (np.asarray(getattr(r.stp[k], field)) for r in (first, second))
+                np.testing.assert_allclose(np.concatenate([a, b[:, 1:]], 1), traces[k][i], rtol=0, atol=1e-12)
+        else:
+            assert first.stp[k] is None
+    # the test exercises what it claims: spikes in both populations, several per step, synapses depressed
+    n_E, n_I = S[:N_E].sum(), S[N_E:].sum()
+    assert n_E > 50 and n_I >= 10, (n_E, n_I)
+    assert S.sum(0).max() > 4                     # more spikes in one step than the capacity of 4
+    assert traces[0][1].min() < 0.8
+
+
+def test_drive_counts_are_binomial(small_run):
+    _, _, _, counts = small_run
+    c = np.asarray(counts["E"])
+    assert np.all(np.asarray(counts["I"]) == 0)
+    p = 80.0 * DT / 1000.0
+    assert c.max() <= 100 and c.min() >= 0 and np.all(c == np.round(c))
+    assert abs(c.mean() - 100 * p) < 4 * np.sqrt(100 * p * (1 - p) / c.size)
+
+
+# ----------------------------------------------------------------------------------------------
+# A tiny network (float32) for latency, vmap, jit, poisoning, checked mode and gradients
+# ----------------------------------------------------------------------------------------------
+
+T_TINY = 30.0
+DELAYS = np.array([1, 2, 5, 1, 3, 2])
+W_AB = np.array([1.0, 2.0, 0.5, 1.5, 3.0, 2.5])
+
+
+def tiny_network(tau_m_B=10.0) -> nw.Network:
+    """``A`` (one neuron that fires at step 0) -> ``B`` (6 neurons) on inhibitory synapses with delays
+    1, 2, 5, 1, 3, 2 steps."""
+    A = nw.Population("A", 1, neuron=jl.LIFParams(V_init=-50.0, t_ref=100.0))
+    B = nw.Population("B", 6, neuron=jl.LIFParams(tau_m=tau_m_B, V_init=-60.0))
+    AB = nw.sparse_projection("A", "B", np.zeros(6, int), np.arange(6), W_AB, n_pre=1, n_post=6,
+                              receptor="inh", delay=DELAYS)
+    return nw.Network((A, B), (AB,))
+
+
+G_TINY = (np.random.default_rng(3).random((6, jl.n_steps(T_TINY, DT))) < 0.05) * 3.0   # nS
+
+
+def tiny_inputs(scale=1.0):
+    return {"B": nw.NetworkInput(g_E=scale * G_TINY)}
+
+
+def _tiny(tau_m_B, spike_grad=None, scale=1.0):
+    return nw.simulate_network(None, tiny_network(tau_m_B), T=T_TINY, dt=DT, inputs=tiny_inputs(scale),
+                               spike_grad=spike_grad)
+
+
+@pytest.fixture(scope="module")
+def tiny_checked():
+    """The tiny network's run as a function of tau_m of B, jitted, in checked mode (one compiled program
+    serves the single runs below and the invalid call of ``test_checked_mode_names_the_field``)."""
+    return jl.checked(jax.jit(lambda tau: _tiny(tau)))
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tiny_checked):
+    return {tau: tiny_checked(jnp.asarray(tau)) for tau in (10.0, 12.0)}
+
+
+def test_delivery_latency_is_the_delay(tiny_runs):
+    res = tiny_runs[10.0]
+    spikes_A = np.asarray(res.spikes["A"])[0]
+    assert spikes_A[0] and spikes_A.sum() == 1                    # A fires at step k = 0 only
+    g_I = np.asarray(res.g_I["B"])
+    first = np.argmax(g_I > 0, axis=1)
+    np.testing.assert_array_equal(first, 0 + DELAYS)              # changed at sample k + d, not before
+    np.testing.assert_allclose(g_I[np.arange(6), DELAYS], W_AB, rtol=1e-6)   # by the weight [nS]
+
+
+def test_vmap_equals_loop_surrogate_gradient_and_poisoned_rows(tiny_runs):
+    """One vmapped program of value-and-gradient with a surrogate, over tau_m of B = 10, 12 and 0.05 ms
+    (invalid: below dt): rows 0 and 1 equal the single runs without surrogate (vmap == loop, the same
+    forward values), their gradients are finite and positive, row 2 is poisoned."""
+    def rate(scale, tau):
+        res = _tiny(tau, jl.surrogates.fast_sigmoid(), scale)
+        return res.spikes["B"].mean() * 1000.0 / DT, res
+
+    (value, out), grad = jax.jit(jax.vmap(jax.value_and_grad(rate, has_aux=True), (None, 0)))(
+        1.0, jnp.array([10.0, 12.0, 0.05]))
+    for row, tau in enumerate((10.0, 12.0)):
+        for name in ("A", "B"):
+            np.testing.assert_array_equal(np.asarray(out.spikes[name][row]) > 0, tiny_runs[tau].spikes[name])
+            np.testing.assert_allclose(out.v[name][row], tiny_runs[tau].v[name], atol=1e-4)
+            np.testing.assert_allclose(out.g_I[name][row], tiny_runs[tau].g_I[name], atol=1e-5)
+        assert np.isfinite(grad[row]) and grad[row] > 0                # more input, more spikes
+    assert out.spikes["B"].dtype != bool                             # float spikes carry the derivative
+    assert np.asarray(tiny_runs[10.0].spikes["B"]).sum() > 5          # B spikes: the rows are not trivially equal
+    assert np.isnan(value[2]) and all(np.asarray(out.spikes[n][2]).all() for n in ("A", "B"))
+    assert np.isnan(out.v["B"][2]).all() and np.isnan(out.g_I["B"][2]).all() and int(out.state.step[2]) == -1
+
+
+def test_checked_mode_names_the_field(tiny_checked, tiny_runs):
+    with pytest.raises(ValueError, match=r"populations\['B'\]\.neuron\.tau_m=0.05.* ms must be finite and >= dt"):
+        tiny_checked(jnp.asarray(0.05))
+    assert not np.asarray(tiny_runs[10.0].spikes["B"]).all()          # valid values: no error, plausible output
+
+
+def test_jit_equals_eager(tiny_runs):
+    """``network_step`` op by op (``jax.disable_jit``: the delivery loop runs in Python) for 4 steps,
+    while A's spike of step 0 reaches B, against the compiled scan."""
+    net, steps = tiny_network(), 4
+    state = nw.network_init(net)
+    v, spikes = [], []
+    with jax.disable_jit():
+        for it in range(steps):
+            ext = (jnp.concatenate([jnp.zeros(1), G_TINY[:, it + 1]]), 0.0, 0.0)
+            state, (v_it, s_it, _, _) = nw.network_step(net, state, ext, DT)
+            v.append(v_it)
+            spikes.append(s_it)
+    v, spikes = np.stack(v, 1), np.stack(spikes, 1)
+    ref = tiny_runs[10.0]
+    np.testing.assert_array_equal(spikes[:1], np.asarray(ref.spikes["A"])[:, :steps])
+    np.testing.assert_array_equal(spikes[1:], np.asarray(ref.spikes["B"])[:, :steps])
+    np.testing.assert_allclose(v[1:], np.asarray(ref.v["B"])[:, :steps], atol=1e-4)
+    np.testing.assert_allclose(state.g_I[1:], np.asarray(ref.g_I["B"])[:, steps], rtol=1e-6)
+    assert state.g_I[1:].max() > 0 and spikes[0, 0]
+
+
+# ----------------------------------------------------------------------------------------------
+# Delivery: event == full, values and derivatives
+# ----------------------------------------------------------------------------------------------
+
+
+def test_event_and_full_delivery_agree_with_derivatives(x64):
+    """Dense and sparse layouts (one delay, or one per synapse), event and full methods: values against
+    the sum written out, and equal jvp and gradients (one compiled program for all six)."""
+    rng = np.random.default_rng(4)
+    n_pre, n_post, width, D, it = 9, 7, 4, 5, 11
+    x = np.where(rng.random(n_pre) < 0.5, rng.uniform(0.2, 1.0, n_pre), 0.0)
+    W_sparse, W_dense = rng.uniform(0, 2, (n_pre, width)), rng.uniform(0, 2, (n_post, n_pre))
+    targets = rng.integers(0, n_post + 1, (n_pre, width)).astype(np.int32)      # n_post: padding
+    delays = rng.integers(1, D + 1, (n_pre, width)).astype(np.int32)
+    pending = rng.uniform(0, 1, (D, n_post + 3))                # targets are neurons 1 .. n_post of 10
+    cot = rng.normal(size=pending.shape)
+    tangents = {True: (rng.normal(size=pending.shape), rng.normal(size=n_pre), rng.normal(size=W_sparse.shape)),
+                False: (rng.normal(size=pending.shape), rng.normal(size=n_pre), rng.normal(size=W_dense.shape))}
+
+    cases = {"sparse, delay per synapse": (True, 0), "sparse, one delay": (True, 3), "dense": (False, 3)}
+
+    @jax.jit
+    def all_cases(pending, x, W_sparse, W_dense):
+        rows = dl.active_rows(x != 0, 2)
+        out = {}
+        for case, (sparse, delay) in cases.items():
+            W, aux = (W_sparse, (targets, delays if delay == 0 else np.full_like(delays, delay))) if sparse \
+                else (W_dense, (None, None))
+            for m in ("event", "full"):
+                f = lambda p, x, W, m=m, sparse=sparse, delay=delay, aux=aux: dl.deliver(  # noqa: E731
+                    dl.Layout(sparse, D, delay, m, 2, 1, n_post), p, x, W, *aux, rows, it)
+                out[case, m] = (f(pending, x, W), jax.jvp(f, (pending, x, W), tangents[sparse])[1],
+                                jax.grad(lambda *a: jnp.sum(cot * f(*a)), argnums=(0, 1, 2))(pending, x, W))
+        return out
+
+    out = all_cases(pending, x, W_sparse, W_dense)
+    for case, (sparse, delay) in cases.items():
+        ref = pending.copy()            # the sum over synapses, written out
+        for j in range(n_pre):
+            for c in range(width if sparse else n_post):
+                post, d, w = ((targets[j, c], delay or delays[j, c], W_sparse[j, c]) if sparse
+                              else (c, delay, W_dense[c, j]))
+                if post < n_post:
+                    ref[(it + d) % D, 1 + post] += x[j] * w
+        np.testing.assert_allclose(out[case, "event"][0], ref, rtol=1e-14, err_msg=case)
+        for a, b in zip(jax.tree.leaves(out[case, "event"]), jax.tree.leaves(out[case, "full"])):
+            np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-14, err_msg=case)
+        assert np.abs(out[case, "event"][2][1][x == 0]).sum() > 0   # silent neurons get the full-sum derivative
+
+
+# ----------------------------------------------------------------------------------------------
+# Building blocks and argument checks (no simulation)
+# ----------------------------------------------------------------------------------------------
+
+
+def test_network_init_broadcasts_each_population():
+    net = small_network()
+    state = nw.network_init(net)
+    assert state.neuron.v.shape == (N_E + N_I,) and state.pending_E.shape == (4, N_E + N_I)
+    np.testing.assert_allclose(state.neuron.v[:N_E], net.populations[0].neuron.V_init)
+    np.testing.assert_allclose(state.neuron.v[N_E:], -60.0)
+    assert state.synapses[0].u.shape == (N_E,) and state.synapses[1].u.shape == (N_I, N_E)
+    assert state.synapses[2].R.shape == np.shape(net.projections[2].weights)
+    assert net.offsets == {"E": 0, "I": N_E} and net.max_delay == 4
+
+
+def test_sparse_layout_keeps_every_edge_and_dense_equals_sparse():
+    k = jax.random.key(2)
+    sp = nw.random_projection(k, "E", "I", n_pre=20, n_post=20, p=0.3, weight=0.7, delay=2)
+    de = nw.random_projection(k, "E", "I", n_pre=20, n_post=20, p=0.3, weight=0.7, delay=2, sparse=False)
+    pre, post, w, d = sp.edges()
+    W = np.zeros((20, 20))
+    np.add.at(W, (post, pre), w)
+    np.testing.assert_array_equal(W, de.weights)
+    assert np.all(d == 2) and 0.2 < len(pre) / 400 < 0.4 and np.any(pre == post)
+    rec = nw.random_projection(k, "E", "E", n_pre=20, n_post=20, p=1.0, weight=1.0)
+    assert len(rec.edges()[0]) == 20 * 19                        # no autapses within a population
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda n: dataclasses.replace(n, projections=(dataclasses.replace(n.projections[0], pre="X"),)),
+     r"projections\[0\]\.pre='X' is not a population"),
+    (lambda n: dataclasses.replace(n, populations=(n.populations[0], dataclasses.replace(n.populations[1], name="A"))),
+     "unique names"),
+    (lambda n: dataclasses.replace(n, projections=(nw.dense_projection("B", "B", np.ones((6, 6))),
+                                                   dataclasses.replace(n.projections[0], weights=-W_AB[:, None]))),
+     r"projections\[1\] \(A->B\)\.weights=.* nS must be >= 0"),
+    (lambda n: dataclasses.replace(n, projections=(nw.dense_projection("B", "B", np.ones((5, 6))),)),
+     r"weights has shape \(5, 6\), expected \(n_post, n_pre\) = \(6, 6\)"),
+    (lambda n: dataclasses.replace(n, populations=(n.populations[0], dataclasses.replace(
+        n.populations[1], neuron=jl.LIFParams(tau_m=np.ones(4) * 10.0)))), r"neuron\.tau_m has shape \(4,\)"),
+    (lambda n: dataclasses.replace(n, populations=(n.populations[0], dataclasses.replace(
+        n.populations[1], drive=nw.PoissonDrive(rate=2e4)))), r"drive\.rate=20000.0 Hz .* gives p"),
+    (lambda n: dataclasses.replace(n, populations=(n.populations[0], dataclasses.replace(
+        n.populations[1], inh=nw.Receptor(0.01, -80.0)))), r"inh\.tau_syn=0\.01 ms is below the time step"),
+])
+def test_invalid_networks_are_refused_naming_the_field(change, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        nw.simulate_network(jax.random.key(0), change(tiny_network()), T=5.0, dt=DT)
+
+
+def test_builders_refuse_bad_arguments():
+    with pytest.raises(ValueError, match="delay=0 steps must be >= 1"):
+        nw.sparse_projection("A", "B", [0], [0], 1.0, n_pre=1, n_post=1, delay=0)
+    with pytest.raises(ValueError, match=r"delay=0 must be >= 1"):
+        nw.dense_projection("A", "B", np.ones((2, 2)), delay=0)
+    with pytest.raises(ValueError, match=r"post_index has values in \[0, 3\], outside \[0, 2\]"):
+        nw.sparse_projection("A", "B", [0, 0], [0, 3], 1.0, n_pre=1, n_post=3)
+    with pytest.raises(ValueError, match="receptor='gaba' must be one of"):
+        nw.dense_projection("A", "B", np.ones((2, 2)), receptor="gaba")
+    with pytest.raises(ValueError, match=r"weights must be a scalar or have one value per edge, shape \(2,\)"):
+        nw.sparse_projection("A", "B", [0, 0], [0, 1], [1.0, 2.0, 3.0], n_pre=1, n_post=2)
+    with pytest.raises(ValueError, match="p=1.5 must be a probability"):
+        nw.random_edges(jax.random.key(0), 3, 3, 1.5)
+    with pytest.raises(ValueError, match=r"inputs\['B'\]\.g_E must have shape"):
+        nw.simulate_network(None, tiny_network(), T=5.0, dt=DT, inputs={"B": nw.NetworkInput(g_E=np.ones((6, 3)))})
+    with pytest.raises(ValueError, match=r"inputs has entries \['C'\]"):
+        nw.simulate_network(None, tiny_network(), T=5.0, dt=DT, inputs={"C": nw.NetworkInput()})
+    with pytest.raises(ValueError, match="state does not fit this network"):
+        nw.simulate_network(None, tiny_network(), T=5.0, dt=DT, state=nw.network_init(small_network()))
+    with pytest.raises(TypeError, match="key must be a jax.random key"):
+        nw.simulate_network(None, small_network(), T=5.0, dt=DT)
