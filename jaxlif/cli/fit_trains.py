@@ -178,7 +178,10 @@ def _fit_lines(fit) -> list[str]:
         lines.append(f"  {name:<6}= {value:.5g}{u}   {int(round(100 * fit.level))} % interval "
                      f"{_format_interval(low, high)}{note}")
     noise = ("noise sd" if fit.noise_model == "gaussian" else "noise CV")
-    unit = f" {fit.unit}" if fit.unit and fit.noise_model == "gaussian" else ""
+    unit = f" ({fit.unit})" if fit.unit and fit.noise_model == "gaussian" else ""
+    p = float(fit.gof_pvalue)
+    p_txt = "n/a (needs repeated sweeps or a given noise level)" if not np.isfinite(p) else (
+        "< 1e-15" if p < 1e-15 else f"= {p:.3g}")
     n_starts = int(np.size(fit.start_loglik))
     n_local = int(np.sum(fit.start_local_minimum))
     lines += [
@@ -186,7 +189,7 @@ def _fit_lines(fit) -> list[str]:
         f"  log-likelihood {float(fit.loglik):.2f}, AIC {float(fit.aic):.2f}, "
         f"BIC {float(fit.bic):.2f} (k = {fit.n_params} parameters, n = {int(fit.n_points)} "
         f"amplitudes)",
-        f"  goodness of fit p = {float(fit.gof_pvalue):.3g}: reproduces the data "
+        f"  goodness of fit p {p_txt}: reproduces the data "
         f"{bool(fit.reproduces_data)}; stationary {bool(fit.stationary)}; "
         f"converged {bool(fit.converged)}",
         f"  best start: {int(fit.best_start)} of {n_starts} ({n_local} ended in a worse local "
