@@ -163,7 +163,8 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
         theta_hat: ``(P, D)`` optimum; loss_min: ``(P,)`` objective there.
         kind, coef: the deviance (:func:`deviance`); q: ``(P,)`` thresholds.
         hess: ``(P, D, D)`` Hessian of ``D/2`` at the optimum (warm starts, first step).
-        cap: ``(D,)`` farthest distance from ``theta_hat`` searched (unconstrained units).
+        cap: ``(D,)`` or ``(P, D)`` farthest distance from ``theta_hat`` searched
+            (unconstrained units).
         active: ``(P, D)`` booleans: the coordinates that are parameters of the problem's model
             (the others stay fixed and get NaN endpoints); default all.
         iters: secant steps.  max_steps: optimiser steps per profile fit.
@@ -178,7 +179,7 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
     loss_min = np.asarray(loss_min, dtype=float)
     coef = np.broadcast_to(np.asarray(coef, dtype=float), (P,))
     q = np.broadcast_to(np.asarray(q, dtype=float), (P,))
-    cap = np.broadcast_to(np.asarray(cap, dtype=float), (D,))
+    cap = np.broadcast_to(np.asarray(cap, dtype=float), (P, D))
     M = np.asarray(hess, dtype=float)
     cov = _pinv(M)
     hw = wald_halfwidth(M, q)
@@ -198,7 +199,7 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
     phi_hat = theta_hat[pi, j]
     r_star = np.sqrt(q[pi])
     step = np.where(np.isfinite(hw[pi, j]) & (hw[pi, j] > 0), hw[pi, j], 1.0)
-    step = np.clip(step, 1e-4, cap[j])
+    step = np.clip(step, 1e-4, cap[pi, j])
     phi = phi_hat + side * step
     # warm start: move the other coordinates along the conditional direction of the quadratic
     cjj = cov[pi, j, j]
@@ -240,7 +241,7 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
         out_phi = np.where(take_out, phi, out_phi)
         out_r = np.where(take_out, np.where(np.isfinite(r), r, 1e6 * r_star), out_r)
         settled |= np.abs(r - r_star) <= rel_tol * r_star
-        at_cap |= below & (dist >= cap[j] * (1 - 1e-9))
+        at_cap |= below & (dist >= cap[pi, j] * (1 - 1e-9))
         if np.all(settled | at_cap):
             break
         has_out = ~np.isnan(out_phi)
@@ -250,7 +251,7 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
             grow = np.clip(r_star / np.maximum(in_r, 1e-12), 1.5, 4.0)
         extrap = phi_hat + (in_phi - phi_hat) * grow
         nxt = np.where(has_out, interp, extrap)
-        nxt = phi_hat + np.clip(nxt - phi_hat, -cap[j], cap[j])
+        nxt = phi_hat + np.clip(nxt - phi_hat, -cap[pi, j], cap[pi, j])
         phi = np.where(settled | at_cap, phi, nxt)
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = np.clip((r_star - in_r) / (out_r - in_r), 0.0, 1.0)
@@ -332,8 +333,13 @@ def analyse(objective: Callable, theta, loss, batched, shared, *, kind: str, coe
     cov = slope[:, :, None] * _pinv(hess) * slope[:, None, :]
     better = np.zeros(P, bool)
     if interval == "profile":
-        cap = np.array([12.0 if c.low != -math.inf else 1e3 for c in constraints])
-        cap = np.maximum(cap, np.where(np.isfinite(hw), 4.0 * hw, 0.0).max(axis=0))
+        # search range per problem and coordinate: 12 transformed units reach the edge of a
+        # bounded range (a time constant x e^12, U within 1e-5 of 0 or 1); an unbounded
+        # coordinate goes to 1e3 or four of its own Wald half-widths.  (Per problem: one wide
+        # problem must not widen the others' searches beyond what ``iters`` steps can cover.)
+        bounded = np.array([c.low != -math.inf for c in constraints])
+        wide = np.where(np.isfinite(hw), 4.0 * hw, 0.0)
+        cap = np.where(bounded, 12.0, np.maximum(1e3, wide))
         lo_t, hi_t, better = profile_intervals(objective, theta, loss, batched, shared,
                                                kind=kind, coef=coef, q=q, hess=hess, cap=cap,
                                                active=active,
