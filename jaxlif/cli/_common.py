@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 __all__ = ["json_safe", "Progress", "FIGURE_FORMATS", "resolve_out", "save_figure",
-           "write_json_file", "dump_json", "version_record"]
+           "write_json_file", "dump_json", "version_record", "add_output_options",
+           "write_outputs"]
 
 #: Figure formats ``--out`` accepts (by extension).
 FIGURE_FORMATS = ("png", "pdf", "svg")
@@ -103,6 +104,36 @@ def dump_json(record: dict) -> str:
 def write_json_file(record: dict, path: Path) -> Path:
     """Write ``record`` as JSON to ``path``, atomically."""
     return _atomic(path, lambda tmp: tmp.write_text(dump_json(record)))
+
+
+def add_output_options(parser, figure: str) -> None:
+    """``--json``, ``--out FILE`` and ``--quiet``; ``figure`` says what the figure shows."""
+    out = parser.add_argument_group("output")
+    out.add_argument("--json", action="store_true",
+                     help="print the JSON record on stdout (null for an undefined or infinite "
+                          "number)")
+    out.add_argument("--out", metavar="FILE",
+                     help=f"write {figure} as a figure (.png, .pdf, .svg; no extension: .png) "
+                          f"or the JSON record (.json); checked before the fit")
+    out.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+
+
+def write_outputs(args, out: Path | None, kind: str, record: dict, draw, print_text) -> None:
+    """The end of a fit command: the ``--out`` file (``draw(path) -> Path`` for a figure, or
+    the JSON record), then stdout (the JSON record with ``--json``, else ``print_text()``),
+    and one line naming the file written."""
+    written = None
+    if kind == "figure":
+        written = draw(out)
+        record["figure"] = str(written)
+    elif kind == "json":
+        written = write_json_file(record, out)
+    if args.json:
+        sys.stdout.write(dump_json(record))
+    else:
+        print_text()
+    if written is not None and (not args.json or kind == "json"):
+        print(f"wrote {written}", file=sys.stderr if args.json else sys.stdout)
 
 
 class Progress:

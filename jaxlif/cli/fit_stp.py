@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxlif.cli._common import (Progress, dump_json, resolve_out, save_figure,
-                               version_record, write_json_file)
+from jaxlif.cli._common import (Progress, add_output_options, resolve_out, save_figure,
+                               version_record, write_outputs)
 
 __all__ = ["add_fit_stp", "read_curve_csv"]
 
@@ -107,14 +107,7 @@ def add_fit_stp(subparsers) -> None:
                      help="known standard deviation of the ratios (default: estimated)")
     fit.add_argument("--max-steps", type=int, default=500, help="most optimiser steps")
     fit.add_argument("--tol", type=float, default=1e-6, help="stop at curve RMSE <= tol")
-    out = p.add_argument_group("output")
-    out.add_argument("--json", action="store_true",
-                     help="print the result as JSON on stdout (null for an undefined or "
-                          "infinite standard error)")
-    out.add_argument("--out", metavar="FILE",
-                     help="write target vs fitted curve as a figure (.png, .pdf, .svg; no "
-                          "extension: .png) or the JSON record (.json); checked before the fit")
-    out.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+    add_output_options(p, "target vs fitted curve")
     p.set_defaults(func=_run_fit_stp)
 
 
@@ -209,16 +202,7 @@ def _run_fit_stp(args) -> int:
     record = dict(res.summary(), seconds=seconds, **version_record())
     if args.mode == "poisson":
         record.update(seed=args.seed, n_trains=args.n_trains)
-    written = None
-    if out_kind == "figure":
-        written = _plot_fit(res, out, args.mode, model_kwargs)
-        record["figure"] = str(written)
-    elif out_kind == "json":
-        written = write_json_file(record, out)
-    if args.json:
-        sys.stdout.write(dump_json(record))
-    else:
-        _print_result(res, args.mode, seconds)
-    if written is not None and (not args.json or out_kind == "json"):
-        print(f"wrote {written}", file=sys.stderr if args.json else sys.stdout)
+    write_outputs(args, out, out_kind, record,
+                  lambda path: _plot_fit(res, path, args.mode, model_kwargs),
+                  lambda: _print_result(res, args.mode, seconds))
     return 0

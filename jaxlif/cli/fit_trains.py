@@ -17,8 +17,8 @@ import warnings
 
 import numpy as np
 
-from jaxlif.cli._common import (Progress, dump_json, resolve_out, save_figure, version_record,
-                                write_json_file)
+from jaxlif.cli._common import (Progress, add_output_options, resolve_out, save_figure,
+                                version_record, write_outputs)
 
 __all__ = ["add_fit_trains", "plot_trains", "mean_sem"]
 
@@ -73,12 +73,7 @@ def add_fit_trains(subparsers) -> None:
     fit.add_argument("--max-steps", type=int, default=1000, help="most optimiser steps per start")
     fit.add_argument("--no-cv", action="store_true",
                      help="--model all: skip the held-out-protocol cross-validation")
-    out = p.add_argument_group("output")
-    out.add_argument("--json", action="store_true", help="print the JSON record on stdout")
-    out.add_argument("--out", metavar="FILE",
-                     help="write the data vs the fit as a figure (.png, .pdf, .svg; no extension: "
-                          ".png) or the JSON record (.json); checked before the fit")
-    out.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+    add_output_options(p, "the data vs the fit")
     p.set_defaults(func=_run_fit_trains)
 
 
@@ -272,18 +267,14 @@ def _run_fit_trains(args) -> int:
     else:
         record.update(_record(fits[args.model], seen))
         record["units"] = {**record["units"], **units}
-    written = None
-    if out_kind == "figure":
-        question = ("Which plasticity model reproduces these trains?" if args.model == "all"
-                    else f"Does the {args.model} model reproduce these trains?")
-        fig = plot_trains(seen, fits, title=question, normalised=args.normalise)
-        written = save_figure(fig, out)
-        record["figure"] = str(written)
-    elif out_kind == "json":
-        written = write_json_file(record, out)
-    if args.json:
-        sys.stdout.write(dump_json(record))
-    else:
+    question = ("Which plasticity model reproduces these trains?" if args.model == "all"
+                else f"Does the {args.model} model reproduce these trains?")
+
+    def draw(path):
+        return save_figure(plot_trains(seen, fits, title=question, normalised=args.normalise),
+                           path)
+
+    def text():
         print(f"jaxlif fit-trains: {source['source']}, {P} protocol(s) x {S} sweep(s) x {n} "
               f"pulses, {args.noise} noise, {seconds:.2f} s")
         if args.model == "all":
@@ -293,6 +284,6 @@ def _run_fit_trains(args) -> int:
         for name, fit in fits.items():
             print(f"model {name}:")
             print("\n".join(_fit_lines(fit)))
-    if written is not None and (not args.json or out_kind == "json"):
-        print(f"wrote {written}", file=sys.stderr if args.json else sys.stdout)
+
+    write_outputs(args, out, out_kind, record, draw, text)
     return 0
