@@ -10,10 +10,11 @@ Measured numbers are quoted in docs/fitting.md (``python experiments/fit_calibra
 """
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxlif.fitting import regular_protocols
+from jaxlif.fitting import fit_stp, fit_stp_dataset, regular_protocols, stp_ratio
 from jaxlif.fitting.calibration import coverage_ratio, coverage_trains, wilson_interval
 from jaxlif.plasticity import STPParams
 
@@ -75,3 +76,19 @@ def test_reported_profile_intervals_are_the_likelihood_ratio_sets():
     _assert_calibrated(prof)
     agree = np.mean(lr.covered == prof.covered)
     assert agree >= 0.98, agree
+
+
+def test_a_wide_problem_does_not_unsettle_another_problems_interval():
+    # Noisy 4-rate curves: curve 87's Wald interval of tau_f spans 18 decades, curve 2's is narrow.
+    # Fitted together, each gets the interval it gets alone (the endpoint search of one problem
+    # must not depend on another's width).
+    rates = [5.0, 10.0, 20.0, 40.0]
+    clean = np.asarray(stp_ratio(ISSUE_SYNAPSE, rates), float)
+    noise = np.asarray(jax.random.normal(jax.random.key(7), (100, 4), jnp.result_type(float)))
+    targets = np.maximum(clean + 0.02 * noise, 1e-3)[[2, 87]]
+    both = fit_stp_dataset(rates, targets)
+    alone = fit_stp(rates, targets[0])
+    got = np.array([np.asarray(v)[0] for v in both.interval])
+    want = np.array([np.asarray(v) for v in alone.interval])
+    assert np.all(np.isfinite(got) | np.isinf(want)), got
+    np.testing.assert_allclose(got, want, rtol=1e-3)
