@@ -66,7 +66,7 @@ __all__ = [
     "write_json", "to_jsonable", "mean_sem", "map_batched", "shot_noise_fmp", "balanced_inh_rate",
     "spike_marks", "run_main", "script", "staged_folder", "commit_folder", "check_out", "STANDARD_CHECKS",
     "positive", "nonnegative", "at_least", "rates", "EXIT_INTERRUPTED", "enable_compilation_cache",
-    "integer_counts", "duration", "positive_rates",
+    "integer_counts", "duration", "positive_rates", "write_section",
 ]
 
 #: Exit status after Ctrl-C (128 + SIGINT).
@@ -451,6 +451,21 @@ def mean_sem(x, axis=-1):
 # ----------------------------------------------------------------------------------------------
 # The shot-noise (Campbell) approximation of the free membrane potential (docs/conventions.md, 7)
 # ----------------------------------------------------------------------------------------------
+
+
+def write_section(path: Path, name: str, text: str) -> None:
+    """Replace the text between ``<!-- begin:NAME -->`` and ``<!-- end:NAME -->`` in ``path``
+    (append the marked block when the markers are absent); the rest of the file is untouched.
+    How every benchmark script records its own section of BENCHMARKS.md."""
+    path = Path(path)
+    begin, end = f"<!-- begin:{name} -->", f"<!-- end:{name} -->"
+    old = path.read_text() if path.exists() else ""
+    block = f"{begin}\n{text.strip()}\n{end}"
+    if begin in old and end in old:
+        new = old[:old.index(begin)] + block + old[old.index(end) + len(end):]
+    else:
+        new = old.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(new)
 
 
 def _explorer_params(gE_bar, gI_bar):

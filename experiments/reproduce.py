@@ -7,7 +7,8 @@ Runs, on embedded defaults (the parameter sets of docs/conventions.md, section 6
 3. ``ei_explorer``: explorer 1.2 as heatmaps over exc_rate x inh_rate, and the E/I-balance question;
 4. ``stp_explorer``: STD and STF traces and g10/g1 ratio curves, regular and Poisson trains;
 5. ``bonus_stp_lif``: STP-LIF vs static synapses against tau_ratio;
-6. ``fit_stp``: the fitting demonstration (``experiments/fit_stp.py``; reported as pending while it does
+6. ``fit_trains``: real data, every plasticity model fitted to mossy fibre -> CA3 trains and compared;
+7. ``fit_stp``: the fitting demonstration (``experiments/fit_stp.py``; reported as pending while it does
    not import).
 
 Each experiment writes its PNGs and ``<name>.json`` into ``<out>/<name>/``; this script adds
@@ -44,7 +45,8 @@ import jax  # noqa: E402
 from experiments import _common as C  # noqa: E402
 
 NAME = "reproduce"
-EXPERIMENTS = ["lif_part1", "free_membrane_potential", "ei_explorer", "stp_explorer", "bonus_stp_lif"]
+EXPERIMENTS = ["lif_part1", "free_membrane_potential", "ei_explorer", "stp_explorer", "bonus_stp_lif",
+               "fit_trains"]
 FIT = "fit_stp"
 TITLES = {
     "lif_part1": "LIF neuron part 1: sinusoidal input, membrane potential, spikes",
@@ -52,6 +54,7 @@ TITLES = {
     "ei_explorer": "Explorer 1.2 as a grid, and the E/I balance question",
     "stp_explorer": "STD and STF explorers: traces and g10/g1 ratio curves",
     "bonus_stp_lif": "Bonus: STP-LIF against tau_ratio, vs static synapses",
+    "fit_trains": "Real data: which plasticity model reproduces mossy fibre -> CA3 trains?",
     FIT: "Fitting STP parameters to g10/g1 curves",
 }
 DEFAULTS = dict(seed=0, only=None)

@@ -22,8 +22,8 @@ Modules: :mod:`~jaxlif.neurons` (LIF, conductance LIF), :mod:`~jaxlif.synapses`,
 :mod:`~jaxlif.inputs`, :mod:`~jaxlif.analysis`, :mod:`~jaxlif.network` (recurrent networks of populations,
 dense and sparse projections with delays and STP), :mod:`~jaxlif.surrogates` (spike functions with
 surrogate derivatives), :mod:`~jaxlif.constraints` (unconstrained parametrisations for fits), :mod:`~jaxlif.batch` (event-driven,
-chunked and sharded batch simulators), :mod:`~jaxlif.fitting` (gradient fits of STP
-parameters), :mod:`~jaxlif.grid`, and :mod:`~jaxlif.nma`
+chunked and sharded batch simulators), :mod:`~jaxlif.fitting` (STP models fitted to ratio curves
+and recorded amplitude trains, with calibrated intervals), :mod:`~jaxlif.grid`, and :mod:`~jaxlif.nma`
 (drop-ins with the tutorial's names).
 
 The command line (``jaxlif --help``) and the scripts in ``experiments/`` keep compiled programs in a
@@ -35,8 +35,9 @@ from jaxlif import (analysis, batch, constraints, fitting, grid, inputs, network
 from jaxlif._checks import checked
 from jaxlif.analysis import (balanced_inh_rate, fmp_shot_noise, fmp_stats, isi_cv, spike_count, spike_rate,
                              values_at_events)
-from jaxlif.fitting import (FitResult, default_starts, fit_stp, fit_stp_dataset, ratio_curve_poisson,
-                            ratio_loss, stp_ratio)
+from jaxlif.fitting import (FitInterrupted, FitResult, TrainFitResult, default_starts, fit_stp,
+                            fit_stp_dataset, fit_stp_trains, ratio_curve_poisson, ratio_loss,
+                            stp_amplitudes, stp_ratio)
 from jaxlif.batch import (BatchResult, batch_mesh, cond_lif_batch_inputs, simulate_cond_lif_batch,
                           simulate_stp_lif_batch, stp_lif_batch_trains)
 from jaxlif.grid import UnitsWarning, n_steps, time_axis
@@ -70,7 +71,8 @@ __all__ = [
     "spike_count", "spike_rate", "isi_cv", "fmp_stats", "values_at_events", "fmp_shot_noise",
     "balanced_inh_rate",
     "FitResult", "fit_stp", "fit_stp_dataset", "stp_ratio", "ratio_loss", "ratio_curve_exact",
-    "ratio_curve_poisson", "default_starts",
+    "ratio_curve_poisson", "default_starts", "stp_amplitudes", "fit_stp_trains", "TrainFitResult",
+    "FitInterrupted",
     "n_steps", "time_axis", "UnitsWarning",
     "BatchResult", "simulate_cond_lif_batch", "simulate_stp_lif_batch", "cond_lif_batch_inputs",
     "stp_lif_batch_trains", "batch_mesh",

@@ -4,6 +4,9 @@ Usage::
 
     jaxlif fit-stp --rates 5 10 20 40 --ratios 0.61 0.45 0.33 0.27 [--mode tutorial] [--json]
     jaxlif fit-stp --csv curve.csv --out fit.png
+    jaxlif fit-trains trains.csv [--model tm|tm4|depression|srp|all] [--noise gaussian|gamma]
+                      [--noise-sd SD] [--normalise] [--json] [--out fit.png|fit.pdf|fit.json]
+    jaxlif fit-trains --mossy-fibre --model all
     jaxlif --version
 
 Each subcommand lives in its own module ``jaxlif/cli/<name>.py`` with one
@@ -20,6 +23,10 @@ Behaviour shared by all subcommands:
 * bad input (``ValueError``/``TypeError`` from the library's validators, unreadable files)
   ends with exit status 2 and a one-line message, as argparse does; a file that cannot be
   read or written (``OSError``) ends with status 1 and a one-line message;
+* ``--out`` is checked before any work (``jaxlif.cli._common.resolve_out``): its extension
+  chooses a figure (``.png``, ``.pdf``, ``.svg``; none: ``.png``) or a JSON record
+  (``.json``), any other is a usage error; files are written atomically and the command
+  reports the path it wrote;
 * Ctrl-C ends with the one-line message ``interrupted`` and exit status 130, no traceback.
 """
 
@@ -31,12 +38,13 @@ from typing import Sequence
 
 from jaxlif.cli._common import json_safe
 from jaxlif.cli.fit_stp import add_fit_stp, read_curve_csv
+from jaxlif.cli.fit_trains import add_fit_trains
 
 __all__ = ["main", "build_parser", "add_common_options", "SUBCOMMANDS", "read_curve_csv", "json_safe",
            "EXIT_INTERRUPTED"]
 
 #: Functions adding one subcommand each to the ``jaxlif`` parser.
-SUBCOMMANDS = [add_fit_stp]
+SUBCOMMANDS = [add_fit_stp, add_fit_trains]
 
 #: Exit status after Ctrl-C (128 + SIGINT, as shells report it).
 EXIT_INTERRUPTED = 130

@@ -1,0 +1,120 @@
+"""Calibration of the fits' 95 % intervals: simulate datasets from known parameters, fit, count.
+
+For each study, ``n`` datasets (default 200) are simulated from known parameters, all fitted in
+one vmapped call, and the fraction of datasets whose 95 % interval holds the true value is
+measured per parameter, with a Wilson 95 % interval for that fraction.  Honest intervals give
+about 0.95; the acceptance range is 0.90-0.98.
+
+Studies (the synapse classes of Gupta, Wang & Markram 2000, Science 287:273):
+
+* trains: depressing (U=0.25, tau_d=706, tau_f=21 ms), facilitating (0.16, 45, 376) and
+  pseudo-linear (0.32, 144, 62) synapses; 4 regular protocols (5, 10, 20, 50 Hz) x 5 sweeps x
+  10 pulses; Gaussian noise with sd 10 % of the mean amplitude, sd estimated by the fit;
+* ratio curves (``fit_stp``): U0=0.4, tau_d=200, tau_f=100 ms (the synapse of issue 8) at 4 rates
+  (5, 10, 20, 40 Hz) and 8 rates (2-40 Hz), absolute noise sd 1-3 % of a ratio of 1, noise level
+  estimated by the fit.
+
+Method ``lr`` measures the coverage of the profile-likelihood interval directly (the interval
+holds the truth exactly when the deviance at the truth is below the threshold); ``profile`` runs
+the fits as a user would and checks the intervals they report.
+
+Run::
+
+    python experiments/fit_calibration.py              # every study, lr and profile (~10 min)
+    python experiments/fit_calibration.py --quick      # 40 datasets per study, lr only
+
+It rewrites the section between ``<!-- begin:calibration -->`` and ``<!-- end:calibration -->``
+of docs/fitting.md (not with ``--quick``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import _common as C  # noqa: F401  (puts the repository root on sys.path)
+import jax
+
+from jaxlif.fitting import regular_protocols
+from jaxlif.fitting.calibration import coverage_ratio, coverage_trains
+from jaxlif.plasticity import STPParams
+
+PROTOCOLS_HZ = [5.0, 10.0, 20.0, 50.0]
+SYNAPSES = {
+    "depressing": STPParams(0.25, 706.0, 21.0),
+    "facilitating": STPParams(0.16, 45.0, 376.0),
+    "pseudo-linear": STPParams(0.32, 144.0, 62.0),
+}
+ISSUE_SYNAPSE = STPParams(0.4, 200.0, 100.0)
+RATES_4 = [5.0, 10.0, 20.0, 40.0]
+RATES_8 = [2.0, 5.0, 8.0, 10.0, 15.0, 20.0, 30.0, 40.0]
+
+
+def studies(methods):
+    """``(label, thunk(n, key))`` for every study."""
+    times = regular_protocols(PROTOCOLS_HZ, 10)
+    out = []
+    for method in methods:
+        for name, p in SYNAPSES.items():
+            out.append((f"trains, {name}, 4x5x10, 10 %", method,
+                        lambda n, key, p=p, m=method: coverage_trains(
+                            p, times, key=key, n_datasets=n, rel_noise=0.1, method=m)))
+        for rates, noises in ((RATES_4, (0.01, 0.02, 0.03)), (RATES_8, (0.01, 0.03))):
+            for noise in noises:
+                out.append((f"fit_stp, {len(rates)} rates, {noise:.0%}", method,
+                            lambda n, key, r=rates, s=noise, m=method: coverage_ratio(
+                                ISSUE_SYNAPSE, r, key=key, n_datasets=n, rel_noise=s,
+                                method=m)))
+    return out
+
+
+def table(rows) -> str:
+    lines = ["| study | intervals | valid / datasets | coverage per parameter (Wilson 95 % CI) |",
+             "|---|---|---|---|"]
+    for label, method, cov in rows:
+        cells = ", ".join(f"{f} {c:.3f} ({lo:.2f}-{hi:.2f})"
+                          for f, c, (lo, hi) in zip(cov.coverage, cov.coverage.values(),
+                                                     cov.ci.values()))
+        what = "profile (as reported)" if method == "profile" else "likelihood ratio at truth"
+        lines.append(f"| {label} | {what} | {cov.n_valid} / {cov.n_datasets} | {cells} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> list:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="40 datasets per study, lr only, no docs")
+    ap.add_argument("--n", type=int, default=None, help="datasets per study (default 200)")
+    ap.add_argument("--methods", nargs="+", choices=("lr", "profile"), default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", default=None, help="also write the results to this JSON file")
+    args = ap.parse_args(argv)
+    n = args.n or (40 if args.quick else 200)
+    if n < 1:
+        ap.error(f"--n must be >= 1, got {n}")
+    methods = args.methods or (["lr"] if args.quick else ["lr", "profile"])
+    rows, record = [], []
+    for i, (label, method, run) in enumerate(studies(methods)):
+        t0 = time.perf_counter()
+        cov = run(n, jax.random.fold_in(jax.random.key(args.seed), i))
+        dt = time.perf_counter() - t0
+        rows.append((label, method, cov))
+        record.append(dict(study=label, method=method, seconds=dt, n_datasets=cov.n_datasets,
+                           n_valid=cov.n_valid, coverage=cov.coverage, ci=cov.ci))
+        print(f"{label:34s} {method:8s} {dt:6.1f} s  " +
+              "  ".join(f"{f}={c:.3f}" for f, c in cov.coverage.items()), flush=True)
+    text = table(rows)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(record, fh, indent=1)
+    if not args.quick:
+        meta = (f"Measured by `python experiments/fit_calibration.py` ({n} datasets per study, "
+                f"seed {args.seed}, jax {jax.__version__}, {os.cpu_count()} CPUs).")
+        C.write_section(C.ROOT / "docs" / "fitting.md", "calibration", meta + "\n\n" + text)
+    return record
+
+
+if __name__ == "__main__":
+    main()

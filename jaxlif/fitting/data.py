@@ -1,0 +1,366 @@
+r"""Recorded amplitude trains in the shape labs have them: validation, a tidy CSV reader, simulation.
+
+Layout (one synapse)::
+
+    spike_times_ms   (n_protocols, n_spikes)             spike times of each protocol [ms]
+    amplitudes       (n_protocols, n_sweeps, n_spikes)    PSC amplitude of every pulse (any unit)
+
+Shorter protocols are padded with NaN at the end of their spike times (and the amplitudes
+there); a protocol with fewer sweeps has whole sweeps of NaN.  Many synapses: a leading
+``(n_synapses,)`` axis on the amplitudes (and optionally on the spike times).  Every other NaN
+is an error that names the protocol, sweep and pulse (``allow_missing=True`` accepts missing
+pulses instead, and the fit result counts the points it used).
+
+CSV (:func:`read_trains_csv`): one row per pulse, columns ``protocol, sweep, spike_time_ms,
+amplitude`` (the amplitude column may carry its unit: ``amplitude_pA``; an optional ``sd``
+column gives a per-point noise sd in the same unit).  Protocol and sweep are labels, ordered by
+first appearance; the pulses of a sweep are ordered by time; every sweep of a protocol must
+have the same spike times.  A UTF-8 byte-order mark is accepted; ``#`` lines and blank lines
+are skipped; anything else that does not parse is an error naming the line.
+
+Real data: :func:`mossy_fibre` (Chamberland et al. 2018, as packaged by Rossbroich et al. 2021).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlif import _checks
+from jaxlif.fitting.forward import check_spike_times
+
+__all__ = ["TrainData", "check_trains", "read_trains_csv", "regular_protocols",
+           "simulate_trains", "mossy_fibre", "MOSSY_FIBRE_CITATION"]
+
+
+class TrainData(NamedTuple):
+    """Validated trains of one or many synapses.
+
+    Attributes:
+        spike_times_ms: ``(n_protocols, n_spikes)`` or ``(n_synapses, n_protocols, n_spikes)``.
+        amplitudes: ``([n_synapses,] n_protocols, n_sweeps, n_spikes)``, NaN where absent.
+        mask: booleans of the amplitudes' shape: the points that enter the fit.
+        noise_sd: per-point sd broadcast to the amplitudes' shape, or ``None``.
+        unit: the amplitudes' unit (text, e.g. ``"pA"``; ``""`` unknown).
+        protocols, sweeps: labels (from a CSV) or ``None``.
+    """
+
+    spike_times_ms: np.ndarray
+    amplitudes: np.ndarray
+    mask: np.ndarray
+    noise_sd: np.ndarray | None = None
+    unit: str = ""
+    protocols: tuple | None = None
+    sweeps: tuple | None = None
+
+
+def _where(name, idx):
+    return f"{name}[{', '.join(str(int(i)) for i in idx)}]"
+
+
+def check_trains(spike_times_ms, amplitudes, *, noise_sd=None, positive: bool = False,
+                 allow_missing: bool = False, unit: str = "") -> TrainData:
+    """Validate trains (module docstring) and return :class:`TrainData`.
+
+    Args:
+        spike_times_ms: ``(n_protocols, n_spikes)`` (shared by all synapses) or with a leading
+            synapse axis; NaN-padded at the end; increasing.
+        amplitudes: ``(n_protocols, n_sweeps, n_spikes)`` or ``(n_synapses, ...)``.
+        noise_sd: ``None``, a scalar, per pulse ``(n_spikes,)``, or per point (the amplitudes'
+            shape); > 0 where the amplitudes are finite.
+        positive: require amplitudes > 0 (the gamma noise model).
+        allow_missing: accept NaN amplitudes at valid pulses (missing points).
+
+    Raises:
+        ValueError: naming the argument and the index of the first offending entry.
+    """
+    for name, value in (("spike_times_ms", spike_times_ms), ("amplitudes", amplitudes)):
+        if isinstance(value, jax.core.Tracer):
+            raise TypeError(f"{name} must be concrete (NumPy arrays), not traced: the data set "
+                            f"the shapes of the fit")
+    t = check_spike_times("spike_times_ms", spike_times_ms)
+    y = np.asarray(_checks.check_numeric("amplitudes", amplitudes), dtype=float)
+    if y.ndim not in (3, 4):
+        raise ValueError(f"amplitudes must have shape (n_protocols, n_sweeps, n_spikes) or "
+                         f"(n_synapses, n_protocols, n_sweeps, n_spikes), got shape {y.shape}")
+    if t.ndim not in (2, 3):
+        raise ValueError(f"spike_times_ms must have shape (n_protocols, n_spikes) or "
+                         f"(n_synapses, n_protocols, n_spikes), got shape {t.shape}")
+    tb = t if t.ndim == y.ndim - 1 else t[None] if y.ndim == 4 else t
+    if t.ndim == 3 and y.ndim == 3:
+        raise ValueError(f"spike_times_ms has a synapse axis (shape {t.shape}) but amplitudes "
+                         f"(shape {y.shape}) have none")
+    want = tb.shape[-2:]
+    if (y.shape[-3], y.shape[-1]) != want or (y.ndim == 4 and tb.shape[0] not in (1, y.shape[0])):
+        raise ValueError(f"amplitudes of shape {y.shape} do not match spike_times_ms of shape "
+                         f"{t.shape}: need (..., n_protocols={want[0]}, n_sweeps, "
+                         f"n_spikes={want[1]})")
+    if y.shape[-2] == 0:
+        raise ValueError("amplitudes has no sweeps (n_sweeps = 0)")
+    if np.isinf(y).any():
+        idx = np.argwhere(np.isinf(y))[0]
+        raise ValueError(f"{_where('amplitudes', idx)}={y[tuple(idx)]} is infinite")
+    spike = ~np.isnan(tb)[..., None, :]                       # (..., P, 1, n)
+    finite = np.isfinite(y)
+    extra = finite & ~spike
+    if extra.any():
+        idx = np.argwhere(extra)[0]
+        raise ValueError(f"{_where('amplitudes', idx)}={y[tuple(idx)]} is at a padded pulse: "
+                         f"its protocol has no spike {idx[-1]} (spike_times_ms is NaN there)")
+    sweep_present = finite.any(axis=-1, keepdims=True)
+    missing = spike & sweep_present & ~finite
+    if missing.any() and not allow_missing:
+        idx = np.argwhere(missing)[0]
+        raise ValueError(f"{_where('amplitudes', idx)} is NaN inside a recorded sweep "
+                         f"(protocol {idx[-3]}, sweep {idx[-2]}, pulse {idx[-1]}); NaN may only "
+                         f"pad whole sweeps or pulses after a protocol's last spike (pass "
+                         f"allow_missing=True to fit without the missing pulses)")
+    mask = finite
+    per_syn = mask.reshape((-1,) + mask.shape[-3:]) if y.ndim == 4 else mask[None]
+    for i, m in enumerate(per_syn):
+        if not m.any():
+            raise ValueError(f"amplitudes{'' if y.ndim == 3 else f'[{i}]'} has no finite amplitude")
+        for p in range(m.shape[0]):
+            if not m[p].any():
+                raise ValueError(f"amplitudes{'' if y.ndim == 3 else f'[{i}]'}: protocol {p} has "
+                                 f"no recorded sweep")
+    if positive and np.any(y[mask] <= 0):
+        idx = np.argwhere(mask & (np.nan_to_num(y, nan=1.0) <= 0))[0]
+        raise ValueError(f"{_where('amplitudes', idx)}={y[tuple(idx)]} must be > 0 for the "
+                         f"gamma noise model (multiplicative noise needs positive amplitudes; "
+                         f"flip the sign of inward currents, or use noise='gaussian')")
+    sd = None
+    if noise_sd is not None:
+        s = np.asarray(_checks.check_numeric("noise_sd", noise_sd), dtype=float)
+        try:
+            sd = np.broadcast_to(s, y.shape).copy()
+        except ValueError:
+            raise ValueError(f"noise_sd of shape {s.shape} must be a scalar, per pulse "
+                             f"(n_spikes={y.shape[-1]},) or per point {y.shape}") from None
+        bad = mask & ~(np.isfinite(sd) & (sd > 0))
+        if bad.any():
+            idx = np.argwhere(bad)[0]
+            raise ValueError(f"{_where('noise_sd', idx)}={sd[tuple(idx)]} must be finite and > 0")
+        sd = np.where(mask, sd, np.nan)
+    return TrainData(t, np.where(mask, y, np.nan), mask, sd, unit)
+
+
+# --------------------------------------------------------------------------------------
+# CSV
+# --------------------------------------------------------------------------------------
+
+_REQUIRED = ("protocol", "sweep", "spike_time_ms")
+
+
+def _parse_float(text, line, column, path):
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{path}: line {line}, column {column!r}: {text!r} is not a number") \
+            from None
+    if not math.isfinite(value):
+        raise ValueError(f"{path}: line {line}, column {column!r}: {text!r} is not a finite "
+                         f"number")
+    return value
+
+
+def read_trains_csv(path, *, allow_missing: bool = False) -> TrainData:
+    """Read a tidy CSV of amplitude trains (module docstring) into :class:`TrainData`.
+
+    Example file::
+
+        protocol,sweep,spike_time_ms,amplitude_pA
+        20Hz,1,0,101.2
+        20Hz,1,50,143.0
+        ...
+
+    Raises:
+        ValueError: unreadable file, missing columns, a value that is not a number (naming the
+            line and column), duplicated pulses, sweeps of one protocol with different spike
+            times, or any check of :func:`check_trains`.
+    """
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            lines = list(enumerate(csv.reader(fh), start=1))
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read the file ({err.strerror})") from err
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not a UTF-8 text file ({err.reason})") from err
+    rows = [(n, [c.strip() for c in row]) for n, row in lines
+            if row and any(c.strip() for c in row) and not row[0].lstrip().startswith("#")]
+    if not rows:
+        raise ValueError(f"{path}: no header and no data; expected columns "
+                         f"protocol,sweep,spike_time_ms,amplitude")
+    header_line, header = rows[0]
+    names = [h.lower() for h in header]
+    amp_cols = [i for i, h in enumerate(names) if h == "amplitude" or h.startswith("amplitude_")]
+    missing = [c for c in _REQUIRED if c not in names] + ([] if amp_cols else ["amplitude"])
+    if missing:
+        raise ValueError(f"{path}: line {header_line}: missing column(s) {missing}; the header "
+                         f"must name protocol, sweep, spike_time_ms and amplitude[_unit] "
+                         f"(found {header})")
+    if len(amp_cols) > 1:
+        raise ValueError(f"{path}: line {header_line}: several amplitude columns "
+                         f"{[header[i] for i in amp_cols]}")
+    col = {c: names.index(c) for c in _REQUIRED}
+    col["amplitude"] = amp_cols[0]
+    unit = header[amp_cols[0]][len("amplitude_"):] if "_" in header[amp_cols[0]] else ""
+    sd_col = names.index("sd") if "sd" in names else None
+    records: dict = {}
+    protocols: list = []
+    sweeps: dict = {}
+    for n, row in rows[1:]:
+        if len(row) != len(header):
+            raise ValueError(f"{path}: line {n} has {len(row)} fields, the header has "
+                             f"{len(header)}")
+        prot, sweep = row[col["protocol"]], row[col["sweep"]]
+        if not prot or not sweep:
+            raise ValueError(f"{path}: line {n}: empty protocol or sweep label")
+        t = _parse_float(row[col["spike_time_ms"]], n, header[col["spike_time_ms"]], path)
+        text = row[col["amplitude"]]
+        if allow_missing and text.lower() in ("", "nan", "na"):
+            a = math.nan
+        else:
+            a = _parse_float(text, n, header[col["amplitude"]], path)
+        s = None if sd_col is None else _parse_float(row[sd_col], n, header[sd_col], path)
+        if prot not in sweeps:
+            protocols.append(prot)
+            sweeps[prot] = []
+        if sweep not in sweeps[prot]:
+            sweeps[prot].append(sweep)
+        key = (prot, sweep)
+        pulses = records.setdefault(key, {})
+        if t in pulses:
+            raise ValueError(f"{path}: line {n}: protocol {prot!r} sweep {sweep!r} already has a "
+                             f"pulse at {t} ms (line {pulses[t][2]})")
+        pulses[t] = (a, s, n)
+    if not records:
+        raise ValueError(f"{path}: header but no data rows")
+    times = {}
+    for prot in protocols:
+        ref_sweep = sweeps[prot][0]
+        ref = sorted(records[(prot, ref_sweep)])
+        for sw in sweeps[prot][1:]:
+            got = sorted(records[(prot, sw)])
+            if got != ref:
+                odd = sorted(set(got) ^ set(ref))[0]
+                line = records[(prot, sw)].get(odd, records[(prot, ref_sweep)].get(odd))[2]
+                raise ValueError(f"{path}: line {line}: protocol {prot!r} sweep {sw!r} and sweep "
+                                 f"{ref_sweep!r} differ at spike time {odd} ms; every sweep of a "
+                                 f"protocol must have the same spike times")
+        times[prot] = ref
+    n_spk = max(len(v) for v in times.values())
+    n_sw = max(len(v) for v in sweeps.values())
+    T = np.full((len(protocols), n_spk), np.nan)
+    Y = np.full((len(protocols), n_sw, n_spk), np.nan)
+    S = None if sd_col is None else np.full(Y.shape, np.nan)
+    for p, prot in enumerate(protocols):
+        T[p, :len(times[prot])] = times[prot]
+        for w, sw in enumerate(sweeps[prot]):
+            for k, t in enumerate(times[prot]):
+                a, s, _ = records[(prot, sw)][t]
+                Y[p, w, k] = a
+                if S is not None:
+                    S[p, w, k] = s
+    data = check_trains(T, Y, noise_sd=S, allow_missing=allow_missing, unit=unit)
+    return data._replace(protocols=tuple(protocols),
+                         sweeps=tuple(tuple(sweeps[p]) for p in protocols))
+
+
+# --------------------------------------------------------------------------------------
+# Protocols and simulated data
+# --------------------------------------------------------------------------------------
+
+
+def regular_protocols(rates_hz, n_spikes: int, *, recovery_ms=None) -> np.ndarray:
+    """Spike times ``(n_protocols, n_spikes [+1])`` [ms] of regular trains from 0 ms.
+
+    With ``recovery_ms`` (one value per rate, or None), a recovery pulse follows the last spike
+    of the train after that gap (``nan`` for no recovery pulse in that protocol).
+    """
+    rates = np.atleast_1d(np.asarray(rates_hz, dtype=float))
+    _checks.check_positive("rates_hz", rates, "Hz")
+    n_spikes = _checks.check_count("n_spikes", n_spikes, minimum=1)
+    t = np.arange(n_spikes)[None, :] * (1000.0 / rates[:, None])
+    if recovery_ms is None:
+        return t
+    rec = np.broadcast_to(np.asarray(recovery_ms, dtype=float), rates.shape)
+    return np.concatenate([t, (t[:, -1] + rec)[:, None]], axis=1)
+
+
+def simulate_trains(key, params, spike_times_ms, *, model="tm", n_sweeps: int, scale=1.0,
+                    noise: str = "gaussian", noise_sd=None, noise_cv=None) -> np.ndarray:
+    """Simulated amplitudes ``(n_protocols, n_sweeps, n_spikes)`` around ``scale * release``.
+
+    Gaussian: ``scale * r + noise_sd * N(0, 1)``; gamma: mean ``scale * r`` and CV ``noise_cv``.
+    ``params`` may carry a leading batch axis (leaves of shape ``(B,)``): the result is then
+    ``(B, n_protocols, n_sweeps, n_spikes)``, one dataset per parameter set, from one key.
+    """
+    from jaxlif.fitting.forward import stp_amplitudes
+
+    times = check_spike_times("spike_times_ms", spike_times_ms)
+    batch = np.shape(params[0])
+    r = np.asarray(stp_amplitudes(
+        type(params)(*(np.asarray(x)[..., None] for x in params)) if batch else params,
+        times, model=model), dtype=float)                  # (B?, P, n)
+    mean = np.asarray(scale)[..., None, None] * r if batch else scale * r
+    shape = mean.shape[:-1] + (n_sweeps, mean.shape[-1])
+    mean = np.expand_dims(mean, -2)
+    dtype = jnp.result_type(float)
+    if noise == "gaussian":
+        if noise_sd is None:
+            raise ValueError("noise='gaussian' needs noise_sd")
+        z = np.asarray(jax.random.normal(key, shape, dtype), dtype=float)
+        y = mean + np.asarray(noise_sd) * z
+    elif noise == "gamma":
+        if noise_cv is None:
+            raise ValueError("noise='gamma' needs noise_cv")
+        k = 1.0 / float(noise_cv) ** 2
+        g = np.asarray(jax.random.gamma(key, k, shape, dtype), dtype=float)
+        y = mean * g / k
+    else:
+        raise ValueError(f"noise={noise!r} is not one of ('gaussian', 'gamma')")
+    return np.where(np.isnan(mean), np.nan, y)
+
+
+# --------------------------------------------------------------------------------------
+# Real data
+# --------------------------------------------------------------------------------------
+
+MOSSY_FIBRE_CITATION = (
+    "Chamberland S, Timofeeva Y, Evstratova A, Volynski K, Toth K (2018). Action potential "
+    "counting at giant mossy fiber terminals gates information transfer in the hippocampus. "
+    "PNAS 115(28):7434-7439. Amplitudes normalised per cell as packaged with Rossbroich J, "
+    "Trotter D, Beninger J, Toth K, Naud R (2021). Linear-nonlinear cascades capture synaptic "
+    "dynamics. PLoS Comput Biol 17(3):e1008013.")
+
+_MOSSY = {
+    # rate [Hz]: (mean, SEM) over sweeps of the normalised EPSC amplitude, pulses 1..10
+    20.0: ((0.99, 1.36, 1.82, 2.39, 3.20, 3.72, 4.06, 4.61, 5.16, 5.58),
+           (0.04, 0.05, 0.06, 0.08, 0.11, 0.12, 0.12, 0.14, 0.17, 0.18)),
+    100.0: ((1.06, 1.70, 2.83, 4.34, 5.16, 5.79, 5.98, 6.61, 6.77, 6.94),
+            (0.04, 0.06, 0.10, 0.15, 0.15, 0.16, 0.17, 0.19, 0.20, 0.21)),
+}
+
+
+def mossy_fibre() -> TrainData:
+    """Hippocampal mossy fibre -> CA3 EPSC trains: 10 pulses at 20 Hz and at 100 Hz.
+
+    Mean over sweeps (about 379 at 20 Hz, 409-486 at 100 Hz) of the amplitude normalised per
+    cell, with its standard error as ``noise_sd`` (per point): one "sweep" per protocol holding
+    the mean.  Source: :data:`MOSSY_FIBRE_CITATION`.  Strongly facilitating (about 5.6x at 20 Hz,
+    7x at 100 Hz by the 10th pulse).
+    """
+    rates = sorted(_MOSSY)
+    t = regular_protocols(rates, 10)
+    y = np.array([_MOSSY[r][0] for r in rates])[:, None, :]
+    sd = np.array([_MOSSY[r][1] for r in rates])[:, None, :]
+    data = check_trains(t, y, noise_sd=sd, unit="normalised")
+    return data._replace(protocols=tuple(f"{r:g} Hz" for r in rates), sweeps=(("mean",),) * 2)

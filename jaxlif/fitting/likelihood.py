@@ -1,0 +1,350 @@
+r"""Noise models of recorded amplitudes: negative log-likelihoods with the nuisance parts profiled.
+
+The mean amplitude of pulse ``k`` of a protocol is ``mu_k = A r_k`` (``r_k`` the model's release,
+:mod:`jaxlif.fitting.models`; ``A`` the amplitude scale).  Each recorded amplitude ``y_i`` (one
+sweep, one pulse) is drawn around its mean:
+
+``"gaussian"`` (additive)
+    ``y_i = mu_i + eps_i``, ``eps_i ~ N(0, s_i^2)``.  With ``s_i`` given (scalar, per pulse or
+    per point)::
+
+        NLL = sum_i (y_i - mu_i)^2 / (2 s_i^2) + log s_i + log(2 pi)/2
+
+    With one unknown ``s`` estimated (maximum likelihood ``s^2 = SSR/n``, profiled out)::
+
+        NLL = n/2 (log(2 pi SSR / n) + 1)
+
+``"gamma"`` (multiplicative: the standard deviation grows with the amplitude)
+    ``y_i ~ Gamma`` with mean ``mu_i`` and coefficient of variation ``c`` (shape ``k = 1/c^2``),
+    as Rossbroich et al. (2021) use for PSC amplitudes; needs ``y_i > 0``::
+
+        NLL = sum_i  -k log k + lgamma(k) - (k - 1) log y_i + k log mu_i + k y_i / mu_i
+
+    With ``c`` unknown, ``k`` is profiled: it solves ``log k - digamma(k) = mean(log(mu/y) + y/mu - 1)``
+    (Minka's starting point, then Newton steps; a fixed number of them).
+
+The scale ``A`` is profiled in closed form (its maximum-likelihood value for the current
+release): ``sum w y r / sum w r^2`` with ``w = 1/s^2`` (Gaussian), ``mean(y / r)`` (gamma).  With
+``normalise=True`` in the fits the data are divided by their mean first-pulse amplitude and
+``A = 1 / r_1`` is fixed (the first pulse is 1).
+
+Both likelihoods depend on the data only through sums per protocol and pulse (:class:`Stats`:
+counts, sums of ``y``, ``y^2``, ``log y`` with the weights), computed once before the fit; the
+fit then costs the same for 5 or 500 sweeps.  :func:`nll` returns the NLL *per point* (the
+optimiser's objective) and the profiled nuisance values.  Whether the noise level
+is estimated and whether the data are normalised are traced flags (both branches are
+evaluated; one compiled fit serves them all).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy import special
+
+__all__ = ["NOISE_MODELS", "NoiseSpec", "nll", "chi2_sf", "f_sf", "t2_quantile", "chi2_quantile"]
+
+#: Noise models accepted by the fits.
+NOISE_MODELS = ("gaussian", "gamma")
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+class NoiseSpec(NamedTuple):
+    """The noise model of one fit problem (``kind`` selects the compiled code; ``estimated``
+    and ``normalised`` are traced flags, so they share it).
+
+    Attributes:
+        kind: ``"gaussian"`` or ``"gamma"``.
+        estimated: True when the noise level (sd or CV) is estimated, False when given.
+        normalised: True when ``A = 1/r_1`` is fixed (data normalised by the first pulse).
+    """
+
+    kind: str
+    estimated: bool
+    normalised: bool
+
+    def flags(self) -> np.ndarray:
+        """``(estimated, normalised)`` as booleans (the traced part)."""
+        return np.array([self.estimated, self.normalised])
+
+
+def _digamma(k):
+    """Digamma for k > 0: recurrence ``psi(k) = psi(k + 6) - sum 1/(k + i)``, then the
+    asymptotic series (error < 1e-12); plain arithmetic, cheap to compile."""
+    shift = sum(1.0 / (k + i) for i in range(6))
+    x = k + 6.0
+    x2 = 1.0 / (x * x)
+    return (jnp.log(x) - 0.5 / x - x2 * (1.0 / 12 - x2 * (1.0 / 120 - x2 * (1.0 / 252 - x2 / 240)))
+            - shift)
+
+
+def _trigamma(k):
+    """Trigamma for k > 0, by the same recurrence and asymptotic series."""
+    shift = sum(1.0 / (k + i) ** 2 for i in range(6))
+    x = k + 6.0
+    x2 = 1.0 / (x * x)
+    return (1.0 / x + 0.5 * x2 + (x2 / x) * (1.0 / 6 - x2 * (1.0 / 30 - x2 * (1.0 / 42 - x2 / 30)))
+            + shift)
+
+
+def _gamma_shape(s):
+    """Solve ``log k - digamma(k) = s`` (s > 0) for the gamma shape ``k``; fixed iteration count."""
+    s = jnp.maximum(s, 1e-12)
+    k = (3.0 - s + jnp.sqrt((s - 3.0) ** 2 + 24.0 * s)) / (12.0 * s)
+    for _ in range(4):
+        f = jnp.log(k) - _digamma(k) - s
+        df = 1.0 / k - _trigamma(k)
+        k = k * jnp.exp(-f / (k * df))          # Newton in log k (keeps k > 0)
+    return k
+
+
+class Stats(NamedTuple):
+    """Sufficient statistics of one synapse's amplitudes, per protocol and pulse (``(...,
+    n_protocols, n_spikes)`` each): the likelihoods below depend on the data only through
+    them, so a fit costs the same for 5 or 500 sweeps.
+
+    Attributes:
+        count: amplitudes recorded.  sw, swy, swyy: sums of ``w``, ``w y``, ``w y^2`` with
+            ``w = 1/s^2`` (given Gaussian sd) or 1.  slogs, ss2: sums of ``log s`` and ``s^2``
+            (given sd; 0 otherwise).  sy, slogy: sums of ``y`` and ``log y`` (gamma).
+        cv: given gamma CV of the pulse (1 otherwise).
+    """
+
+    count: jax.Array
+    sw: jax.Array
+    swy: jax.Array
+    swyy: jax.Array
+    slogs: jax.Array
+    ss2: jax.Array
+    sy: jax.Array
+    slogy: jax.Array
+    cv: jax.Array
+
+
+def stats(y, mask, sd=None, cv=None, xp=np) -> Stats:
+    """:class:`Stats` of amplitudes ``y (..., n_sweeps, n_spikes)`` (sums over the sweep axis).
+
+    ``sd``: given Gaussian sd per point (broadcast to ``y``) or ``None``; ``cv``: given gamma CV
+    per pulse (broadcast to ``(..., n_spikes)``) or ``None``.  ``xp``: ``numpy`` or
+    ``jax.numpy`` (for traced amplitudes).
+    """
+    m = mask
+    y0 = xp.where(m, y, 0.0)
+    if sd is None:
+        w = xp.where(m, 1.0, 0.0)
+        logs = s2 = xp.zeros_like(y0)
+    else:
+        s = xp.where(m, sd, 1.0)
+        w = xp.where(m, 1.0 / (s * s), 0.0)
+        logs, s2 = xp.where(m, xp.log(s), 0.0), xp.where(m, s * s, 0.0)
+    pos = m & (y0 > 0)
+    ly = xp.where(pos, xp.log(xp.where(pos, y0, 1.0)), 0.0)
+    sum_ = lambda a: xp.sum(a, axis=-2)  # noqa: E731
+    count = sum_(xp.where(m, 1.0, 0.0))
+    cvk = xp.ones_like(count) if cv is None else xp.broadcast_to(xp.asarray(cv, float),
+                                                                 count.shape)
+    return Stats(count, sum_(w), sum_(w * y0), sum_(w * y0 * y0), sum_(logs), sum_(s2),
+                 sum_(y0), sum_(ly), cvk)
+
+
+def nll(st: Stats, r, r1, gamma: bool, estimated, normalised):
+    """Per-point negative log-likelihood, the amplitude scale and the noise level.
+
+    Args:
+        st: :class:`Stats` of the amplitudes.  r: release ``(..., n_protocols, n_spikes)``.
+        r1: release of the first spike (for ``normalised``).
+        gamma: the noise model (a Python bool: it selects the compiled code).
+        estimated, normalised: the rest of :class:`NoiseSpec` (may be traced).
+
+    Returns:
+        ``(nll_per_point, A, noise)``: ``noise`` is the sd (Gaussian; the RMS of the given ones)
+        or the CV (gamma) in use.
+    """
+    some = st.count > 0
+    n = jnp.sum(st.count)
+    r = jnp.where(some, r, 1.0)
+    if not gamma:
+        A_fit = jnp.sum(r * st.swy) / jnp.sum(r * r * st.sw)
+        A = jnp.where(normalised, 1.0 / r1, A_fit)
+        mu = A * r
+        wss = jnp.sum(jnp.where(some, st.swyy - 2.0 * mu * st.swy + mu * mu * st.sw, 0.0))
+        eps = jnp.finfo(wss.dtype).eps
+        # floor: a fit exact to rounding must not send the log-likelihood to -inf
+        wss = jnp.maximum(wss, 10.0 * eps * jnp.sum(st.swyy))
+        est = 0.5 * n * (jnp.log(2.0 * jnp.pi * wss / n) + 1.0)
+        given = 0.5 * wss + jnp.sum(st.slogs) + 0.5 * n * _LOG_2PI
+        total = jnp.where(estimated, est, given)
+        noise = jnp.where(estimated, jnp.sqrt(wss / n), jnp.sqrt(jnp.sum(st.ss2) / n))
+        return total / n, A, noise
+    A_fit = jnp.sum(jnp.where(some, st.sy / r, 0.0)) / n
+    A = jnp.where(normalised, 1.0 / r1, A_fit)
+    mu = A * r
+    log_mu = jnp.log(mu)
+    dev = jnp.sum(jnp.where(some, st.sy / mu - st.slogy + st.count * (log_mu - 1.0), 0.0)) / n
+    k_est = _gamma_shape(dev)
+    k = jnp.where(estimated, k_est, 1.0 / (st.cv * st.cv))
+    per = (st.count * (-k * jnp.log(k) + special.gammaln(k) + k * log_mu)
+           - (k - 1.0) * st.slogy + k * st.sy / mu)
+    total = jnp.sum(jnp.where(some, per, 0.0))
+    noise = jnp.where(estimated, 1.0 / jnp.sqrt(k_est),
+                      jnp.sqrt(jnp.sum(st.count * st.cv * st.cv) / n))
+    return total / n, A, noise
+
+
+def saturated_release(st: Stats, gamma: bool):
+    """The saturated model's mean per pulse (the maximum-likelihood free mean), for the
+    goodness of fit: ``nll(st, saturated_release(st), 1.0, gamma, estimated, True)``."""
+    some = st.count > 0
+    mean = st.sy / jnp.where(some, st.count, 1.0) if gamma else st.swy / jnp.where(some, st.sw, 1.0)
+    return jnp.where(some & (mean > 0), mean, 1.0)
+
+
+# --------------------------------------------------------------------------------------
+# Distribution functions, in plain float64 Python (SciPy is not a dependency; compiling the
+# JAX special functions would cost more than evaluating a few values here)
+# --------------------------------------------------------------------------------------
+
+
+def _gammainc_lower(a: float, x: float) -> float:
+    """Regularised lower incomplete gamma ``P(a, x)`` (series, or continued fraction;
+    Numerical Recipes 6.2)."""
+    if x <= 0:
+        return 0.0
+    if math.isinf(x):
+        return 1.0
+    lg = math.lgamma(a)
+    if x < a + 1.0:
+        term = total = 1.0 / a
+        ap = a
+        for _ in range(10000):
+            ap += 1.0
+            term *= x / ap
+            total += term
+            if abs(term) < abs(total) * 1e-16:
+                break
+        return total * math.exp(-x + a * math.log(x) - lg)
+    return 1.0 - _gammainc_upper_cf(a, x, lg)
+
+
+def _gammainc_upper_cf(a, x, lg):
+    tiny = 1e-300
+    b = x + 1.0 - a
+    c, d = 1.0 / tiny, 1.0 / b
+    h = d
+    for i in range(1, 10000):
+        an = -i * (i - a)
+        b += 2.0
+        d = an * d + b
+        d = tiny if abs(d) < tiny else d
+        c = b + an / c
+        c = tiny if abs(c) < tiny else c
+        d = 1.0 / d
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < 1e-16:
+            break
+    return math.exp(-x + a * math.log(x) - lg) * h
+
+
+def _betacf(a, b, x):
+    tiny = 1e-300
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = tiny if abs(d) < tiny else d
+    d = 1.0 / d
+    h = d
+    for m in range(1, 10000):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = tiny if abs(d) < tiny else d
+        c = 1.0 + aa / c
+        c = tiny if abs(c) < tiny else c
+        d = 1.0 / d
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = tiny if abs(d) < tiny else d
+        c = 1.0 + aa / c
+        c = tiny if abs(c) < tiny else c
+        d = 1.0 / d
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < 1e-16:
+            break
+    return h
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularised incomplete beta ``I_x(a, b)`` (continued fraction; Numerical Recipes 6.4)."""
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+                     + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def _vectorised(fn, *args):
+    arrs = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in args))
+    out = np.array([fn(*vals) for vals in zip(*(a.ravel() for a in arrs))], dtype=float)
+    return out.reshape(arrs[0].shape)
+
+
+def chi2_sf(x, dof) -> np.ndarray:
+    """Survival function of the chi-squared distribution, ``P(X > x)`` (NaN for dof <= 0)."""
+    def one(x, k):
+        if not (k > 0) or math.isnan(x):
+            return math.nan
+        return 1.0 - _gammainc_lower(k / 2.0, max(x, 0.0) / 2.0)
+    return _vectorised(one, x, dof)
+
+
+def f_sf(x, d1, d2) -> np.ndarray:
+    """Survival function of the F distribution with ``(d1, d2)`` degrees of freedom."""
+    def one(x, d1, d2):
+        if not (d1 > 0 and d2 > 0) or math.isnan(x):
+            return math.nan
+        x = max(x, 0.0)
+        if math.isinf(x):
+            return 0.0
+        return _betainc(d2 / 2.0, d1 / 2.0, d2 / (d2 + d1 * x))
+    return _vectorised(one, x, d1, d2)
+
+
+def _bisect(fn, lo, hi, iters=200):
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        if fn(mid):
+            hi = mid
+        else:
+            lo = mid
+    return 0.5 * (lo + hi)
+
+
+def chi2_quantile(p: float, dof: float) -> float:
+    """``x`` with ``P(X <= x) = p`` for a chi-squared variable (bisection)."""
+    return _bisect(lambda x: 1.0 - float(chi2_sf(x, dof)) >= p, 0.0, 1e4)
+
+
+def t2_quantile(p: float, dof) -> np.ndarray:
+    """Square of the two-sided ``p`` quantile of Student's t with ``dof`` degrees of freedom
+    (= the ``p`` quantile of F(1, dof)); ``inf`` for ``dof <= 0``.  Vectorised over ``dof``."""
+    dof = np.atleast_1d(np.asarray(dof, dtype=float))
+    out = np.full(dof.shape, np.inf)
+    cache: dict = {}
+    for i, d in enumerate(dof):
+        if d <= 0:
+            continue
+        if d not in cache:
+            cache[d] = _bisect(lambda x, d=d: float(f_sf(x, 1.0, d)) <= 1.0 - p, 0.0, 1e7, 100)
+        out[i] = cache[d]
+    return out

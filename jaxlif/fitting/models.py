@@ -1,0 +1,367 @@
+r"""Short-term plasticity models for fits: small parameter pytrees, their ranges and release rules.
+
+Every model gives the *release* ``r_k`` of spike ``k`` of a train (dimensionless; the PSC
+amplitude is a scale ``A`` times it) from the intervals ``Delta_k = t_{k+1} - t_k`` [ms], starting
+from rest at the first spike.  Continuous time, solved exactly between spikes.
+
+``"tm"`` -- Tsodyks-Markram as in the tutorial (:class:`~jaxlif.STPParams`: ``U0, tau_d, tau_f``).
+    Just after spike ``k`` the utilisation is ``u_k`` and the resources just before it ``R_k``::
+
+        u_1 = U0,  u_{k+1} = U0 + u_k (1 - U0) exp(-Delta_k / tau_f)
+        R_1 = 1,   R_{k+1} = 1 - (1 - R_k (1 - u_k)) exp(-Delta_k / tau_d)
+        r_k = u_k R_k
+
+``"tm4"`` -- the same with a facilitation increment ``f`` separate from the baseline ``U``
+    (:class:`TM4Params`: ``U, f, tau_d, tau_f``; Markram, Wang & Tsodyks 1998, PNAS 95:5323; the
+    form fitted by Costa et al. 2013, Front. Comput. Neurosci. 7:75, and by Rossbroich, Trotter
+    & Naud 2021, PLoS Comput. Biol. 17:e1008013)::
+
+        u_1 = U,   u_{k+1} = U + (u_k + f (1 - u_k) - U) exp(-Delta_k / tau_f)
+
+    ``u`` relaxes to ``U`` between spikes; ``f = U`` gives ``"tm"``, ``f = 0`` gives ``"depression"``.
+``"depression"`` -- depression only (:class:`DepressionParams`: ``U, tau_d``; Tsodyks & Markram
+    1997, PNAS 94:719): ``u_k = U`` for every spike.
+``"srp"`` -- the spike-response plasticity model of Rossbroich, Trotter & Naud (2021)
+    (:class:`SRPParams`: ``b, a1, a2, a3``), a linear-nonlinear cascade: the past spikes,
+    filtered by a sum of exponentials with fixed time constants ``tau_j`` (15, 100 and 650 ms, the
+    values used there for the mossy-fibre data), pass through a sigmoid::
+
+        r_k = sigmoid(b + sum_{i<k} sum_j (a_j / tau_j) exp(-(t_k - t_i) / tau_j))
+
+    ``b`` sets the release at rest (``sigmoid(b)``) and the dynamic range; ``a_j`` [ms] are the
+    kernel amplitudes (> 0 facilitating, < 0 depressing).  It was introduced because TM fits
+    under-estimate the supralinear facilitation of hippocampal mossy fibres; it is linear in
+    ``a_j`` inside the sigmoid, so its fits are well conditioned.
+
+Why these: the three TM variants are what the short-term plasticity literature fits to
+paired recordings (Markram et al. 1998; Gupta, Wang & Markram 2000, Science 287:273; Costa et
+al. 2013; Rossbroich et al. 2021 use ``"tm4"``), and they are nested (``depression`` and ``tm``
+inside ``tm4``), so a likelihood-ratio test or AIC says whether facilitation or a separate
+increment is needed; SRP is the model that fits the strongly facilitating trains (real data
+shipped with :mod:`jaxlif.fitting.data`) where TM does not.
+
+Each model has a *constraint tree* (:mod:`jaxlif.constraints`) mapping its parameters to an
+unconstrained space for gradient fits: ``U, f, U0`` in (0, 1) by a sigmoid, time constants
+``> 0`` by ``exp`` (``> dt`` in the tutorial's Euler scheme), ``b, a_j`` unconstrained.
+:func:`to_unconstrained` / :func:`from_unconstrained` apply it, so you can write your own loss.
+
+Units: time constants and ``a_j`` [ms]; ``U0, U, f, b`` dimensionless.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlif import constraints as C
+from jaxlif.plasticity import STPParams
+
+__all__ = ["Model", "MODELS", "get_model", "TM4Params", "DepressionParams", "SRPParams",
+           "to_unconstrained", "from_unconstrained", "SRP_TAUS_MS", "family_constraints",
+           "family_release"]
+
+
+class TM4Params(NamedTuple):
+    """Tsodyks-Markram with a separate facilitation increment (model ``"tm4"``).
+
+    Attributes:
+        U: release at rest (baseline utilisation), in (0, 1).
+        f: facilitation increment per spike, in (0, 1).
+        tau_d: recovery time constant of the resources [ms].
+        tau_f: relaxation time constant of ``u`` back to ``U`` [ms].
+    """
+
+    U: jax.typing.ArrayLike = 0.2
+    f: jax.typing.ArrayLike = 0.2
+    tau_d: jax.typing.ArrayLike = 200.0
+    tau_f: jax.typing.ArrayLike = 200.0
+
+
+class DepressionParams(NamedTuple):
+    """Depression-only Tsodyks-Markram (model ``"depression"``).
+
+    Attributes:
+        U: release fraction per spike, in (0, 1).
+        tau_d: recovery time constant of the resources [ms].
+    """
+
+    U: jax.typing.ArrayLike = 0.5
+    tau_d: jax.typing.ArrayLike = 300.0
+
+
+#: Time constants [ms] of the SRP kernel (Rossbroich et al. 2021, mossy-fibre fits).
+SRP_TAUS_MS = (15.0, 100.0, 650.0)
+
+
+class SRPParams(NamedTuple):
+    """Spike-response plasticity (model ``"srp"``), kernel time constants :data:`SRP_TAUS_MS`.
+
+    Attributes:
+        b: baseline of the sigmoid (release at rest ``sigmoid(b)``), dimensionless.
+        a1, a2, a3: kernel amplitudes [ms] of the 15, 100 and 650 ms exponentials.
+    """
+
+    b: jax.typing.ArrayLike = -1.0
+    a1: jax.typing.ArrayLike = 0.0
+    a2: jax.typing.ArrayLike = 0.0
+    a3: jax.typing.ArrayLike = 0.0
+
+
+def _decays(delta, tau):
+    return jnp.exp(-delta / tau)
+
+
+def _tm_family(U, f, tau_d, tau_f, delta):
+    """Release ``(..., n)`` of the TM family from intervals ``delta (..., n-1)`` [ms]."""
+    shape = jnp.broadcast_shapes(jnp.shape(U), jnp.shape(f), jnp.shape(tau_d), jnp.shape(tau_f),
+                                 delta.shape[:-1])
+    dtype = jnp.result_type(delta, U, float)
+    U, f, tau_d, tau_f = (jnp.broadcast_to(jnp.asarray(x, dtype), shape)
+                          for x in (U, f, tau_d, tau_f))
+    d = jnp.moveaxis(jnp.broadcast_to(delta, shape + delta.shape[-1:]), -1, 0)
+
+    def step(carry, dk):
+        u, R = carry
+        R_next = 1.0 - (1.0 - R * (1.0 - u)) * _decays(dk, tau_d)
+        u_next = U + (u + f * (1.0 - u) - U) * _decays(dk, tau_f)
+        return (u_next, R_next), u_next * R_next
+
+    first = (U, jnp.ones(shape, dtype))
+    _, rest = jax.lax.scan(step, first, d)
+    return jnp.moveaxis(jnp.concatenate([(U * first[1])[None], rest]), 0, -1)
+
+
+def _release_tm(p: STPParams, delta):
+    return _tm_family(p.U0, p.U0, p.tau_d, p.tau_f, delta)
+
+
+def _release_tm4(p: TM4Params, delta):
+    return _tm_family(p.U, p.f, p.tau_d, p.tau_f, delta)
+
+
+def _release_depression(p: DepressionParams, delta):
+    return _tm_family(p.U, jnp.zeros_like(jnp.asarray(p.U, float)), p.tau_d, 1.0, delta)
+
+
+def _release_srp(p: SRPParams, delta):
+    shape = jnp.broadcast_shapes(*(jnp.shape(x) for x in p), delta.shape[:-1])
+    dtype = jnp.result_type(delta, p.b, float)
+    taus = jnp.asarray(SRP_TAUS_MS, dtype)
+    amps = jnp.stack([jnp.broadcast_to(jnp.asarray(a, dtype), shape) for a in (p.a1, p.a2, p.a3)],
+                     axis=-1) / taus                                     # (..., 3) [1]
+    b = jnp.broadcast_to(jnp.asarray(p.b, dtype), shape)
+    d = jnp.moveaxis(jnp.broadcast_to(delta, shape + delta.shape[-1:]), -1, 0)
+
+    def step(s, dk):
+        s_next = (s + amps) * jnp.exp(-dk[..., None] / taus)           # kernel sum at next spike
+        return s_next, jax.nn.sigmoid(b + jnp.sum(s_next, axis=-1))
+
+    _, rest = jax.lax.scan(step, jnp.zeros(shape + (3,), dtype), d)
+    return jnp.moveaxis(jnp.concatenate([jax.nn.sigmoid(b)[None], rest]), 0, -1)
+
+
+def family_release(family: str, vec, delta, tie_f, zero_f):
+    """Release ``(..., n)`` of the family's parameter 4-vector ``vec`` (constrained values).
+
+    ``tie_f``/``zero_f`` (booleans, may be traced) turn ``"tm4"`` into ``"tm"``/``"depression"``.
+    """
+    if family == "srp":
+        return _release_srp(SRPParams(vec[0], vec[1], vec[2], vec[3]), delta)
+    U, f = vec[0], vec[1]
+    f = jnp.where(tie_f, U, jnp.where(zero_f, 0.0, f))
+    return _tm_family(U, f, vec[2], vec[3], delta)
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """A plasticity model for fits (see the module docstring).
+
+    Attributes:
+        name: ``"tm"``, ``"tm4"``, ``"depression"`` or ``"srp"``.
+        params_type: its parameter NamedTuple.
+        units: unit of each field (``""`` dimensionless).
+        release: ``release(params, delta_ms (..., n-1)) -> (..., n)``, exact continuous time.
+        starts: default starts (:func:`halton_starts`), one tuple of field values per start.
+        citation: where the model comes from.
+        family: ``"tm"`` (the three TM variants: one release rule ``(U, f, tau_d, tau_f)``) or
+            ``"srp"``; fits of one family share one compiled program.
+        coords: which entries of the family's 4-vector are this model's fields.
+        tie_f, zero_f: ``f = U`` (``"tm"``) or ``f = 0`` (``"depression"``).
+    """
+
+    name: str
+    params_type: type
+    units: tuple
+    release: Callable = dataclasses.field(compare=False, hash=False)
+    starts: tuple = dataclasses.field(compare=False, hash=False)
+    citation: str = dataclasses.field(default="", compare=False, hash=False)
+    family: str = "tm"
+    coords: tuple = ()
+    tie_f: bool = False
+    zero_f: bool = False
+
+    @property
+    def fields(self) -> tuple:
+        return self.params_type._fields
+
+    @property
+    def n_params(self) -> int:
+        return len(self.fields)
+
+    def constraints(self, dt: float | None = None) -> Any:
+        """The constraint tree: ``(0, 1)`` for U-like fields, ``> 0`` (``> dt``) for time
+        constants, unconstrained otherwise."""
+        tau = C.greater_than(0.0 if dt is None else float(dt))
+        by_unit = {"": C.unit_interval(), "ms": tau}
+        if self.name == "srp":
+            return SRPParams(C.real(), C.real(), C.real(), C.real())
+        return self.params_type(*(by_unit[u] for u in self.units))
+
+    def family_vector(self, params) -> jax.Array:
+        """The parameters as the family's 4-vector (``U, f, tau_d, tau_f`` or ``b, a1, a2, a3``)
+        on a last axis, unused entries filled with a harmless value (``(..., 4)``; traceable)."""
+        dtype = jnp.result_type(float)
+        fields = [jnp.asarray(x, dtype) for x in params]
+        shape = jnp.broadcast_shapes(*(f.shape for f in fields))
+        vec = [jnp.full(shape, v, dtype) for v in _FILL[self.family]]
+        for c, f in zip(self.coords, fields):
+            vec[c] = jnp.broadcast_to(f, shape)
+        if self.tie_f:
+            vec[1] = vec[0]
+        return jnp.stack(vec, axis=-1)
+
+    def release_at_rest(self, params) -> jax.Array:
+        """Release of the first spike of a train from rest (``U0``, ``U`` or ``sigmoid(b)``)."""
+        if self.name == "srp":
+            return jax.nn.sigmoid(jnp.asarray(params.b))
+        return jnp.asarray(params[0])
+
+    def flatten(self, params) -> jax.Array:
+        """Fields stacked on a last axis ``(..., D)``."""
+        return jnp.stack([jnp.asarray(x) for x in params], axis=-1)
+
+    def unflatten(self, vec) -> Any:
+        return self.params_type(*(vec[..., i] for i in range(self.n_params)))
+
+    def theta_of(self, params, dt: float | None = None) -> jax.Array:
+        """Unconstrained ``(..., D)`` vector of ``params``."""
+        return self.flatten(to_unconstrained(params, dt=dt, model=self))
+
+    def params_of(self, theta, dt: float | None = None):
+        """Parameters from an unconstrained ``(..., D)`` vector."""
+        return from_unconstrained(self.unflatten(theta), dt=dt, model=self)
+
+
+#: Harmless values of unused family coordinates (f, tau_f of the depression model).
+_FILL = {"tm": (0.5, 0.5, 100.0, 100.0), "srp": (0.0, 0.0, 0.0, 0.0)}
+
+
+def family_constraints(family: str):
+    """Constraints of the family's 4-vector: ``U, f`` in (0, 1), ``tau_d, tau_f > 0``; SRP real."""
+    if family == "tm":
+        return [C.unit_interval(), C.unit_interval(), C.positive(), C.positive()]
+    return [C.real()] * 4
+
+
+def _halton(n: int, base: int) -> np.ndarray:
+    """First ``n`` points (from 1) of the van der Corput sequence in ``base``."""
+    out = np.empty(n)
+    for i in range(1, n + 1):
+        f, r, x = 1.0, 0.0, i
+        while x > 0:
+            f /= base
+            r += f * (x % base)
+            x //= base
+        out[i - 1] = r
+    return out
+
+
+def halton_starts(n: int, boxes) -> tuple:
+    """``n`` starts spread over a box by a Halton sequence (bases 2, 3, 5, 7).
+
+    ``boxes``: per field ``(kind, low, high)``, with kind ``"logit"`` (a value in (0, 1), spread
+    uniformly in logit between ``low`` and ``high``), ``"log"`` (spread uniformly in log) or
+    ``"lin"``.  Deterministic, and covering the box far more evenly than a product grid of the
+    same size (which matters: with few data, the loss has separated minima).
+    """
+    cols = []
+    for (kind, lo, hi), base in zip(boxes, (2, 3, 5, 7)):
+        h = _halton(n, base)
+        if kind == "logit":
+            z = np.log(lo / (1 - lo)) + (np.log(hi / (1 - hi)) - np.log(lo / (1 - lo))) * h
+            cols.append(1.0 / (1.0 + np.exp(-z)))
+        elif kind == "log":
+            cols.append(np.exp(np.log(lo) + (np.log(hi) - np.log(lo)) * h))
+        else:
+            cols.append(lo + (hi - lo) * h)
+    return tuple(tuple(float(v) for v in row) for row in np.stack(cols, axis=1))
+
+
+_U_BOX = ("logit", 0.02, 0.92)
+_TAU_D_BOX = ("log", 20.0, 3000.0)
+_TAU_F_BOX = ("log", 5.0, 3000.0)
+
+
+# Default starts: 2^k - 1 of them, so that one extra start gives a power of two lanes (the
+# compiled program is shared with and without it).
+MODELS: dict[str, Model] = {
+    "tm": Model("tm", STPParams, ("", "ms", "ms"), _release_tm,
+                halton_starts(15, (_U_BOX, _TAU_D_BOX, _TAU_F_BOX)),
+                "Tsodyks & Markram 1997; the tutorial's synapse", "tm", (0, 2, 3), tie_f=True),
+    "tm4": Model("tm4", TM4Params, ("", "", "ms", "ms"), _release_tm4,
+                 halton_starts(15, (_U_BOX, _U_BOX, _TAU_D_BOX, _TAU_F_BOX)),
+                 "Markram, Wang & Tsodyks 1998", "tm", (0, 1, 2, 3)),
+    "depression": Model("depression", DepressionParams, ("", "ms"), _release_depression,
+                        halton_starts(7, (_U_BOX, _TAU_D_BOX)),
+                        "Tsodyks & Markram 1997", "tm", (0, 2), zero_f=True),
+    "srp": Model("srp", SRPParams, ("", "ms", "ms", "ms"), _release_srp,
+                 halton_starts(15, (("lin", -4.0, 3.0), ("lin", -100.0, 100.0),
+                                    ("lin", -300.0, 300.0), ("lin", -1500.0, 1500.0))),
+                 "Rossbroich, Trotter & Naud 2021", "srp", (0, 1, 2, 3)),
+}
+
+
+def get_model(model) -> Model:
+    """The :class:`Model` named ``model`` (or ``model`` itself if it is one)."""
+    if isinstance(model, Model):
+        return model
+    if model not in MODELS:
+        raise ValueError(f"model={model!r} is not one of {tuple(MODELS)}")
+    return MODELS[model]
+
+
+def _model_of(params, model) -> Model:
+    if model is not None:
+        m = get_model(model)
+        if not isinstance(params, m.params_type):
+            raise TypeError(f"params must be a {m.params_type.__name__} for model {m.name!r}, got "
+                            f"{type(params).__name__}")
+        return m
+    for m in MODELS.values():
+        if isinstance(params, m.params_type):
+            return m
+    raise TypeError(f"params must be one of {[m.params_type.__name__ for m in MODELS.values()]}, "
+                    f"got {type(params).__name__}")
+
+
+def to_unconstrained(params, *, dt: float | None = None, model=None):
+    """Map model parameters to the unconstrained space (same pytree type, leaf by leaf).
+
+    The model is found from the type of ``params`` (``STPParams`` -> ``"tm"``, ...).  ``dt``:
+    time constants must exceed it (the tutorial's Euler scheme); ``None``: > 0.  Example::
+
+        theta = to_unconstrained(TM4Params(0.1, 0.3, 200.0, 50.0))
+        loss = lambda th: my_loss(from_unconstrained(th))
+    """
+    m = _model_of(params, model)
+    return C.to_unconstrained(params, m.constraints(dt))
+
+
+def from_unconstrained(theta, *, dt: float | None = None, model=None):
+    """Inverse of :func:`to_unconstrained` (the pytree type names the model)."""
+    m = _model_of(theta, model)
+    return C.from_unconstrained(theta, m.constraints(dt))

@@ -1,0 +1,369 @@
+r"""Confidence intervals, goodness of fit and the flags every fit reports.
+
+Every fit minimises an objective ``L(theta)`` (a per-point negative log-likelihood, or a mean
+squared error) in an unconstrained space.  Uncertainty is read from the *deviance*
+``D(theta) = dev(L(theta), L_min)``, which is 0 at the optimum and is compared with a threshold
+``q``; the 95 % confidence interval of parameter ``j`` is the set of values ``theta_j`` whose
+profile ``min over the other parameters of D`` stays below ``q``::
+
+    noise level given           D = 2 (NLL - NLL_min)                    q = chi2_1(0.95) = 3.84
+    noise level estimated       D = (n - p) (SSR / SSR_min - 1)          q = t_{n-p}(0.975)^2
+
+The second form is the F (t) calibration that is exact for linear least squares with an
+estimated variance; it is what keeps intervals honest with few points (4 rates and 3 parameters
+leave one degree of freedom: ``q = 161``, not 3.84).  For the Gaussian likelihood with the sd
+profiled, ``SSR / SSR_min = exp(2 (L - L_min))`` per point; for the gamma model with its CV
+estimated the same transformation of the log-likelihood ratio is used.
+
+Profile likelihood (:func:`profile_intervals`, the default interval): for every parameter and
+both sides, the endpoint where the signed root ``sqrt(D)`` of the profile reaches ``sqrt(q)`` is
+found by a few secant steps (the signed root is nearly linear in ``theta``), each a re-fit of
+the other parameters with this one held fixed (from two starts: the previous profile point
+and the optimum), all problems of all synapses in one vmapped optimiser call per step.  A side on which the profile never reaches ``q`` within the
+parameter's range is unbounded: the interval ends at the range (``0``, ``1`` or ``inf``) and the
+parameter is flagged not identifiable.  Unlike the local (Wald) interval, this one follows a
+curved likelihood and respects the parameter's range; its coverage is the probability that the
+deviance at the true value stays below ``q``, which the calibration study measures
+(docs/fitting.md).
+
+Wald intervals (``interval="wald"``): ``theta_j +- sqrt(q (M^{-1})_jj)`` with ``M`` half the
+Hessian of ``D``, mapped through the parameter's transform (so they stay inside its range).
+Cheap; optimistic when the likelihood is curved.
+
+Flags: a start whose loss exceeds the best by more than ``0.01`` in ``D/2`` units (and a tiny
+absolute floor) ended in a *local minimum*; a parameter whose optimum lies at the edge of its
+range (``U`` within 1e-4 of 0 or 1, a time constant above 1e5 ms or within 0.01 ms of its lower
+bound) is *at the edge*; the optimum is *stationary* when a Newton step would lower ``D/2`` by
+less than 0.01.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlif.fitting.optimise import evaluate_lanes, minimise_lanes
+
+__all__ = ["deviance", "curvature", "wald_halfwidth", "profile_intervals", "local_minimum",
+           "newton_decrement", "LOCAL_MIN_GAP", "STATIONARY_GAP"]
+
+#: Deviance gap (``D/2`` units, i.e. log-likelihood) above which a start is a local minimum.
+LOCAL_MIN_GAP = 0.01
+#: Predicted improvement (``D/2`` units) below which an optimum counts as stationary.
+STATIONARY_GAP = 0.01
+
+#: Deviance kinds: "nll" D = coef (L - L_min) with coef = 2 n for a per-point NLL (or the
+#: matching factor of a weighted MSE); "log_ssr" D = coef (exp(2 (L - L_min)) - 1); "ssr"
+#: D = coef (L / L_min - 1), with coef = n - p.
+KINDS = ("nll", "log_ssr", "ssr")
+
+
+def deviance(kind: str, loss, loss_min, coef):
+    """The deviance ``D`` of ``loss`` relative to ``loss_min`` (module docstring)."""
+    if kind == "nll":
+        return coef * (loss - loss_min)
+    if kind == "log_ssr":
+        return coef * jnp.expm1(2.0 * (loss - loss_min))
+    if kind == "ssr":
+        return coef * (loss / loss_min - 1.0)
+    raise ValueError(kind)  # pragma: no cover
+
+
+def curvature(objective, theta, loss_min, coef, batched, shared, *, kind, active=None,
+              min_lanes: int = 0):
+    """Gradient and Hessian of ``D/2`` at ``theta (P, D)``: ``(P, D)``, ``(P, D, D)``.
+
+    The objective's gradient comes from the optimiser's compiled program
+    (:func:`~jaxlif.fitting.optimise.evaluate_lanes`); the Hessian is its central difference
+    over steps ``h = 1e-2 max(1, |theta_j|)`` (``1e-4`` in float64), symmetrised, then the chain
+    rule of :func:`deviance`.  No second program is compiled.
+    """
+    theta = np.asarray(theta, dtype=float)
+    P, D = theta.shape
+    eps = float(np.finfo(np.dtype(jnp.result_type(float))).eps)
+    h = (1e-2 if eps > 1e-10 else 1e-4) * np.maximum(1.0, np.abs(theta))      # (P, D)
+    eye = np.eye(D)
+    pts = np.concatenate([theta[:, None, :], theta[:, None, :] + h[:, :, None] * eye,
+                          theta[:, None, :] - h[:, :, None] * eye], axis=1)   # (P, 2D+1, D)
+    owner = np.repeat(np.arange(P), 2 * D + 1)
+    value, grads = evaluate_lanes(objective, pts.reshape(-1, D), owner, batched, shared,
+                                  min_lanes=min_lanes)
+    value, grads = value.reshape(P, 2 * D + 1), grads.reshape(P, 2 * D + 1, D)
+    g = grads[:, 0]
+    H = (grads[:, 1:D + 1] - grads[:, D + 1:]) / (2.0 * h[:, :, None])        # row j: d g / d theta_j
+    H = 0.5 * (H + np.swapaxes(H, 1, 2))
+    loss_min = np.asarray(loss_min, dtype=float)
+    coef = np.broadcast_to(np.asarray(coef, dtype=float), (P,))
+    if kind == "nll":
+        f1 = f2 = 0.5 * coef
+        outer = 0.0
+    elif kind == "log_ssr":
+        e = np.exp(2.0 * (value[:, 0] - loss_min))
+        f1 = f2 = coef * e
+        outer = 2.0
+    else:
+        f1 = f2 = 0.5 * coef / loss_min
+        outer = 0.0
+    grad = f1[:, None] * g
+    hess = f2[:, None, None] * (H + outer * g[:, :, None] * g[:, None, :])
+    if active is not None:   # coordinates that are not parameters: decoupled, no curvature
+        act = np.asarray(active, bool)
+        grad = np.where(act, grad, 0.0)
+        hess = np.where(act[:, :, None] & act[:, None, :], hess, 0.0)
+    return grad, hess
+
+
+def _pinv(M):
+    return np.linalg.pinv(np.asarray(M, dtype=float), rcond=1e-10, hermitian=True)
+
+
+def newton_decrement(grad, hess) -> np.ndarray:
+    """Predicted decrease of ``D/2`` by a Newton step, ``g^T M^+ g / 2`` (``(P,)``)."""
+    g = np.asarray(grad, dtype=float)
+    return 0.5 * np.einsum("pi,pij,pj->p", g, _pinv(hess), g)
+
+
+def wald_halfwidth(hess, q) -> np.ndarray:
+    """``sqrt(q (M^+)_jj)`` per problem and coordinate (``inf`` along null directions)."""
+    M = np.asarray(hess, dtype=float)
+    cov = _pinv(M)
+    diag = np.einsum("pii->pi", cov)
+    # A coordinate with (almost) no curvature is undetermined: infinite half-width.  The
+    # Hessian is a finite difference of float32 gradients (relative noise ~1e-5), so curvature
+    # below 1e-4 of the largest (or negative) is taken as none.
+    w, V = np.linalg.eigh(M)
+    scale = np.maximum(np.abs(w).max(axis=-1, keepdims=True), 1e-300)
+    null = w <= 1e-4 * scale
+    weight = np.sqrt(np.sum(np.where(null[:, None, :], V ** 2, 0.0), axis=-1))
+    hw = np.sqrt(np.maximum(np.asarray(q, float)[..., None] * diag, 0.0))
+    return np.where(weight > 0.1, np.inf, hw)
+
+
+def local_minimum(start_loss, kind, coef, floor=0.0) -> np.ndarray:
+    """Which starts ended clearly above the best (``(P, S)`` booleans)."""
+    loss = np.asarray(start_loss, dtype=float)
+    best = np.min(loss, axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        gap = 0.5 * np.asarray(deviance(kind, jnp.asarray(loss), jnp.asarray(best),
+                                        jnp.asarray(np.asarray(coef, float)[:, None])))
+    return ~np.isfinite(loss) | ((gap > LOCAL_MIN_GAP) & (loss - best > floor))
+
+
+def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared, *, kind: str,
+                      coef, q, hess, cap, active=None, iters: int = 8, max_steps: int = 300,
+                      rel_tol: float = 0.02, min_lanes: int = 0):
+    """Profile-likelihood endpoints of every coordinate of every problem (module docstring).
+
+    Args:
+        objective: the fit's objective ``objective(theta, batched_p, shared)``.
+        theta_hat: ``(P, D)`` optimum; loss_min: ``(P,)`` objective there.
+        kind, coef: the deviance (:func:`deviance`); q: ``(P,)`` thresholds.
+        hess: ``(P, D, D)`` Hessian of ``D/2`` at the optimum (warm starts, first step).
+        cap: ``(D,)`` or ``(P, D)`` farthest distance from ``theta_hat`` searched
+            (unconstrained units).
+        active: ``(P, D)`` booleans: the coordinates that are parameters of the problem's model
+            (the others stay fixed and get NaN endpoints); default all.
+        iters: secant steps.  max_steps: optimiser steps per profile fit.
+
+    Returns:
+        ``(lo, hi, better)``: ``(P, D)`` unconstrained endpoints (``-inf``/``inf`` where the
+        profile stays below ``q``; NaN where the search did not settle), and ``(P,)`` booleans
+        "a profile fit found a lower loss than the optimum" (the optimum was not global).
+    """
+    theta_hat = np.asarray(theta_hat, dtype=float)
+    P, D = theta_hat.shape
+    loss_min = np.asarray(loss_min, dtype=float)
+    coef = np.broadcast_to(np.asarray(coef, dtype=float), (P,))
+    q = np.broadcast_to(np.asarray(q, dtype=float), (P,))
+    cap = np.broadcast_to(np.asarray(cap, dtype=float), (P, D))
+    M = np.asarray(hess, dtype=float)
+    cov = _pinv(M)
+    hw = wald_halfwidth(M, q)
+    # stop a profile fit when it would lower D/2 by < 0.005 (objective units: D = coef dL for
+    # "nll", ~ 2 coef dL near the optimum for "log_ssr"; no rule for "ssr")
+    c = float(np.max(coef))
+    gtol = {"nll": 0.01 / c, "log_ssr": 0.005 / c}.get(kind, -1.0)
+
+    active = np.ones((P, D), bool) if active is None else np.asarray(active, bool)
+    pi = np.repeat(np.arange(P), 2 * D)
+    j = np.tile(np.repeat(np.arange(D), 2), P)
+    side = np.tile([-1.0, 1.0], P * D)
+    use = active[pi, j]
+    slot = np.flatnonzero(use)
+    pi, j, side = pi[use], j[use], side[use]
+    n = pi.size
+    phi_hat = theta_hat[pi, j]
+    r_star = np.sqrt(q[pi])
+    step = np.where(np.isfinite(hw[pi, j]) & (hw[pi, j] > 0), hw[pi, j], 1.0)
+    step = np.clip(step, 1e-4, cap[pi, j])
+    phi = phi_hat + side * step
+    # warm start: move the other coordinates along the conditional direction of the quadratic
+    cjj = cov[pi, j, j]
+    direction = np.where((cjj > 0)[:, None], cov[pi, :, j] / np.where(cjj > 0, cjj, 1.0)[:, None],
+                         0.0)
+    direction[np.arange(n), j] = 1.0
+    shift = np.clip((phi - phi_hat)[:, None] * direction, -2.0, 2.0)
+    warm = theta_hat[pi] + shift
+    free = active[pi].copy()
+    free[np.arange(n), j] = False
+    in_phi, in_r = phi_hat.copy(), np.zeros(n)
+    out_phi, out_r = np.full(n, np.nan), np.full(n, np.nan)
+    settled = np.zeros(n, bool)
+    better = np.zeros(n, bool)
+    at_cap = np.zeros(n, bool)
+    rows = np.arange(n)
+    for _ in range(iters):
+        # two starts per profile point: the previous profile point (continuation) and the
+        # optimum with this coordinate moved (robust when the continuation has strayed)
+        start = np.concatenate([warm, theta_hat[pi]])
+        start[np.concatenate([rows, rows + n]), np.concatenate([j, j])] = np.concatenate([phi, phi])
+        th, loss2, *_ = minimise_lanes(objective, start, np.concatenate([pi, pi]), batched,
+                                       shared, free=np.concatenate([free, free]),
+                                       max_steps=max_steps, patience=10, rel_improve=1e-7,
+                                       abs_improve=0.0, gtol=gtol, min_lanes=min_lanes)
+        second = loss2[n:] < loss2[:n]
+        loss = np.where(second, loss2[n:], loss2[:n])
+        warm = np.where(second[:, None], th[n:], th[:n])
+        dev = np.asarray(deviance(kind, jnp.asarray(loss), jnp.asarray(loss_min[pi]),
+                                  jnp.asarray(coef[pi])), dtype=float)
+        better |= dev < -2.0 * LOCAL_MIN_GAP
+        r = np.sqrt(np.where(np.isfinite(dev), np.maximum(dev, 0.0), np.inf))
+        dist = np.abs(phi - phi_hat)
+        below = r < r_star
+        take_in = below & (dist > np.abs(in_phi - phi_hat)) & ~settled
+        in_phi = np.where(take_in, phi, in_phi)
+        in_r = np.where(take_in, r, in_r)
+        take_out = ~below & ~settled & (np.isnan(out_phi) | (dist < np.abs(out_phi - phi_hat)))
+        out_phi = np.where(take_out, phi, out_phi)
+        out_r = np.where(take_out, np.where(np.isfinite(r), r, 1e6 * r_star), out_r)
+        settled |= np.abs(r - r_star) <= rel_tol * r_star
+        at_cap |= below & (dist >= cap[pi, j] * (1 - 1e-9))
+        if np.all(settled | at_cap):
+            break
+        has_out = ~np.isnan(out_phi)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frac = np.clip((r_star - in_r) / (out_r - in_r), 0.05, 0.95)
+            interp = in_phi + frac * (out_phi - in_phi)
+            grow = np.clip(r_star / np.maximum(in_r, 1e-12), 1.5, 4.0)
+        extrap = phi_hat + (in_phi - phi_hat) * grow
+        nxt = np.where(has_out, interp, extrap)
+        nxt = phi_hat + np.clip(nxt - phi_hat, -cap[pi, j], cap[pi, j])
+        phi = np.where(settled | at_cap, phi, nxt)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.clip((r_star - in_r) / (out_r - in_r), 0.0, 1.0)
+    end = np.where(np.isnan(out_phi), np.where(settled, in_phi, np.nan),
+                   in_phi + frac * (out_phi - in_phi))
+    end = np.where(at_cap & np.isnan(out_phi), side * np.inf, end)
+    full = np.full(P * D * 2, np.nan)
+    full[slot] = end
+    full = full.reshape(P, D, 2)
+    better = np.bincount(pi, weights=better.astype(float), minlength=P) > 0
+    return full[..., 0], full[..., 1], better
+
+
+def edge_distance_ok(constraint, theta) -> np.ndarray:
+    """True where ``theta`` is not at the edge of the constraint's range (module docstring)."""
+    theta = np.asarray(theta, dtype=float)
+    if constraint.low == -math.inf:
+        return np.ones(theta.shape, bool)
+    if constraint.high == math.inf:
+        return (theta < math.log(1e5)) & (theta > math.log(1e-2))
+    return np.abs(theta) < math.log(1e4)
+
+
+def _forward_np(constraint, theta):
+    """Constraint map in NumPy float64 (endpoints may be +-inf)."""
+    theta = np.asarray(theta, dtype=float)
+    if constraint.low == -math.inf:
+        return theta
+    with np.errstate(over="ignore"):
+        if constraint.high == math.inf:
+            return constraint.low + np.exp(theta)
+        return constraint.low + (constraint.high - constraint.low) / (1.0 + np.exp(-theta))
+
+
+def _slope(constraint, x):
+    """d x / d theta at the parameter value ``x``."""
+    if constraint.low == -math.inf:
+        return np.ones_like(x)
+    if constraint.high == math.inf:
+        return x - constraint.low
+    return (x - constraint.low) * (constraint.high - x) / (constraint.high - constraint.low)
+
+
+def analyse(objective: Callable, theta, loss, batched, shared, *, kind: str, coef, q,
+            constraints, interval: str = "profile", max_rel_uncertainty: float = 0.5,
+            positive=None, active=None, min_lanes: int = 0) -> dict:
+    """Stationarity, Wald and profile intervals and identifiability at the optima ``theta (P, D)``.
+
+    Args:
+        constraints: one :class:`~jaxlif.constraints.Constraint` per coordinate.
+        interval: ``"profile"``, ``"wald"`` or ``"none"``.
+        max_rel_uncertainty: a parameter whose 95 % interval is wider than this multiple of its
+            value on either side (``(hi - lo) / 2 > max_rel |x|``) is not identifiable
+            (coordinates with ``positive[j]`` False are judged on boundedness alone).
+
+    Returns:
+        dict of NumPy arrays: ``value (P, D)`` parameters, ``lo, hi (P, D)`` interval, ``stderr``
+        (Wald, parameter units), ``identifiable``, ``at_edge`` (booleans ``(P, D)``),
+        ``stationary``, ``better`` (``(P,)``), ``decrement`` (predicted gain, ``D/2`` units).
+    """
+    theta = np.asarray(theta, dtype=float)
+    P, D = theta.shape
+    coef = np.broadcast_to(np.asarray(coef, dtype=float), (P,))
+    q = np.broadcast_to(np.asarray(q, dtype=float), (P,))
+    active = np.ones((P, D), bool) if active is None else np.asarray(active, bool)
+    grad, hess = curvature(objective, theta, loss, coef, batched, shared, kind=kind,
+                           active=active, min_lanes=min_lanes)
+    finite = np.isfinite(hess).all(axis=(1, 2)) & np.isfinite(grad).all(axis=1)
+    hess = np.where(finite[:, None, None], hess, 0.0)
+    grad = np.where(finite[:, None], grad, 0.0)
+    decrement = newton_decrement(grad, hess)
+    stationary = finite & (decrement < STATIONARY_GAP)
+    hw = wald_halfwidth(hess, q)
+    hw = np.where(finite[:, None], hw, np.inf)
+    hw = np.where(active, hw, np.nan)
+    value = np.stack([_forward_np(c, theta[:, j]) for j, c in enumerate(constraints)], axis=1)
+    slope = np.stack([_slope(c, value[:, j]) for j, c in enumerate(constraints)], axis=1)
+    stderr = np.abs(slope) * hw / np.sqrt(q)[:, None]
+    cov = slope[:, :, None] * _pinv(hess) * slope[:, None, :]
+    better = np.zeros(P, bool)
+    if interval == "profile":
+        # search range per problem and coordinate: 12 transformed units reach the edge of a
+        # bounded range (a time constant x e^12, U within 1e-5 of 0 or 1); an unbounded
+        # coordinate goes to 1e3 or four of its own Wald half-widths.  (Per problem: one wide
+        # problem must not widen the others' searches beyond what ``iters`` steps can cover.)
+        bounded = np.array([c.low != -math.inf for c in constraints])
+        wide = np.where(np.isfinite(hw), 4.0 * hw, 0.0)
+        cap = np.where(bounded, 12.0, np.maximum(1e3, wide))
+        lo_t, hi_t, better = profile_intervals(objective, theta, loss, batched, shared,
+                                               kind=kind, coef=coef, q=q, hess=hess, cap=cap,
+                                               active=active,
+                                               min_lanes=min_lanes)
+    elif interval == "wald":
+        lo_t, hi_t = theta - hw, theta + hw
+    elif interval == "none":
+        lo_t = hi_t = np.full_like(theta, np.nan)
+    else:
+        raise ValueError(interval)  # pragma: no cover
+    lo = np.stack([_forward_np(c, lo_t[:, j]) for j, c in enumerate(constraints)], axis=1)
+    hi = np.stack([_forward_np(c, hi_t[:, j]) for j, c in enumerate(constraints)], axis=1)
+    at_edge = ~np.stack([edge_distance_ok(c, theta[:, j]) for j, c in enumerate(constraints)],
+                        axis=1)
+    bounded = np.isfinite(lo_t) & np.isfinite(hi_t)
+    positive = (np.array([c.low != -math.inf for c in constraints]) if positive is None
+                else np.asarray(positive, bool))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        narrow = (hi - lo) / 2.0 <= max_rel_uncertainty * np.abs(value)
+    identifiable = bounded & ~at_edge & np.where(positive[None, :], narrow, True)
+    if interval == "none":
+        identifiable = ~at_edge & np.isfinite(hw) & np.where(
+            positive[None, :], stderr * np.sqrt(q)[:, None] <= max_rel_uncertainty * np.abs(value),
+            True)
+    return dict(value=value, lo=lo, hi=hi, stderr=stderr, cov=cov, identifiable=identifiable,
+                at_edge=at_edge, stationary=stationary, better=better, decrement=decrement,
+                theta_lo=lo_t, theta_hi=hi_t)

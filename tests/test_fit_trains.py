@@ -1,0 +1,309 @@
+"""Tests of the train forward model (``jaxlif.stp_amplitudes``), the models, the likelihoods and
+the maximum-likelihood fit of amplitude trains (``jaxlif.fit_stp_trains``).
+
+Oracles: ``tests/trains_reference.py`` (NumPy, spike by spike; brute-force likelihoods),
+``tests/reference.py`` (the tutorial's step-by-step loop), central finite differences.  The fits
+share one data shape (4 protocols x 5 sweeps x 10 pulses) so that they share compiled programs.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import trains_reference as tref
+from jaxlif import fit_stp, fit_stp_trains, stp_amplitudes
+from jaxlif.fitting import (DepressionParams, FitInterrupted, SRPParams, TM4Params, TrainFitResult,
+                            check_trains, compare_models, from_unconstrained, regular_protocols,
+                            simulate_trains, to_unconstrained, train_loss)
+from jaxlif.fitting.forward import conductance_at_spikes
+from jaxlif.plasticity import STD, STF, STPParams, euler_decay_factor, ratio_curve
+
+TIMES = np.array([[0.0, 12.0, 30.0, 31.5, 80.0, 300.0],
+                  [5.0, 25.0, 45.0, 65.0, np.nan, np.nan]])       # irregular, one train padded
+PROTOCOLS = regular_protocols([5.0, 10.0, 20.0, 50.0], 10)        # 4 x 10 pulses
+DEPRESSING = STPParams(0.25, 706.0, 21.0)    # Gupta, Wang & Markram 2000, class F2
+FACILITATING = STPParams(0.16, 45.0, 376.0)  # class F1
+PSEUDOLINEAR = STPParams(0.32, 144.0, 62.0)  # class F3
+
+ORACLES = {
+    "tm": (STPParams(0.3, 180.0, 420.0), lambda t, p: tref.tm4_release(t, p.U0, p.U0, p.tau_d, p.tau_f)),
+    "tm4": (TM4Params(0.1, 0.35, 250.0, 90.0), lambda t, p: tref.tm4_release(t, *p)),
+    "depression": (DepressionParams(0.6, 400.0), lambda t, p: tref.tm4_release(t, p.U, 0.0, p.tau_d, 1.0)),
+    "srp": (SRPParams(-1.5, 20.0, -40.0, 150.0), lambda t, p: tref.srp_release(t, *p)),
+}
+
+
+def _simulate(true, seed, rel_noise=0.1, n_sweeps=5, scale=100.0, protocols=PROTOCOLS):
+    r = np.asarray(stp_amplitudes(true, protocols), dtype=float)
+    sd = rel_noise * scale * np.nanmean(r)
+    return simulate_trains(jax.random.key(seed), true, protocols, n_sweeps=n_sweeps, scale=scale,
+                           noise_sd=sd), sd
+
+
+def _interval(fit):
+    return (np.array([float(np.asarray(v)[..., 0]) for v in fit.interval]),
+            np.array([float(np.asarray(v)[..., 1]) for v in fit.interval]))
+
+
+# --------------------------------------------------------------------------------------
+# Forward model
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", sorted(ORACLES))
+def test_amplitudes_match_numpy_oracle_for_any_spike_times(x64, model):
+    params, oracle = ORACLES[model]
+    got = np.asarray(stp_amplitudes(params, TIMES, model=model))
+    assert got.shape == TIMES.shape and got.dtype == np.float64
+    for i, row in enumerate(TIMES):
+        valid = ~np.isnan(row)
+        np.testing.assert_allclose(got[i, valid], oracle(row[valid], params), rtol=1e-12)
+        assert np.all(np.isnan(got[i, ~valid]))            # padding stays NaN
+
+
+def test_tm4_contains_tm_and_depression(x64):
+    t = TIMES[0]
+    tm = np.asarray(stp_amplitudes(STF, t))
+    np.testing.assert_allclose(np.asarray(stp_amplitudes(TM4Params(0.2, 0.2, 100.0, 750.0), t,
+                                                         model="tm4")), tm, rtol=1e-13)
+    dep = np.asarray(stp_amplitudes(DepressionParams(0.5, 100.0), t, model="depression"))
+    tiny_f = np.asarray(stp_amplitudes(TM4Params(0.5, 1e-12, 100.0, 50.0), t, model="tm4"))
+    np.testing.assert_allclose(tiny_f, dep, rtol=1e-10)
+
+
+def test_tutorial_mode_is_the_step_by_step_euler_scheme_and_the_ratio_curve(x64):
+    # any times on the grid: the release of the step-by-step loop
+    t = np.array([0.0, 7.3, 7.9, 40.0, 41.2, 200.0])
+    np.testing.assert_allclose(np.asarray(stp_amplitudes(STD, t, mode="tutorial")),
+                               tref.euler_release(t, *STD), rtol=1e-12)
+    # regular trains: the conductance readout of the releases is the tutorial's g1, g10
+    rates = np.array([5.0, 13.0, 40.0])
+    isi = (1e3 / rates / 0.1).astype(int)
+    times = np.arange(9)[None, :] * isi[:, None] * 0.1
+    rel = stp_amplitudes(STF, times, mode="tutorial")
+    g = conductance_at_spikes(1.2 * rel, euler_decay_factor(5.0, jnp.asarray(isi[:, None] *
+                                                                             np.ones((1, 8))), 0.1))
+    g1, g10 = ratio_curve(STF, rates)
+    np.testing.assert_allclose(np.asarray(g[:, 0]), np.asarray(g1), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(g[:, -1]), np.asarray(g10), rtol=1e-11)
+
+
+def test_gradients_match_finite_differences_and_padding_does_not_leak(x64):
+    f = lambda p, t: jnp.nansum(stp_amplitudes(p, t, model="tm4") ** 2)  # noqa: E731
+    p = TM4Params(0.2, 0.3, 200.0, 80.0)
+    grad = jax.grad(f)(p, TIMES)
+    for field in TM4Params._fields:
+        x = getattr(p, field)
+        h = 1e-6 * x
+        fd = (f(p._replace(**{field: x + h}), TIMES) - f(p._replace(**{field: x - h}), TIMES)) / (2 * h)
+        np.testing.assert_allclose(float(getattr(grad, field)), float(fd), rtol=1e-6)
+        assert abs(float(fd)) > 1e-9
+    # the padded train gives the gradient of its valid spikes alone
+    alone = jax.grad(f)(p, TIMES[1, :4])
+    padded = jax.grad(f)(p, TIMES[1])
+    np.testing.assert_allclose(np.array(padded), np.array(alone), rtol=1e-13)
+
+
+def test_traced_invalid_spike_times_are_poisoned_not_plausible():
+    bad = jnp.array([[0.0, 10.0, 5.0, 20.0], [0.0, 10.0, 20.0, 30.0]])
+    out = np.asarray(jax.jit(lambda t: stp_amplitudes(STD, t))(bad))
+    assert np.all(np.isnan(out[0])) and np.all(np.isfinite(out[1]))
+
+
+@pytest.mark.parametrize("times, kw, match", [
+    (np.array([[np.nan, np.nan]]), {}, r"spike_times_ms\[0\] is empty"),
+    (np.array([0.0, np.nan, 20.0]), {}, r"NaN at spike 1 followed by spike times"),
+    (np.array([0.0, 20.0, 20.0]), {}, r"spike times must increase, but spike 2 at 20.0 ms"),
+    (np.array([0.0, 10.0, 10.04]), dict(mode="tutorial"), r"fall on the same step of dt=0.1"),
+    (np.array([0.0, 10.0]), dict(mode="tutorial", model="tm4"), r"model 'tm4' has only"),
+    (np.array([0.0, np.inf]), {}, r"is infinite"),
+    (np.array([0.0, 10.0]), dict(mode="euler"), r"mode='euler' is not one of"),
+])
+def test_bad_spike_times_raise_naming_the_train(times, kw, match):
+    params = TM4Params() if kw.get("model") == "tm4" else STD
+    with pytest.raises(ValueError, match=match):
+        stp_amplitudes(params, times, **kw)
+
+
+@pytest.mark.parametrize("model", sorted(ORACLES))
+def test_unconstrained_transforms_round_trip(model):
+    params = ORACLES[model][0]
+    theta = to_unconstrained(params)
+    assert type(theta) is type(params)
+    back = from_unconstrained(theta)
+    np.testing.assert_allclose(np.array(back), np.array(params), rtol=1e-5)
+    # any real theta maps into the valid range
+    wild = type(params)(*(jnp.asarray(v) for v in (30.0, -30.0, 12.0, -12.0)[:len(params)]))
+    out = np.array(from_unconstrained(wild))
+    assert np.all(np.isfinite(out))
+
+
+# --------------------------------------------------------------------------------------
+# Likelihoods (brute-force oracles) and the loss users can vmap
+# --------------------------------------------------------------------------------------
+
+
+def test_likelihoods_match_brute_force_oracle(x64):
+    y, sd = _simulate(DEPRESSING, seed=3, scale=1.0)
+    r = np.asarray(stp_amplitudes(DEPRESSING, PROTOCOLS))[:, None, :] * np.ones((1, 5, 1))
+    n = y.size
+    got = float(train_loss(DEPRESSING, PROTOCOLS, y)) * n
+    assert got == pytest.approx(tref.gaussian_nll(y, r), rel=1e-6)
+    got = float(train_loss(DEPRESSING, PROTOCOLS, y, noise_sd=sd)) * n
+    assert got == pytest.approx(tref.gaussian_nll(y, r, sd=sd), rel=1e-6)
+    yg = np.abs(y) + 0.01
+    got = float(train_loss(DEPRESSING, PROTOCOLS, yg, noise="gamma", noise_cv=0.2)) * n
+    assert got == pytest.approx(tref.gamma_nll(yg, r, 0.2), rel=1e-6)
+
+
+def test_train_loss_accepts_traced_amplitudes():
+    y, _ = _simulate(DEPRESSING, seed=4, scale=1.0)
+    batch = jnp.stack([jnp.asarray(y), jnp.asarray(y) * 1.1])
+    vm = np.asarray(jax.vmap(lambda a: train_loss(DEPRESSING, PROTOCOLS, a))(batch))
+    one = np.array([float(train_loss(DEPRESSING, PROTOCOLS, np.asarray(a))) for a in batch])
+    np.testing.assert_allclose(vm, one, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------------------
+# Fits (one synapse: 4 protocols x 5 sweeps x 10 pulses)
+# --------------------------------------------------------------------------------------
+
+
+def test_fit_recovers_a_synapse_with_intervals_that_hold_the_truth():
+    # (coverage is measured in test_fit_calibration.py; one dataset is checked at the 99.9 %
+    # level so that this test fails by chance with probability ~0.3 %)
+    y, sd = _simulate(PSEUDOLINEAR, seed=5)
+    fit = fit_stp_trains(PROTOCOLS, y, level=0.999)
+    assert isinstance(fit, TrainFitResult) and fit.model == "tm" and fit.n_params == 5
+    lo, hi = _interval(fit)
+    truth = np.array(PSEUDOLINEAR)
+    assert np.all((lo <= truth) & (truth <= hi)), (lo, hi)
+    assert np.all(np.array(fit.identifiable)) and bool(fit.converged)
+    assert bool(fit.reproduces_data) and float(fit.gof_pvalue) > 1e-3
+    assert float(fit.scale) == pytest.approx(100.0, rel=0.1)
+    assert float(fit.noise) == pytest.approx(sd, rel=0.2)
+    assert fit.residuals.shape == y.shape and fit.fitted.shape == PROTOCOLS.shape
+    np.testing.assert_allclose(np.nanmean(fit.residuals), 0.0, atol=3 * sd / np.sqrt(y.size))
+    assert fit.aic == pytest.approx(2 * 5 - 2 * fit.loglik)
+    assert fit.bic == pytest.approx(5 * np.log(y.size) - 2 * fit.loglik)
+    s = fit.summary()
+    assert s["units"]["tau_d"] == "ms" and s["model"] == "tm" and s["n_points"] == y.size
+
+
+def test_many_synapses_in_one_call_equal_individual_fits():
+    ys = np.stack([_simulate(p, seed=i)[0] for i, p in
+                   enumerate((DEPRESSING, FACILITATING, PSEUDOLINEAR))])
+    many = fit_stp_trains(PROTOCOLS, ys, interval="wald")
+    assert np.shape(many.params.U0) == (3,) and many.fitted.shape == (3,) + PROTOCOLS.shape
+    for i in (0, 1):
+        one = fit_stp_trains(PROTOCOLS, ys[i], interval="wald")
+        np.testing.assert_allclose(np.array(one.params), np.array(many.params)[:, i], rtol=1e-3)
+        assert float(one.loglik) == pytest.approx(float(many.loglik[i]), abs=1e-3)
+    # the three synapse classes are told apart
+    assert many.params.tau_f[1] > 5 * many.params.tau_f[0]
+
+
+def test_whole_train_at_one_rate_determines_what_one_ratio_cannot():
+    one_rate = regular_protocols([20.0], 10)
+    y, sd = _simulate(DEPRESSING, seed=6, rel_noise=0.02, n_sweeps=5, protocols=one_rate)
+    fit = fit_stp_trains(one_rate, y, level=0.999)
+    lo, hi = _interval(fit)
+    truth = np.array(DEPRESSING)
+    assert np.all((lo <= truth) & (truth <= hi)), (lo, hi)
+    assert np.all(np.array(fit.identifiable)), fit.interval
+    # the g10/g1 ratio at the same rate, same noise level: nothing is identifiable
+    ratio = float(np.nanmean(y[0, :, 8]) / np.nanmean(y[0, :, 0]))
+    r = fit_stp([20.0], [ratio], noise_sd=0.02 * ratio, mode="exact")
+    assert not np.any(np.array(r.identifiable))
+
+
+def test_gamma_noise_model_estimates_the_cv():
+    true_cv = 0.15
+    y = simulate_trains(jax.random.key(7), FACILITATING, PROTOCOLS, n_sweeps=5, scale=50.0,
+                        noise="gamma", noise_cv=true_cv)
+    fit = fit_stp_trains(PROTOCOLS, y, noise="gamma", level=0.999)
+    assert fit.noise_model == "gamma" and float(fit.noise) == pytest.approx(true_cv, rel=0.2)
+    lo, hi = _interval(fit)
+    truth = np.array(FACILITATING)
+    assert np.all((lo <= truth) & (truth <= hi)), (lo, hi)
+    with pytest.raises(ValueError, match=r"amplitudes\[0, 0, 0\]=-1.0 must be > 0 for the gamma"):
+        fit_stp_trains(PROTOCOLS, np.where(np.arange(10) == 0, -1.0, y), noise="gamma")
+
+
+def test_normalised_fit_fixes_the_first_pulse():
+    y, _ = _simulate(DEPRESSING, seed=8)
+    fit = fit_stp_trains(PROTOCOLS, y, normalise=True, interval="wald")
+    assert fit.n_params == 4 and float(fit.scale) == pytest.approx(1 / float(fit.params.U0))
+    np.testing.assert_allclose(fit.fitted[:, 0], 1.0, rtol=1e-5)
+
+
+def test_a_model_that_cannot_reproduce_the_data_says_so():
+    y, _ = _simulate(FACILITATING, seed=9)
+    fit = fit_stp_trains(PROTOCOLS, y, model="depression", interval="wald")
+    assert not bool(fit.reproduces_data) and not bool(fit.converged)
+    assert float(fit.gof_pvalue) < 1e-3
+
+
+def test_ctrl_c_in_a_train_fit_gives_a_partial_result():
+    y, _ = _simulate(DEPRESSING, seed=10)
+
+    def stop(step, best, n_done):
+        raise KeyboardInterrupt
+
+    with pytest.raises(FitInterrupted, match="fit_stp_trains interrupted") as err:
+        fit_stp_trains(PROTOCOLS, y, progress=stop)
+    partial = err.value.partial
+    assert isinstance(partial, TrainFitResult) and not bool(partial.converged)
+    assert np.isfinite(float(partial.loglik)) and np.all(np.isnan(np.array(partial.interval)))
+
+
+def test_model_comparison_table_nested_models_and_cross_validation():
+    y, _ = _simulate(FACILITATING, seed=11)
+    cmp = compare_models(PROTOCOLS, y, models=("tm", "tm4", "depression"), interval="wald")
+    rows = {r["model"]: r for r in cmp.table}
+    # nested models never fit worse than their sub-models
+    assert rows["tm4"]["loglik"] >= rows["tm"]["loglik"] - 1e-3
+    assert rows["tm"]["loglik"] >= rows["depression"]["loglik"] - 1e-3
+    assert cmp.best_aic in ("tm", "tm4") and cmp.best_cv in ("tm", "tm4")
+    assert rows["depression"]["cv_nll"] > rows["tm"]["cv_nll"]
+    assert not rows["depression"]["reproduces_data"] and rows["tm"]["reproduces_data"]
+    assert cmp.cv_fitted["tm"].shape == PROTOCOLS.shape
+    assert "delta_aic" in cmp.format().splitlines()[0].lower().replace("daic", "delta_aic")
+
+
+# --------------------------------------------------------------------------------------
+# Bad data: clear errors naming the entry, nothing dropped
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda y: y[:, :, :9], r"do not match spike_times_ms"),
+    (lambda y: np.where((np.arange(5) == 2)[:, None] & (np.arange(10) == 4), np.nan, y)[None][0],
+     r"amplitudes\[0, 2, 4\] is NaN inside a recorded sweep"),
+    (lambda y: np.full_like(y, np.nan), r"has no finite amplitude"),
+    (lambda y: np.where(np.arange(4)[:, None, None] == 1, np.nan, y), r"protocol 1 has no recorded"),
+    (lambda y: np.where(np.arange(10) == 3, np.inf, y), r"amplitudes\[0, 0, 3\]=inf is infinite"),
+])
+def test_bad_amplitudes_raise_naming_the_entry(edit, match):
+    y, _ = _simulate(DEPRESSING, seed=12)
+    with pytest.raises(ValueError, match=match):
+        check_trains(PROTOCOLS, edit(y))
+
+
+def test_padding_and_missing_pulses():
+    t = PROTOCOLS.copy()
+    t[3, 7:] = np.nan                                    # a shorter protocol
+    y, _ = _simulate(DEPRESSING, seed=13)
+    y[3, :, 7:] = np.nan
+    data = check_trains(t, y)
+    assert data.mask.sum() == y.size - 5 * 3
+    y_bad = y.copy()
+    y_bad[3, 0, 8] = 1.0                                 # an amplitude where no spike is
+    with pytest.raises(ValueError, match=r"amplitudes\[3, 0, 8\]=1.0 is at a padded pulse"):
+        check_trains(t, y_bad)
+    y_gap = y.copy()
+    y_gap[0, 1, 2] = np.nan                              # a missing pulse: explicit opt-in
+    assert check_trains(t, y_gap, allow_missing=True).mask.sum() == data.mask.sum() - 1
