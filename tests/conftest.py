@@ -14,6 +14,8 @@ need it use the ``x64`` fixture.
 """
 
 import os
+import shutil
+import tempfile
 
 import jax
 import matplotlib
@@ -27,6 +29,33 @@ if os.environ.get("JAXLIF_TEST_FAST_COMPILE", "") not in ("", "0"):
 
 # Scripts started by the tests must not write compiled programs into the user's cache folder.
 os.environ.setdefault("JAXLIF_CACHE_DIR", "off")
+
+#: Environment variable naming the session's shared compilation cache ("off": none).
+SHARED_CACHE = "JAXLIF_TEST_SHARED_CACHE"
+
+
+def pytest_configure(config):
+    """One JAX compilation cache per test session, in a fresh temporary folder, shared by the
+    xdist workers (they inherit the variable from the controller, which creates the folder): a
+    program that several test files compile (the default simulators, the fits) is compiled once
+    per session instead of once per worker.  The cache holds compiled executables keyed by the
+    program and the compiler's options, so a program loaded from it is the one compiled, bit for
+    bit.  Nothing is read from or written to the user's cache; ``JAXLIF_TEST_SHARED_CACHE=off``
+    turns it off."""
+    if SHARED_CACHE not in os.environ and not hasattr(config, "workerinput"):
+        os.environ[SHARED_CACHE] = tempfile.mkdtemp(prefix="jaxlif-test-cache-")
+        config._jaxlif_shared_cache = os.environ[SHARED_CACHE]
+    folder = os.environ.get(SHARED_CACHE, "off")
+    if folder not in ("", "off", "0"):
+        jax.config.update("jax_compilation_cache_dir", folder)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_unconfigure(config):
+    folder = getattr(config, "_jaxlif_shared_cache", None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
