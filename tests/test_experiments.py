@@ -298,6 +298,10 @@ def _module(name):
     return importlib.import_module(f"experiments.{name}")
 
 
+#: Experiments without a simulated time grid (they fit recorded data), so without --T and --dt.
+NO_TIME_GRID = {"fit_trains"}
+
+
 @pytest.mark.parametrize("name", EXPERIMENTS + ["reproduce"])
 def test_script_help(name, capsys):
     """``--help`` documents the standard options, names only files the script writes, and stays short."""
@@ -309,6 +313,8 @@ def test_script_help(name, capsys):
         assert option in text
     if name == "reproduce":
         assert "reproduce.json" not in text and "summary.json" in text and "report.md" in text
+    elif name in NO_TIME_GRID:          # fits of recorded data: no simulation grid to set
+        assert "--dt" not in text and "--T" not in text and f"{name}.json" in text
     else:
         assert "--dt" in text and "--T" in text and f"{name}.json" in text
     # long default lists are summarised (lif_part1 sweeps 101 currents)
