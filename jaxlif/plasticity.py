@@ -47,13 +47,14 @@ Units: tau_* [ms], g_bar [nS], g [nS], u and R dimensionless.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike, DTypeLike
 
 from jaxlif import _checks, _scan
 from jaxlif.synapses import SynParams
@@ -117,7 +118,7 @@ def check_stp_params(params: STPParams, dt: float, name: str = "stp") -> None:
     _checks.check_params(name, params, dt, _checks.STP_RULES)
 
 
-def stp_init(shape=(), dtype=None) -> STPState:
+def stp_init(shape: int | Sequence[int] = (), dtype: DTypeLike | None = None) -> STPState:
     """Resting state ``u = 0, R = 1, g = 0`` of the given shape."""
     dtype = dtype or jnp.result_type(float)
     zero = jnp.zeros(shape, dtype)
@@ -149,7 +150,7 @@ def _warn_counts(name: str, spikes, counts: str) -> None:
 
 
 def stp_step(params: STPParams, syn: SynParams, state: STPState, s: jax.Array, dt: float, *,
-             counts: str = "sequential"):
+             counts: str = "sequential") -> tuple[STPState, jax.Array]:
     """One forward-Euler step of ``dynamic_syn`` (u first; R and g use the new u and the old R).
 
     Args:
@@ -184,7 +185,7 @@ def _more_releases(U0, g_bar, u1, R1, g1, m):
             jnp.where(more, g1 + g_bar * (R1 - R), g1))
 
 
-def euler_decay_factor(tau, k, dt: float):
+def euler_decay_factor(tau: ArrayLike, k: ArrayLike, dt: float) -> jax.Array:
     """``(1 - dt/tau)^k``, the factor of ``k >= 0`` silent Euler steps, as ``exp(k log1p(-dt/tau))``.
 
     Written with ``log1p`` because ``a**k`` with ``a = 1 - dt/tau`` already rounded to float32 is
@@ -197,7 +198,7 @@ def euler_decay_factor(tau, k, dt: float):
     return jnp.where(live, jnp.exp(k * log_a), 1.0)
 
 
-def stp_decay(params: STPParams, syn: SynParams, state: STPState, k, dt: float) -> STPState:
+def stp_decay(params: STPParams, syn: SynParams, state: STPState, k: ArrayLike, dt: float) -> STPState:
     """Closed form of ``k`` silent Euler steps: ``u a_f^k``, ``1 - (1 - R) a_d^k``, ``g a_s^k``.
 
     ``a_x = 1 - dt/tau_x``; the powers come from :func:`euler_decay_factor`.
@@ -207,7 +208,7 @@ def stp_decay(params: STPParams, syn: SynParams, state: STPState, k, dt: float) 
                     state.g * euler_decay_factor(syn.tau_syn, k, dt))
 
 
-def stp_event(params: STPParams, syn: SynParams, state: STPState, k, dt: float) -> STPState:
+def stp_event(params: STPParams, syn: SynParams, state: STPState, k: ArrayLike, dt: float) -> STPState:
     """``k - 1`` silent steps followed by one step with a spike: the state at the next spike."""
     before = stp_decay(params, syn, state, k - 1, dt)
     return stp_step(params, syn, before, 1.0, dt)[0]
@@ -298,7 +299,7 @@ def _simulate_stp(params, syn, spikes, dt, counts, checkpoint):
                                          for a0, a in zip(state0, traces))))
 
 
-def ratio_curve_isi_steps(rates_hz, dt: float = 0.1) -> np.ndarray:
+def ratio_curve_isi_steps(rates_hz: ArrayLike | Sequence[float], dt: float = 0.1) -> np.ndarray:
     """Inter-spike interval in steps of the tutorial's regular train, ``int((1000/rate)/dt)``.
 
     Raises ValueError naming the rate when the interval is under one step.
@@ -313,8 +314,9 @@ def ratio_curve_isi_steps(rates_hz, dt: float = 0.1) -> np.ndarray:
     return isi
 
 
-def ratio_curve(params: STPParams, rates_hz, *, dt: float = 0.1, g_bar: float = 1.2,
-                tau_syn: float = 5.0, n_spike: int = 10):
+def ratio_curve(params: STPParams, rates_hz: ArrayLike | Sequence[float], *, dt: float = 0.1,
+                g_bar: float = 1.2, tau_syn: float = 5.0,
+                n_spike: int = 10) -> tuple[jax.Array, jax.Array]:
     """The tutorial's g1 and g10 for regular trains at each rate (``my_illus_STD(Poisson=False)``).
 
     For each rate the tutorial simulates ``T = 10*1000/rate`` ms with spikes at indices
@@ -362,8 +364,8 @@ def _ratio_curve(params, syn, isi, dt, n_spike):
 __all__.append("ratio_curve_exact")
 
 
-def ratio_curve_exact(params: STPParams, rates_hz, *, g_bar: float = 1.2, tau_syn: float = 5.0,
-                      n_spike: int = 10):
+def ratio_curve_exact(params: STPParams, rates_hz: ArrayLike | Sequence[float], *, g_bar: float = 1.2,
+                      tau_syn: float = 5.0, n_spike: int = 10) -> tuple[jax.Array, jax.Array]:
     r"""g1 and g10 of the *continuous-time* Tsodyks-Markram synapse for regular trains (no dt).
 
     The same quantity as :func:`ratio_curve` (which integrates the tutorial's forward-Euler
@@ -441,7 +443,8 @@ def _ratio_curve_exact(params, g_bar, tau_syn, delta, n_spike):
 __all__.append("stp_efficacy")
 
 
-def stp_efficacy(params: STPParams, u: jax.Array, R: jax.Array, s: jax.Array, dt: float):
+def stp_efficacy(params: STPParams, u: jax.Array, R: jax.Array, s: jax.Array,
+                 dt: float) -> tuple[jax.Array, jax.Array, jax.Array]:
     r"""One step of ``u`` and ``R`` and the release ``u+ R-`` of the spike it sees, with no conductance.
 
     The tutorial's update order (docs/conventions.md 4.1), with ``s`` the presynaptic spike at

@@ -25,6 +25,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxlif import _checks, _scan
 from jaxlif.inputs import _bernoulli, _p_spike
@@ -103,8 +104,10 @@ def stp_lif_init(params: STPLIFParams, n_E: int, n_I: int) -> STPLIFState:
     return STPLIFState(neuron, stp_init((n_E,), neuron.v.dtype), stp_init((n_I,), neuron.v.dtype))
 
 
-def stp_lif_step(params: STPLIFParams, state: STPLIFState, inputs, dt: float, *,
-                 spike_grad: Surrogate | None = None, counts: str = "sequential"):
+def stp_lif_step(params: STPLIFParams, state: STPLIFState, inputs: tuple[ArrayLike, ArrayLike, ArrayLike],
+                 dt: float, *, spike_grad: Surrogate | None = None, counts: str = "sequential"
+                 ) -> tuple[STPLIFState,
+                            tuple[jax.Array, jax.Array, jax.Array, jax.Array, STPState, STPState]]:
     """One step: every synapse's ``dynamic_syn`` update with spikes at ``it+1``, then the membrane.
 
     Args:
@@ -158,7 +161,8 @@ def traced_stp_lif_ok(params: STPLIFParams, dt: float) -> jax.Array:
             & traced_stp_ok("params.stp_I", params.stp_I, params.inh, dt, "params.inh"))
 
 
-def simulate_stp_lif(params: STPLIFParams, spikes_E: jax.Array, spikes_I: jax.Array, I_inj=0.0, *,
+def simulate_stp_lif(params: STPLIFParams, spikes_E: jax.Array, spikes_I: jax.Array,
+                     I_inj: ArrayLike = 0.0, *,
                      dt: float, spiking: bool = True, record_synapses: bool = True,
                      spike_grad: Surrogate | None = None, checkpoint: bool | int | None = None,
                      counts: str = "sequential") -> STPLIFResult:
@@ -236,7 +240,7 @@ def _simulate_stp_lif(params, spikes_E, spikes_I, I, dt, spiking, record_synapse
 
 def simulate_stp_lif_poisson(key: jax.Array, params: STPLIFParams = STPLIFParams(), *,
                              rate_E: float = 15.0, rate_I: float = 15.0, n_E: int = 80, n_I: int = 20,
-                             I_inj=0.0, T: float = 1000.0, dt: float = 0.1, spiking: bool = True,
+                             I_inj: ArrayLike = 0.0, T: float = 1000.0, dt: float = 0.1, spiking: bool = True,
                              record: bool = True, spike_grad: Surrogate | None = None,
                              checkpoint: bool | int | None = None) -> STPLIFResult:
     """STP-LIF driven by independent Poisson trains drawn inside the scan (step by step).

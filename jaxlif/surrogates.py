@@ -46,11 +46,12 @@ import dataclasses
 import functools
 import math
 import warnings
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 __all__ = ["Surrogate", "fast_sigmoid", "arctan", "triangle", "custom", "spike_from_voltage", "check_spike_grad",
            "warn_if_unstable"]
@@ -117,7 +118,7 @@ def _peak(derivative) -> float:
         return float(jnp.max(derivative(x)))
 
 
-def warn_if_unstable(spike_grad: "Surrogate | None", V_th, V_reset) -> None:
+def warn_if_unstable(spike_grad: "Surrogate | None", V_th: ArrayLike, V_reset: ArrayLike) -> None:
     """Warn when the gradient through the reset would grow exponentially (module docstring, "Stability"):
     ``peak(h) * (V_th - V_reset) > 2`` with concrete, finite ``V_th, V_reset`` [mV]."""
     if spike_grad is None or spike_grad.detach_reset:
@@ -204,7 +205,8 @@ def custom(derivative: Callable[[jax.Array], jax.Array], *, detach_reset: bool =
     return Surrogate(derivative, bool(detach_reset), str(name))
 
 
-def spike_from_voltage(v: jax.Array, V_th: jax.Array, spike_grad: Surrogate | None):
+def spike_from_voltage(v: jax.Array, V_th: jax.Array,
+                       spike_grad: Surrogate | None) -> tuple[jax.Array, jax.Array | None]:
     """The threshold test at one step: ``(spike, s)`` with ``spike = v >= V_th`` (boolean) and ``s``
     the float 0/1 value that carries the surrogate derivative (``None`` without a surrogate).
 
@@ -218,7 +220,7 @@ def spike_from_voltage(v: jax.Array, V_th: jax.Array, spike_grad: Surrogate | No
     return spike, spike_grad.spike(v, V_th)
 
 
-def check_spike_grad(spike_grad) -> None:
+def check_spike_grad(spike_grad: Any) -> None:
     """``spike_grad`` must be ``None`` or a :class:`Surrogate` (raises ``TypeError`` otherwise)."""
     if spike_grad is not None and not isinstance(spike_grad, Surrogate):
         raise TypeError(f"spike_grad must be None (exact threshold, zero gradient through spikes) or a "

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
+from jax.typing import ArrayLike
 
 from jaxlif import _checks
 from jaxlif.batch.devices import _classify, _run
@@ -86,7 +87,8 @@ def _common(key, batch_size, rate_E, rate_I, n_E, n_I, I_inj, T, dt, spiking, re
 
 
 def simulate_cond_lif_batch(key: jax.Array, batch_size: int, params: CondLIFParams = CondLIFParams(), *,
-                            rate_E=10.0, rate_I=10.0, n_E: int = 80, n_I: int = 20, I_inj=0.0,
+                            rate_E: ArrayLike = 10.0, rate_I: ArrayLike = 10.0, n_E: int = 80, n_I: int = 20,
+                            I_inj: ArrayLike = 0.0,
                             T: float = 1000.0, dt: float = 0.1, spiking: bool = True, record: bool = False,
                             stats: Stats | None = None, progress: Callable[[int, int], None] | None = None,
                             mesh: Mesh | None = None, batch_chunk: int | None = None,
@@ -155,7 +157,8 @@ def simulate_cond_lif_batch(key: jax.Array, batch_size: int, params: CondLIFPara
 
 
 def simulate_stp_lif_batch(key: jax.Array, batch_size: int, params: STPLIFParams = STPLIFParams(), *,
-                           rate_E=15.0, rate_I=15.0, n_E: int = 80, n_I: int = 20, I_inj=0.0,
+                           rate_E: ArrayLike = 15.0, rate_I: ArrayLike = 15.0, n_E: int = 80, n_I: int = 20,
+                           I_inj: ArrayLike = 0.0,
                            T: float = 1000.0, dt: float = 0.1, spiking: bool = True, record: bool = False,
                            stats: Stats | None = None, progress: Callable[[int, int], None] | None = None,
                            mesh: Mesh | None = None, batch_chunk: int | None = None,
@@ -213,8 +216,9 @@ def simulate_stp_lif_batch(key: jax.Array, batch_size: int, params: STPLIFParams
 # ----------------------------------------------------------------------------------------------
 
 
-def cond_lif_batch_inputs(key: jax.Array, batch_size: int, *, rate_E=10.0, rate_I=10.0, n_E: int = 80,
-                          n_I: int = 20, T: float = 1000.0, dt: float = 0.1, window: int | None = None):
+def cond_lif_batch_inputs(key: jax.Array, batch_size: int, *, rate_E: ArrayLike = 10.0,
+                          rate_I: ArrayLike = 10.0, n_E: int = 80, n_I: int = 20, T: float = 1000.0,
+                          dt: float = 0.1, window: int | None = None) -> tuple[jax.Array, jax.Array]:
     """The per-step input counts that :func:`simulate_cond_lif_batch` draws for ``key``.
 
     Returns:
@@ -252,8 +256,9 @@ def _pooled_inputs(keys, p_E, p_I, batch, steps, window, n_E, n_I):
     return tuple(out)
 
 
-def stp_lif_batch_trains(key: jax.Array, batch_size: int, *, rate_E=15.0, rate_I=15.0, n_E: int = 80,
-                         n_I: int = 20, T: float = 1000.0, dt: float = 0.1, window: int | None = None):
+def stp_lif_batch_trains(key: jax.Array, batch_size: int, *, rate_E: ArrayLike = 15.0,
+                         rate_I: ArrayLike = 15.0, n_E: int = 80, n_I: int = 20, T: float = 1000.0,
+                         dt: float = 0.1, window: int | None = None) -> tuple[jax.Array, jax.Array]:
     """The spike trains that :func:`simulate_stp_lif_batch` draws for ``key``.
 
     Returns:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from functools import partial
-from typing import Callable
+from typing import Callable, Sequence, TextIO
 
 import jax
 import jax.numpy as jnp
@@ -39,7 +39,7 @@ _BATCH_AXIS = "batch"
 _CALL_STEPS = 1 << 28        # neuron-steps per call of the compiled program (about 0.4-2 s on one CPU core)
 
 
-def batch_mesh(devices=None) -> Mesh:
+def batch_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     """A one-axis mesh named ``"batch"`` over ``devices`` (default: all visible devices, ``jax.devices()``).
 
     Pass it as ``mesh=`` to the batch simulators to choose the devices; with several processes
@@ -266,7 +266,8 @@ def _shard_map(f, mesh, in_specs, out_specs):
     return shard_map(f, mesh, in_specs=in_specs, out_specs=out_specs, check_rep=False)
 
 
-def progress_bar(label: str = "simulating", stream=None, width: int = 30) -> Callable[[int, int], None]:
+def progress_bar(label: str = "simulating", stream: TextIO | None = None,
+                 width: int = 30) -> Callable[[int, int], None]:
     """A text progress bar for the ``progress=`` argument of the batch simulators.
 
     ``simulate_stp_lif_batch(key, 10**6, progress=progress_bar())`` prints ``simulating [####....]

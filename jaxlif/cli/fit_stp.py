@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from jaxlif.cli._common import (Progress, add_output_options, resolve_out, save_
 __all__ = ["add_fit_stp", "read_curve_csv"]
 
 
-def read_curve_csv(path) -> tuple[np.ndarray, np.ndarray]:
+def read_curve_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Read ratio curves from a CSV file: first column the rates (Hz), then one column per curve.
 
     Blank lines and lines starting with ``#`` are skipped; a UTF-8 byte-order mark is accepted.

@@ -19,13 +19,15 @@ SRP) and all folds run in one vmapped optimiser call.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxlif.fitting import trains as T
-from jaxlif.fitting.models import get_model
+from jaxlif.fitting.data import TrainData
+from jaxlif.fitting.models import Model, get_model
 
 __all__ = ["ModelComparison", "compare_models"]
 
@@ -61,8 +63,11 @@ class ModelComparison(NamedTuple):
         return "\n".join(lines)
 
 
-def compare_models(spike_times_ms, amplitudes=None, *, models=("tm", "tm4", "depression", "srp"),
-                   noise: str = "gaussian", noise_sd=None, noise_cv=None,
+def compare_models(spike_times_ms: TrainData | ArrayLike | Sequence[Any],
+                   amplitudes: ArrayLike | Sequence[Any] | None = None, *,
+                   models: Sequence[str | Model] = ("tm", "tm4", "depression", "srp"),
+                   noise: str = "gaussian", noise_sd: ArrayLike | Sequence[Any] | None = None,
+                   noise_cv: float | None = None,
                    normalise: bool = False, cross_validate: bool = True,
                    interval: str = "profile", level: float = 0.95,
                    allow_missing: bool = False, max_steps: int = 1000) -> ModelComparison:

@@ -25,15 +25,18 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxlif import _checks
 from jaxlif.fitting.forward import check_spike_times
+from jaxlif.fitting.models import Model
 
 __all__ = ["TrainData", "check_trains", "read_trains_csv", "regular_protocols",
            "simulate_trains", "mossy_fibre", "MOSSY_FIBRE_CITATION"]
@@ -64,7 +67,8 @@ def _where(name, idx):
     return f"{name}[{', '.join(str(int(i)) for i in idx)}]"
 
 
-def check_trains(spike_times_ms, amplitudes, *, noise_sd=None, positive: bool = False,
+def check_trains(spike_times_ms: ArrayLike | Sequence[Any], amplitudes: ArrayLike | Sequence[Any], *,
+                 noise_sd: ArrayLike | Sequence[Any] | None = None, positive: bool = False,
                  allow_missing: bool = False, unit: str = "") -> TrainData:
     """Validate trains (module docstring) and return :class:`TrainData`.
 
@@ -170,7 +174,7 @@ def _parse_float(text, line, column, path):
     return value
 
 
-def read_trains_csv(path, *, allow_missing: bool = False) -> TrainData:
+def read_trains_csv(path: str | os.PathLike, *, allow_missing: bool = False) -> TrainData:
     """Read a tidy CSV of amplitude trains (module docstring) into :class:`TrainData`.
 
     Example file::
@@ -279,7 +283,8 @@ def read_trains_csv(path, *, allow_missing: bool = False) -> TrainData:
 # --------------------------------------------------------------------------------------
 
 
-def regular_protocols(rates_hz, n_spikes: int, *, recovery_ms=None) -> np.ndarray:
+def regular_protocols(rates_hz: ArrayLike | Sequence[float], n_spikes: int, *,
+                      recovery_ms: ArrayLike | Sequence[float] | None = None) -> np.ndarray:
     """Spike times ``(n_protocols, n_spikes [+1])`` [ms] of regular trains from 0 ms.
 
     With ``recovery_ms`` (one value per rate, or None), a recovery pulse follows the last spike
@@ -295,8 +300,10 @@ def regular_protocols(rates_hz, n_spikes: int, *, recovery_ms=None) -> np.ndarra
     return np.concatenate([t, (t[:, -1] + rec)[:, None]], axis=1)
 
 
-def simulate_trains(key, params, spike_times_ms, *, model="tm", n_sweeps: int, scale=1.0,
-                    noise: str = "gaussian", noise_sd=None, noise_cv=None) -> np.ndarray:
+def simulate_trains(key: jax.Array, params: Any, spike_times_ms: ArrayLike | Sequence[Any], *,
+                    model: str | Model = "tm", n_sweeps: int, scale: ArrayLike | Sequence[float] = 1.0,
+                    noise: str = "gaussian", noise_sd: ArrayLike | Sequence[Any] | None = None,
+                    noise_cv: float | None = None) -> np.ndarray:
     """Simulated amplitudes ``(n_protocols, n_sweeps, n_spikes)`` around ``scale * release``.
 
     Gaussian: ``scale * r + noise_sd * N(0, 1)``; gamma: mean ``scale * r`` and CV ``noise_cv``.

@@ -24,12 +24,15 @@ readout on regular trains.
 
 from __future__ import annotations
 
+from typing import Any, Sequence
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxlif import _checks
-from jaxlif.fitting.models import get_model
+from jaxlif.fitting.models import Model, get_model
 from jaxlif.plasticity import STPParams, STPState, euler_decay_factor, stp_decay, stp_step
 from jaxlif.synapses import SynParams
 
@@ -68,7 +71,7 @@ def euler_release(params: STPParams, k_steps, dt: float):
     return jnp.moveaxis(jnp.concatenate([p.U0[None] + zero[None], rest]), 0, -1)
 
 
-def conductance_at_spikes(release, decay):
+def conductance_at_spikes(release: jax.Array | np.ndarray, decay: jax.Array | np.ndarray) -> jax.Array:
     """``g+_k = decay_k g+_{k-1} + release_k`` along the last axis (``g+_1 = release_1``).
 
     Args:
@@ -156,8 +159,8 @@ def _check_params(model, params, mode, dt):
                              f"{floor} ms" + (" (the time step dt)" if floor else ""))
 
 
-def stp_amplitudes(params, spike_times_ms, *, model="tm", mode: str = "exact",
-                   dt: float = 0.1) -> jax.Array:
+def stp_amplitudes(params: Any, spike_times_ms: ArrayLike | Sequence[Any], *, model: str | Model = "tm",
+                   mode: str = "exact", dt: float = 0.1) -> jax.Array:
     r"""Release ``u+_k R-_k`` of every spike of one or many trains (module docstring).
 
     Example::

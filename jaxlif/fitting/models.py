@@ -325,7 +325,7 @@ MODELS: dict[str, Model] = {
 }
 
 
-def get_model(model) -> Model:
+def get_model(model: str | Model) -> Model:
     """The :class:`Model` named ``model`` (or ``model`` itself if it is one)."""
     if isinstance(model, Model):
         return model
@@ -348,7 +348,7 @@ def _model_of(params, model) -> Model:
                     f"got {type(params).__name__}")
 
 
-def to_unconstrained(params, *, dt: float | None = None, model=None):
+def to_unconstrained(params: Any, *, dt: float | None = None, model: str | Model | None = None) -> Any:
     """Map model parameters to the unconstrained space (same pytree type, leaf by leaf).
 
     The model is found from the type of ``params`` (``STPParams`` -> ``"tm"``, ...).  ``dt``:
@@ -361,7 +361,7 @@ def to_unconstrained(params, *, dt: float | None = None, model=None):
     return C.to_unconstrained(params, m.constraints(dt))
 
 
-def from_unconstrained(theta, *, dt: float | None = None, model=None):
+def from_unconstrained(theta: Any, *, dt: float | None = None, model: str | Model | None = None) -> Any:
     """Inverse of :func:`to_unconstrained` (the pytree type names the model)."""
     m = _model_of(theta, model)
     return C.from_unconstrained(theta, m.constraints(dt))

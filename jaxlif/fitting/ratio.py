@@ -34,10 +34,12 @@ Units: rates [Hz], time constants and dt [ms]; ratios are dimensionless.
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxlif import _checks
 from jaxlif.fitting.forward import conductance_at_spikes, euler_release
@@ -161,7 +163,7 @@ def weights(sd):
 # --------------------------------------------------------------------------------------
 
 
-def poisson_isi_steps(key: jax.Array, rates_hz, *, n_trains: int, n_isi: int,
+def poisson_isi_steps(key: jax.Array, rates_hz: ArrayLike | Sequence[float], *, n_trains: int, n_isi: int,
                       dt: float = 0.1) -> jax.Array:
     """Inter-spike intervals (in steps) of Bernoulli-per-step Poisson trains, fixed by ``key``.
 
@@ -226,8 +228,8 @@ def kernel_inputs(rates, mode, dt, n_spike, key=None, n_trains=64):
 # --------------------------------------------------------------------------------------
 
 
-def stp_ratio(params: STPParams, rates_hz, *, mode: str = "tutorial", dt: float = 0.1,
-              tau_syn: float = 5.0, n_spike: int = 10, key: jax.Array | None = None,
+def stp_ratio(params: STPParams, rates_hz: ArrayLike | Sequence[float], *, mode: str = "tutorial",
+              dt: float = 0.1, tau_syn: float = 5.0, n_spike: int = 10, key: jax.Array | None = None,
               n_trains: int = 64) -> jax.Array:
     """The forward model of :func:`~jaxlif.fit_stp`: ``g_m / g_1`` at each rate (``m = n_spike - 1``).
 
@@ -253,8 +255,9 @@ def stp_ratio(params: STPParams, rates_hz, *, mode: str = "tutorial", dt: float 
     return _kernel_jit(params, isi, m, euler, jnp.asarray(dt, dtype), jnp.asarray(tau_syn, dtype))
 
 
-def ratio_curve_poisson(params: STPParams, rates_hz, *, key: jax.Array, n_trains: int = 64,
-                        dt: float = 0.1, tau_syn: float = 5.0, n_spike: int = 10) -> jax.Array:
+def ratio_curve_poisson(params: STPParams, rates_hz: ArrayLike | Sequence[float], *, key: jax.Array,
+                        n_trains: int = 64, dt: float = 0.1, tau_syn: float = 5.0,
+                        n_spike: int = 10) -> jax.Array:
     """Mean ``g_m / g_1`` (``m = n_spike - 1``) over ``n_trains`` Poisson trains per rate.
 
     The tutorial's Euler scheme driven by Bernoulli-per-step trains, evaluated event by event:
@@ -272,8 +275,10 @@ def ratio_curve_poisson(params: STPParams, rates_hz, *, key: jax.Array, n_trains
                      key=key, n_trains=n_trains)
 
 
-def ratio_loss(params: STPParams, rates_hz, target_ratio, *, mode: str = "tutorial",
-               noise_sd=None, dt: float = 0.1, tau_syn: float = 5.0, n_spike: int = 10,
+def ratio_loss(params: STPParams, rates_hz: ArrayLike | Sequence[float],
+               target_ratio: ArrayLike | Sequence[float], *, mode: str = "tutorial",
+               noise_sd: ArrayLike | Sequence[float] | None = None, dt: float = 0.1,
+               tau_syn: float = 5.0, n_spike: int = 10,
                key: jax.Array | None = None, n_trains: int = 64) -> jax.Array:
     """The loss :func:`~jaxlif.fit_stp` minimises, ``mean(w^2 (stp_ratio(params) - target)^2)``.
 

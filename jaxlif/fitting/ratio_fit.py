@@ -24,11 +24,12 @@ Units: rates [Hz], time constants [ms], dt [ms]; ratios are dimensionless.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxlif import _checks
 from jaxlif import constraints as C
@@ -224,7 +225,9 @@ def _objective(theta, data, shared):
     return jnp.sum((w * (model - target)) ** 2) / jnp.sum(w ** 2)   # padded rates have w = 0
 
 
-def fit_stp(rates_hz, target_ratio, *, init=None, mode: str = "tutorial", noise_sd=None,
+def fit_stp(rates_hz: ArrayLike | Sequence[float], target_ratio: ArrayLike | Sequence[Any], *,
+            init: STPParams | ArrayLike | Sequence[Any] | None = None, mode: str = "tutorial",
+            noise_sd: ArrayLike | Sequence[float] | None = None,
             dt: float = 0.1, tau_syn: float = 5.0, n_spike: int = 10,
             key: jax.Array | None = None, n_trains: int = 64, max_steps: int = 500,
             tol: float = 1e-6, patience: int = 20, rel_improve: float = 1e-4,
@@ -420,7 +423,8 @@ def _assemble(fit, stats, target2, rates, shared, sd, n, p, kind, coef, q, floor
     return result
 
 
-def fit_stp_dataset(rates_hz, target_ratios, **kwargs) -> FitResult:
+def fit_stp_dataset(rates_hz: ArrayLike | Sequence[float], target_ratios: ArrayLike | Sequence[Any],
+                    **kwargs) -> FitResult:
     """Fit many curves (one per recorded synapse) measured at the same rates, in one compiled loop.
 
     ``target_ratios`` has shape ``(n_curves, n_rates)``; every curve gets its own multi-start fit

@@ -32,11 +32,12 @@ What the result's flags mean (per synapse):
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxlif import _checks
 from jaxlif.fitting import likelihood as lk
@@ -486,8 +487,10 @@ def _normalise(data: TrainData) -> TrainData:
     return data._replace(amplitudes=y / denom, noise_sd=sd)
 
 
-def train_loss(params, spike_times_ms, amplitudes, *, model="tm", noise="gaussian",
-               noise_sd=None, noise_cv=None, normalise=False) -> jax.Array:
+def train_loss(params: Any, spike_times_ms: ArrayLike | Sequence[Any],
+               amplitudes: ArrayLike | Sequence[Any], *, model: str | Model = "tm",
+               noise: str = "gaussian", noise_sd: ArrayLike | Sequence[Any] | None = None,
+               noise_cv: float | None = None, normalise: bool = False) -> jax.Array:
     """The negative log-likelihood per point that :func:`fit_stp_trains` minimises.
 
     Differentiable in ``params`` and in ``amplitudes`` (which may be traced, e.g. ``jax.vmap``
@@ -524,8 +527,11 @@ def train_loss(params, spike_times_ms, amplitudes, *, model="tm", noise="gaussia
     return _objective(m.family, noise == "gamma")(theta, arr, None)
 
 
-def fit_stp_trains(spike_times_ms, amplitudes=None, *, model="tm", noise: str = "gaussian",
-                   noise_sd=None, noise_cv=None, normalise: bool = False, init=None,
+def fit_stp_trains(spike_times_ms: TrainData | ArrayLike | Sequence[Any],
+                   amplitudes: ArrayLike | Sequence[Any] | None = None, *,
+                   model: str | Model = "tm", noise: str = "gaussian",
+                   noise_sd: ArrayLike | Sequence[Any] | None = None, noise_cv: float | None = None,
+                   normalise: bool = False, init: ArrayLike | Sequence[Any] | None = None,
                    check_starts: bool = True, interval: str = "profile", level: float = 0.95,
                    max_rel_uncertainty: float = 0.5, allow_missing: bool = False,
                    max_steps: int = 1000, progress: Callable | None = None) -> TrainFitResult:

@@ -5,9 +5,12 @@ arguments and raises ``ValueError``/``TypeError`` naming the argument and the va
 
 from __future__ import annotations
 
+from typing import Any, Sequence
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxlif import _checks
 from jaxlif.network.structure import (RECEPTORS, STP_MODES, DenseProjection, Projection, SparseProjection,
@@ -35,8 +38,8 @@ def _check_stp_arg(stp, stp_mode: str) -> None:
     _check_choice("stp_mode", stp_mode, STP_MODES)
 
 
-def dense_projection(pre: str, post: str, weights, *, receptor: str = "exc", delay: int = 1,
-                     stp: STPParams | None = None, stp_mode: str = "pre") -> DenseProjection:
+def dense_projection(pre: str, post: str, weights: ArrayLike | Sequence[Any], *, receptor: str = "exc",
+                     delay: int = 1, stp: STPParams | None = None, stp_mode: str = "pre") -> DenseProjection:
     """All-to-all projection with weights ``(n_post, n_pre)`` [nS] (0 where there is no synapse).
 
     Args:
@@ -84,9 +87,10 @@ def _to_rows(name: str, value, rows, cols, shape, fill, n_edges: int):
     return out
 
 
-def sparse_projection(pre: str, post: str, pre_index, post_index, weights, *, n_pre: int, n_post: int,
-                      receptor: str = "exc", delay=1, stp: STPParams | None = None,
-                      stp_mode: str = "pre") -> SparseProjection:
+def sparse_projection(pre: str, post: str, pre_index: ArrayLike | Sequence[int],
+                      post_index: ArrayLike | Sequence[int], weights: ArrayLike | Sequence[float], *,
+                      n_pre: int, n_post: int, receptor: str = "exc", delay: ArrayLike | Sequence[int] = 1,
+                      stp: STPParams | None = None, stp_mode: str = "pre") -> SparseProjection:
     """A projection given as an edge list: synapse ``e`` goes from ``pre_index[e]`` to ``post_index[e]``.
 
     Args:
@@ -149,7 +153,8 @@ def _pad_value(value):
     return value if np.ndim(value) == 0 else (jnp.max(value) if _is_traced(value) else np.max(value))
 
 
-def random_edges(key: jax.Array, n_pre: int, n_post: int, p: float, *, autapses: bool = True):
+def random_edges(key: jax.Array, n_pre: int, n_post: int, p: float, *,
+                 autapses: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Bernoulli connectivity: every pair ``(j, i)`` is connected with probability ``p``.
 
     Args:

@@ -21,6 +21,7 @@ from jaxlif.grid import n_steps as _n_steps
 from jaxlif.network.step import (NetworkState, SynapseState, drive_draw, drive_table, drive_table_length,
                                  network_init, network_step, per_neuron)
 from jaxlif.network.structure import RECEPTOR_RULES, DenseProjection, Network, check_network
+from jaxlif.surrogates import Surrogate
 
 __all__ = ["NetworkInput", "NetworkResult", "drive_counts", "simulate_network", "traced_network_ok",
            "DELIVERY_METHODS"]
@@ -197,7 +198,8 @@ def _check_state(net: Network, state, dtype) -> None:
 
 
 def simulate_network(key: jax.Array | None, net: Network, *, T: float, dt: float, inputs: dict | None = None,
-                     state: NetworkState | None = None, spike_grad=None, record: bool = True,
+                     state: NetworkState | None = None, spike_grad: Surrogate | None = None,
+                     record: bool = True,
                      delivery: str = "event", capacity: int = 4, recurrent_grad: bool = True) -> NetworkResult:
     """Simulate a network for ``T`` ms (``n_steps = len(arange(0, T, dt))`` samples) in one ``lax.scan``.
 

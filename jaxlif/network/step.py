@@ -40,6 +40,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike, DTypeLike
 
 from jaxlif import _checks
 from jaxlif.inputs import _binomial_tail, _p_spike
@@ -47,6 +48,7 @@ from jaxlif.neurons import LIFParams, LIFState, membrane_step
 from jaxlif.network.delivery import Layout, active_rows, deliver
 from jaxlif.network.structure import DenseProjection, Network
 from jaxlif.plasticity import stp_efficacy
+from jaxlif.surrogates import Surrogate
 from jaxlif.synapses import SynParams, exp_syn_step
 
 __all__ = ["SynapseState", "NetworkState", "network_init", "network_step", "per_neuron", "drive_draw"]
@@ -86,7 +88,8 @@ def _stack(values_sizes, dtype):
     return jnp.concatenate([jnp.broadcast_to(jnp.asarray(v, dtype), (size,)) for v, size in values_sizes])
 
 
-def per_neuron(net: Network, dtype=None):
+def per_neuron(net: Network, dtype: DTypeLike | None = None
+               ) -> tuple[LIFParams, tuple[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]:
     """The populations' parameters stacked into ``(n,)`` vectors: ``(LIFParams, exc (tau, E), inh (tau, E))``."""
     dtype = dtype or jnp.result_type(float)
     pops = net.populations
@@ -103,7 +106,7 @@ def _synapse_init(proj, n_pre: int, dtype) -> SynapseState | None:
     return SynapseState(jnp.zeros(shape, dtype), jnp.ones(shape, dtype))
 
 
-def network_init(net: Network, dtype=None) -> NetworkState:
+def network_init(net: Network, dtype: DTypeLike | None = None) -> NetworkState:
     """Resting state at step 0: ``v = V_init`` of each population broadcast to its neurons, not
     refractory, no conductance, nothing pending, every synapse at ``u = 0, R = 1``."""
     dtype = dtype or jnp.result_type(float)
@@ -128,8 +131,12 @@ def _presynaptic(proj, syn: SynapseState | None, s, dt: float):
     return s, W * u * syn.R, SynapseState(u, R)   # s_j (W u+ R-): the release with its derivative in s
 
 
-def network_step(net: Network, state: NetworkState, inputs, dt: float, *, spike_grad=None,
-                 delivery: str = "event", capacity: int = 4, recurrent_grad: bool = True, params=None):
+def network_step(net: Network, state: NetworkState, inputs: tuple[ArrayLike, ArrayLike, ArrayLike],
+                 dt: float, *, spike_grad: Surrogate | None = None, delivery: str = "event",
+                 capacity: int = 4, recurrent_grad: bool = True,
+                 params: tuple[LIFParams, tuple[ArrayLike, ArrayLike],
+                               tuple[ArrayLike, ArrayLike]] | None = None
+                 ) -> tuple[NetworkState, tuple[jax.Array, jax.Array, jax.Array, jax.Array]]:
     """Advance the network from sample ``it = state.step`` to ``it + 1`` (steps 1-3 of the module docstring).
 
     Args:
@@ -243,7 +250,7 @@ def _selectable(drive, dt: float, eps: float) -> int:
     return max(1, int(np.sum(tail >= eps / 2)))
 
 
-def drive_draw(table: _DriveTable, key: jax.Array, step) -> jax.Array:
+def drive_draw(table: _DriveTable, key: jax.Array, step: ArrayLike) -> jax.Array:
     """Binomial drive counts ``(n,)`` of every neuron at one step, by inverse CDF.
 
     ``U = uniform(fold_in(key, step), (n,))`` for the whole network (neuron ``i`` of the stacked

@@ -11,6 +11,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxlif import _checks, _scan
 from jaxlif.grid import n_steps as _n_steps
@@ -75,8 +76,10 @@ def cond_lif_init(params: CondLIFParams) -> CondLIFState:
     return CondLIFState(neuron, zero, zero)
 
 
-def cond_lif_step(params: CondLIFParams, state: CondLIFState, inputs, dt: float, *,
-                  spike_grad: Surrogate | None = None):
+def cond_lif_step(params: CondLIFParams, state: CondLIFState,
+                  inputs: tuple[ArrayLike, ArrayLike, ArrayLike], dt: float, *,
+                  spike_grad: Surrogate | None = None
+                  ) -> tuple[CondLIFState, tuple[jax.Array, jax.Array, jax.Array, jax.Array]]:
     """One step of the conductance LIF (steps 1-3 of docs/conventions.md 4.2).
 
     Args:
@@ -114,7 +117,7 @@ def _current_array(I_inj, steps: int):
     return jnp.broadcast_to(jnp.asarray(I_inj, dtype=jnp.result_type(float)), (steps,))
 
 
-def simulate_cond_lif(params: CondLIFParams, n_E: jax.Array, n_I: jax.Array, I_inj=0.0, *,
+def simulate_cond_lif(params: CondLIFParams, n_E: jax.Array, n_I: jax.Array, I_inj: ArrayLike = 0.0, *,
                       dt: float, spiking: bool = True, spike_grad: Surrogate | None = None,
                       checkpoint: bool | int | None = None) -> CondLIFResult:
     """Simulate the conductance LIF on given per-step input spike counts.
@@ -201,7 +204,7 @@ def _simulate_cond_lif(params, n_E, n_I, I, dt, spiking, spike_grad, checkpoint)
 
 def simulate_cond_lif_poisson(key: jax.Array, params: CondLIFParams = CondLIFParams(), *,
                               rate_E: float = 10.0, rate_I: float = 10.0, n_E: int = 80,
-                              n_I: int = 20, I_inj=0.0, T: float = 1000.0, dt: float = 0.1,
+                              n_I: int = 20, I_inj: ArrayLike = 0.0, T: float = 1000.0, dt: float = 0.1,
                               spiking: bool = True, record: bool = True,
                               spike_grad: Surrogate | None = None,
                               checkpoint: bool | int | None = None) -> CondLIFResult:

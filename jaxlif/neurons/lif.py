@@ -10,6 +10,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxlif import _checks, _scan
 from jaxlif.surrogates import Surrogate, check_spike_grad, spike_from_voltage, warn_if_unstable
@@ -104,7 +105,9 @@ def _fire_and_reset(params: LIFParams, state: LIFState, dt: float, spike_grad=No
     return v, r, s
 
 
-def membrane_step(params: LIFParams, state: LIFState, g_E, E_E, g_I, E_I, I, dt: float, spike_grad=None):
+def membrane_step(params: LIFParams, state: LIFState, g_E: ArrayLike, E_E: ArrayLike, g_I: ArrayLike,
+                  E_I: ArrayLike, I: ArrayLike, dt: float,
+                  spike_grad: Surrogate | None = None) -> tuple[LIFState, tuple[jax.Array, jax.Array]]:
     """Steps 1 and 3 of the scheme (docs/conventions.md 4.2) for given conductances ``g_E, g_I`` [nS]
     at ``it+1`` and current ``I`` [pA] at ``it``.
 
@@ -122,7 +125,7 @@ def membrane_step(params: LIFParams, state: LIFState, g_E, E_E, g_I, E_I, I, dt:
 
 
 def lif_step(params: LIFParams, state: LIFState, I: jax.Array, dt: float, *,
-             spike_grad: Surrogate | None = None):
+             spike_grad: Surrogate | None = None) -> tuple[LIFState, tuple[jax.Array, jax.Array]]:
     """One step of the current-based LIF: ``v += dt/tau_m (-(v - E_L) + I/g_L)`` after the reset test.
 
     Args:
