@@ -339,6 +339,7 @@ def _rate(counts, T):
     return 1000.0 * c.mean() / T, 1000.0 * c.std(ddof=1) / math.sqrt(c.size) / T
 
 
+@pytest.mark.slow
 def test_mean_rates_against_anchors_and_step_by_step():
     """WL-A and WL-B mean rates against the peers' measured rates (25.5 and 65.1 Hz, rounded to 0.1 Hz and measured on
     far larger batches) within 5 standard errors + 0.1 Hz; WL-A also against the per-step simulator

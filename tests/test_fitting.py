@@ -443,3 +443,19 @@ def test_model_functions_validate_too():
         ratio_curve_poisson(STD, RATES, key=123)
     with pytest.raises(ValueError, match=r"target_ratio must have shape \(20,\)"):
         jax.vmap(lambda t: ratio_loss(STD, RATES, t))(jnp.ones((3, 19)))
+
+
+def test_a_wide_problem_does_not_unsettle_another_problems_interval():
+    # Noisy 4-rate curves: curve 87's Wald interval of tau_f spans 18 decades, curve 2's is narrow.
+    # Fitted together, each gets the interval it gets alone (the endpoint search of one problem
+    # must not depend on another's width).
+    rates = [5.0, 10.0, 20.0, 40.0]
+    clean = np.asarray(stp_ratio(STPParams(0.4, 200.0, 100.0), rates), float)
+    noise = np.asarray(jax.random.normal(jax.random.key(7), (100, 4), jnp.result_type(float)))
+    targets = np.maximum(clean + 0.02 * noise, 1e-3)[[2, 87]]
+    both = fit_stp_dataset(rates, targets)
+    alone = fit_stp(rates, targets[0])
+    got = np.array([np.asarray(v)[0] for v in both.interval])
+    want = np.array([np.asarray(v) for v in alone.interval])
+    assert np.all(np.isfinite(got) | np.isinf(want)), got
+    np.testing.assert_allclose(got, want, rtol=1e-3)
