@@ -253,7 +253,9 @@ def render(report: dict, figure: str) -> str:
              f"Written by `{report['command']}` on {report['started']} (UTC), {m['cpu']}, {m['cores']} cores; "
              f"load average at start {tuple(round(x, 2) for x in report['load'][0])}, at end "
              f"{tuple(round(x, 2) for x in report['load'][1])} (a shared machine: CPU time is reported, "
-             f"one core per cell).", "",
+             f"one core per cell)." + (f" Resumed on {report['resumed']} (UTC): the cells missing from the "
+                                       f"saved run were run then, the others kept." if report.get("resumed")
+                                       else ""), "",
              f"![cost curves]({figure})", ""]
 
     def get(system, wl, sweep, value):
@@ -403,6 +405,7 @@ def main(argv=None) -> dict:
         old = json.loads(json_path.read_text())
         kept = {_task_key(r["task"]): r for r in old["results"] if "error" not in r["result"]}
         report["load"] = [old["load"][0]]
+        report["resumed"] = report["started"]          # when the missing cells were run
         report["started"] = old["started"]
     for task in _tasks(cfg, brian2_py):
         if _task_key(task) in kept:
