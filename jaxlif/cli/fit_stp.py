@@ -75,7 +75,7 @@ def add_fit_stp(subparsers) -> None:
         help="fit Tsodyks-Markram STP parameters (U0, tau_d, tau_f) to a g10/g1 ratio curve",
         description=(
             "Fit (U0, tau_d (ms), tau_f (ms)) so that the synapse's g10/g1 ratio curve reproduces "
-            "the target, by gradient (optax L-BFGS, many starts at once). Prints the fitted "
+            "the target, by gradient (BFGS, many starts at once). Prints the fitted "
             "parameters with 95 % intervals (profile likelihood), standard errors and "
             "identifiability flags."),
         epilog=("examples:\n"

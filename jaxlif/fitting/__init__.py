@@ -10,7 +10,7 @@ Modules, in the order a fit uses them:
 - :mod:`~jaxlif.fitting.data`: trains in the shape labs have them, a tidy CSV reader, simulated
   data and the shipped mossy-fibre recordings;
 - :mod:`~jaxlif.fitting.likelihood`: noise models (Gaussian, gamma) and their likelihoods;
-- :mod:`~jaxlif.fitting.optimise`: the one multi-start L-BFGS loop every fit runs (vmapped,
+- :mod:`~jaxlif.fitting.optimise`: the one multi-start BFGS loop every fit runs (vmapped,
   chunked so that Ctrl-C and progress callbacks work);
 - :mod:`~jaxlif.fitting.uncertainty`: profile-likelihood and Wald intervals, flags;
 - :mod:`~jaxlif.fitting.ratio_fit` (:func:`fit_stp`) and :mod:`~jaxlif.fitting.trains`

@@ -263,7 +263,7 @@ def fit_stp(rates_hz: ArrayLike | Sequence[float], target_ratio: ArrayLike | Seq
             the ``(n_spike - 1)``-th and the 1st delivered spikes (pass ``n + 1`` for a measured
             ``g_n / g_1``).
         key, n_trains: Poisson mode: ``jax.random`` key and trains per rate.
-        max_steps: most L-BFGS steps per start (memory does not grow with it).
+        max_steps: most BFGS steps per start (memory does not grow with it).
         tol: stop a start at weighted RMSE <= tol.  patience, rel_improve: stall rule.
         max_rel_uncertainty: identifiability threshold (relative half-width of the interval).
         check_starts: run the default grid as well as ``init`` (detects local minima).
