@@ -1,4 +1,4 @@
-r"""The one optimiser loop of every fit: multi-start BFGS (dense, the models have at most 6 parameters), vmapped, run in chunks of steps.
+r"""The one optimiser loop of every fit: multi-start BFGS, vmapped, run in chunks of steps.
 
 A fit is ``P`` independent *problems* (curves, synapses, bootstrap datasets), each optimised
 from ``S`` *starts* in an unconstrained space ``theta`` of dimension ``D``::
