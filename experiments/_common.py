@@ -210,6 +210,8 @@ def _shown(value) -> str:
     """A default or quick value for --help: long evenly spaced lists as start:stop:step (n values)."""
     if not isinstance(value, list):
         return str(value)
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value):
+        return ",".join(str(x) for x in value)          # names (e.g. models): as written
     if len(value) > 6:
         steps = np.diff(value)
         if np.allclose(steps, steps[0]):

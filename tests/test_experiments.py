@@ -442,3 +442,10 @@ def test_balance_helpers_invert_each_other():
     for mu in (-62.0, -55.0):
         r_I = C.balanced_inh_rate(mu, r_E, gE_bar=3.0, gI_bar=3.0)
         np.testing.assert_allclose(C.shot_noise_fmp(r_E, r_I, gE_bar=3.0, gI_bar=3.0)[0], mu, atol=1e-9)
+
+
+def test_help_shows_lists_of_numbers_and_of_names():
+    """--help values: evenly spaced numbers as start:stop:step, other numbers listed, names as written."""
+    assert C._shown(list(np.arange(0.0, 101.0, 1.0))) == "0:100:1 (101 values)"
+    assert C._shown([1.0, 2.0, 5.0]) == "1,2,5"
+    assert C._shown(["tm", "tm4", "srp"]) == "tm,tm4,srp"
