@@ -255,17 +255,6 @@ def _section(mem: list[dict], bias: dict, fit: dict, meta: dict) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str, path: Path) -> None:
-    begin, end = f"<!-- begin:{NAME} -->", f"<!-- end:{NAME} -->"
-    old = path.read_text() if path.exists() else ""
-    block = f"{begin}\n{text}\n{end}"
-    if begin in old and end in old:
-        new = old[:old.index(begin)] + block + old[old.index(end) + len(end):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(new)
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, print only (BENCHMARKS.md untouched)")
@@ -295,7 +284,9 @@ def main(argv=None) -> None:
     text = _section(mem, bias, fit, meta)
     print(text)
     if not args.quick:
-        write_section(text, args.out)
+        sys.path.insert(0, str(ROOT))
+        from experiments._common import write_section      # here: the memory children stay lean
+        write_section(args.out, NAME, text)
         print(f"[{NAME}] wrote the '{NAME}' section of {args.out}")
 
 

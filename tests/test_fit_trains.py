@@ -307,3 +307,19 @@ def test_padding_and_missing_pulses():
     y_gap = y.copy()
     y_gap[0, 1, 2] = np.nan                              # a missing pulse: explicit opt-in
     assert check_trains(t, y_gap, allow_missing=True).mask.sum() == data.mask.sum() - 1
+
+
+def test_distribution_functions_match_scipy():
+    """The goodness-of-fit p-values and interval thresholds use our own chi-squared / F tails and
+    quantiles (no SciPy at run time): they equal SciPy's."""
+    from scipy import stats as st
+
+    from jaxlif.fitting import likelihood as lk
+    x = np.array([0.01, 0.5, 1.0, 3.84, 10.0, 40.0])
+    for dof in (1.0, 2.5, 7.0, 40.0):
+        np.testing.assert_allclose(lk.chi2_sf(x, dof), st.chi2.sf(x, dof), rtol=1e-9, atol=1e-300)
+        np.testing.assert_allclose(lk.chi2_quantile(0.95, dof), st.chi2.ppf(0.95, dof), rtol=1e-8)
+    for d1, d2 in ((1.0, 1.0), (2.0, 17.0), (5.0, 196.0)):
+        np.testing.assert_allclose(lk.f_sf(x, d1, d2), st.f.sf(x, d1, d2), rtol=1e-8, atol=1e-300)
+    for dof in (1, 3, 46):
+        np.testing.assert_allclose(lk.t2_quantile(0.95, dof), st.t.ppf(0.975, dof) ** 2, rtol=1e-8)

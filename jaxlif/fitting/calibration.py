@@ -89,6 +89,14 @@ def _summarise(fields, covered, valid, method, level, config) -> Coverage:
                     np.asarray(covered, bool))
 
 
+def _check_study(key, method, n_datasets) -> int:
+    """The arguments every study shares, checked before anything is traced."""
+    _checks.check_key(key)
+    if method not in ("lr", "profile"):
+        raise ValueError(f"method={method!r} is not one of ('lr', 'profile')")
+    return _checks.check_count("n_datasets", n_datasets, minimum=1)
+
+
 def coverage_trains(params, spike_times_ms, *, key, model="tm", n_sweeps: int = 5,
                     n_datasets: int = 200, rel_noise: float = 0.1, scale: float = 1.0,
                     method: str = "lr", level: float = 0.95,
@@ -103,10 +111,7 @@ def coverage_trains(params, spike_times_ms, *, key, model="tm", n_sweeps: int = 
         method: ``"lr"`` or ``"profile"`` (module docstring).  level: interval level.
     """
     m = get_model(model)
-    _checks.check_key(key)
-    if method not in ("lr", "profile"):
-        raise ValueError(f"method={method!r} is not one of ('lr', 'profile')")
-    n_datasets = _checks.check_count("n_datasets", n_datasets, minimum=1)
+    n_datasets = _check_study(key, method, n_datasets)
     times = np.asarray(spike_times_ms, dtype=float)
     release = np.asarray(stp_amplitudes(params, times, model=m), dtype=float)
     sd = float(rel_noise) * float(scale) * float(np.nanmean(release))
@@ -175,10 +180,7 @@ def coverage_ratio(params, rates_hz, *, key, n_datasets: int = 200, rel_noise: f
     The datasets are ``stp_ratio(params) + rel_noise * N(0, 1)`` (noise level estimated by the
     fit, as a user without replicates would).
     """
-    _checks.check_key(key)
-    if method not in ("lr", "profile"):
-        raise ValueError(f"method={method!r} is not one of ('lr', 'profile')")
-    n_datasets = _checks.check_count("n_datasets", n_datasets, minimum=1)
+    n_datasets = _check_study(key, method, n_datasets)
     rates = np.asarray(rates_hz, dtype=float)
     clean = np.asarray(stp_ratio(params, rates, mode=mode), dtype=float)
     noise = np.asarray(jax.random.normal(key, (n_datasets, rates.size), jnp.result_type(float)))

@@ -210,13 +210,14 @@ def saturated_release(st: Stats, gamma: bool):
 # --------------------------------------------------------------------------------------
 
 
-def _gammainc_lower(a: float, x: float) -> float:
-    """Regularised lower incomplete gamma ``P(a, x)`` (series, or continued fraction;
-    Numerical Recipes 6.2)."""
+def _gammainc_upper(a: float, x: float) -> float:
+    """Regularised upper incomplete gamma ``Q(a, x) = 1 - P(a, x)``: ``1 -`` the series below
+    ``a + 1``, the continued fraction itself above (Numerical Recipes 6.2), so that a far tail
+    keeps its digits (no ``1 - P`` there)."""
     if x <= 0:
-        return 0.0
-    if math.isinf(x):
         return 1.0
+    if math.isinf(x):
+        return 0.0
     lg = math.lgamma(a)
     if x < a + 1.0:
         term = total = 1.0 / a
@@ -227,24 +228,33 @@ def _gammainc_lower(a: float, x: float) -> float:
             total += term
             if abs(term) < abs(total) * 1e-16:
                 break
-        return total * math.exp(-x + a * math.log(x) - lg)
-    return 1.0 - _gammainc_upper_cf(a, x, lg)
+        return 1.0 - total * math.exp(-x + a * math.log(x) - lg)
+    return _gammainc_upper_cf(a, x, lg)
+
+
+_TINY = 1e-300
+
+
+def _lentz(c, d, a_n, b_n):
+    """One step of Lentz's method for a continued fraction ``b_0 + a_1/(b_1 + a_2/(b_2 + ...))``
+    (Numerical Recipes 5.2): the updated ``(c, d)`` and the factor ``delta`` that multiplies the
+    running value; tiny denominators are replaced by ``_TINY``."""
+    d = b_n + a_n * d
+    d = _TINY if abs(d) < _TINY else d
+    c = b_n + a_n / c
+    c = _TINY if abs(c) < _TINY else c
+    d = 1.0 / d
+    return c, d, d * c
 
 
 def _gammainc_upper_cf(a, x, lg):
-    tiny = 1e-300
+    """Upper regularised incomplete gamma ``Q(a, x)`` by its continued fraction (NR 6.2)."""
     b = x + 1.0 - a
-    c, d = 1.0 / tiny, 1.0 / b
+    c, d = 1.0 / _TINY, 1.0 / b
     h = d
     for i in range(1, 10000):
-        an = -i * (i - a)
         b += 2.0
-        d = an * d + b
-        d = tiny if abs(d) < tiny else d
-        c = b + an / c
-        c = tiny if abs(c) < tiny else c
-        d = 1.0 / d
-        delta = d * c
+        c, d, delta = _lentz(c, d, -i * (i - a), b)
         h *= delta
         if abs(delta - 1.0) < 1e-16:
             break
@@ -252,28 +262,16 @@ def _gammainc_upper_cf(a, x, lg):
 
 
 def _betacf(a, b, x):
-    tiny = 1e-300
+    """Continued fraction of the incomplete beta function (NR 6.4): even and odd steps."""
     qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = tiny if abs(d) < tiny else d
-    d = 1.0 / d
-    h = d
+    d = 1.0 - qab * x / qap
+    d = 1.0 / (_TINY if abs(d) < _TINY else d)
+    c, h = 1.0, d
     for m in range(1, 10000):
         m2 = 2 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + aa * d
-        d = tiny if abs(d) < tiny else d
-        c = 1.0 + aa / c
-        c = tiny if abs(c) < tiny else c
-        d = 1.0 / d
-        h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + aa * d
-        d = tiny if abs(d) < tiny else d
-        c = 1.0 + aa / c
-        c = tiny if abs(c) < tiny else c
-        d = 1.0 / d
-        delta = d * c
+        c, d, delta = _lentz(c, d, m * (b - m) * x / ((qam + m2) * (a + m2)), 1.0)
+        h *= delta
+        c, d, delta = _lentz(c, d, -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2)), 1.0)
         h *= delta
         if abs(delta - 1.0) < 1e-16:
             break
@@ -304,7 +302,7 @@ def chi2_sf(x, dof) -> np.ndarray:
     def one(x, k):
         if not (k > 0) or math.isnan(x):
             return math.nan
-        return 1.0 - _gammainc_lower(k / 2.0, max(x, 0.0) / 2.0)
+        return _gammainc_upper(k / 2.0, max(x, 0.0) / 2.0)
     return _vectorised(one, x, dof)
 
 
