@@ -6,7 +6,7 @@ join a coordinator on 127.0.0.1 (a free port) with ``gloo`` CPU collectives, run
 simulators over the four-device mesh (``jaxlif.batch.batch_mesh()``), one neuron per device and call
 (two calls), gather
 the per-neuron results with ``process_allgather`` and write them to a file.  This process runs the
-same calls on its single device and compares bit for bit: the draws of neuron ``b`` are addressed by
+same calls on its own device and compares bit for bit: the draws of neuron ``b`` are addressed by
 ``b`` alone, so neither devices, processes nor calls may change a spike, a trace or a count.  (The
 streamed means and standard deviations are sums that another compiled program may round differently:
 they are held to 1e-6 relative.)
@@ -79,9 +79,10 @@ def test_two_processes_equal_one_device(tmp_path):
                 p.kill()
     assert all(p.returncode == 0 for p in procs), "\n".join(log[-2000:] for log in logs)
     gathered = np.load(out)
-    mesh = jb.batch_mesh(jax.devices()[:1])
     for name in ("simulate_cond_lif_batch", "simulate_stp_lif_batch"):
-        single = getattr(jb, name)(jax.random.key(SEED), B, T=T, stats=STATS, mesh=mesh, record=True)
+        # this process's devices (one, unless XLA_FLAGS says otherwise): the call of test_batch.py's
+        # shared fixture and of test_codegen.py, compiled once per session
+        single = getattr(jb, name)(jax.random.key(SEED), B, T=T, stats=STATS, record=True)
         paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(single)[0]]
         assert len(paths) == 13 and single.spike_count.sum() > 0
         for i, (path, leaf) in enumerate(zip(paths, jax.tree.leaves(single))):

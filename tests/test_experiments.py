@@ -1,11 +1,13 @@
 """End-to-end tests of ``experiments/``: every experiment at ``--quick`` size, its files, and its numbers.
 
-The main job (``experiments/reproduce.py --quick``, all experiments but the fitting demonstration) runs
-once per session into a temporary folder; the tests then check the files it wrote (PNGs, per-experiment
-JSON, ``summary.json``, ``report.md``) and recompute numbers from the summaries with direct calls to the
-library, deriving the keys as each script's docstring documents them (so a change of key scheme,
-batching or bookkeeping fails here).  The fitting demonstration joins an earlier run's folder through ``--only``
-(a merge) in a test marked ``slow`` (``.ci/run`` runs it; ``pytest -m slow``).
+The main job (``experiments/reproduce.py --quick``) runs once per module into a temporary folder; the
+tests then check the files it wrote (PNGs, per-experiment JSON, ``summary.json``, ``report.md``) and
+recompute numbers from the summaries with direct calls to the library, deriving the keys as each
+script's docstring documents them (so a change of key scheme, batching or bookkeeping fails here).
+Compiling the whole main job takes about a minute, so ``pytest -q`` (and ``.ci/run``) runs it on its
+two quickest experiments (``SMALL``); the whole job, the checks of the other experiments' numbers and
+the fitting demonstration joining an earlier run's folder through ``--only`` are marked ``slow``
+(``pytest -m slow``).
 
 Output safety: fresh or ``--overwrite``-replaced folders, ``--only`` merges, nothing changes after an
 interrupted run, command-line values are checked before anything runs.
@@ -37,12 +39,32 @@ EXPERIMENTS = reproduce.EXPERIMENTS
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+#: The experiments of the default suite's main-job run (the two quickest to compile).
+SMALL = ["lif_part1", "stp_explorer"]
+slow = pytest.mark.slow
+
+
+def _main_job(tmp_path_factory, names):
+    out = tmp_path_factory.mktemp("quick") / "results"
+    summary = reproduce.main(["--quick", "--seed", str(SEED), "--out", str(out), "--only", ",".join(names)])
+    return out, summary
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """``reproduce.main(["--quick", "--only", SMALL...])`` once: (output folder, returned summary)."""
+    return _main_job(tmp_path_factory, SMALL)
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    """``reproduce.main(["--quick", ...])`` once, fitting excluded: (output folder, returned summary)."""
-    out = tmp_path_factory.mktemp("quick") / "results"
-    summary = reproduce.main(["--quick", "--seed", str(SEED), "--out", str(out), "--only", ",".join(EXPERIMENTS)])
-    return out, summary
+    """The whole main job at ``--quick`` size, fitting demonstration excluded (``slow`` tests only)."""
+    return _main_job(tmp_path_factory, EXPERIMENTS)
+
+
+def _run_of(request, name: str):
+    """The main-job run that holds experiment ``name``."""
+    return request.getfixturevalue("small_run" if name in SMALL else "quick_run")
 
 
 def _links(report: str) -> list[str]:
@@ -68,16 +90,18 @@ def _key(stream: int, sub: int, trials: int):
 # ----------------------------------------------------------------------------------------------
 
 
-def test_main_job_summary_and_report(quick_run):
-    out, summary = quick_run
+@pytest.mark.parametrize("run", ["small_run", pytest.param("quick_run", marks=slow)])
+def test_main_job_summary_and_report(request, run):
+    out, summary = request.getfixturevalue(run)
+    names = SMALL if run == "small_run" else EXPERIMENTS
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk["ok"] is True and summary["ok"] is True
-    assert set(on_disk["experiments"]) == set(EXPERIMENTS)
+    assert list(on_disk["experiments"]) == names
     assert {"seed", "quick", "runtime_s", "jax", "device"} <= set(on_disk["info"])
     assert on_disk["info"]["seed"] == SEED and on_disk["info"]["quick"] is True
-    assert sorted(p.name for p in out.iterdir()) == sorted(EXPERIMENTS + ["report.md", "summary.json"])
+    assert sorted(p.name for p in out.iterdir()) == sorted(names + ["report.md", "summary.json"])
     assert _leftovers(out) == []
-    for name in EXPERIMENTS:
+    for name in names:
         res = on_disk["experiments"][name]
         assert res["status"] == "ok", (name, res["error"])
         assert res["figures"], name
@@ -91,9 +115,9 @@ def test_main_job_summary_and_report(quick_run):
     assert "_SI" not in json.dumps(on_disk) and on_disk["units"].startswith("ms, mV")
 
 
-@pytest.mark.parametrize("name", EXPERIMENTS)
-def test_experiment_files(quick_run, name):
-    out, _ = quick_run
+@pytest.mark.parametrize("name", [n if n in SMALL else pytest.param(n, marks=slow) for n in EXPERIMENTS])
+def test_experiment_files(request, name):
+    out, _ = _run_of(request, name)
     data = _load(out, name)
     assert {"name", "figures", "conclusion", "runtime_s"} <= set(data)
     assert data["name"] == name
@@ -161,8 +185,8 @@ def test_run_fit_paths(tmp_path, capsys):
 # ----------------------------------------------------------------------------------------------
 
 
-def test_lif_part1_numbers(quick_run):
-    out, _ = quick_run
+def test_lif_part1_numbers(small_run):
+    out, _ = small_run
     data = _load(out, "lif_part1")
     # The first tutorial's printed output (coding exercise 4): volts, its SI units, printed with %.4e.
     printed_volts = [-5.8750e-02, -5.6828e-02, -5.4548e-02, -5.2381e-02, -5.0778e-02,
@@ -182,6 +206,7 @@ def test_lif_part1_numbers(quick_run):
     assert np.all(np.asarray(fi["rate_dc_Hz"])[below] == 0)
 
 
+@slow
 def test_free_membrane_potential_trial0(quick_run):
     out, _ = quick_run
     data = _load(out, "free_membrane_potential")
@@ -199,6 +224,7 @@ def test_free_membrane_potential_trial0(quick_run):
     assert data["approximation"]["fmp_std_mV"] == pytest.approx(4.1, abs=0.05)      # docs/conventions.md 7: 4.1 mV
 
 
+@slow
 def test_ei_heatmap_cell_equals_direct_simulation(quick_run):
     out, _ = quick_run
     data = _load(out, "ei_explorer")
@@ -226,8 +252,8 @@ def test_ei_heatmap_cell_equals_direct_simulation(quick_run):
     np.testing.assert_allclose(mu, line["target_fmp_mV"], atol=1e-9)
 
 
-def test_stp_ratio_curves_equal_library(quick_run):
-    out, _ = quick_run
+def test_stp_ratio_curves_equal_library(small_run):
+    out, _ = small_run
     data = _load(out, "stp_explorer")
     for kind, params in (("std", jl.STD), ("stf", jl.STF)):
         d = data[kind]
@@ -266,6 +292,7 @@ def test_poisson_events_equal_step_by_step():
     assert abs(big.mean() - 1 / p) < 6 * sd
 
 
+@slow
 def test_bonus_numbers_equal_library(quick_run):
     out, _ = quick_run
     data = _load(out, "bonus_stp_lif")
@@ -371,18 +398,18 @@ def test_interrupted_run_leaves_the_output_folder_as_it_was(tmp_path, monkeypatc
     assert _leftovers(out) == []
 
 
-def test_only_merges_into_an_earlier_run(quick_run, tmp_path):
+def test_only_merges_into_an_earlier_run(small_run, tmp_path):
     """``--only lif_part1`` with another seed: its folder and entry replaced, the others kept, links valid."""
-    src, _ = quick_run
+    src, _ = small_run
     out = tmp_path / "results"
     shutil.copytree(src, out)
     before = json.loads((out / "summary.json").read_text())
     reproduce.main(["--quick", "--seed", str(SEED + 1), "--out", str(out), "--only", "lif_part1"])
     after = json.loads((out / "summary.json").read_text())
-    assert list(after["experiments"]) == EXPERIMENTS
+    assert list(after["experiments"]) == SMALL and SMALL[0] == "lif_part1"
     assert after["experiments"]["lif_part1"]["seed"] == SEED + 1
-    assert after["info"]["ran"] == ["lif_part1"] and set(after["info"]["kept_from_earlier_run"]) == set(EXPERIMENTS[1:])
-    for name in EXPERIMENTS[1:]:
+    assert after["info"]["ran"] == ["lif_part1"] and set(after["info"]["kept_from_earlier_run"]) == set(SMALL[1:])
+    for name in SMALL[1:]:
         assert after["experiments"][name] == before["experiments"][name]
     report = (out / "report.md").read_text()
     assert len(_links(report)) == sum(len(r["figures"]) for r in after["experiments"].values())
