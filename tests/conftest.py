@@ -26,8 +26,8 @@ matplotlib.use("Agg")
 
 #: The suite's XLA flags: XLA:CPU's per-operation code generator instead of its newer fusion
 #: emitters.  Compiling is most of the suite's time, and this compiles about 40 % faster; the
-#: compiled programs compute the same numbers bit for bit (``tests/test_codegen.py`` checks that
-#: against a process with XLA's defaults) but the batch simulators run about half as fast, so it
+#: compiled programs compute the same numbers bit for bit (``tests/test_distributed.py`` checks
+#: that against processes with XLA's defaults) but the batch simulators run about half as fast, so it
 #: is a setting for the suite, not for users.  ``JAXLIF_TEST_XLA_DEFAULTS=1`` tests with XLA's
 #: defaults.  Set here, before any test module initialises a backend; scripts the tests start
 #: inherit it.

@@ -10,6 +10,10 @@ same calls on its own device and compares bit for bit: the draws of neuron ``b``
 ``b`` alone, so neither devices, processes nor calls may change a spike, a trace or a count.  (The
 streamed means and standard deviations are sums that another compiled program may round differently:
 they are held to 1e-6 relative.)
+
+The children compile with XLA's default flags, this process with the suite's
+(``conftest.TEST_XLA_FLAGS``, XLA:CPU's per-operation code generator, which compiles faster): the
+same comparison shows that the suite's programs compute the users' numbers bit for bit.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from conftest import TEST_XLA_FLAGS
 from jaxlif import batch as jb
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +72,10 @@ def _free_port() -> int:
 def test_two_processes_equal_one_device(tmp_path):
     out = tmp_path / "gathered.npz"
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip()
+    assert TEST_XLA_FLAGS in env.get("XLA_FLAGS", "") or env.get("JAXLIF_TEST_XLA_DEFAULTS")
+    users_flags = env.get("XLA_FLAGS", "").replace(TEST_XLA_FLAGS, "")          # XLA's defaults
+    env["XLA_FLAGS"] = (users_flags + " --xla_force_host_platform_device_count=2").strip()
+    env["JAXLIF_TEST_SHARED_CACHE"] = "off"
     port = _free_port()
     procs = [subprocess.Popen([sys.executable, "-c", _CHILD, str(port), str(pid), str(out)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for pid in (0, 1)]
@@ -81,7 +89,7 @@ def test_two_processes_equal_one_device(tmp_path):
     gathered = np.load(out)
     for name in ("simulate_cond_lif_batch", "simulate_stp_lif_batch"):
         # this process's devices (one, unless XLA_FLAGS says otherwise): the call of test_batch.py's
-        # shared fixture and of test_codegen.py, compiled once per session
+        # shared fixture, compiled once per session
         single = getattr(jb, name)(jax.random.key(SEED), B, T=T, stats=STATS, record=True)
         paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(single)[0]]
         assert len(paths) == 13 and single.spike_count.sum() > 0
