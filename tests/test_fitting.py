@@ -308,6 +308,18 @@ def test_ctrl_c_ends_the_fit_with_a_partial_result():
     assert calls == [10, 20]
 
 
+def test_progress_every_reuses_the_compiled_program():
+    """``progress_every`` is a Python-side stop, not a size of the compiled program."""
+    from jaxlif.fitting import optimise
+    fit_stp(RATES, tutorial_target(STF), init=START, progress_every=10)
+    compiled = optimise._run_chunk._cache_size()
+    steps = []
+    fit_stp(RATES, tutorial_target(STF), init=START, progress_every=7,
+            progress=lambda step, best, n_done: steps.append(step))
+    assert optimise._run_chunk._cache_size() == compiled
+    assert steps[:3] == [7, 14, 21] and steps == sorted(steps)
+
+
 def test_progress_of_two_threads_reaches_its_own_callback():
     seen = {"a": [], "b": []}
     out = {}

@@ -31,9 +31,11 @@ would lower it by at most ``gtol + gtol_rel |loss|`` (``g.H.g / 2``, H the inver
 approximation), when it
 has not improved by ``rel_improve * |best| + abs_improve`` for ``patience`` steps, or when its
 loss is not finite.
-The compiled program runs at most ``chunk`` steps; Python runs chunks until every start has
-stopped or ``max_steps`` is reached.  Between chunks Python calls ``progress`` (in the calling
-thread, with this fit's own callable) and can react to Ctrl-C: a ``KeyboardInterrupt`` raised
+The compiled program runs at most ``CHUNK`` (25) steps, fewer when told to stop earlier (a
+traced count, so any ``progress_every`` reuses the one program); Python runs chunks until every
+start has stopped or ``max_steps`` is reached.  Every ``progress_every`` steps (and at the end)
+Python calls ``progress`` (in the calling thread, with this fit's own callable) and between
+chunks it can react to Ctrl-C: a ``KeyboardInterrupt`` raised
 during a chunk or by ``progress`` ends the loop, and the best points so far come back with
 ``interrupted=True``.  Memory does not depend on ``max_steps``: the loss history is kept only
 for the first ``history_steps`` steps.
@@ -45,8 +47,8 @@ changed no fitted log-likelihood by more than 0.002 and halved the time).
 
 Layout and compilation: lanes sit in a ``(P, S)`` grid, problem by problem (``vmap`` over the
 problems, whose data it reads directly, and over their ``S`` slots, a power of two >= 8); so the
-compiled program depends only on the objective, the data shapes, ``S`` and ``chunk``: new data
-values, tolerances, ``max_steps``, and the curvature and profile fits of
+compiled program depends only on the objective, the data shapes and ``S``: new data
+values, tolerances, ``max_steps``, ``progress_every``, and the curvature and profile fits of
 :mod:`~jaxlif.fitting.uncertainty` (up to 16 lanes per problem, like a fit from 15 starts plus
 one ``init``) reuse it.
 """
@@ -297,14 +299,18 @@ def _scalars(floor, patience, rel_improve, abs_improve, gtol, gtol_rel=0.0):
             jnp.asarray(gtol, dtype), jnp.asarray(gtol_rel, dtype))
 
 
+#: Most optimiser steps in one call of the compiled program (a static size: the history buffer).
+CHUNK = 25
+
+
 def evaluate_lanes(objective: Callable, theta, owner, batched, shared=None, *, free=None,
-                   min_lanes: int = 0, chunk: int = 25):
+                   min_lanes: int = 0):
     """Objective and gradient at ``theta (B, D)`` through the optimiser's own compiled program
     (no step taken; no extra compilation when the slot count matches a fit's)."""
     lanes, fr, pos = _grid(theta, owner, free, batched, min_lanes)
     lanes, _, _ = _run_chunk(lanes, batched, shared, fr, jnp.asarray(0, jnp.int32),
                              *_scalars(-np.inf, 1, 0.0, 0.0, -1.0), objective=objective,
-                             chunk=chunk)
+                             chunk=CHUNK)
     return (np.asarray(lanes.value, dtype=float)[pos],
             np.asarray(lanes.grad, dtype=float)[pos])
 
@@ -312,7 +318,7 @@ def evaluate_lanes(objective: Callable, theta, owner, batched, shared=None, *, f
 def minimise_lanes(objective: Callable, theta0, owner, batched, shared=None, *, free=None,
                    max_steps: int = 500, floor: float = -np.inf, patience: int = 20,
                    rel_improve: float = 1e-4, abs_improve: float = 0.0, gtol: float = -1.0,
-                   gtol_rel: float = 0.0, chunk: int = 25, history_steps: int = 0,
+                   gtol_rel: float = 0.0, progress_every: int = CHUNK, history_steps: int = 0,
                    min_lanes: int = 0,
                    progress: Callable[[int, np.ndarray, int], None] | None = None):
     """:func:`minimise` on a flat list of lanes: ``theta0 (B, D)``, ``owner (B,)`` the problem
@@ -320,16 +326,18 @@ def minimise_lanes(objective: Callable, theta0, owner, batched, shared=None, *, 
     decrease is at most ``gtol + gtol_rel |value|`` (negative: never).  ``min_lanes``: at least this many slots per
     problem (to reuse another call's compiled program).  Returns ``(theta, loss, n_steps,
     history, steps, interrupted, grad)`` with a leading ``B`` axis (``grad`` at ``theta``);
-    ``progress(step, best (B,), n_done)``."""
+    ``progress(step, best (B,), n_done)`` after every ``progress_every`` steps and at the end."""
     lanes, fr, pos = _grid(theta0, owner, free, batched, min_lanes)
     B = len(pos[0])
     scalars = _scalars(floor, patience, rel_improve, abs_improve, gtol, gtol_rel)
     history, kept, steps, interrupted = [], 0, 0, False
     try:
         while steps < max_steps:
-            left = jnp.asarray(min(max_steps - steps, np.iinfo(np.int32).max), jnp.int32)
+            # stop at the next multiple of progress_every (the program stops itself after CHUNK)
+            next_report = (steps // progress_every + 1) * progress_every
+            left = jnp.asarray(min(max_steps, next_report) - steps, jnp.int32)
             lanes, hist, n = _run_chunk(lanes, batched, shared, fr, left, *scalars,
-                                        objective=objective, chunk=chunk)
+                                        objective=objective, chunk=CHUNK)
             n = int(n)
             steps += n
             if kept < history_steps:
@@ -337,14 +345,14 @@ def minimise_lanes(objective: Callable, theta0, owner, batched, shared=None, *, 
                 history.append(np.asarray(hist[..., :take])[pos])
                 kept += take
             done = np.asarray(lanes.done)[pos]
-            if progress is not None:
-                progress(steps, np.asarray(lanes.best)[pos], int(done.sum()))
-            if done.all() or n == 0:
-                break
             # Stragglers: under vmap every lane pays for the slowest (module docstring).
             frac, factor, extra = _STRAGGLERS
-            if (done.mean() >= frac and
-                    steps >= factor * np.median(np.asarray(lanes.n_steps)[pos][done]) + extra):
+            stop = done.all() or n == 0 or (
+                done.mean() >= frac and
+                steps >= factor * np.median(np.asarray(lanes.n_steps)[pos][done]) + extra)
+            if progress is not None and (stop or steps % progress_every == 0 or steps >= max_steps):
+                progress(steps, np.asarray(lanes.best)[pos], int(done.sum()))
+            if stop:
                 break
     except KeyboardInterrupt:
         interrupted = True
@@ -372,9 +380,9 @@ def minimise(objective: Callable, theta0, batched, shared=None, *, free=None,
         theta0: ``(P, S, D)`` starts in the unconstrained space.
         batched: pytree with a leading ``P`` axis on every leaf.  shared: any pytree.
         free: ``(P, D)`` booleans (default all True): False holds a coordinate at its start.
-        max_steps, floor, patience, rel_improve, abs_improve, chunk, history_steps: see
-            :func:`minimise_lanes` and the module docstring.
-        progress: ``progress(step, best_loss (P,), n_done)`` after every chunk.
+        max_steps, floor, patience, rel_improve, abs_improve, progress_every, history_steps:
+            see :func:`minimise_lanes` and the module docstring.
+        progress: ``progress(step, best_loss (P,), n_done)`` every ``progress_every`` steps.
 
     Returns:
         :class:`MinimiseResult`.

@@ -326,7 +326,7 @@ def fit_stp(rates_hz: ArrayLike | Sequence[float], target_ratio: ArrayLike | Seq
     fit = multistart(_objective, theta0, batched, shared, max_steps=max_steps,
                      floor=float(tol) ** 2, patience=patience, rel_improve=rel_improve,
                      gtol_rel=1e-4,
-                     chunk=progress_every, history_steps=history_steps, progress=report)
+                     progress_every=progress_every, history_steps=history_steps, progress=report)
 
     p = 3
     if sd is not None:
