@@ -12,12 +12,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+@pytest.mark.slow          # an end-to-end run of the benchmark script (about 10 s)
 def test_bench_quick_smoke(tmp_path):
     from experiments import bench
     repo_md = ROOT / "BENCHMARKS.md"
