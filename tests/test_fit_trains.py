@@ -206,6 +206,7 @@ def test_many_synapses_in_one_call_equal_individual_fits():
     assert many.params.tau_f[1] > 5 * many.params.tau_f[0]
 
 
+@pytest.mark.slow          # a fit of a one-protocol dataset and a ratio fit, about 12 s; pytest -m slow
 def test_whole_train_at_one_rate_determines_what_one_ratio_cannot():
     one_rate = regular_protocols([20.0], 10)
     y, sd = _simulate(DEPRESSING, seed=6, rel_noise=0.02, n_sweeps=5, protocols=one_rate)
@@ -220,6 +221,7 @@ def test_whole_train_at_one_rate_determines_what_one_ratio_cannot():
     assert not np.any(np.array(r.identifiable))
 
 
+@pytest.mark.slow          # a statistical recovery check of the gamma-noise fit, about 10 s; pytest -m slow
 def test_gamma_noise_model_estimates_the_cv():
     true_cv = 0.15
     y = simulate_trains(jax.random.key(7), FACILITATING, PROTOCOLS, n_sweeps=5, scale=50.0,
