@@ -2,14 +2,15 @@
 single-process, single-device results.
 
 Two child processes (``XLA_FLAGS=--xla_force_host_platform_device_count=2``, so four devices in all)
-join a coordinator on 127.0.0.1 (a free port) with ``gloo`` CPU collectives, run both batch
-simulators over the four-device mesh (``jaxlif.batch.batch_mesh()``), one neuron per device and call
+join a coordinator on 127.0.0.1 (a free port) with ``gloo`` CPU collectives, run a batch
+simulator over the four-device mesh (``jaxlif.batch.batch_mesh()``), one neuron per device and call
 (two calls), gather
 the per-neuron results with ``process_allgather`` and write them to a file.  This process runs the
 same calls on its own device and compares bit for bit: the draws of neuron ``b`` are addressed by
 ``b`` alone, so neither devices, processes nor calls may change a spike, a trace or a count.  (The
 streamed means and standard deviations are sums that another compiled program may round differently:
-they are held to 1e-6 relative.)
+they are held to 1e-6 relative.)  ``pytest -q`` runs the STP-LIF simulator (per-synapse events);
+the conductance-LIF one (pooled input; the same device code) is ``slow``, for time.
 
 The children compile with XLA's default flags, this process with the suite's
 (``conftest.TEST_XLA_FLAGS``, XLA:CPU's per-operation code generator, which compiles faster): the
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
 from conftest import TEST_XLA_FLAGS
 from jaxlif import batch as jb
@@ -52,7 +54,7 @@ _CHILD = textwrap.dedent("""
     jbd._CALL_STEPS = 4 * 10000             # one neuron per device and call: 2 calls for 8 neurons
     stats = jb.Stats(burn_in=200.0, isi_cv=True, v=True, g=True, spike_times=16)
     arrays = {}
-    for name in ("simulate_cond_lif_batch", "simulate_stp_lif_batch"):
+    for name in sys.argv[4].split(","):
         res = getattr(jb, name)(jax.random.key(%(seed)d), %(B)d, T=%(T)r, stats=stats, batch_chunk=1, record=True)
         gathered = multihost_utils.process_allgather(res, tiled=True)
         for i, leaf in enumerate(jax.tree.leaves(gathered)):
@@ -69,7 +71,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_equal_one_device(tmp_path):
+@pytest.mark.parametrize("name", ["simulate_stp_lif_batch",
+                                  pytest.param("simulate_cond_lif_batch", marks=pytest.mark.slow)])
+def test_two_processes_equal_one_device(tmp_path, name):
     out = tmp_path / "gathered.npz"
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     assert TEST_XLA_FLAGS in env.get("XLA_FLAGS", "") or env.get("JAXLIF_TEST_XLA_DEFAULTS")
@@ -77,7 +81,7 @@ def test_two_processes_equal_one_device(tmp_path):
     env["XLA_FLAGS"] = (users_flags + " --xla_force_host_platform_device_count=2").strip()
     env["JAXLIF_TEST_SHARED_CACHE"] = "off"
     port = _free_port()
-    procs = [subprocess.Popen([sys.executable, "-c", _CHILD, str(port), str(pid), str(out)], env=env,
+    procs = [subprocess.Popen([sys.executable, "-c", _CHILD, str(port), str(pid), str(out), name], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for pid in (0, 1)]
     try:
         logs = [p.communicate(timeout=240)[0] for p in procs]
@@ -87,14 +91,13 @@ def test_two_processes_equal_one_device(tmp_path):
                 p.kill()
     assert all(p.returncode == 0 for p in procs), "\n".join(log[-2000:] for log in logs)
     gathered = np.load(out)
-    for name in ("simulate_cond_lif_batch", "simulate_stp_lif_batch"):
-        # this process's devices (one, unless XLA_FLAGS says otherwise): the call of test_batch.py's
-        # shared fixture, compiled once per session
-        single = getattr(jb, name)(jax.random.key(SEED), B, T=T, stats=STATS, record=True)
-        paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(single)[0]]
-        assert len(paths) == 13 and single.spike_count.sum() > 0
-        for i, (path, leaf) in enumerate(zip(paths, jax.tree.leaves(single))):
-            if path.split(".")[-1] in ("v_mean", "v_std", "g_E_mean", "g_I_mean"):
-                np.testing.assert_allclose(np.asarray(leaf), gathered[f"{name}_{i}"], rtol=1e-6, err_msg=path)
-            else:
-                np.testing.assert_array_equal(np.asarray(leaf), gathered[f"{name}_{i}"], err_msg=f"{name}{path}")
+    # this process's devices (one, unless XLA_FLAGS says otherwise): the call of test_batch.py's
+    # shared fixture, compiled once per session
+    single = getattr(jb, name)(jax.random.key(SEED), B, T=T, stats=STATS, record=True)
+    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(single)[0]]
+    assert len(paths) == 13 and single.spike_count.sum() > 0
+    for i, (path, leaf) in enumerate(zip(paths, jax.tree.leaves(single))):
+        if path.split(".")[-1] in ("v_mean", "v_std", "g_E_mean", "g_I_mean"):
+            np.testing.assert_allclose(np.asarray(leaf), gathered[f"{name}_{i}"], rtol=1e-6, err_msg=path)
+        else:
+            np.testing.assert_array_equal(np.asarray(leaf), gathered[f"{name}_{i}"], err_msg=f"{name}{path}")

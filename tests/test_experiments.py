@@ -348,6 +348,7 @@ def test_script_help(name, capsys):
     assert max(len(tok.split(",")) for tok in text.split()) <= 8
 
 
+@slow          # a script started as a new process (import, compilation, figures: about 10 s)
 def test_script_runs_as_file(tmp_path):
     """A script run as a file (not imported) from another folder writes its outputs."""
     out = tmp_path / "part1"
