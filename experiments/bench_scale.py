@@ -18,6 +18,9 @@ peak RSS, and the mean output rate (Brian2 cells must agree with jaxlif's: same 
 
 The B = 10^6 cells stream the batch through the compiled program (``progress=``: a progress bar on
 stderr) and also return streamed per-neuron statistics (rate, ISI CV, mean and std of v): O(B) memory.
+Those statistics cost time of their own (the mean and std of v are updated every step), so the
+per-neuron cost of B = 10^6 is compared with B = 10^4 cells that compute the same statistics
+(sweep ``Bstats``), and with the plain B = 10^4 cells for reference.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ BASE = dict(B=100, T=1000.0, n=100, rate=None)     # rate None: the workload's o
 # --quick: the tests' small configuration (4 neurons, 100 ms), whose compiled programs the suite shares
 QUICK = dict(B=[1, 4], T=[50.0, 100.0], n=[10, 100], rate=[5.0, 20.0])
 QUICK_BASE = dict(B=4, T=100.0, n=100, rate=None)
+#: The streamed statistics of the B = 10^6 cells (and of the ``Bstats`` cells they are compared with).
+STATS = dict(isi_cv=True, v=True)
 LABEL = dict(B="batch size B (neurons)", T="simulated time T (ms)", n="synapses per neuron",
              rate="input rate per synapse (Hz)")
 
@@ -72,8 +77,10 @@ def _worker_jaxlif(task: dict) -> dict:
     c = task["cell"]
     big = c["B"] >= 1_000_000
     kw = dict(T=c["T"], n_E=c["n_E"], n_I=c["n_I"], rate_E=c["rate"], rate_I=c["rate"])
+    if big or c.get("stats"):
+        kw.update(stats=batch.Stats(**STATS))
     if big:
-        kw.update(stats=batch.Stats(isi_cv=True, v=True), progress=batch.progress_bar(f"WL-{task['workload']} B={c['B']}"))
+        kw.update(progress=batch.progress_bar(f"WL-{task['workload']} B={c['B']}"))
     sim = batch.simulate_cond_lif_batch if task["workload"] == "A" else batch.simulate_stp_lif_batch
     if task["workload"] == "B":
         kw["params"] = jaxlif.stp_lif_params(0.5)
@@ -104,7 +111,7 @@ def _worker_jaxlif(task: dict) -> dict:
                rate_hz=float(counts.mean()) * 1000.0 / c["T"],
                rate_se_hz=float(counts.std(ddof=1) / math.sqrt(max(counts.size - 1, 1))) * 1000.0 / c["T"]
                if counts.size > 1 else 1000.0 * math.sqrt(max(counts.mean(), 1.0)) / c["T"])
-    if big:
+    if "stats" in kw:
         out["stats"] = dict(rate_hz=float(np.mean(res.stats.rate)), isi_cv=float(np.mean(res.stats.isi_cv)),
                             v_mean=float(np.mean(res.stats.v_mean)), v_std=float(np.mean(res.stats.v_std)))
     return out
@@ -182,6 +189,10 @@ def _tasks(cfg: dict, brian2_py) -> list[dict]:
                                   repeats=1 if big else cfg["repeats"]))
                 if brian2_py and v in SWEEPS[sweep]["brian2"][wl]:
                     tasks.append(dict(system="brian2", workload=wl, sweep=sweep, value=v, cell=cell, repeats=1))
+            if sweep == "B" and not cfg["quick"]:    # the same work as the B = 10^6 cell, at B = 10^4
+                cell = dict(_cell_args(wl, "B", 10_000), stats=True)
+                tasks.append(dict(system="jaxlif", workload=wl, sweep="Bstats", value=10_000, cell=cell,
+                                  repeats=max(cfg["repeats"], 3)))
     return tasks
 
 
@@ -275,17 +286,29 @@ def render(report: dict, figure: str) -> str:
             if r and "cpu_s" in r:
                 lines.append(f"| WL-{wl} | {B} | {_fmt(r['first_s'])} | {_fmt(r['cpu_s'])} | "
                              f"{_fmt(r['cpu_s'] / B * 1e4)} | {_fmt(r['peak_rss_mb'])} | {_fmt(r['rate_hz'])} |")
-    lines += ["", "| target | measured | verdict |", "|---|---|---|"]
     for wl in "AB":
-        small, big = get("jaxlif", wl, "B", 10_000), get("jaxlif", wl, "B", 1_000_000)
+        r = get("jaxlif", wl, "Bstats", 10_000)
+        if r and "cpu_s" in r:
+            lines.append(f"| WL-{wl} with the statistics of the 10^6 cell | 10000 | {_fmt(r['first_s'])} | "
+                         f"{_fmt(r['cpu_s'])} | {_fmt(r['cpu_s'])} | {_fmt(r['peak_rss_mb'])} | {_fmt(r['rate_hz'])} |")
+    lines += ["", "The B = 10^6 cells also stream per-neuron statistics (ISI CV, mean and std of v), which cost "
+              "time of their own; they are compared with B = 10^4 cells that compute the same (the rows \"with "
+              "the statistics\"), and, for reference, with the plain B = 10^4 cells.", "",
+              "| target | measured | verdict |", "|---|---|---|"]
+    for wl in "AB":
+        small, big = get("jaxlif", wl, "Bstats", 10_000), get("jaxlif", wl, "B", 1_000_000)
+        plain = get("jaxlif", wl, "B", 10_000)
         if big is None or "error" in big:
             why = "not run" if big is None else big["error"]
             lines.append(f"| WL-{wl}: B = 10^6 within 1.3x of 100 x B = 10^4, peak memory < 2 GiB | not measured in "
                          f"this run ({why}) | NOT RUN |")
         if small and big and "cpu_s" in small and "cpu_s" in big:
             x = big["cpu_s"] / (100 * small["cpu_s"])
-            lines.append(f"| WL-{wl}: B = 10^6 within 1.3x of 100 x B = 10^4 | {x:.2f}x ({big['cpu_s']:.3g} s vs "
-                         f"100 x {small['cpu_s']:.3g} s) | {'met' if x <= 1.3 else 'MISSED'} |")
+            ref = (f"; 100 x the plain B = 10^4 cell: {big['cpu_s'] / (100 * plain['cpu_s']):.2f}x"
+                   if plain and "cpu_s" in plain else "")
+            lines.append(f"| WL-{wl}: B = 10^6 within 1.3x of 100 x B = 10^4 (same statistics) | {x:.2f}x "
+                         f"({big['cpu_s']:.3g} s vs 100 x {small['cpu_s']:.3g} s{ref}) | "
+                         f"{'met' if x <= 1.3 else 'MISSED'} |")
             lines.append(f"| WL-{wl}: B = 10^6 peak memory < 2 GiB | {big['peak_rss_mb']:.0f} MB | "
                          f"{'met' if big['peak_rss_mb'] < 2048 else 'MISSED'} |")
     for wl, B, today in (("A", 10_000, 4.0), ("B", 1000, 35.0)):
