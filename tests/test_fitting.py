@@ -318,6 +318,9 @@ def test_progress_every_reuses_the_compiled_program():
             progress=lambda step, best, n_done: steps.append(step))
     assert optimise._run_chunk._cache_size() == compiled
     assert steps[:3] == [7, 14, 21] and steps == sorted(steps)
+    with pytest.raises(ValueError, match="progress_every must be an integer >= 1"):
+        optimise.minimise_lanes(None, np.zeros((1, 3)), np.zeros(1, int), (np.zeros((1, 2)),),
+                                progress_every=0)
 
 
 def test_progress_of_two_threads_reaches_its_own_callback():

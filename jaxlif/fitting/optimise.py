@@ -327,6 +327,8 @@ def minimise_lanes(objective: Callable, theta0, owner, batched, shared=None, *, 
     problem (to reuse another call's compiled program).  Returns ``(theta, loss, n_steps,
     history, steps, interrupted, grad)`` with a leading ``B`` axis (``grad`` at ``theta``);
     ``progress(step, best (B,), n_done)`` after every ``progress_every`` steps and at the end."""
+    if isinstance(progress_every, bool) or not isinstance(progress_every, (int, np.integer)) or progress_every < 1:
+        raise ValueError(f"progress_every must be an integer >= 1 (optimiser steps), got {progress_every!r}")
     lanes, fr, pos = _grid(theta0, owner, free, batched, min_lanes)
     B = len(pos[0])
     scalars = _scalars(floor, patience, rel_improve, abs_improve, gtol, gtol_rel)
