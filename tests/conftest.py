@@ -26,8 +26,11 @@ matplotlib.use("Agg")
 
 #: The suite's XLA flags: XLA:CPU's per-operation code generator instead of its newer fusion
 #: emitters.  Compiling is most of the suite's time, and this compiles about 40 % faster; the
-#: compiled programs compute the same numbers bit for bit (``tests/test_distributed.py`` checks
-#: that against processes with XLA's defaults) but the batch simulators run about half as fast, so it
+#: compiled programs computed the same numbers bit for bit on every program compared when it was
+#: chosen (two batch simulators, a ratio fit, a Poisson run), and ``tests/test_distributed.py``
+#: checks the STP-LIF batch simulator against processes with XLA's defaults on every run (spikes,
+#: traces and counts bit for bit; streamed means and stds, sums that any other compiled program may
+#: round differently, to 1e-6).  The batch simulators run about half as fast this way, so it
 #: is a setting for the suite, not for users.  ``JAXLIF_TEST_XLA_DEFAULTS=1`` tests with XLA's
 #: defaults.  Set here, before any test module initialises a backend; scripts the tests start
 #: inherit it.
