@@ -62,6 +62,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlif import _executables
+
 __all__ = ["MinimiseResult", "minimise", "minimise_lanes", "evaluate_lanes", "MultiStart",
            "multistart", "FitInterrupted"]
 
@@ -219,18 +221,19 @@ def _step(lane: _Lane, fn, floor, patience, rel_improve, abs_improve, gtol,
     return out, jnp.where(live, value, jnp.nan)
 
 
-@jax.jit
-def _init(theta0, done):
-    def one(theta, dn):
-        D = theta.shape[0]
-        # explicit dtypes: weakly typed scalars here would make the first chunk's signature
-        # differ from the later ones' and compile the loop twice
-        i32 = lambda v: jnp.asarray(v, jnp.int32)  # noqa: E731
-        inf = jnp.asarray(jnp.inf, theta.dtype)
-        return _Lane(theta, inf, jnp.zeros_like(theta), jnp.eye(D, dtype=theta.dtype),
-                     jnp.asarray(True), theta, inf, jnp.asarray(True),
-                     jnp.asarray(1.0, theta.dtype), i32(0), dn, i32(0))
-    return jax.vmap(jax.vmap(one))(theta0, done)
+def _init(theta0: np.ndarray, done: np.ndarray) -> _Lane:
+    """Fresh lanes ``(P, S)`` at ``theta0 (P, S, D)``, built on the host and transferred (no
+    compiled program).  Every leaf has an explicit, strong dtype, so that the first chunk's
+    signature equals the later ones' (one compiled loop)."""
+    dtype = jnp.result_type(float)
+    theta = np.asarray(theta0, dtype)
+    P, S, D = theta.shape
+    full = lambda v, dt: np.full((P, S), v, dt)  # noqa: E731
+    lane = _Lane(theta, full(np.inf, dtype), np.zeros_like(theta),
+                 np.broadcast_to(np.eye(D, dtype=dtype), (P, S, D, D)).copy(), full(True, bool),
+                 theta, full(np.inf, dtype), full(True, bool), full(1.0, dtype), full(0, np.int32),
+                 np.asarray(done, bool), full(0, np.int32))
+    return jax.device_put(lane)
 
 
 @functools.partial(jax.jit, static_argnames=("objective", "chunk"))
@@ -287,9 +290,7 @@ def _grid(theta0, owner, free, batched, min_slots):
         fr[owner, slot] = np.asarray(free, bool)
     empty = np.ones((P, S), bool)
     empty[owner, slot] = False
-    dtype = jnp.result_type(float)
-    lanes = _init(jnp.asarray(th, dtype), jnp.asarray(empty))
-    return lanes, jnp.asarray(fr), (owner, slot)
+    return _init(th, empty), jax.device_put(fr), (owner, slot)
 
 
 def _scalars(floor, patience, rel_improve, abs_improve, gtol, gtol_rel=0.0):
@@ -303,14 +304,20 @@ def _scalars(floor, patience, rel_improve, abs_improve, gtol, gtol_rel=0.0):
 CHUNK = 25
 
 
+def _chunk(objective, *args):
+    """:func:`_run_chunk` through :mod:`jaxlif._executables` (a stored executable when the command
+    line turned that on: a second process skips tracing and lowering the loop)."""
+    return _executables.call(_run_chunk, "jaxlif.fitting.optimise._run_chunk", args,
+                             dict(objective=objective, chunk=CHUNK))
+
+
 def evaluate_lanes(objective: Callable, theta, owner, batched, shared=None, *, free=None,
                    min_lanes: int = 0):
     """Objective and gradient at ``theta (B, D)`` through the optimiser's own compiled program
     (no step taken; no extra compilation when the slot count matches a fit's)."""
     lanes, fr, pos = _grid(theta, owner, free, batched, min_lanes)
-    lanes, _, _ = _run_chunk(lanes, batched, shared, fr, jnp.asarray(0, jnp.int32),
-                             *_scalars(-np.inf, 1, 0.0, 0.0, -1.0), objective=objective,
-                             chunk=CHUNK)
+    lanes, _, _ = _chunk(objective, lanes, batched, shared, fr, jnp.asarray(0, jnp.int32),
+                         *_scalars(-np.inf, 1, 0.0, 0.0, -1.0))
     return (np.asarray(lanes.value, dtype=float)[pos],
             np.asarray(lanes.grad, dtype=float)[pos])
 
@@ -338,13 +345,12 @@ def minimise_lanes(objective: Callable, theta0, owner, batched, shared=None, *, 
             # stop at the next multiple of progress_every (the program stops itself after CHUNK)
             next_report = (steps // progress_every + 1) * progress_every
             left = jnp.asarray(min(max_steps, next_report) - steps, jnp.int32)
-            lanes, hist, n = _run_chunk(lanes, batched, shared, fr, left, *scalars,
-                                        objective=objective, chunk=CHUNK)
+            lanes, hist, n = _chunk(objective, lanes, batched, shared, fr, left, *scalars)
             n = int(n)
             steps += n
             if kept < history_steps:
                 take = min(n, history_steps - kept)
-                history.append(np.asarray(hist[..., :take])[pos])
+                history.append(np.asarray(hist)[..., :take][pos])
                 kept += take
             done = np.asarray(lanes.done)[pos]
             # Stragglers: under vmap every lane pays for the slowest (module docstring).

@@ -42,6 +42,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxlif import _checks
+from jaxlif._host import device_array
 from jaxlif.fitting.forward import conductance_at_spikes, euler_release
 from jaxlif.fitting.models import _tm_family
 from jaxlif.plasticity import STPParams, euler_decay_factor, ratio_curve_isi_steps
@@ -220,7 +221,7 @@ def kernel_inputs(rates, mode, dt, n_spike, key=None, n_trains=64):
                               (rates.size, 1, M - 1))
     else:
         isi = np.broadcast_to((1e3 / rates)[:, None, None], (rates.size, 1, M - 1))
-    return (jnp.asarray(isi, dtype), jnp.asarray(m, jnp.int32), jnp.asarray(mode != "exact"))
+    return (device_array(isi, dtype), device_array(m, np.int32), device_array(mode != "exact"))
 
 
 # --------------------------------------------------------------------------------------

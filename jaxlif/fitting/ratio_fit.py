@@ -32,6 +32,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxlif import _checks
+from jaxlif._host import device_array
 from jaxlif import constraints as C
 from jaxlif.fitting import likelihood as lk
 from jaxlif.fitting import uncertainty as unc
@@ -168,7 +169,8 @@ def default_starts() -> STPParams:
 
 def _init_array(init, mode, dt, check_starts) -> np.ndarray:
     """Starts as an ``(n_starts, 3)`` float array of (U0, tau_d, tau_f), validated."""
-    grid = np.stack([np.asarray(f, dtype=float) for f in default_starts()], axis=-1)
+    # the default grid at the working float precision, as default_starts() holds it
+    grid = np.asarray(get_model("tm").starts, dtype=jnp.result_type(float)).astype(float)
     if init is None:
         return grid
     if isinstance(init, STPParams):
@@ -208,13 +210,25 @@ def _constraints(tmin):
 
 
 def _to_theta(p: np.ndarray, tmin: float) -> np.ndarray:
-    return np.stack([C.unit_interval().inverse(p[:, 0]), np.log(p[:, 1] - tmin),
+    """Inverse of :func:`_params` on the host (the transforms of :func:`_constraints`)."""
+    p = np.asarray(p, dtype=float)
+    return np.stack([np.log(p[:, 0]) - np.log1p(-p[:, 0]), np.log(p[:, 1] - tmin),
                      np.log(p[:, 2] - tmin)], axis=-1)
 
 
 def _params(theta, tmin) -> STPParams:
     return STPParams(jax.nn.sigmoid(theta[..., 0]), tmin + jnp.exp(theta[..., 1]),
                      tmin + jnp.exp(theta[..., 2]))
+
+
+def _params_host(theta, tmin: float, dtype) -> np.ndarray:
+    """:func:`_params` on the host: ``(..., 3)`` float64 values of (U0, tau_d, tau_f), rounded to
+    ``dtype`` (the working precision of the fit) as the device computes them."""
+    t = np.asarray(theta, dtype=float)
+    with np.errstate(over="ignore"):      # a time constant beyond the float range is inf
+        out = np.stack([1.0 / (1.0 + np.exp(-t[..., 0])), tmin + np.exp(t[..., 1]),
+                        tmin + np.exp(t[..., 2])], axis=-1)
+        return out.astype(dtype).astype(float)
 
 
 def _objective(theta, data, shared):
@@ -313,12 +327,13 @@ def fit_stp(rates_hz: ArrayLike | Sequence[float], target_ratio: ArrayLike | Seq
     # Rates are padded to a multiple of 8 (weight 0), so that fits at 1-8 rates, 9-16 rates ...
     # share one compiled program.
     pad = -n % 8
-    isi = jnp.concatenate([isi, jnp.broadcast_to(isi[:1], (pad,) + isi.shape[1:])])
-    shared = (isi, m, euler, jnp.asarray(dt, dtype), jnp.asarray(tau_syn, dtype),
-              jnp.asarray(tmin, dtype))
-    batched = (jnp.asarray(np.pad(target2, ((0, 0), (0, pad)), constant_values=1.0), dtype),
-               jnp.asarray(np.pad(np.broadcast_to(w, (Cn, n)), ((0, 0), (0, pad))), dtype))
-    theta0 = jnp.asarray(np.broadcast_to(_to_theta(starts, tmin), (Cn,) + starts.shape), dtype)
+    isi = np.asarray(isi)
+    isi = device_array(np.concatenate([isi, np.broadcast_to(isi[:1], (pad,) + isi.shape[1:])]))
+    shared = (isi, m, euler, device_array(dt, dtype), device_array(tau_syn, dtype),
+              device_array(tmin, dtype))
+    batched = (device_array(np.pad(target2, ((0, 0), (0, pad)), constant_values=1.0), dtype),
+               device_array(np.pad(np.broadcast_to(w, (Cn, n)), ((0, 0), (0, pad))), dtype))
+    theta0 = device_array(np.broadcast_to(_to_theta(starts, tmin), (Cn,) + starts.shape), dtype)
     report = None if progress is None else (
         lambda step, best, n_done: progress(step, np.sqrt(best), n_done))
     # stop a start when a quasi-Newton step would lower the loss by < 1e-4 of itself (a change
@@ -358,10 +373,10 @@ def _assemble(fit, stats, target2, rates, shared, sd, n, p, kind, coef, q, floor
     dtype = jnp.result_type(float)
     tmin = float(shared[-1])
     Cn = target2.shape[0]
-    params = _params(jnp.asarray(fit.theta, dtype), tmin)
+    value = _params_host(fit.theta, tmin, dtype)                       # (C, 3)
     # one curve at a time: the program stp_ratio uses for these shapes (no new compilation)
     n_real = target2.shape[1]
-    fitted = np.stack([np.asarray(_kernel_jit(STPParams(*(v[i] for v in params)), *shared[:5]),
+    fitted = np.stack([np.asarray(_kernel_jit(STPParams(*(device_array(x, dtype) for x in value[i])), *shared[:5]),
                                   dtype=float)[:n_real] for i in range(Cn)])
     rmse = np.sqrt(np.mean((fitted - target2) ** 2, axis=1))
     rmse_w = np.sqrt(fit.loss)
@@ -375,11 +390,9 @@ def _assemble(fit, stats, target2, rates, shared, sd, n, p, kind, coef, q, floor
     start_local = unc.local_minimum(np.maximum(fit.start_loss, 0.01 * floor), kind, coef,
                                     floor=floor)
     near = ~start_local
-    start_params = np.stack([np.asarray(v, float) for v in _params(
-        jnp.asarray(fit.start_theta, dtype), tmin)], axis=-1)           # (C, S, 3)
+    start_params = _params_host(fit.start_theta, tmin, dtype)          # (C, S, 3)
     hi = np.max(np.where(near[..., None], start_params, -np.inf), axis=1)
     lo = np.min(np.where(near[..., None], start_params, np.inf), axis=1)
-    value = np.stack([np.asarray(v, float) for v in params], axis=1)
     spread = (hi - lo) / np.abs(value)
     if stats is None:
         nan = np.full((Cn, 3), np.nan)
@@ -401,25 +414,25 @@ def _assemble(fit, stats, target2, rates, shared, sd, n, p, kind, coef, q, floor
         slope = np.where(np.isfinite(stderr), stderr, np.nan)
         cov = np.einsum("pi,pj->pij", slope, slope) * np.eye(3)
     pick = (lambda a: a[0]) if single else (lambda a: a)
-    named = lambda arr: STPParams(*(jnp.asarray(pick(arr[:, j])) for j in range(3)))  # noqa: E731
+    named = lambda arr: STPParams(*(device_array(pick(arr[:, j])) for j in range(3)))  # noqa: E731
     hist = fit.history
     result = FitResult(
         params=named(value), interval=named(np.stack([stats["lo"], stats["hi"]], axis=-1)),
-        loss=jnp.asarray(pick(fit.loss)), rmse=jnp.asarray(pick(rmse)),
-        history=jnp.asarray(pick(hist)), n_steps=jnp.asarray(pick(fit.n_steps)),
-        converged=jnp.asarray(pick(converged)), stationary=jnp.asarray(pick(stats["stationary"])),
-        reproduces_data=jnp.asarray(pick(reproduces)), gof_pvalue=jnp.asarray(pick(pval)),
-        at_edge=named(stats["at_edge"]), fitted_ratio=jnp.asarray(pick(fitted)),
-        target_ratio=jnp.asarray(pick(target2)),
-        rates_hz=jnp.asarray(pick(np.broadcast_to(rates, target2.shape))),
+        loss=device_array(pick(fit.loss)), rmse=device_array(pick(rmse)),
+        history=device_array(pick(hist)), n_steps=device_array(pick(fit.n_steps)),
+        converged=device_array(pick(converged)), stationary=device_array(pick(stats["stationary"])),
+        reproduces_data=device_array(pick(reproduces)), gof_pvalue=device_array(pick(pval)),
+        at_edge=named(stats["at_edge"]), fitted_ratio=device_array(pick(fitted)),
+        target_ratio=device_array(pick(target2)),
+        rates_hz=device_array(pick(np.broadcast_to(rates, target2.shape))),
         stderr=named(stderr), identifiable=named(stats["identifiable"]),
-        cov=jnp.asarray(pick(cov)), noise_sd=jnp.asarray(pick(noise)), spread=named(spread),
-        n_near_optimal=jnp.asarray(pick(near.sum(axis=1))),
-        best_start=jnp.asarray(pick(fit.best_start)),
-        start_params=STPParams(*(jnp.asarray(pick(start_params[..., j])) for j in range(3))),
-        start_loss=jnp.asarray(pick(fit.start_loss)),
-        start_n_steps=jnp.asarray(pick(fit.start_n_steps)),
-        start_local_minimum=jnp.asarray(pick(start_local)), **config)
+        cov=device_array(pick(cov)), noise_sd=device_array(pick(noise)), spread=named(spread),
+        n_near_optimal=device_array(pick(near.sum(axis=1))),
+        best_start=device_array(pick(fit.best_start)),
+        start_params=STPParams(*(device_array(pick(start_params[..., j])) for j in range(3))),
+        start_loss=device_array(pick(fit.start_loss)),
+        start_n_steps=device_array(pick(fit.start_n_steps)),
+        start_local_minimum=device_array(pick(start_local)), **config)
     return result
 
 

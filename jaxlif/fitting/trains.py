@@ -151,6 +151,7 @@ def _objective(family: str, gamma: bool) -> Callable:
     given or estimated noise levels)."""
     def objective(theta, a: _Arrays, shared):
         return _nll(family, gamma, theta, a)[0]
+    objective._jaxlif_cache_id = f"jaxlif.fitting.trains._objective({family!r}, {gamma!r})"
     return objective
 
 

@@ -63,11 +63,13 @@ KINDS = ("nll", "log_ssr", "ssr")
 
 
 def deviance(kind: str, loss, loss_min, coef):
-    """The deviance ``D`` of ``loss`` relative to ``loss_min`` (module docstring)."""
+    """The deviance ``D`` of ``loss`` relative to ``loss_min`` (module docstring): computed by
+    JAX when any input is a JAX array (or tracer), else by NumPy in float64 on the host."""
+    xp = jnp if any(isinstance(a, jax.Array) for a in (loss, loss_min, coef)) else np
     if kind == "nll":
         return coef * (loss - loss_min)
     if kind == "log_ssr":
-        return coef * jnp.expm1(2.0 * (loss - loss_min))
+        return coef * xp.expm1(2.0 * (loss - loss_min))
     if kind == "ssr":
         return coef * (loss / loss_min - 1.0)
     raise ValueError(kind)  # pragma: no cover
@@ -139,7 +141,8 @@ def wald_halfwidth(hess, q) -> np.ndarray:
     scale = np.maximum(np.abs(w).max(axis=-1, keepdims=True), 1e-300)
     null = w <= 1e-4 * scale
     weight = np.sqrt(np.sum(np.where(null[:, None, :], V ** 2, 0.0), axis=-1))
-    hw = np.sqrt(np.maximum(np.asarray(q, float)[..., None] * diag, 0.0))
+    with np.errstate(invalid="ignore"):   # inf x 0 where the curvature is not finite: NaN
+        hw = np.sqrt(np.maximum(np.asarray(q, float)[..., None] * diag, 0.0))
     return np.where(weight > 0.1, np.inf, hw)
 
 
@@ -148,8 +151,7 @@ def local_minimum(start_loss, kind, coef, floor=0.0) -> np.ndarray:
     loss = np.asarray(start_loss, dtype=float)
     best = np.min(loss, axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        gap = 0.5 * np.asarray(deviance(kind, jnp.asarray(loss), jnp.asarray(best),
-                                        jnp.asarray(np.asarray(coef, float)[:, None])))
+        gap = 0.5 * deviance(kind, loss, best, np.asarray(coef, float)[:, None])
     return ~np.isfinite(loss) | ((gap > LOCAL_MIN_GAP) & (loss - best > floor))
 
 
@@ -228,8 +230,9 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
         second = loss2[n:] < loss2[:n]
         loss = np.where(second, loss2[n:], loss2[:n])
         warm = np.where(second[:, None], th[n:], th[:n])
-        dev = np.asarray(deviance(kind, jnp.asarray(loss), jnp.asarray(loss_min[pi]),
-                                  jnp.asarray(coef[pi])), dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            dev = deviance(kind, np.asarray(loss, float), np.asarray(loss_min, float)[pi],
+                           np.asarray(coef, float)[pi])
         better |= dev < -2.0 * LOCAL_MIN_GAP
         r = np.sqrt(np.where(np.isfinite(dev), np.maximum(dev, 0.0), np.inf))
         dist = np.abs(phi - phi_hat)
@@ -329,7 +332,8 @@ def analyse(objective: Callable, theta, loss, batched, shared, *, kind: str, coe
     hw = np.where(active, hw, np.nan)
     value = np.stack([_forward_np(c, theta[:, j]) for j, c in enumerate(constraints)], axis=1)
     slope = np.stack([_slope(c, value[:, j]) for j, c in enumerate(constraints)], axis=1)
-    stderr = np.abs(slope) * hw / np.sqrt(q)[:, None]
+    with np.errstate(invalid="ignore"):   # inf x 0 at a bound: NaN (no standard error)
+        stderr = np.abs(slope) * hw / np.sqrt(q)[:, None]
     cov = slope[:, :, None] * _pinv(hess) * slope[:, None, :]
     better = np.zeros(P, bool)
     if interval == "profile":
