@@ -107,7 +107,8 @@ def _worker_jaxlif(task: dict) -> dict:
         wall.append(time.perf_counter() - t0)
         counts.append(np.asarray(res.spike_count))
     counts = np.concatenate(counts)
-    out = dict(first_s=first, cpu_s=min(cpu), wall_s=min(wall), peak_rss_mb=_peak_rss_mb(),
+    out = dict(first_s=first, cpu_s=min(cpu), wall_s=min(wall), cpu_mean_s=sum(cpu) / len(cpu),
+               n_calls=len(cpu), peak_rss_mb=_peak_rss_mb(),
                rate_hz=float(counts.mean()) * 1000.0 / c["T"],
                rate_se_hz=float(counts.std(ddof=1) / math.sqrt(max(counts.size - 1, 1))) * 1000.0 / c["T"]
                if counts.size > 1 else 1000.0 * math.sqrt(max(counts.mean(), 1.0)) / c["T"])
@@ -191,8 +192,10 @@ def _tasks(cfg: dict, brian2_py) -> list[dict]:
                     tasks.append(dict(system="brian2", workload=wl, sweep=sweep, value=v, cell=cell, repeats=1))
             if sweep == "B" and not cfg["quick"]:    # the same work as the B = 10^6 cell, at B = 10^4
                 cell = dict(_cell_args(wl, "B", 10_000), stats=True)
+                # many calls: their mean averages the machine's fluctuations as the one long
+                # B = 10^6 run does (single calls vary by +-20 % on a shared host)
                 tasks.append(dict(system="jaxlif", workload=wl, sweep="Bstats", value=10_000, cell=cell,
-                                  repeats=max(cfg["repeats"], 3)))
+                                  repeats=max(cfg["repeats"], 20 if wl == "A" else 10)))
     return tasks
 
 
@@ -289,11 +292,17 @@ def render(report: dict, figure: str) -> str:
     for wl in "AB":
         r = get("jaxlif", wl, "Bstats", 10_000)
         if r and "cpu_s" in r:
-            lines.append(f"| WL-{wl} with the statistics of the 10^6 cell | 10000 | {_fmt(r['first_s'])} | "
-                         f"{_fmt(r['cpu_s'])} | {_fmt(r['cpu_s'])} | {_fmt(r['peak_rss_mb'])} | {_fmt(r['rate_hz'])} |")
+            mean = r.get("cpu_mean_s", r["cpu_s"])
+            lines.append(f"| WL-{wl} with the statistics of the 10^6 cell (mean of {r.get('n_calls', '?')} calls) | "
+                         f"10000 | {_fmt(r['first_s'])} | {_fmt(mean)} | {_fmt(mean)} | {_fmt(r['peak_rss_mb'])} | "
+                         f"{_fmt(r['rate_hz'])} |")
     lines += ["", "The B = 10^6 cells also stream per-neuron statistics (ISI CV, mean and std of v), which cost "
               "time of their own; they are compared with B = 10^4 cells that compute the same (the rows \"with "
-              "the statistics\"), and, for reference, with the plain B = 10^4 cells.", "",
+              "the statistics\"), and, for reference, with the plain B = 10^4 cells. A B = 10^6 cell is one run of "
+              "one to four minutes, so its CPU time averages the shared machine's fluctuations (single B = 10^4 "
+              "calls vary by about +-20 % from minute to minute); it is therefore compared with the mean over "
+              "10-20 consecutive B = 10^4 calls, which averages the same way (the CPU s column of those rows; the "
+              "best call is quoted as well).", "",
               "| target | measured | verdict |", "|---|---|---|"]
     for wl in "AB":
         small, big = get("jaxlif", wl, "Bstats", 10_000), get("jaxlif", wl, "B", 1_000_000)
@@ -303,12 +312,14 @@ def render(report: dict, figure: str) -> str:
             lines.append(f"| WL-{wl}: B = 10^6 within 1.3x of 100 x B = 10^4, peak memory < 2 GiB | not measured in "
                          f"this run ({why}) | NOT RUN |")
         if small and big and "cpu_s" in small and "cpu_s" in big:
-            x = big["cpu_s"] / (100 * small["cpu_s"])
+            mean = small.get("cpu_mean_s", small["cpu_s"])
+            x = big["cpu_s"] / (100 * mean)
             ref = (f"; 100 x the plain B = 10^4 cell: {big['cpu_s'] / (100 * plain['cpu_s']):.2f}x"
                    if plain and "cpu_s" in plain else "")
             lines.append(f"| WL-{wl}: B = 10^6 within 1.3x of 100 x B = 10^4 (same statistics) | {x:.2f}x "
-                         f"({big['cpu_s']:.3g} s vs 100 x {small['cpu_s']:.3g} s{ref}) | "
-                         f"{'met' if x <= 1.3 else 'MISSED'} |")
+                         f"({big['cpu_s']:.3g} s vs 100 x {mean:.3g} s, the mean of {small.get('n_calls', '?')} "
+                         f"calls; vs 100 x the best call {small['cpu_s']:.3g} s: "
+                         f"{big['cpu_s'] / (100 * small['cpu_s']):.2f}x{ref}) | {'met' if x <= 1.3 else 'MISSED'} |")
             lines.append(f"| WL-{wl}: B = 10^6 peak memory < 2 GiB | {big['peak_rss_mb']:.0f} MB | "
                          f"{'met' if big['peak_rss_mb'] < 2048 else 'MISSED'} |")
     for wl, B, today in (("A", 10_000, 4.0), ("B", 1000, 35.0)):

@@ -22,9 +22,11 @@ Run::
 
     python experiments/fit_calibration.py              # every study, lr and profile (~10 min)
     python experiments/fit_calibration.py --quick      # 40 datasets per study, lr only
+    python experiments/fit_calibration.py --only trains --n 1000 --seed 1 \
+        --section calibration-trains-1000              # the train studies, 1000 datasets each
 
 It rewrites the section between ``<!-- begin:calibration -->`` and ``<!-- end:calibration -->``
-of docs/fitting.md (not with ``--quick``).
+of docs/fitting.md (``--section NAME``: another section; not with ``--quick``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 
 import _common as C  # noqa: F401  (puts the repository root on sys.path)
@@ -89,6 +92,10 @@ def main(argv=None) -> list:
     ap.add_argument("--methods", nargs="+", choices=("lr", "profile"), default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
+    ap.add_argument("--only", default=None,
+                    help="run only the studies whose label starts with this (e.g. 'trains')")
+    ap.add_argument("--section", default="calibration",
+                    help="docs/fitting.md section to rewrite (between its begin/end markers)")
     args = ap.parse_args(argv)
     n = args.n or (40 if args.quick else 200)
     if n < 1:
@@ -96,6 +103,8 @@ def main(argv=None) -> list:
     methods = args.methods or (["lr"] if args.quick else ["lr", "profile"])
     rows, record = [], []
     for i, (label, method, run) in enumerate(studies(methods)):
+        if args.only and not label.startswith(args.only):
+            continue
         t0 = time.perf_counter()
         cov = run(n, jax.random.fold_in(jax.random.key(args.seed), i))
         dt = time.perf_counter() - t0
@@ -110,9 +119,10 @@ def main(argv=None) -> list:
         with open(args.json, "w") as fh:
             json.dump(record, fh, indent=1)
     if not args.quick:
-        meta = (f"Measured by `python experiments/fit_calibration.py` ({n} datasets per study, "
-                f"seed {args.seed}, jax {jax.__version__}, {os.cpu_count()} CPUs).")
-        C.write_section(C.ROOT / "docs" / "fitting.md", "calibration", meta + "\n\n" + text)
+        cmd = " ".join(["python experiments/fit_calibration.py"] + (argv if argv is not None else sys.argv[1:]))
+        meta = (f"Measured by `{cmd}` ({n} datasets per study, seed {args.seed}, jax "
+                f"{jax.__version__}, {os.cpu_count()} CPUs).")
+        C.write_section(C.ROOT / "docs" / "fitting.md", args.section, meta + "\n\n" + text)
     return record
 
 

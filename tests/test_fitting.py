@@ -460,6 +460,26 @@ def test_model_functions_validate_too():
         jax.vmap(lambda t: ratio_loss(STD, RATES, t))(jnp.ones((3, 19)))
 
 
+def test_profile_endpoints_are_verified_and_always_settle():
+    # Noisy 8-rate curves (3 %) where the endpoint search used to stop short of values the
+    # likelihood-ratio criterion accepts (deviance at the true value, best of 16 starts, below
+    # q = t_5(0.975)^2 = 6.61):
+    # - curve 50: tau_d = 200 ms has deviance 1.44, but a profile fit stuck where tau_f drifts to
+    #   infinity ended the interval at 101.7 ms (a false crossing); curve 66 likewise (189 ms);
+    # - curves 36 and 21: an endpoint was never settled (NaN), e.g. the lower end of tau_f of
+    #   curve 36, whose deviance at 100 ms is 0.03.
+    rates = [2.0, 5.0, 8.0, 10.0, 15.0, 20.0, 30.0, 40.0]
+    truth = np.array([0.4, 200.0, 100.0])
+    clean = np.asarray(stp_ratio(STPParams(*truth), rates), float)
+    noise = np.asarray(jax.random.normal(jax.random.key(11), (200, 8), jnp.result_type(float)))
+    targets = np.maximum(clean + 0.03 * noise, 1e-3)
+    for pair in ([50, 36], [66, 21]):
+        fit = fit_stp_dataset(rates, targets[pair])     # 2 curves: the program of the test below
+        iv = np.stack([np.asarray(v) for v in fit.interval], axis=1)   # (2, 3 params, 2)
+        assert not np.isnan(iv).any(), iv
+        assert np.all((iv[..., 0] <= truth) & (truth <= iv[..., 1])), (pair, iv)
+
+
 def test_a_wide_problem_does_not_unsettle_another_problems_interval():
     # Noisy 4-rate curves: curve 87's Wald interval of tau_f spans 18 decades, curve 2's is narrow.
     # Fitted together, each gets the interval it gets alone (the endpoint search of one problem

@@ -363,7 +363,8 @@ def fit_stp(rates_hz: ArrayLike | Sequence[float], target_ratio: ArrayLike | Seq
     stats = unc.analyse(_objective, fit.theta, loss_eff, batched, shared, kind=kind, coef=coef,
                         q=q, constraints=_constraints(tmin), interval=interval if n > p or
                         sd is not None else "none", max_rel_uncertainty=max_rel_uncertainty,
-                        min_lanes=len(starts))
+                        min_lanes=len(starts), restarts=np.asarray(theta0, float),
+                        others=(fit.start_theta, fit.start_loss))
     return _assemble(fit, stats, target2, rates, shared, sd, n, p, kind, coef, q, floor, tol,
                      single, config)
 

@@ -347,7 +347,17 @@ def _solve(arr: _Arrays, family: str, models, starts, *, interval, level, max_re
     out["stats"] = unc.analyse(objective, theta, loss_best, arr, None, kind=kind, coef=coef, q=q,
                                constraints=family_constraints(family), interval=interval,
                                max_rel_uncertainty=max_rel, positive=[family != "srp"] * 4,
-                               active=active, min_lanes=lanes)
+                               active=active, min_lanes=lanes, restarts=_restarts(thetas),
+                               others=(start_theta, start_loss))
+    return out
+
+
+def _restarts(thetas) -> np.ndarray:
+    """The problems' start points as one ``(P, R, 4)`` array (NaN-padded)."""
+    R = max(len(t) for t in thetas)
+    out = np.full((len(thetas), R, 4), np.nan)
+    for p, t in enumerate(thetas):
+        out[p, :len(t)] = t
     return out
 
 

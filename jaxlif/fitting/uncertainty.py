@@ -21,10 +21,16 @@ found by a few secant steps (the signed root is nearly linear in ``theta``), eac
 the other parameters with this one held fixed (from two starts: the previous profile point
 and the optimum), all problems of all synapses in one vmapped optimiser call per step.  A side on which the profile never reaches ``q`` within the
 parameter's range is unbounded: the interval ends at the range (``0``, ``1`` or ``inf``) and the
-parameter is flagged not identifiable.  Unlike the local (Wald) interval, this one follows a
-curved likelihood and respects the parameter's range; its coverage is the probability that the
-deviance at the true value stays below ``q``, which the calibration study measures
-(docs/fitting.md).
+parameter is flagged not identifiable.  A profile fit can stop above the constrained optimum
+(in a flat region, a time constant drifting to infinity), which ends the interval at a false
+crossing: every endpoint is therefore refitted from two other points (other starts' optima),
+and one clearly below ``q`` restarts the search from there; a side that has not crossed ``q``
+before the last step tries the end of the range, so an endpoint is not left unsettled.  The
+interval is the part of ``{D <= q}`` around the optimum: when the likelihood has a second valley
+inside that set, separated by values above ``q``, the valley is not included.  Unlike the
+local (Wald) interval, this one follows a curved likelihood and respects the parameter's range;
+its coverage is the probability that the deviance at the true value stays below ``q`` (less the
+rare second valleys), which the calibration study measures (docs/fitting.md).
 
 Wald intervals (``interval="wald"``): ``theta_j +- sqrt(q (M^{-1})_jj)`` with ``M`` half the
 Hessian of ``D``, mapped through the parameter's transform (so they stay inside its range).
@@ -157,7 +163,8 @@ def local_minimum(start_loss, kind, coef, floor=0.0) -> np.ndarray:
 
 def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared, *, kind: str,
                       coef, q, hess, cap, active=None, iters: int = 8, max_steps: int = 300,
-                      rel_tol: float = 0.02, min_lanes: int = 0):
+                      rel_tol: float = 0.02, min_lanes: int = 0, restarts=None,
+                      others=None, verify_rounds: int = 1, n_restarts: int = 2):
     """Profile-likelihood endpoints of every coordinate of every problem (module docstring).
 
     Args:
@@ -170,6 +177,13 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
         active: ``(P, D)`` booleans: the coordinates that are parameters of the problem's model
             (the others stay fixed and get NaN endpoints); default all.
         iters: secant steps.  max_steps: optimiser steps per profile fit.
+        restarts: ``(P, R, D)`` start points (NaN rows unused), e.g. the fit's own starts: each
+            endpoint is verified by refitting from ``n_restarts`` points
+            (:func:`_verification_starts`), and a false crossing (the deviance there is clearly
+            below ``q``) restarts the search; ``verify_rounds`` times at most.  ``None``: no
+            verification.
+        others: ``(theta (P, R, D), loss (P, R))`` other local optima of the fit (its starts'
+            optima): the first choice of verification starts.
 
     Returns:
         ``(lo, hi, better)``: ``(P, D)`` unconstrained endpoints (``-inf``/``inf`` where the
@@ -218,35 +232,69 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
     better = np.zeros(n, bool)
     at_cap = np.zeros(n, bool)
     rows = np.arange(n)
-    for _ in range(iters):
-        # two starts per profile point: the previous profile point (continuation) and the
-        # optimum with this coordinate moved (robust when the continuation has strayed)
-        start = np.concatenate([warm, theta_hat[pi]])
-        start[np.concatenate([rows, rows + n]), np.concatenate([j, j])] = np.concatenate([phi, phi])
-        th, loss2, *_ = minimise_lanes(objective, start, np.concatenate([pi, pi]), batched,
-                                       shared, free=np.concatenate([free, free]),
-                                       max_steps=max_steps, patience=10, rel_improve=1e-7,
-                                       abs_improve=0.0, gtol=gtol, min_lanes=min_lanes)
-        second = loss2[n:] < loss2[:n]
-        loss = np.where(second, loss2[n:], loss2[:n])
-        warm = np.where(second[:, None], th[n:], th[:n])
+
+    # starts per optimiser call: as many as fit the slots of the search's own calls (two starts
+    # per endpoint), so that the verification reuses the compiled program
+    per_problem = int(np.bincount(pi, minlength=P).max()) if n else 1
+    slots = max(8, 1 << (max(2 * per_problem, int(min_lanes)) - 1).bit_length())
+    group = max(2, slots // max(per_problem, 1))
+
+    def profile_fit(starts_list, at):
+        """Best constrained fit at ``at`` (coordinate j held) over the given starts: (loss, theta)."""
+        best_loss, best_th = np.full(n, np.inf), np.full((n, D), np.nan)
+        for g in range(0, len(starts_list), group):
+            part = starts_list[g:g + group]
+            m = len(part)
+            start = np.concatenate(part)
+            start[np.arange(m * n), np.tile(j, m)] = np.tile(at, m)
+            th, loss2, *_ = minimise_lanes(objective, start, np.tile(pi, m), batched,
+                                           shared, free=np.tile(free, (m, 1)),
+                                           max_steps=max_steps, patience=10, rel_improve=1e-7,
+                                           abs_improve=0.0, gtol=gtol, min_lanes=min_lanes)
+            loss2 = np.where(np.isfinite(loss2), loss2, np.inf).reshape(m, n)
+            pick = np.argmin(loss2, axis=0)
+            loss_g, th_g = loss2[pick, rows], th.reshape(m, n, D)[pick, rows]
+            take = loss_g < best_loss
+            best_loss = np.where(take, loss_g, best_loss)
+            best_th = np.where(take[:, None], th_g, best_th)
+        # the continuation (first start) where every start failed
+        return best_loss, np.where(np.isfinite(best_th), best_th, starts_list[0])
+
+    def root_deviance(loss):
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             dev = deviance(kind, np.asarray(loss, float), np.asarray(loss_min, float)[pi],
                            np.asarray(coef, float)[pi])
-        better |= dev < -2.0 * LOCAL_MIN_GAP
-        r = np.sqrt(np.where(np.isfinite(dev), np.maximum(dev, 0.0), np.inf))
-        dist = np.abs(phi - phi_hat)
-        below = r < r_star
-        take_in = below & (dist > np.abs(in_phi - phi_hat)) & ~settled
-        in_phi = np.where(take_in, phi, in_phi)
-        in_r = np.where(take_in, r, in_r)
-        take_out = ~below & ~settled & (np.isnan(out_phi) | (dist < np.abs(out_phi - phi_hat)))
-        out_phi = np.where(take_out, phi, out_phi)
-        out_r = np.where(take_out, np.where(np.isfinite(r), r, 1e6 * r_star), out_r)
-        settled |= np.abs(r - r_star) <= rel_tol * r_star
-        at_cap |= below & (dist >= cap[pi, j] * (1 - 1e-9))
-        if np.all(settled | at_cap):
-            break
+        return dev, np.sqrt(np.where(np.isfinite(dev), np.maximum(dev, 0.0), np.inf))
+
+    def search(phi, warm, n_iter=iters):
+        nonlocal in_phi, in_r, out_phi, out_r, settled, better, at_cap
+        for it in range(n_iter):
+            # two starts per profile point: the previous profile point (continuation) and the
+            # optimum with this coordinate moved (robust when the continuation has strayed)
+            loss, warm = profile_fit([warm, theta_hat[pi]], phi)
+            dev, r = root_deviance(loss)
+            better |= dev < -2.0 * LOCAL_MIN_GAP
+            dist = np.abs(phi - phi_hat)
+            below = r < r_star
+            take_in = below & (dist > np.abs(in_phi - phi_hat)) & ~settled
+            in_phi = np.where(take_in, phi, in_phi)
+            in_r = np.where(take_in, r, in_r)
+            take_out = ~below & ~settled & (np.isnan(out_phi) | (dist < np.abs(out_phi - phi_hat)))
+            out_phi = np.where(take_out, phi, out_phi)
+            out_r = np.where(take_out, np.where(np.isfinite(r), r, 1e6 * r_star), out_r)
+            settled |= np.abs(r - r_star) <= rel_tol * r_star
+            at_cap |= below & (dist >= cap[pi, j] * (1 - 1e-9))
+            if np.all(settled | at_cap):
+                break
+            nxt = next_point()
+            if it == n_iter - 2:
+                # last try for a side with no point above q yet: the end of the search range
+                # (below q there: unbounded; above: an endpoint to interpolate, not NaN)
+                nxt = np.where(np.isnan(out_phi), phi_hat + side * cap[pi, j], nxt)
+            phi = np.where(settled | at_cap, phi, nxt)
+        return warm
+
+    def next_point():
         has_out = ~np.isnan(out_phi)
         with np.errstate(invalid="ignore", divide="ignore"):
             frac = np.clip((r_star - in_r) / (out_r - in_r), 0.05, 0.95)
@@ -254,18 +302,72 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
             grow = np.clip(r_star / np.maximum(in_r, 1e-12), 1.5, 4.0)
         extrap = phi_hat + (in_phi - phi_hat) * grow
         nxt = np.where(has_out, interp, extrap)
-        nxt = phi_hat + np.clip(nxt - phi_hat, -cap[pi, j], cap[pi, j])
-        phi = np.where(settled | at_cap, phi, nxt)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frac = np.clip((r_star - in_r) / (out_r - in_r), 0.0, 1.0)
-    end = np.where(np.isnan(out_phi), np.where(settled, in_phi, np.nan),
-                   in_phi + frac * (out_phi - in_phi))
+        return phi_hat + np.clip(nxt - phi_hat, -cap[pi, j], cap[pi, j])
+
+    def endpoint():
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frac = np.clip((r_star - in_r) / (out_r - in_r), 0.0, 1.0)
+        return np.where(np.isnan(out_phi), np.where(settled, in_phi, np.nan),
+                        in_phi + frac * (out_phi - in_phi))
+
+    warm = search(phi, warm)
+    # Verification.  A profile fit from the two starts above can stop in a flat or curved region
+    # above the constrained optimum (a time constant drifting to infinity, U at 0 or 1): it then
+    # overstates the deviance and ends the interval too early (a "false crossing").  Each finite
+    # endpoint is refitted from ``n_restarts`` other points (:func:`_verification_starts`), this
+    # coordinate held; one clearly below the threshold restarts the search outward from there.
+    if restarts is not None:
+        pool = _verification_starts(restarts, others, theta_hat, n_restarts)   # (P, k, D)
+        for _ in range(verify_rounds):
+            end = endpoint()
+            check = np.isfinite(end) & ~at_cap
+            if not check.any():
+                break
+            at = np.where(check, end, phi_hat)
+            loss, th = profile_fit([np.where(active[pi], pool[pi, r], theta_hat[pi])
+                                    for r in range(pool.shape[1])], at)
+            dev, r = root_deviance(loss)
+            better |= check & (dev < -2.0 * LOCAL_MIN_GAP)
+            false = check & (r < r_star * (1.0 - 2.0 * rel_tol))
+            if not false.any():
+                break
+            in_phi = np.where(false, at, in_phi)
+            in_r = np.where(false, r, in_r)
+            out_phi = np.where(false, np.nan, out_phi)
+            out_r = np.where(false, np.nan, out_r)
+            settled = settled & ~false
+            warm = np.where(false[:, None], th, warm)
+            phi = np.where(false, next_point(), endpoint())
+            phi = np.where(np.isfinite(phi), phi, phi_hat)
+            warm = search(phi, warm, max(2, iters // 2))
+    end = endpoint()
     end = np.where(at_cap & np.isnan(out_phi), side * np.inf, end)
     full = np.full(P * D * 2, np.nan)
     full[slot] = end
     full = full.reshape(P, D, 2)
     better = np.bincount(pi, weights=better.astype(float), minlength=P) > 0
     return full[..., 0], full[..., 1], better
+
+
+def _verification_starts(restarts, others, theta_hat, k: int) -> np.ndarray:
+    """``(P, k, D)`` start points for verifying profile endpoints: the starts' own optima that
+    are not the optimum (more than 0.5 unconstrained units away in some coordinate), lowest loss
+    first (other valleys, and points on a valley floor that refit in few steps); where fewer
+    exist, starts spread over ``restarts``."""
+    restarts = np.asarray(restarts, dtype=float)
+    P, R, D = restarts.shape
+    spread = np.unique(np.linspace(0, R - 1, min(k, R)).round().astype(int))
+    pool = restarts[:, np.resize(spread, k)]                                # (P, k, D)
+    if others is not None:
+        o_theta = np.asarray(others[0], dtype=float)
+        o_loss = np.asarray(others[1], dtype=float)
+        away = np.max(np.abs(np.nan_to_num(o_theta - theta_hat[:, None, :])), axis=2) > 0.5
+        rank = np.where(away & np.isfinite(o_loss), o_loss, np.inf)
+        order = np.argsort(rank, axis=1)[:, :k]
+        have = np.take_along_axis(np.isfinite(rank), order, axis=1)
+        cand = np.take_along_axis(o_theta, order[:, :, None], axis=1)
+        pool[:, :order.shape[1]] = np.where(have[:, :, None], cand, pool[:, :order.shape[1]])
+    return np.where(np.isfinite(pool), pool, theta_hat[:, None, :])
 
 
 def edge_distance_ok(constraint, theta) -> np.ndarray:
@@ -300,7 +402,7 @@ def _slope(constraint, x):
 
 def analyse(objective: Callable, theta, loss, batched, shared, *, kind: str, coef, q,
             constraints, interval: str = "profile", max_rel_uncertainty: float = 0.5,
-            positive=None, active=None, min_lanes: int = 0) -> dict:
+            positive=None, active=None, min_lanes: int = 0, restarts=None, others=None) -> dict:
     """Stationarity, Wald and profile intervals and identifiability at the optima ``theta (P, D)``.
 
     Args:
@@ -309,6 +411,9 @@ def analyse(objective: Callable, theta, loss, batched, shared, *, kind: str, coe
         max_rel_uncertainty: a parameter whose 95 % interval is wider than this multiple of its
             value on either side (``(hi - lo) / 2 > max_rel |x|``) is not identifiable
             (coordinates with ``positive[j]`` False are judged on boundedness alone).
+        restarts: ``(P, R, D)`` the fit's start points: the profile endpoints are verified by
+            refitting from them.  others: ``(theta (P, R, D), loss (P, R))`` the starts'
+            optima, the first choice of verification starts (:func:`profile_intervals`).
 
     Returns:
         dict of NumPy arrays: ``value (P, D)`` parameters, ``lo, hi (P, D)`` interval, ``stderr``
@@ -346,7 +451,7 @@ def analyse(objective: Callable, theta, loss, batched, shared, *, kind: str, coe
         cap = np.where(bounded, 12.0, np.maximum(1e3, wide))
         lo_t, hi_t, better = profile_intervals(objective, theta, loss, batched, shared,
                                                kind=kind, coef=coef, q=q, hess=hess, cap=cap,
-                                               active=active,
+                                               active=active, restarts=restarts, others=others,
                                                min_lanes=min_lanes)
     elif interval == "wald":
         lo_t, hi_t = theta - hw, theta + hw
