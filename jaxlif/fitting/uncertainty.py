@@ -18,8 +18,8 @@ estimated the same transformation of the log-likelihood ratio is used.
 Profile likelihood (:func:`profile_intervals`, the default interval): for every parameter and
 both sides, the endpoint where the signed root ``sqrt(D)`` of the profile reaches ``sqrt(q)`` is
 found by a few secant steps (the signed root is nearly linear in ``theta``), each a re-fit of
-the other parameters with this one held fixed (from two starts: the previous profile point
-and the optimum), all problems of all synapses in one vmapped optimiser call per step.  A side on which the profile never reaches ``q`` within the
+the other parameters with this one held fixed (from two starts: the profile optimum at the
+farthest point found below ``q``, and the optimum), all problems of all synapses in one vmapped optimiser call per step.  A side on which the profile never reaches ``q`` within the
 parameter's range is unbounded: the interval ends at the range (``0``, ``1`` or ``inf``) and the
 parameter is flagged not identifiable.  A profile fit can stop above the constrained optimum
 (in a flat region, a time constant drifting to infinity), which ends the interval at a false
@@ -61,6 +61,10 @@ __all__ = ["deviance", "curvature", "wald_halfwidth", "profile_intervals", "loca
 LOCAL_MIN_GAP = 0.01
 #: Predicted improvement (``D/2`` units) below which an optimum counts as stationary.
 STATIONARY_GAP = 0.01
+
+#: A profile point whose fit failed (no finite deviance) is recorded as this many times the
+#: threshold's root above it; the search then bisects towards it.
+_FAILED = 1e5
 
 #: Deviance kinds: "nll" D = coef (L - L_min) with coef = 2 n for a per-point NLL (or the
 #: matching factor of a weighted MSE); "log_ssr" D = coef (exp(2 (L - L_min)) - 1); "ssr"
@@ -267,11 +271,13 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
         return dev, np.sqrt(np.where(np.isfinite(dev), np.maximum(dev, 0.0), np.inf))
 
     def search(phi, warm, n_iter=iters):
+        """Secant steps; ``warm`` is the profile optimum at the farthest point below ``q`` (the
+        continuation start: a point above ``q`` may sit in another valley or a failed fit)."""
         nonlocal in_phi, in_r, out_phi, out_r, settled, better, at_cap
         for it in range(n_iter):
-            # two starts per profile point: the previous profile point (continuation) and the
-            # optimum with this coordinate moved (robust when the continuation has strayed)
-            loss, warm = profile_fit([warm, theta_hat[pi]], phi)
+            # two starts per profile point: the farthest profile point below q (continuation)
+            # and the optimum with this coordinate moved (robust when the continuation strays)
+            loss, th = profile_fit([warm, theta_hat[pi]], phi)
             dev, r = root_deviance(loss)
             better |= dev < -2.0 * LOCAL_MIN_GAP
             dist = np.abs(phi - phi_hat)
@@ -279,9 +285,10 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
             take_in = below & (dist > np.abs(in_phi - phi_hat)) & ~settled
             in_phi = np.where(take_in, phi, in_phi)
             in_r = np.where(take_in, r, in_r)
+            warm = np.where(take_in[:, None], th, warm)
             take_out = ~below & ~settled & (np.isnan(out_phi) | (dist < np.abs(out_phi - phi_hat)))
             out_phi = np.where(take_out, phi, out_phi)
-            out_r = np.where(take_out, np.where(np.isfinite(r), r, 1e6 * r_star), out_r)
+            out_r = np.where(take_out, np.where(np.isfinite(r), r, 10 * _FAILED * r_star), out_r)
             settled |= np.abs(r - r_star) <= rel_tol * r_star
             at_cap |= below & (dist >= cap[pi, j] * (1 - 1e-9))
             if np.all(settled | at_cap):
@@ -298,6 +305,9 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
         has_out = ~np.isnan(out_phi)
         with np.errstate(invalid="ignore", divide="ignore"):
             frac = np.clip((r_star - in_r) / (out_r - in_r), 0.05, 0.95)
+            # a failed fit above (no finite deviance) says nothing about where the crossing is:
+            # bisect instead of interpolating towards a made-up value
+            frac = np.where(out_r >= _FAILED * r_star, 0.5, frac)
             interp = in_phi + frac * (out_phi - in_phi)
             grow = np.clip(r_star / np.maximum(in_r, 1e-12), 1.5, 4.0)
         extrap = phi_hat + (in_phi - phi_hat) * grow
@@ -307,6 +317,7 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
     def endpoint():
         with np.errstate(invalid="ignore", divide="ignore"):
             frac = np.clip((r_star - in_r) / (out_r - in_r), 0.0, 1.0)
+            frac = np.where(out_r >= _FAILED * r_star, 0.5, frac)
         return np.where(np.isnan(out_phi), np.where(settled, in_phi, np.nan),
                         in_phi + frac * (out_phi - in_phi))
 
@@ -339,7 +350,7 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
             warm = np.where(false[:, None], th, warm)
             phi = np.where(false, next_point(), endpoint())
             phi = np.where(np.isfinite(phi), phi, phi_hat)
-            warm = search(phi, warm, max(2, iters // 2))
+            warm = search(phi, warm)
     end = endpoint()
     end = np.where(at_cap & np.isnan(out_phi), side * np.inf, end)
     full = np.full(P * D * 2, np.nan)
