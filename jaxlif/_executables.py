@@ -30,6 +30,7 @@ Deleting the folder is always safe.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -44,8 +45,9 @@ __all__ = ["enable", "disable", "folder", "call", "stats"]
 _STATE: dict[str, Any] = {"folder": None}
 _MEMO: dict[str, Callable] = {}
 _LOCK = threading.Lock()
-#: Counters since the process started: entries loaded from disk, stored, and fallbacks.
-_STATS = {"loaded": 0, "stored": 0, "fallback": 0}
+#: Counters since the process started: entries loaded from disk, stored, compiled but not stored
+#: (the round trip failed or the folder could not be written), and calls that fell back to jax.jit.
+_STATS = {"loaded": 0, "stored": 0, "not_stored": 0, "fallback": 0}
 
 
 def enable(path: str | os.PathLike) -> Path | None:
@@ -158,10 +160,8 @@ def _load(key: str) -> Callable | None:
 
 
 def _remove(path: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):     # already gone, or a read-only folder: nothing to undo
         path.unlink()
-    except OSError:
-        pass
 
 
 def _equal(a, b) -> bool:
@@ -185,12 +185,14 @@ def _compile_and_store(jitted, key: str, static: dict, args: tuple) -> Callable:
         compiled = jitted.lower(*args, **static).compile()
     finally:
         jax.config.update("jax_enable_compilation_cache", previous)
+    tmp = None
     try:
         payload, in_tree, out_tree = se.serialize(compiled)
         loaded = se.deserialize_and_load(payload, in_tree, out_tree)
         same = [_equal(a, b) for a, b in zip(jax.tree.leaves(compiled(*args)),
                                              jax.tree.leaves(loaded(*args)))]
         if not all(same):
+            _STATS["not_stored"] += 1
             return compiled
         path = _path(key)
         tmp = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
@@ -199,7 +201,9 @@ def _compile_and_store(jitted, key: str, static: dict, args: tuple) -> Callable:
         os.replace(tmp, path)
         _STATS["stored"] += 1
     except Exception:  # noqa: BLE001: storing is an optimisation; the compiled program still runs
-        pass
+        _STATS["not_stored"] += 1
+        if tmp is not None:
+            _remove(tmp)
     return compiled
 
 

@@ -86,6 +86,18 @@ def test_damaged_or_foreign_entries_are_not_used(store):
     assert E.stats()["loaded"] == stats["loaded"] + 1
 
 
+def test_a_failed_write_leaves_no_file_and_still_returns_the_result(store, monkeypatch):
+    def broken_dump(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(E.pickle, "dump", broken_dump)
+    args = (jnp.linspace(-1.0, 1.0, 5), jnp.float32(0.4))
+    stats = E.stats()
+    assert _same(E.call(_prog, "tests._prog", args, dict(n=3)), _prog(*args, n=3))
+    assert E.stats()["not_stored"] == stats["not_stored"] + 1
+    assert not any(store.iterdir())                  # neither an entry nor a temporary file
+
+
 def test_static_arguments_without_a_stable_name_are_never_stored(store):
     @functools.partial(jax.jit, static_argnames=("f",))
     def apply(x, *, f):
