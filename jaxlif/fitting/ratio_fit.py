@@ -222,12 +222,12 @@ def _params(theta, tmin) -> STPParams:
 
 
 def _params_host(theta, tmin: float, dtype) -> np.ndarray:
-    """:func:`_params` on the host: ``(..., 3)`` float64 values of (U0, tau_d, tau_f), rounded to
-    ``dtype`` (the working precision of the fit) as the device computes them."""
+    """:func:`_params` on the host: ``(..., 3)`` values of (U0, tau_d, tau_f) (the transforms of
+    :func:`_constraints` in float64), rounded to ``dtype``, the working precision of the fit."""
     t = np.asarray(theta, dtype=float)
+    out = np.stack([unc._forward_np(c, t[..., i]) for i, c in enumerate(_constraints(tmin))],
+                   axis=-1)
     with np.errstate(over="ignore"):      # a time constant beyond the float range is inf
-        out = np.stack([1.0 / (1.0 + np.exp(-t[..., 0])), tmin + np.exp(t[..., 1]),
-                        tmin + np.exp(t[..., 2])], axis=-1)
         return out.astype(dtype).astype(float)
 
 
