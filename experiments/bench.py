@@ -293,7 +293,7 @@ def _worker_brian2(task: dict) -> dict:
     rate, se = _rate_stats(counts, T)
     __import__("shutil").rmtree(directory, ignore_errors=True)
     return dict(first_s=first, steady_s=statistics.median(steady), steady_all=steady, cpu_s=statistics.median(cpu),
-                peak_rss_mb=rss_kb / 1024.0,
+                cpu_all=cpu, peak_rss_mb=rss_kb / 1024.0,
                 rate_hz=rate, rate_se_hz=se, n_simulated=B, version=brian2.__version__)
 
 

@@ -24,6 +24,8 @@ Run::
     python experiments/fit_calibration.py --quick      # 40 datasets per study, lr only
     python experiments/fit_calibration.py --only trains --n 1000 --seed 1 \
         --section calibration-trains-1000              # the train studies, 1000 datasets each
+    python experiments/fit_calibration.py --methods profile --n 1000 --seed 2 \
+        --section calibration-1000                     # every study as reported, 1000 each (~1 h)
 
 It rewrites the section between ``<!-- begin:calibration -->`` and ``<!-- end:calibration -->``
 of docs/fitting.md (``--section NAME``: another section; not with ``--quick``).

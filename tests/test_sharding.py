@@ -56,3 +56,30 @@ def test_bench_scale_quick_smoke(tmp_path):
     text = (tmp_path / "BENCHMARKS.md").read_text()
     assert text.startswith("# kept") and "other helper" in text and "<!-- begin:scale -->" in text
     assert "### Fitted log-log slopes" in text and (tmp_path / "bench_scale.png").stat().st_size > 10_000
+
+
+def test_bench_scale_pairs_verdict_uses_the_median_round_and_the_same_work():
+    """The side-by-side verdict: the median over rounds of Brian2's / jaxlif's median CPU time, and
+    MISSED when the two systems' output rates differ (not the same work)."""
+    from experiments import bench_scale as bs
+
+    def cells(wl, j_cpu, b_cpu, b_rate=25.5):
+        out = []
+        for v, (jc, bc) in enumerate(zip(j_cpu, b_cpu)):
+            cell = bs._cell_args(wl, "pairs", v)
+            out += [dict(task=dict(system="jaxlif", workload=wl, sweep="pairs", value=v, cell=cell),
+                         result=dict(cpu_s=min(jc), cpu_median_s=sorted(jc)[1], cpu_all=jc, rate_hz=25.5,
+                                     rate_se_hz=0.02)),
+                    dict(task=dict(system="brian2", workload=wl, sweep="pairs", value=v, cell=cell),
+                         result=dict(cpu_s=sorted(bc)[1], cpu_all=bc, rate_hz=b_rate, rate_se_hz=0.02))]
+        return out
+
+    assert bs._cell_args("A", "pairs", 2)["B"] == 10_000 and bs._cell_args("B", "pairs", 0)["B"] == 1000
+    res = cells("A", [[0.3, 0.4, 0.5], [0.2, 0.25, 0.3], [0.4, 0.4, 0.4]], [[1.0, 2.0, 3.0], [1.0, 1.0, 1.0], [2.0, 2.0, 2.0]])
+    assert [round(x, 3) for x, _, _ in bs._pair_ratios(res, "A")] == [5.0, 4.0, 5.0]
+    res += cells("B", [[0.2, 0.2, 0.2]] * 3, [[7.0, 7.0, 7.0]] * 3, b_rate=30.0)
+    report = dict(results=res, machine=dict(cpu="x", cores=2), load=[(0, 0, 0), (0, 0, 0)], command="c",
+                  started="s")
+    text = bs.render(report, "f.png")
+    assert "no worse than 4x (one core each, 3 interleaved rounds, median) | 5.0x (rounds 5.0, 4.0, 5.0) | met" in text
+    assert "35x (one core each, 3 interleaved rounds, median) | 35.0x (rounds 35.0, 35.0, 35.0); output rates differ | MISSED" in text
