@@ -266,7 +266,8 @@ def _figure(results, path: Path) -> None:
         ax.set_xlabel("input events per neuron-second: synapses x rate (Hz)" if sweep == "events" else LABEL[sweep])
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:     # a --quick sweep may leave a panel empty
+            ax.legend(fontsize=7)
     titles = ["How does CPU time grow with the batch?", "How does memory grow with the batch?",
               "How does CPU time grow with the simulated time?", "How does CPU time grow with synapses per neuron?",
               "How does CPU time grow with the input rate?", "Event-driven: time against input events (n, rate sweeps)"]

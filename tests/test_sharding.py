@@ -43,6 +43,7 @@ def test_bench_quick_smoke(tmp_path):
     assert (repo_md.stat().st_mtime_ns if repo_md.exists() else None) == before   # repository untouched
 
 
+@pytest.mark.slow          # an end-to-end run of the cost-curve script (about 11 s of compilation)
 def test_bench_scale_quick_smoke(tmp_path):
     """The cost-curve script at its --quick size (the rate sweep: 4 neurons, 100 ms, programs shared with
     test_batch.py): cells, slopes, figure and its own section of a BENCHMARKS.md that keeps other sections."""
