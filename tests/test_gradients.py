@@ -46,6 +46,7 @@ def _theta(gE=2.4, gI=2.4):
 KEYS = jax.random.split(jax.random.key(0), B)
 
 
+@pytest.mark.slow   # an end-to-end demonstration (about 7 s); the gradients it follows are checked in the default suite
 def test_surrogate_fit_brings_256_neurons_to_20_hz():
     theta = _theta(gE=1.2)                    # starts near 0 Hz
     rate0, _ = _rate_and_grad(theta, KEYS)

@@ -63,6 +63,7 @@ def test_stp_lif_poisson_in_scan_equals_explicit_trains(x64):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-12)
 
 
+@pytest.mark.slow   # eager mode compiles every primitive on its own (about 12 s); test_network.py's jit == eager stays in the default suite
 def test_jit_equals_eager(x64):
     key = jax.random.key(4)
     kE, kI = jax.random.split(key)
