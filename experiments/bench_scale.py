@@ -35,6 +35,7 @@ import datetime
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -123,8 +124,7 @@ def _worker_jaxlif(task: dict) -> dict:
         counts.append(np.asarray(res.spike_count))
     counts = np.concatenate(counts)
     out = dict(first_s=first, cpu_s=min(cpu), wall_s=min(wall), cpu_mean_s=sum(cpu) / len(cpu),
-               cpu_median_s=sorted(cpu)[len(cpu) // 2] if len(cpu) % 2 else
-               0.5 * (sorted(cpu)[len(cpu) // 2 - 1] + sorted(cpu)[len(cpu) // 2]), cpu_all=cpu,
+               cpu_median_s=statistics.median(cpu), cpu_all=cpu,
                n_calls=len(cpu), peak_rss_mb=_peak_rss_mb(),
                rate_hz=float(counts.mean()) * 1000.0 / c["T"],
                rate_se_hz=float(counts.std(ddof=1) / math.sqrt(max(counts.size - 1, 1))) * 1000.0 / c["T"]
@@ -286,6 +286,7 @@ def _pair_ratios(res, wl: str) -> list:
         t = r["task"]
         if t["sweep"] == "pairs" and t["workload"] == wl and "cpu_s" in r["result"]:
             cells.setdefault(t["value"], {})[t["system"]] = r["result"]
+
     def spread(x):
         return f"{min(x):.3g}-{max(x):.3g}" if x else "-"
 
@@ -373,8 +374,8 @@ def render(report: dict, figure: str) -> str:
         B, today = PAIRS[wl], TODAY[wl]
         rounds = _pair_ratios(res, wl)
         if rounds:
-            xs = sorted(x for x, _, _ in rounds)
-            med = xs[len(xs) // 2] if len(xs) % 2 else 0.5 * (xs[len(xs) // 2 - 1] + xs[len(xs) // 2])
+            xs = [x for x, _, _ in rounds]
+            med = statistics.median(xs)
             same = all(ok for _, _, ok in rounds)
             lines.append(f"| WL-{wl} B = {B}: Brian2 / jaxlif CPU time no worse than {today:g}x (one core each, "
                          f"{len(xs)} interleaved rounds, median) | {med:.1f}x (rounds {', '.join(f'{x:.1f}' for x, _, _ in rounds)})"

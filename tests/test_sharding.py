@@ -76,11 +76,13 @@ def test_bench_scale_pairs_verdict_uses_the_median_round_and_the_same_work():
         return out
 
     assert bs._cell_args("A", "pairs", 2)["B"] == 10_000 and bs._cell_args("B", "pairs", 0)["B"] == 1000
-    res = cells("A", [[0.3, 0.4, 0.5], [0.2, 0.25, 0.3], [0.4, 0.4, 0.4]], [[1.0, 2.0, 3.0], [1.0, 1.0, 1.0], [2.0, 2.0, 2.0]])
+    res = cells("A", [[0.3, 0.4, 0.5], [0.2, 0.25, 0.3], [0.4, 0.4, 0.4]],
+                [[1.0, 2.0, 3.0], [1.0, 1.0, 1.0], [2.0, 2.0, 2.0]])
     assert [round(x, 3) for x, _, _ in bs._pair_ratios(res, "A")] == [5.0, 4.0, 5.0]
     res += cells("B", [[0.2, 0.2, 0.2]] * 3, [[7.0, 7.0, 7.0]] * 3, b_rate=30.0)
     report = dict(results=res, machine=dict(cpu="x", cores=2), load=[(0, 0, 0), (0, 0, 0)], command="c",
                   started="s")
     text = bs.render(report, "f.png")
     assert "no worse than 4x (one core each, 3 interleaved rounds, median) | 5.0x (rounds 5.0, 4.0, 5.0) | met" in text
-    assert "35x (one core each, 3 interleaved rounds, median) | 35.0x (rounds 35.0, 35.0, 35.0); output rates differ | MISSED" in text
+    assert ("35x (one core each, 3 interleaved rounds, median) | 35.0x (rounds 35.0, 35.0, 35.0); "
+            "output rates differ | MISSED") in text
