@@ -80,7 +80,6 @@ def test_reported_profile_intervals_are_the_likelihood_ratio_sets():
     assert agree >= 0.98, agree
 
 
-
 @pytest.mark.slow
 def test_reported_ratio_intervals_are_the_likelihood_ratio_sets():
     # 8 rates, 3 % noise: before the endpoint verification, the reported intervals missed the

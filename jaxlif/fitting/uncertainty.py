@@ -301,25 +301,27 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
             phi = np.where(settled | at_cap, phi, nxt)
         return warm
 
+    def crossing_fraction(margin):
+        """Where the signed root crosses ``r_star`` between the inner and outer points, as a
+        fraction of the way, kept ``margin`` away from both.  A failed fit above (no finite
+        deviance) says nothing about where the crossing is: bisect instead of interpolating
+        towards a made-up value."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frac = np.clip((r_star - in_r) / (out_r - in_r), margin, 1.0 - margin)
+        return np.where(out_r >= _FAILED * r_star, 0.5, frac)
+
     def next_point():
         has_out = ~np.isnan(out_phi)
+        interp = in_phi + crossing_fraction(0.05) * (out_phi - in_phi)
         with np.errstate(invalid="ignore", divide="ignore"):
-            frac = np.clip((r_star - in_r) / (out_r - in_r), 0.05, 0.95)
-            # a failed fit above (no finite deviance) says nothing about where the crossing is:
-            # bisect instead of interpolating towards a made-up value
-            frac = np.where(out_r >= _FAILED * r_star, 0.5, frac)
-            interp = in_phi + frac * (out_phi - in_phi)
             grow = np.clip(r_star / np.maximum(in_r, 1e-12), 1.5, 4.0)
         extrap = phi_hat + (in_phi - phi_hat) * grow
         nxt = np.where(has_out, interp, extrap)
         return phi_hat + np.clip(nxt - phi_hat, -cap[pi, j], cap[pi, j])
 
     def endpoint():
-        with np.errstate(invalid="ignore", divide="ignore"):
-            frac = np.clip((r_star - in_r) / (out_r - in_r), 0.0, 1.0)
-            frac = np.where(out_r >= _FAILED * r_star, 0.5, frac)
         return np.where(np.isnan(out_phi), np.where(settled, in_phi, np.nan),
-                        in_phi + frac * (out_phi - in_phi))
+                        in_phi + crossing_fraction(0.0) * (out_phi - in_phi))
 
     warm = search(phi, warm)
     # Verification.  A profile fit from the two starts above can stop in a flat or curved region
