@@ -22,6 +22,7 @@ from scipy import stats
 import jaxlif
 from jaxlif import batch as jb
 from jaxlif.batch import devices as jbd
+from jaxlif.batch import kernels as jbk
 from jaxlif.batch import rng as jbr
 
 try:  # pytest's default "prepend" import mode puts tests/ on sys.path
@@ -94,6 +95,25 @@ def test_geometric_gap_edge_cases():
     g = jbr._geometric(u, jbr._gap_scale(jnp.log1p(-jnp.float32(0.5))), 10 ** 6)
     np.testing.assert_array_equal(g, [1, 2, 25])        # 1 + floor(log(u) / log(1/2))
 
+
+
+def test_flat_scatter_adds_in_the_order_of_the_nd_scatter(monkeypatch):
+    """``kernels._scatter_add`` (a 1-D scatter on the flattened buffer) sums coincident updates in
+    row-major order, as a sequential NumPy loop does, bit for bit; so does its N-D form, which buffers
+    too large for int32 flat indices get.  The values span 8 decades, so another order rounds
+    differently (checked), and the test would see it."""
+    rng = np.random.default_rng(1)
+    buf = rng.normal(size=(7, 2, 50)).astype(np.float32)
+    index = np.broadcast_arrays(np.arange(7)[:, None], rng.integers(0, 2, (1, 30)), rng.integers(0, 4, (7, 30)))
+    vals = (rng.normal(size=(7, 30)) * 10.0 ** rng.uniform(-4, 4, (7, 30))).astype(np.float32)
+    in_order, reversed_order = buf.copy(), buf.copy()
+    np.add.at(in_order, tuple(i.ravel() for i in index), vals.ravel())
+    np.add.at(reversed_order, tuple(i.ravel()[::-1] for i in index), vals.ravel()[::-1])
+    assert not np.array_equal(in_order, reversed_order)
+    args = (jnp.asarray(buf), tuple(jnp.asarray(i) for i in index), jnp.asarray(vals))
+    np.testing.assert_array_equal(jax.jit(jbk._scatter_add)(*args), in_order)
+    monkeypatch.setattr(jbk, "_FLAT_LIMIT", 0)
+    np.testing.assert_array_equal(jax.jit(jbk._scatter_add)(*args), in_order)
 
 # ----------------------------------------------------------------------------------------------
 # one float32 configuration shared by several tests (each distinct configuration costs a compilation)

@@ -21,7 +21,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxlif.batch.rng import _cumsum_rows, _gap_scale, _geometric, _hash, _materialize, _uniform
+from jaxlif.batch.kernels import _cumsum_rows, _materialize, _scatter_add
+from jaxlif.batch.rng import _gap_scale, _geometric, _hash, _uniform
 from jaxlif.inputs import _binomial_tail
 
 __all__: list[str] = []  # private module of jaxlif.batch
@@ -115,10 +116,10 @@ def _pooled_window(state: _Pooled, start, keys, ids, law, window: int, block: in
         times = _cumsum_rows(st.t_next, gap)                                          # events 1..block
         first = st.t_next < end
         later = (times < end) & (j < block - 1)
-        buf = buf.at[jnp.where(first, jnp.maximum(st.t_next - 1 - start, 0), 0), lanes].add(
-            jnp.where(first, st.count, 0).astype(buf_dtype), mode="promise_in_bounds")
-        buf = buf.at[jnp.where(later, times - 1 - start, 0), lanes[None, :]].add(
-            jnp.where(later, cnt, 0).astype(buf_dtype), mode="promise_in_bounds")
+        buf = _scatter_add(buf, (jnp.where(first, jnp.maximum(st.t_next - 1 - start, 0), 0), lanes),
+                           jnp.where(first, st.count, 0).astype(buf_dtype))
+        buf = _scatter_add(buf, (jnp.where(later, times - 1 - start, 0), lanes[None, :]),
+                           jnp.where(later, cnt, 0).astype(buf_dtype))
         n_later = jnp.sum(later, axis=0, dtype=jnp.int32)
         pick = j == n_later[None, :]
         new_t = jnp.minimum(jnp.sum(jnp.where(pick, times, 0), axis=0, dtype=jnp.int32), cap)

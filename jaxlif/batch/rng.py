@@ -96,28 +96,3 @@ def _gap_scale(log1m_q):
 def _stream_keys(key, tag: int):
     """Two uint32 words of key material for one random stream, from the user's key."""
     return jax.random.bits(jax.random.fold_in(key, tag), (2,), jnp.uint32)
-
-
-
-def _materialize(f, *args):
-    """Evaluate ``f(*args)`` into memory once.
-
-    XLA:CPU fuses a long elementwise chain (here the hash) into every consumer and so recomputes
-    it per consumer; the boundary of a loop whose trip count is not a compile-time constant stops
-    that (XLA then hoists the loop-invariant body out of the loop as one fusion).
-    """
-    x = jax.tree.leaves(args)[0].ravel()[0]
-    one = 1 + (x == x + 1).astype(jnp.int32)     # == 1 (f is pure: a second pass would change nothing)
-    out = jax.eval_shape(f, *args)
-    init = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), out)
-    return jax.lax.fori_loop(0, one, lambda _, __: f(*args), init)
-
-
-def _cumsum_rows(start, x):
-    """``start + cumsum(x, axis=0)`` as a sequential scan over rows: XLA:CPU lowers ``jnp.cumsum`` to a
-    quadratic reduce-window and ``associative_scan`` compiles slowly; rows of C lanes are cheap."""
-    def add(carry, row):
-        carry = carry + row
-        return carry, carry
-    return jax.lax.scan(add, start, x)[1]
-

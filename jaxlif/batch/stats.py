@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlif import _checks
-from jaxlif.batch.rng import _cumsum_rows
+from jaxlif.batch.kernels import _cumsum_rows
 
 __all__ = ["Stats", "BatchStats"]
 

@@ -32,7 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlif.batch.rng import _cumsum_rows, _gap_scale, _geometric, _hash, _uniform
+from jaxlif.batch.kernels import _cumsum_rows, _scatter_add
+from jaxlif.batch.rng import _gap_scale, _geometric, _hash, _uniform
 from jaxlif.plasticity import STPParams, STPState, stp_step
 from jaxlif.stp_lif import STPLIFParams
 from jaxlif.synapses import SynParams
@@ -114,7 +115,7 @@ def _synapse_pass(st: _Synapses, buf, keys, cols: _Columns, syn_ids, c, j, start
     spike = due & (st.t_next > 0)                          # sample 0: the virtual initial spike
     pos = jnp.where(spike, st.t_next - 1 - start, 0)
     if materialize:
-        buf = buf.at[c, j, pos].add(spike.astype(buf.dtype), mode="promise_in_bounds")
+        buf = _scatter_add(buf, (c, j, pos), spike.astype(buf.dtype))
         u, R = st.u, st.R
     else:
         # k - 1 silent Euler steps in closed form (as plasticity.stp_decay), then one spiking step
@@ -122,7 +123,7 @@ def _synapse_pass(st: _Synapses, buf, keys, cols: _Columns, syn_ids, c, j, start
         before = STPState(st.u * _silent_factor(silent, cols.log_a_f),
                           1.0 - (1.0 - st.R) * _silent_factor(silent, cols.log_a_d), jnp.zeros_like(st.u))
         (u, R, jump), _ = stp_step(cols.stp, cols.syn, before, 1.0, dt)     # jump = g_bar R^- u^+
-        buf = buf.at[c, cols.pop, pos].add(jnp.where(spike, jump, 0.0), mode="promise_in_bounds")
+        buf = _scatter_add(buf, (c, cols.pop, pos), jnp.where(spike, jump, 0.0))
     gap = _synapse_gap(keys, cols, syn_ids, st.ordinal, cap, dtype, platform)
     return _Synapses(t_next=jnp.where(due, jnp.minimum(st.t_next + gap, cap), st.t_next),
                      ordinal=st.ordinal + due.astype(jnp.uint32),
