@@ -17,7 +17,8 @@ Binomial(n, p) per step: the steps with a non-zero count form a Bernoulli(q) pro
 10 Hz draws about 970 events per neuron-second instead of 20000 per-step counts or 10^6
 per-step Bernoulli numbers.  No ``(batch, trains, steps)`` tensor exists.  The events of a
 window are drawn in blocks of a fixed size (one cumulative sum per block) and scattered into an
-integer count buffer that the neuron scan reads row by row.  No array size depends on a rate or
+integer count buffer that the neuron scan reads row by row (one flat scatter per pass;
+:mod:`~jaxlif.batch.kernels` holds such helpers shaped for XLA:CPU).  No array size depends on a rate or
 a parameter value, so one compiled program serves every value (:mod:`~jaxlif.batch.pooled`).
 
 **Event-driven STP.**  The Tsodyks-Markram state of a synapse does not depend on the
