@@ -23,6 +23,7 @@ import jaxlif
 from jaxlif import batch as jb
 from jaxlif.batch import devices as jbd
 from jaxlif.batch import kernels as jbk
+from jaxlif.batch import synapses as jbs
 from jaxlif.batch import rng as jbr
 
 try:  # pytest's default "prepend" import mode puts tests/ on sys.path
@@ -312,6 +313,28 @@ def test_windows_change_stp_by_rounding_only(shared):
     np.testing.assert_array_equal(a.spikes, b.spikes)
     assert _max_abs(a.g_E, b.g_E) < 1e-4 and _max_abs(a.v, b.v) < 1e-3
 
+
+def test_compaction_of_active_synapses_changes_no_number(monkeypatch):
+    """Small chunks run every pass over all synapses; forcing the compaction of the active ones (as
+    chunks of >= _COMPACT_MIN_LANES synapses do) gives the same traces, statistics and trains bit for
+    bit.  The spy proves the compared program was traced with the compaction, not taken from a cache."""
+    key, B = jax.random.key(7), 6
+    kw = dict(T=300.0, dt=DT, rate_E=40.0, rate_I=40.0)      # about 6 spikes per synapse and window
+    assert B * 100 < jbs._COMPACT_MIN_LANES
+    plain = jb.simulate_stp_lif_batch(key, B, record=True, stats=STATS, **kw)
+    trains = jb.stp_lif_batch_trains(key, B, **kw)
+    calls = []
+    compact_indices = jbs._compact_indices
+    monkeypatch.setattr(jbs, "_COMPACT_MIN_LANES", 0)
+    monkeypatch.setattr(jbs, "_compact_indices", lambda *a: calls.append(a[1]) or compact_indices(*a))
+    compacted = jb.simulate_stp_lif_batch(key, B, record=True, stats=STATS, batch_chunk=3, **kw)   # a new program
+    assert calls == [3 * 100 // 8]
+    for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(compacted)):
+        np.testing.assert_array_equal(a, b)
+    assert plain.spike_count.sum() > 0
+    for a, b in zip(trains, jb.stp_lif_batch_trains(key, B, window=777, **kw)):
+        np.testing.assert_array_equal(a, b)
+    assert len(calls) == 2
 
 def test_keys(shared):
     run = lambda key: jb.simulate_stp_lif_batch(key, B_SHARED, T=T_SHARED, dt=DT, record=True, stats=STATS)  # noqa
