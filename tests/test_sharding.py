@@ -86,3 +86,33 @@ def test_bench_scale_pairs_verdict_uses_the_median_round_and_the_same_work():
     assert "no worse than 4x (one core each, 3 interleaved rounds, median) | 5.0x (rounds 5.0, 4.0, 5.0) | met" in text
     assert ("35x (one core each, 3 interleaved rounds, median) | 35.0x (rounds 35.0, 35.0, 35.0); "
             "output rates differ | MISSED") in text
+
+
+def test_gpu_check_exit_status_and_section_report_a_failed_equality(tmp_path, monkeypatch):
+    """experiments/gpu_check.py: a failed equality check is written as FAIL and gives exit status 1;
+    without a GPU and without --cpu it refuses to run (exit status 2) and writes nothing.  The
+    simulations are replaced by stubs here; the slow test below runs them."""
+    import jax
+    from experiments import gpu_check as gc
+    out = tmp_path / "BENCHMARKS.md"
+    out.write_text("# kept\n")
+    if jax.default_backend() == "cpu":
+        assert gc.main(["--out", str(out)]) == 2 and out.read_text() == "# kept\n"
+    monkeypatch.setattr(gc, "_equality", lambda B, T: [("WL-A spikes", True, "3 spikes"), ("WL-B v", False, "1e-3")])
+    monkeypatch.setattr(gc, "_cross_backend", lambda B, T: [("WL-A", 1.0, 2.0, 2.0)])
+    monkeypatch.setattr(gc, "_bench", lambda sizes, T, repeats: [])
+    assert gc.main(["--cpu", "--out", str(out)]) == 1
+    text = out.read_text()
+    assert text.startswith("# kept") and "| WL-B v | FAIL | 1e-3 |" in text and "| WL-A spikes | pass |" in text
+
+
+@pytest.mark.slow          # the GPU script end to end on CPU (about 30 s, mostly compilation)
+def test_gpu_check_cpu_smoke_run(tmp_path):
+    """experiments/gpu_check.py --cpu: every equality check of the fast paths against the step-by-step
+    simulators passes, the cross-backend comparison and the benchmark rows are written."""
+    from experiments import gpu_check as gc
+    out = tmp_path / "BENCHMARKS.md"
+    assert gc.main(["--cpu", "--out", str(out), "--sizes", "16", "--repeats", "1"]) == 0
+    text = out.read_text()
+    assert text.count("| pass |") == 10 and "FAIL" not in text
+    assert "| WL-A | 16 |" in text and "| WL-B | 16 |" in text and "% of neurons identical" in text
