@@ -12,11 +12,12 @@ jump ``g_bar R^- u^+`` to its neuron's summed conductance, which decays with the
 Work.  A pass (:func:`_synapse_pass`) takes the next spike of every synapse that has one in the
 window; once at most 1/8 of the synapses still do, those are compacted into a small index set
 (:func:`_compact_indices`), so the cost follows the number of spikes (about 1500 per
-neuron-second at 15 Hz) rather than synapses x steps (10^6).  Chunks of fewer than
-``_COMPACT_MIN_LANES`` synapses skip the compaction: there it saves less than it costs, and it
-doubles the compilation time.  Compaction changes which lanes a pass visits, never which spike a
-pass takes or the order of its additions, so both forms give the same numbers, bit for bit.  A pass adds its jumps to the window
-buffer with one flat scatter (:func:`jaxlif.batch.kernels._scatter_add`).
+neuron-second at 15 Hz) rather than synapses x steps (10^6).  A pass adds its jumps to the
+window buffer with one flat scatter (:func:`jaxlif.batch.kernels._scatter_add`).  Chunks of
+fewer than ``_COMPACT_MIN_LANES`` synapses skip the compaction: there it saves less than it
+costs, and it doubles the compilation time.  Compaction changes which lanes a pass visits, never
+which spike a pass takes or the order of its additions, so both forms give the same numbers, bit
+for bit.
 
 Invariant.  Draw ``m`` of synapse ``j`` of neuron ``b`` is ``hash(keys, (b*S + j, m))``.  The window
 fixes the order in which coincident jumps are summed (rounding of ``g`` only); chunks and
