@@ -32,8 +32,9 @@ sum of the jumps at it+1``).  This equals the per-synapse Euler loop up to round
 (associativity of the sum and ``a^k`` evaluated as ``exp(k log a)``): the tests hold it to 1e-9
 in float64 on the same trains, with identical spikes (:func:`simulate_stp_lif_batch`).  A pass
 takes the next spike of every synapse that has one in the window; once at most 1/8 of the
-synapses still do, those are compacted into a small index set (in chunks of 1024 synapses or more), so the work follows the number
-of spikes (about 1500 per neuron-second at 15 Hz) rather than synapses x steps (10^6).
+synapses still do, those are compacted into a small index set (in chunks of 1024 synapses or
+more), so the work follows the number of spikes (about 1500 per neuron-second at 15 Hz) rather
+than synapses x steps (10^6).
 
 **Windows and chunks.**  Events are generated window by window (``window`` steps: about 1000
 for static input, 2000 for plastic synapses) into a small buffer, then a ``lax.scan`` runs the
