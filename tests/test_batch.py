@@ -321,13 +321,19 @@ def test_compaction_of_active_synapses_changes_no_number(monkeypatch):
     key, B = jax.random.key(7), 6
     kw = dict(T=300.0, dt=DT, rate_E=40.0, rate_I=40.0)      # about 6 spikes per synapse and window
     assert B * 100 < jbs._COMPACT_MIN_LANES
-    plain = jb.simulate_stp_lif_batch(key, B, record=True, stats=STATS, **kw)
+    # per-synapse U0 (B, n_E) and g_bar (1, n_E), per-neuron time constants: the compacted lanes gather
+    # their constants from both kinds of per-synapse columns
+    base = jaxlif.stp_lif_params(0.5)
+    stp = base.stp_E._replace(tau_d=np.linspace(50.0, 500.0, B), tau_f=np.linspace(20.0, 300.0, B))
+    params = base._replace(stp_E=stp._replace(U0=np.random.default_rng(2).uniform(0.1, 0.9, (B, 80))), stp_I=stp,
+                           exc=base.exc._replace(g_bar=np.linspace(3.0, 6.0, 80)[None, :]))
+    plain = jb.simulate_stp_lif_batch(key, B, params, record=True, stats=STATS, **kw)
     trains = jb.stp_lif_batch_trains(key, B, **kw)
     calls = []
     compact_indices = jbs._compact_indices
     monkeypatch.setattr(jbs, "_COMPACT_MIN_LANES", 0)
     monkeypatch.setattr(jbs, "_compact_indices", lambda *a: calls.append(a[1]) or compact_indices(*a))
-    compacted = jb.simulate_stp_lif_batch(key, B, record=True, stats=STATS, batch_chunk=3, **kw)   # a new program
+    compacted = jb.simulate_stp_lif_batch(key, B, params, record=True, stats=STATS, batch_chunk=3, **kw)  # new program
     assert calls == [3 * 100 // 8]
     for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(compacted)):
         np.testing.assert_array_equal(a, b)
