@@ -276,6 +276,51 @@ def test_model_comparison_table_nested_models_and_cross_validation():
     assert "delta_aic" in cmp.format().splitlines()[0].lower().replace("daic", "delta_aic")
 
 
+def test_fewer_points_than_free_parameters_is_never_converged():
+    # one recorded pulse per protocol: 4 points for U0, tau_d, tau_f, the scale and the noise sd
+    y, _ = _simulate(DEPRESSING, seed=14)
+    keep = np.zeros(y.shape, bool)
+    keep[:, 0, 0] = True
+    fit = fit_stp_trains(PROTOCOLS, np.where(keep, y, np.nan), allow_missing=True,
+                         interval="wald")
+    assert int(fit.n_points) == 4 and fit.n_params == 5 and not bool(fit.converged)
+    assert len(fit.notes) == 1 and "fewer points (4) than free parameters (n_params = 5" \
+        in fit.notes[0]
+    assert fit.summary()["notes"] == list(fit.notes)
+
+
+def test_zero_amplitudes_count_as_zero_or_as_missing_as_asked():
+    y, _ = _simulate(DEPRESSING, seed=15)
+    zeros = [(0, 1, 3), (2, 0, 0), (3, 4, 9)]
+    y0 = y.copy()
+    for idx in zeros:
+        y0[idx] = 0.0
+    as_zero = fit_stp_trains(PROTOCOLS, y0, interval="wald")            # the default
+    as_missing = fit_stp_trains(PROTOCOLS, y0, zeros="missing", interval="wald")
+    # reference: the same points given as NaN, missing pulses allowed
+    y_nan = y0.copy()
+    for idx in zeros:
+        y_nan[idx] = np.nan
+    ref = fit_stp_trains(PROTOCOLS, y_nan, allow_missing=True, interval="wald")
+    assert int(as_zero.n_points) == y.size and int(as_missing.n_points) == y.size - 3
+    np.testing.assert_array_equal(np.array(as_missing.params), np.array(ref.params))
+    assert float(as_missing.loglik) == float(ref.loglik)
+    assert np.all(np.isnan([as_missing.residuals[idx] for idx in zeros]))
+    assert [float(as_zero.residuals[idx]) for idx in zeros] == pytest.approx(
+        [-float(as_zero.fitted[i, k]) for i, _, k in zeros])             # a zero is data
+    assert float(as_zero.scale) < float(as_missing.scale)               # zeros pull the mean down
+    # the gamma model cannot produce a zero: refused, naming the point and the option
+    with pytest.raises(ValueError, match=r"amplitudes\[0, 1, 3\]=0.0 is a zero amplitude .*"
+                                         r"zeros='missing'"):
+        fit_stp_trains(PROTOCOLS, np.abs(y0), noise="gamma")
+    from jaxlif.fitting.trains import prepare_data
+    data, _ = prepare_data(PROTOCOLS, np.abs(y0), noise="gamma", noise_sd=None, noise_cv=None,
+                           normalise=False, allow_missing=False, zeros="missing")
+    assert int(data.mask.sum()) == y.size - 3
+    with pytest.raises(ValueError, match=r"zeros='nan' is not one of \('amplitude', 'missing'\)"):
+        fit_stp_trains(PROTOCOLS, y0, zeros="nan")
+
+
 # --------------------------------------------------------------------------------------
 # Bad data: clear errors naming the entry, nothing dropped
 # --------------------------------------------------------------------------------------

@@ -364,6 +364,23 @@ def test_single_rate_is_flagged_unidentifiable():
     assert np.max(np.asarray(res.spread)) > 1.0  # starts end far apart, all near-optimal
     summary = json.loads(json.dumps(res.summary()))
     assert summary["identifiable"] == {"U0": False, "tau_d": False, "tau_f": False}
+    # one point, three free parameters: never "converged", and the result says why (issue 20)
+    assert not bool(res.converged)
+    assert len(res.notes) == 1 and "fewer points (1 rate) than free parameters (3" in res.notes[0]
+    assert summary["notes"] == list(res.notes)
+
+
+def test_fewer_rates_than_free_parameters_is_never_converged():
+    # 3 rates, noise estimated: U0, tau_d, tau_f and the noise sd are 4 free parameters; the
+    # curve is fitted exactly (the fit looks perfect), yet nothing is determined
+    target = np.asarray(stp_ratio(STD, RATES4[:3]))
+    res = fit_stp(RATES4[:3], target)
+    assert float(res.rmse) < 1e-4 and not bool(res.converged)
+    assert "fewer points (3 rates) than free parameters (4: U0, tau_d, tau_f, the noise sd)" \
+        in res.notes[0]
+    # with the noise level given, 3 rates are as many points as parameters: no note
+    res = fit_stp(RATES4[:3], target, noise_sd=0.01)
+    assert res.notes == ()
 
 
 def test_issue_example_four_rates_two_percent_noise_is_honest():
@@ -441,6 +458,9 @@ def no_tracing(monkeypatch):
     (RATES, np.ones(20), dict(dt=0.0), r"dt=0\.0 ms must be > 0"),
     (RATES, np.ones(20), dict(interval="bayes"), r"interval='bayes' is not one of"),
     (RATES, np.ones(20), dict(level=1.0), r"level=1\.0 must be a number in \[0\.5, 1\)"),
+    # n_spike = 2 compares the first spike with itself: g1/g1 = 1 for every synapse (issue 20)
+    (RATES, np.ones(20), dict(n_spike=2), r"n_spike=2 must be >= 3: .*g1/g1 = 1"),
+    (RATES, np.ones(20), dict(n_spike=1), r"n_spike=1 must be >= 3"),
 ])
 def test_bad_input_raises_clear_value_error_before_tracing(no_tracing, rates, target, kw, match):
     with pytest.raises(ValueError, match=match):
@@ -448,6 +468,10 @@ def test_bad_input_raises_clear_value_error_before_tracing(no_tracing, rates, ta
 
 
 def test_model_functions_validate_too():
+    with pytest.raises(ValueError, match=r"n_spike=2 must be >= 3"):
+        stp_ratio(STD, RATES, n_spike=2)
+    with pytest.raises(ValueError, match=r"n_spike=2 must be >= 3"):
+        ratio_loss(STD, RATES, np.ones(20), n_spike=2)
     with pytest.raises(ValueError, match="params.tau_f=0.05 ms is below the time step"):
         stp_ratio(STPParams(0.5, 100.0, 0.05), RATES)
     with pytest.raises(ValueError, match="params.U0=1.5 is outside"):

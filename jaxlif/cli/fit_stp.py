@@ -98,7 +98,7 @@ def add_fit_stp(subparsers) -> None:
                        help="conductance decay (ms) (default 5)")
     model.add_argument("--n-spike", type=int, default=10,
                        help="the tutorial's '10th spike' label: ratio of the conductance after "
-                            "spike n_spike-1 to spike 1 (default 10)")
+                            "spike n_spike-1 to spike 1; >= 3 (default 10)")
     model.add_argument("--seed", type=int, default=0, help="key for the Poisson trains")
     model.add_argument("--n-trains", type=int, default=64, help="Poisson trains per rate")
     fit = p.add_argument_group("fit")
@@ -138,6 +138,8 @@ def _print_result(res, mode, seconds, stream=None) -> None:
         print(f"  RMSE {pick(summary['rmse']):.3g}, converged {pick(summary['converged'])}, "
               f"{pick(summary['n_steps'])} steps, noise sd {pick(summary['noise_sd']):.3g}, "
               f"{pick(summary['n_near_optimal'])} near-optimal starts", file=stream)
+    for note in summary.get("notes", ()):
+        print(f"note: {note}", file=stream)
 
 
 def _plot_fit(res, path, mode, model_kwargs) -> Path:

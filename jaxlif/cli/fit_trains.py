@@ -51,6 +51,9 @@ def add_fit_trains(subparsers) -> None:
                           "10 pulses at 20 and 100 Hz, mean and SEM over sweeps)")
     src.add_argument("--allow-missing", action="store_true",
                      help="accept missing amplitudes (empty, nan) inside recorded sweeps")
+    src.add_argument("--zeros", choices=("amplitude", "missing"), default="amplitude",
+                     help="an amplitude of exactly 0 (a failure) is a recorded amplitude of 0 "
+                          "(default) or a missing point left out of the fit")
     fit = p.add_argument_group("model and noise")
     fit.add_argument("--model", choices=MODEL_CHOICES + ("all",), default="tm",
                      help="tm: U0, tau_d, tau_f (the tutorial's model; default); tm4: baseline U "
@@ -190,6 +193,7 @@ def _fit_lines(fit) -> list[str]:
         f"  best start: {int(fit.best_start)} of {n_starts} ({n_local} ended in a worse local "
         f"minimum), {int(fit.n_steps)} steps",
     ]
+    lines += [f"  note: {note}" for note in fit.notes]
     return lines
 
 
@@ -233,7 +237,7 @@ def _run_fit_trains(args) -> int:
     out, out_kind = resolve_out(args.out, json_ok=True)     # before the fit: a typo costs nothing
     raw, source = _load(args)
     opts = dict(noise=args.noise, noise_sd=args.noise_sd, noise_cv=args.noise_cv,
-                normalise=args.normalise, allow_missing=args.allow_missing)
+                normalise=args.normalise, allow_missing=args.allow_missing, zeros=args.zeros)
     # the data exactly as the fit sees them (validated, normalised if asked), for the figure
     seen, _ = prepare_data(raw, None, **opts)
     P, S, n = seen.amplitudes.shape

@@ -70,7 +70,8 @@ def compare_models(spike_times_ms: TrainData | ArrayLike | Sequence[Any],
                    noise_cv: float | None = None,
                    normalise: bool = False, cross_validate: bool = True,
                    interval: str = "profile", level: float = 0.95,
-                   allow_missing: bool = False, max_steps: int = 1000) -> ModelComparison:
+                   allow_missing: bool = False, zeros: str = "amplitude",
+                   max_steps: int = 1000) -> ModelComparison:
     """Fit every model in ``models`` to one synapse's trains and compare them (module docstring).
 
     Arguments as in :func:`~jaxlif.fit_stp_trains` (one synapse: ``amplitudes`` of shape
@@ -91,7 +92,7 @@ def compare_models(spike_times_ms: TrainData | ArrayLike | Sequence[Any],
         T.check_options(m, noise, noise_sd, noise_cv, interval, level)
     data, spec = T.prepare_data(spike_times_ms, amplitudes, noise=noise, noise_sd=noise_sd,
                                 noise_cv=noise_cv, normalise=normalise,
-                                allow_missing=allow_missing)
+                                allow_missing=allow_missing, zeros=zeros)
     if data.amplitudes.ndim != 3:
         raise ValueError("compare_models takes one synapse: amplitudes of shape (n_protocols, "
                          "n_sweeps, n_spikes)")

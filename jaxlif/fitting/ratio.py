@@ -3,7 +3,8 @@ r"""The g10/g1 ratio curve as a forward model: a readout of the train model on r
 The ratio at a rate is ``g_m / g_1``, the conductance just after the m-th and the 1st delivered
 presynaptic spike, ``m = n_spike - 1`` (the tutorial's "g10/g1" is ``g[9*isi]/g[isi]``: its
 index-0 spike is never seen, so the default ``n_spike = 10`` compares the 9th and the 1st
-delivered spikes; for a measured ``g_n / g_1`` pass ``n_spike = n + 1``).  It is computed from
+delivered spikes; for a measured ``g_n / g_1`` pass ``n_spike = n + 1``; ``n_spike >= 3``, as
+``n_spike = 2`` would compare the first spike with itself).  It is computed from
 the releases of :func:`~jaxlif.fitting.forward.stp_amplitudes`' models and the conductance
 readout :func:`~jaxlif.fitting.forward.conductance_at_spikes`::
 
@@ -130,6 +131,21 @@ def check_rates(rates_hz, mode, dt):
     return rates
 
 
+def check_n_spike(n_spike) -> int:
+    """``n_spike >= 3``: the ratio is ``g_m / g_1`` with ``m = n_spike - 1``, so ``n_spike = 2``
+    compares the first delivered spike with itself (``g_1 / g_1 = 1`` for every synapse: nothing
+    to fit) and ``n_spike < 2`` names no spike at all."""
+    if isinstance(n_spike, (bool, np.bool_)) or not isinstance(n_spike, (int, np.integer)):
+        raise TypeError(f"n_spike must be an int, got {n_spike!r} of type "
+                        f"{type(n_spike).__name__}")
+    if n_spike < 3:
+        raise ValueError(f"n_spike={n_spike} must be >= 3: the ratio compares the conductance "
+                         f"after spike n_spike - 1 with the one after spike 1, so n_spike=2 gives "
+                         f"g1/g1 = 1 whatever the synapse (and n_spike < 2 names no spike); for a "
+                         f"measured g_n/g_1 pass n_spike = n + 1 with n >= 2")
+    return int(n_spike)
+
+
 def check_common(mode, dt, tau_syn, n_spike, n_trains):
     check_mode(mode)
     dt = _checks.check_dt(dt)
@@ -137,7 +153,7 @@ def check_common(mode, dt, tau_syn, n_spike, n_trains):
         _checks.check_positive("tau_syn", tau_syn, "ms")
     else:
         _checks.check_time_constant("tau_syn", tau_syn, dt)
-    n_spike = _checks.check_count("n_spike", n_spike, minimum=2)
+    n_spike = check_n_spike(n_spike)
     n_trains = _checks.check_count("n_trains", n_trains, minimum=1)
     return dt, float(tau_syn), n_spike, n_trains
 
@@ -242,7 +258,7 @@ def stp_ratio(params: STPParams, rates_hz: ArrayLike | Sequence[float], *, mode:
         params: :class:`~jaxlif.STPParams` (``tau_d, tau_f`` [ms]).  rates_hz: ``(n_rates,)`` [Hz].
         mode: ``"tutorial"``, ``"exact"`` or ``"poisson"``.
         dt: time step [ms] (unused in exact mode).
-        tau_syn: conductance decay [ms].  n_spike: the tutorial's "10th spike" label.
+        tau_syn: conductance decay [ms].  n_spike: the tutorial's "10th spike" label (>= 3).
         key, n_trains: Poisson mode only.
 
     Returns:

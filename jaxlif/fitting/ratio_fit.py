@@ -82,6 +82,8 @@ class FitResult(NamedTuple):
         start_params, start_loss, start_n_steps: each start's optimum, loss and steps.
         start_local_minimum: starts that ended in a worse local minimum.
         mode, dt, tau_syn, n_spike: the forward model fitted.
+        notes: reasons, in words, why the fit cannot be ``converged`` whatever the optimiser
+            did (e.g. fewer rates than free parameters); empty otherwise.
     """
 
     params: STPParams
@@ -113,6 +115,7 @@ class FitResult(NamedTuple):
     dt: float
     tau_syn: float
     n_spike: int
+    notes: tuple = ()
 
     def summary(self) -> dict:
         """A JSON-ready dict of the fit (plain floats/lists; data sets give lists per curve)."""
@@ -127,7 +130,7 @@ class FitResult(NamedTuple):
                 "n_steps", "noise_sd", "n_near_optimal", "best_start", "rates_hz",
                 "target_ratio", "fitted_ratio")},
             "mode": self.mode, "dt_ms": self.dt, "tau_syn_ms": self.tau_syn,
-            "n_spike": self.n_spike,
+            "n_spike": self.n_spike, "notes": list(self.notes),
             "units": {"U0": "", "tau_d": "ms", "tau_f": "ms", "rates_hz": "Hz", "dt_ms": "ms",
                       "tau_syn_ms": "ms", "ratio": "dimensionless"},
         }
@@ -275,7 +278,8 @@ def fit_stp(rates_hz: ArrayLike | Sequence[float], target_ratio: ArrayLike | Seq
         dt: time step [ms] (0.1 as in the tutorial).  tau_syn: conductance decay [ms] (5).
         n_spike: the tutorial's "10th spike" label: the ratio compares the conductance after
             the ``(n_spike - 1)``-th and the 1st delivered spikes (pass ``n + 1`` for a measured
-            ``g_n / g_1``).
+            ``g_n / g_1``); ``n_spike >= 3`` (``n_spike = 2`` gives ``g_1 / g_1 = 1`` for every
+            synapse and is refused).
         key, n_trains: Poisson mode: ``jax.random`` key and trains per rate.
         max_steps: most BFGS steps per start (memory does not grow with it).
         tol: stop a start at weighted RMSE <= tol.  patience, rel_improve: stall rule.
@@ -292,7 +296,7 @@ def fit_stp(rates_hz: ArrayLike | Sequence[float], target_ratio: ArrayLike | Seq
     Raises:
         ValueError: mismatched lengths, a target ratio <= 0 or NaN, rates whose regular interval
             is under one step (or ``p > 1`` in Poisson mode), invalid ``init``, ``noise_sd``,
-            ``dt``, ``tau_syn``, ``mode``, or Poisson mode without ``key``.  All checks run before
+            ``dt``, ``tau_syn``, ``mode``, ``n_spike < 3``, or Poisson mode without ``key``.  All checks run before
             anything is traced.
         FitInterrupted: Ctrl-C (or a ``KeyboardInterrupt`` from ``progress``) during the fit;
             ``err.partial`` is a :class:`FitResult` of the best points so far (no intervals).
@@ -407,7 +411,14 @@ def _assemble(fit, stats, target2, rates, shared, sd, n, p, kind, coef, q, floor
     poor_edge = stats["at_edge"].any(axis=1) & (rmse > 0.1 * rms)
     reproduces = ~(np.nan_to_num(pval, nan=1.0) < 1e-3) & ~poor_edge
     exact = rmse_w <= tol
-    converged = exact | (stats["stationary"] & reproduces & ~stats["better"])
+    # fewer points than free parameters (3, plus the noise level when it is estimated): the
+    # optimum is a whole set of parameter values, so the fit is never "converged"
+    k = p + (1 if sd is None else 0)
+    notes = () if n >= k else (
+        f"fewer points ({n} rate{'s' if n != 1 else ''}) than free parameters ({k}: U0, tau_d, "
+        f"tau_f{', the noise sd' if sd is None else ''}): the data do not determine the fit, "
+        f"so it is not converged",)
+    converged = (exact | (stats["stationary"] & reproduces & ~stats["better"])) & (n >= k)
     if fit.interrupted:   # an interrupted fit is not converged (other starts were still running)
         converged = np.zeros_like(converged)
     cov = stats.get("cov")
@@ -433,7 +444,7 @@ def _assemble(fit, stats, target2, rates, shared, sd, n, p, kind, coef, q, floor
         start_params=STPParams(*(device_array(pick(start_params[..., j])) for j in range(3))),
         start_loss=device_array(pick(fit.start_loss)),
         start_n_steps=device_array(pick(fit.start_n_steps)),
-        start_local_minimum=device_array(pick(start_local)), **config)
+        start_local_minimum=device_array(pick(start_local)), **config, notes=notes)
     return result
 
 

@@ -47,10 +47,14 @@ from jaxlif.fitting.forward import check_spike_times
 from jaxlif.fitting.models import Model, family_constraints, family_release, get_model
 from jaxlif.fitting.optimise import FitInterrupted, minimise_lanes
 
-__all__ = ["TrainFitResult", "fit_stp_trains", "INTERVALS", "train_loss"]
+__all__ = ["TrainFitResult", "fit_stp_trains", "INTERVALS", "ZEROS", "train_loss"]
 
 #: Interval methods of :func:`fit_stp_trains`.
 INTERVALS = ("profile", "wald", "none")
+
+#: What a zero amplitude is (``zeros=``): a recorded amplitude of zero (a release failure), or a
+#: missing point (as Rossbroich et al. 2021 treat failures).
+ZEROS = ("amplitude", "missing")
 
 
 class TrainFitResult(NamedTuple):
@@ -79,6 +83,8 @@ class TrainFitResult(NamedTuple):
         start_local_minimum: starts that ended in a worse local minimum.
         n_steps: optimiser steps of the best start.
         model, noise_model, interval_method, level, unit: what was fitted.
+        notes: reasons, in words, why a fit cannot be ``converged`` whatever the optimiser did
+            (fewer points than free parameters); empty otherwise.
     """
 
     params: Any
@@ -109,6 +115,7 @@ class TrainFitResult(NamedTuple):
     interval_method: str
     level: float
     unit: str = ""
+    notes: tuple = ()
 
     def summary(self) -> dict:
         """A JSON-ready dict (plain floats and lists; ``inf`` stays ``inf``)."""
@@ -122,7 +129,7 @@ class TrainFitResult(NamedTuple):
                    stderr=named(self.stderr), identifiable=named(self.identifiable),
                    at_edge=named(self.at_edge), n_params=self.n_params, model=self.model,
                    noise_model=self.noise_model, interval_method=self.interval_method,
-                   level=self.level, fitted=tolist(self.fitted),
+                   level=self.level, fitted=tolist(self.fitted), notes=list(self.notes),
                    units={**dict(zip(m.fields, m.units)), "amplitude": self.unit,
                           "spike_times": "ms"})
         return out
@@ -402,12 +409,16 @@ def _results(family, models, arr: _Arrays, sol: dict, rows_y, times, spec, inter
     rmse = np.sqrt(np.nansum(np.where(mask, residuals, 0.0) ** 2, axis=(1, 2, 3)) / n)
     poor_edge = (stats["at_edge"] & act).any(axis=1) & (rmse > 0.1 * rms)
     reproduces = ~(np.nan_to_num(pval, nan=1.0) < 1e-3) & ~poor_edge
-    converged = stats["stationary"] & reproduces & ~stats["better"] & (not sol["interrupted"])
+    # fewer points than free parameters: the optimum is a whole set of parameter values
+    enough = n >= k
+    converged = (stats["stationary"] & reproduces & ~stats["better"] & (not sol["interrupted"])
+                 & enough)
     start_vec = np.stack([np.asarray(c.forward(jnp.asarray(sol["start_theta"][..., i])), float)
                           for i, c in enumerate(cons)], axis=-1)
     return dict(stats=stats, A=A, sd=sd, loglik=loglik, aic=2 * k - 2 * loglik,
                 bic=k * np.log(n) - 2 * loglik, n=n.astype(int), k=k, pval=pval,
-                reproduces=reproduces, converged=converged, fitted=fitted, residuals=residuals,
+                reproduces=reproduces, converged=converged, enough=enough, fitted=fitted,
+                residuals=residuals,
                 start_vec=start_vec, start_loglik=-n[:, None] * sol["start_loss"])
 
 
@@ -430,7 +441,22 @@ def _result(m: Model, res: dict, sol: dict, rows: slice, many: bool, noise: str,
         start_params=m.params_type(*(pick(res["start_vec"][..., c]) for c in m.coords)),
         start_loglik=pick(res["start_loglik"]), start_local_minimum=pick(sol["start_local"]),
         n_steps=pick(sol["n_steps"]), model=m.name, noise_model=noise,
-        interval_method=interval, level=float(level), unit=unit)
+        interval_method=interval, level=float(level), unit=unit,
+        notes=_notes(m, res, rows, many))
+
+
+def _notes(m: Model, res: dict, rows: slice, many: bool) -> tuple:
+    """Why the problems ``rows`` cannot be converged, in words (empty when nothing stands out)."""
+    idx = np.arange(len(res["n"]))[rows]
+    few = [int(i) for i in idx if not res["enough"][i]]
+    if not few:
+        return ()
+    k = int(np.broadcast_to(res["k"], res["n"].shape)[few[0]])
+    where = f" (synapses {[i - int(idx[0]) for i in few]})" if many else ""
+    n = int(res["n"][few[0]])
+    return (f"fewer points ({n}) than free parameters (n_params = {k}: the {m.n_params} of "
+            f"{m.name!r}, the amplitude scale unless normalised, the noise level if estimated)"
+            f"{where}: the data do not determine the fit, so it is not converged",)
 
 
 # --------------------------------------------------------------------------------------
@@ -462,22 +488,41 @@ def check_options(model, noise, noise_sd, noise_cv, interval, level) -> Model:
 
 
 def prepare_data(spike_times_ms, amplitudes, *, noise, noise_sd, noise_cv, normalise,
-                 allow_missing) -> tuple[TrainData, lk.NoiseSpec]:
-    """Validate the data (and normalise it if asked); returns it with its noise spec."""
+                 allow_missing, zeros="amplitude") -> tuple[TrainData, lk.NoiseSpec]:
+    """Validate the data (zeros as ``zeros`` says, normalised if asked); returns it with its
+    noise spec."""
+    if zeros not in ZEROS:
+        raise ValueError(f"zeros={zeros!r} is not one of {ZEROS} ('amplitude': a zero is a "
+                         f"recorded amplitude of 0; 'missing': zeros are left out of the fit)")
+    labels = {}
     if isinstance(spike_times_ms, TrainData):
         if amplitudes is not None:
             raise ValueError("give either a TrainData or spike_times_ms with amplitudes")
         data = spike_times_ms
         sd = data.noise_sd if noise_sd is None and noise == "gaussian" else noise_sd
+        labels = dict(protocols=data.protocols, sweeps=data.sweeps)
         data = check_trains(data.spike_times_ms, data.amplitudes, noise_sd=sd,
-                            positive=noise == "gamma", allow_missing=allow_missing,
-                            unit=data.unit)._replace(protocols=data.protocols,
-                                                     sweeps=data.sweeps)
+                            allow_missing=allow_missing, unit=data.unit)._replace(**labels)
     else:
         if amplitudes is None:
             raise ValueError("amplitudes is missing: fit_stp_trains(spike_times_ms, amplitudes)")
         data = check_trains(spike_times_ms, amplitudes, noise_sd=noise_sd,
-                            positive=noise == "gamma", allow_missing=allow_missing)
+                            allow_missing=allow_missing)
+    zero = data.mask & (np.nan_to_num(data.amplitudes, nan=1.0) == 0.0)
+    if noise == "gamma" and zeros == "amplitude" and zero.any():
+        idx = np.argwhere(zero)[0]
+        raise ValueError(f"amplitudes[{', '.join(str(int(i)) for i in idx)}]=0.0 is a zero "
+                         f"amplitude (a release failure?), which the gamma noise model cannot "
+                         f"produce (it needs amplitudes > 0): pass zeros='missing' to leave the "
+                         f"zeros out of the fit, or use noise='gaussian'")
+    if zeros == "missing" and zero.any():
+        y = np.where(zero, np.nan, data.amplitudes)
+        sd = None if data.noise_sd is None else np.where(zero, np.nan, data.noise_sd)
+        data = check_trains(data.spike_times_ms, y, noise_sd=sd, allow_missing=True,
+                            unit=data.unit)._replace(protocols=data.protocols, sweeps=data.sweeps)
+    if noise == "gamma":      # the positivity check, after the zeros are settled
+        check_trains(data.spike_times_ms, data.amplitudes, noise_sd=data.noise_sd, positive=True,
+                     allow_missing=True, unit=data.unit)
     if normalise:
         data = _normalise(data)
     estimated = (data.noise_sd is None) if noise == "gaussian" else noise_cv is None
@@ -545,7 +590,8 @@ def fit_stp_trains(spike_times_ms: TrainData | ArrayLike | Sequence[Any],
                    normalise: bool = False, init: ArrayLike | Sequence[Any] | None = None,
                    check_starts: bool = True, interval: str = "profile", level: float = 0.95,
                    max_rel_uncertainty: float = 0.5, allow_missing: bool = False,
-                   max_steps: int = 1000, progress: Callable | None = None) -> TrainFitResult:
+                   zeros: str = "amplitude", max_steps: int = 1000,
+                   progress: Callable | None = None) -> TrainFitResult:
     r"""Maximum-likelihood fit of a plasticity model to amplitude trains, with intervals.
 
     Example (real data shipped with jaxlif)::
@@ -573,6 +619,11 @@ def fit_stp_trains(spike_times_ms: TrainData | ArrayLike | Sequence[Any],
         level: confidence level of the intervals.
         max_rel_uncertainty: identifiability threshold (see :class:`TrainFitResult`).
         allow_missing: accept NaN amplitudes inside recorded sweeps (missing pulses).
+        zeros: what an amplitude of exactly 0 is.  ``"amplitude"`` (default): a recorded
+            amplitude of 0 (a release failure is a response of size 0; it lowers the mean, and
+            the gamma noise model, which needs amplitudes > 0, refuses it).  ``"missing"``: a
+            point not recorded, left out of the fit like a NaN (as Rossbroich et al. 2021 treat
+            failures; the fit then describes the amplitude of the successes).
         max_steps: most optimiser steps.  progress: ``progress(step, best_loss, n_done)``.
 
     Returns:
@@ -588,7 +639,7 @@ def fit_stp_trains(spike_times_ms: TrainData | ArrayLike | Sequence[Any],
     max_steps = _checks.check_count("max_steps", max_steps, minimum=1)
     data, spec = prepare_data(spike_times_ms, amplitudes, noise=noise, noise_sd=noise_sd,
                               noise_cv=noise_cv, normalise=normalise,
-                              allow_missing=allow_missing)
+                              allow_missing=allow_missing, zeros=zeros)
     many = data.amplitudes.ndim == 4
     rows = _rows(data, noise, noise_cv)
     N = rows["y"].shape[0]
