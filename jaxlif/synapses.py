@@ -15,6 +15,14 @@ batch simulators draw one binomial count per step instead of one Bernoulli numbe
 per train.
 
 The synaptic current into the membrane is ``g (E_rev - V)`` [nS * mV = pA].
+
+With ``integrator="exp_euler"`` (docs/conventions.md section 10) the decay is exact and an input at
+step ``k`` enters ``g`` at ``t_k`` (NEST's convention)::
+
+    g(t_it+1) = g(t_it) exp(-dt/tau_syn) + g_bar * n[it+1]
+
+and the membrane sees, held over ``[t_it, t_it + dt)``, the exact mean of the decaying conductance,
+``g(t_it) * tau_syn/dt * (1 - exp(-dt/tau_syn))`` (:func:`exp_syn_mean`).
 """
 
 from __future__ import annotations
@@ -22,10 +30,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 
 from jaxlif import _checks
 
-__all__ = ["SynParams", "EXC_SYN", "INH_SYN", "exp_syn_step", "check_syn_params"]
+__all__ = ["SynParams", "EXC_SYN", "INH_SYN", "exp_syn_step", "exp_syn_mean", "check_syn_params"]
 
 
 class SynParams(NamedTuple):
@@ -48,19 +57,35 @@ EXC_SYN = SynParams(g_bar=2.4, tau_syn=2.0, E_rev=0.0)
 INH_SYN = SynParams(g_bar=2.4, tau_syn=5.0, E_rev=-80.0)
 
 
-def exp_syn_step(params: SynParams, g: jax.Array, n: jax.Array, dt: float) -> jax.Array:
+def exp_syn_step(params: SynParams, g: jax.Array, n: jax.Array, dt: float, *,
+                 integrator: str = "euler") -> jax.Array:
     """One forward-Euler step: ``g + dt/tau_syn * (-g) + g_bar * n``.
+
+    With ``integrator="exp_euler"`` the exact decay: ``g exp(-dt/tau_syn) + g_bar * n``.
 
     Args:
         params: synapse parameters.
         g: conductance at step ``it`` [nS].
         n: number of presynaptic spikes at step ``it+1`` (any non-negative number).
         dt: time step [ms].
+        integrator: ``"euler"`` (default, the tutorial's scheme) or ``"exp_euler"``.
 
     Returns:
         The conductance at step ``it+1`` [nS].
     """
+    if integrator == "exp_euler":
+        return g * jnp.exp(-dt / params.tau_syn) + params.g_bar * n
+    if integrator != "euler":
+        raise ValueError(f"integrator={integrator!r} must be 'euler' or 'exp_euler'")
     return g - (dt / params.tau_syn) * g + params.g_bar * n
+
+
+def exp_syn_mean(params: SynParams, g: jax.Array, dt: float) -> jax.Array:
+    """Mean over ``[t_it, t_it + dt)`` of a conductance ``g`` [nS] at ``t_it`` decaying exactly:
+    ``g * tau_syn/dt * (1 - exp(-dt/tau_syn))`` [nS] (what ``integrator="exp_euler"`` holds over the step).
+    """
+    x = dt / params.tau_syn
+    return g * (-jnp.expm1(-x) / x)
 
 
 def check_syn_params(name: str, params: SynParams, dt: float) -> None:

@@ -16,10 +16,10 @@ from jax.typing import ArrayLike
 from jaxlif import _checks, _scan
 from jaxlif.grid import n_steps as _n_steps
 from jaxlif.inputs import _binomial_tail, _p_spike, binomial_count
-from jaxlif.neurons.lif import (LIFParams, LIFState, _finish, _run_options, _single_neuron, check_lif_params,
-                                lif_init, membrane_step)
+from jaxlif.neurons.lif import (LIFParams, LIFState, _finish, _run_options, _single_neuron, check_integrator,
+                                check_lif_params, lif_init, membrane_step)
 from jaxlif.surrogates import Surrogate
-from jaxlif.synapses import EXC_SYN, INH_SYN, SynParams, check_syn_params, exp_syn_step
+from jaxlif.synapses import EXC_SYN, INH_SYN, SynParams, check_syn_params, exp_syn_mean, exp_syn_step
 
 __all__ = ["CondLIFParams", "CondLIFState", "CondLIFResult", "cond_lif_init", "cond_lif_step",
            "check_cond_lif_params", "simulate_cond_lif", "simulate_cond_lif_poisson"]
@@ -59,14 +59,17 @@ class CondLIFResult(NamedTuple):
 
     Attributes:
         v: membrane potential [mV], ``(n_steps,)``.
-        spikes: boolean raster ``(n_steps,)``.
+        spikes: boolean raster ``(n_steps,)`` (``integrator="exp_euler"``: a spike in ``[k*dt, (k+1)*dt)``).
         g_E, g_I: total excitatory/inhibitory conductance [nS], ``(n_steps,)``.
+        spike_offset: ``None`` with ``integrator="euler"``; with ``"exp_euler"`` the time of each spike
+            after its sample [ms], ``(n_steps,)`` (a spike at index k happened at ``k*dt + spike_offset[k]``).
     """
 
     v: jax.Array | None
     spikes: jax.Array
     g_E: jax.Array | None
     g_I: jax.Array | None
+    spike_offset: jax.Array | None = None
 
 
 def cond_lif_init(params: CondLIFParams) -> CondLIFState:
@@ -78,9 +81,15 @@ def cond_lif_init(params: CondLIFParams) -> CondLIFState:
 
 def cond_lif_step(params: CondLIFParams, state: CondLIFState,
                   inputs: tuple[ArrayLike, ArrayLike, ArrayLike], dt: float, *,
-                  spike_grad: Surrogate | None = None
-                  ) -> tuple[CondLIFState, tuple[jax.Array, jax.Array, jax.Array, jax.Array]]:
+                  spike_grad: Surrogate | None = None, integrator: str = "euler"
+                  ) -> tuple[CondLIFState, tuple[jax.Array, ...]]:
     """One step of the conductance LIF (steps 1-3 of docs/conventions.md 4.2).
+
+    With ``integrator="exp_euler"`` (docs/conventions.md section 10): ``state.g_E, state.g_I`` are the
+    conductances at ``t_it`` *including* the inputs of step ``it`` (an input at step ``k`` enters ``g``
+    at ``t_k``; the initial state holds ``g_bar n[0]``).  The membrane sees their exact means over
+    ``[t_it, t_it + dt)`` (:func:`jaxlif.synapses.exp_syn_mean`) and ``I_inj`` held over the step and is
+    advanced by :func:`membrane_step`; then ``g`` decays exactly and the inputs of ``it+1`` are added.
 
     Args:
         params: :class:`CondLIFParams`.  state: :class:`CondLIFState` at ``it``.
@@ -88,11 +97,20 @@ def cond_lif_step(params: CondLIFParams, state: CondLIFState,
             (summed over trains) and the injected current at ``it`` [pA].
         dt: time step [ms].
         spike_grad: ``None`` or a :class:`jaxlif.surrogates.Surrogate` (see :func:`lif_step`).
+        integrator: ``"euler"`` (default, the tutorial's scheme) or ``"exp_euler"``.
 
     Returns:
-        ``(state_at_it+1, (v_it, spike_it, g_E_it+1, g_I_it+1))``.
+        ``(state_at_it+1, (v_it, spike_it, g_E_it+1, g_I_it+1))``; with ``"exp_euler"`` a fifth output,
+        the spike's time after ``t_it`` [ms] (0 without a spike).
     """
     n_E, n_I, I_inj = inputs
+    if check_integrator(integrator) == "exp_euler":
+        neuron, (v, spike, offset) = membrane_step(
+            params.neuron, state.neuron, exp_syn_mean(params.exc, state.g_E, dt), params.exc.E_rev,
+            exp_syn_mean(params.inh, state.g_I, dt), params.inh.E_rev, I_inj, dt, spike_grad, integrator)
+        g_E = exp_syn_step(params.exc, state.g_E, n_E, dt, integrator=integrator)
+        g_I = exp_syn_step(params.inh, state.g_I, n_I, dt, integrator=integrator)
+        return CondLIFState(neuron, g_E, g_I), (v, spike, g_E, g_I, offset)
     g_E = exp_syn_step(params.exc, state.g_E, n_E, dt)
     g_I = exp_syn_step(params.inh, state.g_I, n_I, dt)
     neuron, (v, spike) = membrane_step(params.neuron, state.neuron, g_E, params.exc.E_rev,
@@ -119,7 +137,7 @@ def _current_array(I_inj, steps: int):
 
 def simulate_cond_lif(params: CondLIFParams, n_E: jax.Array, n_I: jax.Array, I_inj: ArrayLike = 0.0, *,
                       dt: float, spiking: bool = True, spike_grad: Surrogate | None = None,
-                      checkpoint: bool | int | None = None) -> CondLIFResult:
+                      checkpoint: bool | int | None = None, integrator: str = "euler") -> CondLIFResult:
     """Simulate the conductance LIF on given per-step input spike counts.
 
     Equivalent Python loop (the tutorial's ``run_LIF_cond``)::
@@ -139,6 +157,10 @@ def simulate_cond_lif(params: CondLIFParams, n_E: jax.Array, n_I: jax.Array, I_i
         dt: time step [ms].
         spiking: ``False`` removes the threshold (free membrane potential).
         spike_grad, checkpoint: see :func:`simulate_lif`.
+        integrator: ``"euler"`` (default, the tutorial's scheme above) or ``"exp_euler"``
+            (:func:`cond_lif_step`; docs/conventions.md section 10): exact synaptic decay, an input at
+            index ``k`` enters ``g`` at ``t_k`` (index 0 is seen, and ``g_E[0] = gE_bar n_E[0]``),
+            exponential Euler for the membrane and spike times within the step (``spike_offset``).
 
     Returns:
         :class:`CondLIFResult` with every trace of shape ``(n_steps,)`` (NaN traces and an all-``True``
@@ -148,6 +170,7 @@ def simulate_cond_lif(params: CondLIFParams, n_E: jax.Array, n_I: jax.Array, I_i
     params = _single_neuron(params, CondLIFParams, "simulate_cond_lif", "simulate_cond_lif_batch")
     check_cond_lif_params(params, dt)
     checkpoint = _run_options(spike_grad, checkpoint, params.neuron)
+    integrator = check_integrator(integrator)
     for name, n in (("n_E", n_E), ("n_I", n_I)):
         if np.ndim(n) != 1:
             raise ValueError(f"{name} must be per-step counts of shape (n_steps,), got shape "
@@ -159,7 +182,7 @@ def simulate_cond_lif(params: CondLIFParams, n_E: jax.Array, n_I: jax.Array, I_i
         raise ValueError(f"n_E has {steps} steps but n_I has {np.shape(n_I)[0]}; they must agree")
     I = _current_array(I_inj, steps)
     return _simulate_cond_lif(params, jnp.asarray(n_E), jnp.asarray(n_I), I, dt, bool(spiking),
-                              spike_grad, checkpoint)
+                              spike_grad, checkpoint, integrator)
 
 
 def _check_poisson_run(key, rate_E, rate_I, n_E, n_I, I_inj, T, dt):
@@ -185,20 +208,25 @@ def _no_threshold(params, spiking: bool):
     return params if spiking else params._replace(neuron=params.neuron._replace(V_th=jnp.inf))
 
 
-@jax.jit(static_argnums=(4, 5, 6, 7))
-def _simulate_cond_lif(params, n_E, n_I, I, dt, spiking, spike_grad, checkpoint):
+@jax.jit(static_argnums=(4, 5, 6, 7, 8))
+def _simulate_cond_lif(params, n_E, n_I, I, dt, spiking, spike_grad, checkpoint, integrator="euler"):
     dtype = jnp.result_type(float)
     n_E, n_I = n_E.astype(dtype), n_I.astype(dtype)
     ok = (traced_cond_lif_ok(params, dt) & _checks.traced_rule("n_E", n_E, "nonneg")
           & _checks.traced_rule("n_I", n_I, "nonneg") & _checks.traced_rule("I_inj", I, "finite"))
     params = _no_threshold(params, spiking)
     xs = (n_E[1:], n_I[1:], I[:-1])
-    step = lambda st, x: cond_lif_step(params, st, x, dt, spike_grad=spike_grad)
-    state, (v_seq, spike_seq, gE_seq, gI_seq) = _scan.scan(step, cond_lif_init(params), xs,
-                                                           n_E.shape[0] - 1, checkpoint)
+    step = lambda st, x: cond_lif_step(params, st, x, dt, spike_grad=spike_grad, integrator=integrator)
+    state0 = cond_lif_init(params)
+    if integrator == "exp_euler":   # an input at index k enters g at t_k: index 0 is seen
+        state0 = state0._replace(g_E=state0.g_E + params.exc.g_bar * n_E[0],
+                                 g_I=state0.g_I + params.inh.g_bar * n_I[0])
+    state, out = _scan.scan(step, state0, xs, n_E.shape[0] - 1, checkpoint)
+    v_seq, spike_seq, gE_seq, gI_seq = out[:4]
     v, spikes = _finish(v_seq, spike_seq, state.neuron.v)
-    zero = jnp.zeros((1,), dtype)
-    result = CondLIFResult(v, spikes, jnp.concatenate([zero, gE_seq]), jnp.concatenate([zero, gI_seq]))
+    g0_E, g0_I = state0.g_E[None].astype(dtype), state0.g_I[None].astype(dtype)
+    offset = (jnp.concatenate([out[4], jnp.zeros((1,), dtype)]),) if integrator == "exp_euler" else ()
+    result = CondLIFResult(v, spikes, jnp.concatenate([g0_E, gE_seq]), jnp.concatenate([g0_I, gI_seq]), *offset)
     return _checks.poison(ok, result)
 
 
@@ -207,7 +235,7 @@ def simulate_cond_lif_poisson(key: jax.Array, params: CondLIFParams = CondLIFPar
                               n_I: int = 20, I_inj: ArrayLike = 0.0, T: float = 1000.0, dt: float = 0.1,
                               spiking: bool = True, record: bool = True,
                               spike_grad: Surrogate | None = None,
-                              checkpoint: bool | int | None = None) -> CondLIFResult:
+                              checkpoint: bool | int | None = None, integrator: str = "euler") -> CondLIFResult:
     """Conductance LIF driven by ``n_E`` + ``n_I`` independent Poisson trains drawn inside the scan.
 
     With static synapses only the per-step count of input spikes matters, so each step draws
@@ -235,6 +263,8 @@ def simulate_cond_lif_poisson(key: jax.Array, params: CondLIFParams = CondLIFPar
         spiking: ``False`` gives the free membrane potential.
         record: ``False`` keeps only the spike raster (``v, g_E, g_I`` are ``None``) to bound memory.
         spike_grad, checkpoint: see :func:`simulate_lif`.
+        integrator: ``"euler"`` (default) or ``"exp_euler"`` (see :func:`simulate_cond_lif`; the counts at
+            index 0 then enter ``g`` at ``t = 0``, and ``spike_offset`` is returned also without ``record``).
 
     Invalid traced values (a negative rate, ``rate * dt / 1000 > 1``, ``tau_syn < dt``, NaN, ...) poison
     the outputs (NaN, all-``True`` raster); a rate of ``-0.0`` is 0.
@@ -244,28 +274,36 @@ def simulate_cond_lif_poisson(key: jax.Array, params: CondLIFParams = CondLIFPar
     _scalar_rates("simulate_cond_lif_poisson", rate_E=rate_E, rate_I=rate_I)
     check_cond_lif_params(params, dt)
     checkpoint = _run_options(spike_grad, checkpoint, params.neuron)
+    integrator = check_integrator(integrator)
     return _simulate_cond_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, dt,
-                                      bool(spiking), bool(record), spike_grad, checkpoint)
+                                      bool(spiking), bool(record), spike_grad, checkpoint, integrator)
 
 
-def _poisson_scan(step, state0, draw_E, draw_I, I, steps: int, record: bool, checkpoint=None):
+def _poisson_scan(step, state0, draw_E, draw_I, I, steps: int, record: bool, checkpoint=None, offsets=False):
     """Scan ``step(state, (x_E, x_I, I[it])) -> (state, (v, spike, g_E, g_I, ...))`` with the inputs of
     step ``it+1`` drawn on the fly as ``draw_E(it+1)``, ``draw_I(it+1)`` (optionally checkpointed).
 
     Returns the result fields ``(v, spikes, g_E, g_I)`` with time last (all but ``spikes`` ``None``
-    unless ``record``).
+    unless ``record``).  With ``offsets`` (``integrator="exp_euler"``: the step's fifth output is the
+    spike offset) a fifth field, the offsets, recorded always; ``g_E[0], g_I[0]`` are then those of
+    ``state0`` (else 0).
     """
     def body(state, x):
         k, i_inj = x
         state, out = step(state, (draw_E(k + 1), draw_I(k + 1), i_inj))
-        return state, (out[:4] if record else out[1])
+        kept = out[:4] if record else (out[1],)
+        return state, kept + ((out[4],) if offsets else ())
 
     state, out = _scan.scan(body, state0, (jnp.arange(steps - 1), I[:-1]), steps - 1, checkpoint)
+    extra = (jnp.concatenate([out[-1], jnp.zeros((1,), out[-1].dtype)]),) if offsets else ()
     if not record:
-        return None, jnp.concatenate([out, jnp.zeros((1,), out.dtype)]), None, None
+        return (None, jnp.concatenate([out[0], jnp.zeros((1,), out[0].dtype)]), None, None) + extra
     v, spikes = _finish(out[0], out[1], state.neuron.v)
-    zero = jnp.zeros((1,), v.dtype)
-    return v, spikes, jnp.concatenate([zero, out[2]]), jnp.concatenate([zero, out[3]])
+    if offsets:
+        g0_E, g0_I = state0.g_E[None].astype(v.dtype), state0.g_I[None].astype(v.dtype)
+    else:
+        g0_E = g0_I = jnp.zeros((1,), v.dtype)
+    return (v, spikes, jnp.concatenate([g0_E, out[2]]), jnp.concatenate([g0_I, out[3]])) + extra
 
 
 def traced_cond_lif_ok(params: CondLIFParams, dt: float) -> jax.Array:
@@ -276,17 +314,23 @@ def traced_cond_lif_ok(params: CondLIFParams, dt: float) -> jax.Array:
             & _checks.traced_params("params.inh", params.inh, dt, _checks.SYN_RULES))
 
 
-@jax.jit(static_argnums=(5, 6, 7, 8, 9, 10, 11, 12))
+@jax.jit(static_argnums=(5, 6, 7, 8, 9, 10, 11, 12, 13))
 def _simulate_cond_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, dt, spiking, record,
-                               spike_grad, checkpoint):
+                               spike_grad, checkpoint, integrator="euler"):
     ok = traced_cond_lif_ok(params, dt) & _traced_poisson_ok(rate_E, rate_I, I, dt)
     params = _no_threshold(params, spiking)
     key_E, key_I = jax.random.split(key)
     tail_E = _binomial_tail(_p_spike(rate_E, dt, "rate_E"), n_E)   # once per run, not per step
     tail_I = _binomial_tail(_p_spike(rate_I, dt, "rate_I"), n_I)
-    step = lambda state, x: cond_lif_step(params, state, x, dt, spike_grad=spike_grad)
-    result = CondLIFResult(*_poisson_scan(step, cond_lif_init(params),
-                                          lambda k: binomial_count(key_E, k, tail_E),
-                                          lambda k: binomial_count(key_I, k, tail_I), I, steps, record,
-                                          checkpoint))
+    step = lambda state, x: cond_lif_step(params, state, x, dt, spike_grad=spike_grad, integrator=integrator)
+    draw_E = lambda k: binomial_count(key_E, k, tail_E)
+    draw_I = lambda k: binomial_count(key_I, k, tail_I)
+    state0 = cond_lif_init(params)
+    exp_euler = integrator == "exp_euler"
+    if exp_euler:   # an input at index k enters g at t_k: index 0 is seen
+        dtype = state0.g_E.dtype
+        state0 = state0._replace(g_E=state0.g_E + params.exc.g_bar * draw_E(0).astype(dtype),
+                                 g_I=state0.g_I + params.inh.g_bar * draw_I(0).astype(dtype))
+    result = CondLIFResult(*_poisson_scan(step, state0, draw_E, draw_I, I, steps, record, checkpoint,
+                                          offsets=exp_euler))
     return _checks.poison(ok, result)

@@ -15,8 +15,13 @@ from jax.typing import ArrayLike
 from jaxlif import _checks, _scan
 from jaxlif.surrogates import Surrogate, check_spike_grad, spike_from_voltage, warn_if_unstable
 
-__all__ = ["LIFParams", "LIFState", "LIFResult", "check_lif_params", "lif_init", "membrane_step", "lif_step",
-           "simulate_lif"]
+__all__ = ["LIFParams", "LIFState", "LIFResult", "INTEGRATORS", "check_integrator", "check_lif_params", "lif_init",
+           "membrane_step", "lif_step", "simulate_lif"]
+
+#: The names ``integrator=`` accepts: ``"euler"`` (the tutorial's forward Euler, the default, bit-identical to
+#: the tutorial) and ``"exp_euler"`` (exponential Euler with the spike time found within the step;
+#: docs/conventions.md section 10).
+INTEGRATORS = ("euler", "exp_euler")
 
 
 class LIFParams(NamedTuple):
@@ -46,7 +51,9 @@ class LIFState(NamedTuple):
 
     Attributes:
         v: membrane potential [mV].
-        refractory: remaining refractory steps (float counter, as in the tutorial).
+        refractory: remaining refractory steps (float counter, as in the tutorial).  With
+            ``integrator="exp_euler"``: the refractory time left at this sample, in units of ``dt``
+            (fractional; 0 when free).
     """
 
     v: jax.Array
@@ -57,13 +64,32 @@ class LIFResult(NamedTuple):
     """Output of :func:`simulate_lif`.
 
     Attributes:
-        v: membrane potential [mV], ``(..., n_steps)``; at a spike step it holds V_reset.
-        spikes: raster ``(..., n_steps)``; spike time of index k is ``k*dt`` ms.  Boolean, or float
-            0/1 (dtype of ``v``) carrying the surrogate derivative when ``spike_grad`` is given.
+        v: membrane potential [mV], ``(..., n_steps)``; at a spike step it holds V_reset (with
+            ``integrator="exp_euler"``: the potential at ``t_k = k*dt``, V_reset while refractory).
+        spikes: raster ``(..., n_steps)``; spike time of index k is ``k*dt`` ms (with
+            ``integrator="exp_euler"``: a spike in ``[k*dt, (k+1)*dt)``, at ``k*dt + spike_offset[k]``).
+            Boolean, or float 0/1 (dtype of ``v``) carrying the surrogate derivative when ``spike_grad``
+            is given.
+        spike_offset: ``None`` with ``integrator="euler"``; with ``"exp_euler"`` the time of each spike
+            after its sample [ms], ``(..., n_steps)``, in ``[0, dt)`` (0 where no spike).
     """
 
     v: jax.Array
     spikes: jax.Array
+    spike_offset: jax.Array | None = None
+
+
+def check_integrator(integrator) -> str:
+    """Validate an ``integrator=`` argument (plain Python, before tracing); returns it.
+
+    Raises:
+        ValueError: naming ``integrator``, the value and the names in :data:`INTEGRATORS`.
+    """
+    if not isinstance(integrator, str) or integrator not in INTEGRATORS:
+        raise ValueError(f"integrator={integrator!r} must be one of {', '.join(map(repr, INTEGRATORS))}: 'euler' "
+                         f"is the tutorial's forward Euler (the default), 'exp_euler' exponential Euler with "
+                         f"spike times found within the step (docs/conventions.md section 10)")
+    return integrator
 
 
 def check_lif_params(params: LIFParams, dt: float, name: str = "neuron") -> None:
@@ -105,9 +131,52 @@ def _fire_and_reset(params: LIFParams, state: LIFState, dt: float, spike_grad=No
     return v, r, s
 
 
+def _exp_membrane_step(params: LIFParams, state: LIFState, g_E, E_E, g_I, E_I, I, dt: float, spike_grad):
+    """One step of exponential Euler with the spike time found within the step (docs/conventions.md 10).
+
+    ``g_E, g_I`` [nS] and ``I`` [pA] are held over ``[t_it, t_it + dt)``; then the membrane relaxes
+    exactly: ``v(t_it + h) = V_inf + (v_s - V_inf) exp(-h / tau_eff)`` with
+    ``V_inf = (g_L E_L + g_E E_E + g_I E_I + I) / g_tot``, ``tau_eff = tau_m g_L / g_tot``,
+    ``g_tot = g_L + g_E + g_I``.  The refractory part of the step (``min(r, 1) dt``) is clamped at
+    ``V_reset``; a crossing of ``V_th`` in the free part happens at the exact crossing time of that
+    relaxation, ``t_c = tau_eff ln((V_inf - v_s) / (V_inf - V_th))``; the neuron is then clamped for
+    ``t_ref`` from that time and relaxes from ``V_reset`` for whatever is left of the step (at most
+    one spike per step).
+    """
+    v_it, r = state.v, state.refractory
+    g_tot = params.g_L + g_E + g_I
+    V_inf = (params.g_L * params.E_L + g_E * E_E + g_I * E_I + I) / g_tot
+    k = g_tot / (params.g_L * params.tau_m)                      # 1 / tau_eff [1/ms]
+    clamp = jnp.clip(r, 0.0, 1.0)                                # refractory part of the step [steps]
+    free = r < 1.0
+    h = (1.0 - clamp) * dt                                       # free part of the step [ms]
+    v_s = jnp.where(r > 0, params.V_reset, v_it)                 # potential where the free part starts
+    v_end = v_s + (V_inf - v_s) * -jnp.expm1(-k * h)
+    crossed, s = spike_from_voltage(jnp.maximum(v_s, v_end), params.V_th, spike_grad)   # monotone in h
+    spike = jnp.logical_and(free, crossed)
+    # exact crossing time of the relaxation (0 when the free part starts at or above threshold); the
+    # arguments of the log are made safe where it is not used, so that gradients stay finite
+    rising = jnp.logical_and(spike, v_s < params.V_th)
+    gap = jnp.where(rising, jnp.maximum(V_inf - params.V_th, jnp.finfo(jnp.result_type(v_end)).tiny), 1.0)
+    t_c = jnp.where(rising, jnp.log1p(jnp.where(rising, params.V_th - v_s, 0.0) / gap) / k, 0.0)
+    t_spike = clamp * dt + jnp.clip(t_c, 0.0, h)                  # after t_it [ms]
+    rest = t_spike + params.t_ref - dt                           # refractory time left at t_it + dt [ms]
+    v_spike = params.V_reset + (V_inf - params.V_reset) * -jnp.expm1(-k * jnp.maximum(-rest, 0.0))
+    v_free = jnp.where(free, v_end, params.V_reset)
+    v_next = jnp.where(spike, v_spike, v_free)
+    r_next = jnp.where(spike, jnp.maximum(rest, 0.0) / dt, jnp.maximum(r - 1.0, 0.0))
+    offset = jnp.where(spike, t_spike, 0.0)
+    if s is None:
+        return LIFState(v_next, r_next), (v_it, spike, offset)
+    s = jnp.where(free, s, 0.0)
+    if not spike_grad.detach_reset:
+        v_next = v_next + (s - jax.lax.stop_gradient(s)) * (v_spike - v_free)
+    return LIFState(v_next, r_next), (v_it, s, offset)
+
+
 def membrane_step(params: LIFParams, state: LIFState, g_E: ArrayLike, E_E: ArrayLike, g_I: ArrayLike,
-                  E_I: ArrayLike, I: ArrayLike, dt: float,
-                  spike_grad: Surrogate | None = None) -> tuple[LIFState, tuple[jax.Array, jax.Array]]:
+                  E_I: ArrayLike, I: ArrayLike, dt: float, spike_grad: Surrogate | None = None,
+                  integrator: str = "euler") -> tuple[LIFState, tuple[jax.Array, ...]]:
     """Steps 1 and 3 of the scheme (docs/conventions.md 4.2) for given conductances ``g_E, g_I`` [nS]
     at ``it+1`` and current ``I`` [pA] at ``it``.
 
@@ -115,7 +184,18 @@ def membrane_step(params: LIFParams, state: LIFState, g_E: ArrayLike, E_E: Array
     reset (what the tutorial stores in ``v[it]``).  ``spike_grad``: ``None`` (exact threshold,
     boolean spike) or a :class:`jaxlif.surrogates.Surrogate` (float 0/1 spike with a surrogate
     derivative; identical values).
+
+    ``integrator="exp_euler"`` (docs/conventions.md section 10): ``g_E, g_I`` are the conductances
+    *held over the step* ``[t_it, t_it + dt)`` (for exponential synapses their exact mean over the
+    step, :func:`jaxlif.synapses.exp_syn_mean` of the conductance at ``t_it``) and ``I`` the current
+    held over it; the membrane relaxes exactly towards ``V_inf``, a threshold crossing in the step is
+    found at its exact time on that relaxation and the reset and ``t_ref`` start there.  Returns
+    ``(new_state, (v_it, spike_it, offset_it))``: ``v_it`` is the sample at ``t_it`` (before any spike
+    of the step), ``spike_it`` a spike in ``[t_it, t_it + dt)`` and ``offset_it`` its time after
+    ``t_it`` [ms] (0 without a spike).
     """
+    if check_integrator(integrator) == "exp_euler":
+        return _exp_membrane_step(params, state, g_E, E_E, g_I, E_I, I, dt, spike_grad)
     v, r, spike = _fire_and_reset(params, state, dt, spike_grad)
     dv = (dt / params.tau_m) * (-(v - params.E_L)
                                 - (g_E / params.g_L) * (v - E_E)
@@ -125,26 +205,37 @@ def membrane_step(params: LIFParams, state: LIFState, g_E: ArrayLike, E_E: Array
 
 
 def lif_step(params: LIFParams, state: LIFState, I: jax.Array, dt: float, *,
-             spike_grad: Surrogate | None = None) -> tuple[LIFState, tuple[jax.Array, jax.Array]]:
+             spike_grad: Surrogate | None = None,
+             integrator: str = "euler") -> tuple[LIFState, tuple[jax.Array, ...]]:
     """One step of the current-based LIF: ``v += dt/tau_m (-(v - E_L) + I/g_L)`` after the reset test.
+
+    With ``integrator="exp_euler"`` the step is exact for a current held at ``I`` over
+    ``[t_it, t_it + dt)``: ``v(t_it + h) = V_inf + (v - V_inf) exp(-h/tau_m)``, ``V_inf = E_L + I/g_L``,
+    with the spike at the exact crossing time and the reset and ``t_ref`` from there
+    (docs/conventions.md section 10).
 
     Args:
         params: neuron parameters.  state: :class:`LIFState`.
         I: input current at this step [pA].  dt: time step [ms].
         spike_grad: ``None`` (exact threshold, boolean spike) or a :class:`jaxlif.surrogates.Surrogate`
             (float 0/1 spike with a surrogate derivative; identical values).
+        integrator: ``"euler"`` (default, the tutorial's scheme) or ``"exp_euler"``.
 
     Returns:
-        ``(new_state, (v_it, spike_it))``.
+        ``(new_state, (v_it, spike_it))``; with ``"exp_euler"`` ``(new_state, (v_it, spike_it, offset_it))``
+        (:func:`membrane_step`).
     """
-    return membrane_step(params, state, 0.0, 0.0, 0.0, 0.0, I, dt, spike_grad)
+    return membrane_step(params, state, 0.0, 0.0, 0.0, 0.0, I, dt, spike_grad, integrator)
 
 
-def _finish(v_seq, spike_seq, v_last):
-    """Append the last sample (never tested against threshold) to scanned outputs, time last."""
+def _finish(v_seq, spike_seq, v_last, offset_seq=None):
+    """Append the last sample (never tested against threshold) to scanned outputs, time last.
+    With ``offset_seq`` (``integrator="exp_euler"``) also returns the spike offsets, 0 at the end."""
     v = jnp.concatenate([v_seq, v_last[None]], axis=0)
     spikes = jnp.concatenate([spike_seq, jnp.zeros((1,), spike_seq.dtype)], axis=0)
-    return v, spikes
+    if offset_seq is None:
+        return v, spikes
+    return v, spikes, jnp.concatenate([offset_seq, jnp.zeros((1,), offset_seq.dtype)], axis=0)
 
 
 def _run_options(spike_grad, checkpoint, neuron: LIFParams):
@@ -165,7 +256,8 @@ def _single_neuron(params, cls, function: str, batch: str | None = None):
 
 
 def simulate_lif(params: LIFParams, I: jax.Array, *, dt: float, spiking: bool = True,
-                 spike_grad: Surrogate | None = None, checkpoint: bool | int | None = None) -> LIFResult:
+                 spike_grad: Surrogate | None = None, checkpoint: bool | int | None = None,
+                 integrator: str = "euler") -> LIFResult:
     """Simulate the current-based LIF over an input current ``I`` [pA] of shape ``(n_steps,)``.
 
     Equivalent Python loop::
@@ -186,6 +278,11 @@ def simulate_lif(params: LIFParams, I: jax.Array, *, dt: float, spiking: bool = 
             :mod:`jaxlif.surrogates` (identical values, float 0/1 raster with a surrogate derivative).
         checkpoint: ``None``/``False``, ``True`` or a segment length: memory of ``jax.grad`` grows like
             ``sqrt(n_steps)`` instead of ``n_steps`` (:mod:`jaxlif._scan`); values unchanged.
+        integrator: ``"euler"`` (default: the tutorial's forward Euler, above) or ``"exp_euler"``:
+            ``I[it]`` held over ``[t_it, t_it + dt)`` and the membrane solved exactly for it, spike times
+            at the exact crossing within the step (``spike_offset``), reset and ``t_ref`` from there
+            (docs/conventions.md section 10).  For a piecewise-constant current on the grid this is
+            the exact solution at every ``dt``.
 
     Invalid traced values (inside your ``jit``/``vmap``) give NaN traces and an all-``True`` raster;
     :func:`jaxlif.checked` raises naming them.
@@ -200,21 +297,22 @@ def simulate_lif(params: LIFParams, I: jax.Array, *, dt: float, spiking: bool = 
     params = _single_neuron(params, LIFParams, "simulate_lif")
     check_lif_params(params, dt, "params")
     checkpoint = _run_options(spike_grad, checkpoint, params)
+    integrator = check_integrator(integrator)
     _checks.check_finite("I", I, "pA")
     if np.ndim(I) != 1:
         raise ValueError(f"I must have shape (n_steps,), got {np.shape(I)}; "
                          + _checks.single_neuron_hint("simulate_lif"))
     _checks.check_steps("I", I)
-    return _simulate_lif(params, jnp.asarray(I), dt, bool(spiking), spike_grad, checkpoint)
+    return _simulate_lif(params, jnp.asarray(I), dt, bool(spiking), spike_grad, checkpoint, integrator)
 
 
-@jax.jit(static_argnums=(2, 3, 4, 5))
-def _simulate_lif(params, I, dt, spiking, spike_grad, checkpoint):
+@jax.jit(static_argnums=(2, 3, 4, 5, 6))
+def _simulate_lif(params, I, dt, spiking, spike_grad, checkpoint, integrator="euler"):
     ok = (_checks.traced_params("params", params, dt, _checks.LIF_RULES)
           & _checks.traced_rule("I", I, "finite"))
     if not spiking:
         params = params._replace(V_th=jnp.inf)
     I = I.astype(jnp.result_type(float))
-    step = lambda st, i: lif_step(params, st, i, dt, spike_grad=spike_grad)
-    state, (v_seq, spike_seq) = _scan.scan(step, lif_init(params), I[:-1], I.shape[0] - 1, checkpoint)
-    return _checks.poison(ok, LIFResult(*_finish(v_seq, spike_seq, state.v)))
+    step = lambda st, i: lif_step(params, st, i, dt, spike_grad=spike_grad, integrator=integrator)
+    state, out = _scan.scan(step, lif_init(params), I[:-1], I.shape[0] - 1, checkpoint)
+    return _checks.poison(ok, LIFResult(*_finish(*out[:2], state.v, *out[2:])))
