@@ -128,13 +128,20 @@ def from_unconstrained(theta: Any, constraints: Any) -> Any:
     return jax.tree.map(lambda c, t: c.forward(jnp.asarray(t)), constraints, theta, is_leaf=_is_constraint)
 
 
+def _is_array_like(x) -> bool:
+    return not isinstance(x, tuple) and not dataclasses.is_dataclass(x)
+
+
 def default_constraints(params: Any, *, dt: float | None = None) -> Any:
     """The library's validity rules as a constraint tree for one of its parameter types.
 
     Time constants must exceed ``dt`` [ms] (or 0 without ``dt``: continuous time), conductances
     and the refractory period are positive, potentials unconstrained, ``U0`` in (0, 1).  Accepts
-    :class:`~jaxlif.LIFParams`, :class:`~jaxlif.SynParams`, :class:`~jaxlif.STPParams` and the
-    composites :class:`~jaxlif.CondLIFParams`, :class:`~jaxlif.STPLIFParams`.
+    :class:`~jaxlif.LIFParams`, :class:`~jaxlif.SynParams`, :class:`~jaxlif.STPParams`, the
+    composites :class:`~jaxlif.CondLIFParams`, :class:`~jaxlif.STPLIFParams`, and a network's
+    :class:`~jaxlif.network.NetworkParams` (and its parts): receptor ``tau_syn > dt``, drive rate in
+    ``(0, 1000/dt)`` Hz, drive and synaptic weights ``> 0`` (a weight of exactly 0, an absent or padded
+    synapse, maps to ``-inf`` and stays 0; see :mod:`jaxlif.network.params`).
 
     Raises:
         TypeError: for any other type (give your own constraint tree).
@@ -154,5 +161,17 @@ def default_constraints(params: Any, *, dt: float | None = None) -> Any:
         return STPParams(U0=unit_interval(), tau_d=tau, tau_f=tau)
     if isinstance(params, (CondLIFParams, STPLIFParams)):
         return type(params)(*(default_constraints(p, dt=dt) for p in params))
+    from jaxlif.network.params import DriveParams, NetworkParams, PopulationParams, ProjectionParams
+    from jaxlif.network.structure import Receptor
+    if isinstance(params, Receptor):
+        return Receptor(tau_syn=tau, E_rev=real())
+    if isinstance(params, DriveParams):
+        return DriveParams(rate=positive() if dt is None else interval(0.0, 1000.0 / float(dt)), weight=positive())
+    if isinstance(params, (PopulationParams, ProjectionParams)):
+        return type(params)(*(None if p is None else default_constraints(p, dt=dt) if not _is_array_like(p)
+                              else positive() for p in params))
+    if isinstance(params, NetworkParams):
+        return NetworkParams({k: default_constraints(v, dt=dt) for k, v in params.populations.items()},
+                             {k: default_constraints(v, dt=dt) for k, v in params.projections.items()})
     raise TypeError(f"no default constraints for {type(params).__name__}; build a tree of "
                     f"jaxlif.constraints.Constraint with the structure of your parameters")

@@ -1,12 +1,16 @@
-"""Networks of conductance-LIF populations: building blocks (:mod:`.structure`, :mod:`.build`), one step
+"""Networks of conductance-LIF populations: building blocks (:mod:`.structure`, :mod:`.build`), the split
+into structure and trainable parameters (:mod:`.params`), one step
 (:mod:`.step`, which states the scheme and the delivery latency), spike delivery (:mod:`.delivery`), the
 simulator (:mod:`.simulate`) and a ready-made E/I network (:mod:`.models`)."""
 
-from jaxlif.network import build, delivery, models, simulate, step, structure  # noqa: F401
+from jaxlif.network import build, delivery, models, params, simulate, step, structure  # noqa: F401
 from jaxlif.network.structure import (Receptor, PoissonDrive, Population, DenseProjection,
                                       SparseProjection, Network, check_network)
 from jaxlif.network.build import (dense_projection, sparse_projection, random_projection,
-                                  random_edges)
+                                  random_edges, out_degree_bound)
+from jaxlif.network.params import (DriveParams, PopulationParams, ProjectionParams, NetworkParams,
+                                   PopulationStructure, ProjectionStructure, NetworkStructure, partition, combine,
+                                   projection_keys)
 from jaxlif.network.step import (SynapseState, NetworkState, network_init, network_step, per_neuron,
                                  drive_draw)
 from jaxlif.network.simulate import (NetworkInput, NetworkResult, drive_counts, simulate_network,
@@ -14,9 +18,11 @@ from jaxlif.network.simulate import (NetworkInput, NetworkResult, drive_counts, 
 from jaxlif.network.models import (EI_WEIGHTS, EI_STP, ei_network)
 
 __all__ = [
-    "build", "delivery", "models", "simulate", "step", "structure",
+    "build", "delivery", "models", "params", "simulate", "step", "structure",
     "Receptor", "PoissonDrive", "Population", "DenseProjection", "SparseProjection", "Network",
     "check_network", "dense_projection", "sparse_projection", "random_projection", "random_edges",
+    "out_degree_bound", "DriveParams", "PopulationParams", "ProjectionParams", "NetworkParams", "PopulationStructure",
+    "ProjectionStructure", "NetworkStructure", "partition", "combine", "projection_keys",
     "SynapseState", "NetworkState", "network_init", "network_step", "per_neuron", "drive_draw",
     "NetworkInput", "NetworkResult", "drive_counts", "simulate_network", "traced_network_ok",
     "DELIVERY_METHODS", "EI_WEIGHTS", "EI_STP", "ei_network",

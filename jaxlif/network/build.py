@@ -5,6 +5,7 @@ arguments and raises ``ValueError``/``TypeError`` naming the argument and the va
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import jax
@@ -17,9 +18,7 @@ from jaxlif.network.structure import (RECEPTORS, STP_MODES, DenseProjection, Pro
                                       _check_choice)
 from jaxlif.plasticity import STPParams
 
-__all__ = ["dense_projection", "sparse_projection", "random_projection", "random_edges"]
-
-
+__all__ = ["dense_projection", "sparse_projection", "random_projection", "random_edges", "out_degree_bound"]
 
 
 def _is_traced(value) -> bool:
@@ -90,7 +89,8 @@ def _to_rows(name: str, value, rows, cols, shape, fill, n_edges: int):
 def sparse_projection(pre: str, post: str, pre_index: ArrayLike | Sequence[int],
                       post_index: ArrayLike | Sequence[int], weights: ArrayLike | Sequence[float], *,
                       n_pre: int, n_post: int, receptor: str = "exc", delay: ArrayLike | Sequence[int] = 1,
-                      stp: STPParams | None = None, stp_mode: str = "pre") -> SparseProjection:
+                      stp: STPParams | None = None, stp_mode: str = "pre",
+                      max_out: int | None = None) -> SparseProjection:
     """A projection given as an edge list: synapse ``e`` goes from ``pre_index[e]`` to ``post_index[e]``.
 
     Args:
@@ -104,6 +104,9 @@ def sparse_projection(pre: str, post: str, pre_index: ArrayLike | Sequence[int],
         stp: :class:`~jaxlif.STPParams` or ``None``; with ``stp_mode="pre"`` each field is a scalar
             or ``(n_pre,)``, with ``"synapse"`` a scalar or ``(n_edges,)``.
         stp_mode: ``"pre"`` or ``"synapse"`` (see :func:`dense_projection`).
+        max_out: width of the padded rows (``>=`` the largest out-degree; default: the largest
+            out-degree).  Projections of equal sizes and width share one compiled program: give the
+            same ``max_out`` to connectivities that should (:func:`random_projection` does).
 
     Returns:
         :class:`SparseProjection` (padded rows per presynaptic neuron).
@@ -133,6 +136,12 @@ def sparse_projection(pre: str, post: str, pre_index: ArrayLike | Sequence[int],
         raise ValueError(f"delay={int(delays.min())} steps must be >= 1 (a spike of step k reaches the "
                          f"conductance at step k + delay at the earliest k + 1)")
     rows, cols, width = _rows_layout(idx["pre_index"], n_pre)
+    if max_out is not None:
+        max_out = _checks.check_count("max_out", max_out, minimum=1)
+        if max_out < width:
+            raise ValueError(f"max_out={max_out} is below the largest out-degree, {width} synapses of one "
+                             f"presynaptic neuron; give max_out >= {width} or None")
+        width = max_out
     shape = (n_pre, width)
     targets = _to_rows("post_index", idx["post_index"].astype(np.int32), rows, cols, shape, n_post, n_edges)
     W = _to_rows("weights", weights if np.ndim(weights) else np.full(n_edges, float(np.asarray(weights))),
@@ -178,19 +187,48 @@ def random_edges(key: jax.Array, n_pre: int, n_post: int, p: float, *,
     return pre_index, post_index
 
 
+def out_degree_bound(n_pre: int, n_post: int, p: float, *, miss: float = 1e-6) -> int:
+    """A padded-row width that the largest of ``n_pre`` out-degrees ``Binomial(n_post, p)`` exceeds with
+    probability below ``miss``: the smallest ``k`` with ``n_pre P(X > k) < miss`` (union bound).
+
+    It depends only on the sizes and ``p``, so that connectivities drawn with other keys have the same
+    shapes and share one compiled program (one in a million draws needs a wider row, and compiles).
+    """
+    n_pre = _checks.check_count("n_pre", n_pre, minimum=1)
+    n_post = _checks.check_count("n_post", n_post, minimum=1)
+    p = float(p)
+    if p <= 0.0 or p >= 1.0:
+        return max(1, n_post if p >= 1.0 else 1)
+    tail = 1.0
+    log_p, log_q = math.log(p), math.log1p(-p)
+    for k in range(n_post + 1):                     # tail = P(X > k) after subtracting pmf(k)
+        tail -= math.exp(math.lgamma(n_post + 1) - math.lgamma(k + 1) - math.lgamma(n_post - k + 1)
+                         + k * log_p + (n_post - k) * log_q)
+        if k >= n_post * p and n_pre * max(tail, 0.0) < miss:
+            return max(1, k)
+    return n_post
+
+
 def random_projection(key: jax.Array, pre: str, post: str, *, n_pre: int, n_post: int, p: float, weight: float,
                       receptor: str = "exc", delay: int = 1, stp: STPParams | None = None,
-                      stp_mode: str = "pre", sparse: bool = True, autapses: bool | None = None) -> Projection:
+                      stp_mode: str = "pre", sparse: bool = True, autapses: bool | None = None,
+                      max_out: int | None = None) -> Projection:
     """A projection with Bernoulli connectivity ``p`` (:func:`random_edges`) and one weight [nS].
 
     ``autapses`` defaults to ``pre != post`` (no neuron connects to itself within a population).
-    ``sparse=False`` gives a :class:`DenseProjection` with the same synapses.
+    ``sparse=False`` gives a :class:`DenseProjection` with the same synapses.  The padded rows of a
+    sparse one are ``max_out`` wide, by default :func:`out_degree_bound` (or the largest out-degree
+    in the rare draw that exceeds it): a new key gives arrays of the same shapes, so nothing
+    recompiles.
     """
     autapses = (pre != post) if autapses is None else bool(autapses)
     pre_index, post_index = random_edges(key, n_pre, n_post, p, autapses=autapses)
     if sparse:
+        if max_out is None:
+            degree = int(np.bincount(pre_index, minlength=n_pre).max(initial=0))
+            max_out = max(degree, out_degree_bound(n_pre, n_post, p))
         return sparse_projection(pre, post, pre_index, post_index, weight, n_pre=n_pre, n_post=n_post,
-                                 receptor=receptor, delay=delay, stp=stp, stp_mode=stp_mode)
+                                 receptor=receptor, delay=delay, stp=stp, stp_mode=stp_mode, max_out=max_out)
     _checks.check_nonnegative("weight", weight, "nS")
     W = np.zeros((n_post, n_pre))
     np.add.at(W, (post_index, pre_index), 1.0)

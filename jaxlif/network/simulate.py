@@ -18,8 +18,9 @@ from jax.experimental import checkify
 
 from jaxlif import _checks
 from jaxlif.grid import n_steps as _n_steps
-from jaxlif.network.step import (NetworkState, SynapseState, drive_draw, drive_table, drive_table_length,
-                                 network_init, network_step, per_neuron)
+from jaxlif.network.params import NetworkParams, NetworkStructure, combine, partition
+from jaxlif.network.step import (NetworkState, SynapseState, drive_draw, drive_table, network_init, network_step,
+                                 per_neuron)
 from jaxlif.network.structure import RECEPTOR_RULES, DenseProjection, Network, check_network
 from jaxlif.surrogates import Surrogate
 
@@ -64,7 +65,8 @@ class NetworkResult(NamedTuple):
     state: NetworkState
 
 
-def drive_counts(key: jax.Array, net: Network, *, T: float, dt: float) -> dict:
+def drive_counts(key: jax.Array, net: Network | NetworkStructure, params: NetworkParams | None = None, *,
+                 T: float, dt: float) -> dict:
     """The Poisson drive counts :func:`simulate_network` draws with ``key`` from step 0: ``{name: (size, n_steps)}``.
 
     Step ``k`` draws one ``uniform(fold_in(key, k), (n,))`` for the stacked neurons of all populations
@@ -74,18 +76,34 @@ def drive_counts(key: jax.Array, net: Network, *, T: float, dt: float) -> dict:
     dt = _checks.check_dt(dt)
     steps = _n_steps(T, dt)
     _checks.check_key(key)
-    check_network(net, dt)
-    return _drive_counts(key, net, steps, dt, drive_table_length(net, dt))
+    structure, params = _split_network(net, params, dt)
+    return _drive_counts(key, structure, params, steps, dt)
 
 
-@jax.jit(static_argnums=(2, 3, 4))
-def _drive_counts(key, net, steps, dt, table_length):
-    table = drive_table(net, dt, table_length)
+@jax.jit(static_argnums=(3, 4))
+def _drive_counts(key, structure, params, steps, dt):
+    net = combine(structure, params)
+    table = drive_table(net, dt)
     if table is None:
         counts = jnp.zeros((net.size, steps), jnp.result_type(float))
     else:
         counts = jax.vmap(lambda k: drive_draw(table, key, k), out_axes=1)(jnp.arange(steps))
     return _split(net, counts)
+
+
+def _split_network(net, params, dt: float) -> tuple[NetworkStructure, NetworkParams]:
+    """Validate ``net`` (a :class:`Network`, or a :class:`NetworkStructure` with its ``params``) and return
+    it partitioned, every value an array of the default float type (one program for all values)."""
+    if isinstance(net, NetworkStructure):
+        if params is None:
+            raise TypeError("params is required with a NetworkStructure: simulate_network(key, structure, params, ...) "
+                            "with (structure, params) = jaxlif.network.partition(net)")
+        net = combine(net, params)
+    elif params is not None:
+        raise TypeError(f"params must be None when net is a Network (it holds its values); got "
+                        f"{type(params).__name__}.  Pass partition(net)'s structure with params instead")
+    check_network(net, dt)
+    return partition(net)
 
 
 def _split(net: Network, x):
@@ -197,7 +215,8 @@ def _check_state(net: Network, state, dtype) -> None:
                          "delays); start from network_init(net) or the final state of a run of the same network")
 
 
-def simulate_network(key: jax.Array | None, net: Network, *, T: float, dt: float, inputs: dict | None = None,
+def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, params: NetworkParams | None = None, *,
+                     T: float, dt: float, inputs: dict | None = None,
                      state: NetworkState | None = None, spike_grad: Surrogate | None = None,
                      record: bool = True,
                      delivery: str = "event", capacity: int = 4, recurrent_grad: bool = True) -> NetworkResult:
@@ -213,8 +232,12 @@ def simulate_network(key: jax.Array | None, net: Network, *, T: float, dt: float
     Args:
         key: ``jax.random`` key of the Poisson drive (may be ``None`` when no population has one);
             :func:`drive_counts` returns the counts it draws.
-        net: :class:`~jaxlif.network.Network`; its numbers may be traced (``vmap`` or ``grad`` over
-            weights, drive, neuron or plasticity parameters, even connectivity of equal shapes).
+        net: :class:`~jaxlif.network.Network`, or the :class:`~jaxlif.network.NetworkStructure` of
+            :func:`jaxlif.network.partition` (then ``params`` holds the values).  Its numbers may be
+            traced (``vmap`` or ``grad`` over weights, drive, neuron or plasticity parameters, even
+            connectivity of equal shapes).  One compiled program serves every value and every
+            connectivity of the same shapes.
+        params: the :class:`~jaxlif.network.NetworkParams` of ``net`` when it is a structure, else ``None``.
         T, dt: duration and time step [ms].
         inputs: optional ``{name: NetworkInput}`` of given conductances and currents.
         state: initial :class:`NetworkState` (default: rest, :func:`network_init`).  The final state of
@@ -246,7 +269,8 @@ def simulate_network(key: jax.Array | None, net: Network, *, T: float, dt: float
     """
     dt = _checks.check_dt(dt)
     steps = _n_steps(T, dt)
-    check_network(net, dt)
+    structure, params = _split_network(net, params, dt)
+    net = combine(structure, params)
     if any(p.drive is not None for p in net.populations):
         _checks.check_key(key)
     elif key is None:
@@ -261,8 +285,8 @@ def simulate_network(key: jax.Array | None, net: Network, *, T: float, dt: float
     seqs, I_const = _given_inputs(net, inputs, steps)
     if state is not None:
         _check_state(net, state, jnp.result_type(float))
-    return _simulate(key, net, seqs, I_const, state, steps, dt, spike_grad, bool(record), delivery, capacity,
-                     drive_table_length(net, dt), bool(recurrent_grad))
+    return _simulate(key, structure, params, seqs, I_const, state, steps, dt, spike_grad, bool(record), delivery,
+                     capacity, bool(recurrent_grad))
 
 
 def _time_last(first, seq, last=None):
@@ -271,16 +295,17 @@ def _time_last(first, seq, last=None):
     return jnp.concatenate(parts, axis=0).T
 
 
-@jax.jit(static_argnums=(5, 6, 7, 8, 9, 10, 11, 12))
-def _simulate(key, net, seqs, I_const, state0, steps, dt, spike_grad, record, delivery, capacity, table_length,
+@jax.jit(static_argnums=(6, 7, 8, 9, 10, 11, 12))
+def _simulate(key, structure, params, seqs, I_const, state0, steps, dt, spike_grad, record, delivery, capacity,
               recurrent_grad):
+    net = combine(structure, params)
     flags = [traced_network_ok(net, dt)] + [_checks.traced_rule(f"inputs.{label}", value, "finite") for label, value
                                             in zip(("g_E", "g_I", "I_inj"), seqs + (I_const,)) if value is not None]
     ok = _all(flags)
     dtype = jnp.result_type(float)
     state0 = network_init(net, dtype) if state0 is None else state0
     params = per_neuron(net, dtype)
-    table = drive_table(net, dt, table_length, dtype)
+    table = drive_table(net, dt, dtype)
 
     def body(carry, x):
         state, valid = carry

@@ -1,0 +1,212 @@
+"""A network split into structure and parameters (``jaxlif.network.partition``): the parameter tree is all
+floats and works with ``jax.grad``, optax, equinox and ``jaxlif.constraints``; a new value, a new
+connectivity of the same sizes, a new drive rate or a Python/NumPy scalar compiles nothing; the drive
+sampler's bisection equals the direct count; the padded-row width bound is the binomial quantile.
+
+One small E/I network shape (40 E + 10 I, p = 0.2, 20 ms) serves every test that simulates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from scipy import stats
+
+import jaxlif as jl
+from jaxlif import constraints as C
+from jaxlif import network as nw
+from jaxlif.surrogates import fast_sigmoid
+
+DT, T = 0.1, 20.0
+SIZES = dict(n_E=40, n_I=10, p=0.2)
+
+
+def make(seed=0, **kw):
+    return nw.ei_network(jax.random.key(seed), **SIZES, **kw)
+
+
+def rate_loss(params, structure, key=jax.random.key(3)):
+    res = nw.simulate_network(key, structure, params, T=T, dt=DT, spike_grad=fast_sigmoid(), record=False)
+    return res.spikes["E"].mean() + 0.5 * res.spikes["I"].mean()
+
+
+@pytest.fixture(scope="module")
+def split():
+    return nw.partition(make())
+
+
+def test_params_are_floats_and_structure_holds_the_indices(split):
+    structure, params = split
+    leaves = jax.tree.leaves(params)
+    assert leaves and all(x.dtype == jnp.result_type(float) for x in leaves)
+    assert sorted(params.populations) == ["E", "I"]
+    assert sorted(params.projections) == ["E->E", "E->I", "I->E", "I->I"]
+    assert params.projections["E->E"].stp is not None and params.projections["I->E"].stp is None
+    assert all(x.dtype == jnp.int32 for x in jax.tree.leaves(structure))
+    assert nw.projection_keys(structure) == ("E->E", "E->I", "I->E", "I->I")
+
+
+def test_combine_inverts_partition_and_runs_the_same(split):
+    structure, params = split
+    net = make()
+    key = jax.random.key(4)
+    a = nw.simulate_network(key, net, T=T, dt=DT, record=False).spikes
+    b = nw.simulate_network(key, structure, params, T=T, dt=DT, record=False).spikes
+    c = nw.simulate_network(key, nw.combine(structure, params), T=T, dt=DT, record=False).spikes
+    assert sum(int(x.sum()) for x in a.values()) > 0
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name])
+        np.testing.assert_array_equal(a[name], c[name])
+
+
+def test_duplicate_projections_get_numbered_keys():
+    E = nw.Population("E", 3)
+    W = np.ones((3, 3))
+    net = nw.Network((E,), (nw.dense_projection("E", "E", W), nw.dense_projection("E", "E", W, receptor="inh")))
+    assert nw.projection_keys(net) == ("E->E", "E->E#2")
+    structure, params = nw.partition(net)
+    assert sorted(params.projections) == ["E->E", "E->E#2"]
+    assert isinstance(nw.combine(structure, params).projections[1], nw.DenseProjection)
+
+
+def test_errors_name_the_argument(split):
+    structure, params = split
+    with pytest.raises(TypeError, match="params is required"):
+        nw.simulate_network(jax.random.key(0), structure, T=T, dt=DT)
+    with pytest.raises(TypeError, match="params must be None"):
+        nw.simulate_network(jax.random.key(0), make(), params, T=T, dt=DT)
+    with pytest.raises(ValueError, match=r"params.projections must have the keys"):
+        nw.combine(structure, params._replace(projections={"E->E": params.projections["E->E"]}))
+    with pytest.raises(TypeError, match="structure must be"):
+        nw.combine(make(), params)
+    with pytest.raises(TypeError, match="net must be"):
+        nw.partition(params)
+    bad = params._replace(projections=dict(params.projections, **{
+        "E->E": params.projections["E->E"]._replace(stp=jl.STPParams(1.5, 100.0, 50.0))}))
+    with pytest.raises(ValueError, match=r"E->E.*stp.*U0"):
+        nw.simulate_network(jax.random.key(0), structure, bad, T=T, dt=DT)
+
+
+def test_grad_over_the_whole_tree_matches_the_network_path(split):
+    """Every leaf gets a gradient; the drive weight's equals the gradient through a Network whose
+    drive weight is traced (the path that existed before the split)."""
+    structure, params = split
+    grads = jax.grad(rate_loss)(params, structure)
+    assert jax.tree.structure(grads) == jax.tree.structure(params)
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+    assert float(jnp.abs(grads.populations["E"].drive.weight)) > 0
+    assert float(jnp.abs(grads.projections["I->E"].weights).sum()) > 0
+    assert float(jnp.abs(grads.projections["E->E"].stp.U0)) > 0
+
+    def via_network(w):
+        net = make()
+        pops = tuple(dataclasses.replace(p, drive=dataclasses.replace(p.drive, weight=w)) for p in net.populations)
+        res = nw.simulate_network(jax.random.key(3), dataclasses.replace(net, populations=pops), T=T, dt=DT,
+                                  spike_grad=fast_sigmoid(), record=False)
+        return res.spikes["E"].mean() + 0.5 * res.spikes["I"].mean()
+
+    expected = jax.grad(via_network)(1.0)
+    got = grads.populations["E"].drive.weight + grads.populations["I"].drive.weight
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_optax_and_constraints_train_the_tree(split):
+    structure, params = split
+    cons = C.default_constraints(params, dt=DT)
+    assert cons.populations["E"].drive.rate == C.interval(0.0, 1000.0 / DT)
+    assert cons.projections["E->E"].stp.U0 == C.unit_interval()
+    theta = C.to_unconstrained(params, cons)
+    back = C.from_unconstrained(theta, cons)
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(back)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    opt = optax.adam(0.05)
+    state = opt.init(theta)
+    loss = lambda th: rate_loss(C.from_unconstrained(th, cons), structure)  # noqa: E731
+    for _ in range(2):
+        g = jax.grad(loss)(theta)
+        updates, state = opt.update(g, state, theta)
+        theta = optax.apply_updates(theta, updates)
+    new = C.from_unconstrained(theta, cons)
+    nw.check_network(nw.combine(structure, new), DT)          # still valid
+    moved = [float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(new))]
+    assert max(moved) > 0
+    # padding and absent synapses stay at exactly 0 weight
+    W0, W1 = params.projections["E->E"].weights, new.projections["E->E"].weights
+    assert bool(jnp.all((W1 == 0) == (W0 == 0)))
+
+
+def test_equinox_filter_grad_sees_every_float(split):
+    import equinox as eqx
+    structure, params = split
+    grads = eqx.filter_grad(rate_loss)(params, structure)
+    assert len(jax.tree.leaves(grads)) == len(jax.tree.leaves(params))
+
+
+def test_new_values_connectivity_rates_and_scalar_types_compile_nothing(split):
+    structure, params = split
+    key = jax.random.key(3)
+    run = lambda s, p: nw.simulate_network(key, s, p, T=T, dt=DT, record=False).spikes["E"]  # noqa: E731
+    run_net = lambda net: nw.simulate_network(key, net, T=T, dt=DT, record=False).spikes["E"]  # noqa: E731
+    base = run(structure, params)
+    run_net(make())
+    events = []
+
+    def listen(name, *args, **kwargs):
+        if "compile" in name or "tracing" in name or "lower" in name:
+            events.append(name)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        other = run(*nw.partition(make(seed=7)))                                  # new connectivity
+        weights = {"E->E": 2, "I->E": np.float64(4.0)}
+        run_net(make(seed=8, drive_rate=20, drive_weight=np.float64(1.2), weights=weights))   # int, float64, rate
+        run_net(make(seed=9, stp=jl.STPParams(U0=0.3, tau_d=200, tau_f=20)))
+        changed = params._replace(populations=dict(params.populations, E=params.populations["E"]._replace(
+            neuron=params.populations["E"].neuron._replace(tau_m=jnp.float32(12.0)))))
+        run(structure, changed)
+        jax.grad(rate_loss)(params, structure)          # compiles its own program once ...
+        events.clear()
+        jax.grad(rate_loss)(changed, nw.partition(make(seed=11))[0])   # ... and only once
+        seen = list(events)
+        jax.jit(lambda x: x * 3.0 + 1.0)(jnp.ones(3))                    # the listener hears a new program
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert seen == []
+    assert events
+    assert not np.array_equal(base, other)
+
+
+def test_bisected_drive_counts_equal_the_direct_count():
+    """A drive whose counts exceed the directly compared entries (rate 3000 Hz x 100 trains: mean 30 per
+    step): the counts equal ``#{k: V <= P(X > k)}`` over the whole table, computed here by brute force
+    from the same uniforms, and follow Binomial(100, 0.3)."""
+    pop = nw.Population("A", 500, drive=nw.PoissonDrive(rate=3000.0, weight=0.1, n=100))
+    net = nw.Network((pop,))
+    key = jax.random.key(2)
+    counts = np.asarray(nw.drive_counts(key, net, T=1.0, dt=DT)["A"])          # (500, 10)
+    tail = np.asarray(jax.lax.cummin(jl.inputs._binomial_tail(jl.inputs._p_spike(3000.0, DT), 100)))
+    for k in range(1, counts.shape[1]):
+        v = 1.0 - np.asarray(jax.random.uniform(jax.random.fold_in(key, k), (500,), jnp.float32))
+        np.testing.assert_array_equal(counts[:, k], (v[:, None] <= tail[None, :]).sum(1))
+    x = counts[:, 1:].ravel()
+    assert abs(x.mean() - 30.0) < 4 * np.sqrt(21.0 / x.size)
+    assert x.max() > 8
+
+
+@pytest.mark.parametrize("n_pre, n_post, p", [(3200, 3200, 0.1), (800, 200, 0.2), (50, 1000, 0.01)])
+def test_out_degree_bound_is_the_binomial_quantile(n_pre, n_post, p):
+    k = nw.out_degree_bound(n_pre, n_post, p)
+    assert n_pre * stats.binom.sf(k, n_post, p) < 1e-6 <= n_pre * stats.binom.sf(k - 1, n_post, p)
+
+
+def test_random_projection_width_is_the_bound_and_new_keys_keep_shapes():
+    shapes = {nw.random_projection(jax.random.key(s), "E", "E", n_pre=200, n_post=200, p=0.1,
+                                   weight=1.0).targets.shape for s in range(4)}
+    assert shapes == {(200, nw.out_degree_bound(200, 200, 0.1))}
+    with pytest.raises(ValueError, match="max_out=1 is below the largest out-degree"):
+        nw.sparse_projection("A", "B", [0, 0], [0, 1], 1.0, n_pre=1, n_post=2, max_out=1)
