@@ -16,8 +16,8 @@ import pytest
 import trains_reference as tref
 from jaxlif import fit_stp, fit_stp_trains, stp_amplitudes
 from jaxlif.fitting import (DepressionParams, FitInterrupted, SRPParams, TM4Params, TrainFitResult,
-                            check_trains, compare_models, from_unconstrained, regular_protocols,
-                            simulate_trains, to_unconstrained, train_loss)
+                            check_trains, compare_models, from_unconstrained, mossy_fibre,
+                            regular_protocols, simulate_trains, to_unconstrained, train_loss)
 from jaxlif.fitting.forward import conductance_at_spikes
 from jaxlif.plasticity import STD, STF, STPParams, euler_decay_factor, ratio_curve
 
@@ -319,6 +319,66 @@ def test_zero_amplitudes_count_as_zero_or_as_missing_as_asked():
     assert int(data.mask.sum()) == y.size - 3
     with pytest.raises(ValueError, match=r"zeros='nan' is not one of \('amplitude', 'missing'\)"):
         fit_stp_trains(PROTOCOLS, y0, zeros="nan")
+
+
+# --------------------------------------------------------------------------------------
+# Any unit (issue 20): amplitudes in A, pA or normalised give the same fit up to the scale
+# --------------------------------------------------------------------------------------
+
+UNIT_SCALES = np.array([1.0, 1e-12, 1e12, 1e-15, 1e15, 1e-30, 1e30])
+
+
+def _fields(named):
+    return np.stack([np.asarray(v, dtype=float) for v in named], axis=-1)
+
+
+def test_any_unit_gives_the_same_fit_up_to_the_scale():
+    # the shipped mossy-fibre means (+- SEM) in 7 units, fitted as 7 synapses in one call (each
+    # synapse gets its own working unit); before issue 20 the means x 1e-12 gave tau_f = 108 ms
+    # instead of 325 ms (TM), and x 1e+-30 returned the start point
+    data = mossy_fibre()
+    c = UNIT_SCALES[:, None, None, None]
+    fit = fit_stp_trains(data.spike_times_ms, data.amplitudes[None] * c,
+                         noise_sd=data.noise_sd[None] * c, model="srp")
+    params, interval = _fields(fit.params), _fields(fit.interval)        # (7, 4), (7, 2, 4)
+    np.testing.assert_allclose(params, np.broadcast_to(params[0], params.shape), rtol=1e-6)
+    np.testing.assert_allclose(interval, np.broadcast_to(interval[0], interval.shape), rtol=1e-6)
+    np.testing.assert_allclose(fit.scale / UNIT_SCALES, fit.scale[0], rtol=1e-6)
+    np.testing.assert_allclose(fit.fitted / c[:, :, 0], np.broadcast_to(fit.fitted[0],
+                                                                         fit.fitted.shape),
+                               rtol=1e-6)
+    # the density of y = c y' is p(y') / c: the log-likelihood moves by -n log c, nothing else
+    np.testing.assert_allclose(fit.loglik + fit.n_points * np.log(UNIT_SCALES), fit.loglik[0],
+                               rtol=1e-9, atol=1e-6)
+    assert np.all(fit.stationary) and np.all(fit.converged == fit.converged[0])
+    assert np.all(np.isfinite(interval[0]))
+    # the unit the fit works in: the median |amplitude| of the recorded non-zero points
+    from jaxlif.fitting.trains import unit_scale
+    y = np.array([[[[0.0, -4.0, 2.0, 1.0, np.nan]]], [[[0.0, 0.0, 0.0, 0.0, 0.0]]]])
+    np.testing.assert_array_equal(unit_scale(y, np.isfinite(y)), [2.0, 1.0])
+
+
+@pytest.mark.slow          # three more compiled programs (tm family, gamma, comparison): ~40 s
+def test_any_unit_tm_gamma_and_model_comparison():
+    data = mossy_fibre()
+    for c in (1e-12, 1e12):
+        one = fit_stp_trains(data, model="tm")
+        scaled = fit_stp_trains(data.spike_times_ms, data.amplitudes * c,
+                                noise_sd=data.noise_sd * c, model="tm")
+        np.testing.assert_allclose(_fields(scaled.params), _fields(one.params), rtol=1e-6)
+        np.testing.assert_allclose(_fields(scaled.interval), _fields(one.interval), rtol=1e-6)
+        g1 = fit_stp_trains(data.spike_times_ms, data.amplitudes, noise="gamma", model="tm4")
+        gc = fit_stp_trains(data.spike_times_ms, data.amplitudes * c, noise="gamma", model="tm4")
+        np.testing.assert_allclose(_fields(gc.params), _fields(g1.params), rtol=1e-6)
+        assert float(gc.noise) == pytest.approx(float(g1.noise), rel=1e-6)       # a CV
+        assert float(gc.scale) == pytest.approx(c * float(g1.scale), rel=1e-6)
+        a = compare_models(data, models=("tm", "srp"), interval="none")
+        b = compare_models(data.spike_times_ms, data.amplitudes * c, noise_sd=data.noise_sd * c,
+                           models=("tm", "srp"), interval="none")
+        for ra, rb in zip(a.table, b.table):
+            assert rb["cv_nll"] == pytest.approx(ra["cv_nll"] + math.log(c), abs=1e-6)
+            assert rb["cv_rmse"] == pytest.approx(c * ra["cv_rmse"], rel=1e-6)
+            assert rb["delta_aic"] == pytest.approx(ra["delta_aic"], abs=1e-6)
 
 
 # --------------------------------------------------------------------------------------

@@ -100,7 +100,7 @@ def compare_models(spike_times_ms: TrainData | ArrayLike | Sequence[Any],
     if cross_validate and n_prot < 2:
         raise ValueError("cross_validate=True needs at least two protocols (one is held out at a "
                          "time); pass cross_validate=False")
-    rows = T._rows(data, noise, noise_cv)
+    rows = T._rows(data, noise, noise_cv, spec.normalised)
     fits, cv = {}, {}
     for family in dict.fromkeys(m.family for m in ms):
         fam = [m for m in ms if m.family == family]
@@ -108,8 +108,9 @@ def compare_models(spike_times_ms: TrainData | ArrayLike | Sequence[Any],
         sol = T._solve(arr, family, fam, [np.asarray(m.starts) for m in fam],
                        interval=interval, level=float(level), max_rel=0.5, max_steps=max_steps,
                        progress=None, spec=spec, groups=np.zeros(len(fam), int))
+        same = np.zeros(len(fam), int)
         res = T._results(family, fam, arr, sol, rows["y_nan"], rows["times"], spec, interval,
-                         rows["mask"][np.zeros(len(fam), int)])
+                         rows["mask"][same], rows["c"][same])
         for i, m in enumerate(fam):
             fits[m.name] = T._result(m, res, sol, slice(i, i + 1), False, noise, interval,
                                      float(level), data.unit)
@@ -177,5 +178,7 @@ def _cross_validate(fam, family, rows, spec, n_prot, max_steps) -> dict:
             nll += float(np.sum(np.where(test, per, 0.0)))
             sq += float(np.sum(np.where(test, (yy - mu) ** 2, 0.0)))
             count += int(test.sum())
-        out[m.name] = (nll / count, np.sqrt(sq / count), pred)
+        # back to the data's unit (the fit saw y / c): -log p(y) = -log p(y / c) + log c
+        c = float(rows["c"][0])
+        out[m.name] = (nll / count + np.log(c), c * np.sqrt(sq / count), c * pred)
     return out

@@ -47,7 +47,7 @@ from jaxlif.fitting.forward import check_spike_times
 from jaxlif.fitting.models import Model, family_constraints, family_release, get_model
 from jaxlif.fitting.optimise import FitInterrupted, minimise_lanes
 
-__all__ = ["TrainFitResult", "fit_stp_trains", "INTERVALS", "ZEROS", "train_loss"]
+__all__ = ["TrainFitResult", "fit_stp_trains", "INTERVALS", "ZEROS", "train_loss", "unit_scale"]
 
 #: Interval methods of :func:`fit_stp_trains`.
 INTERVALS = ("profile", "wald", "none")
@@ -179,18 +179,40 @@ def _evaluate(theta, a: _Arrays, *, family, gamma):
 # --------------------------------------------------------------------------------------
 
 
-def _rows(data: TrainData, noise: str, noise_cv) -> dict:
-    """NumPy arrays of every synapse of ``data`` (leading synapse axis)."""
+def unit_scale(y, mask) -> np.ndarray:
+    """Per synapse, the amplitude unit the fit works in: the median ``|y|`` of the recorded
+    non-zero amplitudes (``y (N, P, S, n)``; 1 where there is none).
+
+    The fit sees ``y / c`` (and a given sd ``/ c``), so amplitudes in A, pA or normalised units
+    (anything from 1e-15 to 1e15 and beyond, within the float64 range) give the same
+    optimisation problem, and float32 keeps its digits: the likelihood of ``y / c`` differs from
+    that of ``y`` by the constant ``n log c``, and the amplitude scale and the sd are mapped back
+    (``A c``, ``s c``; a CV has no unit)."""
+    a = np.abs(np.where(mask, y, np.nan)).reshape(len(y), -1)
+    a = np.where(a > 0, a, np.nan)
+    c = np.full(len(y), 1.0)
+    some = np.isfinite(a).any(axis=1)
+    if some.any():
+        c[some] = np.nanmedian(a[some], axis=1)
+    return np.where(np.isfinite(c) & (c > 0), c, 1.0)
+
+
+def _rows(data: TrainData, noise: str, noise_cv, normalised: bool = False) -> dict:
+    """NumPy arrays of every synapse of ``data`` (leading synapse axis), amplitudes (and a given
+    sd) divided by the synapse's :func:`unit_scale` ``c`` (1 when normalised: the first pulse
+    is fixed to 1)."""
     y = data.amplitudes if data.amplitudes.ndim == 4 else data.amplitudes[None]
     mask = data.mask if data.mask.ndim == 4 else data.mask[None]
     t = data.spike_times_ms if data.amplitudes.ndim == 4 else data.spike_times_ms[None]
     t = np.broadcast_to(t, (y.shape[0],) + t.shape[-2:])
     d = np.diff(t, axis=-1)
+    c = np.ones(len(y)) if normalised else unit_scale(y, mask)
+    cb = c[:, None, None, None]
     sd = None
     if data.noise_sd is not None and noise == "gaussian":
-        sd = data.noise_sd if data.noise_sd.ndim == 4 else data.noise_sd[None]
-    return dict(times=t, delta=np.where(np.isfinite(d), d, 1.0), y=np.where(mask, y, 0.0),
-                y_nan=y, mask=mask, sd=sd, cv=noise_cv)
+        sd = (data.noise_sd if data.noise_sd.ndim == 4 else data.noise_sd[None]) / cb
+    return dict(times=t, delta=np.where(np.isfinite(d), d, 1.0), y=np.where(mask, y / cb, 0.0),
+                y_nan=y, mask=mask, sd=sd, cv=noise_cv, c=c)
 
 
 def _arrays(rows: dict, idx, models, spec: lk.NoiseSpec, masks=None) -> _Arrays:
@@ -381,14 +403,22 @@ def _gof(value, sat, n, groups, p, estimated, gamma):
 
 
 def _results(family, models, arr: _Arrays, sol: dict, rows_y, times, spec, interval,
-             mask) -> dict:
-    """Per-problem results (NumPy) from a :func:`_solve` output (``mask``: the points used)."""
+             mask, c=1.0) -> dict:
+    """Per-problem results (NumPy) from a :func:`_solve` output (``mask``: the points used;
+    ``rows_y``: the amplitudes in the data's unit; ``c (P,)``: the unit the fit worked in,
+    :func:`unit_scale`)."""
     dtype = jnp.result_type(float)
     value, A, sd, mean, sat = (np.asarray(v, dtype=float) for v in _evaluate(
         jnp.asarray(sol["theta"], dtype), arr, family=family, gamma=spec.kind == "gamma"))
+    c = np.broadcast_to(np.asarray(c, dtype=float), value.shape)
+    # back to the data's unit: the density of y = c y' is p(y') / c
+    A, mean = A * c, mean * c[:, None, None]
+    if spec.kind == "gaussian":
+        sd = sd * c
     mask = np.asarray(mask)
     n, p = sol["n"], sol["p"]
-    loglik = -n * value
+    log_c = n * np.log(c)
+    loglik = -n * value - log_c
     k = p + (1 if spec.estimated else 0)
     groups = mask.any(axis=2).sum(axis=(1, 2)).astype(float)
     pval = _gof(value, sat, n, groups, p, spec.estimated, spec.kind == "gamma")
@@ -419,7 +449,8 @@ def _results(family, models, arr: _Arrays, sol: dict, rows_y, times, spec, inter
                 bic=k * np.log(n) - 2 * loglik, n=n.astype(int), k=k, pval=pval,
                 reproduces=reproduces, converged=converged, enough=enough, fitted=fitted,
                 residuals=residuals,
-                start_vec=start_vec, start_loglik=-n[:, None] * sol["start_loss"])
+                start_vec=start_vec,
+                start_loglik=-n[:, None] * sol["start_loss"] - log_c[:, None])
 
 
 def _result(m: Model, res: dict, sol: dict, rows: slice, many: bool, noise: str, interval: str,
@@ -547,7 +578,8 @@ def train_loss(params: Any, spike_times_ms: ArrayLike | Sequence[Any],
                amplitudes: ArrayLike | Sequence[Any], *, model: str | Model = "tm",
                noise: str = "gaussian", noise_sd: ArrayLike | Sequence[Any] | None = None,
                noise_cv: float | None = None, normalise: bool = False) -> jax.Array:
-    """The negative log-likelihood per point that :func:`fit_stp_trains` minimises.
+    """The negative log-likelihood per point that :func:`fit_stp_trains` minimises (the fit
+    works on the amplitudes divided by :func:`unit_scale`, which shifts this by a constant).
 
     Differentiable in ``params`` and in ``amplitudes`` (which may be traced, e.g. ``jax.vmap``
     over bootstrap samples); ``spike_times_ms`` is concrete.  Pulses whose amplitude is NaN
@@ -641,7 +673,7 @@ def fit_stp_trains(spike_times_ms: TrainData | ArrayLike | Sequence[Any],
                               noise_cv=noise_cv, normalise=normalise,
                               allow_missing=allow_missing, zeros=zeros)
     many = data.amplitudes.ndim == 4
-    rows = _rows(data, noise, noise_cv)
+    rows = _rows(data, noise, noise_cv, spec.normalised)
     N = rows["y"].shape[0]
     starts = _starts(m, init, check_starts)
     arr = _arrays(rows, np.arange(N), [m] * N, spec)
@@ -649,7 +681,7 @@ def fit_stp_trains(spike_times_ms: TrainData | ArrayLike | Sequence[Any],
                  max_rel=max_rel_uncertainty, max_steps=max_steps, progress=progress,
                  spec=spec)
     res = _results(m.family, [m] * N, arr, sol, rows["y_nan"], rows["times"], spec, interval,
-                   rows["mask"])
+                   rows["mask"], rows["c"])
     fit = _result(m, res, sol, slice(0, N), many, noise,
                   interval if not sol["interrupted"] else "none (interrupted)", float(level),
                   data.unit)
