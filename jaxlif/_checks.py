@@ -8,10 +8,11 @@ cannot be inspected in Python.  The jitted cores therefore evaluate the same rul
 values (:func:`traced_rule`, :func:`traced_params`: one rule table per parameter type, shared with
 the concrete checks) and
 
-1. always *poison* the outputs of an invalid call (:func:`poison`): floats become NaN, signed
-   integer counts -1, unsigned integers their maximum and boolean rasters all ``True`` (a spike
-   at every step, which no refractory neuron can produce), so an invalid value never yields a
-   plausible number; under ``vmap`` only the invalid elements are poisoned;
+1. always *poison* the outputs of an invalid call (:func:`poison`): floats become NaN (and so do
+   their derivatives, never a finite zero), signed integer counts -1, unsigned integers their
+   maximum and boolean rasters all ``True`` (a spike at every step, which no refractory neuron
+   can produce), so an invalid value never yields a plausible number; under ``vmap`` only the
+   invalid elements are poisoned;
 2. emit a :func:`jax.experimental.checkify.debug_check` per rule, which does nothing in a normal
    call and raises a ``ValueError`` naming the argument when the call runs under
    :func:`checked` (opt-in checked mode).
@@ -326,10 +327,33 @@ def traced_params(name: str, params: Any, dt: float | None, rules: dict[str, str
     return ok
 
 
+@jax.custom_jvp
+def _nan_where_not(ok: jax.Array, leaf: jax.Array) -> jax.Array:
+    """``where(ok, leaf, NaN)`` for a float ``leaf``, whose derivative is NaN where ``ok`` is False.
+
+    The derivative of a plain ``jnp.where`` through its unselected branch is 0, so a poisoned output
+    would hand an optimiser a finite zero gradient.  Here the tangent is ``d leaf * mask`` with
+    ``mask = where(ok, 1, NaN)``: linear in ``d leaf`` (so reverse mode transposes it to
+    ``cotangent * mask``), exactly ``d leaf`` where ``ok`` (``x * 1.0 == x`` for every float), and NaN
+    where not, even where ``d leaf`` is 0.  ``ok`` broadcasts against ``leaf``.
+    """
+    return jnp.where(ok, leaf, jnp.asarray(jnp.nan, leaf.dtype))
+
+
+@_nan_where_not.defjvp
+def _nan_where_not_jvp(primals, tangents):
+    ok, leaf = primals
+    d_leaf = tangents[1]
+    mask = jnp.where(ok, jnp.asarray(1.0, leaf.dtype), jnp.asarray(jnp.nan, leaf.dtype))
+    return _nan_where_not(ok, leaf), d_leaf * mask
+
+
 def _poisoned(leaf: jax.Array, ok: jax.Array) -> jax.Array:
     leaf = jnp.asarray(leaf)
     ok = jnp.reshape(ok, jnp.shape(ok) + (1,) * (leaf.ndim - jnp.ndim(ok)))
     dtype = leaf.dtype
+    if jnp.issubdtype(dtype, jnp.floating):
+        return _nan_where_not(ok, leaf)
     if jnp.issubdtype(dtype, jnp.inexact):
         bad = jnp.nan
     elif dtype == jnp.bool_:
@@ -346,6 +370,11 @@ def poison(ok: jax.Array, tree: Any) -> Any:
 
     Floats become NaN, signed integers -1, unsigned integers their maximum, booleans ``True``.
     ``ok`` is a scalar, or has the leading (batch) shape of the leaves; ``None`` leaves stay.
+
+    Derivatives: a poisoned float leaf has a NaN derivative (``jax.grad``, ``jax.jvp``), not the zero
+    that a plain ``jnp.where`` gives through its unselected branch, so an optimiser stepping into an
+    invalid value sees NaN instead of stalling; where ``ok`` the derivative is unchanged, bit for
+    bit, and under ``vmap`` only the invalid elements get NaN.
     """
     return jax.tree.map(lambda leaf: _poisoned(leaf, ok), tree)
 

@@ -224,4 +224,5 @@ def _amplitudes(params, times, model, mode, dt):
         release = model.release(params, jnp.where(ok_delta & (delta > 0), delta, 1.0))
     bad = jnp.any(order, axis=-1, keepdims=True)
     _checks.traced_rule("spike_times_ms", ~bad, "finite")
-    return jnp.where(valid & ~bad & ok, release, jnp.nan)
+    # poison (not a plain where) so that invalid parameters or times also get NaN derivatives
+    return _checks.poison(ok & ~bad, jnp.where(valid, release, jnp.nan))
