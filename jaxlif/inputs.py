@@ -66,6 +66,26 @@ def _drawn_rate_jvp(name, primals, tangents):
     return primals[0], jnp.zeros_like(tangents[0])
 
 
+#: Most trains per population that the per-step Poisson samplers accept.  Every step draws the
+#: pooled count by comparing one uniform with the ``n + 1`` binomial tail probabilities, so a step
+#: costs time and memory in proportion to ``n`` (10**6 trains: about 4 MB and 5 s per
+#: simulated second on one CPU core; 10**9 would need gigabytes and hours).
+MAX_TRAINS = 1_000_000
+
+
+def check_n_trains(name: str, n, minimum: int = 0) -> int:
+    """A static number of trains, ``minimum <= n <= MAX_TRAINS`` (message names ``name``)."""
+    n = _checks.check_count(name, n, minimum)
+    if n > MAX_TRAINS:
+        raise ValueError(f"{name}={n} trains is above the limit of {MAX_TRAINS}: the per-step sampler "
+                         f"compares one uniform with the {name}+1 binomial tail probabilities at every "
+                         f"step, so time and memory grow in proportion to {name}. For very many weak "
+                         f"inputs use fewer trains at a proportionally higher rate (the pooled count is "
+                         f"then nearly the same Poisson law while rate*dt/1000 stays small), or a "
+                         f"current input (jaxlif.white_noise_current)")
+    return n
+
+
 def _bernoulli(key, step, p, n: int):
     u = jax.random.uniform(jax.random.fold_in(key, step), (n,), dtype=jnp.result_type(float))
     return u < p
@@ -122,7 +142,7 @@ def binomial_step(key: jax.Array, step: jax.Array, p: jax.Array, n: int) -> jax.
     raises (concrete) or gives NaN (traced).
     """
     _checks.check_probability("p", p)
-    _checks.check_count("n", n)
+    check_n_trains("n", n)
     p = jnp.asarray(p, dtype=jnp.result_type(float))
     _checks.traced_rule("p", p, "prob")
     return binomial_count(key, step, _binomial_tail(p, n))
@@ -132,7 +152,7 @@ def _check_poisson(key, rate, n, T, dt, name="rate"):
     _checks.check_key(key)
     steps = _n_steps(T, dt)
     _checks.check_rate(name, rate, dt)
-    _checks.check_count("n", n, minimum=1)
+    check_n_trains("n", n, minimum=1)
     if np.ndim(rate) != 0 and not isinstance(rate, jax.core.Tracer):
         raise ValueError(f"{name} must be a scalar rate in Hz, got shape {np.shape(rate)}; "
                          f"use jax.vmap for several rates")

@@ -15,7 +15,7 @@ from jax.typing import ArrayLike
 
 from jaxlif import _checks, _scan
 from jaxlif.grid import n_steps as _n_steps
-from jaxlif.inputs import _binomial_tail, _p_spike, binomial_count
+from jaxlif.inputs import _binomial_tail, _p_spike, binomial_count, check_n_trains
 from jaxlif.neurons.lif import (LIFParams, LIFState, _finish, _run_options, _single_neuron, check_integrator,
                                 check_lif_params, lif_init, membrane_step)
 from jaxlif.surrogates import Surrogate
@@ -192,8 +192,8 @@ def _check_poisson_run(key, rate_E, rate_I, n_E, n_I, I_inj, T, dt):
     _checks.check_key(key)
     _checks.check_rate("rate_E", rate_E, dt)
     _checks.check_rate("rate_I", rate_I, dt)
-    _checks.check_count("n_E", n_E)
-    _checks.check_count("n_I", n_I)
+    check_n_trains("n_E", n_E)
+    check_n_trains("n_I", n_I)
     return dt, steps, _current_array(I_inj, steps)
 
 
