@@ -21,6 +21,12 @@ steps after the spike step).  The current-based LIF is the same scheme with
 ``g_E = g_I = 0``; with ``spiking=False`` the threshold is removed (``V_th = +inf``),
 which gives the first tutorial's subthreshold loop and the free membrane potential.
 
+``integrator="exp_euler"`` (every simulator and step here; docs/conventions.md section 10) replaces
+this scheme by exponential Euler: exact synaptic decay with an input at step ``k`` entering ``g`` at
+``t_k``, the membrane relaxing exactly towards ``V_inf`` under the conductances' exact means over the
+step, the spike at the exact crossing time within the step (``spike_offset``), reset and ``t_ref``
+from there.  Second order in ``dt``; exact for the current LIF with a current held over each step.
+
 Gradients (README, section "Gradients"): every simulator supports ``jax.grad``.
 
 * Subthreshold runs (``spiking=False``, or no sample reaching ``V_th``): exact derivatives of the
@@ -56,8 +62,9 @@ from jaxlif.neurons.cond import (CondLIFParams, CondLIFResult, CondLIFState, _ch
                                  _simulate_cond_lif_poisson, _traced_poisson_ok, check_cond_lif_params,
                                  cond_lif_init, cond_lif_step, simulate_cond_lif, simulate_cond_lif_poisson,
                                  traced_cond_lif_ok)
-from jaxlif.neurons.lif import (LIFParams, LIFResult, LIFState, _finish, _run_options, _simulate_lif,
-                                _single_neuron, check_lif_params, lif_init, lif_step, membrane_step, simulate_lif)
+from jaxlif.neurons.lif import (INTEGRATORS, LIFParams, LIFResult, LIFState, _finish, _run_options, _simulate_lif,
+                                _single_neuron, check_integrator, check_lif_params, lif_init, lif_step, membrane_step,
+                                simulate_lif)
 
 __all__ = [
     "LIFParams",
@@ -76,4 +83,6 @@ __all__ = [
     "check_lif_params",
     "check_cond_lif_params",
     "membrane_step",
+    "INTEGRATORS",
+    "check_integrator",
 ]
