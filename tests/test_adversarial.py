@@ -35,3 +35,22 @@ def test_the_limit_itself_is_accepted():
     assert inputs.check_n_trains("n_E", inputs.MAX_TRAINS) == inputs.MAX_TRAINS
     with pytest.raises(ValueError, match="n_E=1000001 trains"):
         inputs.check_n_trains("n_E", inputs.MAX_TRAINS + 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reference inputs of the batch simulators: a traced invalid rate poisons (was: zeros)
+# ----------------------------------------------------------------------------------------------
+
+def test_batch_reference_inputs_poison_an_invalid_traced_rate():
+    import jax.numpy as jnp
+    counts = jax.jit(lambda r: jaxlif.cond_lif_batch_inputs(KEY, 2, rate_E=r, rate_I=10.0, T=T)[0])
+    bad = np.asarray(counts(-5.0))
+    assert bad.shape == (2, 100) and np.isnan(bad).all()
+    mixed = np.asarray(counts(jnp.array([50.0, -5.0])))          # only the invalid neuron is poisoned
+    good = np.asarray(jaxlif.cond_lif_batch_inputs(KEY, 2, rate_E=np.array([50.0, 0.0]), rate_I=10.0, T=T)[0])
+    assert np.isnan(mixed[1]).all() and np.array_equal(mixed[0], good[0]) and good[0].sum() > 0
+    trains = jax.jit(lambda r: jaxlif.batch.stp_lif_batch_trains(KEY, 2, rate_E=r, rate_I=0.0, n_E=2, n_I=1,
+                                                                 T=1.0)[0])(jnp.array([-5.0, 0.0]))
+    assert np.asarray(trains[0]).all() and not np.asarray(trains[1]).any()
+    with pytest.raises(ValueError, match=r"rate_E=-5.0 Hz must be finite"):
+        jaxlif.checked(counts)(-5.0)

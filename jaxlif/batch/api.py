@@ -19,7 +19,7 @@ from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
 from jaxlif import _checks
-from jaxlif.batch.devices import _classify, _run
+from jaxlif.batch.devices import _classify, _lane_ok, _run
 from jaxlif.batch.pooled import (_check_pooled_sizes, _pooled_block, _pooled_default_window, _pooled_init,
                                  _pooled_law, _pooled_window)
 from jaxlif.batch.rng import _stream_keys
@@ -233,7 +233,18 @@ def cond_lif_batch_inputs(key: jax.Array, batch_size: int, *, rate_E: ArrayLike 
     window = min(steps - 1, 1024 if window is None else _checks.check_count("window", window, minimum=1))
     keys = jnp.stack([jnp.concatenate([_stream_keys(key, 2 * t), _stream_keys(key, 2 * t + 1)]) for t in (0, 1)])
     pE_arr, pI_arr = (_rate(r, dtype) * (dt / 1000.0) for r in (rate_E, rate_I))
-    return _pooled_inputs(keys, pE_arr, pI_arr, batch, steps, window, n_E, n_I)
+    return _checks.poison(_rates_ok(rate_E, rate_I, dt, batch),
+                          _pooled_inputs(keys, pE_arr, pI_arr, batch, steps, window, n_E, n_I))
+
+
+def _rates_ok(rate_E, rate_I, dt: float, batch: int):
+    """Per-neuron validity ``(batch,)`` of (possibly traced) rates, with the checked-mode messages:
+    the reference inputs are poisoned for an invalid rate, as the simulators' outputs are."""
+    ok = jnp.ones((batch,), bool)
+    for name, rate in (("rate_E", rate_E), ("rate_I", rate_I)):
+        _checks.traced_rule(name, rate, "rate", dt)
+        ok = ok & _lane_ok(rate, "rate", dt, batch)
+    return ok
 
 
 @partial(jax.jit, static_argnums=(3, 4, 5, 6, 7))
@@ -273,7 +284,8 @@ def stp_lif_batch_trains(key: jax.Array, batch_size: int, *, rate_E: ArrayLike =
     window = min(steps - 1, 1024 if window is None else _checks.check_count("window", window, minimum=1))
     keys = jnp.concatenate([_stream_keys(key, 4), _stream_keys(key, 5)])
     p_E, p_I = (_rate(r, dtype) * (dt / 1000.0) for r in (rate_E, rate_I))
-    trains = _synapse_trains(keys, p_E, p_I, batch, steps, window, n_E, n_I, dt)
+    trains = _checks.poison(_rates_ok(rate_E, rate_I, dt, batch),
+                            _synapse_trains(keys, p_E, p_I, batch, steps, window, n_E, n_I, dt))
     return trains[:, :n_E], trains[:, n_E:]
 
 
