@@ -19,7 +19,7 @@ rate           Hz      Poisson and regular train rates
 
 Modules: :mod:`~jaxlif.neurons` (LIF, conductance LIF), :mod:`~jaxlif.synapses`,
 :mod:`~jaxlif.plasticity` (Tsodyks-Markram STP, ratio curves), :mod:`~jaxlif.stp_lif`,
-:mod:`~jaxlif.inputs`, :mod:`~jaxlif.analysis`, :mod:`~jaxlif.network` (recurrent networks of populations,
+:mod:`~jaxlif.inputs`, :mod:`~jaxlif.analysis`, :mod:`~jaxlif.spike_stats` (differentiable spike statistics), :mod:`~jaxlif.network` (recurrent networks of populations,
 dense and sparse projections with delays and STP), :mod:`~jaxlif.surrogates` (spike functions with
 surrogate derivatives), :mod:`~jaxlif.constraints` (unconstrained parametrisations for fits), :mod:`~jaxlif.batch` (event-driven,
 chunked and sharded batch simulators), :mod:`~jaxlif.fitting` (STP models fitted to ratio curves
@@ -31,7 +31,7 @@ persistent cache; importing the package never does (docs/command_line.md).
 """
 
 from jaxlif import (analysis, batch, constraints, fitting, grid, inputs, network, neurons, nma, plasticity,
-                    stp_lif, surrogates, synapses)
+                    spike_stats, stp_lif, surrogates, synapses)
 from jaxlif._checks import checked
 from jaxlif.analysis import (balanced_inh_rate, fmp_shot_noise, fmp_stats, isi_cv, spike_count, spike_rate,
                              values_at_events)
@@ -54,6 +54,9 @@ from jaxlif.plasticity import (STD, STF, STPParams, STPState, ratio_curve, ratio
 from jaxlif.stp_lif import (STPLIFParams, STPLIFResult, simulate_stp_lif, simulate_stp_lif_poisson,
                             stp_lif_params, stp_lif_step)
 from jaxlif.synapses import EXC_SYN, INH_SYN, SynParams, exp_syn_step
+from jaxlif.spike_stats import (NonDifferentiableError, SpikeGradWarning, count_correlation,
+                                count_correlation_matrix, fano_factor, firing_rate, population_rate, psth,
+                                soft_isi_cv, van_rossum_distance)
 
 __version__ = "0.1.0"
 
@@ -79,4 +82,6 @@ __all__ = [
     "network", "stp_efficacy", "Network", "Population", "Receptor", "PoissonDrive", "DenseProjection",
     "SparseProjection", "NetworkInput", "NetworkResult", "dense_projection", "sparse_projection",
     "random_projection", "ei_network", "network_init", "network_step", "simulate_network",
+    "spike_stats", "firing_rate", "population_rate", "psth", "fano_factor", "soft_isi_cv", "count_correlation",
+    "count_correlation_matrix", "van_rossum_distance", "SpikeGradWarning", "NonDifferentiableError",
 ]

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxlif import _checks
+from jaxlif import _checks, _grad_guard
 
 __all__ = ["spike_count", "spike_rate", "isi_cv", "fmp_stats", "values_at_events", "spike_times",
            "fmp_shot_noise", "balanced_inh_rate"]
@@ -44,14 +44,29 @@ def spike_count(spikes: ArrayLike) -> jax.Array:
 
     ``spikes`` is a boolean raster or a raster of spike counts per step (0/1 floats as
     ``nma.Poisson_generator`` returns, or integer counts), time on the last axis.
+
+    Not differentiable: differentiating through it raises :class:`jaxlif.NonDifferentiableError`
+    (the differentiable count is ``spikes.sum(-1)`` of a surrogate raster; rates:
+    :func:`jaxlif.spike_stats.firing_rate`); a boolean raster counted while differentiating warns
+    (:class:`jaxlif.SpikeGradWarning`, :mod:`jaxlif._grad_guard`).
     """
-    return jnp.sum(_raster(spikes), axis=-1, dtype=jnp.int32)
+    return _count(spikes, "spike_count", "spikes.sum(-1) or jaxlif.spike_stats.firing_rate")
+
+
+def _count(spikes: ArrayLike, function: str, replacement: str) -> jax.Array:
+    _grad_guard.warn_if_boolean_under_grad(spikes, function, stacklevel=4)
+    spikes = _grad_guard.refuse_derivative(_raster(spikes), function, replacement)
+    return jnp.sum(spikes, axis=-1, dtype=jnp.int32)
 
 
 def spike_rate(spikes: ArrayLike, T: float) -> jax.Array:
-    """Spike rate ``1000 * n_spikes / T`` [Hz] (the tutorial's rule; T [ms])."""
+    """Spike rate ``1000 * n_spikes / T`` [Hz] (the tutorial's rule; T [ms]).
+
+    Not differentiable (as :func:`spike_count`): use :func:`jaxlif.spike_stats.firing_rate`.
+    """
     _checks.check_positive("T", T, "ms")
-    return 1000.0 * spike_count(spikes).astype(jnp.result_type(float)) / T
+    count = _count(spikes, "spike_rate", "jaxlif.spike_stats.firing_rate")
+    return 1000.0 * count.astype(jnp.result_type(float)) / T
 
 
 def isi_cv(spikes: ArrayLike) -> jax.Array:
@@ -76,8 +91,11 @@ def isi_cv(spikes: ArrayLike) -> jax.Array:
 
     Raises:
         ValueError: if a concrete numeric raster holds a negative or fractional entry.
+        NonDifferentiableError: when differentiated through (the intervals are counted as integers):
+            use :func:`jaxlif.spike_stats.soft_isi_cv`, equal to this on 0/1 rasters, with a gradient.
     """
-    return _isi_cv(_raster(spikes))
+    _grad_guard.warn_if_boolean_under_grad(spikes, "isi_cv")
+    return _isi_cv(_grad_guard.refuse_derivative(_raster(spikes), "isi_cv", "jaxlif.spike_stats.soft_isi_cv"))
 
 
 @jax.jit
