@@ -238,3 +238,18 @@ def test_integrator_name_is_checked(bad):
     for call in calls:
         with pytest.raises(ValueError, match=r"integrator=.*'euler', 'exp_euler'"):
             call()
+
+
+@pytest.mark.slow   # about 20 CPU-s of compilation: every dt and integrator is its own program
+def test_accuracy_script_quick_run(tmp_path):
+    """experiments/integrator_accuracy.py --quick writes its table, figure and JSON, and its numbers
+    order the integrators as the full run does."""
+    from experiments import integrator_accuracy
+
+    out = tmp_path / "acc"
+    summary = integrator_accuracy.main(["--quick", "--out", str(out)])
+    assert {p.name for p in out.iterdir()} >= {"table.md", "convergence.png", "integrator_accuracy.json"}
+    res = summary["results"]
+    assert max(res["lif_dc"]["exp_euler"]) < 1e-9 < min(res["lif_dc"]["euler"])
+    assert all(a < 0.05 * b for a, b in zip(res["cond_fmp"]["exp_euler"], res["cond_fmp"]["euler"]))
+    assert "| cond_high | mean spike-time error [ms] | exp_euler |" in (out / "table.md").read_text()
