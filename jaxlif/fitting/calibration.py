@@ -135,7 +135,7 @@ def coverage_trains(params, spike_times_ms, *, key, model="tm", n_sweeps: int = 
     rows = T._rows(data, "gaussian", None)
     N = n_datasets
     arr = T._arrays(rows, np.arange(N), [m] * N, spec)
-    starts = np.asarray(m.starts)
+    starts = T.model_starts(m, times)
     sol = T._solve(arr, m.family, [m] * N, [starts] * N, interval="none", level=level,
                    max_rel=0.5, max_steps=max_steps, progress=None, spec=spec)
     covered = _lr_covered(m, sol, arr, truth, max_steps)

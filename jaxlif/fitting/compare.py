@@ -105,7 +105,7 @@ def compare_models(spike_times_ms: TrainData | ArrayLike | Sequence[Any],
     for family in dict.fromkeys(m.family for m in ms):
         fam = [m for m in ms if m.family == family]
         arr = T._arrays(rows, np.zeros(len(fam), int), fam, spec)
-        sol = T._solve(arr, family, fam, [np.asarray(m.starts) for m in fam],
+        sol = T._solve(arr, family, fam, [T.model_starts(m, rows["times"]) for m in fam],
                        interval=interval, level=float(level), max_rel=0.5, max_steps=max_steps,
                        progress=None, spec=spec, groups=np.zeros(len(fam), int))
         same = np.zeros(len(fam), int)
@@ -145,7 +145,8 @@ def _cross_validate(fam, family, rows, spec, n_prot, max_steps) -> dict:
             masks.append(train)
             held.append(p)
     arr = T._arrays(rows, np.zeros(len(models), int), models, spec, masks=np.stack(masks))
-    sol = T._solve(arr, family, models, [np.asarray(m.starts) for m in models], interval="none",
+    sol = T._solve(arr, family, models, [T.model_starts(m, rows["times"]) for m in models],
+                   interval="none",
                    level=0.95, max_rel=0.5, max_steps=max_steps, progress=None, spec=spec,
                    groups=np.array(held))
     dtype = jnp.result_type(float)

@@ -260,11 +260,30 @@ class Model:
 _FILL = {"tm": (0.5, 0.5, 100.0, 100.0), "srp": (0.0, 0.0, 0.0, 0.0)}
 
 
+@dataclasses.dataclass(frozen=True)
+class ScaledReal(C.Constraint):
+    """An unconstrained parameter ``x = scale * theta`` (a real line measured in units of
+    ``scale``).  The SRP fits use it so that one unconstrained unit of ``a_j`` [ms] is one unit
+    of the sigmoid's argument per spike (``scale = tau_j``), as for ``b``: with ``theta = a_j``
+    itself, a step that moves ``b`` by 1 moves ``a_3`` by 1/650 of that, and the first steps of
+    a fit from a depressing start push ``b`` onto the saturated plateau (``b -> +inf``, release
+    1 at every spike, no gradient left) before the kernel can change sign."""
+
+    scale: float = 1.0
+
+    def forward(self, theta):
+        return self.scale * theta
+
+    def inverse(self, x):
+        return jnp.asarray(x, dtype=jnp.result_type(x, float)) / self.scale
+
+
 def family_constraints(family: str):
-    """Constraints of the family's 4-vector: ``U, f`` in (0, 1), ``tau_d, tau_f > 0``; SRP real."""
+    """Constraints of the family's 4-vector: ``U, f`` in (0, 1), ``tau_d, tau_f > 0``; SRP real
+    (``b`` as is, ``a_j`` in units of ``tau_j``: :class:`ScaledReal`)."""
     if family == "tm":
         return [C.unit_interval(), C.unit_interval(), C.positive(), C.positive()]
-    return [C.real()] * 4
+    return [C.real()] + [ScaledReal(scale=float(t)) for t in SRP_TAUS_MS]
 
 
 def _halton(n: int, base: int) -> np.ndarray:
@@ -306,6 +325,18 @@ _TAU_D_BOX = ("log", 20.0, 3000.0)
 _TAU_F_BOX = ("log", 5.0, 3000.0)
 
 
+#: SRP start box: ``b`` in [-3, 1] (release at rest 0.05-0.73) and each kernel's jump of the
+#: sigmoid's argument per spike, ``a_j / tau_j``, in [-0.4, 0.4] (``a_j`` within +-6, 40, 260 ms):
+#: on 10 pulses at 20 or 100 Hz the argument stays within +-4.9 at every spike (release 0.007 to
+#: 0.993), off the saturated plateaus; the fits cap it at +-5 on the data's own spike times
+#: (:func:`jaxlif.fitting.trains.default_starts`).  The old box (``a_3`` up to +-1500 ms, ``b`` up
+#: to 3) put 10-14 of 15 starts on a plateau where the release is 1 at every spike.
+SRP_START_JUMP = 0.4
+_SRP_STARTS = tuple(
+    (b, *(j * t for j, t in zip(jumps, SRP_TAUS_MS))) for b, *jumps in halton_starts(
+        15, (("lin", -3.0, 1.0),) + (("lin", -SRP_START_JUMP, SRP_START_JUMP),) * 3))
+
+
 # Default starts: 2^k - 1 of them, so that one extra start gives a power of two lanes (the
 # compiled program is shared with and without it).
 MODELS: dict[str, Model] = {
@@ -318,9 +349,7 @@ MODELS: dict[str, Model] = {
     "depression": Model("depression", DepressionParams, ("", "ms"), _release_depression,
                         halton_starts(7, (_U_BOX, _TAU_D_BOX)),
                         "Tsodyks & Markram 1997", "tm", (0, 2), zero_f=True),
-    "srp": Model("srp", SRPParams, ("", "ms", "ms", "ms"), _release_srp,
-                 halton_starts(15, (("lin", -4.0, 3.0), ("lin", -100.0, 100.0),
-                                    ("lin", -300.0, 300.0), ("lin", -1500.0, 1500.0))),
+    "srp": Model("srp", SRPParams, ("", "ms", "ms", "ms"), _release_srp, _SRP_STARTS,
                  "Rossbroich, Trotter & Naud 2021", "srp", (0, 1, 2, 3)),
 }
 

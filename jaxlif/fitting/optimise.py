@@ -18,8 +18,12 @@ limited-memory recursion), and a line search that tests the Armijo condition
 (``f(x + a d) <= f(x) + 1e-4 a g.d``) at four step sizes at once, ``a = s (1, 1/4, 1/16, 1/64)``
 with ``s = 1`` after a successful step, and takes the longest acceptable one; when none is, the
 start stays put and tries again from ``s / 256``.  Then one gradient (forward mode: ``D`` is
-small) at the new point.  A non-descent direction or a failed line search restarts from
-steepest descent; a start whose line search fails along steepest descent with ``s < 1e-9`` has
+small) at the new point.  The first step, a non-descent direction and a failed line search
+take steepest descent scaled to at most one unconstrained unit per coordinate
+(``-g / max(|g|_inf, 1)``; before the first curvature update the inverse Hessian is the
+identity, and an unscaled ``-g`` of a likelihood with small noise sds jumped hundreds of units,
+onto flat far regions: on the shipped mossy-fibre means 13 of 15 ``tm4`` starts ended there,
+against 4 of 15 since); a start whose line search fails along steepest descent with ``s < 1e-9`` has
 reached the rounding floor of its objective and stops.  Why not optax's L-BFGS: it compiles the
 gradient of the objective into three places (line search, stored gradient, update) and its
 backtracking is a data-dependent loop, which under ``vmap`` makes every start wait for the
@@ -158,7 +162,8 @@ def _step(lane: _Lane, fn, floor, patience, rel_improve, abs_improve, gtol,
     d = -lane.H @ lane.grad
     slope = jnp.dot(d, lane.grad)
     reset = ~(slope < 0) | ~jnp.all(jnp.isfinite(d))
-    d = jnp.where(reset, steepest, d)
+    # the first step, like a restart, is scaled steepest descent (module docstring)
+    d = jnp.where(reset | lane.fresh_H, steepest, d)
     slope = jnp.dot(d, lane.grad)
 
     # Line search: the Armijo condition is tested at four step sizes at once (a vectorised

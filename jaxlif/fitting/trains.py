@@ -44,10 +44,12 @@ from jaxlif.fitting import likelihood as lk
 from jaxlif.fitting import uncertainty as unc
 from jaxlif.fitting.data import TrainData, check_trains
 from jaxlif.fitting.forward import check_spike_times
-from jaxlif.fitting.models import Model, family_constraints, family_release, get_model
+from jaxlif.fitting.models import (SRP_TAUS_MS, Model, family_constraints, family_release,
+                                   get_model)
 from jaxlif.fitting.optimise import FitInterrupted, minimise_lanes
 
-__all__ = ["TrainFitResult", "fit_stp_trains", "INTERVALS", "ZEROS", "train_loss", "unit_scale"]
+__all__ = ["TrainFitResult", "fit_stp_trains", "INTERVALS", "ZEROS", "train_loss", "unit_scale",
+           "model_starts"]
 
 #: Interval methods of :func:`fit_stp_trains`.
 INTERVALS = ("profile", "wald", "none")
@@ -227,9 +229,47 @@ def _arrays(rows: dict, idx, models, spec: lk.NoiseSpec, masks=None) -> _Arrays:
                    lk.Stats(*(jnp.asarray(v, dtype) for v in st)), jnp.asarray(flags))
 
 
-def _starts(m: Model, init, check_starts) -> np.ndarray:
+#: Largest |argument| of the SRP sigmoid at any spike of the data at a default start.
+SRP_START_MAX_ARG = 5.0
+
+
+def model_starts(m: Model, spike_times_ms) -> np.ndarray:
+    """The default starts ``(S, n_fields)`` of model ``m`` for trains with these spike times.
+
+    The model's grid (:attr:`Model.starts`); for ``"srp"`` each start's kernel amplitudes are
+    shrunk (all by one factor) where needed so that the sigmoid's argument
+    ``b + sum_j (a_j/tau_j) sum_{i<k} exp(-(t_k - t_i)/tau_j)`` stays within
+    +-:data:`SRP_START_MAX_ARG` at every spike of every protocol: no start lies on a saturated
+    plateau (release 0 or 1 at every spike, where no gradient is left), however long or fast
+    the trains.
+    """
+    grid = np.array(m.starts, dtype=float)
+    if m.family != "srp":
+        return grid
+    t = np.asarray(spike_times_ms, dtype=float).reshape(-1, np.shape(spike_times_ms)[-1])
+    taus = np.asarray(SRP_TAUS_MS)
+    lag = t[:, :, None] - t[:, None, :]                                  # (rows, k, i)
+    earlier = np.isfinite(lag) & (lag > 0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        decay = np.where(earlier[..., None], np.exp(-np.where(earlier, lag, 0.0)[..., None]
+                                                     / taus), 0.0)
+    K = decay.sum(axis=2)[np.isfinite(t)]                               # (spikes, 3)
+    b = grid[:, 0]
+    kernel = (grid[:, 1:] / taus) @ K.T                                  # (S, spikes)
+    cap = SRP_START_MAX_ARG
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # the largest lam <= 1 with |b + lam kernel| <= cap at every spike (|b| < cap)
+        room = np.where(kernel > 0, cap - b[:, None], -cap - b[:, None]) / kernel
+        lam = np.min(np.where(np.abs(b[:, None] + kernel) > cap, room, 1.0), axis=1,
+                     initial=1.0)
+    grid[:, 1:] *= np.clip(lam, 0.0, 1.0)[:, None]
+    return grid
+
+
+def _starts(m: Model, init, check_starts, spike_times_ms=None) -> np.ndarray:
     """Starts ``(S, n_fields)`` in parameter units: the user's, then the default grid."""
-    grid = np.asarray(m.starts, dtype=float)
+    grid = (np.asarray(m.starts, dtype=float) if spike_times_ms is None
+            else model_starts(m, spike_times_ms))
     if init is None:
         return grid
     if isinstance(init, tuple) and hasattr(init, "_fields"):
@@ -675,7 +715,7 @@ def fit_stp_trains(spike_times_ms: TrainData | ArrayLike | Sequence[Any],
     many = data.amplitudes.ndim == 4
     rows = _rows(data, noise, noise_cv, spec.normalised)
     N = rows["y"].shape[0]
-    starts = _starts(m, init, check_starts)
+    starts = _starts(m, init, check_starts, rows["times"])
     arr = _arrays(rows, np.arange(N), [m] * N, spec)
     sol = _solve(arr, m.family, [m] * N, [starts] * N, interval=interval, level=float(level),
                  max_rel=max_rel_uncertainty, max_steps=max_steps, progress=progress,

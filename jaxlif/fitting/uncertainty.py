@@ -396,8 +396,8 @@ def edge_distance_ok(constraint, theta) -> np.ndarray:
 def _forward_np(constraint, theta):
     """Constraint map in NumPy float64 (endpoints may be +-inf)."""
     theta = np.asarray(theta, dtype=float)
-    if constraint.low == -math.inf:
-        return theta
+    if constraint.low == -math.inf:     # a real line, possibly in units of ``scale``
+        return getattr(constraint, "scale", 1.0) * theta
     with np.errstate(over="ignore"):
         if constraint.high == math.inf:
             return constraint.low + np.exp(theta)
@@ -407,7 +407,7 @@ def _forward_np(constraint, theta):
 def _slope(constraint, x):
     """d x / d theta at the parameter value ``x``."""
     if constraint.low == -math.inf:
-        return np.ones_like(x)
+        return np.full_like(x, getattr(constraint, "scale", 1.0))
     if constraint.high == math.inf:
         return x - constraint.low
     return (x - constraint.low) * (constraint.high - x) / (constraint.high - constraint.low)
