@@ -9,6 +9,7 @@ Results are per population (``{name: array}``), time last.  Units: ms, mV, nS, p
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple, Optional
 
 import jax
@@ -18,6 +19,7 @@ from jax.experimental import checkify
 
 from jaxlif import _checks
 from jaxlif.grid import n_steps as _n_steps
+from jaxlif.network import gradients
 from jaxlif.network.params import NetworkParams, NetworkStructure, combine, partition
 from jaxlif.network.step import (NetworkState, SynapseState, drive_draw, drive_table, network_init, network_step,
                                  per_neuron)
@@ -219,7 +221,8 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
                      T: float, dt: float, inputs: dict | None = None,
                      state: NetworkState | None = None, spike_grad: Surrogate | None = None,
                      record: bool = True,
-                     delivery: str = "event", capacity: int = 4, recurrent_grad: bool = True) -> NetworkResult:
+                     delivery: str = "event", capacity: int = 4, grad_estimator: str | None = None,
+                     recurrent_grad: bool | None = None) -> NetworkResult:
     """Simulate a network for ``T`` ms (``n_steps = len(arange(0, T, dt))`` samples) in one ``lax.scan``.
 
     Equivalent Python loop (:mod:`jaxlif.network.step` gives the scheme and the delivery latency)::
@@ -249,7 +252,9 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
             same gradients (:mod:`jaxlif.network.delivery`).
         capacity: presynaptic neurons per chunk of the event method (more spikes in one step take
             several chunks; none is dropped).
-        recurrent_grad: ``False`` delivers spikes without their derivative (see "Gradients").
+        grad_estimator: with ``spike_grad``, how derivatives cross the recurrent synapses (see
+            "Gradients"): ``"mean_field"`` (default), ``"local"`` or ``"full"``.
+        recurrent_grad: the older form of ``grad_estimator``: ``True`` is ``"full"``, ``False`` ``"local"``.
 
     Returns:
         :class:`NetworkResult`.  An invalid traced value poisons it (NaN, all-``True`` rasters, step -1;
@@ -259,13 +264,14 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
 
     Gradients: with ``spike_grad`` the derivative of a rate is the surrogate's (a biased estimate,
     useful to follow downhill); without it spikes have zero derivative and only subthreshold
-    quantities have exact gradients.  In a recurrent network the surrogate derivative is carried
-    through every synapse at every step; in a strongly coupled (chaotic) network it grows without
-    bound over a long run, as the network's sensitivity itself does.  ``recurrent_grad=False``
-    (spikes delivered without derivative) and ``detach_reset=True`` on the surrogate keep it local
-    to each neuron: a biased estimate that ignores the network's reverberation, but finite, and
-    with the sign of the local effect.  The Poisson drive is not reparameterised: its ``rate`` gets
-    no gradient (fit its ``weight`` or a weight scale instead).
+    quantities have exact gradients.  Carried through every synapse at every step (``"full"``) the
+    surrogate derivative of a strongly coupled (chaotic) network grows exponentially, to NaN within a
+    second.  ``"local"`` delivers spikes without derivative: finite, but the open-loop response of
+    each neuron, many times the network's in a balanced network.  ``"mean_field"`` (the default) adds
+    the network's feedback back at the level of population rates (:mod:`jaxlif.network.gradients`): finite
+    at any duration, with the size of finite differences of the mean rates (BENCHMARKS.md, "Recurrent
+    gradients"), and it warns where its linearisation is unstable.  The Poisson drive is not
+    reparameterised: its ``rate`` gets no gradient (fit its ``weight`` or a weight scale instead).
     """
     dt = _checks.check_dt(dt)
     steps = _n_steps(T, dt)
@@ -285,8 +291,27 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
     seqs, I_const = _given_inputs(net, inputs, steps)
     if state is not None:
         _check_state(net, state, jnp.result_type(float))
-    return _simulate(key, structure, params, seqs, I_const, state, steps, dt, spike_grad, bool(record), delivery,
-                     capacity, bool(recurrent_grad))
+    estimator = _check_estimator(grad_estimator, recurrent_grad, spike_grad)
+    statics = (steps, dt, spike_grad, bool(record), delivery, capacity)
+    return _simulate(key, structure, (params, seqs, I_const, state), tuple(net.sizes), statics, estimator,
+                     estimator != "local")
+
+
+def _check_estimator(grad_estimator, recurrent_grad, spike_grad) -> str:
+    """The estimator to use: ``grad_estimator``, or the old ``recurrent_grad`` flag (True: "full",
+    False: "local"), or "mean_field" by default; without ``spike_grad`` "full" (spikes have no
+    derivative, so there is nothing to estimate and the plain program runs)."""
+    if recurrent_grad is not None:
+        if grad_estimator is not None:
+            raise ValueError("give grad_estimator or recurrent_grad (its older form), not both")
+        if not isinstance(recurrent_grad, (bool, np.bool_)):
+            raise TypeError(f"recurrent_grad must be True or False, got {recurrent_grad!r}")
+        grad_estimator = "full" if recurrent_grad else "local"
+    if grad_estimator is None:
+        grad_estimator = "mean_field"
+    if grad_estimator not in gradients.GRAD_ESTIMATORS:
+        raise ValueError(f"grad_estimator={grad_estimator!r} must be one of {list(gradients.GRAD_ESTIMATORS)}")
+    return grad_estimator if spike_grad is not None else "full"
 
 
 def _time_last(first, seq, last=None):
@@ -295,9 +320,23 @@ def _time_last(first, seq, last=None):
     return jnp.concatenate(parts, axis=0).T
 
 
-@jax.jit(static_argnums=(6, 7, 8, 9, 10, 11, 12))
-def _simulate(key, structure, params, seqs, I_const, state0, steps, dt, spike_grad, record, delivery, capacity,
-              recurrent_grad):
+@jax.jit(static_argnums=(3, 4, 5, 6))
+def _simulate(key, structure, diff, names, statics, estimator, recurrent_grad):
+    """The jitted simulation; ``diff = (params, seqs, I_const, state0)``, the differentiable inputs."""
+    if estimator == "mean_field":
+        run = functools.partial(_run_fixed, statics=statics)
+        return gradients.mean_field(run, (key, structure), diff, names)
+    return _run(key, structure, diff, None, statics, recurrent_grad)
+
+
+def _run_fixed(fixed, diff, feedback, statics):
+    """:func:`_run` with spikes delivered without derivative, the not-differentiated inputs in ``fixed``."""
+    return _run(*fixed, diff, feedback, statics, False)
+
+
+def _run(key, structure, diff, feedback, statics, recurrent_grad):
+    params, seqs, I_const, state0 = diff
+    steps, dt, spike_grad, record, delivery, capacity = statics
     net = combine(structure, params)
     flags = [traced_network_ok(net, dt)] + [_checks.traced_rule(f"inputs.{label}", value, "finite") for label, value
                                             in zip(("g_E", "g_I", "I_inj"), seqs + (I_const,)) if value is not None]
@@ -315,7 +354,8 @@ def _simulate(key, structure, params, seqs, I_const, state0, steps, dt, spike_gr
             counts = drive_draw(table, key, state.step + 1)
             g_E, g_I = g_E + table.weight_E * counts, g_I + table.weight_I * counts
         state, out = network_step(net, state, (g_E, g_I, I), dt, spike_grad=spike_grad, delivery=delivery,
-                                  capacity=capacity, recurrent_grad=recurrent_grad, params=params)
+                                  capacity=capacity, recurrent_grad=recurrent_grad, feedback=feedback,
+                                  params=params)
         # carrying the flag through the loop makes XLA evaluate the validity test once; an invariant
         # flag would be fused, as a copy, into every poisoned output (much longer compilation)
         carry = (state, valid & (state.step > 0))

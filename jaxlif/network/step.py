@@ -131,7 +131,7 @@ def _presynaptic(proj, syn: SynapseState | None, s, dt: float):
 
 def network_step(net: Network, state: NetworkState, inputs: tuple[ArrayLike, ArrayLike, ArrayLike],
                  dt: float, *, spike_grad: Surrogate | None = None, delivery: str = "event",
-                 capacity: int = 4, recurrent_grad: bool = True,
+                 capacity: int = 4, recurrent_grad: bool = True, feedback: dict | None = None,
                  params: tuple[LIFParams, tuple[ArrayLike, ArrayLike],
                                tuple[ArrayLike, ArrayLike]] | None = None
                  ) -> tuple[NetworkState, tuple[jax.Array, jax.Array, jax.Array, jax.Array]]:
@@ -148,6 +148,9 @@ def network_step(net: Network, state: NetworkState, inputs: tuple[ArrayLike, Arr
         capacity: presynaptic neurons per chunk of the event method.
         recurrent_grad: ``False`` delivers the spikes without their derivative (``stop_gradient``):
             gradients then follow each neuron's own input and dynamics, not the network's reverberation.
+        feedback: ``None`` or ``{population name: scalar}``: every value that population delivers is
+            multiplied by it (the mean-field gradient estimator of :mod:`jaxlif.network.gradients`
+            differentiates with respect to these scales at 1; ``None`` multiplies by nothing).
         params: ``per_neuron(net)`` (computed here when ``None``; pass it to hoist it out of a loop).
 
     Returns:
@@ -172,6 +175,8 @@ def network_step(net: Network, state: NetworkState, inputs: tuple[ArrayLike, Arr
     for proj, syn in zip(net.projections, state.synapses):
         x, W, syn = _presynaptic(proj, syn, spikes_f[pre[proj.pre]], dt)
         synapses.append(syn)
+        if feedback is not None:
+            x = x * feedback[proj.pre]
         sparse = not isinstance(proj, DenseProjection)
         layout = Layout(sparse, D, proj.delay, delivery, K[proj.pre], offsets[proj.post], sizes[proj.post])
         aux = (proj.targets, proj.delays) if sparse else (None, None)

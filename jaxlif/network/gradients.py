@@ -1,0 +1,133 @@
+r"""Gradients through recurrent spiking: the mean-field estimator (the default with ``spike_grad``).
+
+A surrogate derivative (:mod:`jaxlif.surrogates`) is a local estimate: useful for one neuron, but
+carried through every synapse of a recurrent network at every step it multiplies along chains of
+neurons and grows exponentially (NaN within a second in a balanced E/I network).  Cutting those
+chains (spikes delivered without derivative) keeps it finite but answers a different question: how
+each neuron responds with the rest of the network held fixed.  In a balanced network that
+open-loop response is many times the closed-loop one, because the inhibition it recruits cancels most
+of it.
+
+The estimator here keeps the local derivatives and puts the network's feedback back at the level of
+population rates (linear response of the mean field; e.g. Brunel 2000, Lindner, Doiron & Longtin 2005,
+Trousdale et al. 2012).  Let ``R_a(theta, lambda)`` be the mean rate of population ``a`` when every
+value population ``b`` delivers is scaled by ``lambda_b`` (at ``lambda = 1`` the actual network),
+differentiated with the recurrent spikes held fixed ("local").  A change of ``r_b`` by ``dr_b`` acts on
+the targets, in the mean, as ``lambda_b = 1 + dr_b / r_b``.  The closed-loop derivative of the rates is
+then the solution of
+
+.. math::
+
+    dr = \partial_\theta R\, d\theta + G\, dr, \qquad G_{ab} = \frac{1}{r_b} \frac{\partial R_a}{\partial \lambda_b},
+    \qquad dr = (I - G)^{-1} \partial_\theta R\, d\theta,
+
+and every output ``y`` of the simulation (rasters, voltages, conductances, plasticity traces, final
+state) gets the same correction::
+
+    dy = dy_local + sum_b (dy/dlambda_b) dr_b / r_b
+
+This is a :func:`jax.custom_jvp` of the whole simulation, so ``jax.grad``, ``jax.jvp`` and ``vmap`` work
+as usual.  Cost of a derivative: one forward-mode pass for the local tangent and one per population
+for ``G`` (vmapped), about ``2 (1 + P)`` simulations for ``P`` populations.  Silent populations
+(``r_b = 0``) feed nothing back.
+
+**When it cannot be trusted.**  The correction is a linearisation around a stationary state: it needs
+the mean field to be stable, every eigenvalue of ``G`` with real part below 1.  Otherwise (a network
+that runs away, an oscillating or synchronous regime) the simulation warns at run time
+(:class:`RecurrentGradientWarning`) and the derivative should not be used; :func:`loop_gain`
+returns ``G`` to check a configuration beforehand.  It also assumes a rate change acts like a scaled
+input: it captures the change of the mean input exactly, but that of its variance only in proportion
+(a weight scale changes the variance twice as fast as a rate change).  Accuracy against finite
+differences is tabulated in BENCHMARKS.md ("Recurrent gradients").
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["GRAD_ESTIMATORS", "RecurrentGradientWarning", "mean_field", "loop_gain_from"]
+
+#: ``"mean_field"`` (default with ``spike_grad``): local derivatives plus the population feedback;
+#: ``"local"``: recurrent spikes delivered without derivative (open loop); ``"full"``: the surrogate
+#: derivative through every synapse (backpropagation through the recurrent network; diverges in
+#: chaotic networks).
+GRAD_ESTIMATORS = ("mean_field", "local", "full")
+
+
+class RecurrentGradientWarning(UserWarning):
+    """The mean-field gradient estimator's linearisation is unstable: do not trust the gradient."""
+
+
+def _is_float(x) -> bool:
+    return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.floating)
+
+
+def _warn_if_unstable(G) -> None:
+    G = np.asarray(G, dtype=float).reshape((-1,) + np.shape(G)[-2:])
+    worst = -np.inf
+    for g in G:
+        if not np.all(np.isfinite(g)):
+            continue                    # a poisoned run: its gradient is NaN already
+        worst = max(worst, float(np.max(np.linalg.eigvals(g).real)))
+    if worst >= 1.0:
+        warnings.warn(f"the mean-field gradient estimator is unstable here: the population loop gain has an "
+                      f"eigenvalue with real part {worst:.3g} >= 1 (a runaway or oscillating network); the "
+                      f"gradient is not a derivative of the mean rates.  Check with "
+                      f"jaxlif.network.loop_gain, or use grad_estimator='local'", RecurrentGradientWarning)
+
+
+def loop_gain_from(out, D, names: Sequence[str]) -> tuple[jax.Array, jax.Array]:
+    """``(r, G)``: mean rates per step ``(P,)`` of ``out.spikes`` and ``G_ab = (dR_a/dlambda_b) / r_b``
+    from the tangents ``D`` (each leaf with a leading axis over ``b``)."""
+    r = jnp.stack([jnp.mean(out.spikes[a]) for a in names])
+    dR = jnp.stack([jnp.mean(D.spikes[a], axis=tuple(range(1, D.spikes[a].ndim))) for a in names])   # [a, b]
+    safe = jnp.where(r > 0, r, 1.0)
+    return r, jnp.where(r[None, :] > 0, dR / safe[None, :], 0.0)
+
+
+def mean_field(run: Callable, fixed, diff, names: Sequence[str]):
+    """The simulation ``run(fixed, diff, feedback)`` with the mean-field derivative (module docstring).
+
+    Args:
+        run: ``run(fixed, diff, feedback) -> NetworkResult``, the simulation with spikes delivered
+            without derivative, ``feedback`` ``None`` or ``{name: scale}`` (:func:`jaxlif.network.network_step`);
+            a function that closes over no traced value.
+        fixed: arrays that are not differentiated (the key, the connectivity).
+        diff: the pytree of differentiable inputs (parameters, given inputs, initial state).
+        names: the population names.
+    """
+    names = tuple(names)
+
+    @jax.custom_jvp
+    def simulate(fixed, diff):
+        return run(fixed, diff, None)
+
+    @simulate.defjvp
+    def simulate_jvp(primals, tangents):
+        (fixed, diff), (_, d_diff) = primals, tangents
+        dtype = jnp.result_type(float)
+        ones = {a: jnp.ones((), dtype) for a in names}
+        # the outputs' derivatives with respect to each population's feedback scale (primal-only work)
+        eye = {a: jnp.eye(len(names), dtype=dtype)[i] for i, a in enumerate(names)}
+        D = jax.vmap(lambda e: jax.jvp(lambda fb: run(fixed, diff, fb), (ones,), (e,))[1])(eye)
+        # the local tangent (linear in d_diff)
+        out, d_local = jax.jvp(lambda d: run(fixed, d, ones), (diff,), (d_diff,))
+        r, G = loop_gain_from(out, D, names)
+        jax.debug.callback(_warn_if_unstable, G)
+        r_local = jnp.stack([jnp.mean(d_local.spikes[a]) for a in names])
+        dr = jnp.linalg.solve(jnp.eye(len(names), dtype=dtype) - G, r_local)
+        coef = jnp.where(r > 0, dr / jnp.where(r > 0, r, 1.0), 0.0)
+
+        def correct(d, Db):
+            if not _is_float(d) or not _is_float(Db):
+                return d
+            return d + jnp.tensordot(coef.astype(d.dtype), Db, axes=(0, 0))
+
+        return out, jax.tree.map(correct, d_local, D)
+
+    return simulate(fixed, diff)
