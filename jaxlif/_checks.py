@@ -48,24 +48,97 @@ def _concrete(value: Any) -> np.ndarray | None:
 
 
 def _show(arr: np.ndarray) -> str:
-    """A short text form of a value for error messages."""
+    """A short text form of a value for error messages (never a whole large array)."""
     if arr.ndim == 0:
-        return repr(arr.item())
+        return _short(repr(arr.item()))
     flat = arr.ravel()
     bad = flat[:4].tolist()
-    return f"array of shape {arr.shape} (first values {bad})"
+    return _short(f"array of shape {arr.shape} (first values {bad})")
+
+
+def _short(text: str, limit: int = 120) -> str:
+    """``text`` cut to ``limit`` characters (error messages quote values, which may be huge)."""
+    return text if len(text) <= limit else text[:limit - 5] + "[...]"
+
+
+def _is_real_dtype(dtype: Any) -> bool:
+    """Integers and real floats of any width, including the ``ml_dtypes`` ones that NumPy does not count
+    as numbers (``bfloat16``, the float8 types)."""
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        return False
+    return dtype != bool and (np.issubdtype(dtype, np.integer) or jnp.issubdtype(dtype, jnp.floating))
 
 
 def check_numeric(name: str, value: Any) -> np.ndarray | None:
     arr = _concrete(value)
     if arr is None:
         return None
-    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.number)):
-        raise TypeError(f"{name} must be a real number or array of numbers, got "
-                        f"{_show(arr) if arr.dtype == bool else repr(value)} of type {type(value).__name__}")
     if np.iscomplexobj(arr):
         raise TypeError(f"{name} must be real, got complex {_show(arr)}")
+    if not _is_real_dtype(arr.dtype):
+        what = _show(arr) if arr.dtype == bool else _short(repr(value))
+        raise TypeError(f"{name} must be a real number or an array of real numbers, got {what} "
+                        f"(dtype {arr.dtype}, type {type(value).__name__})")
     return arr
+
+
+# ----------------------------------------------------------------------------------------------
+# Low precision (float16, bfloat16): low-precision inputs are computed in the state's dtype; a
+# low-precision state is refused (docs/conventions.md; measured in tests/test_precision.py)
+# ----------------------------------------------------------------------------------------------
+
+def is_low_precision(value: Any) -> bool:
+    """Is ``value`` an array (or NumPy/JAX scalar) of a float type narrower than 32 bits (float16,
+    bfloat16, the float8 types)?  Python numbers are not."""
+    dtype = getattr(value, "dtype", None)
+    if dtype is None:
+        return False
+    return jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32
+
+
+def upcast(tree: Any, dtype: Any = None) -> Any:
+    """``tree`` with every float16/bfloat16 leaf converted to ``dtype`` (default: the default float,
+    float32 or float64 under ``jax_enable_x64``); other leaves (Python numbers, float32/64 arrays,
+    integers, booleans, ``None``) are returned as they are, so a normal call is unchanged.
+
+    The simulators compute in float32 or float64 only: a low-precision input or parameter is widened
+    exactly, so the run equals the float32 run on the same (already rounded) values.
+    """
+    dtype = jnp.result_type(float) if dtype is None else dtype
+    return jax.tree.map(lambda x: jnp.asarray(x, dtype) if is_low_precision(x) else x, tree)
+
+
+#: Why each kind of state cannot be held in float16/bfloat16 (measured: tests/test_precision.py).
+LOW_PRECISION_REASONS = {
+    "membrane": ("the Euler update v += dt/tau_m*(V_inf - v) moves v by 1 % of its distance to equilibrium per "
+                 "step (dt/tau_m = 0.01 at dt = 0.1 ms, tau_m = 10 ms), and {dtype} resolves only {spacing:.3g} mV "
+                 "near the resting potential (|v| about 65 mV): v stops about {stall:.3g} mV short of "
+                 "equilibrium and spikes are lost without an error (measured in a lif_step scan over 1 s: at "
+                 "210 pA float32 fires 31 spikes, float16 0; at 250 pA float32 55, bfloat16 0)"),
+    "conductance": ("the Euler decay g -= dt/tau_syn*g is a few % of g per step, and rounding g to {dtype} "
+                    "(relative resolution {eps:.2g}) at every step biases it"),
+    "synapse": ("the recovery R += dt/tau_d*(1 - R) is about 4e-4*(1 - R) per step (dt = 0.1 ms, tau_d = "
+                "250 ms), below {dtype}'s resolution just under R = 1 ({below_one:.2g}), so R stops "
+                "recovering (bfloat16: mean R 0.22 where float32 gives 0.50 on a 20 Hz train)"),
+}
+
+
+def refuse_low_precision_state(label: str, value: Any, kind: str, function: str) -> None:
+    """Raise a ``TypeError`` (at trace time) if the state variable ``label`` of ``function`` is held in
+    float16/bfloat16; the message names the dtype and why (:data:`LOW_PRECISION_REASONS`)."""
+    if not is_low_precision(value):
+        return
+    dtype = jnp.dtype(value.dtype)
+    info = jnp.finfo(dtype)
+    spacing = 64.0 * float(info.eps)                     # between adjacent values at 64-128 mV
+    reason = LOW_PRECISION_REASONS[kind].format(dtype=dtype.name, spacing=spacing, stall=0.5 * spacing / 0.01,
+                                                eps=float(info.eps), below_one=float(info.epsneg))
+    raise TypeError(f"{function}: {label} has dtype {dtype.name}; jaxlif refuses a float16/bfloat16 state "
+                    f"because {reason}. Keep the state in float32 (the *_init functions give the default "
+                    f"float) or float64; inputs and parameters may be float16/bfloat16 (they are computed "
+                    f"in the state's dtype)")
 
 
 def check_finite(name: str, value: Any, unit: str = "") -> None:

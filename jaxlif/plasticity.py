@@ -164,7 +164,10 @@ def stp_step(params: STPParams, syn: SynParams, state: STPState, s: jax.Array, d
     Returns:
         ``(state_at_it+1, g_at_it+1)``.
     """
+    for label, x in zip(("state.u", "state.R", "state.g"), state):   # float16/bfloat16 state: refused
+        _checks.refuse_low_precision_state(label, x, "synapse", "stp_step")
     u, R, g = state
+    params, syn, s = _checks.upcast((params, syn, s), jnp.result_type(u))
     first = jnp.where(s > 1, 1.0, s) if counts == "sequential" else s
     u_new = u - (dt / params.tau_f) * u + params.U0 * (1.0 - u) * first
     R_new = R + (dt / params.tau_d) * (1.0 - R) - u_new * R * first
@@ -203,6 +206,9 @@ def stp_decay(params: STPParams, syn: SynParams, state: STPState, k: ArrayLike, 
 
     ``a_x = 1 - dt/tau_x``; the powers come from :func:`euler_decay_factor`.
     """
+    for label, x in zip(("state.u", "state.R", "state.g"), state):   # float16/bfloat16 state: refused
+        _checks.refuse_low_precision_state(label, x, "synapse", "stp_decay")
+    params, syn = _checks.upcast((params, syn), jnp.result_type(state.u))
     return STPState(state.u * euler_decay_factor(params.tau_f, k, dt),
                     1.0 - (1.0 - state.R) * euler_decay_factor(params.tau_d, k, dt),
                     state.g * euler_decay_factor(syn.tau_syn, k, dt))
@@ -243,7 +249,7 @@ def simulate_stp(params: STPParams, syn: SynParams, spikes: jax.Array, *, dt: fl
     for name, tree, cls in (("stp", params, STPParams), ("syn", syn, SynParams)):
         if not isinstance(tree, cls):
             raise TypeError(f"{name} must be a jaxlif.{cls.__name__}, got {type(tree).__name__}")
-    params, syn = _checks.lists_to_arrays(params, "stp"), _checks.lists_to_arrays(syn, "syn")
+    params, syn = _checks.upcast((_checks.lists_to_arrays(params, "stp"), _checks.lists_to_arrays(syn, "syn")))
     check_stp_params(params, dt)
     _checks.check_params("syn", syn, dt, {"g_bar": "nonneg", "tau_syn": "tau"})
     _checks.check_spikes("spikes", spikes)
@@ -343,11 +349,12 @@ def ratio_curve(params: STPParams, rates_hz: ArrayLike | Sequence[float], *, dt:
     syn = SynParams(g_bar=g_bar, tau_syn=tau_syn, E_rev=0.0)
     _checks.check_params("syn", syn, dt, {"g_bar": "positive", "tau_syn": "tau"})
     _checks.check_count("n_spike", n_spike, minimum=2)
-    return _ratio_curve(params, syn, jnp.asarray(isi, dtype=jnp.result_type(float)), dt, n_spike)
+    return _ratio_curve(_checks.upcast(params), syn, jnp.asarray(isi, dtype=jnp.result_type(float)), dt, n_spike)
 
 
 @jax.jit(static_argnums=(3, 4))
 def _ratio_curve(params, syn, isi, dt, n_spike):
+    params, syn = _checks.upcast((params, syn))          # float16/bfloat16 values computed in float32/64
     ok = traced_stp_ok("params", params, syn, dt)
 
     def one_rate(k):
@@ -403,7 +410,7 @@ def ratio_curve_exact(params: STPParams, rates_hz: ArrayLike | Sequence[float], 
     _checks.check_positive("tau_syn", tau_syn, "ms")
     _checks.check_count("n_spike", n_spike, minimum=2)
     delta = jnp.asarray(1e3 / rates, dtype=jnp.result_type(float))
-    return _ratio_curve_exact(params, g_bar, tau_syn, delta, n_spike)
+    return _ratio_curve_exact(*_checks.upcast((params, g_bar, tau_syn)), delta, n_spike)
 
 
 def _traced_exact_ok(params: STPParams, g_bar, tau_syn) -> jax.Array:
@@ -416,6 +423,7 @@ def _traced_exact_ok(params: STPParams, g_bar, tau_syn) -> jax.Array:
 
 @jax.jit(static_argnums=(4,))
 def _ratio_curve_exact(params, g_bar, tau_syn, delta, n_spike):
+    params, g_bar, tau_syn = _checks.upcast((params, g_bar, tau_syn))   # float16/bfloat16: widened
     U0, tau_d, tau_f, g_bar, tau_syn = _checks.poison(_traced_exact_ok(params, g_bar, tau_syn),
                                                       (*params, g_bar, tau_syn))   # NaN curve if invalid
 

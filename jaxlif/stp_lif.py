@@ -135,7 +135,7 @@ def _check(params: STPLIFParams, dt: float, n_E: int | None = None, n_I: int | N
     ``(n_I,)``).  Returns the converted parameters."""
     if not isinstance(params, STPLIFParams):
         raise TypeError(f"params must be a jaxlif.STPLIFParams, got {type(params).__name__}")
-    params = _checks.lists_to_arrays(params)
+    params = _checks.upcast(_checks.lists_to_arrays(params))   # float16/bfloat16 -> the default float
     if n_E is not None:
         hint = _checks.single_neuron_hint(function, "simulate_stp_lif_batch")
         _checks.check_field_shapes("params.neuron", params.neuron, ((),), hint)

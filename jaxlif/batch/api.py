@@ -149,7 +149,7 @@ def simulate_cond_lif_batch(key: jax.Array, batch_size: int, params: CondLIFPara
                                           stats, unroll)
     check_cond_lif_params(params, dt)
     _check_pooled_sizes(n_E, n_I, cfg_kw["n_steps"])
-    tree = (_no_threshold(params, spiking),) + rates
+    tree = _checks.upcast((_no_threshold(params, spiking),) + rates)   # float16/bfloat16: the float32 program
     labels, rules = _labels_and_rules(tree)
     return _run(_cond_chunk, (0, 1), key, batch, tree, labels, rules, {}, I, cfg_kw, 2048, _pooled_default_window,
                 mesh, batch_chunk, window, progress,
@@ -201,7 +201,7 @@ def simulate_stp_lif_batch(key: jax.Array, batch_size: int, params: STPLIFParams
     _check_stp_lif_params(params, dt)
     if n_E + n_I < 1:
         raise ValueError("n_E + n_I must be >= 1 for the STP batch simulator")
-    tree = (_no_threshold(params, spiking),) + rates
+    tree = _checks.upcast((_no_threshold(params, spiking),) + rates)   # float16/bfloat16: the float32 program
     labels, rules = _labels_and_rules(tree)
     per_synapse = {f"params.{pop}.{field}": n for pop, n in (("stp_E", n_E), ("stp_I", n_I))
                    for field in ("U0", "tau_d", "tau_f")}

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxlif import _checks, _scan
+from jaxlif import _checks, _scan, _stability
 from jaxlif.grid import n_steps as _n_steps
 from jaxlif.inputs import _binomial_tail, _p_spike, binomial_count, check_n_trains
 from jaxlif.neurons.lif import (LIFParams, LIFState, _finish, _run_options, _single_neuron, check_integrator,
@@ -104,6 +104,10 @@ def cond_lif_step(params: CondLIFParams, state: CondLIFState,
         the spike's time after ``t_it`` [ms] (0 without a spike).
     """
     n_E, n_I, I_inj = inputs
+    for label, x, kind in (("state.neuron.v", state.neuron.v, "membrane"), ("state.g_E", state.g_E, "conductance"),
+                           ("state.g_I", state.g_I, "conductance")):   # float16/bfloat16 state: refused
+        _checks.refuse_low_precision_state(label, x, kind, "cond_lif_step")
+    params, n_E, n_I, I_inj = _checks.upcast((params, n_E, n_I, I_inj), jnp.result_type(state.neuron.v))
     if check_integrator(integrator) == "exp_euler":
         neuron, (v, spike, offset) = membrane_step(
             params.neuron, state.neuron, exp_syn_mean(params.exc, state.g_E, dt), params.exc.E_rev,
@@ -181,8 +185,9 @@ def simulate_cond_lif(params: CondLIFParams, n_E: jax.Array, n_I: jax.Array, I_i
     if np.shape(n_I)[0] != steps:
         raise ValueError(f"n_E has {steps} steps but n_I has {np.shape(n_I)[0]}; they must agree")
     I = _current_array(I_inj, steps)
-    return _simulate_cond_lif(params, jnp.asarray(n_E), jnp.asarray(n_I), I, dt, bool(spiking),
-                              spike_grad, checkpoint, integrator)
+    return _stability.warn_if_poisoned(_simulate_cond_lif(params, jnp.asarray(n_E), jnp.asarray(n_I), I, dt,
+                                                          bool(spiking), spike_grad, checkpoint, integrator),
+                                       "simulate_cond_lif")
 
 
 def _check_poisson_run(key, rate_E, rate_I, n_E, n_I, I_inj, T, dt):
@@ -227,6 +232,8 @@ def _simulate_cond_lif(params, n_E, n_I, I, dt, spiking, spike_grad, checkpoint,
     g0_E, g0_I = state0.g_E[None].astype(dtype), state0.g_I[None].astype(dtype)
     offset = (jnp.concatenate([out[4], jnp.zeros((1,), dtype)]),) if integrator == "exp_euler" else ()
     result = CondLIFResult(v, spikes, jnp.concatenate([g0_E, gE_seq]), jnp.concatenate([g0_I, gI_seq]), *offset)
+    if integrator == "euler":   # the tutorial's membrane step: poisoned where it left its stable range
+        ok = ok & _stability.traced_euler_ok(params.neuron, jnp.max(gE_seq + gI_seq, initial=0.0), dt)
     return _checks.poison(ok, result)
 
 
@@ -275,27 +282,35 @@ def simulate_cond_lif_poisson(key: jax.Array, params: CondLIFParams = CondLIFPar
     check_cond_lif_params(params, dt)
     checkpoint = _run_options(spike_grad, checkpoint, params.neuron)
     integrator = check_integrator(integrator)
-    return _simulate_cond_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, dt,
-                                      bool(spiking), bool(record), spike_grad, checkpoint, integrator)
+    return _stability.warn_if_poisoned(
+        _simulate_cond_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, dt, bool(spiking), bool(record),
+                                   spike_grad, checkpoint, integrator), "simulate_cond_lif_poisson")
 
 
-def _poisson_scan(step, state0, draw_E, draw_I, I, steps: int, record: bool, checkpoint=None, offsets=False):
+def _poisson_scan(step, state0, draw_E, draw_I, I, steps: int, record: bool, checkpoint=None, offsets=False,
+                  peak=False):
     """Scan ``step(state, (x_E, x_I, I[it])) -> (state, (v, spike, g_E, g_I, ...))`` with the inputs of
     step ``it+1`` drawn on the fly as ``draw_E(it+1)``, ``draw_I(it+1)`` (optionally checkpointed).
 
     Returns the result fields ``(v, spikes, g_E, g_I)`` with time last (all but ``spikes`` ``None``
     unless ``record``).  With ``offsets`` (``integrator="exp_euler"``: the step's fifth output is the
     spike offset) a fifth field, the offsets, recorded always; ``g_E[0], g_I[0]`` are then those of
-    ``state0`` (else 0).
+    ``state0`` (else 0).  With ``peak`` a last field, the largest ``g_E + g_I`` that a step used (a
+    running maximum, so also without ``record``; :mod:`jaxlif._stability`).
     """
-    def body(state, x):
+    def body(carry, x):
+        state, g_peak = carry
         k, i_inj = x
         state, out = step(state, (draw_E(k + 1), draw_I(k + 1), i_inj))
         kept = out[:4] if record else (out[1],)
-        return state, kept + ((out[4],) if offsets else ())
+        if peak:
+            g_peak = jnp.maximum(g_peak, out[2] + out[3])
+        return (state, g_peak), kept + ((out[4],) if offsets else ())
 
-    state, out = _scan.scan(body, state0, (jnp.arange(steps - 1), I[:-1]), steps - 1, checkpoint)
+    carry0 = (state0, _stability.peak_init(state0.neuron.v.dtype))
+    (state, g_peak), out = _scan.scan(body, carry0, (jnp.arange(steps - 1), I[:-1]), steps - 1, checkpoint)
     extra = (jnp.concatenate([out[-1], jnp.zeros((1,), out[-1].dtype)]),) if offsets else ()
+    extra = extra + ((g_peak,) if peak else ())
     if not record:
         return (None, jnp.concatenate([out[0], jnp.zeros((1,), out[0].dtype)]), None, None) + extra
     v, spikes = _finish(out[0], out[1], state.neuron.v)
@@ -331,6 +346,8 @@ def _simulate_cond_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, 
         dtype = state0.g_E.dtype
         state0 = state0._replace(g_E=state0.g_E + params.exc.g_bar * draw_E(0).astype(dtype),
                                  g_I=state0.g_I + params.inh.g_bar * draw_I(0).astype(dtype))
-    result = CondLIFResult(*_poisson_scan(step, state0, draw_E, draw_I, I, steps, record, checkpoint,
-                                          offsets=exp_euler))
-    return _checks.poison(ok, result)
+    *fields, g_peak = _poisson_scan(step, state0, draw_E, draw_I, I, steps, record, checkpoint, offsets=exp_euler,
+                                    peak=True)
+    if not exp_euler:   # the tutorial's membrane step: poisoned where it left its stable range
+        ok = ok & _stability.traced_euler_ok(params.neuron, g_peak, dt)
+    return _checks.poison(ok, CondLIFResult(*fields))

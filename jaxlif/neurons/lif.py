@@ -194,6 +194,10 @@ def membrane_step(params: LIFParams, state: LIFState, g_E: ArrayLike, E_E: Array
     of the step), ``spike_it`` a spike in ``[t_it, t_it + dt)`` and ``offset_it`` its time after
     ``t_it`` [ms] (0 without a spike).
     """
+    # float16/bfloat16: a state is refused (v would stall), inputs and parameters are widened to the state's dtype
+    _checks.refuse_low_precision_state("state.v", state.v, "membrane", "the membrane step (lif_step, "
+                                       "cond_lif_step, stp_lif_step, network_step)")
+    params, g_E, E_E, g_I, E_I, I = _checks.upcast((params, g_E, E_E, g_I, E_I, I), jnp.result_type(state.v))
     if check_integrator(integrator) == "exp_euler":
         return _exp_membrane_step(params, state, g_E, E_E, g_I, E_I, I, dt, spike_grad)
     v, r, spike = _fire_and_reset(params, state, dt, spike_grad)
@@ -250,7 +254,7 @@ def _single_neuron(params, cls, function: str, batch: str | None = None):
     """Lists become arrays; every parameter of a single-neuron simulator must be a scalar."""
     if not isinstance(params, cls):
         raise TypeError(f"params must be a jaxlif.{cls.__name__}, got {type(params).__name__}")
-    params = _checks.lists_to_arrays(params)
+    params = _checks.upcast(_checks.lists_to_arrays(params))   # float16/bfloat16 -> the default float
     _checks.check_field_shapes("params", params, ((),), _checks.single_neuron_hint(function, batch))
     return params
 
@@ -303,7 +307,7 @@ def simulate_lif(params: LIFParams, I: jax.Array, *, dt: float, spiking: bool = 
         raise ValueError(f"I must have shape (n_steps,), got {np.shape(I)}; "
                          + _checks.single_neuron_hint("simulate_lif"))
     _checks.check_steps("I", I)
-    return _simulate_lif(params, jnp.asarray(I), dt, bool(spiking), spike_grad, checkpoint, integrator)
+    return _simulate_lif(params, _checks.upcast(jnp.asarray(I)), dt, bool(spiking), spike_grad, checkpoint, integrator)
 
 
 @jax.jit(static_argnums=(2, 3, 4, 5, 6))
