@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxlif import _checks, _scan
+from jaxlif import _checks, _scan, _stability
 from jaxlif.inputs import _bernoulli, _p_spike
 from jaxlif.neurons import (LIFParams, LIFState, _check_poisson_run, _current_array, _finish,
                             _no_threshold, _poisson_scan, _run_options, _scalar_rates, _traced_poisson_ok,
@@ -204,8 +204,9 @@ def simulate_stp_lif(params: STPLIFParams, spikes_E: jax.Array, spikes_I: jax.Ar
     _warn_counts("spikes_E", spikes_E, counts)
     _warn_counts("spikes_I", spikes_I, counts)
     I = _current_array(I_inj, steps)
-    return _simulate_stp_lif(params, jnp.asarray(spikes_E), jnp.asarray(spikes_I), I, dt,
-                             bool(spiking), bool(record_synapses), spike_grad, checkpoint, counts)
+    return _stability.warn_if_poisoned(
+        _simulate_stp_lif(params, jnp.asarray(spikes_E), jnp.asarray(spikes_I), I, dt, bool(spiking),
+                          bool(record_synapses), spike_grad, checkpoint, counts), "simulate_stp_lif")
 
 
 def _with_initial(x0, seq):
@@ -231,6 +232,7 @@ def _simulate_stp_lif(params, spikes_E, spikes_I, I, dt, spiking, record_synapse
     state, out = _scan.scan(body, state0, xs, spikes_E.shape[1] - 1, checkpoint)
     v, spikes = _finish(out[0], out[1], state.neuron.v)
     g_E, g_I = _with_initial(0.0 * v[0], out[2]), _with_initial(0.0 * v[0], out[3])
+    ok = ok & _stability.traced_euler_ok(params.neuron, jnp.max(out[2] + out[3], initial=0.0), dt)
     if not record_synapses:
         return _checks.poison(ok, STPLIFResult(v, spikes, g_E, g_I))
     syn_E = STPState(*(_with_initial(a0, a) for a0, a in zip(state0.syn_E, out[4])))
@@ -267,8 +269,9 @@ def simulate_stp_lif_poisson(key: jax.Array, params: STPLIFParams = STPLIFParams
     _scalar_rates("simulate_stp_lif_poisson", rate_E=rate_E, rate_I=rate_I)
     params = _check(params, dt, n_E, n_I, "simulate_stp_lif_poisson")
     checkpoint = _run_options(spike_grad, checkpoint, params.neuron)
-    return _simulate_stp_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, dt,
-                                     bool(spiking), bool(record), spike_grad, checkpoint)
+    return _stability.warn_if_poisoned(
+        _simulate_stp_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, dt, bool(spiking), bool(record),
+                                  spike_grad, checkpoint), "simulate_stp_lif_poisson")
 
 
 @jax.jit(static_argnums=(5, 6, 7, 8, 9, 10, 11, 12))
@@ -279,6 +282,7 @@ def _simulate_stp_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, d
     key_E, key_I = jax.random.split(key)
     p_E, p_I = _p_spike(rate_E, dt, "rate_E"), _p_spike(rate_I, dt, "rate_I")
     step = lambda state, x: stp_lif_step(params, state, x, dt, spike_grad=spike_grad)
-    return _checks.poison(ok, STPLIFResult(*_poisson_scan(
-        step, stp_lif_init(params, n_E, n_I), lambda k: _bernoulli(key_E, k, p_E, n_E),
-        lambda k: _bernoulli(key_I, k, p_I, n_I), I, steps, record, checkpoint)))
+    *fields, g_peak = _poisson_scan(step, stp_lif_init(params, n_E, n_I), lambda k: _bernoulli(key_E, k, p_E, n_E),
+                                    lambda k: _bernoulli(key_I, k, p_I, n_I), I, steps, record, checkpoint, peak=True)
+    ok = ok & _stability.traced_euler_ok(params.neuron, g_peak, dt)   # the Euler membrane within its stable range
+    return _checks.poison(ok, STPLIFResult(*fields))

@@ -18,7 +18,7 @@ import numpy as np
 from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
-from jaxlif import _checks
+from jaxlif import _checks, _stability
 from jaxlif.batch.devices import _classify, _lane_ok, _run
 from jaxlif.batch.pooled import (_check_pooled_sizes, _pooled_block, _pooled_default_window, _pooled_init,
                                  _pooled_law, _pooled_window)
@@ -136,7 +136,9 @@ def simulate_cond_lif_batch(key: jax.Array, batch_size: int, params: CondLIFPara
         results (the counts are integers), and neuron ``b`` of a batch does not depend on ``batch_size``.
         One compiled program serves every value of the rates and parameters (only shapes, ``T``,
         ``dt`` and the options recompile).  Traced invalid values poison the neurons they concern
-        (docs/conventions.md section 9).
+        (docs/conventions.md section 9), and so does a membrane step beyond forward Euler's stable
+        range, ``dt (g_L + g_E + g_I) / C > 1`` (with a warning when the result is concrete;
+        :mod:`jaxlif._stability`).
 
     Raises:
         ValueError: as :func:`jaxlif.simulate_cond_lif_poisson`; for a parameter or rate whose shape
@@ -151,9 +153,10 @@ def simulate_cond_lif_batch(key: jax.Array, batch_size: int, params: CondLIFPara
     _check_pooled_sizes(n_E, n_I, cfg_kw["n_steps"])
     tree = _checks.upcast((_no_threshold(params, spiking),) + rates)   # float16/bfloat16: the float32 program
     labels, rules = _labels_and_rules(tree)
-    return _run(_cond_chunk, (0, 1), key, batch, tree, labels, rules, {}, I, cfg_kw, 2048, _pooled_default_window,
-                mesh, batch_chunk, window, progress,
-                _grad_message("simulate_cond_lif_batch", "simulate_cond_lif_poisson"))
+    return _stability.warn_if_poisoned(
+        _run(_cond_chunk, (0, 1), key, batch, tree, labels, rules, {}, I, cfg_kw, 2048, _pooled_default_window,
+             mesh, batch_chunk, window, progress, _grad_message("simulate_cond_lif_batch", "simulate_cond_lif_poisson")),
+        "simulate_cond_lif_batch")
 
 
 def simulate_stp_lif_batch(key: jax.Array, batch_size: int, params: STPLIFParams = STPLIFParams(), *,
@@ -206,9 +209,10 @@ def simulate_stp_lif_batch(key: jax.Array, batch_size: int, params: STPLIFParams
     per_synapse = {f"params.{pop}.{field}": n for pop, n in (("stp_E", n_E), ("stp_I", n_I))
                    for field in ("U0", "tau_d", "tau_f")}
     per_synapse.update({"params.exc.g_bar": n_E, "params.inh.g_bar": n_I})
-    return _run(_stp_chunk, (2,), key, batch, tree, labels, rules, per_synapse, I, cfg_kw, 512,
-                _synapse_default_window, mesh, batch_chunk, window, progress,
-                _grad_message("simulate_stp_lif_batch", "simulate_stp_lif_poisson"))
+    return _stability.warn_if_poisoned(
+        _run(_stp_chunk, (2,), key, batch, tree, labels, rules, per_synapse, I, cfg_kw, 512, _synapse_default_window,
+             mesh, batch_chunk, window, progress, _grad_message("simulate_stp_lif_batch", "simulate_stp_lif_poisson")),
+        "simulate_stp_lif_batch")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ step, unchanged) over the window, folding the requested online statistics
 Invariant: the neuron sees exactly the per-step inputs of the step-by-step simulators on the same
 draws; windows only bound memory (a ``(window, C)`` buffer), and steps past the last sample (the
 last window may run over) are masked out of the spike count and the statistics.  A chunk returns
-its result and a per-neuron flag that is False only if an event loop hit its bound (the caller
-poisons those neurons).
+its result and a per-neuron flag that is False only if an event loop hit its bound or the Euler
+membrane step left its stable range (:mod:`jaxlif._stability`); the caller poisons those neurons.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxlif import _stability
 from jaxlif.batch.pooled import _count_dtype, _pooled_block, _pooled_init, _pooled_law, _pooled_window
 from jaxlif.batch.stats import (BatchStats, _acc_init, _finalize, _merge_window, _ref, _StatsCfg, _step,
                                 _win_init)
@@ -77,12 +78,13 @@ def _neuron_window(params: CondLIFParams, carry, inputs, ref, cfg: _Config):
     st = cfg.stats
 
     def step(c, x):
-        state, n_spikes, acc, win = c
+        state, n_spikes, acc, win, g_peak = c
         x_E, x_I, i_inj, it = x
         dtype = state.neuron.v.dtype
         state, (v, spike, g_E, g_I) = cond_lif_step(params, state, (x_E.astype(dtype), x_I.astype(dtype), i_inj),
                                                     cfg.dt)
         n_spikes = n_spikes + (spike & (it < cfg.n_steps - 1)).astype(jnp.int32)
+        g_peak = jnp.maximum(g_peak, jnp.where(it < cfg.n_steps - 1, g_E + g_I, 0.0))
         if st is not None:
             acc, win = _step(st, cfg.n_steps, acc, win, ref, it, v, spike, g_E, g_I, state.neuron.v)
         out = None
@@ -90,7 +92,7 @@ def _neuron_window(params: CondLIFParams, carry, inputs, ref, cfg: _Config):
             out = (v, spike, g_E, g_I, state.neuron.v)
         if st is not None and st.cap:
             out = (out, spike & (it < cfg.n_steps - 1) & (it >= st.burn))
-        return (state, n_spikes, acc, win), out
+        return (state, n_spikes, acc, win, g_peak), out
     return jax.lax.scan(step, carry, inputs, unroll=cfg.unroll)
 
 
@@ -118,30 +120,33 @@ def _scan_windows(params: CondLIFParams, C: int, events, ev0, I_win, cfg: _Confi
     ``(BatchResult, done)``."""
     dtype = jnp.result_type(float)
     st = cfg.stats
-    state0 = (cond_lif_init(params), jnp.zeros((C,), jnp.int32))
+    state0 = (cond_lif_init(params), jnp.zeros((C,), jnp.int32), jnp.zeros((C,), dtype))   # g_peak: largest g_E + g_I
     state0 = jax.tree.map(lambda a: jnp.broadcast_to(a, (C,)), state0)
     acc0 = None if st is None else _acc_init(st, C, dtype)
 
     def window(carry, x):
-        (neuron, n_spikes), acc, ev, done = carry
+        (neuron, n_spikes, g_peak), acc, ev, done = carry
         w, I_w = x
         start = w * cfg.window
         (ev, (x_E, x_I)), ok = events(ev, start)
         I_seq, steps = _window_inputs(start, I_w, cfg)
         ref = _ref(acc, neuron.neuron.v) if st is not None and st.v else None
         win0 = None if st is None else _win_init(st, C, dtype)
-        (neuron, n_spikes, acc, win), out = _neuron_window(params, (neuron, n_spikes, acc, win0),
-                                                           (x_E, x_I, I_seq, steps), ref, cfg)
+        (neuron, n_spikes, acc, win, g_peak), out = _neuron_window(params, (neuron, n_spikes, acc, win0, g_peak),
+                                                                   (x_E, x_I, I_seq, steps), ref, cfg)
         if st is not None:
             out, spikes = out if st.cap else (out, None)
             acc = _merge_window(st, cfg.n_steps, cfg.dt, acc, win, ref, steps, spikes)
-        return ((neuron, n_spikes), acc, ev, done & ok), out
+        return ((neuron, n_spikes, g_peak), acc, ev, done & ok), out
 
     carry0 = (state0, acc0, ev0, jnp.ones((C,), bool))
-    ((_, n_spikes), acc, _, done), out = jax.lax.scan(window, carry0, (jnp.arange(cfg.n_windows, dtype=jnp.int32), I_win))
+    ((_, n_spikes, g_peak), acc, _, done), out = jax.lax.scan(window, carry0, (jnp.arange(cfg.n_windows, dtype=jnp.int32),
+                                                                           I_win))
     result = _assemble(out, n_spikes, cfg)
     if st is not None:
         result = result._replace(stats=_finalize(st, cfg.n_steps, cfg.dt, acc))
+    if getattr(cfg, "integrator", "euler") == "euler":   # the tutorial's membrane step: within its stable range?
+        done = done & _stability.traced_euler_ok(params.neuron, g_peak, cfg.dt, message=False)
     return result, done
 
 
