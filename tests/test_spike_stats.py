@@ -91,14 +91,13 @@ def test_fano_factor_matches_numpy():
     for ddof in (0, 1):
         expect = counts.var(-1, ddof=ddof) / counts.mean(-1)
         np.testing.assert_allclose(ss.fano_factor(s, DT, 20.0, ddof=ddof), expect, rtol=1e-5)
-    # a trailing partial window is dropped; a silent train gives 0; a regular train 0
-    counts = R[0, 0, :990].reshape(3, 330).sum(-1)
-    assert float(ss.fano_factor(R[0, 0, :999], DT, 66.0)) == pytest.approx(counts.var(ddof=1) / counts.mean(),
-                                                                           rel=1e-5)
-    assert float(ss.fano_factor(np.zeros(100), 1.0, 10.0)) == 0.0
-    regular = np.zeros(1000)
-    regular[::10] = 1
-    assert float(ss.fano_factor(regular, 1.0, 50.0)) == 0.0
+    # a trailing partial window is dropped (windows of 330 steps: 3 of them); a silent train gives 0,
+    # a regular train whose period divides the window 0
+    counts = R[..., :990].reshape(3, 5, 3, 330).sum(-1)
+    np.testing.assert_allclose(ss.fano_factor(s, DT, 66.0), counts.var(-1, ddof=1) / counts.mean(-1), rtol=1e-5)
+    special = np.zeros((3, 5, 1000), np.float32)
+    special[0, 0, ::10] = 1
+    np.testing.assert_array_equal(ss.fano_factor(special, DT, 20.0)[0, :2], [0.0, 0.0])
 
 
 def test_soft_isi_cv_equals_the_interval_cv_on_01_rasters():
@@ -110,16 +109,16 @@ def test_soft_isi_cv_equals_the_interval_cv_on_01_rasters():
         expect = isi.std() / isi.mean() if r.sum() > 3 else 0.0
         assert cv[i] == pytest.approx(expect, rel=1e-5, abs=1e-7), i
     np.testing.assert_allclose(cv, jaxlif.isi_cv(rasters), rtol=1e-5)
-    # ISIs 2, 4, 2, 4 steps: CV 1/3; a regular train: exactly 0; 3 spikes (the tutorial's rule) or
+    # ISIs 2, 4, 2, 4 steps: CV 1/3; a regular train: exactly 0; 3 spikes (the tutorial's rule): 0;
     # fewer than min_spikes: 0
-    r = np.zeros(30)
-    r[[0, 2, 6, 8, 12]] = 1
-    assert float(ss.soft_isi_cv(r)) == pytest.approx(1 / 3, rel=1e-6)
-    regular = np.zeros(1000)
-    regular[5::37] = 1
-    assert float(ss.soft_isi_cv(regular)) == 0.0
-    assert float(ss.soft_isi_cv(r[:7])) == 0.0
-    assert float(ss.soft_isi_cv(r, min_spikes=6)) == 0.0
+    hand = np.zeros((6, 2000), np.float32)
+    hand[0, [0, 2, 6, 8, 12]] = 1
+    hand[1, 5::37] = 1
+    hand[2, [0, 2, 6]] = 1
+    cv = np.asarray(ss.soft_isi_cv(hand))
+    assert cv[0] == pytest.approx(1 / 3, rel=1e-6)
+    assert cv[1] == 0.0 and cv[2] == 0.0
+    assert float(ss.soft_isi_cv(hand, min_spikes=6)[0]) == 0.0
 
 
 def test_count_correlation_matches_numpy_corrcoef():
@@ -201,7 +200,7 @@ def test_derivative_with_respect_to_raster_values(name, x64):
     differences in both modes."""
     rng = np.random.default_rng(6)
     s = (rng.random((3, 60)) < 0.25) + rng.uniform(-0.05, 0.05, (3, 60))
-    check_grads(STATS[name], (jnp.asarray(s, jnp.float64),), order=1, modes=("fwd", "rev"), eps=1e-4,
+    check_grads(jax.jit(STATS[name]), (jnp.asarray(s, jnp.float64),), order=1, modes=("fwd", "rev"), eps=1e-4,
                 atol=1e-5, rtol=1e-5)
 
 
@@ -341,3 +340,112 @@ def test_cv_gradient_is_not_a_multiple_of_the_rate_gradient():
     assert abs(fd_u[cv]) > 4 * se_u[cv] and np.sign(fd_u[cv]) == np.sign(sur_u[cv]), (fd_u[cv], sur_u[cv])
     # the rate moves along u far less than along its gradient (the same step length)
     assert abs(fd_u[rate]) < 0.3 * np.hypot(*(fd[rate, :2] * STEP[:2])), (fd_u[rate], fd[rate])
+
+
+# ------------------------------------------------------------------------------------------------
+# guards: integer counting refuses to be differentiated; boolean rasters under differentiation warn
+# ------------------------------------------------------------------------------------------------
+
+_R01 = _random_raster((2, 80), 0.2, 7)
+COUNTERS = {   # a loss built on each integer-counting function, and the replacement its error names
+    "spike_count": (lambda s: jaxlif.spike_count(s).astype(jnp.float32).sum(), "firing_rate"),
+    "spike_rate": (lambda s: jaxlif.spike_rate(s, 8.0).sum(), "firing_rate"),
+    "isi_cv": (lambda s: jaxlif.isi_cv(s).sum(), "soft_isi_cv"),
+}
+TRANSFORMS = {
+    "grad": lambda f: jax.grad(f),
+    "jit(grad)": lambda f: jax.jit(jax.grad(f)),
+    "grad(jit)": lambda f: jax.grad(jax.jit(f)),
+    "vmap(grad)": lambda f: jax.vmap(jax.grad(f)),
+    "jacfwd": lambda f: jax.jacfwd(f),
+}
+
+
+@pytest.mark.parametrize("transform", sorted(TRANSFORMS))
+@pytest.mark.parametrize("counter", sorted(COUNTERS))
+def test_integer_counting_refuses_to_be_differentiated(counter, transform):
+    loss, replacement = COUNTERS[counter]
+    f = TRANSFORMS[transform](lambda a: loss(a * _R01.astype(np.float32)))
+    a = jnp.ones(3) if transform == "vmap(grad)" else 1.0
+    with pytest.raises(NonDifferentiableError, match=rf"jaxlif\.{counter} counts spikes as integers.*"
+                                                     rf"spike_stats\.{replacement}.*stop_gradient"):
+        f(a)
+    assert issubclass(NonDifferentiableError, TypeError)
+
+
+def test_counting_still_works_on_float_rasters_and_under_stop_gradient():
+    s = _R01.astype(np.float32)
+    np.testing.assert_array_equal(jaxlif.spike_count(s), _R01.sum(-1))
+    value, grad = jax.value_and_grad(lambda a: a * jaxlif.spike_rate(jax.lax.stop_gradient(a * s), 8.0).sum())(1.0)
+    assert float(value) == pytest.approx(float(grad)) == pytest.approx(1000.0 * _R01.sum() / 8.0)
+    # the differentiable replacement, on a surrogate run: a non-zero gradient
+    run = lambda g: jaxlif.simulate_lif(jaxlif.LIFParams(g_L=g), jnp.full(300, 260.0), dt=0.5, spike_grad=SG).spikes
+    with pytest.raises(NonDifferentiableError, match="spike_stats.firing_rate"):
+        jax.grad(lambda g: jaxlif.spike_rate(run(g), 150.0))(10.0)
+    assert float(jax.grad(lambda g: ss.firing_rate(run(g), 0.5))(10.0)) < 0
+
+
+WARNED = {
+    "firing_rate": lambda s: ss.firing_rate(s, 0.5),
+    "population_rate": lambda s: ss.population_rate(s, 0.5),
+    "psth": lambda s: ss.psth(s, 0.5, 2.0),
+    "fano_factor": lambda s: ss.fano_factor(s, 0.5, 5.0),
+    "soft_isi_cv": ss.soft_isi_cv,
+    "count_correlation": lambda s: ss.count_correlation(s, 0.5, 5.0),
+    "count_correlation_matrix": lambda s: ss.count_correlation_matrix(s, 0.5, 5.0),
+    "van_rossum_distance": lambda s: ss.van_rossum_distance(s, _R01[0], 0.5, 4.0),
+    "spike_count": jaxlif.spike_count,
+    "spike_rate": lambda s: jaxlif.spike_rate(s, 40.0),
+    "isi_cv": jaxlif.isi_cv,
+}
+
+
+@pytest.mark.parametrize("name", sorted(WARNED))
+def test_boolean_raster_while_differentiating_warns_and_not_otherwise(name):
+    f = WARNED[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SpikeGradWarning)
+        f(_R01)                                                       # not differentiating: silent
+        jax.jit(f)(_R01)
+        jax.grad(lambda a: a * f(_R01.astype(np.float32)).sum().astype(jnp.float32))(1.0)   # float: silent
+    with pytest.warns(SpikeGradWarning, match=r"boolean spike raster while differentiating.*spike_grad"):
+        jax.grad(lambda a: a * f(_R01).sum().astype(jnp.float32))(1.0)
+
+
+def test_forgotten_spike_grad_is_reported_through_jit_and_vmap():
+    current = jnp.full(300, 260.0)
+    run = lambda g: jaxlif.simulate_lif(jaxlif.LIFParams(g_L=g), current, dt=0.5).spikes      # boolean
+    loss = lambda g: ss.firing_rate(run(g), 0.5)
+    for transform in (jax.grad, lambda f: jax.jit(jax.grad(f)), lambda f: jax.grad(jax.jit(f))):
+        with pytest.warns(SpikeGradWarning):
+            assert float(transform(loss)(10.0)) == 0.0                # the zero it warns about
+    with pytest.warns(SpikeGradWarning):
+        jax.vmap(jax.grad(loss))(jnp.array([10.0, 11.0]))
+
+
+def test_under_differentiation_sees_every_differentiating_transform():
+    from jaxlif._grad_guard import under_differentiation
+    seen = []
+
+    def fresh():                         # a new function each time: nothing cached from an earlier trace
+        def f(x):
+            seen.append(under_differentiation())
+            return x * 2.0
+        return f
+
+    cases = {"plain": (lambda f: f, False), "jit": (jax.jit, False), "vmap": (jax.vmap, False),
+             "grad": (jax.grad, True), "jacfwd": (jax.jacfwd, True), "jacrev": (jax.jacrev, True),
+             "jvp": (lambda f: lambda x: jax.jvp(f, (x,), (x,)), True),
+             "jit(grad)": (lambda f: jax.jit(jax.grad(f)), True), "grad(jit)": (lambda f: jax.grad(jax.jit(f)), True),
+             "vmap(grad)": (lambda f: jax.vmap(jax.grad(f)), True),
+             "grad(vmap)": (lambda f: jax.grad(lambda v: jax.vmap(f)(v).sum()), True)}
+    for name, (transform, expect) in cases.items():
+        seen.clear()
+        transform(fresh())(jnp.ones(2) if "vmap" in name else 1.5)
+        assert seen and all(s is expect for s in seen), (name, seen)
+    # the documented limit: a jitted function traced before it is differentiated is not traced again
+    f = jax.jit(fresh())
+    f(1.5)
+    seen.clear()
+    jax.grad(f)(1.5)
+    assert seen == []
