@@ -11,7 +11,7 @@ import pytest
 
 MODULES = ["jaxlif"] + ["jaxlif." + m for m in (
     "analysis", "batch", "constraints", "fitting", "grid", "inputs", "network", "neurons", "nma",
-    "plasticity", "stp_lif", "surrogates", "synapses", "cli")]
+    "plasticity", "spike_stats", "stp_lif", "surrogates", "synapses", "cli")]
 
 
 def _public_functions():
