@@ -20,6 +20,11 @@ Where (first match wins):
 Entries are keyed by the compiled program, the JAX/jaxlib version and the device, so a stale
 entry is never used; deleting the folder is always safe (it only costs one recompilation).
 
+Entries are executable code, so the folder is created private (mode 0700), and a folder that
+another user could write (not yours, group- or other-writable, or below a folder that lets others
+swap it) is refused with a :class:`~jaxlif._executables.CacheSecurityWarning`: the programs are then
+compiled as usual, without a cache (:func:`jaxlif._executables.insecure`).
+
 The same call also keeps the fits' optimiser loop as a whole executable in the subfolder
 ``executables/`` (:mod:`jaxlif._executables`): JAX's cache still traces and lowers a program to
 find it, which for that loop costs about 2 s per process; the stored executable skips both.
@@ -30,6 +35,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import warnings
 from pathlib import Path
 from typing import Callable, TextIO
 
@@ -68,7 +74,13 @@ def enable(path: str | os.PathLike | None = None, *, stream: TextIO | None = Non
     if folder is None:
         return None
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        _executables.make_private_folder(folder)
+        reason = _executables.insecure(folder)
+        if reason is not None:
+            warnings.warn(f"jaxlif: compilation cache off: {reason}; another user could put code there that "
+                          f"this process would run. Use a private folder (--cache-dir, JAXLIF_CACHE_DIR; mode "
+                          f"0700, your own)", _executables.CacheSecurityWarning, stacklevel=2)
+            return None
         probe = folder / f".write-test-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()

@@ -23,9 +23,19 @@ Safety.  An entry is written atomically and read only if its stored key equals t
 program is stored only after a round trip (serialise, load, compare the outputs of one call) and it
 is compiled with the persistent compilation cache switched off, because an executable that XLA:CPU
 itself loaded from that cache cannot be serialised again.  Any error while reading, loading or
-calling an entry falls back to ``jax.jit`` (the entry is then removed).  Entries are Python pickles:
-whoever can write the folder can run code in your process, as with any cache under your home.
-Deleting the folder is always safe.
+calling an entry falls back to ``jax.jit`` (the entry is then removed).  Deleting the folder is
+always safe.
+
+Security.  Entries are Python pickles holding native code: whoever can write the folder or an
+entry can run code in your process.  So the folder is created private (mode 0700) and its files
+0600, and nothing is read from a place another user could have written: before enabling the
+folder, and before unpickling each entry, :func:`insecure` checks that the folder and the entry
+belong to this user and are not group- or other-writable, and that no folder above it could let
+another user swap it (writable by others without the sticky bit, or owned by another user but
+root).  An unsafe folder is not used (a :class:`CacheSecurityWarning`; the programs are compiled by
+``jax.jit`` as usual), and an unsafe entry is neither unpickled nor replaced (a warning, then
+``jax.jit``).  :func:`jaxlif._cache.enable` applies the same rule to JAX's own compilation cache,
+whose entries are native code too.
 """
 
 from __future__ import annotations
@@ -36,11 +46,68 @@ import hashlib
 import os
 import pickle
 import sys
+import stat
 import threading
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["enable", "disable", "folder", "call", "stats"]
+__all__ = ["enable", "disable", "folder", "call", "stats", "insecure", "make_private_folder",
+           "CacheSecurityWarning"]
+
+
+class CacheSecurityWarning(UserWarning):
+    """A cache folder or entry that another user could have written was refused (module docstring)."""
+
+
+def insecure(path: str | os.PathLike, *, entry: bool = False) -> str | None:
+    """Why ``path`` (a cache folder, or with ``entry`` a file in one) is unsafe to load code from, or
+    ``None`` when it is safe: it must belong to this user and not be group- or other-writable (an
+    entry must also be a plain file, not a link), and each folder above it must not let another user
+    replace it: owned by this user or root, and not writable by others unless sticky (like /tmp)."""
+    me = os.geteuid()
+    path = Path(os.path.abspath(path) if entry else os.path.realpath(path))   # a linked folder: its target
+    try:
+        st = os.lstat(path)
+    except OSError as err:
+        return f"{path}: cannot be checked ({err.strerror or err})"
+    what = "entry" if entry else "folder"
+    if entry and not stat.S_ISREG(st.st_mode):
+        return f"{path}: the {what} is not a plain file"
+    if st.st_uid != me:
+        return f"{path}: the {what} belongs to another user (uid {st.st_uid})"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"{path}: the {what} is writable by other users (mode {stat.S_IMODE(st.st_mode):04o})"
+    if entry:                       # its folder: by the folder's rule
+        return insecure(path.parent)
+    for parent in path.parents:
+        try:
+            pst = os.stat(parent)
+        except OSError as err:
+            return f"{parent}: cannot be checked ({err.strerror or err})"
+        if pst.st_uid not in (me, 0):
+            return f"{parent}: a folder above the cache belongs to another user (uid {pst.st_uid})"
+        if pst.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not pst.st_mode & stat.S_ISVTX:
+            return (f"{parent}: a folder above the cache is writable by other users (mode "
+                    f"{stat.S_IMODE(pst.st_mode):04o}, no sticky bit)")
+    return None
+
+
+def make_private_folder(path: str | os.PathLike) -> Path:
+    """Create ``path`` (and missing parents) with mode 0700 for a new last folder; raises ``OSError``."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        p.mkdir(mode=0o700)
+        os.chmod(p, 0o700)          # whatever the umask
+    return p
+
+
+def _refuse(reason: str, what: str) -> None:
+    warnings.warn(f"jaxlif: {what}: {reason}; such a place lets another user run code in this process "
+                  f"(cache entries are executable code). Compiling with jax.jit instead. Use a private "
+                  f"folder (JAXLIF_CACHE_DIR, --cache-dir; mode 0700, your own).", CacheSecurityWarning,
+                  stacklevel=3)
 
 _STATE: dict[str, Any] = {"folder": None}
 _MEMO: dict[str, Callable] = {}
@@ -48,14 +115,19 @@ _LOCK = threading.Lock()
 #: Counters since the process started: entries loaded from disk, stored, compiled but not stored
 #: (the round trip failed or the folder could not be written), and calls that fell back to jax.jit.
 _STATS = {"loaded": 0, "stored": 0, "not_stored": 0, "fallback": 0}
+_UNSAFE = object()      # marks "(_UNSAFE, reason)": an entry or folder refused by insecure()
 
 
 def enable(path: str | os.PathLike) -> Path | None:
-    """Keep executables in ``path`` (created if needed); ``None`` if it cannot be written."""
+    """Keep executables in ``path`` (created private if needed); ``None`` if it cannot be written, or
+    if another user could write it (then with a :class:`CacheSecurityWarning`)."""
     try:
-        p = Path(path)
-        p.mkdir(parents=True, exist_ok=True)
+        p = make_private_folder(path)
     except OSError:
+        return None
+    reason = insecure(p)
+    if reason is not None:
+        _refuse(reason, "stored executables not used")
         return None
     _STATE["folder"] = p
     return p
@@ -146,8 +218,11 @@ def _load(key: str) -> Callable | None:
     from jax.experimental import serialize_executable as se
 
     path = _path(key)
-    if not path.exists():
+    if not os.path.lexists(path):
         return None
+    reason = insecure(path, entry=True)
+    if reason is not None:
+        return _UNSAFE, reason
     try:
         with open(path, "rb") as f:
             stored_key, payload, in_tree, out_tree = pickle.load(f)
@@ -196,7 +271,7 @@ def _compile_and_store(jitted, key: str, static: dict, args: tuple) -> Callable:
             return compiled
         path = _path(key)
         tmp = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
-        with open(tmp, "wb") as f:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
             pickle.dump((key, payload, in_tree, out_tree), f, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, path)
         _STATS["stored"] += 1
@@ -222,7 +297,12 @@ def call(jitted, name: str, args: tuple, static: dict):
     with _LOCK:
         exe = _MEMO.get(key)
         if exe is None:
-            exe = _load(key)
+            reason = insecure(_STATE["folder"])
+            exe = (_UNSAFE, reason) if reason is not None else _load(key)
+            if isinstance(exe, tuple):           # another user could have written it: never unpickled
+                _refuse(exe[1], "a stored executable was not loaded")
+                _STATS["fallback"] += 1
+                return jitted(*args, **static)
             if exe is not None:
                 _STATS["loaded"] += 1
             else:

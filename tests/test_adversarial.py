@@ -121,3 +121,96 @@ def test_batch_simulators_poison_the_unstable_neurons_only():
                                             T=T, record=False)
     assert np.asarray(r.spikes).all()
 
+
+# ----------------------------------------------------------------------------------------------
+# Executable cache: private folder; nothing loaded from where another user could write
+# ----------------------------------------------------------------------------------------------
+
+@functools.partial(jax.jit, static_argnames=("n",))
+def _cached_prog(x, *, n):
+    return x * n + 1.0
+
+
+def test_cache_folders_are_created_private(tmp_path):
+    from jaxlif import _executables as E
+    made = E.make_private_folder(tmp_path / "a" / "jaxlif" / "jax")
+    assert stat.S_IMODE(os.stat(made).st_mode) == 0o700 and E.insecure(made) is None
+    assert E.enable(tmp_path / "exe") == tmp_path / "exe"
+    try:
+        assert stat.S_IMODE(os.stat(tmp_path / "exe").st_mode) == 0o700
+    finally:
+        E.disable()
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o775])
+def test_a_folder_others_can_write_is_refused(tmp_path, mode):
+    from jaxlif import _cache, _executables as E
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, mode)
+    with pytest.warns(E.CacheSecurityWarning, match=rf"shared: the folder is writable by other users \(mode 0{mode:o}\)"):
+        assert E.enable(shared) is None
+    with pytest.warns(E.CacheSecurityWarning, match="compilation cache off: .*writable by other users"):
+        assert _cache.enable(shared) is None                       # JAX's cache is not switched on there
+    assert E.folder() is None
+    inner = shared / "mine"                                        # private, but others can swap it
+    with pytest.warns(E.CacheSecurityWarning, match="a folder above the cache is writable by other users"):
+        assert E.enable(inner) is None
+    assert stat.S_IMODE(os.stat(inner).st_mode) == 0o700
+
+
+def test_an_entry_others_can_write_is_never_unpickled(tmp_path, monkeypatch):
+    from jaxlif import _executables as E
+    x = jax.numpy.arange(3.0)
+    ref = _cached_prog(x, n=2)
+    assert E.enable(tmp_path) is not None
+    try:
+        E.call(_cached_prog, "tests.adversarial._cached_prog", (x,), dict(n=2))
+        (entry,) = tmp_path.glob("*.exe")
+        assert stat.S_IMODE(os.stat(entry).st_mode) == 0o600
+
+        def no_unpickling(*a, **k):
+            raise AssertionError("an unsafe entry was unpickled")
+
+        cases = [lambda: os.chmod(entry, 0o666), lambda: os.chmod(tmp_path, 0o777)]
+        if os.geteuid() == 0:                                      # root can give the file to another user
+            cases.append(lambda: os.chown(entry, 4242, -1))
+        for make_unsafe in cases:
+            os.chmod(entry, 0o600)
+            os.chmod(tmp_path, 0o700)
+            os.chown(entry, os.geteuid(), -1)
+            make_unsafe()
+            E._MEMO.clear()                                        # as a new process would
+            before = E.stats()
+            with monkeypatch.context() as m:
+                m.setattr(E.pickle, "load", no_unpickling)
+                with pytest.warns(E.CacheSecurityWarning, match="a stored executable was not loaded"):
+                    out = E.call(_cached_prog, "tests.adversarial._cached_prog", (x,), dict(n=2))
+            assert np.array_equal(np.asarray(out), np.asarray(ref))
+            assert E.stats()["fallback"] == before["fallback"] + 1 and E.stats()["loaded"] == before["loaded"]
+            assert entry.exists()                                  # neither loaded nor replaced
+        os.chmod(tmp_path, 0o700)
+        os.chown(entry, os.geteuid(), -1)
+        os.chmod(entry, 0o600)
+        E._MEMO.clear()
+        before = E.stats()
+        E.call(_cached_prog, "tests.adversarial._cached_prog", (x,), dict(n=2))   # safe again: loaded
+        assert E.stats()["loaded"] == before["loaded"] + 1
+    finally:
+        os.chmod(tmp_path, 0o700)
+        E.disable()
+
+
+# ----------------------------------------------------------------------------------------------
+# Messages
+# ----------------------------------------------------------------------------------------------
+
+def test_batch_memory_probe_closes_proc_meminfo():
+    import gc
+    from jaxlif.batch import devices
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        have, what = devices._available_bytes(devices.batch_mesh())
+        gc.collect()
+    assert have > 0 and what
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], [str(w.message) for w in caught]

@@ -82,9 +82,10 @@ def _available_bytes(mesh: Mesh) -> tuple[float, str]:
         except Exception:  # noqa: BLE001 - no memory statistics: fall back to the host figure
             pass
     try:
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemAvailable:"):
-                return float(line.split()[1]) * 1024.0, "available host memory"
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024.0, "available host memory"
     except OSError:
         pass
     return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")), "host memory"
