@@ -79,7 +79,7 @@ class LIFResult(NamedTuple):
     spike_offset: jax.Array | None = None
 
 
-def check_integrator(integrator) -> str:
+def check_integrator(integrator: object) -> str:
     """Validate an ``integrator=`` argument (plain Python, before tracing); returns it.
 
     Raises:
