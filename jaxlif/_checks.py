@@ -86,7 +86,7 @@ def check_numeric(name: str, value: Any) -> np.ndarray | None:
 
 # ----------------------------------------------------------------------------------------------
 # Low precision (float16, bfloat16): low-precision inputs are computed in the state's dtype; a
-# low-precision state is refused (docs/conventions.md; measured in tests/test_precision.py)
+# low-precision state is refused (jaxlif.neurons, "Precision"; measured in tests/test_precision.py)
 # ----------------------------------------------------------------------------------------------
 
 def is_low_precision(value: Any) -> bool:
