@@ -64,6 +64,20 @@ def test_amplitudes_match_numpy_oracle_for_any_spike_times(x64, model):
         assert np.all(np.isnan(got[i, ~valid]))            # padding stays NaN
 
 
+def test_a_batch_of_parameter_sets_is_not_lined_up_with_the_protocols():
+    # 5 parameter sets (leading axis, as simulate_trains passes them) on 4 protocols
+    U = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
+    batch = STPParams(U[:, None], np.full((5, 1), 150.0), np.full((5, 1), 60.0))
+    r = np.asarray(stp_amplitudes(batch, PROTOCOLS))
+    assert r.shape == (5,) + PROTOCOLS.shape
+    for i, u in enumerate(U):
+        np.testing.assert_allclose(r[i], stp_amplitudes(STPParams(u, 150.0, 60.0), PROTOCOLS),
+                                   rtol=1e-6)
+    y = simulate_trains(jax.random.key(0), STPParams(U, np.full(5, 150.0), np.full(5, 60.0)),
+                        PROTOCOLS, n_sweeps=2, noise_sd=0.01)
+    assert y.shape == (5, 4, 2, 10)
+
+
 def test_tm4_contains_tm_and_depression(x64):
     t = TIMES[0]
     tm = np.asarray(stp_amplitudes(STF, t))

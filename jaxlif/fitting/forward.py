@@ -225,4 +225,7 @@ def _amplitudes(params, times, model, mode, dt):
     bad = jnp.any(order, axis=-1, keepdims=True)
     _checks.traced_rule("spike_times_ms", ~bad, "finite")
     # poison (not a plain where) so that invalid parameters or times also get NaN derivatives
-    return _checks.poison(ok & ~bad, jnp.where(valid, release, jnp.nan))
+    # (the mask broadcast to the output first: parameters with a batch axis, (B, 1) against
+    # (P, n) times, must not be lined up with the protocols)
+    mask = jnp.broadcast_to(ok & ~bad, release.shape)
+    return _checks.poison(mask, jnp.where(valid, release, jnp.nan))
