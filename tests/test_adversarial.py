@@ -6,6 +6,7 @@ Small on purpose: the few programs compiled here share their shapes (T = 10 ms a
 import functools
 import os
 import stat
+import time
 import warnings
 
 import jax
@@ -214,3 +215,114 @@ def test_batch_memory_probe_closes_proc_meminfo():
         gc.collect()
     assert have > 0 and what
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)], [str(w.message) for w in caught]
+
+
+# ----------------------------------------------------------------------------------------------
+# Ctrl-C on the command line: always exit 130 with one line, promptly
+# ----------------------------------------------------------------------------------------------
+
+def _fake_command(handler):
+    def add(sub):
+        p = sub.add_parser("fake")
+        p.add_argument("--quiet", action="store_true")
+        p.set_defaults(func=handler)
+    return add
+
+
+def test_ctrl_c_absorbed_by_a_library_loop_still_ends_with_130_and_one_line(monkeypatch, capsys):
+    import signal
+    from jaxlif import cli
+
+    def handler(args):                   # what a fit's interval stage did: swallow it and carry on
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(100):
+                time.sleep(0.01)         # the handler runs here
+        except KeyboardInterrupt:
+            pass
+        warnings.warn("invalid value encountered in divide", RuntimeWarning)   # partial results
+        print("a result")
+        return 0
+
+    monkeypatch.setattr(cli, "SUBCOMMANDS", [_fake_command(handler)])
+    before = signal.getsignal(signal.SIGINT)
+    assert cli.main(["fake", "--no-cache", "--quiet"]) == cli.EXIT_INTERRUPTED
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == ["jaxlif fake: interrupted"], err
+    assert signal.getsignal(signal.SIGINT) is before                  # restored
+
+
+def test_ctrl_c_ends_a_process_whose_main_thread_does_not_stop():
+    # the main thread stands for one inside XLA (compiling) or in a loop that absorbs Ctrl-C
+    script = ("import os, sys, time, jaxlif.cli as C\n"
+              "from jaxlif.cli import _common\n"
+              "def spin(args):\n"
+              "    tmp = os.path.join(sys.argv[1], '.out.partial-1.png'); open(tmp, 'w').close()\n"
+              "    _common.PARTIAL_FILES.add(tmp)\n"
+              "    print('running', flush=True)\n"
+              "    while True:\n"
+              "        try: time.sleep(0.05)\n"
+              "        except KeyboardInterrupt: pass\n"
+              "def add(sub):\n"
+              "    p = sub.add_parser('fake'); p.add_argument('--quiet', action='store_true')\n"
+              "    p.set_defaults(func=spin)\n"
+              "C.SUBCOMMANDS[:] = [add]\n"
+              "sys.exit(C.main(['fake', '--no-cache', '--quiet']))\n")
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    with tempfile.TemporaryDirectory() as folder:
+        proc = subprocess.Popen([sys.executable, "-c", script, folder], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout.readline().strip() == "running"
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+        assert proc.returncode == 130, err
+        assert err.strip().splitlines() == ["jaxlif fake: interrupted"], err
+        assert os.listdir(folder) == []                              # the half-written output removed
+
+
+@pytest.mark.slow
+def test_fit_trains_stops_on_ctrl_c_while_compiling(tmp_path):
+    """The issue's case, end to end: Ctrl-C while `jaxlif fit-trains --model all` compiles."""
+    import signal
+    import subprocess
+    import sys
+    rows = ["protocol,sweep,spike_time_ms,amplitude_pA"]
+    rows += [f"p{p},{s},{k * (10 + 5 * p)},{100 + 30 * 0.8 ** k + s:.1f}"
+             for p in range(3) for s in range(3) for k in range(8)]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    proc = subprocess.Popen([sys.executable, "-m", "jaxlif", "fit-trains", str(tmp_path / "t.csv"), "--model", "all",
+                             "--no-cache", "--out", str(tmp_path / "fit.png")], stderr=subprocess.PIPE, text=True)
+    try:
+        assert "comparing" in proc.stderr.readline()
+        time.sleep(1.0)                                              # compiling by now
+        proc.send_signal(signal.SIGINT)
+        t0 = time.monotonic()
+        err = proc.communicate(timeout=120)[1]
+        waited = time.monotonic() - t0
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
+    assert waited < 30, waited
+    assert not (tmp_path / "fit.png").exists() and not list(tmp_path.glob(".fit*"))
+
+
+def test_out_file_errors_name_the_users_path_and_long_names_work(tmp_path):
+    import errno
+    import json
+    from jaxlif.cli import _common
+    long = tmp_path / ("x" * 245 + ".json")                        # its temporary name was too long
+    assert _common.write_json_file({"a": 1}, long) == long and json.loads(long.read_text()) == {"a": 1}
+
+    def fail(tmp):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
+
+    with pytest.raises(OSError) as err:
+        _common._atomic(tmp_path / "x.png", fail)
+    assert err.value.filename == str(tmp_path / "x.png") and err.value.errno == errno.ENOSPC
+    assert not list(tmp_path.glob(".x.partial*")) and not _common.PARTIAL_FILES

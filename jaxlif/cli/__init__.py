@@ -27,13 +27,21 @@ Behaviour shared by all subcommands:
   chooses a figure (``.png``, ``.pdf``, ``.svg``; none: ``.png``) or a JSON record
   (``.json``), any other is a usage error; files are written atomically and the command
   reports the path it wrote;
-* Ctrl-C ends with the one-line message ``interrupted`` and exit status 130, no traceback.
+* Ctrl-C ends with the one-line message ``interrupted`` and exit status 130, no traceback,
+  within :data:`INTERRUPT_GRACE_S` seconds even when it arrives during a long XLA compilation
+  (which Python cannot interrupt) or inside a library loop that absorbs the ``KeyboardInterrupt``
+  (a fit's interval or cross-validation stage): a watchdog thread, woken by the signal itself
+  (``signal.set_wakeup_fd``), then removes any half-written output file and ends the process.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
+import warnings
 from typing import Sequence
 
 from jaxlif.cli._common import json_safe
@@ -48,6 +56,9 @@ SUBCOMMANDS = [add_fit_stp, add_fit_trains]
 
 #: Exit status after Ctrl-C (128 + SIGINT, as shells report it).
 EXIT_INTERRUPTED = 130
+
+#: Seconds the main thread has, after Ctrl-C, to stop by itself before the process is ended.
+INTERRUPT_GRACE_S = 2.0
 
 
 def _version() -> str:
@@ -91,27 +102,104 @@ def _setup_cache(args) -> None:
     _cache.announce_compilation(f"jaxlif {args.command}: compiling{where} ...")
 
 
+class _InterruptGuard:
+    """Ctrl-C that always ends the command (module docstring): the handler raises
+    ``KeyboardInterrupt`` in the main thread as Python's own does and records it; a daemon thread
+    wakes on the signal through ``signal.set_wakeup_fd`` (even while the main thread is inside
+    XLA) and, if the process is still running ``grace_s`` later, removes the partial output files
+    (:data:`jaxlif.cli._common.PARTIAL_FILES`), prints ``interrupted`` and exits with 130.  After
+    Ctrl-C, ``RuntimeWarning`` s (NumPy's, on the partial results of a stopped fit) are silenced, so
+    that ``interrupted`` is the only line.  A no-op outside the main thread (signals can only be
+    handled there)."""
+
+    def __init__(self, name: list, grace_s: float = INTERRUPT_GRACE_S):
+        self.name, self.grace_s, self.interrupted, self.active = name, grace_s, False, False
+        if threading.current_thread() is not threading.main_thread():
+            return
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.write_fd, False)
+        self.warnings = warnings.catch_warnings()
+        self.warnings.__enter__()
+        self.old_handler = signal.signal(signal.SIGINT, self._handler)
+        self.old_fd = signal.set_wakeup_fd(self.write_fd)
+        self.thread = threading.Thread(target=self._watch, name="jaxlif-interrupt", daemon=True)
+        self.active = True
+        self.thread.start()
+
+    def _handler(self, signum, frame):
+        if not self.interrupted:
+            self.interrupted = True
+            warnings.simplefilter("ignore", RuntimeWarning)
+        raise KeyboardInterrupt
+
+    def _watch(self) -> None:
+        import time
+        from jaxlif.cli._common import PARTIAL_FILES
+
+        while True:
+            data = os.read(self.read_fd, 64)
+            if not data or not self.active:        # closed by close()
+                return
+            if signal.SIGINT not in data:
+                continue
+            deadline = time.monotonic() + self.grace_s
+            while time.monotonic() < deadline:
+                time.sleep(0.05)
+                if not self.active:                # the main thread handled it
+                    return
+            for path in list(PARTIAL_FILES):
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+            try:
+                sys.stdout.flush()
+            except (OSError, ValueError):
+                pass
+            os.write(2, f"\n{self.name[0]}: interrupted\n".encode())
+            os._exit(EXIT_INTERRUPTED)
+
+    def close(self) -> None:
+        if not self.active:
+            return
+        self.active = False
+        signal.set_wakeup_fd(self.old_fd)
+        signal.signal(signal.SIGINT, self.old_handler)
+        os.write(self.write_fd, b"\0")             # wake the thread so that it ends
+        self.thread.join(timeout=1.0)
+        os.close(self.read_fd)
+        os.close(self.write_fd)
+        self.warnings.__exit__(None, None, None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``jaxlif`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
 
     Bad input exits with status 2 (``SystemExit``) and a message naming the problem; an
-    unwritable output 1; Ctrl-C 130.
+    unwritable output 1; Ctrl-C 130 (module docstring).
     """
     parser = build_parser()
     args = None
+    name = ["jaxlif"]
+    guard = _InterruptGuard(name)
     try:
         args = parser.parse_args(argv)
+        name[0] = f"jaxlif {args.command}"
         _setup_cache(args)
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        if guard.interrupted:            # a library loop absorbed Ctrl-C: the result is not the full job
+            raise KeyboardInterrupt
+        return status
     except KeyboardInterrupt:
-        name = f"jaxlif {args.command}" if args is not None else "jaxlif"
-        print(f"\n{name}: interrupted", file=sys.stderr, flush=True)
+        print(f"\n{name[0]}: interrupted", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     except (ValueError, TypeError) as err:
         parser.exit(2, f"jaxlif {args.command}: error: {err}\n")
     except OSError as err:
         where = f"{err.filename}: " if getattr(err, "filename", None) else ""
         parser.exit(1, f"jaxlif {args.command}: error: {where}{err.strerror or err}\n")
+    finally:
+        guard.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -78,15 +78,30 @@ def resolve_out(out: str | os.PathLike | None, *, json_ok: bool = False) -> tupl
     return path, ("json" if ext == "json" else "figure")
 
 
+#: Temporary files being written (removed if Ctrl-C has to end the process: ``jaxlif.cli``).
+PARTIAL_FILES: set = set()
+
+
 def _atomic(path: Path, write) -> Path:
-    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it to ``path``."""
-    tmp = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it to ``path``.
+
+    The temporary name stays within the 255 bytes a file name may have (the stem is shortened),
+    and an ``OSError`` names ``path``, the file the user asked for, not the temporary one."""
+    suffix = f".partial-{os.getpid()}{path.suffix}"
+    stem = path.stem
+    while len(f".{stem}{suffix}".encode()) > 255:
+        stem = stem[:-1]
+    tmp = path.with_name(f".{stem}{suffix}")
+    PARTIAL_FILES.add(str(tmp))
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as err:
+        raise OSError(err.errno, err.strerror or str(err), str(path)) from err
     finally:
         if tmp.exists():
             tmp.unlink()
+        PARTIAL_FILES.discard(str(tmp))
     return path
 
 
