@@ -15,8 +15,9 @@ same times on every finer grid, so each dt solves the same continuous problem.  
 3. ``cond_exercise`` and ``cond_high``: conductance LIF with threshold on ``--trials`` neurons (own inputs
    each) for ``--T`` ms: exercise 1.2 as it stands (2.4 nS, 80 E + 20 I trains at 10 Hz; about 25 Hz out,
    ``cond_exercise``), and a high-conductance regime (the same synapses, 80 E at 100 Hz, 20 I at 400 Hz:
-   mean g_tot about 145 nS, tau_eff about 0.7 ms, about 50 Hz out, ``cond_high``).  Errors: the rate (all spikes) relative to the reference, and for
-   each reference spike the distance to the nearest spike of the run (median; fraction within 0.05 ms).
+   mean g_tot about 145 nS, tau_eff about 0.7 ms, about 50 Hz out, ``cond_high``).  Errors: the rate (all
+   spikes) relative to the reference, and for each reference spike the distance to the nearest spike of
+   the run (median; fraction within 0.05 ms).
    The convergence order uses the mean distance over the spikes matched within 1 ms.
 
 The reference of problems 2 and 3 is ``exp_euler`` at ``--dt-ref`` (0.001 ms); its own error is

@@ -253,3 +253,22 @@ def test_accuracy_script_quick_run(tmp_path):
     assert max(res["lif_dc"]["exp_euler"]) < 1e-9 < min(res["lif_dc"]["euler"])
     assert all(a < 0.05 * b for a, b in zip(res["cond_fmp"]["exp_euler"], res["cond_fmp"]["euler"]))
     assert "| cond_high | mean spike-time error [ms] | exp_euler |" in (out / "table.md").read_text()
+
+
+def test_batch_simulator_equals_per_step_simulator():
+    """simulate_cond_lif_batch(exp_euler, record=True) == vmap of simulate_cond_lif(exp_euler) on the batch's
+    own counts (cond_lif_batch_inputs: no input at index 0, so g[0] = 0 under both integrators)."""
+    key, B = jax.random.key(3), 2
+    kw = dict(rate_E=20.0, rate_I=10.0, T=T, dt=0.1)
+    got = jl.simulate_cond_lif_batch(key, B, record=True, integrator="exp_euler", **kw)
+    n_E, n_I = jl.cond_lif_batch_inputs(key, B, **kw)
+    want = jax.vmap(lambda e, i: simulate_cond_lif(CondLIFParams(), e, i, dt=0.1, integrator="exp_euler"))(n_E, n_I)
+    assert int(got.spike_count.sum()) > 0
+    np.testing.assert_array_equal(np.asarray(got.spike_count), np.asarray(want.spikes.sum(1)))
+    for name in ("v", "spikes", "g_E", "g_I", "spike_offset"):
+        np.testing.assert_allclose(np.asarray(getattr(got, name)), np.asarray(getattr(want, name)), rtol=1e-6,
+                                   atol=1e-5, err_msg=name)
+    with pytest.raises(ValueError, match="stats.isi_cv and stats.spike_times .* integrator='exp_euler'"):
+        jl.simulate_cond_lif_batch(key, B, integrator="exp_euler", stats=jl.batch.Stats(isi_cv=True), **kw)
+    with pytest.raises(ValueError, match=r"integrator='rk4' must be one of"):
+        jl.simulate_cond_lif_batch(key, B, integrator="rk4", **kw)

@@ -97,7 +97,8 @@ def _check_output_size(batch: int, cfg_kw: dict, mesh: Mesh) -> None:
     concatenated batch)."""
     item = jnp.dtype(jnp.result_type(float)).itemsize
     st = cfg_kw["stats"]
-    per_neuron = 4 + (cfg_kw["n_steps"] * (3 * item + 1) if cfg_kw["record"] else 0)
+    traces = 3 + (cfg_kw.get("integrator") == "exp_euler")   # v, g_E, g_I (+ spike_offset) and the raster
+    per_neuron = 4 + (cfg_kw["n_steps"] * (traces * item + 1) if cfg_kw["record"] else 0)
     if st is not None:
         per_neuron += 8 * item + st.cap * item
     need = 2.0 * batch * per_neuron / max(jax.process_count(), 1)

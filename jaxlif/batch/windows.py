@@ -42,6 +42,8 @@ class BatchResult(NamedTuple):
         spikes: boolean raster ``(batch, n_steps)``.
         g_E, g_I: total excitatory/inhibitory conductance [nS], ``(batch, n_steps)``.
         stats: :class:`jaxlif.batch.BatchStats`, per-neuron statistics streamed during the run.
+        spike_offset: with ``integrator="exp_euler"`` and ``record=True``, the time of each spike after
+            its sample [ms], ``(batch, n_steps)`` (0 where no spike; docs/conventions.md section 10).
     """
 
     spike_count: jax.Array
@@ -50,6 +52,7 @@ class BatchResult(NamedTuple):
     g_E: jax.Array | None = None
     g_I: jax.Array | None = None
     stats: BatchStats | None = None
+    spike_offset: jax.Array | None = None
 
 
 class _Config(NamedTuple):
@@ -69,6 +72,7 @@ class _Config(NamedTuple):
     scalar_current: bool
     platform: str       # "cpu", "gpu", ...: selects implementations that give the same numbers
     stats: _StatsCfg | None
+    integrator: str = "euler"   # jaxlif.neurons.INTEGRATORS
 
 
 def _neuron_window(params: CondLIFParams, carry, inputs, ref, cfg: _Config):
@@ -81,15 +85,16 @@ def _neuron_window(params: CondLIFParams, carry, inputs, ref, cfg: _Config):
         state, n_spikes, acc, win, g_peak = c
         x_E, x_I, i_inj, it = x
         dtype = state.neuron.v.dtype
-        state, (v, spike, g_E, g_I) = cond_lif_step(params, state, (x_E.astype(dtype), x_I.astype(dtype), i_inj),
-                                                    cfg.dt)
+        state, outs = cond_lif_step(params, state, (x_E.astype(dtype), x_I.astype(dtype), i_inj), cfg.dt,
+                                    integrator=cfg.integrator)
+        v, spike, g_E, g_I = outs[:4]     # exp_euler: outs[4] is the spike offset
         n_spikes = n_spikes + (spike & (it < cfg.n_steps - 1)).astype(jnp.int32)
         g_peak = jnp.maximum(g_peak, jnp.where(it < cfg.n_steps - 1, g_E + g_I, 0.0))
         if st is not None:
             acc, win = _step(st, cfg.n_steps, acc, win, ref, it, v, spike, g_E, g_I, state.neuron.v)
         out = None
         if cfg.record:
-            out = (v, spike, g_E, g_I, state.neuron.v)
+            out = (v, spike, g_E, g_I, state.neuron.v) + tuple(outs[4:])
         if st is not None and st.cap:
             out = (out, spike & (it < cfg.n_steps - 1) & (it >= st.burn))
         return (state, n_spikes, acc, win, g_peak), out
@@ -106,12 +111,15 @@ def _assemble(out, n_spikes, cfg: _Config) -> BatchResult:
     """Turn per-window scan outputs ``(n_windows, window, C)`` into time-last traces."""
     if not cfg.record:
         return BatchResult(n_spikes)
-    v, spike, g_E, g_I, v_next = (a.reshape((cfg.n_windows * cfg.window,) + a.shape[2:])[:cfg.n_steps - 1].T
-                                  for a in out)
+    v, spike, g_E, g_I, v_next, *offset = (a.reshape((cfg.n_windows * cfg.window,) + a.shape[2:])[:cfg.n_steps - 1].T
+                                           for a in out)
     v = jnp.concatenate([v, v_next[:, -1:]], axis=1)   # the last window may run past the last sample
     spike = jnp.concatenate([spike, jnp.zeros_like(spike[:, :1])], axis=1)
     zero = jnp.zeros_like(g_E[:, :1])
-    return BatchResult(n_spikes, v, spike, jnp.concatenate([zero, g_E], 1), jnp.concatenate([zero, g_I], 1))
+    # exp_euler: the offsets, 0 at the last sample; g[0] = 0 under both integrators (no input at index 0)
+    offset = jnp.concatenate([offset[0], zero], axis=1) if offset else None
+    return BatchResult(n_spikes, v, spike, jnp.concatenate([zero, g_E], 1), jnp.concatenate([zero, g_I], 1),
+                       spike_offset=offset)
 
 
 def _scan_windows(params: CondLIFParams, C: int, events, ev0, I_win, cfg: _Config):
