@@ -66,7 +66,7 @@ __all__ = [
     "write_json", "to_jsonable", "mean_sem", "map_batched", "shot_noise_fmp", "balanced_inh_rate",
     "spike_marks", "run_main", "script", "staged_folder", "commit_folder", "check_out", "STANDARD_CHECKS",
     "positive", "nonnegative", "at_least", "rates", "EXIT_INTERRUPTED", "enable_compilation_cache",
-    "integer_counts", "duration", "positive_rates", "write_section",
+    "integer_counts", "duration", "positive_rates", "write_section", "claim_out",
 ]
 
 #: Exit status after Ctrl-C (128 + SIGINT).
@@ -304,6 +304,59 @@ def _short(value):
 # ----------------------------------------------------------------------------------------------
 
 
+def _lock_holder(lock: Path) -> int | None:
+    """The process id written in ``lock`` if that process still runs (or cannot be asked), else ``None``."""
+    try:
+        pid = int(lock.read_text().strip() or "0")
+    except (OSError, ValueError):
+        return -1                        # being written, or unreadable: assume a live holder
+    if pid <= 0:
+        return -1
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass                             # another user's live process
+    return pid
+
+
+@contextlib.contextmanager
+def claim_out(parser: argparse.ArgumentParser, out: Path) -> Iterator[Path]:
+    """Hold the output folder ``out`` for one run: of two runs started at once into it, the second
+    stops with a usage error instead of silently replacing the first's results.
+
+    The claim is a lock file ``.<name>.lock`` next to ``out`` created with ``O_CREAT | O_EXCL``
+    (atomic: exactly one process can create it), holding the process id; it is removed when the
+    block ends, however it ends.  A lock whose process no longer exists (a run killed outright) is
+    taken over.  Check the folder (:func:`check_out`) *inside* the block: only then is the answer
+    still true when the run commits.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock = out.parent / f".{out.name}.lock"
+    for attempt in (0, 1):
+        try:
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            break
+        except FileExistsError:
+            holder = _lock_holder(lock)
+            if holder is None and attempt == 0:      # stale: its process is gone
+                with contextlib.suppress(FileNotFoundError):
+                    lock.unlink()
+                continue
+            who = f"process {holder}" if holder and holder > 0 else "another process"
+            parser.error(f"argument --out: {out} is being written by another run ({who}, lock file {lock}); "
+                         f"wait for it to finish, or choose another folder with --out")
+    try:
+        os.write(fd, f"{os.getpid()}\n".encode())
+        os.close(fd)
+        yield out
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
+
+
 @contextlib.contextmanager
 def staged_folder(final: Path) -> Iterator[Path]:
     """A fresh hidden folder next to ``final`` to write into; removed if the block does not finish.
@@ -360,10 +413,12 @@ def run_main(run: Callable, doc: str, name: str, defaults: dict, quick: dict, ex
              argv=None) -> dict:
     """Parse and check the options, run ``run(cfg, log, files)`` into a staged folder, write
     ``<name>.json``, move the folder to ``--out``; returns the JSON-able summary."""
-    cfg = parse(make_parser(doc, name, defaults, quick, extra), argv, defaults, quick, checks)
+    parser = make_parser(doc, name, defaults, quick, extra)
+    cfg = parse(parser, argv, defaults, quick, checks)
     final = cfg.out
     log, files = Progress(name), []
-    with staged_folder(final) as stage:
+    with claim_out(parser, final), staged_folder(final) as stage:
+        check_out(parser, final, cfg.overwrite)          # again, now that no other run can write there
         cfg.out = stage
         summary = run(cfg, log, files)
         summary.setdefault("runtime_s", log.elapsed)

@@ -18,7 +18,8 @@ also runs alone: ``python experiments/<name>.py --help``.
 
 Output: the whole run is written into a hidden staging folder next to ``--out`` and moved into place
 when it ends, so ``--out`` never mixes two runs and an interrupted run (Ctrl-C: exit status 130)
-leaves it as it was.  An existing ``--out`` is replaced only with ``--overwrite``.  ``--only NAMES``
+leaves it as it was; a second run started into the same ``--out`` while one runs stops at once
+(a lock file next to it).  An existing ``--out`` is replaced only with ``--overwrite``.  ``--only NAMES``
 runs some experiments and *merges* them into an existing ``--out`` of an earlier run: their folders
 are replaced, the other experiments' folders and entries are kept, and ``summary.json`` and
 ``report.md`` list the union (each experiment with the seed and size it was run with).
@@ -191,6 +192,11 @@ def _write_text(path: Path, text: str) -> None:
 def main(argv=None) -> dict:
     parser = C.make_parser(__doc__, NAME, DEFAULTS, QUICK, EXTRA, out_default="results", outputs=OUTPUTS)
     cfg = C.parse(parser, argv, DEFAULTS, QUICK, CHECKS, check_output=False)
+    with C.claim_out(parser, cfg.out):       # two runs into one folder: the second stops here
+        return _run(parser, cfg)
+
+
+def _run(parser, cfg) -> dict:
     out = cfg.out
     merge = bool(cfg.only) and not cfg.overwrite and (out / "summary.json").is_file()
     C.check_out(parser, out, cfg.overwrite, merge_ok=merge)

@@ -326,3 +326,47 @@ def test_out_file_errors_name_the_users_path_and_long_names_work(tmp_path):
         _common._atomic(tmp_path / "x.png", fail)
     assert err.value.filename == str(tmp_path / "x.png") and err.value.errno == errno.ENOSPC
     assert not list(tmp_path.glob(".x.partial*")) and not _common.PARTIAL_FILES
+
+
+# ----------------------------------------------------------------------------------------------
+# Two runs into one output folder: the second stops (was: both "done", one replaced the other)
+# ----------------------------------------------------------------------------------------------
+
+def test_an_output_folder_is_claimed_by_one_run_at_a_time(tmp_path, capsys):
+    import argparse
+    from experiments import _common as C
+    parser = argparse.ArgumentParser(prog="reproduce.py")
+    out = tmp_path / "X"
+    lock = tmp_path / ".X.lock"
+    with C.claim_out(parser, out):
+        assert lock.read_text().strip() == str(os.getpid())
+        with pytest.raises(SystemExit) as second:
+            with C.claim_out(parser, out):
+                pass
+        assert second.value.code == 2
+        assert lock.exists()                                          # the first run still holds it
+    err = capsys.readouterr().err
+    assert f"argument --out: {out} is being written by another run (process {os.getpid()}" in err
+    assert not lock.exists()                                          # released
+    lock.write_text("999999999\n")                                   # left by a killed run: taken over
+    with C.claim_out(parser, out):
+        assert lock.read_text().strip() == str(os.getpid())
+    assert not lock.exists()
+
+
+@pytest.mark.slow
+def test_two_reproduce_runs_started_at_once_into_one_folder(tmp_path):
+    import subprocess
+    import sys
+    cmd = [sys.executable, "experiments/reproduce.py", "--quick", "--only", "lif_part1", "--out", str(tmp_path / "X")]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    procs = [subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [(p.wait(timeout=600), *p.communicate()) for p in procs]
+    codes = sorted(r[0] for r in results)
+    assert codes == [0, 2], results
+    loser = next(r for r in results if r[0] == 2)
+    # (a loser that started only after the winner finished is refused because X then holds results)
+    assert ("is being written by another run" in loser[2] or "already holds results" in loser[2]) \
+        and "done" not in loser[1]
+    assert (tmp_path / "X" / "summary.json").is_file() and not (tmp_path / ".X.lock").exists()
