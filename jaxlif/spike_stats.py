@@ -29,6 +29,7 @@ refuse to be differentiated (:class:`jaxlif.NonDifferentiableError`) and name th
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -117,6 +118,7 @@ def _safe_sqrt(x: jax.Array) -> jax.Array:
     return jnp.where(pos, jnp.sqrt(jnp.where(pos, x, 1.0)), 0.0)
 
 
+@functools.partial(jax.jit, static_argnums=1)
 def _exp_filter(x: jax.Array, decay: float) -> jax.Array:
     """``y[k] = decay * y[k-1] + x[k]``, ``y[-1] = 0``, along the last axis (a scan over time)."""
     def step(y, xk):
@@ -212,6 +214,7 @@ def psth(spikes: ArrayLike, dt: float, width: float, *, kernel: str = "gaussian"
     return r if axis is None else r.mean(axis)
 
 
+@functools.partial(jax.jit, static_argnums=1)
 def _gaussian_smooth(x: jax.Array, sigma_steps: float) -> jax.Array:
     """Zero-padded convolution with a centred Gaussian of ``sigma_steps`` (sum 1), by FFT, time last."""
     half = int(math.ceil(4.0 * sigma_steps))
@@ -252,11 +255,22 @@ def fano_factor(spikes: ArrayLike, dt: float, window: float, *, ddof: int = 1) -
     if ddof not in (0, 1) or isinstance(ddof, bool):
         raise ValueError(f"ddof={ddof!r} must be 0 or 1")
     s = _float_raster(spikes, "fano_factor")
-    m = _steps("window", window, dt, s.shape[-1], minimum_windows=2)
+    return _fano_factor(s, _steps("window", window, dt, s.shape[-1], minimum_windows=2), int(ddof))
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _fano_factor(s: jax.Array, m: int, ddof: int) -> jax.Array:
     c = _window_counts(s, m)
     mean = c.mean(-1)
-    var = ((c - mean[..., None]) ** 2).sum(-1) / (c.shape[-1] - ddof)
+    var = jnp.where(_varies(c), ((c - mean[..., None]) ** 2).sum(-1) / (c.shape[-1] - ddof), 0.0)
     return _safe_div(var, mean, mean > 0)
+
+
+def _varies(c: jax.Array) -> jax.Array:
+    """Whether the counts differ between windows: exact (the computed variance of equal counts can be
+    ~1e-14 instead of 0, as the mean is rounded)."""
+    c = jax.lax.stop_gradient(c)
+    return jnp.any(c != c[..., :1], -1)
 
 
 def soft_isi_cv(spikes: ArrayLike, *, min_spikes: int = 4) -> jax.Array:
@@ -305,8 +319,12 @@ def soft_isi_cv(spikes: ArrayLike, *, min_spikes: int = 4) -> jax.Array:
     """
     if isinstance(min_spikes, bool) or not isinstance(min_spikes, (int, np.integer)) or min_spikes < 3:
         raise ValueError(f"min_spikes={min_spikes!r} must be an int >= 3 (two intervals at least)")
-    s = _float_raster(spikes, "soft_isi_cv")
+    return _soft_isi_cv(_float_raster(spikes, "soft_isi_cv"), int(min_spikes))
 
+
+@functools.partial(jax.jit, static_argnums=1)
+def _soft_isi_cv(s: jax.Array, min_spikes: int) -> jax.Array:
+    """:func:`soft_isi_cv` on a checked float raster (one compiled program per shape and dtype)."""
     def step(carry, sk):
         a, m = carry
         interval, weight = a + 1.0, sk * m
@@ -346,7 +364,7 @@ def count_correlation_matrix(spikes: ArrayLike, dt: float, window: float, *, axi
     """
     dt = _checks.check_dt(dt)
     s = _float_raster(spikes, "count_correlation_matrix", min_ndim=2)
-    return _correlation(s, dt, window, axis)[0]
+    return _correlation(s, *_correlation_args(s, dt, window, axis))[0]
 
 
 def count_correlation(spikes: ArrayLike, dt: float, window: float, *, axis: int = -2) -> jax.Array:
@@ -362,24 +380,36 @@ def count_correlation(spikes: ArrayLike, dt: float, window: float, *, axis: int 
     """
     dt = _checks.check_dt(dt)
     s = _float_raster(spikes, "count_correlation", min_ndim=2)
-    rho, varies = _correlation(s, dt, window, axis)
+    m, neuron_axis = _correlation_args(s, dt, window, axis)
+    if s.shape[neuron_axis] < 2:
+        raise ValueError(f"count_correlation needs at least 2 trains along axis {axis}, got {s.shape[neuron_axis]}")
+    return _mean_correlation(s, m, neuron_axis)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _mean_correlation(s: jax.Array, m: int, axis: int) -> jax.Array:
+    rho, varies = _correlation(s, m, axis)
     n = rho.shape[-1]
-    if n < 2:
-        raise ValueError(f"count_correlation needs at least 2 trains along axis {axis}, got {n}")
     upper = jnp.asarray(np.triu(np.ones((n, n), bool), 1))
     pair = upper & varies[..., :, None] & varies[..., None, :]
     n_pairs = pair.sum((-2, -1))
     return _safe_div(jnp.where(pair, rho, 0.0).sum((-2, -1)), n_pairs.astype(rho.dtype), n_pairs > 0)
 
 
-def _correlation(s: jax.Array, dt: float, window: float, axis: int) -> tuple[jax.Array, jax.Array]:
+def _correlation_args(s: jax.Array, dt: float, window: float, axis: int) -> tuple[int, int]:
+    """The checked window in steps and neuron axis (negative)."""
     axis = _axis(axis, s.ndim)
-    m = _steps("window", window, dt, s.shape[-1], minimum_windows=2)
+    return _steps("window", window, dt, s.shape[-1], minimum_windows=2), axis
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _correlation(s: jax.Array, m: int, axis: int) -> tuple[jax.Array, jax.Array]:
+    """The correlation matrix ``(..., n, n)`` of the counts in windows of ``m`` steps, and which trains vary."""
     c = jnp.moveaxis(_window_counts(s, m), axis, -2)                 # (..., n_neurons, n_windows)
     d = c - c.mean(-1, keepdims=True)
     cov = jnp.einsum("...iw,...jw->...ij", d, d)
-    var = jnp.diagonal(cov, axis1=-2, axis2=-1)
-    varies = var > 0
+    varies = _varies(c)
+    var = jnp.where(varies, jnp.diagonal(cov, axis1=-2, axis2=-1), 0.0)
     sd = _safe_sqrt(var)
     ok = varies[..., :, None] & varies[..., None, :]
     return _safe_div(cov, sd[..., :, None] * sd[..., None, :], ok), varies
@@ -421,11 +451,16 @@ def van_rossum_distance(spikes: ArrayLike, target: ArrayLike, dt: float, tau: fl
         raise ValueError(f"target has {g.shape[-1]} time steps, spikes {s.shape[-1]}: they must match "
                          f"(time last)")
     try:
-        shape = np.broadcast_shapes(s.shape, g.shape)
+        np.broadcast_shapes(s.shape, g.shape)
     except ValueError:
         raise ValueError(f"target shape {g.shape} does not broadcast with spikes shape {s.shape}") from None
+    return _van_rossum(s, g, math.exp(-dt / tau), bool(squared))
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _van_rossum(s: jax.Array, g: jax.Array, a: float, squared: bool) -> jax.Array:
+    shape = jnp.broadcast_shapes(s.shape, g.shape)
     dtype = jnp.promote_types(s.dtype, g.dtype)
-    a = math.exp(-dt / tau)
     d = _exp_filter(jnp.broadcast_to(s, shape).astype(dtype) - jnp.broadcast_to(g, shape).astype(dtype), a)
     d2 = 0.5 * (1.0 - a * a) * (jnp.sum(d * d, -1) + d[..., -1] ** 2 * (a * a / (1.0 - a * a)))
     return d2 if squared else _safe_sqrt(d2)

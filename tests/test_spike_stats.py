@@ -142,6 +142,19 @@ def test_count_correlation_matches_numpy_corrcoef():
                                rtol=1e-6)
 
 
+def test_constant_counts_are_exactly_zero_variance():
+    """Equal counts in every window (a regular train): Fano factor exactly 0, correlations 0 and the
+    train left out of the mean, for a number of windows whose mean count is rounded (7)."""
+    r = np.zeros((3, 210), np.float32)
+    r[0, ::10] = 1                                                     # 3 spikes in each 30-step window
+    r[1:] = _random_raster((2, 210), 0.1, 8)
+    counts = r.reshape(3, 7, 30).sum(-1)
+    assert float(ss.fano_factor(r, 1.0, 30.0)[0]) == 0.0
+    rho = np.asarray(ss.count_correlation_matrix(r, 1.0, 30.0))
+    assert np.all(rho[0] == 0) and np.all(rho[:, 0] == 0)
+    assert float(ss.count_correlation(r, 1.0, 30.0)) == pytest.approx(np.corrcoef(counts[1:])[0, 1], rel=1e-5)
+
+
 def _np_van_rossum2(s, g, dt, tau, extra_tau=20):
     """(1 - a^2)/2 * sum of squared differences of the filtered trains, continued past the record
     by zeros for ``extra_tau`` time constants (the tail a loop sees)."""
