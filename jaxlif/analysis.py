@@ -3,6 +3,10 @@
 Inputs are spike rasters with time on the last axis (``spikes[..., k]`` is a spike at
 ``k*dt`` ms; boolean, or spike counts per step) and traces of the same shape; every function reduces the last axis, so a
 batch ``(batch, n_steps)`` gives ``(batch,)``.  No Python lists, no data-dependent shapes.
+
+The spike statistics here count spikes as integers: they have no derivative, and refuse to be
+differentiated (:class:`jaxlif.NonDifferentiableError`).  Their differentiable counterparts, for losses
+on surrogate rasters, are in :mod:`jaxlif.spike_stats` (docs/gradients.md).
 """
 
 from __future__ import annotations
