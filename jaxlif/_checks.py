@@ -225,6 +225,14 @@ def check_rate(name: str, rate: Any, dt: float) -> None:
                              f"or a smaller dt")
 
 
+def check_flag(name: str, value: Any) -> bool:
+    """A yes/no option: ``True`` or ``False`` (NumPy booleans too).  Anything else raises naming it:
+    ``bool('no')`` is ``True``, so a string or a number is never read as a flag."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r} of type {type(value).__name__}")
+
+
 def check_count(name: str, n: Any, minimum: int = 0) -> int:
     """A static integer count (number of trains, batch size)."""
     if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):

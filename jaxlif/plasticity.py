@@ -347,7 +347,8 @@ def ratio_curve(params: STPParams, rates_hz: ArrayLike | Sequence[float], *, dt:
     isi = ratio_curve_isi_steps(rates_hz, dt)
     check_stp_params(params, dt)
     syn = SynParams(g_bar=g_bar, tau_syn=tau_syn, E_rev=0.0)
-    _checks.check_params("syn", syn, dt, {"g_bar": "positive", "tau_syn": "tau"})
+    _checks.check_positive("g_bar", g_bar, "nS")             # named as the caller wrote them
+    _checks.check_time_constant("tau_syn", tau_syn, dt)
     _checks.check_count("n_spike", n_spike, minimum=2)
     return _ratio_curve(_checks.upcast(params), syn, jnp.asarray(isi, dtype=jnp.result_type(float)), dt, n_spike)
 
@@ -355,7 +356,9 @@ def ratio_curve(params: STPParams, rates_hz: ArrayLike | Sequence[float], *, dt:
 @jax.jit(static_argnums=(3, 4))
 def _ratio_curve(params, syn, isi, dt, n_spike):
     params, syn = _checks.upcast((params, syn))          # float16/bfloat16 values computed in float32/64
-    ok = traced_stp_ok("params", params, syn, dt)
+    ok = (_checks.traced_params("params", params, dt, _checks.STP_RULES)
+          & _checks.traced_rule("g_bar", syn.g_bar, "positive")
+          & _checks.traced_rule("tau_syn", syn.tau_syn, "tau", dt))
 
     def one_rate(k):
         first = stp_event(params, syn, stp_init((), isi.dtype), k, dt)   # index isi

@@ -205,8 +205,10 @@ def simulate_stp_lif(params: STPLIFParams, spikes_E: jax.Array, spikes_I: jax.Ar
     _warn_counts("spikes_I", spikes_I, counts)
     I = _current_array(I_inj, steps)
     return _stability.warn_if_poisoned(
-        _simulate_stp_lif(params, jnp.asarray(spikes_E), jnp.asarray(spikes_I), I, dt, bool(spiking),
-                          bool(record_synapses), spike_grad, checkpoint, counts), "simulate_stp_lif")
+        _simulate_stp_lif(params, jnp.asarray(spikes_E), jnp.asarray(spikes_I), I, dt,
+                          _checks.check_flag("spiking", spiking),
+                          _checks.check_flag("record_synapses", record_synapses), spike_grad, checkpoint, counts),
+        "simulate_stp_lif")
 
 
 def _with_initial(x0, seq):
@@ -270,7 +272,8 @@ def simulate_stp_lif_poisson(key: jax.Array, params: STPLIFParams = STPLIFParams
     params = _check(params, dt, n_E, n_I, "simulate_stp_lif_poisson")
     checkpoint = _run_options(spike_grad, checkpoint, params.neuron)
     return _stability.warn_if_poisoned(
-        _simulate_stp_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, dt, bool(spiking), bool(record),
+        _simulate_stp_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, dt,
+                                  _checks.check_flag("spiking", spiking), _checks.check_flag("record", record),
                                   spike_grad, checkpoint), "simulate_stp_lif_poisson")
 
 

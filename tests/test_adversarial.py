@@ -206,6 +206,37 @@ def test_an_entry_others_can_write_is_never_unpickled(tmp_path, monkeypatch):
 # Messages
 # ----------------------------------------------------------------------------------------------
 
+def test_ratio_curve_names_g_bar_and_tau_syn_as_passed():
+    for kw, text in ((dict(g_bar=-1), r"^g_bar=-1 nS must be > 0"), (dict(tau_syn=0.05), r"^tau_syn=0.05 ms is below")):
+        with pytest.raises(ValueError, match=text):
+            jaxlif.ratio_curve(jaxlif.STPParams(), [10.0], **kw)
+
+
+def test_csv_sweeps_with_different_spike_times_name_the_line_of_the_odd_sweep(tmp_path):
+    from jaxlif.fitting import read_trains_csv
+    rows = ["protocol,sweep,spike_time_ms,amplitude",             # line 1
+            "a,1,0,1", "a,1,50,1", "a,1,100,1",                     # lines 2-4
+            "a,2,0,1", "a,2,50,1", "a,2,120,1"]                     # lines 5-7: the third pulse differs
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(ValueError, match=r"t.csv: line 7: protocol 'a' sweep '2' has a pulse at 120.0 ms where "
+                                         r"sweep '1' has 100.0 ms"):
+        read_trains_csv(tmp_path / "t.csv")
+    (tmp_path / "t.csv").write_text("\n".join(rows[:6]) + "\n")   # sweep 2 lacks the last pulse
+    with pytest.raises(ValueError, match=r"line 6: protocol 'a' sweep '2' ends before sweep '1''s pulse at 100.0 ms"):
+        read_trains_csv(tmp_path / "t.csv")
+
+
+@pytest.mark.parametrize("value", ["no", 0, None])
+def test_flags_must_be_booleans(value):
+    with pytest.raises(TypeError, match=rf"spiking must be True or False, got {value!r}"):
+        jaxlif.simulate_cond_lif_poisson(KEY, spiking=value, T=T)
+    with pytest.raises(TypeError, match=r"record must be True or False"):
+        jaxlif.batch.simulate_cond_lif_batch(KEY, 2, record="yes", T=T)
+    with pytest.raises(TypeError, match=r"spiking must be True or False"):
+        jaxlif.simulate_lif(jaxlif.LIFParams(), np.zeros(10), dt=0.1, spiking=value)
+    assert jaxlif._checks.check_flag("spiking", np.bool_(False)) is False
+
+
 def test_batch_memory_probe_closes_proc_meminfo():
     import gc
     from jaxlif.batch import devices

@@ -73,7 +73,8 @@ def _common(key, batch_size, rate_E, rate_I, n_E, n_I, I_inj, T, dt, spiking, re
     batch = _checks.check_count("batch_size", batch_size, minimum=1)
     if steps < 2:
         raise ValueError(f"T={T} ms with dt={dt} ms gives {steps} sample(s); need at least 2")
-    cfg_kw = dict(n_steps=steps, dt=dt, n_E=n_E, n_I=n_I, record=bool(record), spiking=bool(spiking),
+    cfg_kw = dict(n_steps=steps, dt=dt, n_E=n_E, n_I=n_I, record=_checks.check_flag("record", record),
+                  spiking=_checks.check_flag("spiking", spiking),
                   unroll=_checks.check_count("unroll", unroll, 1), scalar_current=np.ndim(I_inj) == 0,
                   stats=_stats_config(stats, T, dt, steps))
     dtype = jnp.dtype(jnp.result_type(float))
@@ -166,7 +167,8 @@ def simulate_cond_lif_batch(key: jax.Array, batch_size: int, params: CondLIFPara
     labels, rules = _labels_and_rules(tree)
     return _stability.warn_if_poisoned(
         _run(_cond_chunk, (0, 1), key, batch, tree, labels, rules, {}, I, cfg_kw, 2048, _pooled_default_window,
-             mesh, batch_chunk, window, progress, _grad_message("simulate_cond_lif_batch", "simulate_cond_lif_poisson")),
+             mesh, batch_chunk, window, progress,
+             _grad_message("simulate_cond_lif_batch", "simulate_cond_lif_poisson")),
         "simulate_cond_lif_batch")
 
 

@@ -148,8 +148,8 @@ def _scan_windows(params: CondLIFParams, C: int, events, ev0, I_win, cfg: _Confi
         return ((neuron, n_spikes, g_peak), acc, ev, done & ok), out
 
     carry0 = (state0, acc0, ev0, jnp.ones((C,), bool))
-    ((_, n_spikes, g_peak), acc, _, done), out = jax.lax.scan(window, carry0, (jnp.arange(cfg.n_windows, dtype=jnp.int32),
-                                                                           I_win))
+    steps = jnp.arange(cfg.n_windows, dtype=jnp.int32)
+    ((_, n_spikes, g_peak), acc, _, done), out = jax.lax.scan(window, carry0, (steps, I_win))
     result = _assemble(out, n_spikes, cfg)
     if st is not None:
         result = result._replace(stats=_finalize(st, cfg.n_steps, cfg.dt, acc))

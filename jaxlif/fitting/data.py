@@ -253,12 +253,17 @@ def read_trains_csv(path: str | os.PathLike, *, allow_missing: bool = False) -> 
         ref = sorted(records[(prot, ref_sweep)])
         for sw in sweeps[prot][1:]:
             got = sorted(records[(prot, sw)])
-            if got != ref:
-                odd = sorted(set(got) ^ set(ref))[0]
-                line = records[(prot, sw)].get(odd, records[(prot, ref_sweep)].get(odd))[2]
-                raise ValueError(f"{path}: line {line}: protocol {prot!r} sweep {sw!r} and sweep "
-                                 f"{ref_sweep!r} differ at spike time {odd} ms; every sweep of a "
-                                 f"protocol must have the same spike times")
+            if got != ref:      # name a line of the sweep that differs: its first pulse out of step
+                i = next((k for k, (a, b) in enumerate(zip(got, ref)) if a != b), min(len(got), len(ref)))
+                if i < len(got):
+                    line = records[(prot, sw)][got[i]][2]
+                    what = (f"has a pulse at {got[i]} ms where sweep {ref_sweep!r} has {ref[i]} ms"
+                            if i < len(ref) else f"has a pulse at {got[i]} ms that sweep {ref_sweep!r} lacks")
+                else:
+                    line = records[(prot, sw)][got[-1]][2]
+                    what = f"ends before sweep {ref_sweep!r}'s pulse at {ref[i]} ms"
+                raise ValueError(f"{path}: line {line}: protocol {prot!r} sweep {sw!r} {what}; every "
+                                 f"sweep of a protocol must have the same spike times")
         times[prot] = ref
     n_spk = max(len(v) for v in times.values())
     n_sw = max(len(v) for v in sweeps.values())

@@ -186,7 +186,8 @@ def simulate_cond_lif(params: CondLIFParams, n_E: jax.Array, n_I: jax.Array, I_i
         raise ValueError(f"n_E has {steps} steps but n_I has {np.shape(n_I)[0]}; they must agree")
     I = _current_array(I_inj, steps)
     return _stability.warn_if_poisoned(_simulate_cond_lif(params, jnp.asarray(n_E), jnp.asarray(n_I), I, dt,
-                                                          bool(spiking), spike_grad, checkpoint, integrator),
+                                                          _checks.check_flag("spiking", spiking), spike_grad,
+                                                          checkpoint, integrator),
                                        "simulate_cond_lif")
 
 
@@ -283,7 +284,8 @@ def simulate_cond_lif_poisson(key: jax.Array, params: CondLIFParams = CondLIFPar
     checkpoint = _run_options(spike_grad, checkpoint, params.neuron)
     integrator = check_integrator(integrator)
     return _stability.warn_if_poisoned(
-        _simulate_cond_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, dt, bool(spiking), bool(record),
+        _simulate_cond_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, dt,
+                                   _checks.check_flag("spiking", spiking), _checks.check_flag("record", record),
                                    spike_grad, checkpoint, integrator), "simulate_cond_lif_poisson")
 
 

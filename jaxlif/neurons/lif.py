@@ -307,7 +307,8 @@ def simulate_lif(params: LIFParams, I: jax.Array, *, dt: float, spiking: bool = 
         raise ValueError(f"I must have shape (n_steps,), got {np.shape(I)}; "
                          + _checks.single_neuron_hint("simulate_lif"))
     _checks.check_steps("I", I)
-    return _simulate_lif(params, _checks.upcast(jnp.asarray(I)), dt, bool(spiking), spike_grad, checkpoint, integrator)
+    return _simulate_lif(params, _checks.upcast(jnp.asarray(I)), dt, _checks.check_flag("spiking", spiking), spike_grad,
+                         checkpoint, integrator)
 
 
 @jax.jit(static_argnums=(2, 3, 4, 5, 6))
