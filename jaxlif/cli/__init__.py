@@ -191,6 +191,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise KeyboardInterrupt
         return status
     except KeyboardInterrupt:
+        from jaxlif.cli._common import PARTIAL_FILES
+        for path in list(PARTIAL_FILES):        # normally removed by the writer itself
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
         print(f"\n{name[0]}: interrupted", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     except (ValueError, TypeError) as err:
