@@ -8,7 +8,11 @@ Runs, on embedded defaults (the parameter sets of docs/conventions.md, section 6
 4. ``stp_explorer``: STD and STF traces and g10/g1 ratio curves, regular and Poisson trains;
 5. ``bonus_stp_lif``: STP-LIF vs static synapses against tau_ratio;
 6. ``fit_trains``: real data, every plasticity model fitted to mossy fibre -> CA3 trains and compared;
-7. ``fit_stp``: the fitting demonstration (``experiments/fit_stp.py``; reported as pending while it does
+7. ``train_network``: an E/I network with STP trained to a hidden network's rates, ISI CV and count
+   correlation, surrogate gradients against gradient-free search on the same simulations; in the main job
+   at the small size of ``MAIN_JOB_OPTIONS`` (the full 1000-neuron run is
+   ``python experiments/train_network.py``, about half an hour on 2 cores);
+8. ``fit_stp``: the fitting demonstration (``experiments/fit_stp.py``; reported as pending while it does
    not import).
 
 Each experiment writes its PNGs and ``<name>.json`` into ``<out>/<name>/``; this script adds
@@ -47,8 +51,12 @@ from experiments import _common as C  # noqa: E402
 
 NAME = "reproduce"
 EXPERIMENTS = ["lif_part1", "free_membrane_potential", "ei_explorer", "stp_explorer", "bonus_stp_lif",
-               "fit_trains"]
+               "fit_trains", "train_network"]
 FIT = "fit_stp"
+#: Options an experiment gets in the main job without ``--quick`` (sizes that keep the whole job within
+#: about 5 minutes on 2 cores; the experiment's own defaults are its full run).
+MAIN_JOB_OPTIONS = {"train_network": ["--n-E", "160", "--n-I", "40", "--p", "0.2", "--T", "300", "--steps", "6",
+                                      "--ref-trials", "8", "--eval-trials", "4", "--corr-n", "100"]}
 TITLES = {
     "lif_part1": "LIF neuron part 1: sinusoidal input, membrane potential, spikes",
     "free_membrane_potential": "Section 1.2: free membrane potential vs membrane potential with threshold",
@@ -56,6 +64,7 @@ TITLES = {
     "stp_explorer": "STD and STF explorers: traces and g10/g1 ratio curves",
     "bonus_stp_lif": "Bonus: STP-LIF against tau_ratio, vs static synapses",
     "fit_trains": "Real data: which plasticity model reproduces mossy fibre -> CA3 trains?",
+    "train_network": "Training a recurrent E/I network with STP to a hidden network's statistics",
     FIT: "Fitting STP parameters to g10/g1 curves",
 }
 DEFAULTS = dict(seed=0, only=None)
@@ -79,8 +88,9 @@ def _only(value, cfg):
 CHECKS = {"only": _only}
 
 
-def _experiment_args(cfg, out: Path) -> list[str]:
-    return ["--seed", str(cfg.seed), "--out", str(out)] + (["--quick"] if cfg.quick else [])
+def _experiment_args(cfg, out: Path, name: str | None = None) -> list[str]:
+    size = ["--quick"] if cfg.quick else MAIN_JOB_OPTIONS.get(name, [])
+    return ["--seed", str(cfg.seed), "--out", str(out)] + size
 
 
 def run_experiment(name: str, cfg, out: Path) -> dict:
@@ -89,7 +99,7 @@ def run_experiment(name: str, cfg, out: Path) -> dict:
     folder = out / name
     try:
         module = importlib.import_module(f"experiments.{name}")
-        summary = module.main(_experiment_args(cfg, folder))
+        summary = module.main(_experiment_args(cfg, folder, name))
         status, error = "ok", None
     except (Exception, SystemExit) as err:  # keep going: one broken experiment must not hide the others
         traceback.print_exc()

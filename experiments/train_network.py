@@ -1,0 +1,563 @@
+"""Training a recurrent E/I network with STP to match the statistics of a hidden one: gradients against a
+gradient-free search on the same number of simulations.
+
+The network (:func:`jaxlif.network.ei_network`, as in ``experiments/network.py``): ``n_E`` excitatory and
+``n_I`` inhibitory conductance-LIF neurons, every ordered pair connected with probability ``p``, the weights of
+``EI_WEIGHTS`` (E->E 1, E->I 1, I->E 6, I->I 6 nS for 800 + 200 neurons at p = 0.1; other sizes scale them by
+100 / (p n)), delay 1.5 ms, depressing E->E synapses (Tsodyks-Markram, tau_d 100 ms, tau_f 50 ms), 100
+external Poisson trains at 10 Hz per neuron.  It is split into structure and a parameter pytree
+(:func:`jaxlif.network.partition`) and four numbers of that tree are trained::
+
+    theta = (drive weight [nS], E->E weight scale, I->E weight scale, E->E U0)
+
+each in the unconstrained space of :func:`jaxlif.constraints.default_constraints` (log for the weights,
+logit for U0); the E->E and I->E scales multiply every weight of the projection (1 = the default network).
+
+**Statistics** (after the onset transient, t >= ``--late-start``): E rate, I rate [Hz], the mean smooth
+ISI CV of the E neurons with at least 4 spikes (:func:`jaxlif.soft_isi_cv`) and the mean pairwise
+spike-count correlation of the first ``--corr-n`` E neurons in windows of ``--window`` ms
+(:func:`jaxlif.count_correlation`).  A run's statistics are the mean over ``--trials`` drive keys (one
+``jax.vmap``).  The **target** is their mean over ``--ref-trials`` keys of the reference network with the
+hidden theta (``--hidden``); ``sd`` is their standard deviation across those keys.
+
+**Loss**: ``L = sum_i ((s_i(theta) - target_i) / scale_i)^2`` with ``scale_i = sd_i sqrt(1/ref_trials +
+1/trials)``, the standard deviation of the difference between one run and the target when theta is the
+hidden one: ``L`` is then about a chi-square with 4 degrees of freedom (mean 4), so ``L <~ 10`` is a fit
+within noise.
+
+**Gradient fit**: Adam (optax, cosine-decayed learning rate) on theta from ``--start``, gradients from a
+fast-sigmoid surrogate and the default mean-field estimator of recurrent gradients
+(:mod:`jaxlif.network.gradients`), a new set of drive keys every step.
+
+**Gradient-free baselines, same budget**: a step's cost in forward simulations is the measured ratio of
+the wall time of one gradient call (value and gradient) to one forward call on the same keys (the
+estimator's nominal cost is about ``2 (1 + P) = 6`` simulations for ``P = 2`` populations); each baseline
+gets ``round(ratio x steps)`` forward calls: (1+1)-ES in theta with the 1/5 success rule, parent and
+child evaluated on the same fresh keys (common random numbers: 2 calls per generation), and random search,
+uniform in a box of +- ``--box`` around the start in theta (its best noisy loss wins).
+
+**Evaluation**: start, hidden, and each method's final theta are run on the same ``--eval-trials`` fresh
+keys: statistics with SE, and the loss of their mean.  **Identifiability**: the Jacobian of the statistics
+with respect to theta at the hidden theta, by central finite differences (step ``--fd-step``) over common
+random numbers (the evaluation keys), standardised by ``sd``: its singular values and vectors say which
+combinations of theta the four statistics pin down, and ``sqrt(diag(F^-1) / ref_trials)`` with ``F =
+J_z^T J_z`` is the standard deviation with which each parameter is determined by the target.
+
+Figures: ``training.png`` (loss and parameters against the number of forward-simulation equivalents, for
+the three methods, hidden values dashed), ``statistics.png`` (the four statistics before and after, with SE,
+and the standardised Jacobian).  ``train_network.md`` holds the tables, ``train_network.json`` every number.
+
+Keys: ``root = fold_in(key(seed), 12)``; connectivity ``fold_in(root, 0)`` (one network for every method);
+reference ``split(fold_in(root, 1), ref_trials)``; Adam step ``i`` ``split(fold_in(fold_in(root, 2), i),
+trials)``; ES generation ``g`` ``split(fold_in(fold_in(root, 3), g), trials)``; random-search candidate
+``c``: theta ``fold_in(fold_in(root, 4), c)``, keys ``split(fold_in(fold_in(root, 5), c), trials)``; ES
+mutations ``fold_in(fold_in(root, 6), g)``; evaluation and finite differences ``split(fold_in(root, 7),
+eval_trials)``.  Units: ms, nS, Hz.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+from experiments import _common as C  # noqa: E402
+import jaxlif as jl  # noqa: E402
+from jaxlif import network as nw  # noqa: E402
+
+NAME = "train_network"
+STREAM = 12
+#: The trained parameters, their units and how they enter the parameter tree.
+PARAMS = ("drive_weight", "ee_scale", "ie_scale", "U0")
+LABELS = {"drive_weight": "drive weight (nS)", "ee_scale": "E->E weight scale", "ie_scale": "I->E weight scale",
+          "U0": "E->E U0"}
+STATS = ("rate_E", "rate_I", "cv_E", "corr_E")
+STAT_LABELS = {"rate_E": "E rate (Hz)", "rate_I": "I rate (Hz)", "cv_E": "mean ISI CV (E)",
+               "corr_E": "mean count correlation (E)"}
+SURROGATE = jl.surrogates.fast_sigmoid()
+
+DEFAULTS = dict(T=600.0, dt=0.1, trials=2, seed=0, n_E=800, n_I=200, p=0.1, late_start=100.0, window=50.0,
+                corr_n=200, ref_trials=16, eval_trials=8, steps=20, learning_rate=0.1,
+                hidden=[1.0, 2.0, 1.0, 0.5], start=[0.8, 1.5, 1.5, 0.3], box=1.0, es_sigma=0.3, fd_step=0.1)
+QUICK = dict(T=100.0, trials=2, n_E=80, n_I=20, p=0.2, late_start=20.0, window=20.0, corr_n=40, ref_trials=4,
+             eval_trials=2, steps=2)
+EXTRA = {
+    "n_E": ("excitatory neurons", int), "n_I": ("inhibitory neurons", int),
+    "p": ("connection probability", float),
+    "late_start": ("statistics are taken for t >= this [ms] (after the onset transient)", float),
+    "window": ("counting window of the spike-count correlation [ms]", float),
+    "corr_n": ("E neurons in the pairwise correlation", int),
+    "ref_trials": ("drive keys of the reference network (the target; a multiple of --trials)", int),
+    "eval_trials": ("drive keys of the final evaluation and of the finite differences (a multiple of --trials)", int),
+    "steps": ("Adam steps", int),
+    "learning_rate": ("Adam learning rate on theta (cosine-decayed to a tenth)", float),
+    "hidden": ("hidden parameters: drive weight [nS], E->E scale, I->E scale, U0", C.float_list),
+    "start": ("start of every method: drive weight [nS], E->E scale, I->E scale, U0", C.float_list),
+    "box": ("random search: half-width of the box around the start in theta (log units; logit for U0)", float),
+    "es_sigma": ("(1+1)-ES: initial mutation step in theta", float),
+    "fd_step": ("identifiability: finite-difference step in theta", float),
+}
+
+
+def _four(value, cfg):
+    if len(value) != 4:
+        return f"must be 4 numbers (drive weight nS, E->E scale, I->E scale, U0), got {len(value)}"
+    w, ee, ie, u = value
+    if not all(math.isfinite(x) and x > 0 for x in (w, ee, ie)):
+        return f"drive weight and weight scales must be finite and > 0, got {value}"
+    if not 0.0 < u < 1.0:
+        return f"U0 must lie in (0, 1), got {u:g}"
+
+
+def _multiple(value, cfg):
+    if value < cfg.trials or value % cfg.trials:
+        return f"must be a multiple of --trials={cfg.trials} (runs go in batches of --trials), got {value}"
+
+
+def _late_start(value, cfg):
+    if not 0.0 <= value < cfg.T:
+        return f"must lie in [0, T={cfg.T:g}) ms, got {value:g}"
+
+
+def _window(value, cfg):
+    if not (math.isfinite(value) and value > 0 and 2 * value <= cfg.T - cfg.late_start):
+        return f"must be > 0 ms with two windows in T - late_start = {cfg.T - cfg.late_start:g} ms, got {value:g}"
+
+
+def _corr_n(value, cfg):
+    if not 2 <= value <= cfg.n_E:
+        return f"must lie in [2, n_E={cfg.n_E}], got {value}"
+
+
+CHECKS = {"n_E": C.integer_counts(4), "n_I": C.integer_counts(2), "p": lambda v, c: None if 0 < v <= 1 else
+          f"must be a probability in (0, 1], got {v:g}", "late_start": _late_start, "window": _window,
+          "corr_n": _corr_n, "ref_trials": _multiple, "eval_trials": _multiple, "steps": C.integer_counts(1),
+          "learning_rate": C.positive(), "hidden": _four, "start": _four, "box": C.positive(),
+          "es_sigma": C.positive(), "fd_step": C.positive()}
+
+
+# ----------------------------------------------------------------------------------------------
+# The model: theta -> parameter tree -> statistics
+# ----------------------------------------------------------------------------------------------
+
+
+def build(key, cfg):
+    """``(structure, base, constraints)``: the network for ``cfg`` split by :func:`jaxlif.network.partition`
+    (weights scaled by 100 / (p n) as in ``experiments/network.py``) and the four leaves' constraints."""
+    scale = 100.0 / (cfg.p * (cfg.n_E + cfg.n_I))
+    weights = {k: w * scale for k, w in nw.EI_WEIGHTS.items()}
+    structure, base = nw.partition(nw.ei_network(key, n_E=cfg.n_E, n_I=cfg.n_I, p=cfg.p, weights=weights))
+    cons = jl.constraints.default_constraints(base, dt=cfg.dt)
+    leaf = (cons.populations["E"].drive.weight, cons.projections["E->E"].weights, cons.projections["I->E"].weights,
+            cons.projections["E->E"].stp.U0)
+    return structure, base, leaf
+
+
+def to_theta(values, leaf) -> np.ndarray:
+    """Physical ``(drive weight, E->E scale, I->E scale, U0)`` -> unconstrained theta (log, log, log, logit)."""
+    return np.asarray([float(c.inverse(jnp.asarray(v, jnp.float32))) for c, v in zip(leaf, values)])
+
+
+def from_theta(theta, leaf):
+    """Unconstrained theta -> physical values (works on traced arrays)."""
+    return [c.forward(theta[i]) for i, c in enumerate(leaf)]
+
+
+def with_theta(base: nw.NetworkParams, theta, leaf) -> nw.NetworkParams:
+    """The parameter tree with the drive weight of both populations, the E->E and I->E weights (scaled)
+    and the E->E U0 set from ``theta``."""
+    w, ee, ie, u0 = from_theta(theta, leaf)
+    pops = {n: p._replace(drive=p.drive._replace(weight=w + 0.0 * p.drive.weight)) for n, p in base.populations.items()}
+    proj = dict(base.projections)
+    e = proj["E->E"]
+    proj["E->E"] = e._replace(weights=e.weights * ee, stp=e.stp._replace(U0=u0 + 0.0 * e.stp.U0))
+    proj["I->E"] = proj["I->E"]._replace(weights=proj["I->E"].weights * ie)
+    return base._replace(populations=pops, projections=proj)
+
+
+def run_stats(theta, key, structure, base, leaf, cfg):
+    """The four statistics (``STATS``) of one run with drive key ``key`` (differentiable in theta)."""
+    spikes = nw.simulate_network(key, structure, with_theta(base, theta, leaf), T=cfg.T, dt=cfg.dt,
+                                 spike_grad=SURROGATE, record=False,
+                                 delivery=getattr(cfg, "delivery", "event")).spikes
+    start = int(round(cfg.late_start / cfg.dt))
+    sE, sI = spikes["E"][:, start:], spikes["I"][:, start:]
+    cv = jl.soft_isi_cv(sE)
+    counted = jax.lax.stop_gradient(sE.sum(-1) >= 3.5)
+    cv_mean = jnp.sum(jnp.where(counted, cv, 0.0)) / jnp.maximum(counted.sum(), 1)
+    return jnp.stack([jl.population_rate(sE, cfg.dt), jl.population_rate(sI, cfg.dt), cv_mean,
+                      jl.count_correlation(sE[:cfg.corr_n], cfg.dt, cfg.window)])
+
+
+def programs(structure, base, leaf, cfg):
+    """``(forward, value_and_grad)``, both jitted once for a batch of ``cfg.trials`` keys:
+    ``forward(theta, keys) -> (trials, 4)`` statistics and ``value_and_grad(theta, keys, target, scale)``
+    -> ``((loss, stats), dloss/dtheta)``."""
+    def batch(theta, keys, structure, base):
+        return jax.vmap(lambda k: run_stats(theta, k, structure, base, leaf, cfg))(keys)
+
+    def loss(theta, keys, target, scale, structure, base):
+        stats = batch(theta, keys, structure, base)
+        return jnp.sum(((stats.mean(0) - target) / scale) ** 2), stats
+
+    forward = jax.jit(batch)
+    value_and_grad = jax.jit(jax.value_and_grad(loss, has_aux=True))
+
+    def grad(theta, keys, target, scale):
+        with warnings.catch_warnings():
+            # the mean-field estimator differentiates the whole parameter tree, so tracing it warns that
+            # the (here untrained) drive rate has no gradient: not a problem of this fit
+            warnings.filterwarnings("ignore", message="the gradient with respect to .*rate is zero")
+            return value_and_grad(jnp.asarray(theta, jnp.float32), keys, target, scale, structure, base)
+
+    # the structure goes in as an argument (its index arrays would otherwise become constants)
+    return (lambda theta, keys: forward(jnp.asarray(theta, jnp.float32), keys, structure, base), grad)
+
+
+def batched(forward, theta, keys, trials: int) -> np.ndarray:
+    """Statistics ``(n_keys, 4)`` of many keys, in calls of ``trials`` keys (one compiled program)."""
+    return np.concatenate([np.asarray(forward(theta, keys[i:i + trials])) for i in range(0, len(keys), trials)])
+
+
+def chi2(stats_mean, target, scale) -> float:
+    """The loss of a mean of statistics: sum of squared standardised differences."""
+    return float(np.sum(((np.asarray(stats_mean) - target) / scale) ** 2))
+
+
+def _r(x, digits: int = 2) -> list:
+    """A short printable list of floats."""
+    return [round(float(v), digits) for v in np.asarray(x).ravel()]
+
+
+def _keys(root, sub: int, index: int | None, n: int):
+    k = jax.random.fold_in(root, sub)
+    return jax.random.split(k if index is None else jax.random.fold_in(k, index), n)
+
+
+# ----------------------------------------------------------------------------------------------
+# The three optimisers
+# ----------------------------------------------------------------------------------------------
+
+
+def fit_adam(grad, theta0, target, scale, root, cfg, log):
+    """Adam from ``theta0``; a new key set per step.  Returns the history (theta before each step, loss, time)."""
+    opt = optax.adam(optax.cosine_decay_schedule(cfg.learning_rate, cfg.steps, alpha=0.1))
+    theta = jnp.asarray(theta0, jnp.float32)
+    state = opt.init(theta)
+    hist = dict(theta=[], loss=[], grad=[], seconds=[])
+    for i in range(cfg.steps):
+        t0 = time.perf_counter()
+        (value, _), g = grad(theta, _keys(root, 2, i, cfg.trials), target, scale)
+        g = jax.block_until_ready(g)
+        hist["seconds"].append(time.perf_counter() - t0)
+        hist["theta"].append(np.asarray(theta))
+        hist["loss"].append(float(value))
+        hist["grad"].append(np.asarray(g))
+        if not np.all(np.isfinite(np.asarray(g))):
+            log(f"adam step {i}: gradient not finite ({np.asarray(g)}); step skipped")
+            continue
+        updates, state = opt.update(g, state)
+        theta = optax.apply_updates(theta, updates)
+    hist["theta"].append(np.asarray(theta))
+    return hist
+
+
+def fit_es(forward, theta0, target, scale, budget: int, root, cfg):
+    """(1+1)-ES with the 1/5 success rule; parent and child on the same fresh keys (2 forward calls per
+    generation) until ``budget`` forward calls are spent.  Returns the history per generation."""
+    theta, sigma = np.asarray(theta0, float), cfg.es_sigma
+    hist = dict(theta=[theta.copy()], loss=[], calls=[], sigma=[])
+    calls, g = 0, 0
+    while calls + 2 <= budget:
+        keys = _keys(root, 3, g, cfg.trials)
+        child = theta + sigma * np.asarray(jax.random.normal(jax.random.fold_in(jax.random.fold_in(root, 6), g), (4,)))
+        lp = chi2(np.asarray(forward(theta, keys)).mean(0), target, scale)
+        lc = chi2(np.asarray(forward(child, keys)).mean(0), target, scale)
+        calls += 2
+        if lc < lp:
+            theta, sigma, loss = child, sigma * 1.5, lc
+        else:
+            sigma, loss = sigma * 1.5 ** -0.25, lp
+        hist["theta"].append(theta.copy())
+        hist["loss"].append(loss)
+        hist["calls"].append(calls)
+        hist["sigma"].append(sigma)
+        g += 1
+    return hist
+
+
+def fit_random(forward, theta0, target, scale, budget: int, root, cfg):
+    """Random search: ``budget`` candidates uniform in theta0 +- box, one forward call each on fresh keys."""
+    cand, losses = [], []
+    for c in range(budget):
+        u = np.asarray(jax.random.uniform(jax.random.fold_in(jax.random.fold_in(root, 4), c), (4,),
+                                          minval=-1.0, maxval=1.0))
+        theta = np.asarray(theta0, float) + cfg.box * u
+        cand.append(theta)
+        losses.append(chi2(np.asarray(forward(theta, _keys(root, 5, c, cfg.trials))).mean(0), target, scale))
+    best = int(np.argmin(losses))
+    return dict(theta=np.asarray(cand), loss=np.asarray(losses), best=best, best_so_far=np.minimum.accumulate(losses))
+
+
+# ----------------------------------------------------------------------------------------------
+# Identifiability
+# ----------------------------------------------------------------------------------------------
+
+
+def jacobian(forward, theta, keys, h: float, trials: int) -> np.ndarray:
+    """``J[i, j] = d stat_i / d theta_j`` by central differences on common random numbers (the same keys)."""
+    cols = []
+    for j in range(4):
+        e = np.zeros(4)
+        e[j] = h
+        plus, minus = (batched(forward, theta + s * e, keys, trials).mean(0) for s in (1, -1))
+        cols.append((plus - minus) / (2 * h))
+    return np.stack(cols, axis=1)
+
+
+def identifiability(J, sd, ref_trials: int) -> dict:
+    """Singular values/vectors of the standardised Jacobian ``J / sd`` and each parameter's standard
+    deviation given a target of ``ref_trials`` runs (``sqrt(diag((J_z^T J_z)^-1) / ref_trials)``, theta units)."""
+    Jz = J / sd[:, None]
+    u, s, vt = np.linalg.svd(Jz)
+    F = Jz.T @ Jz
+    with np.errstate(all="ignore"):
+        try:
+            cov = np.linalg.inv(F) / ref_trials
+            param_sd = np.sqrt(np.where(np.diag(cov) > 0, np.diag(cov), np.nan))
+        except np.linalg.LinAlgError:
+            param_sd = np.full(4, np.inf)
+    return dict(jacobian=J, jacobian_standardised=Jz, singular_values=s, right_singular_vectors=vt,
+                param_sd_theta=param_sd)
+
+
+# ----------------------------------------------------------------------------------------------
+# The experiment
+# ----------------------------------------------------------------------------------------------
+
+
+def markdown(cfg, target, sd, evals, ident, ratio, budget, adam, conclusion) -> str:
+    """``train_network.md``: the tables of the run (statistics with SE, parameters, cost, identifiability)."""
+    se_t = sd / math.sqrt(cfg.ref_trials)
+    methods = ("start", "hidden", "adam", "es", "random")
+    lines = [f"# Training a {cfg.n_E} E + {cfg.n_I} I network with STP to a hidden network's statistics", "",
+             f"`python experiments/train_network.py` (seed {cfg.seed}, T {cfg.T:g} ms, {cfg.trials} runs per call, "
+             f"{cfg.steps} Adam steps, {budget} forward calls per baseline){' --quick' if cfg.quick else ''}.", "",
+             f"## Statistics on {cfg.eval_trials} common fresh keys (mean +- SE)", "",
+             "| | target | " + " | ".join(methods) + " |", "|---" * (len(methods) + 2) + "|"]
+    for i, stat in enumerate(STATS):
+        lines.append(f"| {STAT_LABELS[stat]} | {target[i]:.4g} +- {se_t[i]:.2g} | " + " | ".join(
+            f"{evals[m]['stats_mean'][i]:.4g} +- {evals[m]['stats_se'][i]:.2g}" for m in methods) + " |")
+    lines.append("| loss (sum of squared z) | | " + " | ".join(f"{evals[m]['loss']:.3g}" for m in methods) + " |")
+    lines += ["", "## Parameters", "", "| | " + " | ".join(methods) + " | determined to (theta units) |",
+              "|---" * (len(methods) + 2) + "|"]
+    for k, p in enumerate(PARAMS):
+        lines.append(f"| {LABELS[p]} | " + " | ".join(f"{evals[m]['values'][k]:.3g}" for m in methods)
+                     + f" | {ident['param_sd_theta'][k]:.2g} |")
+    lines += ["", "## Cost", "",
+              f"Median wall time of a gradient step {np.median(adam['seconds']):.3g} s = {ratio:.2f} forward calls "
+              f"(nominal cost of the mean-field estimator: 6); every baseline got {budget} forward calls.", "",
+              "## Conclusion", "", conclusion, ""]
+    return "\n".join(lines)
+
+
+def run(cfg, log, files) -> dict:
+    caveat = " [--quick: too small and too short for conclusions]" if cfg.quick else ""
+    root = C.experiment_key(cfg.seed, STREAM)
+    structure, base, leaf = build(jax.random.fold_in(root, 0), cfg)
+    forward, grad = programs(structure, base, leaf, cfg)
+    theta_hidden, theta_start = to_theta(cfg.hidden, leaf), to_theta(cfg.start, leaf)
+    log(f"network: {cfg.n_E} E + {cfg.n_I} I neurons, p = {cfg.p:g}, T = {cfg.T:g} ms; theta "
+        f"{list(PARAMS)}: hidden {cfg.hidden}, start {cfg.start}")
+
+    # --- target: the reference network on ref_trials keys (also compiles and times the forward call) ----
+    t0 = time.perf_counter()
+    ref_keys = _keys(root, 1, None, cfg.ref_trials)
+    first = np.asarray(forward(theta_hidden, ref_keys[:cfg.trials]))
+    compile_forward = time.perf_counter() - t0
+    ref = np.concatenate([first, batched(forward, theta_hidden, ref_keys[cfg.trials:], cfg.trials)]) \
+        if cfg.ref_trials > cfg.trials else first
+    target, sd = ref.mean(0), ref.std(0, ddof=1)
+    if not np.all(np.isfinite(target)) or np.any(target[:2] <= 0):
+        raise RuntimeError(f"the reference network is silent or invalid (statistics {target}); choose other "
+                           f"--hidden values")
+    sd = np.where(sd > 0, sd, np.maximum(np.abs(target) * 1e-3, 1e-6))
+    scale = sd * math.sqrt(1.0 / cfg.ref_trials + 1.0 / cfg.trials)
+    log("target: " + ", ".join(f"{n} {m:.4g} +- {s / math.sqrt(cfg.ref_trials):.2g}" for n, m, s in zip(STATS, target, sd)))
+
+    # --- compile and time: the gradient program once, the forward call three times on the same keys -----
+    tkeys = _keys(root, 2, 10**6, cfg.trials)
+    t0 = time.perf_counter()
+    jax.block_until_ready(grad(theta_start, tkeys, target, scale))
+    compile_grad = time.perf_counter() - t0
+    t_fwd = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        jax.block_until_ready(forward(theta_start, tkeys))
+        t_fwd.append(time.perf_counter() - t0)
+
+    # --- the gradient fit; its steps' wall times against the forward call's set the baselines' budget ----
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", nw.gradients.RecurrentGradientWarning)
+        adam = fit_adam(grad, theta_start, target, scale, root, cfg, log)
+    unstable = sum(issubclass(w.category, nw.gradients.RecurrentGradientWarning) for w in caught)
+    for w in caught:
+        if not issubclass(w.category, nw.gradients.RecurrentGradientWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    t_grad = adam["seconds"]
+    ratio = float(np.median(t_grad) / np.median(t_fwd))
+    budget = max(2, int(round(ratio * cfg.steps)))
+    log(f"adam: loss {adam['loss'][0]:.4g} -> {adam['loss'][-1]:.4g} in {cfg.steps} steps; {unstable} "
+        f"unstable-estimator warnings; forward {np.median(t_fwd):.3g} s, value+gradient {np.median(t_grad):.3g} s "
+        f"per call of {cfg.trials} keys: a gradient step costs {ratio:.2f} forward calls; baselines get {budget}")
+
+    # --- the gradient-free baselines on the same number of forward calls ---------------------------------
+    es = fit_es(forward, theta_start, target, scale, budget, root, cfg)
+    rs = fit_random(forward, theta_start, target, scale, budget, root, cfg)
+    log(f"(1+1)-ES: {len(es['loss'])} generations, last loss {es['loss'][-1] if es['loss'] else float('nan'):.4g}; "
+        f"random search: best loss {rs['loss'][rs['best']]:.4g} of {budget}")
+
+    # --- evaluation on common fresh keys ---------------------------------------------------------------
+    eval_keys = _keys(root, 7, None, cfg.eval_trials)
+    finals = {"start": theta_start, "hidden": theta_hidden, "adam": adam["theta"][-1], "es": es["theta"][-1],
+              "random": rs["theta"][rs["best"]]}
+    evals = {}
+    for name, th in finals.items():
+        st = batched(forward, th, eval_keys, cfg.trials)
+        m, se = C.mean_sem(st, axis=0)
+        evals[name] = dict(theta=np.asarray(th), values=[float(v) for v in from_theta(jnp.asarray(th, jnp.float32), leaf)],
+                           stats_mean=m, stats_se=se,
+                           loss=chi2(m, target, sd * math.sqrt(1.0 / cfg.ref_trials + 1.0 / cfg.eval_trials)))
+    # --- identifiability at the hidden theta ----------------------------------------------------------
+    J = jacobian(forward, theta_hidden, eval_keys, cfg.fd_step, cfg.trials)
+    ident = identifiability(J, sd, cfg.ref_trials)
+    log("evaluation (loss of the mean of " f"{cfg.eval_trials} runs): " +
+        ", ".join(f"{n} {e['loss']:.3g}" for n, e in evals.items()))
+
+    # --- figures ---------------------------------------------------------------------------------------
+    sims_adam = ratio * np.arange(cfg.steps + 1)
+    es_calls = np.concatenate([[0], es["calls"]])
+    values = lambda thetas: np.asarray([[float(v) for v in from_theta(jnp.asarray(t, jnp.float32), leaf)]
+                                        for t in thetas])
+    adam_v, es_v = values(adam["theta"]), values(es["theta"])
+    rs_best_v = values([rs["theta"][int(np.argmin(rs["loss"][:i + 1]))] for i in range(budget)])
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+    ax = axes[0, 0]
+    ax.semilogy(sims_adam[:-1], adam["loss"], "o-", ms=3, color="tab:blue", label="Adam (surrogate + mean-field gradient)")
+    if es["loss"]:
+        ax.semilogy(es["calls"], es["loss"], "-", color="tab:orange", label="(1+1)-ES (parent's loss)")
+    ax.semilogy(np.arange(1, budget + 1), rs["best_so_far"], "-", color="tab:green", label="random search (best so far)")
+    ax.axhline(4.0, color="k", ls=":", lw=1, label="noise level (chi-square mean, 4)")
+    ax.set(xlabel="forward-simulation equivalents (calls of --trials runs)", ylabel="loss (sum of squared z)",
+           title="Loss of each call's runs")
+    ax.legend(fontsize=7)
+    for k, (ax, pname) in enumerate(zip(axes.ravel()[1:5], PARAMS)):
+        ax.plot(sims_adam, adam_v[:, k], "o-", ms=3, color="tab:blue", label="Adam")
+        ax.plot(es_calls, es_v[:, k], "-", color="tab:orange", label="(1+1)-ES")
+        ax.plot(np.arange(1, budget + 1), rs_best_v[:, k], "-", color="tab:green", label="random search (best)")
+        ax.axhline(cfg.hidden[k], color="k", ls="--", lw=1, label="hidden")
+        ax.set(xlabel="forward-simulation equivalents", ylabel=LABELS[pname],
+               title=f"{LABELS[pname]}: hidden {cfg.hidden[k]:g}, determined to +-{ident['param_sd_theta'][k]:.2g} "
+                     f"({'log' if k < 3 else 'logit'})")
+        ax.title.set_fontsize(9)
+        if k == 0:
+            ax.legend(fontsize=7)
+    ax = axes[1, 2]
+    for vals, x, col, lab in ((adam_v, sims_adam, "tab:blue", "Adam"), (es_v, es_calls, "tab:orange", "(1+1)-ES"),
+                              (rs_best_v, np.arange(1, budget + 1), "tab:green", "random search (best)")):
+        ax.plot(x, vals[:, 1] * vals[:, 3], "-", color=col, label=lab)
+    ax.axhline(cfg.hidden[1] * cfg.hidden[3], color="k", ls="--", lw=1, label="hidden")
+    ax.set(xlabel="forward-simulation equivalents", ylabel="E->E scale x U0 (rested efficacy)",
+           title="E->E rested efficacy, scale x U0")
+    fig.suptitle(f"Fitting 4 parameters of a {cfg.n_E} E + {cfg.n_I} I network with STP to its E/I rates, ISI CV and "
+                 f"count correlation: a gradient step costs {ratio:.1f} forward calls (measured); "
+                 f"{cfg.steps} Adam steps vs {budget} forward calls per baseline{caveat}", fontsize=10)
+    fig.tight_layout()
+    C.save_figure(fig, cfg.out, "training.png", files)
+
+    fig, axes = plt.subplots(1, 5, figsize=(19, 4.2), gridspec_kw=dict(width_ratios=[1, 1, 1, 1, 1.3]))
+    names = list(finals)
+    colours = {"start": "tab:gray", "hidden": "k", "adam": "tab:blue", "es": "tab:orange", "random": "tab:green"}
+    for i, (ax, stat) in enumerate(zip(axes, STATS)):
+        for j, n in enumerate(names):
+            ax.errorbar([j], [evals[n]["stats_mean"][i]], yerr=[evals[n]["stats_se"][i]], fmt="o", capsize=3,
+                        color=colours[n])
+        ax.axhspan(target[i] - sd[i] / math.sqrt(cfg.ref_trials), target[i] + sd[i] / math.sqrt(cfg.ref_trials),
+                   color="k", alpha=0.15, label=f"target +- SE ({cfg.ref_trials} runs)")
+        ax.set_xticks(range(len(names)), names, rotation=30, fontsize=8)
+        ax.set(ylabel=STAT_LABELS[stat], xlabel="parameters", title=f"{STAT_LABELS[stat]}, mean +- SE")
+        ax.title.set_fontsize(9)
+        if i == 0:
+            ax.legend(fontsize=7)
+    ax = axes[4]
+    Jz = ident["jacobian_standardised"]
+    lim = float(np.nanmax(np.abs(Jz))) or 1.0
+    im = ax.imshow(Jz, cmap="RdBu_r", vmin=-lim, vmax=lim)
+    ax.set_xticks(range(4), [LABELS[p] for p in PARAMS], rotation=30, fontsize=7, ha="right")
+    ax.set_yticks(range(4), [STAT_LABELS[s] for s in STATS], fontsize=7)
+    ax.set(xlabel="parameter (theta)", title=f"d stat / d theta / sd (finite differences);\nsingular values "
+           + ", ".join(f"{s:.2g}" for s in ident["singular_values"]))
+    ax.title.set_fontsize(9)
+    fig.colorbar(im, ax=ax, label="standardised sensitivity")
+    fig.suptitle(f"Statistics on {cfg.eval_trials} common fresh keys at each method's final parameters{caveat}",
+                 fontsize=10)
+    fig.tight_layout()
+    C.save_figure(fig, cfg.out, "statistics.png", files)
+
+    # --- conclusion ------------------------------------------------------------------------------------
+    rel_err = {n: np.abs(evals[n]["theta"] - theta_hidden) for n in ("adam", "es", "random")}
+    identified = [p for p, s in zip(PARAMS, ident["param_sd_theta"]) if np.isfinite(s) and s < 0.1]
+    sloppy = ident["right_singular_vectors"][-1]
+    sloppy_text = " ".join(f"{c:+.2f} {p}" for c, p in zip(sloppy, PARAMS))
+    best = min(("adam", "es", "random"), key=lambda n: evals[n]["loss"])
+    conclusion = (
+        f"A {cfg.n_E} E + {cfg.n_I} I network with depressing E->E synapses, {cfg.T:g} ms runs: target E "
+        f"{target[0]:.2f} Hz, I {target[1]:.2f} Hz, ISI CV {target[2]:.3f}, count correlation {target[3]:.4f}. "
+        f"A gradient step (surrogate, mean-field recurrent estimator) took {np.median(adam['seconds']):.2f} s, "
+        f"{ratio:.1f} forward calls of {cfg.trials} runs (the estimator's nominal cost is 6). On {cfg.eval_trials} "
+        f"fresh keys the loss (chi-square-like, about 4 at the hidden parameters; here "
+        f"{evals['hidden']['loss']:.2f}) fell from {evals['start']['loss']:.3g} at the start to "
+        f"{evals['adam']['loss']:.3g} after {cfg.steps} Adam steps, against {evals['es']['loss']:.3g} for a (1+1)-ES "
+        f"and {evals['random']['loss']:.3g} for random search on the same {budget} forward calls (best: {best}). "
+        f"Parameter error |theta - hidden| (log or logit units, in the order {', '.join(PARAMS)}): Adam "
+        f"{_r(rel_err['adam'])}, ES {_r(rel_err['es'])}, random {_r(rel_err['random'])}. Identifiability from the standardised finite-difference "
+        f"Jacobian at the hidden parameters: singular values {_r(ident['singular_values'], 3)}; "
+        f"the least determined direction is ({sloppy_text}); with a {cfg.ref_trials}-run target each parameter is "
+        f"determined to {_r(ident['param_sd_theta'])} (theta units), so "
+        f"{', '.join(identified) if identified else 'none'} "
+        f"{'is' if len(identified) == 1 else 'are'} identifiable to better than 10 % and the others only in "
+        f"combination." + caveat)
+    log(conclusion)
+    (Path(cfg.out) / f"{NAME}.md").write_text(markdown(cfg, target, sd, evals, ident, ratio, budget, adam, conclusion))
+    return dict(name=NAME, figures=files, conclusion=conclusion, units="ms, nS, Hz", seed=cfg.seed,
+                config={k: v for k, v in vars(cfg).items() if not k.startswith("_") and k != "out"},
+                params=list(PARAMS), stats=list(STATS), theta_hidden=theta_hidden, theta_start=theta_start,
+                target=dict(mean=target, sd=sd, se=sd / math.sqrt(cfg.ref_trials), per_run=ref, loss_scale=scale),
+                timing=dict(forward_s=t_fwd, grad_s=t_grad, ratio_grad_to_forward=ratio, nominal_ratio=6.0,
+                            compile_forward_s=compile_forward, compile_grad_s=compile_grad,
+                            adam_step_s=adam["seconds"], adam_step_median_s=float(np.median(adam["seconds"]))),
+                budget_forward_calls=budget,
+                adam=dict(theta=adam["theta"], values=adam_v, loss=adam["loss"], grad=adam["grad"],
+                          unstable_warnings=unstable),
+                es=dict(theta=es["theta"], values=es_v, loss=es["loss"], calls=es["calls"], sigma=es["sigma"]),
+                random=dict(theta=rs["theta"], loss=rs["loss"], best=rs["best"]),
+                evaluation=evals, identifiability=ident, identified=identified)
+
+
+def main(argv=None) -> dict:
+    return C.run_main(run, __doc__, NAME, DEFAULTS, QUICK, EXTRA, CHECKS, argv)
+
+
+if __name__ == "__main__":
+    C.script(main)

@@ -1,0 +1,162 @@
+"""``experiments/train_network.py`` at ``--quick`` size: its files, its bookkeeping, and its statistics
+against a NumPy oracle on an independent simulation.
+
+One ``--quick`` run per module (about 20 CPU-seconds, most of it compiling the mean-field gradient
+program); the other tests read its JSON or call the script's small functions directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from experiments import train_network as tn  # noqa: E402
+from jaxlif import network as nw  # noqa: E402
+
+SEED = 3
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train") / "train_network"
+    summary = tn.main(["--quick", "--seed", str(SEED), "--out", str(out)])
+    return out, summary, json.loads((out / "train_network.json").read_text())
+
+
+def _cfg(data) -> argparse.Namespace:
+    return argparse.Namespace(**data["config"])
+
+
+def test_files_and_summary(quick):
+    out, summary, data = quick
+    assert sorted(p.name for p in out.iterdir()) == ["statistics.png", "train_network.json", "train_network.md",
+                                                      "training.png"]
+    assert data["figures"] == ["training.png", "statistics.png"]
+    for png in data["figures"]:
+        raw = (out / png).read_bytes()
+        assert raw[:8] == PNG_MAGIC and len(raw) > 20_000, png
+    assert data["conclusion"] and "--quick" in data["conclusion"]
+    md = (out / "train_network.md").read_text()
+    assert data["conclusion"] in md and "| loss (sum of squared z) |" in md
+    assert summary["name"] == "train_network" and data["params"] == list(tn.PARAMS)
+    cfg = _cfg(data)
+    assert cfg.n_E == 80 and cfg.n_I == 20 and cfg.steps == 2 and cfg.T == 100.0
+
+
+def test_budget_and_histories(quick):
+    """The baselines get round(ratio x steps) forward calls; every history is finite and has its length."""
+    _, _, data = quick
+    cfg = _cfg(data)
+    timing = data["timing"]
+    ratio = float(np.median(timing["grad_s"]) / np.median(timing["forward_s"]))
+    assert timing["ratio_grad_to_forward"] == pytest.approx(ratio, rel=1e-6)
+    budget = max(2, int(round(ratio * cfg.steps)))
+    assert data["budget_forward_calls"] == budget
+    assert len(data["random"]["loss"]) == budget
+    assert data["random"]["loss"][data["random"]["best"]] == pytest.approx(min(data["random"]["loss"]))
+    calls = data["es"]["calls"]
+    assert calls == [2 * (g + 1) for g in range(len(calls))] and calls[-1] <= budget < calls[-1] + 2
+    assert len(data["adam"]["loss"]) == cfg.steps and len(data["adam"]["theta"]) == cfg.steps + 1
+    assert np.all(np.isfinite(data["adam"]["loss"])) and np.all(np.isfinite(data["adam"]["grad"]))
+    assert np.any(np.asarray(data["adam"]["grad"]) != 0)
+    # Adam moved theta, and not by more than its learning rate allows (|step| <= lr per coordinate, roughly)
+    theta = np.asarray(data["adam"]["theta"])
+    assert np.all(np.abs(np.diff(theta, axis=0)) <= 1.5 * cfg.learning_rate) and np.any(theta[-1] != theta[0])
+
+
+def test_losses_are_the_standardised_distances(quick):
+    """Each evaluation's loss is the sum of squared standardised differences of its reported means."""
+    _, _, data = quick
+    cfg = _cfg(data)
+    target, sd = np.asarray(data["target"]["mean"]), np.asarray(data["target"]["sd"])
+    per_run = np.asarray(data["target"]["per_run"])
+    np.testing.assert_allclose(per_run.mean(0), target, rtol=1e-6)
+    np.testing.assert_allclose(per_run.std(0, ddof=1), sd, rtol=1e-5)
+    scale = sd * math.sqrt(1 / cfg.ref_trials + 1 / cfg.eval_trials)
+    for name, e in data["evaluation"].items():
+        want = np.sum(((np.asarray(e["stats_mean"]) - target) / scale) ** 2)
+        assert e["loss"] == pytest.approx(want, rel=1e-5), name
+    np.testing.assert_allclose(data["evaluation"]["hidden"]["values"], cfg.hidden, rtol=1e-5)
+    np.testing.assert_allclose(data["evaluation"]["start"]["values"], cfg.start, rtol=1e-5)
+
+
+def test_theta_sets_the_parameter_tree():
+    """``with_theta`` writes the four values where the docstring says, and nothing else."""
+    cfg = argparse.Namespace(n_E=12, n_I=4, p=0.5, dt=0.1)
+    structure, base, leaf = tn.build(jax.random.key(0), cfg)
+    values = [1.7, 0.4, 2.5, 0.3]
+    params = tn.with_theta(base, jnp.asarray(tn.to_theta(values, leaf), jnp.float32), leaf)
+    for pop in ("E", "I"):
+        assert float(params.populations[pop].drive.weight) == pytest.approx(1.7, rel=1e-5)
+        assert float(params.populations[pop].drive.rate) == float(base.populations[pop].drive.rate)
+    ee, ie = params.projections["E->E"], params.projections["I->E"]
+    np.testing.assert_allclose(ee.weights, 0.4 * np.asarray(base.projections["E->E"].weights), rtol=1e-5)
+    np.testing.assert_allclose(ie.weights, 2.5 * np.asarray(base.projections["I->E"].weights), rtol=1e-5)
+    assert float(ee.stp.U0) == pytest.approx(0.3, rel=1e-5)
+    for key in ("E->I", "I->I"):
+        np.testing.assert_array_equal(params.projections[key].weights, base.projections[key].weights)
+    np.testing.assert_allclose(tn.to_theta(values, leaf), [np.log(1.7), np.log(0.4), np.log(2.5),
+                                                           np.log(0.3 / 0.7)], rtol=1e-5)
+
+
+def _oracle_stats(sE, sI, dt, window_steps, corr_n):
+    """NumPy: E and I rates [Hz], the mean ISI CV of E trains with >= 4 spikes, the mean pairwise count correlation."""
+    n_steps = sE.shape[1]
+    rate = lambda s: s.sum() / (s.shape[0] * n_steps * dt) * 1000.0
+    cvs = []
+    for train in sE:
+        t = np.nonzero(train)[0]
+        if len(t) >= 4:
+            isi = np.diff(t)
+            cvs.append(isi.std() / isi.mean())
+    cv = float(np.mean(cvs)) if cvs else 0.0
+    W = n_steps // window_steps
+    c = sE[:corr_n, :W * window_steps].reshape(corr_n, W, window_steps).sum(-1)
+    varies = c.std(1) > 0
+    rho = np.corrcoef(c[varies]) if varies.sum() >= 2 else np.zeros((0, 0))
+    iu = np.triu_indices(rho.shape[0], 1)
+    corr = float(rho[iu].mean()) if len(iu[0]) else 0.0
+    return np.array([rate(sE), rate(sI), cv, corr])
+
+
+def test_target_statistics_equal_a_numpy_oracle(quick):
+    """Reference run 0 re-simulated with exact spikes (keys as the docstring derives them), statistics in NumPy."""
+    _, _, data = quick
+    cfg = _cfg(data)
+    root = jax.random.fold_in(jax.random.key(SEED), tn.STREAM)
+    structure, base, leaf = tn.build(jax.random.fold_in(root, 0), cfg)
+    key = jax.random.split(jax.random.fold_in(root, 1), cfg.ref_trials)[0]
+    params = tn.with_theta(base, jnp.asarray(data["theta_hidden"], jnp.float32), leaf)
+    spikes = nw.simulate_network(key, structure, params, T=cfg.T, dt=cfg.dt, record=False).spikes
+    start = int(round(cfg.late_start / cfg.dt))
+    sE, sI = (np.asarray(spikes[p])[:, start:].astype(float) for p in ("E", "I"))
+    assert sE.sum() > 0
+    want = _oracle_stats(sE, sI, cfg.dt, int(round(cfg.window / cfg.dt)), cfg.corr_n)
+    np.testing.assert_allclose(data["target"]["per_run"][0], want, rtol=2e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--hidden", "1,1,1"], "must be 4 numbers"),
+    (["--start", "1,1,1,1.5"], "U0 must lie in (0, 1)"),
+    (["--ref-trials", "3"], "multiple of --trials"),
+    (["--window", "60"], "two windows"),
+])
+def test_bad_options_are_refused(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as err:
+        tn.main(["--quick", "--out", str(tmp_path / "x")] + argv)
+    assert err.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
