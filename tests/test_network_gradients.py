@@ -110,3 +110,20 @@ def test_drive_gradient_against_finite_differences(T_s):
     est = np.mean([jax.jacfwd(f)(0.0, k) for k in keys], axis=0)
     assert np.all(np.isfinite(est))
     assert np.all(np.sign(est) == np.sign(fd)) and np.all(np.abs(np.log(est / fd)) < np.log(3.0)), (est, fd)
+
+
+@pytest.mark.slow
+def test_grad_network_script_quick(tmp_path):
+    """The study script behind BENCHMARKS.md "Recurrent gradients" runs and writes its table."""
+    import importlib.util
+    import json
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "experiments" / "grad_network.py"
+    spec = importlib.util.spec_from_file_location("grad_network", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.main(["--quick", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "grad_network.json").read_text())
+    assert saved["fd"] == result["fd"] and set(saved["estimators"]) == {"mean_field", "local"}
+    assert np.all(np.isfinite(saved["estimators"]["mean_field"]["mean"]))
+    assert "| E rate [Hz] | FD |" in (tmp_path / "grad_network.md").read_text()

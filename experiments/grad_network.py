@@ -1,0 +1,129 @@
+r"""Recurrent surrogate gradients against finite differences (the table of docs/networks.md and BENCHMARKS.md).
+
+    python experiments/grad_network.py --config small --T 1 --keys 8       # 200 E + 50 I, p 0.2 (about 10 min)
+    python experiments/grad_network.py --config default --T 1 --keys 8     # ei_network defaults (800 + 200)
+    python experiments/grad_network.py --config double --T 1 --keys 8      # the same with every weight x2
+    python experiments/grad_network.py --quick --out /tmp/g                # seconds: 40 + 10 neurons, 50 ms
+
+For each network: the E rate, I rate [Hz] and mean smooth ISI CV of the E population
+(:func:`jaxlif.soft_isi_cv`), differentiated with respect to four unconstrained parameters (log drive
+weight, log E->E weight, log I->E weight, logit E->E U0) by central finite differences with common random
+numbers (the same keys on both sides, step ``--h``) and by each requested ``grad_estimator`` in forward mode
+(``jax.jacfwd``; the same derivative as ``jax.grad``).  Writes ``grad_network.json`` and ``grad_network.md``
+(a markdown table) into ``--out`` (default ``results/grad_network``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxlif
+from jaxlif import network as nw
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = ("log drive weight", "log E->E weight", "log I->E weight", "logit E->E U0")
+OUTPUTS = ("E rate [Hz]", "I rate [Hz]", "E ISI CV")
+CONFIGS = {"small": (dict(n_E=200, n_I=50, p=0.2), 1.0), "default": ({}, 1.0), "double": ({}, 2.0),
+           "quick": (dict(n_E=40, n_I=10, p=0.2), 1.0)}
+DT = 0.1
+
+
+def build(config: str):
+    kw, scale = CONFIGS[config]
+    net = nw.ei_network(jax.random.key(0), **kw, weights={k: v * scale for k, v in nw.EI_WEIGHTS.items()})
+    return nw.partition(net)
+
+
+def with_theta(params, theta):
+    """``params`` moved by the four unconstrained parameters ``theta`` (zero: unchanged)."""
+    pops = {k: v._replace(drive=v.drive._replace(weight=v.drive.weight * jnp.exp(theta[0])))
+            for k, v in params.populations.items()}
+    projs = dict(params.projections)
+    ee = projs["E->E"]
+    logit = jnp.log(ee.stp.U0) - jnp.log1p(-ee.stp.U0)
+    projs["E->E"] = ee._replace(weights=ee.weights * jnp.exp(theta[1]),
+                                stp=ee.stp._replace(U0=jax.nn.sigmoid(logit + theta[3])))
+    projs["I->E"] = projs["I->E"]._replace(weights=projs["I->E"].weights * jnp.exp(theta[2]))
+    return params._replace(populations=pops, projections=projs)
+
+
+def statistics(structure, params, theta, key, T, estimator):
+    spike_grad = None if estimator is None else jaxlif.surrogates.fast_sigmoid()
+    res = nw.simulate_network(key, structure, with_theta(params, theta), T=T, dt=DT, spike_grad=spike_grad,
+                              record=False, grad_estimator=estimator)
+    E, I = (jnp.asarray(res.spikes[p], jnp.result_type(float)) for p in ("E", "I"))
+    cv = jnp.nanmean(jaxlif.soft_isi_cv(E))
+    return jnp.stack([jaxlif.population_rate(E, DT).mean(), jaxlif.population_rate(I, DT).mean(), cv])
+
+
+def study(config: str, T_s: float, n_keys: int, h: float, estimators) -> dict:
+    structure, params = build(config)
+    T = 1000.0 * T_s
+    keys = [jax.random.key(100 + i) for i in range(n_keys)]
+    theta0 = jnp.zeros(4)
+    forward = jax.jit(lambda th, k: statistics(structure, params, th, k, T, None))
+    t0 = time.perf_counter()
+    values = np.array([forward(theta0, k) for k in keys])
+    t_forward = (time.perf_counter() - t0) / n_keys
+    fd = np.array([[(forward(theta0.at[i].set(h), k) - forward(theta0.at[i].set(-h), k)) / (2 * h)
+                    for i in range(4)] for k in keys])               # (keys, params, outputs)
+    out = {"config": config, "T_s": T_s, "keys": n_keys, "h": h, "values": values.mean(0).tolist(),
+           "fd": fd.mean(0).T.tolist(), "fd_se": (fd.std(0, ddof=1).T / np.sqrt(n_keys)).tolist(),
+           "seconds_per_forward": t_forward, "estimators": {}}
+    for est in estimators:
+        jac = jax.jit(jax.jacfwd(lambda th, k: statistics(structure, params, th, k, T, est)))
+        jac(theta0, keys[0]).block_until_ready()
+        t0 = time.perf_counter()
+        J = np.array([jac(theta0, k) for k in keys])                  # (keys, outputs, params)
+        out["estimators"][est] = {"mean": J.mean(0).tolist(), "se": (J.std(0, ddof=1) / np.sqrt(n_keys)).tolist(),
+                                  "seconds_per_jacobian": (time.perf_counter() - t0) / n_keys}
+    return out
+
+
+def table(result: dict) -> str:
+    lines = [f"{result['config']} network, T = {result['T_s']:g} s, {result['keys']} keys: finite differences "
+             f"(± SE) and estimators", "", "| output | method | " + " | ".join(PARAMS) + " |",
+             "|---|---|" + "---|" * len(PARAMS)]
+    fd, se = np.array(result["fd"]), np.array(result["fd_se"])
+    for o, name in enumerate(OUTPUTS):
+        lines.append(f"| {name} | FD | " + " | ".join(f"{fd[o, i]:.3g} ± {se[o, i]:.2g}" for i in range(4)) + " |")
+        for est, r in result["estimators"].items():
+            m = np.array(r["mean"])
+            lines.append(f"| | {est} | " + " | ".join(f"{m[o, i]:.3g}" for i in range(4)) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", choices=sorted(CONFIGS), default="small")
+    ap.add_argument("--T", type=float, default=1.0, help="duration of each run [s]")
+    ap.add_argument("--keys", type=int, default=8, help="common random numbers: keys per derivative")
+    ap.add_argument("--h", type=float, default=0.05, help="finite-difference step (unconstrained units)")
+    ap.add_argument("--estimators", default="mean_field,local", help="comma-separated grad_estimator values")
+    ap.add_argument("--quick", action="store_true", help="40 + 10 neurons, 50 ms, 2 keys (a smoke run)")
+    ap.add_argument("--out", type=Path, default=ROOT / "results" / "grad_network")
+    args = ap.parse_args(argv)
+    if args.keys < 2:
+        ap.error(f"--keys={args.keys} must be at least 2 (standard errors)")
+    config, T_s, keys = ("quick", 0.05, 2) if args.quick else (args.config, args.T, args.keys)
+    estimators = [e for e in args.estimators.split(",") if e]
+    bad = sorted(set(estimators) - set(nw.gradients.GRAD_ESTIMATORS))
+    if bad:
+        ap.error(f"--estimators has {bad}; choose from {list(nw.gradients.GRAD_ESTIMATORS)}")
+    result = study(config, T_s, keys, args.h, estimators)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "grad_network.json").write_text(json.dumps(result, indent=1))
+    (args.out / "grad_network.md").write_text(table(result) + "\n")
+    print(table(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
