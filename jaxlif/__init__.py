@@ -33,6 +33,7 @@ persistent cache; importing the package never does (docs/command_line.md).
 from jaxlif import (analysis, batch, constraints, fitting, grid, inputs, network, neurons, nma, plasticity,
                     spike_stats, stp_lif, surrogates, synapses)
 from jaxlif._checks import checked
+from jaxlif._stability import EulerUnstableWarning
 from jaxlif.analysis import (balanced_inh_rate, fmp_shot_noise, fmp_stats, isi_cv, spike_count, spike_rate,
                              values_at_events)
 from jaxlif.fitting import (FitInterrupted, FitResult, TrainFitResult, default_starts, fit_stp,
@@ -76,7 +77,7 @@ __all__ = [
     "FitResult", "fit_stp", "fit_stp_dataset", "stp_ratio", "ratio_loss", "ratio_curve_exact",
     "ratio_curve_poisson", "default_starts", "stp_amplitudes", "fit_stp_trains", "TrainFitResult",
     "FitInterrupted",
-    "n_steps", "time_axis", "UnitsWarning",
+    "n_steps", "time_axis", "UnitsWarning", "EulerUnstableWarning",
     "BatchResult", "simulate_cond_lif_batch", "simulate_stp_lif_batch", "cond_lif_batch_inputs",
     "stp_lif_batch_trains", "batch_mesh",
     "network", "stp_efficacy", "Network", "Population", "Receptor", "PoissonDrive", "DenseProjection",
