@@ -161,6 +161,19 @@ def test_a_folder_others_can_write_is_refused(tmp_path, mode):
     assert stat.S_IMODE(os.stat(inner).st_mode) == 0o700
 
 
+def test_the_command_line_refuses_a_shared_cache_folder_in_one_line(tmp_path, monkeypatch, capsys):
+    from jaxlif import cli
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    monkeypatch.setattr(cli, "SUBCOMMANDS", [_fake_command(lambda args: 0)])
+    assert cli.main(["fake", "--cache-dir", str(shared), "--quiet"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"jaxlif fake: compilation cache off: {shared}: the folder is "
+                                               f"writable by other users"), err
+    assert list(shared.iterdir()) == []
+
+
 def test_an_entry_others_can_write_is_never_unpickled(tmp_path, monkeypatch):
     from jaxlif import _executables as E
     x = jax.numpy.arange(3.0)

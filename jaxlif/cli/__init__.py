@@ -95,7 +95,13 @@ def _setup_cache(args) -> None:
     """Enable the persistent cache (unless ``--no-cache``) and announce compilation on stderr."""
     from jaxlif import _cache
 
-    folder = None if args.no_cache else _cache.enable(args.cache_dir)
+    with warnings.catch_warnings(record=True) as caught:     # a refused cache folder: one line, no source
+        warnings.simplefilter("always")
+        folder = None if args.no_cache else _cache.enable(args.cache_dir)
+    for w in caught:
+        text = str(w.message)
+        print(f"jaxlif {args.command}: {text[len('jaxlif: '):] if text.startswith('jaxlif: ') else text}",
+              file=sys.stderr, flush=True)
     if getattr(args, "quiet", False):
         return
     where = f"; compiled programs are kept in {folder}" if folder is not None else ""
