@@ -395,6 +395,40 @@ def test_any_unit_tm_gamma_and_model_comparison():
             assert rb["delta_aic"] == pytest.approx(ra["delta_aic"], abs=1e-6)
 
 
+def test_precision_rule_and_validation():
+    from jaxlif.fitting.trains import AUTO_FLOAT64_POINTS, precision_context
+    for precision, n, x64 in (("auto", AUTO_FLOAT64_POINTS - 1, False),
+                              ("auto", AUTO_FLOAT64_POINTS, True), ("default", 10 ** 6, False),
+                              ("float64", 1, True)):
+        with precision_context(precision, n):
+            assert (jnp.result_type(float) == jnp.float64) == x64, (precision, n)
+        assert jnp.result_type(float) == jnp.float32                    # restored
+    y, _ = _simulate(PSEUDOLINEAR, seed=16)
+    with pytest.raises(ValueError, match=r"precision='half' is not one of \('auto', 'default', "
+                                         r"'float64'\)"):
+        fit_stp_trains(PROTOCOLS, y, precision="half")
+
+
+@pytest.mark.slow          # compiles the float64 fit (~10 s)
+def test_precision_float64_inside_the_call_only_and_auto_from_2000_points():
+    y, _ = _simulate(PSEUDOLINEAR, seed=16)
+    assert jnp.result_type(float) == jnp.float32           # the suite's default
+    f64 = fit_stp_trains(PROTOCOLS, y, interval="none", precision="float64")
+    assert f64.precision == "float64" and jnp.result_type(float) == jnp.float32   # restored
+    with jax.enable_x64(True):                              # reference: a float64 session
+        ref = fit_stp_trains(PROTOCOLS, y, interval="none", precision="default")
+    assert ref.precision == "float64"
+    np.testing.assert_array_equal(np.array(f64.params), np.array(ref.params))
+    assert float(f64.loglik) == float(ref.loglik)
+    small = fit_stp_trains(PROTOCOLS, y, interval="none")   # auto: 200 points, float32
+    assert small.precision == "float32"
+    assert float(small.loglik) == pytest.approx(float(f64.loglik), abs=1e-3)
+    # auto: 2000 points (50 sweeps; the same compiled shapes) run in float64
+    big = simulate_trains(jax.random.key(16), PSEUDOLINEAR, PROTOCOLS, n_sweeps=50,
+                          scale=100.0, noise_sd=2.0)
+    assert fit_stp_trains(PROTOCOLS, big, interval="none").precision == "float64"
+
+
 # --------------------------------------------------------------------------------------
 # Starts that work (issue 20)
 # --------------------------------------------------------------------------------------

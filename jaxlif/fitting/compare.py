@@ -71,7 +71,7 @@ def compare_models(spike_times_ms: TrainData | ArrayLike | Sequence[Any],
                    normalise: bool = False, cross_validate: bool = True,
                    interval: str = "profile", level: float = 0.95,
                    allow_missing: bool = False, zeros: str = "amplitude",
-                   max_steps: int = 1000) -> ModelComparison:
+                   max_steps: int = 1000, precision: str = "auto") -> ModelComparison:
     """Fit every model in ``models`` to one synapse's trains and compare them (module docstring).
 
     Arguments as in :func:`~jaxlif.fit_stp_trains` (one synapse: ``amplitudes`` of shape
@@ -90,6 +90,8 @@ def compare_models(spike_times_ms: TrainData | ArrayLike | Sequence[Any],
         raise ValueError(f"models has duplicates: {[m.name for m in ms]}")
     for m in ms:
         T.check_options(m, noise, noise_sd, noise_cv, interval, level)
+    if precision not in T.PRECISIONS:
+        raise ValueError(f"precision={precision!r} is not one of {T.PRECISIONS}")
     data, spec = T.prepare_data(spike_times_ms, amplitudes, noise=noise, noise_sd=noise_sd,
                                 noise_cv=noise_cv, normalise=normalise,
                                 allow_missing=allow_missing, zeros=zeros)
@@ -100,22 +102,24 @@ def compare_models(spike_times_ms: TrainData | ArrayLike | Sequence[Any],
     if cross_validate and n_prot < 2:
         raise ValueError("cross_validate=True needs at least two protocols (one is held out at a "
                          "time); pass cross_validate=False")
-    rows = T._rows(data, noise, noise_cv, spec.normalised)
     fits, cv = {}, {}
-    for family in dict.fromkeys(m.family for m in ms):
-        fam = [m for m in ms if m.family == family]
-        arr = T._arrays(rows, np.zeros(len(fam), int), fam, spec)
-        sol = T._solve(arr, family, fam, [T.model_starts(m, rows["times"]) for m in fam],
-                       interval=interval, level=float(level), max_rel=0.5, max_steps=max_steps,
-                       progress=None, spec=spec, groups=np.zeros(len(fam), int))
-        same = np.zeros(len(fam), int)
-        res = T._results(family, fam, arr, sol, rows["y_nan"], rows["times"], spec, interval,
-                         rows["mask"][same], rows["c"][same])
-        for i, m in enumerate(fam):
-            fits[m.name] = T._result(m, res, sol, slice(i, i + 1), False, noise, interval,
-                                     float(level), data.unit)
-        if cross_validate:
-            cv.update(_cross_validate(fam, family, rows, spec, n_prot, max_steps))
+    with T.precision_context(precision, int(data.mask.sum())):
+        rows = T._rows(data, noise, noise_cv, spec.normalised)
+        for family in dict.fromkeys(m.family for m in ms):
+            fam = [m for m in ms if m.family == family]
+            arr = T._arrays(rows, np.zeros(len(fam), int), fam, spec)
+            sol = T._solve(arr, family, fam, [T.model_starts(m, rows["times"]) for m in fam],
+                           interval=interval, level=float(level), max_rel=0.5,
+                           max_steps=max_steps, progress=None, spec=spec,
+                           groups=np.zeros(len(fam), int))
+            same = np.zeros(len(fam), int)
+            res = T._results(family, fam, arr, sol, rows["y_nan"], rows["times"], spec,
+                             interval, rows["mask"][same], rows["c"][same])
+            for i, m in enumerate(fam):
+                fits[m.name] = T._result(m, res, sol, slice(i, i + 1), False, noise, interval,
+                                         float(level), data.unit)
+            if cross_validate:
+                cv.update(_cross_validate(fam, family, rows, spec, n_prot, max_steps))
     table = []
     for m in ms:
         f = fits[m.name]
