@@ -116,11 +116,12 @@ class _InterruptGuard:
     (:data:`jaxlif.cli._common.PARTIAL_FILES`), prints ``interrupted`` and exits with 130.  After
     Ctrl-C, ``RuntimeWarning`` s (NumPy's, on the partial results of a stopped fit) are silenced, so
     that ``interrupted`` is the only line.  A no-op outside the main thread (signals can only be
-    handled there)."""
+    handled there), and where Ctrl-C is ignored (``SIG_IGN``, as for a script's background jobs)."""
 
     def __init__(self, name: list, grace_s: float = INTERRUPT_GRACE_S):
         self.name, self.grace_s, self.interrupted, self.active = name, grace_s, False, False
-        if threading.current_thread() is not threading.main_thread():
+        if threading.current_thread() is not threading.main_thread() \
+                or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:   # e.g. a background job of a script
             return
         self.read_fd, self.write_fd = os.pipe()
         os.set_blocking(self.write_fd, False)
@@ -170,7 +171,7 @@ class _InterruptGuard:
             return
         self.active = False
         signal.set_wakeup_fd(self.old_fd)
-        signal.signal(signal.SIGINT, self.old_handler)
+        signal.signal(signal.SIGINT, signal.SIG_DFL if self.old_handler is None else self.old_handler)
         os.write(self.write_fd, b"\0")             # wake the thread so that it ends
         self.thread.join(timeout=1.0)
         os.close(self.read_fd)
