@@ -315,15 +315,34 @@ def fit_random(forward, theta0, target, scale, budget: int, root, cfg):
 # ----------------------------------------------------------------------------------------------
 
 
-def jacobian(forward, theta, keys, h: float, trials: int) -> np.ndarray:
-    """``J[i, j] = d stat_i / d theta_j`` by central differences on common random numbers (the same keys)."""
+def jacobian(forward, theta, keys, h: float, trials: int) -> tuple[np.ndarray, np.ndarray]:
+    """``J[i, j] = d stat_i / d theta_j`` by central differences on common random numbers (the same keys):
+    the mean over keys and its SE ``(4, 4)`` each."""
     cols = []
     for j in range(4):
         e = np.zeros(4)
         e[j] = h
-        plus, minus = (batched(forward, theta + s * e, keys, trials).mean(0) for s in (1, -1))
-        cols.append((plus - minus) / (2 * h))
-    return np.stack(cols, axis=1)
+        plus, minus = (batched(forward, theta + s * e, keys, trials) for s in (1, -1))
+        cols.append((plus - minus) / (2 * h))                       # (n_keys, 4 stats)
+    per_key = np.stack(cols, axis=2)                                # (n_keys, stat, theta)
+    return C.mean_sem(per_key, axis=0)
+
+
+def estimator_jacobian(grad, theta, keys) -> np.ndarray:
+    """The gradient estimator's ``d stat_i / d theta_j`` (mean over ``keys``, one call's batch), from the loss
+    gradient program alone: with unit scales ``dL/dtheta = sum_i 2 (s_i - t_i) ds_i/dtheta`` is linear in
+    the target ``t``, so ``(g(t=0) - g(t=e_i)) / 2 = ds_i/dtheta`` (same keys, same primal run)."""
+    ones, zero = jnp.ones(4, jnp.float32), jnp.zeros(4, jnp.float32)
+    g0 = np.asarray(grad(theta, keys, zero, ones)[1], float)
+    return np.stack([(g0 - np.asarray(grad(theta, keys, zero.at[i].set(1.0), ones)[1], float)) / 2.0
+                     for i in range(4)])
+
+
+def sign_agreement(J_est, J_fd, se_fd) -> tuple[int, int]:
+    """``(agree, clear)``: entries whose finite difference is clearly non-zero (``|J_fd| > 2 SE``) and, of
+    those, how many the estimator gives with the same sign."""
+    clear = np.abs(J_fd) > 2 * se_fd
+    return int(np.sum(clear & (np.sign(J_est) == np.sign(J_fd)))), int(np.sum(clear))
 
 
 def identifiability(J, sd, ref_trials: int) -> dict:
@@ -440,8 +459,15 @@ def run(cfg, log, files) -> dict:
                            stats_mean=m, stats_se=se,
                            loss=chi2(m, target, sd * math.sqrt(1.0 / cfg.ref_trials + 1.0 / cfg.eval_trials)))
     # --- identifiability at the hidden theta ----------------------------------------------------------
-    J = jacobian(forward, theta_hidden, eval_keys, cfg.fd_step, cfg.trials)
+    J, J_se = jacobian(forward, theta_hidden, eval_keys, cfg.fd_step, cfg.trials)
     ident = identifiability(J, sd, cfg.ref_trials)
+    ident["jacobian_se"] = J_se
+    # --- does the gradient estimator point the right way?  Its Jacobian on the first evaluation batch ---
+    J_est = estimator_jacobian(grad, jnp.asarray(theta_hidden, jnp.float32), eval_keys[:cfg.trials])
+    agree, clear = sign_agreement(J_est, J, J_se)
+    ident.update(estimator_jacobian=J_est, sign_agree=agree, sign_clear=clear)
+    log(f"estimator vs finite differences at the hidden theta: same sign in {agree} of {clear} clearly non-zero "
+        f"entries of d stat / d theta")
     log("evaluation (loss of the mean of " f"{cfg.eval_trials} runs): " +
         ", ".join(f"{n} {e['loss']:.3g}" for n, e in evals.items()))
 
@@ -486,7 +512,7 @@ def run(cfg, log, files) -> dict:
     fig.tight_layout()
     C.save_figure(fig, cfg.out, "training.png", files)
 
-    fig, axes = plt.subplots(1, 5, figsize=(19, 4.2), gridspec_kw=dict(width_ratios=[1, 1, 1, 1, 1.3]))
+    fig, axes = plt.subplots(1, 6, figsize=(23, 4.4), gridspec_kw=dict(width_ratios=[1, 1, 1, 1, 1.3, 1.3]))
     names = list(finals)
     colours = {"start": "tab:gray", "hidden": "k", "adam": "tab:blue", "es": "tab:orange", "random": "tab:green"}
     for i, (ax, stat) in enumerate(zip(axes, STATS)):
@@ -500,17 +526,23 @@ def run(cfg, log, files) -> dict:
         ax.title.set_fontsize(9)
         if i == 0:
             ax.legend(fontsize=7)
-    ax = axes[4]
     Jz = ident["jacobian_standardised"]
+    Jz_est = J_est / sd[:, None]
     lim = float(np.nanmax(np.abs(Jz))) or 1.0
-    im = ax.imshow(Jz, cmap="RdBu_r", vmin=-lim, vmax=lim)
-    ax.set_xticks(range(4), [LABELS[p] for p in PARAMS], rotation=30, fontsize=7, ha="right")
-    ax.set_yticks(range(4), [STAT_LABELS[s] for s in STATS], fontsize=7)
-    ax.set(xlabel="parameter (theta)", title=f"d stat / d theta / sd (finite differences);\nsingular values "
-           + ", ".join(f"{s:.2g}" for s in ident["singular_values"]))
-    ax.title.set_fontsize(9)
-    fig.colorbar(im, ax=ax, label="standardised sensitivity")
-    fig.suptitle(f"Statistics on {cfg.eval_trials} common fresh keys at each method's final parameters{caveat}",
+    titles = (f"finite differences ({cfg.eval_trials} keys, CRN)\nsingular values "
+              + ", ".join(f"{s:.2g}" for s in ident["singular_values"]),
+              f"gradient estimator ({cfg.trials} keys)\nsign of FD in {agree} of {clear} clear entries")
+    for ax, M, title in zip(axes[4:], (Jz, Jz_est), titles):
+        im = ax.imshow(np.clip(M, -lim, lim), cmap="RdBu_r", vmin=-lim, vmax=lim)
+        for (r, c), v in np.ndenumerate(M):
+            ax.text(c, r, f"{v:.2g}", ha="center", va="center", fontsize=6)
+        ax.set_xticks(range(4), [LABELS[p] for p in PARAMS], rotation=30, fontsize=7, ha="right")
+        ax.set_yticks(range(4), [STAT_LABELS[s] for s in STATS], fontsize=7)
+        ax.set(xlabel="parameter (theta)", title=title)
+        ax.title.set_fontsize(8)
+        fig.colorbar(im, ax=ax, label="d stat / d theta / sd at hidden (clipped)")
+    fig.suptitle(f"Statistics on {cfg.eval_trials} common fresh keys at each method's final parameters; right: "
+                 f"sensitivities at the hidden parameters (numbers in the cells; 'clear': |FD| > 2 SE){caveat}",
                  fontsize=10)
     fig.tight_layout()
     C.save_figure(fig, cfg.out, "statistics.png", files)
@@ -537,7 +569,9 @@ def run(cfg, log, files) -> dict:
         f"determined to {_r(ident['param_sd_theta'])} (theta units), so "
         f"{', '.join(identified) if identified else 'none'} "
         f"{'is' if len(identified) == 1 else 'are'} identifiable to better than 10 % and the others only in "
-        f"combination." + caveat)
+        f"combination. Does the gradient point the right way? At the hidden parameters the estimator's "
+        f"d stat / d theta has the sign of the finite difference in {agree} of the {clear} entries that the "
+        f"finite differences show clearly non-zero." + caveat)
     log(conclusion)
     (Path(cfg.out) / f"{NAME}.md").write_text(markdown(cfg, target, sd, evals, ident, ratio, budget, adam, conclusion))
     return dict(name=NAME, figures=files, conclusion=conclusion, units="ms, nS, Hz", seed=cfg.seed,

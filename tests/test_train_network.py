@@ -93,6 +93,32 @@ def test_losses_are_the_standardised_distances(quick):
     np.testing.assert_allclose(data["evaluation"]["start"]["values"], cfg.start, rtol=1e-5)
 
 
+def test_gradient_check_bookkeeping(quick):
+    """The sign count is recomputed from the two Jacobians and the FD standard errors in the JSON."""
+    _, _, data = quick
+    ident = data["identifiability"]
+    J, se, est = (np.asarray(ident[k]) for k in ("jacobian", "jacobian_se", "estimator_jacobian"))
+    assert J.shape == se.shape == est.shape == (4, 4) and np.all(np.isfinite(est))
+    clear = np.abs(J) > 2 * se
+    assert ident["sign_clear"] == int(clear.sum())
+    assert ident["sign_agree"] == int((clear & (np.sign(est) == np.sign(J))).sum())
+
+
+def test_estimator_jacobian_is_the_gradient_of_each_statistic():
+    """``estimator_jacobian`` recovers d s_i / d theta from a loss-gradient program (here an exact one)."""
+    A = jnp.asarray(np.random.default_rng(0).normal(size=(4, 4)), jnp.float32)
+
+    def grad(theta, keys, target, scale):
+        def loss(th):
+            s = jnp.tanh(A @ th) + keys.sum()
+            return jnp.sum(((s - target) / scale) ** 2)
+        return loss(theta), jax.grad(loss)(theta)
+
+    theta = jnp.asarray([0.3, -0.2, 0.1, 0.5], jnp.float32)
+    want = jax.jacfwd(lambda th: jnp.tanh(A @ th))(theta)
+    np.testing.assert_allclose(tn.estimator_jacobian(grad, theta, jnp.ones(2)), want, rtol=1e-4, atol=1e-5)
+
+
 def test_theta_sets_the_parameter_tree():
     """``with_theta`` writes the four values where the docstring says, and nothing else."""
     cfg = argparse.Namespace(n_E=12, n_I=4, p=0.5, dt=0.1)
