@@ -274,6 +274,11 @@ def _fake_command(handler):
     return add
 
 
+#: First line of the children's code: Ctrl-C handled as in a terminal, even if the tests run as a
+#: background job (which ignores SIGINT; the guard then rightly leaves it ignored).
+_CTRL_C_AS_IN_A_TERMINAL = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+
+
 def test_ctrl_c_absorbed_by_a_library_loop_still_ends_with_130_and_one_line(monkeypatch, capsys):
     import signal
     from jaxlif import cli
@@ -318,8 +323,8 @@ def test_ctrl_c_ends_a_process_whose_main_thread_does_not_stop():
     import sys
     import tempfile
     with tempfile.TemporaryDirectory() as folder:
-        proc = subprocess.Popen([sys.executable, "-c", script, folder], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen([sys.executable, "-c", _CTRL_C_AS_IN_A_TERMINAL + script, folder],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             assert proc.stdout.readline().strip() == "running"
             proc.send_signal(signal.SIGINT)
@@ -341,7 +346,8 @@ def test_fit_trains_stops_on_ctrl_c_while_compiling(tmp_path):
     rows += [f"p{p},{s},{k * (10 + 5 * p)},{100 + 30 * 0.8 ** k + s:.1f}"
              for p in range(3) for s in range(3) for k in range(8)]
     (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
-    proc = subprocess.Popen([sys.executable, "-m", "jaxlif", "fit-trains", str(tmp_path / "t.csv"), "--model", "all",
+    code = _CTRL_C_AS_IN_A_TERMINAL + "import runpy; runpy.run_module('jaxlif', run_name='__main__')"
+    proc = subprocess.Popen([sys.executable, "-c", code, "fit-trains", str(tmp_path / "t.csv"), "--model", "all",
                              "--no-cache", "--out", str(tmp_path / "fit.png")], stderr=subprocess.PIPE, text=True)
     try:
         assert "comparing" in proc.stderr.readline()
