@@ -150,7 +150,8 @@ def test_a_folder_others_can_write_is_refused(tmp_path, mode):
     shared = tmp_path / "shared"
     shared.mkdir()
     os.chmod(shared, mode)
-    with pytest.warns(E.CacheSecurityWarning, match=rf"shared: the folder is writable by other users \(mode 0{mode:o}\)"):
+    text = rf"shared: the folder is writable by other users \(mode 0{mode:o}\)"
+    with pytest.warns(E.CacheSecurityWarning, match=text):
         assert E.enable(shared) is None
     with pytest.warns(E.CacheSecurityWarning, match="compilation cache off: .*writable by other users"):
         assert _cache.enable(shared) is None                       # JAX's cache is not switched on there
