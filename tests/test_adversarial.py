@@ -113,6 +113,10 @@ def test_batch_simulators_poison_the_unstable_neurons_only():
         b = jaxlif.batch.simulate_cond_lif_batch(KEY, 2, params, spiking=False, T=T, record=True)
     assert np.asarray(b.spike_count).tolist() == [0, -1]
     assert np.isnan(np.asarray(b.v)[1]).all() and np.isfinite(np.asarray(b.v)[0]).all()
+    with warnings.catch_warnings():                                  # no such limit for the exponential integrator
+        warnings.simplefilter("error")
+        b = jaxlif.batch.simulate_cond_lif_batch(KEY, 2, params, spiking=False, T=T, integrator="exp_euler")
+    assert np.asarray(b.spike_count).tolist() == [0, 0]
     stp = jaxlif.STPLIFParams()._replace(exc=jaxlif.SynParams(jnp.array([1e4, 2.4]), 2.0, 0.0))
     with pytest.warns(_stability.EulerUnstableWarning, match="simulate_stp_lif_batch: 1 of 2 neurons"):
         b = jaxlif.batch.simulate_stp_lif_batch(KEY, 2, stp, rate_E=1000.0, T=T)
