@@ -173,6 +173,39 @@ def test_likelihoods_match_brute_force_oracle(x64):
     assert got == pytest.approx(tref.gamma_nll(yg, r, 0.2), rel=1e-6)
 
 
+def _binomial_nll_oracle(y, r):
+    """Brute force: ``sum_i (y - A r)^2 / (2 s^2 g) + log(2 pi s^2 g) / 2``, ``g = r (1 - r)``,
+    minimised over ``A`` and ``s`` by Nelder-Mead (SciPy), no closed form used."""
+    from scipy.optimize import minimize
+    y, r = np.asarray(y, float).ravel(), np.asarray(r, float).ravel()
+    g = r * (1.0 - r)
+
+    def nll(x):
+        A, s2 = x[0], math.exp(2.0 * x[1])
+        return np.sum((y - A * r) ** 2 / (2.0 * s2 * g) + 0.5 * np.log(2.0 * math.pi * s2 * g))
+
+    x0 = [np.mean(y) / np.mean(r), math.log(np.std(y) + 1e-3)]
+    return minimize(nll, x0, method="Nelder-Mead",
+                    options=dict(xatol=1e-10, fatol=1e-12, maxiter=20000)).fun
+
+
+def _binomial_data(true, seed, scale=100.0, s=3.0, n_sweeps=5):
+    """Amplitudes ``scale r + s sqrt(r (1 - r)) z``: a quantal response, its scatter largest
+    where the release is near 1/2."""
+    r = np.asarray(stp_amplitudes(true, PROTOCOLS), dtype=float)[:, None, :]
+    z = np.asarray(jax.random.normal(jax.random.key(seed), (4, n_sweeps, 10)), dtype=float)
+    return scale * r + s * np.sqrt(r * (1.0 - r)) * z
+
+
+def test_binomial_noise_likelihood_matches_brute_force_oracle(x64):
+    y = _binomial_data(FACILITATING, seed=21)
+    r = np.asarray(stp_amplitudes(FACILITATING, PROTOCOLS))[:, None, :] * np.ones((1, 5, 1))
+    got = float(train_loss(FACILITATING, PROTOCOLS, y, noise="binomial")) * y.size
+    assert got == pytest.approx(_binomial_nll_oracle(y, r), rel=1e-7, abs=1e-6)
+    with pytest.raises(ValueError, match=r"noise='binomial' estimates its scale"):
+        train_loss(FACILITATING, PROTOCOLS, y, noise="binomial", noise_sd=1.0)
+
+
 def test_train_loss_accepts_traced_amplitudes():
     y, _ = _simulate(DEPRESSING, seed=4, scale=1.0)
     batch = jnp.stack([jnp.asarray(y), jnp.asarray(y) * 1.1])
@@ -333,6 +366,35 @@ def test_zero_amplitudes_count_as_zero_or_as_missing_as_asked():
     assert int(data.mask.sum()) == y.size - 3
     with pytest.raises(ValueError, match=r"zeros='nan' is not one of \('amplitude', 'missing'\)"):
         fit_stp_trains(PROTOCOLS, y0, zeros="nan")
+
+
+@pytest.mark.slow          # a statistical recovery check with its own compiled program, ~20 s
+def test_binomial_noise_fit_recovers_the_synapse_and_its_quantal_scatter():
+    # the scatter s^2 r (1 - r) follows the release along the train; a constant-sd Gaussian
+    # cannot follow it, and the likelihood says so
+    y = _binomial_data(FACILITATING, seed=22, s=6.0, n_sweeps=20)
+    fit = fit_stp_trains(PROTOCOLS, y, noise="binomial", interval="wald", level=0.999)
+    lo, hi = _interval(fit)
+    truth = np.array(FACILITATING)
+    assert np.all((lo <= truth) & (truth <= hi)), (lo, hi)
+    assert fit.noise_model == "binomial" and fit.n_params == 5 and np.isnan(fit.gof_pvalue)
+    assert float(fit.noise) == pytest.approx(6.0, rel=0.15)
+    assert float(fit.scale) == pytest.approx(100.0, rel=0.1)
+    const = fit_stp_trains(PROTOCOLS, y, interval="wald")
+    assert float(fit.aic) < float(const.aic) - 10
+
+
+@pytest.mark.slow          # a model comparison under the binomial noise model, ~30 s
+def test_model_comparison_under_binomial_noise():
+    y = _binomial_data(FACILITATING, seed=23, s=6.0, n_sweeps=20)
+    cmp = compare_models(PROTOCOLS, y, models=("tm", "tm4", "depression"), noise="binomial",
+                         interval="none")
+    rows = {r["model"]: r for r in cmp.table}
+    assert rows["tm4"]["loglik"] >= rows["tm"]["loglik"] - 1e-3
+    assert rows["tm"]["loglik"] >= rows["depression"]["loglik"] - 1e-3
+    assert cmp.best_aic in ("tm", "tm4") and rows["depression"]["cv_nll"] > rows["tm"]["cv_nll"]
+    assert all(np.isfinite(r["cv_nll"]) for r in cmp.table)
+    assert cmp.fits["tm"].noise_model == "binomial"
 
 
 # --------------------------------------------------------------------------------------

@@ -59,9 +59,10 @@ def add_fit_trains(subparsers) -> None:
                      help="tm: U0, tau_d, tau_f (the tutorial's model; default); tm4: baseline U "
                           "and facilitation increment f separate; depression: no facilitation; "
                           "srp: the stochastic release kernel model; all: fit and compare them all")
-    fit.add_argument("--noise", choices=("gaussian", "gamma"), default="gaussian",
+    fit.add_argument("--noise", choices=("gaussian", "gamma", "binomial"), default="gaussian",
                      help="gaussian: additive noise (default); gamma: multiplicative, the sd "
-                          "grows with the amplitude (amplitudes must be > 0)")
+                          "grows with the amplitude (amplitudes must be > 0); binomial: variance "
+                          "s^2 r (1 - r) of a quantal response, following the release")
     fit.add_argument("--noise-sd", type=float, default=None, metavar="SD",
                      help="known Gaussian noise sd (the amplitudes' unit; default: the CSV's sd "
                           "column if any, else estimated)")
@@ -175,10 +176,13 @@ def _fit_lines(fit) -> list[str]:
                               else "   <- not identifiable from these data")
         lines.append(f"  {name:<6}= {value:.5g}{u}   {int(round(100 * fit.level))} % interval "
                      f"{_format_interval(low, high)}{note}")
-    noise = ("noise sd" if fit.noise_model == "gaussian" else "noise CV")
-    unit = f" ({fit.unit})" if fit.unit and fit.noise_model == "gaussian" else ""
+    noise = {"gaussian": "noise sd", "gamma": "noise CV",
+             "binomial": "noise s (sd = s sqrt(r (1 - r)))"}[fit.noise_model]
+    unit = f" ({fit.unit})" if fit.unit and fit.noise_model != "gamma" else ""
     p = float(fit.gof_pvalue)
-    p_txt = "n/a (needs repeated sweeps or a given noise level)" if not np.isfinite(p) else (
+    why = ("no test for the binomial noise model" if fit.noise_model == "binomial"
+           else "needs repeated sweeps or a given noise level")
+    p_txt = f"n/a ({why})" if not np.isfinite(p) else (
         "< 1e-15" if p < 1e-15 else f"= {p:.3g}")
     n_starts = int(np.size(fit.start_loglik))
     n_local = int(np.sum(fit.start_local_minimum))
@@ -260,7 +264,7 @@ def _run_fit_trains(args) -> int:
                                            max_steps=args.max_steps, progress=progress, **opts)}
     seconds = time.perf_counter() - t0
     units = {"spike_times": "ms", "amplitude": seen.unit or "",
-             "noise": seen.unit if args.noise == "gaussian" else "dimensionless (CV)"}
+             "noise": seen.unit if args.noise != "gamma" else "dimensionless (CV)"}
     record = dict(source, model=args.model, noise_model=args.noise, normalised=args.normalise,
                   interval_method=args.interval, protocols=_protocol_names(seen),
                   spike_times_ms=np.asarray(seen.spike_times_ms).tolist(), n_sweeps=S,

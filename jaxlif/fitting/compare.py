@@ -154,8 +154,8 @@ def _cross_validate(fam, family, rows, spec, n_prot, max_steps) -> dict:
                    level=0.95, max_rel=0.5, max_steps=max_steps, progress=None, spec=spec,
                    groups=np.array(held))
     dtype = jnp.result_type(float)
-    _, _, noise, mean, _ = (np.asarray(v, dtype=float) for v in T._evaluate(
-        jnp.asarray(sol["theta"], dtype), arr, family=family, gamma=spec.kind == "gamma"))
+    _, A, noise, mean, _ = (np.asarray(v, dtype=float) for v in T._evaluate(
+        jnp.asarray(sol["theta"], dtype), arr, family=family, gamma=T._code(spec.kind)))
     y = rows["y"][0]
     sd_given = None if rows["sd"] is None else rows["sd"][0]
     out = {}
@@ -176,6 +176,10 @@ def _cross_validate(fam, family, rows, spec, n_prot, max_steps) -> dict:
                 lg = np.vectorize(lgamma)(k) if np.ndim(k) else lgamma(float(k))
                 per = -k * np.log(k) + lg - (k - 1) * np.log(np.where(test, yy, 1.0)) \
                     + k * np.log(mu) + k * np.where(test, yy, 1.0) / mu
+            elif spec.kind == "binomial":       # sd = s sqrt(r (1 - r)), r = mu / A
+                r = mu / A[i]
+                sd = noise[i] * np.sqrt(np.maximum(r * (1.0 - r), 1e-12))
+                per = (yy - mu) ** 2 / (2 * sd ** 2) + np.log(sd) + 0.5 * np.log(2 * np.pi)
             else:
                 sd = noise[i] if spec.estimated else sd_given[p]
                 per = (yy - mu) ** 2 / (2 * np.asarray(sd) ** 2) + np.log(sd) \

@@ -23,6 +23,18 @@ sweep, one pulse) is drawn around its mean:
     With ``c`` unknown, ``k`` is profiled: it solves ``log k - digamma(k) = mean(log(mu/y) + y/mu - 1)``
     (Minka's starting point, then Newton steps; a fixed number of them).
 
+``"binomial"`` (release-dependent variance: the scatter follows the train's history)
+    ``y_i ~ N(mu_i, s^2 r_i (1 - r_i))``: the variance of a quantal response ``q B`` with
+    ``B ~ Binomial(N, r)`` (``A = N q``, so ``s^2 = q A``, the quantal size ``q = s^2 / A``),
+    largest at ``r = 1/2`` and vanishing as the release goes to 0 or 1, so it changes along the
+    train as the release does.  ``s`` is estimated (profiled: ``s^2 = WSS / n``, ``WSS`` the sum
+    of ``(y - mu)^2 / (r (1 - r))``)::
+
+        NLL = n/2 (log(2 pi WSS / n) + 1) + 1/2 sum_i log(r_i (1 - r_i))
+
+    and the scale ``A`` minimises ``WSS`` (``sum y r / g / sum r^2 / g``, ``g = r (1 - r)``).
+    For any model whose release is a probability (all four).
+
 The scale ``A`` is profiled in closed form (its maximum-likelihood value for the current
 release): ``sum w y r / sum w r^2`` with ``w = 1/s^2`` (Gaussian), ``mean(y / r)`` (gamma).  With
 ``normalise=True`` in the fits the data are divided by their mean first-pulse amplitude and
@@ -49,7 +61,7 @@ from jax.scipy import special
 __all__ = ["NOISE_MODELS", "NoiseSpec", "nll", "chi2_sf", "f_sf", "t2_quantile", "chi2_quantile"]
 
 #: Noise models accepted by the fits.
-NOISE_MODELS = ("gaussian", "gamma")
+NOISE_MODELS = ("gaussian", "gamma", "binomial")
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -59,7 +71,7 @@ class NoiseSpec(NamedTuple):
     and ``normalised`` are traced flags, so they share it).
 
     Attributes:
-        kind: ``"gaussian"`` or ``"gamma"``.
+        kind: ``"gaussian"``, ``"gamma"`` or ``"binomial"``.
         estimated: True when the noise level (sd or CV) is estimated, False when given.
         normalised: True when ``A = 1/r_1`` is fixed (data normalised by the first pulse).
     """
@@ -158,7 +170,8 @@ def nll(st: Stats, r, r1, gamma: bool, estimated, normalised):
     Args:
         st: :class:`Stats` of the amplitudes.  r: release ``(..., n_protocols, n_spikes)``.
         r1: release of the first spike (for ``normalised``).
-        gamma: the noise model (a Python bool: it selects the compiled code).
+        gamma: the noise model, selecting the compiled code: ``False`` Gaussian, ``True``
+            gamma, ``"binomial"`` the release-dependent Gaussian (``s`` always estimated).
         estimated, normalised: the rest of :class:`NoiseSpec` (may be traced).
 
     Returns:
@@ -167,6 +180,8 @@ def nll(st: Stats, r, r1, gamma: bool, estimated, normalised):
     """
     some = st.count > 0
     n = jnp.sum(st.count)
+    if gamma == "binomial":
+        return _nll_binomial(st, jnp.where(some, r, 0.5), r1, some, n, normalised)
     r = jnp.where(some, r, 1.0)
     if not gamma:
         A_fit = jnp.sum(r * st.swy) / jnp.sum(r * r * st.sw)
@@ -194,6 +209,21 @@ def nll(st: Stats, r, r1, gamma: bool, estimated, normalised):
     noise = jnp.where(estimated, 1.0 / jnp.sqrt(k_est),
                       jnp.sqrt(jnp.sum(st.count * st.cv * st.cv) / n))
     return total / n, A, noise
+
+
+def _nll_binomial(st: Stats, r, r1, some, n, normalised):
+    """Per-point NLL of the release-dependent (binomial-like) Gaussian, ``s`` profiled."""
+    g = jnp.maximum(r * (1.0 - r), 1e-12)
+    sw, swy, swyy = st.sw / g, st.swy / g, st.swyy / g
+    A_fit = jnp.sum(r * swy) / jnp.sum(r * r * sw)
+    A = jnp.where(normalised, 1.0 / r1, A_fit)
+    mu = A * r
+    wss = jnp.sum(jnp.where(some, swyy - 2.0 * mu * swy + mu * mu * sw, 0.0))
+    eps = jnp.finfo(wss.dtype).eps
+    wss = jnp.maximum(wss, 10.0 * eps * jnp.sum(jnp.where(some, swyy, 0.0)))
+    total = (0.5 * n * (jnp.log(2.0 * jnp.pi * wss / n) + 1.0)
+             + 0.5 * jnp.sum(jnp.where(some, st.count * jnp.log(g), 0.0)))
+    return total / n, A, jnp.sqrt(wss / n)
 
 
 def saturated_release(st: Stats, gamma: bool):

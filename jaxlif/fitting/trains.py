@@ -96,7 +96,8 @@ class TrainFitResult(NamedTuple):
             the edge of the range.
         at_edge: NamedTuple of booleans: the optimum lies at the edge of the parameter's range.
         scale: amplitude scale ``A`` (the data's unit); ``1 / r_1`` when normalised.
-        noise: the noise sd (Gaussian, data unit; RMS of the given ones) or CV (gamma).
+        noise: the noise sd (Gaussian, data unit; RMS of the given ones), CV (gamma) or ``s``
+            (binomial: the sd is ``s sqrt(r (1 - r))``, data unit).
         loglik: maximised log-likelihood.  aic, bic: ``2k - 2 loglik``, ``k log n - 2 loglik``.
         n_points: amplitudes used.  n_params: ``k`` (model + scale + estimated noise level).
         gof_pvalue: goodness-of-fit p-value (NaN when it cannot be tested: noise estimated and
@@ -191,14 +192,19 @@ def _objective(family: str, gamma: bool) -> Callable:
     return objective
 
 
+def _code(noise: str):
+    """The static noise argument of :func:`~jaxlif.fitting.likelihood.nll` for ``noise``."""
+    return {"gaussian": False, "gamma": True, "binomial": "binomial"}[noise]
+
+
 @functools.partial(jax.jit, static_argnames=("family", "gamma"))
 def _evaluate(theta, a: _Arrays, *, family, gamma):
     """Per problem: NLL per point, scale, noise, fitted means, and the NLL per point of the
     saturated model (a free mean per protocol and pulse) for the goodness of fit."""
     def one(th, arr):
         value, A, noise, r = _nll(family, gamma, th, arr)
-        sat, _, _ = lk.nll(arr.st, lk.saturated_release(arr.st, gamma), 1.0, gamma,
-                           arr.flags[2], True)
+        g = False if gamma == "binomial" else gamma     # (no saturated model: NaN p-value)
+        sat, _, _ = lk.nll(arr.st, lk.saturated_release(arr.st, g), 1.0, g, arr.flags[2], True)
         return value, A, noise, A * r, sat
     return jax.vmap(one)(theta, a)
 
@@ -389,7 +395,7 @@ def _solve(arr: _Arrays, family: str, models, starts, *, interval, level, max_re
     optima (``_NESTED``)."""
     P = len(models)
     estimated = spec.estimated
-    objective = _objective(family, spec.kind == "gamma")
+    objective = _objective(family, _code(spec.kind))
     thetas = [_family_theta(m, s) for m, s in zip(models, starts)]
     owner = np.concatenate([np.full(len(t), p) for p, t in enumerate(thetas)])
     active = np.zeros((P, 4), bool)
@@ -433,7 +439,8 @@ def _solve(arr: _Arrays, family: str, models, starts, *, interval, level, max_re
     n = np.asarray(jnp.sum(arr.st.count, axis=(1, 2)), dtype=float)
     normalised = np.asarray(arr.flags[:, 3])
     p = np.array([m.n_params for m in models]) + np.where(normalised, 0, 1)
-    kind, coef, q = _deviance_setup(n, p, estimated, level)
+    # the binomial-variance NLL has a log r(1 - r) term: plain likelihood-ratio calibration
+    kind, coef, q = _deviance_setup(n, p, estimated and spec.kind != "binomial", level)
     out = dict(theta=theta, loss=loss_best, best_start=best, start_theta=start_theta,
                start_loss=start_loss, n_steps=start_steps[rows, best], n=n, p=p, kind=kind,
                coef=coef, q=q, active=active, steps=steps, interrupted=interrupted,
@@ -476,11 +483,11 @@ def _results(family, models, arr: _Arrays, sol: dict, rows_y, times, spec, inter
     :func:`unit_scale`)."""
     dtype = jnp.result_type(float)
     value, A, sd, mean, sat = (np.asarray(v, dtype=float) for v in _evaluate(
-        jnp.asarray(sol["theta"], dtype), arr, family=family, gamma=spec.kind == "gamma"))
+        jnp.asarray(sol["theta"], dtype), arr, family=family, gamma=_code(spec.kind)))
     c = np.broadcast_to(np.asarray(c, dtype=float), value.shape)
     # back to the data's unit: the density of y = c y' is p(y') / c
     A, mean = A * c, mean * c[:, None, None]
-    if spec.kind == "gaussian":
+    if spec.kind in ("gaussian", "binomial"):     # an sd (a CV has no unit)
         sd = sd * c
     mask = np.asarray(mask)
     n, p = sol["n"], sol["p"]
@@ -489,6 +496,8 @@ def _results(family, models, arr: _Arrays, sol: dict, rows_y, times, spec, inter
     k = p + (1 if spec.estimated else 0)
     groups = mask.any(axis=2).sum(axis=(1, 2)).astype(float)
     pval = _gof(value, sat, n, groups, p, spec.estimated, spec.kind == "gamma")
+    if spec.kind == "binomial":
+        pval = np.full_like(pval, np.nan)
     residuals = np.where(mask, rows_y - mean[:, :, None, :], np.nan)
     fitted = np.where(np.isnan(times), np.nan, mean)
     P = len(models)
@@ -573,6 +582,9 @@ def check_options(model, noise, noise_sd, noise_cv, interval, level) -> Model:
     if noise == "gamma" and noise_sd is not None:
         raise ValueError("noise_sd is the sd of the Gaussian noise model; with noise='gamma' give "
                          "noise_cv (or nothing to estimate it)")
+    if noise == "binomial" and (noise_sd is not None or noise_cv is not None):
+        raise ValueError("noise='binomial' estimates its scale s (variance s^2 r (1 - r)); give "
+                         "neither noise_sd nor noise_cv")
     if noise_cv is not None:
         arr = _checks.check_numeric("noise_cv", noise_cv)
         if arr.ndim != 0 or not (np.isfinite(arr) and arr > 0):
@@ -623,7 +635,8 @@ def prepare_data(spike_times_ms, amplitudes, *, noise, noise_sd, noise_cv, norma
                      allow_missing=True, unit=data.unit)
     if normalise:
         data = _normalise(data)
-    estimated = (data.noise_sd is None) if noise == "gaussian" else noise_cv is None
+    estimated = ((data.noise_sd is None) if noise == "gaussian" else
+                 noise == "binomial" or noise_cv is None)
     return data, lk.NoiseSpec(noise, estimated, bool(normalise))
 
 
@@ -679,7 +692,7 @@ def train_loss(params: Any, spike_times_ms: ArrayLike | Sequence[Any],
                   lk.Stats(*(jnp.asarray(v, dtype) for v in st)), flags)
     vec = m.family_vector(params)
     theta = jnp.stack([c.inverse(vec[i]) for i, c in enumerate(family_constraints(m.family))])
-    return _objective(m.family, noise == "gamma")(theta, arr, None)
+    return _objective(m.family, _code(noise))(theta, arr, None)
 
 
 def fit_stp_trains(spike_times_ms: TrainData | ArrayLike | Sequence[Any],
@@ -706,7 +719,10 @@ def fit_stp_trains(spike_times_ms: TrainData | ArrayLike | Sequence[Any],
         amplitudes: ``(n_protocols, n_sweeps, n_spikes)``, or ``(n_synapses, ...)`` to fit many
             synapses in one call (each gets its own parameters, scale and noise).
         model: ``"tm"``, ``"tm4"``, ``"depression"``, ``"srp"`` (:mod:`~jaxlif.fitting.models`).
-        noise: ``"gaussian"`` (additive) or ``"gamma"`` (multiplicative; amplitudes > 0).
+        noise: ``"gaussian"`` (additive), ``"gamma"`` (multiplicative; amplitudes > 0) or
+            ``"binomial"`` (Gaussian with the release-dependent variance ``s^2 r (1 - r)`` of a
+            quantal response, ``s`` estimated: the scatter follows the train's history;
+            :mod:`~jaxlif.fitting.likelihood`).
         noise_sd: Gaussian sd if known (scalar, per pulse or per point); else estimated.
         noise_cv: gamma coefficient of variation if known; else estimated.
         normalise: divide by the mean first-pulse amplitude and fix the first pulse to 1;
