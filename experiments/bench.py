@@ -20,7 +20,7 @@ Systems:
   simulated; times for larger batches are extrapolated linearly and labelled so.
 - ``brian2``: Brian2 ``cpp_standalone`` (1 thread, float64), run in the interpreter given by
   ``--brian2-python`` (default ``.venv-bench/bin/python``: Brian2 2.9 needs numpy < 2.4, so it lives in
-  its own virtual environment, see the README).  The model is the tutorial's discrete scheme written
+  its own virtual environment, see docs/performance.md).  The model is the tutorial's discrete scheme written
   in Brian2 code blocks in the tutorial's order (threshold/refractory on v[it], conductance decay and
   input, membrane update with the new conductances); WL-A input is ``PoissonInput`` (one binomial
   count per step, as jaxlif's pooled input), WL-B has one ``PoissonGroup`` neuron and one synapse with

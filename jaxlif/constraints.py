@@ -37,7 +37,7 @@ the composites :class:`~jaxlif.CondLIFParams` = (neuron, exc, inh), :class:`~jax
 
 Every value they produce passes the simulators' checks (``g_bar = 0`` and ``t_ref = 0``, allowed by the
 checks, are boundaries the maps approach but do not reach).  Surrogate-gradient fits of spiking runs use
-the same maps (README, "Gradients").
+the same maps (docs/gradients.md).
 """
 
 from __future__ import annotations

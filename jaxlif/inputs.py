@@ -15,7 +15,7 @@ poison the outputs: float counts become NaN, boolean trains all ``True``; :func:
 raises naming the argument.  A rate of ``-0.0`` (e.g. ``np.round(-0.4)``) is 0.
 
 Gradients: the draws compare uniforms with ``p``, so nothing here is differentiable with respect
-to a rate or a probability (the gradient is zero, not an estimate); see the README, "Gradients".
+to a rate or a probability (the gradient is zero, not an estimate); see docs/gradients.md.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def _drawn_rate_jvp(name, primals, tangents):
     warnings.warn(f"the gradient with respect to {name} is zero: Poisson spikes are drawn by comparing uniforms "
                   f"with rate*dt/1000, which is not reparameterised. Use finite differences over common random "
                   f"numbers (the same key), or jaxlif.fmp_shot_noise for a differentiable approximation of the "
-                  f"free membrane potential (README, 'Gradients')", UserWarning, stacklevel=2)
+                  f"free membrane potential (docs/gradients.md)", UserWarning, stacklevel=2)
     return primals[0], jnp.zeros_like(tangents[0])
 
 

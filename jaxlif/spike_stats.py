@@ -19,7 +19,7 @@ Conventions (as :mod:`jaxlif.analysis`):
   (or trial) axis as ``axis`` (default ``-2``: rasters ``(..., n_neurons, n_steps)``).
 
 What the gradient means: the surrogate derivative of a spike raster is a *biased* estimate of the
-derivative of the expected statistic (README, "Gradients"); ``tests/test_spike_stats.py`` compares
+derivative of the expected statistic (docs/gradients.md); ``tests/test_spike_stats.py`` compares
 each statistic's gradient with central finite differences of the same runs (common random numbers)
 for sign and size.
 

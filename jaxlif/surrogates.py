@@ -25,7 +25,7 @@ factory (default)   h(x)                                             width
 **The reset.**  With a surrogate the reset ``V -> V_reset`` is differentiated as
 ``V+ = (1 - s) V + s V_reset``: the surrogate acts on the voltage after the spike too, which lets
 the gradient see that an earlier spike means a reset (this is what makes the gradients of rates
-and mean voltages of spiking runs close to finite differences, README "Gradients").
+and mean voltages of spiking runs close to finite differences, docs/gradients.md).
 ``detach_reset=True`` stops that path (``V+`` then has the derivative of the exact model).
 
 **Stability.**  Through the reset, one step multiplies the voltage's sensitivity by
@@ -36,7 +36,7 @@ exponentially (NaN within a 1 s run at dt = 0.1 ms for ``h(0) = 0.25/mV`` and a 
 simulators warn when a surrogate's :attr:`Surrogate.peak` breaks ``peak (V_th - V_reset) <= 2`` with
 concrete parameters; widen the surrogate or pass ``detach_reset=True``.
 
-What the gradient means, measured against finite differences, is in the README ("Gradients"): a
+What the gradient means, measured against finite differences, is in docs/gradients.md: a
 *biased* estimate (a descent direction), not a derivative of the exact model.
 """
 

@@ -27,7 +27,7 @@ this scheme by exponential Euler: exact synaptic decay with an input at step ``k
 step, the spike at the exact crossing time within the step (``spike_offset``), reset and ``t_ref``
 from there.  Second order in ``dt``; exact for the current LIF with a current held over each step.
 
-Gradients (README, section "Gradients"): every simulator supports ``jax.grad``.
+Gradients (docs/gradients.md): every simulator supports ``jax.grad``.
 
 * Subthreshold runs (``spiking=False``, or no sample reaching ``V_th``): exact derivatives of the
   discrete scheme.
