@@ -51,7 +51,8 @@ def segment_length(n: int, checkpoint: bool | int | None) -> int | None:
     return k if 1 <= k < n else None
 
 
-def scan(body: Callable, carry: Any, xs: Any, length: int, checkpoint: bool | int | None = None):
+def scan(body: Callable, carry: Any, xs: Any, length: int, checkpoint: bool | int | None = None, *,
+         remat_steps: bool = False):
     """``jax.lax.scan(body, carry, xs, length)``, as nested checkpointed segments when asked.
 
     Args:
@@ -59,13 +60,19 @@ def scan(body: Callable, carry: Any, xs: Any, length: int, checkpoint: bool | in
         carry: initial carry.  xs: pytree of arrays with leading axis ``length`` (may be ``None``).
         length: number of steps (static).
         checkpoint: ``None``/``False``, ``True`` or a segment length (see the module docstring).
+        remat_steps: without segments, wrap ``body`` in :func:`jax.checkpoint`: reverse mode then keeps
+            only each step's carry and input and recomputes the step's intermediates in the backward
+            pass.  For the cheap elementwise steps of the neuron simulators this is faster (a LIF step
+            stores 2 arrays per step instead of 7: memory traffic, not arithmetic, bounds their
+            backward pass; BENCHMARKS.md "snn") and uses less memory; values and gradients are the same
+            operations on the same numbers, so they are unchanged.  No effect without differentiation.
 
     Returns:
         ``(carry, ys)`` exactly as ``lax.scan``.
     """
     k = segment_length(length, checkpoint)
     if k is None:
-        return jax.lax.scan(body, carry, xs, length=length)
+        return jax.lax.scan(jax.checkpoint(body, prevent_cse=False) if remat_steps else body, carry, xs, length=length)
     n_seg, rest = divmod(length, k)
     head = jax.tree.map(lambda x: x[:n_seg * k].reshape((n_seg, k) + x.shape[1:]), xs)
 

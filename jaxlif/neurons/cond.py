@@ -227,7 +227,7 @@ def _simulate_cond_lif(params, n_E, n_I, I, dt, spiking, spike_grad, checkpoint,
     if integrator == "exp_euler":   # an input at index k enters g at t_k: index 0 is seen
         state0 = state0._replace(g_E=state0.g_E + params.exc.g_bar * n_E[0],
                                  g_I=state0.g_I + params.inh.g_bar * n_I[0])
-    state, out = _scan.scan(step, state0, xs, n_E.shape[0] - 1, checkpoint)
+    state, out = _scan.scan(step, state0, xs, n_E.shape[0] - 1, checkpoint, remat_steps=True)
     v_seq, spike_seq, gE_seq, gI_seq = out[:4]
     v, spikes = _finish(v_seq, spike_seq, state.neuron.v)
     g0_E, g0_I = state0.g_E[None].astype(dtype), state0.g_I[None].astype(dtype)

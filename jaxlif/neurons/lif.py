@@ -5,6 +5,7 @@ The scheme, the gradients and the units are described in :mod:`jaxlif.neurons`.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -198,7 +199,19 @@ def membrane_step(params: LIFParams, state: LIFState, g_E: ArrayLike, E_E: Array
     _checks.refuse_low_precision_state("state.v", state.v, "membrane", "the membrane step (lif_step, "
                                        "cond_lif_step, stp_lif_step, network_step)")
     params, g_E, E_E, g_I, E_I, I = _checks.upcast((params, g_E, E_E, g_I, E_I, I), jnp.result_type(state.v))
-    if check_integrator(integrator) == "exp_euler":
+    return _membrane_core(params, state, g_E, E_E, g_I, E_I, I, dt, spike_grad,
+                          check_integrator(integrator))
+
+
+# Reverse mode keeps only the step's inputs and recomputes its elementwise intermediates in the backward pass
+# (in a scan: 3 arrays per step for the LIF instead of 7).  A step is a few dozen flops per neuron, so its
+# backward pass is bound by memory traffic: this runs a lif_step scan's forward+backward about 1.5x faster
+# (BENCHMARKS.md "snn").  The same operations on the same numbers: values and gradients are unchanged (bit for
+# bit in that benchmark).  prevent_cse=False: a scan already keeps the recomputation apart from the forward
+# pass (outside a scan XLA may merge them, which only means storing as before).
+@functools.partial(jax.checkpoint, static_argnums=(7, 8, 9), prevent_cse=False)
+def _membrane_core(params, state, g_E, E_E, g_I, E_I, I, dt, spike_grad, integrator):
+    if integrator == "exp_euler":
         return _exp_membrane_step(params, state, g_E, E_E, g_I, E_I, I, dt, spike_grad)
     v, r, spike = _fire_and_reset(params, state, dt, spike_grad)
     dv = (dt / params.tau_m) * (-(v - params.E_L)
@@ -319,5 +332,5 @@ def _simulate_lif(params, I, dt, spiking, spike_grad, checkpoint, integrator="eu
         params = params._replace(V_th=jnp.inf)
     I = I.astype(jnp.result_type(float))
     step = lambda st, i: lif_step(params, st, i, dt, spike_grad=spike_grad, integrator=integrator)
-    state, out = _scan.scan(step, lif_init(params), I[:-1], I.shape[0] - 1, checkpoint)
+    state, out = _scan.scan(step, lif_init(params), I[:-1], I.shape[0] - 1, checkpoint, remat_steps=True)
     return _checks.poison(ok, LIFResult(*_finish(*out[:2], state.v, *out[2:])))
