@@ -338,7 +338,7 @@ def ratio_curve(params: STPParams, rates_hz: ArrayLike | Sequence[float], *, dt:
         rates_hz: input rates [Hz], 1-D.
         dt: time step [ms] (the tutorial: 0.1).
         g_bar: conductance scale [nS] (1.2).  tau_syn: [ms] (5).
-        n_spike: the tutorial's "10th spike" label (index ``(n_spike-1)*isi``).
+        n_spike: the tutorial's "10th spike" label (index ``(n_spike-1)*isi``), >= 3.
 
     Returns:
         ``(g1, g10)`` arrays of shape ``(n_rates,)`` [nS]; the ratio curve is ``g10 / g1``.
@@ -349,8 +349,18 @@ def ratio_curve(params: STPParams, rates_hz: ArrayLike | Sequence[float], *, dt:
     syn = SynParams(g_bar=g_bar, tau_syn=tau_syn, E_rev=0.0)
     _checks.check_positive("g_bar", g_bar, "nS")             # named as the caller wrote them
     _checks.check_time_constant("tau_syn", tau_syn, dt)
-    _checks.check_count("n_spike", n_spike, minimum=2)
+    _check_n_spike(n_spike)
     return _ratio_curve(_checks.upcast(params), syn, jnp.asarray(isi, dtype=jnp.result_type(float)), dt, n_spike)
+
+
+def _check_n_spike(n_spike) -> int:
+    """``n_spike >= 3``: with 2 the "last" conductance is the first one (index ``isi``), the ratio 1."""
+    n_spike = _checks.check_count("n_spike", n_spike, minimum=2)
+    if n_spike < 3:
+        raise ValueError(f"n_spike={n_spike} must be >= 3: the curve compares the conductance after spike "
+                         f"n_spike - 1 with that after spike 1, so n_spike = 2 compares the first with itself "
+                         f"(ratio 1 at every rate)")
+    return n_spike
 
 
 @jax.jit(static_argnums=(3, 4))
@@ -397,7 +407,7 @@ def ratio_curve_exact(params: STPParams, rates_hz: ArrayLike | Sequence[float], 
         params: :class:`STPParams` (``U0`` in (0, 1], ``tau_d, tau_f > 0`` [ms]); may be traced.
         rates_hz: input rates [Hz], 1-D, > 0 (concrete).
         g_bar: conductance scale [nS] (cancels in the ratio).  tau_syn: conductance decay [ms].
-        n_spike: the tutorial's "10th spike" label, >= 2.
+        n_spike: the tutorial's "10th spike" label, >= 3.
 
     Returns:
         ``(g1, g10)`` arrays of shape ``(n_rates,)`` [nS]; the ratio curve is ``g10 / g1``.
@@ -411,7 +421,7 @@ def ratio_curve_exact(params: STPParams, rates_hz: ArrayLike | Sequence[float], 
     _checks.check_positive("params.tau_f", params.tau_f, "ms")
     _checks.check_positive("g_bar", g_bar, "nS")
     _checks.check_positive("tau_syn", tau_syn, "ms")
-    _checks.check_count("n_spike", n_spike, minimum=2)
+    _check_n_spike(n_spike)
     delta = jnp.asarray(1e3 / rates, dtype=jnp.result_type(float))
     return _ratio_curve_exact(*_checks.upcast((params, g_bar, tau_syn)), delta, n_spike)
 

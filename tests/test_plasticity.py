@@ -5,6 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxlif
+
 import reference as ref
 from jaxlif import STD, STF, STPParams, SynParams, ratio_curve, simulate_stp
 from jaxlif.plasticity import stp_decay, stp_init, stp_step
@@ -183,3 +185,10 @@ def test_traced_counts_above_one_are_reported_by_checked_mode():
     with pytest.raises(ValueError, match=r"spikes=.*4.* has more than one spike in a step"):
         jaxlif.checked(f)(jnp.asarray(COUNTS))
     np.testing.assert_array_equal(jaxlif.checked(f)(jnp.asarray(SINGLE)), f(jnp.asarray(SINGLE)))
+
+
+@pytest.mark.parametrize("curve", ["ratio_curve", "ratio_curve_exact"])
+def test_ratio_curves_refuse_n_spike_below_3(curve):
+    """n_spike = 2 would compare the first conductance with itself (ratio 1 at every rate)."""
+    with pytest.raises(ValueError, match="n_spike=2 must be >= 3"):
+        getattr(jaxlif, curve)(STD, [10.0, 20.0], n_spike=2)
