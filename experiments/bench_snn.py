@@ -439,17 +439,19 @@ def markdown(res: dict, command: str) -> str:
 
 
 WHY = """What the time goes to (one core, float32, 8000 neurons per step): a step's arithmetic is a few dozen
-operations per neuron, so the forward pass alone runs at about 20 us per step; forward+backward is bound by
-memory traffic, every array of shape (T, B, N) (32 MB here) that the program writes or reads costing about as
-much as the whole forward arithmetic on this VM. A user's scan that sums the spikes inside the loop writes the
-fewest such arrays. The simulators return whole rasters and traces (time last), take the input as an array
-(so its gradient is one more such array), check the input for finite values and poison their outputs: each a
-pass over (T, B, N). Since this benchmark the single-neuron simulators recompute each step's intermediates in
-the backward pass (`jax.checkpoint` around the step, `jaxlif._scan.scan(remat_steps=True)`) instead of storing
-five of them per step: the same forward values bit for bit, gradients equal to float32 rounding (a fused
-multiply-add may fall differently), and in an A/B in one process 1.15x (`simulate_lif`) and 1.3x
-(`simulate_cond_lif`) faster forward+backward. In a user's own `lax.scan`, wrapping the step function in
-`jax.checkpoint` gives the same gain (measured 1.7x for `lif_step` here)."""
+operations per neuron, so the forward pass alone takes about 20 us per step; forward+backward is bound by memory
+traffic, each array of shape (T, B, N) (32 MB here) that the program writes or reads costing about as much as
+the whole forward arithmetic on this VM. A user's scan that sums the spikes inside the loop writes the fewest
+such arrays. The simulators return whole rasters and traces (time last), take the input as an array (so its
+gradient is one more such array), check the input for finite values and poison their outputs: each a pass over
+(T, B, N); without the check, the poisoning and the appended last sample `simulate_lif` was only 1.25x faster
+(measured once), so most of the gap to `lif_step` is the array-in, array-out interface. Since this benchmark the
+membrane step recomputes its elementwise intermediates in the backward pass (`jax.checkpoint` around it, so
+every user scan of `lif_step`, `cond_lif_step` or `network_step` gets it) and the single-neuron simulators remat
+each scanned step (`jaxlif._scan.scan(remat_steps=True)`): reverse mode stores the step's inputs instead of about
+seven arrays per step. Measured once when it was made (old and new code compiled in one process, interleaved,
+losses and gradients bit for bit identical): `lif_step` scan 1.55x, `cond_lif_step` scan 1.34x, `simulate_lif`
+1.15x and `simulate_cond_lif` 1.33x faster forward+backward."""
 
 
 def replace_section(path: Path, name: str, text: str) -> None:
