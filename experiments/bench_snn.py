@@ -422,6 +422,10 @@ def markdown(res: dict, command: str) -> str:
     lines.append("Goals of issue 18 item 7:")
     lines.append("")
     if spyx:
+        for k in ("jaxlif:lif_step", "jaxlif:cond_lif_step"):
+            if k in rows:
+                lines.append(f"- for information, `{k.split(':')[1]}` (a step function in the user's scan, not a "
+                             f"simulator) against spyx: {_ratio(rows, k, spyx):.2f}x.")
         for k in ("jaxlif:simulate_lif", "jaxlif:simulate_cond_lif", "jaxlif:network"):
             if k in rows:
                 r = _ratio(rows, k, spyx)
@@ -445,8 +449,8 @@ the whole forward arithmetic on this VM. A user's scan that sums the spikes insi
 such arrays. The simulators return whole rasters and traces (time last), take the input as an array (so its
 gradient is one more such array), check the input for finite values and poison their outputs: each a pass over
 (T, B, N); without the check, the poisoning and the appended last sample `simulate_lif` was only 1.25x faster
-(measured once), so most of the gap to `lif_step` is the array-in, array-out interface. Since this benchmark the
-membrane step recomputes its elementwise intermediates in the backward pass (`jax.checkpoint` around it, so
+(measured once), so most of the gap to `lif_step` is the array-in, array-out interface. In the code measured above
+the membrane step recomputes its elementwise intermediates in the backward pass (`jax.checkpoint` around it, so
 every user scan of `lif_step`, `cond_lif_step` or `network_step` gets it) and the single-neuron simulators remat
 each scanned step (`jaxlif._scan.scan(remat_steps=True)`): reverse mode stores the step's inputs instead of about
 seven arrays per step. Measured once when it was made (old and new code compiled in one process, interleaved,
