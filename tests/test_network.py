@@ -187,6 +187,40 @@ def _joined(first, second, field, name):
     return np.concatenate([a, b[:, 1:]], axis=1)
 
 
+def window_network() -> nw.Network:
+    """The small network with every delay >= 4 steps and plasticity per presynaptic neuron only, so that
+    the simulator runs it in windows of 3 steps (``jaxlif.network.window``): per-edge delays 4..7 (E->E,
+    depressing), one delay 4 (E->I, dense; I->E, sparse) and 6 (I->I, facilitating)."""
+    net = small_network()
+    rng = np.random.default_rng(2)
+    EE, EI, IE, II = net.projections
+    EE = dataclasses.replace(EE, delays=np.asarray(EE.delays) + 3, max_delay=EE.max_delay + 3)
+    EI = dataclasses.replace(EI, delay=4, stp=None, stp_mode="pre")
+    IE = dataclasses.replace(IE, delay=4, delays=np.full_like(IE.delays, 4), max_delay=4, stp=None, stp_mode="pre")
+    II = dataclasses.replace(II, delay=6, stp=jl.STPParams(rng.uniform(0.1, 0.3, N_I), 100.0, 300.0))
+    return nw.Network(net.populations, (EE, EI, IE, II))
+
+
+@pytest.fixture(scope="module")
+def window_run(x64_module):
+    """``window_network`` in float64 over 40 ms in two halves (each 199 updates: 66 windows of 3 and a last
+    one of 1), with a current into I, and the NumPy loop over the whole run on the same drive."""
+    net = window_network()
+    key = jax.random.key(11)
+    I_inj = {"I": nw.NetworkInput(I_inj=np.linspace(150.0, 250.0, N_I))}
+    run = lambda state: nw.simulate_network(key, net, T=T_REF / 2, dt=DT, inputs=I_inj, state=state,  # noqa: E731
+                                            capacity=1)         # 4 events per chunk of a window's delivery
+    first = run(nw.network_init(net))
+    second = run(first.state)
+    half = first.v["E"].shape[1]
+    steps = 2 * half - 1
+    counts = nw.drive_counts(key, net, T=steps * DT - DT / 2, dt=DT)
+    ext_E = np.concatenate([0.5 * np.asarray(counts["E"]), np.zeros((N_I, steps))])
+    I_arr = np.concatenate([np.zeros((N_E, steps)), np.repeat(np.linspace(150.0, 250.0, N_I)[:, None], steps, 1)])
+    ref = numpy_network(net, ext_E, np.zeros_like(ext_E), I_arr, steps, DT)
+    return net, (first, second), ref
+
+
 # ----------------------------------------------------------------------------------------------
 # STP release
 # ----------------------------------------------------------------------------------------------
@@ -236,6 +270,44 @@ def test_small_network_equals_numpy_loop(small_run):
     assert n_E > 50 and n_I >= 10, (n_E, n_I)
     assert S.sum(0).max() > 4                     # more spikes in one step than the capacity of 4
     assert traces[0][1].min() < 0.8
+
+
+def test_windowed_network_equals_numpy_loop(window_run):
+    """The min-delay scheme (windows of d_min - 1 = 3 steps, delivery once per window) against the
+    NumPy loop, which delivers every step: the same spikes, voltages, conductances and STP traces."""
+    from jaxlif.network import window
+    net, (first, second), (V, S, GE, GI, traces) = window_run
+    assert window.window_length(net) == 3 and (first.v["E"].shape[1] - 1) % 3 == 1    # windows and a tail
+    for name, sl in (("E", slice(0, N_E)), ("I", slice(N_E, N_E + N_I))):
+        np.testing.assert_array_equal(_joined(first, second, "spikes", name), S[sl], err_msg=name)
+        for field, ref in (("v", V), ("g_E", GE), ("g_I", GI)):
+            np.testing.assert_allclose(_joined(first, second, field, name), ref[sl], rtol=0, atol=1e-9,
+                                       err_msg=f"{field} {name}")
+    for k in (0, 3):
+        for i, field in enumerate(("u", "R")):
+            a, b = (np.asarray(getattr(r.stp[k], field)) for r in (first, second))
+            np.testing.assert_allclose(np.concatenate([a, b[:, 1:]], 1), traces[k][i], rtol=0, atol=1e-12)
+    assert S[:N_E].sum() > 50 and S[N_E:].sum() >= 10 and traces[0][1].min() < 0.8
+    assert np.convolve(S[:N_E].sum(0), np.ones(3)).max() > 4     # windows of several chunks of 4 events
+
+
+def test_windowed_delivery_derivatives_equal_the_full_sum(x64):
+    """Forward derivative of the conductances with respect to the weights: the windowed event delivery
+    (a custom_jvp whose tangent is the sum over every synapse) equals the step-by-step full method."""
+    net = window_network()
+    structure, params = nw.partition(net)
+
+    def g(scale, delivery):
+        p = params._replace(projections={k: v._replace(weights=v.weights * scale)
+                                         for k, v in params.projections.items()})
+        res = nw.simulate_network(jax.random.key(3), structure, p, T=5.0, dt=DT, delivery=delivery)
+        return jnp.concatenate([res.g_E["E"], res.g_I["E"]])
+
+    a = jax.jvp(lambda s: g(s, "event"), (1.0,), (1.0,))
+    b = jax.jvp(lambda s: g(s, "full"), (1.0,), (1.0,))
+    np.testing.assert_allclose(a[0], b[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-10, atol=1e-10)
+    assert np.abs(np.asarray(a[1])).max() > 0
 
 
 def test_drive_counts_are_binomial(small_run):

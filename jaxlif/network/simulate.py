@@ -20,6 +20,7 @@ from jax.experimental import checkify
 from jaxlif import _checks
 from jaxlif.grid import n_steps as _n_steps
 from jaxlif.network import gradients
+from jaxlif.network import window as window_mod
 from jaxlif.network.params import NetworkParams, NetworkStructure, combine, partition
 from jaxlif.network.step import (NetworkState, SynapseState, drive_draw, drive_table, network_init, network_step,
                                  per_neuron)
@@ -292,7 +293,8 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
     if state is not None:
         _check_state(net, state, jnp.result_type(float))
     estimator = _check_estimator(grad_estimator, recurrent_grad, spike_grad)
-    statics = (steps, dt, spike_grad, bool(record), delivery, capacity)
+    window = window_mod.window_length(net, spike_grad=spike_grad, delivery=delivery) if steps > 1 else 0
+    statics = (steps, dt, spike_grad, bool(record), delivery, capacity, window)
     return _simulate(key, structure, (params, seqs, I_const, state), tuple(net.sizes), statics, estimator,
                      estimator != "local")
 
@@ -336,7 +338,7 @@ def _run_fixed(fixed, diff, feedback, statics):
 
 def _run(key, structure, diff, feedback, statics, recurrent_grad):
     params, seqs, I_const, state0 = diff
-    steps, dt, spike_grad, record, delivery, capacity = statics
+    steps, dt, spike_grad, record, delivery, capacity, window = statics
     net = combine(structure, params)
     flags = [traced_network_ok(net, dt)] + [_checks.traced_rule(f"inputs.{label}", value, "finite") for label, value
                                             in zip(("g_E", "g_I", "I_inj"), seqs + (I_const,)) if value is not None]
@@ -365,7 +367,13 @@ def _run(key, structure, diff, feedback, statics, recurrent_grad):
                     for q, s in zip(net.projections, state.synapses))
         return carry, (out, stp)
 
-    (final, ok), ys = jax.lax.scan(body, (state0, ok), seqs, length=steps - 1)
+    if window and feedback is None:      # the min-delay scheme (jaxlif.network.window): the same values
+        (final, ok), (out, stp) = window_mod.simulate_windows(
+            net, state0, ok, seqs, I_const, key, table, params, dt, n_updates=steps - 1, length=window,
+            capacity=capacity, record=record)
+        ys = (out, stp) if record else out[1]
+    else:
+        (final, ok), ys = jax.lax.scan(body, (state0, ok), seqs, length=steps - 1)
     if not record:
         result = NetworkResult(_split(net, _time_last(None, ys, jnp.zeros_like(ys[0]))), None, None, None, None,
                                final)

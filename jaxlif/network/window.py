@@ -1,0 +1,379 @@
+r"""The min-delay scheme: ``L`` steps of neuron updates, then every spike of the window delivered at once.
+
+:func:`~jaxlif.network.network_step` delivers the spikes of step ``k`` before it integrates step ``k``,
+because a spike with delay ``d = 1`` is read by that very update.  A spike of step ``k`` with delay
+``d`` changes the conductance at sample ``k + d``, i.e. it is first read by the update from
+``k + d - 1``.  When every delay is at least ``d_min >= 2`` steps, the spikes of steps
+``s .. s + L - 1`` with ``L <= d_min - 1`` are first read by the update from ``s + d_min - 1 >= s + L``:
+after the window.  So a window (as NEST does with its min-delay communication interval):
+
+1. draws the external drive of its ``L`` steps in one batch (the same uniforms as
+   :func:`~jaxlif.network.drive_draw` step by step, so the same counts);
+2. runs ``L`` steps of threshold test, plasticity (``stp_mode="pre"``) and membrane update, each
+   reading its arrivals from the pending-input ring as it stood at the start of the window (no
+   spike of the window can land in the slots read there);
+3. clears the ``L`` ring slots consumed, then adds every spike of the window to the ring:
+   ``pending[(k + d_jc) mod D, target_jc] += x_j[k] W_jc`` for the spiking rows of all ``L`` steps,
+   ``capacity`` events at a time (:func:`deliver_window`).
+
+The per-step overhead of delivery (finding the spiking rows, the loop, the ring update) is then paid
+once per window instead of once per step, and the values equal the step-by-step scheme's to float
+rounding (the sum into a slot is formed in another order only when one projection has several delays).
+
+The simulator uses it (:func:`window_length`) without surrogate gradients, with event delivery,
+with no per-synapse plasticity and with ``d_min >= 3``; elsewhere it steps one at a time.
+Units: ms, mV, nS, pA, Hz.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
+
+from jaxlif import _checks
+from jaxlif.network.delivery import Layout
+from jaxlif.network.step import NetworkState, SynapseState, _bisect
+from jaxlif.network.structure import DenseProjection
+from jaxlif.neurons import membrane_step
+from jaxlif.plasticity import stp_efficacy
+from jaxlif.synapses import SynParams, exp_syn_step
+
+__all__ = ["MAX_WINDOW", "min_delay", "window_length", "drive_draw_block", "deliver_window", "simulate_windows"]
+
+#: The longest window in steps (longer ones gain little and make the per-window buffers larger).
+MAX_WINDOW = 32
+#: Events (spiking presynaptic neuron at one step) per chunk of a window's delivery loop, per unit of
+#: the simulator's ``capacity``.
+CHUNK_PER_CAPACITY = 4
+
+
+def min_delay(net) -> int | None:
+    """The smallest delay in steps of any synapse of ``net`` (a :class:`~jaxlif.network.Network`), or
+    ``None`` when it is not known before tracing (per-synapse delays given as traced arrays) or there
+    is no projection.  Padding entries of sparse rows (target ``n_post``) are not synapses."""
+    delays = []
+    for proj in net.projections:
+        if getattr(proj, "delay", 0):
+            delays.append(int(proj.delay))
+            continue
+        d, t = _checks._concrete(proj.delays), _checks._concrete(proj.targets)
+        if d is None or t is None:
+            return None
+        real = t < proj.n_post
+        if real.any():
+            delays.append(int(d[real].min()))
+    return min(delays) if delays else None
+
+
+def window_length(net, *, spike_grad=None, delivery: str = "event") -> int:
+    """Steps per window of the min-delay scheme for ``net`` (0: step one at a time).
+
+    ``min(d_min - 1, MAX_WINDOW)`` when every delay is known and at least 3 steps, delivery is
+    ``"event"``, there is no surrogate gradient and no projection keeps per-synapse plasticity;
+    else 0."""
+    if spike_grad is not None or delivery != "event":
+        return 0
+    if any(q.stp_mode == "synapse" and q.stp is not None for q in net.projections):
+        return 0
+    d = min_delay(net)
+    if d is None or d < 3:
+        return 0
+    return min(d - 1, MAX_WINDOW)
+
+
+# ----------------------------------------------------------------------------------------------
+# The drive of a window
+# ----------------------------------------------------------------------------------------------
+
+
+def drive_draw_block(table, key: jax.Array, first: jax.Array, length: int) -> jax.Array:
+    """Drive counts ``(length, n)`` of steps ``first .. first + length - 1``: row ``l`` equals
+    ``drive_draw(table, key, first + l)`` exactly (the same uniforms ``uniform(fold_in(key, step), (n,))``,
+    drawn for all steps in one batch; the rare bisection beyond the head runs once per window)."""
+    dtype = table.head.dtype
+    steps = first + jnp.arange(length, dtype=jnp.int32)
+    u = jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(key, k), table.head.shape[:1], dtype))(steps)
+    v = 1.0 - u
+    count = jnp.sum(v[..., None] <= table.head, axis=-1, dtype=jnp.int32)
+    if table.tail.shape[1] > table.head.shape[1]:
+        count = jax.lax.cond(jnp.any(count == table.head.shape[1]), lambda: _bisect(table, v), lambda: count)
+    return count.astype(dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# Delivery of a window
+# ----------------------------------------------------------------------------------------------
+
+
+class WindowLayout(NamedTuple):
+    """Static description of one projection's delivery of a window: the step-wise :class:`Layout`
+    (its ``capacity`` is the chunk size in events) and the window's ``length`` in steps."""
+
+    layout: Layout
+    length: int
+
+
+def _acc_shape(wl: WindowLayout):
+    lay = wl.layout
+    return (wl.length, lay.n_post) if lay.delay else (lay.ring, lay.n_post)
+
+
+def _add_events(wl: WindowLayout, acc, x, W, targets, delays, step, pre):
+    """``acc`` plus the events ``x`` (values, ``(E,)``) of presynaptic rows ``pre`` at window steps ``step``.
+
+    ``acc`` is ``(L, n_post)`` (row ``l``: what the window's step ``l`` sends, to be added at sample
+    ``l + delay`` of the window) for a projection with one delay, else ``(D, n_post)`` (row ``j``:
+    arriving ``j`` samples after the window's end)."""
+    lay = wl.layout
+    if not lay.sparse:
+        return acc.at[step].add((W[:, pre] * x).T)
+    values = x[:, None] * W[pre]
+    if lay.delay:
+        return acc.at[step[:, None], targets[pre]].add(values, mode="drop")
+    return acc.at[step[:, None] + delays[pre] - wl.length, targets[pre]].add(values, mode="drop")
+
+
+def _into_ring(wl: WindowLayout, pending, acc):
+    """Add ``acc`` to the window-relative ring (row ``j``: arriving ``j`` samples after the window's end)."""
+    lay = wl.layout
+    lo, hi = lay.offset, lay.offset + lay.n_post
+    if lay.delay:       # step l arrives at sample l + delay of the window: row l + delay - L, a static block
+        return pending.at[lay.delay - wl.length:lay.delay, lo:hi].add(acc)
+    return pending.at[:, lo:hi].add(acc)
+
+
+def _full_window(wl: WindowLayout, pending, x, W, targets, delays):
+    """``pending`` plus every synapse's contribution for every step of the window (the tangent map)."""
+    lay, L = wl.layout, wl.length
+    if not lay.sparse:
+        acc = x @ W.T
+    else:
+        n_pre = x.shape[1]
+        step = jnp.broadcast_to(jnp.arange(L, dtype=jnp.int32)[:, None, None], (L, n_pre, W.shape[1]))
+        values = x[:, :, None] * W[None]
+        tg = jnp.broadcast_to(targets[None], values.shape)
+        acc = jnp.zeros(_acc_shape(wl), pending.dtype)
+        if lay.delay:
+            acc = acc.at[step, tg].add(values, mode="drop")
+        else:
+            acc = acc.at[step + delays[None] - L, tg].add(values, mode="drop")
+    return _into_ring(wl, pending, acc)
+
+
+_BLOCK = 32
+
+
+class Events(NamedTuple):
+    """The spiking entries of a window's flattened ``(L * n_pre,)`` raster, for :func:`nth_events`:
+    the raster in blocks of 32 ``(n_blocks, 32)``, the inclusive count of spikes per block, and the total."""
+
+    blocks: jax.Array
+    count: jax.Array
+    total: jax.Array
+
+
+def find_events(active: jax.Array) -> Events:
+    """:class:`Events` of a boolean vector (work ``O(n)`` in reductions, no scatter)."""
+    n = active.shape[0]
+    blocks = jnp.pad(active, (0, -n % _BLOCK)).reshape(-1, _BLOCK)
+    count = jnp.cumsum(jnp.sum(blocks, axis=1, dtype=jnp.int32))
+    return Events(blocks, count, count[-1])
+
+
+def nth_events(ev: Events, k: jax.Array) -> jax.Array:
+    """Flat indices of the spikes number ``k`` (0-based, in index order; any shape).  Entries ``k >=
+    ev.total`` get an arbitrary valid index (mask them).  A binary search over the blocks' counts, then
+    the rank within the block: ``O(log n_blocks + 32)`` per entry."""
+    b = jnp.minimum(jnp.searchsorted(ev.count, k, side="right"), ev.count.shape[0] - 1)
+    before = jnp.where(b > 0, ev.count[jnp.maximum(b - 1, 0)], 0)
+    within = jnp.cumsum(ev.blocks[b].astype(jnp.int32), axis=-1)          # (..., 32)
+    j = jnp.sum(within <= (k - before)[..., None], axis=-1, dtype=jnp.int32)
+    return b * _BLOCK + jnp.minimum(j, _BLOCK - 1)
+
+
+def _event_window(wl: WindowLayout, pending, x, W, targets, delays, rows):
+    K = wl.layout.capacity
+    n_pre = x.shape[1]
+    flat = x.reshape(-1)
+    n_active = rows.total
+
+    def chunk(carry):
+        i, acc = carry
+        k = i * K + jnp.arange(K, dtype=jnp.int32)
+        idx = nth_events(rows, k)
+        xr = jnp.where(k < n_active, flat[idx], 0.0)
+        return i + 1, _add_events(wl, acc, xr, W, targets, delays, idx // n_pre, idx % n_pre)
+
+    n_chunks = (n_active + (K - 1)) // K
+    _, acc = jax.lax.while_loop(lambda c: c[0] < n_chunks, chunk,
+                                (jnp.int32(0), jnp.zeros(_acc_shape(wl), pending.dtype)))
+    return _into_ring(wl, pending, acc)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def deliver_window(wl: WindowLayout, pending, x, W, targets, delays, rows):
+    """Add one projection's spikes of a whole window to the pending input.
+
+    Args:
+        wl: :class:`WindowLayout` (static).
+        pending: ``(D, n)`` window-relative ring: row ``j`` arrives ``j`` samples after the window's end
+            (a spike of the window's step ``l`` with delay ``d`` lands in row ``l + d - L``).
+        x: ``(L, n_pre)`` presynaptic values of the window's ``L`` steps (0 for silent neurons).
+        W, targets, delays: as for :func:`jaxlif.network.delivery.deliver`.
+        rows: :func:`find_events` of the presynaptic population's ``(L, n_pre)`` spikes, flattened.
+
+    Derivatives are those of the sum over every synapse (as for :func:`~jaxlif.network.delivery.deliver`):
+    the event loop is never differentiated.
+    """
+    targets, delays = (None, None) if targets is None else (jnp.asarray(targets), jnp.asarray(delays))
+    return _event_window(wl, jnp.asarray(pending), jnp.asarray(x), jnp.asarray(W), targets, delays, rows)
+
+
+def _deliver_window_jvp(wl, primals, tangents):
+    pending, x, W, targets, delays, rows = primals
+    d_pending, dx, dW = tangents[:3]
+    out = deliver_window(wl, pending, x, W, targets, delays, rows)
+    d_out = jnp.zeros_like(out) if isinstance(d_pending, SymbolicZero) else jnp.asarray(d_pending)
+    x, W = jnp.asarray(x), jnp.asarray(W)
+    if not isinstance(dx, SymbolicZero):
+        d_out = _full_window(wl, d_out, dx, W, targets, delays)
+    if not isinstance(dW, SymbolicZero):
+        d_out = _full_window(wl, d_out, x, dW, targets, delays)
+    return out, d_out
+
+
+deliver_window.defjvp(_deliver_window_jvp, symbolic_zeros=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# The simulation in windows
+# ----------------------------------------------------------------------------------------------
+
+
+def _local_step(net, params, pending, dt, record, carry, x):
+    """One step without delivery: threshold test, plasticity, membrane, with ``pending = (exc, inh)`` the
+    arrivals at ``it + 1`` (ring slot ``it + 1`` as it stood at the start of the window).  The same
+    operations as ``network_step``."""
+    neuron, exc, inh = params[:3]
+    it, lif, g_E, g_I, synapses = carry
+    ext_E, ext_I, I_inj = x
+    dtype = g_E.dtype
+    arrive_E, arrive_I = pending
+    g_E = exp_syn_step(SynParams(1.0, *exc), g_E, arrive_E + ext_E, dt)
+    g_I = exp_syn_step(SynParams(1.0, *inh), g_I, arrive_I + ext_I, dt)
+    lif, (v, spikes) = membrane_step(neuron, lif, g_E, exc[1], g_I, inh[1], I_inj, dt)
+    spikes_f = spikes.astype(dtype)
+    offsets, sizes = net.offsets, net.sizes
+    new_syn, released = [], []
+    for proj, syn in zip(net.projections, synapses):
+        if proj.stp is None:
+            new_syn.append(None)
+            released.append(None)
+            continue
+        s = spikes_f[offsets[proj.pre]:offsets[proj.pre] + sizes[proj.pre]]
+        u, R, release = stp_efficacy(proj.stp, syn.u, syn.R, s, dt)
+        new_syn.append(SynapseState(u, R))
+        released.append(release)
+    out = (v, spikes, g_E, g_I) if record else (None, spikes, None, None)
+    trace = tuple(new_syn) if record else tuple(None for _ in new_syn)
+    return (it + 1, lif, g_E, g_I, tuple(new_syn)), (out, trace, tuple(released))
+
+
+def _window(net, params, key, table, dt, capacity, record, state: NetworkState, xs, length: int):
+    """Advance ``state`` by ``length`` steps (one window); returns the new state and the per-step outputs
+    ``((v, spikes, g_E, g_I), synapses)``, time-major ``(length, ...)`` (without ``record`` only the spikes,
+    the rest ``None``).  Here ``state.pending_E, pending_I`` are window-relative: row ``j`` arrives at
+    sample ``state.step + j`` (row 0 was consumed already), so that every access is a static block."""
+    D, offsets, sizes = net.max_delay, net.offsets, net.sizes
+    it0 = state.step
+    g_E_seq, g_I_seq, I_seq = xs
+    zero = jnp.zeros((length, 1), state.g_E.dtype)
+    ext_E = zero if g_E_seq is None else g_E_seq
+    ext_I = zero if g_I_seq is None else g_I_seq
+    if table is not None:
+        counts = drive_draw_block(table, key, it0 + 1, length)
+        ext_E, ext_I = ext_E + table.weight_E * counts, ext_I + table.weight_I * counts
+    I_inj = I_seq
+    # the rows read in the window (samples it0 + 1 .. it0 + L): no spike of the window lands there
+    arrivals = (state.pending_E[1:length + 1], state.pending_I[1:length + 1])
+    carry = (it0, state.neuron, state.g_E, state.g_I, state.synapses)
+
+    def body(carry, x):
+        e_E, e_I, i, a_E, a_I = x
+        return _local_step(net, params, (a_E, a_I), dt, record, carry, (e_E, e_I, params[3] if i is None else i))
+
+    (it, lif, g_E, g_I, synapses), (out, syn_trace, released) = jax.lax.scan(
+        body, carry, (ext_E, ext_I, I_inj) + arrivals, length=length)
+    spikes = out[1]
+    # shift the ring to the next window (samples it0 .. it0 + L - 1 were consumed; new rows are empty)
+    def shift(ring):
+        return jnp.concatenate([ring[length:], jnp.zeros((length,) + ring.shape[1:], ring.dtype)])
+
+    ring = {"exc": shift(state.pending_E), "inh": shift(state.pending_I)}
+    K = capacity * CHUNK_PER_CAPACITY
+    rows = {}
+    for name in dict.fromkeys(q.pre for q in net.projections):
+        active = spikes[:, offsets[name]:offsets[name] + sizes[name]].astype(bool).reshape(-1)
+        rows[name] = find_events(active)
+    for proj, release in zip(net.projections, released):
+        pre = slice(offsets[proj.pre], offsets[proj.pre] + sizes[proj.pre])
+        x = spikes[:, pre].astype(state.g_E.dtype) if release is None else release
+        sparse = not isinstance(proj, DenseProjection)
+        chunk = min(K, length * sizes[proj.pre])
+        wl = WindowLayout(Layout(sparse, D, proj.delay, "event", chunk, offsets[proj.post], sizes[proj.post]), length)
+        aux = (proj.targets, proj.delays) if sparse else (None, None)
+        ring[proj.receptor] = deliver_window(wl, ring[proj.receptor], x, proj.weights, *aux, rows[proj.pre])
+    new = NetworkState(it, lif, g_E, g_I, ring["exc"], ring["inh"], synapses)
+    return new, (out, syn_trace)
+
+
+def simulate_windows(net, state0: NetworkState, ok, seqs, I_const, key, table, params, dt: float, *,
+                     n_updates: int, length: int, capacity: int, record: bool = True):
+    """``n_updates`` steps from ``state0`` in windows of ``length`` steps (and one shorter last window);
+    returns ``((final state, ok), ys)`` with ``ys = ((v, spikes, g_E, g_I), synapses)`` time-major, as the
+    step-by-step scan of the simulator (without ``record`` only the spikes, the rest ``None``)."""
+    m, r = divmod(n_updates, length)
+    I_const = jnp.zeros((net.size,), state0.g_E.dtype) if I_const is None else I_const
+    params = tuple(params) + (I_const,)
+
+    def windows(seq, count, start):
+        if seq is None:
+            return None
+        part = seq[start:start + count * length]
+        return part.reshape((count, length) + seq.shape[1:])
+
+    def full_window(carry, xs):
+        state, valid = carry
+        state, ys = _window(net, params, key, table, dt, capacity, record, state, xs, length)
+        return (state, valid & (state.step > 0)), ys
+
+    D = net.max_delay
+
+    def relative(ring, it):         # slot (it + j) mod D -> row j
+        return ring[(it + jnp.arange(D, dtype=jnp.int32)) % D]
+
+    def absolute(rows, it):         # row j -> slot (it + j) mod D
+        return rows[(jnp.arange(D, dtype=jnp.int32) - it) % D]
+
+    state0 = state0._replace(pending_E=relative(state0.pending_E, state0.step),
+                             pending_I=relative(state0.pending_I, state0.step))
+    carry = (state0, ok)
+    parts = []
+    if m:
+        carry, ys = jax.lax.scan(full_window, carry, tuple(windows(s, m, 0) for s in seqs), length=m)
+        parts.append(jax.tree.map(lambda y: y.reshape((m * length,) + y.shape[2:]), ys))
+    if r:
+        state, valid = carry
+        tail = tuple(None if s is None else s[m * length:] for s in seqs)
+        state, ys = _window(net, params, key, table, dt, capacity, record, state, tail, r)
+        carry = (state, valid & (state.step > 0))
+        parts.append(ys)
+    ys = parts[0] if len(parts) == 1 else jax.tree.map(lambda *a: jnp.concatenate(a), *parts)
+    state, valid = carry
+    state = state._replace(pending_E=absolute(state.pending_E, state.step),
+                           pending_I=absolute(state.pending_I, state.step))
+    return (state, valid), ys
