@@ -46,6 +46,8 @@ __all__ = ["MAX_WINDOW", "min_delay", "window_length", "drive_draw_block", "deli
 
 #: The longest window in steps (longer ones gain little and make the per-window buffers larger).
 MAX_WINDOW = 32
+#: Steps of a window's neuron loop unrolled into one iteration.
+UNROLL = 1
 #: Events (spiking presynaptic neuron at one step) per chunk of a window's delivery loop, per unit of
 #: the simulator's ``capacity``.
 CHUNK_PER_CAPACITY = 4
@@ -307,7 +309,7 @@ def _window(net, params, key, table, dt, capacity, record, state: NetworkState, 
         return _local_step(net, params, (a_E, a_I), dt, record, carry, (e_E, e_I, params[3] if i is None else i))
 
     (it, lif, g_E, g_I, synapses), (out, syn_trace, released) = jax.lax.scan(
-        body, carry, (ext_E, ext_I, I_inj) + arrivals, length=length)
+        body, carry, (ext_E, ext_I, I_inj) + arrivals, length=length, unroll=UNROLL)
     spikes = out[1]
     # shift the ring to the next window (samples it0 .. it0 + L - 1 were consumed; new rows are empty)
     def shift(ring):
@@ -321,7 +323,7 @@ def _window(net, params, key, table, dt, capacity, record, state: NetworkState, 
         rows[name] = find_events(active)
     for proj, release in zip(net.projections, released):
         pre = slice(offsets[proj.pre], offsets[proj.pre] + sizes[proj.pre])
-        x = spikes[:, pre].astype(state.g_E.dtype) if release is None else release
+        x = spikes[:, pre] if release is None else release          # 0/1 spikes cast per event
         sparse = not isinstance(proj, DenseProjection)
         chunk = min(K, length * sizes[proj.pre])
         wl = WindowLayout(Layout(sparse, D, proj.delay, "event", chunk, offsets[proj.post], sizes[proj.post]), length)
