@@ -3,7 +3,9 @@
 One command runs every system in its own interpreter, one thread each, interleaved, and rewrites the ``snn``
 section of ``BENCHMARKS.md`` (between ``<!-- begin:snn -->`` and ``<!-- end:snn -->``)::
 
-    python experiments/bench_snn.py --spyx .venv-spyx/bin/python --snntorch .venv-snntorch/bin/python
+    python3 -m venv .venv-spyx && .venv-spyx/bin/pip install spyx==1.0.0
+    python3 -m venv .venv-snntorch && .venv-snntorch/bin/pip install torch snntorch==1.0.0 numpy   # torch's CPU build
+    python experiments/bench_snn.py             # finds .venv-spyx and .venv-snntorch (or --spyx/--snntorch PYTHON)
     python experiments/bench_snn.py --quick     # jaxlif only, tiny sizes, no file written (the smoke test)
 
 The workload (the same arithmetic in every system; float32):
@@ -16,8 +18,10 @@ The workload (the same arithmetic in every system; float32):
 * Neuron: the tutorial's forward-Euler LIF with ``tau_m = 20 ms``, ``g_L = 10 nS``, ``E_L = V_reset = V_init =
   -75 mV``, ``V_th = -55 mV``, ``t_ref = 0``.  In units of ``u = V - E_L``: ``u <- 0`` at a spike (reset to
   zero), then ``u <- beta u + x`` with ``beta = 1 - dt/tau_m = 0.95`` and ``x = (dt/tau_m) w I / g_L``,
-  threshold 20 mV.  spyx and snntorch run their own LIF layer on ``x`` with the same ``beta``, threshold and a
-  reset to zero (spyx: ``LIF`` + its ``reset`` option or the subtract form if it has none; see the worker).
+  threshold 20 mV.  spyx and snntorch run their own LIF layer on ``x`` with the same ``beta`` and threshold:
+  snntorch's ``Leaky(reset_mechanism="zero")`` is the same rule (it emits the spike of ``u(t+1)`` at step ``t``);
+  spyx 1.0's ``nn.LIF`` only resets by subtraction (``u <- beta u + x - s theta``), the same work with a
+  slightly lower rate.
 * spyx and snntorch run in their own units, ``u / theta`` (threshold 1): the input is ``x / theta``.
 * Surrogate: the fast sigmoid (SuperSpike) in every system, the same function: jaxlif's
   ``fast_sigmoid(0.1)``, ``h = 0.05 / (1 + 0.1 |u - theta|)^2`` per mV, is ``1 / (1 + 2 |z - 1|)^2`` per unit of
@@ -31,19 +35,24 @@ Throughput is neuron-steps per second, ``B N T / seconds``.  Each system runs as
 (``taskset -c 0``, one thread: ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1``
 for JAX, ``torch.set_num_threads(1)`` for torch) that compiles and warms up first; then every round asks each
 worker in turn for one timed call, so drifts of the machine hit all systems alike.  Medians over rounds are
-reported.  Same work: every variant's loss must equal jaxlif ``lif_step``'s within ``--loss-tol`` (relative),
-and the cosine between gradient vectors is reported.
+reported.  Same work: every loss must equal a float64 NumPy loop of its reset rule on the same input within
+``--loss-tol`` (relative; :func:`numpy_losses`), or the script fails; the cosine between each gradient and
+jaxlif ``lif_step``'s is reported.
 
 jaxlif variants:
 
 * ``lif_step``: :func:`jaxlif.lif_step` on a ``(B, N)`` state inside the user's own ``lax.scan``;
-* ``simulate_lif``: :func:`jaxlif.simulate_lif` ``vmap``-ped over neurons and batch (time last);
+* ``simulate_lif``: :func:`jaxlif.simulate_lif` ``vmap``-ped over neurons and batch of the same time-major
+  array (``in_axes=1``; the scan reads it as it is);
+* ``simulate_lif_tl``: the same on a time-last ``(B, N, T)`` copy, the simulators' own layout (the input and the
+  gradient are transposed);
 * ``cond_lif_step``: :func:`jaxlif.cond_lif_step` in a user scan with the current as ``I_inj`` and no input
   spikes (``g = 0``: the same spikes);
-* ``simulate_cond_lif``: :func:`jaxlif.simulate_cond_lif` ``vmap``-ped, likewise;
+* ``simulate_cond_lif``: :func:`jaxlif.simulate_cond_lif` ``vmap``-ped like ``simulate_lif``;
+* the simulators see ``T + 1`` samples (an unused last input): they test ``T``, like the user scans;
 * ``network``: :func:`jaxlif.network.simulate_network` on one 1000-neuron population with no projections
   (``record=False``, the current given as ``inputs``, ``vmap`` over the batch);
-* ``network_sparse``: the same with a sparse recurrent E->E projection of zero weights (p = 0.02, delay 1 ms;
+* ``network_sparse``: the same with a sparse recurrent E->E projection of zero weights (p = 0.02, delay 1 step;
   every spike goes through the event delivery; same spikes).
 """
 
@@ -73,7 +82,8 @@ THETA = V_TH - E_L                # 20 mV
 SLOPE = 0.1                       # fast sigmoid slope [1/mV] (jaxlif's default)
 
 JAX_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-JAXLIF_VARIANTS = ("lif_step", "simulate_lif", "simulate_lif_tl", "cond_lif_step", "simulate_cond_lif", "network", "network_sparse")
+JAXLIF_VARIANTS = ("lif_step", "simulate_lif", "simulate_lif_tl", "cond_lif_step", "simulate_cond_lif", "network",
+                   "network_sparse")
 
 
 def make_current(B: int, T: int, N: int, seed: int) -> np.ndarray:
@@ -117,7 +127,7 @@ def _jaxlif_programs(I_np: np.ndarray, variants) -> dict:
         _, counts = jax.lax.scan(body, st0, I_tbn)
         return counts.sum() * norm
 
-    def simulate_lif_loss(w, I_tbn, I_tbn1, I_bnt1):       # time-major data, as the user scans have it: vmap over axes 1 and 2
+    def simulate_lif_loss(w, I_tbn, I_tbn1, I_bnt1):    # time-major data as the user scans have it: vmap axes 1, 2
         run = lambda i: jaxlif.simulate_lif(p, i, dt=DT, spike_grad=sg).spikes.sum()
         return jax.vmap(jax.vmap(run, in_axes=1), in_axes=1)(w * I_tbn1).sum() * norm
 
@@ -405,7 +415,8 @@ def markdown(res: dict, command: str) -> str:
         f"with torch's CPU build), pinned to core {res['core']}, one thread; {res['rounds']} interleaved rounds, "
         f"median seconds per forward+backward call (compiled and warmed up before).",
         "",
-        "| system / variant | median s | M neuron-steps/s | vs spyx (speed) | vs `lif_step` (speed) | loss | NumPy loss of its rule | grad cosine vs `lif_step` |",
+        "| system / variant | median s | M neuron-steps/s | vs spyx (speed) | vs `lif_step` (speed) | loss "
+        "| NumPy loss of its rule | grad cosine vs `lif_step` |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for k, r in rows.items():
