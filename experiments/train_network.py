@@ -557,6 +557,12 @@ def run(cfg, log, files) -> dict:
     sloppy = ident["right_singular_vectors"][-1]
     sloppy_text = " ".join(f"{c:+.2f} {p}" for c, p in zip(sloppy, PARAMS))
     best = min(("adam", "es", "random"), key=lambda n: evals[n]["loss"])
+    others = [p for p in PARAMS if p not in identified]
+    if not others:
+        ident_text = "all four are locally identifiable (standard deviation below 0.1 in theta)"
+    else:
+        ident_text = (f"{', '.join(identified) if identified else 'none'} locally identifiable (standard deviation "
+                      f"below 0.1 in theta), {', '.join(others)} only in combination")
     conclusion = (
         f"A {cfg.n_E} E + {cfg.n_I} I network with depressing E->E synapses, {cfg.T:g} ms runs: target E "
         f"{target[0]:.2f} Hz, I {target[1]:.2f} Hz, ISI CV {target[2]:.3f}, count correlation {target[3]:.4f}. "
@@ -570,10 +576,9 @@ def run(cfg, log, files) -> dict:
         f"{_r(rel_err['adam'])}, ES {_r(rel_err['es'])}, random {_r(rel_err['random'])}. Identifiability from the standardised finite-difference "
         f"Jacobian at the hidden parameters: singular values {_r(ident['singular_values'], 3)}; "
         f"the least determined direction is ({sloppy_text}); with a {cfg.ref_trials}-run target each parameter is "
-        f"determined to {_r(ident['param_sd_theta'])} (theta units), so "
-        f"{', '.join(identified) if identified else 'none'} "
-        f"{'is' if len(identified) == 1 else 'are'} identifiable to better than 10 % and the others only in "
-        f"combination. Does the gradient point the right way? At the hidden parameters the estimator's "
+        f"determined to {_r(ident['param_sd_theta'])} (theta units): {ident_text}. This is a linearisation at the "
+        f"hidden point: a distant parameter set can still fit almost as well (compare the methods' final "
+        f"parameters and losses above). Does the gradient point the right way? At the hidden parameters the estimator's "
         f"d stat / d theta has the sign of the finite difference in {agree} of the {clear} entries that the "
         f"finite differences show clearly non-zero." + caveat)
     log(conclusion)
