@@ -270,8 +270,9 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
     second.  ``"local"`` delivers spikes without derivative: finite, but the open-loop response of
     each neuron, many times the network's in a balanced network.  ``"mean_field"`` (the default) adds
     the network's feedback back at the level of population rates (:mod:`jaxlif.network.gradients`): finite
-    at any duration, with the size of finite differences of the mean rates (BENCHMARKS.md, "Recurrent
-    gradients"), and it warns where its linearisation is unstable.  The Poisson drive is not
+    at any duration, and it warns where its linearisation is unstable; measured against finite
+    differences (BENCHMARKS.md, "Recurrent gradients") it is close for some parameters, 3-4x too large
+    for others, and of the wrong sign in some networks: check it on yours (experiments/grad_network.py).  The Poisson drive is not
     reparameterised: its ``rate`` gets no gradient (fit its ``weight`` or a weight scale instead).
     """
     dt = _checks.check_dt(dt)
