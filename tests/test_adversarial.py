@@ -300,11 +300,17 @@ def test_ctrl_c_absorbed_by_a_library_loop_still_ends_with_130_and_one_line(monk
         return 0
 
     monkeypatch.setattr(cli, "SUBCOMMANDS", [_fake_command(handler)])
-    before = signal.getsignal(signal.SIGINT)
-    assert cli.main(["fake", "--no-cache", "--quiet"]) == cli.EXIT_INTERRUPTED
-    err = capsys.readouterr().err
-    assert err.strip().splitlines() == ["jaxlif fake: interrupted"], err
-    assert signal.getsignal(signal.SIGINT) is before                  # restored
+    # as in a terminal: a suite started as a background job inherits SIGINT ignored, where the guard
+    # (rightly) stays out of the way and the kill above would do nothing
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        before = signal.getsignal(signal.SIGINT)
+        assert cli.main(["fake", "--no-cache", "--quiet"]) == cli.EXIT_INTERRUPTED
+        err = capsys.readouterr().err
+        assert err.strip().splitlines() == ["jaxlif fake: interrupted"], err
+        assert signal.getsignal(signal.SIGINT) is before                  # restored
+    finally:
+        signal.signal(signal.SIGINT, outer)
 
 
 def test_ctrl_c_ends_a_process_whose_main_thread_does_not_stop():
