@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from jax.extend.random import threefry_2x32
 from scipy import stats
 
 import jaxlif as jl
@@ -184,14 +185,17 @@ def test_new_values_connectivity_rates_and_scalar_types_compile_nothing(split):
 def test_bisected_drive_counts_equal_the_direct_count():
     """A drive whose counts exceed the directly compared entries (rate 3000 Hz x 100 trains: mean 30 per
     step): the counts equal ``#{k: V <= P(X > k)}`` over the whole table, computed here by brute force
-    from the same uniforms, and follow Binomial(100, 0.3)."""
+    from the uniforms of the documented stream (``drive_uniform``: the 23 high bits of each word of
+    ``threefry_2x32(key_data(fold_in(key, step)), arange(n))``), and follow Binomial(100, 0.3)."""
     pop = nw.Population("A", 500, drive=nw.PoissonDrive(rate=3000.0, weight=0.1, n=100))
     net = nw.Network((pop,))
     key = jax.random.key(2)
     counts = np.asarray(nw.drive_counts(key, net, T=1.0, dt=DT)["A"])          # (500, 10)
     tail = np.asarray(jax.lax.cummin(jl.inputs._binomial_tail(jl.inputs._p_spike(3000.0, DT), 100)))
     for k in range(1, counts.shape[1]):
-        v = 1.0 - np.asarray(jax.random.uniform(jax.random.fold_in(key, k), (500,), jnp.float32))
+        words = np.asarray(threefry_2x32(jax.random.key_data(jax.random.fold_in(key, k)),
+                                         jnp.arange(500, dtype=jnp.uint32)))
+        v = (1.0 - (words >> 9).astype(np.float64) * 2.0 ** -23).astype(np.float32)    # both words of 250 hashes
         np.testing.assert_array_equal(counts[:, k], (v[:, None] <= tail[None, :]).sum(1))
     x = counts[:, 1:].ravel()
     assert abs(x.mean() - 30.0) < 4 * np.sqrt(21.0 / x.size)

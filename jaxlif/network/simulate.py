@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
 
-from jaxlif import _checks
+from jaxlif import _checks, _executables
 from jaxlif.grid import n_steps as _n_steps
 from jaxlif.network import gradients
 from jaxlif.network import window as window_mod
@@ -72,7 +72,7 @@ def drive_counts(key: jax.Array, net: Network | NetworkStructure, params: Networ
                  T: float, dt: float) -> dict:
     """The Poisson drive counts :func:`simulate_network` draws with ``key`` from step 0: ``{name: (size, n_steps)}``.
 
-    Step ``k`` draws one ``uniform(fold_in(key, k), (n,))`` for the stacked neurons of all populations
+    Step ``k`` draws one ``drive_uniform(key, k, n)`` for the stacked neurons of all populations
     (:func:`jaxlif.network.step.drive_draw`); populations without a drive get zeros.  The count at
     index 0 is never used (input is read one step ahead).
     """
@@ -296,8 +296,12 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
     estimator = _check_estimator(grad_estimator, recurrent_grad, spike_grad)
     window = window_mod.window_length(net, spike_grad=spike_grad, delivery=delivery) if steps > 1 else 0
     statics = (steps, dt, spike_grad, bool(record), delivery, capacity, window)
-    return _simulate(key, structure, (params, seqs, I_const, state), tuple(net.sizes), statics, estimator,
-                     estimator != "local")
+    # through jaxlif._executables: where the compilation cache is on (the command line, the experiments,
+    # jaxlif._cache.enable), a second process loads the stored executable instead of tracing and lowering
+    return _executables.call(_simulate, "jaxlif.network.simulate._simulate",
+                             (key, structure, (params, seqs, I_const, state)),
+                             dict(names=tuple(net.sizes), statics=statics, estimator=estimator,
+                                  recurrent_grad=estimator != "local"))
 
 
 def _check_estimator(grad_estimator, recurrent_grad, spike_grad) -> str:

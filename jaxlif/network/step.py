@@ -39,6 +39,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend.random import threefry_2x32
 from jax.typing import ArrayLike, DTypeLike
 
 from jaxlif.inputs import _binomial_tail, _p_spike
@@ -49,7 +50,8 @@ from jaxlif.plasticity import stp_efficacy
 from jaxlif.surrogates import Surrogate
 from jaxlif.synapses import SynParams, exp_syn_step
 
-__all__ = ["SynapseState", "NetworkState", "network_init", "network_step", "per_neuron", "drive_draw"]
+__all__ = ["SynapseState", "NetworkState", "network_init", "network_step", "per_neuron", "drive_draw",
+           "drive_uniform"]
 
 
 class SynapseState(NamedTuple):
@@ -256,10 +258,29 @@ def _bisect(table: _DriveTable, v: jax.Array) -> jax.Array:
     return lo
 
 
+def drive_uniform(key: jax.Array, step: ArrayLike, n: int, dtype) -> jax.Array:
+    """The ``(n,)`` uniforms in [0, 1) of the drive at one step (neuron ``i`` of the stacked vector
+    uses entry ``i``).
+
+    float32 with a threefry key (the default): the words of ``threefry_2x32(key_data(fold_in(key,
+    step)), arange(n))``, both words of every hash (``n / 2`` hashes), each turned into a float as
+    ``jax.random.uniform`` does (its 23 high bits as the mantissa of a number in [1, 2), minus 1).
+    ``jax.random.uniform(fold_in(key, step), (n,))`` itself (JAX's partitionable threefry) spends one
+    hash per 32-bit word, twice the cost; this stream replaced it on 2026-12-06 (issue 19), so counts
+    drawn with a key before then differ (same distribution).  Other float types or key kinds:
+    ``jax.random.uniform(fold_in(key, step), (n,), dtype)``."""
+    k = jax.random.fold_in(key, step)
+    if jnp.dtype(dtype) != jnp.float32 or str(jax.random.key_impl(k)) != "threefry2x32":
+        return jax.random.uniform(k, (n,), dtype)
+    words = threefry_2x32(jax.random.key_data(k), jnp.arange(n, dtype=jnp.uint32))
+    one = jnp.uint32(0x3F800000)
+    return jax.lax.bitcast_convert_type((words >> jnp.uint32(9)) | one, jnp.float32) - jnp.float32(1.0)
+
+
 def drive_draw(table: _DriveTable, key: jax.Array, step: ArrayLike) -> jax.Array:
     """Binomial drive counts ``(n,)`` of every neuron at one step, by inverse CDF.
 
-    ``U = uniform(fold_in(key, step), (n,))`` for the whole network (neuron ``i`` of the stacked
+    ``U = drive_uniform(key, step, n)`` for the whole network (neuron ``i`` of the stacked
     vector uses ``U[i]``); with ``V = 1 - U`` the count is ``#{k : V <= P(X > k)}``, as
     :func:`jaxlif.inputs.binomial_count` computes it for one neuron.  The table is non-increasing in
     ``k``, so the count is the length of the prefix of entries ``>= V``: the first ``K0`` entries are
@@ -267,7 +288,7 @@ def drive_draw(table: _DriveTable, key: jax.Array, step: ArrayLike) -> jax.Array
     bisected.  Neurons without a drive get 0.
     """
     dtype = table.head.dtype
-    v = 1.0 - jax.random.uniform(jax.random.fold_in(key, step), table.head.shape[:1], dtype)
+    v = 1.0 - drive_uniform(key, step, table.head.shape[0], dtype)
     count = jnp.sum(v[:, None] <= table.head, axis=1, dtype=jnp.int32)
     if table.tail.shape[1] > table.head.shape[1]:
         count = jax.lax.cond(jnp.any(count == table.head.shape[1]), lambda: _bisect(table, v), lambda: count)

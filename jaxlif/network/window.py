@@ -36,7 +36,7 @@ from jax.custom_derivatives import SymbolicZero
 
 from jaxlif import _checks
 from jaxlif.network.delivery import Layout
-from jaxlif.network.step import NetworkState, SynapseState, _bisect
+from jaxlif.network.step import NetworkState, SynapseState, _bisect, drive_uniform
 from jaxlif.network.structure import DenseProjection
 from jaxlif.neurons import membrane_step
 from jaxlif.plasticity import stp_efficacy
@@ -46,6 +46,7 @@ __all__ = ["MAX_WINDOW", "min_delay", "window_length", "drive_draw_block", "deli
 
 #: The longest window in steps (longer ones gain little and make the per-window buffers larger).
 MAX_WINDOW = 32
+COMPARE_LOOP = True
 #: Steps of a window's neuron loop unrolled into one iteration.
 UNROLL = 1
 #: Events (spiking presynaptic neuron at one step) per chunk of a window's delivery loop, per unit of
@@ -94,13 +95,16 @@ def window_length(net, *, spike_grad=None, delivery: str = "event") -> int:
 
 def drive_draw_block(table, key: jax.Array, first: jax.Array, length: int) -> jax.Array:
     """Drive counts ``(length, n)`` of steps ``first .. first + length - 1``: row ``l`` equals
-    ``drive_draw(table, key, first + l)`` exactly (the same uniforms ``uniform(fold_in(key, step), (n,))``,
+    ``drive_draw(table, key, first + l)`` exactly (the same uniforms ``drive_uniform(key, step, n)``,
     drawn for all steps in one batch; the rare bisection beyond the head runs once per window)."""
     dtype = table.head.dtype
     steps = first + jnp.arange(length, dtype=jnp.int32)
-    u = jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(key, k), table.head.shape[:1], dtype))(steps)
+    u = jax.vmap(lambda k: drive_uniform(key, k, table.head.shape[0], dtype))(steps)
     v = 1.0 - u
-    count = jnp.sum(v[..., None] <= table.head, axis=-1, dtype=jnp.int32)
+    if COMPARE_LOOP:    # one (L, n) comparison per table entry: vectorised along the neurons
+        count = sum((v <= table.head[:, k]).astype(jnp.int32) for k in range(table.head.shape[1]))
+    else:
+        count = jnp.sum(v[..., None] <= table.head, axis=-1, dtype=jnp.int32)
     if table.tail.shape[1] > table.head.shape[1]:
         count = jax.lax.cond(jnp.any(count == table.head.shape[1]), lambda: _bisect(table, v), lambda: count)
     return count.astype(dtype)
