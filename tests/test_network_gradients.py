@@ -60,6 +60,10 @@ def test_mean_field_is_the_local_derivative_plus_the_population_feedback(split):
     np.testing.assert_allclose(forward, expected, rtol=2e-3)
     np.testing.assert_allclose(reverse, expected[0], rtol=2e-3)
     assert abs(expected[0]) < 0.5 * abs(float(local[0, 0]))          # the feedback matters here
+    gain = nw.loop_gain(KEY, structure, params, T=T, dt=DT)
+    assert gain.names == ("E", "I") and gain.stable
+    np.testing.assert_allclose(gain.G, G, rtol=1e-4)
+    np.testing.assert_allclose(gain.rates, r, rtol=1e-6)
 
 
 def test_forward_values_are_the_plain_simulation(split):
@@ -95,6 +99,8 @@ def test_an_unstable_mean_field_warns():
     with pytest.warns(RecurrentGradientWarning, match="real part"):
         jax.grad(grad)(params)
         jax.effects_barrier()
+    gain = nw.loop_gain(KEY, structure, params, T=T, dt=DT)
+    assert not gain.stable and gain.eigenvalues.real.max() >= 1.0
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ from jaxlif.network.step import (SynapseState, NetworkState, network_init, netwo
                                  drive_draw)
 from jaxlif.network.simulate import (NetworkInput, NetworkResult, drive_counts, simulate_network,
                                      traced_network_ok, DELIVERY_METHODS)
+from jaxlif.network.gradients import GRAD_ESTIMATORS, LoopGain, RecurrentGradientWarning, loop_gain
 from jaxlif.network.models import (EI_WEIGHTS, EI_STP, ei_network)
 
 __all__ = [
@@ -25,5 +26,6 @@ __all__ = [
     "ProjectionStructure", "NetworkStructure", "partition", "combine", "projection_keys",
     "SynapseState", "NetworkState", "network_init", "network_step", "per_neuron", "drive_draw",
     "NetworkInput", "NetworkResult", "drive_counts", "simulate_network", "traced_network_ok",
-    "DELIVERY_METHODS", "EI_WEIGHTS", "EI_STP", "ei_network",
+    "DELIVERY_METHODS", "GRAD_ESTIMATORS", "LoopGain", "RecurrentGradientWarning", "loop_gain",
+    "EI_WEIGHTS", "EI_STP", "ei_network",
 ]

@@ -44,13 +44,13 @@ differences is tabulated in BENCHMARKS.md ("Recurrent gradients").
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["GRAD_ESTIMATORS", "RecurrentGradientWarning", "mean_field", "loop_gain_from"]
+__all__ = ["GRAD_ESTIMATORS", "RecurrentGradientWarning", "LoopGain", "loop_gain", "mean_field", "loop_gain_from"]
 
 #: ``"mean_field"`` (default with ``spike_grad``): local derivatives plus the population feedback;
 #: ``"local"``: recurrent spikes delivered without derivative (open loop); ``"full"``: the surrogate
@@ -79,6 +79,64 @@ def _warn_if_unstable(G) -> None:
                       f"eigenvalue with real part {worst:.3g} >= 1 (a runaway or oscillating network); the "
                       f"gradient is not a derivative of the mean rates.  Check with "
                       f"jaxlif.network.loop_gain, or use grad_estimator='local'", RecurrentGradientWarning)
+
+
+class LoopGain(NamedTuple):
+    """The mean field of a network around one run (module docstring).
+
+    Attributes:
+        names: population names, the order of the axes.
+        rates: mean rate of each population [Hz], ``(P,)``.
+        G: loop gain ``G_ab = (dR_a/dlambda_b) / r_b``, dimensionless, ``(P, P)`` (0 columns for silent
+            populations).
+        eigenvalues: of ``G``, complex, ``(P,)``.
+        stable: every eigenvalue has real part below 1 (the condition of the estimator).
+    """
+
+    names: tuple
+    rates: np.ndarray
+    G: np.ndarray
+    eigenvalues: np.ndarray
+    stable: bool
+
+
+def loop_gain(key: jax.Array | None, net, params=None, *, T: float, dt: float, spike_grad=None,
+              inputs: dict | None = None) -> LoopGain:
+    """The population loop gain ``G`` of the mean-field estimator for one run of ``net`` (concrete values).
+
+    ``dR_a/dlambda_b`` is computed as the local derivative (``grad_estimator="local"``, forward mode) of
+    the rate of ``a`` with respect to a common scale of every weight out of ``b`` (the same derivative as
+    with respect to what ``b`` delivers).  Use it to check a configuration before trusting its
+    gradients: ``stable`` must hold; eigenvalues with real part close to 1 mean a gradient that
+    magnifies small errors (and the measured wrong signs of docs/networks.md occurred at a stable
+    ``G``: stability is necessary, not sufficient).
+
+    Args:
+        key, net, params, T, dt, inputs: as for :func:`jaxlif.network.simulate_network`.
+        spike_grad: the surrogate (default :func:`jaxlif.surrogates.fast_sigmoid`).
+    """
+    from jaxlif.network.params import combine, partition
+    from jaxlif.network.simulate import _split_network, simulate_network
+    from jaxlif.surrogates import fast_sigmoid
+
+    structure, params = _split_network(net, params, float(dt))
+    structure, params = partition(combine(structure, params))
+    names = tuple(p.name for p in structure.populations)
+    pre = {q.key: names.index(q.pre) for q in structure.projections}
+    spike_grad = fast_sigmoid() if spike_grad is None else spike_grad
+
+    def rates(scales):
+        projs = {k: v._replace(weights=v.weights * scales[pre[k]]) for k, v in params.projections.items()}
+        res = simulate_network(key, structure, params._replace(projections=projs), T=T, dt=dt, inputs=inputs,
+                               spike_grad=spike_grad, record=False, grad_estimator="local")
+        return jnp.stack([jnp.mean(res.spikes[a]) for a in names]) * (1000.0 / dt)
+
+    ones = jnp.ones(len(names), jnp.result_type(float))
+    r, dR = rates(ones), jax.jacfwd(rates)(ones)
+    r, dR = np.asarray(r, float), np.asarray(dR, float)
+    G = np.where(r[None, :] > 0, dR / np.where(r > 0, r, 1.0)[None, :], 0.0)
+    eig = np.linalg.eigvals(G)
+    return LoopGain(names, r, G, eig, bool(np.all(eig.real < 1.0)))
 
 
 def loop_gain_from(out, D, names: Sequence[str]) -> tuple[jax.Array, jax.Array]:
