@@ -298,10 +298,12 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
     statics = (steps, dt, spike_grad, bool(record), delivery, capacity, window)
     # through jaxlif._executables: where the compilation cache is on (the command line, the experiments,
     # jaxlif._cache.enable), a second process loads the stored executable instead of tracing and lowering
+    typed = jax.dtypes.issubdtype(jnp.asarray(key).dtype, jax.dtypes.prng_key)
+    impl = str(jax.random.key_impl(key)) if typed else None
     return _executables.call(_simulate, "jaxlif.network.simulate._simulate",
-                             (key, structure, (params, seqs, I_const, state)),
+                             (jax.random.key_data(key) if typed else key, structure, (params, seqs, I_const, state)),
                              dict(names=tuple(net.sizes), statics=statics, estimator=estimator,
-                                  recurrent_grad=estimator != "local"))
+                                  recurrent_grad=estimator != "local", key_impl=impl))
 
 
 def _check_estimator(grad_estimator, recurrent_grad, spike_grad) -> str:
@@ -327,9 +329,13 @@ def _time_last(first, seq, last=None):
     return jnp.concatenate(parts, axis=0).T
 
 
-@jax.jit(static_argnums=(3, 4, 5, 6))
-def _simulate(key, structure, diff, names, statics, estimator, recurrent_grad):
-    """The jitted simulation; ``diff = (params, seqs, I_const, state0)``, the differentiable inputs."""
+@jax.jit(static_argnums=(3, 4, 5, 6, 7))
+def _simulate(key, structure, diff, names, statics, estimator, recurrent_grad, key_impl=None):
+    """The jitted simulation; ``diff = (params, seqs, I_const, state0)``, the differentiable inputs.
+    ``key_impl``: the name of the key's implementation when ``key`` is passed as its raw data (so that
+    :mod:`jaxlif._executables` can key and store the program), else ``None``."""
+    if key_impl is not None:
+        key = jax.random.wrap_key_data(key, impl=key_impl)
     if estimator == "mean_field":
         run = functools.partial(_run_fixed, statics=statics)
         return gradients.mean_field(run, (key, structure), diff, names)
