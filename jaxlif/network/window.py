@@ -42,7 +42,8 @@ from jaxlif.neurons import membrane_step
 from jaxlif.plasticity import stp_efficacy
 from jaxlif.synapses import SynParams, exp_syn_step
 
-__all__ = ["MAX_WINDOW", "min_delay", "window_length", "drive_draw_block", "deliver_window", "simulate_windows"]
+__all__ = ["MAX_WINDOW", "min_delay", "window_length", "drive_draw_block", "deliver_window", "split_windows",
+           "simulate_windows"]
 
 #: The longest window in steps (longer ones gain little and make the per-window buffers larger).
 MAX_WINDOW = 32
@@ -337,11 +338,23 @@ def _window(net, params, key, table, dt, capacity, record, state: NetworkState, 
     return new, (out, syn_trace)
 
 
+def split_windows(n_updates: int, longest: int) -> int:
+    """The window length for ``n_updates`` steps with windows of at most ``longest`` steps: the largest
+    divisor of ``n_updates`` in ``[ceil(longest / 2), longest]`` (no shorter last window, whose code
+    would be compiled a second time: about 1 s of compilation for the benchmark network), else ``longest``."""
+    for length in range(longest, (longest + 1) // 2 - 1, -1):
+        if length >= 1 and n_updates % length == 0:
+            return length
+    return longest
+
+
 def simulate_windows(net, state0: NetworkState, ok, seqs, I_const, key, table, params, dt: float, *,
                      n_updates: int, length: int, capacity: int, record: bool = True):
-    """``n_updates`` steps from ``state0`` in windows of ``length`` steps (and one shorter last window);
-    returns ``((final state, ok), ys)`` with ``ys = ((v, spikes, g_E, g_I), synapses)`` time-major, as the
-    step-by-step scan of the simulator (without ``record`` only the spikes, the rest ``None``)."""
+    """``n_updates`` steps from ``state0`` in windows of at most ``length`` steps (:func:`split_windows`;
+    a shorter last window where no length divides ``n_updates``); returns ``((final state, ok), ys)`` with
+    ``ys = ((v, spikes, g_E, g_I), synapses)`` time-major, as the step-by-step scan of the simulator
+    (without ``record`` only the spikes, the rest ``None``)."""
+    length = split_windows(n_updates, length)
     m, r = divmod(n_updates, length)
     I_const = jnp.zeros((net.size,), state0.g_E.dtype) if I_const is None else I_const
     params = tuple(params) + (I_const,)
