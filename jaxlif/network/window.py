@@ -261,17 +261,16 @@ deliver_window.defjvp(_deliver_window_jvp, symbolic_zeros=True)
 # ----------------------------------------------------------------------------------------------
 
 
-def _local_step(net, params, pending, dt, record, carry, x):
-    """One step without delivery: threshold test, plasticity, membrane, with ``pending = (exc, inh)`` the
-    arrivals at ``it + 1`` (ring slot ``it + 1`` as it stood at the start of the window).  The same
-    operations as ``network_step``."""
+def _local_step(net, params, dt, record, carry, x):
+    """One step without delivery: threshold test, plasticity, membrane, with ``x = (in_E, in_I, I_inj)``:
+    the conductance arriving at ``it + 1`` (the ring's row as it stood at the start of the window plus
+    the external input, summed before the loop) and the current.  The same operations as ``network_step``."""
     neuron, exc, inh = params[:3]
     it, lif, g_E, g_I, synapses = carry
     ext_E, ext_I, I_inj = x
     dtype = g_E.dtype
-    arrive_E, arrive_I = pending
-    g_E = exp_syn_step(SynParams(1.0, *exc), g_E, arrive_E + ext_E, dt)
-    g_I = exp_syn_step(SynParams(1.0, *inh), g_I, arrive_I + ext_I, dt)
+    g_E = exp_syn_step(SynParams(1.0, *exc), g_E, ext_E, dt)        # ext: arrivals + external, summed
+    g_I = exp_syn_step(SynParams(1.0, *inh), g_I, ext_I, dt)
     lif, (v, spikes) = membrane_step(neuron, lif, g_E, exc[1], g_I, inh[1], I_inj, dt)
     spikes_f = spikes.astype(dtype)
     offsets, sizes = net.offsets, net.sizes
@@ -305,16 +304,18 @@ def _window(net, params, key, table, dt, capacity, record, state: NetworkState, 
         counts = drive_draw_block(table, key, it0 + 1, length)
         ext_E, ext_I = ext_E + table.weight_E * counts, ext_I + table.weight_I * counts
     I_inj = I_seq
-    # the rows read in the window (samples it0 + 1 .. it0 + L): no spike of the window lands there
-    arrivals = (state.pending_E[1:length + 1], state.pending_I[1:length + 1])
+    # the rows read in the window (samples it0 + 1 .. it0 + L; no spike of the window lands there) plus the
+    # external input: network_step's pending[slot] + ext, for the whole window at once
+    in_E = state.pending_E[1:length + 1] + ext_E
+    in_I = state.pending_I[1:length + 1] + ext_I
     carry = (it0, state.neuron, state.g_E, state.g_I, state.synapses)
 
     def body(carry, x):
-        e_E, e_I, i, a_E, a_I = x
-        return _local_step(net, params, (a_E, a_I), dt, record, carry, (e_E, e_I, params[3] if i is None else i))
+        e_E, e_I, i = x
+        return _local_step(net, params, dt, record, carry, (e_E, e_I, params[3] if i is None else i))
 
     (it, lif, g_E, g_I, synapses), (out, syn_trace, released) = jax.lax.scan(
-        body, carry, (ext_E, ext_I, I_inj) + arrivals, length=length, unroll=UNROLL)
+        body, carry, (in_E, in_I, I_inj), length=length, unroll=UNROLL)
     spikes = out[1]
     # shift the ring to the next window (samples it0 .. it0 + L - 1 were consumed; new rows are empty)
     def shift(ring):
