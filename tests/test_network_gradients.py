@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from jaxlif import network as nw
+from jaxlif.network import gradients
 from jaxlif.network.gradients import RecurrentGradientWarning
 from jaxlif.surrogates import fast_sigmoid
 
@@ -42,18 +43,24 @@ def scaled(params, log_w, s_E, s_I):
     return params._replace(populations=pops, projections=projs)
 
 
-def rates(structure, params, estimator, T=T, key=KEY):
+def rates(structure, params, estimator, T=T, key=KEY, settled=False):
+    """Mean E and I rates [Hz] of one run; ``settled``: over the part the estimator linearises around
+    (after the first ``gradients.SETTLE`` of the run)."""
     res = nw.simulate_network(key, structure, params, T=T, dt=DT, spike_grad=fast_sigmoid(), record=False,
                               grad_estimator=estimator)
-    return jnp.stack([res.spikes["E"].mean(), res.spikes["I"].mean()]) * (1000.0 / DT)
+    start = int(gradients.SETTLE * res.spikes["E"].shape[-1]) if settled else 0
+    return jnp.stack([res.spikes["E"][:, start:].mean(), res.spikes["I"][:, start:].mean()]) * (1000.0 / DT)
 
 
 def test_mean_field_is_the_local_derivative_plus_the_population_feedback(split):
     structure, params = split
-    local = jax.jacfwd(lambda th: rates(structure, scaled(params, *th), "local"))(jnp.array([0.0, 1.0, 1.0]))
-    r = np.asarray(rates(structure, params, "local"))
-    G = np.asarray(local[:, 1:]) / r[None, :]
-    expected = np.linalg.solve(np.eye(2) - G, np.asarray(local[:, 0]))
+    theta = jnp.array([0.0, 1.0, 1.0])
+    local = jax.jacfwd(lambda th: rates(structure, scaled(params, *th), "local"))(theta)
+    settled = jax.jacfwd(lambda th: rates(structure, scaled(params, *th), "local", settled=True))(theta)
+    r = np.asarray(rates(structure, params, "local", settled=True))
+    G = np.asarray(settled[:, 1:]) / r[None, :]
+    coef = np.linalg.solve(np.eye(2) - G, np.asarray(settled[:, 0])) / r
+    expected = np.asarray(local[:, 0]) + np.asarray(local[:, 1:]) @ coef
     forward = jax.jacfwd(lambda w: rates(structure, scaled(params, w, 1.0, 1.0), "mean_field"))(0.0)
     reverse = jax.grad(lambda w: rates(structure, scaled(params, w, 1.0, 1.0), "mean_field")[0])(0.0)
     assert r.min() > 1.0 and abs(expected[0]) > 1.0
@@ -64,6 +71,15 @@ def test_mean_field_is_the_local_derivative_plus_the_population_feedback(split):
     assert gain.names == ("E", "I") and gain.stable
     np.testing.assert_allclose(gain.G, G, rtol=1e-4)
     np.testing.assert_allclose(gain.rates, r, rtol=1e-6)
+
+
+def test_vmap_equals_the_loop(split):
+    structure, params = split
+    keys = jax.random.split(jax.random.key(9), 2)
+    f = lambda w, k: rates(structure, scaled(params, w, 1.0, 1.0), "mean_field", key=k)  # noqa: E731
+    loop = np.stack([jax.jacfwd(f)(0.0, k) for k in keys])
+    batched = jax.jacfwd(lambda w: jax.vmap(lambda k: f(w, k))(keys))(0.0)
+    np.testing.assert_allclose(batched, loop, rtol=1e-5)
 
 
 def test_forward_values_are_the_plain_simulation(split):

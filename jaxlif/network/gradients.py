@@ -26,6 +26,12 @@ state) gets the same correction::
 
     dy = dy_local + sum_b (dy/dlambda_b) dr_b / r_b
 
+The rates, ``G`` and the local rate derivatives are taken over the settled part of the run, after
+its first quarter (:data:`SETTLE`): the network starts from rest, and the onset transient, whose
+response to the feedback differs from the settled state's, otherwise enters the linearisation.  (With
+the whole run, statistics of a late window got d(E rate) of the wrong sign for the E->E and I->E
+weights in a strongly recurrent network; with the settled part, the right sign; docs/networks.md.)
+
 This is a :func:`jax.custom_jvp` of the whole simulation, so ``jax.grad``, ``jax.jvp`` and ``vmap`` work
 as usual.  Cost of a derivative: one forward-mode pass for the local tangent and one per population
 for ``G`` (vmapped), about ``2 (1 + P)`` simulations for ``P`` populations.  Silent populations
@@ -86,7 +92,7 @@ class LoopGain(NamedTuple):
 
     Attributes:
         names: population names, the order of the axes.
-        rates: mean rate of each population [Hz], ``(P,)``.
+        rates: mean rate of each population [Hz] over the settled part of the run (:data:`SETTLE`), ``(P,)``.
         G: loop gain ``G_ab = (dR_a/dlambda_b) / r_b``, dimensionless, ``(P, P)`` (0 columns for silent
             populations).
         eigenvalues: of ``G``, complex, ``(P,)``.
@@ -108,8 +114,7 @@ def loop_gain(key: jax.Array | None, net, params=None, *, T: float, dt: float, s
     the rate of ``a`` with respect to a common scale of every weight out of ``b`` (the same derivative as
     with respect to what ``b`` delivers).  Use it to check a configuration before trusting its
     gradients: ``stable`` must hold; eigenvalues with real part close to 1 mean a gradient that
-    magnifies small errors (and the measured wrong signs of docs/networks.md occurred at a stable
-    ``G``: stability is necessary, not sufficient).
+    magnifies small errors (stability is necessary, not sufficient: docs/networks.md).
 
     Args:
         key, net, params, T, dt, inputs: as for :func:`jaxlif.network.simulate_network`.
@@ -129,7 +134,7 @@ def loop_gain(key: jax.Array | None, net, params=None, *, T: float, dt: float, s
         projs = {k: v._replace(weights=v.weights * scales[pre[k]]) for k, v in params.projections.items()}
         res = simulate_network(key, structure, params._replace(projections=projs), T=T, dt=dt, inputs=inputs,
                                spike_grad=spike_grad, record=False, grad_estimator="local")
-        return jnp.stack([jnp.mean(res.spikes[a]) for a in names]) * (1000.0 / dt)
+        return jnp.stack([jnp.mean(_settled(res.spikes[a])) for a in names]) * (1000.0 / dt)
 
     ones = jnp.ones(len(names), jnp.result_type(float))
     r, dR = rates(ones), jax.jacfwd(rates)(ones)
@@ -139,11 +144,21 @@ def loop_gain(key: jax.Array | None, net, params=None, *, T: float, dt: float, s
     return LoopGain(names, r, G, eig, bool(np.all(eig.real < 1.0)))
 
 
+#: Fraction of the run left out of the rates and the loop gain: the network starts from rest, and its
+#: onset transient would otherwise weigh in a linearisation meant for the settled state.
+SETTLE = 0.25
+
+
+def _settled(x):
+    """The samples of a ``(..., n_steps)`` raster after the first ``SETTLE`` of the run."""
+    return x[..., int(SETTLE * x.shape[-1]):]
+
+
 def loop_gain_from(out, D, names: Sequence[str]) -> tuple[jax.Array, jax.Array]:
     """``(r, G)``: mean rates per step ``(P,)`` of ``out.spikes`` and ``G_ab = (dR_a/dlambda_b) / r_b``
-    from the tangents ``D`` (each leaf with a leading axis over ``b``)."""
-    r = jnp.stack([jnp.mean(out.spikes[a]) for a in names])
-    dR = jnp.stack([jnp.mean(D.spikes[a], axis=tuple(range(1, D.spikes[a].ndim))) for a in names])   # [a, b]
+    from the tangents ``D`` (each leaf with a leading axis over ``b``), over the settled part of the run."""
+    r = jnp.stack([jnp.mean(_settled(out.spikes[a])) for a in names])
+    dR = jnp.stack([jnp.mean(_settled(D.spikes[a]), axis=tuple(range(1, D.spikes[a].ndim))) for a in names])
     safe = jnp.where(r > 0, r, 1.0)
     return r, jnp.where(r[None, :] > 0, dR / safe[None, :], 0.0)
 
@@ -177,7 +192,7 @@ def mean_field(run: Callable, fixed, diff, names: Sequence[str]):
         out, d_local = jax.jvp(lambda d: run(fixed, d, ones), (diff,), (d_diff,))
         r, G = loop_gain_from(out, D, names)
         jax.debug.callback(_warn_if_unstable, G)
-        r_local = jnp.stack([jnp.mean(d_local.spikes[a]) for a in names])
+        r_local = jnp.stack([jnp.mean(_settled(d_local.spikes[a])) for a in names])
         dr = jnp.linalg.solve(jnp.eye(len(names), dtype=dtype) - G, r_local)
         coef = jnp.where(r > 0, dr / jnp.where(r > 0, r, 1.0), 0.0)
 

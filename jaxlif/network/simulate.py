@@ -271,9 +271,10 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
     each neuron, many times the network's in a balanced network.  ``"mean_field"`` (the default) adds
     the network's feedback back at the level of population rates (:mod:`jaxlif.network.gradients`): finite
     at any duration, and it warns where its linearisation is unstable; measured against finite
-    differences (BENCHMARKS.md, "Recurrent gradients") it is close for some parameters, 3-4x too large
-    for others, and of the wrong sign in some networks: check it on yours (experiments/grad_network.py).  The Poisson drive is not
-    reparameterised: its ``rate`` gets no gradient (fit its ``weight`` or a weight scale instead).
+    differences (BENCHMARKS.md, "Recurrent gradients") it has the right sign where measured, is close
+    for some parameters and 2-4x too large for the recurrent weights: check it on your network
+    (experiments/grad_network.py).  The Poisson drive is not reparameterised: its ``rate`` gets no
+    gradient (fit its ``weight`` or a weight scale instead).
     """
     dt = _checks.check_dt(dt)
     steps = _n_steps(T, dt)
