@@ -271,12 +271,7 @@ def test_batch_memory_probe_closes_proc_meminfo():
 # Ctrl-C on the command line: always exit 130 with one line, promptly
 # ----------------------------------------------------------------------------------------------
 
-def _fake_command(handler):
-    def add(sub):
-        p = sub.add_parser("fake")
-        p.add_argument("--quiet", action="store_true")
-        p.set_defaults(func=handler)
-    return add
+from test_package import _fake_command  # noqa: E402  (one fake subcommand for the CLI tests)
 
 
 #: First line of the children's code: Ctrl-C handled as in a terminal, even if the tests run as a

@@ -47,7 +47,7 @@ from jax.typing import DTypeLike
 
 from jaxlif.neurons import LIFParams
 from jaxlif.network.structure import (DenseProjection, Network, PoissonDrive, Population, Receptor,
-                                      SparseProjection, _pytree)
+                                      SparseProjection, _pytree, _Sizes)
 from jaxlif.plasticity import STPParams
 
 __all__ = ["DriveParams", "PopulationParams", "ProjectionParams", "NetworkParams", "PopulationStructure",
@@ -121,26 +121,12 @@ class ProjectionStructure:
 
 
 @_pytree(data=["populations", "projections"], meta=[])
-class NetworkStructure:
-    """The structure of a network (tuples of :class:`PopulationStructure` and :class:`ProjectionStructure`)."""
+class NetworkStructure(_Sizes):
+    """The structure of a network (tuples of :class:`PopulationStructure` and :class:`ProjectionStructure`),
+    with ``sizes``, ``size`` and ``max_delay`` as on a :class:`~jaxlif.network.Network`."""
 
     populations: tuple
     projections: tuple
-
-    @property
-    def sizes(self) -> dict[str, int]:
-        """``{name: size}`` in the order of ``populations``."""
-        return {p.name: p.size for p in self.populations}
-
-    @property
-    def size(self) -> int:
-        """Total number of neurons."""
-        return sum(p.size for p in self.populations)
-
-    @property
-    def max_delay(self) -> int:
-        """The largest delay of any projection in steps (at least 1)."""
-        return max([1] + [p.max_delay for p in self.projections])
 
 
 def projection_keys(net: Network | NetworkStructure) -> tuple[str, ...]:

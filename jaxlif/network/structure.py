@@ -170,28 +170,9 @@ class SparseProjection:
 Projection = DenseProjection | SparseProjection
 
 
-@_pytree(data=["populations", "projections"], meta=[])
-class Network:
-    """Populations and the projections between them (a pytree).
-
-    Attributes:
-        populations: tuple of :class:`Population` (unique names).
-        projections: tuple of :class:`DenseProjection` / :class:`SparseProjection`.
-    """
-
-    populations: tuple
-    projections: tuple = ()
-
-    @property
-    def max_delay(self) -> int:
-        """The ring length: the largest delay of any projection in steps (at least 1)."""
-        return max([1] + [p.max_delay for p in self.projections])
-
-    def population(self, name: str) -> Population:
-        for pop in self.populations:
-            if pop.name == name:
-                return pop
-        raise KeyError(f"no population named {name!r}; the network has {[p.name for p in self.populations]}")
+class _Sizes:
+    """What a :class:`Network` and its structure (:class:`jaxlif.network.NetworkStructure`) both answer
+    from their ``populations`` (each with ``name``, ``size``) and ``projections`` (each with ``max_delay``)."""
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -202,6 +183,30 @@ class Network:
     def size(self) -> int:
         """Total number of neurons."""
         return sum(p.size for p in self.populations)
+
+    @property
+    def max_delay(self) -> int:
+        """The ring length: the largest delay of any projection in steps (at least 1)."""
+        return max([1] + [p.max_delay for p in self.projections])
+
+
+@_pytree(data=["populations", "projections"], meta=[])
+class Network(_Sizes):
+    """Populations and the projections between them (a pytree).
+
+    Attributes:
+        populations: tuple of :class:`Population` (unique names).
+        projections: tuple of :class:`DenseProjection` / :class:`SparseProjection`.
+    """
+
+    populations: tuple
+    projections: tuple = ()
+
+    def population(self, name: str) -> Population:
+        for pop in self.populations:
+            if pop.name == name:
+                return pop
+        raise KeyError(f"no population named {name!r}; the network has {[p.name for p in self.populations]}")
 
     @property
     def offsets(self) -> dict[str, int]:
