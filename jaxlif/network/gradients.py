@@ -56,6 +56,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlif.network.params import NetworkParams, NetworkStructure
+from jaxlif.network.structure import Network
+from jaxlif.surrogates import Surrogate
+
 __all__ = ["GRAD_ESTIMATORS", "RecurrentGradientWarning", "LoopGain", "loop_gain", "mean_field", "loop_gain_from"]
 
 #: ``"mean_field"`` (default with ``spike_grad``): local derivatives plus the population feedback;
@@ -106,8 +110,8 @@ class LoopGain(NamedTuple):
     stable: bool
 
 
-def loop_gain(key: jax.Array | None, net, params=None, *, T: float, dt: float, spike_grad=None,
-              inputs: dict | None = None) -> LoopGain:
+def loop_gain(key: jax.Array | None, net: Network | NetworkStructure, params: NetworkParams | None = None, *,
+              T: float, dt: float, spike_grad: Surrogate | None = None, inputs: dict | None = None) -> LoopGain:
     """The population loop gain ``G`` of the mean-field estimator for one run of ``net`` (concrete values).
 
     ``dR_a/dlambda_b`` is computed as the local derivative (``grad_estimator="local"``, forward mode) of
