@@ -64,7 +64,7 @@ REGIMES = {"exercise": dict(rate_E=10.0, rate_I=10.0, n_E=80, n_I=20),
 
 
 class NestUnavailable(RuntimeError):
-    pass
+    """NEST's interpreter (``$JAXLIF_NEST_PYTHON`` or ``.venv-nest``) cannot be found or run."""
 
 
 def nest_python() -> str:

@@ -128,10 +128,6 @@ def from_unconstrained(theta: Any, constraints: Any) -> Any:
     return jax.tree.map(lambda c, t: c.forward(jnp.asarray(t)), constraints, theta, is_leaf=_is_constraint)
 
 
-def _is_array_like(x) -> bool:
-    return not isinstance(x, tuple) and not dataclasses.is_dataclass(x)
-
-
 def default_constraints(params: Any, *, dt: float | None = None) -> Any:
     """The library's validity rules as a constraint tree for one of its parameter types.
 
@@ -167,9 +163,10 @@ def default_constraints(params: Any, *, dt: float | None = None) -> Any:
         return Receptor(tau_syn=tau, E_rev=real())
     if isinstance(params, DriveParams):
         return DriveParams(rate=positive() if dt is None else interval(0.0, 1000.0 / float(dt)), weight=positive())
-    if isinstance(params, (PopulationParams, ProjectionParams)):
-        return type(params)(*(None if p is None else default_constraints(p, dt=dt) if not _is_array_like(p)
-                              else positive() for p in params))
+    if isinstance(params, PopulationParams):
+        return PopulationParams(*(None if p is None else default_constraints(p, dt=dt) for p in params))
+    if isinstance(params, ProjectionParams):
+        return ProjectionParams(positive(), None if params.stp is None else default_constraints(params.stp, dt=dt))
     if isinstance(params, NetworkParams):
         return NetworkParams({k: default_constraints(v, dt=dt) for k, v in params.populations.items()},
                              {k: default_constraints(v, dt=dt) for k, v in params.projections.items()})

@@ -141,7 +141,7 @@ class _InterruptGuard:
 
     def _watch(self) -> None:
         import time
-        from jaxlif.cli._common import PARTIAL_FILES
+        from jaxlif.cli import _common  # noqa: F401  (imported now, not in the middle of an interrupt)
 
         while True:
             data = os.read(self.read_fd, 64)
@@ -154,11 +154,7 @@ class _InterruptGuard:
                 time.sleep(0.05)
                 if not self.active:                # the main thread handled it
                     return
-            for path in list(PARTIAL_FILES):
-                try:
-                    os.unlink(path)
-                except OSError:
-                    pass
+            _remove_partial_files()
             try:
                 sys.stdout.flush()
             except (OSError, ValueError):
@@ -177,6 +173,16 @@ class _InterruptGuard:
         os.close(self.read_fd)
         os.close(self.write_fd)
         self.warnings.__exit__(None, None, None)
+
+
+def _remove_partial_files() -> None:
+    """Delete the half-written output files of an interrupted command (best effort)."""
+    from jaxlif.cli._common import PARTIAL_FILES
+    for path in list(PARTIAL_FILES):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -198,12 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise KeyboardInterrupt
         return status
     except KeyboardInterrupt:
-        from jaxlif.cli._common import PARTIAL_FILES
-        for path in list(PARTIAL_FILES):        # normally removed by the writer itself
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+        _remove_partial_files()                  # normally removed by the writer itself
         print(f"\n{name[0]}: interrupted", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     except (ValueError, TypeError) as err:

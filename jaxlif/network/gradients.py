@@ -141,9 +141,7 @@ def loop_gain(key: jax.Array | None, net: Network | NetworkStructure, params: Ne
         return jnp.stack([jnp.mean(_settled(res.spikes[a])) for a in names]) * (1000.0 / dt)
 
     ones = jnp.ones(len(names), jnp.result_type(float))
-    r, dR = rates(ones), jax.jacfwd(rates)(ones)
-    r, dR = np.asarray(r, float), np.asarray(dR, float)
-    G = np.where(r[None, :] > 0, dR / np.where(r > 0, r, 1.0)[None, :], 0.0)
+    r, G = (np.asarray(x, float) for x in _gain(rates(ones), jax.jacfwd(rates)(ones)))
     eig = np.linalg.eigvals(G)
     return LoopGain(names, r, G, eig, bool(np.all(eig.real < 1.0)))
 
@@ -163,8 +161,12 @@ def loop_gain_from(out, D, names: Sequence[str]) -> tuple[jax.Array, jax.Array]:
     from the tangents ``D`` (each leaf with a leading axis over ``b``), over the settled part of the run."""
     r = jnp.stack([jnp.mean(_settled(out.spikes[a])) for a in names])
     dR = jnp.stack([jnp.mean(_settled(D.spikes[a]), axis=tuple(range(1, D.spikes[a].ndim))) for a in names])
-    safe = jnp.where(r > 0, r, 1.0)
-    return r, jnp.where(r[None, :] > 0, dR / safe[None, :], 0.0)
+    return _gain(r, dR)
+
+
+def _gain(r, dR):
+    """``(r, G)`` with ``G_ab = dR[a, b] / r_b`` (a column of zeros for a silent population ``b``)."""
+    return r, jnp.where(r[None, :] > 0, dR / jnp.where(r > 0, r, 1.0)[None, :], 0.0)
 
 
 def mean_field(run: Callable, fixed, diff, names: Sequence[str]):
