@@ -6,12 +6,19 @@ of its time is XLA compiling small programs, which is single-threaded, so the su
 ``TEST_XLA_FLAGS`` (below).  Long end-to-end tests are marked ``slow`` and left out of ``pytest -q``
 (and so of ``.ci/run``); ``pytest -m slow`` runs them.
 
-``JAXLIF_TEST_FAST_COMPILE=1`` compiles with XLA's backend (LLVM) optimisations off
-(``jax_disable_most_optimizations``): about a quarter less CPU time for the suite, but the
-programs then round differently in the last bit (no fused multiply-add), so tests that compare
-numbers bit for bit with other processes, or sit right at a tolerance, can fail.  The default runs
-the programs users run.  64-bit mode stays off globally (jaxlif defaults to float32); tests that
-need it use the ``x64`` fixture.
+The suite compiles with XLA's backend (LLVM) optimisations off (``jax_disable_most_optimizations``):
+the programs are the same computations, but LLVM neither vectorises nor fuses multiply-adds, so
+sums and products may round differently in the last bit from the optimised programs users run (as
+they do between two CPUs with different vector units).  That halves the compile time of the
+largest programs (the network gradients: 8.4 to 4.4 CPU-s) and takes about a quarter off the
+suite's CPU time.  Tests hold within the same process (two programs compared bit for bit are both
+compiled this way) and against NumPy oracles within their tolerances.  The two places where the
+optimised programs themselves are the subject take the ``users_programs`` fixture below, which
+compiles their module's programs with the optimisations on: the documentation's printed output
+(``test_docs.py``: what a reader runs) and the comparison with processes on XLA's defaults
+(``test_distributed.py``).  ``JAXLIF_TEST_XLA_DEFAULTS=1`` runs the whole suite with XLA's
+defaults (optimised programs, fusion emitters, split code generation).  64-bit mode stays off
+globally (jaxlif defaults to float32); tests that need it use the ``x64`` fixture.
 """
 
 import os
@@ -38,12 +45,15 @@ matplotlib.use("Agg")
 #: defaults.  Set here, before any test module initialises a backend; scripts the tests start
 #: inherit it.
 TEST_XLA_FLAGS = "--xla_cpu_use_fusion_emitters=false --xla_cpu_parallel_codegen_split_count=1"
-if os.environ.get("JAXLIF_TEST_XLA_DEFAULTS", "") in ("", "0") and TEST_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):
+XLA_DEFAULTS = os.environ.get("JAXLIF_TEST_XLA_DEFAULTS", "") not in ("", "0")
+if not XLA_DEFAULTS and TEST_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + TEST_XLA_FLAGS).strip()
 
-if os.environ.get("JAXLIF_TEST_FAST_COMPILE", "") not in ("", "0"):
+#: Environment variable that carries the unoptimised compilation to the scripts the tests start.
+FAST_COMPILE = "JAX_DISABLE_MOST_OPTIMIZATIONS"
+if not XLA_DEFAULTS:
     jax.config.update("jax_disable_most_optimizations", True)
-    os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"      # the same for the scripts the tests start
+    os.environ[FAST_COMPILE] = "1"
 
 # Scripts started by the tests must not write compiled programs into the user's cache folder.
 os.environ.setdefault("JAXLIF_CACHE_DIR", "off")
@@ -74,6 +84,16 @@ def pytest_unconfigure(config):
     folder = getattr(config, "_jaxlif_shared_cache", None)
     if folder:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def users_programs():
+    """Compile the module's programs with XLA's optimisations on, as users' programs are (module
+    docstring); the suite's setting is restored after the module."""
+    before = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", False)
+    yield
+    jax.config.update("jax_disable_most_optimizations", before)
 
 
 @pytest.fixture

@@ -12,10 +12,11 @@ streamed means and standard deviations are sums that another compiled program ma
 they are held to 1e-6 relative.)  ``pytest -q`` runs the STP-LIF simulator (per-synapse events);
 the conductance-LIF one (pooled input; the same device code) is ``slow``, for time.
 
-The children compile with XLA's default flags, this process with the suite's
-(``conftest.TEST_XLA_FLAGS``, XLA:CPU's per-operation code generator, which compiles faster): the
-same comparison shows that the suite's programs compute the users' numbers (bit for bit, the streamed
-means and stds to 1e-6 as above).
+The children compile with XLA's default flags, this process with the suite's code generator flags
+(``conftest.TEST_XLA_FLAGS``, XLA:CPU's per-operation code generator, which compiles faster) but with
+LLVM's optimisations on (the ``users_programs`` fixture; the rest of the suite turns them off, which
+moves the last bit of a voltage trace): the same comparison shows that the suite's code generator
+computes the users' numbers (bit for bit, the streamed means and stds to 1e-6 as above).
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import TEST_XLA_FLAGS
+from conftest import FAST_COMPILE, TEST_XLA_FLAGS
 from jaxlif import batch as jb
+
+pytestmark = pytest.mark.usefixtures("users_programs")
 
 ROOT = Path(__file__).resolve().parents[1]
 # test_batch.py's shared configuration (8 neurons, 1 s, every statistic): the single-device reference
@@ -80,6 +83,7 @@ def test_two_processes_equal_one_device(tmp_path, name):
     assert TEST_XLA_FLAGS in env.get("XLA_FLAGS", "") or env.get("JAXLIF_TEST_XLA_DEFAULTS")
     users_flags = env.get("XLA_FLAGS", "").replace(TEST_XLA_FLAGS, "")          # XLA's defaults
     env["XLA_FLAGS"] = (users_flags + " --xla_force_host_platform_device_count=2").strip()
+    env.pop(FAST_COMPILE, None)                                                  # optimised, like users'
     env["JAXLIF_TEST_SHARED_CACHE"] = "off"
     port = _free_port()
     procs = [subprocess.Popen([sys.executable, "-c", _CHILD, str(port), str(pid), str(out), name], env=env,

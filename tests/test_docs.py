@@ -38,6 +38,9 @@ from typing import NamedTuple
 
 import pytest
 
+# What a reader runs: the optimised programs (tests/conftest.py), whose printed output the pages show.
+pytestmark = pytest.mark.usefixtures("users_programs")
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
 
