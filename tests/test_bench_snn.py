@@ -1,4 +1,4 @@
-"""``experiments/bench_snn.py``: its jaxlif-only ``--quick`` run (a worker process, every jaxlif variant, the
+"""``benchmarks/bench_snn.py``: its jaxlif-only ``--quick`` run (a worker process, every jaxlif variant, the
 same-work check against the NumPy loop) and its section writer.
 
 The ``--quick`` run compiles seven small gradient programs in a subprocess (about 30 CPU-seconds): slow.
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from experiments import bench_snn as bs  # noqa: E402
+from benchmarks import bench_snn as bs  # noqa: E402
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ likelihood-ratio form (``method="lr"``: the profile interval holds the truth exa
 deviance at the truth is below the threshold) for the ratio fit at 4 rates and 2 % noise (the
 issue's failing case), 8 rates at 1 and 3 %, the three synapse classes' trains, and the
 intervals actually reported.
-Measured numbers are quoted in docs/fitting.md (``python experiments/fit_calibration.py``).
+Measured numbers are quoted in docs/fitting.md (``python benchmarks/fit_calibration.py``).
 """
 
 import jax

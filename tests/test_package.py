@@ -267,11 +267,15 @@ def test_packaging_files_and_no_dangling_references():
             assert banned not in text, (path, banned)
         for doc in set(re.findall(r"docs/[A-Za-z0-9_./-]+?\.md", text)):
             assert (ROOT / doc).is_file(), (path, doc)
+        # every script or module named by its path exists (e.g. after a move from experiments/ to benchmarks/)
+        for name in set(re.findall(r"(?<![\w/.-])(?:experiments|benchmarks|tests|jaxlif)/[a-z0-9_/]+\.(?:py|md)\b",
+                                   text)):
+            assert (ROOT / name).is_file(), (path, name)
 
 
 def test_startup_benchmark_rewrites_only_its_own_section(tmp_path):
     sys.path.insert(0, str(ROOT))
-    from experiments import startup
+    from benchmarks import startup
     path = tmp_path / "BENCHMARKS.md"
     path.write_text("# Benchmarks\n\nother section\n")
     startup.write_section(f"{startup.BEGIN}\nfirst\n{startup.END}", path)

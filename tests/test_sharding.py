@@ -21,7 +21,7 @@ if str(ROOT) not in sys.path:
 
 @pytest.mark.slow          # an end-to-end run of the benchmark script (about 10 s)
 def test_bench_quick_smoke(tmp_path):
-    from experiments import bench
+    from benchmarks import bench
     repo_md = ROOT / "BENCHMARKS.md"
     before = repo_md.stat().st_mtime_ns if repo_md.exists() else None
     report = bench.main(["--quick", "--out", str(tmp_path), "--A", "4", "--B", "4", "--repeats", "1",
@@ -47,7 +47,7 @@ def test_bench_quick_smoke(tmp_path):
 def test_bench_scale_quick_smoke(tmp_path):
     """The cost-curve script at its --quick size (the rate sweep: 4 neurons, 100 ms, programs shared with
     test_batch.py): cells, slopes, figure and its own section of a BENCHMARKS.md that keeps other sections."""
-    from experiments import bench_scale
+    from benchmarks import bench_scale
     (tmp_path / "BENCHMARKS.md").write_text("# kept\n\n<!-- begin:other -->\nother helper\n<!-- end:other -->\n")
     report = bench_scale.main(["--quick", "--out", str(tmp_path), "--sweeps", "rate"])
     cells = [r for r in report["results"] if r["task"]["system"] == "jaxlif"]
@@ -62,7 +62,7 @@ def test_bench_scale_quick_smoke(tmp_path):
 def test_bench_scale_pairs_verdict_uses_the_median_round_and_the_same_work():
     """The side-by-side verdict: the median over rounds of Brian2's / jaxlif's median CPU time, and
     MISSED when the two systems' output rates differ (not the same work)."""
-    from experiments import bench_scale as bs
+    from benchmarks import bench_scale as bs
 
     def cells(wl, j_cpu, b_cpu, b_rate=25.5):
         out = []
@@ -89,11 +89,11 @@ def test_bench_scale_pairs_verdict_uses_the_median_round_and_the_same_work():
 
 
 def test_gpu_check_exit_status_and_section_report_a_failed_equality(tmp_path, monkeypatch):
-    """experiments/gpu_check.py: a failed equality check is written as FAIL and gives exit status 1;
+    """benchmarks/gpu_check.py: a failed equality check is written as FAIL and gives exit status 1;
     without a GPU and without --cpu it refuses to run (exit status 2) and writes nothing.  The
     simulations are replaced by stubs here; the slow test below runs them."""
     import jax
-    from experiments import gpu_check as gc
+    from benchmarks import gpu_check as gc
     out = tmp_path / "BENCHMARKS.md"
     out.write_text("# kept\n")
     if jax.default_backend() == "cpu":
@@ -108,9 +108,9 @@ def test_gpu_check_exit_status_and_section_report_a_failed_equality(tmp_path, mo
 
 @pytest.mark.slow          # the GPU script end to end on CPU (about 30 s, mostly compilation)
 def test_gpu_check_cpu_smoke_run(tmp_path):
-    """experiments/gpu_check.py --cpu: every equality check of the fast paths against the step-by-step
+    """benchmarks/gpu_check.py --cpu: every equality check of the fast paths against the step-by-step
     simulators passes, the cross-backend comparison and the benchmark rows are written."""
-    from experiments import gpu_check as gc
+    from benchmarks import gpu_check as gc
     out = tmp_path / "BENCHMARKS.md"
     assert gc.main(["--cpu", "--out", str(out), "--sizes", "16", "--repeats", "1"]) == 0
     text = out.read_text()

@@ -15,7 +15,7 @@ Two methods:
     search.  This is what the default test suite runs (200 datasets).
 ``"profile"``
     The intervals :func:`~jaxlif.fit_stp_trains` (or :func:`~jaxlif.fit_stp`) actually reports,
-    endpoints searched; slower, run by ``experiments/fit_calibration.py`` and the slow tests.
+    endpoints searched; slower, run by ``benchmarks/fit_calibration.py`` and the slow tests.
 
 Noise: ``rel_noise`` sets a Gaussian sd equal to that fraction of the mean amplitude (trains:
 over all pulses of all protocols; ratio curves: the absolute sd of the ratios is ``rel_noise``,

@@ -1,7 +1,7 @@
 r"""A ready-made recurrent E/I network: random sparse connectivity, depressing E->E synapses, Poisson drive.
 
 :func:`ei_network` builds the network of the experiment ``experiments/network.py`` and of the
-benchmark ``experiments/bench_network.py`` (parameter sets in docs/networks.md, "Building a network"):
+benchmark ``benchmarks/bench_network.py`` (parameter sets in docs/networks.md, "Building a network"):
 
 - ``n_E`` excitatory and ``n_I`` inhibitory conductance-LIF neurons with the tutorials' neuron
   (``LIFParams()``: V_th -55 mV, V_reset -75 mV, tau_m 10 ms, g_L 10 nS, E_L -75 mV, t_ref 2 ms),

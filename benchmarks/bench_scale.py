@@ -4,8 +4,8 @@ neuron and input rate, log-log with fitted slopes, for jaxlif and (where it runs
 One command rewrites the ``scale`` section of ``BENCHMARKS.md`` (between ``<!-- begin:scale -->`` and
 ``<!-- end:scale -->``), the figure ``docs/bench_scale.png`` and ``results/bench_scale.json``::
 
-    python experiments/bench_scale.py                   # full sweep (about 15-20 minutes on a quiet 2-core machine)
-    python experiments/bench_scale.py --quick --out /tmp/s   # seconds: tiny sweep, no Brian2 (tests)
+    python benchmarks/bench_scale.py                   # full sweep (about 15-20 minutes on a quiet 2-core machine)
+    python benchmarks/bench_scale.py --quick --out /tmp/s   # seconds: tiny sweep, no Brian2 (tests)
 
 Workloads WL-A (pooled static input) and WL-B (plastic synapses) of docs/workloads.md, float32, dt =
 0.1 ms.  Sweeps (one swept quantity at a time, the others at their defaults): batch size B = 1 .. 10^6
@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from experiments.bench import (_brian2_python, _idlest_cpu, _machine, _peak_rss_mb,  # noqa: E402
+from benchmarks.bench import (_brian2_python, _idlest_cpu, _machine, _peak_rss_mb,  # noqa: E402
                                replace_section)
 
 NAME = "scale"
@@ -155,9 +155,9 @@ def _worker_rate_sweep(task: dict) -> dict:
 
 
 def _worker_brian2(task: dict) -> dict:
-    """Brian2 cpp_standalone through experiments/bench.py's worker, with this cell's sizes."""
+    """Brian2 cpp_standalone through benchmarks/bench.py's worker, with this cell's sizes."""
     c = task["cell"]
-    import experiments.bench as bench
+    import benchmarks.bench as bench
     sub = dict(workload=task["workload"], batch=c["B"], T=c["T"], dt=0.1, repeats=task["repeats"],
                n_E=c["n_E"], n_I=c["n_I"], rate=c["rate"])
     res = bench._worker_brian2(sub)
@@ -499,7 +499,7 @@ def main(argv=None) -> dict:
     json_path.parent.mkdir(parents=True, exist_ok=True)
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     report = dict(name=NAME, started=started, machine=_machine(), config=cfg, load=[os.getloadavg()],
-                  command="python experiments/bench_scale.py" + (" " + " ".join(argv) if argv else
+                  command="python benchmarks/bench_scale.py" + (" " + " ".join(argv) if argv else
                                                                  " ".join([""] + sys.argv[1:])).rstrip(),
                   results=[])
     t_all = time.perf_counter()

@@ -20,11 +20,11 @@ the fits as a user would and checks the intervals they report.
 
 Run::
 
-    python experiments/fit_calibration.py              # every study, lr and profile (~10 min)
-    python experiments/fit_calibration.py --quick      # 40 datasets per study, lr only
-    python experiments/fit_calibration.py --only trains --n 1000 --seed 1 \
+    python benchmarks/fit_calibration.py              # every study, lr and profile (~10 min)
+    python benchmarks/fit_calibration.py --quick      # 40 datasets per study, lr only
+    python benchmarks/fit_calibration.py --only trains --n 1000 --seed 1 \
         --section calibration-trains-1000              # the train studies, 1000 datasets each
-    python experiments/fit_calibration.py --methods profile --n 1000 --seed 2 \
+    python benchmarks/fit_calibration.py --methods profile --n 1000 --seed 2 \
         --section calibration-1000                     # every study as reported, 1000 each (~1 h)
 
 It rewrites the section between ``<!-- begin:calibration -->`` and ``<!-- end:calibration -->``
@@ -38,13 +38,17 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
-import _common as C  # noqa: F401  (puts the repository root on sys.path)
-import jax
+if __package__ in (None, ""):  # ``python benchmarks/fit_calibration.py``: put the repository root on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jaxlif.fitting import regular_protocols
-from jaxlif.fitting.calibration import coverage_ratio, coverage_trains
-from jaxlif.plasticity import STPParams
+import jax  # noqa: E402
+
+from experiments import _common as C  # noqa: E402
+from jaxlif.fitting import regular_protocols  # noqa: E402
+from jaxlif.fitting.calibration import coverage_ratio, coverage_trains  # noqa: E402
+from jaxlif.plasticity import STPParams  # noqa: E402
 
 PROTOCOLS_HZ = [5.0, 10.0, 20.0, 50.0]
 SYNAPSES = {
@@ -121,7 +125,7 @@ def main(argv=None) -> list:
         with open(args.json, "w") as fh:
             json.dump(record, fh, indent=1)
     if not args.quick:
-        cmd = " ".join(["python experiments/fit_calibration.py"] + (argv if argv is not None else sys.argv[1:]))
+        cmd = " ".join(["python benchmarks/fit_calibration.py"] + (argv if argv is not None else sys.argv[1:]))
         meta = (f"Measured by `{cmd}` ({n} datasets per study, seed {args.seed}, jax "
                 f"{jax.__version__}, {os.cpu_count()} CPUs).")
         C.write_section(C.ROOT / "docs" / "fitting.md", args.section, meta + "\n\n" + text)

@@ -2,8 +2,8 @@
 
 Run on a machine with a GPU (``pip install -e . "jax[cuda12]"``)::
 
-    python experiments/gpu_check.py                 # writes the GPU section of BENCHMARKS.md
-    python experiments/gpu_check.py --cpu --out /tmp/gpu.md   # the same script on CPU, small sizes (tests)
+    python benchmarks/gpu_check.py                 # writes the GPU section of BENCHMARKS.md
+    python benchmarks/gpu_check.py --cpu --out /tmp/gpu.md   # the same script on CPU, small sizes (tests)
 
 What it does, on the default device (refusing to run on CPU unless ``--cpu``):
 
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from experiments.bench import replace_section  # noqa: E402
+from benchmarks.bench import replace_section  # noqa: E402
 
 # Headline figures of GPU simulators (published; not run here)
 FIELD = [
@@ -136,7 +136,7 @@ def _bench(sizes, T: float, repeats: int):
 
 def render(device: str, checks, cross, rows, args) -> str:
     lines = [f"## GPU ({device})", "",
-             f"Written by `python experiments/gpu_check.py{' --cpu' if args.cpu else ''}` on "
+             f"Written by `python benchmarks/gpu_check.py{' --cpu' if args.cpu else ''}` on "
              f"{datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}. "
              f"{'CPU smoke run (--cpu): small sizes, not GPU figures.' if args.cpu else ''}", "",
              "**Equality on this device (float64, fast path vs step-by-step on the same inputs):**", "",

@@ -5,8 +5,8 @@ section of ``BENCHMARKS.md`` (between ``<!-- begin:snn -->`` and ``<!-- end:snn 
 
     python3 -m venv .venv-spyx && .venv-spyx/bin/pip install spyx==1.0.0
     python3 -m venv .venv-snntorch && .venv-snntorch/bin/pip install torch snntorch==1.0.0 numpy   # torch's CPU build
-    python experiments/bench_snn.py             # finds .venv-spyx and .venv-snntorch (or --spyx/--snntorch PYTHON)
-    python experiments/bench_snn.py --quick     # jaxlif only, tiny sizes, no file written (the smoke test)
+    python benchmarks/bench_snn.py             # finds .venv-spyx and .venv-snntorch (or --spyx/--snntorch PYTHON)
+    python benchmarks/bench_snn.py --quick     # jaxlif only, tiny sizes, no file written (the smoke test)
 
 The workload (the same arithmetic in every system; float32):
 
@@ -410,7 +410,7 @@ def markdown(res: dict, command: str) -> str:
         "",
         f"`{command}` ({res['machine']}, no GPU; {res['date']}). {res['N']} LIF neurons, batch {res['B']}, "
         f"{res['T']} steps of 1 ms, float32; loss = mean spike count, gradient with respect to a per-neuron input "
-        f"gain (`experiments/bench_snn.py` states the model). Each system in its own interpreter and environment "
+        f"gain (`benchmarks/bench_snn.py` states the model). Each system in its own interpreter and environment "
         f"(jax {v.get('jaxlif', '?')} for jaxlif; spyx {v.get('spyx', '-')}; snntorch {v.get('snntorch', '-')} "
         f"with torch's CPU build), pinned to core {res['core']}, one thread; {res['rounds']} interleaved rounds, "
         f"median seconds per forward+backward call (compiled and warmed up before).",
@@ -528,7 +528,7 @@ def main(argv=None) -> dict:
         worker(args.worker, args.data, args.variants)
         return {}
     res = measure(args)
-    command = "python experiments/bench_snn.py" + ("" if argv is None else " " + " ".join(argv))
+    command = "python benchmarks/bench_snn.py" + ("" if argv is None else " " + " ".join(argv))
     text = markdown(res, command)
     print(text)
     if args.json:

@@ -3,8 +3,8 @@
 One command measures everything and rewrites the ``network`` section of ``BENCHMARKS.md`` (between the
 markers ``<!-- begin:network -->`` and ``<!-- end:network -->``; the rest of the file is kept)::
 
-    python experiments/bench_network.py              # full run (a few minutes on 2 cores)
-    python experiments/bench_network.py --quick --out /tmp/bn   # seconds: 400 neurons, 100 ms, no Brian2
+    python benchmarks/bench_network.py              # full run (a few minutes on 2 cores)
+    python benchmarks/bench_network.py --quick --out /tmp/bn   # seconds: 400 neurons, 100 ms, no Brian2
 
 The network (``jaxlif.network.ei_network``): 3200 excitatory + 800 inhibitory neurons (the tutorials'
 neuron), every ordered pair connected with probability 0.1 (about 1.6 million synapses), weights E->E
@@ -334,10 +334,10 @@ def render(report: dict) -> str:
     cfg, res = report["config"], report["results"]
     jx, b2, dv = res.get("jaxlif", {}), res.get("brian2"), res.get("delivery", {})
     n = cfg["n_E"] + cfg["n_I"]
-    lines = [MARK_BEGIN, "## Recurrent E/I network: jaxlif vs Brian2 (`experiments/bench_network.py`)", "",
+    lines = [MARK_BEGIN, "## Recurrent E/I network: jaxlif vs Brian2 (`benchmarks/bench_network.py`)", "",
              f"Written by `{report['command']}` on {report['started']} (UTC); machine: {report['machine']}; "
              f"load average (1/5/15 min) at start {report['load'][0]}, at end {report['load'][1]}. Rerun on a quiet "
-             f"machine with `python experiments/bench_network.py` (rewrites this section only).", "",
+             f"machine with `python benchmarks/bench_network.py` (rewrites this section only).", "",
              f"Network: {cfg['n_E']} E + {cfg['n_I']} I conductance-LIF neurons, connection probability {cfg['p']} "
              f"({jx.get('n_synapses', '?')} synapses), weights {_weights(cfg)} nS, delay {DELAY} steps, depressing "
              f"E->E (one u, R per presynaptic neuron), 100 Poisson trains x 10 Hz x 1 nS per neuron; "
@@ -400,7 +400,7 @@ def write_section(path: Path, section: str) -> None:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python experiments/bench_network.py", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python benchmarks/bench_network.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="400 neurons, 100 ms, no Brian2 (needs --out)")
     p.add_argument("--out", type=Path, default=None, help="folder for BENCHMARKS.md and bench_network.json "
@@ -453,7 +453,7 @@ def main(argv=None) -> dict:
             machine = f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores, Python {platform.python_version()}"
             break
     load_end = os.getloadavg()
-    command = "python experiments/bench_network.py" + ("" if argv is None and len(sys.argv) < 2 else
+    command = "python benchmarks/bench_network.py" + ("" if argv is None and len(sys.argv) < 2 else
                                                        " " + " ".join(sys.argv[1:] if argv is None else argv))
     report = dict(name=NAME, started=started.isoformat(timespec="seconds"), machine=machine, config=cfg,
                   command=command, load=[tuple(round(x, 2) for x in load_start), tuple(round(x, 2) for x in load_end)],

@@ -3,11 +3,11 @@
 One command runs every workload for every system and rewrites its section of ``BENCHMARKS.md`` (between
 ``<!-- begin:bench -->`` and ``<!-- end:bench -->``; the rest of the file is kept) and ``bench.json``::
 
-    python experiments/bench.py                    # full run (about 10 minutes on 2 cores)
-    python experiments/bench.py --quick --out /tmp/b   # seconds: tiny sizes, no Brian2
+    python benchmarks/bench.py                    # full run (about 10 minutes on 2 cores)
+    python benchmarks/bench.py --quick --out /tmp/b   # seconds: tiny sizes, no Brian2
 
 The cost curves (time and memory against batch size, duration, synapses and rate, B up to 10^6) are
-``experiments/bench_scale.py``; the GPU check is ``experiments/gpu_check.py``.
+``benchmarks/bench_scale.py``; the GPU check is ``benchmarks/gpu_check.py``.
 
 Systems:
 
@@ -532,7 +532,7 @@ def replace_section(path: Path, name: str, text: str) -> None:
 
 def _command(argv) -> str:
     args = sys.argv[1:] if argv is None else list(argv)
-    return " ".join(["python", "experiments/bench.py"] + [str(a) for a in args])
+    return " ".join(["python", "benchmarks/bench.py"] + [str(a) for a in args])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -586,7 +586,7 @@ def render(report: dict) -> str:
     lines = [
         "## Throughput: jaxlif vs a NumPy step-by-step reference vs Brian2",
         "",
-        f"Written by `experiments/bench.py` on {report['started']} (UTC).",
+        f"Written by `benchmarks/bench.py` on {report['started']} (UTC).",
         "",
         f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['system']}, Python {m['python']}.",
         f"- Load average (1/5/15 min) at start {tuple(round(x, 2) for x in report['load_average']['start'])}, "

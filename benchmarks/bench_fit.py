@@ -22,8 +22,8 @@ difference of the fitted parameters and how often SciPy's sum of squares is belo
 
 Run (rewrites the section ``<!-- begin:fit -->`` ... ``<!-- end:fit -->`` of BENCHMARKS.md)::
 
-    python experiments/bench_fit.py            # ~2 min on a 2-core CPU
-    python experiments/bench_fit.py --quick    # 100 synapses, 5 with SciPy, no BENCHMARKS.md
+    python benchmarks/bench_fit.py            # ~2 min on a 2-core CPU
+    python benchmarks/bench_fit.py --quick    # 100 synapses, 5 with SciPy, no BENCHMARKS.md
 """
 
 from __future__ import annotations
@@ -31,15 +31,20 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
+from pathlib import Path
 
-import _common as C
-import jax
-import numpy as np
+if __package__ in (None, ""):  # ``python benchmarks/bench_fit.py``: put the repository root on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jaxlif.fitting import (fit_stp_trains, get_model, regular_protocols, simulate_trains,
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from experiments import _common as C  # noqa: E402
+from jaxlif.fitting import (fit_stp_trains, get_model, regular_protocols, simulate_trains,  # noqa: E402
                             stp_amplitudes)
-from jaxlif.plasticity import STPParams
+from jaxlif.plasticity import STPParams  # noqa: E402
 
 NAME = "fit"
 PROTOCOLS_HZ = [5.0, 10.0, 20.0, 50.0]
@@ -187,7 +192,7 @@ def section(r: dict) -> str:
     return "\n".join([
         "## Fitting amplitude trains: jaxlif vs SciPy `least_squares`",
         "",
-        f"`python experiments/bench_fit.py` ({mach}; load average {r['load'][0]:.1f} before, "
+        f"`python benchmarks/bench_fit.py` ({mach}; load average {r['load'][0]:.1f} before, "
         f"{r['load'][1]:.1f} after). {r['n']} synapses x (4 protocols x 5 sweeps x 10 pulses), "
         "model tm with a free scale and estimated noise, 15 starts per synapse.",
         "",

@@ -3,8 +3,8 @@
 One command measures everything and rewrites the ``grad`` section of ``BENCHMARKS.md`` (between the
 markers ``<!-- begin:grad -->`` and ``<!-- end:grad -->``; the rest of the file is left untouched)::
 
-    python experiments/bench_grad.py            # about 3-5 minutes on 2 cores
-    python experiments/bench_grad.py --quick    # about a minute: 1 s runs, small batches, no file written
+    python benchmarks/bench_grad.py            # about 3-5 minutes on 2 cores
+    python benchmarks/bench_grad.py --quick    # about a minute: 1 s runs, small batches, no file written
 
 Three parts:
 
@@ -204,7 +204,7 @@ def _section(mem: list[dict], bias: dict, fit: dict, meta: dict) -> str:
     lines = [
         "## Gradients: memory with and without checkpointing, bias against finite differences",
         "",
-        f"Written by `python experiments/bench_grad.py` on {meta['when']} (UTC); {meta['machine']}; "
+        f"Written by `python benchmarks/bench_grad.py` on {meta['when']} (UTC); {meta['machine']}; "
         f"jax {meta['jax']}. Load average (1/5/15 min) at start {meta['load0']}, at end {meta['load1']} "
         f"(shared machine: times are indicative; memory figures do not depend on load).",
         "",

@@ -9,7 +9,7 @@ that "first" really compiles; wall time and the child's CPU time (user + system)
 the load average, because the machine may be shared.  Writes the ``pkg`` section of BENCHMARKS.md
 (between ``<!-- begin:pkg -->`` and ``<!-- end:pkg -->``) unless ``--no-write``.
 
-    python experiments/startup.py [--repeats 3] [--no-write]
+    python benchmarks/startup.py [--repeats 3] [--no-write]
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def measure(repeats: int) -> list[tuple[str, list[tuple[float, float, int]]]]:
 
 
 def section(results, load_start, load_end, repeats: int) -> str:
-    lines = [BEGIN, "## Start-up: import and the `jaxlif` command (`python experiments/startup.py`)", "",
+    lines = [BEGIN, "## Start-up: import and the `jaxlif` command (`python benchmarks/startup.py`)", "",
              f"Written {datetime.now(timezone.utc).isoformat(timespec='seconds')} on {platform.processor() or platform.machine()}, "
              f"{len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}; load average (1/5/15 min) "
              f"{tuple(round(x, 2) for x in load_start)} at start, {tuple(round(x, 2) for x in load_end)} at end. "
