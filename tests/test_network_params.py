@@ -182,6 +182,43 @@ def test_new_values_connectivity_rates_and_scalar_types_compile_nothing(split):
     assert not np.array_equal(base, other)
 
 
+def make_synapse(seed=0, U0_seed=0):
+    """``make(seed)`` with per-synapse plasticity on E->E (``stp_mode="synapse"``, U0 drawn per synapse)."""
+    net = make(seed)
+    EE = net.projections[0]
+    U0 = np.random.default_rng(U0_seed).uniform(0.3, 0.6, np.shape(EE.weights))
+    EE = dataclasses.replace(EE, stp_mode="synapse", stp=jl.STPParams(U0, 100.0, 50.0))
+    return nw.Network(net.populations, (EE,) + net.projections[1:])
+
+
+def test_per_synapse_plasticity_new_connectivity_and_values_compile_nothing():
+    """``stp_mode="synapse"`` (u, R per synapse, advanced at presynaptic spikes): a new connectivity and
+    new per-synapse values compile nothing, forward or under ``jax.grad`` with a surrogate (the
+    mean-field estimator); the gradient with respect to the synapses' U0 is finite and not zero."""
+    key = jax.random.key(3)
+    run = lambda s, p: nw.simulate_network(key, s, p, T=T, dt=DT, record=False).spikes["E"]  # noqa: E731
+    structure, params = nw.partition(make_synapse())
+    base = run(structure, params)
+    grad = jax.grad(rate_loss)(params, structure)
+    events = []
+
+    def listen(name, *args, **kwargs):
+        if "compile" in name or "tracing" in name or "lower" in name:
+            events.append(name)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        other = run(*nw.partition(make_synapse(seed=7, U0_seed=1)))
+        jax.grad(rate_loss)(*nw.partition(make_synapse(seed=8, U0_seed=2))[::-1])
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert events == []
+    assert not np.array_equal(base, other)
+    dU0 = np.asarray(grad.projections["E->E"].stp.U0)
+    assert np.all(np.isfinite(dU0)) and np.abs(dU0).max() > 0
+    assert np.asarray(base).any()
+
+
 def test_bisected_drive_counts_equal_the_direct_count():
     """A drive whose counts exceed the directly compared entries (rate 3000 Hz x 100 trains: mean 30 per
     step): the counts equal ``#{k: V <= P(X > k)}`` over the whole table, computed here by brute force
