@@ -219,6 +219,49 @@ def test_per_synapse_plasticity_new_connectivity_and_values_compile_nothing():
     assert np.asarray(base).any()
 
 
+def _random_delays_network(seed, lo, hi, **kw):
+    """20 driven neurons, 10 % connectivity, per-synapse delays drawn from [lo, hi] steps (rows 10 wide)."""
+    rng = np.random.default_rng(seed)
+    E = nw.Population("E", 20, neuron=jl.LIFParams(V_init=-56.0), drive=nw.PoissonDrive(rate=50.0, weight=0.5, n=100))
+    post, pre = np.nonzero(rng.random((20, 20)) < 0.1)
+    delays = rng.integers(lo, hi + 1, pre.size)
+    delays[:2] = lo, hi
+    EE = nw.sparse_projection("E", "E", pre, post, 1.0, n_pre=20, n_post=20, delay=delays, max_out=10, **kw)
+    return nw.Network((E,), (EE,))
+
+
+def test_declared_delay_bounds_fix_ring_and_window():
+    """Per-synapse delays drawn from [3, 40]: the ring length (largest delay) and the min-delay window
+    (smallest) follow the draw, so another draw compiles a new program; with ``delay_bounds=(3, 40)``
+    they follow the bounds: new draws compile nothing, and the spikes equal the run without bounds."""
+    from jaxlif.network import window
+    key = jax.random.key(5)
+    run = lambda net: nw.simulate_network(key, net, T=T, dt=DT, record=False).spikes["E"]  # noqa: E731
+    free = _random_delays_network(0, 4, 39)
+    bounded = _random_delays_network(0, 4, 39, delay_bounds=(3, 40))
+    assert (window.window_length(free), free.max_delay) == (3, 39)
+    assert (window.window_length(bounded), bounded.max_delay) == (2, 40)
+    a, b = run(free), run(bounded)
+    np.testing.assert_array_equal(a, b)
+    assert np.asarray(a).sum() > 20
+    events = []
+
+    def listen(name, *args, **kwargs):
+        if "compile" in name or "tracing" in name or "lower" in name:
+            events.append(name)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        run(_random_delays_network(1, 3, 40, delay_bounds=(3, 40)))
+        quiet = list(events)
+        run(_random_delays_network(1, 3, 40))                      # another window and ring: compiles
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert quiet == [] and events
+    with pytest.raises(ValueError, match=r"delay has values in \[3, 40\] steps, outside delay_bounds=\(4, 40\)"):
+        _random_delays_network(1, 3, 40, delay_bounds=(4, 40))
+
+
 def test_bisected_drive_counts_equal_the_direct_count():
     """A drive whose counts exceed the directly compared entries (rate 3000 Hz x 100 trains: mean 30 per
     step): the counts equal ``#{k: V <= P(X > k)}`` over the whole table, computed here by brute force

@@ -58,11 +58,13 @@ CHUNK_PER_CAPACITY = 4
 def min_delay(net) -> int | None:
     """The smallest delay in steps of any synapse of ``net`` (a :class:`~jaxlif.network.Network`), or
     ``None`` when it is not known before tracing (per-synapse delays given as traced arrays) or there
-    is no projection.  Padding entries of sparse rows (target ``n_post``) are not synapses."""
+    is no projection.  Padding entries of sparse rows (target ``n_post``) are not synapses.  A sparse
+    projection's declared bound (``min_delay``, from ``sparse_projection(delay_bounds=)``) stands for
+    its delays: then new draws of them give the same window (nothing recompiles)."""
     delays = []
     for proj in net.projections:
-        if getattr(proj, "delay", 0):
-            delays.append(int(proj.delay))
+        if getattr(proj, "delay", 0) or getattr(proj, "min_delay", 0):   # one delay, or a declared bound
+            delays.append(int(proj.delay or proj.min_delay))
             continue
         d, t = _checks._concrete(proj.delays), _checks._concrete(proj.targets)
         if d is None or t is None:
