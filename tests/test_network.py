@@ -409,6 +409,27 @@ def test_per_synapse_plasticity_derivatives_equal_every_step(x64):
     assert np.all(np.abs(np.asarray(ga)) > 0)                      # each parameter reaches the conductances
 
 
+@pytest.mark.slow
+def test_per_synapse_plasticity_event_equals_every_step_float32_bench_shape():
+    """The benchmark's E/I network at a tenth of its size (320 E + 80 I, p = 0.1, delay 15 steps) with
+    per-synapse depressing E->E synapses, 300 ms in float32: event-driven and every-synapse-every-step
+    updates give the same rasters and the same u, R to float32 rounding."""
+    net = nw.ei_network(jax.random.key(0), n_E=320, n_I=80, weights={k: 10 * w for k, w in
+                                                                     {"E->E": 0.25, "E->I": 0.25, "I->E": 1.5,
+                                                                      "I->I": 1.5}.items()})
+    EE = dataclasses.replace(net.projections[0], stp_mode="synapse")
+    net = nw.Network(net.populations, (EE,) + net.projections[1:])
+    runs = {m: nw.simulate_network(jax.random.key(1), net, T=300.0, dt=DT, record=False, delivery=m)
+            for m in ("event", "full")}
+    for name in ("E", "I"):
+        np.testing.assert_array_equal(runs["event"].spikes[name], runs["full"].spikes[name])
+    step = int(runs["full"].state.step)
+    (u_e, R_e), (u_f, R_f) = (_per_edge(EE, runs[m].state.synapses[0], step) for m in ("event", "full"))
+    np.testing.assert_allclose(u_e, u_f, rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(R_e, R_f, rtol=2e-5, atol=1e-6)
+    assert np.asarray(runs["event"].spikes["E"]).sum() > 1000 and R_f.min() < 0.5
+
+
 def test_drive_counts_are_binomial(small_run):
     _, _, _, counts = small_run
     c = np.asarray(counts["E"])

@@ -21,7 +21,9 @@ once per window instead of once per step, and the values equal the step-by-step 
 rounding (the sum into a slot is formed in another order only when one projection has several delays).
 
 The simulator uses it (:func:`window_length`) without surrogate gradients, with event delivery,
-with no per-synapse plasticity and with ``d_min >= 3``; elsewhere it steps one at a time.
+with no per-synapse plasticity and with ``d_min >= 3``; elsewhere it steps one at a time.  (Per-synapse
+``u, R`` advance at each presynaptic spike, :mod:`jaxlif.network.synapse_stp`; a window's events would
+have to apply a neuron's several spikes of one window in order, which its chunks do not.)
 Units: ms, mV, nS, pA, Hz.
 """
 
