@@ -38,6 +38,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from jaxlif.network.delivery import Layout, _add_rows, _full, _into_ring, _zeros
 from jaxlif.plasticity import STPParams, euler_decay_factor, stp_efficacy
@@ -45,7 +46,7 @@ from jaxlif.plasticity import STPParams, euler_decay_factor, stp_efficacy
 __all__ = ["advance", "step_all", "deliver_events"]
 
 
-def advance(stp: STPParams, u, R, k, dt: float):
+def advance(stp: STPParams, u: jax.Array, R: jax.Array, k: ArrayLike, dt: float) -> tuple[jax.Array, jax.Array]:
     """``u, R`` after ``k >= 0`` silent Euler steps (module docstring); where ``k = 0`` they are
     returned unchanged, bit for bit.  ``stp``'s fields and ``k`` broadcast against ``u``."""
     live = k > 0
@@ -59,7 +60,8 @@ def _per_row(a, dense: bool):
     return a[None, :] if dense else a[:, None]
 
 
-def step_all(stp: STPParams, u, R, sample, s, it, dt: float, dense: bool):
+def step_all(stp: STPParams, u: jax.Array, R: jax.Array, sample: jax.Array, s: jax.Array, it: ArrayLike, dt: float,
+             dense: bool) -> tuple[jax.Array, ...]:
     """Every synapse one step: ``(u+, R-, u_new, R_new, sample_new)``.
 
     ``s`` ``(n_pre,)`` is the presynaptic spike (float 0/1, possibly carrying a surrogate derivative);
@@ -145,8 +147,10 @@ def _deliver_jvp(layout, dt, primals, tangents):
 _deliver.defjvp(_deliver_jvp)
 
 
-def deliver_events(layout: Layout, dt: float, pending, u, R, sample, x, W, stp: STPParams, targets, delays,
-                   rows, spiking, it):
+def deliver_events(layout: Layout, dt: float, pending: jax.Array, u: jax.Array, R: jax.Array, sample: jax.Array,
+                   x: jax.Array, W: ArrayLike, stp: STPParams, targets: ArrayLike | None, delays: ArrayLike | None,
+                   rows: tuple[jax.Array, jax.Array], spiking: jax.Array, it: ArrayLike
+                   ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """Plasticity and delivery of one projection at step ``it``, for the presynaptic rows that spiked.
 
     Args:
