@@ -219,6 +219,24 @@ def test_per_synapse_plasticity_new_connectivity_and_values_compile_nothing():
     assert np.asarray(base).any()
 
 
+@pytest.mark.slow
+def test_per_synapse_plasticity_mean_field_gradient_event_equals_every_step():
+    """``jax.grad`` with a surrogate (mean-field estimator) of a rate loss, float64, per-synapse E->E
+    plasticity: the event-driven update (``delivery="event"``) and every synapse every step
+    (``"full"``) give the same gradient tree to rounding."""
+    def loss(params, structure, delivery):
+        res = nw.simulate_network(jax.random.key(3), structure, params, T=T, dt=DT, spike_grad=fast_sigmoid(),
+                                  record=False, delivery=delivery)
+        return res.spikes["E"].mean() + 0.5 * res.spikes["I"].mean()
+
+    with jax.enable_x64(True):
+        structure, params = nw.partition(make_synapse())
+        event, full = (jax.grad(loss)(params, structure, d) for d in ("event", "full"))
+    for a, b in zip(jax.tree.leaves(event), jax.tree.leaves(full)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12 * np.abs(np.asarray(b)).max())
+    assert np.abs(np.asarray(event.projections["E->E"].stp.U0)).max() > 0
+
+
 def _random_delays_network(seed, lo, hi, **kw):
     """20 driven neurons, 10 % connectivity, per-synapse delays drawn from [lo, hi] steps (rows 10 wide)."""
     rng = np.random.default_rng(seed)
