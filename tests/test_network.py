@@ -131,9 +131,9 @@ N_E, N_I, T_REF = 30, 10, 40.0
 
 
 def small_network(seed: int = 1) -> nw.Network:
-    """30 E + 10 I neurons: sparse and dense projections, per-edge delays 1..4 (E->E) and one delay
-    (the others), STP per presynaptic neuron and per synapse (heterogeneous U0); a Poisson drive on E
-    only; 8 E neurons spike at step 0."""
+    """30 E + 10 I neurons: sparse and dense projections, per-edge delays 1..4 (E->E) and 1..3 (I->E) and
+    one delay (the others), STP per presynaptic neuron and per synapse (heterogeneous U0); a Poisson drive
+    on E only; 8 E neurons spike at step 0."""
     rng = np.random.default_rng(seed)
     V_init = np.concatenate([np.full(8, -50.0), rng.uniform(-70.0, -56.0, N_E - 8)])   # 8 spikes at step 0
     neuron_E = jl.LIFParams(V_init=V_init, tau_m=rng.uniform(8.0, 12.0, N_E))
@@ -148,9 +148,10 @@ def small_network(seed: int = 1) -> nw.Network:
                              stp=jl.STPParams(U0=rng.uniform(0.1, 0.6, (N_I, N_E)), tau_d=80.0, tau_f=200.0),
                              stp_mode="synapse")
     post, pre = np.nonzero(rng.random((N_E, N_I)) < 0.5)
-    IE = nw.sparse_projection("I", "E", pre, post, 2.0, n_pre=N_I, n_post=N_E, receptor="inh", delay=2,
-                              stp=jl.STPParams(U0=rng.uniform(0.2, 0.5, pre.size), tau_d=60.0, tau_f=30.0),
-                              stp_mode="synapse")
+    U0_IE = rng.uniform(0.2, 0.5, pre.size)
+    IE = nw.sparse_projection("I", "E", pre, post, 2.0, n_pre=N_I, n_post=N_E, receptor="inh",
+                              delay=rng.integers(1, 4, pre.size),
+                              stp=jl.STPParams(U0=U0_IE, tau_d=60.0, tau_f=30.0), stp_mode="synapse")
     II = nw.dense_projection("I", "I", 1.5 * (1 - np.eye(N_I)), receptor="inh", delay=3,
                              stp=jl.STPParams(0.3, 100.0, 50.0))
     return nw.Network((E, I), (EE, EI, IE, II))
