@@ -108,7 +108,8 @@ def main(argv=None) -> None:
                 task = dict(sizes, stp_mode=mode, repeats=args.repeats, core=args.core)
                 res = _spawn(root, task)
                 results[name].append(res)
-                print(f"round {r}: {name} ({res['package']}): first {res['first_s']:.2f} s, steady {res['steady_s']:.3f} s, "
+                print(f"round {r}: {name} ({res['package']}): first {res['first_s']:.2f} s, "
+                      f"steady {res['steady_s']:.3f} s, "
                       f"peak RSS {res['peak_rss_mb']:.0f} MB, counts {res['counts'][0]}", flush=True)
     steps = int(round(sizes["T"] / 0.1)) - 1
     print(f"\n{sizes['n_E']} E + {sizes['n_I']} I, T = {sizes['T']} ms ({steps} updates), one core, "

@@ -294,7 +294,8 @@ def check_network(net: Network, dt: float) -> None:
             if proj.min_delay:
                 if not 1 <= proj.min_delay <= proj.max_delay:
                     raise ValueError(f"{label}.min_delay={proj.min_delay} must be in [1, max_delay={proj.max_delay}]")
-                if delays is not None and targets is not None and np.any((delays < proj.min_delay) & (targets < n_post)):
+                if delays is not None and targets is not None and np.any(
+                        (delays < proj.min_delay) & (targets < n_post)):
                     raise ValueError(f"{label}.delays has values below its declared min_delay={proj.min_delay}")
             if proj.delay and delays is not None and targets is not None and np.any(
                     (delays != proj.delay) & (targets < n_post)):
