@@ -8,6 +8,7 @@ Compiled programs are shared between tests (module-scoped fixtures, equal shapes
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -53,8 +54,8 @@ def numpy_network(net, ext_E, ext_I, I_inj, steps, dt):
     """The network loop in NumPy float64, stacked neurons, absolute-time arrival buffers.
 
     ext_E, ext_I: ``(n, steps)`` conductance [nS] arriving at each sample; I_inj ``(n, steps)`` [pA].
-    Returns v, spikes, g_E, g_I ``(n, steps)`` and the per-projection ``(u, R)`` traces (per presynaptic
-    neuron for ``stp_mode="pre"``).
+    Returns v, spikes, g_E, g_I ``(n, steps)`` and per projection ``(u, R)``: traces ``(n_pre, steps)`` for
+    ``stp_mode="pre"``, the final values per edge (in :func:`_edges_of`'s order) for ``"synapse"``.
     """
     offsets, sizes = net.offsets, net.sizes
     n = sum(sizes.values())
@@ -116,6 +117,9 @@ def numpy_network(net, ext_E, ext_I, I_inj, steps, dt):
         v = v + dv
         GE[:, it + 1], GI[:, it + 1] = gE, gI
     V[:, -1] = v
+    for k, q in enumerate(net.projections):
+        if q.stp is not None and q.stp_mode == "synapse":
+            traces[k] = tuple(stp_state[k])
     return V, S, GE, GI, traces
 
 
@@ -127,9 +131,9 @@ N_E, N_I, T_REF = 30, 10, 40.0
 
 
 def small_network(seed: int = 1) -> nw.Network:
-    """30 E + 10 I neurons: sparse and dense projections, per-edge delays 1..4 (E->E) and one delay
-    (the others), STP per presynaptic neuron and per synapse (heterogeneous U0); a Poisson drive on E
-    only; 8 E neurons spike at step 0."""
+    """30 E + 10 I neurons: sparse and dense projections, per-edge delays 1..4 (E->E) and 1..3 (I->E) and
+    one delay (the others), STP per presynaptic neuron and per synapse (heterogeneous U0); a Poisson drive
+    on E only; 8 E neurons spike at step 0."""
     rng = np.random.default_rng(seed)
     V_init = np.concatenate([np.full(8, -50.0), rng.uniform(-70.0, -56.0, N_E - 8)])   # 8 spikes at step 0
     neuron_E = jl.LIFParams(V_init=V_init, tau_m=rng.uniform(8.0, 12.0, N_E))
@@ -144,9 +148,10 @@ def small_network(seed: int = 1) -> nw.Network:
                              stp=jl.STPParams(U0=rng.uniform(0.1, 0.6, (N_I, N_E)), tau_d=80.0, tau_f=200.0),
                              stp_mode="synapse")
     post, pre = np.nonzero(rng.random((N_E, N_I)) < 0.5)
-    IE = nw.sparse_projection("I", "E", pre, post, 2.0, n_pre=N_I, n_post=N_E, receptor="inh", delay=2,
-                              stp=jl.STPParams(U0=rng.uniform(0.2, 0.5, pre.size), tau_d=60.0, tau_f=30.0),
-                              stp_mode="synapse")
+    U0_IE = rng.uniform(0.2, 0.5, pre.size)
+    IE = nw.sparse_projection("I", "E", pre, post, 2.0, n_pre=N_I, n_post=N_E, receptor="inh",
+                              delay=rng.integers(1, 4, pre.size),
+                              stp=jl.STPParams(U0=U0_IE, tau_d=60.0, tau_f=30.0), stp_mode="synapse")
     II = nw.dense_projection("I", "I", 1.5 * (1 - np.eye(N_I)), receptor="inh", delay=3,
                              stp=jl.STPParams(0.3, 100.0, 50.0))
     return nw.Network((E, I), (EE, EI, IE, II))
@@ -308,6 +313,122 @@ def test_windowed_delivery_derivatives_equal_the_full_sum(x64):
     np.testing.assert_allclose(a[0], b[0], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(a[1], b[1], rtol=1e-10, atol=1e-10)
     assert np.abs(np.asarray(a[1])).max() > 0
+
+
+def _per_edge(proj, syn, step):
+    """A per-synapse :class:`SynapseState` (``u, R`` holding at each presynaptic neuron's ``sample``) as
+    per-edge ``(u, R)`` at sample ``step``, in :func:`_edges_of`'s order: the silent Euler steps since
+    ``sample`` applied as powers ``(1 - dt/tau)^k`` (NumPy)."""
+    _, post, _, _, (U0, tau_d, tau_f), pre = _edges_of(proj, {proj.pre: 0, proj.post: 0}, None)
+    u, R, sample = (np.asarray(a) for a in syn)
+    if isinstance(proj, nw.DenseProjection):
+        u, R = u[post, pre], R[post, pre]
+    else:
+        real = np.asarray(proj.targets) < proj.n_post
+        u, R = u[real], R[real]
+    k = step - sample[pre]
+    return u * (1 - DT / tau_f) ** k, 1 - (1 - R) * (1 - DT / tau_d) ** k
+
+
+SYNAPSE_MODE = (1, 2)          # the projections of small_network with per-synapse plasticity (dense, sparse)
+
+
+def test_per_synapse_plasticity_is_event_driven_and_equals_the_numpy_loop(small_run):
+    """Per-synapse ``u, R`` (dense E->I, sparse I->E) are updated only at presynaptic spikes: each
+    presynaptic neuron's ``sample`` is one after its last spike (0 if none), carried from the first half
+    into the second; advanced to the last sample they equal the NumPy loop's, which updates every
+    synapse every step."""
+    net, (first, second), (V, S, GE, GI, traces), _ = small_run
+    step = int(second.state.step)
+    assert step == S.shape[1] - 1
+    for k in SYNAPSE_MODE:
+        q = net.projections[k]
+        syn = second.state.synapses[k]
+        lo = net.offsets[q.pre]
+        spikes = S[lo:lo + net.sizes[q.pre], :step]
+        last = np.where(spikes.any(1), spikes.shape[1] - 1 - np.argmax(spikes[:, ::-1], 1) + 1, 0)
+        np.testing.assert_array_equal(np.asarray(syn.sample), last, err_msg=str(k))
+        assert len(np.unique(last)) > 2                              # the rows hold at different samples
+        u, R = _per_edge(q, syn, step)
+        np.testing.assert_allclose(u, traces[k][0], rtol=0, atol=1e-12, err_msg=str(k))
+        np.testing.assert_allclose(R, traces[k][1], rtol=0, atol=1e-12, err_msg=str(k))
+        assert traces[k][1].min() < 0.9 and traces[k][0].max() > 0.1    # depressed, facilitated
+
+
+def test_per_synapse_plasticity_event_equals_every_step(small_run):
+    """The same run (first half) with ``delivery="full"``, which updates every synapse every step: the
+    same spikes, voltages and conductances, and the same ``u, R`` to rounding."""
+    net, (first, _), _, _ = small_run
+    I_inj = {"I": nw.NetworkInput(I_inj=np.linspace(150.0, 250.0, N_I))}
+    full = nw.simulate_network(jax.random.key(7), net, T=T_REF / 2, dt=DT, inputs=I_inj, delivery="full")
+    step = int(full.state.step)
+    for name in ("E", "I"):
+        np.testing.assert_array_equal(full.spikes[name], first.spikes[name])
+        np.testing.assert_allclose(full.v[name], first.v[name], rtol=0, atol=1e-10)
+        np.testing.assert_allclose(full.g_E[name], first.g_E[name], rtol=0, atol=1e-10)
+    for k in SYNAPSE_MODE:
+        q = net.projections[k]
+        assert np.all(np.asarray(full.state.synapses[k].sample) == step)
+        assert np.asarray(first.state.synapses[k].sample).min() < step - 1
+        for a, b in zip(_per_edge(q, full.state.synapses[k], step), _per_edge(q, first.state.synapses[k], step)):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-13)
+
+
+def test_per_synapse_plasticity_derivatives_equal_every_step(x64):
+    """Forward and reverse derivatives of the conductances with respect to U0 of the per-synapse
+    projections and a common weight scale: the event-driven update (a custom_jvp whose tangent is the
+    update of every synapse) equals ``delivery="full"`` (every synapse every step)."""
+    net = small_network()
+    structure, params = nw.partition(net)
+    keys = nw.projection_keys(structure)
+    cot = np.random.default_rng(5).normal(size=(2 * N_E + N_I, jl.n_steps(10.0, DT)))
+    I_inj = {"I": nw.NetworkInput(I_inj=400.0)}                     # I fires within a few ms
+
+    def g(theta, delivery):
+        proj = dict(params.projections)
+        for i, k in enumerate(SYNAPSE_MODE):
+            v = proj[keys[k]]
+            proj[keys[k]] = v._replace(stp=v.stp._replace(U0=v.stp.U0 * theta[i]))
+        proj = {key: v._replace(weights=v.weights * theta[2]) for key, v in proj.items()}
+        res = nw.simulate_network(jax.random.key(3), structure, params._replace(projections=proj), T=10.0, dt=DT,
+                                  inputs=I_inj, delivery=delivery)
+        assert res.spikes["I"].shape == (N_I, cot.shape[1])
+        return jnp.concatenate([res.g_E["E"], res.g_I["E"], res.g_E["I"]])
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def both(delivery, theta):
+        f = lambda t: g(t, delivery)  # noqa: E731
+        return (jax.jvp(f, (theta,), (jnp.array([1.0, -2.0, 0.5]),)),
+                jax.grad(lambda t: jnp.sum(cot * f(t)))(theta))
+
+    theta = jnp.ones(3)
+    (a, da), ga = both("event", theta)
+    (b, db), gb = both("full", theta)
+    np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(da, db, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(ga, gb, rtol=1e-9, atol=1e-10)
+    assert np.all(np.abs(np.asarray(ga)) > 0)                      # each parameter reaches the conductances
+
+
+@pytest.mark.slow
+def test_per_synapse_plasticity_event_equals_every_step_float32_bench_shape():
+    """The benchmark's E/I network at a tenth of its size (320 E + 80 I, p = 0.1, delay 15 steps) with
+    per-synapse depressing E->E synapses, 300 ms in float32: event-driven and every-synapse-every-step
+    updates give the same rasters and the same u, R to float32 rounding."""
+    net = nw.ei_network(jax.random.key(0), n_E=320, n_I=80, weights={k: 10 * w for k, w in
+                                                                     {"E->E": 0.25, "E->I": 0.25, "I->E": 1.5,
+                                                                      "I->I": 1.5}.items()})
+    EE = dataclasses.replace(net.projections[0], stp_mode="synapse")
+    net = nw.Network(net.populations, (EE,) + net.projections[1:])
+    runs = {m: nw.simulate_network(jax.random.key(1), net, T=300.0, dt=DT, record=False, delivery=m)
+            for m in ("event", "full")}
+    for name in ("E", "I"):
+        np.testing.assert_array_equal(runs["event"].spikes[name], runs["full"].spikes[name])
+    step = int(runs["full"].state.step)
+    (u_e, R_e), (u_f, R_f) = (_per_edge(EE, runs[m].state.synapses[0], step) for m in ("event", "full"))
+    np.testing.assert_allclose(u_e, u_f, rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(R_e, R_f, rtol=2e-5, atol=1e-6)
+    assert np.asarray(runs["event"].spikes["E"]).sum() > 1000 and R_f.min() < 0.5
 
 
 def test_drive_counts_are_binomial(small_run):

@@ -182,6 +182,95 @@ def test_new_values_connectivity_rates_and_scalar_types_compile_nothing(split):
     assert not np.array_equal(base, other)
 
 
+def make_synapse(seed=0, U0_seed=0):
+    """``make(seed)`` with per-synapse plasticity on E->E (``stp_mode="synapse"``, U0 drawn per synapse)."""
+    net = make(seed)
+    EE = net.projections[0]
+    U0 = np.random.default_rng(U0_seed).uniform(0.3, 0.6, np.shape(EE.weights))
+    EE = dataclasses.replace(EE, stp_mode="synapse", stp=jl.STPParams(U0, 100.0, 50.0))
+    return nw.Network(net.populations, (EE,) + net.projections[1:])
+
+
+def _compiles(fn) -> list:
+    """The compilation, tracing and lowering events heard while ``fn()`` runs."""
+    events = []
+
+    def listen(name, *args, **kwargs):
+        if "compile" in name or "tracing" in name or "lower" in name:
+            events.append(name)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        fn()
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    return events
+
+
+def test_per_synapse_plasticity_new_connectivity_and_values_compile_nothing():
+    """``stp_mode="synapse"`` (u, R per synapse, advanced at presynaptic spikes): a new connectivity and
+    new per-synapse values compile nothing (under ``jax.grad``: the slow test below)."""
+    key = jax.random.key(3)
+    run = lambda s, p: nw.simulate_network(key, s, p, T=T, dt=DT, record=False).spikes["E"]  # noqa: E731
+    base = run(*nw.partition(make_synapse()))
+    other = []
+    assert _compiles(lambda: other.append(run(*nw.partition(make_synapse(seed=7, U0_seed=1))))) == []
+    assert not np.array_equal(base, other[0]) and np.asarray(base).any()
+
+
+@pytest.mark.slow
+def test_per_synapse_plasticity_mean_field_gradient_event_equals_every_step():
+    """``jax.grad`` with a surrogate (mean-field estimator) of a rate loss, float64, per-synapse E->E
+    plasticity: the event-driven update (``delivery="event"``) and every synapse every step
+    (``"full"``) give the same gradient tree to rounding; a new connectivity and new per-synapse values
+    compile nothing."""
+    def loss(params, structure, delivery):
+        res = nw.simulate_network(jax.random.key(3), structure, params, T=T, dt=DT, spike_grad=fast_sigmoid(),
+                                  record=False, delivery=delivery)
+        return res.spikes["E"].mean() + 0.5 * res.spikes["I"].mean()
+
+    with jax.enable_x64(True):
+        structure, params = nw.partition(make_synapse())
+        event, full = (jax.grad(loss)(params, structure, d) for d in ("event", "full"))
+        assert _compiles(lambda: jax.grad(loss)(*nw.partition(make_synapse(8, 2))[::-1], "event")) == []
+    for a, b in zip(jax.tree.leaves(event), jax.tree.leaves(full)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12 * np.abs(np.asarray(b)).max())
+    assert np.abs(np.asarray(event.projections["E->E"].stp.U0)).max() > 0
+
+
+def _random_delays_network(seed, lo, hi, **kw):
+    """20 driven neurons, 10 % connectivity, per-synapse delays drawn from [lo, hi] steps (rows 10 wide)."""
+    rng = np.random.default_rng(seed)
+    E = nw.Population("E", 20, neuron=jl.LIFParams(V_init=-56.0), drive=nw.PoissonDrive(rate=50.0, weight=0.5, n=100))
+    post, pre = np.nonzero(rng.random((20, 20)) < 0.1)
+    delays = rng.integers(lo, hi + 1, pre.size)
+    delays[:2] = lo, hi
+    EE = nw.sparse_projection("E", "E", pre, post, 1.0, n_pre=20, n_post=20, delay=delays, max_out=10, **kw)
+    return nw.Network((E,), (EE,))
+
+
+def test_declared_delay_bounds_fix_ring_and_window():
+    """Per-synapse delays drawn from [3, 40]: the ring length (largest delay) and the min-delay window
+    (smallest) follow the draw, so another draw compiles a new program; with ``delay_bounds=(3, 40)``
+    they follow the bounds: new draws compile nothing, and the spikes equal the run without bounds."""
+    from jaxlif.network import window
+    key = jax.random.key(5)
+    run = lambda net: nw.simulate_network(key, net, T=T, dt=DT, record=False).spikes["E"]  # noqa: E731
+    free = _random_delays_network(0, 4, 39)
+    bounded = _random_delays_network(0, 4, 39, delay_bounds=(3, 40))
+    assert (window.window_length(free), free.max_delay) == (3, 39)
+    assert (window.window_length(bounded), bounded.max_delay) == (2, 40)
+    a, b = run(free), run(bounded)
+    np.testing.assert_array_equal(a, b)
+    assert np.asarray(a).sum() > 20
+    assert _compiles(lambda: run(_random_delays_network(1, 3, 40, delay_bounds=(3, 40)))) == []
+    assert _compiles(lambda: jax.jit(lambda x: x * 3.0 + 1.0)(jnp.ones(3)))      # the listener hears programs
+    again = _random_delays_network(1, 3, 40)              # without bounds: another window and ring, a new program
+    assert (window.window_length(again), again.max_delay) == (2, 40)
+    with pytest.raises(ValueError, match=r"delay has values in \[3, 40\] steps, outside delay_bounds=\(4, 40\)"):
+        _random_delays_network(1, 3, 40, delay_bounds=(4, 40))
+
+
 def test_bisected_drive_counts_equal_the_direct_count():
     """A drive whose counts exceed the directly compared entries (rate 3000 Hz x 100 trains: mean 30 per
     step): the counts equal ``#{k: V <= P(X > k)}`` over the whole table, computed here by brute force

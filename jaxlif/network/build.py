@@ -90,7 +90,7 @@ def sparse_projection(pre: str, post: str, pre_index: ArrayLike | Sequence[int],
                       post_index: ArrayLike | Sequence[int], weights: ArrayLike | Sequence[float], *,
                       n_pre: int, n_post: int, receptor: str = "exc", delay: ArrayLike | Sequence[int] = 1,
                       stp: STPParams | None = None, stp_mode: str = "pre",
-                      max_out: int | None = None) -> SparseProjection:
+                      max_out: int | None = None, delay_bounds: tuple[int, int] | None = None) -> SparseProjection:
     """A projection given as an edge list: synapse ``e`` goes from ``pre_index[e]`` to ``post_index[e]``.
 
     Args:
@@ -107,6 +107,11 @@ def sparse_projection(pre: str, post: str, pre_index: ArrayLike | Sequence[int],
         max_out: width of the padded rows (``>=`` the largest out-degree; default: the largest
             out-degree).  Projections of equal sizes and width share one compiled program: give the
             same ``max_out`` to connectivities that should (:func:`random_projection` does).
+        delay_bounds: ``(lo, hi)`` steps, ``1 <= lo <= hi``, bounds that every delay respects (checked),
+            or ``None``.  Without it the ring length is the largest delay of *these* synapses and the
+            simulator's min-delay window follows the smallest, so a new draw of random delays with
+            another extreme compiles a new program; with it both follow the bounds (declare the range
+            the delays are drawn from).
 
     Returns:
         :class:`SparseProjection` (padded rows per presynaptic neuron).
@@ -147,14 +152,29 @@ def sparse_projection(pre: str, post: str, pre_index: ArrayLike | Sequence[int],
     W = _to_rows("weights", weights if np.ndim(weights) else np.full(n_edges, float(np.asarray(weights))),
                  rows, cols, shape, 0.0, n_edges)
     D = np.broadcast_to(delays, (n_edges,)).astype(np.int32)
-    max_delay = int(D.max(initial=1))
+    max_delay, min_delay = int(D.max(initial=1)), 0
+    if delay_bounds is not None:
+        lo, hi = _check_delay_bounds(delay_bounds, D)
+        max_delay, min_delay = hi, lo
     D = _to_rows("delay", D, rows, cols, shape, 1, n_edges)
     if stp is not None and stp_mode == "synapse":
         stp = STPParams(*(_to_rows(f"stp.{f}", v, rows, cols, shape, _pad_value(v), n_edges)
                           for f, v in stp._asdict().items()))
     one_delay = max_delay if delays.ndim == 0 or np.all(delays == max_delay) else 0
     return SparseProjection(_as_float(W), targets, D, stp, str(pre), str(post), receptor, max_delay,
-                            n_post, stp_mode, one_delay)
+                            n_post, stp_mode, one_delay, min_delay)
+
+
+def _check_delay_bounds(bounds, delays: np.ndarray) -> tuple[int, int]:
+    """``delay_bounds = (lo, hi)``: integers with ``1 <= lo <= hi`` that contain every delay."""
+    if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
+        raise ValueError(f"delay_bounds must be a pair (lo, hi) of steps, got {bounds!r}")
+    lo = _checks.check_count("delay_bounds[0]", bounds[0], minimum=1)
+    hi = _checks.check_count("delay_bounds[1]", bounds[1], minimum=lo)
+    if delays.size and (delays.min() < lo or delays.max() > hi):
+        raise ValueError(f"delay has values in [{delays.min()}, {delays.max()}] steps, outside "
+                         f"delay_bounds=({lo}, {hi})")
+    return lo, hi
 
 
 def _pad_value(value):

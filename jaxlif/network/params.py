@@ -101,7 +101,8 @@ class PopulationStructure:
 
 
 @_pytree(data=["targets", "delays"],
-         meta=["key", "pre", "post", "receptor", "sparse", "delay", "max_delay", "n_post", "stp_mode"])
+         meta=["key", "pre", "post", "receptor", "sparse", "delay", "max_delay", "n_post", "stp_mode",
+               "min_delay"])
 class ProjectionStructure:
     """Everything of a projection but its values: ``targets`` and ``delays`` (int, ``(n_pre, max_out)``,
     sparse only, else ``None``) and the static fields of :class:`~jaxlif.network.SparseProjection` /
@@ -118,6 +119,7 @@ class ProjectionStructure:
     max_delay: int
     n_post: int
     stp_mode: str
+    min_delay: int = 0
 
 
 @_pytree(data=["populations", "projections"], meta=[])
@@ -173,7 +175,7 @@ def partition(net: Network, dtype: DTypeLike | None = None) -> tuple[NetworkStru
         projs.append(ProjectionStructure(
             jnp.asarray(q.targets, jnp.int32) if sparse else None, jnp.asarray(q.delays, jnp.int32) if sparse else None,
             key, q.pre, q.post, q.receptor, sparse, q.delay, q.max_delay,
-            q.n_post if sparse else net.sizes[q.post], q.stp_mode))
+            q.n_post if sparse else net.sizes[q.post], q.stp_mode, q.min_delay if sparse else 0))
         proj_params[key] = ProjectionParams(q.weights, q.stp)
     params = NetworkParams(pop_params, proj_params)
     return NetworkStructure(tuple(pops), tuple(projs)), _floats(params, dtype)
@@ -206,7 +208,7 @@ def combine(structure: NetworkStructure, params: NetworkParams) -> Network:
         v = params.projections[s.key]
         if s.sparse:
             projs.append(SparseProjection(v.weights, s.targets, s.delays, v.stp, s.pre, s.post, s.receptor,
-                                          s.max_delay, s.n_post, s.stp_mode, s.delay))
+                                          s.max_delay, s.n_post, s.stp_mode, s.delay, s.min_delay))
         else:
             projs.append(DenseProjection(v.weights, v.stp, s.pre, s.post, s.receptor, s.delay, s.stp_mode))
     return Network(tuple(pops), tuple(projs))

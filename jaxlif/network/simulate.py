@@ -148,7 +148,9 @@ def traced_network_ok(net: Network, dt: float) -> jax.Array:
             flags.append(_checks.traced_params(f"{label}.stp", proj.stp, dt, _checks.STP_RULES))
         if not isinstance(proj, DenseProjection):
             flags.append(_traced_range(f"{label}.targets", proj.targets, 0, proj.n_post))
-            flags.append(_traced_range(f"{label}.delays", proj.delays, 1, proj.max_delay))
+            lo = max(1, proj.min_delay)           # a declared bound holds for the synapses, not the padding
+            flags.append(_traced_range(f"{label}.delays", jnp.where(jnp.asarray(proj.targets) < proj.n_post,
+                                                                    proj.delays, lo), lo, proj.max_delay))
     return _all(flags)
 
 

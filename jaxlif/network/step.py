@@ -27,14 +27,18 @@ raster shifted by ``d`` steps: the spike of step ``k`` is the input spike at ind
 train, this is the tutorial's synapse driven by the delayed train, shifted in time: the conductance
 jumps are identical.  ``stp_mode="pre"`` keeps one ``u, R`` per presynaptic neuron (cheap; valid when
 all its synapses in that projection share the parameters); ``"synapse"`` one per synapse (parameters
-may differ per synapse; every synapse is updated every step).
+may differ per synapse).  Per-synapse ``u, R`` advance only at their presynaptic spikes, in closed
+form over the silent steps since the last one (:mod:`jaxlif.network.synapse_stp`: work per spike and
+out-degree, not per synapse and step); with ``delivery="full"``, or a surrogate derivative carried
+through the recurrent spikes (``spike_grad`` with ``recurrent_grad``), every synapse is updated every
+step instead.  Both give the same values up to rounding.
 
 Units: ms, mV, nS, pA, Hz.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +48,7 @@ from jax.typing import ArrayLike, DTypeLike
 
 from jaxlif.inputs import _binomial_tail, _p_spike
 from jaxlif.neurons import LIFParams, LIFState, membrane_step
+from jaxlif.network import synapse_stp
 from jaxlif.network.delivery import Layout, active_rows, deliver
 from jaxlif.network.structure import DenseProjection, Network
 from jaxlif.plasticity import stp_efficacy
@@ -56,10 +61,13 @@ __all__ = ["SynapseState", "NetworkState", "network_init", "network_step", "per_
 
 class SynapseState(NamedTuple):
     """Plasticity state of one projection: ``u`` (utilisation) and ``R`` (resources), dimensionless;
-    ``(n_pre,)`` per presynaptic neuron, or the weights' shape per synapse."""
+    ``(n_pre,)`` per presynaptic neuron, or the weights' shape per synapse.  Per synapse, ``sample``
+    ``(n_pre,)`` int32 is the sample at which the synapses of each presynaptic neuron hold those values
+    (they are advanced only at its spikes: :mod:`jaxlif.network.synapse_stp`); ``None`` per neuron."""
 
     u: jax.Array
     R: jax.Array
+    sample: Optional[jax.Array] = None
 
 
 class NetworkState(NamedTuple):
@@ -102,8 +110,10 @@ def per_neuron(net: Network, dtype: DTypeLike | None = None
 def _synapse_init(proj, n_pre: int, dtype) -> SynapseState | None:
     if proj.stp is None:
         return None
-    shape = (n_pre,) if proj.stp_mode == "pre" else jnp.shape(proj.weights)
-    return SynapseState(jnp.zeros(shape, dtype), jnp.ones(shape, dtype))
+    if proj.stp_mode == "pre":
+        return SynapseState(jnp.zeros((n_pre,), dtype), jnp.ones((n_pre,), dtype))
+    shape = jnp.shape(proj.weights)
+    return SynapseState(jnp.zeros(shape, dtype), jnp.ones(shape, dtype), jnp.zeros((n_pre,), jnp.int32))
 
 
 def network_init(net: Network, dtype: DTypeLike | None = None) -> NetworkState:
@@ -118,17 +128,18 @@ def network_init(net: Network, dtype: DTypeLike | None = None) -> NetworkState:
                         tuple(_synapse_init(q, sizes[q.pre], dtype) for q in net.projections))
 
 
-def _presynaptic(proj, syn: SynapseState | None, s, dt: float):
-    """``(x, W, new_syn)``: presynaptic values and weights whose product is delivered."""
+def _presynaptic(proj, syn: SynapseState | None, s, dt: float, it):
+    """``(x, W, new_syn)``: presynaptic values and weights whose product is delivered (per-synapse
+    plasticity: every synapse updated, :func:`jaxlif.network.synapse_stp.step_all`)."""
     W = proj.weights
     if proj.stp is None:
         return s, W, None
     if proj.stp_mode == "pre":
         u, R, release = stp_efficacy(proj.stp, syn.u, syn.R, s, dt)
         return release, W, SynapseState(u, R)
-    s_b = s[None, :] if isinstance(proj, DenseProjection) else s[:, None]
-    u, R, _ = stp_efficacy(proj.stp, syn.u, syn.R, s_b, dt)
-    return s, W * u * syn.R, SynapseState(u, R)   # s_j (W u+ R-): the release with its derivative in s
+    u_plus, R_minus, u, R, sample = synapse_stp.step_all(proj.stp, syn.u, syn.R, syn.sample, s, it, dt,
+                                                         isinstance(proj, DenseProjection))
+    return s, W * u_plus * R_minus, SynapseState(u, R, sample)   # s_j (W u+ R-): the release, derivative in s
 
 
 def network_step(net: Network, state: NetworkState, inputs: tuple[ArrayLike, ArrayLike, ArrayLike],
@@ -174,14 +185,24 @@ def network_step(net: Network, state: NetworkState, inputs: tuple[ArrayLike, Arr
     #    would make XLA copy the whole ring every step).
     pending = {"exc": state.pending_E.at[it % D].set(0.0), "inh": state.pending_I.at[it % D].set(0.0)}
     synapses = []
+    # per-synapse plasticity: only the spiking rows (event delivery), unless the spikes' surrogate
+    # derivatives must reach u, R (every synapse every step then, as with delivery="full")
+    synapse_events = delivery == "event" and not (spike_grad is not None and recurrent_grad)
     for proj, syn in zip(net.projections, state.synapses):
-        x, W, syn = _presynaptic(proj, syn, spikes_f[pre[proj.pre]], dt)
-        synapses.append(syn)
-        if feedback is not None:
-            x = x * feedback[proj.pre]
         sparse = not isinstance(proj, DenseProjection)
         layout = Layout(sparse, D, proj.delay, delivery, K[proj.pre], offsets[proj.post], sizes[proj.post])
         aux = (proj.targets, proj.delays) if sparse else (None, None)
+        if synapse_events and proj.stp is not None and proj.stp_mode == "synapse":
+            x = spikes_f[pre[proj.pre]] * (1.0 if feedback is None else feedback[proj.pre])
+            pending[proj.receptor], *syn = synapse_stp.deliver_events(
+                layout, dt, pending[proj.receptor], syn.u, syn.R, syn.sample, x, proj.weights, proj.stp, *aux,
+                rows[proj.pre], spikes[pre[proj.pre]].astype(bool), it)
+            synapses.append(SynapseState(*syn))
+            continue
+        x, W, syn = _presynaptic(proj, syn, spikes_f[pre[proj.pre]], dt, it)
+        synapses.append(syn)
+        if feedback is not None:
+            x = x * feedback[proj.pre]
         pending[proj.receptor] = deliver(layout, pending[proj.receptor], x, W, *aux, rows.get(proj.pre), it)
     # 3. arrivals at it+1, conductances, membrane
     ext_E, ext_I, I_inj = inputs

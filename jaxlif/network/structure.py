@@ -132,7 +132,7 @@ class DenseProjection:
 
 
 @_pytree(data=["weights", "targets", "delays", "stp"],
-         meta=["pre", "post", "receptor", "max_delay", "n_post", "stp_mode", "delay"])
+         meta=["pre", "post", "receptor", "max_delay", "n_post", "stp_mode", "delay", "min_delay"])
 class SparseProjection:
     """An edge list stored as padded rows per presynaptic neuron (build with :func:`sparse_projection`).
 
@@ -143,8 +143,10 @@ class SparseProjection:
     Attributes:
         weights: ``(n_pre, max_out)`` [nS].  targets, delays: ``(n_pre, max_out)`` int.
         stp, pre, post, receptor, stp_mode: as in :class:`DenseProjection`.
-        max_delay: the largest delay (static).  n_post: size of the target population (static).
+        max_delay: the largest delay (static): the ring length.  n_post: size of the target population (static).
         delay: the one delay of every synapse (static), or 0 when they differ (then ``delays`` is used).
+        min_delay: a declared lower bound of the delays (static; ``sparse_projection(delay_bounds=)``),
+            or 0: the simulator's min-delay windows then follow the concrete ``delays``.
     """
 
     weights: Any
@@ -158,6 +160,7 @@ class SparseProjection:
     n_post: int
     stp_mode: str = "pre"
     delay: int = 0
+    min_delay: int = 0
 
     def edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The real synapses as NumPy arrays ``(pre_index, post_index, weights, delays)`` (concrete only)."""
@@ -288,6 +291,12 @@ def check_network(net: Network, dt: float) -> None:
                 if arr is not None and arr.size and (arr.min() < lo or arr.max() > hi):
                     raise ValueError(f"{label}.{field} has values in [{arr.min()}, {arr.max()}], outside [{lo}, {hi}]")
             delays, targets = _checks._concrete(proj.delays), _checks._concrete(proj.targets)
+            if proj.min_delay:
+                if not 1 <= proj.min_delay <= proj.max_delay:
+                    raise ValueError(f"{label}.min_delay={proj.min_delay} must be in [1, max_delay={proj.max_delay}]")
+                if delays is not None and targets is not None and np.any(
+                        (delays < proj.min_delay) & (targets < n_post)):
+                    raise ValueError(f"{label}.delays has values below its declared min_delay={proj.min_delay}")
             if proj.delay and delays is not None and targets is not None and np.any(
                     (delays != proj.delay) & (targets < n_post)):
                 raise ValueError(f"{label}.delay={proj.delay} (one delay for all synapses) but delays has other "

@@ -21,7 +21,9 @@ once per window instead of once per step, and the values equal the step-by-step 
 rounding (the sum into a slot is formed in another order only when one projection has several delays).
 
 The simulator uses it (:func:`window_length`) without surrogate gradients, with event delivery,
-with no per-synapse plasticity and with ``d_min >= 3``; elsewhere it steps one at a time.
+with no per-synapse plasticity and with ``d_min >= 3``; elsewhere it steps one at a time.  (Per-synapse
+``u, R`` advance at each presynaptic spike, :mod:`jaxlif.network.synapse_stp`; a window's events would
+have to apply a neuron's several spikes of one window in order, which its chunks do not.)
 Units: ms, mV, nS, pA, Hz.
 """
 
@@ -58,11 +60,13 @@ CHUNK_PER_CAPACITY = 4
 def min_delay(net) -> int | None:
     """The smallest delay in steps of any synapse of ``net`` (a :class:`~jaxlif.network.Network`), or
     ``None`` when it is not known before tracing (per-synapse delays given as traced arrays) or there
-    is no projection.  Padding entries of sparse rows (target ``n_post``) are not synapses."""
+    is no projection.  Padding entries of sparse rows (target ``n_post``) are not synapses.  A sparse
+    projection's declared bound (``min_delay``, from ``sparse_projection(delay_bounds=)``) stands for
+    its delays: then new draws of them give the same window (nothing recompiles)."""
     delays = []
     for proj in net.projections:
-        if getattr(proj, "delay", 0):
-            delays.append(int(proj.delay))
+        if getattr(proj, "delay", 0) or getattr(proj, "min_delay", 0):   # one delay, or a declared bound
+            delays.append(int(proj.delay or proj.min_delay))
             continue
         d, t = _checks._concrete(proj.delays), _checks._concrete(proj.targets)
         if d is None or t is None:
