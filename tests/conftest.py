@@ -16,7 +16,9 @@ compiled this way) and against NumPy oracles within their tolerances.  The two p
 optimised programs themselves are the subject take the ``users_programs`` fixture below, which
 compiles their module's programs with the optimisations on: the documentation's printed output
 (``test_docs.py``: what a reader runs) and the comparison with processes on XLA's defaults
-(``test_distributed.py``).  ``JAXLIF_TEST_XLA_DEFAULTS=1`` runs the whole suite with XLA's
+(``test_distributed.py``).  ``test_fitting.py`` takes it too, for time: its fits run many optimiser
+iterations, and there the optimised programs save more running than they cost compiling (its CPU
+time doubles without).  ``JAXLIF_TEST_XLA_DEFAULTS=1`` runs the whole suite with XLA's
 defaults (optimised programs, fusion emitters, split code generation).  64-bit mode stays off
 globally (jaxlif defaults to float32); tests that need it use the ``x64`` fixture.
 """

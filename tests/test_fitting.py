@@ -24,6 +24,10 @@ from jaxlif.fitting import optimise
 from jaxlif.fitting import ratio_fit as ratio_fit_module
 from jaxlif.plasticity import STD, STF, STPParams, ratio_curve, ratio_curve_exact
 
+# The fits run many optimiser iterations: their programs run faster optimised, which here saves more
+# than compiling them unoptimised does (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("users_programs")
+
 RATES = np.arange(2.0, 40.1, 2.0)          # WL-C / WL-D rates [Hz]
 START = (0.3, 300.0, 300.0)                # WL-D fixed start
 

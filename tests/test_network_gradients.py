@@ -106,7 +106,9 @@ def test_vmap_equals_the_loop(split):
 
 
 def test_forward_values_are_the_plain_simulation(split):
-    """Spikes and the final state (every neuron's v, g, refractory clock, delay buffers, STP) bit for bit."""
+    """Spikes bit for bit; the final state (every neuron's v, g, refractory clock, delay buffers, STP) to
+    float32 rounding (the plain run takes the min-delay window path, which sums a window's deliveries in
+    another order)."""
     structure, params = split
     plain = nw.simulate_network(KEY, structure, params, T=T, dt=DT, record=False)
     mf = mean_field_jvp(structure, params)[0]
@@ -115,7 +117,7 @@ def test_forward_values_are_the_plain_simulation(split):
     leaves = jax.tree.leaves(plain.state)
     assert len(leaves) > 4
     for a, b in zip(leaves, jax.tree.leaves(mf.state), strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        np.testing.assert_allclose(np.asarray(a, float), np.asarray(b, float), rtol=1e-6, atol=1e-6)
 
 
 def test_the_old_flag_and_bad_values(split):
