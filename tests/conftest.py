@@ -94,6 +94,7 @@ def users_programs():
     docstring); the suite's setting is restored after the module."""
     before = jax.config.read("jax_disable_most_optimizations")
     jax.config.update("jax_disable_most_optimizations", False)
+    jax.clear_caches()        # the in-memory caches do not key on the setting: drop what this worker compiled
     yield
     jax.config.update("jax_disable_most_optimizations", before)
 
