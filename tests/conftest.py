@@ -78,7 +78,7 @@ def pytest_configure(config):
     folder = os.environ.get(SHARED_CACHE, "off")
     if folder not in ("", "off", "0"):
         jax.config.update("jax_compilation_cache_dir", folder)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
