@@ -20,8 +20,10 @@ Modules, in the order a fit uses them:
 """
 
 from jaxlif.fitting.compare import ModelComparison, compare_models
-from jaxlif.fitting.data import (MOSSY_FIBRE_CITATION, TrainData, check_trains, mossy_fibre,
-                                 read_trains_csv, regular_protocols, simulate_trains)
+from jaxlif.fitting.data import (CHAMBERLAND2018_CITATION, CHAMBERLAND2018_PROTOCOLS,
+                                 MOSSY_FIBRE_CITATION, TrainData, check_trains, mossy_fibre,
+                                 read_chamberland2018, read_trains_csv, regular_protocols,
+                                 simulate_trains, write_trains_csv)
 from jaxlif.fitting.forward import conductance_at_spikes, stp_amplitudes
 from jaxlif.fitting.models import (MODELS, DepressionParams, Model, SRPParams, TM4Params,
                                    from_unconstrained, get_model, to_unconstrained)
@@ -38,7 +40,8 @@ __all__ = [
     "Model", "MODELS", "get_model", "TM4Params", "DepressionParams", "SRPParams",
     "to_unconstrained", "from_unconstrained",
     "TrainData", "check_trains", "read_trains_csv", "regular_protocols", "simulate_trains",
-    "mossy_fibre", "MOSSY_FIBRE_CITATION",
+    "mossy_fibre", "MOSSY_FIBRE_CITATION", "read_chamberland2018", "write_trains_csv",
+    "CHAMBERLAND2018_PROTOCOLS", "CHAMBERLAND2018_CITATION",
     "TrainFitResult", "fit_stp_trains", "train_loss", "FitInterrupted",
     "ModelComparison", "compare_models",
 ]
