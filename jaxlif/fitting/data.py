@@ -350,10 +350,14 @@ def regular_protocols(rates_hz: ArrayLike | Sequence[float], n_spikes: int, *,
 def simulate_trains(key: jax.Array, params: Any, spike_times_ms: ArrayLike | Sequence[Any], *,
                     model: str | Model = "tm", n_sweeps: int, scale: ArrayLike | Sequence[float] = 1.0,
                     noise: str = "gaussian", noise_sd: ArrayLike | Sequence[Any] | None = None,
-                    noise_cv: float | None = None) -> np.ndarray:
+                    noise_cv: float | None = None, noise_params: Any = None,
+                    noise_taus: Sequence[float] | None = None) -> np.ndarray:
     """Simulated amplitudes ``(n_protocols, n_sweeps, n_spikes)`` around ``scale * release``.
 
-    Gaussian: ``scale * r + noise_sd * N(0, 1)``; gamma: mean ``scale * r`` and CV ``noise_cv``.
+    Gaussian: ``scale * r + noise_sd * N(0, 1)``; gamma: mean ``scale * r`` and CV ``noise_cv``;
+    ``"gamma_kernel"``: gamma with mean ``scale * r`` and the SD of ``noise_params`` (an
+    :class:`~jaxlif.fitting.trains.SDKernelParams`; one set, not batched) with time constants
+    ``noise_taus`` (default 15, 100, 650 ms).
     ``params`` may carry a leading batch axis (leaves of shape ``(B,)``): the result is then
     ``(B, n_protocols, n_sweeps, n_spikes)``, one dataset per parameter set, from one key.
     """
@@ -379,8 +383,22 @@ def simulate_trains(key: jax.Array, params: Any, spike_times_ms: ArrayLike | Seq
         k = 1.0 / float(noise_cv) ** 2
         g = np.asarray(jax.random.gamma(key, k, shape, dtype), dtype=float)
         y = mean * g / k
+    elif noise == "gamma_kernel":
+        from jaxlif.fitting.models import SRP_TAUS_MS, kernel_drive
+        if noise_params is None:
+            raise ValueError("noise='gamma_kernel' needs noise_params (SDKernelParams)")
+        taus = np.asarray(SRP_TAUS_MS if noise_taus is None else noise_taus, dtype=float)
+        c = np.asarray([float(x) for x in noise_params.c])
+        d = np.diff(times, axis=-1)
+        drive = np.asarray(kernel_drive(c / taus, taus, np.where(np.isfinite(d), d, 1.0)), float)
+        sd = float(noise_params.s) / (1.0 + np.exp(-(float(noise_params.b_s) + drive)))
+        sd = np.expand_dims(np.broadcast_to(sd, mean.shape[:-2] + sd.shape[-1:]), -2)
+        k = (mean / sd) ** 2
+        g = np.asarray(jax.random.gamma(key, np.broadcast_to(np.nan_to_num(k, nan=1.0), shape),
+                                        shape, dtype), dtype=float)
+        y = g * sd ** 2 / mean
     else:
-        raise ValueError(f"noise={noise!r} is not one of ('gaussian', 'gamma')")
+        raise ValueError(f"noise={noise!r} is not one of ('gaussian', 'gamma', 'gamma_kernel')")
     return np.where(np.isnan(mean), np.nan, y)
 
 
