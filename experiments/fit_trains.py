@@ -31,6 +31,9 @@ out as Rossbroich et al. do.  The run then adds (a few minutes on 2 CPUs):
   the SRP fit with the history-dependent SD (``gamma_kernel``) with 95 % profile intervals; the
   log-likelihood of the published SRP fit (Rossbroich et al. 2021, ``PUBLISHED_SRP``) under the
   same likelihood, for reference;
+* with ``--coverage N``: ``N`` data sets simulated from that SRP fit (same protocols, sweeps
+  and missing pulses as the data, gamma amplitudes with the kernel SD) and fitted, and how often
+  each 95 % profile interval holds the truth (``sweeps.coverage``; about 2 s per data set);
 * held-out protocols: every model fitted (``gamma_kernel`` noise) to the 20 and 100 Hz trains
   only, then asked to predict the other five protocols; the error of each prediction is the RMS
   over pulses of ``(data mean - prediction) / SEM`` (``sweeps.heldout``), drawn in
@@ -40,6 +43,7 @@ out as Rossbroich et al. do.  The run then adds (a few minutes on 2 CPUs):
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -82,7 +86,7 @@ def _check_models(value, cfg):
         return f"names a model twice: {','.join(value)}"
 
 
-DEFAULTS = dict(seed=0, models=MODELS, cross_validate=True, sweeps="")
+DEFAULTS = dict(seed=0, models=MODELS, cross_validate=True, sweeps="", coverage=0)
 QUICK = dict(cross_validate=False)
 EXTRA = {
     "seed": ("accepted for a uniform command line; the fit is deterministic", int),
@@ -90,6 +94,9 @@ EXTRA = {
     "cross_validate": ("held-out-protocol cross-validation, yes or no", _yes_no),
     "sweeps": ("folder data/processed/chamberland2018 of srplasticity (or a CSV from it): add the "
                "per-sweep analysis (empty: skip)", str),
+    "coverage": ("with --sweeps: simulate this many data sets from the SRP fit with the kernel "
+                 "SD (the data's design), fit them, and measure the coverage of the 95 % profile "
+                 "intervals (0: skip)", int),
 }
 
 #: Noise models of the per-sweep analysis.
@@ -287,7 +294,16 @@ def sweeps_analysis(cfg, log, files) -> dict:
     published = published_loglik(data)
     log(f"published SRP fit under the same likelihood: {published:.2f}; best here: "
         f"{best['model']}/{best['noise']} {best['loglik']:.2f}")
+    t0 = time.perf_counter()
     srp = fit_stp_trains(data, model="srp", noise="gamma_kernel", interval="profile", **opts)
+    t1 = time.perf_counter()
+    srp = fit_stp_trains(data, model="srp", noise="gamma_kernel", interval="profile", **opts)
+    t2 = time.perf_counter()
+    fit_only = fit_stp_trains(data, model="srp", noise="gamma_kernel", interval="none", **opts)
+    t3 = time.perf_counter()
+    timing = dict(first_call_s=t1 - t0, profile_after_compile_s=t2 - t1,
+                  no_intervals_after_compile_s=t3 - t2, same_loglik=bool(
+                      abs(float(fit_only.loglik) - float(srp.loglik)) < 1e-6))
     srp_s = srp.summary()
     log(f"srp/gamma_kernel with profile intervals: loglik {float(srp.loglik):.2f}")
     m_taus = srp_model(SRP_TAUS_MS, fit_taus=True)
@@ -296,14 +312,18 @@ def sweeps_analysis(cfg, log, files) -> dict:
     log(f"{m_taus.name}/gamma_kernel (time constants fitted): loglik {float(free.loglik):.2f}, "
         f"taus {[round(float(getattr(free.params, f'tau{j + 1}')), 1) for j in range(3)]} ms")
     heldout = heldout_test(data, cfg, log, files, opts)
-    return dict(n_points=n, protocols=list(data.protocols), citation=CHAMBERLAND2018_CITATION,
+    coverage = coverage_study(cfg, log, data, srp) if cfg.coverage > 0 else None
+    return dict(coverage=coverage, n_points=n, protocols=list(data.protocols), citation=CHAMBERLAND2018_CITATION,
                 table=table, params=params, best=best, published_srp=PUBLISHED_SRP,
                 published_loglik=published,
                 srp_gamma_kernel=dict(params=srp_s["params"], interval=srp_s["interval"],
                                       noise_params=srp_s["noise_params"],
                                       noise_interval=srp_s["noise_interval"],
                                       loglik=srp_s["loglik"], aic=srp_s["aic"],
-                                      bic=srp_s["bic"], stationary=srp_s["stationary"]),
+                                      bic=srp_s["bic"], stationary=srp_s["stationary"],
+                                      converged=srp_s["converged"],
+                                      start_loglik=np.asarray(srp.start_loglik).tolist()),
+                timing=timing,
                 srp_fitted_taus=dict(model=m_taus.name, params=free_s["params"],
                                      interval=free_s["interval"], loglik=free_s["loglik"],
                                      aic=free_s["aic"], bic=free_s["bic"], k=free_s["n_params"],
@@ -311,6 +331,23 @@ def sweeps_analysis(cfg, log, files) -> dict:
                                      stationary=free_s["stationary"],
                                      start_loglik=np.asarray(free.start_loglik).tolist()),
                 heldout=heldout)
+
+
+def coverage_study(cfg, log, data, srp) -> dict:
+    """Coverage of the srp/gamma_kernel profile intervals, truth = the fit ``srp`` of ``data``."""
+    from jaxlif.fitting.calibration import coverage_trains_kernel
+    y = np.asarray(data.amplitudes)
+    mask = data.mask & (np.nan_to_num(y) != 0)              # the points the fit used
+    noise = SDKernelParams(float(srp.noise_params.s), float(srp.noise_params.b_s),
+                           tuple(float(c) for c in srp.noise_params.c))
+    log(f"coverage study: {cfg.coverage} data sets of {int(mask.sum())} amplitudes")
+    cov = coverage_trains_kernel(srp.params, noise, data.spike_times_ms,
+                                 key=C.experiment_key(cfg.seed, 7), model="srp",
+                                 n_sweeps=y.shape[1], n_datasets=cfg.coverage,
+                                 scale=float(srp.scale), mask=mask)
+    log("coverage: " + ", ".join(f"{f} {v:.2f}" for f, v in cov.coverage.items()))
+    return dict(coverage=cov.coverage, ci=cov.ci, n_datasets=cov.n_datasets,
+                n_valid=cov.n_valid, config=cov.config)
 
 
 def heldout_test(data, cfg, log, files, opts) -> dict:
@@ -387,6 +424,11 @@ def sweeps_text(sw: dict) -> str:
                  + ", ".join(f"{t:.3g}" for t in taus) + " ms"
                  + ("" if ft["converged"] else " (not converged: the optimum is not unique or a "
                     "profile fit found a better point; the starts end in several valleys)") + ".")
+    if sw.get("coverage"):
+        cv = sw["coverage"]
+        lines.append(f"Coverage of the 95 % profile intervals of srp/gamma_kernel over "
+                     f"{cv['n_valid']} simulated data sets of the same design: "
+                     + ", ".join(f"{f} {v:.2f}" for f, v in cv["coverage"].items()) + ".")
     h = sw["heldout"]["rms_sem"]
     order = sorted(h, key=lambda m: h[m]["all held out"])
     lines.append("Fitted to 20 and 100 Hz only, the RMS error on the five held-out protocols is "
