@@ -173,7 +173,7 @@ def test_fitted_time_constants_never_fit_worse_and_get_intervals(x64):
     """The SRP model with its time constants fitted nests the fixed one: from the same starts
     plus the fixed fit's optimum it reaches at least that log-likelihood, and reports a
     profile interval for every time constant."""
-    y = _data(seed=5, n_sweeps=40, times=regular_protocols([20.0, 50.0, 100.0], 10))
+    y = _data(seed=5, n_sweeps=40, times=regular_protocols([20.0, 50.0, 100.0], 10), scale=7.7)
     times = regular_protocols([20.0, 50.0, 100.0], 10)
     fixed = fit_stp_trains(times, y, model="srp", noise="gamma")
     m = srp_model(TAUS, fit_taus=True)
@@ -183,3 +183,35 @@ def test_fitted_time_constants_never_fit_worse_and_get_intervals(x64):
     for j in range(3):
         lo, hi = np.asarray(getattr(free.interval, f"tau{j + 1}"))
         assert lo <= float(getattr(free.params, f"tau{j + 1}")) <= hi
+
+
+@pytest.mark.slow
+def test_compare_models_with_the_kernel_sd_fits_as_fit_stp_trains_does(x64):
+    """compare_models(noise="gamma_kernel") gives every model the same SD kernel: its fits are
+    the single fits' (log-likelihood within 1e-3), its k counts the noise parameters, and the
+    cross-validation predictions of SRP are finite."""
+    from jaxlif.fitting import compare_models
+    times = regular_protocols([20.0, 50.0, 100.0], 8)
+    y = _data(seed=7, n_sweeps=30, times=times, scale=7.7)
+    cmp = compare_models(times, y, models=("tm", "srp"), noise="gamma_kernel", interval="none")
+    for name, k in (("tm", 9), ("srp", 10)):
+        single = fit_stp_trains(times, y, model=name, noise="gamma_kernel", interval="none")
+        row = next(r for r in cmp.table if r["model"] == name)
+        assert row["k"] == k
+        assert row["loglik"] == pytest.approx(float(single.loglik), abs=1e-3)
+    assert np.isfinite(np.asarray(cmp.cv_fitted["srp"])).all()
+    assert all(np.isfinite(r["cv_nll"]) for r in cmp.table)
+
+
+@pytest.mark.slow
+def test_coverage_study_of_the_kernel_sd_runs_on_a_small_design(x64):
+    from jaxlif.fitting.calibration import coverage_trains_kernel
+    mask = np.ones((3, 30, 6), bool)
+    mask[2, :, 5] = False                  # the padded pulse of the third protocol
+    mask[0, 25:] = False                   # a protocol with fewer sweeps
+    cov = coverage_trains_kernel(TRUE, TRUE_SD, TIMES, key=jax.random.key(0), n_sweeps=30,
+                                 n_datasets=4, scale=7.7, mask=mask)
+    assert cov.n_datasets == 4 and set(cov.coverage) == {"b", "a1", "a2", "a3", "s", "b_s",
+                                                          "c1", "c2", "c3"}
+    assert cov.config["n_points"] == [int(mask.sum())] * 4
+    assert cov.covered.shape == (4, 9)

@@ -51,7 +51,7 @@ Units: time constants and ``a_j`` [ms]; ``U0, U, f, b`` dimensionless.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -147,7 +147,8 @@ def _release_depression(p: DepressionParams, delta):
     return _tm_family(p.U, jnp.zeros_like(jnp.asarray(p.U, float)), p.tau_d, 1.0, delta)
 
 
-def kernel_drive(jumps, taus, delta):
+def kernel_drive(jumps: jax.typing.ArrayLike, taus: jax.typing.ArrayLike,
+                 delta: jax.Array) -> jax.Array:
     """The kernel sum at each spike of a train, ``sum_j jumps_j sum_{i<k} exp(-(t_k - t_i) / tau_j)``.
 
     Args:
@@ -466,7 +467,7 @@ def _srp_starts(taus: tuple, fit_taus: bool) -> tuple:
                  for b, *jumps in pts)
 
 
-def srp_model(taus=SRP_TAUS_MS, fit_taus: bool = False) -> Model:
+def srp_model(taus: Sequence[float] = SRP_TAUS_MS, fit_taus: bool = False) -> Model:
     """The SRP model with kernel time constants ``taus`` [ms] (any number, each > 0, distinct).
 
     ``fit_taus=True`` fits the time constants too (fields ``tau1..tauJ`` after ``b, a1..aJ``,

@@ -240,7 +240,7 @@ class Layout(NamedTuple):
         return cons
 
 
-def layout_of(m: Model, kind: str, noise_taus=None) -> Layout:
+def layout_of(m: Model, kind: str, noise_taus: Sequence[float] | None = None) -> Layout:
     """The :class:`Layout` of model ``m`` under noise model ``kind`` (``noise_taus``: the SD
     kernel's time constants for ``"gamma_kernel"``; default the SRP kernel's)."""
     taus = tuple(m.taus) if m.family == "srp" else SRP_TAUS_MS
