@@ -95,7 +95,7 @@ EXTRA = {
     "sweeps": ("folder data/processed/chamberland2018 of srplasticity (or a CSV from it): add the "
                "per-sweep analysis (empty: skip)", str),
     "coverage": ("with --sweeps: simulate this many data sets from the SRP fit with the kernel "
-                 "SD (the data's design), fit them, and measure the coverage of the 95 % profile "
+                 "SD (the data's design), fit them, and measure the coverage of the 95 %% profile "
                  "intervals (0: skip)", int),
 }
 
