@@ -519,11 +519,18 @@ def _as_start_of(sub: Model, vec: np.ndarray) -> np.ndarray:
     return vec
 
 
-def _stop_rules(n_points: float) -> dict:
+def _stop_rules(n_points: float, kernel: bool = False) -> dict:
     """Stopping rules on the per-point NLL: stop when the predicted or the recent improvement
-    of the total log-likelihood is below 1e-4 (far below the 1.92 of a 95 % interval)."""
+    of the total log-likelihood is below 1e-4 (far below the 1.92 of a 95 % interval).
+
+    ``kernel`` (``noise="gamma_kernel"``): the predicted improvement must be below 1e-6.  Its
+    likelihood has a long flat ridge (the SD scale ``s`` against the SD baseline ``b_s``) along
+    which the quasi-Newton estimate of the remaining gain is too small: with 1e-4, 14 of 15
+    starts on a small simulated data set (3 protocols x 6 pulses) stopped 0.05-1.7 units short
+    and the best was not stationary; with 1e-6, 13 of 15 reached the optimum, and on the
+    14,481 per-sweep amplitudes 15 of 15 (8 before) for about twice the steps."""
     return dict(patience=20, rel_improve=1e-7, abs_improve=1e-5 / n_points,
-                gtol=1e-4 / n_points)
+                gtol=(1e-6 if kernel else 1e-4) / n_points)
 
 
 def _nested_refit(objective, arr, family, models, groups, sol_theta, sol_loss, max_steps, lanes,
@@ -548,7 +555,8 @@ def _nested_refit(objective, arr, family, models, groups, sol_theta, sol_loss, m
         active[i, list(models[p].coords)] = True
     n_pts = float(np.min(np.asarray(jnp.sum(arr.st.count, axis=(1, 2)))))
     th, loss, *_ = minimise_lanes(objective, np.array(starts), owner, arr, None, free=active,
-                                  max_steps=max_steps, **_stop_rules(n_pts),
+                                  max_steps=max_steps,
+                                  **_stop_rules(n_pts, lay.noise == "gamma_kernel"),
                                   min_lanes=lanes)
     return owner, th, loss
 
@@ -588,7 +596,7 @@ def _solve(arr: _Arrays, family, models, starts, *, interval, level, max_rel, ma
     n_pts = float(np.min(np.asarray(jnp.sum(arr.st.count, axis=(1, 2)))))
     th, loss, n_steps, _, steps, interrupted, _ = minimise_lanes(
         objective, theta0, owner, arr, None, free=active[owner], max_steps=max_steps,
-        **_stop_rules(n_pts), progress=progress, min_lanes=lanes)
+        **_stop_rules(n_pts, lay.noise == "gamma_kernel"), progress=progress, min_lanes=lanes)
     S = max(len(t) for t in thetas)
     D = lay.dim
     slot = np.concatenate([np.arange(len(t)) for t in thetas])
