@@ -118,3 +118,24 @@ def test_wrong_files_are_named(stand_in, tmp_path):
         (wrong / f"{key}_normalized_by_cell.pkl").write_bytes(_pickle_numpy1(b))
     with pytest.raises(ValueError, match="5 pulses per sweep, protocol '111' has 6"):
         read_chamberland2018(wrong)
+
+
+@pytest.mark.slow
+def test_fit_trains_experiment_runs_the_per_sweep_analysis_on_the_stand_in(stand_in, tmp_path):
+    """``experiments/fit_trains.py --sweeps`` end to end on the stand-in: every noise model's
+    table row, the held-out errors, the figures, and a report that states the numbers."""
+    from experiments import fit_trains
+    folder, _ = stand_in
+    out = tmp_path / "out"
+    summary = fit_trains.main(["--quick", "--models", "tm,srp", "--sweeps", str(folder),
+                               "--coverage", "2", "--out", str(out)])
+    sw = summary["sweeps"]
+    assert {(r["model"], r["noise"]) for r in sw["table"]} == {
+        (m, n) for m in ("tm", "srp") for n in fit_trains.NOISES}
+    assert all(np.isfinite(r["loglik"]) for r in sw["table"])
+    assert set(sw["heldout"]["rms_sem"]) == {"tm", "srp"}
+    assert all(np.isfinite(v) for v in sw["heldout"]["rms_sem"]["srp"].values())
+    assert sw["coverage"]["n_datasets"] == 2
+    for name in ("fit_trains_heldout.png", "fit_trains_sd.png"):
+        assert (out / name).is_file()
+    assert f"{sw['best']['loglik']:.1f}" in summary["conclusion"]
