@@ -158,9 +158,7 @@ def _cross_validate(fam, family, rows, spec, n_prot, max_steps) -> dict:
             masks.append(train)
             held.append(p)
     arr = T._arrays(rows, np.zeros(len(models), int), models, spec, masks=np.stack(masks))
-    masks = np.stack(masks)
-    first = np.where(masks[..., 0], rows["y"][0][None, ..., 0], 0.0).sum(axis=(1, 2)) / \
-        np.maximum(masks[..., 0].sum(axis=(1, 2)), 1)
+    first = T.first_means(rows, np.zeros(len(models), int), np.stack(masks))
     sol = T._solve(arr, family, models, [T.model_starts(m, rows["times"]) for m in models],
                    interval="none",
                    level=0.95, max_rel=0.5, max_steps=max_steps, progress=None, spec=spec,

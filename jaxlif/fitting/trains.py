@@ -41,13 +41,13 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxlif import _checks
+from jaxlif import constraints as C
 from jaxlif.fitting import likelihood as lk
 from jaxlif.fitting import uncertainty as unc
 from jaxlif.fitting.data import TrainData, check_trains
 from jaxlif.fitting.forward import check_spike_times
 from jaxlif.fitting.models import (SRP_TAUS_MS, Model, ScaledReal, family_constraints,
                                    family_dim, family_release, get_model, kernel_drive)
-from jaxlif import constraints as C
 from jaxlif.fitting.optimise import FitInterrupted, minimise_lanes
 
 __all__ = ["TrainFitResult", "fit_stp_trains", "INTERVALS", "ZEROS", "train_loss", "unit_scale",
@@ -869,11 +869,14 @@ def _check_noise_taus(noise: str, noise_taus):
     return tuple(float(t) for t in arr)
 
 
-def first_means(rows: dict, idx=None) -> np.ndarray:
-    """Per data row, the mean first-pulse amplitude in the fit's unit (starts of the SD scale)."""
+def first_means(rows: dict, idx=None, masks=None) -> np.ndarray:
+    """Per problem (data row ``idx[p]``, optionally with its own ``masks[p]``), the mean
+    first-pulse amplitude in the fit's unit (the start of the SD scale of ``"gamma_kernel"``)."""
     y, mask = rows["y"], rows["mask"]
     if idx is not None:
         y, mask = y[idx], mask[idx]
+    if masks is not None:
+        mask = np.asarray(masks, bool)
     first = np.where(mask[..., 0], y[..., 0], 0.0).sum(axis=(1, 2))
     count = mask[..., 0].sum(axis=(1, 2))
     return np.where(count > 0, first / np.maximum(count, 1), 1.0)
