@@ -988,7 +988,9 @@ def fit_stp_trains(spike_times_ms: TrainData | ArrayLike | Sequence[Any],
             ``noise_sd``, if any, is used unless ``noise_sd`` is given).
         amplitudes: ``(n_protocols, n_sweeps, n_spikes)``, or ``(n_synapses, ...)`` to fit many
             synapses in one call (each gets its own parameters, scale and noise).
-        model: ``"tm"``, ``"tm4"``, ``"depression"``, ``"srp"`` (:mod:`~jaxlif.fitting.models`).
+        model: ``"tm"``, ``"tm4"``, ``"depression"``, ``"srp"`` (:mod:`~jaxlif.fitting.models`),
+            or SRP with other (or fitted) kernel time constants: :func:`~jaxlif.fitting.srp_model`,
+            ``"srp:10,50,200"``, ``"srp:15,100,650:fit"``.
         noise: ``"gaussian"`` (additive), ``"gamma"`` (multiplicative; amplitudes > 0),
             ``"binomial"`` (Gaussian with the release-dependent variance ``s^2 r (1 - r)`` of a
             quantal response, ``s`` estimated: the scatter follows the train's history) or
