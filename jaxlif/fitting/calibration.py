@@ -42,7 +42,8 @@ from jaxlif.fitting.models import family_constraints, get_model
 from jaxlif.fitting.optimise import minimise_lanes
 from jaxlif.fitting.ratio import kernel_inputs, stp_ratio
 
-__all__ = ["Coverage", "coverage_trains", "coverage_ratio", "wilson_interval"]
+__all__ = ["Coverage", "coverage_trains", "coverage_trains_kernel", "coverage_ratio",
+           "wilson_interval"]
 
 
 class Coverage(NamedTuple):
@@ -170,6 +171,54 @@ def _lr_covered(m, sol, arr, truth, max_steps) -> np.ndarray:
                                   jnp.asarray(sol["loss"][:, None]),
                                   jnp.asarray(np.asarray(sol["coef"])[:, None])), dtype=float)
     return dev <= np.asarray(sol["q"])[:, None]
+
+
+def coverage_trains_kernel(params, noise_params, spike_times_ms, *, key, model="srp",
+                           n_sweeps: int = 200, n_datasets: int = 20, scale: float = 1.0,
+                           mask=None, level: float = 0.95, max_steps: int = 1000,
+                           precision: str = "float64") -> Coverage:
+    """Coverage of the profile intervals of ``noise="gamma_kernel"`` fits on simulated trains.
+
+    Every dataset is simulated from the same truth (``params`` of ``model``, the SD kernel
+    ``noise_params``, an :class:`~jaxlif.fitting.trains.SDKernelParams` with the default time
+    constants, and the amplitude ``scale``), gamma amplitudes with the kernel SD, then fitted (all
+    datasets in one call, profile intervals as reported).  ``mask (n_protocols, n_sweeps,
+    n_spikes)``: the points that exist (e.g. a real data set's ``mask``: its numbers of sweeps
+    per protocol and its missing pulses); others are left out.  The coverage is reported for
+    every model field and for ``s``, ``b_s``, ``c1..cJ``.
+    """
+    from jaxlif.fitting.trains import SDKernelParams
+    m = get_model(model)
+    n_datasets = _check_study(key, "profile", n_datasets)
+    if not isinstance(noise_params, SDKernelParams):
+        raise TypeError("noise_params must be an SDKernelParams")
+    times = np.asarray(spike_times_ms, dtype=float)
+    batch = m.params_type(*(np.full(n_datasets, float(v)) for v in params))
+    y = simulate_trains(key, batch, times, model=m, n_sweeps=int(n_sweeps), scale=scale,
+                        noise="gamma_kernel", noise_params=noise_params)
+    if mask is not None:
+        y = np.where(np.asarray(mask, bool)[None], y, np.nan)
+    fit = T.fit_stp_trains(times, y, model=m, noise="gamma_kernel", level=level,
+                           max_steps=max_steps, allow_missing=mask is not None,
+                           precision=precision)
+    c = [float(x) for x in noise_params.c]
+    fields = list(m.fields) + ["s", "b_s"] + [f"c{j + 1}" for j in range(len(c))]
+    truth = np.array([float(v) for v in params] + [float(noise_params.s),
+                                                   float(noise_params.b_s)] + c)
+    ivs = list(fit.interval) + [fit.noise_interval.s, fit.noise_interval.b_s] + list(
+        fit.noise_interval.c)
+    lo = np.stack([np.asarray(v)[:, 0] for v in ivs], axis=1)
+    hi = np.stack([np.asarray(v)[:, 1] for v in ivs], axis=1)
+    covered = (lo <= truth) & (truth <= hi)
+    valid = np.all(np.isfinite(lo) | np.isinf(lo), axis=1) & np.isfinite(fit.loglik)
+    config = dict(model=m.name, noise="gamma_kernel",
+                  params={f: float(v) for f, v in zip(m.fields, params)},
+                  noise_params=dict(s=float(noise_params.s), b_s=float(noise_params.b_s), c=c),
+                  scale=float(scale), n_sweeps=int(n_sweeps), n_datasets=n_datasets,
+                  n_points=np.asarray(fit.n_points).tolist(), masked=mask is not None)
+    out = _summarise(fields, covered, valid, "profile", level, config)
+    return out._replace(config={**config, "stationary": np.asarray(fit.stationary).tolist(),
+                                "loglik": np.asarray(fit.loglik).tolist()})
 
 
 def coverage_ratio(params, rates_hz, *, key, n_datasets: int = 200, rel_noise: float = 0.02,

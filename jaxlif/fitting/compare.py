@@ -71,11 +71,14 @@ def compare_models(spike_times_ms: TrainData | ArrayLike | Sequence[Any],
                    normalise: bool = False, cross_validate: bool = True,
                    interval: str = "profile", level: float = 0.95,
                    allow_missing: bool = False, zeros: str = "amplitude",
-                   max_steps: int = 1000, precision: str = "auto") -> ModelComparison:
+                   max_steps: int = 1000, precision: str = "auto",
+                   noise_taus: Sequence[float] | None = None) -> ModelComparison:
     """Fit every model in ``models`` to one synapse's trains and compare them (module docstring).
 
     Arguments as in :func:`~jaxlif.fit_stp_trains` (one synapse: ``amplitudes`` of shape
-    ``(n_protocols, n_sweeps, n_spikes)`` or a :class:`~jaxlif.fitting.TrainData`).
+    ``(n_protocols, n_sweeps, n_spikes)`` or a :class:`~jaxlif.fitting.TrainData`); with
+    ``noise="gamma_kernel"`` every model gets the same SD kernel (``noise_taus``, default
+    15, 100, 650 ms), so the models differ only in their mean.
     ``cross_validate`` needs at least two protocols.
 
     Example::
@@ -103,23 +106,28 @@ def compare_models(spike_times_ms: TrainData | ArrayLike | Sequence[Any],
         raise ValueError("cross_validate=True needs at least two protocols (one is held out at a "
                          "time); pass cross_validate=False")
     fits, cv = {}, {}
+    nt = T._check_noise_taus(noise, noise_taus)
+    if noise == "gamma_kernel" and nt is None:
+        nt = T.SRP_TAUS_MS
+    layouts = {m.name: T.layout_of(m, noise, nt) for m in ms}
     with T.precision_context(precision, int(data.mask.sum())):
         rows = T._rows(data, noise, noise_cv, spec.normalised)
-        for family in dict.fromkeys(m.family for m in ms):
-            fam = [m for m in ms if m.family == family]
+        for lay in dict.fromkeys(layouts.values()):
+            fam = [m for m in ms if layouts[m.name] == lay]
             arr = T._arrays(rows, np.zeros(len(fam), int), fam, spec)
-            sol = T._solve(arr, family, fam, [T.model_starts(m, rows["times"]) for m in fam],
+            same = np.zeros(len(fam), int)
+            sol = T._solve(arr, lay, fam, [T.model_starts(m, rows["times"]) for m in fam],
                            interval=interval, level=float(level), max_rel=0.5,
                            max_steps=max_steps, progress=None, spec=spec,
-                           groups=np.zeros(len(fam), int))
-            same = np.zeros(len(fam), int)
-            res = T._results(family, fam, arr, sol, rows["y_nan"], rows["times"], spec,
+                           groups=np.zeros(len(fam), int),
+                           first_mean=T.first_means(rows, same))
+            res = T._results(lay, fam, arr, sol, rows["y_nan"], rows["times"], spec,
                              interval, rows["mask"][same], rows["c"][same])
             for i, m in enumerate(fam):
                 fits[m.name] = T._result(m, res, sol, slice(i, i + 1), False, noise, interval,
                                          float(level), data.unit)
             if cross_validate:
-                cv.update(_cross_validate(fam, family, rows, spec, n_prot, max_steps))
+                cv.update(_cross_validate(fam, lay, rows, spec, n_prot, max_steps))
     table = []
     for m in ms:
         f = fits[m.name]
@@ -138,7 +146,8 @@ def compare_models(spike_times_ms: TrainData | ArrayLike | Sequence[Any],
 
 
 def _cross_validate(fam, family, rows, spec, n_prot, max_steps) -> dict:
-    """Held-out-protocol scores of the models ``fam`` (one family): ``{name: (nll, rmse, pred)}``."""
+    """Held-out-protocol scores of the models ``fam`` (one layout ``family``):
+    ``{name: (nll, rmse, pred)}``."""
     models, masks, held = [], [], []
     mask = rows["mask"][0]
     for m in fam:
@@ -149,13 +158,14 @@ def _cross_validate(fam, family, rows, spec, n_prot, max_steps) -> dict:
             masks.append(train)
             held.append(p)
     arr = T._arrays(rows, np.zeros(len(models), int), models, spec, masks=np.stack(masks))
+    first = T.first_means(rows, np.zeros(len(models), int), np.stack(masks))
     sol = T._solve(arr, family, models, [T.model_starts(m, rows["times"]) for m in models],
                    interval="none",
                    level=0.95, max_rel=0.5, max_steps=max_steps, progress=None, spec=spec,
-                   groups=np.array(held))
+                   groups=np.array(held), first_mean=first)
     dtype = jnp.result_type(float)
-    _, A, noise, mean, _ = (np.asarray(v, dtype=float) for v in T._evaluate(
-        jnp.asarray(sol["theta"], dtype), arr, family=family, gamma=T._code(spec.kind)))
+    _, A, noise, mean, _, sd_pulse = (np.asarray(v, dtype=float) for v in T._evaluate(
+        jnp.asarray(sol["theta"], dtype), arr, family=T._as_layout(family, models, spec)))
     y = rows["y"][0]
     sd_given = None if rows["sd"] is None else rows["sd"][0]
     out = {}
@@ -169,7 +179,15 @@ def _cross_validate(fam, family, rows, spec, n_prot, max_steps) -> dict:
             mu = mean[i, p][None, :]
             yy = y[p]
             pred[p] = mean[i, p]
-            if spec.kind == "gamma":
+            if spec.kind == "gamma_kernel":      # gamma with the kernel SD of each pulse
+                sd = sd_pulse[i, p][None, :]
+                k = (mu / sd) ** 2
+                beta = mu / sd ** 2
+                from math import lgamma
+                yy1 = np.where(test, yy, 1.0)
+                per = (np.vectorize(lgamma)(k) - k * np.log(beta) - (k - 1) * np.log(yy1)
+                       + beta * yy1)
+            elif spec.kind == "gamma":
                 cv = noise[i] if spec.estimated else rows["cv"]
                 k = 1.0 / np.asarray(cv) ** 2
                 from math import lgamma

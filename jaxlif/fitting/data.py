@@ -18,14 +18,19 @@ first appearance; the pulses of a sweep are ordered by time; every sweep of a pr
 have the same spike times.  A UTF-8 byte-order mark is accepted; ``#`` lines and blank lines
 are skipped; anything else that does not parse is an error naming the line.
 
-Real data: :func:`mossy_fibre` (Chamberland et al. 2018, as packaged by Rossbroich et al. 2021).
+Real data: :func:`mossy_fibre` (Chamberland et al. 2018, as packaged by Rossbroich et al. 2021:
+means and SEMs, shipped); :func:`read_chamberland2018` (the per-sweep amplitudes of the same
+study, 7 protocols, from the user's copy of the srplasticity repository's processed files or a
+tidy CSV written from them by :func:`write_trains_csv`).
 """
 
 from __future__ import annotations
 
 import csv
+import importlib
 import math
 import os
+import pickle
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
@@ -38,8 +43,9 @@ from jaxlif import _checks
 from jaxlif.fitting.forward import check_spike_times
 from jaxlif.fitting.models import Model
 
-__all__ = ["TrainData", "check_trains", "read_trains_csv", "regular_protocols",
-           "simulate_trains", "mossy_fibre", "MOSSY_FIBRE_CITATION"]
+__all__ = ["TrainData", "check_trains", "read_trains_csv", "write_trains_csv", "regular_protocols",
+           "simulate_trains", "mossy_fibre", "MOSSY_FIBRE_CITATION", "read_chamberland2018",
+           "CHAMBERLAND2018_PROTOCOLS", "CHAMBERLAND2018_CITATION"]
 
 
 class TrainData(NamedTuple):
@@ -283,6 +289,42 @@ def read_trains_csv(path: str | os.PathLike, *, allow_missing: bool = False) -> 
                          sweeps=tuple(tuple(sweeps[p]) for p in protocols))
 
 
+def write_trains_csv(path: str | os.PathLike, data: TrainData, *, header: str = "") -> None:
+    """Write one synapse's :class:`TrainData` as the tidy CSV :func:`read_trains_csv` reads.
+
+    One row per pulse of every recorded sweep (``protocol,sweep,spike_time_ms,amplitude[_unit]``
+    and ``sd`` when the data carry one); a missing pulse inside a recorded sweep is written as
+    ``nan`` (read it back with ``allow_missing=True``); sweeps with no amplitude are left out.
+    Amplitudes with 10 significant digits.  ``header``: text written first as ``#`` lines
+    (provenance, citation, licence).
+    """
+    if data.amplitudes.ndim != 3:
+        raise ValueError("write_trains_csv writes one synapse: amplitudes of shape (n_protocols, "
+                         "n_sweeps, n_spikes)")
+    P, W, _ = data.amplitudes.shape
+    prots = data.protocols or tuple(str(p + 1) for p in range(P))
+    sweeps = data.sweeps or tuple(tuple(str(w + 1) for w in range(W)) for _ in range(P))
+    amp = "amplitude" + (f"_{data.unit}" if data.unit else "")
+    with Path(path).open("w", newline="", encoding="utf-8") as fh:
+        for line in header.splitlines():
+            fh.write(f"# {line}".rstrip() + "\n")
+        out = csv.writer(fh, lineterminator="\n")
+        out.writerow(["protocol", "sweep", "spike_time_ms", amp] +
+                     (["sd"] if data.noise_sd is not None else []))
+        for p in range(P):
+            times = data.spike_times_ms[p]
+            for w in range(W):
+                y = data.amplitudes[p, w]
+                if not np.isfinite(y).any():
+                    continue
+                for k in np.flatnonzero(np.isfinite(times)):
+                    row = [prots[p], sweeps[p][w], f"{times[k]:.10g}",
+                           f"{y[k]:.10g}" if np.isfinite(y[k]) else "nan"]
+                    if data.noise_sd is not None:
+                        row.append(f"{data.noise_sd[p, w, k]:.10g}")
+                    out.writerow(row)
+
+
 # --------------------------------------------------------------------------------------
 # Protocols and simulated data
 # --------------------------------------------------------------------------------------
@@ -308,10 +350,14 @@ def regular_protocols(rates_hz: ArrayLike | Sequence[float], n_spikes: int, *,
 def simulate_trains(key: jax.Array, params: Any, spike_times_ms: ArrayLike | Sequence[Any], *,
                     model: str | Model = "tm", n_sweeps: int, scale: ArrayLike | Sequence[float] = 1.0,
                     noise: str = "gaussian", noise_sd: ArrayLike | Sequence[Any] | None = None,
-                    noise_cv: float | None = None) -> np.ndarray:
+                    noise_cv: float | None = None, noise_params: Any = None,
+                    noise_taus: Sequence[float] | None = None) -> np.ndarray:
     """Simulated amplitudes ``(n_protocols, n_sweeps, n_spikes)`` around ``scale * release``.
 
-    Gaussian: ``scale * r + noise_sd * N(0, 1)``; gamma: mean ``scale * r`` and CV ``noise_cv``.
+    Gaussian: ``scale * r + noise_sd * N(0, 1)``; gamma: mean ``scale * r`` and CV ``noise_cv``;
+    ``"gamma_kernel"``: gamma with mean ``scale * r`` and the SD of ``noise_params`` (an
+    :class:`~jaxlif.fitting.trains.SDKernelParams`; one set, not batched) with time constants
+    ``noise_taus`` (default 15, 100, 650 ms).
     ``params`` may carry a leading batch axis (leaves of shape ``(B,)``): the result is then
     ``(B, n_protocols, n_sweeps, n_spikes)``, one dataset per parameter set, from one key.
     """
@@ -337,8 +383,22 @@ def simulate_trains(key: jax.Array, params: Any, spike_times_ms: ArrayLike | Seq
         k = 1.0 / float(noise_cv) ** 2
         g = np.asarray(jax.random.gamma(key, k, shape, dtype), dtype=float)
         y = mean * g / k
+    elif noise == "gamma_kernel":
+        from jaxlif.fitting.models import SRP_TAUS_MS, kernel_drive
+        if noise_params is None:
+            raise ValueError("noise='gamma_kernel' needs noise_params (SDKernelParams)")
+        taus = np.asarray(SRP_TAUS_MS if noise_taus is None else noise_taus, dtype=float)
+        c = np.asarray([float(x) for x in noise_params.c])
+        d = np.diff(times, axis=-1)
+        drive = np.asarray(kernel_drive(c / taus, taus, np.where(np.isfinite(d), d, 1.0)), float)
+        sd = float(noise_params.s) / (1.0 + np.exp(-(float(noise_params.b_s) + drive)))
+        sd = np.expand_dims(np.broadcast_to(sd, mean.shape[:-2] + sd.shape[-1:]), -2)
+        k = (mean / sd) ** 2
+        g = np.asarray(jax.random.gamma(key, np.broadcast_to(np.nan_to_num(k, nan=1.0), shape),
+                                        shape, dtype), dtype=float)
+        y = g * sd ** 2 / mean
     else:
-        raise ValueError(f"noise={noise!r} is not one of ('gaussian', 'gamma')")
+        raise ValueError(f"noise={noise!r} is not one of ('gaussian', 'gamma', 'gamma_kernel')")
     return np.where(np.isnan(mean), np.nan, y)
 
 
@@ -376,3 +436,141 @@ def mossy_fibre() -> TrainData:
     sd = np.array([_MOSSY[r][1] for r in rates])[:, None, :]
     data = check_trains(t, y, noise_sd=sd, unit="normalised")
     return data._replace(protocols=tuple(f"{r:g} Hz" for r in rates), sweeps=(("mean",),) * 2)
+
+
+# --------------------------------------------------------------------------------------
+# Per-sweep mossy-fibre data (Chamberland et al. 2018), read from the user's copy
+# --------------------------------------------------------------------------------------
+
+CHAMBERLAND2018_CITATION = (
+    "Chamberland S, Timofeeva Y, Evstratova A, Volynski K, Toth K (2018). Action potential "
+    "counting at giant mossy fiber terminals gates information transfer in the hippocampus. "
+    "PNAS 115(28):7434-7439. Per-sweep EPSC amplitudes normalised per cell, as processed for "
+    "Rossbroich J, Trotter D, Beninger J, Toth K, Naud R (2021). Linear-nonlinear cascades "
+    "capture synaptic dynamics. PLoS Comput Biol 17(3):e1008013 (repository "
+    "nauralcodinglab/srplasticity, data/processed/chamberland2018, GPL-3.0).")
+
+#: The seven stimulation protocols of the per-sweep data: file key -> (label, inter-spike
+#: intervals [ms] after the first spike).  The intervals are those the srplasticity analysis
+#: uses for these files (its ``stimulus_dict``); note that the protocol it calls "6 x 111 Hz"
+#: is given 5 ms intervals there, which this reader keeps so that likelihoods compare.
+CHAMBERLAND2018_PROTOCOLS = {
+    "20": ("10 x 20 Hz", (50.0,) * 9),
+    "100": ("10 x 100 Hz", (10.0,) * 9),
+    "20100": ("5 x 20 Hz + 1 x 100 Hz", (50.0, 50.0, 50.0, 50.0, 10.0)),
+    "10020": ("5 x 100 Hz + 1 x 20 Hz", (10.0, 10.0, 10.0, 10.0, 50.0)),
+    "10100": ("5 x 10 Hz + 1 x 100 Hz", (100.0, 100.0, 100.0, 100.0, 10.0)),
+    "111": ("6 x 111 Hz", (5.0,) * 5),
+    "invivo": ("in-vivo burst", (6.0, 90.9, 12.5, 25.6, 9.0)),
+}
+
+#: Only these globals may appear in a pickle read by :func:`read_chamberland2018` (NumPy array
+#: reconstruction); anything else is refused before it is imported, so a pickle can not run code.
+_PICKLE_GLOBALS = {
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy", "dtype"), ("numpy", "ndarray"),
+}
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """An unpickler that builds NumPy arrays and nothing else (:data:`_PICKLE_GLOBALS`)."""
+
+    def find_class(self, module, name):
+        if (module, name) not in _PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"refused global {module}.{name}: only NumPy arrays "
+                                         f"may be read")
+        if module.startswith("numpy.core.") or module.startswith("numpy._core."):
+            tail = module.split(".", 2)[2]
+            for base in ("numpy._core", "numpy.core"):      # NumPy 2 first, then NumPy 1
+                try:
+                    return getattr(importlib.import_module(f"{base}.{tail}"), name)
+                except (ImportError, AttributeError):
+                    continue
+        return getattr(importlib.import_module(module), name)
+
+
+def _read_array_pickle(path: Path) -> np.ndarray:
+    try:
+        with path.open("rb") as fh:
+            arr = _ArrayUnpickler(fh).load()
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read the file ({err.strerror})") from err
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as err:
+        raise ValueError(f"{path}: not a pickled NumPy array ({err})") from err
+    arr = np.asarray(arr, dtype=float) if isinstance(arr, np.ndarray) else None
+    if arr is None or arr.ndim != 2:
+        raise ValueError(f"{path}: expected a 2-d array (n_sweeps, n_pulses)")
+    return arr
+
+
+def read_chamberland2018(path: str | os.PathLike) -> TrainData:
+    """The per-sweep mossy fibre -> CA3 EPSC amplitudes of Chamberland et al. (2018).
+
+    Seven protocols (:data:`CHAMBERLAND2018_PROTOCOLS`: 10 x 20 Hz, 10 x 100 Hz, three mixed
+    6-pulse trains, 6 x "111 Hz", an in-vivo-like burst), 180-486 sweeps each, amplitudes
+    normalised per cell; 14,481 non-zero amplitudes, 89 zeros (release failures) and 314
+    missing pulses.  jaxlif does not ship these data (they come from another project's
+    repository, :data:`CHAMBERLAND2018_CITATION`); this reads the user's copy.
+
+    Args:
+        path: either the folder ``data/processed/chamberland2018`` of a checkout of the
+            srplasticity repository (files ``<key>_normalized_by_cell.pkl``, each a pickled
+            ``(n_sweeps, n_pulses)`` NumPy array; only array reconstruction is allowed while
+            unpickling), or a tidy CSV written from them by :func:`write_trains_csv` (protocols
+            labelled by the keys of :data:`CHAMBERLAND2018_PROTOCOLS`).
+
+    Returns:
+        :class:`TrainData` with NaN at missing pulses (sweeps shorter than the protocol), zeros
+        kept as 0, spike times from the intervals above (first spike at 0 ms), protocols
+        labelled by their keys, unit ``"normalised"``.  Rossbroich et al. treat the zeros as
+        missing; to fit as they do::
+
+            data = jaxlif.fitting.read_chamberland2018(folder)
+            fit = jaxlif.fit_stp_trains(data, model="srp", noise="gamma_kernel",
+                                        zeros="missing", allow_missing=True)
+
+    Raises:
+        ValueError: a missing file, a pickle holding anything but a 2-d array, a protocol whose
+            number of pulses does not match :data:`CHAMBERLAND2018_PROTOCOLS`.
+    """
+    path = Path(path)
+    keys = tuple(CHAMBERLAND2018_PROTOCOLS)
+    n_pulses = [1 + len(CHAMBERLAND2018_PROTOCOLS[k][1]) for k in keys]
+    if path.is_dir():
+        arrays = []
+        for k, n in zip(keys, n_pulses):
+            f = path / f"{k}_normalized_by_cell.pkl"
+            if not f.exists():
+                raise ValueError(f"{path}: no file {f.name}; expected the folder "
+                                 f"data/processed/chamberland2018 of the srplasticity repository")
+            a = _read_array_pickle(f)
+            if a.shape[1] != n:
+                raise ValueError(f"{f}: {a.shape[1]} pulses per sweep, protocol {k!r} has {n}")
+            arrays.append(a)
+        T = np.full((len(keys), max(n_pulses)), np.nan)
+        Y = np.full((len(keys), max(a.shape[0] for a in arrays), max(n_pulses)), np.nan)
+        for p, (k, a) in enumerate(zip(keys, arrays)):
+            T[p, :n_pulses[p]] = np.concatenate([[0.0], np.cumsum(CHAMBERLAND2018_PROTOCOLS[k][1])])
+            Y[p, :a.shape[0], :a.shape[1]] = a
+        # a sweep with no amplitude at all is padding, not a recorded sweep
+        data = check_trains(T, Y, allow_missing=True, unit="normalised")
+        sweeps = tuple(tuple(str(i + 1) for i in range(a.shape[0])) for a in arrays)
+        return data._replace(protocols=keys, sweeps=sweeps)
+    data = read_trains_csv(path, allow_missing=True)
+    got = tuple(data.protocols)
+    if sorted(got) != sorted(keys):
+        raise ValueError(f"{path}: protocols {got}, expected {keys}")
+    order = [got.index(k) for k in keys]
+    T = data.spike_times_ms[order]
+    for p, k in enumerate(keys):
+        want = np.concatenate([[0.0], np.cumsum(CHAMBERLAND2018_PROTOCOLS[k][1])])
+        have = T[p][np.isfinite(T[p])]
+        if have.shape != want.shape or not np.allclose(have - have[0], want):
+            raise ValueError(f"{path}: protocol {k!r} has spike times {have.tolist()}, expected "
+                             f"{want.tolist()} (relative to its first spike)")
+    sweeps = tuple(data.sweeps[i] for i in order)
+    data = check_trains(T - T[:, :1], data.amplitudes[order], allow_missing=True,
+                        unit=data.unit or "normalised")
+    return data._replace(protocols=keys, sweeps=sweeps)

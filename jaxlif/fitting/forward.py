@@ -150,7 +150,9 @@ def _check_params(model, params, mode, dt):
         if arr is None:
             continue
         _checks.check_finite(f"params.{field}", arr, unit)
-        if model.name == "srp":
+        if model.family == "srp":          # b and a_j any real; fitted time constants > 0
+            if field.startswith("tau") and not np.all(arr > 0):
+                raise ValueError(f"params.{field}={_checks._show(np.asarray(arr))} ms must be > 0")
             continue
         if unit == "" and not np.all((arr > 0) & (arr <= 1)):
             raise ValueError(f"params.{field}={_checks._show(np.asarray(arr))} is outside (0, 1]")

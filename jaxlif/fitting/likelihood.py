@@ -35,6 +35,23 @@ sweep, one pulse) is drawn around its mean:
     and the scale ``A`` minimises ``WSS`` (``sum y r / g / sum r^2 / g``, ``g = r (1 - r)``).
     For any model whose release is a probability (all four).
 
+``"gamma_kernel"`` (history-dependent SD: an SRP cascade for the noise, Rossbroich et al. 2021)
+    ``y_i`` gamma-distributed with mean ``mu_k`` and standard deviation::
+
+        sd_k = s sigmoid(b_s + sum_j (c_j / tau_j) sum_{i<k} exp(-(t_k - t_i) / tau_j))
+
+    (shape ``mu^2 / sd^2``, rate ``mu / sd^2``), so the scatter has its own dynamics along the
+    train, which need not follow the mean's (a constant CV is the special case ``b_s = b``,
+    ``c_j = a_j`` of an SRP mean).  ``s > 0`` (the data's unit), ``b_s`` and ``c_j`` [ms] are
+    parameters of the fit, each with a profile interval (:func:`nll_gamma_sd`; the time
+    constants ``tau_j`` are those of the SRP kernel, 15, 100 and 650 ms by default)::
+
+        NLL = sum_i  lgamma(k_i) - k_i log(beta_i) - (k_i - 1) log y_i + beta_i y_i
+
+    with ``k = mu^2/sd^2``, ``beta = mu/sd^2``.  Needs ``y_i > 0``.  The amplitude scale is not
+    profiled in closed form under this model: the fits optimise it (as a factor of the
+    constant-CV estimate ``mean(y / r)``).
+
 The scale ``A`` is profiled in closed form (its maximum-likelihood value for the current
 release): ``sum w y r / sum w r^2`` with ``w = 1/s^2`` (Gaussian), ``mean(y / r)`` (gamma).  With
 ``normalise=True`` in the fits the data are divided by their mean first-pulse amplitude and
@@ -58,10 +75,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy import special
 
-__all__ = ["NOISE_MODELS", "NoiseSpec", "nll", "chi2_sf", "f_sf", "t2_quantile", "chi2_quantile"]
+__all__ = ["NOISE_MODELS", "NoiseSpec", "nll", "nll_gamma_sd", "chi2_sf", "f_sf", "t2_quantile",
+           "chi2_quantile"]
 
 #: Noise models accepted by the fits.
-NOISE_MODELS = ("gaussian", "gamma", "binomial")
+NOISE_MODELS = ("gaussian", "gamma", "binomial", "gamma_kernel")
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -224,6 +242,21 @@ def _nll_binomial(st: Stats, r, r1, some, n, normalised):
     total = (0.5 * n * (jnp.log(2.0 * jnp.pi * wss / n) + 1.0)
              + 0.5 * jnp.sum(jnp.where(some, st.count * jnp.log(g), 0.0)))
     return total / n, A, jnp.sqrt(wss / n)
+
+
+def nll_gamma_sd(st: Stats, mu, sd):
+    """Per-point NLL of gamma amplitudes with mean ``mu`` and standard deviation ``sd`` per
+    protocol and pulse (``(..., n_protocols, n_spikes)``; module docstring, ``"gamma_kernel"``).
+    Depends on the data through ``count``, ``sy``, ``slogy`` of :class:`Stats` only."""
+    some = st.count > 0
+    n = jnp.sum(st.count)
+    mu = jnp.where(some, mu, 1.0)
+    sd = jnp.where(some, sd, 1.0)
+    k = (mu / sd) ** 2
+    log_beta = jnp.log(mu) - 2.0 * jnp.log(sd)
+    per = (st.count * (special.gammaln(k) - k * log_beta) - (k - 1.0) * st.slogy
+           + jnp.exp(log_beta) * st.sy)
+    return jnp.sum(jnp.where(some, per, 0.0)) / n
 
 
 def saturated_release(st: Stats, gamma: bool):

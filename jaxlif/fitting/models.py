@@ -51,7 +51,7 @@ Units: time constants and ``a_j`` [ms]; ``U0, U, f, b`` dimensionless.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -62,7 +62,7 @@ from jaxlif.plasticity import STPParams
 
 __all__ = ["Model", "MODELS", "get_model", "TM4Params", "DepressionParams", "SRPParams",
            "to_unconstrained", "from_unconstrained", "SRP_TAUS_MS", "family_constraints",
-           "family_release"]
+           "family_release", "srp_model", "kernel_drive", "family_dim"]
 
 
 class TM4Params(NamedTuple):
@@ -147,30 +147,72 @@ def _release_depression(p: DepressionParams, delta):
     return _tm_family(p.U, jnp.zeros_like(jnp.asarray(p.U, float)), p.tau_d, 1.0, delta)
 
 
-def _release_srp(p: SRPParams, delta):
-    shape = jnp.broadcast_shapes(*(jnp.shape(x) for x in p), delta.shape[:-1])
-    dtype = jnp.result_type(delta, p.b, float)
-    taus = jnp.asarray(SRP_TAUS_MS, dtype)
-    amps = jnp.stack([jnp.broadcast_to(jnp.asarray(a, dtype), shape) for a in (p.a1, p.a2, p.a3)],
-                     axis=-1) / taus                                     # (..., 3) [1]
-    b = jnp.broadcast_to(jnp.asarray(p.b, dtype), shape)
+def kernel_drive(jumps: jax.typing.ArrayLike, taus: jax.typing.ArrayLike,
+                 delta: jax.Array) -> jax.Array:
+    """The kernel sum at each spike of a train, ``sum_j jumps_j sum_{i<k} exp(-(t_k - t_i) / tau_j)``.
+
+    Args:
+        jumps: ``(..., J)`` jump of each kernel per spike (``a_j / tau_j`` of the SRP model).
+        taus: ``(..., J)`` or ``(J,)`` time constants [ms] (may be traced: fitted time constants).
+        delta: ``(..., n-1)`` inter-spike intervals [ms].
+
+    Returns:
+        ``(..., n)``: 0 at the first spike (from rest), then the exact recursion
+        ``s_{k+1} = (s_k + jumps) exp(-Delta_k / tau)`` summed over the kernels.
+    """
+    dtype = jnp.result_type(delta, jumps, taus, float)
+    jumps, taus = jnp.asarray(jumps, dtype), jnp.asarray(taus, dtype)
+    shape = jnp.broadcast_shapes(jumps.shape[:-1], taus.shape[:-1], delta.shape[:-1])
+    J = jumps.shape[-1]
+    jumps = jnp.broadcast_to(jumps, shape + (J,))
+    taus = jnp.broadcast_to(taus, shape + (J,))
     d = jnp.moveaxis(jnp.broadcast_to(delta, shape + delta.shape[-1:]), -1, 0)
 
-    def step(s, dk):
-        s_next = (s + amps) * jnp.exp(-dk[..., None] / taus)           # kernel sum at next spike
-        return s_next, jax.nn.sigmoid(b + jnp.sum(s_next, axis=-1))
+    def step(state, dk):
+        nxt = (state + jumps) * jnp.exp(-dk[..., None] / taus)       # kernel sum at next spike
+        return nxt, jnp.sum(nxt, axis=-1)
 
-    _, rest = jax.lax.scan(step, jnp.zeros(shape + (3,), dtype), d)
-    return jnp.moveaxis(jnp.concatenate([jax.nn.sigmoid(b)[None], rest]), 0, -1)
+    _, rest = jax.lax.scan(step, jnp.zeros(shape + (J,), dtype), d)
+    return jnp.moveaxis(jnp.concatenate([jnp.zeros((1,) + shape, dtype), rest]), 0, -1)
 
 
-def family_release(family: str, vec, delta, tie_f, zero_f):
-    """Release ``(..., n)`` of the family's parameter 4-vector ``vec`` (constrained values).
+def _srp_release(b, amps, taus, delta):
+    """``sigmoid(b + kernel_drive(amps / taus))``: ``b (...)``, ``amps, taus (..., J)`` [ms]."""
+    dtype = jnp.result_type(delta, b, float)
+    taus = jnp.asarray(taus, dtype)
+    drive = kernel_drive(jnp.asarray(amps, dtype) / taus, taus, delta)
+    return jax.nn.sigmoid(jnp.asarray(b, dtype)[..., None] + drive)
+
+
+def _release_srp(p: SRPParams, delta):
+    shape = jnp.broadcast_shapes(*(jnp.shape(x) for x in p))
+    amps = jnp.stack([jnp.broadcast_to(jnp.asarray(a, float), shape) for a in (p.a1, p.a2, p.a3)],
+                     axis=-1)
+    return _srp_release(jnp.broadcast_to(jnp.asarray(p.b, float), shape), amps,
+                        jnp.asarray(SRP_TAUS_MS), delta)
+
+
+def family_dim(family: str, taus: tuple = SRP_TAUS_MS, fit_taus: bool = False) -> int:
+    """Length of the family's parameter vector: 4 (``U, f, tau_d, tau_f``) for ``"tm"``;
+    ``1 + J`` (``b, a_1..a_J``), ``+ J`` fitted time constants, for ``"srp"``."""
+    if family == "tm":
+        return 4
+    return 1 + len(taus) * (2 if fit_taus else 1)
+
+
+def family_release(family: str, vec, delta, tie_f, zero_f, taus: tuple = SRP_TAUS_MS,
+                   fit_taus: bool = False):
+    """Release ``(..., n)`` of the family's parameter vector ``vec`` (constrained values).
 
     ``tie_f``/``zero_f`` (booleans, may be traced) turn ``"tm4"`` into ``"tm"``/``"depression"``.
+    SRP: ``vec = (b, a_1..a_J[, tau_1..tau_J])`` with kernel time constants ``taus`` [ms] (the
+    fitted ones from ``vec`` when ``fit_taus``).
     """
     if family == "srp":
-        return _release_srp(SRPParams(vec[0], vec[1], vec[2], vec[3]), delta)
+        J = len(taus)
+        amps = jnp.stack(list(vec[1:1 + J]), axis=-1)
+        tau = jnp.stack(list(vec[1 + J:1 + 2 * J]), axis=-1) if fit_taus else jnp.asarray(taus)
+        return _srp_release(vec[0], amps, tau, delta)
     U, f = vec[0], vec[1]
     f = jnp.where(tie_f, U, jnp.where(zero_f, 0.0, f))
     return _tm_family(U, f, vec[2], vec[3], delta)
@@ -191,6 +233,8 @@ class Model:
             ``"srp"``; fits of one family share one compiled program.
         coords: which entries of the family's 4-vector are this model's fields.
         tie_f, zero_f: ``f = U`` (``"tm"``) or ``f = 0`` (``"depression"``).
+        taus: SRP kernel time constants [ms] (:func:`srp_model`); ``()`` for the TM family.
+        fit_taus: the SRP time constants are fitted (fields ``tau1..tauJ``, started at ``taus``).
     """
 
     name: str
@@ -203,6 +247,13 @@ class Model:
     coords: tuple = ()
     tie_f: bool = False
     zero_f: bool = False
+    taus: tuple = ()
+    fit_taus: bool = False
+
+    @property
+    def dim(self) -> int:
+        """Length of the family vector this model's fields sit in (:func:`family_dim`)."""
+        return family_dim(self.family, self.taus, self.fit_taus)
 
     @property
     def fields(self) -> tuple:
@@ -217,17 +268,22 @@ class Model:
         constants, unconstrained otherwise."""
         tau = C.greater_than(0.0 if dt is None else float(dt))
         by_unit = {"": C.unit_interval(), "ms": tau}
-        if self.name == "srp":
-            return SRPParams(C.real(), C.real(), C.real(), C.real())
+        if self.family == "srp":
+            J = len(self.taus)
+            return self.params_type(*([C.real()] * (1 + J) + [C.positive()] * (len(self.fields)
+                                                                                - 1 - J)))
         return self.params_type(*(by_unit[u] for u in self.units))
 
     def family_vector(self, params) -> jax.Array:
-        """The parameters as the family's 4-vector (``U, f, tau_d, tau_f`` or ``b, a1, a2, a3``)
-        on a last axis, unused entries filled with a harmless value (``(..., 4)``; traceable)."""
+        """The parameters as the family's vector (``U, f, tau_d, tau_f``, or ``b, a_1..a_J[,
+        tau_1..tau_J]``) on a last axis, unused entries filled with a harmless value
+        (``(..., dim)``; traceable)."""
         dtype = jnp.result_type(float)
         fields = [jnp.asarray(x, dtype) for x in params]
         shape = jnp.broadcast_shapes(*(f.shape for f in fields))
-        vec = [jnp.full(shape, v, dtype) for v in _FILL[self.family]]
+        fill = (_FILL["tm"] if self.family == "tm" else
+                (0.0,) * (1 + len(self.taus)) + (tuple(self.taus) if self.fit_taus else ()))
+        vec = [jnp.full(shape, v, dtype) for v in fill]
         for c, f in zip(self.coords, fields):
             vec[c] = jnp.broadcast_to(f, shape)
         if self.tie_f:
@@ -236,7 +292,7 @@ class Model:
 
     def release_at_rest(self, params) -> jax.Array:
         """Release of the first spike of a train from rest (``U0``, ``U`` or ``sigmoid(b)``)."""
-        if self.name == "srp":
+        if self.family == "srp":
             return jax.nn.sigmoid(jnp.asarray(params.b))
         return jnp.asarray(params[0])
 
@@ -278,12 +334,18 @@ class ScaledReal(C.Constraint):
         return jnp.asarray(x, dtype=jnp.result_type(x, float)) / self.scale
 
 
-def family_constraints(family: str):
-    """Constraints of the family's 4-vector: ``U, f`` in (0, 1), ``tau_d, tau_f > 0``; SRP real
-    (``b`` as is, ``a_j`` in units of ``tau_j``: :class:`ScaledReal`)."""
+def family_constraints(family: str, taus: tuple = SRP_TAUS_MS, fit_taus: bool = False):
+    """Constraints of the family's vector: ``U, f`` in (0, 1), ``tau_d, tau_f > 0``; SRP ``b``
+    real, ``a_j`` real in units of ``tau_j`` (:class:`ScaledReal`: one unit is a jump of 1 of
+    the sigmoid's argument per spike), fitted ``tau_j > 0``."""
     if family == "tm":
         return [C.unit_interval(), C.unit_interval(), C.positive(), C.positive()]
-    return [C.real()] + [ScaledReal(scale=float(t)) for t in SRP_TAUS_MS]
+    return ([C.real()] + [ScaledReal(scale=float(t)) for t in taus]
+            + ([C.positive()] * len(taus) if fit_taus else []))
+
+
+#: Bases of the Halton sequence, one per field.
+_PRIMES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37)
 
 
 def _halton(n: int, base: int) -> np.ndarray:
@@ -300,7 +362,7 @@ def _halton(n: int, base: int) -> np.ndarray:
 
 
 def halton_starts(n: int, boxes) -> tuple:
-    """``n`` starts spread over a box by a Halton sequence (bases 2, 3, 5, 7).
+    """``n`` starts spread over a box by a Halton sequence (bases 2, 3, 5, 7, 11, ...).
 
     ``boxes``: per field ``(kind, low, high)``, with kind ``"logit"`` (a value in (0, 1), spread
     uniformly in logit between ``low`` and ``high``), ``"log"`` (spread uniformly in log) or
@@ -308,7 +370,7 @@ def halton_starts(n: int, boxes) -> tuple:
     same size (which matters: with few data, the loss has separated minima).
     """
     cols = []
-    for (kind, lo, hi), base in zip(boxes, (2, 3, 5, 7)):
+    for (kind, lo, hi), base in zip(boxes, _PRIMES):
         h = _halton(n, base)
         if kind == "logit":
             z = np.log(lo / (1 - lo)) + (np.log(hi / (1 - hi)) - np.log(lo / (1 - lo))) * h
@@ -350,16 +412,97 @@ MODELS: dict[str, Model] = {
                         halton_starts(7, (_U_BOX, _TAU_D_BOX)),
                         "Tsodyks & Markram 1997", "tm", (0, 2), zero_f=True),
     "srp": Model("srp", SRPParams, ("", "ms", "ms", "ms"), _release_srp, _SRP_STARTS,
-                 "Rossbroich, Trotter & Naud 2021", "srp", (0, 1, 2, 3)),
+                 "Rossbroich, Trotter & Naud 2021", "srp", (0, 1, 2, 3), taus=SRP_TAUS_MS),
 }
+
+
+def _srp_name(taus: tuple, fit_taus: bool) -> str:
+    if tuple(taus) == SRP_TAUS_MS and not fit_taus:
+        return "srp"
+    return "srp:" + ",".join(f"{t:g}" for t in taus) + (":fit" if fit_taus else "")
+
+
+#: SRP models with other time constants, made by :func:`srp_model` (one per name).
+_SRP_VARIANTS: dict = {}
+
+
+def _srp_model(taus: tuple, fit_taus: bool) -> Model:
+    J = len(taus)
+    name = _srp_name(taus, fit_taus)
+    if name == "srp":
+        return MODELS["srp"]
+    if name in _SRP_VARIANTS:
+        return _SRP_VARIANTS[name]
+    fields = ["b"] + [f"a{j + 1}" for j in range(J)] + ([f"tau{j + 1}" for j in range(J)]
+                                                      if fit_taus else [])
+    defaults = [-1.0] + [0.0] * J + (list(taus) if fit_taus else [])
+    ptype = NamedTuple("SRPParams_" + name.replace("srp:", "").replace(",", "_")
+                       .replace(":", "_").replace(".", "p"),
+                       [(f, jax.typing.ArrayLike) for f in fields])
+    ptype.__new__.__defaults__ = tuple(defaults)
+    ptype.__doc__ = (f"SRP parameters with kernel time constants {list(taus)} ms"
+                     f"{' (fitted, started there)' if fit_taus else ''}: b, a_j [ms]"
+                     f"{', tau_j [ms]' if fit_taus else ''} (:func:`srp_model`).")
+    starts = _srp_starts(taus, fit_taus)
+    units = ("",) + ("ms",) * (len(fields) - 1)
+
+    def release(p, delta):
+        vec = list(p)
+        shape = jnp.broadcast_shapes(*(jnp.shape(x) for x in vec))
+        vec = [jnp.broadcast_to(jnp.asarray(x, float), shape) for x in vec]
+        return family_release("srp", vec, delta, False, False, taus=taus, fit_taus=fit_taus)
+
+    m = Model(name, ptype, units, release, starts, "Rossbroich, Trotter & Naud 2021", "srp",
+              tuple(range(len(fields))), taus=taus, fit_taus=fit_taus)
+    _SRP_VARIANTS[name] = m
+    return m
+
+
+def _srp_starts(taus: tuple, fit_taus: bool) -> tuple:
+    """SRP starts for any kernel time constants: the box of :data:`SRP_START_JUMP` (15 Halton
+    points over ``b`` and the jumps ``a_j / tau_j``), fitted time constants started at ``taus``."""
+    J = len(taus)
+    pts = halton_starts(15, (("lin", -3.0, 1.0),) + (("lin", -SRP_START_JUMP, SRP_START_JUMP),) * J)
+    return tuple((b, *(j * t for j, t in zip(jumps, taus)), *(taus if fit_taus else ()))
+                 for b, *jumps in pts)
+
+
+def srp_model(taus: Sequence[float] = SRP_TAUS_MS, fit_taus: bool = False) -> Model:
+    """The SRP model with kernel time constants ``taus`` [ms] (any number, each > 0, distinct).
+
+    ``fit_taus=True`` fits the time constants too (fields ``tau1..tauJ`` after ``b, a1..aJ``,
+    started at ``taus``; each gets a profile interval).  The model is named
+    ``"srp:15,100:fit"`` style (``"srp"`` for the default three fixed ones), and that name is
+    accepted wherever a model name is (``get_model``, ``fit_stp_trains(model=...)``)::
+
+        fit = jaxlif.fit_stp_trains(data, model=jaxlif.fitting.srp_model((20.0, 300.0), True))
+    """
+    arr = np.atleast_1d(np.asarray(taus, dtype=float))
+    if arr.ndim != 1 or arr.size == 0 or arr.size > len(_PRIMES) - 1:
+        raise ValueError(f"taus={taus!r} must be 1 to {len(_PRIMES) - 1} time constants [ms]")
+    if not np.all(np.isfinite(arr) & (arr > 0)):
+        raise ValueError(f"taus={taus!r}: every time constant must be finite and > 0 ms")
+    if len(set(arr.tolist())) != arr.size:
+        raise ValueError(f"taus={taus!r} has a time constant twice")
+    return _srp_model(tuple(float(t) for t in arr), bool(fit_taus))
 
 
 def get_model(model: str | Model) -> Model:
     """The :class:`Model` named ``model`` (or ``model`` itself if it is one)."""
     if isinstance(model, Model):
         return model
+    if isinstance(model, str) and model.startswith("srp:"):
+        parts = model.split(":")
+        try:
+            taus = tuple(float(t) for t in parts[1].split(","))
+        except ValueError:
+            taus = None
+        if taus is None or len(parts) > 3 or (len(parts) == 3 and parts[2] != "fit"):
+            raise ValueError(f"model={model!r}: an SRP model with its own time constants is "
+                             f"named 'srp:T1,T2,...' or 'srp:T1,T2,...:fit' (ms)")
+        return srp_model(taus, len(parts) == 3)
     if model not in MODELS:
-        raise ValueError(f"model={model!r} is not one of {tuple(MODELS)}")
+        raise ValueError(f"model={model!r} is not one of {tuple(MODELS)} (or 'srp:T1,T2,...[:fit]')")
     return MODELS[model]
 
 
@@ -370,7 +513,7 @@ def _model_of(params, model) -> Model:
             raise TypeError(f"params must be a {m.params_type.__name__} for model {m.name!r}, got "
                             f"{type(params).__name__}")
         return m
-    for m in MODELS.values():
+    for m in list(MODELS.values()) + list(_SRP_VARIANTS.values()):
         if isinstance(params, m.params_type):
             return m
     raise TypeError(f"params must be one of {[m.params_type.__name__ for m in MODELS.values()]}, "

@@ -452,7 +452,8 @@ def analyse(objective: Callable, theta, loss, batched, shared, *, kind: str, coe
     slope = np.stack([_slope(c, value[:, j]) for j, c in enumerate(constraints)], axis=1)
     with np.errstate(invalid="ignore"):   # inf x 0 at a bound: NaN (no standard error)
         stderr = np.abs(slope) * hw / np.sqrt(q)[:, None]
-    cov = slope[:, :, None] * _pinv(hess) * slope[:, None, :]
+    with np.errstate(invalid="ignore"):   # inf x 0 at a bound: NaN, as for stderr
+        cov = slope[:, :, None] * _pinv(hess) * slope[:, None, :]
     better = np.zeros(P, bool)
     if interval == "profile":
         # search range per problem and coordinate: 12 transformed units reach the edge of a

@@ -1,0 +1,141 @@
+"""Reader of the per-sweep mossy-fibre data (``read_chamberland2018``) and the tidy CSV writer.
+
+jaxlif does not ship the per-sweep recordings; these tests build a synthetic stand-in of the same
+shape (seven protocols, 180-486 sweeps, 6 or 10 pulses, zeros and missing pulses), written as the
+srplasticity repository writes its files (a pickled NumPy array per protocol, the global named
+``numpy.core.numeric._frombuffer`` as NumPy 1 wrote it), and read it back.
+"""
+
+import pickle
+import struct
+
+import numpy as np
+import pytest
+
+from jaxlif.fitting.data import (CHAMBERLAND2018_PROTOCOLS, read_chamberland2018,
+                                 write_trains_csv)
+
+SWEEPS = {"20": 379, "100": 486, "20100": 299, "10020": 180, "10100": 200, "111": 180,
+          "invivo": 180}
+
+
+def _pickle_numpy1(arr: np.ndarray) -> bytes:
+    """``arr`` pickled as NumPy 1 did: ``numpy.core.numeric._frombuffer(buf, dtype, shape, 'C')``
+    (hand-assembled opcodes of pickle protocol 3, so the test does not depend on how the NumPy
+    installed here pickles)."""
+    def text(s):
+        b = s.encode()
+        return b"X" + struct.pack("<I", len(b)) + b
+    buf = np.ascontiguousarray(arr, dtype="<f8").tobytes()
+    shape = b"(" + b"".join(b"J" + struct.pack("<i", n) for n in arr.shape) + b"t"
+    return (b"\x80\x03" + b"cnumpy.core.numeric\n_frombuffer\n" + b"("
+            + b"B" + struct.pack("<I", len(buf)) + buf + text("<f8") + shape + text("C")
+            + b"tR.")
+
+
+def _stand_in(rng):
+    """Per protocol a (n_sweeps, n_pulses) array: gamma amplitudes, some zeros, and sweeps that
+    end early (NaN pulses), as in the real files."""
+    out = {}
+    for key, (_, isi) in CHAMBERLAND2018_PROTOCOLS.items():
+        n = 1 + len(isi)
+        a = rng.gamma(3.0, 1.0 / 3.0, size=(SWEEPS[key], n)) * np.arange(1, n + 1)
+        a[rng.random(a.shape) < 0.005] = 0.0
+        short = rng.random(SWEEPS[key]) < 0.05
+        a[short, n - 2:] = np.nan
+        out[key] = a
+    return out
+
+
+@pytest.fixture(scope="module")
+def stand_in(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("chamberland2018")
+    arrays = _stand_in(np.random.default_rng(0))
+    for key, a in arrays.items():
+        (folder / f"{key}_normalized_by_cell.pkl").write_bytes(_pickle_numpy1(a))
+    return folder, arrays
+
+
+@pytest.mark.filterwarnings("ignore:numpy.core.numeric is deprecated")
+def test_the_hand_assembled_pickle_is_what_numpy_reads():
+    a = np.arange(6.0).reshape(2, 3)
+    np.testing.assert_array_equal(pickle.loads(_pickle_numpy1(a)), a)
+
+
+def test_reads_the_srplasticity_folder_into_trains(stand_in):
+    folder, arrays = stand_in
+    data = read_chamberland2018(folder)
+    keys = tuple(CHAMBERLAND2018_PROTOCOLS)
+    assert data.protocols == keys and data.unit == "normalised"
+    assert data.amplitudes.shape == (7, 486, 10) and data.spike_times_ms.shape == (7, 10)
+    for p, key in enumerate(keys):
+        a = arrays[key]
+        isi = CHAMBERLAND2018_PROTOCOLS[key][1]
+        t = data.spike_times_ms[p]
+        np.testing.assert_allclose(t[:len(isi) + 1], np.cumsum([0.0, *isi]))
+        assert np.isnan(t[len(isi) + 1:]).all()
+        got = data.amplitudes[p, :a.shape[0], :a.shape[1]]
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(a))
+        np.testing.assert_array_equal(got[~np.isnan(a)], a[~np.isnan(a)])   # zeros kept
+        assert np.isnan(data.amplitudes[p, a.shape[0]:]).all()
+        assert len(data.sweeps[p]) == a.shape[0]
+    assert data.mask.sum() == sum(np.isfinite(a).sum() for a in arrays.values())
+
+
+def test_csv_round_trip_keeps_every_amplitude(stand_in, tmp_path):
+    folder, _ = stand_in
+    data = read_chamberland2018(folder)
+    path = tmp_path / "sweeps.csv"
+    write_trains_csv(path, data, header="synthetic stand-in\nsecond line")
+    assert path.read_text().startswith("# synthetic stand-in\n# second line\nprotocol,sweep,")
+    back = read_chamberland2018(path)
+    assert back.protocols == data.protocols and back.sweeps == data.sweeps
+    np.testing.assert_array_equal(back.mask, data.mask)
+    np.testing.assert_allclose(back.amplitudes[data.mask], data.amplitudes[data.mask], rtol=1e-9)
+    np.testing.assert_array_equal(back.spike_times_ms, data.spike_times_ms)
+
+
+def test_a_pickle_with_any_other_global_is_refused(stand_in, tmp_path):
+    folder, arrays = stand_in
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for key, a in arrays.items():
+        (bad / f"{key}_normalized_by_cell.pkl").write_bytes(_pickle_numpy1(a))
+    # a pickle that would call os.system if it were unpickled naively
+    (bad / "20_normalized_by_cell.pkl").write_bytes(b"\x80\x03cos\nsystem\nX\x04\x00\x00\x00true\x85R.")
+    with pytest.raises(ValueError, match="refused global os.system"):
+        read_chamberland2018(bad)
+
+
+def test_wrong_files_are_named(stand_in, tmp_path):
+    folder, arrays = stand_in
+    with pytest.raises(ValueError, match="no file 20_normalized_by_cell.pkl"):
+        read_chamberland2018(tmp_path)
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    for key, a in arrays.items():
+        b = a[:, :5] if key == "111" else a
+        (wrong / f"{key}_normalized_by_cell.pkl").write_bytes(_pickle_numpy1(b))
+    with pytest.raises(ValueError, match="5 pulses per sweep, protocol '111' has 6"):
+        read_chamberland2018(wrong)
+
+
+@pytest.mark.slow
+def test_fit_trains_experiment_runs_the_per_sweep_analysis_on_the_stand_in(stand_in, tmp_path):
+    """``experiments/fit_trains.py --sweeps`` end to end on the stand-in: every noise model's
+    table row, the held-out errors, the figures, and a report that states the numbers."""
+    from experiments import fit_trains
+    folder, _ = stand_in
+    out = tmp_path / "out"
+    summary = fit_trains.main(["--quick", "--models", "tm,srp", "--sweeps", str(folder),
+                               "--coverage", "2", "--out", str(out)])
+    sw = summary["sweeps"]
+    assert {(r["model"], r["noise"]) for r in sw["table"]} == {
+        (m, n) for m in ("tm", "srp") for n in fit_trains.NOISES}
+    assert all(np.isfinite(r["loglik"]) for r in sw["table"])
+    assert set(sw["heldout"]["rms_sem"]) == {"tm", "srp"}
+    assert all(np.isfinite(v) for v in sw["heldout"]["rms_sem"]["srp"].values())
+    assert sw["coverage"]["n_datasets"] == 2
+    for name in ("fit_trains_heldout.png", "fit_trains_sd.png"):
+        assert (out / name).is_file()
+    assert f"{sw['best']['loglik']:.1f}" in summary["conclusion"]

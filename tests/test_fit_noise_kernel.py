@@ -1,0 +1,217 @@
+"""History-dependent noise (``noise="gamma_kernel"``) and SRP kernels with any time constants.
+
+Oracles written here in NumPy float64, spike by spike, from the model equations (no jaxlif):
+the SRP release and the SD cascade by direct sums over earlier spikes (not the recursion the
+library uses), the gamma density from its textbook formula with ``math.lgamma``; gradients
+against central finite differences.  The fits share one tiny data shape (3 protocols x 4 sweeps
+x 6 pulses) and one layout per test so that they compile few programs.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxlif.fitting import (SRPParams, TM4Params, fit_stp_trains, regular_protocols,
+                            simulate_trains, stp_amplitudes, train_loss)
+from jaxlif.fitting.models import get_model, srp_model
+from jaxlif.fitting.trains import SDKernelParams
+
+TAUS = (15.0, 100.0, 650.0)
+TIMES = np.array([[0.0, 10.0, 20.0, 30.0, 40.0, 50.0],
+                  [0.0, 50.0, 100.0, 150.0, 200.0, 210.0],
+                  [0.0, 6.0, 96.9, 109.4, 135.0, np.nan]])       # irregular, one train padded
+TRUE = SRPParams(-1.9, 7.5, 12.0, 280.0)
+TRUE_SD = SDKernelParams(4.4, -1.6, (12.0, 10.0, 270.0))
+
+
+def _drive(times, amps, taus):
+    """``sum_{i<k} sum_j (amps_j / tau_j) exp(-(t_k - t_i) / tau_j)`` by direct sums."""
+    out = []
+    for k, t in enumerate(times):
+        out.append(sum(a / tau * math.exp(-(t - ti) / tau)
+                       for ti in times[:k] for a, tau in zip(amps, taus)))
+    return np.array(out)
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _gamma_logpdf(y, mu, sd):
+    k = (mu / sd) ** 2
+    beta = mu / sd ** 2
+    return k * math.log(beta) - math.lgamma(k) + (k - 1.0) * math.log(y) - beta * y
+
+
+def _oracle_nll(y, times, release, scale, sdp, taus=TAUS):
+    """Mean NLL of amplitudes ``y (P, W, n)`` (NaN: absent) under gamma with mean ``scale r``
+    and the kernel SD."""
+    total, count = 0.0, 0
+    for p, row in enumerate(times):
+        valid = ~np.isnan(row)
+        t = row[valid]
+        r = release(t)
+        sd = sdp.s * _sigmoid(sdp.b_s + _drive(t, sdp.c, taus))
+        for w in range(y.shape[1]):
+            for k in range(len(t)):
+                if np.isfinite(y[p, w, k]):
+                    total -= _gamma_logpdf(y[p, w, k], scale * r[k], sd[k])
+                    count += 1
+    return total / count
+
+
+def _srp_release(params, taus=TAUS):
+    return lambda t: _sigmoid(params[0] + _drive(t, params[1:1 + len(taus)], taus))
+
+
+def _data(seed=0, n_sweeps=4, params=TRUE, sdp=TRUE_SD, model="srp", times=TIMES, scale=1.0):
+    return simulate_trains(jax.random.key(seed), params, times, model=model, n_sweeps=n_sweeps,
+                           scale=scale, noise="gamma_kernel", noise_params=sdp)
+
+
+def test_srp_release_with_any_time_constants_matches_direct_sums(x64):
+    m = srp_model((8.0, 40.0))
+    p = m.params_type(-0.5, 3.0, -12.0)
+    got = np.asarray(stp_amplitudes(p, TIMES, model=m))
+    for i, row in enumerate(TIMES):
+        v = ~np.isnan(row)
+        np.testing.assert_allclose(got[i, v], _srp_release(tuple(p), (8.0, 40.0))(row[v]),
+                                   rtol=1e-12)
+    mf = get_model("srp:8,40:fit")                 # the name parses to the same time constants
+    assert mf.fields == ("b", "a1", "a2", "tau1", "tau2") and mf.taus == (8.0, 40.0)
+    pf = mf.params_type(-0.5, 3.0, -12.0, 10.0, 30.0)
+    got = np.asarray(stp_amplitudes(pf, TIMES, model=mf))
+    np.testing.assert_allclose(got[0], _srp_release((-0.5, 3.0, -12.0), (10.0, 30.0))(TIMES[0]),
+                               rtol=1e-12)
+
+
+@pytest.mark.parametrize("model,params", [("srp", TRUE), ("tm4", TM4Params(0.1, 0.3, 150.0, 300.0))])
+def test_gamma_kernel_loss_matches_numpy_oracle(x64, model, params):
+    y = _data(model=model, params=params, scale=1.0,
+              sdp=TRUE_SD if model == "srp" else SDKernelParams(0.1, -1.6, (12.0, 10.0, 270.0)))
+    y[1, 2, 3] = np.nan                                              # a missing pulse
+    got = float(train_loss(params, TIMES, y, model=model, noise="gamma_kernel",
+                           noise_params=TRUE_SD, scale=1.3))
+    if model == "srp":
+        release = _srp_release(tuple(params))
+    else:
+        release = lambda t: np.asarray(stp_amplitudes(params, t[None], model=model))[0]  # noqa: E731
+    want = _oracle_nll(y, TIMES, release, 1.3, TRUE_SD)
+    assert got == pytest.approx(want, rel=1e-12)
+    # other SD time constants
+    sdp = SDKernelParams(2.0, 0.3, (5.0, -30.0))
+    got = float(train_loss(params, TIMES, y, model=model, noise="gamma_kernel",
+                           noise_params=sdp, scale=0.9, noise_taus=(20.0, 200.0)))
+    assert got == pytest.approx(_oracle_nll(y, TIMES, release, 0.9, sdp, (20.0, 200.0)),
+                                rel=1e-12)
+
+
+def test_gamma_kernel_gradient_matches_finite_differences(x64):
+    y = _data()
+
+    def loss(v):
+        return train_loss(SRPParams(*v[:4]), TIMES, y, model="srp", noise="gamma_kernel",
+                          noise_params=SDKernelParams(v[4], v[5], (v[6], v[7], v[8])),
+                          scale=v[9])
+    v0 = jnp.array([*TRUE, TRUE_SD.s, TRUE_SD.b_s, *TRUE_SD.c, 1.1])
+    g = np.asarray(jax.grad(loss)(v0))
+    h = 1e-5 * np.maximum(1.0, np.abs(np.asarray(v0)))
+    fd = np.array([(float(loss(v0.at[i].add(h[i]))) - float(loss(v0.at[i].add(-h[i]))))
+                   / (2 * h[i]) for i in range(v0.size)])
+    np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-9)
+    assert np.all(np.abs(g) > 0)                         # every coordinate moves the loss
+
+
+def test_gamma_kernel_fit_reports_its_own_likelihood_and_covers_the_truth(x64):
+    """A fit of simulated data (60 sweeps): the reported log-likelihood is the oracle's at the
+    reported parameters (the reparametrised scale and SD map back exactly), the optimum is
+    stationary, and its profile intervals hold every true parameter of this draw."""
+    y = _data(seed=3, n_sweeps=60, scale=7.7)          # first pulse ~1, as the mossy fibres
+    fit = fit_stp_trains(TIMES, y, model="srp", noise="gamma_kernel", max_steps=600)
+    assert fit.noise_model == "gamma_kernel" and fit.n_params == 10
+    assert fit.stationary
+    n = int(np.isfinite(y).sum())
+    want = -n * _oracle_nll(y, TIMES, _srp_release(tuple(float(v) for v in fit.params)),
+                            float(fit.scale), SDKernelParams(float(fit.noise_params.s),
+                                                             float(fit.noise_params.b_s),
+                                                             [float(c) for c in fit.noise_params.c]))
+    assert float(fit.loglik) == pytest.approx(want, abs=1e-6 * n)
+    assert float(fit.aic) == pytest.approx(2 * 10 - 2 * want, abs=1e-5 * n)
+    truth = [(fit.noise_interval.s, TRUE_SD.s), (fit.noise_interval.b_s, TRUE_SD.b_s)] + list(
+        zip(fit.noise_interval.c, TRUE_SD.c))
+    for interval, true in truth:
+        lo, hi = np.asarray(interval)
+        assert lo <= true <= hi, (lo, true, hi)
+    for field, true in zip(fit.params._fields, TRUE):
+        lo, hi = np.asarray(getattr(fit.interval, field))
+        assert lo <= true <= hi, (field, lo, true, hi)
+    fitted_sd = float(fit.noise_params.s) * _sigmoid(
+        float(fit.noise_params.b_s) + _drive(TIMES[0], [float(c) for c in fit.noise_params.c], TAUS))
+    np.testing.assert_allclose(fit.fitted_sd[0], fitted_sd, rtol=1e-9)
+
+
+def test_gamma_kernel_refuses_zeros_and_noise_levels():
+    y = _data()
+    y[0, 0, 0] = 0.0
+    with pytest.raises(ValueError, match="zeros='missing'"):
+        fit_stp_trains(TIMES, y, model="srp", noise="gamma_kernel")
+    with pytest.raises(ValueError, match="give neither noise_sd nor noise_cv"):
+        fit_stp_trains(TIMES, y, model="srp", noise="gamma_kernel", noise_cv=0.5)
+    with pytest.raises(ValueError, match="noise_taus are the time constants"):
+        fit_stp_trains(TIMES, np.abs(y) + 1, model="srp", noise="gamma", noise_taus=(10.0,))
+    with pytest.raises(ValueError, match="must be finite and > 0"):
+        srp_model((10.0, -1.0))
+    with pytest.raises(ValueError, match="'srp:T1,T2,...'"):
+        get_model("srp:ten")
+
+
+@pytest.mark.slow
+def test_fitted_time_constants_never_fit_worse_and_get_intervals(x64):
+    """The SRP model with its time constants fitted nests the fixed one: from the same starts
+    plus the fixed fit's optimum it reaches at least that log-likelihood, and reports a
+    profile interval for every time constant."""
+    y = _data(seed=5, n_sweeps=40, times=regular_protocols([20.0, 50.0, 100.0], 10), scale=7.7)
+    times = regular_protocols([20.0, 50.0, 100.0], 10)
+    fixed = fit_stp_trains(times, y, model="srp", noise="gamma")
+    m = srp_model(TAUS, fit_taus=True)
+    init = m.params_type(*(float(v) for v in fixed.params), *TAUS)
+    free = fit_stp_trains(times, y, model=m, noise="gamma", init=init)
+    assert float(free.loglik) >= float(fixed.loglik) - 1e-3
+    for j in range(3):
+        lo, hi = np.asarray(getattr(free.interval, f"tau{j + 1}"))
+        assert lo <= float(getattr(free.params, f"tau{j + 1}")) <= hi
+
+
+@pytest.mark.slow
+def test_compare_models_with_the_kernel_sd_fits_as_fit_stp_trains_does(x64):
+    """compare_models(noise="gamma_kernel") gives every model the same SD kernel: its fits are
+    the single fits' (log-likelihood within 1e-3), its k counts the noise parameters, and the
+    cross-validation predictions of SRP are finite."""
+    from jaxlif.fitting import compare_models
+    times = regular_protocols([20.0, 50.0, 100.0], 8)
+    y = _data(seed=7, n_sweeps=30, times=times, scale=7.7)
+    cmp = compare_models(times, y, models=("tm", "srp"), noise="gamma_kernel", interval="none")
+    for name, k in (("tm", 9), ("srp", 10)):
+        single = fit_stp_trains(times, y, model=name, noise="gamma_kernel", interval="none")
+        row = next(r for r in cmp.table if r["model"] == name)
+        assert row["k"] == k
+        assert row["loglik"] == pytest.approx(float(single.loglik), abs=1e-3)
+    assert np.isfinite(np.asarray(cmp.cv_fitted["srp"])).all()
+    assert all(np.isfinite(r["cv_nll"]) for r in cmp.table)
+
+
+@pytest.mark.slow
+def test_coverage_study_of_the_kernel_sd_runs_on_a_small_design(x64):
+    from jaxlif.fitting.calibration import coverage_trains_kernel
+    mask = np.ones((3, 30, 6), bool)
+    mask[2, :, 5] = False                  # the padded pulse of the third protocol
+    mask[0, 25:] = False                   # a protocol with fewer sweeps
+    cov = coverage_trains_kernel(TRUE, TRUE_SD, TIMES, key=jax.random.key(0), n_sweeps=30,
+                                 n_datasets=4, scale=7.7, mask=mask)
+    assert cov.n_datasets == 4 and set(cov.coverage) == {"b", "a1", "a2", "a3", "s", "b_s",
+                                                          "c1", "c2", "c3"}
+    assert cov.config["n_points"] == [int(mask.sum())] * 4
+    assert cov.covered.shape == (4, 9)
