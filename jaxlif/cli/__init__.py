@@ -4,7 +4,7 @@ Usage::
 
     jaxlif fit-stp --rates 5 10 20 40 --ratios 0.61 0.45 0.33 0.27 [--mode tutorial] [--json]
     jaxlif fit-stp --csv curve.csv --out fit.png
-    jaxlif fit-trains trains.csv [--model tm|tm4|depression|srp|all] [--noise gaussian|gamma]
+    jaxlif fit-trains trains.csv [--model tm|tm4|depression|srp|all] [--noise gaussian|gamma|binomial|gamma_kernel]
                       [--noise-sd SD] [--normalise] [--json] [--out fit.png|fit.pdf|fit.json]
     jaxlif fit-trains --mossy-fibre --model all
     jaxlif --version

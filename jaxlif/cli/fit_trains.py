@@ -59,10 +59,12 @@ def add_fit_trains(subparsers) -> None:
                      help="tm: U0, tau_d, tau_f (the tutorial's model; default); tm4: baseline U "
                           "and facilitation increment f separate; depression: no facilitation; "
                           "srp: the stochastic release kernel model; all: fit and compare them all")
-    fit.add_argument("--noise", choices=("gaussian", "gamma", "binomial"), default="gaussian",
+    fit.add_argument("--noise", choices=("gaussian", "gamma", "binomial", "gamma_kernel"), default="gaussian",
                      help="gaussian: additive noise (default); gamma: multiplicative, the sd "
                           "grows with the amplitude (amplitudes must be > 0); binomial: variance "
-                          "s^2 r (1 - r) of a quantal response, following the release")
+                          "s^2 r (1 - r) of a quantal response, following the release; gamma_kernel: "
+                          "gamma amplitudes whose sd follows the train's history, "
+                          "s sigmoid(b_s + sum_j c_j/tau_j sum_i exp(-dt_i/tau_j)), fitted")
     fit.add_argument("--noise-sd", type=float, default=None, metavar="SD",
                      help="known Gaussian noise sd (the amplitudes' unit; default: the CSV's sd "
                           "column if any, else estimated)")
@@ -176,8 +178,8 @@ def _fit_lines(fit) -> list[str]:
                               else "   <- not identifiable from these data")
         lines.append(f"  {name:<6}= {value:.5g}{u}   {int(round(100 * fit.level))} % interval "
                      f"{_format_interval(low, high)}{note}")
-    noise = {"gaussian": "noise sd", "gamma": "noise CV",
-             "binomial": "noise s (sd = s sqrt(r (1 - r)))"}[fit.noise_model]
+    noise = {"gaussian": "noise sd", "gamma": "noise CV", "binomial": "noise s (sd = s sqrt(r (1 - r)))",
+             "gamma_kernel": "SD kernel scale s"}[fit.noise_model]
     unit = f" ({fit.unit})" if fit.unit and fit.noise_model != "gamma" else ""
     p = float(fit.gof_pvalue)
     why = ("no test for the binomial noise model" if fit.noise_model == "binomial"
@@ -197,6 +199,16 @@ def _fit_lines(fit) -> list[str]:
         f"  best start: {int(fit.best_start)} of {n_starts} ({n_local} ended in a worse local "
         f"minimum), {int(fit.n_steps)} steps",
     ]
+    if fit.noise_params is not None:          # gamma_kernel: the SD kernel's parameters
+        nparams, nint = fit.noise_params, fit.noise_interval
+        named = [("s", nparams.s, nint.s, f" {fit.unit}" if fit.unit else "")] + [("b_s", nparams.b_s, nint.b_s, "")] + [
+            (f"c{j + 1}", c, ci, " ms") for j, (c, ci) in enumerate(zip(nparams.c, nint.c))]
+        taus = ", ".join(f"{t:g}" for t in fit.noise_taus)
+        lines.append(f"  SD kernel (time constants {taus} ms):")
+        for name, value, interval, u in named:
+            low, high = np.asarray(interval, dtype=float)
+            lines.append(f"    {name:<4}= {float(value):.5g}{u}   {int(round(100 * fit.level))} % interval "
+                         f"{_format_interval(low, high)}")
     lines += [f"  note: {note}" for note in fit.notes]
     return lines
 
