@@ -44,11 +44,14 @@ jaxlif variants:
 * ``lif_step``: :func:`jaxlif.lif_step` on a ``(B, N)`` state inside the user's own ``lax.scan``;
 * ``simulate_lif``: :func:`jaxlif.simulate_lif` ``vmap``-ped over neurons and batch of the same time-major
   array (``in_axes=1``; the scan reads it as it is);
+* ``simulate_lif_spikes``: ``simulate_lif`` as above with ``record=False`` (only the spike raster is kept; no
+  voltage trace is stored), what a spike-count loss needs;
 * ``simulate_lif_tl``: the same on a time-last ``(B, N, T)`` copy, the simulators' own layout (the input and the
   gradient are transposed);
 * ``cond_lif_step``: :func:`jaxlif.cond_lif_step` in a user scan with the current as ``I_inj`` and no input
   spikes (``g = 0``: the same spikes);
 * ``simulate_cond_lif``: :func:`jaxlif.simulate_cond_lif` ``vmap``-ped like ``simulate_lif``;
+* ``simulate_cond_lif_spikes``: the same with ``record=False`` (no ``v``, ``g_E``, ``g_I`` traces);
 * the simulators see ``T + 1`` samples (an unused last input): they test ``T``, like the user scans;
 * ``network``: :func:`jaxlif.network.simulate_network` on one 1000-neuron population with no projections
   (``record=False``, the current given as ``inputs``, ``vmap`` over the batch);
@@ -60,6 +63,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import platform
@@ -82,8 +86,8 @@ THETA = V_TH - E_L                # 20 mV
 SLOPE = 0.1                       # fast sigmoid slope [1/mV] (jaxlif's default)
 
 JAX_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-JAXLIF_VARIANTS = ("lif_step", "simulate_lif", "simulate_lif_tl", "cond_lif_step", "simulate_cond_lif", "network",
-                   "network_sparse")
+JAXLIF_VARIANTS = ("lif_step", "simulate_lif", "simulate_lif_spikes", "simulate_lif_tl", "cond_lif_step",
+                   "simulate_cond_lif", "simulate_cond_lif_spikes", "network", "network_sparse")
 
 
 def make_current(B: int, T: int, N: int, seed: int) -> np.ndarray:
@@ -127,9 +131,9 @@ def _jaxlif_programs(I_np: np.ndarray, variants) -> dict:
         _, counts = jax.lax.scan(body, st0, I_tbn)
         return counts.sum() * norm
 
-    def simulate_lif_loss(w, I_tbn, I_tbn1, I_bnt1):    # time-major data as the user scans have it: vmap axes 1, 2
-        run = lambda i: jaxlif.simulate_lif(p, i, dt=DT, spike_grad=sg).spikes.sum()
-        return jax.vmap(jax.vmap(run, in_axes=1), in_axes=1)(w * I_tbn1).sum() * norm
+    def simulate_lif_loss(w, I_tbn, I_tbn1, I_bnt1, record=True):    # time-major data as the user scans have it
+        run = lambda i: jaxlif.simulate_lif(p, i, dt=DT, spike_grad=sg, record=record).spikes.sum()
+        return jax.vmap(jax.vmap(run, in_axes=1), in_axes=1)(w * I_tbn1).sum() * norm   # vmap axes 1, 2
 
     def simulate_lif_tl_loss(w, I_tbn, I_tbn1, I_bnt1):    # time-last data (B, N, T), the simulators' own layout
         run = lambda i: jaxlif.simulate_lif(p, i, dt=DT, spike_grad=sg).spikes.sum()
@@ -146,8 +150,9 @@ def _jaxlif_programs(I_np: np.ndarray, variants) -> dict:
 
     zeros_T = jnp.zeros((T + 1,), jnp.float32)
 
-    def simulate_cond_lif_loss(w, I_tbn, I_tbn1, I_bnt1):
-        run = lambda i: jaxlif.simulate_cond_lif(cp, zeros_T, zeros_T, i, dt=DT, spike_grad=sg).spikes.sum()
+    def simulate_cond_lif_loss(w, I_tbn, I_tbn1, I_bnt1, record=True):
+        run = lambda i: jaxlif.simulate_cond_lif(cp, zeros_T, zeros_T, i, dt=DT, spike_grad=sg,
+                                                 record=record).spikes.sum()
         return jax.vmap(jax.vmap(run, in_axes=1), in_axes=1)(w * I_tbn1).sum() * norm
 
     def network_loss(structure, params):
@@ -163,9 +168,12 @@ def _jaxlif_programs(I_np: np.ndarray, variants) -> dict:
     net0 = jn.Network((pop,), ())
     sparse = jn.random_projection(jax.random.key(1), "E", "E", n_pre=N, n_post=N, p=0.02, weight=0.0, delay=1)
     net1 = jn.Network((pop,), (sparse,))
+    spikes_only = lambda loss: functools.partial(loss, record=False)
     builders = {"lif_step": lambda: lif_step_loss, "simulate_lif": lambda: simulate_lif_loss,
+                "simulate_lif_spikes": lambda: spikes_only(simulate_lif_loss),
                 "simulate_lif_tl": lambda: simulate_lif_tl_loss,
                 "cond_lif_step": lambda: cond_lif_step_loss, "simulate_cond_lif": lambda: simulate_cond_lif_loss,
+                "simulate_cond_lif_spikes": lambda: spikes_only(simulate_cond_lif_loss),
                 "network": lambda: network_loss(*jn.partition(net0)),
                 "network_sparse": lambda: network_loss(*jn.partition(net1))}
     for name in variants:
@@ -437,10 +445,12 @@ def markdown(res: dict, command: str) -> str:
             if k in rows:
                 lines.append(f"- for information, `{k.split(':')[1]}` (a step function in the user's scan, not a "
                              f"simulator) against spyx: {_ratio(rows, k, spyx):.2f}x.")
-        for k in ("jaxlif:simulate_lif", "jaxlif:simulate_cond_lif", "jaxlif:network"):
+        for k in ("jaxlif:simulate_lif", "jaxlif:simulate_lif_spikes", "jaxlif:simulate_cond_lif",
+                  "jaxlif:simulate_cond_lif_spikes", "jaxlif:network"):
             if k in rows:
                 r = _ratio(rows, k, spyx)
-                lines.append(f"- `{k.split(':')[1]}` at least 1.5x spyx's speed: {r:.2f}x, "
+                option = " (`record=False`)" if k.endswith("_spikes") else " (defaults)" if "simulate" in k else ""
+                lines.append(f"- `{k.split(':')[1]}`{option} at least 1.5x spyx's speed: {r:.2f}x, "
                              f"**{'met' if r >= 1.5 else 'not met'}**.")
     for k in ("jaxlif:network", "jaxlif:network_sparse"):
         for plain in ("jaxlif:cond_lif_step", "jaxlif:simulate_cond_lif"):
@@ -528,7 +538,7 @@ def main(argv=None) -> dict:
         worker(args.worker, args.data, args.variants)
         return {}
     res = measure(args)
-    command = "python benchmarks/bench_snn.py" + ("" if argv is None else " " + " ".join(argv))
+    command = " ".join(["python benchmarks/bench_snn.py"] + (sys.argv[1:] if argv is None else list(argv)))
     text = markdown(res, command)
     print(text)
     if args.json:
