@@ -467,16 +467,25 @@ WHY = """What the time goes to (one core, float32, 8000 neurons per step): a ste
 operations per neuron, so the forward pass alone takes about 20 us per step; forward+backward is bound by memory
 traffic, each array of shape (T, B, N) (32 MB here) that the program writes or reads costing about as much as
 the whole forward arithmetic on this VM. A user's scan that sums the spikes inside the loop writes the fewest
-such arrays. The simulators return whole rasters and traces (time last), take the input as an array (so its
-gradient is one more such array), check the input for finite values and poison their outputs: each a pass over
-(T, B, N); without the check, the poisoning and the appended last sample `simulate_lif` was only 1.25x faster
-(measured once), so most of the gap to `lif_step` is the array-in, array-out interface. In the code measured above
-the membrane step recomputes its elementwise intermediates in the backward pass (`jax.checkpoint` around it, so
-every user scan of `lif_step`, `cond_lif_step` or `network_step` gets it) and the single-neuron simulators remat
-each scanned step (`jaxlif._scan.scan(remat_steps=True)`): reverse mode stores the step's inputs instead of about
-seven arrays per step. Measured once when it was made (old and new code compiled in one process, interleaved,
-losses and gradients bit for bit identical): `lif_step` scan 1.55x, `cond_lif_step` scan 1.34x, `simulate_lif`
-1.15x and `simulate_cond_lif` 1.33x faster forward+backward."""
+such arrays: reverse mode stores, per step, `v` and a boolean refractory mask (the membrane step is
+rematerialised, `jax.checkpoint` with a policy that keeps only that mask, `jaxlif._scan.REMAT_SAVED`, instead
+of the float refractory counter; the same operations on the same numbers, so values and gradients are bit for
+bit those of the code before; in three runs of this script it took `lif_step` from 1.54x to 1.74-2.00x
+spyx's speed, `cond_lif_step` from 0.78x to 0.93-1.00x and `simulate_lif` from 0.62x to 0.78-0.81x; `network`
+stayed at 0.42-0.44x, so its ratio to `cond_lif_step` grew past 2x because `cond_lif_step` got faster).
+The simulators take the input as an array (the user's scaled input is written once before the scan and its
+gradient is one more array, written by the backward scan and reduced) and return the
+raster time last (written by the scan, copied once, poisoned and with the never-tested last sample appended,
+then reduced; its cotangent is one more array): about six more such passes than the user scan, which no option
+of the simulators removes. The finite check of the input and the Euler stability peak of `simulate_cond_lif`
+now run inside the scan (no separate pass over the input or the conductance traces; no change measurable on
+its own on this loaded machine). `record=False` (the `_spikes` rows) stores no `v` (and `g_E`, `g_I`) trace;
+under the user's `jit` XLA already drops a trace the loss does not use, so those rows equal the default rows
+here; it saves memory and time where the trace would be computed (an un-jitted call, or a loss that does not
+use it under `jax.grad` without `jit`). Tried and not kept (one process, interleaved, 7 rounds): scanning all
+`T + 1` samples with the poisoning inside the scan and an up-front finite check, so that the raster comes
+straight from the scan with no copy (0.196 s against 0.206 s, within the noise), `checkpoint=` segments (no
+faster) and unrolling the scan by 4 (about 5x slower)."""
 
 
 def replace_section(path: Path, name: str, text: str) -> None:

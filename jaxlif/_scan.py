@@ -72,9 +72,10 @@ def scan(body: Callable, carry: Any, xs: Any, length: int, checkpoint: bool | in
         remat_steps: without segments, wrap ``body`` in :func:`jax.checkpoint`: reverse mode then keeps
             only each step's carry and input (the membrane step's boolean refractory mask,
             :data:`REMAT_SAVED`, in place of the refractory counter) and recomputes the step's
-            intermediates in the backward pass.  For the cheap elementwise steps of the neuron simulators this is faster (a LIF step
-            stores 2 arrays per step instead of 7: memory traffic, not arithmetic, bounds their
-            backward pass; BENCHMARKS.md "snn") and uses less memory; values and gradients are the same
+            intermediates in the backward pass.  For the cheap elementwise steps of the neuron
+            simulators this is faster (a LIF step stores ``v`` and the mask per step instead of 7
+            arrays: memory traffic, not arithmetic, bounds their backward pass; BENCHMARKS.md "snn")
+            and uses less memory; values and gradients are the same
             operations on the same numbers, so they are unchanged.  No effect without differentiation.
 
     Returns:

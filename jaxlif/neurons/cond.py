@@ -169,8 +169,8 @@ def simulate_cond_lif(params: CondLIFParams, n_E: jax.Array, n_I: jax.Array, I_i
             exponential Euler for the membrane and spike times within the step (``spike_offset``).
         record: ``True`` (default) returns the traces ``v, g_E, g_I``; ``False`` keeps only the spike
             raster (and ``spike_offset`` with ``"exp_euler"``), ``v, g_E, g_I`` are ``None`` and never
-            stored: less memory and time when only spikes are needed (e.g. a spike-count loss under
-            ``jax.grad``).  The raster and its gradients are those of the recorded run.
+            stored: less memory and time when only spikes are needed (see :func:`simulate_lif`).  The
+            raster and its gradients are those of the recorded run, bit for bit.
 
     Returns:
         :class:`CondLIFResult` with every trace of shape ``(n_steps,)`` (NaN traces and an all-``True``

@@ -309,8 +309,9 @@ def simulate_lif(params: LIFParams, I: jax.Array, *, dt: float, spiking: bool = 
             the exact solution at every ``dt``.
         record: ``True`` (default) returns the voltage trace ``v``; ``False`` keeps only the spike raster
             (and ``spike_offset`` with ``"exp_euler"``), ``v`` is ``None``: the trace is never stored, which
-            saves memory and time when only spikes are needed (e.g. a spike-count loss under ``jax.grad``).
-            The raster and its gradients are those of the recorded run.
+            saves memory and time when only spikes are needed (under your own ``jit`` XLA already drops an
+            unused trace; un-jitted, or under ``jax.grad`` without ``jit``, it is computed unless
+            ``record=False``).  The raster and its gradients are those of the recorded run, bit for bit.
 
     Invalid traced values (inside your ``jit``/``vmap``) give NaN traces and an all-``True`` raster;
     :func:`jaxlif.checked` raises naming them.
