@@ -44,11 +44,14 @@ jaxlif variants:
 * ``lif_step``: :func:`jaxlif.lif_step` on a ``(B, N)`` state inside the user's own ``lax.scan``;
 * ``simulate_lif``: :func:`jaxlif.simulate_lif` ``vmap``-ped over neurons and batch of the same time-major
   array (``in_axes=1``; the scan reads it as it is);
+* ``simulate_lif_spikes``: ``simulate_lif`` as above with ``record=False`` (only the spike raster is kept; no
+  voltage trace is stored), what a spike-count loss needs;
 * ``simulate_lif_tl``: the same on a time-last ``(B, N, T)`` copy, the simulators' own layout (the input and the
   gradient are transposed);
 * ``cond_lif_step``: :func:`jaxlif.cond_lif_step` in a user scan with the current as ``I_inj`` and no input
   spikes (``g = 0``: the same spikes);
 * ``simulate_cond_lif``: :func:`jaxlif.simulate_cond_lif` ``vmap``-ped like ``simulate_lif``;
+* ``simulate_cond_lif_spikes``: the same with ``record=False`` (no ``v``, ``g_E``, ``g_I`` traces);
 * the simulators see ``T + 1`` samples (an unused last input): they test ``T``, like the user scans;
 * ``network``: :func:`jaxlif.network.simulate_network` on one 1000-neuron population with no projections
   (``record=False``, the current given as ``inputs``, ``vmap`` over the batch);
@@ -60,6 +63,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import platform
@@ -82,8 +86,8 @@ THETA = V_TH - E_L                # 20 mV
 SLOPE = 0.1                       # fast sigmoid slope [1/mV] (jaxlif's default)
 
 JAX_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-JAXLIF_VARIANTS = ("lif_step", "simulate_lif", "simulate_lif_tl", "cond_lif_step", "simulate_cond_lif", "network",
-                   "network_sparse")
+JAXLIF_VARIANTS = ("lif_step", "simulate_lif", "simulate_lif_spikes", "simulate_lif_tl", "cond_lif_step",
+                   "simulate_cond_lif", "simulate_cond_lif_spikes", "network", "network_sparse")
 
 
 def make_current(B: int, T: int, N: int, seed: int) -> np.ndarray:
@@ -127,9 +131,9 @@ def _jaxlif_programs(I_np: np.ndarray, variants) -> dict:
         _, counts = jax.lax.scan(body, st0, I_tbn)
         return counts.sum() * norm
 
-    def simulate_lif_loss(w, I_tbn, I_tbn1, I_bnt1):    # time-major data as the user scans have it: vmap axes 1, 2
-        run = lambda i: jaxlif.simulate_lif(p, i, dt=DT, spike_grad=sg).spikes.sum()
-        return jax.vmap(jax.vmap(run, in_axes=1), in_axes=1)(w * I_tbn1).sum() * norm
+    def simulate_lif_loss(w, I_tbn, I_tbn1, I_bnt1, record=True):    # time-major data as the user scans have it
+        run = lambda i: jaxlif.simulate_lif(p, i, dt=DT, spike_grad=sg, record=record).spikes.sum()
+        return jax.vmap(jax.vmap(run, in_axes=1), in_axes=1)(w * I_tbn1).sum() * norm   # vmap axes 1, 2
 
     def simulate_lif_tl_loss(w, I_tbn, I_tbn1, I_bnt1):    # time-last data (B, N, T), the simulators' own layout
         run = lambda i: jaxlif.simulate_lif(p, i, dt=DT, spike_grad=sg).spikes.sum()
@@ -146,8 +150,9 @@ def _jaxlif_programs(I_np: np.ndarray, variants) -> dict:
 
     zeros_T = jnp.zeros((T + 1,), jnp.float32)
 
-    def simulate_cond_lif_loss(w, I_tbn, I_tbn1, I_bnt1):
-        run = lambda i: jaxlif.simulate_cond_lif(cp, zeros_T, zeros_T, i, dt=DT, spike_grad=sg).spikes.sum()
+    def simulate_cond_lif_loss(w, I_tbn, I_tbn1, I_bnt1, record=True):
+        run = lambda i: jaxlif.simulate_cond_lif(cp, zeros_T, zeros_T, i, dt=DT, spike_grad=sg,
+                                                 record=record).spikes.sum()
         return jax.vmap(jax.vmap(run, in_axes=1), in_axes=1)(w * I_tbn1).sum() * norm
 
     def network_loss(structure, params):
@@ -163,9 +168,12 @@ def _jaxlif_programs(I_np: np.ndarray, variants) -> dict:
     net0 = jn.Network((pop,), ())
     sparse = jn.random_projection(jax.random.key(1), "E", "E", n_pre=N, n_post=N, p=0.02, weight=0.0, delay=1)
     net1 = jn.Network((pop,), (sparse,))
+    spikes_only = lambda loss: functools.partial(loss, record=False)
     builders = {"lif_step": lambda: lif_step_loss, "simulate_lif": lambda: simulate_lif_loss,
+                "simulate_lif_spikes": lambda: spikes_only(simulate_lif_loss),
                 "simulate_lif_tl": lambda: simulate_lif_tl_loss,
                 "cond_lif_step": lambda: cond_lif_step_loss, "simulate_cond_lif": lambda: simulate_cond_lif_loss,
+                "simulate_cond_lif_spikes": lambda: spikes_only(simulate_cond_lif_loss),
                 "network": lambda: network_loss(*jn.partition(net0)),
                 "network_sparse": lambda: network_loss(*jn.partition(net1))}
     for name in variants:
@@ -437,10 +445,12 @@ def markdown(res: dict, command: str) -> str:
             if k in rows:
                 lines.append(f"- for information, `{k.split(':')[1]}` (a step function in the user's scan, not a "
                              f"simulator) against spyx: {_ratio(rows, k, spyx):.2f}x.")
-        for k in ("jaxlif:simulate_lif", "jaxlif:simulate_cond_lif", "jaxlif:network"):
+        for k in ("jaxlif:simulate_lif", "jaxlif:simulate_lif_spikes", "jaxlif:simulate_cond_lif",
+                  "jaxlif:simulate_cond_lif_spikes", "jaxlif:network"):
             if k in rows:
                 r = _ratio(rows, k, spyx)
-                lines.append(f"- `{k.split(':')[1]}` at least 1.5x spyx's speed: {r:.2f}x, "
+                option = " (`record=False`)" if k.endswith("_spikes") else " (defaults)" if "simulate" in k else ""
+                lines.append(f"- `{k.split(':')[1]}`{option} at least 1.5x spyx's speed: {r:.2f}x, "
                              f"**{'met' if r >= 1.5 else 'not met'}**.")
     for k in ("jaxlif:network", "jaxlif:network_sparse"):
         for plain in ("jaxlif:cond_lif_step", "jaxlif:simulate_cond_lif"):
@@ -457,16 +467,28 @@ WHY = """What the time goes to (one core, float32, 8000 neurons per step): a ste
 operations per neuron, so the forward pass alone takes about 20 us per step; forward+backward is bound by memory
 traffic, each array of shape (T, B, N) (32 MB here) that the program writes or reads costing about as much as
 the whole forward arithmetic on this VM. A user's scan that sums the spikes inside the loop writes the fewest
-such arrays. The simulators return whole rasters and traces (time last), take the input as an array (so its
-gradient is one more such array), check the input for finite values and poison their outputs: each a pass over
-(T, B, N); without the check, the poisoning and the appended last sample `simulate_lif` was only 1.25x faster
-(measured once), so most of the gap to `lif_step` is the array-in, array-out interface. In the code measured above
-the membrane step recomputes its elementwise intermediates in the backward pass (`jax.checkpoint` around it, so
-every user scan of `lif_step`, `cond_lif_step` or `network_step` gets it) and the single-neuron simulators remat
-each scanned step (`jaxlif._scan.scan(remat_steps=True)`): reverse mode stores the step's inputs instead of about
-seven arrays per step. Measured once when it was made (old and new code compiled in one process, interleaved,
-losses and gradients bit for bit identical): `lif_step` scan 1.55x, `cond_lif_step` scan 1.34x, `simulate_lif`
-1.15x and `simulate_cond_lif` 1.33x faster forward+backward."""
+such arrays: reverse mode stores, per step, `v` and a boolean refractory mask (the membrane step is
+rematerialised, `jax.checkpoint` with a policy that keeps only that mask, `jaxlif._scan.REMAT_SAVED`, instead
+of the float refractory counter; the same operations on the same numbers, so values and gradients are bit for
+bit those of the code before; in three runs of this script it took `lif_step` from 1.54x to 1.74-2.00x
+spyx's speed, `cond_lif_step` from 0.78x to 0.93-1.00x and `simulate_lif` from 0.62x to 0.78-0.81x; `network`
+stayed at 0.42-0.44x, so its ratio to `cond_lif_step` grew past 2x because `cond_lif_step` got faster).
+The simulators take the input as an array (the user's scaled input is written once before the scan and its
+gradient is one more array, written by the backward scan and reduced) and return the
+raster time last (written by the scan, copied once, poisoned and with the never-tested last sample appended,
+then reduced; its cotangent is one more array): about six more such passes than the user scan, which no option
+of the simulators removes. A bare `lax.scan` of `lif_step` over the same materialised input that returns the
+time-first raster (no checks, no poisoning, no appended sample: the least an array-in, raster-out simulator
+does) took 0.188 s against `lif_step`'s 0.096 s and `simulate_lif`'s 0.221 s (one process, 11 interleaved
+rounds): about spyx's speed, so 1.5x spyx is out of reach for that interface. The finite check of the input and the Euler stability peak of `simulate_cond_lif`
+now run inside the scan (no separate pass over the input or the conductance traces; no change measurable on
+its own on this loaded machine). `record=False` (the `_spikes` rows) stores no `v` (and `g_E`, `g_I`) trace;
+under the user's `jit` XLA already drops a trace the loss does not use, so those rows equal the default rows
+here; it saves memory and time where the trace would be computed (an un-jitted call, or a loss that does not
+use it under `jax.grad` without `jit`). Tried and not kept (one process, interleaved, 7 rounds): scanning all
+`T + 1` samples with the poisoning inside the scan and an up-front finite check, so that the raster comes
+straight from the scan with no copy (0.196 s against 0.206 s, within the noise), `checkpoint=` segments (no
+faster) and unrolling the scan by 4 (about 5x slower)."""
 
 
 def replace_section(path: Path, name: str, text: str) -> None:
@@ -528,7 +550,7 @@ def main(argv=None) -> dict:
         worker(args.worker, args.data, args.variants)
         return {}
     res = measure(args)
-    command = "python benchmarks/bench_snn.py" + ("" if argv is None else " " + " ".join(argv))
+    command = " ".join(["python benchmarks/bench_snn.py"] + (sys.argv[1:] if argv is None else list(argv)))
     text = markdown(res, command)
     print(text)
     if args.json:

@@ -392,11 +392,24 @@ def traced_rule(label: str, value: Any, rule: str, dt: float | None = None) -> j
     message naming ``label``, so that :func:`checked` raises for an invalid value.  ``dt`` [ms] is
     needed by the ``"tau"`` and ``"rate"`` rules.
     """
-    predicate, text = _TRACED_RULES[rule]
+    predicate, _ = _TRACED_RULES[rule]
     x = jnp.asarray(value)
-    ok = jnp.all(predicate(x, dt))
-    text = text.format(dt=dt, rate_max=None if dt is None else f"{1000.0 / dt:.6g}")
-    checkify.debug_check(ok, f"{label}={{value}} {text}", value=x)
+    return traced_rule_result(label, x, rule, jnp.all(predicate(x, dt)), dt)
+
+
+def rule_predicate(rule: str) -> Callable:
+    """The elementwise predicate ``(x, dt) -> bool array`` of a traced ``rule`` (to evaluate it piecewise)."""
+    return _TRACED_RULES[rule][0]
+
+
+def traced_rule_result(label: str, value: Any, rule: str, ok: jax.Array, dt: float | None = None) -> jax.Array:
+    """:func:`traced_rule` for a verdict ``ok`` computed elsewhere (e.g. fused into a simulator's scan:
+    ``ok = all(predicate(value))`` evaluated step by step, which saves a pass over a long input).
+
+    Emits the same ``checkify.debug_check`` naming ``label`` (raised by :func:`checked`) and returns ``ok``.
+    """
+    text = _TRACED_RULES[rule][1].format(dt=dt, rate_max=None if dt is None else f"{1000.0 / dt:.6g}")
+    checkify.debug_check(ok, f"{label}={{value}} {text}", value=jnp.asarray(value))
     return ok
 
 

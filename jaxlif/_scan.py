@@ -32,6 +32,15 @@ import numpy as np
 
 __all__: list[str] = []  # private module
 
+#: The one intermediate that the rematerialised neuron steps keep for the backward pass: the boolean
+#: "refractory at this step" mask (``jax.ad_checkpoint.checkpoint_name`` in the membrane step).  Keeping it
+#: (1 byte per neuron and step) instead of the float refractory counter it comes from (4 bytes) lets reverse
+#: mode drop the counter from the stored residuals: a LIF step then stores ``v`` and this mask.  The same
+#: operations on the same numbers, so values and gradients are unchanged; it only moves less memory
+#: (BENCHMARKS.md "snn").
+REMAT_SAVED = "jaxlif_refractory"
+REMAT_POLICY = jax.checkpoint_policies.save_only_these_names(REMAT_SAVED)
+
 
 def check_checkpoint(checkpoint: Any) -> bool | int | None:
     """Validate a ``checkpoint=`` argument (``None``, ``False``, ``True`` or an int >= 1), before tracing."""
@@ -61,10 +70,12 @@ def scan(body: Callable, carry: Any, xs: Any, length: int, checkpoint: bool | in
         length: number of steps (static).
         checkpoint: ``None``/``False``, ``True`` or a segment length (see the module docstring).
         remat_steps: without segments, wrap ``body`` in :func:`jax.checkpoint`: reverse mode then keeps
-            only each step's carry and input and recomputes the step's intermediates in the backward
-            pass.  For the cheap elementwise steps of the neuron simulators this is faster (a LIF step
-            stores 2 arrays per step instead of 7: memory traffic, not arithmetic, bounds their
-            backward pass; BENCHMARKS.md "snn") and uses less memory; values and gradients are the same
+            only each step's carry and input (the membrane step's boolean refractory mask,
+            :data:`REMAT_SAVED`, in place of the refractory counter) and recomputes the step's
+            intermediates in the backward pass.  For the cheap elementwise steps of the neuron
+            simulators this is faster (a LIF step stores ``v`` and the mask per step instead of 7
+            arrays: memory traffic, not arithmetic, bounds their backward pass; BENCHMARKS.md "snn")
+            and uses less memory; values and gradients are the same
             operations on the same numbers, so they are unchanged.  No effect without differentiation.
 
     Returns:
@@ -72,7 +83,9 @@ def scan(body: Callable, carry: Any, xs: Any, length: int, checkpoint: bool | in
     """
     k = segment_length(length, checkpoint)
     if k is None:
-        return jax.lax.scan(jax.checkpoint(body, prevent_cse=False) if remat_steps else body, carry, xs, length=length)
+        if remat_steps:
+            body = jax.checkpoint(body, prevent_cse=False, policy=REMAT_POLICY)
+        return jax.lax.scan(body, carry, xs, length=length)
     n_seg, rest = divmod(length, k)
     head = jax.tree.map(lambda x: x[:n_seg * k].reshape((n_seg, k) + x.shape[1:]), xs)
 

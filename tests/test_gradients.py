@@ -203,3 +203,52 @@ def test_rate_gradient_is_zero_and_says_so():
     counts = lambda r: jnp.sum(jaxlif.poisson_counts(KEY, r, 3, T=5.0, dt=DT))
     with pytest.warns(UserWarning, match=r"gradient with respect to rate is zero.*fmp_shot_noise"):
         assert float(jax.grad(counts)(10.0)) == 0.0
+
+
+# ------------------------------------------------------------------------------------------------
+# record=False: only the raster (no v, g_E, g_I traces), the same raster and the same gradients
+# ------------------------------------------------------------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _raster_and_grad(name, record, integrator, theta, x):
+    """The raster, the offsets and the surrogate gradient of the spike count w.r.t. ``theta`` and the input."""
+    def count(th, drive):
+        a, b = th
+        kw = dict(spike_grad=SG, record=record, integrator=integrator)
+        if name == "lif":
+            out = jaxlif.simulate_lif(PART1._replace(tau_m=20.0 * a, g_L=10.0 * b, t_ref=2.0), drive, dt=1.0, **kw)
+        else:
+            cond = CondLIFParams(exc=SynParams(2.4 * a, 2.0, 0.0), inh=SynParams(2.4 * b, 5.0, -80.0))
+            out = jaxlif.simulate_cond_lif(cond, x["n_E"], x["n_I"], drive, dt=DT, **kw)
+        return out.spikes.sum(), out
+    drive = x["I"] if name == "lif" else 300.0 + 100.0 * jnp.sin(jnp.arange(200) / 7.0)
+    (_, out), grads = jax.value_and_grad(count, argnums=(0, 1), has_aux=True)(theta, drive)
+    return out, grads
+
+
+@pytest.mark.parametrize("name", ["lif", "cond_lif"])
+@pytest.mark.parametrize("integrator", ["euler", "exp_euler"])
+def test_record_false_keeps_the_raster_and_its_gradients(name, integrator):
+    """``record=False`` stores no traces but gives the recorded run's raster, offsets and gradients, bit for
+    bit (with respect to parameters and to every sample of the input current)."""
+    full, g_full = _raster_and_grad(name, True, integrator, THETA, _data())
+    bare, g_bare = _raster_and_grad(name, False, integrator, THETA, _data())
+    assert float(full.spikes.sum()) >= 3                                  # a spiking run: the test can fail
+    assert bare.v is None and (name == "lif" or (bare.g_E is None and bare.g_I is None))
+    assert full.v is not None
+    np.testing.assert_array_equal(np.asarray(bare.spikes), np.asarray(full.spikes))
+    assert (bare.spike_offset is None) == (integrator == "euler")
+    if integrator == "exp_euler":
+        np.testing.assert_array_equal(np.asarray(bare.spike_offset), np.asarray(full.spike_offset))
+    for a, b in zip(jax.tree.leaves(g_bare), jax.tree.leaves(g_full)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert float(jnp.abs(g_full[1]).max()) > 0 and all(float(g) != 0.0 for g in g_full[0])   # gradients flow
+
+
+@pytest.mark.parametrize("record", ["no", 0, None])
+def test_record_must_be_a_flag(record):
+    with pytest.raises(TypeError, match="record must be True or False"):
+        jaxlif.simulate_lif(PART1, jnp.zeros(10), dt=1.0, record=record)
+    with pytest.raises(TypeError, match="record must be True or False"):
+        jaxlif.simulate_cond_lif(CondLIFParams(), jnp.zeros(10), jnp.zeros(10), dt=DT, record=record)

@@ -169,3 +169,23 @@ def test_checked_mode_names_U0():
     with pytest.raises(ValueError, match=r"params\.U0=.*-0\.5.* must lie in \(0, 1\]"):
         _checks.checked(jax.vmap(lambda u: jaxlif.ratio_curve(jaxlif.STPParams(u, 100.0, 50.0), [10.0])))(
             jnp.array([0.5, -0.5]))
+
+
+def test_traced_nonfinite_current_poisons_lif_and_cond_lif():
+    """The finite check of ``I`` / ``I_inj`` runs inside the scan (and on the last, unscanned sample): a
+    NaN in the middle, +inf at the end or -inf at the start each poisons its row, with or without
+    ``record``; ``checked`` names the argument."""
+    I = jnp.full(50, 800.0)
+    rows = jnp.stack([I, I.at[20].set(jnp.nan), I.at[-1].set(jnp.inf), I.at[0].set(-jnp.inf)])
+    lif = lambda i, record=True: jaxlif.simulate_lif(LIFParams(), i, dt=DT, record=record)
+    cond = lambda i: jaxlif.simulate_cond_lif(CondLIFParams(), ZERO50, ZERO50, i, dt=DT)
+    for out in (jax.jit(jax.vmap(lif))(rows), jax.jit(jax.vmap(lambda i: lif(i, False)))(rows),
+                jax.jit(jax.vmap(cond))(rows)):
+        assert out.spikes[0].any() and not out.spikes[0].all()          # the valid row spikes, unpoisoned
+        assert all(np.isfinite(np.asarray(leaf)[0]).all() for leaf in jax.tree.leaves(out))
+        _assert_poisoned(out, [1, 2, 3])
+    with pytest.raises(ValueError, match=r"(?s)I=.*must be finite"):
+        _checks.checked(jax.vmap(lif))(rows)
+    with pytest.raises(ValueError, match=r"(?s)I_inj=.*must be finite"):
+        _checks.checked(jax.vmap(cond))(rows)
+    _checks.checked(jax.vmap(cond))(rows[:1])                            # valid: no error

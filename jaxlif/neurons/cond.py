@@ -16,7 +16,8 @@ from jax.typing import ArrayLike
 from jaxlif import _checks, _scan, _stability
 from jaxlif.grid import n_steps as _n_steps
 from jaxlif.inputs import _binomial_tail, _p_spike, binomial_count, check_n_trains
-from jaxlif.neurons.lif import (LIFParams, LIFState, _finish, _run_options, _single_neuron, check_integrator,
+from jaxlif.neurons.lif import (LIFParams, LIFState, _append_zero, _finish, _finite_in_scan, _run_options,
+                                _scan_checking, _single_neuron, check_integrator,
                                 check_lif_params, lif_init, membrane_step)
 from jaxlif.surrogates import Surrogate
 from jaxlif.synapses import EXC_SYN, INH_SYN, SynParams, check_syn_params, exp_syn_mean, exp_syn_step
@@ -141,7 +142,8 @@ def _current_array(I_inj, steps: int):
 
 def simulate_cond_lif(params: CondLIFParams, n_E: jax.Array, n_I: jax.Array, I_inj: ArrayLike = 0.0, *,
                       dt: float, spiking: bool = True, spike_grad: Surrogate | None = None,
-                      checkpoint: bool | int | None = None, integrator: str = "euler") -> CondLIFResult:
+                      checkpoint: bool | int | None = None, integrator: str = "euler",
+                      record: bool = True) -> CondLIFResult:
     """Simulate the conductance LIF on given per-step input spike counts.
 
     Equivalent Python loop (the tutorial's ``run_LIF_cond``)::
@@ -165,6 +167,10 @@ def simulate_cond_lif(params: CondLIFParams, n_E: jax.Array, n_I: jax.Array, I_i
             (:func:`cond_lif_step`; docs/conventions.md section 10): exact synaptic decay, an input at
             index ``k`` enters ``g`` at ``t_k`` (index 0 is seen, and ``g_E[0] = gE_bar n_E[0]``),
             exponential Euler for the membrane and spike times within the step (``spike_offset``).
+        record: ``True`` (default) returns the traces ``v, g_E, g_I``; ``False`` keeps only the spike
+            raster (and ``spike_offset`` with ``"exp_euler"``), ``v, g_E, g_I`` are ``None`` and never
+            stored: less memory and time when only spikes are needed (see :func:`simulate_lif`).  The
+            raster and its gradients are those of the recorded run, bit for bit.
 
     Returns:
         :class:`CondLIFResult` with every trace of shape ``(n_steps,)`` (NaN traces and an all-``True``
@@ -187,7 +193,8 @@ def simulate_cond_lif(params: CondLIFParams, n_E: jax.Array, n_I: jax.Array, I_i
     I = _current_array(I_inj, steps)
     return _stability.warn_if_poisoned(_simulate_cond_lif(params, jnp.asarray(n_E), jnp.asarray(n_I), I, dt,
                                                           _checks.check_flag("spiking", spiking), spike_grad,
-                                                          checkpoint, integrator),
+                                                          checkpoint, integrator,
+                                                          _checks.check_flag("record", record)),
                                        "simulate_cond_lif")
 
 
@@ -214,27 +221,40 @@ def _no_threshold(params, spiking: bool):
     return params if spiking else params._replace(neuron=params.neuron._replace(V_th=jnp.inf))
 
 
-@jax.jit(static_argnums=(4, 5, 6, 7, 8))
-def _simulate_cond_lif(params, n_E, n_I, I, dt, spiking, spike_grad, checkpoint, integrator="euler"):
+@jax.jit(static_argnums=(4, 5, 6, 7, 8, 9))
+def _simulate_cond_lif(params, n_E, n_I, I, dt, spiking, spike_grad, checkpoint, integrator="euler", record=True):
     dtype = jnp.result_type(float)
     n_E, n_I = n_E.astype(dtype), n_I.astype(dtype)
     ok = (traced_cond_lif_ok(params, dt) & _checks.traced_rule("n_E", n_E, "nonneg")
-          & _checks.traced_rule("n_I", n_I, "nonneg") & _checks.traced_rule("I_inj", I, "finite"))
+          & _checks.traced_rule("n_I", n_I, "nonneg"))
     params = _no_threshold(params, spiking)
     xs = (n_E[1:], n_I[1:], I[:-1])
-    step = lambda st, x: cond_lif_step(params, st, x, dt, spike_grad=spike_grad, integrator=integrator)
+
+    def step(carry, x):   # also the largest g_E + g_I a step used (a running maximum; jaxlif._stability)
+        state, g_peak = carry
+        state, out = cond_lif_step(params, state, x, dt, spike_grad=spike_grad, integrator=integrator)
+        return (state, jnp.maximum(g_peak, out[2] + out[3])), out
+
     state0 = cond_lif_init(params)
     if integrator == "exp_euler":   # an input at index k enters g at t_k: index 0 is seen
         state0 = state0._replace(g_E=state0.g_E + params.exc.g_bar * n_E[0],
                                  g_I=state0.g_I + params.inh.g_bar * n_I[0])
-    state, out = _scan.scan(step, state0, xs, n_E.shape[0] - 1, checkpoint, remat_steps=True)
+    keep = None if record else (1, 4) if integrator == "exp_euler" else (1,)   # without v, g_E, g_I
+    finite = _checks.rule_predicate("finite")
+    (state, g_peak), out, flag = _scan_checking(step, (state0, _stability.peak_init(dtype)), xs,
+                                                n_E.shape[0] - 1, checkpoint, keep,
+                                                lambda x: jnp.all(finite(x[2], None)))
+    ok = ok & _finite_in_scan("I_inj", I, flag)
+    if integrator == "euler":   # the tutorial's membrane step: poisoned where it left its stable range
+        ok = ok & _stability.traced_euler_ok(params.neuron, g_peak, dt)
+    if not record:
+        return _checks.poison(ok, CondLIFResult(None, _append_zero(out[0]), None, None,
+                                                *map(_append_zero, out[1:])))
     v_seq, spike_seq, gE_seq, gI_seq = out[:4]
     v, spikes = _finish(v_seq, spike_seq, state.neuron.v)
     g0_E, g0_I = state0.g_E[None].astype(dtype), state0.g_I[None].astype(dtype)
-    offset = (jnp.concatenate([out[4], jnp.zeros((1,), dtype)]),) if integrator == "exp_euler" else ()
+    offset = (_append_zero(out[4]),) if integrator == "exp_euler" else ()
     result = CondLIFResult(v, spikes, jnp.concatenate([g0_E, gE_seq]), jnp.concatenate([g0_I, gI_seq]), *offset)
-    if integrator == "euler":   # the tutorial's membrane step: poisoned where it left its stable range
-        ok = ok & _stability.traced_euler_ok(params.neuron, jnp.max(gE_seq + gI_seq, initial=0.0), dt)
     return _checks.poison(ok, result)
 
 

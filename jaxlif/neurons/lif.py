@@ -11,6 +11,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.ad_checkpoint import checkpoint_name
 from jax.typing import ArrayLike
 
 from jaxlif import _checks, _scan
@@ -117,7 +118,7 @@ def _fire_and_reset(params: LIFParams, state: LIFState, dt: float, spike_grad=No
     of the hard reset and the derivative of ``(1 - s) v + s V_reset`` (zero through ``s`` with
     ``spike_grad.detach_reset``).
     """
-    refractory = state.refractory > 0
+    refractory = checkpoint_name(state.refractory > 0, _scan.REMAT_SAVED)   # kept by remat
     crossed, s = spike_from_voltage(state.v, params.V_th, spike_grad)
     spike = jnp.logical_and(jnp.logical_not(refractory), crossed)
     v_free = jnp.where(refractory, params.V_reset, state.v)
@@ -208,8 +209,10 @@ def membrane_step(params: LIFParams, state: LIFState, g_E: ArrayLike, E_E: Array
 # backward pass is bound by memory traffic: this runs a lif_step scan's forward+backward about 1.5x faster
 # (BENCHMARKS.md "snn").  The same operations on the same numbers: values and gradients are unchanged (bit for
 # bit in that benchmark).  prevent_cse=False: a scan already keeps the recomputation apart from the forward
-# pass (outside a scan XLA may merge them, which only means storing as before).
-@functools.partial(jax.checkpoint, static_argnums=(7, 8, 9), prevent_cse=False)
+# pass (outside a scan XLA may merge them, which only means storing as before).  The policy keeps the boolean
+# refractory mask (_scan.REMAT_SAVED) so that the float refractory counter is not stored: a scan then stores
+# v (4 bytes) and the mask (1 byte) per neuron and step instead of v and the counter (8 bytes).
+@functools.partial(jax.checkpoint, static_argnums=(7, 8, 9), prevent_cse=False, policy=_scan.REMAT_POLICY)
 def _membrane_core(params, state, g_E, E_E, g_I, E_I, I, dt, spike_grad, integrator):
     if integrator == "exp_euler":
         return _exp_membrane_step(params, state, g_E, E_E, g_I, E_I, I, dt, spike_grad)
@@ -245,14 +248,18 @@ def lif_step(params: LIFParams, state: LIFState, I: jax.Array, dt: float, *,
     return membrane_step(params, state, 0.0, 0.0, 0.0, 0.0, I, dt, spike_grad, integrator)
 
 
+def _append_zero(seq):
+    """``seq`` (time first) with one more sample, 0 (no spike, no offset): the last sample is never tested."""
+    return jnp.concatenate([seq, jnp.zeros((1,) + seq.shape[1:], seq.dtype)], axis=0)
+
+
 def _finish(v_seq, spike_seq, v_last, offset_seq=None):
     """Append the last sample (never tested against threshold) to scanned outputs, time last.
     With ``offset_seq`` (``integrator="exp_euler"``) also returns the spike offsets, 0 at the end."""
     v = jnp.concatenate([v_seq, v_last[None]], axis=0)
-    spikes = jnp.concatenate([spike_seq, jnp.zeros((1,), spike_seq.dtype)], axis=0)
     if offset_seq is None:
-        return v, spikes
-    return v, spikes, jnp.concatenate([offset_seq, jnp.zeros((1,), offset_seq.dtype)], axis=0)
+        return v, _append_zero(spike_seq)
+    return v, _append_zero(spike_seq), _append_zero(offset_seq)
 
 
 def _run_options(spike_grad, checkpoint, neuron: LIFParams):
@@ -274,7 +281,7 @@ def _single_neuron(params, cls, function: str, batch: str | None = None):
 
 def simulate_lif(params: LIFParams, I: jax.Array, *, dt: float, spiking: bool = True,
                  spike_grad: Surrogate | None = None, checkpoint: bool | int | None = None,
-                 integrator: str = "euler") -> LIFResult:
+                 integrator: str = "euler", record: bool = True) -> LIFResult:
     """Simulate the current-based LIF over an input current ``I`` [pA] of shape ``(n_steps,)``.
 
     Equivalent Python loop::
@@ -300,6 +307,11 @@ def simulate_lif(params: LIFParams, I: jax.Array, *, dt: float, spiking: bool = 
             at the exact crossing within the step (``spike_offset``), reset and ``t_ref`` from there
             (docs/conventions.md section 10).  For a piecewise-constant current on the grid this is
             the exact solution at every ``dt``.
+        record: ``True`` (default) returns the voltage trace ``v``; ``False`` keeps only the spike raster
+            (and ``spike_offset`` with ``"exp_euler"``), ``v`` is ``None``: the trace is never stored, which
+            saves memory and time when only spikes are needed (under your own ``jit`` XLA already drops an
+            unused trace; un-jitted, or under ``jax.grad`` without ``jit``, it is computed unless
+            ``record=False``).  The raster and its gradients are those of the recorded run, bit for bit.
 
     Invalid traced values (inside your ``jit``/``vmap``) give NaN traces and an all-``True`` raster;
     :func:`jaxlif.checked` raises naming them.
@@ -321,16 +333,45 @@ def simulate_lif(params: LIFParams, I: jax.Array, *, dt: float, spiking: bool = 
                          + _checks.single_neuron_hint("simulate_lif"))
     _checks.check_steps("I", I)
     return _simulate_lif(params, _checks.upcast(jnp.asarray(I)), dt, _checks.check_flag("spiking", spiking), spike_grad,
-                         checkpoint, integrator)
+                         checkpoint, integrator, _checks.check_flag("record", record))
 
 
-@jax.jit(static_argnums=(2, 3, 4, 5, 6))
-def _simulate_lif(params, I, dt, spiking, spike_grad, checkpoint, integrator="euler"):
-    ok = (_checks.traced_params("params", params, dt, _checks.LIF_RULES)
-          & _checks.traced_rule("I", I, "finite"))
+def _scan_checking(step, state0, xs, n: int, checkpoint, keep, valid):
+    """Scan a simulator's ``step(state, x) -> (state, outputs)`` over ``xs`` (time first), checking each
+    step's input on the way: ``valid(x)`` is a scalar boolean, and-ed over the steps in the carry (fused
+    into the scan, instead of a separate pass over a long input).  ``keep``: ``None`` (every output) or the
+    indices of the outputs to keep; the others are never stored.  Outputs stay time first.
+
+    Returns ``(state, outputs, all_valid)``.
+    """
+    def body(carry, x):
+        state, flag = carry
+        state, out = step(state, x)
+        return (state, flag & valid(x)), (out if keep is None else tuple(out[k] for k in keep))
+
+    (state, flag), out = _scan.scan(body, (state0, jnp.asarray(True)), xs, n, checkpoint, remat_steps=True)
+    return state, out, flag
+
+
+def _finite_in_scan(label: str, I, flag) -> jax.Array:
+    """The ``"finite"`` rule of ``I`` from a scan's verdict ``flag`` on ``I[:-1]`` and its last sample
+    (emits the named check of :func:`jaxlif._checks.traced_rule_result`)."""
+    finite = _checks.rule_predicate("finite")
+    return _checks.traced_rule_result(label, I, "finite", flag & jnp.all(finite(I[-1], None)))
+
+
+@jax.jit(static_argnums=(2, 3, 4, 5, 6, 7))
+def _simulate_lif(params, I, dt, spiking, spike_grad, checkpoint, integrator="euler", record=True):
+    ok = _checks.traced_params("params", params, dt, _checks.LIF_RULES)
     if not spiking:
         params = params._replace(V_th=jnp.inf)
-    I = I.astype(jnp.result_type(float))
+    I = I.astype(jnp.result_type(float))     # the "finite" rule gives the same verdict before and after
     step = lambda st, i: lif_step(params, st, i, dt, spike_grad=spike_grad, integrator=integrator)
-    state, out = _scan.scan(step, lif_init(params), I[:-1], I.shape[0] - 1, checkpoint, remat_steps=True)
-    return _checks.poison(ok, LIFResult(*_finish(*out[:2], state.v, *out[2:])))
+    finite = _checks.rule_predicate("finite")
+    keep = None if record else (1, 2) if integrator == "exp_euler" else (1,)   # without v
+    state, out, flag = _scan_checking(step, lif_init(params), I[:-1], I.shape[0] - 1, checkpoint, keep,
+                                      lambda i: jnp.all(finite(i, None)))
+    ok = ok & _finite_in_scan("I", I, flag)
+    if record:
+        return _checks.poison(ok, LIFResult(*_finish(*out[:2], state.v, *out[2:])))
+    return _checks.poison(ok, LIFResult(None, *map(_append_zero, out)))
