@@ -1,0 +1,219 @@
+"""Networks under ``integrator="exp_euler"``: rate against dt, against NEST 3.10, and the speed cost (docs/networks.md).
+
+The network is the high-conductance E/I network of issue 21 ("Fidelity"): the benchmark network of
+``experiments/bench_network.py`` (3200 E + 800 I of the tutorials' neuron, p = 0.1, weights E->E 0.25,
+E->I 0.25, I->E 1.5, I->I 1.5 nS, delay 1.5 ms, 100 Poisson trains x 10 Hz x 1 nS of drive per neuron)
+with **static** E->E synapses: it fires at about 67 Hz with a mean total conductance near 10 g_L, so an
+effective membrane time constant near 1 ms.  Smaller networks (``--n-E``, ``--n-I``) get weights scaled
+by ``400 / ((n_E + n_I) p)`` (the same mean input).  The delay stays 1.5 ms at every ``dt``
+(``round(1.5 / dt)`` steps).  Rates are over the whole run (``T`` ms from rest), mean over neurons, and
+mean +- standard error over ``--keys`` drive keys (one connectivity, ``--seed``)::
+
+    python experiments/network_integrator.py --out /tmp/ni                  # the docs' numbers (long)
+    python experiments/network_integrator.py --quick --out /tmp/ni_quick    # a minute, no NEST
+
+Parts (``--parts``):
+
+- ``rates``: jaxlif with ``euler`` and ``exp_euler`` at each ``--dts`` (float32).
+- ``nest``: NEST ``iaf_cond_exp`` on the same synapses (``experiments/nest_check.py network``, in NEST's
+  own environment: ``$JAXLIF_NEST_PYTHON`` or ``.venv-nest``), at each ``--nest-resolutions``, one
+  ``poisson_generator`` at 1000 Hz x 1 nS (independent trains per target), ``--keys`` NEST seeds.
+- ``speed``: ``euler`` against ``exp_euler`` at dt = 0.1 ms, ``record=False``, interleaved, the fastest
+  of ``--repeats`` (compilation excluded).
+
+Writes ``network_integrator.json`` and ``table.md`` into ``--out``; with ``--docs PATH`` the table also
+replaces the section between ``<!-- begin:network_integrator -->`` and ``<!-- end:network_integrator -->``
+of that file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import jax  # noqa: E402
+
+from jaxlif import network as nw  # noqa: E402
+
+MARK_BEGIN, MARK_END = "<!-- begin:network_integrator -->", "<!-- end:network_integrator -->"
+WEIGHTS_4000 = {"E->E": 0.25, "E->I": 0.25, "I->E": 1.5, "I->I": 1.5}      # nS, for p = 0.1 and 4000 neurons
+DELAY_MS = 1.5
+DRIVE = dict(drive_rate=10.0, drive_n=100, drive_weight=1.0)
+DEFAULTS = dict(n_E=3200, n_I=800, p=0.1, T=1000.0, keys=3, seed=0, dts=(0.1, 0.05, 0.025, 0.0125),
+                nest_resolutions=(0.1, 0.01), repeats=5)
+QUICK = dict(n_E=320, n_I=80, T=200.0, keys=2, dts=(0.1, 0.05), nest_resolutions=(), repeats=2)
+
+
+def weights(n_E: int, n_I: int, p: float) -> dict:
+    """Weights [nS] scaled with the number of inputs (``p n``): the same mean input as at 4000 neurons."""
+    scale = 4000 * 0.1 / ((n_E + n_I) * p)
+    return {k: w * scale for k, w in WEIGHTS_4000.items()}
+
+
+def build(n_E: int, n_I: int, p: float, dt: float, seed: int = 0) -> nw.Network:
+    """The static-E->E network with the delay of ``DELAY_MS`` in steps of ``dt`` (same synapses at every dt)."""
+    return nw.ei_network(jax.random.key(seed), n_E=n_E, n_I=n_I, p=p, weights=weights(n_E, n_I, p),
+                         delay=int(round(DELAY_MS / dt)), stp=None, **DRIVE)
+
+
+def rates(net: nw.Network, dt: float, T: float, integrator: str, keys) -> dict:
+    """Mean rate [Hz] of E and I for each drive key (``record=False``)."""
+    out = {"E": [], "I": []}
+    for k in keys:
+        res = nw.simulate_network(jax.random.key(k), net, T=T, dt=dt, record=False, integrator=integrator)
+        for name in out:
+            s = np.asarray(res.spikes[name])
+            out[name].append(float(s.sum()) / s.shape[0] / (T / 1000.0))
+    return out
+
+
+def _mean_se(values) -> tuple[float, float]:
+    v = np.asarray(values, float)
+    return float(v.mean()), float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else float("nan")
+
+
+def nest_spec(net: nw.Network, resolution: float, T: float, seed: int) -> dict:
+    """``nest_check.py network`` input for ``net`` (one neuron parameter set; inhibitory weights negative)."""
+    offsets = net.offsets
+    pre, post, weight = [], [], []
+    for proj in net.projections:
+        a, b, w, _ = proj.edges()
+        pre.append(a + offsets[proj.pre])
+        post.append(b + offsets[proj.post])
+        weight.append(np.asarray(w, float) * (1.0 if proj.receptor == "exc" else -1.0))
+    pop = net.populations[0]
+    nrn, exc, inh, drive = pop.neuron, pop.exc, pop.inh, pop.drive
+    return dict(pre=np.concatenate(pre), post=np.concatenate(post), weight=np.concatenate(weight), n=net.size,
+                delay=DELAY_MS, drive_rate=drive.rate * drive.n, drive_weight=drive.weight, seed=seed,
+                resolution=resolution, T=T, C_m=nrn.g_L * nrn.tau_m, g_L=nrn.g_L, E_L=nrn.E_L, V_th=nrn.V_th,
+                V_reset=nrn.V_reset, V_init=nrn.V_init, t_ref=nrn.t_ref, E_ex=exc.E_rev, E_in=inh.E_rev,
+                tau_syn_ex=exc.tau_syn, tau_syn_in=inh.tau_syn)
+
+
+def nest_rates(net: nw.Network, resolution: float, T: float, keys, n_E: int) -> dict:
+    from experiments.nest_compare import run_nest
+    out = {"E": [], "I": [], "seconds": []}
+    for k in keys:
+        res = run_nest("network", nest_spec(net, resolution, T, 1 + k))
+        n = np.asarray(res["n_spikes"], float)
+        out["E"].append(float(n[:n_E].mean()) / (T / 1000.0))
+        out["I"].append(float(n[n_E:].mean()) / (T / 1000.0))
+        out["seconds"].append(res["seconds"])
+        out["nest_version"] = res["nest_version"]
+    return out
+
+
+def speed(net: nw.Network, T: float, repeats: int) -> dict:
+    """Interleaved wall times [s] of euler and exp_euler at dt = 0.1 (record=False, compilation excluded)."""
+    times = {"euler": [], "exp_euler": []}
+    run = {ig: (lambda k, ig=ig: nw.simulate_network(jax.random.key(k), net, T=T, dt=0.1, record=False,
+                                                      integrator=ig)) for ig in times}
+    for ig in times:
+        jax.block_until_ready(run[ig](100))
+    for i in range(repeats):
+        for ig in times:
+            t0 = time.perf_counter()
+            jax.block_until_ready(run[ig](101 + i))
+            times[ig].append(time.perf_counter() - t0)
+    return {ig: {"best_s": min(t), "median_s": statistics.median(t), "all_s": t} for ig, t in times.items()}
+
+
+def table(report: dict) -> str:
+    cfg = report["config"]
+    lines = [f"Network: {cfg['n_E']} E + {cfg['n_I']} I, p = {cfg['p']}, weights {report['weights']} nS, "
+             f"static E->E, delay {DELAY_MS} ms, drive 100 x 10 Hz x 1 nS; rates over T = {cfg['T']:g} ms from rest, "
+             f"mean +- SE over {cfg['keys']} drive keys (float32; NEST: {cfg['keys']} seeds).", "",
+             "| simulator | integrator | dt / resolution [ms] | E rate [Hz] | I rate [Hz] |", "|---|---|---|---|---|"]
+    for row in report["rates"]:
+        (mE, sE), (mI, sI) = _mean_se(row["E"]), _mean_se(row["I"])
+        lines.append(f"| {row['simulator']} | {row['integrator']} | {row['dt']:g} | {mE:.2f} ± {sE:.2f} | "
+                     f"{mI:.2f} ± {sI:.2f} |")
+    if report.get("speed"):
+        sp = report["speed"]
+        e, x = sp["euler"]["best_s"], sp["exp_euler"]["best_s"]
+        lines += ["", f"Speed (dt = 0.1 ms, T = {cfg['speed_T']:g} ms, record=False, float32, interleaved, best of "
+                  f"{cfg['repeats']}, {report['host']}): euler {e:.2f} s, exp_euler {x:.2f} s, ratio {x / e:.2f}."]
+    return "\n".join(lines) + "\n"
+
+
+def write_docs(path: Path, section: str) -> None:
+    text = path.read_text()
+    a, b = text.index(MARK_BEGIN) + len(MARK_BEGIN), text.index(MARK_END)
+    path.write_text(text[:a] + "\n" + section + text[b:])
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--parts", default="rates,nest,speed")
+    parser.add_argument("--n-E", type=int)
+    parser.add_argument("--n-I", type=int)
+    parser.add_argument("--T", type=float)
+    parser.add_argument("--keys", type=int)
+    parser.add_argument("--dts", type=lambda s: tuple(float(x) for x in s.split(",")))
+    parser.add_argument("--integrators", default="euler,exp_euler")
+    parser.add_argument("--exp-only-dts", type=lambda s: tuple(float(x) for x in s.split(",") if x), default=(),
+                        help="further dts run with exp_euler only (the fine references)")
+    parser.add_argument("--nest-resolutions", type=lambda s: tuple(float(x) for x in s.split(",") if x))
+    parser.add_argument("--repeats", type=int)
+    parser.add_argument("--speed-T", type=float, default=1000.0)
+    parser.add_argument("--docs")
+    args = parser.parse_args(argv)
+    cfg = dict(DEFAULTS, **(QUICK if args.quick else {}))
+    for name in ("n_E", "n_I", "T", "keys", "dts", "nest_resolutions", "repeats"):
+        if getattr(args, name) is not None:
+            cfg[name] = getattr(args, name)
+    cfg["speed_T"] = args.speed_T
+    parts = set(args.parts.split(","))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    keys = list(range(cfg["keys"]))
+    report = {"config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
+              "weights": weights(cfg["n_E"], cfg["n_I"], cfg["p"]), "rates": [],
+              "host": f"{jax.devices()[0].platform.upper()}, jax {jax.__version__}"}
+    if "rates" in parts:
+        plan = [(dt, args.integrators.split(",")) for dt in cfg["dts"]] + [(dt, ["exp_euler"])
+                                                                            for dt in args.exp_only_dts]
+        for dt, integrators in plan:
+            net = build(cfg["n_E"], cfg["n_I"], cfg["p"], dt, cfg["seed"])
+            for ig in integrators:
+                t0 = time.perf_counter()
+                r = rates(net, dt, cfg["T"], ig, keys)
+                report["rates"].append(dict(simulator="jaxlif", integrator=ig, dt=dt, seconds=time.perf_counter() - t0,
+                                            **r))
+                print(f"jaxlif {ig} dt {dt}: E {_mean_se(r['E'])} I {_mean_se(r['I'])}", flush=True)
+                (out / "network_integrator.json").write_text(json.dumps(report, indent=1))
+    if "nest" in parts:
+        for res in cfg["nest_resolutions"]:
+            net = build(cfg["n_E"], cfg["n_I"], cfg["p"], 0.1, cfg["seed"])
+            r = nest_rates(net, res, cfg["T"], keys, cfg["n_E"])
+            report["rates"].append(dict(simulator="NEST " + r.pop("nest_version", ""), integrator="iaf_cond_exp (RKF45)",
+                                        dt=res, **r))
+            print(f"NEST res {res}: E {_mean_se(r['E'])} I {_mean_se(r['I'])} ({r['seconds']} s)", flush=True)
+            (out / "network_integrator.json").write_text(json.dumps(report, indent=1))
+    if "speed" in parts:
+        net = build(cfg["n_E"], cfg["n_I"], cfg["p"], 0.1, cfg["seed"])
+        report["speed"] = speed(net, cfg["speed_T"], cfg["repeats"])
+        print("speed", {k: v["best_s"] for k, v in report["speed"].items()}, flush=True)
+    (out / "network_integrator.json").write_text(json.dumps(report, indent=1))
+    section = table(report)
+    (out / "table.md").write_text(section)
+    if args.docs:
+        write_docs(Path(args.docs), section)
+    print(section)
+    return report
+
+
+if __name__ == "__main__":
+    main()
