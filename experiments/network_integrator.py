@@ -18,6 +18,13 @@ Parts (``--parts``):
 - ``nest``: NEST ``iaf_cond_exp`` on the same synapses (``experiments/nest_check.py network``, in NEST's
   own environment: ``$JAXLIF_NEST_PYTHON`` or ``.venv-nest``), at each ``--nest-resolutions``, one
   ``poisson_generator`` at 1000 Hz x 1 nS (independent trains per target), ``--keys`` NEST seeds.
+- ``order``: convergence over dt on the same inputs, in float64: ``--order-n-E`` + ``--order-n-I`` neurons
+  (weights scaled as above) without the Poisson drive, given instead as conductance jumps on the 0.1 ms
+  grid (Binomial(100, 10 Hz x 0.1 ms) x 1 nS per neuron and step, NumPy seed ``--seed``), placed at the
+  same times on every finer grid; ``--order-T`` ms; reference ``exp_euler`` at ``--order-ref`` ms.  Per
+  run: the relative difference of the total spike count from the reference's, and for every reference
+  spike the distance to the nearest spike of the same neuron (mean over those within 1 ms; fraction
+  within 0.05 ms); orders are least-squares slopes of log(error) on log(dt).
 - ``speed``: ``euler`` against ``exp_euler`` at dt = 0.1 ms, ``record=False``, interleaved, the fastest
   of ``--repeats`` (compilation excluded).
 
@@ -113,6 +120,78 @@ def nest_rates(net: nw.Network, resolution: float, T: float, keys, n_E: int) -> 
     return out
 
 
+def _without_drive(net: nw.Network) -> nw.Network:
+    import dataclasses
+    return dataclasses.replace(net, populations=tuple(dataclasses.replace(p, drive=None) for p in net.populations))
+
+
+def _spike_times(res, dt: float) -> list:
+    out = []
+    for name in ("E", "I"):
+        s = np.asarray(res.spikes[name])
+        off = np.zeros(s.shape) if res.spike_offset is None else np.asarray(res.spike_offset[name], float)
+        out += [np.flatnonzero(row) * dt + o[row] for row, o in zip(s, off)]
+    return out
+
+
+def _time_errors(ref: list, run: list) -> tuple[float, float]:
+    """Mean distance from each reference spike to the nearest spike of the run (within 1 ms) and the
+    fraction of reference spikes within 0.05 ms."""
+    d = []
+    for a, b in zip(ref, run):
+        if a.size == 0:
+            continue
+        if b.size == 0:
+            d.extend([np.inf] * a.size)
+            continue
+        j = np.clip(np.searchsorted(b, a), 1, max(b.size - 1, 1))
+        near = np.minimum(np.abs(a - b[np.maximum(j - 1, 0)]), np.abs(a - b[np.minimum(j, b.size - 1)]))
+        d.extend(near)
+    d = np.asarray(d)
+    return float(d[d < 1.0].mean()), float(np.mean(d <= 0.05))
+
+
+def _slope(dts, errs) -> float:
+    x, y = np.log(np.asarray(dts)), np.log(np.maximum(np.asarray(errs, float), 1e-300))
+    ok = np.asarray(errs) > 0
+    return float(np.polyfit(x[ok], y[ok], 1)[0]) if ok.sum() >= 2 else float("nan")
+
+
+def order(n_E: int, n_I: int, T: float, dts, ref_dt: float, seed: int) -> dict:
+    """Convergence on the same inputs (module docstring, part ``order``), float64."""
+    coarse = 0.1
+    steps = int(round(T / coarse))
+    rng = np.random.default_rng(seed)
+    counts = rng.binomial(DRIVE["drive_n"], DRIVE["drive_rate"] * coarse / 1000.0, (n_E + n_I, steps))
+    out = {"runs": {}, "ref_dt": ref_dt}
+    with jax.enable_x64(True):
+        def run(dt, ig):
+            r = int(round(coarse / dt))
+            g = np.zeros((n_E + n_I, steps * r))
+            g[:, ::r] = counts * DRIVE["drive_weight"]
+            net = _without_drive(build(n_E, n_I, 0.1, dt))
+            inputs = {"E": nw.NetworkInput(g_E=g[:n_E]), "I": nw.NetworkInput(g_E=g[n_E:])}
+            res = nw.simulate_network(None, net, T=T, dt=dt, inputs=inputs, record=False, integrator=ig)
+            return _spike_times(res, dt)
+
+        ref = run(ref_dt, "exp_euler")
+        n_ref = sum(len(t) for t in ref)
+        out["ref_rate_hz"] = n_ref / (n_E + n_I) / (T / 1000.0)
+        for ig in ("euler", "exp_euler"):
+            rows = []
+            for dt in dts:
+                times = run(dt, ig)
+                mean_err, within = _time_errors(ref, times)
+                rows.append(dict(dt=dt, rate_rel=float(sum(len(t) for t in times) / n_ref - 1.0), mean_ms=mean_err,
+                                 within_005=within))
+                print(f"order {ig} dt {dt}: {rows[-1]}", flush=True)
+            out["runs"][ig] = rows
+    for ig, rows in out["runs"].items():
+        out[f"order_{ig}"] = {k: _slope([r["dt"] for r in rows], [abs(r[k]) for r in rows])
+                              for k in ("rate_rel", "mean_ms")}
+    return out
+
+
 def speed(net: nw.Network, T: float, repeats: int) -> dict:
     """Interleaved wall times [s] of euler and exp_euler at dt = 0.1 (record=False, compilation excluded)."""
     times = {"euler": [], "exp_euler": []}
@@ -138,6 +217,21 @@ def table(report: dict) -> str:
         (mE, sE), (mI, sI) = _mean_se(row["E"]), _mean_se(row["I"])
         lines.append(f"| {row['simulator']} | {row['integrator']} | {row['dt']:g} | {mE:.2f} ± {sE:.2f} | "
                      f"{mI:.2f} ± {sI:.2f} |")
+    if report.get("order"):
+        o, c = report["order"], report["config"]
+        dts = [r["dt"] for r in o["runs"]["exp_euler"]]
+        lines += ["", f"Convergence on the same inputs ({c['order_n_E']} E + {c['order_n_I']} I, the drive given as "
+                  f"conductance jumps on the 0.1 ms grid, T = {c['order_T']:g} ms, float64; reference exp_euler at "
+                  f"dt = {o['ref_dt']:g} ms, {o['ref_rate_hz']:.2f} Hz):", "",
+                  "| integrator | error | " + " | ".join(f"dt {d:g}" for d in dts) + " | order |",
+                  "|---|---|" + "---|" * (len(dts) + 1)]
+        for ig, rows in o["runs"].items():
+            lines.append(f"| {ig} | rate (relative) | " + " | ".join(f"{r['rate_rel']:+.2e}" for r in rows)
+                         + f" | {o['order_' + ig]['rate_rel']:.2f} |")
+            lines.append(f"| {ig} | mean spike-time error [ms] | " + " | ".join(f"{r['mean_ms']:.2e}" for r in rows)
+                         + f" | {o['order_' + ig]['mean_ms']:.2f} |")
+            lines.append(f"| {ig} | spikes within 0.05 ms | " + " | ".join(f"{100 * r['within_005']:.1f} %"
+                                                                           for r in rows) + " | |")
     if report.get("speed"):
         sp = report["speed"]
         e, x = sp["euler"]["best_s"], sp["exp_euler"]["best_s"]
@@ -168,13 +262,19 @@ def main(argv=None) -> dict:
     parser.add_argument("--nest-resolutions", type=lambda s: tuple(float(x) for x in s.split(",") if x))
     parser.add_argument("--repeats", type=int)
     parser.add_argument("--speed-T", type=float, default=1000.0)
+    parser.add_argument("--order-n-E", type=int, default=800)
+    parser.add_argument("--order-n-I", type=int, default=200)
+    parser.add_argument("--order-T", type=float, default=100.0)
+    parser.add_argument("--order-dts", type=lambda s: tuple(float(x) for x in s.split(",")),
+                        default=(0.1, 0.05, 0.025, 0.0125))
+    parser.add_argument("--order-ref", type=float, default=0.003125)
     parser.add_argument("--docs")
     args = parser.parse_args(argv)
     cfg = dict(DEFAULTS, **(QUICK if args.quick else {}))
     for name in ("n_E", "n_I", "T", "keys", "dts", "nest_resolutions", "repeats"):
         if getattr(args, name) is not None:
             cfg[name] = getattr(args, name)
-    cfg["speed_T"] = args.speed_T
+    cfg.update(speed_T=args.speed_T, order_n_E=args.order_n_E, order_n_I=args.order_n_I, order_T=args.order_T)
     parts = set(args.parts.split(","))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -198,10 +298,14 @@ def main(argv=None) -> dict:
         for res in cfg["nest_resolutions"]:
             net = build(cfg["n_E"], cfg["n_I"], cfg["p"], 0.1, cfg["seed"])
             r = nest_rates(net, res, cfg["T"], keys, cfg["n_E"])
-            report["rates"].append(dict(simulator="NEST " + r.pop("nest_version", ""), integrator="iaf_cond_exp (RKF45)",
-                                        dt=res, **r))
+            report["rates"].append(dict(simulator="NEST " + r.pop("nest_version", ""),
+                                        integrator="iaf_cond_exp (RKF45)", dt=res, **r))
             print(f"NEST res {res}: E {_mean_se(r['E'])} I {_mean_se(r['I'])} ({r['seconds']} s)", flush=True)
             (out / "network_integrator.json").write_text(json.dumps(report, indent=1))
+    if "order" in parts:
+        report["order"] = order(args.order_n_E, args.order_n_I, args.order_T, args.order_dts, args.order_ref,
+                                cfg["seed"])
+        (out / "network_integrator.json").write_text(json.dumps(report, indent=1))
     if "speed" in parts:
         net = build(cfg["n_E"], cfg["n_I"], cfg["p"], 0.1, cfg["seed"])
         report["speed"] = speed(net, cfg["speed_T"], cfg["repeats"])

@@ -283,9 +283,9 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
         :class:`NetworkResult`.  Under ``"euler"`` a run in which the membrane step left forward Euler's
         stable range (``dt (g_L + g_E + g_I) / C > 1`` for some neuron at some step; :mod:`jaxlif._stability`)
         is poisoned as a whole, with an :class:`~jaxlif._stability.EulerUnstableWarning` when the result is
-        concrete (a ``ValueError`` under :func:`jaxlif.checked`).  An invalid traced value poisons it (NaN, all-``True`` rasters, step -1;
-        under ``vmap`` only the invalid elements); under :func:`jaxlif.checked` an unbatched call raises a
-        ``ValueError`` naming the field instead (``checkify`` cannot enter the event method's loop inside
+        concrete (a ``ValueError`` under :func:`jaxlif.checked`).  An invalid traced value poisons it (NaN,
+        all-``True`` rasters, step -1; under ``vmap`` only the invalid elements); under
+        :func:`jaxlif.checked` an unbatched call raises a ``ValueError`` naming the field instead (``checkify`` cannot enter the event method's loop inside
         a ``vmap``: check one element, or use ``delivery="full"`` there).
 
     Gradients: with ``spike_grad`` the derivative of a rate is the surrogate's (a biased estimate,
