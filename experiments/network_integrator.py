@@ -30,7 +30,7 @@ Parts (``--parts``):
 
 Writes ``network_integrator.json`` and ``table.md`` into ``--out``; with ``--docs PATH`` the table also
 replaces the section between ``<!-- begin:network_integrator -->`` and ``<!-- end:network_integrator -->``
-of that file.
+of that file; with ``--bench BENCHMARKS.md`` the speed goes into that file's section of the same name.
 """
 
 from __future__ import annotations
@@ -67,9 +67,11 @@ def weights(n_E: int, n_I: int, p: float) -> dict:
     return {k: w * scale for k, w in WEIGHTS_4000.items()}
 
 
-def build(n_E: int, n_I: int, p: float, dt: float, seed: int = 0) -> nw.Network:
-    """The static-E->E network with the delay of ``DELAY_MS`` in steps of ``dt`` (same synapses at every dt)."""
-    return nw.ei_network(jax.random.key(seed), n_E=n_E, n_I=n_I, p=p, weights=weights(n_E, n_I, p),
+def build(n_E: int, n_I: int, p: float, dt: float, seed: int = 0, coupling: float = 1.0) -> nw.Network:
+    """The static-E->E network with the delay of ``DELAY_MS`` in steps of ``dt`` (same synapses at every dt);
+    ``coupling`` scales every recurrent weight."""
+    w = {k: coupling * v for k, v in weights(n_E, n_I, p).items()}
+    return nw.ei_network(jax.random.key(seed), n_E=n_E, n_I=n_I, p=p, weights=w,
                          delay=int(round(DELAY_MS / dt)), stp=None, **DRIVE)
 
 
@@ -157,19 +159,19 @@ def _slope(dts, errs) -> float:
     return float(np.polyfit(x[ok], y[ok], 1)[0]) if ok.sum() >= 2 else float("nan")
 
 
-def order(n_E: int, n_I: int, T: float, dts, ref_dt: float, seed: int) -> dict:
+def order(n_E: int, n_I: int, T: float, dts, ref_dt: float, seed: int, coupling: float = 1.0) -> dict:
     """Convergence on the same inputs (module docstring, part ``order``), float64."""
     coarse = 0.1
     steps = int(round(T / coarse))
     rng = np.random.default_rng(seed)
     counts = rng.binomial(DRIVE["drive_n"], DRIVE["drive_rate"] * coarse / 1000.0, (n_E + n_I, steps))
-    out = {"runs": {}, "ref_dt": ref_dt}
+    out = {"runs": {}, "ref_dt": ref_dt, "coupling": coupling}
     with jax.enable_x64(True):
         def run(dt, ig):
             r = int(round(coarse / dt))
             g = np.zeros((n_E + n_I, steps * r))
             g[:, ::r] = counts * DRIVE["drive_weight"]
-            net = _without_drive(build(n_E, n_I, 0.1, dt))
+            net = _without_drive(build(n_E, n_I, 0.1, dt, coupling=coupling))
             inputs = {"E": nw.NetworkInput(g_E=g[:n_E]), "I": nw.NetworkInput(g_E=g[n_E:])}
             res = nw.simulate_network(None, net, T=T, dt=dt, inputs=inputs, record=False, integrator=ig)
             return _spike_times(res, dt)
@@ -211,16 +213,19 @@ def table(report: dict) -> str:
     cfg = report["config"]
     lines = [f"Network: {cfg['n_E']} E + {cfg['n_I']} I, p = {cfg['p']}, weights {report['weights']} nS, "
              f"static E->E, delay {DELAY_MS} ms, drive 100 x 10 Hz x 1 nS; rates over T = {cfg['T']:g} ms from rest, "
-             f"mean +- SE over {cfg['keys']} drive keys (float32; NEST: {cfg['keys']} seeds).", "",
-             "| simulator | integrator | dt / resolution [ms] | E rate [Hz] | I rate [Hz] |", "|---|---|---|---|---|"]
+             f"mean +- SE over n drive keys (jaxlif: float32) or NEST seeds.", "",
+             "| simulator | integrator | dt / resolution [ms] | n | E rate [Hz] | I rate [Hz] |",
+             "|---|---|---|---|---|---|"]
     for row in report["rates"]:
         (mE, sE), (mI, sI) = _mean_se(row["E"]), _mean_se(row["I"])
-        lines.append(f"| {row['simulator']} | {row['integrator']} | {row['dt']:g} | {mE:.2f} ± {sE:.2f} | "
+        lines.append(f"| {row['simulator']} | {row['integrator']} | {row['dt']:g} | {len(row['E'])} | "
+                     f"{mE:.2f} ± {sE:.2f} | "
                      f"{mI:.2f} ± {sI:.2f} |")
     if report.get("order"):
         o, c = report["order"], report["config"]
         dts = [r["dt"] for r in o["runs"]["exp_euler"]]
-        lines += ["", f"Convergence on the same inputs ({c['order_n_E']} E + {c['order_n_I']} I, the drive given as "
+        lines += ["", f"Convergence on the same inputs ({c['order_n_E']} E + {c['order_n_I']} I, recurrent weights x "
+                  f"{o.get('coupling', 1.0):g}, the drive given as "
                   f"conductance jumps on the 0.1 ms grid, T = {c['order_T']:g} ms, float64; reference exp_euler at "
                   f"dt = {o['ref_dt']:g} ms, {o['ref_rate_hz']:.2f} Hz):", "",
                   "| integrator | error | " + " | ".join(f"dt {d:g}" for d in dts) + " | order |",
@@ -240,10 +245,26 @@ def table(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_docs(path: Path, section: str) -> None:
+def write_docs(path: Path, section: str, name: str = "network_integrator") -> None:
     text = path.read_text()
-    a, b = text.index(MARK_BEGIN) + len(MARK_BEGIN), text.index(MARK_END)
+    begin, end = f"<!-- begin:{name} -->", f"<!-- end:{name} -->"
+    a, b = text.index(begin) + len(begin), text.index(end)
     path.write_text(text[:a] + "\n" + section + text[b:])
+
+
+def speed_section(report: dict) -> str:
+    """The BENCHMARKS.md lines: the network's time per run under each integrator."""
+    cfg, sp = report["config"], report["speed"]
+    e, x = sp["euler"], sp["exp_euler"]
+    return (f"Network: {cfg['n_E']} E + {cfg['n_I']} I (the high-conductance network of docs/networks.md section 3, "
+            f"static E->E, about 67 Hz), T = {cfg['speed_T']:g} ms, dt = 0.1 ms, `record=False`, float32, "
+            f"{report['host']}; the two integrators alternated, {cfg['repeats']} runs each (compilation "
+            f"excluded), on a shared host:\n\n"
+            "| integrator | best [s] | median [s] |\n|---|---|---|\n"
+            f"| euler | {e['best_s']:.2f} | {e['median_s']:.2f} |\n"
+            f"| exp_euler | {x['best_s']:.2f} | {x['median_s']:.2f} |\n\n"
+            f"Ratio exp_euler / euler: {x['best_s'] / e['best_s']:.2f} (best), "
+            f"{x['median_s'] / e['median_s']:.2f} (median).\n")
 
 
 def main(argv=None) -> dict:
@@ -268,7 +289,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--order-dts", type=lambda s: tuple(float(x) for x in s.split(",")),
                         default=(0.1, 0.05, 0.025, 0.0125))
     parser.add_argument("--order-ref", type=float, default=0.003125)
+    parser.add_argument("--order-coupling", type=float, default=1.0, help="scale of the recurrent weights")
+    parser.add_argument("--merge", help="comma-separated network_integrator.json files of earlier runs: their "
+                        "rates, order and speed are added to this report (to render the tables of parts run apart)")
     parser.add_argument("--docs")
+    parser.add_argument("--bench", help="BENCHMARKS.md: write the speed into its network_integrator section")
     args = parser.parse_args(argv)
     cfg = dict(DEFAULTS, **(QUICK if args.quick else {}))
     for name in ("n_E", "n_I", "T", "keys", "dts", "nest_resolutions", "repeats"):
@@ -282,6 +307,18 @@ def main(argv=None) -> dict:
     report = {"config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
               "weights": weights(cfg["n_E"], cfg["n_I"], cfg["p"]), "rates": [],
               "host": f"{jax.devices()[0].platform.upper()}, jax {jax.__version__}"}
+    for path in (args.merge.split(",") if args.merge else []):
+        old = json.loads(Path(path).read_text())
+        report["rates"] += old.get("rates", [])
+        for k in ("order", "speed"):
+            if k in old:
+                report[k] = old[k]
+        for k in ("order_n_E", "order_n_I", "order_T", "speed_T", "repeats", "keys"):
+            if k in old["config"] and k in ("keys",) and "rates" in old:
+                cfg[k] = report["config"][k] = old["config"][k]
+            elif k in old["config"] and ((k.startswith("order") and "order" in old) or
+                                         (k in ("speed_T", "repeats") and "speed" in old)):
+                cfg[k] = report["config"][k] = old["config"][k]
     if "rates" in parts:
         plan = [(dt, args.integrators.split(",")) for dt in cfg["dts"]] + [(dt, ["exp_euler"])
                                                                             for dt in args.exp_only_dts]
@@ -304,7 +341,7 @@ def main(argv=None) -> dict:
             (out / "network_integrator.json").write_text(json.dumps(report, indent=1))
     if "order" in parts:
         report["order"] = order(args.order_n_E, args.order_n_I, args.order_T, args.order_dts, args.order_ref,
-                                cfg["seed"])
+                                cfg["seed"], args.order_coupling)
         (out / "network_integrator.json").write_text(json.dumps(report, indent=1))
     if "speed" in parts:
         net = build(cfg["n_E"], cfg["n_I"], cfg["p"], 0.1, cfg["seed"])
@@ -315,6 +352,8 @@ def main(argv=None) -> dict:
     (out / "table.md").write_text(section)
     if args.docs:
         write_docs(Path(args.docs), section)
+    if args.bench and report.get("speed"):
+        write_docs(Path(args.bench), speed_section(report))
     print(section)
     return report
 

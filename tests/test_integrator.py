@@ -326,14 +326,16 @@ def test_stp_lif_exp_euler_equals_cond_lif_on_the_exact_releases(x64):
 
 
 def test_stp_lif_poisson_exp_euler_equals_given_trains(x64):
-    """simulate_stp_lif_poisson(exp_euler) == simulate_stp_lif(exp_euler) on the same trains (index 0 included)."""
-    key, kw = jax.random.key(2), dict(rate_E=400.0, rate_I=100.0, n_E=6, n_I=2)
-    got = jl.simulate_stp_lif_poisson(key, jl.stp_lif_params(0.2), T=T, dt=0.1, integrator="exp_euler", **kw)
+    """simulate_stp_lif_poisson(exp_euler) == simulate_stp_lif(exp_euler) on the same trains (index 0 included;
+    the shapes of the test above: its program is reused)."""
+    key, kw = jax.random.key(2), dict(rate_E=500.0, rate_I=100.0, n_E=4, n_I=2)
+    got = jl.simulate_stp_lif_poisson(key, jl.stp_lif_params(0.2), I_inj=I_COND, T=T, dt=0.1, integrator="exp_euler",
+                                      **kw)
     key_E, key_I = jax.random.split(key)
     s_E = jl.poisson_trains(key_E, kw["rate_E"], kw["n_E"], T=T, dt=0.1)
     s_I = jl.poisson_trains(key_I, kw["rate_I"], kw["n_I"], T=T, dt=0.1)
     assert np.asarray(s_E)[:, 0].any()
-    want = jl.simulate_stp_lif(jl.stp_lif_params(0.2), s_E, s_I, dt=0.1, integrator="exp_euler")
+    want = jl.simulate_stp_lif(jl.stp_lif_params(0.2), s_E, s_I, I_COND, dt=0.1, integrator="exp_euler")
     np.testing.assert_array_equal(np.asarray(got.spikes), np.asarray(want.spikes))
     for name in ("v", "g_E", "g_I", "spike_offset"):
         np.testing.assert_allclose(np.asarray(getattr(got, name)), np.asarray(getattr(want, name)), rtol=1e-12,

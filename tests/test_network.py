@@ -478,36 +478,36 @@ def test_jit_equals_eager(tiny_runs):
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def exp_runs(x64_module):
-    """``small_network`` (step by step: every projection kind, delays 1..4, STP per neuron and per synapse)
-    and ``window_network`` (windows of 3), both with ``integrator="exp_euler"`` in float64 over 20 ms in
-    two halves of one compiled program each, and the NumPy loop over the whole run on the same drive."""
-    out = {}
+def _exp_run(path):
+    """``small_network`` (``"step"``: step by step, every projection kind, delays 1..4, STP per neuron and
+    per synapse) or ``window_network`` (``"window"``: windows of 3) with ``integrator="exp_euler"`` in
+    float64 over 20 ms in two halves of one compiled program, and the NumPy loop over the whole run on the
+    same drive."""
+    net, key = (small_network(), 7) if path == "step" else (window_network(), 11)
+    key = jax.random.key(key)
     I_inj = {"I": nw.NetworkInput(I_inj=np.linspace(150.0, 250.0, N_I))}
-    for name, net, key in (("step", small_network(), 7), ("window", window_network(), 11)):
-        key = jax.random.key(key)
-        run = lambda state, net=net, key=key: nw.simulate_network(  # noqa: E731
-            key, net, T=T_REF / 4, dt=DT, inputs=I_inj, state=state, capacity=1, integrator="exp_euler")
-        first = run(nw.network_init(net))
-        second = run(first.state)
-        steps = 2 * first.v["E"].shape[1] - 1
-        counts = nw.drive_counts(key, net, T=steps * DT - DT / 2, dt=DT)
-        ext_E = np.concatenate([0.5 * np.asarray(counts["E"]), np.zeros((N_I, steps))])
-        I_arr = np.concatenate([np.zeros((N_E, steps)), np.repeat(np.linspace(150.0, 250.0, N_I)[:, None], steps, 1)])
-        out[name] = net, (first, second), numpy_network(net, ext_E, np.zeros_like(ext_E), I_arr, steps, DT,
-                                                        integrator="exp_euler")
-    return out
+    run = lambda state: nw.simulate_network(key, net, T=T_REF / 4, dt=DT, inputs=I_inj, state=state,  # noqa: E731
+                                            capacity=1, integrator="exp_euler")
+    first = run(nw.network_init(net))
+    second = run(first.state)
+    steps = 2 * first.v["E"].shape[1] - 1
+    counts = nw.drive_counts(key, net, T=steps * DT - DT / 2, dt=DT)
+    ext_E = np.concatenate([0.5 * np.asarray(counts["E"]), np.zeros((N_I, steps))])
+    I_arr = np.concatenate([np.zeros((N_E, steps)), np.repeat(np.linspace(150.0, 250.0, N_I)[:, None], steps, 1)])
+    return net, (first, second), numpy_network(net, ext_E, np.zeros_like(ext_E), I_arr, steps, DT,
+                                               integrator="exp_euler")
 
 
-@pytest.mark.parametrize("path", ["step", "window"])
-def test_exp_euler_network_equals_numpy_loop(exp_runs, path):
+# the step path is also exercised by the tiny network's exp_euler tests below (default tier); the small
+# network adds per-synapse STP and dense projections at the cost of another float64 program: slow tier
+@pytest.mark.parametrize("path", [pytest.param("step", marks=pytest.mark.slow), "window"])
+def test_exp_euler_network_equals_numpy_loop(x64_module, path):
     """exp_euler networks against the NumPy loop written from docs/conventions.md section 10: the drive of
     index 0 is seen, the membrane relaxes on the step means of g, a spike of step k (at k dt + offset)
     enters the targets' g at sample k + d, u and R jump at t_k and decay exactly; in two halves (the
     second starts from the first's state, whose g already holds its sample's inputs)."""
     from jaxlif.network import window
-    net, (first, second), (V, S, GE, GI, traces, OFF) = exp_runs[path]
+    net, (first, second), (V, S, GE, GI, traces, OFF) = _exp_run(path)
     assert window.window_length(net) == (3 if path == "window" else 0)
     for name, sl in (("E", slice(0, N_E)), ("I", slice(N_E, N_E + N_I))):
         np.testing.assert_array_equal(_joined(first, second, "spikes", name), S[sl], err_msg=name)
