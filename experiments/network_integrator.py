@@ -24,7 +24,8 @@ Parts (``--parts``):
   at the same times on every finer grid; recurrent weights times ``--order-coupling``; ``--order-T`` ms;
   reference ``exp_euler`` at ``--order-ref`` ms.  Per run: the relative difference of the total spike
   count from the reference's, and for every reference spike the distance to the nearest spike of the
-  same neuron (mean over those within 1 ms; fraction within 0.05 ms); orders are least-squares slopes of log(error) on log(dt).
+  same neuron (mean over those within 1 ms; fraction within 0.05 ms); orders are least-squares slopes of
+  log(error) on log(dt).
 - ``speed``: ``euler`` against ``exp_euler`` at dt = 0.1 ms, ``record=False``, interleaved, the fastest
   of ``--repeats`` (compilation excluded).
 
