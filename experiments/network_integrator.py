@@ -223,12 +223,12 @@ def table(report: dict) -> str:
         lines.append(f"| {row['simulator']} | {row['integrator']} | {row['dt']:g} | {len(row['E'])} | "
                      f"{mE:.2f} ± {sE:.2f} | "
                      f"{mI:.2f} ± {sI:.2f} |")
-    if report.get("order"):
-        o, c = report["order"], report["config"]
+    for o in report.get("orders", []):
+        c = o["config"]
         dts = [r["dt"] for r in o["runs"]["exp_euler"]]
-        lines += ["", f"Convergence on the same inputs ({c['order_n_E']} E + {c['order_n_I']} I, recurrent weights x "
+        lines += ["", f"Convergence on the same inputs ({c['n_E']} E + {c['n_I']} I, recurrent weights x "
                   f"{o.get('coupling', 1.0):g}, the drive given as "
-                  f"conductance jumps on the 0.1 ms grid, T = {c['order_T']:g} ms, float64; reference exp_euler at "
+                  f"conductance jumps on the 0.1 ms grid, T = {c['T']:g} ms, float64; reference exp_euler at "
                   f"dt = {o['ref_dt']:g} ms, {o['ref_rate_hz']:.2f} Hz):", "",
                   "| integrator | error | " + " | ".join(f"dt {d:g}" for d in dts) + " | order |",
                   "|---|---|" + "---|" * (len(dts) + 1)]
@@ -307,19 +307,15 @@ def main(argv=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     keys = list(range(cfg["keys"]))
     report = {"config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
-              "weights": weights(cfg["n_E"], cfg["n_I"], cfg["p"]), "rates": [],
+              "weights": weights(cfg["n_E"], cfg["n_I"], cfg["p"]), "rates": [], "orders": [],
               "host": f"{jax.devices()[0].platform.upper()}, jax {jax.__version__}"}
     for path in (args.merge.split(",") if args.merge else []):
         old = json.loads(Path(path).read_text())
         report["rates"] += old.get("rates", [])
-        for k in ("order", "speed"):
-            if k in old:
-                report[k] = old[k]
-        for k in ("order_n_E", "order_n_I", "order_T", "speed_T", "repeats", "keys"):
-            if k in old["config"] and k in ("keys",) and "rates" in old:
-                cfg[k] = report["config"][k] = old["config"][k]
-            elif k in old["config"] and ((k.startswith("order") and "order" in old) or
-                                         (k in ("speed_T", "repeats") and "speed" in old)):
+        report["orders"] += old.get("orders", [])
+        if "speed" in old:
+            report["speed"] = old["speed"]
+            for k in ("speed_T", "repeats"):
                 cfg[k] = report["config"][k] = old["config"][k]
     if "rates" in parts:
         plan = [(dt, args.integrators.split(",")) for dt in cfg["dts"]] + [(dt, ["exp_euler"])
@@ -342,8 +338,10 @@ def main(argv=None) -> dict:
             print(f"NEST res {res}: E {_mean_se(r['E'])} I {_mean_se(r['I'])} ({r['seconds']} s)", flush=True)
             (out / "network_integrator.json").write_text(json.dumps(report, indent=1))
     if "order" in parts:
-        report["order"] = order(args.order_n_E, args.order_n_I, args.order_T, args.order_dts, args.order_ref,
-                                cfg["seed"], args.order_coupling)
+        o = order(args.order_n_E, args.order_n_I, args.order_T, args.order_dts, args.order_ref, cfg["seed"],
+                  args.order_coupling)
+        o["config"] = dict(n_E=args.order_n_E, n_I=args.order_n_I, T=args.order_T)
+        report["orders"].append(o)
         (out / "network_integrator.json").write_text(json.dumps(report, indent=1))
     if "speed" in parts:
         net = build(cfg["n_E"], cfg["n_I"], cfg["p"], 0.1, cfg["seed"])
