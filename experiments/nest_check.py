@@ -37,6 +37,16 @@ end of the resolution step in which ``V_m`` reached ``V_th`` and clamps ``V_m`` 
 ``t_ref`` from there.  Output JSON: ``{"spike_times": [[...], ...], "n_spikes": [...],
 "seconds": ..., "nest_version": ...}``.
 
+``network``: a recurrent network of ``iaf_cond_exp`` neurons (one parameter set) on given synapses,
+with an independent Poisson drive per neuron.  Input ``.npz``: ``pre``, ``post`` (0-based neuron
+indices), ``weight`` (nS; negative for an inhibitory synapse), the scalars ``n`` (neurons), ``delay``
+(ms, every synapse), ``drive_rate`` (Hz: the summed rate of a neuron's drive), ``drive_weight`` (nS),
+``seed`` (NEST's ``rng_seed``), ``resolution``, ``T`` and the neuron's ``C_m``, ``g_L``, ``E_L``,
+``V_th``, ``V_reset``, ``V_init``, ``t_ref``, ``E_ex``, ``E_in``, ``tau_syn_ex``, ``tau_syn_in`` (units as for
+``cond``).  A spike leaves at the end of the resolution step in which ``V_m`` crossed ``V_th`` and moves
+the target's ``g`` ``delay`` later.  Output JSON: ``{"n_spikes": [...] per neuron, "seconds": ...,
+"nest_version": ...}``.
+
 Exit status 0 on success, 2 on a bad input (one line on stderr).
 """
 
@@ -157,10 +167,47 @@ def run_cond(data, threads: int = 1) -> dict:
             "nest_version": nest.__version__, "resolution": res, "threads": threads}
 
 
+NETWORK_SCALARS = ("n", "delay", "drive_rate", "drive_weight", "seed", "resolution", "T", "C_m", "g_L", "E_L",
+                   "V_th", "V_reset", "V_init", "t_ref", "E_ex", "E_in", "tau_syn_ex", "tau_syn_in")
+
+
+def run_network(data, threads: int = 1) -> dict:
+    missing = [name for name in ("pre", "post", "weight") + NETWORK_SCALARS if name not in data]
+    if missing:
+        raise ValueError(f"the input lacks {', '.join(missing)}")
+    p = {name: float(data[name]) for name in NETWORK_SCALARS}
+    pre, post, weight = (np.asarray(data[k]) for k in ("pre", "post", "weight"))
+    n = int(p["n"])
+    if not (pre.shape == post.shape == weight.shape) or pre.ndim != 1:
+        raise ValueError("pre, post and weight must be 1-D arrays of one length")
+    if pre.size and (min(pre.min(), post.min()) < 0 or max(pre.max(), post.max()) >= n):
+        raise ValueError(f"pre and post must be neuron indices in [0, {n})")
+    nest = _nest(p["resolution"], threads)
+    nest.rng_seed = int(p["seed"])
+    neurons = nest.Create("iaf_cond_exp", n, params={
+        "C_m": p["C_m"], "g_L": p["g_L"], "E_L": p["E_L"], "V_th": p["V_th"], "V_reset": p["V_reset"],
+        "V_m": p["V_init"], "t_ref": p["t_ref"], "E_ex": p["E_ex"], "E_in": p["E_in"],
+        "tau_syn_ex": p["tau_syn_ex"], "tau_syn_in": p["tau_syn_in"], "I_e": 0.0})
+    recorder = nest.Create("spike_recorder")
+    nest.Connect(neurons, recorder)
+    first = neurons[0].global_id
+    nest.Connect((pre + first).astype(int), (post + first).astype(int), "one_to_one",
+                 syn_spec={"weight": weight.astype(float), "delay": np.full(pre.size, p["delay"])})
+    drive = nest.Create("poisson_generator", params={"rate": p["drive_rate"]})   # independent per target
+    nest.Connect(drive, neurons, syn_spec={"weight": p["drive_weight"], "delay": p["resolution"]})
+    start = time.perf_counter()
+    nest.Simulate(p["T"])
+    seconds = time.perf_counter() - start
+    senders = np.asarray(recorder.get("events")["senders"]) - first
+    return {"n_spikes": np.bincount(senders, minlength=n).tolist(), "seconds": seconds,
+            "nest_version": nest.__version__, "resolution": p["resolution"], "threads": threads}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("kind", choices=("stp", "cond"), help="tsodyks2_synapse releases or iaf_cond_exp spikes")
-    parser.add_argument("--input", required=True, help="input spec: JSON (stp) or .npz (cond)")
+    parser.add_argument("kind", choices=("stp", "cond", "network"),
+                        help="tsodyks2_synapse releases, iaf_cond_exp spikes or a network's spike counts")
+    parser.add_argument("--input", required=True, help="input spec: JSON (stp) or .npz (cond, network)")
     parser.add_argument("--out", required=True, help="where to write the JSON result")
     parser.add_argument("--threads", type=int, default=1, help="NEST threads (default 1)")
     args = parser.parse_args(argv)
@@ -170,7 +217,7 @@ def main(argv=None) -> int:
                 result = run_stp(json.load(f), args.threads)
         else:
             with np.load(args.input) as data:
-                result = run_cond(dict(data), args.threads)
+                result = (run_cond if args.kind == "cond" else run_network)(dict(data), args.threads)
     except (ValueError, KeyError) as err:
         print(f"nest_check.py {args.kind}: {err}", file=sys.stderr)
         return 2

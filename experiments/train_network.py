@@ -235,8 +235,11 @@ def batched(forward, theta, keys, trials: int) -> np.ndarray:
 
 
 def chi2(stats_mean, target, scale) -> float:
-    """The loss of a mean of statistics: sum of squared standardised differences."""
-    return float(np.sum(((np.asarray(stats_mean) - target) / scale) ** 2))
+    """The loss of a mean of statistics: sum of squared standardised differences; ``inf`` for a poisoned
+    (NaN) run, e.g. one where the tutorial's Euler left its stable range (:mod:`jaxlif._stability`), so
+    that the searches treat it as the worst candidate."""
+    value = float(np.sum(((np.asarray(stats_mean) - target) / scale) ** 2))
+    return value if np.isfinite(value) else float("inf")
 
 
 def _r(x, digits: int = 2) -> list:

@@ -24,6 +24,10 @@ unchanged) and, where ``a > 1`` was reached:
 * emits a ``checkify.debug_check`` naming ``a`` (raised by :func:`jaxlif.checked`);
 * and, when the result is concrete (not traced), warns (:class:`EulerUnstableWarning`).
 
+Networks (:func:`jaxlif.network.simulate_network`) track the running maximum per neuron of the
+``g_E + g_I`` that each Euler membrane step used (step by step and in the min-delay windows) and, since
+neurons interact, poison the whole run when any neuron reached ``a > 1``.
+
 ``integrator="exp_euler"`` integrates the membrane exponentially and has no such limit.
 """
 
@@ -83,6 +87,14 @@ def warn_if_poisoned(result, function: str):
     the caller's ``jit``/``vmap``) are left alone: their poisoned values speak.  Returns ``result``.
     """
     count = getattr(result, "spike_count", None)
+    if count is None and isinstance(result.spikes, dict):      # a network: {population: raster}
+        rasters = list(result.spikes.values())
+        if any(isinstance(r, jax.core.Tracer) or not getattr(r, "is_fully_addressable", True) for r in rasters):
+            return result
+        bad = np.concatenate([np.asarray(r)[..., -1].reshape(-1) != 0 for r in rasters])
+        if np.any(bad):
+            warnings.warn(f"{function}: {UNSTABLE_TEXT}", EulerUnstableWarning, stacklevel=3)
+        return result
     probe = count if count is not None else result.spikes[..., -1]
     if isinstance(probe, jax.core.Tracer) or not getattr(probe, "is_fully_addressable", True):
         return result

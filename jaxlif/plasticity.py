@@ -150,8 +150,14 @@ def _warn_counts(name: str, spikes, counts: str) -> None:
 
 
 def stp_step(params: STPParams, syn: SynParams, state: STPState, s: jax.Array, dt: float, *,
-             counts: str = "sequential") -> tuple[STPState, jax.Array]:
+             counts: str = "sequential", integrator: str = "euler") -> tuple[STPState, jax.Array]:
     """One forward-Euler step of ``dynamic_syn`` (u first; R and g use the new u and the old R).
+
+    With ``integrator="exp_euler"`` (docs/conventions.md section 10) the continuous-time synapse, exact
+    between spikes: ``u, R, g`` decay exactly over ``dt`` (``u exp(-dt/tau_f)``,
+    ``1 - (1 - R) exp(-dt/tau_d)``, ``g exp(-dt/tau_syn)``), then the spike at ``t_it+1`` acts:
+    ``u+ = u- + U0 (1 - u-)``, release ``u+ R-``, ``R+ = R- - u+ R-``, ``g+ = g- + g_bar u+ R-`` (the
+    state at a sample includes the spikes of that sample).
 
     Args:
         params: :class:`STPParams`.  syn: :class:`SynParams` (``g_bar`` [nS], ``tau_syn`` [ms]).
@@ -160,6 +166,7 @@ def stp_step(params: STPParams, syn: SynParams, state: STPState, s: jax.Array, d
         counts: how a count ``s > 1`` is applied: ``"tutorial"`` (the scaled update) or
             ``"sequential"`` (``s`` successive releases); identical for ``s`` in ``[0, 1]``.  See the
             module docstring.
+        integrator: ``"euler"`` (default, the tutorial's scheme) or ``"exp_euler"``.
 
     Returns:
         ``(state_at_it+1, g_at_it+1)``.
@@ -169,6 +176,16 @@ def stp_step(params: STPParams, syn: SynParams, state: STPState, s: jax.Array, d
     u, R, g = state
     params, syn, s = _checks.upcast((params, syn, s), jnp.result_type(u))
     first = jnp.where(s > 1, 1.0, s) if counts == "sequential" else s
+    if integrator == "exp_euler":
+        u, R, _ = stp_efficacy(params, u, R, 0.0, dt, integrator)          # the exact decay over dt
+        u_new = stp_utilisation(params, u, first, dt, integrator)          # the jump at t_it+1
+        release = u_new * R * first
+        R_new, g_new = R - release, g * jnp.exp(-dt / syn.tau_syn) + syn.g_bar * release
+        if counts == "sequential":
+            u_new, R_new, g_new = _more_releases(params.U0, syn.g_bar, u_new, R_new, g_new, s - 1.0)
+        return STPState(u_new, R_new, g_new), g_new
+    if integrator != "euler":
+        raise ValueError(f"integrator={integrator!r} must be 'euler' or 'exp_euler'")
     u_new = u - (dt / params.tau_f) * u + params.U0 * (1.0 - u) * first
     R_new = R + (dt / params.tau_d) * (1.0 - R) - u_new * R * first
     g_new = g - (dt / syn.tau_syn) * g + syn.g_bar * R * u_new * first
@@ -465,7 +482,7 @@ __all__.append("stp_efficacy")
 
 
 def stp_efficacy(params: STPParams, u: jax.Array, R: jax.Array, s: jax.Array,
-                 dt: float) -> tuple[jax.Array, jax.Array, jax.Array]:
+                 dt: float, integrator: str = "euler") -> tuple[jax.Array, jax.Array, jax.Array]:
     r"""One step of ``u`` and ``R`` and the release ``u+ R-`` of the spike it sees, with no conductance.
 
     The tutorial's update order (docs/conventions.md 4.1), with ``s`` the presynaptic spike at
@@ -481,16 +498,46 @@ def stp_efficacy(params: STPParams, u: jax.Array, R: jax.Array, s: jax.Array,
     carry a surrogate derivative); a count above 1 follows the same formula, as the tutorial's
     ``dynamic_syn`` does, which can leave ``u > 1`` or ``R < 0``.
 
+    With ``integrator="exp_euler"`` (docs/conventions.md section 10) the continuous-time
+    Tsodyks-Markram synapse, exact between spikes: ``s`` is the spike at ``t_it`` itself (a network
+    under exponential Euler knows the spike of step ``it`` only after that step), it acts on the state
+    at ``t_it`` and the result decays exactly to ``t_it + dt``::
+
+        u+ = u[it] + U0 (1 - u[it]) s,    release = u+ R[it] s
+        u[it+1] = u+ exp(-dt/tau_f),      R[it+1] = 1 - (1 - R[it] + release) exp(-dt/tau_d)
+
+    (the ``u+ R-`` of NEST's ``tsodyks2_synapse`` with ``u = U0`` at spikes on the grid).
+
     Args:
         params: :class:`STPParams` (``U0`` in (0, 1], ``tau_d, tau_f >= dt`` [ms]); any shape
             that broadcasts with ``u``.
         u, R: utilisation and available resources at ``it`` (dimensionless), any shape.
-        s: presynaptic spike at ``it+1``, broadcastable to ``u``.
+        s: presynaptic spike at ``it+1`` (``"exp_euler"``: at ``it``), broadcastable to ``u``.
         dt: time step [ms].
+        integrator: ``"euler"`` (default, the tutorial's scheme above) or ``"exp_euler"``.
 
     Returns:
         ``(u_next, R_next, release)``; ``release`` is dimensionless (0 where ``s = 0``).
     """
+    if integrator == "exp_euler":
+        u_plus = stp_utilisation(params, u, s, dt, integrator)
+        release = u_plus * R * s
+        return (u_plus * jnp.exp(-dt / params.tau_f), 1.0 - (1.0 - R + release) * jnp.exp(-dt / params.tau_d),
+                release)
+    if integrator != "euler":
+        raise ValueError(f"integrator={integrator!r} must be 'euler' or 'exp_euler'")
     u_new = u - (dt / params.tau_f) * u + params.U0 * (1.0 - u) * s
     R_new = R + (dt / params.tau_d) * (1.0 - R) - u_new * R * s
     return u_new, R_new, u_new * R * s
+
+
+__all__.append("stp_utilisation")
+
+
+def stp_utilisation(params: STPParams, u: jax.Array, s: jax.Array, dt: float, integrator: str = "euler") -> jax.Array:
+    """The utilisation ``u+`` that a spike ``s`` releases with (:func:`stp_efficacy`, whose release is
+    ``u+ R s``): ``u - dt/tau_f u + U0 (1 - u) s`` (``"euler"``, the tutorial's new ``u``) or
+    ``u + U0 (1 - u) s`` (``"exp_euler"``, the jump at the spike itself); dimensionless."""
+    if integrator == "exp_euler":
+        return u + params.U0 * (1.0 - u) * s
+    return u - (dt / params.tau_f) * u + params.U0 * (1.0 - u) * s

@@ -34,8 +34,9 @@ from jaxlif.neurons import (LIFParams, LIFState, _check_poisson_run, _current_ar
                             check_lif_params, lif_init, membrane_step)
 from jaxlif.plasticity import (STPParams, STPState, _warn_counts, check_counts, check_stp_params, stp_init,
                                stp_step, traced_counts_ok, traced_stp_ok)
+from jaxlif.neurons import check_integrator
 from jaxlif.surrogates import Surrogate
-from jaxlif.synapses import SynParams, check_syn_params
+from jaxlif.synapses import SynParams, check_syn_params, exp_syn_mean
 
 __all__ = [
     "STPLIFParams",
@@ -88,6 +89,8 @@ class STPLIFResult(NamedTuple):
         g_E, g_I: total conductances [nS], ``(n_steps,)``.
         syn_E, syn_I: per-train :class:`STPState` traces ``(n_trains, n_steps)`` (only from
             :func:`simulate_stp_lif` with ``record_synapses=True``).
+        spike_offset: ``None`` with ``integrator="euler"``; with ``"exp_euler"`` the time of each spike
+            after its sample [ms], ``(n_steps,)`` (a spike at index k happened at ``k*dt + spike_offset[k]``).
     """
 
     v: jax.Array | None
@@ -96,6 +99,7 @@ class STPLIFResult(NamedTuple):
     g_I: jax.Array | None
     syn_E: STPState | None = None
     syn_I: STPState | None = None
+    spike_offset: jax.Array | None = None
 
 
 def stp_lif_init(params: STPLIFParams, n_E: int, n_I: int) -> STPLIFState:
@@ -105,21 +109,36 @@ def stp_lif_init(params: STPLIFParams, n_E: int, n_I: int) -> STPLIFState:
 
 
 def stp_lif_step(params: STPLIFParams, state: STPLIFState, inputs: tuple[ArrayLike, ArrayLike, ArrayLike],
-                 dt: float, *, spike_grad: Surrogate | None = None, counts: str = "sequential"
-                 ) -> tuple[STPLIFState,
-                            tuple[jax.Array, jax.Array, jax.Array, jax.Array, STPState, STPState]]:
+                 dt: float, *, spike_grad: Surrogate | None = None, counts: str = "sequential",
+                 integrator: str = "euler") -> tuple[STPLIFState, tuple]:
     """One step: every synapse's ``dynamic_syn`` update with spikes at ``it+1``, then the membrane.
+
+    With ``integrator="exp_euler"`` (docs/conventions.md section 10) the state's synapses at ``t_it``
+    include the spikes of index ``it``; the membrane first relaxes over ``[t_it, t_it + dt)`` on each
+    train's exact mean conductance (:func:`jaxlif.synapses.exp_syn_mean`, summed per population), with
+    the spike time found within the step; then every synapse follows the continuous-time
+    Tsodyks-Markram model to ``t_it+1`` and takes the spikes of ``it+1``
+    (:func:`jaxlif.plasticity.stp_step` with ``integrator="exp_euler"``).
 
     Args:
         inputs: ``(s_E, s_I, I_inj)``: spikes of each excitatory/inhibitory train at ``it+1``
             (shapes ``(n_E,)``, ``(n_I,)``) and the injected current at ``it`` [pA].
         spike_grad: ``None`` or a :class:`jaxlif.surrogates.Surrogate` (see :func:`jaxlif.lif_step`).
         counts: ``"tutorial"`` or ``"sequential"`` (:func:`jaxlif.plasticity.stp_step`).
+        integrator: ``"euler"`` (default, the tutorial's scheme) or ``"exp_euler"``.
 
     Returns:
-        ``(state_at_it+1, (v_it, spike_it, g_E_it+1, g_I_it+1, syn_E_it+1, syn_I_it+1))``.
+        ``(state_at_it+1, (v_it, spike_it, g_E_it+1, g_I_it+1, syn_E_it+1, syn_I_it+1))``; with
+        ``"exp_euler"`` a seventh output, the spike's time after ``t_it`` [ms] (0 without a spike).
     """
     s_E, s_I, I_inj = inputs
+    if check_integrator(integrator) == "exp_euler":
+        neuron, (v, spike, offset) = membrane_step(
+            params.neuron, state.neuron, exp_syn_mean(params.exc, state.syn_E.g, dt).sum(), params.exc.E_rev,
+            exp_syn_mean(params.inh, state.syn_I.g, dt).sum(), params.inh.E_rev, I_inj, dt, spike_grad, integrator)
+        syn_E, g_E = stp_step(params.stp_E, params.exc, state.syn_E, s_E, dt, counts=counts, integrator=integrator)
+        syn_I, g_I = stp_step(params.stp_I, params.inh, state.syn_I, s_I, dt, counts=counts, integrator=integrator)
+        return STPLIFState(neuron, syn_E, syn_I), (v, spike, g_E.sum(), g_I.sum(), syn_E, syn_I, offset)
     syn_E, g_E = stp_step(params.stp_E, params.exc, state.syn_E, s_E, dt, counts=counts)
     syn_I, g_I = stp_step(params.stp_I, params.inh, state.syn_I, s_I, dt, counts=counts)
     g_E, g_I = g_E.sum(), g_I.sum()
@@ -165,7 +184,7 @@ def simulate_stp_lif(params: STPLIFParams, spikes_E: jax.Array, spikes_I: jax.Ar
                      I_inj: ArrayLike = 0.0, *,
                      dt: float, spiking: bool = True, record_synapses: bool = True,
                      spike_grad: Surrogate | None = None, checkpoint: bool | int | None = None,
-                     counts: str = "sequential") -> STPLIFResult:
+                     counts: str = "sequential", integrator: str = "euler") -> STPLIFResult:
     """Simulate on given trains ``spikes_E (n_E, n_steps)`` and ``spikes_I (n_I, n_steps)`` (0/1).
 
     Equivalent Python loop::
@@ -182,6 +201,9 @@ def simulate_stp_lif(params: STPLIFParams, spikes_E: jax.Array, spikes_I: jax.Ar
         record_synapses: also return the per-train ``u, R, g`` traces.
         spike_grad, checkpoint: see :func:`jaxlif.simulate_lif`.
         counts: a train value above 1 in a step: ``"tutorial"`` or ``"sequential"`` (:mod:`jaxlif.plasticity`).
+        integrator: ``"euler"`` (default, the tutorial's scheme) or ``"exp_euler"`` (:func:`stp_lif_step`;
+            docs/conventions.md section 10): the spikes of index 0 are seen (they act at ``t = 0``), and
+            ``spike_offset`` is returned.
 
     Returns:
         :class:`STPLIFResult`; ``syn_E``/``syn_I`` hold per-train ``u, R, g`` traces when
@@ -201,13 +223,15 @@ def simulate_stp_lif(params: STPLIFParams, spikes_E: jax.Array, spikes_I: jax.Ar
         raise ValueError(f"spikes_E has {steps} steps but spikes_I has {np.shape(spikes_I)[1]}")
     params = _check(params, dt, np.shape(spikes_E)[0], np.shape(spikes_I)[0])
     checkpoint = _run_options(spike_grad, checkpoint, params.neuron)
+    integrator = check_integrator(integrator)
     _warn_counts("spikes_E", spikes_E, counts)
     _warn_counts("spikes_I", spikes_I, counts)
     I = _current_array(I_inj, steps)
     return _stability.warn_if_poisoned(
         _simulate_stp_lif(params, jnp.asarray(spikes_E), jnp.asarray(spikes_I), I, dt,
                           _checks.check_flag("spiking", spiking),
-                          _checks.check_flag("record_synapses", record_synapses), spike_grad, checkpoint, counts),
+                          _checks.check_flag("record_synapses", record_synapses), spike_grad, checkpoint, counts,
+                          integrator),
         "simulate_stp_lif")
 
 
@@ -216,37 +240,52 @@ def _with_initial(x0, seq):
     return jnp.moveaxis(jnp.concatenate([jnp.asarray(x0)[None], seq]), 0, -1)
 
 
-@jax.jit(static_argnums=(4, 5, 6, 7, 8, 9))
+def _initial_spikes(params: STPLIFParams, state0: STPLIFState, s_E, s_I, dt: float, counts: str) -> STPLIFState:
+    """``integrator="exp_euler"``: the spikes of index 0 act at ``t = 0`` (from rest the exact decay over
+    ``dt`` that :func:`stp_step` applies first leaves ``u = 0, R = 1, g = 0`` unchanged)."""
+    syn_E = stp_step(params.stp_E, params.exc, state0.syn_E, s_E, dt, counts=counts, integrator="exp_euler")[0]
+    syn_I = stp_step(params.stp_I, params.inh, state0.syn_I, s_I, dt, counts=counts, integrator="exp_euler")[0]
+    return state0._replace(syn_E=syn_E, syn_I=syn_I)
+
+
+@jax.jit(static_argnums=(4, 5, 6, 7, 8, 9, 10))
 def _simulate_stp_lif(params, spikes_E, spikes_I, I, dt, spiking, record_synapses, spike_grad, checkpoint,
-                      counts):
+                      counts, integrator="euler"):
     dtype = jnp.result_type(float)
     xs = (spikes_E.T[1:].astype(dtype), spikes_I.T[1:].astype(dtype), I[:-1])
     ok = (traced_stp_lif_ok(params, dt) & traced_counts_ok("spikes_E", xs[0], counts)
           & traced_counts_ok("spikes_I", xs[1], counts) & _checks.traced_rule("I_inj", I, "finite"))
     params = _no_threshold(params, spiking)
     state0 = stp_lif_init(params, spikes_E.shape[0], spikes_I.shape[0])
+    exp_euler = integrator == "exp_euler"
+    if exp_euler:
+        state0 = _initial_spikes(params, state0, spikes_E[:, 0].astype(dtype), spikes_I[:, 0].astype(dtype), dt,
+                                 counts)
 
     def body(state, x):
-        state, (v, spike, g_E, g_I, syn_E, syn_I) = stp_lif_step(params, state, x, dt, spike_grad=spike_grad,
-                                                                 counts=counts)
-        return state, (v, spike, g_E, g_I) + ((syn_E, syn_I) if record_synapses else ())
+        state, (v, spike, g_E, g_I, syn_E, syn_I, *offset) = stp_lif_step(
+            params, state, x, dt, spike_grad=spike_grad, counts=counts, integrator=integrator)
+        return state, (v, spike, g_E, g_I, tuple(offset)) + ((syn_E, syn_I) if record_synapses else ())
 
     state, out = _scan.scan(body, state0, xs, spikes_E.shape[1] - 1, checkpoint)
     v, spikes = _finish(out[0], out[1], state.neuron.v)
-    g_E, g_I = _with_initial(0.0 * v[0], out[2]), _with_initial(0.0 * v[0], out[3])
-    ok = ok & _stability.traced_euler_ok(params.neuron, jnp.max(out[2] + out[3], initial=0.0), dt)
+    g0_E, g0_I = (state0.syn_E.g.sum(), state0.syn_I.g.sum()) if exp_euler else (0.0 * v[0], 0.0 * v[0])
+    g_E, g_I = _with_initial(g0_E, out[2]), _with_initial(g0_I, out[3])
+    extra = {"spike_offset": jnp.concatenate([out[4][0], jnp.zeros((1,), out[4][0].dtype)])} if exp_euler else {}
+    if not exp_euler:   # the tutorial's membrane step: poisoned where it left its stable range
+        ok = ok & _stability.traced_euler_ok(params.neuron, jnp.max(out[2] + out[3], initial=0.0), dt)
     if not record_synapses:
-        return _checks.poison(ok, STPLIFResult(v, spikes, g_E, g_I))
-    syn_E = STPState(*(_with_initial(a0, a) for a0, a in zip(state0.syn_E, out[4])))
-    syn_I = STPState(*(_with_initial(a0, a) for a0, a in zip(state0.syn_I, out[5])))
-    return _checks.poison(ok, STPLIFResult(v, spikes, g_E, g_I, syn_E, syn_I))
+        return _checks.poison(ok, STPLIFResult(v, spikes, g_E, g_I, **extra))
+    syn_E = STPState(*(_with_initial(a0, a) for a0, a in zip(state0.syn_E, out[5])))
+    syn_I = STPState(*(_with_initial(a0, a) for a0, a in zip(state0.syn_I, out[6])))
+    return _checks.poison(ok, STPLIFResult(v, spikes, g_E, g_I, syn_E, syn_I, **extra))
 
 
 def simulate_stp_lif_poisson(key: jax.Array, params: STPLIFParams = STPLIFParams(), *,
                              rate_E: float = 15.0, rate_I: float = 15.0, n_E: int = 80, n_I: int = 20,
                              I_inj: ArrayLike = 0.0, T: float = 1000.0, dt: float = 0.1, spiking: bool = True,
                              record: bool = True, spike_grad: Surrogate | None = None,
-                             checkpoint: bool | int | None = None) -> STPLIFResult:
+                             checkpoint: bool | int | None = None, integrator: str = "euler") -> STPLIFResult:
     """STP-LIF driven by independent Poisson trains drawn inside the scan (step by step).
 
     Train spikes at step ``k`` come from :func:`jaxlif.inputs.bernoulli_step` with
@@ -266,26 +305,42 @@ def simulate_stp_lif_poisson(key: jax.Array, params: STPLIFParams = STPLIFParams
         spiking: ``False`` gives the free membrane potential.
         record: ``False`` keeps only the spike raster.
         spike_grad, checkpoint: see :func:`jaxlif.simulate_lif`.
+        integrator: ``"euler"`` (default) or ``"exp_euler"`` (see :func:`simulate_stp_lif`; the trains' spikes
+            at index 0 then act at ``t = 0``, and ``spike_offset`` is returned also without ``record``).
     """
     dt, steps, I = _check_poisson_run(key, rate_E, rate_I, n_E, n_I, I_inj, T, dt)
     _scalar_rates("simulate_stp_lif_poisson", rate_E=rate_E, rate_I=rate_I)
     params = _check(params, dt, n_E, n_I, "simulate_stp_lif_poisson")
     checkpoint = _run_options(spike_grad, checkpoint, params.neuron)
+    integrator = check_integrator(integrator)
     return _stability.warn_if_poisoned(
         _simulate_stp_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, dt,
                                   _checks.check_flag("spiking", spiking), _checks.check_flag("record", record),
-                                  spike_grad, checkpoint), "simulate_stp_lif_poisson")
+                                  spike_grad, checkpoint, integrator), "simulate_stp_lif_poisson")
 
 
-@jax.jit(static_argnums=(5, 6, 7, 8, 9, 10, 11, 12))
+@jax.jit(static_argnums=(5, 6, 7, 8, 9, 10, 11, 12, 13))
 def _simulate_stp_lif_poisson(key, params, rate_E, rate_I, I, n_E, n_I, steps, dt, spiking, record,
-                              spike_grad, checkpoint):
+                              spike_grad, checkpoint, integrator="euler"):
     ok = traced_stp_lif_ok(params, dt) & _traced_poisson_ok(rate_E, rate_I, I, dt)
     params = _no_threshold(params, spiking)
     key_E, key_I = jax.random.split(key)
     p_E, p_I = _p_spike(rate_E, dt, "rate_E"), _p_spike(rate_I, dt, "rate_I")
-    step = lambda state, x: stp_lif_step(params, state, x, dt, spike_grad=spike_grad)
-    *fields, g_peak = _poisson_scan(step, stp_lif_init(params, n_E, n_I), lambda k: _bernoulli(key_E, k, p_E, n_E),
-                                    lambda k: _bernoulli(key_I, k, p_I, n_I), I, steps, record, checkpoint, peak=True)
+    draw_E, draw_I = lambda k: _bernoulli(key_E, k, p_E, n_E), lambda k: _bernoulli(key_I, k, p_I, n_I)
+    state0 = stp_lif_init(params, n_E, n_I)
+    exp_euler = integrator == "exp_euler"
+    if exp_euler:
+        dtype = state0.neuron.v.dtype
+        state0 = _initial_spikes(params, state0, draw_E(0).astype(dtype), draw_I(0).astype(dtype), dt, "sequential")
+
+    def step(state, x):
+        state, out = stp_lif_step(params, state, x, dt, spike_grad=spike_grad, integrator=integrator)
+        return state, out[:4] + out[6:]         # (v, spike, g_E, g_I[, offset]) for _poisson_scan
+
+    fields = _poisson_scan(step, state0, draw_E, draw_I, I, steps, record, checkpoint, offsets=exp_euler,
+                           peak=not exp_euler, g0=(state0.syn_E.g.sum(), state0.syn_I.g.sum()))
+    if exp_euler:
+        return _checks.poison(ok, STPLIFResult(*fields[:4], spike_offset=fields[4]))
+    *fields, g_peak = fields
     ok = ok & _stability.traced_euler_ok(params.neuron, g_peak, dt)   # the Euler membrane within its stable range
     return _checks.poison(ok, STPLIFResult(*fields))

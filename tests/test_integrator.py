@@ -257,10 +257,12 @@ def test_accuracy_script_quick_run(tmp_path):
 
 def test_batch_simulator_equals_per_step_simulator():
     """simulate_cond_lif_batch(exp_euler, record=True) == vmap of simulate_cond_lif(exp_euler) on the batch's
-    own counts (cond_lif_batch_inputs: no input at index 0, so g[0] = 0 under both integrators)."""
+    own counts (cond_lif_batch_inputs: no input at index 0, so g[0] = 0 under both integrators); its
+    online stats.isi_cv and stats.spike_times use the spike times within the step, k dt + spike_offset."""
     key, B = jax.random.key(3), 2
     kw = dict(rate_E=20.0, rate_I=10.0, T=T, dt=0.1)
-    got = jl.simulate_cond_lif_batch(key, B, record=True, integrator="exp_euler", **kw)
+    got = jl.simulate_cond_lif_batch(key, B, record=True, integrator="exp_euler",
+                                     stats=jl.batch.Stats(isi_cv=True, spike_times=8), **kw)
     n_E, n_I = jl.cond_lif_batch_inputs(key, B, **kw)
     want = jax.vmap(lambda e, i: simulate_cond_lif(CondLIFParams(), e, i, dt=0.1, integrator="exp_euler"))(n_E, n_I)
     assert int(got.spike_count.sum()) > 0
@@ -268,7 +270,74 @@ def test_batch_simulator_equals_per_step_simulator():
     for name in ("v", "spikes", "g_E", "g_I", "spike_offset"):
         np.testing.assert_allclose(np.asarray(getattr(got, name)), np.asarray(getattr(want, name)), rtol=1e-6,
                                    atol=1e-5, err_msg=name)
-    with pytest.raises(ValueError, match="stats.isi_cv and stats.spike_times .* integrator='exp_euler'"):
-        jl.simulate_cond_lif_batch(key, B, integrator="exp_euler", stats=jl.batch.Stats(isi_cv=True), **kw)
+    for b in range(B):
+        k = np.flatnonzero(np.asarray(want.spikes[b]))
+        times = k * 0.1 + np.asarray(want.spike_offset[b], float)[k]
+        isi = np.diff(times)
+        assert len(k) > 3 and np.ptp(np.asarray(want.spike_offset[b])[k]) > 0.01
+        np.testing.assert_allclose(float(got.stats.isi_cv[b]), isi.std() / isi.mean(), rtol=1e-4)
+        kept = np.asarray(got.stats.spike_times[b], float)
+        np.testing.assert_allclose(kept[:len(times)], times[:8], rtol=0, atol=1e-4)
+        assert np.isnan(kept[len(times):]).all()
     with pytest.raises(ValueError, match=r"integrator='rk4' must be one of"):
         jl.simulate_cond_lif_batch(key, B, integrator="rk4", **kw)
+
+
+def _numpy_tm(trains, U0, tau_d, tau_f, dt):
+    """Continuous-time Tsodyks-Markram, event by event in NumPy (spike at index k acts at t_k, from rest):
+    per train the release ``u+ R-`` at each step and ``u, R`` at each sample (after that sample's spike)."""
+    n, steps = trains.shape
+    release, U, R = np.zeros((n, steps)), np.zeros((n, steps)), np.ones((n, steps))
+    for j in range(n):
+        u, r, last = 0.0, 1.0, 0.0
+        for k in range(steps):
+            gap = k * dt - last
+            u_minus, r_minus = u * math.exp(-gap / tau_f), 1.0 - (1.0 - r) * math.exp(-gap / tau_d)
+            if trains[j, k]:
+                u = u_minus + U0 * (1.0 - u_minus)
+                release[j, k] = u * r_minus
+                r, last = r_minus - release[j, k], k * dt
+            U[j, k] = u if trains[j, k] else u_minus
+            R[j, k] = r if trains[j, k] else r_minus
+    return release, U, R
+
+
+def test_stp_lif_exp_euler_equals_cond_lif_on_the_exact_releases(x64):
+    """simulate_stp_lif(exp_euler): every train's u, R follow the continuous-time Tsodyks-Markram model
+    (NumPy, event by event; index 0 seen), and the neuron is the exp_euler conductance LIF driven by the
+    summed releases: simulate_cond_lif(exp_euler) on counts sum_j u+ R- (an independent code path)."""
+    rng = np.random.default_rng(8)
+    steps = jl.n_steps(T, 0.1)
+    s_E, s_I = (rng.random((4, steps)) < 0.03).astype(float), (rng.random((2, steps)) < 0.03).astype(float)
+    s_E[0, 0] = 1.0                                                  # a spike at index 0: seen at t = 0
+    params = jl.stp_lif_params(0.2)
+    got = jl.simulate_stp_lif(params, s_E, s_I, I_COND, dt=0.1, integrator="exp_euler")
+    rel_E, U_E, R_E = _numpy_tm(s_E, 0.45, 100.0, 60.0, 0.1)
+    rel_I, _, _ = _numpy_tm(s_I, 0.45, 100.0, 60.0, 0.1)
+    np.testing.assert_allclose(np.asarray(got.syn_E.u), U_E, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(got.syn_E.R), R_E, rtol=0, atol=1e-12)
+    cond = CondLIFParams(params.neuron, params.exc, params.inh)
+    want = simulate_cond_lif(cond, rel_E.sum(0), rel_I.sum(0), I_COND, dt=0.1, integrator="exp_euler")
+    np.testing.assert_array_equal(np.asarray(got.spikes), np.asarray(want.spikes))
+    for name in ("v", "g_E", "g_I", "spike_offset"):
+        np.testing.assert_allclose(np.asarray(getattr(got, name)), np.asarray(getattr(want, name)), rtol=0,
+                                   atol=1e-9, err_msg=name)
+    assert float(got.g_E[0]) > 0 and int(want.spikes.sum()) > 3 and R_E.min() < 0.8
+
+
+def test_stp_lif_poisson_exp_euler_equals_given_trains(x64):
+    """simulate_stp_lif_poisson(exp_euler) == simulate_stp_lif(exp_euler) on the same trains (index 0 included;
+    the shapes of the test above: its program is reused)."""
+    key, kw = jax.random.key(2), dict(rate_E=500.0, rate_I=100.0, n_E=4, n_I=2)
+    got = jl.simulate_stp_lif_poisson(key, jl.stp_lif_params(0.2), I_inj=I_COND, T=T, dt=0.1, integrator="exp_euler",
+                                      **kw)
+    key_E, key_I = jax.random.split(key)
+    s_E = jl.poisson_trains(key_E, kw["rate_E"], kw["n_E"], T=T, dt=0.1)
+    s_I = jl.poisson_trains(key_I, kw["rate_I"], kw["n_I"], T=T, dt=0.1)
+    assert np.asarray(s_E)[:, 0].any()
+    want = jl.simulate_stp_lif(jl.stp_lif_params(0.2), s_E, s_I, I_COND, dt=0.1, integrator="exp_euler")
+    np.testing.assert_array_equal(np.asarray(got.spikes), np.asarray(want.spikes))
+    for name in ("v", "g_E", "g_I", "spike_offset"):
+        np.testing.assert_allclose(np.asarray(getattr(got, name)), np.asarray(getattr(want, name)), rtol=1e-12,
+                                   atol=1e-12, err_msg=name)
+    assert int(want.spikes.sum()) > 0 and float(got.g_E[0]) > 0

@@ -50,13 +50,46 @@ def _edges_of(proj, offsets, sizes):
     return pre + offsets[proj.pre], post + offsets[proj.post], w.astype(float), d, stp, pre
 
 
-def numpy_network(net, ext_E, ext_I, I_inj, steps, dt):
+def _numpy_exp_membrane(v, r, gE, gI, I, dt, V_th, V_reset, tau_m, g_L, E_L, t_ref, E_E, E_I, tau_E, tau_I):
+    """docs/conventions.md section 10, steps 2-4, neuron by neuron in NumPy: the membrane over one step
+    with each conductance held at its exact mean; ``r`` is the refractory time left [ms].  Returns
+    ``(v_next, r_next, spikes, offsets)``."""
+    n = v.size
+    gEm, gIm = gE * tau_E / dt * (1 - np.exp(-dt / tau_E)), gI * tau_I / dt * (1 - np.exp(-dt / tau_I))
+    g_tot = g_L + gEm + gIm
+    V_inf = (g_L * E_L + gEm * E_E + gIm * E_I + I) / g_tot
+    tau_eff = tau_m * g_L / g_tot
+    v_next, r_next, spikes, offsets = np.empty(n), np.empty(n), np.zeros(n, bool), np.zeros(n)
+    for i in range(n):
+        relax = lambda v0, h: V_inf[i] + (v0 - V_inf[i]) * np.exp(-h / tau_eff[i])  # noqa: E731
+        clamp = min(r[i], dt)                   # refractory part of the step [ms]
+        if clamp >= dt:
+            v_next[i], r_next[i] = V_reset[i], r[i] - dt
+            continue
+        v_s = V_reset[i] if r[i] > 0 else v[i]
+        v_end = relax(v_s, dt - clamp)
+        if max(v_s, v_end) < V_th[i]:
+            v_next[i], r_next[i] = v_end, 0.0
+            continue
+        t_c = 0.0 if v_s >= V_th[i] else tau_eff[i] * np.log((V_inf[i] - v_s) / (V_inf[i] - V_th[i]))
+        t_spike = clamp + t_c
+        spikes[i], offsets[i] = True, t_spike
+        rest = t_spike + t_ref[i] - dt         # refractory time left at the end of the step
+        v_next[i], r_next[i] = (V_reset[i], rest) if rest >= 0 else (relax(V_reset[i], -rest), 0.0)
+    return v_next, r_next, spikes, offsets
+
+
+def numpy_network(net, ext_E, ext_I, I_inj, steps, dt, integrator="euler"):
     """The network loop in NumPy float64, stacked neurons, absolute-time arrival buffers.
 
     ext_E, ext_I: ``(n, steps)`` conductance [nS] arriving at each sample; I_inj ``(n, steps)`` [pA].
     Returns v, spikes, g_E, g_I ``(n, steps)`` and per projection ``(u, R)``: traces ``(n_pre, steps)`` for
-    ``stp_mode="pre"``, the final values per edge (in :func:`_edges_of`'s order) for ``"synapse"``.
+    ``stp_mode="pre"``, the final values per edge (in :func:`_edges_of`'s order) for ``"synapse"``; with
+    ``integrator="exp_euler"`` (docs/conventions.md section 10: the inputs of index 0 are seen, the
+    membrane first, the spike of step ``it`` acts on ``u, R`` at ``t_it``, exact decays) also the spike
+    offsets.
     """
+    exp_euler = integrator == "exp_euler"
     offsets, sizes = net.offsets, net.sizes
     n = sum(sizes.values())
 
@@ -79,17 +112,25 @@ def numpy_network(net, ext_E, ext_I, I_inj, steps, dt):
     v, r = V_init.copy(), np.zeros(n)
     gE, gI = np.zeros(n), np.zeros(n)
     V, S = np.zeros((n, steps)), np.zeros((n, steps), bool)
-    GE, GI = np.zeros((n, steps)), np.zeros((n, steps))
+    GE, GI, OFF = np.zeros((n, steps)), np.zeros((n, steps)), np.zeros((n, steps))
+    if exp_euler:                               # an input at index k enters g at t_k: index 0 is seen
+        gE, gI = ext_E[:, 0].astype(float), ext_I[:, 0].astype(float)
+        GE[:, 0], GI[:, 0] = gE, gI
     for it in range(steps - 1):
-        for i in range(n):                      # 1. refractory clamp, else threshold test of v[it]
-            if r[i] > 0:
-                v[i] = V_reset[i]
-                r[i] = r[i] - 1
-            elif v[i] >= V_th[i]:
-                S[i, it] = True
-                v[i] = V_reset[i]
-                r[i] = t_ref[i] / dt
-        V[:, it] = v
+        if exp_euler:                           # 1'. the membrane over [t_it, t_it + dt): spikes of step it
+            V[:, it] = v
+            v, r, S[:, it], OFF[:, it] = _numpy_exp_membrane(v, r, gE, gI, I_inj[:, it], dt, V_th, V_reset, tau_m,
+                                                             g_L, E_L, t_ref, E_E, E_I, tau_E, tau_I)
+        else:
+            for i in range(n):                  # 1. refractory clamp, else threshold test of v[it]
+                if r[i] > 0:
+                    v[i] = V_reset[i]
+                    r[i] = r[i] - 1
+                elif v[i] >= V_th[i]:
+                    S[i, it] = True
+                    v[i] = V_reset[i]
+                    r[i] = t_ref[i] / dt
+            V[:, it] = v
         for k, (q, (pre, post, w, d, stp, pre_local)) in enumerate(zip(net.projections, edges)):
             s = S[pre, it].astype(float)        # 2. the spike of step it, per edge
             if stp is None:
@@ -97,29 +138,41 @@ def numpy_network(net, ext_E, ext_I, I_inj, steps, dt):
             else:
                 U0, tau_d, tau_f = stp
                 u, R = stp_state[k]
+                def advance(u, R, s, U0, tau_d, tau_f):
+                    if exp_euler:           # the continuous-time synapse: jump at t_it, exact decay to t_it+1
+                        u_plus = u + U0 * (1.0 - u) * s
+                        rel = u_plus * R * s
+                        return u_plus * np.exp(-dt / tau_f), 1.0 - (1.0 - (R - rel)) * np.exp(-dt / tau_d), rel
+                    u_new = u + (-(dt / tau_f) * u + U0 * (1.0 - u) * s)
+                    R_new = R + ((dt / tau_d) * (1.0 - R) - u_new * R * s)
+                    return u_new, R_new, u_new * R * s
+
                 if q.stp_mode == "pre":
                     s_pre = S[offsets[q.pre]:offsets[q.pre] + sizes[q.pre], it].astype(float)
                     U0_p, tau_d_p, tau_f_p = (np.broadcast_to(np.asarray(a, float), (sizes[q.pre],)) for a in q.stp)
-                    u_new = u + (-(dt / tau_f_p) * u + U0_p * (1.0 - u) * s_pre)
-                    R_new = R + ((dt / tau_d_p) * (1.0 - R) - u_new * R * s_pre)
-                    release = (u_new * R * s_pre)[pre_local]
+                    u_new, R_new, release = advance(u, R, s_pre, U0_p, tau_d_p, tau_f_p)
+                    release = release[pre_local]
                     traces[k][0][:, it + 1], traces[k][1][:, it + 1] = u_new, R_new
                 else:
-                    u_new = u + (-(dt / tau_f) * u + U0 * (1.0 - u) * s)
-                    R_new = R + ((dt / tau_d) * (1.0 - R) - u_new * R * s)
-                    release = u_new * R * s
+                    u_new, R_new, release = advance(u, R, s, U0, tau_d, tau_f)
                 stp_state[k] = [u_new, R_new]
             for e in np.nonzero(release)[0]:    # arrives at sample it + d
                 arrive[q.receptor][it + d[e], post[e]] += w[e] * release[e]
-        gE = gE + (-(dt / tau_E) * gE + arrive["exc"][it + 1] + ext_E[:, it + 1])   # 3.
-        gI = gI + (-(dt / tau_I) * gI + arrive["inh"][it + 1] + ext_I[:, it + 1])
-        dv = (dt / tau_m) * (-(v - E_L) - (gE / g_L) * (v - E_E) - (gI / g_L) * (v - E_I) + I_inj[:, it] / g_L)
-        v = v + dv
+        if exp_euler:
+            gE = gE * np.exp(-dt / tau_E) + arrive["exc"][it + 1] + ext_E[:, it + 1]
+            gI = gI * np.exp(-dt / tau_I) + arrive["inh"][it + 1] + ext_I[:, it + 1]
+        else:
+            gE = gE + (-(dt / tau_E) * gE + arrive["exc"][it + 1] + ext_E[:, it + 1])   # 3.
+            gI = gI + (-(dt / tau_I) * gI + arrive["inh"][it + 1] + ext_I[:, it + 1])
+            dv = (dt / tau_m) * (-(v - E_L) - (gE / g_L) * (v - E_E) - (gI / g_L) * (v - E_I) + I_inj[:, it] / g_L)
+            v = v + dv
         GE[:, it + 1], GI[:, it + 1] = gE, gI
     V[:, -1] = v
     for k, q in enumerate(net.projections):
         if q.stp is not None and q.stp_mode == "synapse":
             traces[k] = tuple(stp_state[k])
+    if exp_euler:
+        return V, S, GE, GI, traces, OFF
     return V, S, GE, GI, traces
 
 
@@ -187,7 +240,7 @@ def small_run(x64_module):
 
 def _joined(first, second, field, name):
     a, b = np.asarray(getattr(first, field)[name]), np.asarray(getattr(second, field)[name])
-    if field in ("spikes", "v"):    # the first half's last sample is tested (spike, reset) by the second half
+    if field in ("spikes", "v", "spike_offset"):   # the first half's last sample is tested by the second half
         return np.concatenate([a[:, :-1], b], axis=1)
     return np.concatenate([a, b[:, 1:]], axis=1)
 
@@ -540,6 +593,151 @@ def test_jit_equals_eager(tiny_runs):
     np.testing.assert_allclose(v[1:], np.asarray(ref.v["B"])[:, :steps], atol=1e-4)
     np.testing.assert_allclose(state.g_I[1:], np.asarray(ref.g_I["B"])[:, steps], rtol=1e-6)
     assert state.g_I[1:].max() > 0 and spikes[0, 0]
+
+
+# ----------------------------------------------------------------------------------------------
+# integrator="exp_euler" (docs/conventions.md section 10) and Euler's stability check
+# ----------------------------------------------------------------------------------------------
+
+
+def _exp_run(path):
+    """``small_network`` (``"step"``: step by step, every projection kind, delays 1..4, STP per neuron and
+    per synapse) or ``window_network`` (``"window"``: windows of 3) with ``integrator="exp_euler"`` in
+    float64 over 20 ms in two halves of one compiled program, and the NumPy loop over the whole run on the
+    same drive."""
+    net, key = (small_network(), 7) if path == "step" else (window_network(), 11)
+    key = jax.random.key(key)
+    I_inj = {"I": nw.NetworkInput(I_inj=np.linspace(150.0, 250.0, N_I))}
+    run = lambda state: nw.simulate_network(key, net, T=T_REF / 4, dt=DT, inputs=I_inj, state=state,  # noqa: E731
+                                            capacity=1, integrator="exp_euler")
+    first = run(nw.network_init(net))
+    second = run(first.state)
+    steps = 2 * first.v["E"].shape[1] - 1
+    counts = nw.drive_counts(key, net, T=steps * DT - DT / 2, dt=DT)
+    ext_E = np.concatenate([0.5 * np.asarray(counts["E"]), np.zeros((N_I, steps))])
+    I_arr = np.concatenate([np.zeros((N_E, steps)), np.repeat(np.linspace(150.0, 250.0, N_I)[:, None], steps, 1)])
+    return net, (first, second), numpy_network(net, ext_E, np.zeros_like(ext_E), I_arr, steps, DT,
+                                               integrator="exp_euler")
+
+
+# the step path is also exercised by the tiny network's exp_euler tests below (default tier); the small
+# network adds per-synapse STP and dense projections at the cost of another float64 program: slow tier
+@pytest.mark.parametrize("path", [pytest.param("step", marks=pytest.mark.slow), "window"])
+def test_exp_euler_network_equals_numpy_loop(x64_module, path):
+    """exp_euler networks against the NumPy loop written from docs/conventions.md section 10: the drive of
+    index 0 is seen, the membrane relaxes on the step means of g, a spike of step k (at k dt + offset)
+    enters the targets' g at sample k + d, u and R jump at t_k and decay exactly; in two halves (the
+    second starts from the first's state, whose g already holds its sample's inputs)."""
+    from jaxlif.network import window
+    net, (first, second), (V, S, GE, GI, traces, OFF) = _exp_run(path)
+    assert window.window_length(net) == (3 if path == "window" else 0)
+    for name, sl in (("E", slice(0, N_E)), ("I", slice(N_E, N_E + N_I))):
+        np.testing.assert_array_equal(_joined(first, second, "spikes", name), S[sl], err_msg=name)
+        for field, ref in (("v", V), ("g_E", GE), ("g_I", GI), ("spike_offset", OFF)):
+            np.testing.assert_allclose(_joined(first, second, field, name), ref[sl], rtol=0, atol=1e-9,
+                                       err_msg=f"{field} {name}")
+    for k, q in enumerate(net.projections):
+        if q.stp is not None and q.stp_mode == "pre":
+            for i, field in enumerate(("u", "R")):
+                a, b = (np.asarray(getattr(r.stp[k], field)) for r in (first, second))
+                np.testing.assert_allclose(np.concatenate([a, b[:, 1:]], 1), traces[k][i], rtol=0, atol=1e-12)
+    assert GE[:N_E, 0].max() > 0                                  # the drive of index 0 entered g at t = 0
+    assert S[:N_E].sum() > 30 and S[N_E:].sum() >= 5 and traces[0][1].min() < 0.9
+    assert 0 < OFF[S].max() < DT and OFF[S].min() == 0             # offsets within the step (V_init above V_th: 0)
+
+
+@pytest.fixture(scope="module")
+def tiny_exp():
+    """The tiny network under exp_euler as a function of the projection's weight scale (one program)."""
+    structure, params = nw.partition(tiny_network())
+
+    def run(scale, spike_grad=None, dt=DT, inputs=None):
+        p = params._replace(projections={k: v._replace(weights=v.weights * scale)
+                                         for k, v in params.projections.items()})
+        return nw.simulate_network(None, structure, p, T=T_TINY, dt=dt, inputs=inputs or tiny_inputs(),
+                                   spike_grad=spike_grad, integrator="exp_euler")
+    return run
+
+
+def test_exp_euler_uncoupled_network_equals_the_single_neuron_simulator(tiny_exp):
+    """With the A->B weights at 0, B's neurons are six independent conductance LIFs: those of
+    ``simulate_cond_lif(..., integrator="exp_euler")`` (an independent code path) on the same inputs, the
+    same spikes and the other fields to rounding (two programs: XLA may order a few operations differently)."""
+    res = tiny_exp(0.0)
+    pop = tiny_network().populations[1]
+    params = jl.CondLIFParams(pop.neuron, jl.SynParams(3.0, pop.exc.tau_syn, pop.exc.E_rev),
+                              jl.SynParams(1.0, pop.inh.tau_syn, pop.inh.E_rev))
+    ref = jax.vmap(lambda n: jl.simulate_cond_lif(params, n, jnp.zeros_like(n), dt=DT, integrator="exp_euler"))(
+        jnp.asarray(G_TINY / 3.0))
+    np.testing.assert_array_equal(res.spikes["B"], ref.spikes)
+    tol = 1e-12 if res.v["B"].dtype == np.float64 else 1e-5
+    for field in ("v", "g_E", "g_I", "spike_offset"):
+        np.testing.assert_allclose(getattr(res, field)["B"], getattr(ref, field), rtol=tol, atol=tol, err_msg=field)
+    assert np.asarray(ref.spikes).sum() > 5
+
+
+def test_exp_euler_latency_and_convergence_to_a_fine_step(tiny_exp, tiny_runs):
+    """A fires at t = 0 exactly; its spike reaches B at sample d (d dt ms later, as under Euler).  Against
+    the same network at dt = 0.1/8 ms (delays 8 d steps, the inputs at the same times) B's spike times
+    under exp_euler at dt = 0.1 ms are within 0.01 ms (second order); the tutorial's Euler is not."""
+    res = tiny_exp(1.0)
+    g_I = np.asarray(res.g_I["B"])
+    np.testing.assert_array_equal(np.argmax(g_I > 0, axis=1), DELAYS)
+    np.testing.assert_allclose(g_I[np.arange(6), DELAYS], W_AB, rtol=1e-6)
+    fine_net = dataclasses.replace(tiny_network(), projections=tuple(
+        dataclasses.replace(q, delays=8 * np.asarray(q.delays), max_delay=8 * q.max_delay)
+        for q in tiny_network().projections))
+    G_fine = np.zeros((6, 8 * G_TINY.shape[1]))
+    G_fine[:, ::8] = G_TINY
+    fine = nw.simulate_network(None, fine_net, T=T_TINY, dt=DT / 8, inputs={"B": nw.NetworkInput(g_E=G_fine)},
+                               integrator="exp_euler")
+
+    def times(r, dt):
+        s, off = np.asarray(r.spikes["B"]), None if r.spike_offset is None else np.asarray(r.spike_offset["B"])
+        return [np.flatnonzero(row) * dt + (0 if off is None else off[i][row]) for i, row in enumerate(s)]
+
+    ref, exp, euler = times(fine, DT / 8), times(res, DT), times(tiny_runs[10.0], DT)
+    assert [len(t) for t in exp] == [len(t) for t in ref] and sum(len(t) for t in ref) > 5
+    err = max(np.abs(a - b).max() for a, b in zip(exp, ref) if len(a))
+    assert err < 0.01, err
+    euler_err = max(np.abs(a - b).max() for a, b in zip(euler, ref) if len(a) and len(a) == len(b))
+    assert euler_err > 0.05, euler_err
+
+
+def test_exp_euler_vmap_equals_loop_with_mean_field_gradient(tiny_exp):
+    """One vmapped value-and-gradient program with a surrogate (the mean-field estimator, the default)
+    over the A->B weight scale: each row equals the single run without surrogate; the gradient of B's rate
+    with respect to the inhibitory weight is finite and negative."""
+    def rate(scale):
+        res = tiny_exp(scale, jl.surrogates.fast_sigmoid())
+        return res.spikes["B"].mean() * 1000.0 / DT, res
+
+    (value, out), grad = jax.jit(jax.vmap(jax.value_and_grad(rate, has_aux=True)))(jnp.array([1.0, 3.0]))
+    for row, scale in enumerate((1.0, 3.0)):
+        single = tiny_exp(scale)
+        np.testing.assert_array_equal(np.asarray(out.spikes["B"][row]) > 0, single.spikes["B"])
+        for field in ("spike_offset", "v", "g_I"):
+            np.testing.assert_allclose(np.asarray(getattr(out, field)["B"][row], float),
+                                       np.asarray(getattr(single, field)["B"], float), atol=1e-4, err_msg=field)
+        assert np.isfinite(grad[row]) and grad[row] < 0, grad
+    assert value[0] > value[1] > 0
+
+
+def test_euler_instability_poisons_and_warns_a_network(tiny_checked, tiny_runs):
+    """Forward Euler beyond its stable range (dt (g_L + g_E + g_I) / C > 1) in a network: 3000 nS of input
+    poisons the run with a warning; tau_m = dt (a valid value, factor 1 + g/g_L) raises in checked mode;
+    the same inputs under exp_euler are finite; a normal run (tiny_runs) is not poisoned."""
+    from jaxlif._stability import EulerUnstableWarning
+    with pytest.warns(EulerUnstableWarning, match="stable range"):
+        bad = _tiny(10.0, scale=1000.0)
+    assert all(np.asarray(bad.spikes[n]).all() for n in ("A", "B")) and np.isnan(bad.v["B"]).all()
+    with pytest.raises(ValueError, match="forward Euler left its stable range"):
+        tiny_checked(jnp.asarray(DT))
+    hard = nw.simulate_network(None, tiny_network(), T=T_TINY, dt=DT, inputs=tiny_inputs(1000.0),
+                               integrator="exp_euler")
+    v = np.asarray(hard.v["B"])
+    assert np.isfinite(v).all() and v.max() <= 0.0                   # never above E_E = 0 mV
+    assert not np.asarray(tiny_runs[10.0].spikes["B"]).all()
 
 
 # ----------------------------------------------------------------------------------------------

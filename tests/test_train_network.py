@@ -57,7 +57,9 @@ def test_files_and_summary(quick):
 
 
 def test_budget_and_histories(quick):
-    """The baselines get round(ratio x steps) forward calls; every history is finite and has its length."""
+    """The baselines get round(ratio x steps) forward calls; every history has its length, Adam's is finite;
+    a random candidate whose run was poisoned (forward Euler left its stable range: jaxlif._stability) has
+    an infinite loss (null in the JSON) and is never the best."""
     _, _, data = quick
     cfg = _cfg(data)
     timing = data["timing"]
@@ -66,7 +68,9 @@ def test_budget_and_histories(quick):
     budget = max(2, int(round(ratio * cfg.steps)))
     assert data["budget_forward_calls"] == budget
     assert len(data["random"]["loss"]) == budget
-    assert data["random"]["loss"][data["random"]["best"]] == pytest.approx(min(data["random"]["loss"]))
+    finite = [x for x in data["random"]["loss"] if x is not None and np.isfinite(x)]
+    assert len(finite) > len(data["random"]["loss"]) // 2
+    assert data["random"]["loss"][data["random"]["best"]] == pytest.approx(min(finite))
     calls = data["es"]["calls"]
     assert calls == [2 * (g + 1) for g in range(len(calls))] and calls[-1] <= budget < calls[-1] + 2
     assert len(data["adam"]["loss"]) == cfg.steps and len(data["adam"]["theta"]) == cfg.steps + 1

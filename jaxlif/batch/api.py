@@ -133,8 +133,8 @@ def simulate_cond_lif_batch(key: jax.Array, batch_size: int, params: CondLIFPara
         integrator: ``"euler"`` (default, the tutorial's scheme) or ``"exp_euler"`` (exponential Euler,
             spike times within the step: :func:`jaxlif.cond_lif_step`, docs/conventions.md section 10;
             ``result.spike_offset`` with ``record=True``).  The pooled input has no spike at index 0, so
-            both integrators see the same counts.  ``stats.isi_cv`` and ``stats.spike_times`` are not
-            available with ``"exp_euler"`` yet (they would drop the offsets): an error.
+            both integrators see the same counts.  ``stats.isi_cv`` and ``stats.spike_times`` then use
+            the spike times within the step (``k dt + spike_offset``).
 
     Returns:
         :class:`BatchResult`.  Only ``key``, ``params``, rates, ``I_inj``, ``T``, ``dt`` and the dtype
@@ -156,11 +156,6 @@ def simulate_cond_lif_batch(key: jax.Array, batch_size: int, params: CondLIFPara
     dt, batch, cfg_kw, rates, I = _common(key, batch_size, rate_E, rate_I, n_E, n_I, I_inj, T, dt, spiking, record,
                                           stats, unroll)
     cfg_kw["integrator"] = check_integrator(integrator)
-    if integrator == "exp_euler" and stats is not None and (stats.isi_cv or stats.spike_times):
-        raise ValueError("stats.isi_cv and stats.spike_times are not available with integrator='exp_euler' "
-                         "yet (they would use the sample times, not the spike times within the step); use "
-                         "record=True (result.spike_offset) or jaxlif.simulate_cond_lif_poisson(..., "
-                         "integrator='exp_euler'), or integrator='euler'")
     check_cond_lif_params(params, dt)
     _check_pooled_sizes(n_E, n_I, cfg_kw["n_steps"])
     tree = _checks.upcast((_no_threshold(params, spiking),) + rates)   # float16/bfloat16: the float32 program

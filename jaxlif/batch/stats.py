@@ -19,6 +19,9 @@ same key (tested to float rounding):
 - ``spike_times``: the first ``spike_times`` spike times after the burn-in [ms] (``k dt``),
   ``(batch, cap)``, NaN after the last; ``n_spikes > cap`` says that some were not kept.
 
+With ``integrator="exp_euler"`` a spike of step ``k`` happened at ``k dt + spike_offset[k]``: the ISIs of
+``isi_cv`` and the kept ``spike_times`` use those times (a spike belongs to the stats window by its step).
+
 Numerics.  Within a window (at most a few thousand steps) the scan adds ``v - ref`` and its square
 (``ref``: the running mean), and the window's mean and sum of squared deviations are merged into the
 running ones with Chan et al.'s (1979) pairwise update, so float32 keeps about 6 digits over 10^6
@@ -139,11 +142,13 @@ class _Win(NamedTuple):
     g_I: jax.Array | None = None
 
 
-def _acc_init(cfg: _StatsCfg, C: int, dtype) -> _Acc:
+def _acc_init(cfg: _StatsCfg, C: int, dtype, times_within_step: bool = False) -> _Acc:
+    """``times_within_step`` (``integrator="exp_euler"``): the last spike's time is kept as a float number
+    of steps (with its offset) instead of an integer step."""
     zi, zf = jnp.zeros((C,), jnp.int32), jnp.zeros((C,), dtype)
     acc = _Acc(zi)
     if cfg.isi_cv:
-        acc = acc._replace(last=zi - 1, n_isi=zi, isi_mean=zf, isi_m2=zf)
+        acc = acc._replace(last=(zf if times_within_step else zi) - 1, n_isi=zi, isi_mean=zf, isi_m2=zf)
     if cfg.v:
         acc = acc._replace(n_v=jnp.zeros((), jnp.int32), v_mean=zf, v_m2=zf, v_end=zf)
     if cfg.g:
@@ -163,20 +168,23 @@ def _ref(acc: _Acc, v0):
     return jnp.where(acc.n_v > 0, acc.v_mean, v0)
 
 
-def _step(cfg: _StatsCfg, n_steps: int, acc: _Acc, win: _Win, ref, it, v, spike, g_E, g_I, v_next):
-    """Fold one step (sample ``it``: ``v``, ``spike``; sample ``it + 1``: ``g_E``, ``g_I``, ``v_next``)."""
+def _step(cfg: _StatsCfg, n_steps: int, acc: _Acc, win: _Win, ref, it, v, spike, g_E, g_I, v_next, frac=None):
+    """Fold one step (sample ``it``: ``v``, ``spike``; sample ``it + 1``: ``g_E``, ``g_I``, ``v_next``).
+    ``frac`` (``integrator="exp_euler"``): the spike's offset in steps (``spike_offset / dt``), so that the
+    ISIs use the spike times ``it + frac`` (then ``acc.last`` is a float, :func:`_acc_init`)."""
     valid = it < n_steps - 1
     in_v = valid & (it >= cfg.burn)
     in_g = valid & (it + 1 >= cfg.burn)
     s = spike & in_v
     acc = acc._replace(n_spikes=acc.n_spikes + s.astype(jnp.int32))
     if cfg.isi_cv:
-        isi = (it - acc.last).astype(v.dtype)
+        t = it if frac is None else it.astype(v.dtype) + frac
+        isi = (t - acc.last).astype(v.dtype)
         is_isi = s & (acc.last >= 0)
         n = acc.n_isi + is_isi.astype(jnp.int32)
         delta = isi - acc.isi_mean
         mean = jnp.where(is_isi, acc.isi_mean + delta / jnp.maximum(n, 1).astype(v.dtype), acc.isi_mean)
-        acc = acc._replace(last=jnp.where(s, it, acc.last), n_isi=n, isi_mean=mean,
+        acc = acc._replace(last=jnp.where(s, t, acc.last), n_isi=n, isi_mean=mean,
                            isi_m2=jnp.where(is_isi, acc.isi_m2 + delta * (isi - mean), acc.isi_m2))
     if cfg.v:
         d = jnp.where(in_v, v - ref, 0.0)
@@ -193,8 +201,9 @@ def _merge_mean(mean, n_a, total_w, n_w):
     return jnp.where(n_w > 0, mean + (total_w - n_w * mean) / n, mean)
 
 
-def _merge_window(cfg: _StatsCfg, n_steps: int, dt: float, acc: _Acc, win: _Win, ref, steps, spikes):
-    """Merge a window's sums (``steps``: its sample indices; ``spikes`` (window, C) if times are kept)."""
+def _merge_window(cfg: _StatsCfg, n_steps: int, dt: float, acc: _Acc, win: _Win, ref, steps, spikes, offsets=None):
+    """Merge a window's sums (``steps``: its sample indices; ``spikes`` (window, C) if times are kept, with
+    their ``offsets`` [ms] (window, C) under ``integrator="exp_euler"``)."""
     if cfg.v:
         n_w = jnp.sum((steps < n_steps - 1) & (steps >= cfg.burn), dtype=jnp.int32)
         nw = jnp.maximum(n_w, 1).astype(ref.dtype)
@@ -211,12 +220,13 @@ def _merge_window(cfg: _StatsCfg, n_steps: int, dt: float, acc: _Acc, win: _Win,
         acc = acc._replace(g_E=_merge_mean(acc.g_E, acc.n_g, win.g_E, n_w),
                            g_I=_merge_mean(acc.g_I, acc.n_g, win.g_I, n_w), n_g=acc.n_g + n_w)
     if cfg.cap:
-        acc = acc._replace(times=_keep_times(acc.times, spikes, steps, acc.n_spikes, cfg.cap, dt))
+        acc = acc._replace(times=_keep_times(acc.times, spikes, steps, acc.n_spikes, cfg.cap, dt, offsets))
     return acc
 
 
-def _keep_times(times, spikes, steps, n_after, cap: int, dt: float):
-    """Write the window's spike times into the free slots of ``times`` (C, cap).
+def _keep_times(times, spikes, steps, n_after, cap: int, dt: float, offsets=None):
+    """Write the window's spike times into the free slots of ``times`` (C, cap) (``k dt``, plus ``offsets``
+    [ms] (window, C) when given).
 
     ``spikes`` (window, C) are the window's spikes in the stats window, ``n_after`` the spike counts
     after the window: the k-th spike of a neuron in the window goes to slot ``n_before + k``.  One
@@ -227,6 +237,8 @@ def _keep_times(times, spikes, steps, n_after, cap: int, dt: float):
     rank = _cumsum_rows(n_before - 1, spikes.astype(jnp.int32))
     slot = jnp.where(spikes & (rank < cap), rank, cap)
     t = jnp.broadcast_to((steps.astype(times.dtype) * dt)[:, None], (window, C))
+    if offsets is not None:
+        t = t + offsets.astype(times.dtype)
     return times.at[jnp.arange(C)[None, :], slot].set(t, mode="drop")
 
 

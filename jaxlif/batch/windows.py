@@ -91,12 +91,13 @@ def _neuron_window(params: CondLIFParams, carry, inputs, ref, cfg: _Config):
         n_spikes = n_spikes + (spike & (it < cfg.n_steps - 1)).astype(jnp.int32)
         g_peak = jnp.maximum(g_peak, jnp.where(it < cfg.n_steps - 1, g_E + g_I, 0.0))
         if st is not None:
-            acc, win = _step(st, cfg.n_steps, acc, win, ref, it, v, spike, g_E, g_I, state.neuron.v)
+            frac = outs[4] / cfg.dt if cfg.integrator == "exp_euler" else None
+            acc, win = _step(st, cfg.n_steps, acc, win, ref, it, v, spike, g_E, g_I, state.neuron.v, frac)
         out = None
         if cfg.record:
             out = (v, spike, g_E, g_I, state.neuron.v) + tuple(outs[4:])
         if st is not None and st.cap:
-            out = (out, spike & (it < cfg.n_steps - 1) & (it >= st.burn))
+            out = (out, spike & (it < cfg.n_steps - 1) & (it >= st.burn)) + tuple(outs[4:])
         return (state, n_spikes, acc, win, g_peak), out
     return jax.lax.scan(step, carry, inputs, unroll=cfg.unroll)
 
@@ -130,7 +131,7 @@ def _scan_windows(params: CondLIFParams, C: int, events, ev0, I_win, cfg: _Confi
     st = cfg.stats
     state0 = (cond_lif_init(params), jnp.zeros((C,), jnp.int32), jnp.zeros((C,), dtype))   # g_peak: largest g_E + g_I
     state0 = jax.tree.map(lambda a: jnp.broadcast_to(a, (C,)), state0)
-    acc0 = None if st is None else _acc_init(st, C, dtype)
+    acc0 = None if st is None else _acc_init(st, C, dtype, cfg.integrator == "exp_euler")
 
     def window(carry, x):
         (neuron, n_spikes, g_peak), acc, ev, done = carry
@@ -143,8 +144,8 @@ def _scan_windows(params: CondLIFParams, C: int, events, ev0, I_win, cfg: _Confi
         (neuron, n_spikes, acc, win, g_peak), out = _neuron_window(params, (neuron, n_spikes, acc, win0, g_peak),
                                                                    (x_E, x_I, I_seq, steps), ref, cfg)
         if st is not None:
-            out, spikes = out if st.cap else (out, None)
-            acc = _merge_window(st, cfg.n_steps, cfg.dt, acc, win, ref, steps, spikes)
+            out, spikes, *offsets = out if st.cap else (out, None)
+            acc = _merge_window(st, cfg.n_steps, cfg.dt, acc, win, ref, steps, spikes, *offsets)
         return ((neuron, n_spikes, g_peak), acc, ev, done & ok), out
 
     carry0 = (state0, acc0, ev0, jnp.ones((C,), bool))

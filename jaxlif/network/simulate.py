@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
 
-from jaxlif import _checks, _executables
+from jaxlif import _checks, _executables, _stability
 from jaxlif.grid import n_steps as _n_steps
 from jaxlif.network import gradients
 from jaxlif.network import window as window_mod
@@ -25,6 +25,7 @@ from jaxlif.network.params import NetworkParams, NetworkStructure, combine, part
 from jaxlif.network.step import (NetworkState, SynapseState, drive_draw, drive_table, network_init, network_step,
                                  per_neuron)
 from jaxlif.network.structure import RECEPTOR_RULES, DenseProjection, Network, check_network
+from jaxlif.neurons import check_integrator
 from jaxlif.surrogates import Surrogate
 
 __all__ = ["NetworkInput", "NetworkResult", "drive_counts", "simulate_network", "traced_network_ok",
@@ -58,6 +59,9 @@ class NetworkResult(NamedTuple):
             (``u, R`` after the spike of the previous step was processed), else ``None`` (also without
             ``record``).
         state: the final :class:`NetworkState` (continue with ``simulate_network(..., state=result.state)``).
+        spike_offset: ``None`` with ``integrator="euler"``; with ``"exp_euler"`` ``{name: (size, n_steps)}``, the
+            time of each spike after its sample [ms] in ``[0, dt)`` (a spike at index ``k`` happened at
+            ``k dt + spike_offset[k]``; 0 where no spike), also without ``record``.
     """
 
     spikes: dict
@@ -66,6 +70,7 @@ class NetworkResult(NamedTuple):
     g_I: Optional[dict]
     stp: Optional[tuple]
     state: NetworkState
+    spike_offset: Optional[dict] = None
 
 
 def drive_counts(key: jax.Array, net: Network | NetworkStructure, params: NetworkParams | None = None, *,
@@ -164,9 +169,11 @@ def _all(flags: list) -> jax.Array:
 # ----------------------------------------------------------------------------------------------
 
 
-def _given_inputs(net: Network, inputs, steps: int):
-    """Validate ``inputs``; return the stacked ``(g_E, g_I, I)`` as time-major ``(n_steps - 1, n)``
-    sequences (``None`` where nobody gave one; ``I`` may instead be a constant ``(n,)``)."""
+def _given_inputs(net: Network, inputs, steps: int, integrator: str = "euler"):
+    """Validate ``inputs``; return ``((g_E, g_I, I), (g_E0, g_I0)), I_const``: the stacked ``(g_E, g_I, I)`` as
+    time-major ``(n_steps - 1, n)`` sequences (``None`` where nobody gave one; ``I`` may instead be the
+    constant ``I_const`` ``(n,)``) and, with ``integrator="exp_euler"``, the conductances given at index 0
+    ``(n,)`` (else ``None``)."""
     inputs = {} if inputs is None else inputs
     if not isinstance(inputs, dict):
         raise TypeError(f"inputs must be a dict {{population name: NetworkInput}}, got {type(inputs).__name__}")
@@ -206,7 +213,11 @@ def _given_inputs(net: Network, inputs, steps: int):
     I_const = None if I_seq is not None else jnp.concatenate(
         [jnp.broadcast_to(jnp.asarray(0.0 if given[p.name].I_inj is None else given[p.name].I_inj, dtype), (p.size,))
          for p in net.populations])
-    return (g_E, g_I, I_seq), I_const
+    first = (None, None)                                 # index 0: seen only under exp_euler
+    if integrator == "exp_euler":
+        first = tuple(None if x is None else x[0] for x in (stacked("g_E", slice(0, 1), False),
+                                                            stacked("g_I", slice(0, 1), False)))
+    return ((g_E, g_I, I_seq), first), I_const
 
 
 def _check_state(net: Network, state, dtype) -> None:
@@ -225,7 +236,7 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
                      state: NetworkState | None = None, spike_grad: Surrogate | None = None,
                      record: bool = True,
                      delivery: str = "event", capacity: int = 4, grad_estimator: str | None = None,
-                     recurrent_grad: bool | None = None) -> NetworkResult:
+                     recurrent_grad: bool | None = None, integrator: str = "euler") -> NetworkResult:
     """Simulate a network for ``T`` ms (``n_steps = len(arange(0, T, dt))`` samples) in one ``lax.scan``.
 
     Equivalent Python loop (:mod:`jaxlif.network.step` gives the scheme and the delivery latency)::
@@ -234,6 +245,9 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
         for it in range(n_steps - 1):
             ext = (drive counts at it+1 times their weight [nS], plus the given g_E, g_I at it+1; I_inj at it)
             state, (v[it], spikes[it], g_E[it+1], g_I[it+1]) = network_step(net, state, ext, dt)
+
+    (with ``integrator="exp_euler"``: first ``g_E, g_I += the inputs of index 0`` when the run starts at
+    sample 0, and each step also returns ``spike_offset[it]``).
 
     Args:
         key: ``jax.random`` key of the Poisson drive (may be ``None`` when no population has one);
@@ -258,11 +272,22 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
         grad_estimator: with ``spike_grad``, how derivatives cross the recurrent synapses (see
             "Gradients"): ``"mean_field"`` (default), ``"local"`` or ``"full"``.
         recurrent_grad: the older form of ``grad_estimator``: ``True`` is ``"full"``, ``False`` ``"local"``.
+        integrator: ``"euler"`` (the tutorial's forward Euler, the default, unchanged) or ``"exp_euler"``
+            (exponential Euler with each population's conductances held at their exact mean over the step,
+            spike times found within the step and the reset applied there; :mod:`jaxlif.network.step`,
+            docs/conventions.md section 10 and docs/networks.md "Integrators").  Under ``"exp_euler"`` a spike
+            of step ``k`` (in ``[t_k, t_k + dt)``, at ``k dt + spike_offset``) with delay ``d`` enters its targets'
+            conductances at ``t_(k+d)``; a run from sample 0 sees the inputs of index 0; ``spike_offset`` is
+            returned.  It works with every delivery, the windowed (min-delay) scheme, plasticity,
+            ``spike_grad`` and every ``grad_estimator``.
 
     Returns:
-        :class:`NetworkResult`.  An invalid traced value poisons it (NaN, all-``True`` rasters, step -1;
-        under ``vmap`` only the invalid elements); under :func:`jaxlif.checked` an unbatched call raises a
-        ``ValueError`` naming the field instead (``checkify`` cannot enter the event method's loop inside
+        :class:`NetworkResult`.  Under ``"euler"`` a run in which the membrane step left forward Euler's
+        stable range (``dt (g_L + g_E + g_I) / C > 1`` for some neuron at some step; :mod:`jaxlif._stability`)
+        is poisoned as a whole, with an :class:`~jaxlif._stability.EulerUnstableWarning` when the result is
+        concrete (a ``ValueError`` under :func:`jaxlif.checked`).  An invalid traced value poisons it (NaN,
+        all-``True`` rasters, step -1; under ``vmap`` only the invalid elements); under
+        :func:`jaxlif.checked` an unbatched call raises a ``ValueError`` naming the field instead (``checkify`` cannot enter the event method's loop inside
         a ``vmap``: check one element, or use ``delivery="full"`` there).
 
     Gradients: with ``spike_grad`` the derivative of a rate is the surrogate's (a biased estimate,
@@ -293,20 +318,22 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
         from jaxlif.surrogates import Surrogate
         if not isinstance(spike_grad, Surrogate):
             raise TypeError(f"spike_grad must be None or a jaxlif.surrogates.Surrogate, got {type(spike_grad).__name__}")
-    seqs, I_const = _given_inputs(net, inputs, steps)
+    integrator = check_integrator(integrator)
+    seqs, I_const = _given_inputs(net, inputs, steps, integrator)
     if state is not None:
         _check_state(net, state, jnp.result_type(float))
     estimator = _check_estimator(grad_estimator, recurrent_grad, spike_grad)
     window = window_mod.window_length(net, spike_grad=spike_grad, delivery=delivery) if steps > 1 else 0
-    statics = (steps, dt, spike_grad, bool(record), delivery, capacity, window)
+    statics = (steps, dt, spike_grad, bool(record), delivery, capacity, window, integrator)
     # through jaxlif._executables: where the compilation cache is on (the command line, the experiments,
     # jaxlif._cache.enable), a second process loads the stored executable instead of tracing and lowering
     typed = jax.dtypes.issubdtype(jnp.asarray(key).dtype, jax.dtypes.prng_key)
     impl = str(jax.random.key_impl(key)) if typed else None
-    return _executables.call(_simulate, "jaxlif.network.simulate._simulate",
-                             (jax.random.key_data(key) if typed else key, structure, (params, seqs, I_const, state)),
-                             dict(names=tuple(net.sizes), statics=statics, estimator=estimator,
-                                  recurrent_grad=estimator != "local", key_impl=impl))
+    result = _executables.call(_simulate, "jaxlif.network.simulate._simulate",
+                               (jax.random.key_data(key) if typed else key, structure, (params, seqs, I_const, state)),
+                               dict(names=tuple(net.sizes), statics=statics, estimator=estimator,
+                                    recurrent_grad=estimator != "local", key_impl=impl))
+    return _stability.warn_if_poisoned(result, "simulate_network")
 
 
 def _check_estimator(grad_estimator, recurrent_grad, spike_grad) -> str:
@@ -351,19 +378,24 @@ def _run_fixed(fixed, diff, feedback, statics):
 
 
 def _run(key, structure, diff, feedback, statics, recurrent_grad):
-    params, seqs, I_const, state0 = diff
-    steps, dt, spike_grad, record, delivery, capacity, window = statics
+    params, (seqs, seqs0), I_const, state0 = diff
+    steps, dt, spike_grad, record, delivery, capacity, window, integrator = statics
     net = combine(structure, params)
     flags = [traced_network_ok(net, dt)] + [_checks.traced_rule(f"inputs.{label}", value, "finite") for label, value
-                                            in zip(("g_E", "g_I", "I_inj"), seqs + (I_const,)) if value is not None]
+                                            in zip(("g_E", "g_I", "I_inj", "g_E", "g_I"), seqs + (I_const,) + seqs0)
+                                            if value is not None]
     ok = _all(flags)
     dtype = jnp.result_type(float)
     state0 = network_init(net, dtype) if state0 is None else state0
     params = per_neuron(net, dtype)
     table = drive_table(net, dt, dtype)
 
+    exp_euler = integrator == "exp_euler"
+    if exp_euler:
+        state0 = _initial_inputs(state0, seqs0, table, key)
+
     def body(carry, x):
-        state, valid = carry
+        state, valid, g_peak = carry
         g_E, g_I, I = (0.0 if v is None else v for v in x)
         I = I_const if x[2] is None else I
         if table is not None:
@@ -371,32 +403,51 @@ def _run(key, structure, diff, feedback, statics, recurrent_grad):
             g_E, g_I = g_E + table.weight_E * counts, g_I + table.weight_I * counts
         state, out = network_step(net, state, (g_E, g_I, I), dt, spike_grad=spike_grad, delivery=delivery,
                                   capacity=capacity, recurrent_grad=recurrent_grad, feedback=feedback,
-                                  params=params)
+                                  params=params, integrator=integrator)
+        if not exp_euler:       # the Euler membrane used g[it+1]: its largest sum (jaxlif._stability)
+            g_peak = jnp.maximum(g_peak, out[2] + out[3])
         # carrying the flag through the loop makes XLA evaluate the validity test once; an invariant
         # flag would be fused, as a copy, into every poisoned output (much longer compilation)
-        carry = (state, valid & (state.step > 0))
+        carry = (state, valid & (state.step > 0), g_peak)
         if not record:
-            return carry, out[1]
+            return carry, (None, out[1], None, None) + out[4:]
         stp = tuple(s if (s is not None and q.stp_mode == "pre") else None
                     for q, s in zip(net.projections, state.synapses))
         return carry, (out, stp)
 
+    peak0 = jnp.zeros((net.size,), dtype)
     if window and feedback is None:      # the min-delay scheme (jaxlif.network.window): the same values
-        (final, ok), (out, stp) = window_mod.simulate_windows(
+        (final, ok, g_peak), (out, stp) = window_mod.simulate_windows(
             net, state0, ok, seqs, I_const, key, table, params, dt, n_updates=steps - 1, length=window,
-            capacity=capacity, record=record)
-        ys = (out, stp) if record else out[1]
+            capacity=capacity, record=record, integrator=integrator, g_peak=peak0)
     else:
-        (final, ok), ys = jax.lax.scan(body, (state0, ok), seqs, length=steps - 1)
+        (final, ok, g_peak), ys = jax.lax.scan(body, (state0, ok, peak0), seqs, length=steps - 1)
+        out, stp = ys if record else (ys, None)
+    if not exp_euler:   # the tutorial's membrane step: poisoned where it left its stable range
+        ok = ok & jnp.all(_stability.traced_euler_ok(params[0], g_peak, dt))
+    v, spikes, g_E, g_I = out[:4]
+    offset = (_split(net, _time_last(None, out[4], jnp.zeros_like(out[4][0]))),) if exp_euler else ()
+    spikes = _split(net, _time_last(None, spikes, jnp.zeros_like(spikes[0])))
     if not record:
-        result = NetworkResult(_split(net, _time_last(None, ys, jnp.zeros_like(ys[0]))), None, None, None, None,
-                               final)
+        result = NetworkResult(spikes, None, None, None, None, final, *offset)
     else:
-        (v, spikes, g_E, g_I), stp = ys
         traces = tuple(None if s is None else SynapseState(_time_last(s0.u, s.u), _time_last(s0.R, s.R))
                        for s0, s in zip(state0.synapses, stp))
-        result = NetworkResult(_split(net, _time_last(None, spikes, jnp.zeros_like(spikes[0]))),
-                               _split(net, _time_last(None, v, final.neuron.v)),
+        result = NetworkResult(spikes, _split(net, _time_last(None, v, final.neuron.v)),
                                _split(net, _time_last(state0.g_E, g_E)), _split(net, _time_last(state0.g_I, g_I)),
-                               traces, final)
+                               traces, final, *offset)
     return _checks.poison(ok, result)
+
+
+def _initial_inputs(state0: NetworkState, seqs0, table, key) -> NetworkState:
+    """``integrator="exp_euler"``: a run that starts at sample 0 (``state0.step == 0``) adds the inputs of
+    index 0 (the drive's counts at step 0 and the given ``g_E, g_I`` at index 0) to the conductances, as an
+    input at index ``k`` enters ``g`` at ``t_k`` (docs/conventions.md section 10).  A state that continues a
+    run (``step > 0``) already holds the inputs of its sample."""
+    add_E, add_I = (0.0 if g is None else g for g in seqs0)
+    if table is not None:
+        counts = drive_draw(table, key, jnp.zeros((), jnp.int32))
+        add_E, add_I = add_E + table.weight_E * counts, add_I + table.weight_I * counts
+    fresh = state0.step == 0
+    return state0._replace(g_E=state0.g_E + jnp.where(fresh, add_E, 0.0),
+                           g_I=state0.g_I + jnp.where(fresh, add_I, 0.0))

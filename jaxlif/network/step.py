@@ -30,8 +30,30 @@ all its synapses in that projection share the parameters); ``"synapse"`` one per
 may differ per synapse).  Per-synapse ``u, R`` advance only at their presynaptic spikes, in closed
 form over the silent steps since the last one (:mod:`jaxlif.network.synapse_stp`: work per spike and
 out-degree, not per synapse and step); with ``delivery="full"``, or a surrogate derivative carried
-through the recurrent spikes (``spike_grad`` with ``recurrent_grad``), every synapse is updated every
-step instead.  Both give the same values up to rounding.
+through the recurrent spikes (``spike_grad`` with ``recurrent_grad``), or ``integrator="exp_euler"``
+(whose continuous-time synapse decays by another closed form), every synapse is updated every step
+instead.  Both give the same values up to rounding.
+
+**Exponential Euler** (``integrator="exp_euler"``, docs/conventions.md section 10).  The state's
+``g_E, g_I`` at sample ``it`` include every input of that sample.  For ``it = 0 .. n_steps-2``:
+
+1'. every neuron: the membrane over ``[t_it, t_it + dt)`` with each conductance held at its exact mean
+    over the step, ``g_mean = g[it] tau_syn/dt (1 - exp(-dt/tau_syn))``
+    (:func:`jaxlif.synapses.exp_syn_mean`), relaxing exactly towards
+    ``V_inf = (g_L E_L + g_E,mean E_E + g_I,mean E_I + I[it]) / g_tot`` with ``tau_eff = tau_m g_L / g_tot``
+    (:func:`jaxlif.neurons.membrane_step`); a threshold crossing in the step is a spike of step ``it`` at
+    ``t_it + offset`` (its exact time on that relaxation), reset and ``t_ref`` start there;
+2'. every projection: as step 2, with ``u, R`` of the continuous-time synapse (the spike of step ``it``
+    acts on ``u, R`` at ``t_it``, then they decay exactly to ``t_it + dt``;
+    :func:`jaxlif.plasticity.stp_efficacy`);
+3'. every neuron: ``g[it+1] = g[it] exp(-dt/tau_syn) + (arriving at it+1) + (drive at it+1)``.
+
+A spike of step ``k`` with delay ``d`` is the input of index ``k + d`` of its targets, which under
+exponential Euler enters ``g`` at ``t_(k+d)`` (the single-neuron rule); it was emitted at
+``t_k + offset``, so the latency from the spike is ``d dt - offset``, in ``(d dt - dt, d dt]``: spikes are
+delivered on the grid, as NEST's ``iaf_cond_exp`` delivers them (which stamps a spike at the end of its
+step, ``(d + 1) dt - offset`` later).  A run that starts at sample 0 adds the inputs of index 0 (drive and
+given conductances) to ``g`` at ``t = 0``.
 
 Units: ms, mV, nS, pA, Hz.
 """
@@ -47,13 +69,13 @@ from jax.extend.random import threefry_2x32
 from jax.typing import ArrayLike, DTypeLike
 
 from jaxlif.inputs import _binomial_tail, _p_spike
-from jaxlif.neurons import LIFParams, LIFState, membrane_step
+from jaxlif.neurons import LIFParams, LIFState, check_integrator, membrane_step
 from jaxlif.network import synapse_stp
 from jaxlif.network.delivery import Layout, active_rows, deliver
 from jaxlif.network.structure import DenseProjection, Network
-from jaxlif.plasticity import stp_efficacy
+from jaxlif.plasticity import stp_efficacy, stp_utilisation
 from jaxlif.surrogates import Surrogate
-from jaxlif.synapses import SynParams, exp_syn_step
+from jaxlif.synapses import SynParams, exp_syn_mean, exp_syn_step
 
 __all__ = ["SynapseState", "NetworkState", "network_init", "network_step", "per_neuron", "drive_draw",
            "drive_uniform"]
@@ -128,17 +150,23 @@ def network_init(net: Network, dtype: DTypeLike | None = None) -> NetworkState:
                         tuple(_synapse_init(q, sizes[q.pre], dtype) for q in net.projections))
 
 
-def _presynaptic(proj, syn: SynapseState | None, s, dt: float, it):
+def _presynaptic(proj, syn: SynapseState | None, s, dt: float, it, integrator: str = "euler"):
     """``(x, W, new_syn)``: presynaptic values and weights whose product is delivered (per-synapse
-    plasticity: every synapse updated, :func:`jaxlif.network.synapse_stp.step_all`)."""
+    plasticity: every synapse updated; under ``"euler"`` by :func:`jaxlif.network.synapse_stp.step_all`,
+    under ``"exp_euler"`` as the continuous-time synapse of :func:`jaxlif.plasticity.stp_efficacy`)."""
     W = proj.weights
     if proj.stp is None:
         return s, W, None
     if proj.stp_mode == "pre":
-        u, R, release = stp_efficacy(proj.stp, syn.u, syn.R, s, dt)
+        u, R, release = stp_efficacy(proj.stp, syn.u, syn.R, s, dt, integrator)
         return release, W, SynapseState(u, R)
-    u_plus, R_minus, u, R, sample = synapse_stp.step_all(proj.stp, syn.u, syn.R, syn.sample, s, it, dt,
-                                                         isinstance(proj, DenseProjection))
+    dense = isinstance(proj, DenseProjection)
+    if integrator == "exp_euler":       # every synapse every step; u is the decayed u+ here: take u+ itself
+        s_b = s[None, :] if dense else s[:, None]
+        u, R, _ = stp_efficacy(proj.stp, syn.u, syn.R, s_b, dt, integrator)
+        u_plus = stp_utilisation(proj.stp, syn.u, s_b, dt, integrator)
+        return s, W * u_plus * syn.R, SynapseState(u, R, jnp.full_like(syn.sample, it + 1))
+    u_plus, R_minus, u, R, sample = synapse_stp.step_all(proj.stp, syn.u, syn.R, syn.sample, s, it, dt, dense)
     return s, W * u_plus * R_minus, SynapseState(u, R, sample)   # s_j (W u+ R-): the release, derivative in s
 
 
@@ -146,8 +174,8 @@ def network_step(net: Network, state: NetworkState, inputs: tuple[ArrayLike, Arr
                  dt: float, *, spike_grad: Surrogate | None = None, delivery: str = "event",
                  capacity: int = 4, recurrent_grad: bool = True, feedback: dict | None = None,
                  params: tuple[LIFParams, tuple[ArrayLike, ArrayLike],
-                               tuple[ArrayLike, ArrayLike]] | None = None
-                 ) -> tuple[NetworkState, tuple[jax.Array, jax.Array, jax.Array, jax.Array]]:
+                               tuple[ArrayLike, ArrayLike]] | None = None,
+                 integrator: str = "euler") -> tuple[NetworkState, tuple[jax.Array, ...]]:
     """Advance the network from sample ``it = state.step`` to ``it + 1`` (steps 1-3 of the module docstring).
 
     Args:
@@ -165,16 +193,28 @@ def network_step(net: Network, state: NetworkState, inputs: tuple[ArrayLike, Arr
             multiplied by it (the mean-field gradient estimator of :mod:`jaxlif.network.gradients`
             differentiates with respect to these scales at 1; ``None`` multiplies by nothing).
         params: ``per_neuron(net)`` (computed here when ``None``; pass it to hoist it out of a loop).
+        integrator: ``"euler"`` (default, the scheme of the module docstring) or ``"exp_euler"``
+            ("Exponential Euler" in the module docstring).
 
     Returns:
-        ``(state at it+1, (v_it, spike_it, g_E_it+1, g_I_it+1))``, each ``(n,)``.
+        ``(state at it+1, (v_it, spike_it, g_E_it+1, g_I_it+1))``, each ``(n,)``; with ``"exp_euler"`` a
+        fifth output, the time of each spike after ``t_it`` [ms] (0 without a spike).
     """
     neuron, exc, inh = per_neuron(net, state.g_E.dtype) if params is None else params
     it, D, offsets, sizes = state.step, net.max_delay, net.offsets, net.sizes
     dtype = state.g_E.dtype
-    # 1. spikes of step it.  membrane_step tests the threshold before it integrates, and that test does
-    #    not depend on the conductances: evaluate it first (XLA drops the unused voltage update).
-    spikes = membrane_step(neuron, state.neuron, 0.0, 0.0, 0.0, 0.0, 0.0, dt, spike_grad)[1][1]
+    ext_E, ext_I, I_inj = inputs
+    exp_euler = check_integrator(integrator) == "exp_euler"
+    if exp_euler:
+        # 1'. the membrane over [t_it, t_it + dt) with each conductance held at its exact mean over the step;
+        #     the spikes of step it (in that interval) come out of it
+        lif, (v, spikes, offset) = membrane_step(
+            neuron, state.neuron, exp_syn_mean(SynParams(1.0, *exc), state.g_E, dt), exc[1],
+            exp_syn_mean(SynParams(1.0, *inh), state.g_I, dt), inh[1], I_inj, dt, spike_grad, integrator)
+    else:
+        # 1. spikes of step it.  membrane_step tests the threshold before it integrates, and that test does
+        #    not depend on the conductances: evaluate it first (XLA drops the unused voltage update).
+        spikes = membrane_step(neuron, state.neuron, 0.0, 0.0, 0.0, 0.0, 0.0, dt, spike_grad)[1][1]
     spikes_f = spikes.astype(dtype) if recurrent_grad else jax.lax.stop_gradient(spikes.astype(dtype))
     pre = {name: slice(offsets[name], offsets[name] + sizes[name]) for name in sizes}
     K = {name: min(int(capacity), size) for name, size in sizes.items()}
@@ -187,7 +227,8 @@ def network_step(net: Network, state: NetworkState, inputs: tuple[ArrayLike, Arr
     synapses = []
     # per-synapse plasticity: only the spiking rows (event delivery), unless the spikes' surrogate
     # derivatives must reach u, R (every synapse every step then, as with delivery="full")
-    synapse_events = delivery == "event" and not (spike_grad is not None and recurrent_grad)
+    synapse_events = (delivery == "event" and integrator == "euler"
+                      and not (spike_grad is not None and recurrent_grad))
     for proj, syn in zip(net.projections, state.synapses):
         sparse = not isinstance(proj, DenseProjection)
         layout = Layout(sparse, D, proj.delay, delivery, K[proj.pre], offsets[proj.post], sizes[proj.post])
@@ -199,17 +240,19 @@ def network_step(net: Network, state: NetworkState, inputs: tuple[ArrayLike, Arr
                 rows[proj.pre], spikes[pre[proj.pre]].astype(bool), it)
             synapses.append(SynapseState(*syn))
             continue
-        x, W, syn = _presynaptic(proj, syn, spikes_f[pre[proj.pre]], dt, it)
+        x, W, syn = _presynaptic(proj, syn, spikes_f[pre[proj.pre]], dt, it, integrator)
         synapses.append(syn)
         if feedback is not None:
             x = x * feedback[proj.pre]
         pending[proj.receptor] = deliver(layout, pending[proj.receptor], x, W, *aux, rows.get(proj.pre), it)
     # 3. arrivals at it+1, conductances, membrane
-    ext_E, ext_I, I_inj = inputs
     slot = (it + 1) % D
     g = {}
     for rec, g_old, ext, (tau, E_rev) in (("exc", state.g_E, ext_E, exc), ("inh", state.g_I, ext_I, inh)):
-        g[rec] = exp_syn_step(SynParams(1.0, tau, E_rev), g_old, pending[rec][slot] + ext, dt)
+        g[rec] = exp_syn_step(SynParams(1.0, tau, E_rev), g_old, pending[rec][slot] + ext, dt, integrator=integrator)
+    if exp_euler:
+        new = NetworkState(it + 1, lif, g["exc"], g["inh"], pending["exc"], pending["inh"], tuple(synapses))
+        return new, (v, spikes, g["exc"], g["inh"], offset)
     lif, (v, spike) = membrane_step(neuron, state.neuron, g["exc"], exc[1], g["inh"], inh[1], I_inj, dt, spike_grad)
     new = NetworkState(it + 1, lif, g["exc"], g["inh"], pending["exc"], pending["inh"], tuple(synapses))
     return new, (v, spike, g["exc"], g["inh"])

@@ -42,7 +42,7 @@ from jaxlif.network.step import NetworkState, SynapseState, _bisect, drive_unifo
 from jaxlif.network.structure import DenseProjection
 from jaxlif.neurons import membrane_step
 from jaxlif.plasticity import stp_efficacy
-from jaxlif.synapses import SynParams, exp_syn_step
+from jaxlif.synapses import SynParams, exp_syn_mean, exp_syn_step
 
 __all__ = ["MAX_WINDOW", "min_delay", "window_length", "drive_draw_block", "deliver_window", "split_windows",
            "simulate_windows"]
@@ -265,17 +265,27 @@ deliver_window.defjvp(_deliver_window_jvp, symbolic_zeros=True)
 # ----------------------------------------------------------------------------------------------
 
 
-def _local_step(net, params, dt, record, carry, x):
+def _local_step(net, params, dt, record, integrator, carry, x):
     """One step without delivery: threshold test, plasticity, membrane, with ``x = (in_E, in_I, I_inj)``:
     the conductance arriving at ``it + 1`` (the ring's row as it stood at the start of the window plus
-    the external input, summed before the loop) and the current.  The same operations as ``network_step``."""
+    the external input, summed before the loop) and the current.  The same operations as ``network_step``
+    (``integrator="exp_euler"``: membrane first, on the step means of the conductances at ``it``).
+    ``carry[-1]`` is the running maximum of ``g_E + g_I`` of the Euler membrane (:mod:`jaxlif._stability`)."""
     neuron, exc, inh = params[:3]
-    it, lif, g_E, g_I, synapses = carry
+    it, lif, g_E, g_I, synapses, g_peak = carry
     ext_E, ext_I, I_inj = x
     dtype = g_E.dtype
-    g_E = exp_syn_step(SynParams(1.0, *exc), g_E, ext_E, dt)        # ext: arrivals + external, summed
-    g_I = exp_syn_step(SynParams(1.0, *inh), g_I, ext_I, dt)
-    lif, (v, spikes) = membrane_step(neuron, lif, g_E, exc[1], g_I, inh[1], I_inj, dt)
+    offset = None
+    if integrator == "exp_euler":
+        lif, (v, spikes, offset) = membrane_step(
+            neuron, lif, exp_syn_mean(SynParams(1.0, *exc), g_E, dt), exc[1],
+            exp_syn_mean(SynParams(1.0, *inh), g_I, dt), inh[1], I_inj, dt, integrator=integrator)
+    # ext: arrivals + external, summed
+    g_E = exp_syn_step(SynParams(1.0, *exc), g_E, ext_E, dt, integrator=integrator)
+    g_I = exp_syn_step(SynParams(1.0, *inh), g_I, ext_I, dt, integrator=integrator)
+    if integrator != "exp_euler":
+        lif, (v, spikes) = membrane_step(neuron, lif, g_E, exc[1], g_I, inh[1], I_inj, dt)
+        g_peak = jnp.maximum(g_peak, g_E + g_I)
     spikes_f = spikes.astype(dtype)
     offsets, sizes = net.offsets, net.sizes
     new_syn, released = [], []
@@ -285,18 +295,22 @@ def _local_step(net, params, dt, record, carry, x):
             released.append(None)
             continue
         s = spikes_f[offsets[proj.pre]:offsets[proj.pre] + sizes[proj.pre]]
-        u, R, release = stp_efficacy(proj.stp, syn.u, syn.R, s, dt)
+        u, R, release = stp_efficacy(proj.stp, syn.u, syn.R, s, dt, integrator)
         new_syn.append(SynapseState(u, R))
         released.append(release)
     out = (v, spikes, g_E, g_I) if record else (None, spikes, None, None)
+    if offset is not None:
+        out = out + (offset,)
     trace = tuple(new_syn) if record else tuple(None for _ in new_syn)
-    return (it + 1, lif, g_E, g_I, tuple(new_syn)), (out, trace, tuple(released))
+    return (it + 1, lif, g_E, g_I, tuple(new_syn), g_peak), (out, trace, tuple(released))
 
 
-def _window(net, params, key, table, dt, capacity, record, state: NetworkState, xs, length: int):
-    """Advance ``state`` by ``length`` steps (one window); returns the new state and the per-step outputs
-    ``((v, spikes, g_E, g_I), synapses)``, time-major ``(length, ...)`` (without ``record`` only the spikes,
-    the rest ``None``).  Here ``state.pending_E, pending_I`` are window-relative: row ``j`` arrives at
+def _window(net, params, key, table, dt, capacity, record, integrator, state: NetworkState, g_peak, xs,
+            length: int):
+    """Advance ``state`` by ``length`` steps (one window); returns the new state, the running maximum
+    ``g_peak`` of ``g_E + g_I`` (Euler only) and the per-step outputs ``((v, spikes, g_E, g_I[, offset]),
+    synapses)``, time-major ``(length, ...)`` (without ``record`` only the spikes and offsets, the rest
+    ``None``).  Here ``state.pending_E, pending_I`` are window-relative: row ``j`` arrives at
     sample ``state.step + j`` (row 0 was consumed already), so that every access is a static block."""
     D, offsets, sizes = net.max_delay, net.offsets, net.sizes
     it0 = state.step
@@ -312,13 +326,13 @@ def _window(net, params, key, table, dt, capacity, record, state: NetworkState, 
     # external input: network_step's pending[slot] + ext, for the whole window at once
     in_E = state.pending_E[1:length + 1] + ext_E
     in_I = state.pending_I[1:length + 1] + ext_I
-    carry = (it0, state.neuron, state.g_E, state.g_I, state.synapses)
+    carry = (it0, state.neuron, state.g_E, state.g_I, state.synapses, g_peak)
 
     def body(carry, x):
         e_E, e_I, i = x
-        return _local_step(net, params, dt, record, carry, (e_E, e_I, params[3] if i is None else i))
+        return _local_step(net, params, dt, record, integrator, carry, (e_E, e_I, params[3] if i is None else i))
 
-    (it, lif, g_E, g_I, synapses), (out, syn_trace, released) = jax.lax.scan(
+    (it, lif, g_E, g_I, synapses, g_peak), (out, syn_trace, released) = jax.lax.scan(
         body, carry, (in_E, in_I, I_inj), length=length, unroll=UNROLL)
     spikes = out[1]
     # shift the ring to the next window (samples it0 .. it0 + L - 1 were consumed; new rows are empty)
@@ -340,7 +354,7 @@ def _window(net, params, key, table, dt, capacity, record, state: NetworkState, 
         aux = (proj.targets, proj.delays) if sparse else (None, None)
         ring[proj.receptor] = deliver_window(wl, ring[proj.receptor], x, proj.weights, *aux, rows[proj.pre])
     new = NetworkState(it, lif, g_E, g_I, ring["exc"], ring["inh"], synapses)
-    return new, (out, syn_trace)
+    return new, g_peak, (out, syn_trace)
 
 
 def split_windows(n_updates: int, longest: int) -> int:
@@ -354,11 +368,13 @@ def split_windows(n_updates: int, longest: int) -> int:
 
 
 def simulate_windows(net, state0: NetworkState, ok, seqs, I_const, key, table, params, dt: float, *,
-                     n_updates: int, length: int, capacity: int, record: bool = True):
+                     n_updates: int, length: int, capacity: int, record: bool = True, integrator: str = "euler",
+                     g_peak=None):
     """``n_updates`` steps from ``state0`` in windows of at most ``length`` steps (:func:`split_windows`;
-    a shorter last window where no length divides ``n_updates``); returns ``((final state, ok), ys)`` with
-    ``ys = ((v, spikes, g_E, g_I), synapses)`` time-major, as the step-by-step scan of the simulator
-    (without ``record`` only the spikes, the rest ``None``)."""
+    a shorter last window where no length divides ``n_updates``); returns ``((final state, ok, g_peak), ys)``
+    with ``ys = ((v, spikes, g_E, g_I[, offset]), synapses)`` time-major, as the step-by-step scan of the
+    simulator (without ``record`` only the spikes and the offsets, the rest ``None``).  ``g_peak``: the
+    running maximum of ``g_E + g_I`` per neuron that the Euler membrane used, from ``g_peak`` (default 0)."""
     length = split_windows(n_updates, length)
     m, r = divmod(n_updates, length)
     I_const = jnp.zeros((net.size,), state0.g_E.dtype) if I_const is None else I_const
@@ -371,9 +387,9 @@ def simulate_windows(net, state0: NetworkState, ok, seqs, I_const, key, table, p
         return part.reshape((count, length) + seq.shape[1:])
 
     def full_window(carry, xs):
-        state, valid = carry
-        state, ys = _window(net, params, key, table, dt, capacity, record, state, xs, length)
-        return (state, valid & (state.step > 0)), ys
+        state, valid, peak = carry
+        state, peak, ys = _window(net, params, key, table, dt, capacity, record, integrator, state, peak, xs, length)
+        return (state, valid & (state.step > 0), peak), ys
 
     D = net.max_delay
 
@@ -385,19 +401,20 @@ def simulate_windows(net, state0: NetworkState, ok, seqs, I_const, key, table, p
 
     state0 = state0._replace(pending_E=relative(state0.pending_E, state0.step),
                              pending_I=relative(state0.pending_I, state0.step))
-    carry = (state0, ok)
+    g_peak = jnp.zeros((net.size,), state0.g_E.dtype) if g_peak is None else g_peak
+    carry = (state0, ok, g_peak)
     parts = []
     if m:
         carry, ys = jax.lax.scan(full_window, carry, tuple(windows(s, m, 0) for s in seqs), length=m)
         parts.append(jax.tree.map(lambda y: y.reshape((m * length,) + y.shape[2:]), ys))
     if r:
-        state, valid = carry
+        state, valid, peak = carry
         tail = tuple(None if s is None else s[m * length:] for s in seqs)
-        state, ys = _window(net, params, key, table, dt, capacity, record, state, tail, r)
-        carry = (state, valid & (state.step > 0))
+        state, peak, ys = _window(net, params, key, table, dt, capacity, record, integrator, state, peak, tail, r)
+        carry = (state, valid & (state.step > 0), peak)
         parts.append(ys)
     ys = parts[0] if len(parts) == 1 else jax.tree.map(lambda *a: jnp.concatenate(a), *parts)
-    state, valid = carry
+    state, valid, peak = carry
     state = state._replace(pending_E=absolute(state.pending_E, state.step),
                            pending_I=absolute(state.pending_I, state.step))
-    return (state, valid), ys
+    return (state, valid, peak), ys

@@ -310,14 +310,15 @@ def simulate_cond_lif_poisson(key: jax.Array, params: CondLIFParams = CondLIFPar
 
 
 def _poisson_scan(step, state0, draw_E, draw_I, I, steps: int, record: bool, checkpoint=None, offsets=False,
-                  peak=False):
+                  peak=False, g0=None):
     """Scan ``step(state, (x_E, x_I, I[it])) -> (state, (v, spike, g_E, g_I, ...))`` with the inputs of
     step ``it+1`` drawn on the fly as ``draw_E(it+1)``, ``draw_I(it+1)`` (optionally checkpointed).
 
     Returns the result fields ``(v, spikes, g_E, g_I)`` with time last (all but ``spikes`` ``None``
     unless ``record``).  With ``offsets`` (``integrator="exp_euler"``: the step's fifth output is the
     spike offset) a fifth field, the offsets, recorded always; ``g_E[0], g_I[0]`` are then those of
-    ``state0`` (else 0).  With ``peak`` a last field, the largest ``g_E + g_I`` that a step used (a
+    ``state0`` (or ``g0 = (g_E, g_I)`` when given; else 0).  With ``peak`` a last field, the largest
+    ``g_E + g_I`` that a step used (a
     running maximum, so also without ``record``; :mod:`jaxlif._stability`).
     """
     def body(carry, x):
@@ -337,7 +338,7 @@ def _poisson_scan(step, state0, draw_E, draw_I, I, steps: int, record: bool, che
         return (None, jnp.concatenate([out[0], jnp.zeros((1,), out[0].dtype)]), None, None) + extra
     v, spikes = _finish(out[0], out[1], state.neuron.v)
     if offsets:
-        g0_E, g0_I = state0.g_E[None].astype(v.dtype), state0.g_I[None].astype(v.dtype)
+        g0_E, g0_I = (jnp.asarray(g)[None].astype(v.dtype) for g in ((state0.g_E, state0.g_I) if g0 is None else g0))
     else:
         g0_E = g0_I = jnp.zeros((1,), v.dtype)
     return (v, spikes, jnp.concatenate([g0_E, out[2]]), jnp.concatenate([g0_I, out[3]])) + extra
