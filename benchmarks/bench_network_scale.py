@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import os
 import resource
 import statistics
@@ -55,7 +54,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import bench as bb              # noqa: E402  (stdlib-only module level: the peers' interpreters import it)
+# both modules import only the standard library at module level: the peers' interpreters import them too
+from benchmarks import bench as bb              # noqa: E402
 from benchmarks import bench_network as bn      # noqa: E402
 
 NAME = "network-scale"
@@ -322,7 +322,8 @@ def slopes(rows: list[dict]) -> dict:
 def render(report: dict) -> str:
     rows, m = report["rows"], report["machine"]
     lines = ["## Cost curves of the E/I network: time and memory against N (`benchmarks/bench_network_scale.py`)", "",
-             f"Written by `{report['command']}` on {report['started']} (UTC; this run {report['minutes']:.0f} min); machine: "
+             f"Written by `{report['command']}` on {report['started']} (UTC; this run {report['minutes']:.0f} min); "
+             "machine: "
              f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; load average (1/5/15 min) at start "
              f"{report['load'][0]}, at end {report['load'][1]} (other sessions were running: timings are upper "
              "bounds). Figure: `docs/bench_network_scale.png`.", "",
@@ -347,7 +348,8 @@ def render(report: dict) -> str:
             continue
         (mE, sE), (mI, sI) = (bn._mean_se(r["rates"][p]) for p in "EI")
         build = f"{r['build_s']:.1f}" if r.get("build_s") is not None else "-"
-        lines.append(f"{head} {build} | {r['first_s']:.1f} | {r['s_per_s']:.3g} | {r['wall_per_s']:.3g} | {r['peak_rss_mb']:.0f} | "
+        lines.append(f"{head} {build} | {r['first_s']:.1f} | {r['s_per_s']:.3g} | {r['wall_per_s']:.3g} | "
+                     f"{r['peak_rss_mb']:.0f} | "
                      f"{mE:.2f} +- {sE:.2f} | {mI:.2f} +- {sI:.2f} | {r.get('check', '-')} |")
     sl = report["slopes"]
     lines += ["", "Fitted log-log slopes (least squares over the cells run): "
@@ -475,7 +477,8 @@ def main(argv=None) -> dict:
                 rows.sort(key=_order)
                 _checks(rows)
                 partial.write_text(json.dumps(rows, indent=1))           # survives an interrupted study
-                brief = res.get("error") or (f"{row['s_per_s']:.3g} CPU s/sim s, {row['wall_per_s']:.3g} wall, {row['peak_rss_mb']:.0f} MB, rates "
+                brief = res.get("error") or (f"{row['s_per_s']:.3g} CPU s/sim s, {row['wall_per_s']:.3g} wall, "
+                                             f"{row['peak_rss_mb']:.0f} MB, rates "
                                              f"E {statistics.fmean(row['rates']['E']):.2f} I "
                                              f"{statistics.fmean(row['rates']['I']):.2f} {row.get('check', '')}")
                 print(f"[bench_network_scale] K={K} N={N} {system}: {brief} ({res.get('process_s', 0):.0f} s)",
