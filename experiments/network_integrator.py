@@ -1,7 +1,7 @@
 """Networks under ``integrator="exp_euler"``: rate against dt, against NEST 3.10, and the speed cost (docs/networks.md).
 
 The network is the high-conductance E/I network of issue 21 ("Fidelity"): the benchmark network of
-``experiments/bench_network.py`` (3200 E + 800 I of the tutorials' neuron, p = 0.1, weights E->E 0.25,
+``benchmarks/bench_network.py`` (3200 E + 800 I of the tutorials' neuron, p = 0.1, weights E->E 0.25,
 E->I 0.25, I->E 1.5, I->I 1.5 nS, delay 1.5 ms, 100 Poisson trains x 10 Hz x 1 nS of drive per neuron)
 with **static** E->E synapses: it fires at about 67 Hz with a mean total conductance near 10 g_L, so an
 effective membrane time constant near 1 ms.  Smaller networks (``--n-E``, ``--n-I``) get weights scaled

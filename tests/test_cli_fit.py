@@ -110,17 +110,21 @@ def test_fit_trains_text_output_and_out_without_extension(trains_csv, tmp_path, 
 
 def test_fit_trains_gamma_kernel_noise(tmp_path, capsys):
     """``--noise gamma_kernel``: the library's fit, its SD kernel printed with intervals and in the JSON
-    (the amplitudes made positive, as gamma noise needs)."""
+    (the amplitudes made positive, as gamma noise needs; Wald intervals, which compile less than the
+    profile's)."""
     positive = lambda lines: lines[:1] + [ln.replace(",-", ",") for ln in lines[1:]]  # noqa: E731
     trains_csv = _write_trains(tmp_path / "positive.csv", edit=positive)
-    rc, out, err = _run(["fit-trains", str(trains_csv), "--noise", "gamma_kernel", "--json", "--quiet"], capsys)
+    rc, out, err = _run(["fit-trains", str(trains_csv), "--noise", "gamma_kernel", "--interval", "wald", "--json",
+                         "--quiet"], capsys)
     assert rc == 0, err
     rec = json.loads(out)
-    direct = fitting.fit_stp_trains(fitting.read_trains_csv(trains_csv), model="tm", noise="gamma_kernel")
+    direct = fitting.fit_stp_trains(fitting.read_trains_csv(trains_csv), model="tm", noise="gamma_kernel",
+                                    interval="wald")
     assert rec["noise_model"] == "gamma_kernel" and set(rec["noise_params"]) == {"s", "b_s", "c", "taus_ms"}
     np.testing.assert_allclose(rec["loglik"], float(direct.loglik), rtol=1e-6)
     np.testing.assert_allclose(rec["noise_params"]["b_s"], float(direct.noise_params.b_s), rtol=1e-5, atol=1e-6)
-    rc, out, err = _run(["fit-trains", str(trains_csv), "--noise", "gamma_kernel", "--quiet"], capsys)
+    rc, out, err = _run(["fit-trains", str(trains_csv), "--noise", "gamma_kernel", "--interval", "wald", "--quiet"],
+                        capsys)
     assert rc == 0, err
     assert "SD kernel (time constants" in out and "b_s " in out and "c1  =" in out, out
 
