@@ -173,7 +173,7 @@ def simulate_stp_lif_batch(key: jax.Array, batch_size: int, params: STPLIFParams
                            T: float = 1000.0, dt: float = 0.1, spiking: bool = True, record: bool = False,
                            stats: Stats | None = None, progress: Callable[[int, int], None] | None = None,
                            mesh: Mesh | None = None, batch_chunk: int | None = None,
-                           window: int | None = None, unroll: int = 1) -> BatchResult:
+                           window: int | None = None, unroll: int = 1, integrator: str = "euler") -> BatchResult:
     """``batch_size`` STP-LIF neurons (WL-B), each with its own plastic Poisson trains, event-driven.
 
     The model is :func:`jaxlif.simulate_stp_lif` (the tutorial's ``run_LIF_cond_STP``, docs/conventions.md
@@ -200,6 +200,11 @@ def simulate_stp_lif_batch(key: jax.Array, batch_size: int, params: STPLIFParams
         window: time steps per event window (default 2000).  The window sets the order in which
             coincident jumps of one neuron are summed, so another window changes ``g`` (and ``v``)
             by rounding only; ``batch_chunk``, ``mesh`` and the streaming give bit-identical results.
+        integrator: ``"euler"`` (default, the tutorial's scheme) or ``"exp_euler"``: the neuron as in
+            :func:`simulate_cond_lif_batch`, every synapse the continuous-time Tsodyks-Markram synapse,
+            decaying exactly between its spikes (``u exp(-k dt/tau_f)``, ``1 - (1 - R) exp(-k dt/tau_d)``;
+            :func:`jaxlif.stp_step`), as :func:`jaxlif.simulate_stp_lif` with ``integrator="exp_euler"``
+            on the same trains (docs/conventions.md section 10).
 
     Returns:
         :class:`BatchResult`; neuron ``b`` of a batch does not depend on ``batch_size``.
@@ -210,6 +215,7 @@ def simulate_stp_lif_batch(key: jax.Array, batch_size: int, params: STPLIFParams
     dt, batch, cfg_kw, rates, I = _common(key, batch_size, rate_E, rate_I, n_E, n_I, I_inj, T, dt, spiking, record,
                                           stats, unroll)
     _check_stp_lif_params(params, dt)
+    cfg_kw["integrator"] = check_integrator(integrator)
     if n_E + n_I < 1:
         raise ValueError("n_E + n_I must be >= 1 for the STP batch simulator")
     tree = _checks.upcast((_no_threshold(params, spiking),) + rates)   # float16/bfloat16: the float32 program

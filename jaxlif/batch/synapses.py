@@ -63,15 +63,18 @@ class _Columns(NamedTuple):
     """Per-synapse constants, each ``(1, S)`` or ``(C, S)`` (per-neuron values): E columns, then I."""
     pop: jax.Array      # 0 = excitatory, 1 = inhibitory
     scale: jax.Array    # -1/log(1 - p): geometric gap scale
-    log_a_f: jax.Array  # log(1 - dt/tau_f): silent steps multiply u by exp(k log_a_f)
-    log_a_d: jax.Array  # log(1 - dt/tau_d): silent steps multiply 1 - R by exp(k log_a_d)
+    log_a_f: jax.Array  # log(1 - dt/tau_f) (exp_euler: -dt/tau_f): silent steps multiply u by exp(k log_a_f)
+    log_a_d: jax.Array  # log(1 - dt/tau_d) (exp_euler: -dt/tau_d): silent steps multiply 1 - R by exp(k log_a_d)
     stp: STPParams
     syn: SynParams
 
 
-def _columns(params: STPLIFParams, p_E, p_I, n_E: int, n_I: int, dt: float, dtype) -> _Columns:
+def _columns(params: STPLIFParams, p_E, p_I, n_E: int, n_I: int, dt: float, dtype,
+             integrator: str = "euler") -> _Columns:
     """Per-synapse constants from parameters of shape ``()``, ``(C,)`` (per neuron), ``(C, n)`` or
-    ``(1, n)`` (per synapse; ``n`` = ``n_E`` for the excitatory fields, ``n_I`` for the inhibitory)."""
+    ``(1, n)`` (per synapse; ``n`` = ``n_E`` for the excitatory fields, ``n_I`` for the inhibitory).
+    The silent-step factors are ``log(1 - dt/tau)`` (the tutorial's Euler) or ``-dt/tau``
+    (``integrator="exp_euler"``: the continuous-time synapse decays exactly)."""
     S = n_E + n_I
 
     def as_2d(x):
@@ -89,7 +92,8 @@ def _columns(params: STPLIFParams, p_E, p_I, n_E: int, n_I: int, dt: float, dtyp
                     jnp.zeros((1, S), dtype))
     log1m_p = col(jnp.log1p(-jnp.asarray(p_E, dtype)), jnp.log1p(-jnp.asarray(p_I, dtype)))
     return _Columns((j >= n_E).astype(jnp.int32)[None, :], _gap_scale(log1m_p),
-                    jnp.log1p(-dt / stp.tau_f), jnp.log1p(-dt / stp.tau_d), stp, syn)
+                    *((-dt / stp.tau_f, -dt / stp.tau_d) if integrator == "exp_euler" else
+                      (jnp.log1p(-dt / stp.tau_f), jnp.log1p(-dt / stp.tau_d))), stp, syn)
 
 
 def _lane_columns(cols: _Columns, c, j) -> _Columns:
@@ -116,7 +120,7 @@ def _silent_factor(k, log_a):
 
 
 def _synapse_pass(st: _Synapses, buf, keys, cols: _Columns, syn_ids, c, j, start, end, cap: int, dt: float,
-                  dtype, materialize: bool, platform: str = "cpu"):
+                  dtype, materialize: bool, platform: str = "cpu", integrator: str = "euler"):
     """Every synapse (lane) whose next spike lies before ``end`` takes it: add its conductance jump
     to ``buf`` (or mark the spike), update ``u, R`` and draw its next spike time."""
     due = st.t_next < end
@@ -126,11 +130,12 @@ def _synapse_pass(st: _Synapses, buf, keys, cols: _Columns, syn_ids, c, j, start
         buf = _scatter_add(buf, (c, j, pos), spike.astype(buf.dtype))
         u, R = st.u, st.R
     else:
-        # k - 1 silent Euler steps in closed form (as plasticity.stp_decay), then one spiking step
+        # k - 1 silent steps in closed form (as plasticity.stp_decay; exp_euler: the exact decay), then one
+        # spiking step
         silent = (st.t_next - st.t_last - 1).astype(dtype)
         before = STPState(st.u * _silent_factor(silent, cols.log_a_f),
                           1.0 - (1.0 - st.R) * _silent_factor(silent, cols.log_a_d), jnp.zeros_like(st.u))
-        (u, R, jump), _ = stp_step(cols.stp, cols.syn, before, 1.0, dt)     # jump = g_bar R^- u^+
+        (u, R, jump), _ = stp_step(cols.stp, cols.syn, before, 1.0, dt, integrator=integrator)  # g_bar R^- u^+
         buf = _scatter_add(buf, (c, cols.pop, pos), jnp.where(spike, jump, 0.0))
     gap = _synapse_gap(keys, cols, syn_ids, st.ordinal, cap, dtype, platform)
     return _Synapses(t_next=jnp.where(due, jnp.minimum(st.t_next + gap, cap), st.t_next),
@@ -158,7 +163,7 @@ def _compact_indices(active, K: int):
 
 
 def _synapses_window(state: _Synapses, start, keys, cols: _Columns, ids, window: int, cap: int, dt: float,
-                     dtype, materialize: bool = False, platform: str = "cpu"):
+                     dtype, materialize: bool = False, platform: str = "cpu", integrator: str = "euler"):
     """Advance every synapse through its spikes at samples ``start+1 .. start+window``.
 
     Returns ``((state, buffer), done)``: the buffer holds the summed conductance jumps
@@ -188,7 +193,7 @@ def _synapses_window(state: _Synapses, start, keys, cols: _Columns, ids, window:
 
     def full_pass(carry):
         return _synapse_pass(*carry, keys, cols, syn_ids, c_full, j_full, start, end, cap, dt, dtype, materialize,
-                             platform)
+                             platform, integrator)
 
     def finish(state, buf):
         done = jnp.all(state.t_next >= end, axis=1)
@@ -212,7 +217,7 @@ def _synapses_window(state: _Synapses, start, keys, cols: _Columns, ids, window:
 
     def compact_pass(carry):
         return _synapse_pass(*carry, keys, sub_cols, sub_ids, c, j, start, end, cap, dt, dtype, materialize,
-                             platform)
+                             platform, integrator)
 
     sub, buf, _ = jax.lax.while_loop(lambda carry: jnp.any(carry[0].t_next < end) & (carry[2] <= window),
                                      bounded(compact_pass), (sub, buf, passes))

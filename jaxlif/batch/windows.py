@@ -184,13 +184,14 @@ def _stp_chunk(ids, params: STPLIFParams, rate_E, rate_I, keys, I_win, cfg: _Con
     dtype = jnp.result_type(float)
     C, S = ids.shape[0], cfg.n_E + cfg.n_I
     cap = cfg.n_windows * cfg.window + 1
-    cols = _columns(params, rate_E * (cfg.dt / 1000.0), rate_I * (cfg.dt / 1000.0), cfg.n_E, cfg.n_I, cfg.dt, dtype)
+    cols = _columns(params, rate_E * (cfg.dt / 1000.0), rate_I * (cfg.dt / 1000.0), cfg.n_E, cfg.n_I, cfg.dt, dtype,
+                    cfg.integrator)
     # the neuron sees the summed jumps: a static synapse of g_bar = 1 with each population's tau_syn
     neuron_params = CondLIFParams(params.neuron, params.exc._replace(g_bar=1.0), params.inh._replace(g_bar=1.0))
 
     def events(syn, start):
         (syn, jumps), ok = _synapses_window(syn, start, keys[0], cols, ids, cfg.window, cap, cfg.dt, dtype,
-                                            platform=cfg.platform)
+                                            platform=cfg.platform, integrator=cfg.integrator)
         return (syn, (jumps[0], jumps[1])), ok
 
     return _scan_windows(neuron_params, C, events, _synapses_init(C, S, dtype), I_win, cfg)
