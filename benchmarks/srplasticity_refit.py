@@ -21,7 +21,8 @@ baselines -3..2.5 step 0.5 x kernel amplitudes -2..1.75 step 0.25 of each time c
 starts, SD scale start 1, scipy's L-BFGS-B defaults); ``paper`` uses the settings its
 repository's mossy-fibre script gives for the published fit (baselines -3..0.75 step 0.25,
 amplitudes -2..1.75 step 0.25, 256 starts, SD scale start 4, ``maxiter=500, ftol=1e-12,
-gtol=1e-9``).  ``--coarsen k`` multiplies both grid steps by ``k`` (about ``k^2`` times fewer
+gtol=1e-9``); ``published-start`` is no grid but its single-start ``fit_srp_model`` from the
+published values with the ``paper`` settings (is the published point its optimum?).  ``--coarsen k`` multiplies both grid steps by ``k`` (about ``k^2`` times fewer
 starts) to cap the cost; ``--maxiter`` caps L-BFGS-B's iterations.
 
 Data: ``jaxlif.fitting.read_chamberland2018(--data)``; the 14,481 non-zero amplitudes of the 7
@@ -56,6 +57,9 @@ GRIDS = {
     "default": dict(ranges=((-3.0, 3.0, 0.5), (-2.0, 2.0, 0.25)), sigma_scale=1.0, options={}),
     "paper": dict(ranges=((-3.0, 1.0, 0.25), (-2.0, 2.0, 0.25)), sigma_scale=4.0,
                   options={"maxiter": 500, "ftol": 1e-12, "gtol": 1e-9}),
+    # not a grid: srplasticity's single-start ``fit_srp_model`` from the published values
+    "published-start": dict(ranges=None, sigma_scale=None, start="published",
+                            options={"maxiter": 500, "ftol": 1e-12, "gtol": 1e-9}),
 }
 PEER_PYTHON = "/work/main/.venv-srp/bin/python"
 
@@ -68,7 +72,7 @@ def _peer_worker(inp: str, out: str) -> None:
     """Fit with srplasticity's grid search; write parameters, its NLL and CPU seconds."""
     from importlib.metadata import version
 
-    from srplasticity.inference import _nll, fit_srp_model_gridsearch
+    from srplasticity.inference import _nll, fit_srp_model, fit_srp_model_gridsearch
     from srplasticity.srp import ExpSRP
 
     z = np.load(inp, allow_pickle=False)
@@ -87,13 +91,21 @@ def _peer_worker(inp: str, out: str) -> None:
     pub = cfg["published"]
     pub_params = (pub["b"], np.asarray(pub["a"]), np.asarray(TAUS_MS), pub["b_s"],
                   np.asarray(pub["c"]), np.asarray(TAUS_MS), None, pub["s"])
-    ranges = tuple(slice(*r) for r in cfg["ranges"])
     options = dict(cfg["options"])
+    kw = {"options": options} if options else {}
     t0, w0 = time.process_time(), time.perf_counter()
-    params, best, starts, fvals, allres = fit_srp_model_gridsearch(
-        stim, target, list(TAUS_MS), list(TAUS_MS), param_ranges=ranges, mu_scale=None,
-        sigma_scale=cfg["sigma_scale"], bounds="default", method="L-BFGS-B", workers=1,
-        **({"options": options} if options else {}))
+    if cfg.get("start") == "published":     # one start: its L-BFGS-B from the published values
+        x0 = [pub["b"], *pub["a"], pub["b_s"], *pub["c"], pub["s"]]
+        params, best = fit_srp_model(x0, stim, target, list(TAUS_MS), list(TAUS_MS),
+                                     mu_scale=None, bounds="default", algo="L-BFGS-B", **kw)
+        starts, allres = [x0], [best]
+        fvals = [float(best["fun"]) if best["success"] else np.nan]
+    else:
+        params, best, starts, fvals, allres = fit_srp_model_gridsearch(
+            stim, target, list(TAUS_MS), list(TAUS_MS),
+            param_ranges=tuple(slice(*r) for r in cfg["ranges"]), mu_scale=None,
+            sigma_scale=cfg["sigma_scale"], bounds="default", method="L-BFGS-B", workers=1,
+            **kw)
     cpu, wall = time.process_time() - t0, time.perf_counter() - w0
     fv = np.asarray(fvals, dtype=float)
     res = dict(version=version("srplasticity"), cpu_s=cpu, wall_s=wall,
@@ -117,12 +129,12 @@ def _peer_worker(inp: str, out: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 def _grid(name: str, coarsen: int, maxiter: int | None) -> dict:
-    g = GRIDS[name]
-    ranges = [(lo, hi, step * coarsen) for lo, hi, step in g["ranges"]]
-    options = dict(g["options"])
+    g = dict(GRIDS[name], options=dict(GRIDS[name]["options"]))
+    if g["ranges"] is not None:
+        g["ranges"] = [(lo, hi, step * coarsen) for lo, hi, step in g["ranges"]]
     if maxiter:
-        options["maxiter"] = int(maxiter)
-    return dict(ranges=ranges, sigma_scale=g["sigma_scale"], options=options)
+        g["options"]["maxiter"] = int(maxiter)
+    return g
 
 
 def missing_zeros(data) -> np.ndarray:
@@ -147,6 +159,45 @@ def srp_loglik(data, p: dict) -> float:
                                                                            tuple(p["c"])),
                          scale=float(scale))
         return -n * float(nll)
+
+
+def constrained_optimum(data, start: dict) -> dict:
+    """The optimum of srplasticity's 9-parameter model (mean scale fixed to ``1/sigmoid(b)``:
+    ``train_loss(..., normalise=True)``) near ``start``, by SciPy's L-BFGS-B on jaxlif's exact
+    gradient, in coordinates ``(b, a_j/tau_j, b_s, c_j/tau_j, log s)``: is srplasticity's answer
+    the optimum of its own model?"""
+    import jax
+    import jax.numpy as jnp
+    from scipy.optimize import minimize
+
+    from jaxlif.fitting import SDKernelParams, SRPParams, train_loss
+    y = missing_zeros(data)
+    n = int(np.isfinite(y).sum())
+    taus = np.asarray(TAUS_MS)
+
+    def unpack(x):
+        t = jnp.asarray(taus, x.dtype)
+        return x[0], x[1:4] * t, x[4], x[5:8] * t, jnp.exp(x[8])
+
+    with jax.enable_x64(True):
+        def nll(x):
+            b, a, b_s, c, s = unpack(x)
+            return n * train_loss(SRPParams(b, a[0], a[1], a[2]), data.spike_times_ms, y,
+                                  model="srp", noise="gamma_kernel", normalise=True,
+                                  noise_params=SDKernelParams(s, b_s, (c[0], c[1], c[2])))
+
+        f = jax.jit(jax.value_and_grad(nll))
+        x0 = np.concatenate([[start["b"]], np.asarray(start["a"]) / taus, [start["b_s"]],
+                             np.asarray(start["c"]) / taus, [np.log(start["s"])]])
+        r = minimize(lambda x: tuple(np.asarray(v, float) for v in f(jnp.asarray(x, jnp.float64))), x0,
+                     jac=True, method="L-BFGS-B", options={"maxiter": 2000, "gtol": 1e-8, "ftol": 1e-15})
+        b, a, b_s, c, s = unpack(jnp.asarray(r.x, jnp.float64))
+        grad = np.asarray(f(jnp.asarray(r.x, jnp.float64))[1])
+        return dict(loglik=-float(r.fun), nit=int(r.nit), message=str(r.message),
+                    start_loglik=-float(f(jnp.asarray(x0, jnp.float64))[0]),
+                    max_abs_grad=float(np.abs(grad).max()), b=float(b),
+                    a=[float(v) for v in a], b_s=float(b_s), c=[float(v) for v in c],
+                    s=float(s))
 
 
 def jaxlif_fit(data) -> dict:
@@ -217,20 +268,28 @@ def section(res: dict) -> str:
     ]
     for name, p in peers.items():
         g = p["grid"]
-        cap = f", maxiter {g['options']['maxiter']}" if "maxiter" in g["options"] else ""
-        coarse = f", steps x{g['coarsen']}" if g.get("coarsen", 1) > 1 else ""
-        lines.append(f"| srplasticity `fit_srp_model_gridsearch`, grid `{name}`{coarse}{cap} | "
+        cap = f", maxiter capped at {g['maxiter_cap']}" if g.get("maxiter_cap") else ""
+        coarse = f", steps x{g['coarsen']}" if g.get("coarsen", 1) > 1 and g["ranges"] else ""
+        what = ("`fit_srp_model` from the published values" if g.get("start") else
+                f"`fit_srp_model_gridsearch`, grid `{name}`")
+        lines.append(f"| srplasticity {what}{coarse}{cap} | "
                      f"{p['n_starts']} ({p['n_success']} successful) | {p['loglik']:.2f} | "
                      f"{p['loglik'] - j['loglik']:+.2f} | {p['cpu_s']:.0f} s |")
+    cp = res.get("constrained_from_published")
     lines += [f"| published fit (Rossbroich et al. 2021) | - | {pub:.2f} | "
-              f"{pub - j['loglik']:+.2f} | - |",
+              f"{pub - j['loglik']:+.2f} | - |"]
+    if cp:
+        lines += [f"| same 9-parameter model, L-BFGS-B with jaxlif's exact gradient from the "
+                  f"published values | 1 | {cp['loglik']:.2f} | {cp['loglik'] - j['loglik']:+.2f}"
+                  f" | - |"]
+    lines += [
               f"| **jaxlif `fit_stp_trains(model=\"srp\", noise=\"gamma_kernel\")`** | 15 | "
               f"**{j['loglik']:.2f}** | 0 | {j['cpu_s']:.1f} s (first call "
               f"{j['first_call_cpu_s']:.1f} s) |", ""]
     lines.append(f"Parameters. jaxlif: {_fmt_params(j)}. Published: "
                  f"{_fmt_params(res['published'])}.")
     for name, p in peers.items():
-        lines.append(f"srplasticity, grid `{name}`: {_fmt_params(p)} (its own NLL "
+        lines.append(f"srplasticity, `{name}`: {_fmt_params(p)} (its own NLL "
                      f"{p['nll_own']:.2f}; {p['within_1']} of {p['n_starts']} starts within 1 "
                      f"unit of its best; published parameters under its NLL "
                      f"{-p['published_nll_own']:.2f}"
@@ -322,13 +381,17 @@ def main(argv=None) -> dict:
     print(f"jaxlif: loglik {j['loglik']:.2f} (re-evaluated {j['loglik_check']:.2f}), "
           f"{j['cpu_s']:.1f} CPU s / {j['wall_s']:.1f} s wall after compile "
           f"(first call {j['first_call_cpu_s']:.1f} CPU s)", flush=True)
+    res["constrained_from_published"] = cp = constrained_optimum(data, PUBLISHED_SRP)
+    print(f"9-parameter model (scale 1/sigmoid(b)) polished from the published values with "
+          f"exact gradients: loglik {cp['loglik']:.2f} ({cp['nit']} iterations, max |grad| "
+          f"{cp['max_abs_grad']:.1e})", flush=True)
     if not args.jaxlif_only:
         res["peer_scipy"] = _peer_scipy(args.peer_python)
         res["srplasticity"] = {}
         for name in grids:
             grid = _grid(name, args.coarsen, args.maxiter)
             peer = run_peer(data, PUBLISHED_SRP, grid, args.peer_python)
-            peer["grid"] = dict(grid, name=name, coarsen=args.coarsen)
+            peer["grid"] = dict(grid, name=name, coarsen=args.coarsen, maxiter_cap=args.maxiter)
             peer["loglik"] = srp_loglik(data, peer)
             res["srplasticity"][name] = peer
             print(f"srplasticity {peer['version']} grid {name} (steps x{args.coarsen}): "
