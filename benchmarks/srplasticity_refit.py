@@ -250,11 +250,12 @@ def section(res: dict) -> str:
     """The BENCHMARKS.md section ``srplasticity-refit`` from the results ``res``."""
     j, pub = res["jaxlif"], res["published_loglik"]
     peers = res.get("srplasticity", {})
-    cmd = res.get("command", "python benchmarks/srplasticity_refit.py")
+    cmds = res.get("commands") or [res.get("command", "python benchmarks/srplasticity_refit.py")]
+    cmd = "`, `".join(cmds)
     lines = [
         "## SRP on the per-sweep mossy-fibre data: jaxlif against a refit with srplasticity",
         "",
-        f"`{cmd}` (x86_64, 2 CPUs shared with other jobs; jax {res.get('jax', '?')}, float64; "
+        f"`{cmd}`{' (merged with --render)' if len(cmds) > 1 else ''} (x86_64, 2 CPUs shared with other jobs; jax {res.get('jax', '?')}, float64; "
         f"srplasticity {next(iter(peers.values()))['version'] if peers else '-'} with SciPy "
         f"{res.get('peer_scipy', '?')} in its own environment, one worker). The same "
         f"{res['n_points']:,} non-zero amplitudes (zeros missing), every row evaluated with "
@@ -274,7 +275,7 @@ def section(res: dict) -> str:
                 f"`fit_srp_model_gridsearch`, grid `{name}`")
         lines.append(f"| srplasticity {what}{coarse}{cap} | "
                      f"{p['n_starts']} ({p['n_success']} successful) | {p['loglik']:.2f} | "
-                     f"{p['loglik'] - j['loglik']:+.2f} | {p['cpu_s']:.0f} s |")
+                     f"{p['loglik'] - j['loglik']:+.2f} | {p['cpu_s']:.3g} s |")
     cp = res.get("constrained_from_published")
     lines += [f"| published fit (Rossbroich et al. 2021) | - | {pub:.2f} | "
               f"{pub - j['loglik']:+.2f} | - |"]
@@ -289,13 +290,11 @@ def section(res: dict) -> str:
     lines.append(f"Parameters. jaxlif: {_fmt_params(j)}. Published: "
                  f"{_fmt_params(res['published'])}.")
     for name, p in peers.items():
-        lines.append(f"srplasticity, `{name}`: {_fmt_params(p)} (its own NLL "
-                     f"{p['nll_own']:.2f}; {p['within_1']} of {p['n_starts']} starts within 1 "
-                     f"unit of its best; published parameters under its NLL "
-                     f"{-p['published_nll_own']:.2f}"
-                     + (f"; best of all starts, unsuccessful ones included: "
-                        f"{-p['best_any_nll']:.2f} under its NLL" if "best_any_nll" in p else "")
-                     + ").")
+        lines.append(f"srplasticity, `{name}`: {_fmt_params(p)} (log-likelihood under its own "
+                     f"NLL {-p['nll_own']:.2f}, of the published values {-p['published_nll_own']:.2f}"
+                     f"; {p['within_1']} of {p['n_starts']} starts within 1 unit of its best"
+                     + (f"; best start, unsuccessful ones included, {-p['best_any_nll']:.2f}"
+                        if "best_any_nll" in p else "") + ").")
     return "\n".join(lines)
 
 
@@ -317,6 +316,7 @@ def render(paths: list[str]) -> dict:
         if "grid" in r:                       # one-grid file
             g = r.pop("grid")
             peers = {g["name"]: dict(peers, grid=g)}
+        res.setdefault("commands", []).append(r.get("command", path))
         merged = res.setdefault("srplasticity", {})
         res.update({k: v for k, v in r.items() if k not in res})
         merged.update(peers)
