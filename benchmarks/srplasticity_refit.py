@@ -22,8 +22,9 @@ starts, SD scale start 1, scipy's L-BFGS-B defaults); ``paper`` uses the setting
 repository's mossy-fibre script gives for the published fit (baselines -3..0.75 step 0.25,
 amplitudes -2..1.75 step 0.25, 256 starts, SD scale start 4, ``maxiter=500, ftol=1e-12,
 gtol=1e-9``); ``published-start`` is no grid but its single-start ``fit_srp_model`` from the
-published values with the ``paper`` settings (is the published point its optimum?).  ``--coarsen k`` multiplies both grid steps by ``k`` (about ``k^2`` times fewer
-starts) to cap the cost; ``--maxiter`` caps L-BFGS-B's iterations.
+published values with the ``paper`` settings (is the published point its optimum?).
+``--coarsen k`` multiplies both grid steps by ``k`` (about ``k^2`` times fewer starts) to cap
+the cost; ``--maxiter`` caps L-BFGS-B's iterations.
 
 Data: ``jaxlif.fitting.read_chamberland2018(--data)``; the 14,481 non-zero amplitudes of the 7
 protocols are passed to srplasticity as one ``(n_sweeps, n_spikes)`` matrix per protocol with
@@ -189,8 +190,12 @@ def constrained_optimum(data, start: dict) -> dict:
         f = jax.jit(jax.value_and_grad(nll))
         x0 = np.concatenate([[start["b"]], np.asarray(start["a"]) / taus, [start["b_s"]],
                              np.asarray(start["c"]) / taus, [np.log(start["s"])]])
-        r = minimize(lambda x: tuple(np.asarray(v, float) for v in f(jnp.asarray(x, jnp.float64))), x0,
-                     jac=True, method="L-BFGS-B", options={"maxiter": 2000, "gtol": 1e-8, "ftol": 1e-15})
+        def fun(x):
+            value, grad = f(jnp.asarray(x, jnp.float64))
+            return float(value), np.asarray(grad, float)
+
+        r = minimize(fun, x0, jac=True, method="L-BFGS-B",
+                     options={"maxiter": 2000, "gtol": 1e-8, "ftol": 1e-15})
         b, a, b_s, c, s = unpack(jnp.asarray(r.x, jnp.float64))
         grad = np.asarray(f(jnp.asarray(r.x, jnp.float64))[1])
         return dict(loglik=-float(r.fun), nit=int(r.nit), message=str(r.message),
@@ -255,7 +260,8 @@ def section(res: dict) -> str:
     lines = [
         "## SRP on the per-sweep mossy-fibre data: jaxlif against a refit with srplasticity",
         "",
-        f"`{cmd}`{' (merged with --render)' if len(cmds) > 1 else ''} (x86_64, 2 CPUs shared with other jobs; jax {res.get('jax', '?')}, float64; "
+        f"`{cmd}`{' (merged with --render)' if len(cmds) > 1 else ''} (x86_64, 2 CPUs "
+        f"shared with other jobs; jax {res.get('jax', '?')}, float64; "
         f"srplasticity {next(iter(peers.values()))['version'] if peers else '-'} with SciPy "
         f"{res.get('peer_scipy', '?')} in its own environment, one worker). The same "
         f"{res['n_points']:,} non-zero amplitudes (zeros missing), every row evaluated with "
@@ -291,7 +297,8 @@ def section(res: dict) -> str:
                  f"{_fmt_params(res['published'])}.")
     for name, p in peers.items():
         lines.append(f"srplasticity, `{name}`: {_fmt_params(p)} (log-likelihood under its own "
-                     f"NLL {-p['nll_own']:.2f}, of the published values {-p['published_nll_own']:.2f}"
+                     f"NLL {-p['nll_own']:.2f}, of the published values "
+                     f"{-p['published_nll_own']:.2f}"
                      f"; {p['within_1']} of {p['n_starts']} starts within 1 unit of its best"
                      + (f"; best start, unsuccessful ones included, {-p['best_any_nll']:.2f}"
                         if "best_any_nll" in p else "") + ").")
