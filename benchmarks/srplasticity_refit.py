@@ -281,7 +281,7 @@ def section(res: dict) -> str:
                 f"`fit_srp_model_gridsearch`, grid `{name}`")
         lines.append(f"| srplasticity {what}{coarse}{cap} | "
                      f"{p['n_starts']} ({p['n_success']} successful) | {p['loglik']:.2f} | "
-                     f"{p['loglik'] - j['loglik']:+.2f} | {p['cpu_s']:.3g} s |")
+                     f"{p['loglik'] - j['loglik']:+.2f} | {p['cpu_s']:.4g} s |")
     cp = res.get("constrained_from_published")
     lines += [f"| published fit (Rossbroich et al. 2021) | - | {pub:.2f} | "
               f"{pub - j['loglik']:+.2f} | - |"]
@@ -300,8 +300,7 @@ def section(res: dict) -> str:
                      f"NLL {-p['nll_own']:.2f}, of the published values "
                      f"{-p['published_nll_own']:.2f}"
                      f"; {p['within_1']} of {p['n_starts']} starts within 1 unit of its best"
-                     + (f"; best start, unsuccessful ones included, {-p['best_any_nll']:.2f}"
-                        if "best_any_nll" in p else "") + ").")
+                     + ").")
     return "\n".join(lines)
 
 
