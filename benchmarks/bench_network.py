@@ -253,12 +253,14 @@ def _worker_delivery(task: dict) -> dict:
 _WORKERS = {"jaxlif": _worker_jaxlif, "brian2": _worker_brian2, "delivery": _worker_delivery}
 
 
-def _worker_main(task_json: str) -> None:
+def _worker_main(task_json: str, workers: dict | None = None) -> None:
+    """Run one task in this (worker) process with ``workers[task["system"]]`` (default this script's) and
+    print its result as one ``BENCH_RESULT`` JSON line (also used by ``bench_network_scale.py``)."""
     task = json.loads(task_json)
     if task.get("pin") is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {task["pin"]})
     try:
-        res = _WORKERS[task["system"]](task)
+        res = (_WORKERS if workers is None else workers)[task["system"]](task)
     except Exception as err:  # report, do not crash the benchmark
         res = dict(error=f"{err.__class__.__name__}: {err}")
     print("BENCH_RESULT " + json.dumps(res), flush=True)
@@ -269,16 +271,19 @@ def _worker_main(task_json: str) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def _run(task: dict, python: str, timeout: float) -> dict:
-    env = dict(os.environ, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"))
+def _run(task: dict, python: str, timeout: float, script: Path | None = None) -> dict:
+    """Run ``script --worker TASK`` (default this script) with ``python`` in a fresh process: its
+    ``BENCH_RESULT``, with ``process_s`` (the process's wall time, start-up included), or an error."""
+    env = dict(os.environ, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"), PYNEST_QUIET="1")
+    t0 = time.perf_counter()
     try:
-        proc = subprocess.run([python, str(Path(__file__).resolve()), "--worker", json.dumps(task)],
+        proc = subprocess.run([python, str(script or Path(__file__).resolve()), "--worker", json.dumps(task)],
                               capture_output=True, text=True, env=env, timeout=timeout, cwd=str(ROOT))
     except subprocess.TimeoutExpired:
         return dict(error=f"timed out after {timeout:.0f} s")
     for line in proc.stdout.splitlines()[::-1]:
         if line.startswith("BENCH_RESULT "):
-            return json.loads(line[len("BENCH_RESULT "):])
+            return dict(json.loads(line[len("BENCH_RESULT "):]), process_s=time.perf_counter() - t0)
     return dict(error=f"worker failed (exit {proc.returncode}): {(proc.stderr or proc.stdout)[-800:]}")
 
 

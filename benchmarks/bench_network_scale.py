@@ -229,36 +229,14 @@ def _worker_nest(task: dict) -> dict:
 _WORKERS = {"edges": _worker_edges, "jaxlif": _worker_jaxlif, "brian2": _worker_brian2, "nest": _worker_nest}
 
 
-def _worker_main(task_json: str) -> None:
-    task = json.loads(task_json)
-    if task.get("pin") is not None and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {task["pin"]})
-    try:
-        res = _WORKERS[task["system"]](task)
-    except Exception as err:  # report, do not crash the study
-        res = dict(error=f"{err.__class__.__name__}: {err}")
-    print("BENCH_RESULT " + json.dumps(res), flush=True)
-
-
 # ----------------------------------------------------------------------------------------------
 # Driver
 # ----------------------------------------------------------------------------------------------
 
 
 def _run(task: dict, python: str, timeout: float) -> dict:
-    env = dict(os.environ, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"), PYNEST_QUIET="1")
-    t0 = time.perf_counter()
-    try:
-        proc = subprocess.run([python, str(Path(__file__).resolve()), "--worker", json.dumps(task)],
-                              capture_output=True, text=True, env=env, timeout=timeout, cwd=str(ROOT))
-    except subprocess.TimeoutExpired:
-        return dict(error=f"timed out after {timeout:.0f} s")
-    for line in proc.stdout.splitlines()[::-1]:
-        if line.startswith("BENCH_RESULT "):
-            res = json.loads(line[len("BENCH_RESULT "):])
-            res["process_s"] = time.perf_counter() - t0
-            return res
-    return dict(error=f"worker failed (exit {proc.returncode}): {(proc.stderr or proc.stdout)[-800:]}")
+    """One task in a fresh worker process of this script (``bench_network._run``)."""
+    return bn._run(task, python, timeout, Path(__file__).resolve())
 
 
 def _interpreter(arg: str | None, env_var: str, default: str, module: str) -> str | None:
@@ -422,7 +400,7 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> dict:
     args = make_parser().parse_args(argv)
     if args.worker is not None:
-        _worker_main(args.worker)
+        bn._worker_main(args.worker, _WORKERS)
         return {}
     if args.quick and args.out is None:
         raise SystemExit("--quick needs --out DIR (the repository's BENCHMARKS.md is for full runs)")

@@ -309,11 +309,12 @@ def test_stp_efficacy_first_spike_releases_U0():
 # ----------------------------------------------------------------------------------------------
 
 
-def test_small_network_equals_numpy_loop(small_run):
-    net, (first, second), (V, S, GE, GI, traces), _ = small_run
+def _assert_halves_equal_numpy(net, first, second, S, refs: dict, traces) -> None:
+    """A run split in two halves against the NumPy loop: spikes exact, the traces ``refs`` within 1e-9,
+    the per-presynaptic ``u, R`` traces (``stp_mode="pre"``) within 1e-12."""
     for name, sl in (("E", slice(0, N_E)), ("I", slice(N_E, N_E + N_I))):
         np.testing.assert_array_equal(_joined(first, second, "spikes", name), S[sl], err_msg=name)
-        for field, ref in (("v", V), ("g_E", GE), ("g_I", GI)):
+        for field, ref in refs.items():
             np.testing.assert_allclose(_joined(first, second, field, name), ref[sl], rtol=0, atol=1e-9,
                                        err_msg=f"{field} {name}")
     for k, q in enumerate(net.projections):
@@ -321,7 +322,13 @@ def test_small_network_equals_numpy_loop(small_run):
             for i, field in enumerate(("u", "R")):
                 a, b = (np.asarray(getattr(r.stp[k], field)) for r in (first, second))
                 np.testing.assert_allclose(np.concatenate([a, b[:, 1:]], 1), traces[k][i], rtol=0, atol=1e-12)
-        else:
+
+
+def test_small_network_equals_numpy_loop(small_run):
+    net, (first, second), (V, S, GE, GI, traces), _ = small_run
+    _assert_halves_equal_numpy(net, first, second, S, {"v": V, "g_E": GE, "g_I": GI}, traces)
+    for k, q in enumerate(net.projections):
+        if not (q.stp is not None and q.stp_mode == "pre"):
             assert first.stp[k] is None
     # the test exercises what it claims: spikes in both populations, several per step, synapses depressed
     n_E, n_I = S[:N_E].sum(), S[N_E:].sum()
@@ -631,16 +638,7 @@ def test_exp_euler_network_equals_numpy_loop(x64_module, path):
     from jaxlif.network import window
     net, (first, second), (V, S, GE, GI, traces, OFF) = _exp_run(path)
     assert window.window_length(net) == (3 if path == "window" else 0)
-    for name, sl in (("E", slice(0, N_E)), ("I", slice(N_E, N_E + N_I))):
-        np.testing.assert_array_equal(_joined(first, second, "spikes", name), S[sl], err_msg=name)
-        for field, ref in (("v", V), ("g_E", GE), ("g_I", GI), ("spike_offset", OFF)):
-            np.testing.assert_allclose(_joined(first, second, field, name), ref[sl], rtol=0, atol=1e-9,
-                                       err_msg=f"{field} {name}")
-    for k, q in enumerate(net.projections):
-        if q.stp is not None and q.stp_mode == "pre":
-            for i, field in enumerate(("u", "R")):
-                a, b = (np.asarray(getattr(r.stp[k], field)) for r in (first, second))
-                np.testing.assert_allclose(np.concatenate([a, b[:, 1:]], 1), traces[k][i], rtol=0, atol=1e-12)
+    _assert_halves_equal_numpy(net, first, second, S, {"v": V, "g_E": GE, "g_I": GI, "spike_offset": OFF}, traces)
     assert GE[:N_E, 0].max() > 0                                  # the drive of index 0 entered g at t = 0
     assert S[:N_E].sum() > 30 and S[N_E:].sum() >= 5 and traces[0][1].min() < 0.9
     assert 0 < OFF[S].max() < DT and OFF[S].min() == 0             # offsets within the step (V_init above V_th: 0)
