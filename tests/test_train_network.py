@@ -57,7 +57,8 @@ def test_files_and_summary(quick):
 
 
 def test_budget_and_histories(quick):
-    """The baselines get round(ratio x steps) forward calls; every history has its length, Adam's is finite;
+    """The baselines get round(cost_ratio x steps) forward calls, a budget fixed in the configuration (the
+    measured ratio is reported beside it, and does not change it); every history has its length, Adam's is finite;
     a random candidate whose run was poisoned (forward Euler left its stable range: jaxlif._stability) has
     an infinite loss (null in the JSON) and is never the best."""
     _, _, data = quick
@@ -65,7 +66,8 @@ def test_budget_and_histories(quick):
     timing = data["timing"]
     ratio = float(np.median(timing["grad_s"]) / np.median(timing["forward_s"]))
     assert timing["ratio_grad_to_forward"] == pytest.approx(ratio, rel=1e-6)
-    budget = max(2, int(round(ratio * cfg.steps)))
+    assert timing["cost_ratio"] == cfg.cost_ratio == tn.QUICK["cost_ratio"]
+    budget = max(2, int(round(cfg.cost_ratio * cfg.steps)))
     assert data["budget_forward_calls"] == budget
     assert len(data["random"]["loss"]) == budget
     finite = [x for x in data["random"]["loss"] if x is not None and np.isfinite(x)]
