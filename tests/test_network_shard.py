@@ -6,7 +6,8 @@ The network mixes every layout the sharded delivery handles: a sparse projection
 depressing synapses (one ``u, R`` per presynaptic neuron, released by the device that owns the neuron),
 a dense projection with facilitating synapses, a sparse projection with one delay per synapse and
 repeated synapses between one pair (several additions to one slot, whose order must be kept), and a
-static sparse projection; with a Poisson drive.  Devices are made in child processes
+static sparse projection; with a Poisson drive and given inputs (a conductance train, a current per
+neuron); the float64 run also continues from its final state.  Devices are made in child processes
 (``XLA_FLAGS=--xla_force_host_platform_device_count``, which must be set before jax is imported; see
 ``processes.py``): four devices in one process, and two ``jax.distributed`` processes (gloo) of two
 devices each.  The children write their results to a file; this process runs the one-device reference
@@ -25,6 +26,7 @@ import pytest
 
 import jaxlif as jl
 from jaxlif import network as nw
+from jaxlif.grid import n_steps
 from processes import DISTRIBUTED_HEADER, ROOT, child_env, run_children
 
 DT, T, SEED = 0.1, 60.0, 7
@@ -50,6 +52,27 @@ def mixed_network():
     return nw.Network(pops, (ee, ei, ie, ii))
 
 
+def network_inputs() -> dict:
+    """Given inputs that every run here takes: a conductance train onto E, a current per I neuron (both
+    permuted onto the devices)."""
+    rng = np.random.default_rng(SEED)
+    return {"E": nw.NetworkInput(g_E=rng.uniform(0.0, 0.3, (48, n_steps(T, DT)))),
+            "I": nw.NetworkInput(I_inj=rng.uniform(0.0, 40.0, 16))}
+
+
+def _runs(simulate, **kw) -> dict:
+    """The leaves of a run from rest (with the given inputs); with ``continued``, also of a second run that
+    continues it from its final state with another drive key (the same compiled program)."""
+    continued = kw.pop("continued", False)
+    first = simulate(jax.random.key(SEED), mixed_network(), T=T, dt=DT, inputs=network_inputs(), **kw)
+    leaves = _leaves(first)
+    if continued:
+        second = simulate(jax.random.key(SEED + 1), mixed_network(), T=T, dt=DT, inputs=network_inputs(),
+                          state=first.state, **kw)
+        leaves.update({"second" + name: x for name, x in _leaves(second).items()})
+    return leaves
+
+
 def _leaves(result) -> dict:
     return {jax.tree_util.keystr(p): np.asarray(x) for p, x in jax.tree_util.tree_flatten_with_path(result)[0]}
 
@@ -58,17 +81,17 @@ _RUN = textwrap.dedent("""
     import numpy as np
     import jax
     sys.path.insert(0, %(tests)r)
-    from test_network_shard import DT, T, SEED, mixed_network, _leaves
+    from test_network_shard import _runs
     from jaxlif import network as nw
     out, x64 = sys.argv[3], sys.argv[4] == "x64"
     if x64:
         jax.config.update("jax_enable_x64", True)
-    kw = dict(T=T, dt=DT, integrator="exp_euler") if x64 else dict(T=T, dt=DT)
+    kw = dict(integrator="exp_euler", continued=True) if x64 else {}
     mesh = nw.network_mesh()
     assert mesh.devices.size == 4, jax.devices()
-    result = nw.simulate_network_sharded(jax.random.key(SEED), mixed_network(), mesh=mesh, **kw)
+    leaves = _runs(nw.simulate_network_sharded, mesh=mesh, **kw)
     if jax.process_index() == 0:
-        np.savez(out, **_leaves(result))
+        np.savez(out, **leaves)
 """) % dict(tests=str(ROOT / "tests"))
 
 
@@ -77,10 +100,10 @@ def reference():
     """The one-device run (float32, Euler) that the children's runs must equal."""
     net = mixed_network()
     assert nw.window.window_length(net) == 3 and net.max_delay == 9
-    result = nw.simulate_network(jax.random.key(SEED), net, T=T, dt=DT)
-    counts = {k: int(v.sum()) for k, v in result.spikes.items()}
+    leaves = _runs(nw.simulate_network)
+    counts = {k: int(leaves[f".spikes[{k!r}]"].sum()) for k in ("E", "I")}
     assert counts["E"] > 20 and counts["I"] > 20, counts              # every projection carries spikes
-    return _leaves(result)
+    return leaves
 
 
 def _assert_equal(reference: dict, path) -> None:
@@ -108,8 +131,9 @@ def test_two_processes_equal_one_device(reference, tmp_path):
 def test_four_devices_equal_one_device_float64_exp_euler(tmp_path, x64):
     out = tmp_path / "four64.npz"
     run_children("import sys\n" + _RUN, [str(out), "x64"], 1, child_env(4))
-    want = _leaves(nw.simulate_network(jax.random.key(SEED), mixed_network(), T=T, dt=DT, integrator="exp_euler"))
+    want = _runs(nw.simulate_network, integrator="exp_euler", continued=True)
     assert want[".v['E']"].dtype == np.float64 and want[".spike_offset['E']"].max() > 0
+    assert want["second.state.step"] == 2 * (n_steps(T, DT) - 1)
     _assert_equal(want, out)
 
 

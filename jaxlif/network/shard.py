@@ -186,6 +186,7 @@ class _Share:
 
         fired = {name: whole(local.offsets[name], local.sizes[name]).astype(bool)
                  for name in dict.fromkeys(q.pre for q in local.projections)}
+        events = {name: window_mod.find_events(f.reshape(-1)) for name, f in fired.items()}
         column = local.size
         for proj, release, edges in zip(local.projections, released, self.edges):
             if release is None:
@@ -198,10 +199,9 @@ class _Share:
             wl = window_mod.WindowLayout(Layout(sparse, local.max_delay, proj.delay, "event",
                                                 window_mod.window_chunk(self.capacity, length, n_pre),
                                                 local.offsets[proj.post], local.sizes[proj.post]), length)
-            rows = window_mod.find_events(fired[proj.pre].reshape(-1))
-            W = edges.weights[0]
             aux = (edges.targets[0], edges.delays[0]) if sparse else (None, None)
-            ring[proj.receptor] = window_mod.deliver_window(wl, ring[proj.receptor], x, W, *aux, rows)
+            ring[proj.receptor] = window_mod.deliver_window(wl, ring[proj.receptor], x, edges.weights[0], *aux,
+                                                            events[proj.pre])
         return ring
 
 
