@@ -84,7 +84,7 @@ def main(argv=None) -> dict:
     same = len({tuple(c) for c in counts.values()}) == 1
     base = statistics.median(walls["simulate_network (1 device)"])
     n = cfg["n_E"] + cfg["n_I"]
-    lines = [f"## One network on two devices (`benchmarks/bench_network_shard.py`)", "",
+    lines = ["## One network on two devices (`benchmarks/bench_network_shard.py`)", "",
              f"Written by `python benchmarks/bench_network_shard.py{' --quick' if args.quick else ''} "
              f"--repeats {args.repeats}` on {started.isoformat(timespec='seconds')} (UTC); machine: "
              f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, devices: {devices[0].platform} "

@@ -11,7 +11,9 @@ neuron); the float64 run also continues from its final state.  Devices are made 
 (``XLA_FLAGS=--xla_force_host_platform_device_count``, which must be set before jax is imported; see
 ``processes.py``): four devices in one process, and two ``jax.distributed`` processes (gloo) of two
 devices each.  The children write their results to a file; this process runs the one-device reference
-(compiled with the same settings as the children: the suite's).
+(compiled with the same settings as the children: the suite's).  The default tier runs the four-device
+child (one process); the two-process and float64 children are ``slow`` (further processes that compile
+on their own; docs/performance.md).
 """
 
 from __future__ import annotations
@@ -120,6 +122,7 @@ def test_four_devices_equal_one_device(reference, tmp_path):
     _assert_equal(reference, out)
 
 
+@pytest.mark.slow          # two more processes that import jax and compile, about 15 CPU-s (docs/performance.md)
 def test_two_processes_equal_one_device(reference, tmp_path):
     """Two ``jax.distributed`` processes (gloo) of two devices each: a mesh of four devices over two hosts."""
     out = tmp_path / "two.npz"
@@ -127,7 +130,7 @@ def test_two_processes_equal_one_device(reference, tmp_path):
     _assert_equal(reference, out)
 
 
-@pytest.mark.slow          # a second pair of compiled programs (float64), about 30 s
+@pytest.mark.slow          # a second pair of compiled programs (float64, exp_euler, two runs), about 20 CPU-s
 def test_four_devices_equal_one_device_float64_exp_euler(tmp_path, x64):
     out = tmp_path / "four64.npz"
     run_children("import sys\n" + _RUN, [str(out), "x64"], 1, child_env(4))

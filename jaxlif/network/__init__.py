@@ -1,7 +1,8 @@
 """Networks of conductance-LIF populations: building blocks (:mod:`.structure`, :mod:`.build`), the split
 into structure and trainable parameters (:mod:`.params`), one step
 (:mod:`.step`, which states the scheme and the delivery latency), spike delivery (:mod:`.delivery`), the
-simulator (:mod:`.simulate`; in min-delay windows, :mod:`.window`; over several devices, :mod:`.shard`) and a ready-made E/I network (:mod:`.models`)."""
+simulator (:mod:`.simulate`; in min-delay windows, :mod:`.window`; over several devices, :mod:`.shard`) and a
+ready-made E/I network (:mod:`.models`)."""
 
 from jaxlif.network import build, delivery, models, params, simulate, step, structure, window  # noqa: F401
 from jaxlif.network.structure import (Receptor, PoissonDrive, Population, DenseProjection,
@@ -28,6 +29,7 @@ __all__ = [
     "ProjectionStructure", "NetworkStructure", "partition", "combine", "projection_keys",
     "SynapseState", "NetworkState", "network_init", "network_step", "per_neuron", "drive_draw",
     "NetworkInput", "NetworkResult", "drive_counts", "simulate_network", "traced_network_ok",
-    "network_mesh", "simulate_network_sharded", "DELIVERY_METHODS", "GRAD_ESTIMATORS", "LoopGain", "RecurrentGradientWarning", "loop_gain",
+    "network_mesh", "simulate_network_sharded", "DELIVERY_METHODS", "GRAD_ESTIMATORS", "LoopGain",
+    "RecurrentGradientWarning", "loop_gain",
     "EI_WEIGHTS", "EI_STP", "ei_network",
 ]

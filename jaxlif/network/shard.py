@@ -49,7 +49,7 @@ from jaxlif.batch.devices import _shard_map
 from jaxlif.grid import n_steps as _n_steps
 from jaxlif.network import window as window_mod
 from jaxlif.network.delivery import Layout
-from jaxlif.network.params import NetworkStructure, combine
+from jaxlif.network.params import NetworkParams, NetworkStructure, combine
 from jaxlif.network.simulate import (NetworkResult, _check_state, _given_inputs, _initial_inputs, _result, _run_ok,
                                      _split_network)
 from jaxlif.network.step import NetworkState, drive_table, network_init, per_neuron
@@ -210,7 +210,8 @@ class _Share:
 # ----------------------------------------------------------------------------------------------
 
 
-def simulate_network_sharded(key: jax.Array | None, net: Network | NetworkStructure, params=None, *, T: float,
+def simulate_network_sharded(key: jax.Array | None, net: Network | NetworkStructure,
+                             params: NetworkParams | None = None, *, T: float,
                              dt: float, mesh: Mesh | None = None, inputs: dict | None = None,
                              state: NetworkState | None = None, record: bool = True, capacity: int = 4,
                              integrator: str = "euler") -> NetworkResult:

@@ -366,7 +366,6 @@ def _deliver_all(net, capacity: int, ring: dict, spikes, released, length: int) 
     (``spikes`` ``(L, n)``; ``released``: per projection the ``(L, n_pre)`` release of ``stp_mode="pre"``,
     else ``None``)."""
     D, offsets, sizes = net.max_delay, net.offsets, net.sizes
-    K = capacity * CHUNK_PER_CAPACITY
     rows = {}
     for name in dict.fromkeys(q.pre for q in net.projections):
         active = spikes[:, offsets[name]:offsets[name] + sizes[name]].astype(bool).reshape(-1)
