@@ -14,8 +14,9 @@ after the other in each round (interleaved, so that a change of load hits all th
   permutation and collectives),
 - ``simulate_network_sharded`` on two devices (each device's CPU thread runs half of the neurons).
 
-Each run uses the same drive key in a round (a new key per round), record=False; the three must give
-the same spike counts (they give the same rasters bit for bit; tests/test_network_shard.py).  Wall time
+Each run uses the same drive key in a round (a new key per round), record=False; the script checks
+that the three give the same rasters and final states, bit for bit (as tests/test_network_shard.py
+checks on a small network), here with XLA's default, optimised compilation.  Wall time
 of one run once compiled, median over the rounds; CPU time is the process's (both devices' threads).
 """
 
@@ -47,6 +48,7 @@ def main(argv=None) -> dict:
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2")
     sys.path.insert(0, str(ROOT))
     import jax
+    import numpy as np
     from benchmarks import bench_network as bn
     from experiments._common import write_section
     from jaxlif import network as nw
@@ -73,6 +75,7 @@ def main(argv=None) -> dict:
         t0 = time.perf_counter()
         jax.block_until_ready(run(jax.random.key(10_000)).spikes)
         first[name] = time.perf_counter() - t0
+    same = True             # every run's rasters and final state equal the one-device run's of its round
     for i in range(args.repeats):
         key = jax.random.key(10_001 + i)
         for name, run in systems.items():
@@ -81,8 +84,13 @@ def main(argv=None) -> dict:
             walls[name].append(time.perf_counter() - t0)
             cpus[name].append(time.process_time() - c0)
             counts[name].append(tuple(int(s.sum()) for s in res.spikes.values()))
-    same = len({tuple(c) for c in counts.values()}) == 1
+            arrays = [np.asarray(x) for x in jax.tree.leaves((res.spikes, res.state))]
+            if name == "simulate_network (1 device)":
+                reference = arrays
+            same = same and all(np.array_equal(a, b) for a, b in zip(arrays, reference))
     base = statistics.median(walls["simulate_network (1 device)"])
+    verdict = ("the rasters and final states of the three runs are the same, bit for bit, in every round" if same
+               else "the three runs DIFFER")
     n = cfg["n_E"] + cfg["n_I"]
     lines = ["## One network on two devices (`benchmarks/bench_network_shard.py`)", "",
              f"Written by `python benchmarks/bench_network_shard.py{' --quick' if args.quick else ''} "
@@ -102,7 +110,7 @@ def main(argv=None) -> dict:
         lines.append(f"| {name} | {first[name]:.2f} | {med:.3f} | {', '.join(f'{w:.3f}' for w in walls[name])} | "
                      f"{statistics.median(cpus[name]):.3f} | {med / base:.2f} |")
     lines += ["", f"Spike counts (E, I) per round: {counts['simulate_network (1 device)']}; "
-              f"{'the same in the three runs of every round' if same else 'DIFFERENT between the runs'}. "
+              f"{verdict}. "
               f"Neuron-seconds per wall-second on two devices: "
               f"{n * cfg['T'] / 1000 / statistics.median(walls['simulate_network_sharded, 2 devices']):.3g}."]
     text = "\n".join(lines)

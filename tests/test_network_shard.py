@@ -140,6 +140,17 @@ def test_four_devices_equal_one_device_float64_exp_euler(tmp_path, x64):
     _assert_equal(want, out)
 
 
+@pytest.mark.slow          # the benchmark script end to end at its --quick size (3 programs, about 40 s)
+def test_bench_network_shard_quick(tmp_path):
+    """benchmarks/bench_network_shard.py --quick: two devices, the three runs equal bit for bit, its section
+    written to the given folder's BENCHMARKS.md."""
+    script = "import sys\nfrom benchmarks import bench_network_shard as b\nb.main(sys.argv[3:])\n"
+    run_children(script, ["--quick", "--repeats", "1", "--out", str(tmp_path)], 1, child_env(2))
+    text = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "<!-- begin:network-shard -->" in text and "bit for bit, in every round" in text
+    assert text.count("| simulate_network") == 3
+
+
 def test_refusals():
     """What the sharded simulator does not support is refused before tracing, naming the reason."""
     net = mixed_network()
