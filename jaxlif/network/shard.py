@@ -37,6 +37,7 @@ before tracing.  Units: ms, mV, nS, pA, Hz.
 from __future__ import annotations
 
 import functools
+import hashlib
 from typing import NamedTuple, Sequence
 
 import jax
@@ -109,6 +110,56 @@ def _permutation(net: Network, n_dev: int) -> np.ndarray:
                            for p in range(n_dev) for pop in net.populations]).astype(np.int32)
 
 
+class _Index(NamedTuple):
+    """Where one sparse projection's synapses go, per device (NumPy, from the concrete targets): ``cols``
+    ``(P, n_pre, width)``, the column of row ``j`` that is the ``c``-th synapse of ``j`` onto device ``p``'s
+    block (in the row's order), ``valid`` whether there is one, and ``targets`` its local target index
+    (``n_post / P`` for padding)."""
+
+    cols: np.ndarray
+    valid: np.ndarray
+    targets: np.ndarray
+
+
+#: The last few partitions computed (a repeated call with the same connectivity skips the sort).
+_INDEX_CACHE: dict = {}
+_INDEX_CACHE_SIZE = 8
+
+
+def _device_index(proj, n_dev: int) -> _Index | None:
+    """Partition a sparse projection's synapses by the device that owns their target, keeping their order in
+    each row (so that every target receives the same additions in the same order as on one device); ``None``
+    for a dense projection (its rows are cut in blocks).  Kept for the last few connectivities (keyed by a
+    hash of the targets)."""
+    if isinstance(proj, DenseProjection):
+        return None
+    targets = np.ascontiguousarray(proj.targets)
+    key = (hashlib.blake2b(targets.view(np.uint8), digest_size=16).digest(), targets.shape, targets.dtype.str,
+           proj.n_post, n_dev)
+    if key not in _INDEX_CACHE:
+        if len(_INDEX_CACHE) >= _INDEX_CACHE_SIZE:
+            _INDEX_CACHE.pop(next(iter(_INDEX_CACHE)))
+        _INDEX_CACHE[key] = _partition(targets, proj.n_post, n_dev)
+    return _INDEX_CACHE[key]
+
+
+def _partition(targets: np.ndarray, n_post: int, n_dev: int) -> _Index:
+    """:func:`_device_index` of the padded rows ``targets`` (``n_post``: padding) for ``n_dev`` devices."""
+    n_pre, block = targets.shape[0], n_post // n_dev
+    owner = np.where(targets < n_post, targets // block, n_dev)            # padding: after every device
+    order = np.argsort(owner, axis=1, kind="stable")                             # grouped by device, in order
+    count = np.stack([np.sum(owner == p, axis=1) for p in range(n_dev)], axis=1)  # (n_pre, P)
+    first = np.cumsum(count, axis=1) - count                                     # each device's group starts
+    width = max(1, int(count.max(initial=0)))
+    c = np.arange(width)
+    at = np.minimum(first.T[:, :, None] + c, max(targets.shape[1] - 1, 0))      # (P, n_pre, width)
+    cols = np.take_along_axis(np.broadcast_to(order, (n_dev,) + order.shape), at, axis=2)
+    valid = c < count.T[:, :, None]
+    rows = np.arange(n_pre)[None, :, None]
+    local = np.where(valid, targets[rows, cols] - block * np.arange(n_dev)[:, None, None], block)
+    return _Index(cols.astype(np.int32), valid, local.astype(np.int32))
+
+
 class _Edges(NamedTuple):
     """One projection's synapses per device, stacked along a leading device axis ``P``: sparse rows
     ``(P, n_pre, width)`` of the synapses onto each device's block (local target indices, padding
@@ -119,33 +170,16 @@ class _Edges(NamedTuple):
     delays: jax.Array | None
 
 
-def _device_edges(proj, n_dev: int) -> _Edges:
-    """Partition a projection's synapses by the device that owns their target, keeping their order in each row
-    (so that every target receives the same additions in the same order as on one device)."""
-    if isinstance(proj, DenseProjection):
-        W = jnp.asarray(proj.weights)
+def _device_edges(proj, index: _Index | None, n_dev: int) -> _Edges:
+    """The weights and delays of ``proj`` (possibly traced) placed per device as ``index`` says."""
+    W = jnp.asarray(proj.weights)
+    if index is None:
         return _Edges(W.reshape((n_dev, W.shape[0] // n_dev) + W.shape[1:]), None, None)
-    targets = np.asarray(proj.targets)
-    block = proj.n_post // n_dev
-    real = targets < proj.n_post
-    owner = np.where(real, targets // block, -1)
-    masks = [owner == p for p in range(n_dev)]
-    width = max(1, max(int(m.sum(axis=1).max(initial=0)) for m in masks))
-    rows = np.arange(targets.shape[0])[:, None]
-    cols, valid = [], []
-    for m in masks:
-        order = np.argsort(~m, axis=1, kind="stable")[:, :width]      # the row's synapses onto this block, in order
-        if order.shape[1] < width:
-            order = np.pad(order, ((0, 0), (0, width - order.shape[1])))
-        cols.append(order)
-        valid.append(np.take_along_axis(m, order, axis=1) & (np.arange(width) < m.sum(axis=1)[:, None]))
-    cols, valid = np.stack(cols), np.stack(valid)                       # (P, n_pre, width)
-    local = np.where(valid, targets[rows[None], cols] - block * np.arange(n_dev)[:, None, None], block)
-    W = jnp.where(valid, jnp.asarray(proj.weights)[rows[None], cols], 0.0)
+    rows = jnp.arange(W.shape[0], dtype=jnp.int32)[None, :, None]
     d = jnp.asarray(proj.delays)
     pad = max(1, proj.min_delay, proj.delay)
-    delays = jnp.where(valid, d[rows[None], cols], pad).astype(d.dtype)
-    return _Edges(W, jnp.asarray(local.astype(targets.dtype)), delays)
+    return _Edges(jnp.where(index.valid, W[rows, index.cols], 0.0), index.targets,
+                  jnp.where(index.valid, d[rows, index.cols], pad).astype(d.dtype))
 
 
 class _LocalNet(NamedTuple):
@@ -266,9 +300,9 @@ def simulate_network_sharded(key: jax.Array | None, net: Network | NetworkStruct
     seqs, I_const = _given_inputs(net, inputs, steps, integrator)
     if state is not None:
         _check_state(net, state, jnp.result_type(float))
-    edges = tuple(_device_edges(q, n_dev) for q in net.projections)
+    index = tuple(_device_index(q, n_dev) for q in net.projections)
     statics = (steps, dt, bool(record), capacity, window, integrator, mesh)
-    return _stability.warn_if_poisoned(_sharded(key, structure, (params, seqs, I_const, state), edges, statics),
+    return _stability.warn_if_poisoned(_sharded(key, structure, (params, seqs, I_const, state), index, statics),
                                        "simulate_network_sharded")
 
 
@@ -278,10 +312,11 @@ def _specs(tree, spec):
 
 
 @functools.partial(jax.jit, static_argnums=(4,))
-def _sharded(key, structure, diff, edges, statics):
+def _sharded(key, structure, diff, index, statics):
     steps, dt, record, capacity, window, integrator, mesh = statics
     params, (seqs, seqs0), I_const, state0 = diff
     net = combine(structure, params)
+    edges = tuple(_device_edges(q, i, mesh.devices.size) for q, i in zip(net.projections, index))
     ok = _run_ok(net, dt, seqs, seqs0, I_const)
     dtype = jnp.result_type(float)
     state0 = network_init(net, dtype) if state0 is None else state0
