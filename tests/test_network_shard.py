@@ -162,6 +162,9 @@ def test_refusals():
     with pytest.raises(ValueError, match="stp_mode='synapse'"):
         per_synapse = dataclasses.replace(net.projections[0], stp_mode="synapse")
         run(nw.Network(net.populations, (per_synapse,) + net.projections[1:]), mesh=mesh)
+    with pytest.raises(ValueError, match="per-neuron parameters"):
+        per_neuron = dataclasses.replace(net.projections[0], stp=jl.STPParams(U0=np.full(48, 0.5)))
+        run(nw.Network(net.populations, (per_neuron,) + net.projections[1:]), mesh=mesh)
     with pytest.raises(ValueError, match="at least 2 samples"):
         nw.simulate_network_sharded(key, net, T=0.1, dt=DT, mesh=mesh)
     with pytest.raises(ValueError, match="one-axis"):

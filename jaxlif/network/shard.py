@@ -94,9 +94,11 @@ def _check_shardable(net: Network, n_dev: int, steps: int) -> int:
                              f"tracing and needs concrete connectivity")
     d_min = window_mod.min_delay(net)
     if d_min is None or d_min < 3:
+        found = ("not known before tracing (or there is no projection)" if d_min is None
+                 else f"{d_min} step{'s' * (d_min != 1)}")
         raise ValueError(f"the sharded simulator needs every delay to be at least 3 steps (NEST's min-delay "
                          f"scheme: the devices exchange spikes every d_min - 1 steps), known before tracing; "
-                         f"this network's smallest delay is {d_min}")
+                         f"this network's smallest delay is {found}")
     if steps < 2:
         raise ValueError(f"T must cover at least 2 samples (n_steps = {steps})")
     return window_mod.window_length(net)

@@ -24,6 +24,7 @@ The simulator uses it (:func:`window_length`) without surrogate gradients, with 
 with no per-synapse plasticity and with ``d_min >= 3``; elsewhere it steps one at a time.  (Per-synapse
 ``u, R`` advance at each presynaptic spike, :mod:`jaxlif.network.synapse_stp`; a window's events would
 have to apply a neuron's several spikes of one window in order, which its chunks do not.)
+The same windows run with the neurons partitioned over devices in :mod:`jaxlif.network.shard` (``share``).
 Units: ms, mV, nS, pA, Hz.
 """
 
