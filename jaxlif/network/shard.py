@@ -15,14 +15,15 @@ devices of a one-axis :class:`jax.sharding.Mesh` (several GPUs, several hosts, o
   scheme (every process receives every spike of the min-delay interval and delivers it to its local
   targets).
 - **Bit for bit.**  The results equal :func:`~jaxlif.network.simulate_network`'s on one device bit for
-  bit (float32 and float64, spikes, voltages, conductances, plasticity traces, final state; tested):
+  bit (spikes, voltages, conductances, plasticity traces, final state; tested in float32 with Euler and
+  float64 with ``"exp_euler"``):
   the neuron updates are element-wise; the drive is the same uniforms (each device draws them for the
   whole network and takes its neurons' entries: this draw is replicated, ``O(n)`` per step on every
   device); and each device's synapses are its targets' synapses in the order of the one-device rows
   (a presynaptic neuron's row keeps the synapses onto the device's block, in order), visited for the
   same events in the same order, so that every conductance slot receives the same additions in the
-  same order.  On GPUs the one-device scatter-add itself may add in any order (atomics), so there
-  equality holds to float rounding.
+  same order.  On GPUs the one-device scatter-add itself may add repeated targets in any order
+  (atomics), so there equality should be expected to float rounding only (untested: no GPU was available).
 - **Cost.**  Per window and device: ``L`` steps of ``n / P`` neurons, the drive's uniforms for all
   ``n`` neurons, finding the window's spikes among all ``n`` (replicated, ``O(L n)`` reductions), and
   the scatter of ``1 / P`` of the synapses of the spiking neurons; one all-gather of ``L x n`` values.
