@@ -21,35 +21,24 @@ computes the users' numbers (bit for bit, the streamed means and stds to 1e-6 as
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
-from conftest import FAST_COMPILE, TEST_XLA_FLAGS
 from jaxlif import batch as jb
+from processes import DISTRIBUTED_HEADER, child_env, run_children
 
 pytestmark = pytest.mark.usefixtures("users_programs")
 
-ROOT = Path(__file__).resolve().parents[1]
 # test_batch.py's shared configuration (8 neurons, 1 s, every statistic): the single-device reference
 # reuses its compiled programs when both modules run in one session
 B, T, SEED = 8, 1000.0, 2024
 STATS = jb.Stats(burn_in=200.0, isi_cv=True, v=True, g=True, spike_times=16)
 
-_CHILD = textwrap.dedent("""
-    import sys
-    import jax
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    port, pid, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=pid,
-                               initialization_timeout=60)
+_CHILD = DISTRIBUTED_HEADER % dict(num_processes=2) + textwrap.dedent("""
+    out = sys.argv[3]
     import numpy as np
     from jax.experimental import multihost_utils
     from jaxlif import batch as jb
@@ -69,32 +58,11 @@ _CHILD = textwrap.dedent("""
 """) % dict(seed=SEED, B=B, T=T)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("name", ["simulate_stp_lif_batch",
                                   pytest.param("simulate_cond_lif_batch", marks=pytest.mark.slow)])
 def test_two_processes_equal_one_device(tmp_path, name):
     out = tmp_path / "gathered.npz"
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    assert TEST_XLA_FLAGS in env.get("XLA_FLAGS", "") or env.get("JAXLIF_TEST_XLA_DEFAULTS")
-    users_flags = env.get("XLA_FLAGS", "").replace(TEST_XLA_FLAGS, "")          # XLA's defaults
-    env["XLA_FLAGS"] = (users_flags + " --xla_force_host_platform_device_count=2").strip()
-    env.pop(FAST_COMPILE, None)                                                  # optimised, like users'
-    env["JAXLIF_TEST_SHARED_CACHE"] = "off"
-    port = _free_port()
-    procs = [subprocess.Popen([sys.executable, "-c", _CHILD, str(port), str(pid), str(out), name], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for pid in (0, 1)]
-    try:
-        logs = [p.communicate(timeout=240)[0] for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    assert all(p.returncode == 0 for p in procs), "\n".join(log[-2000:] for log in logs)
+    run_children(_CHILD, [str(out), name], 2, child_env(2, users_programs=True))
     gathered = np.load(out)
     # this process's devices (one, unless XLA_FLAGS says otherwise): the call of test_batch.py's
     # shared fixture, compiled once per session

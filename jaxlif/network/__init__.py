@@ -1,9 +1,10 @@
 """Networks of conductance-LIF populations: building blocks (:mod:`.structure`, :mod:`.build`), the split
 into structure and trainable parameters (:mod:`.params`), one step
 (:mod:`.step`, which states the scheme and the delivery latency), spike delivery (:mod:`.delivery`), the
-simulator (:mod:`.simulate`) and a ready-made E/I network (:mod:`.models`)."""
+simulator (:mod:`.simulate`; in min-delay windows, :mod:`.window`; over several devices, :mod:`.shard`) and a
+ready-made E/I network (:mod:`.models`)."""
 
-from jaxlif.network import build, delivery, models, params, simulate, step, structure  # noqa: F401
+from jaxlif.network import build, delivery, models, params, simulate, step, structure, window  # noqa: F401
 from jaxlif.network.structure import (Receptor, PoissonDrive, Population, DenseProjection,
                                       SparseProjection, Network, check_network)
 from jaxlif.network.build import (dense_projection, sparse_projection, random_projection,
@@ -15,17 +16,20 @@ from jaxlif.network.step import (SynapseState, NetworkState, network_init, netwo
                                  drive_draw)
 from jaxlif.network.simulate import (NetworkInput, NetworkResult, drive_counts, simulate_network,
                                      traced_network_ok, DELIVERY_METHODS)
+from jaxlif.network.shard import network_mesh, simulate_network_sharded
+from jaxlif.network import shard  # noqa: F401
 from jaxlif.network.gradients import GRAD_ESTIMATORS, LoopGain, RecurrentGradientWarning, loop_gain
 from jaxlif.network.models import (EI_WEIGHTS, EI_STP, ei_network)
 
 __all__ = [
-    "build", "delivery", "models", "params", "simulate", "step", "structure",
+    "build", "delivery", "models", "params", "simulate", "shard", "step", "structure", "window",
     "Receptor", "PoissonDrive", "Population", "DenseProjection", "SparseProjection", "Network",
     "check_network", "dense_projection", "sparse_projection", "random_projection", "random_edges",
     "out_degree_bound", "DriveParams", "PopulationParams", "ProjectionParams", "NetworkParams", "PopulationStructure",
     "ProjectionStructure", "NetworkStructure", "partition", "combine", "projection_keys",
     "SynapseState", "NetworkState", "network_init", "network_step", "per_neuron", "drive_draw",
     "NetworkInput", "NetworkResult", "drive_counts", "simulate_network", "traced_network_ok",
-    "DELIVERY_METHODS", "GRAD_ESTIMATORS", "LoopGain", "RecurrentGradientWarning", "loop_gain",
+    "network_mesh", "simulate_network_sharded", "DELIVERY_METHODS", "GRAD_ESTIMATORS", "LoopGain",
+    "RecurrentGradientWarning", "loop_gain",
     "EI_WEIGHTS", "EI_STP", "ei_network",
 ]

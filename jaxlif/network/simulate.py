@@ -381,10 +381,7 @@ def _run(key, structure, diff, feedback, statics, recurrent_grad):
     params, (seqs, seqs0), I_const, state0 = diff
     steps, dt, spike_grad, record, delivery, capacity, window, integrator = statics
     net = combine(structure, params)
-    flags = [traced_network_ok(net, dt)] + [_checks.traced_rule(f"inputs.{label}", value, "finite") for label, value
-                                            in zip(("g_E", "g_I", "I_inj", "g_E", "g_I"), seqs + (I_const,) + seqs0)
-                                            if value is not None]
-    ok = _all(flags)
+    ok = _run_ok(net, dt, seqs, seqs0, I_const)
     dtype = jnp.result_type(float)
     state0 = network_init(net, dtype) if state0 is None else state0
     params = per_neuron(net, dtype)
@@ -423,8 +420,25 @@ def _run(key, structure, diff, feedback, statics, recurrent_grad):
     else:
         (final, ok, g_peak), ys = jax.lax.scan(body, (state0, ok, peak0), seqs, length=steps - 1)
         out, stp = ys if record else (ys, None)
+    return _result(net, state0, final, ok, g_peak, out, stp, params[0], dt, record, exp_euler)
+
+
+def _run_ok(net: Network, dt: float, seqs, seqs0, I_const) -> jax.Array:
+    """Inside the jitted core: are the network's values and the given inputs valid (:func:`traced_network_ok`)?"""
+    flags = [traced_network_ok(net, dt)] + [_checks.traced_rule(f"inputs.{label}", value, "finite") for label, value
+                                            in zip(("g_E", "g_I", "I_inj", "g_E", "g_I"), seqs + (I_const,) + seqs0)
+                                            if value is not None]
+    return _all(flags)
+
+
+def _result(net: Network, state0: NetworkState, final: NetworkState, ok, g_peak, out, stp, neuron, dt: float,
+            record: bool, exp_euler: bool) -> NetworkResult:
+    """The :class:`NetworkResult` of a run from ``state0`` to ``final`` with time-major per-step outputs
+    ``out = (v, spikes, g_E, g_I[, offset])`` ``(n_steps - 1, n)`` and plasticity traces ``stp``; poisoned
+    unless ``ok`` and (under ``"euler"``) the membrane step stayed in its stable range (running maximum
+    ``g_peak`` of ``g_E + g_I``, ``neuron`` the stacked :class:`~jaxlif.LIFParams`)."""
     if not exp_euler:   # the tutorial's membrane step: poisoned where it left its stable range
-        ok = ok & jnp.all(_stability.traced_euler_ok(params[0], g_peak, dt))
+        ok = ok & jnp.all(_stability.traced_euler_ok(neuron, g_peak, dt))
     v, spikes, g_E, g_I = out[:4]
     offset = (_split(net, _time_last(None, out[4], jnp.zeros_like(out[4][0]))),) if exp_euler else ()
     spikes = _split(net, _time_last(None, spikes, jnp.zeros_like(spikes[0])))

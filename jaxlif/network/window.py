@@ -24,6 +24,7 @@ The simulator uses it (:func:`window_length`) without surrogate gradients, with 
 with no per-synapse plasticity and with ``d_min >= 3``; elsewhere it steps one at a time.  (Per-synapse
 ``u, R`` advance at each presynaptic spike, :mod:`jaxlif.network.synapse_stp`; a window's events would
 have to apply a neuron's several spikes of one window in order, which its chunks do not.)
+The same windows run with the neurons partitioned over devices in :mod:`jaxlif.network.shard` (``share``).
 Units: ms, mV, nS, pA, Hz.
 """
 
@@ -98,13 +99,21 @@ def window_length(net, *, spike_grad=None, delivery: str = "event") -> int:
 # ----------------------------------------------------------------------------------------------
 
 
-def drive_draw_block(table, key: jax.Array, first: jax.Array, length: int) -> jax.Array:
+def drive_draw_block(table, key: jax.Array, first: jax.Array, length: int, neurons: jax.Array | None = None,
+                     n_drawn: int | None = None) -> jax.Array:
     """Drive counts ``(length, n)`` of steps ``first .. first + length - 1``: row ``l`` equals
     ``drive_draw(table, key, first + l)`` exactly (the same uniforms ``drive_uniform(key, step, n)``,
-    drawn for all steps in one batch; the rare bisection beyond the head runs once per window)."""
+    drawn for all steps in one batch; the rare bisection beyond the head runs once per window).
+
+    With ``neurons`` (int ``(n,)``), the table's rows are those neurons of a network of ``n_drawn``: the
+    uniforms are drawn for all ``n_drawn`` and entries ``neurons`` are used (one device's share of a
+    network partitioned over devices, :mod:`jaxlif.network.shard`: the same counts as on one device)."""
     dtype = table.head.dtype
     steps = first + jnp.arange(length, dtype=jnp.int32)
-    u = jax.vmap(lambda k: drive_uniform(key, k, table.head.shape[0], dtype))(steps)
+    n = table.head.shape[0] if neurons is None else n_drawn
+    u = jax.vmap(lambda k: drive_uniform(key, k, n, dtype))(steps)
+    if neurons is not None:
+        u = u[:, neurons]
     v = 1.0 - u
     if COMPARE_LOOP:    # one (L, n) comparison per table entry: vectorised along the neurons
         count = sum((v <= table.head[:, k]).astype(jnp.int32) for k in range(table.head.shape[1]))
@@ -306,20 +315,25 @@ def _local_step(net, params, dt, record, integrator, carry, x):
 
 
 def _window(net, params, key, table, dt, capacity, record, integrator, state: NetworkState, g_peak, xs,
-            length: int):
+            length: int, share=None):
     """Advance ``state`` by ``length`` steps (one window); returns the new state, the running maximum
     ``g_peak`` of ``g_E + g_I`` (Euler only) and the per-step outputs ``((v, spikes, g_E, g_I[, offset]),
     synapses)``, time-major ``(length, ...)`` (without ``record`` only the spikes and offsets, the rest
     ``None``).  Here ``state.pending_E, pending_I`` are window-relative: row ``j`` arrives at
-    sample ``state.step + j`` (row 0 was consumed already), so that every access is a static block."""
-    D, offsets, sizes = net.max_delay, net.offsets, net.sizes
+    sample ``state.step + j`` (row 0 was consumed already), so that every access is a static block.
+
+    ``share``: ``None`` (the whole network on this device: :func:`_deliver_all`), or one device's share
+    of a partitioned network (:mod:`jaxlif.network.shard`): an object with ``neurons`` and ``n_drawn`` (its
+    neurons' entries of the drive's uniforms, :func:`drive_draw_block`) and ``deliver(ring, spikes,
+    released, length)`` (the window's spikes of every device into this device's ring)."""
     it0 = state.step
     g_E_seq, g_I_seq, I_seq = xs
     zero = jnp.zeros((length, 1), state.g_E.dtype)
     ext_E = zero if g_E_seq is None else g_E_seq
     ext_I = zero if g_I_seq is None else g_I_seq
     if table is not None:
-        counts = drive_draw_block(table, key, it0 + 1, length)
+        counts = (drive_draw_block(table, key, it0 + 1, length) if share is None else
+                  drive_draw_block(table, key, it0 + 1, length, share.neurons, share.n_drawn))
         ext_E, ext_I = ext_E + table.weight_E * counts, ext_I + table.weight_I * counts
     I_inj = I_seq
     # the rows read in the window (samples it0 + 1 .. it0 + L; no spike of the window lands there) plus the
@@ -340,7 +354,19 @@ def _window(net, params, key, table, dt, capacity, record, integrator, state: Ne
         return jnp.concatenate([ring[length:], jnp.zeros((length,) + ring.shape[1:], ring.dtype)])
 
     ring = {"exc": shift(state.pending_E), "inh": shift(state.pending_I)}
-    K = capacity * CHUNK_PER_CAPACITY
+    if share is None:
+        ring = _deliver_all(net, capacity, ring, spikes, released, length)
+    else:
+        ring = share.deliver(ring, spikes, released, length)
+    new = NetworkState(it, lif, g_E, g_I, ring["exc"], ring["inh"], synapses)
+    return new, g_peak, (out, syn_trace)
+
+
+def _deliver_all(net, capacity: int, ring: dict, spikes, released, length: int) -> dict:
+    """``ring`` (``{"exc", "inh"}``, window-relative) plus every projection's spikes of the window
+    (``spikes`` ``(L, n)``; ``released``: per projection the ``(L, n_pre)`` release of ``stp_mode="pre"``,
+    else ``None``)."""
+    D, offsets, sizes = net.max_delay, net.offsets, net.sizes
     rows = {}
     for name in dict.fromkeys(q.pre for q in net.projections):
         active = spikes[:, offsets[name]:offsets[name] + sizes[name]].astype(bool).reshape(-1)
@@ -349,12 +375,16 @@ def _window(net, params, key, table, dt, capacity, record, integrator, state: Ne
         pre = slice(offsets[proj.pre], offsets[proj.pre] + sizes[proj.pre])
         x = spikes[:, pre] if release is None else release          # 0/1 spikes cast per event
         sparse = not isinstance(proj, DenseProjection)
-        chunk = min(K, length * sizes[proj.pre])
-        wl = WindowLayout(Layout(sparse, D, proj.delay, "event", chunk, offsets[proj.post], sizes[proj.post]), length)
+        wl = WindowLayout(Layout(sparse, D, proj.delay, "event", window_chunk(capacity, length, sizes[proj.pre]),
+                                 offsets[proj.post], sizes[proj.post]), length)
         aux = (proj.targets, proj.delays) if sparse else (None, None)
         ring[proj.receptor] = deliver_window(wl, ring[proj.receptor], x, proj.weights, *aux, rows[proj.pre])
-    new = NetworkState(it, lif, g_E, g_I, ring["exc"], ring["inh"], synapses)
-    return new, g_peak, (out, syn_trace)
+    return ring
+
+
+def window_chunk(capacity: int, length: int, n_pre: int) -> int:
+    """Events per chunk of a window's delivery loop for a presynaptic population of ``n_pre`` neurons."""
+    return min(capacity * CHUNK_PER_CAPACITY, length * n_pre)
 
 
 def split_windows(n_updates: int, longest: int) -> int:
@@ -369,12 +399,14 @@ def split_windows(n_updates: int, longest: int) -> int:
 
 def simulate_windows(net, state0: NetworkState, ok, seqs, I_const, key, table, params, dt: float, *,
                      n_updates: int, length: int, capacity: int, record: bool = True, integrator: str = "euler",
-                     g_peak=None):
+                     g_peak=None, share=None):
     """``n_updates`` steps from ``state0`` in windows of at most ``length`` steps (:func:`split_windows`;
     a shorter last window where no length divides ``n_updates``); returns ``((final state, ok, g_peak), ys)``
     with ``ys = ((v, spikes, g_E, g_I[, offset]), synapses)`` time-major, as the step-by-step scan of the
     simulator (without ``record`` only the spikes and the offsets, the rest ``None``).  ``g_peak``: the
-    running maximum of ``g_E + g_I`` per neuron that the Euler membrane used, from ``g_peak`` (default 0)."""
+    running maximum of ``g_E + g_I`` per neuron that the Euler membrane used, from ``g_peak`` (default 0).
+    ``share``: one device's share of a partitioned network (:func:`_window`); ``net`` then describes that
+    share (its populations' local sizes), and so do the state, inputs and parameters."""
     length = split_windows(n_updates, length)
     m, r = divmod(n_updates, length)
     I_const = jnp.zeros((net.size,), state0.g_E.dtype) if I_const is None else I_const
@@ -388,7 +420,8 @@ def simulate_windows(net, state0: NetworkState, ok, seqs, I_const, key, table, p
 
     def full_window(carry, xs):
         state, valid, peak = carry
-        state, peak, ys = _window(net, params, key, table, dt, capacity, record, integrator, state, peak, xs, length)
+        state, peak, ys = _window(net, params, key, table, dt, capacity, record, integrator, state, peak, xs, length,
+                                  share)
         return (state, valid & (state.step > 0), peak), ys
 
     D = net.max_delay
@@ -410,7 +443,8 @@ def simulate_windows(net, state0: NetworkState, ok, seqs, I_const, key, table, p
     if r:
         state, valid, peak = carry
         tail = tuple(None if s is None else s[m * length:] for s in seqs)
-        state, peak, ys = _window(net, params, key, table, dt, capacity, record, integrator, state, peak, tail, r)
+        state, peak, ys = _window(net, params, key, table, dt, capacity, record, integrator, state, peak, tail, r,
+                                  share)
         carry = (state, valid & (state.step > 0), peak)
         parts.append(ys)
     ys = parts[0] if len(parts) == 1 else jax.tree.map(lambda *a: jnp.concatenate(a), *parts)

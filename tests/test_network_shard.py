@@ -1,0 +1,182 @@
+"""A network partitioned over devices (``jaxlif.network.simulate_network_sharded``) gives exactly the
+one-device results of ``simulate_network``: spikes, voltages, conductances, plasticity traces and the
+final state, bit for bit.
+
+The network mixes every layout the sharded delivery handles: a sparse projection with one delay and
+depressing synapses (one ``u, R`` per presynaptic neuron, released by the device that owns the neuron),
+a dense projection with facilitating synapses, a sparse projection with one delay per synapse and
+repeated synapses between one pair (several additions to one slot, whose order must be kept), and a
+static sparse projection; with a Poisson drive and given inputs (a conductance train, a current per
+neuron); the float64 run also continues from its final state.  Devices are made in child processes
+(``XLA_FLAGS=--xla_force_host_platform_device_count``, which must be set before jax is imported; see
+``processes.py``): four devices in one process, and two ``jax.distributed`` processes (gloo) of two
+devices each.  The children write their results to a file; this process runs the one-device reference
+(compiled with the same settings as the children: the suite's).  The default tier runs the four-device
+child (one process); the two-process and float64 children are ``slow`` (further processes that compile
+on their own; docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+import jaxlif as jl
+from jaxlif import network as nw
+from jaxlif.grid import n_steps
+from processes import DISTRIBUTED_HEADER, ROOT, child_env, run_children
+
+DT, T, SEED = 0.1, 60.0, 7
+
+
+def mixed_network():
+    """48 E + 16 I neurons (divisible by 4 devices), the four projections of the module docstring; the
+    smallest delay is 4 steps (windows of 3 steps), the ring 9 steps long."""
+    keys = jax.random.split(jax.random.key(SEED), 4)
+    n = {"E": 48, "I": 16}
+    drive = nw.PoissonDrive(rate=20.0, weight=1.0, n=100, receptor="exc")
+    pops = tuple(nw.Population(name, size, jl.LIFParams(), nw.Receptor(5.0, 0.0), nw.Receptor(10.0, -80.0), drive)
+                 for name, size in n.items())
+    ee = nw.random_projection(keys[0], "E", "E", n_pre=48, n_post=48, p=0.2, weight=3.0, delay=5,
+                              stp=jl.STPParams(U0=0.5, tau_d=100.0, tau_f=50.0))
+    ei = nw.random_projection(keys[1], "E", "I", n_pre=48, n_post=16, p=0.2, weight=2.0, delay=6, sparse=False,
+                              stp=jl.STPParams(U0=0.2, tau_d=50.0, tau_f=200.0))
+    rng = np.random.default_rng(SEED)
+    pre, post = rng.integers(0, 16, 200), rng.integers(0, 48, 200)              # repeated pairs included
+    ie = nw.sparse_projection("I", "E", pre, post, rng.uniform(4.0, 10.0, 200), n_pre=16, n_post=48,
+                              receptor="inh", delay=rng.integers(4, 10, 200))
+    ii = nw.random_projection(keys[3], "I", "I", n_pre=16, n_post=16, p=0.3, weight=6.0, receptor="inh", delay=4)
+    return nw.Network(pops, (ee, ei, ie, ii))
+
+
+def network_inputs() -> dict:
+    """Given inputs that every run here takes: a conductance train onto E, a current per I neuron (both
+    permuted onto the devices)."""
+    rng = np.random.default_rng(SEED)
+    return {"E": nw.NetworkInput(g_E=rng.uniform(0.0, 0.3, (48, n_steps(T, DT)))),
+            "I": nw.NetworkInput(I_inj=rng.uniform(0.0, 40.0, 16))}
+
+
+def _runs(simulate, **kw) -> dict:
+    """The leaves of a run from rest (with the given inputs); with ``continued``, also of a second run that
+    continues it from its final state with another drive key (the same compiled program)."""
+    continued = kw.pop("continued", False)
+    first = simulate(jax.random.key(SEED), mixed_network(), T=T, dt=DT, inputs=network_inputs(), **kw)
+    leaves = _leaves(first)
+    if continued:
+        second = simulate(jax.random.key(SEED + 1), mixed_network(), T=T, dt=DT, inputs=network_inputs(),
+                          state=first.state, **kw)
+        leaves.update({"second" + name: x for name, x in _leaves(second).items()})
+    return leaves
+
+
+def _leaves(result) -> dict:
+    return {jax.tree_util.keystr(p): np.asarray(x) for p, x in jax.tree_util.tree_flatten_with_path(result)[0]}
+
+
+_RUN = textwrap.dedent("""
+    import numpy as np
+    import jax
+    sys.path.insert(0, %(tests)r)
+    from test_network_shard import _runs
+    from jaxlif import network as nw
+    out, x64 = sys.argv[3], sys.argv[4] == "x64"
+    if x64:
+        jax.config.update("jax_enable_x64", True)
+    kw = dict(integrator="exp_euler", continued=True) if x64 else {}
+    mesh = nw.network_mesh()
+    assert mesh.devices.size == 4, jax.devices()
+    leaves = _runs(nw.simulate_network_sharded, mesh=mesh, **kw)
+    if jax.process_index() == 0:
+        np.savez(out, **leaves)
+""") % dict(tests=str(ROOT / "tests"))
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """The one-device run (float32, Euler) that the children's runs must equal."""
+    net = mixed_network()
+    assert nw.window.window_length(net) == 3 and net.max_delay == 9
+    leaves = _runs(nw.simulate_network)
+    counts = {k: int(leaves[f".spikes[{k!r}]"].sum()) for k in ("E", "I")}
+    assert counts["E"] > 20 and counts["I"] > 20, counts              # every projection carries spikes
+    return leaves
+
+
+def _assert_equal(reference: dict, path) -> None:
+    got = np.load(path)
+    assert sorted(got.files) == sorted(reference)
+    assert len(reference) > 20                                         # traces, plasticity, final state
+    for name, want in reference.items():
+        np.testing.assert_array_equal(got[name], want, err_msg=name)
+
+
+def test_four_devices_equal_one_device(reference, tmp_path):
+    out = tmp_path / "four.npz"
+    run_children("import sys\n" + _RUN, [str(out), "x32"], 1, child_env(4))
+    _assert_equal(reference, out)
+
+
+@pytest.mark.slow          # two more processes that import jax and compile, about 15 CPU-s (docs/performance.md)
+def test_two_processes_equal_one_device(reference, tmp_path):
+    """Two ``jax.distributed`` processes (gloo) of two devices each: a mesh of four devices over two hosts."""
+    out = tmp_path / "two.npz"
+    run_children(DISTRIBUTED_HEADER % dict(num_processes=2) + _RUN, [str(out), "x32"], 2, child_env(2))
+    _assert_equal(reference, out)
+
+
+@pytest.mark.slow          # a second pair of compiled programs (float64, exp_euler, two runs), about 20 CPU-s
+def test_four_devices_equal_one_device_float64_exp_euler(tmp_path, x64):
+    out = tmp_path / "four64.npz"
+    run_children("import sys\n" + _RUN, [str(out), "x64"], 1, child_env(4))
+    want = _runs(nw.simulate_network, integrator="exp_euler", continued=True)
+    assert want[".v['E']"].dtype == np.float64 and want[".spike_offset['E']"].max() > 0
+    assert want["second.state.step"] == 2 * (n_steps(T, DT) - 1)
+    _assert_equal(want, out)
+
+
+@pytest.mark.slow          # the benchmark script end to end at its --quick size (3 programs, about 40 s)
+def test_bench_network_shard_quick(tmp_path):
+    """benchmarks/bench_network_shard.py --quick: two devices, the three runs equal bit for bit, its section
+    written to the given folder's BENCHMARKS.md."""
+    script = "import sys\nfrom benchmarks import bench_network_shard as b\nb.main(sys.argv[3:])\n"
+    run_children(script, ["--quick", "--repeats", "1", "--out", str(tmp_path)], 1, child_env(2))
+    text = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "<!-- begin:network-shard -->" in text and "bit for bit, in every round" in text
+    assert text.count("| simulate_network") == 3
+
+
+def test_refusals():
+    """What the sharded simulator does not support is refused before tracing, naming the reason."""
+    net = mixed_network()
+    mesh = nw.network_mesh()
+    key = jax.random.key(0)
+    run = lambda n, **kw: nw.simulate_network_sharded(key, n, T=10.0, dt=DT, **kw)  # noqa: E731
+    with pytest.raises(ValueError, match="at least 3 steps"):
+        run(nw.ei_network(key, n_E=8, n_I=4, delay=2), mesh=mesh)
+    with pytest.raises(ValueError, match="stp_mode='synapse'"):
+        per_synapse = dataclasses.replace(net.projections[0], stp_mode="synapse")
+        run(nw.Network(net.populations, (per_synapse,) + net.projections[1:]), mesh=mesh)
+    with pytest.raises(ValueError, match="per-neuron parameters"):
+        per_neuron = dataclasses.replace(net.projections[0], stp=jl.STPParams(U0=np.full(48, 0.5)))
+        run(nw.Network(net.populations, (per_neuron,) + net.projections[1:]), mesh=mesh)
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        nw.simulate_network_sharded(key, net, T=0.1, dt=DT, mesh=mesh)
+    with pytest.raises(ValueError, match="one-axis"):
+        run(net, mesh=jax.sharding.Mesh(np.asarray(jax.devices()).reshape(1, -1), ("a", "b")))
+    with pytest.raises(ValueError, match="not divisible"):
+        run(net, mesh=_fake_mesh(5))
+
+
+def _fake_mesh(n_dev: int):
+    """A one-axis mesh of ``n_dev`` entries for the divisibility check (refused before anything runs)."""
+    return jax.sharding.Mesh(np.asarray([jax.devices()[0]] * n_dev), ("neurons",))
+
+
+if __name__ == "__main__":        # pragma: no cover
+    sys.exit(pytest.main([__file__, "-q", "-n", "0"]))
