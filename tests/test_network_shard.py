@@ -48,8 +48,11 @@ def mixed_network():
                               stp=jl.STPParams(U0=0.2, tau_d=50.0, tau_f=200.0))
     rng = np.random.default_rng(SEED)
     pre, post = rng.integers(0, 16, 200), rng.integers(0, 48, 200)              # repeated pairs included
-    ie = nw.sparse_projection("I", "E", pre, post, rng.uniform(4.0, 10.0, 200), n_pre=16, n_post=48,
-                              receptor="inh", delay=rng.integers(4, 10, 200))
+    weights, delays = rng.uniform(4.0, 10.0, 200), rng.integers(4, 10, 200)
+    # and three synapses from every I neuron onto one E neuron with one delay: three additions to one slot
+    # from one spike, whose sum rounds differently in another order (the partition must keep the rows' order)
+    pre[:48], post[:48], delays[:48] = np.repeat(np.arange(16), 3), np.repeat(post[:16], 3), np.repeat(delays[:16], 3)
+    ie = nw.sparse_projection("I", "E", pre, post, weights, n_pre=16, n_post=48, receptor="inh", delay=delays)
     ii = nw.random_projection(keys[3], "I", "I", n_pre=16, n_post=16, p=0.3, weight=6.0, receptor="inh", delay=4)
     return nw.Network(pops, (ee, ei, ie, ii))
 
@@ -165,12 +168,43 @@ def test_refusals():
     with pytest.raises(ValueError, match="per-neuron parameters"):
         per_neuron = dataclasses.replace(net.projections[0], stp=jl.STPParams(U0=np.full(48, 0.5)))
         run(nw.Network(net.populations, (per_neuron,) + net.projections[1:]), mesh=mesh)
+    with pytest.raises(ValueError, match=r"targets is traced"):
+        structure, params = nw.partition(net)
+        jax.jit(lambda st: run(st, params=params, mesh=mesh).spikes)(structure)
     with pytest.raises(ValueError, match="at least 2 samples"):
         nw.simulate_network_sharded(key, net, T=0.1, dt=DT, mesh=mesh)
     with pytest.raises(ValueError, match="one-axis"):
         run(net, mesh=jax.sharding.Mesh(np.asarray(jax.devices()).reshape(1, -1), ("a", "b")))
     with pytest.raises(ValueError, match="not divisible"):
         run(net, mesh=_fake_mesh(5))
+
+
+def test_partition_keeps_each_rows_order():
+    """Each device's share of a sparse row holds the row's synapses onto the device's block in the row's
+    order (a Python loop as the oracle), padding elsewhere; the cache is keyed by the targets' content."""
+    rng = np.random.default_rng(SEED)
+    n_post, n_dev, block = 12, 3, 4
+    targets = rng.integers(0, n_post + 1, (6, 9))               # n_post: padding
+    targets[2] = n_post                                          # a row without synapses
+    targets[3, :5] = 5                                           # repeated targets on one device
+    index = nw.shard._partition(targets, n_post, n_dev)
+    assert index.cols.shape == index.targets.shape == index.valid.shape
+    for p in range(n_dev):
+        for j in range(targets.shape[0]):
+            mine = [c for c in range(targets.shape[1]) if targets[j, c] < n_post and targets[j, c] // block == p]
+            valid = index.valid[p, j]
+            assert valid.tolist() == [True] * len(mine) + [False] * (valid.size - len(mine))
+            assert index.cols[p, j, valid].tolist() == mine
+            assert index.targets[p, j, valid].tolist() == [targets[j, c] - p * block for c in mine]
+            assert (index.targets[p, j, ~valid] == block).all()
+    proj = mixed_network().projections[2]
+    first = nw.shard._device_index(proj, 4)
+    changed = np.array(proj.targets)
+    changed[0, 0] = (changed[0, 0] + 12) % 48                    # the same shape, another device
+    again = nw.shard._device_index(dataclasses.replace(proj, targets=changed), 4)
+    for a, b, c in zip(first, again, nw.shard._partition(changed, 48, 4)):
+        np.testing.assert_array_equal(b, c)
+    assert not np.array_equal(first.targets, again.targets)
 
 
 def _fake_mesh(n_dev: int):
