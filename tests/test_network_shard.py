@@ -39,9 +39,12 @@ def mixed_network():
     smallest delay is 4 steps (windows of 3 steps), the ring 9 steps long."""
     keys = jax.random.split(jax.random.key(SEED), 4)
     n = {"E": 48, "I": 16}
-    drive = nw.PoissonDrive(rate=20.0, weight=1.0, n=100, receptor="exc")
-    pops = tuple(nw.Population(name, size, jl.LIFParams(), nw.Receptor(5.0, 0.0), nw.Receptor(10.0, -80.0), drive)
-                 for name, size in n.items())
+    # the populations differ (per-neuron thresholds in E, other receptors and drive in I), so that a per-neuron
+    # parameter or drive entry on the wrong device changes the result
+    pops = (nw.Population("E", n["E"], jl.LIFParams(V_th=np.linspace(-56.0, -54.0, n["E"])), nw.Receptor(5.0, 0.0),
+                          nw.Receptor(10.0, -80.0), nw.PoissonDrive(rate=20.0, weight=1.0, n=100, receptor="exc")),
+            nw.Population("I", n["I"], jl.LIFParams(), nw.Receptor(4.0, 0.0), nw.Receptor(8.0, -80.0),
+                          nw.PoissonDrive(rate=25.0, weight=0.8, n=100, receptor="exc")))
     ee = nw.random_projection(keys[0], "E", "E", n_pre=48, n_post=48, p=0.2, weight=3.0, delay=5,
                               stp=jl.STPParams(U0=0.5, tau_d=100.0, tau_f=50.0))
     ei = nw.random_projection(keys[1], "E", "I", n_pre=48, n_post=16, p=0.2, weight=2.0, delay=6, sparse=False,
