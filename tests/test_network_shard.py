@@ -178,6 +178,11 @@ def test_refusals():
         nw.simulate_network_sharded(key, net, T=0.1, dt=DT, mesh=mesh)
     with pytest.raises(ValueError, match="one-axis"):
         run(net, mesh=jax.sharding.Mesh(np.asarray(jax.devices()).reshape(1, -1), ("a", "b")))
+    with pytest.raises(ValueError, match="at least one device"):
+        run(net, mesh=jax.sharding.Mesh(np.zeros(0, object), ("neurons",)))
+    for devices in ([], "cpu"):
+        with pytest.raises(ValueError, match="non-empty sequence of jax.Device"):
+            nw.network_mesh(devices)
     with pytest.raises(ValueError, match="not divisible"):
         run(net, mesh=_fake_mesh(5))
 

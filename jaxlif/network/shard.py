@@ -65,6 +65,9 @@ def network_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     """A one-axis mesh named ``"neurons"`` over ``devices`` (default: every visible device, ``jax.devices()``;
     with several processes, ``jax.distributed.initialize()`` first, it lists the devices of all of them)."""
     devices = list(jax.devices() if devices is None else devices)
+    if not devices or not all(isinstance(d, jax.Device) for d in devices):
+        raise ValueError(f"devices must be a non-empty sequence of jax.Device (e.g. jax.devices()[:2]), "
+                         f"got {devices!r}")
     return Mesh(np.asarray(devices), (NEURON_AXIS,))
 
 
@@ -285,9 +288,9 @@ def simulate_network_sharded(key: jax.Array | None, net: Network | NetworkStruct
     if not jax.dtypes.issubdtype(jnp.asarray(key).dtype, jax.dtypes.prng_key):
         key = jax.random.wrap_key_data(key)
     mesh = network_mesh() if mesh is None else mesh
-    if not isinstance(mesh, Mesh) or len(mesh.axis_names) != 1:
-        raise ValueError(f"mesh must be a one-axis jax.sharding.Mesh (see jaxlif.network.shard.network_mesh), "
-                         f"got {mesh!r}")
+    if not isinstance(mesh, Mesh) or len(mesh.axis_names) != 1 or mesh.devices.size < 1:
+        raise ValueError(f"mesh must be a one-axis jax.sharding.Mesh of at least one device (see "
+                         f"jaxlif.network.shard.network_mesh), got {mesh!r}")
     n_dev = int(mesh.devices.size)
     window = _check_shardable(net, n_dev, steps)
     index = tuple(_device_index(q, n_dev) for q in net.projections)
