@@ -6,13 +6,15 @@ The network mixes every layout the sharded delivery handles: a sparse projection
 depressing synapses (one ``u, R`` per presynaptic neuron, released by the device that owns the neuron),
 a dense projection with facilitating synapses, a sparse projection with one delay per synapse and
 repeated synapses between one pair (several additions to one slot, whose order must be kept), and a
-static sparse projection; with a Poisson drive and given inputs (a conductance train, a current per
-neuron); the float64 run also continues from its final state.  Devices are made in child processes
+static sparse projection; populations that differ (per-neuron thresholds, receptors, drives); with a
+Poisson drive and given inputs (a conductance train, a current per neuron); the float64 run also continues
+from its final state, and a slow variant runs a population without drive with ``record=False`` and the
+parameters traced under ``jax.jit``.  Devices are made in child processes
 (``XLA_FLAGS=--xla_force_host_platform_device_count``, which must be set before jax is imported; see
 ``processes.py``): four devices in one process, and two ``jax.distributed`` processes (gloo) of two
 devices each.  The children write their results to a file; this process runs the one-device reference
 (compiled with the same settings as the children: the suite's).  The default tier runs the four-device
-child (one process); the two-process and float64 children are ``slow`` (further processes that compile
+child (one process); the two-process, float64 and variant children are ``slow`` (further processes that compile
 on their own; docs/performance.md).
 """
 
@@ -81,6 +83,18 @@ def _runs(simulate, **kw) -> dict:
     return leaves
 
 
+def _variants(simulate, **kw) -> dict:
+    """The leaves of two further runs: the I population without its drive, recording only the spikes
+    (``record=False``); and under ``jax.jit`` with the parameters (plasticity included) traced."""
+    key, net = jax.random.key(SEED), mixed_network()
+    undriven = nw.Network((net.populations[0], dataclasses.replace(net.populations[1], drive=None)), net.projections)
+    first = simulate(key, undriven, T=T, dt=DT, inputs=network_inputs(), record=False, **kw)
+    structure, params = nw.partition(net)
+    traced = jax.jit(lambda p: simulate(key, structure, p, T=T, dt=DT, inputs=network_inputs(), **kw).spikes)(params)
+    return {**{"undriven" + k: x for k, x in _leaves(first).items()},
+            **{"traced" + k: x for k, x in _leaves(traced).items()}}
+
+
 def _leaves(result) -> dict:
     return {jax.tree_util.keystr(p): np.asarray(x) for p, x in jax.tree_util.tree_flatten_with_path(result)[0]}
 
@@ -89,7 +103,7 @@ _RUN = textwrap.dedent("""
     import numpy as np
     import jax
     sys.path.insert(0, %(tests)r)
-    from test_network_shard import _runs
+    from test_network_shard import _runs, _variants
     from jaxlif import network as nw
     out, x64 = sys.argv[3], sys.argv[4] == "x64"
     if x64:
@@ -97,7 +111,10 @@ _RUN = textwrap.dedent("""
     kw = dict(integrator="exp_euler", continued=True) if x64 else {}
     mesh = nw.network_mesh()
     assert mesh.devices.size == 4, jax.devices()
-    leaves = _runs(nw.simulate_network_sharded, mesh=mesh, **kw)
+    if sys.argv[5:] == ["variants"]:
+        leaves = _variants(nw.simulate_network_sharded, mesh=mesh)
+    else:
+        leaves = _runs(nw.simulate_network_sharded, mesh=mesh, **kw)
     if jax.process_index() == 0:
         np.savez(out, **leaves)
 """) % dict(tests=str(ROOT / "tests"))
@@ -114,10 +131,10 @@ def reference():
     return leaves
 
 
-def _assert_equal(reference: dict, path) -> None:
+def _assert_equal(reference: dict, path, least: int = 20) -> None:
     got = np.load(path)
     assert sorted(got.files) == sorted(reference)
-    assert len(reference) > 20                                         # traces, plasticity, final state
+    assert len(reference) > least                                      # traces, plasticity, final state
     for name, want in reference.items():
         np.testing.assert_array_equal(got[name], want, err_msg=name)
 
@@ -144,6 +161,17 @@ def test_four_devices_equal_one_device_float64_exp_euler(tmp_path, x64):
     assert want[".v['E']"].dtype == np.float64 and want[".spike_offset['E']"].max() > 0
     assert want["second.state.step"] == 2 * (n_steps(T, DT) - 1)
     _assert_equal(want, out)
+
+
+@pytest.mark.slow          # two more programs compiled in the child and here, about 20 CPU-s
+def test_four_devices_variants_equal_one_device(tmp_path):
+    """A population without drive with ``record=False``, and traced parameters under ``jax.jit``."""
+    out = tmp_path / "variants.npz"
+    run_children("import sys\n" + _RUN, [str(out), "x32", "variants"], 1, child_env(4))
+    want = _variants(nw.simulate_network)
+    assert "undriven.v['E']" not in want and "undriven.state.synapses[0].u" in want       # record=False
+    assert want["undriven.spikes['I']"].sum() > 0 and want["traced['I']"].sum() > 0
+    _assert_equal(want, out, least=12)
 
 
 @pytest.mark.slow          # the benchmark script end to end at its --quick size (3 programs, about 40 s)
