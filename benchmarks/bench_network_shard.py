@@ -52,6 +52,7 @@ def main(argv=None) -> dict:
     from benchmarks import bench_network as bn
     from experiments._common import write_section
     from jaxlif import network as nw
+    from jaxlif.grid import n_steps
 
     cfg = dict(bn.DEFAULTS, **(bn.QUICK if args.quick else {}))
     net = bn._build(cfg)
@@ -92,16 +93,20 @@ def main(argv=None) -> dict:
     verdict = ("the rasters and final states of the three runs are the same, bit for bit, in every round" if same
                else "the three runs DIFFER")
     n = cfg["n_E"] + cfg["n_I"]
+    n_updates = n_steps(cfg["T"], cfg["dt"]) - 1
+    d_min, L = nw.window.min_delay(net), nw.window.split_windows(n_updates, nw.window.window_length(net))
+    where = ("`--xla_force_host_platform_device_count=2` on the CPU: no GPU was available"
+             if devices[0].platform == "cpu" else "the first two")
     lines = ["## One network on two devices (`benchmarks/bench_network_shard.py`)", "",
              f"Written by `python benchmarks/bench_network_shard.py{' --quick' if args.quick else ''} "
              f"--repeats {args.repeats}` on {started.isoformat(timespec='seconds')} (UTC); machine: "
              f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, devices: {devices[0].platform} "
-             f"x {len(devices)} (`--xla_force_host_platform_device_count=2` on the CPU: no GPU was available); "
+             f"x {len(devices)} ({where}); "
              f"jax {jax.__version__}; load average (1/5/15 min) at start {tuple(round(x, 2) for x in load_start)}, "
              f"at end {tuple(round(x, 2) for x in os.getloadavg())} (the machine is shared: rerun on a quiet one).",
              "",
-             f"Network: `bench_network.py`'s, {cfg['n_E']} E + {cfg['n_I']} I neurons, p = {cfg['p']}, delay 15 steps "
-             f"(windows of 14 steps), T = {cfg['T']:g} ms, dt = {cfg['dt']} ms, float32, record=False. "
+             f"Network: `bench_network.py`'s, {cfg['n_E']} E + {cfg['n_I']} I neurons, p = {cfg['p']}, delay {d_min} steps "
+             f"(windows of {L} steps: {-(-n_updates // L)} exchanges), T = {cfg['T']:g} ms, dt = {cfg['dt']} ms, float32, record=False. "
              f"{args.repeats} interleaved rounds, one new drive key per round, the same for the three runs.", "",
              "| run | first call s | steady s (median) | rounds s | CPU s (median) | x one device |",
              "|---|---|---|---|---|---|"]

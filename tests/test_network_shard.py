@@ -6,13 +6,15 @@ The network mixes every layout the sharded delivery handles: a sparse projection
 depressing synapses (one ``u, R`` per presynaptic neuron, released by the device that owns the neuron),
 a dense projection with facilitating synapses, a sparse projection with one delay per synapse and
 repeated synapses between one pair (several additions to one slot, whose order must be kept), and a
-static sparse projection; with a Poisson drive and given inputs (a conductance train, a current per
-neuron); the float64 run also continues from its final state.  Devices are made in child processes
+static sparse projection; populations that differ (per-neuron thresholds, receptors, drives); with a
+Poisson drive and given inputs (a conductance train, a current per neuron); the float64 run also continues
+from its final state, and a slow variant runs a population without drive with ``record=False`` and the
+parameters traced under ``jax.jit``.  Devices are made in child processes
 (``XLA_FLAGS=--xla_force_host_platform_device_count``, which must be set before jax is imported; see
 ``processes.py``): four devices in one process, and two ``jax.distributed`` processes (gloo) of two
 devices each.  The children write their results to a file; this process runs the one-device reference
 (compiled with the same settings as the children: the suite's).  The default tier runs the four-device
-child (one process); the two-process and float64 children are ``slow`` (further processes that compile
+child (one process); the two-process, float64 and variant children are ``slow`` (further processes that compile
 on their own; docs/performance.md).
 """
 
@@ -39,17 +41,23 @@ def mixed_network():
     smallest delay is 4 steps (windows of 3 steps), the ring 9 steps long."""
     keys = jax.random.split(jax.random.key(SEED), 4)
     n = {"E": 48, "I": 16}
-    drive = nw.PoissonDrive(rate=20.0, weight=1.0, n=100, receptor="exc")
-    pops = tuple(nw.Population(name, size, jl.LIFParams(), nw.Receptor(5.0, 0.0), nw.Receptor(10.0, -80.0), drive)
-                 for name, size in n.items())
+    # the populations differ (per-neuron thresholds in E, other receptors and drive in I), so that a per-neuron
+    # parameter or drive entry on the wrong device changes the result
+    pops = (nw.Population("E", n["E"], jl.LIFParams(V_th=np.linspace(-56.0, -54.0, n["E"])), nw.Receptor(5.0, 0.0),
+                          nw.Receptor(10.0, -80.0), nw.PoissonDrive(rate=20.0, weight=1.0, n=100, receptor="exc")),
+            nw.Population("I", n["I"], jl.LIFParams(), nw.Receptor(4.0, 0.0), nw.Receptor(8.0, -80.0),
+                          nw.PoissonDrive(rate=25.0, weight=0.8, n=100, receptor="exc")))
     ee = nw.random_projection(keys[0], "E", "E", n_pre=48, n_post=48, p=0.2, weight=3.0, delay=5,
                               stp=jl.STPParams(U0=0.5, tau_d=100.0, tau_f=50.0))
     ei = nw.random_projection(keys[1], "E", "I", n_pre=48, n_post=16, p=0.2, weight=2.0, delay=6, sparse=False,
                               stp=jl.STPParams(U0=0.2, tau_d=50.0, tau_f=200.0))
     rng = np.random.default_rng(SEED)
     pre, post = rng.integers(0, 16, 200), rng.integers(0, 48, 200)              # repeated pairs included
-    ie = nw.sparse_projection("I", "E", pre, post, rng.uniform(4.0, 10.0, 200), n_pre=16, n_post=48,
-                              receptor="inh", delay=rng.integers(4, 10, 200))
+    weights, delays = rng.uniform(4.0, 10.0, 200), rng.integers(4, 10, 200)
+    # and three synapses from every I neuron onto one E neuron with one delay: three additions to one slot
+    # from one spike, whose sum rounds differently in another order (the partition must keep the rows' order)
+    pre[:48], post[:48], delays[:48] = np.repeat(np.arange(16), 3), np.repeat(post[:16], 3), np.repeat(delays[:16], 3)
+    ie = nw.sparse_projection("I", "E", pre, post, weights, n_pre=16, n_post=48, receptor="inh", delay=delays)
     ii = nw.random_projection(keys[3], "I", "I", n_pre=16, n_post=16, p=0.3, weight=6.0, receptor="inh", delay=4)
     return nw.Network(pops, (ee, ei, ie, ii))
 
@@ -75,6 +83,18 @@ def _runs(simulate, **kw) -> dict:
     return leaves
 
 
+def _variants(simulate, **kw) -> dict:
+    """The leaves of two further runs: the I population without its drive, recording only the spikes
+    (``record=False``); and under ``jax.jit`` with the parameters (plasticity included) traced."""
+    key, net = jax.random.key(SEED), mixed_network()
+    undriven = nw.Network((net.populations[0], dataclasses.replace(net.populations[1], drive=None)), net.projections)
+    first = simulate(key, undriven, T=T, dt=DT, inputs=network_inputs(), record=False, **kw)
+    structure, params = nw.partition(net)
+    traced = jax.jit(lambda p: simulate(key, structure, p, T=T, dt=DT, inputs=network_inputs(), **kw).spikes)(params)
+    return {**{"undriven" + k: x for k, x in _leaves(first).items()},
+            **{"traced" + k: x for k, x in _leaves(traced).items()}}
+
+
 def _leaves(result) -> dict:
     return {jax.tree_util.keystr(p): np.asarray(x) for p, x in jax.tree_util.tree_flatten_with_path(result)[0]}
 
@@ -83,7 +103,7 @@ _RUN = textwrap.dedent("""
     import numpy as np
     import jax
     sys.path.insert(0, %(tests)r)
-    from test_network_shard import _runs
+    from test_network_shard import _runs, _variants
     from jaxlif import network as nw
     out, x64 = sys.argv[3], sys.argv[4] == "x64"
     if x64:
@@ -91,7 +111,10 @@ _RUN = textwrap.dedent("""
     kw = dict(integrator="exp_euler", continued=True) if x64 else {}
     mesh = nw.network_mesh()
     assert mesh.devices.size == 4, jax.devices()
-    leaves = _runs(nw.simulate_network_sharded, mesh=mesh, **kw)
+    if sys.argv[5:] == ["variants"]:
+        leaves = _variants(nw.simulate_network_sharded, mesh=mesh)
+    else:
+        leaves = _runs(nw.simulate_network_sharded, mesh=mesh, **kw)
     if jax.process_index() == 0:
         np.savez(out, **leaves)
 """) % dict(tests=str(ROOT / "tests"))
@@ -108,10 +131,10 @@ def reference():
     return leaves
 
 
-def _assert_equal(reference: dict, path) -> None:
+def _assert_equal(reference: dict, path, least: int = 20) -> None:
     got = np.load(path)
     assert sorted(got.files) == sorted(reference)
-    assert len(reference) > 20                                         # traces, plasticity, final state
+    assert len(reference) > least                                      # traces, plasticity, final state
     for name, want in reference.items():
         np.testing.assert_array_equal(got[name], want, err_msg=name)
 
@@ -140,6 +163,17 @@ def test_four_devices_equal_one_device_float64_exp_euler(tmp_path, x64):
     _assert_equal(want, out)
 
 
+@pytest.mark.slow          # two more programs compiled in the child and here, about 20 CPU-s
+def test_four_devices_variants_equal_one_device(tmp_path):
+    """A population without drive with ``record=False``, and traced parameters under ``jax.jit``."""
+    out = tmp_path / "variants.npz"
+    run_children("import sys\n" + _RUN, [str(out), "x32", "variants"], 1, child_env(4))
+    want = _variants(nw.simulate_network)
+    assert "undriven.v['E']" not in want and "undriven.state.synapses[0].u" in want       # record=False
+    assert want["undriven.spikes['I']"].sum() > 0 and want["traced['I']"].sum() > 0
+    _assert_equal(want, out, least=12)
+
+
 @pytest.mark.slow          # the benchmark script end to end at its --quick size (3 programs, about 40 s)
 def test_bench_network_shard_quick(tmp_path):
     """benchmarks/bench_network_shard.py --quick: two devices, the three runs equal bit for bit, its section
@@ -165,12 +199,48 @@ def test_refusals():
     with pytest.raises(ValueError, match="per-neuron parameters"):
         per_neuron = dataclasses.replace(net.projections[0], stp=jl.STPParams(U0=np.full(48, 0.5)))
         run(nw.Network(net.populations, (per_neuron,) + net.projections[1:]), mesh=mesh)
+    with pytest.raises(ValueError, match=r"targets is traced"):
+        structure, params = nw.partition(net)
+        jax.jit(lambda st: run(st, params=params, mesh=mesh).spikes)(structure)
     with pytest.raises(ValueError, match="at least 2 samples"):
         nw.simulate_network_sharded(key, net, T=0.1, dt=DT, mesh=mesh)
     with pytest.raises(ValueError, match="one-axis"):
         run(net, mesh=jax.sharding.Mesh(np.asarray(jax.devices()).reshape(1, -1), ("a", "b")))
+    with pytest.raises(ValueError, match="at least one device"):
+        run(net, mesh=jax.sharding.Mesh(np.zeros(0, object), ("neurons",)))
+    for devices in ([], "cpu"):
+        with pytest.raises(ValueError, match="non-empty sequence of jax.Device"):
+            nw.network_mesh(devices)
     with pytest.raises(ValueError, match="not divisible"):
         run(net, mesh=_fake_mesh(5))
+
+
+def test_partition_keeps_each_rows_order():
+    """Each device's share of a sparse row holds the row's synapses onto the device's block in the row's
+    order (a Python loop as the oracle), padding elsewhere; the cache is keyed by the targets' content."""
+    rng = np.random.default_rng(SEED)
+    n_post, n_dev, block = 12, 3, 4
+    targets = rng.integers(0, n_post + 1, (6, 9))               # n_post: padding
+    targets[2] = n_post                                          # a row without synapses
+    targets[3, :5] = 5                                           # repeated targets on one device
+    index = nw.shard._partition(targets, n_post, n_dev)
+    assert index.cols.shape == index.targets.shape == index.valid.shape
+    for p in range(n_dev):
+        for j in range(targets.shape[0]):
+            mine = [c for c in range(targets.shape[1]) if targets[j, c] < n_post and targets[j, c] // block == p]
+            valid = index.valid[p, j]
+            assert valid.tolist() == [True] * len(mine) + [False] * (valid.size - len(mine))
+            assert index.cols[p, j, valid].tolist() == mine
+            assert index.targets[p, j, valid].tolist() == [targets[j, c] - p * block for c in mine]
+            assert (index.targets[p, j, ~valid] == block).all()
+    proj = mixed_network().projections[2]
+    first = nw.shard._device_index(proj, 4)
+    changed = np.array(proj.targets)
+    changed[0, 0] = (changed[0, 0] + 12) % 48                    # the same shape, another device
+    again = nw.shard._device_index(dataclasses.replace(proj, targets=changed), 4)
+    for a, b, c in zip(first, again, nw.shard._partition(changed, 48, 4)):
+        np.testing.assert_array_equal(b, c)
+    assert not np.array_equal(first.targets, again.targets)
 
 
 def _fake_mesh(n_dev: int):

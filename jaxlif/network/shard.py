@@ -48,15 +48,12 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxlif import _checks, _stability
 from jaxlif.batch.devices import _shard_map
-from jaxlif.grid import n_steps as _n_steps
 from jaxlif.network import window as window_mod
 from jaxlif.network.delivery import Layout
-from jaxlif.network.params import NetworkParams, NetworkStructure, combine
-from jaxlif.network.simulate import (NetworkResult, _check_state, _given_inputs, _initial_inputs, _result, _run_ok,
-                                     _split_network)
-from jaxlif.network.step import NetworkState, drive_table, network_init, per_neuron
+from jaxlif.network.params import NetworkParams, NetworkStructure
+from jaxlif.network.simulate import NetworkResult, _checked_run, _result, _run_start
+from jaxlif.network.step import NetworkState
 from jaxlif.network.structure import DenseProjection, Network
-from jaxlif.neurons import check_integrator
 
 __all__ = ["NEURON_AXIS", "network_mesh", "simulate_network_sharded"]
 
@@ -68,6 +65,9 @@ def network_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     """A one-axis mesh named ``"neurons"`` over ``devices`` (default: every visible device, ``jax.devices()``;
     with several processes, ``jax.distributed.initialize()`` first, it lists the devices of all of them)."""
     devices = list(jax.devices() if devices is None else devices)
+    if not devices or not all(isinstance(d, jax.Device) for d in devices):
+        raise ValueError(f"devices must be a non-empty sequence of jax.Device (e.g. jax.devices()[:2]), "
+                         f"got {devices!r}")
     return Mesh(np.asarray(devices), (NEURON_AXIS,))
 
 
@@ -101,7 +101,8 @@ def _check_shardable(net: Network, n_dev: int, steps: int) -> int:
                          f"scheme: the devices exchange spikes every d_min - 1 steps), known before tracing; "
                          f"this network's smallest delay is {found}")
     if steps < 2:
-        raise ValueError(f"T must cover at least 2 samples (n_steps = {steps})")
+        raise ValueError(f"T must cover at least 2 samples, T > dt (got n_steps = {steps}): the sharded "
+                         f"simulator runs at least one step")
     return window_mod.window_length(net)
 
 
@@ -282,27 +283,16 @@ def simulate_network_sharded(key: jax.Array | None, net: Network | NetworkStruct
     Several processes: call ``jax.distributed.initialize(...)`` in each, then this function with the same
     arguments in every process (docs/networks.md, "Several devices").
     """
-    dt = _checks.check_dt(dt)
-    steps = _n_steps(T, dt)
-    structure, params = _split_network(net, params, dt)
-    net = combine(structure, params)
-    if any(p.drive is not None for p in net.populations):
-        _checks.check_key(key)
-    elif key is None:
-        key = jax.random.key(0)                                   # unused
+    key, dt, steps, structure, params, net, capacity, integrator, seqs, I_const = _checked_run(
+        key, net, params, T, dt, inputs, state, capacity, integrator)
     if not jax.dtypes.issubdtype(jnp.asarray(key).dtype, jax.dtypes.prng_key):
         key = jax.random.wrap_key_data(key)
     mesh = network_mesh() if mesh is None else mesh
-    if not isinstance(mesh, Mesh) or len(mesh.axis_names) != 1:
-        raise ValueError(f"mesh must be a one-axis jax.sharding.Mesh (see jaxlif.network.shard.network_mesh), "
-                         f"got {mesh!r}")
+    if not isinstance(mesh, Mesh) or len(mesh.axis_names) != 1 or mesh.devices.size < 1:
+        raise ValueError(f"mesh must be a one-axis jax.sharding.Mesh of at least one device (see "
+                         f"jaxlif.network.shard.network_mesh), got {mesh!r}")
     n_dev = int(mesh.devices.size)
-    capacity = _checks.check_count("capacity", capacity, minimum=1)
-    integrator = check_integrator(integrator)
     window = _check_shardable(net, n_dev, steps)
-    seqs, I_const = _given_inputs(net, inputs, steps, integrator)
-    if state is not None:
-        _check_state(net, state, jnp.result_type(float))
     index = tuple(_device_index(q, n_dev) for q in net.projections)
     statics = (steps, dt, bool(record), capacity, window, integrator, mesh)
     return _stability.warn_if_poisoned(_sharded(key, structure, (params, seqs, I_const, state), index, statics),
@@ -317,17 +307,9 @@ def _specs(tree, spec):
 @functools.partial(jax.jit, static_argnums=(4,))
 def _sharded(key, structure, diff, index, statics):
     steps, dt, record, capacity, window, integrator, mesh = statics
-    params, (seqs, seqs0), I_const, state0 = diff
-    net = combine(structure, params)
+    net, ok, state0, neuron_params, table, seqs, I_const = _run_start(key, structure, diff, dt, integrator)
     edges = tuple(_device_edges(q, i, mesh.devices.size) for q, i in zip(net.projections, index))
-    ok = _run_ok(net, dt, seqs, seqs0, I_const)
-    dtype = jnp.result_type(float)
-    state0 = network_init(net, dtype) if state0 is None else state0
-    neuron_params = per_neuron(net, dtype)
-    table = drive_table(net, dt, dtype)
     exp_euler = integrator == "exp_euler"
-    if exp_euler:
-        state0 = _initial_inputs(state0, seqs0, table, key)
     axis, n_dev = mesh.axis_names[0], mesh.devices.size
     perm = _permutation(net, n_dev)
     inv = np.argsort(perm).astype(np.int32)

@@ -303,25 +303,14 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
     (experiments/grad_network.py).  The Poisson drive is not reparameterised: its ``rate`` gets no
     gradient (fit its ``weight`` or a weight scale instead).
     """
-    dt = _checks.check_dt(dt)
-    steps = _n_steps(T, dt)
-    structure, params = _split_network(net, params, dt)
-    net = combine(structure, params)
-    if any(p.drive is not None for p in net.populations):
-        _checks.check_key(key)
-    elif key is None:
-        key = jax.random.key(0)                                   # unused
     if delivery not in DELIVERY_METHODS:
         raise ValueError(f"delivery={delivery!r} must be one of {list(DELIVERY_METHODS)}")
-    capacity = _checks.check_count("capacity", capacity, minimum=1)
     if spike_grad is not None:
         from jaxlif.surrogates import Surrogate
         if not isinstance(spike_grad, Surrogate):
             raise TypeError(f"spike_grad must be None or a jaxlif.surrogates.Surrogate, got {type(spike_grad).__name__}")
-    integrator = check_integrator(integrator)
-    seqs, I_const = _given_inputs(net, inputs, steps, integrator)
-    if state is not None:
-        _check_state(net, state, jnp.result_type(float))
+    key, dt, steps, structure, params, net, capacity, integrator, seqs, I_const = _checked_run(
+        key, net, params, T, dt, inputs, state, capacity, integrator)
     estimator = _check_estimator(grad_estimator, recurrent_grad, spike_grad)
     window = window_mod.window_length(net, spike_grad=spike_grad, delivery=delivery) if steps > 1 else 0
     statics = (steps, dt, spike_grad, bool(record), delivery, capacity, window, integrator)
@@ -334,6 +323,27 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
                                dict(names=tuple(net.sizes), statics=statics, estimator=estimator,
                                     recurrent_grad=estimator != "local", key_impl=impl))
     return _stability.warn_if_poisoned(result, "simulate_network")
+
+
+def _checked_run(key, net, params, T, dt, inputs, state, capacity, integrator):
+    """The checks before tracing that :func:`simulate_network` and
+    :func:`jaxlif.network.simulate_network_sharded` share; returns ``(key, dt, n_steps, structure, params,
+    net, capacity, integrator, seqs, I_const)`` (``key``: a stand-in where no population has a drive and
+    none was given; ``seqs, I_const``: :func:`_given_inputs`)."""
+    dt = _checks.check_dt(dt)
+    steps = _n_steps(T, dt)
+    structure, params = _split_network(net, params, dt)
+    net = combine(structure, params)
+    if any(p.drive is not None for p in net.populations):
+        _checks.check_key(key)
+    elif key is None:
+        key = jax.random.key(0)                                   # unused
+    capacity = _checks.check_count("capacity", capacity, minimum=1)
+    integrator = check_integrator(integrator)
+    seqs, I_const = _given_inputs(net, inputs, steps, integrator)
+    if state is not None:
+        _check_state(net, state, jnp.result_type(float))
+    return key, dt, steps, structure, params, net, capacity, integrator, seqs, I_const
 
 
 def _check_estimator(grad_estimator, recurrent_grad, spike_grad) -> str:
@@ -378,18 +388,10 @@ def _run_fixed(fixed, diff, feedback, statics):
 
 
 def _run(key, structure, diff, feedback, statics, recurrent_grad):
-    params, (seqs, seqs0), I_const, state0 = diff
     steps, dt, spike_grad, record, delivery, capacity, window, integrator = statics
-    net = combine(structure, params)
-    ok = _run_ok(net, dt, seqs, seqs0, I_const)
+    net, ok, state0, params, table, seqs, I_const = _run_start(key, structure, diff, dt, integrator)
     dtype = jnp.result_type(float)
-    state0 = network_init(net, dtype) if state0 is None else state0
-    params = per_neuron(net, dtype)
-    table = drive_table(net, dt, dtype)
-
     exp_euler = integrator == "exp_euler"
-    if exp_euler:
-        state0 = _initial_inputs(state0, seqs0, table, key)
 
     def body(carry, x):
         state, valid, g_peak = carry
@@ -421,6 +423,23 @@ def _run(key, structure, diff, feedback, statics, recurrent_grad):
         (final, ok, g_peak), ys = jax.lax.scan(body, (state0, ok, peak0), seqs, length=steps - 1)
         out, stp = ys if record else (ys, None)
     return _result(net, state0, final, ok, g_peak, out, stp, params[0], dt, record, exp_euler)
+
+
+def _run_start(key, structure, diff, dt: float, integrator: str):
+    """Inside the jitted core (:func:`_run`, :func:`jaxlif.network.shard._sharded`): ``(net, ok, state0,
+    params, table, seqs, I_const)``, the network, whether its values and the inputs are valid, the start
+    state (under ``"exp_euler"`` with the inputs of index 0 added), the stacked per-neuron parameters
+    (:func:`~jaxlif.network.per_neuron`), the drive's table and the given inputs, from ``diff = (params,
+    (seqs, seqs0), I_const, state0)``."""
+    params, (seqs, seqs0), I_const, state0 = diff
+    net = combine(structure, params)
+    ok = _run_ok(net, dt, seqs, seqs0, I_const)
+    dtype = jnp.result_type(float)
+    state0 = network_init(net, dtype) if state0 is None else state0
+    table = drive_table(net, dt, dtype)
+    if integrator == "exp_euler":
+        state0 = _initial_inputs(state0, seqs0, table, key)
+    return net, ok, state0, per_neuron(net, dtype), table, seqs, I_const
 
 
 def _run_ok(net: Network, dt: float, seqs, seqs0, I_const) -> jax.Array:
