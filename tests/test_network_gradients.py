@@ -5,7 +5,7 @@
   (an independent route through the public API: scaling every weight out of ``b`` is scaling what
   ``b`` delivers), in forward and reverse mode.
 - The forward values are those of the plain simulation, bit for bit.
-- An unstable mean field (recurrent excitation alone, gain > 1) warns.
+- An unstable loop gain and an unresolved calibration warn.
 - Against central finite differences with common random numbers (slow tier): sign and factor 3.
 
 One network shape (40 E + 10 I, p = 0.2) in the default tier.
@@ -75,24 +75,46 @@ def mean_field_grad(structure, params):
     return jax.grad(lambda w: rates(structure, scaled(params, w, 1.0, 1.0), "mean_field")[0])(0.0)
 
 
-def test_mean_field_is_the_local_derivative_plus_the_population_feedback(split):
+def test_mean_field_is_the_calibrated_local_derivative_plus_the_population_feedback(split):
+    """The estimator's formula rebuilt from public pieces: the local derivatives (forward mode), and the
+    calibration: an open-loop finite difference (the run's own rasters replayed, ``replay=``) of the rates
+    against a common scale of every excitatory input (drive weight and weights out of E), over the local
+    derivative along the same direction."""
     structure, params = split
     theta = jnp.array([0.0, 1.0, 1.0])
     both = jax.jacfwd(lambda th: (lambda r: (rates_of(r), rates_of(r, True)))(
         run(structure, scaled(params, *th), "local")))(theta)
     local, settled = (np.asarray(x) for x in both)
+    plain = nw.simulate_network(KEY, structure, params, T=T, dt=DT, record=False)
+    raster = {a: plain.spikes[a] for a in ("E", "I")}
+
+    def replayed(h):
+        res = nw.simulate_network(KEY, structure, scaled(params, h, np.exp(h), 1.0), T=T, dt=DT, record=False,
+                                  replay=raster)
+        return np.asarray(rates_of(res, True))
+
+    again = nw.simulate_network(KEY, structure, params, T=T, dt=DT, record=False, replay=raster)
+    for name in ("E", "I"):                                       # a replay of a run's own rasters is that run
+        np.testing.assert_array_equal(np.asarray(again.spikes[name]), np.asarray(plain.spikes[name]))
+    h = gradients.CALIBRATION_STEP
+    open_loop = (replayed(h) - replayed(-h)) / (2 * h)
+    surrogate = settled[:, 0] + settled[:, 1]
+    c = open_loop / surrogate
     r = np.asarray(rates(structure, params, "local", settled=True))
-    G = np.asarray(settled[:, 1:]) / r[None, :]
-    coef = np.linalg.solve(np.eye(2) - G, np.asarray(settled[:, 0])) / r
-    expected = np.asarray(local[:, 0]) + np.asarray(local[:, 1:]) @ coef
+    G = c[:, None] * np.asarray(settled[:, 1:]) / r[None, :]
+    coef = np.linalg.solve(np.eye(2) - G, c * np.asarray(settled[:, 0])) / r
+    expected = c * (np.asarray(local[:, 0]) + np.asarray(local[:, 1:]) @ coef)
     forward = rates_of(mean_field_jvp(structure, params)[1])
     reverse = mean_field_grad(structure, params)
-    assert r.min() > 1.0 and abs(expected[0]) > 1.0
+    assert r.min() > 1.0 and abs(expected[0]) > 1.0 and np.all((c > 0.05) & (c < 0.95))
     np.testing.assert_allclose(forward, expected, rtol=2e-3)
     np.testing.assert_allclose(reverse, expected[0], rtol=2e-3)
-    assert abs(expected[0]) < 0.5 * abs(float(local[0, 0]))          # the feedback matters here
+    assert abs(expected[0]) < 0.5 * abs(float(local[0, 0]))          # the feedback and the calibration matter
     gain = nw.loop_gain(KEY, structure, params, T=T, dt=DT)
     assert gain.names == ("E", "I") and gain.stable
+    np.testing.assert_allclose(gain.calibration, c, rtol=1e-4)
+    np.testing.assert_allclose(gain.open_loop, open_loop, rtol=1e-4)
+    np.testing.assert_allclose(gain.surrogate, surrogate, rtol=1e-4)
     np.testing.assert_allclose(gain.G, G, rtol=1e-4)
     np.testing.assert_allclose(gain.rates, r, rtol=1e-6)
 
@@ -131,21 +153,27 @@ def test_the_old_flag_and_bad_values(split):
         nw.simulate_network(KEY, structure, params, T=T, dt=DT, grad_estimator="exact")
     with pytest.raises(ValueError, match="not both"):
         nw.simulate_network(KEY, structure, params, T=T, dt=DT, grad_estimator="local", recurrent_grad=True)
+    with pytest.raises(ValueError, match="replay must be a dict with a raster for every population"):
+        nw.simulate_network(KEY, structure, params, T=T, dt=DT, replay={"E": np.zeros((40, 600))})
+    with pytest.raises(ValueError, match=r"replay\['I'\] must have shape \(10, 600\)"):
+        nw.simulate_network(KEY, structure, params, T=T, dt=DT, replay={"E": np.zeros((40, 600)),
+                                                                        "I": np.zeros((10, 599))})
 
 
-def test_an_unstable_mean_field_warns(split):
-    """The same network with a weaker drive, every weight out of E 6x stronger and no inhibition: the
-    excitatory loop gain exceeds 1 (about 1.14).  The same shapes and derivatives as above: nothing new
-    to compile."""
+def test_an_untrusted_mean_field_warns(split):
+    """The warnings' conditions on given values (a calibrated loop gain is below 1 in every stationary run
+    we could build: a saturated runaway network sits at a stable state), and a stable network run through
+    the estimator stays silent (nothing new to compile)."""
     structure, params = split
-    runaway = scaled(params, -0.6, 6.0, 0.0)
-    gain = nw.loop_gain(KEY, structure, runaway, T=T, dt=DT)
-    assert not gain.stable and gain.eigenvalues.real.max() >= 1.0
-    with pytest.warns(RecurrentGradientWarning, match="real part"):
-        mean_field_grad(structure, runaway)
-        jax.effects_barrier()
+    names, r, ok = ("E", "I"), np.array([10.0, 20.0]), np.array([1.0, 2.0])
+    with pytest.warns(RecurrentGradientWarning, match="real part 1.2"):
+        gradients._warn_if_untrusted(np.array([[1.2, 0.0], [0.0, 0.5]]), r, ok, ok, names)
+    with pytest.warns(RecurrentGradientWarning, match=r"could not calibrate population\(s\) \['I'\]"):
+        gradients._warn_if_untrusted(np.zeros((1, 2, 2)), r[None], np.array([[1.0, 0.0]]), ok[None], names)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RecurrentGradientWarning)
+        gradients._warn_if_untrusted(np.array([[0.9, -2.0], [2.0, -1.0]]), r, ok, ok, names)
+        gradients._warn_if_untrusted(np.zeros((2, 2)), np.array([10.0, 0.0]), np.array([1.0, 0.0]), ok, names)
         mean_field_grad(structure, params)                              # the stable one stays silent
         jax.effects_barrier()
 
