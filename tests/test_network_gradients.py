@@ -3,10 +3,12 @@
 - Its derivative equals the formula of the module docstring assembled here by hand from the "local"
   estimator's derivatives with respect to the parameter and to the weights out of each population
   (an independent route through the public API: scaling every weight out of ``b`` is scaling what
-  ``b`` delivers), in forward and reverse mode.
+  ``b`` delivers) and the calibration from replays of the run's rasters (``simulate_network(replay=)``),
+  in forward and reverse mode; a replay of a run's own rasters is that run.
 - The forward values are those of the plain simulation, bit for bit.
 - An unstable loop gain and an unresolved calibration warn.
-- Against central finite differences with common random numbers (slow tier): sign and factor 3.
+- Against central finite differences with common random numbers (slow tier, 200 E + 50 I at 1 s and
+  10 s, four parameters): sign and factor 3 wherever the difference is resolved.
 
 One network shape (40 E + 10 I, p = 0.2) in the default tier.
 """
@@ -178,19 +180,40 @@ def test_an_untrusted_mean_field_warns(split):
         jax.effects_barrier()
 
 
+def moved(params, theta):
+    """``params`` moved by (log drive weight, log E->E weight, log I->E weight, logit E->E U0)."""
+    pops = {k: v._replace(drive=v.drive._replace(weight=v.drive.weight * jnp.exp(theta[0])))
+            for k, v in params.populations.items()}
+    projs = dict(params.projections)
+    ee = projs["E->E"]
+    U0 = jax.nn.sigmoid(jnp.log(ee.stp.U0) - jnp.log1p(-ee.stp.U0) + theta[3])
+    projs["E->E"] = ee._replace(weights=ee.weights * jnp.exp(theta[1]), stp=ee.stp._replace(U0=U0))
+    projs["I->E"] = projs["I->E"]._replace(weights=projs["I->E"].weights * jnp.exp(theta[2]))
+    return params._replace(populations=pops, projections=projs)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("T_s", [1.0, 10.0])
-def test_drive_gradient_against_finite_differences(T_s):
-    """200 E + 50 I, p = 0.2: d(E rate), d(I rate) / d(log drive weight) against central differences over
-    the same 8 keys; same sign and within a factor of 3, finite at 10 s."""
+def test_gradients_against_finite_differences(T_s):
+    """200 E + 50 I, p = 0.2: d(E rate), d(I rate) with respect to the drive weight, the E->E and I->E
+    weights and the E->E U0 against central differences over the same 8 keys: finite everywhere; where the
+    difference is clearly non-zero (beyond 3 standard errors), the same sign and within a factor of 3."""
     structure, params = nw.partition(nw.ei_network(jax.random.key(0), n_E=200, n_I=50, p=0.2))
     keys = [jax.random.key(100 + i) for i in range(8)]
-    f = jax.jit(lambda w, k: rates(structure, scaled(params, w, 1.0, 1.0), "mean_field", T=1000.0 * T_s, key=k))
-    h = 0.05
-    fd = np.mean([(f(h, k) - f(-h, k)) / (2 * h) for k in keys], axis=0)
-    est = np.mean([jax.jacfwd(f)(0.0, k) for k in keys], axis=0)
+    T_ms = 1000.0 * T_s
+    plain = jax.jit(lambda th, k: rates_of(nw.simulate_network(k, structure, moved(params, th), T=T_ms, dt=DT,
+                                                               record=False)))
+    estimate = jax.jit(jax.jacfwd(lambda th, k: rates(structure, moved(params, th), "mean_field", T=T_ms, key=k)))
+    h, zero = 0.05, jnp.zeros(4)
+    fd = np.array([[(plain(zero.at[i].set(h), k) - plain(zero.at[i].set(-h), k)) / (2 * h) for i in range(4)]
+                   for k in keys])                                         # (keys, parameters, outputs)
+    mean, se = fd.mean(0).T, fd.std(0, ddof=1).T / np.sqrt(len(keys))     # (outputs, parameters)
+    est = np.mean([estimate(zero, k) for k in keys], axis=0)
     assert np.all(np.isfinite(est))
-    assert np.all(np.sign(est) == np.sign(fd)) and np.all(np.abs(np.log(est / fd)) < np.log(3.0)), (est, fd)
+    resolved = np.abs(mean) > 3 * se
+    assert resolved[:, :3].sum() >= 4, (mean, se)                          # the test can fail
+    ratio = est[resolved] / mean[resolved]
+    assert np.all(ratio > 1 / 3) and np.all(ratio < 3), (est, mean, se)
 
 
 @pytest.mark.slow
