@@ -4,6 +4,7 @@ r"""Recurrent surrogate gradients against finite differences (the table of docs/
     python experiments/grad_network.py --config default --T 1 --keys 8     # ei_network defaults (800 + 200)
     python experiments/grad_network.py --config double --T 1 --keys 8      # the same with every weight x2
     python experiments/grad_network.py --quick --out /tmp/g                # seconds: 40 + 10 neurons, 50 ms
+    python experiments/grad_network.py --config small --open-loop          # the diagnosis: open loop (minutes)
 
 For each network: the E rate, I rate [Hz] and mean smooth ISI CV of the E population
 (:func:`jaxlif.soft_isi_cv`), differentiated with respect to four unconstrained parameters (log drive
@@ -11,6 +12,14 @@ weight, log E->E weight, log I->E weight, logit E->E U0) by central finite diffe
 numbers (the same keys on both sides, step ``--h``) and by each requested ``grad_estimator`` in forward mode
 (``jax.jacfwd``; the same derivative as ``jax.grad``).  Writes ``grad_network.json`` and ``grad_network.md``
 (a markdown table) into ``--out`` (default ``results/grad_network``).
+
+``--open-loop`` isolates the surrogate's own error from that of the feedback: each run's rasters are
+replayed as its recurrent input (``simulate_network(replay=)``, so that the delivered spikes do not
+change), and the settled rates' central differences of those replays (step 0.1) are compared with the
+local surrogate derivative (``grad_estimator="local"``) for the four parameters and two more directions:
+a common scale of every excitatory input (the drive and the weights out of E: the estimator's
+calibration direction) and of every inhibitory one (the weights out of I).  Writes
+``grad_network_open_loop.json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -87,6 +96,60 @@ def study(config: str, T_s: float, n_keys: int, h: float, estimators) -> dict:
     return out
 
 
+OPEN_LOOP = PARAMS + ("log excitatory scale", "log inhibitory scale")
+
+
+def open_loop_study(config: str, T_s: float, n_keys: int, h: float = 0.1) -> dict:
+    """Open-loop responses (rates over the settled part) by replay differences and by the local surrogate."""
+    structure, params = build(config)
+    T = 1000.0 * T_s
+
+    def moved(th):
+        p = with_theta(params, th[:4])
+        pops = {k: v._replace(drive=v.drive._replace(weight=v.drive.weight * jnp.exp(th[4])))
+                for k, v in p.populations.items()}
+        projs = {k: v._replace(weights=v.weights * jnp.exp(th[4] if k.startswith("E") else th[5]))
+                 for k, v in p.projections.items()}
+        return p._replace(populations=pops, projections=projs)
+
+    def rates(res):
+        start = int(nw.gradients.SETTLE * res.spikes["E"].shape[-1])
+        return jnp.stack([jnp.mean(jnp.asarray(res.spikes[a][:, start:], jnp.result_type(float)))
+                          for a in ("E", "I")]) * (1000.0 / DT)
+
+    plain = jax.jit(lambda k: nw.simulate_network(k, structure, params, T=T, dt=DT, record=False).spikes)
+    replay = jax.jit(lambda th, k, sp: rates(nw.simulate_network(k, structure, moved(th), T=T, dt=DT, record=False,
+                                                                 replay=sp)))
+    local = jax.jit(jax.jacfwd(lambda th, k: rates(nw.simulate_network(
+        k, structure, moved(th), T=T, dt=DT, record=False, spike_grad=jaxlif.surrogates.fast_sigmoid(),
+        grad_estimator="local"))))
+    zero, fd, sg = jnp.zeros(len(OPEN_LOOP)), [], []
+    for i in range(n_keys):
+        k = jax.random.key(100 + i)
+        sp = plain(k)
+        fd.append(np.stack([(replay(zero.at[j].set(h), k, sp) - replay(zero.at[j].set(-h), k, sp)) / (2 * h)
+                            for j in range(len(OPEN_LOOP))], 1))                 # (outputs, directions)
+        sg.append(np.asarray(local(zero, k)))
+    fd, sg = np.array(fd), np.array(sg)
+    return {"config": config, "T_s": T_s, "keys": n_keys, "h": h, "fd": fd.mean(0).tolist(),
+            "fd_se": (fd.std(0, ddof=1) / np.sqrt(n_keys)).tolist(), "local": sg.mean(0).tolist()}
+
+
+def open_loop_table(result: dict) -> str:
+    fd, se, sg = (np.array(result[k]) for k in ("fd", "fd_se", "local"))
+    lines = [f"{result['config']} network, T = {result['T_s']:g} s, {result['keys']} keys: open-loop responses of the "
+             f"settled rates [Hz per unit] (replay differences ± SE, local surrogate, their ratio)", "",
+             "| output | method | " + " | ".join(OPEN_LOOP) + " |", "|---|---|" + "---|" * len(OPEN_LOOP)]
+    for o, name in enumerate(OUTPUTS[:2]):
+        live = np.abs(sg[o]) > 0
+        lines.append(f"| {name} | replay FD | " + " | ".join(f"{fd[o, i]:.3g} ± {se[o, i]:.2g}" if live[i] else "-"
+                                                          for i in range(len(OPEN_LOOP))) + " |")
+        lines.append("| | local | " + " | ".join(f"{sg[o, i]:.3g}" if live[i] else "-" for i in range(len(OPEN_LOOP))) + " |")
+        lines.append("| | FD / local | " + " | ".join(f"{fd[o, i] / sg[o, i]:.3g}" if live[i] else "-"
+                                                       for i in range(len(OPEN_LOOP))) + " |")
+    return "\n".join(lines)
+
+
 def table(result: dict) -> str:
     lines = [f"{result['config']} network, T = {result['T_s']:g} s, {result['keys']} keys: finite differences "
              f"(± SE) and estimators", "", "| output | method | " + " | ".join(PARAMS) + " |",
@@ -108,6 +171,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--h", type=float, default=0.05, help="finite-difference step (unconstrained units)")
     ap.add_argument("--estimators", default="mean_field,local", help="comma-separated grad_estimator values")
     ap.add_argument("--quick", action="store_true", help="40 + 10 neurons, 50 ms, 2 keys (a smoke run)")
+    ap.add_argument("--open-loop", action="store_true", help="the open-loop diagnosis (module docstring) instead")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "grad_network")
     args = ap.parse_args(argv)
     if args.keys < 2:
@@ -117,6 +181,13 @@ def main(argv=None) -> dict:
     bad = sorted(set(estimators) - set(nw.gradients.GRAD_ESTIMATORS))
     if bad:
         ap.error(f"--estimators has {bad}; choose from {list(nw.gradients.GRAD_ESTIMATORS)}")
+    if args.open_loop:
+        result = open_loop_study(config, T_s, keys)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "grad_network_open_loop.json").write_text(json.dumps(result, indent=1))
+        (args.out / "grad_network_open_loop.md").write_text(open_loop_table(result) + "\n")
+        print(open_loop_table(result))
+        return result
     result = study(config, T_s, keys, args.h, estimators)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "grad_network.json").write_text(json.dumps(result, indent=1))

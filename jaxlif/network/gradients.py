@@ -1,4 +1,4 @@
-r"""Gradients through recurrent spiking: the mean-field estimator (the default with ``spike_grad``).
+r"""Gradients through recurrent spiking: the calibrated mean-field estimator (the default with ``spike_grad``).
 
 A surrogate derivative (:mod:`jaxlif.surrogates`) is a local estimate: useful for one neuron, but
 carried through every synapse of a recurrent network at every step it multiplies along chains of
@@ -8,43 +8,58 @@ each neuron responds with the rest of the network held fixed.  In a balanced net
 open-loop response is many times the closed-loop one, because the inhibition it recruits cancels most
 of it.
 
-The estimator here keeps the local derivatives and puts the network's feedback back at the level of
-population rates (linear response of the mean field; e.g. Brunel 2000, Lindner, Doiron & Longtin 2005,
-Trousdale et al. 2012).  Let ``R_a(theta, lambda)`` be the mean rate of population ``a`` when every
-value population ``b`` delivers is scaled by ``lambda_b`` (at ``lambda = 1`` the actual network),
-differentiated with the recurrent spikes held fixed ("local").  A change of ``r_b`` by ``dr_b`` acts on
-the targets, in the mean, as ``lambda_b = 1 + dr_b / r_b``.  The closed-loop derivative of the rates is
-then the solution of
+The estimator here keeps the local derivatives, calibrates their size, and puts the network's feedback
+back at the level of population rates (linear response of the mean field; e.g. Brunel 2000, Lindner,
+Doiron & Longtin 2005, Trousdale et al. 2012).  Let ``R_a(theta, lambda)`` be the mean rate of population
+``a`` when every value population ``b`` delivers is scaled by ``lambda_b`` (at ``lambda = 1`` the actual
+network), differentiated with the recurrent spikes held fixed ("local").  A change of ``r_b`` by ``dr_b``
+acts on the targets, in the mean, as ``lambda_b = 1 + dr_b / r_b``.  The closed-loop derivative of the
+rates is then the solution of
 
 .. math::
 
-    dr = \partial_\theta R\, d\theta + G\, dr, \qquad G_{ab} = \frac{1}{r_b} \frac{\partial R_a}{\partial \lambda_b},
-    \qquad dr = (I - G)^{-1} \partial_\theta R\, d\theta,
+    dr = C\, \partial_\theta R\, d\theta + G\, dr, \qquad G_{ab} = \frac{c_a}{r_b} \frac{\partial R_a}{\partial \lambda_b},
+    \qquad dr = (I - G)^{-1} C\, \partial_\theta R\, d\theta, \qquad C = \mathrm{diag}(c_a),
 
 and every output ``y`` of the simulation (rasters, voltages, conductances, plasticity traces, final
-state) gets the same correction::
+state) gets the same feedback correction, the rasters of population ``a`` also the factor ``c_a``::
 
-    dy = dy_local + sum_b (dy/dlambda_b) dr_b / r_b
+    dy = dy_local + sum_b (dy/dlambda_b) dr_b / r_b,      d spikes_a = c_a (d spikes_a,local + ...)
 
-The rates, ``G`` and the local rate derivatives are taken over the settled part of the run, after
-its first quarter (:data:`SETTLE`): the network starts from rest, and the onset transient, whose
-response to the feedback differs from the settled state's, otherwise enters the linearisation.  (With
-the whole run, statistics of a late window got d(E rate) of the wrong sign for the E->E and I->E
+**The calibration** ``c_a``.  With the recurrent input held fixed, the surrogate derivative of a rate is
+itself 3-12x too large (measured on ``ei_network`` by replaying a run's own rasters as its recurrent
+input, ``simulate_network(replay=)``, and differencing: BENCHMARKS.md, "Recurrent gradients"), and the
+feedback above multiplies that error.  So ``c_a`` is the ratio of two open-loop responses of ``a``'s
+rate to one common scale ``s`` of every excitatory conductance input (the excitatory drive, the given
+``g_E`` and the weights onto the excitatory receptor): a central finite difference in ``log s``
+(:data:`CALIBRATION_STEP`) of two replays of the run, in which the targets still spike and reset but the
+delivered spikes do not change (common random numbers and no chaos: precise with one key), over the
+local surrogate derivative along the same direction.  It only rescales what the surrogate says, so
+its direction (which parameters matter, and their relative weight within a population) is the
+surrogate's.  The response to inhibitory inputs remains about 1.5-2x too large after the calibration
+(the surrogate sees the input's mean but not its variance, which inhibition raises), and derivatives of
+spike-timing statistics (ISI CV) are not usable.
+
+The rates, ``G``, the calibration and the local rate derivatives are taken over the settled part of the
+run, after its first quarter (:data:`SETTLE`): the network starts from rest, and the onset transient,
+whose response to the feedback differs from the settled state's, otherwise enters the linearisation.
+(With the whole run, statistics of a late window got d(E rate) of the wrong sign for the E->E and I->E
 weights in a strongly recurrent network; with the settled part, the right sign; docs/networks.md.)
 
 This is a :func:`jax.custom_jvp` of the whole simulation, so ``jax.grad``, ``jax.jvp`` and ``vmap`` work
-as usual.  Cost of a derivative: one forward-mode pass for the local tangent and one per population
-for ``G`` (vmapped), about ``2 (1 + P)`` simulations for ``P`` populations.  Silent populations
-(``r_b = 0``) feed nothing back.
+as usual (the calibration and ``G`` depend on the primal run only, so the tangent stays linear).  Cost
+of a derivative: forward-mode passes for the local tangent, one per population for ``G`` (vmapped) and
+one for the calibration, plus two plain replays: about ``2 (2 + P) + 2`` simulations for ``P``
+populations.  Silent populations (``r_b = 0``) feed nothing back.
 
 **When it cannot be trusted.**  The correction is a linearisation around a stationary state: it needs
 the mean field to be stable, every eigenvalue of ``G`` with real part below 1.  Otherwise (a network
 that runs away, an oscillating or synchronous regime) the simulation warns at run time
-(:class:`RecurrentGradientWarning`) and the derivative should not be used; :func:`loop_gain`
-returns ``G`` to check a configuration beforehand.  It also assumes a rate change acts like a scaled
-input: it captures the change of the mean input exactly, but that of its variance only in proportion
-(a weight scale changes the variance twice as fast as a rate change).  Accuracy against finite
-differences is tabulated in BENCHMARKS.md ("Recurrent gradients").
+(:class:`RecurrentGradientWarning`) and the derivative should not be used.  It also warns when a
+spiking population's open-loop response to its excitatory input was not resolved (a finite difference
+of 0 or less: too few spikes), whose derivatives it then sets to 0.  :func:`loop_gain` returns ``G``
+and the calibration to check a configuration beforehand.  Accuracy against finite differences is
+tabulated in BENCHMARKS.md ("Recurrent gradients").
 """
 
 from __future__ import annotations
@@ -63,7 +78,7 @@ from jaxlif.surrogates import Surrogate
 
 __all__ = ["GRAD_ESTIMATORS", "RecurrentGradientWarning", "LoopGain", "loop_gain", "mean_field", "loop_gain_from"]
 
-#: ``"mean_field"`` (default with ``spike_grad``): local derivatives plus the population feedback;
+#: ``"mean_field"`` (default with ``spike_grad``): calibrated local derivatives plus the population feedback;
 #: ``"local"``: recurrent spikes delivered without derivative (open loop); ``"full"``: the surrogate
 #: derivative through every synapse (backpropagation through the recurrent network; diverges in
 #: chaotic networks).

@@ -287,7 +287,8 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
             still integrates its inputs, spikes and resets.  Replaying a run's own rasters with the same key
             reproduces it; a finite difference of such replays is the network's response with the
             recurrent input held fixed (what the mean-field estimator calibrates its surrogate
-            derivatives with, :mod:`jaxlif.network.gradients`).  No derivative flows through the rasters.
+            derivatives with, :mod:`jaxlif.network.gradients`).  No derivative flows through the rasters
+            (with ``spike_grad`` the derivative is the local one, whatever ``grad_estimator``).
 
     Returns:
         :class:`NetworkResult`.  Under ``"euler"`` a run in which the membrane step left forward Euler's
@@ -303,11 +304,14 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
     quantities have exact gradients.  Carried through every synapse at every step (``"full"``) the
     surrogate derivative of a strongly coupled (chaotic) network grows exponentially, to NaN within a
     second.  ``"local"`` delivers spikes without derivative: finite, but the open-loop response of
-    each neuron, many times the network's in a balanced network.  ``"mean_field"`` (the default) adds
-    the network's feedback back at the level of population rates (:mod:`jaxlif.network.gradients`): finite
-    at any duration, and it warns where its linearisation is unstable; measured against finite
-    differences (BENCHMARKS.md, "Recurrent gradients") it has the right sign where measured, is close
-    for some parameters and 2-4x too large for the recurrent weights: check it on your network
+    each neuron, many times the network's in a balanced network.  ``"mean_field"`` (the default) calibrates
+    the local derivatives of each population by an open-loop finite difference (its own run replayed,
+    ``replay``) and adds the network's feedback back at the level of population rates
+    (:mod:`jaxlif.network.gradients`): finite at any duration, and it warns where its linearisation is
+    unstable; measured against finite differences (BENCHMARKS.md, "Recurrent gradients") on three E/I
+    networks it has the right sign and is within a factor of 2.1 for the rates' derivatives with respect
+    to the drive, E->E and I->E weights wherever the differences are resolved (the I->E ones 1.8-2x too
+    large); ISI-CV derivatives are not usable.  Check it on your network
     (experiments/grad_network.py).  The Poisson drive is not reparameterised: its ``rate`` gets no
     gradient (fit its ``weight`` or a weight scale instead).
     """
