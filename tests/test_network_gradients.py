@@ -218,7 +218,7 @@ def test_gradients_against_finite_differences(T_s):
 
 @pytest.mark.slow
 def test_grad_network_script_quick(tmp_path):
-    """The study script behind BENCHMARKS.md "Recurrent gradients" runs and writes its table."""
+    """The study script behind BENCHMARKS.md "Recurrent gradients" runs and writes its tables."""
     import importlib.util
     import json
     from pathlib import Path
@@ -231,3 +231,6 @@ def test_grad_network_script_quick(tmp_path):
     assert saved["fd"] == result["fd"] and set(saved["estimators"]) == {"mean_field", "local"}
     assert np.all(np.isfinite(saved["estimators"]["mean_field"]["mean"]))
     assert "| E rate [Hz] | FD |" in (tmp_path / "grad_network.md").read_text()
+    diag = module.main(["--quick", "--open-loop", "--out", str(tmp_path)])
+    assert np.shape(diag["fd"]) == np.shape(diag["local"]) == (2, 6)
+    assert "| E rate [Hz] | replay FD |" in (tmp_path / "grad_network_open_loop.md").read_text()
