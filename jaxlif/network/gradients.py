@@ -27,7 +27,7 @@ state) gets the same feedback correction, the rasters of population ``a`` also t
     dy = dy_local + sum_b (dy/dlambda_b) dr_b / r_b,      d spikes_a = c_a (d spikes_a,local + ...)
 
 **The calibration** ``c_a``.  With the recurrent input held fixed, the surrogate derivative of a rate is
-itself 3-12x too large (measured on ``ei_network`` by replaying a run's own rasters as its recurrent
+itself 3-13x too large (measured on ``ei_network`` by replaying a run's own rasters as its recurrent
 input, ``simulate_network(replay=)``, and differencing: BENCHMARKS.md, "Recurrent gradients"), and the
 feedback above multiplies that error.  So ``c_a`` is the ratio of two open-loop responses of ``a``'s
 rate to one common scale ``s`` of every excitatory conductance input (the excitatory drive, the given
