@@ -164,8 +164,8 @@ def test_the_old_flag_and_bad_values(split):
 
 def test_an_untrusted_mean_field_warns(split):
     """The warnings' conditions on given values (a calibrated loop gain is below 1 in every stationary run
-    we could build: a saturated runaway network sits at a stable state), and a stable network run through
-    the estimator stays silent (nothing new to compile)."""
+    we could build: a saturated runaway network sits at a stable state); a stable network run through the
+    estimator stays silent, and a silent network keeps the surrogate's derivative (nothing new to compile)."""
     structure, params = split
     names, r, ok = ("E", "I"), np.array([10.0, 20.0]), np.array([1.0, 2.0])
     with pytest.warns(RecurrentGradientWarning, match="real part 1.2"):
@@ -178,6 +178,11 @@ def test_an_untrusted_mean_field_warns(split):
         gradients._warn_if_untrusted(np.zeros((2, 2)), np.array([10.0, 0.0]), np.array([1.0, 0.0]), ok, names)
         mean_field_grad(structure, params)                              # the stable one stays silent
         jax.effects_barrier()
+    # a silent network: nothing to calibrate (c = 1), and the surrogate still points out of silence
+    silent = scaled(params, -1.5, 1.0, 1.0)
+    gain = nw.loop_gain(KEY, structure, silent, T=T, dt=DT)
+    assert gain.rates.max() == 0.0 and np.all(gain.calibration == 1.0) and np.all(gain.open_loop == 0.0)
+    assert float(mean_field_grad(structure, silent)) > 0.0
 
 
 def moved(params, theta):

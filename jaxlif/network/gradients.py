@@ -57,7 +57,8 @@ the mean field to be stable, every eigenvalue of ``G`` with real part below 1.  
 that runs away, an oscillating or synchronous regime) the simulation warns at run time
 (:class:`RecurrentGradientWarning`) and the derivative should not be used.  It also warns when a
 spiking population's open-loop response to its excitatory input was not resolved (a finite difference
-of 0 or less: too few spikes), whose derivatives it then sets to 0.  :func:`loop_gain` returns ``G``
+of 0 or less: too few spikes); that population's derivatives then keep the surrogate's size (``c_a = 1``,
+as for a silent population, whose surrogate derivative may still show the way out of silence).  :func:`loop_gain` returns ``G``
 and the calibration to check a configuration beforehand.  Accuracy against finite differences is
 tabulated in BENCHMARKS.md ("Recurrent gradients").
 """
@@ -101,8 +102,8 @@ def _warn_if_untrusted(G, r, open_loop, surrogate, names) -> None:
     if bad:
         warnings.warn(f"the mean-field gradient estimator could not calibrate population(s) {bad}: their open-loop "
                       f"response to a common scale of their excitatory input was not resolved (not > 0), so their "
-                      f"rate derivatives are set to 0; use a longer run or more neurons (jaxlif.network.loop_gain "
-                      f"shows the calibration)", RecurrentGradientWarning)
+                      f"derivatives keep the surrogate's uncalibrated size (several times too large); use a longer "
+                      f"run or more neurons (jaxlif.network.loop_gain shows the calibration)", RecurrentGradientWarning)
 
 
 def _warn_if_unstable(G) -> None:
@@ -151,7 +152,8 @@ def loop_gain(key: jax.Array | None, net: Network | NetworkStructure, params: Ne
     The same computation as the estimator's (:func:`mean_field`), on concrete values.  Use it to check a
     configuration before trusting its gradients: ``stable`` must hold; eigenvalues with real part close to 1
     mean a gradient that magnifies small errors (stability is necessary, not sufficient: docs/networks.md);
-    a ``calibration`` of 0 means an open-loop response that the finite difference did not resolve.
+    a ``calibration`` of 1 with ``open_loop <= 0`` means an open-loop response that the finite difference did
+    not resolve (the surrogate is then used as it is).
 
     Args:
         key, net, params, T, dt, inputs: as for :func:`jaxlif.network.simulate_network`.
@@ -232,7 +234,9 @@ def _calibration(run, fixed, diff, scale, out, names):
     """``(c, open_loop, surrogate)``, each ``(P,)``: each population's response (rate per step over the settled
     part, per unit log scale) to a common scale of every excitatory conductance input (``scale(diff, s)``),
     by a central finite difference of open-loop replays of ``out`` (:data:`CALIBRATION_STEP`) and by the
-    local surrogate derivative; ``c = max(open_loop, 0) / surrogate`` (1 where the surrogate gives none)."""
+    local surrogate derivative; ``c = open_loop / surrogate`` where both are positive, else 1 (the surrogate as
+    it is: a silent population, whose surrogate derivative may still show the way out of silence, or an
+    unresolved difference, which warns)."""
     dtype = jnp.result_type(float)
     raster = jax.lax.stop_gradient(out.spikes)
     h = CALIBRATION_STEP
@@ -244,7 +248,8 @@ def _calibration(run, fixed, diff, scale, out, names):
     ones = {a: jnp.ones((), dtype) for a in names}
     one = jnp.ones((), dtype)
     sg = _rates(jax.jvp(lambda s: run(fixed, scale(diff, s), ones), (one,), (one,))[1].spikes, names)
-    c = jnp.where(sg > 0, jnp.maximum(fd, 0.0) / jnp.where(sg > 0, sg, 1.0), 1.0)
+    ok = (sg > 0) & (fd > 0)
+    c = jnp.where(ok, fd / jnp.where(ok, sg, 1.0), 1.0)
     return c, fd, sg
 
 
