@@ -144,7 +144,8 @@ def open_loop_table(result: dict) -> str:
         live = np.abs(sg[o]) > 0
         lines.append(f"| {name} | replay FD | " + " | ".join(f"{fd[o, i]:.3g} ± {se[o, i]:.2g}" if live[i] else "-"
                                                           for i in range(len(OPEN_LOOP))) + " |")
-        lines.append("| | local | " + " | ".join(f"{sg[o, i]:.3g}" if live[i] else "-" for i in range(len(OPEN_LOOP))) + " |")
+        lines.append("| | local | " + " | ".join(f"{sg[o, i]:.3g}" if live[i] else "-"
+                                                  for i in range(len(OPEN_LOOP))) + " |")
         lines.append("| | FD / local | " + " | ".join(f"{fd[o, i] / sg[o, i]:.3g}" if live[i] else "-"
                                                        for i in range(len(OPEN_LOOP))) + " |")
     return "\n".join(lines)

@@ -18,7 +18,8 @@ rates is then the solution of
 
 .. math::
 
-    dr = C\, \partial_\theta R\, d\theta + G\, dr, \qquad G_{ab} = \frac{c_a}{r_b} \frac{\partial R_a}{\partial \lambda_b},
+    dr = C\, \partial_\theta R\, d\theta + G\, dr,
+    \qquad G_{ab} = \frac{c_a}{r_b} \frac{\partial R_a}{\partial \lambda_b},
     \qquad dr = (I - G)^{-1} C\, \partial_\theta R\, d\theta, \qquad C = \mathrm{diag}(c_a),
 
 and every output ``y`` of the simulation (rasters, voltages, conductances, plasticity traces, final
@@ -58,9 +59,9 @@ that runs away, an oscillating or synchronous regime) the simulation warns at ru
 (:class:`RecurrentGradientWarning`) and the derivative should not be used.  It also warns when a
 spiking population's open-loop response to its excitatory input was not resolved (a finite difference
 of 0 or less: too few spikes); that population's derivatives then keep the surrogate's size (``c_a = 1``,
-as for a silent population, whose surrogate derivative may still show the way out of silence).  :func:`loop_gain` returns ``G``
-and the calibration to check a configuration beforehand.  Accuracy against finite differences is
-tabulated in BENCHMARKS.md ("Recurrent gradients").
+as for a silent population, whose surrogate derivative may still show the way out of silence).
+:func:`loop_gain` returns ``G`` and the calibration to check a configuration beforehand.  Accuracy against
+finite differences is tabulated in BENCHMARKS.md ("Recurrent gradients").
 """
 
 from __future__ import annotations
@@ -169,7 +170,10 @@ def loop_gain(key: jax.Array | None, net: Network | NetworkStructure, params: Ne
     structure, params = sim._split_network(net, params, dt)
     names = tuple(p.name for p in structure.populations)
     seqs, I_const = sim._given_inputs(sim.combine(structure, params), inputs, steps)
-    key = jax.random.key(0) if key is None else key
+    if any(p.drive_n is not None for p in structure.populations):
+        _checks.check_key(key)
+    elif key is None:
+        key = jax.random.key(0)                                   # unused
     spike_grad = fast_sigmoid() if spike_grad is None else spike_grad
     r, G, calibration = _loop_gain(key, structure, (params, seqs, I_const, None), names,
                                    (steps, dt, spike_grad, False, "event", 4, 0, "euler"))

@@ -281,7 +281,7 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
             conductances at ``t_(k+d)``; a run from sample 0 sees the inputs of index 0; ``spike_offset`` is
             returned.  It works with every delivery, the windowed (min-delay) scheme, plasticity,
             ``spike_grad`` and every ``grad_estimator``.
-        replay: ``None``, or ``{name: (size, n_steps) raster}`` for every population: the projections deliver
+        replay: ``None``, or ``{name: (size, n_steps) raster}`` (0/1) for every population: the projections deliver
             these spikes (index ``k`` as the spikes of step ``k``; the last is never delivered), and their
             plasticity follows them, instead of the network's own: an open-loop run in which every neuron
             still integrates its inputs, spikes and resets.  Replaying a run's own rasters with the same key
@@ -364,8 +364,13 @@ def _replayed(net: Network, replay, steps: int):
         if np.shape(replay[pop.name]) != (pop.size, steps):
             raise ValueError(f"replay[{pop.name!r}] must have shape {(pop.size, steps)} (size, n_steps), got "
                              f"{np.shape(replay[pop.name])}")
-    dtype = jnp.result_type(float)
-    return jnp.concatenate([jnp.asarray(replay[p.name], dtype) for p in net.populations])[:, :-1].T
+    return _stack_replay(replay, tuple(net.sizes))
+
+
+def _stack_replay(rasters: dict, names: tuple) -> jax.Array:
+    """``{name: (size, n_steps)}`` rasters -> the stacked spikes delivered at steps ``0 .. n_steps-2``,
+    time-major ``(n_steps - 1, n)`` of the default float type."""
+    return jnp.concatenate([jnp.asarray(rasters[name], jnp.result_type(float)) for name in names])[:, :-1].T
 
 
 def _scale_excitatory(structure: NetworkStructure, diff, s):
@@ -423,8 +428,7 @@ def _simulate(key, structure, diff, replay, names, statics, estimator, recurrent
 def _run_fixed(fixed, diff, feedback, replay=None, *, statics):
     """:func:`_run` with spikes delivered without derivative, the not-differentiated inputs in ``fixed``;
     ``replay``: a :class:`NetworkResult`'s rasters to deliver instead (``{name: (size, n_steps)}``)."""
-    if replay is not None:
-        replay = jnp.concatenate([replay[name] for name in fixed[1].sizes]).astype(jnp.result_type(float))[:, :-1].T
+    replay = None if replay is None else _stack_replay(replay, tuple(fixed[1].sizes))
     return _run(*fixed, diff, feedback, statics, False, replay)
 
 
