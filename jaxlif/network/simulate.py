@@ -308,7 +308,7 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
     the local derivatives of each population by an open-loop finite difference (its own run replayed,
     ``replay``) and adds the network's feedback back at the level of population rates
     (:mod:`jaxlif.network.gradients`): finite at any duration, and it warns where its linearisation is
-    unstable; measured against finite differences (BENCHMARKS.md, "Recurrent gradients") on three E/I
+    unstable; measured against finite differences (BENCHMARKS.md, "Recurrent gradients") on four E/I
     networks it has the right sign and is within a factor of 2.1 for the rates' derivatives with respect
     to the drive, E->E and I->E weights wherever the differences are resolved (the I->E ones 1.8-2x too
     large); ISI-CV derivatives are not usable.  Check it on your network
