@@ -310,7 +310,7 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
     (:mod:`jaxlif.network.gradients`): finite at any duration, and it warns where its linearisation is
     unstable; measured against finite differences (BENCHMARKS.md, "Recurrent gradients") on four E/I
     networks it has the right sign and is within a factor of 2.1 for the rates' derivatives with respect
-    to the drive, E->E and I->E weights wherever the differences are resolved (the I->E ones 1.8-2x too
+    to the drive, E->E and I->E weights wherever the differences are resolved (the I->E ones 1.7-2.1x too
     large); ISI-CV derivatives are not usable.  Check it on your network
     (experiments/grad_network.py).  The Poisson drive is not reparameterised: its ``rate`` gets no
     gradient (fit its ``weight`` or a weight scale instead).
