@@ -3,7 +3,9 @@ r"""Recurrent surrogate gradients against finite differences (the table of docs/
     python experiments/grad_network.py --config small --T 1 --keys 8       # 200 E + 50 I, p 0.2 (about 10 min)
     python experiments/grad_network.py --config default --T 1 --keys 8     # ei_network defaults (800 + 200)
     python experiments/grad_network.py --config double --T 1 --keys 8      # the same with every weight x2
+    python experiments/grad_network.py --config hidden --T 0.6 --keys 4 --h 0.1 --start 100   # E->E x2, late window
     python experiments/grad_network.py --quick --out /tmp/g                # seconds: 40 + 10 neurons, 50 ms
+    python experiments/grad_network.py --config small --open-loop          # the diagnosis: open loop (minutes)
 
 For each network: the E rate, I rate [Hz] and mean smooth ISI CV of the E population
 (:func:`jaxlif.soft_isi_cv`), differentiated with respect to four unconstrained parameters (log drive
@@ -11,6 +13,14 @@ weight, log E->E weight, log I->E weight, logit E->E U0) by central finite diffe
 numbers (the same keys on both sides, step ``--h``) and by each requested ``grad_estimator`` in forward mode
 (``jax.jacfwd``; the same derivative as ``jax.grad``).  Writes ``grad_network.json`` and ``grad_network.md``
 (a markdown table) into ``--out`` (default ``results/grad_network``).
+
+``--open-loop`` isolates the surrogate's own error from that of the feedback: each run's rasters are
+replayed as its recurrent input (``simulate_network(replay=)``, so that the delivered spikes do not
+change), and the settled rates' central differences of those replays (step 0.1) are compared with the
+local surrogate derivative (``grad_estimator="local"``) for the four parameters and two more directions:
+a common scale of every excitatory input (the drive and the weights out of E: the estimator's
+calibration direction) and of every inhibitory one (the weights out of I).  Writes
+``grad_network_open_loop.json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -31,13 +41,16 @@ ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ("log drive weight", "log E->E weight", "log I->E weight", "logit E->E U0")
 OUTPUTS = ("E rate [Hz]", "I rate [Hz]", "E ISI CV")
 CONFIGS = {"small": (dict(n_E=200, n_I=50, p=0.2), 1.0), "default": ({}, 1.0), "double": ({}, 2.0),
+           "hidden": ({}, {"E->E": 2.0}),
            "quick": (dict(n_E=40, n_I=10, p=0.2), 1.0)}
 DT = 0.1
 
 
 def build(config: str):
     kw, scale = CONFIGS[config]
-    net = nw.ei_network(jax.random.key(0), **kw, weights={k: v * scale for k, v in nw.EI_WEIGHTS.items()})
+    scale = {k: scale for k in nw.EI_WEIGHTS} if isinstance(scale, float) else dict(dict.fromkeys(nw.EI_WEIGHTS, 1.0),
+                                                                                    **scale)
+    net = nw.ei_network(jax.random.key(0), **kw, weights={k: v * scale[k] for k, v in nw.EI_WEIGHTS.items()})
     return nw.partition(net)
 
 
@@ -54,31 +67,32 @@ def with_theta(params, theta):
     return params._replace(populations=pops, projections=projs)
 
 
-def statistics(structure, params, theta, key, T, estimator):
+def statistics(structure, params, theta, key, T, estimator, start=0.0):
     spike_grad = None if estimator is None else jaxlif.surrogates.fast_sigmoid()
     res = nw.simulate_network(key, structure, with_theta(params, theta), T=T, dt=DT, spike_grad=spike_grad,
                               record=False, grad_estimator=estimator)
-    E, I = (jnp.asarray(res.spikes[p], jnp.result_type(float)) for p in ("E", "I"))
+    first = int(round(start / DT))
+    E, I = (jnp.asarray(res.spikes[p][:, first:], jnp.result_type(float)) for p in ("E", "I"))
     cv = jnp.nanmean(jaxlif.soft_isi_cv(E))
     return jnp.stack([jaxlif.population_rate(E, DT).mean(), jaxlif.population_rate(I, DT).mean(), cv])
 
 
-def study(config: str, T_s: float, n_keys: int, h: float, estimators) -> dict:
+def study(config: str, T_s: float, n_keys: int, h: float, estimators, start: float = 0.0) -> dict:
     structure, params = build(config)
     T = 1000.0 * T_s
     keys = [jax.random.key(100 + i) for i in range(n_keys)]
     theta0 = jnp.zeros(4)
-    forward = jax.jit(lambda th, k: statistics(structure, params, th, k, T, None))
+    forward = jax.jit(lambda th, k: statistics(structure, params, th, k, T, None, start))
     t0 = time.perf_counter()
     values = np.array([forward(theta0, k) for k in keys])
     t_forward = (time.perf_counter() - t0) / n_keys
     fd = np.array([[(forward(theta0.at[i].set(h), k) - forward(theta0.at[i].set(-h), k)) / (2 * h)
                     for i in range(4)] for k in keys])               # (keys, params, outputs)
-    out = {"config": config, "T_s": T_s, "keys": n_keys, "h": h, "values": values.mean(0).tolist(),
+    out = {"config": config, "T_s": T_s, "start_ms": start, "keys": n_keys, "h": h, "values": values.mean(0).tolist(),
            "fd": fd.mean(0).T.tolist(), "fd_se": (fd.std(0, ddof=1).T / np.sqrt(n_keys)).tolist(),
            "seconds_per_forward": t_forward, "estimators": {}}
     for est in estimators:
-        jac = jax.jit(jax.jacfwd(lambda th, k: statistics(structure, params, th, k, T, est)))
+        jac = jax.jit(jax.jacfwd(lambda th, k: statistics(structure, params, th, k, T, est, start)))
         jac(theta0, keys[0]).block_until_ready()
         t0 = time.perf_counter()
         J = np.array([jac(theta0, k) for k in keys])                  # (keys, outputs, params)
@@ -87,8 +101,64 @@ def study(config: str, T_s: float, n_keys: int, h: float, estimators) -> dict:
     return out
 
 
+OPEN_LOOP = PARAMS + ("log excitatory scale", "log inhibitory scale")
+
+
+def open_loop_study(config: str, T_s: float, n_keys: int, h: float = 0.1) -> dict:
+    """Open-loop responses (rates over the settled part) by replay differences and by the local surrogate."""
+    structure, params = build(config)
+    T = 1000.0 * T_s
+
+    def moved(th):
+        p = with_theta(params, th[:4])
+        pops = {k: v._replace(drive=v.drive._replace(weight=v.drive.weight * jnp.exp(th[4])))
+                for k, v in p.populations.items()}
+        projs = {k: v._replace(weights=v.weights * jnp.exp(th[4] if k.startswith("E") else th[5]))
+                 for k, v in p.projections.items()}
+        return p._replace(populations=pops, projections=projs)
+
+    def rates(res):
+        start = int(nw.gradients.SETTLE * res.spikes["E"].shape[-1])
+        return jnp.stack([jnp.mean(jnp.asarray(res.spikes[a][:, start:], jnp.result_type(float)))
+                          for a in ("E", "I")]) * (1000.0 / DT)
+
+    plain = jax.jit(lambda k: nw.simulate_network(k, structure, params, T=T, dt=DT, record=False).spikes)
+    replay = jax.jit(lambda th, k, sp: rates(nw.simulate_network(k, structure, moved(th), T=T, dt=DT, record=False,
+                                                                 replay=sp)))
+    local = jax.jit(jax.jacfwd(lambda th, k: rates(nw.simulate_network(
+        k, structure, moved(th), T=T, dt=DT, record=False, spike_grad=jaxlif.surrogates.fast_sigmoid(),
+        grad_estimator="local"))))
+    zero, fd, sg = jnp.zeros(len(OPEN_LOOP)), [], []
+    for i in range(n_keys):
+        k = jax.random.key(100 + i)
+        sp = plain(k)
+        fd.append(np.stack([(replay(zero.at[j].set(h), k, sp) - replay(zero.at[j].set(-h), k, sp)) / (2 * h)
+                            for j in range(len(OPEN_LOOP))], 1))                 # (outputs, directions)
+        sg.append(np.asarray(local(zero, k)))
+    fd, sg = np.array(fd), np.array(sg)
+    return {"config": config, "T_s": T_s, "keys": n_keys, "h": h, "fd": fd.mean(0).tolist(),
+            "fd_se": (fd.std(0, ddof=1) / np.sqrt(n_keys)).tolist(), "local": sg.mean(0).tolist()}
+
+
+def open_loop_table(result: dict) -> str:
+    fd, se, sg = (np.array(result[k]) for k in ("fd", "fd_se", "local"))
+    lines = [f"{result['config']} network, T = {result['T_s']:g} s, {result['keys']} keys: open-loop responses of the "
+             f"settled rates [Hz per unit] (replay differences ± SE, local surrogate, their ratio)", "",
+             "| output | method | " + " | ".join(OPEN_LOOP) + " |", "|---|---|" + "---|" * len(OPEN_LOOP)]
+    for o, name in enumerate(OUTPUTS[:2]):
+        live = np.abs(sg[o]) > 0
+        lines.append(f"| {name} | replay FD | " + " | ".join(f"{fd[o, i]:.3g} ± {se[o, i]:.2g}" if live[i] else "-"
+                                                          for i in range(len(OPEN_LOOP))) + " |")
+        lines.append("| | local | " + " | ".join(f"{sg[o, i]:.3g}" if live[i] else "-"
+                                                  for i in range(len(OPEN_LOOP))) + " |")
+        lines.append("| | FD / local | " + " | ".join(f"{fd[o, i] / sg[o, i]:.3g}" if live[i] else "-"
+                                                       for i in range(len(OPEN_LOOP))) + " |")
+    return "\n".join(lines)
+
+
 def table(result: dict) -> str:
-    lines = [f"{result['config']} network, T = {result['T_s']:g} s, {result['keys']} keys: finite differences "
+    late = f", spikes from {result['start_ms']:g} ms" if result.get("start_ms") else ""
+    lines = [f"{result['config']} network, T = {result['T_s']:g} s{late}, {result['keys']} keys: finite differences "
              f"(± SE) and estimators", "", "| output | method | " + " | ".join(PARAMS) + " |",
              "|---|---|" + "---|" * len(PARAMS)]
     fd, se = np.array(result["fd"]), np.array(result["fd_se"])
@@ -107,7 +177,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--keys", type=int, default=8, help="common random numbers: keys per derivative")
     ap.add_argument("--h", type=float, default=0.05, help="finite-difference step (unconstrained units)")
     ap.add_argument("--estimators", default="mean_field,local", help="comma-separated grad_estimator values")
+    ap.add_argument("--start", type=float, default=0.0, help="statistics of the spikes from this time on [ms]")
     ap.add_argument("--quick", action="store_true", help="40 + 10 neurons, 50 ms, 2 keys (a smoke run)")
+    ap.add_argument("--open-loop", action="store_true", help="the open-loop diagnosis (module docstring) instead")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "grad_network")
     args = ap.parse_args(argv)
     if args.keys < 2:
@@ -117,7 +189,16 @@ def main(argv=None) -> dict:
     bad = sorted(set(estimators) - set(nw.gradients.GRAD_ESTIMATORS))
     if bad:
         ap.error(f"--estimators has {bad}; choose from {list(nw.gradients.GRAD_ESTIMATORS)}")
-    result = study(config, T_s, keys, args.h, estimators)
+    if args.open_loop:
+        result = open_loop_study(config, T_s, keys)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "grad_network_open_loop.json").write_text(json.dumps(result, indent=1))
+        (args.out / "grad_network_open_loop.md").write_text(open_loop_table(result) + "\n")
+        print(open_loop_table(result))
+        return result
+    if not 0.0 <= args.start < 1000.0 * T_s:
+        ap.error(f"--start={args.start:g} must be in [0, T) ms")
+    result = study(config, T_s, keys, args.h, estimators, args.start)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "grad_network.json").write_text(json.dumps(result, indent=1))
     (args.out / "grad_network.md").write_text(table(result) + "\n")

@@ -1,4 +1,4 @@
-r"""Gradients through recurrent spiking: the mean-field estimator (the default with ``spike_grad``).
+r"""Gradients through recurrent spiking: the calibrated mean-field estimator (the default with ``spike_grad``).
 
 A surrogate derivative (:mod:`jaxlif.surrogates`) is a local estimate: useful for one neuron, but
 carried through every synapse of a recurrent network at every step it multiplies along chains of
@@ -8,47 +8,65 @@ each neuron responds with the rest of the network held fixed.  In a balanced net
 open-loop response is many times the closed-loop one, because the inhibition it recruits cancels most
 of it.
 
-The estimator here keeps the local derivatives and puts the network's feedback back at the level of
-population rates (linear response of the mean field; e.g. Brunel 2000, Lindner, Doiron & Longtin 2005,
-Trousdale et al. 2012).  Let ``R_a(theta, lambda)`` be the mean rate of population ``a`` when every
-value population ``b`` delivers is scaled by ``lambda_b`` (at ``lambda = 1`` the actual network),
-differentiated with the recurrent spikes held fixed ("local").  A change of ``r_b`` by ``dr_b`` acts on
-the targets, in the mean, as ``lambda_b = 1 + dr_b / r_b``.  The closed-loop derivative of the rates is
-then the solution of
+The estimator here keeps the local derivatives, calibrates their size, and puts the network's feedback
+back at the level of population rates (linear response of the mean field; e.g. Brunel 2000, Lindner,
+Doiron & Longtin 2005, Trousdale et al. 2012).  Let ``R_a(theta, lambda)`` be the mean rate of population
+``a`` when every value population ``b`` delivers is scaled by ``lambda_b`` (at ``lambda = 1`` the actual
+network), differentiated with the recurrent spikes held fixed ("local").  A change of ``r_b`` by ``dr_b``
+acts on the targets, in the mean, as ``lambda_b = 1 + dr_b / r_b``.  The closed-loop derivative of the
+rates is then the solution of
 
 .. math::
 
-    dr = \partial_\theta R\, d\theta + G\, dr, \qquad G_{ab} = \frac{1}{r_b} \frac{\partial R_a}{\partial \lambda_b},
-    \qquad dr = (I - G)^{-1} \partial_\theta R\, d\theta,
+    dr = C\, \partial_\theta R\, d\theta + G\, dr,
+    \qquad G_{ab} = \frac{c_a}{r_b} \frac{\partial R_a}{\partial \lambda_b},
+    \qquad dr = (I - G)^{-1} C\, \partial_\theta R\, d\theta, \qquad C = \mathrm{diag}(c_a),
 
 and every output ``y`` of the simulation (rasters, voltages, conductances, plasticity traces, final
-state) gets the same correction::
+state) gets the same feedback correction, the rasters of population ``a`` also the factor ``c_a``::
 
-    dy = dy_local + sum_b (dy/dlambda_b) dr_b / r_b
+    dy = dy_local + sum_b (dy/dlambda_b) dr_b / r_b,      d spikes_a = c_a (d spikes_a,local + ...)
 
-The rates, ``G`` and the local rate derivatives are taken over the settled part of the run, after
-its first quarter (:data:`SETTLE`): the network starts from rest, and the onset transient, whose
-response to the feedback differs from the settled state's, otherwise enters the linearisation.  (With
-the whole run, statistics of a late window got d(E rate) of the wrong sign for the E->E and I->E
+**The calibration** ``c_a``.  With the recurrent input held fixed, the surrogate derivative of a rate is
+itself 3-13x too large (measured on ``ei_network`` by replaying a run's own rasters as its recurrent
+input, ``simulate_network(replay=)``, and differencing: BENCHMARKS.md, "Recurrent gradients"), and the
+feedback above multiplies that error.  So ``c_a`` is the ratio of two open-loop responses of ``a``'s
+rate to one common scale ``s`` of every excitatory conductance input (the excitatory drive, the given
+``g_E`` and the weights onto the excitatory receptor): a central finite difference in ``log s``
+(:data:`CALIBRATION_STEP`) of two replays of the run, in which the targets still spike and reset but the
+delivered spikes do not change (common random numbers and no chaos: precise with one key), over the
+local surrogate derivative along the same direction.  It only rescales what the surrogate says, so
+its direction (which parameters matter, and their relative weight within a population) is the
+surrogate's.  The response to inhibitory inputs remains about 1.5-2x too large after the calibration
+(the surrogate sees the input's mean but not its variance, which inhibition raises), and derivatives of
+spike-timing statistics (ISI CV) are not usable.
+
+The rates, ``G``, the calibration and the local rate derivatives are taken over the settled part of the
+run, after its first quarter (:data:`SETTLE`): the network starts from rest, and the onset transient,
+whose response to the feedback differs from the settled state's, otherwise enters the linearisation.
+(With the whole run, statistics of a late window got d(E rate) of the wrong sign for the E->E and I->E
 weights in a strongly recurrent network; with the settled part, the right sign; docs/networks.md.)
 
 This is a :func:`jax.custom_jvp` of the whole simulation, so ``jax.grad``, ``jax.jvp`` and ``vmap`` work
-as usual.  Cost of a derivative: one forward-mode pass for the local tangent and one per population
-for ``G`` (vmapped), about ``2 (1 + P)`` simulations for ``P`` populations.  Silent populations
-(``r_b = 0``) feed nothing back.
+as usual (the calibration and ``G`` depend on the primal run only, so the tangent stays linear).  Cost
+of a derivative: forward-mode passes for the local tangent, one per population for ``G`` (vmapped) and
+one for the calibration, plus two plain replays: about ``2 (2 + P) + 2`` simulations for ``P``
+populations.  Silent populations (``r_b = 0``) feed nothing back.
 
 **When it cannot be trusted.**  The correction is a linearisation around a stationary state: it needs
 the mean field to be stable, every eigenvalue of ``G`` with real part below 1.  Otherwise (a network
 that runs away, an oscillating or synchronous regime) the simulation warns at run time
-(:class:`RecurrentGradientWarning`) and the derivative should not be used; :func:`loop_gain`
-returns ``G`` to check a configuration beforehand.  It also assumes a rate change acts like a scaled
-input: it captures the change of the mean input exactly, but that of its variance only in proportion
-(a weight scale changes the variance twice as fast as a rate change).  Accuracy against finite
-differences is tabulated in BENCHMARKS.md ("Recurrent gradients").
+(:class:`RecurrentGradientWarning`) and the derivative should not be used.  It also warns when a
+spiking population's open-loop response to its excitatory input was not resolved (a finite difference
+of 0 or less: too few spikes); that population's derivatives then keep the surrogate's size (``c_a = 1``,
+as for a silent population, whose surrogate derivative may still show the way out of silence).
+:func:`loop_gain` returns ``G`` and the calibration to check a configuration beforehand.  Accuracy against
+finite differences is tabulated in BENCHMARKS.md ("Recurrent gradients").
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Callable, NamedTuple, Sequence
 
@@ -62,7 +80,7 @@ from jaxlif.surrogates import Surrogate
 
 __all__ = ["GRAD_ESTIMATORS", "RecurrentGradientWarning", "LoopGain", "loop_gain", "mean_field", "loop_gain_from"]
 
-#: ``"mean_field"`` (default with ``spike_grad``): local derivatives plus the population feedback;
+#: ``"mean_field"`` (default with ``spike_grad``): calibrated local derivatives plus the population feedback;
 #: ``"local"``: recurrent spikes delivered without derivative (open loop); ``"full"``: the surrogate
 #: derivative through every synapse (backpropagation through the recurrent network; diverges in
 #: chaotic networks).
@@ -75,6 +93,18 @@ class RecurrentGradientWarning(UserWarning):
 
 def _is_float(x) -> bool:
     return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.floating)
+
+
+def _warn_if_untrusted(G, r, open_loop, surrogate, names) -> None:
+    """The warnings of the estimator (concrete values, batched or not)."""
+    _warn_if_unstable(G)
+    r, fd, sg = (np.asarray(x, float).reshape(-1, len(names)) for x in (r, open_loop, surrogate))
+    bad = sorted({names[j] for i, j in zip(*np.nonzero((r > 0) & (sg > 0) & ~(fd > 0)))})
+    if bad:
+        warnings.warn(f"the mean-field gradient estimator could not calibrate population(s) {bad}: their open-loop "
+                      f"response to a common scale of their excitatory input was not resolved (not > 0), so their "
+                      f"derivatives keep the surrogate's uncalibrated size (several times too large); use a longer "
+                      f"run or more neurons (jaxlif.network.loop_gain shows the calibration)", RecurrentGradientWarning)
 
 
 def _warn_if_unstable(G) -> None:
@@ -97,10 +127,13 @@ class LoopGain(NamedTuple):
     Attributes:
         names: population names, the order of the axes.
         rates: mean rate of each population [Hz] over the settled part of the run (:data:`SETTLE`), ``(P,)``.
-        G: loop gain ``G_ab = (dR_a/dlambda_b) / r_b``, dimensionless, ``(P, P)`` (0 columns for silent
-            populations).
+        G: loop gain ``G_ab = c_a (dR_a/dlambda_b) / r_b`` (calibrated surrogate), dimensionless, ``(P, P)``
+            (0 columns for silent populations).
         eigenvalues: of ``G``, complex, ``(P,)``.
         stable: every eigenvalue has real part below 1 (the condition of the estimator).
+        calibration: ``c_a``, ``(P,)``: the open-loop response of each population's rate to a common scale
+            of its excitatory input, by a finite difference of replays, over the surrogate's (module docstring).
+        open_loop, surrogate: those two responses [Hz per unit log scale], ``(P,)``.
     """
 
     names: tuple
@@ -108,42 +141,57 @@ class LoopGain(NamedTuple):
     G: np.ndarray
     eigenvalues: np.ndarray
     stable: bool
+    calibration: np.ndarray
+    open_loop: np.ndarray
+    surrogate: np.ndarray
 
 
 def loop_gain(key: jax.Array | None, net: Network | NetworkStructure, params: NetworkParams | None = None, *,
               T: float, dt: float, spike_grad: Surrogate | None = None, inputs: dict | None = None) -> LoopGain:
-    """The population loop gain ``G`` of the mean-field estimator for one run of ``net`` (concrete values).
+    """The population loop gain ``G`` and the calibration of the mean-field estimator for one run of ``net``.
 
-    ``dR_a/dlambda_b`` is computed as the local derivative (``grad_estimator="local"``, forward mode) of
-    the rate of ``a`` with respect to a common scale of every weight out of ``b`` (the same derivative as
-    with respect to what ``b`` delivers).  Use it to check a configuration before trusting its
-    gradients: ``stable`` must hold; eigenvalues with real part close to 1 mean a gradient that
-    magnifies small errors (stability is necessary, not sufficient: docs/networks.md).
+    The same computation as the estimator's (:func:`mean_field`), on concrete values.  Use it to check a
+    configuration before trusting its gradients: ``stable`` must hold; eigenvalues with real part close to 1
+    mean a gradient that magnifies small errors (stability is necessary, not sufficient: docs/networks.md);
+    a ``calibration`` of 1 with ``open_loop <= 0`` means an open-loop response that the finite difference did
+    not resolve (the surrogate is then used as it is).
 
     Args:
         key, net, params, T, dt, inputs: as for :func:`jaxlif.network.simulate_network`.
         spike_grad: the surrogate (default :func:`jaxlif.surrogates.fast_sigmoid`).
     """
-    from jaxlif.network.params import combine, partition
-    from jaxlif.network.simulate import _split_network, simulate_network
+    from jaxlif.network import simulate as sim
     from jaxlif.surrogates import fast_sigmoid
+    from jaxlif import _checks
+    from jaxlif.grid import n_steps
 
-    structure, params = _split_network(net, params, float(dt))
-    structure, params = partition(combine(structure, params))
+    dt = _checks.check_dt(dt)
+    steps = n_steps(T, dt)
+    structure, params = sim._split_network(net, params, dt)
     names = tuple(p.name for p in structure.populations)
-    pre = {q.key: names.index(q.pre) for q in structure.projections}
+    seqs, I_const = sim._given_inputs(sim.combine(structure, params), inputs, steps)
+    if any(p.drive_n is not None for p in structure.populations):
+        _checks.check_key(key)
+    elif key is None:
+        key = jax.random.key(0)                                   # unused
     spike_grad = fast_sigmoid() if spike_grad is None else spike_grad
-
-    def rates(scales):
-        projs = {k: v._replace(weights=v.weights * scales[pre[k]]) for k, v in params.projections.items()}
-        res = simulate_network(key, structure, params._replace(projections=projs), T=T, dt=dt, inputs=inputs,
-                               spike_grad=spike_grad, record=False, grad_estimator="local")
-        return jnp.stack([jnp.mean(_settled(res.spikes[a])) for a in names]) * (1000.0 / dt)
-
-    ones = jnp.ones(len(names), jnp.result_type(float))
-    r, G = (np.asarray(x, float) for x in _gain(rates(ones), jax.jacfwd(rates)(ones)))
+    r, G, calibration = _loop_gain(key, structure, (params, seqs, I_const, None), names,
+                                   (steps, dt, spike_grad, False, "event", 4, 0, "euler"))
+    r, G, (c, fd, sg) = np.asarray(r, float), np.asarray(G, float), (np.asarray(x, float) for x in calibration)
+    r, G = r * (1000.0 / dt), c[:, None] * G
     eig = np.linalg.eigvals(G)
-    return LoopGain(names, r, G, eig, bool(np.all(eig.real < 1.0)))
+    return LoopGain(names, r, G, eig, bool(np.all(eig.real < 1.0)), c, fd * (1000.0 / dt), sg * (1000.0 / dt))
+
+
+@jax.jit(static_argnums=(3, 4))
+def _loop_gain(key, structure, diff, names, statics):
+    from jaxlif.network import simulate as sim
+    run = functools.partial(sim._run_fixed, statics=statics)
+    out = run((key, structure), diff, None)
+    D = _feedback(run, (key, structure), diff, names)
+    r, G = loop_gain_from(out, D, names)
+    return r, G, _calibration(run, (key, structure), diff, functools.partial(sim._scale_excitatory, structure),
+                              out, names)
 
 
 #: Fraction of the run left out of the rates and the loop gain: the network starts from rest, and its
@@ -169,16 +217,58 @@ def _gain(r, dR):
     return r, jnp.where(r[None, :] > 0, dR / jnp.where(r > 0, r, 1.0)[None, :], 0.0)
 
 
-def mean_field(run: Callable, fixed, diff, names: Sequence[str]):
-    """The simulation ``run(fixed, diff, feedback)`` with the mean-field derivative (module docstring).
+#: Step of the calibration's central finite difference, in log units of the excitatory input's scale.
+CALIBRATION_STEP = 0.1
+
+
+def _rates(spikes, names):
+    """Mean of each population's raster over the settled part of the run, per step, ``(P,)``."""
+    return jnp.stack([jnp.mean(_settled(spikes[a])) for a in names])
+
+
+def _feedback(run, fixed, diff, names):
+    """The outputs' local derivatives with respect to each population's feedback scale (leading axis ``b``)."""
+    dtype = jnp.result_type(float)
+    ones = {a: jnp.ones((), dtype) for a in names}
+    eye = {a: jnp.eye(len(names), dtype=dtype)[i] for i, a in enumerate(names)}
+    return jax.vmap(lambda e: jax.jvp(lambda fb: run(fixed, diff, fb), (ones,), (e,))[1])(eye)
+
+
+def _calibration(run, fixed, diff, scale, out, names):
+    """``(c, open_loop, surrogate)``, each ``(P,)``: each population's response (rate per step over the settled
+    part, per unit log scale) to a common scale of every excitatory conductance input (``scale(diff, s)``),
+    by a central finite difference of open-loop replays of ``out`` (:data:`CALIBRATION_STEP`) and by the
+    local surrogate derivative; ``c = open_loop / surrogate`` where both are positive, else 1 (the surrogate as
+    it is: a silent population, whose surrogate derivative may still show the way out of silence, or an
+    unresolved difference, which warns)."""
+    dtype = jnp.result_type(float)
+    raster = jax.lax.stop_gradient(out.spikes)
+    h = CALIBRATION_STEP
+
+    def replayed(log_s):
+        return _rates(run(fixed, scale(diff, jnp.exp(jnp.asarray(log_s, dtype))), None, raster).spikes, names)
+
+    fd = jax.lax.stop_gradient((replayed(h) - replayed(-h)) / (2 * h))
+    ones = {a: jnp.ones((), dtype) for a in names}
+    one = jnp.ones((), dtype)
+    sg = _rates(jax.jvp(lambda s: run(fixed, scale(diff, s), ones), (one,), (one,))[1].spikes, names)
+    ok = (sg > 0) & (fd > 0)
+    c = jnp.where(ok, fd / jnp.where(ok, sg, 1.0), 1.0)
+    return c, fd, sg
+
+
+def mean_field(run: Callable, fixed, diff, names: Sequence[str], scale: Callable):
+    """The simulation ``run(fixed, diff, feedback)`` with the calibrated mean-field derivative (module docstring).
 
     Args:
-        run: ``run(fixed, diff, feedback) -> NetworkResult``, the simulation with spikes delivered
-            without derivative, ``feedback`` ``None`` or ``{name: scale}`` (:func:`jaxlif.network.network_step`);
-            a function that closes over no traced value.
+        run: ``run(fixed, diff, feedback, replay=None) -> NetworkResult``, the simulation with spikes
+            delivered without derivative, ``feedback`` ``None`` or ``{name: scale}``
+            (:func:`jaxlif.network.network_step`), ``replay`` ``None`` or rasters ``{name: (size, n_steps)}``
+            to deliver instead of the network's own spikes; a function that closes over no traced value.
         fixed: arrays that are not differentiated (the key, the connectivity).
         diff: the pytree of differentiable inputs (parameters, given inputs, initial state).
         names: the population names.
+        scale: ``scale(diff, s)``: ``diff`` with every excitatory conductance input multiplied by ``s``.
     """
     names = tuple(names)
 
@@ -192,14 +282,14 @@ def mean_field(run: Callable, fixed, diff, names: Sequence[str]):
         dtype = jnp.result_type(float)
         ones = {a: jnp.ones((), dtype) for a in names}
         # the outputs' derivatives with respect to each population's feedback scale (primal-only work)
-        eye = {a: jnp.eye(len(names), dtype=dtype)[i] for i, a in enumerate(names)}
-        D = jax.vmap(lambda e: jax.jvp(lambda fb: run(fixed, diff, fb), (ones,), (e,))[1])(eye)
+        D = _feedback(run, fixed, diff, names)
         # the local tangent (linear in d_diff)
         out, d_local = jax.jvp(lambda d: run(fixed, d, ones), (diff,), (d_diff,))
         r, G = loop_gain_from(out, D, names)
-        jax.debug.callback(_warn_if_unstable, G)
-        r_local = jnp.stack([jnp.mean(_settled(d_local.spikes[a])) for a in names])
-        dr = jnp.linalg.solve(jnp.eye(len(names), dtype=dtype) - G, r_local)
+        c, fd, sg = _calibration(run, fixed, diff, scale, out, names)
+        G = c[:, None] * G
+        jax.debug.callback(functools.partial(_warn_if_untrusted, names=names), G, r, fd, sg)
+        dr = jnp.linalg.solve(jnp.eye(len(names), dtype=dtype) - G, c * _rates(d_local.spikes, names))
         coef = jnp.where(r > 0, dr / jnp.where(r > 0, r, 1.0), 0.0)
 
         def correct(d, Db):
@@ -207,6 +297,9 @@ def mean_field(run: Callable, fixed, diff, names: Sequence[str]):
                 return d
             return d + jnp.tensordot(coef.astype(d.dtype), Db, axes=(0, 0))
 
-        return out, jax.tree.map(correct, d_local, D)
+        tangent = jax.tree.map(correct, d_local, D)
+        spikes = {a: tangent.spikes[a] * c[i].astype(tangent.spikes[a].dtype) if _is_float(tangent.spikes[a])
+                  else tangent.spikes[a] for i, a in enumerate(names)}
+        return out, tangent._replace(spikes=spikes)
 
     return simulate(fixed, diff)

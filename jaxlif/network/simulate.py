@@ -236,7 +236,8 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
                      state: NetworkState | None = None, spike_grad: Surrogate | None = None,
                      record: bool = True,
                      delivery: str = "event", capacity: int = 4, grad_estimator: str | None = None,
-                     recurrent_grad: bool | None = None, integrator: str = "euler") -> NetworkResult:
+                     recurrent_grad: bool | None = None, integrator: str = "euler",
+                     replay: dict | None = None) -> NetworkResult:
     """Simulate a network for ``T`` ms (``n_steps = len(arange(0, T, dt))`` samples) in one ``lax.scan``.
 
     Equivalent Python loop (:mod:`jaxlif.network.step` gives the scheme and the delivery latency)::
@@ -280,6 +281,14 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
             conductances at ``t_(k+d)``; a run from sample 0 sees the inputs of index 0; ``spike_offset`` is
             returned.  It works with every delivery, the windowed (min-delay) scheme, plasticity,
             ``spike_grad`` and every ``grad_estimator``.
+        replay: ``None``, or ``{name: (size, n_steps) raster}`` (0/1) for every population: the projections deliver
+            these spikes (index ``k`` as the spikes of step ``k``; the last is never delivered), and their
+            plasticity follows them, instead of the network's own: an open-loop run in which every neuron
+            still integrates its inputs, spikes and resets.  Replaying a run's own rasters with the same key
+            reproduces it; a finite difference of such replays is the network's response with the
+            recurrent input held fixed (what the mean-field estimator calibrates its surrogate
+            derivatives with, :mod:`jaxlif.network.gradients`).  No derivative flows through the rasters
+            (with ``spike_grad`` the derivative is the local one, whatever ``grad_estimator``).
 
     Returns:
         :class:`NetworkResult`.  Under ``"euler"`` a run in which the membrane step left forward Euler's
@@ -295,11 +304,14 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
     quantities have exact gradients.  Carried through every synapse at every step (``"full"``) the
     surrogate derivative of a strongly coupled (chaotic) network grows exponentially, to NaN within a
     second.  ``"local"`` delivers spikes without derivative: finite, but the open-loop response of
-    each neuron, many times the network's in a balanced network.  ``"mean_field"`` (the default) adds
-    the network's feedback back at the level of population rates (:mod:`jaxlif.network.gradients`): finite
-    at any duration, and it warns where its linearisation is unstable; measured against finite
-    differences (BENCHMARKS.md, "Recurrent gradients") it has the right sign where measured, is close
-    for some parameters and 2-4x too large for the recurrent weights: check it on your network
+    each neuron, many times the network's in a balanced network.  ``"mean_field"`` (the default) calibrates
+    the local derivatives of each population by an open-loop finite difference (its own run replayed,
+    ``replay``) and adds the network's feedback back at the level of population rates
+    (:mod:`jaxlif.network.gradients`): finite at any duration, and it warns where its linearisation is
+    unstable; measured against finite differences (BENCHMARKS.md, "Recurrent gradients") on four E/I
+    networks it has the right sign and is within a factor of 2.1 for the rates' derivatives with respect
+    to the drive, E->E and I->E weights wherever the differences are resolved (the I->E ones 1.7-2.1x too
+    large); ISI-CV derivatives are not usable.  Check it on your network
     (experiments/grad_network.py).  The Poisson drive is not reparameterised: its ``rate`` gets no
     gradient (fit its ``weight`` or a weight scale instead).
     """
@@ -312,6 +324,9 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
     key, dt, steps, structure, params, net, capacity, integrator, seqs, I_const = _checked_run(
         key, net, params, T, dt, inputs, state, capacity, integrator)
     estimator = _check_estimator(grad_estimator, recurrent_grad, spike_grad)
+    replay = _replayed(net, replay, steps)
+    if replay is not None and estimator == "mean_field":
+        estimator = "local"                      # no recurrent spikes to carry a derivative
     window = window_mod.window_length(net, spike_grad=spike_grad, delivery=delivery) if steps > 1 else 0
     statics = (steps, dt, spike_grad, bool(record), delivery, capacity, window, integrator)
     # through jaxlif._executables: where the compilation cache is on (the command line, the experiments,
@@ -319,7 +334,8 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
     typed = jax.dtypes.issubdtype(jnp.asarray(key).dtype, jax.dtypes.prng_key)
     impl = str(jax.random.key_impl(key)) if typed else None
     result = _executables.call(_simulate, "jaxlif.network.simulate._simulate",
-                               (jax.random.key_data(key) if typed else key, structure, (params, seqs, I_const, state)),
+                               (jax.random.key_data(key) if typed else key, structure, (params, seqs, I_const, state),
+                                replay),
                                dict(names=tuple(net.sizes), statics=statics, estimator=estimator,
                                     recurrent_grad=estimator != "local", key_impl=impl))
     return _stability.warn_if_poisoned(result, "simulate_network")
@@ -346,6 +362,42 @@ def _checked_run(key, net, params, T, dt, inputs, state, capacity, integrator):
     return key, dt, steps, structure, params, net, capacity, integrator, seqs, I_const
 
 
+def _replayed(net: Network, replay, steps: int):
+    """Validate ``replay``; return the stacked spikes to deliver at steps ``0 .. n_steps-2``, time-major
+    ``(n_steps - 1, n)`` of the default float type, or ``None``."""
+    if replay is None:
+        return None
+    if not isinstance(replay, dict) or set(replay) != set(net.sizes):
+        raise ValueError(f"replay must be a dict with a raster for every population {list(net.sizes)}, got "
+                         f"{sorted(replay) if isinstance(replay, dict) else type(replay).__name__}")
+    for pop in net.populations:
+        if np.shape(replay[pop.name]) != (pop.size, steps):
+            raise ValueError(f"replay[{pop.name!r}] must have shape {(pop.size, steps)} (size, n_steps), got "
+                             f"{np.shape(replay[pop.name])}")
+    return _stack_replay(replay, tuple(net.sizes))
+
+
+def _stack_replay(rasters: dict, names: tuple) -> jax.Array:
+    """``{name: (size, n_steps)}`` rasters -> the stacked spikes delivered at steps ``0 .. n_steps-2``,
+    time-major ``(n_steps - 1, n)`` of the default float type."""
+    return jnp.concatenate([jnp.asarray(rasters[name], jnp.result_type(float)) for name in names])[:, :-1].T
+
+
+def _scale_excitatory(structure: NetworkStructure, diff, s):
+    """``diff = (params, seqs, I_const, state0)`` with every excitatory conductance input multiplied by
+    ``s``: the weights of the projections onto the excitatory receptor, the excitatory drives' weights
+    and the given ``g_E`` (the reference direction of the estimator's calibration)."""
+    params, (seqs, seqs0), I_const, state0 = diff
+    pops = {p.name: params.populations[p.name]._replace(drive=params.populations[p.name].drive._replace(
+                weight=params.populations[p.name].drive.weight * s))
+            if p.drive_receptor == "exc" else params.populations[p.name] for p in structure.populations}
+    projs = {q.key: params.projections[q.key]._replace(weights=params.projections[q.key].weights * s)
+             if q.receptor == "exc" else params.projections[q.key] for q in structure.projections}
+    scale = (lambda g: None if g is None else g * s)
+    return (params._replace(populations=pops, projections=projs),
+            ((scale(seqs[0]),) + tuple(seqs[1:]), (scale(seqs0[0]), seqs0[1])), I_const, state0)
+
+
 def _check_estimator(grad_estimator, recurrent_grad, spike_grad) -> str:
     """The estimator to use: ``grad_estimator``, or the old ``recurrent_grad`` flag (True: "full",
     False: "local"), or "mean_field" by default; without ``spike_grad`` "full" (spikes have no
@@ -369,8 +421,8 @@ def _time_last(first, seq, last=None):
     return jnp.concatenate(parts, axis=0).T
 
 
-@jax.jit(static_argnums=(3, 4, 5, 6, 7))
-def _simulate(key, structure, diff, names, statics, estimator, recurrent_grad, key_impl=None):
+@jax.jit(static_argnums=(4, 5, 6, 7, 8))
+def _simulate(key, structure, diff, replay, names, statics, estimator, recurrent_grad, key_impl=None):
     """The jitted simulation; ``diff = (params, seqs, I_const, state0)``, the differentiable inputs.
     ``key_impl``: the name of the key's implementation when ``key`` is passed as its raw data (so that
     :mod:`jaxlif._executables` can key and store the program), else ``None``."""
@@ -378,16 +430,19 @@ def _simulate(key, structure, diff, names, statics, estimator, recurrent_grad, k
         key = jax.random.wrap_key_data(key, impl=key_impl)
     if estimator == "mean_field":
         run = functools.partial(_run_fixed, statics=statics)
-        return gradients.mean_field(run, (key, structure), diff, names)
-    return _run(key, structure, diff, None, statics, recurrent_grad)
+        scale = functools.partial(_scale_excitatory, structure)
+        return gradients.mean_field(run, (key, structure), diff, names, scale)
+    return _run(key, structure, diff, None, statics, recurrent_grad, replay)
 
 
-def _run_fixed(fixed, diff, feedback, statics):
-    """:func:`_run` with spikes delivered without derivative, the not-differentiated inputs in ``fixed``."""
-    return _run(*fixed, diff, feedback, statics, False)
+def _run_fixed(fixed, diff, feedback, replay=None, *, statics):
+    """:func:`_run` with spikes delivered without derivative, the not-differentiated inputs in ``fixed``;
+    ``replay``: a :class:`NetworkResult`'s rasters to deliver instead (``{name: (size, n_steps)}``)."""
+    replay = None if replay is None else _stack_replay(replay, tuple(fixed[1].sizes))
+    return _run(*fixed, diff, feedback, statics, False, replay)
 
 
-def _run(key, structure, diff, feedback, statics, recurrent_grad):
+def _run(key, structure, diff, feedback, statics, recurrent_grad, replay=None):
     steps, dt, spike_grad, record, delivery, capacity, window, integrator = statics
     net, ok, state0, params, table, seqs, I_const = _run_start(key, structure, diff, dt, integrator)
     dtype = jnp.result_type(float)
@@ -395,6 +450,7 @@ def _run(key, structure, diff, feedback, statics, recurrent_grad):
 
     def body(carry, x):
         state, valid, g_peak = carry
+        x, sent = x
         g_E, g_I, I = (0.0 if v is None else v for v in x)
         I = I_const if x[2] is None else I
         if table is not None:
@@ -402,7 +458,7 @@ def _run(key, structure, diff, feedback, statics, recurrent_grad):
             g_E, g_I = g_E + table.weight_E * counts, g_I + table.weight_I * counts
         state, out = network_step(net, state, (g_E, g_I, I), dt, spike_grad=spike_grad, delivery=delivery,
                                   capacity=capacity, recurrent_grad=recurrent_grad, feedback=feedback,
-                                  params=params, integrator=integrator)
+                                  delivered=sent, params=params, integrator=integrator)
         if not exp_euler:       # the Euler membrane used g[it+1]: its largest sum (jaxlif._stability)
             g_peak = jnp.maximum(g_peak, out[2] + out[3])
         # carrying the flag through the loop makes XLA evaluate the validity test once; an invariant
@@ -415,12 +471,12 @@ def _run(key, structure, diff, feedback, statics, recurrent_grad):
         return carry, (out, stp)
 
     peak0 = jnp.zeros((net.size,), dtype)
-    if window and feedback is None:      # the min-delay scheme (jaxlif.network.window): the same values
+    if window and feedback is None and replay is None:   # the min-delay scheme (jaxlif.network.window)
         (final, ok, g_peak), (out, stp) = window_mod.simulate_windows(
             net, state0, ok, seqs, I_const, key, table, params, dt, n_updates=steps - 1, length=window,
             capacity=capacity, record=record, integrator=integrator, g_peak=peak0)
     else:
-        (final, ok, g_peak), ys = jax.lax.scan(body, (state0, ok, peak0), seqs, length=steps - 1)
+        (final, ok, g_peak), ys = jax.lax.scan(body, (state0, ok, peak0), (seqs, replay), length=steps - 1)
         out, stp = ys if record else (ys, None)
     return _result(net, state0, final, ok, g_peak, out, stp, params[0], dt, record, exp_euler)
 

@@ -173,6 +173,7 @@ def _presynaptic(proj, syn: SynapseState | None, s, dt: float, it, integrator: s
 def network_step(net: Network, state: NetworkState, inputs: tuple[ArrayLike, ArrayLike, ArrayLike],
                  dt: float, *, spike_grad: Surrogate | None = None, delivery: str = "event",
                  capacity: int = 4, recurrent_grad: bool = True, feedback: dict | None = None,
+                 delivered: ArrayLike | None = None,
                  params: tuple[LIFParams, tuple[ArrayLike, ArrayLike],
                                tuple[ArrayLike, ArrayLike]] | None = None,
                  integrator: str = "euler") -> tuple[NetworkState, tuple[jax.Array, ...]]:
@@ -192,6 +193,10 @@ def network_step(net: Network, state: NetworkState, inputs: tuple[ArrayLike, Arr
         feedback: ``None`` or ``{population name: scalar}``: every value that population delivers is
             multiplied by it (the mean-field gradient estimator of :mod:`jaxlif.network.gradients`
             differentiates with respect to these scales at 1; ``None`` multiplies by nothing).
+        delivered: ``None`` (the projections deliver this step's spikes) or ``(n,)`` spikes (0/1) that the
+            projections deliver, and that drive their plasticity, instead, without derivative: an open-loop
+            (replayed) network whose neurons still spike and reset on their own
+            (:func:`jaxlif.network.simulate_network`'s ``replay``).
         params: ``per_neuron(net)`` (computed here when ``None``; pass it to hoist it out of a loop).
         integrator: ``"euler"`` (default, the scheme of the module docstring) or ``"exp_euler"``
             ("Exponential Euler" in the module docstring).
@@ -215,10 +220,15 @@ def network_step(net: Network, state: NetworkState, inputs: tuple[ArrayLike, Arr
         # 1. spikes of step it.  membrane_step tests the threshold before it integrates, and that test does
         #    not depend on the conductances: evaluate it first (XLA drops the unused voltage update).
         spikes = membrane_step(neuron, state.neuron, 0.0, 0.0, 0.0, 0.0, 0.0, dt, spike_grad)[1][1]
-    spikes_f = spikes.astype(dtype) if recurrent_grad else jax.lax.stop_gradient(spikes.astype(dtype))
+    if delivered is None:
+        sent = spikes
+        spikes_f = spikes.astype(dtype) if recurrent_grad else jax.lax.stop_gradient(spikes.astype(dtype))
+    else:
+        sent = jax.lax.stop_gradient(jnp.asarray(delivered))
+        spikes_f = sent.astype(dtype)
     pre = {name: slice(offsets[name], offsets[name] + sizes[name]) for name in sizes}
     K = {name: min(int(capacity), size) for name, size in sizes.items()}
-    rows = {} if delivery == "full" else {name: active_rows(spikes[pre[name]].astype(bool), K[name])
+    rows = {} if delivery == "full" else {name: active_rows(sent[pre[name]].astype(bool), K[name])
                                           for name in dict.fromkeys(q.pre for q in net.projections)}
     # 2. plasticity and delivery into the targets' pending input.  Slot it mod D held the arrivals at
     #    sample it, consumed by the previous step: clear it first (clearing the slot read below instead
@@ -237,7 +247,7 @@ def network_step(net: Network, state: NetworkState, inputs: tuple[ArrayLike, Arr
             x = spikes_f[pre[proj.pre]] * (1.0 if feedback is None else feedback[proj.pre])
             pending[proj.receptor], *syn = synapse_stp.deliver_events(
                 layout, dt, pending[proj.receptor], syn.u, syn.R, syn.sample, x, proj.weights, proj.stp, *aux,
-                rows[proj.pre], spikes[pre[proj.pre]].astype(bool), it)
+                rows[proj.pre], sent[pre[proj.pre]].astype(bool), it)
             synapses.append(SynapseState(*syn))
             continue
         x, W, syn = _presynaptic(proj, syn, spikes_f[pre[proj.pre]], dt, it, integrator)
