@@ -39,6 +39,21 @@ def test_wilson_interval():
     assert wilson_interval(0, 0)[0] != wilson_interval(0, 0)[0]  # NaN without data
 
 
+def test_noise_model_studies_check_their_arguments():
+    kw = dict(key=jax.random.key(0), model="depression", n_datasets=2)
+    with pytest.raises(ValueError, match="method='lr' is implemented for noise='gaussian'"):
+        coverage_trains((0.4, 500.0), PROTOCOLS, noise="gamma", noise_cv=0.5, **kw)
+    with pytest.raises(ValueError, match="noise='gamma' needs noise_cv > 0, got None"):
+        coverage_trains((0.4, 500.0), PROTOCOLS, noise="gamma", method="profile", **kw)
+    with pytest.raises(ValueError, match="noise='binomial' needs noise_sd > 0, got -1"):
+        coverage_trains((0.4, 500.0), PROTOCOLS, noise="binomial", noise_sd=-1, method="profile",
+                        **kw)
+    with pytest.raises(ValueError, match="noise='poisson' is not one of"):
+        coverage_trains((0.4, 500.0), PROTOCOLS, noise="poisson", method="profile", **kw)
+    with pytest.raises(ValueError, match="noise='gamma_kernel' is studied with method='profile'"):
+        coverage_trains((0.4, 500.0), PROTOCOLS, noise="gamma_kernel", **kw)
+
+
 @pytest.mark.slow
 def test_ratio_fit_coverage_four_rates_two_percent_noise():
     cov = coverage_ratio(ISSUE_SYNAPSE, [5.0, 10.0, 20.0, 40.0], key=jax.random.key(2),

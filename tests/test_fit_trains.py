@@ -206,6 +206,25 @@ def test_binomial_noise_likelihood_matches_brute_force_oracle(x64):
         train_loss(FACILITATING, PROTOCOLS, y, noise="binomial", noise_sd=1.0)
 
 
+def test_simulated_binomial_noise_is_the_binomial_likelihoods_model():
+    # same key, same normal draws: simulate_trains gives scale r + s sqrt(r (1 - r)) z, one
+    # parameter set or a batch of them (each its own release)
+    y = simulate_trains(jax.random.key(21), FACILITATING, PROTOCOLS, n_sweeps=5, scale=100.0,
+                        noise="binomial", noise_sd=3.0)
+    np.testing.assert_allclose(y, _binomial_data(FACILITATING, seed=21), rtol=1e-5, atol=1e-4)
+    batch = STPParams(np.array([0.16, 0.5]), np.array([45.0, 300.0]), np.array([376.0, 20.0]))
+    yb = simulate_trains(jax.random.key(3), batch, PROTOCOLS, n_sweeps=5, noise="binomial",
+                         noise_sd=0.5)
+    z = np.asarray(jax.random.normal(jax.random.key(3), (2, 4, 5, 10)), dtype=float)
+    for i in range(2):
+        r = np.asarray(stp_amplitudes(STPParams(*(float(v[i]) for v in batch)), PROTOCOLS),
+                       dtype=float)[:, None, :]
+        np.testing.assert_allclose(yb[i], r + 0.5 * np.sqrt(r * (1 - r)) * z[i], rtol=1e-5,
+                                   atol=1e-6)
+    with pytest.raises(ValueError, match="noise='binomial' needs noise_sd"):
+        simulate_trains(jax.random.key(0), FACILITATING, PROTOCOLS, n_sweeps=2, noise="binomial")
+
+
 def test_train_loss_accepts_traced_amplitudes():
     y, _ = _simulate(DEPRESSING, seed=4, scale=1.0)
     batch = jnp.stack([jnp.asarray(y), jnp.asarray(y) * 1.1])
