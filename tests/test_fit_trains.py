@@ -538,6 +538,32 @@ def test_default_starts_reach_the_best_optimum_on_the_shipped_means():
     assert best["srp"] > best["tm4"] + 100       # SRP captures the supralinear facilitation
 
 
+def test_default_starts_are_the_most_likely_points_of_a_larger_grid():
+    # TM family: the default grid is the prefix of a longer Halton sequence; the fit starts
+    # from 15 of its points where the data are most likely (train_loss as the oracle), after
+    # the user's init, which is kept as given
+    from jaxlif.fitting import get_model, likelihood as lk
+    from jaxlif.fitting import trains as T
+    from jaxlif.fitting.data import check_trains
+    from jaxlif.fitting.models import start_candidates
+    m = get_model("tm")
+    cand = start_candidates(m, T.SCREEN_FACTOR * 15)
+    np.testing.assert_array_equal(cand[:15], np.array(m.starts))
+    y, _ = _simulate(PSEUDOLINEAR, seed=5)
+    rows = T._rows(check_trains(PROTOCOLS, y), "gaussian", None)
+    arr = T._arrays(rows, [0], [m], lk.NoiseSpec("gaussian", True, False))
+    init = np.array([[0.5, 100.0, 100.0]])
+    got = T._screen_starts(T.layout_of(m, "gaussian"), [m], [np.concatenate([init, cand[:15]])],
+                           [15], arr, [None])[0]
+    assert got.shape == (16, 3) and np.array_equal(got[0], init[0])
+    picked = {tuple(r) for r in got[1:]}
+    assert len(picked) == 15 and picked <= {tuple(r) for r in cand}
+    loss = lambda r: float(train_loss(STPParams(*r), PROTOCOLS, y))  # noqa: E731
+    others = [r for r in cand if tuple(r) not in picked][::12]
+    assert max(loss(r) for r in got[1:]) <= min(loss(r) for r in others) * (1 + 1e-6)
+    assert min(loss(r) for r in got[1:]) < min(loss(r) for r in cand[:15])  # beats the grid
+
+
 def _srp_argument(start, times):
     """The sigmoid's argument at every spike, from the NumPy oracle's release."""
     r = tref.srp_release(times[np.isfinite(times)], *start)
