@@ -133,6 +133,7 @@ def test_fit_trains_experiment_runs_the_per_sweep_analysis_on_the_stand_in(stand
     assert {(r["model"], r["noise"]) for r in sw["table"]} == {
         (m, n) for m in ("tm", "srp") for n in fit_trains.NOISES}
     assert all(np.isfinite(r["loglik"]) for r in sw["table"])
+    assert all(1 <= r["starts_at_best"] <= r["n_default_starts"] == 15 for r in sw["table"])
     assert set(sw["heldout"]["rms_sem"]) == {"tm", "srp"}
     assert all(np.isfinite(v) for v in sw["heldout"]["rms_sem"]["srp"].values())
     assert sw["coverage"]["n_datasets"] == 2
