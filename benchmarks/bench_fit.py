@@ -160,7 +160,8 @@ def noise_timings(key, n: int, noises) -> dict:
 
 
 def noise_section(r: dict, n: int) -> str:
-    mach = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, jax {jax.__version__}"
+    mach = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+            f"jax {jax.__version__}")
     lines = [
         "## Fitting amplitude trains with history-dependent noise models",
         "",

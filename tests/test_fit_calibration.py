@@ -101,8 +101,9 @@ def test_reported_ratio_intervals_are_the_likelihood_ratio_sets():
     # truth on 15 of 200 datasets where the likelihood-ratio criterion held it (tau_f coverage
     # 0.88 against 0.955).  What remains: a second valley of the likelihood inside {D <= q},
     # which the interval (the part around the optimum) does not include by definition.  9 of
-    # 600 parameter values did; measured after issue 20's optimiser changes, 25 of 600 disagree (agreement 0.958; this test asked for 0.98 and
-    # failed), none of them an interval holding the truth against the criterion, and each of
+    # 600 parameter values did; measured after issue 20's optimiser changes, 25 of 600
+    # disagree (agreement 0.958; this test asked for 0.98 and failed), none of them an
+    # interval holding the truth against the criterion, and each of
     # the 7 among the first 60 datasets, profiled on 13 points from the optimum to the truth,
     # rises above q (6.61) on the way (peaks 7.7-11.7) and falls back below it at the truth: a
     # second valley, not an endpoint search that stopped early.
