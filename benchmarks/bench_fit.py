@@ -24,6 +24,16 @@ Run (rewrites the section ``<!-- begin:fit -->`` ... ``<!-- end:fit -->`` of BEN
 
     python benchmarks/bench_fit.py            # ~2 min on a 2-core CPU
     python benchmarks/bench_fit.py --quick    # 100 synapses, 5 with SciPy, no BENCHMARKS.md
+
+History-dependent noise models (``--noise binomial gamma_kernel``; section ``fit-noise``, no
+SciPy): the same 1000 synapses and design, simulated and fitted (``"tm"``, 15 starts, profile
+intervals of every fitted coordinate) with the release-dependent variance ``noise="binomial"``
+(``s = 0.25`` at scale 1) or gamma amplitudes with a kernel SD ``noise="gamma_kernel"`` (the SD
+``0.1 sigmoid(sum_j c_j/tau_j sum exp(-dt/tau_j))``, ``c = (-5, -20, -100)`` ms: it shrinks along
+a train as the release does; ``s``, ``b_s``, ``c_j`` and the scale fitted).  Timed as above: a
+first call (compiles), then a second call on new data of the same shape::
+
+    python benchmarks/bench_fit.py --noise binomial gamma_kernel
 """
 
 from __future__ import annotations
@@ -42,8 +52,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments import _common as C  # noqa: E402
-from jaxlif.fitting import (fit_stp_trains, get_model, regular_protocols, simulate_trains,  # noqa: E402
-                            stp_amplitudes)
+from jaxlif.fitting import (SDKernelParams, fit_stp_trains, get_model,  # noqa: E402
+                            regular_protocols, simulate_trains, stp_amplitudes)
 from jaxlif.plasticity import STPParams  # noqa: E402
 
 NAME = "fit"
@@ -61,10 +71,18 @@ def draw_synapses(key, n: int) -> STPParams:
     return STPParams(*p.T)
 
 
-def simulate(key, n: int, n_pulses: int):
+#: Simulated noise of the ``--noise`` timings (module docstring).
+NOISE_SIM = {"binomial": dict(noise_sd=0.25),
+             "gamma_kernel": dict(noise_params=SDKernelParams(0.1, 0.0, (-5.0, -20.0, -100.0)))}
+
+
+def simulate(key, n: int, n_pulses: int, noise: str = "gaussian"):
     times = regular_protocols(PROTOCOLS_HZ, n_pulses)
     k1, k2 = jax.random.split(key)
     params = draw_synapses(k1, n)
+    if noise != "gaussian":
+        y = simulate_trains(k2, params, times, n_sweeps=5, noise=noise, **NOISE_SIM[noise])
+        return times, y, params
     release = np.asarray(stp_amplitudes(STPParams(*(np.asarray(v)[:, None] for v in params)),
                                         times))                       # (n, P, pulses)
     sd = 0.1 * np.nanmean(release, axis=(1, 2))[:, None, None, None]   # 10 % of the mean
@@ -117,18 +135,71 @@ def scipy_fit(times, y, starts):
     return best.x, np.stack([best.x - half, best.x + half], 1), 2 * best.cost + ssr_within
 
 
+def noise_timings(key, n: int, noises) -> dict:
+    """Per noise model: first call (compiles) and second call (new data) on ``n`` synapses."""
+    out = {}
+    for i, noise in enumerate(noises):
+        times, y1, _ = simulate(jax.random.fold_in(key, 10 + 2 * i), n, 10, noise)
+        _, y2, truth = simulate(jax.random.fold_in(key, 11 + 2 * i), n, 10, noise)
+        load0 = os.getloadavg()[0]
+        t0 = time.perf_counter()
+        fit_stp_trains(times, y1, noise=noise)
+        first = time.perf_counter() - t0
+        t0, c0 = time.perf_counter(), time.process_time()
+        fit = fit_stp_trains(times, y2, noise=noise)
+        run, run_cpu = time.perf_counter() - t0, time.process_time() - c0
+        inside = np.mean([[lo <= t <= hi for (lo, hi), t in zip(iv, tr)] for iv, tr in
+                          zip(np.stack([np.asarray(v) for v in fit.interval], 1),
+                              np.stack([np.asarray(v) for v in truth], 1))], axis=0)
+        out[noise] = dict(first=first, run=run, run_cpu=run_cpu, compile=first - run,
+                          stationary=float(np.mean(np.asarray(fit.stationary))),
+                          frac_in_interval=dict(zip(fit.params._fields, inside.tolist())),
+                          load=(load0, os.getloadavg()[0]))
+        print(noise, out[noise], flush=True)
+    return out
+
+
+def noise_section(r: dict, n: int) -> str:
+    mach = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+            f"jax {jax.__version__}")
+    lines = [
+        "## Fitting amplitude trains with history-dependent noise models",
+        "",
+        f"`python benchmarks/bench_fit.py --noise {' '.join(r)}` ({mach}, shared host). {n} "
+        "synapses x (4 protocols x 5 sweeps x 10 pulses), model tm with a free scale, 15 starts "
+        "per synapse, profile intervals of every fitted coordinate; data simulated with the "
+        "noise model fitted (module docstring of `benchmarks/bench_fit.py`).",
+        "",
+        "| noise | run (second call) wall | CPU | first call (compiles) | stationary | "
+        "truth inside the 95 % interval (U0, tau_d, tau_f) | load before, after |",
+        "|---|---|---|---|---|---|---|"]
+    for noise, v in r.items():
+        f = v["frac_in_interval"]
+        lines.append(f"| `{noise}` | {v['run']:.1f} s | {v['run_cpu']:.1f} s | {v['first']:.1f} s "
+                     f"| {v['stationary']:.0%} | {f['U0']:.2f}, {f['tau_d']:.2f}, "
+                     f"{f['tau_f']:.2f} | {v['load'][0]:.1f}, {v['load'][1]:.1f} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--synapses", type=int, default=None)
     ap.add_argument("--scipy-synapses", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--noise", nargs="+", choices=tuple(NOISE_SIM), default=None,
+                    help="time these noise models instead (section fit-noise, no SciPy)")
     args = ap.parse_args(argv)
     n = args.synapses or (100 if args.quick else 1000)
     n_sp = min(n, args.scipy_synapses or (5 if args.quick else 20))
     if n < 1 or n_sp < 1:
         ap.error("--synapses and --scipy-synapses must be >= 1")
     key = jax.random.key(args.seed)
+    if args.noise:
+        out = noise_timings(key, n, args.noise)
+        if not args.quick:
+            C.write_section(C.ROOT / "BENCHMARKS.md", "fit-noise", noise_section(out, n))
+        return out
     load0 = os.getloadavg()[0]
 
     # jaxlif: compile + run, then a second dataset of the same shape (run only)

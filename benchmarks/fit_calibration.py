@@ -46,7 +46,8 @@ if __package__ in (None, ""):  # ``python benchmarks/fit_calibration.py``: put t
 import jax  # noqa: E402
 
 from experiments import _common as C  # noqa: E402
-from jaxlif.fitting import regular_protocols  # noqa: E402
+from jaxlif.fitting import (DepressionParams, SDKernelParams, TM4Params,  # noqa: E402
+                            regular_protocols)
 from jaxlif.fitting.calibration import coverage_ratio, coverage_trains  # noqa: E402
 from jaxlif.plasticity import STPParams  # noqa: E402
 
@@ -59,6 +60,20 @@ SYNAPSES = {
 ISSUE_SYNAPSE = STPParams(0.4, 200.0, 100.0)
 RATES_4 = [5.0, 10.0, 20.0, 40.0]
 RATES_8 = [2.0, 5.0, 8.0, 10.0, 15.0, 20.0, 30.0, 40.0]
+
+#: The noise-model studies (``profile`` only): a tm4 synapse that facilitates at 5-20 Hz and
+#: depresses at 50 Hz, and a depressing synapse, each under every noise model that estimates its
+#: level: gamma (CV 0.5), the binomial-variance Gaussian (``s = A / 4``: a quantal size of
+#: ``A / 16``) and gamma with the kernel SD (a CV of 0.5 at the first pulse; tm4: the SD grows
+#: along a train, depression: it shrinks); 4 protocols x 20 sweeps x 10 pulses, scale 1.
+NOISE_SWEEPS = 20
+NOISE_SYNAPSES = {
+    "tm4": (TM4Params(0.15, 0.3, 150.0, 300.0), SDKernelParams(0.28, -1.0, (10.0, 20.0, 30.0))),
+    "depression": (DepressionParams(0.4, 500.0),
+                   SDKernelParams(0.75, -1.0, (-10.0, -40.0, -200.0))),
+}
+NOISE_LEVELS = {"gamma": dict(noise_cv=0.5), "binomial": dict(noise_sd=0.25),
+                "gamma_kernel": {}}
 
 
 def studies(methods):
@@ -76,6 +91,17 @@ def studies(methods):
                             lambda n, key, r=rates, s=noise, m=method: coverage_ratio(
                                 ISSUE_SYNAPSE, r, key=key, n_datasets=n, rel_noise=s,
                                 method=m)))
+        if method != "profile":
+            continue
+        for model, (p, sd_kernel) in NOISE_SYNAPSES.items():
+            for noise, kw in NOISE_LEVELS.items():
+                what = {"gamma": "gamma CV 0.5", "binomial": "binomial s = A/4",
+                        "gamma_kernel": "gamma_kernel"}[noise]
+                out.append((f"{model}, {what}, 4x{NOISE_SWEEPS}x10", method,
+                            lambda n, key, p=p, model=model, noise=noise, kw=kw, k=sd_kernel:
+                            coverage_trains(p, times, key=key, model=model, n_datasets=n,
+                                            n_sweeps=NOISE_SWEEPS, noise=noise, method="profile",
+                                            noise_params=k, **kw)))
     return out
 
 
@@ -98,8 +124,9 @@ def main(argv=None) -> list:
     ap.add_argument("--methods", nargs="+", choices=("lr", "profile"), default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
-    ap.add_argument("--only", default=None,
-                    help="run only the studies whose label starts with this (e.g. 'trains')")
+    ap.add_argument("--only", nargs="+", default=None,
+                    help="run only the studies whose label starts with one of these (e.g. "
+                         "'trains', 'tm4', 'depression')")
     ap.add_argument("--section", default="calibration",
                     help="docs/fitting.md section to rewrite (between its begin/end markers)")
     args = ap.parse_args(argv)
@@ -109,7 +136,7 @@ def main(argv=None) -> list:
     methods = args.methods or (["lr"] if args.quick else ["lr", "profile"])
     rows, record = [], []
     for i, (label, method, run) in enumerate(studies(methods)):
-        if args.only and not label.startswith(args.only):
+        if args.only and not label.startswith(tuple(args.only)):
             continue
         t0 = time.perf_counter()
         cov = run(n, jax.random.fold_in(jax.random.key(args.seed), i))

@@ -28,6 +28,7 @@ out as Rossbroich et al. do.  The run then adds (a few minutes on 2 CPUs):
 
 * every model under every noise model (``gaussian``, ``gamma``, ``binomial``, ``gamma_kernel``)
   fitted to all 14,481 amplitudes: log-likelihood, parameters, AIC, BIC (``sweeps.table``), and
+  how many of each model's default starts end within 0.01 of its best (``starts_at_best``);
   the SRP fit with the history-dependent SD (``gamma_kernel``) with 95 % profile intervals; the
   log-likelihood of the published SRP fit (Rossbroich et al. 2021, ``PUBLISHED_SRP``) under the
   same likelihood, for reference;
@@ -273,6 +274,15 @@ def _subset(data, keep):
                          sweeps=tuple(data.sweeps[i] for i in keep))
 
 
+def starts_at_best(fit, tol: float = 0.01) -> tuple[int, int]:
+    """How many of the model's default starts end within ``tol`` log-likelihood units of the
+    fit's best (``compare_models`` also starts nested models from each other's optima; those
+    come after the default starts in ``start_loglik`` and count only towards the best)."""
+    ll = np.asarray(fit.start_loglik, dtype=float)
+    n = len(get_model(fit.model).starts)
+    return int(np.sum(ll[:n] >= np.nanmax(ll) - tol)), n
+
+
 def sweeps_analysis(cfg, log, files) -> dict:
     """The per-sweep analysis of the module docstring."""
     data = read_chamberland2018(cfg.sweeps)
@@ -285,9 +295,11 @@ def sweeps_analysis(cfg, log, files) -> dict:
                              interval="none", **opts)
         for r in cmp.table:
             f = cmp.fits[r["model"]]
+            near, n_starts = starts_at_best(f)
             table.append(dict(model=r["model"], noise=noise, k=r["k"], loglik=r["loglik"],
                               aic=r["aic"], bic=r["bic"], stationary=bool(f.stationary),
-                              n_points=int(f.n_points)))
+                              n_points=int(f.n_points), starts_at_best=near,
+                              n_default_starts=n_starts))
             params[f"{r['model']}/{noise}"] = f.summary()["params"]
         if "srp" in cmp.fits:
             srp_sd[noise] = np.asarray(cmp.fits["srp"].fitted_sd, dtype=float)

@@ -133,9 +133,38 @@ def test_fit_trains_experiment_runs_the_per_sweep_analysis_on_the_stand_in(stand
     assert {(r["model"], r["noise"]) for r in sw["table"]} == {
         (m, n) for m in ("tm", "srp") for n in fit_trains.NOISES}
     assert all(np.isfinite(r["loglik"]) for r in sw["table"])
+    assert all(1 <= r["starts_at_best"] <= r["n_default_starts"] == 15 for r in sw["table"])
     assert set(sw["heldout"]["rms_sem"]) == {"tm", "srp"}
     assert all(np.isfinite(v) for v in sw["heldout"]["rms_sem"]["srp"].values())
     assert sw["coverage"]["n_datasets"] == 2
     for name in ("fit_trains_heldout.png", "fit_trains_sd.png"):
         assert (out / name).is_file()
     assert f"{sw['best']['loglik']:.1f}" in summary["conclusion"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("noise", ["gaussian", "gamma", "binomial"])
+def test_screened_starts_do_better_than_the_plain_grid_on_the_per_sweep_stand_in(
+        stand_in, noise, monkeypatch):
+    """Issue 20 item 3 on data shaped like the per-sweep recordings (14,000 amplitudes, float64):
+    each TM-family model's data-informed starts find an optimum at least as good as the plain
+    grid's, and at least as many of them end near the best of both (the counts on the real
+    data: docs/fitting.md, section Starts).  "Near" and "as good" are within 0.05
+    log-likelihood units, not the 0.01 of ``start_local_minimum``: under gamma noise ``tm4``'s
+    optimum lies on the ridge towards ``U -> 0`` (linear facilitation), where starts stop 0.01-
+    0.04 units apart (here the grid's best start 0.027 above the screened ones)."""
+    from jaxlif.fitting import fit_stp_trains
+    from jaxlif.fitting import trains as T
+    folder, _ = stand_in
+    data = read_chamberland2018(folder)
+    opts = dict(noise=noise, interval="none", zeros="missing", allow_missing=True)
+    for model in ("tm", "tm4", "depression"):
+        screened = np.asarray(fit_stp_trains(data, model=model, **opts).start_loglik, float)
+        with monkeypatch.context() as mp:
+            mp.setattr(T, "SCREEN_FACTOR", 1)          # the candidates are the grid itself
+            grid = np.asarray(fit_stp_trains(data, model=model, **opts).start_loglik, float)
+        best = max(screened.max(), grid.max())
+        near = [int(np.sum(ll >= best - 0.05)) for ll in (screened, grid)]
+        assert screened.max() >= grid.max() - 0.05, (model, screened.max(), grid.max())
+        assert near[0] >= near[1], (model, near, np.round(np.sort(screened)[::-1], 3),
+                                    np.round(np.sort(grid)[::-1], 3))

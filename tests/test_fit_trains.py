@@ -206,6 +206,25 @@ def test_binomial_noise_likelihood_matches_brute_force_oracle(x64):
         train_loss(FACILITATING, PROTOCOLS, y, noise="binomial", noise_sd=1.0)
 
 
+def test_simulated_binomial_noise_is_the_binomial_likelihoods_model():
+    # same key, same normal draws: simulate_trains gives scale r + s sqrt(r (1 - r)) z, one
+    # parameter set or a batch of them (each its own release)
+    y = simulate_trains(jax.random.key(21), FACILITATING, PROTOCOLS, n_sweeps=5, scale=100.0,
+                        noise="binomial", noise_sd=3.0)
+    np.testing.assert_allclose(y, _binomial_data(FACILITATING, seed=21), rtol=1e-5, atol=1e-4)
+    batch = STPParams(np.array([0.16, 0.5]), np.array([45.0, 300.0]), np.array([376.0, 20.0]))
+    yb = simulate_trains(jax.random.key(3), batch, PROTOCOLS, n_sweeps=5, noise="binomial",
+                         noise_sd=0.5)
+    z = np.asarray(jax.random.normal(jax.random.key(3), (2, 4, 5, 10)), dtype=float)
+    for i in range(2):
+        r = np.asarray(stp_amplitudes(STPParams(*(float(v[i]) for v in batch)), PROTOCOLS),
+                       dtype=float)[:, None, :]
+        np.testing.assert_allclose(yb[i], r + 0.5 * np.sqrt(r * (1 - r)) * z[i], rtol=1e-5,
+                                   atol=1e-6)
+    with pytest.raises(ValueError, match="noise='binomial' needs noise_sd"):
+        simulate_trains(jax.random.key(0), FACILITATING, PROTOCOLS, n_sweeps=2, noise="binomial")
+
+
 def test_train_loss_accepts_traced_amplitudes():
     y, _ = _simulate(DEPRESSING, seed=4, scale=1.0)
     batch = jnp.stack([jnp.asarray(y), jnp.asarray(y) * 1.1])
@@ -517,6 +536,32 @@ def test_default_starts_reach_the_best_optimum_on_the_shipped_means():
     # nested models: the best of tm4 is at least that of tm, whose best is at least depression's
     assert best["tm4"] >= best["tm"] - 0.01 and best["tm"] >= best["depression"] - 0.01
     assert best["srp"] > best["tm4"] + 100       # SRP captures the supralinear facilitation
+
+
+def test_default_starts_are_the_most_likely_points_of_a_larger_grid():
+    # TM family: the default grid is the prefix of a longer Halton sequence; the fit starts
+    # from 15 of its points where the data are most likely (train_loss as the oracle), after
+    # the user's init, which is kept as given
+    from jaxlif.fitting import get_model, likelihood as lk
+    from jaxlif.fitting import trains as T
+    from jaxlif.fitting.data import check_trains
+    from jaxlif.fitting.models import start_candidates
+    m = get_model("tm")
+    cand = start_candidates(m, T.SCREEN_FACTOR * 15)
+    np.testing.assert_array_equal(cand[:15], np.array(m.starts))
+    y, _ = _simulate(PSEUDOLINEAR, seed=5)
+    rows = T._rows(check_trains(PROTOCOLS, y), "gaussian", None)
+    arr = T._arrays(rows, [0], [m], lk.NoiseSpec("gaussian", True, False))
+    init = np.array([[0.5, 100.0, 100.0]])
+    got = T._screen_starts(T.layout_of(m, "gaussian"), [m], [np.concatenate([init, cand[:15]])],
+                           [15], arr, [None])[0]
+    assert got.shape == (16, 3) and np.array_equal(got[0], init[0])
+    picked = {tuple(r) for r in got[1:]}
+    assert len(picked) == 15 and picked <= {tuple(r) for r in cand}
+    loss = lambda r: float(train_loss(STPParams(*r), PROTOCOLS, y))  # noqa: E731
+    others = [r for r in cand if tuple(r) not in picked][::12]
+    assert max(loss(r) for r in got[1:]) <= min(loss(r) for r in others) * (1 + 1e-6)
+    assert min(loss(r) for r in got[1:]) < min(loss(r) for r in cand[:15])  # beats the grid
 
 
 def _srp_argument(start, times):

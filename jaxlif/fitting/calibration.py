@@ -101,36 +101,65 @@ def _check_study(key, method, n_datasets) -> int:
 def coverage_trains(params, spike_times_ms, *, key, model="tm", n_sweeps: int = 5,
                     n_datasets: int = 200, rel_noise: float = 0.1, scale: float = 1.0,
                     method: str = "lr", level: float = 0.95,
-                    max_steps: int = 1000) -> Coverage:
+                    max_steps: int = 1000, noise: str = "gaussian",
+                    noise_cv: float | None = None, noise_sd: float | None = None,
+                    noise_params=None, precision: str = "auto") -> Coverage:
     """Coverage of :func:`~jaxlif.fit_stp_trains`'s intervals on simulated trains.
 
     Args:
         params: true parameters of ``model``.  spike_times_ms: ``(n_protocols, n_spikes)``.
         key: ``jax.random`` key of the simulated noise.
         n_sweeps: sweeps per protocol.  n_datasets: datasets (synapses) simulated.
-        rel_noise: Gaussian sd as a fraction of the mean amplitude.  scale: amplitude scale.
-        method: ``"lr"`` or ``"profile"`` (module docstring).  level: interval level.
+        rel_noise: ``noise="gaussian"``: sd as a fraction of the mean amplitude.
+        scale: amplitude scale.
+        method: ``"lr"`` (Gaussian noise only) or ``"profile"`` (module docstring).
+        level: interval level.
+        noise: the noise model of the simulation and of the fit (the fit estimates its level):
+            ``"gaussian"``, ``"gamma"`` (CV ``noise_cv``), ``"binomial"`` (sd ``noise_sd *
+            sqrt(r (1 - r))``) or ``"gamma_kernel"`` (``noise_params``; the coverage of the noise
+            parameters is reported too: :func:`coverage_trains_kernel`).
+        precision: of the fits (:func:`~jaxlif.fit_stp_trains`).
     """
+    if noise == "gamma_kernel":
+        if method != "profile":
+            raise ValueError(f"noise='gamma_kernel' is studied with method='profile', got "
+                             f"{method!r}")
+        return coverage_trains_kernel(params, noise_params, spike_times_ms, key=key, model=model,
+                                      n_sweeps=n_sweeps, n_datasets=n_datasets, scale=scale,
+                                      level=level, max_steps=max_steps, precision=precision)
+    if noise not in ("gaussian", "gamma", "binomial"):
+        raise ValueError(f"noise={noise!r} is not one of ('gaussian', 'gamma', 'binomial', "
+                         f"'gamma_kernel')")
+    if noise != "gaussian" and method != "profile":
+        raise ValueError(f"method='lr' is implemented for noise='gaussian'; use "
+                         f"method='profile' for noise={noise!r}")
+    level_of = {"gamma": ("noise_cv", noise_cv), "binomial": ("noise_sd", noise_sd)}
+    if noise in level_of and (level_of[noise][1] is None or not float(level_of[noise][1]) > 0):
+        raise ValueError(f"noise={noise!r} needs {level_of[noise][0]} > 0, got "
+                         f"{level_of[noise][1]!r}")
     m = get_model(model)
     n_datasets = _check_study(key, method, n_datasets)
     times = np.asarray(spike_times_ms, dtype=float)
     release = np.asarray(stp_amplitudes(params, times, model=m), dtype=float)
-    sd = float(rel_noise) * float(scale) * float(np.nanmean(release))
     batch = m.params_type(*(np.full(n_datasets, float(v)) for v in params))
-    y = simulate_trains(key, batch, times, model=m, n_sweeps=n_sweeps, scale=scale,
-                        noise_sd=sd)
-    config = dict(model=m.name, params={f: float(v) for f, v in zip(m.fields, params)},
+    config = dict(model=m.name, noise=noise,
+                  params={f: float(v) for f, v in zip(m.fields, params)},
                   spike_times_ms=np.where(np.isnan(times), None, times).tolist(),
-                  n_sweeps=n_sweeps, n_datasets=n_datasets, rel_noise=rel_noise,
-                  noise_sd=sd, scale=scale)
+                  n_sweeps=n_sweeps, n_datasets=n_datasets, scale=scale)
+    if noise == "gaussian":
+        sd = float(rel_noise) * float(scale) * float(np.nanmean(release))
+        y = simulate_trains(key, batch, times, model=m, n_sweeps=n_sweeps, scale=scale,
+                            noise_sd=sd)
+        config.update(rel_noise=rel_noise, noise_sd=sd)
+    else:
+        y = simulate_trains(key, batch, times, model=m, n_sweeps=n_sweeps, scale=scale,
+                            noise=noise, noise_cv=noise_cv, noise_sd=noise_sd)
+        config.update(noise_cv=noise_cv, noise_sd=noise_sd)
     truth = np.array([float(v) for v in params])
     if method == "profile":
-        fit = T.fit_stp_trains(times, y, model=m, level=level, max_steps=max_steps)
-        lo = np.stack([np.asarray(v)[:, 0] for v in fit.interval], axis=1)
-        hi = np.stack([np.asarray(v)[:, 1] for v in fit.interval], axis=1)
-        covered = (lo <= truth) & (truth <= hi)
-        valid = np.all(np.isfinite(lo) | np.isinf(lo), axis=1) & np.isfinite(fit.loglik)
-        return _summarise(m.fields, covered, valid, method, level, config)
+        fit = T.fit_stp_trains(times, y, model=m, noise=noise, level=level,
+                               max_steps=max_steps, precision=precision)
+        return _profile_coverage(fit, m.fields, truth, list(fit.interval), level, config)
     data = check_trains(times, y)
     spec = lk.NoiseSpec("gaussian", True, False)
     rows = T._rows(data, "gaussian", None)
@@ -142,6 +171,24 @@ def coverage_trains(params, spike_times_ms, *, key, model="tm", n_sweeps: int = 
     covered = _lr_covered(m, sol, arr, truth, max_steps)
     valid = np.isfinite(sol["loss"])
     return _summarise(m.fields, covered, valid, method, level, config)
+
+
+def _profile_coverage(fit, fields, truth, intervals, level, config) -> Coverage:
+    """Coverage of the reported ``intervals`` (one ``(N, 2)`` array per field) of ``fit``, a
+    batched :class:`~jaxlif.fitting.TrainFitResult`; ``config`` gains the fits' flags.  A
+    dataset is valid when its fit is finite and no endpoint is left unsettled (NaN)."""
+    lo = np.stack([np.asarray(v)[:, 0] for v in intervals], axis=1)
+    hi = np.stack([np.asarray(v)[:, 1] for v in intervals], axis=1)
+    covered = (lo <= truth) & (truth <= hi)
+    valid = (np.all(~np.isnan(lo) & ~np.isnan(hi), axis=1)
+             & np.isfinite(np.asarray(fit.loglik, dtype=float)))
+    config = {**config, "n_points": np.asarray(fit.n_points).tolist(),
+              "stationary": np.asarray(fit.stationary).tolist(),
+              "loglik": np.asarray(fit.loglik).tolist(),
+              "at_edge": {f: np.asarray(getattr(fit.at_edge, f)).tolist()
+                          for f in fit.params._fields},
+              "low": lo.tolist(), "high": hi.tolist()}
+    return _summarise(fields, covered, valid, "profile", level, config)
 
 
 def _lr_covered(m, sol, arr, truth, max_steps) -> np.ndarray:
@@ -207,18 +254,12 @@ def coverage_trains_kernel(params, noise_params, spike_times_ms, *, key, model="
                                                    float(noise_params.b_s)] + c)
     ivs = list(fit.interval) + [fit.noise_interval.s, fit.noise_interval.b_s] + list(
         fit.noise_interval.c)
-    lo = np.stack([np.asarray(v)[:, 0] for v in ivs], axis=1)
-    hi = np.stack([np.asarray(v)[:, 1] for v in ivs], axis=1)
-    covered = (lo <= truth) & (truth <= hi)
-    valid = np.all(np.isfinite(lo) | np.isinf(lo), axis=1) & np.isfinite(fit.loglik)
     config = dict(model=m.name, noise="gamma_kernel",
                   params={f: float(v) for f, v in zip(m.fields, params)},
                   noise_params=dict(s=float(noise_params.s), b_s=float(noise_params.b_s), c=c),
                   scale=float(scale), n_sweeps=int(n_sweeps), n_datasets=n_datasets,
-                  n_points=np.asarray(fit.n_points).tolist(), masked=mask is not None)
-    out = _summarise(fields, covered, valid, "profile", level, config)
-    return out._replace(config={**config, "stationary": np.asarray(fit.stationary).tolist(),
-                                "loglik": np.asarray(fit.loglik).tolist()})
+                  masked=mask is not None)
+    return _profile_coverage(fit, fields, truth, ivs, level, config)
 
 
 def coverage_ratio(params, rates_hz, *, key, n_datasets: int = 200, rel_noise: float = 0.02,

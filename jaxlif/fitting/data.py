@@ -357,7 +357,10 @@ def simulate_trains(key: jax.Array, params: Any, spike_times_ms: ArrayLike | Seq
     Gaussian: ``scale * r + noise_sd * N(0, 1)``; gamma: mean ``scale * r`` and CV ``noise_cv``;
     ``"gamma_kernel"``: gamma with mean ``scale * r`` and the SD of ``noise_params`` (an
     :class:`~jaxlif.fitting.trains.SDKernelParams`; one set, not batched) with time constants
-    ``noise_taus`` (default 15, 100, 650 ms).
+    ``noise_taus`` (default 15, 100, 650 ms); ``"binomial"``: Gaussian with the
+    release-dependent sd ``noise_sd * sqrt(r (1 - r))`` of the ``"binomial"`` likelihood
+    (:mod:`~jaxlif.fitting.likelihood`; ``noise_sd`` is its ``s``, ``s^2 = q A`` for a quantal
+    size ``q``).
     ``params`` may carry a leading batch axis (leaves of shape ``(B,)``): the result is then
     ``(B, n_protocols, n_sweeps, n_spikes)``, one dataset per parameter set, from one key.
     """
@@ -377,6 +380,13 @@ def simulate_trains(key: jax.Array, params: Any, spike_times_ms: ArrayLike | Seq
             raise ValueError("noise='gaussian' needs noise_sd")
         z = np.asarray(jax.random.normal(key, shape, dtype), dtype=float)
         y = mean + np.asarray(noise_sd) * z
+    elif noise == "binomial":
+        if noise_sd is None:
+            raise ValueError("noise='binomial' needs noise_sd (the scale s of the sd "
+                             "s sqrt(r (1 - r)))")
+        z = np.asarray(jax.random.normal(key, shape, dtype), dtype=float)
+        rr = np.expand_dims(r, -2)
+        y = mean + np.asarray(noise_sd) * np.sqrt(rr * (1.0 - rr)) * z
     elif noise == "gamma":
         if noise_cv is None:
             raise ValueError("noise='gamma' needs noise_cv")
@@ -398,7 +408,8 @@ def simulate_trains(key: jax.Array, params: Any, spike_times_ms: ArrayLike | Seq
                                         shape, dtype), dtype=float)
         y = g * sd ** 2 / mean
     else:
-        raise ValueError(f"noise={noise!r} is not one of ('gaussian', 'gamma', 'gamma_kernel')")
+        raise ValueError(f"noise={noise!r} is not one of ('gaussian', 'gamma', 'binomial', "
+                         f"'gamma_kernel')")
     return np.where(np.isnan(mean), np.nan, y)
 
 

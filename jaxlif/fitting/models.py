@@ -399,17 +399,34 @@ _SRP_STARTS = tuple(
         15, (("lin", -3.0, 1.0),) + (("lin", -SRP_START_JUMP, SRP_START_JUMP),) * 3))
 
 
+#: The start boxes of the TM family (:func:`halton_starts`): the default starts are the first
+#: points of the Halton sequence over the box, :func:`start_candidates` more of the same sequence.
+_TM_BOXES = {"tm": (_U_BOX, _TAU_D_BOX, _TAU_F_BOX),
+             "tm4": (_U_BOX, _U_BOX, _TAU_D_BOX, _TAU_F_BOX),
+             "depression": (_U_BOX, _TAU_D_BOX)}
+
+
+def start_candidates(m: Model, n: int) -> np.ndarray | None:
+    """``(n, n_fields)`` candidate starts of a TM-family model: the first ``n`` points of the
+    Halton sequence over its start box, whose first points are the default starts; ``None``
+    for a model without such a box (SRP: its starts are capped on the data's spike times)."""
+    box = _TM_BOXES.get(m.name)
+    if box is None or m.family != "tm":
+        return None
+    return np.array(halton_starts(int(n), box), dtype=float)
+
+
 # Default starts: 2^k - 1 of them, so that one extra start gives a power of two lanes (the
 # compiled program is shared with and without it).
 MODELS: dict[str, Model] = {
     "tm": Model("tm", STPParams, ("", "ms", "ms"), _release_tm,
-                halton_starts(15, (_U_BOX, _TAU_D_BOX, _TAU_F_BOX)),
+                halton_starts(15, _TM_BOXES["tm"]),
                 "Tsodyks & Markram 1997; the tutorial's synapse", "tm", (0, 2, 3), tie_f=True),
     "tm4": Model("tm4", TM4Params, ("", "", "ms", "ms"), _release_tm4,
-                 halton_starts(15, (_U_BOX, _U_BOX, _TAU_D_BOX, _TAU_F_BOX)),
+                 halton_starts(15, _TM_BOXES["tm4"]),
                  "Markram, Wang & Tsodyks 1998", "tm", (0, 1, 2, 3)),
     "depression": Model("depression", DepressionParams, ("", "ms"), _release_depression,
-                        halton_starts(7, (_U_BOX, _TAU_D_BOX)),
+                        halton_starts(7, _TM_BOXES["depression"]),
                         "Tsodyks & Markram 1997", "tm", (0, 2), zero_f=True),
     "srp": Model("srp", SRPParams, ("", "ms", "ms", "ms"), _release_srp, _SRP_STARTS,
                  "Rossbroich, Trotter & Naud 2021", "srp", (0, 1, 2, 3), taus=SRP_TAUS_MS),
