@@ -429,7 +429,8 @@ def _simulate(key, structure, diff, replay, names, statics, estimator, recurrent
     if key_impl is not None:
         key = jax.random.wrap_key_data(key, impl=key_impl)
     if estimator == "mean_field":
-        run = functools.partial(_run_fixed, statics=statics)
+        run = jax.jit(functools.partial(_run_fixed, statics=statics))   # traced once per signature: the
+        # estimator calls it with the same shapes several times (jvp and vmap then work on its jaxpr)
         scale = functools.partial(_scale_excitatory, structure)
         return gradients.mean_field(run, (key, structure), diff, names, scale)
     return _run(key, structure, diff, None, statics, recurrent_grad, replay)
