@@ -81,10 +81,34 @@ def _build(cfg: dict):
 # ----------------------------------------------------------------------------------------------
 
 
+def time_network(net, task: dict, sizes: dict) -> tuple[float, list, list, dict]:
+    """``(first s, steady wall s per run, steady CPU s per run, {name: rates [Hz] per run})`` of
+    ``simulate_network`` on ``net`` (``task["T"], task["dt"]``, spike rasters only): a first call (compilation
+    included), then ``task["repeats"]`` calls with new drive keys.  Also used by ``bench_network_scale.py``."""
+    import jax
+    from jaxlif import network as nw
+
+    def run(seed):
+        res = nw.simulate_network(jax.random.key(seed), net, T=task["T"], dt=task["dt"], record=False)
+        return {name: jax.numpy.sum(s) for name, s in res.spikes.items()}
+
+    t0 = time.perf_counter()
+    jax.block_until_ready(run(10_000))
+    first = time.perf_counter() - t0
+    walls, cpus, rates = [], [], {name: [] for name in sizes}
+    for i in range(task["repeats"]):
+        t0, c0 = time.perf_counter(), time.process_time()
+        counts = jax.block_until_ready(run(10_001 + i))
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+        for name, n in sizes.items():
+            rates[name].append(float(counts[name]) / n / (task["T"] / 1000.0))
+    return first, walls, cpus, rates
+
+
 def _worker_jaxlif(task: dict) -> dict:
     import jax
     import numpy as np
-    from jaxlif import network as nw
     net = _build(task)
     if task.get("edges"):                         # export the synapses for Brian2
         arrays = {}
@@ -95,21 +119,7 @@ def _worker_jaxlif(task: dict) -> dict:
         np.savez(task["edges"], **arrays)
     rss_import = _peak_rss_mb()
 
-    def run(seed):
-        res = nw.simulate_network(jax.random.key(seed), net, T=task["T"], dt=task["dt"], record=False)
-        return {name: jax.numpy.sum(s) for name, s in res.spikes.items()}
-
-    t0 = time.perf_counter()
-    jax.block_until_ready(run(10_000))
-    first = time.perf_counter() - t0
-    walls, cpus, rates = [], [], {"E": [], "I": []}
-    for i in range(task["repeats"]):
-        t0, c0 = time.perf_counter(), time.process_time()
-        counts = jax.block_until_ready(run(10_001 + i))
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
-        for name, n in (("E", task["n_E"]), ("I", task["n_I"])):
-            rates[name].append(float(counts[name]) / n / (task["T"] / 1000.0))
+    first, walls, cpus, rates = time_network(net, task, {"E": task["n_E"], "I": task["n_I"]})
     n_syn = sum(len(q.edges()[0]) for q in net.projections)
     return dict(first_s=first, steady_s=statistics.median(walls), steady_all=walls, cpu_s=statistics.median(cpus),
                 rates=rates, n_synapses=n_syn, peak_rss_mb=_peak_rss_mb(), rss_after_import_mb=rss_import,

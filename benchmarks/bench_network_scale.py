@@ -146,21 +146,7 @@ def _worker_jaxlif(task: dict) -> dict:
     build = time.perf_counter() - t0
     rss_build = _peak_rss_mb()
 
-    def run(seed):
-        res = nw.simulate_network(jax.random.key(seed), net, T=task["T"], dt=task["dt"], record=False)
-        return {name: jax.numpy.sum(s) for name, s in res.spikes.items()}
-
-    t0 = time.perf_counter()
-    jax.block_until_ready(run(10_000))
-    first = time.perf_counter() - t0
-    walls, cpus, rates = [], [], {"E": [], "I": []}
-    for i in range(task["repeats"]):
-        t0, c0 = time.perf_counter(), time.process_time()
-        counts = jax.block_until_ready(run(10_001 + i))
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
-        for name in "EI":
-            rates[name].append(float(counts[name]) / sizes[name] / (task["T"] / 1000.0))
+    first, walls, cpus, rates = bn.time_network(net, task, {name: sizes[name] for name in "EI"})
     return dict(build_s=build, first_s=first, steady_s=statistics.median(walls), steady_all=walls,
                 cpu_s=statistics.median(cpus), rates=rates, peak_rss_mb=_peak_rss_mb(), rss_after_build_mb=rss_build,
                 n_synapses=n_synapses, version=getattr(jaxlif, "__version__", ""), jax=jax.__version__)

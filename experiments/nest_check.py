@@ -124,6 +124,18 @@ COND_SCALARS = ("dt", "resolution", "T", "C_m", "g_L", "E_L", "V_th", "V_reset",
                 "tau_syn_ex", "tau_syn_in", "w_ex", "w_in")
 
 
+def _neurons_with_recorder(nest, n: int, p: dict):
+    """``n`` ``iaf_cond_exp`` neurons with the parameters ``p`` (jaxlif's names mapped to NEST's, no bias
+    current) and one ``spike_recorder`` connected to all of them."""
+    neurons = nest.Create("iaf_cond_exp", n, params={
+        "C_m": p["C_m"], "g_L": p["g_L"], "E_L": p["E_L"], "V_th": p["V_th"], "V_reset": p["V_reset"],
+        "V_m": p["V_init"], "t_ref": p["t_ref"], "E_ex": p["E_ex"], "E_in": p["E_in"],
+        "tau_syn_ex": p["tau_syn_ex"], "tau_syn_in": p["tau_syn_in"], "I_e": 0.0})
+    recorder = nest.Create("spike_recorder")
+    nest.Connect(neurons, recorder)
+    return neurons, recorder
+
+
 def run_cond(data, threads: int = 1) -> dict:
     missing = [name for name in ("n_E", "n_I") + COND_SCALARS if name not in data]
     if missing:
@@ -142,12 +154,7 @@ def run_cond(data, threads: int = 1) -> dict:
         raise ValueError(f"dt={p['dt']} ms must be a whole multiple of resolution={res} ms")
     nest = _nest(res, threads)
     B, steps = n_E.shape
-    neurons = nest.Create("iaf_cond_exp", B, params={
-        "C_m": p["C_m"], "g_L": p["g_L"], "E_L": p["E_L"], "V_th": p["V_th"], "V_reset": p["V_reset"],
-        "V_m": p["V_init"], "t_ref": p["t_ref"], "E_ex": p["E_ex"], "E_in": p["E_in"],
-        "tau_syn_ex": p["tau_syn_ex"], "tau_syn_in": p["tau_syn_in"], "I_e": 0.0})
-    recorder = nest.Create("spike_recorder")
-    nest.Connect(neurons, recorder)
+    neurons, recorder = _neurons_with_recorder(nest, B, p)
     for counts, weight in ((n_E, p["w_ex"]), (n_I, -p["w_in"])):   # NEST: a negative weight is inhibitory
         generators = nest.Create("spike_generator", B)
         for b in range(B):
@@ -184,12 +191,7 @@ def run_network(data, threads: int = 1) -> dict:
         raise ValueError(f"pre and post must be neuron indices in [0, {n})")
     nest = _nest(p["resolution"], threads)
     nest.rng_seed = int(p["seed"])
-    neurons = nest.Create("iaf_cond_exp", n, params={
-        "C_m": p["C_m"], "g_L": p["g_L"], "E_L": p["E_L"], "V_th": p["V_th"], "V_reset": p["V_reset"],
-        "V_m": p["V_init"], "t_ref": p["t_ref"], "E_ex": p["E_ex"], "E_in": p["E_in"],
-        "tau_syn_ex": p["tau_syn_ex"], "tau_syn_in": p["tau_syn_in"], "I_e": 0.0})
-    recorder = nest.Create("spike_recorder")
-    nest.Connect(neurons, recorder)
+    neurons, recorder = _neurons_with_recorder(nest, n, p)
     first = neurons[0].global_id
     nest.Connect((pre + first).astype(int), (post + first).astype(int), "one_to_one",
                  syn_spec={"weight": weight.astype(float), "delay": np.full(pre.size, p["delay"])})
