@@ -101,7 +101,7 @@ DEFAULTS = dict(T=600.0, dt=0.1, trials=2, seed=0, n_E=800, n_I=200, p=0.1, late
                 corr_n=200, ref_trials=16, eval_trials=8, steps=20, learning_rate=0.1,
                 hidden=[1.0, 2.0, 1.0, 0.5], start=[0.8, 1.5, 1.5, 0.3], box=1.0, es_sigma=0.3, fd_step=0.1,
                 cost_ratio=20.0)
-QUICK = dict(T=100.0, trials=2, n_E=80, n_I=20, p=0.2, late_start=20.0, window=20.0, corr_n=40, ref_trials=4,
+QUICK = dict(T=60.0, trials=2, n_E=40, n_I=10, p=0.2, late_start=20.0, window=10.0, corr_n=20, ref_trials=4,
              eval_trials=2, steps=2, cost_ratio=4.0)
 EXTRA = {
     "n_E": ("excitatory neurons", int), "n_I": ("inhibitory neurons", int),

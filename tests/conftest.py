@@ -1,7 +1,8 @@
 """Shared fixtures and the suite's settings.
 
-The suite runs on every core (``pytest-xdist``, ``-n auto --dist loadfile`` in pyproject.toml: one
-test file per worker, so module fixtures such as the main job's quick run are computed once); most
+The suite runs on every core (``pytest-xdist``, ``-n auto --dist loadgroup`` in pyproject.toml: each test
+file, or group of files that build the same programs (``FILE_GROUPS`` below), runs whole in one worker,
+so module fixtures such as the main job's quick run are computed once); most
 of its time is XLA compiling small programs, which is single-threaded, so the suite compiles with
 ``TEST_XLA_FLAGS`` (below).  Long end-to-end tests are marked ``slow`` and left out of ``pytest -q``
 (and so of ``.ci/run``); ``pytest -m slow`` runs them.
@@ -81,6 +82,24 @@ def pytest_configure(config):
         jax.config.update("jax_compilation_cache_dir", folder)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+#: Test files that run in the same worker (``--dist loadgroup`` in pyproject.toml; every other file is its own
+#: group, as with ``--dist loadfile``): files that build the same programs (the same shapes and options), so
+#: that the second one finds them in the worker's memory, traced and compiled.  The shared compilation cache
+#: above saves only the compilation of a program that another worker built, not its tracing and lowering.
+FILE_GROUPS = {
+    # the 40 E + 10 I network at 60 ms: the plain run and the mean-field gradient over the whole tree
+    "test_network_gradients.py": "network-gradients", "test_network_params.py": "network-gradients",
+}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Put every test in its file's group (:data:`FILE_GROUPS`, else the file's own): pytest-xdist's
+    ``loadgroup`` then sends each group to one worker whole, so module fixtures run once."""
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(FILE_GROUPS.get(item.path.name, item.path.name)))
 
 
 def pytest_unconfigure(config):

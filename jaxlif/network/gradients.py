@@ -188,10 +188,10 @@ def _loop_gain(key, structure, diff, names, statics):
     from jaxlif.network import simulate as sim
     run = functools.partial(sim._run_fixed, statics=statics)
     out = run((key, structure), diff, None)
-    D = _feedback(run, (key, structure), diff, names)
+    D, calibration = _responses(run, (key, structure), diff, functools.partial(sim._scale_excitatory, structure),
+                                out, names)
     r, G = loop_gain_from(out, D, names)
-    return r, G, _calibration(run, (key, structure), diff, functools.partial(sim._scale_excitatory, structure),
-                              out, names)
+    return r, G, calibration
 
 
 #: Fraction of the run left out of the rates and the loop gain: the network starts from rest, and its
@@ -226,35 +226,39 @@ def _rates(spikes, names):
     return jnp.stack([jnp.mean(_settled(spikes[a])) for a in names])
 
 
-def _feedback(run, fixed, diff, names):
-    """The outputs' local derivatives with respect to each population's feedback scale (leading axis ``b``)."""
-    dtype = jnp.result_type(float)
-    ones = {a: jnp.ones((), dtype) for a in names}
-    eye = {a: jnp.eye(len(names), dtype=dtype)[i] for i, a in enumerate(names)}
-    return jax.vmap(lambda e: jax.jvp(lambda fb: run(fixed, diff, fb), (ones,), (e,))[1])(eye)
+def _responses(run, fixed, diff, scale, out, names):
+    """The primal-only work of the estimator, around the run ``out``: ``(D, (c, open_loop, surrogate))``.
 
+    ``D``: the outputs' local derivatives with respect to each population's feedback scale (each leaf with a
+    leading axis ``b`` over the populations).  ``c, open_loop, surrogate``, each ``(P,)``: each population's
+    response (rate per step over the settled part, per unit log scale) to a common scale ``s`` of every
+    excitatory conductance input (``scale(diff, s)``), by a central finite difference of open-loop replays of
+    ``out`` (:data:`CALIBRATION_STEP`) and by the local surrogate derivative; ``c = open_loop / surrogate``
+    where both are positive, else 1 (the surrogate as it is: a silent population, whose surrogate derivative
+    may still show the way out of silence, or an unresolved difference, which warns).
 
-def _calibration(run, fixed, diff, scale, out, names):
-    """``(c, open_loop, surrogate)``, each ``(P,)``: each population's response (rate per step over the settled
-    part, per unit log scale) to a common scale of every excitatory conductance input (``scale(diff, s)``),
-    by a central finite difference of open-loop replays of ``out`` (:data:`CALIBRATION_STEP`) and by the
-    local surrogate derivative; ``c = open_loop / surrogate`` where both are positive, else 1 (the surrogate as
-    it is: a silent population, whose surrogate derivative may still show the way out of silence, or an
-    unresolved difference, which warns)."""
+    The ``P`` feedback directions and the scale direction are one vmapped forward-mode pass, and the two
+    replays one vmapped simulation, so a program holds two copies of the simulation here, not ``3 + P``.
+    """
     dtype = jnp.result_type(float)
+    P = len(names)
+    one = jnp.ones((), dtype)
+    ones = {a: one for a in names}
+    # directions (d log s, d feedback): P feedback directions, then the scale's
+    d_s = jnp.zeros(P + 1, dtype).at[P].set(1.0)
+    d_fb = {a: jnp.zeros(P + 1, dtype).at[i].set(1.0) for i, a in enumerate(names)}
+    tangents = jax.vmap(lambda ds, dfb: jax.jvp(lambda s, fb: run(fixed, scale(diff, s), fb), (one, ones),
+                                                (ds, dfb))[1])(d_s, d_fb)
+    D = jax.tree.map(lambda x: x[:P], tangents)
+    sg = _rates(jax.tree.map(lambda x: x[P], tangents.spikes), names)
     raster = jax.lax.stop_gradient(out.spikes)
     h = CALIBRATION_STEP
-
-    def replayed(log_s):
-        return _rates(run(fixed, scale(diff, jnp.exp(jnp.asarray(log_s, dtype))), None, raster).spikes, names)
-
-    fd = jax.lax.stop_gradient((replayed(h) - replayed(-h)) / (2 * h))
-    ones = {a: jnp.ones((), dtype) for a in names}
-    one = jnp.ones((), dtype)
-    sg = _rates(jax.jvp(lambda s: run(fixed, scale(diff, s), ones), (one,), (one,))[1].spikes, names)
+    replayed = jax.vmap(lambda log_s: _rates(run(fixed, scale(diff, jnp.exp(log_s)), None, raster).spikes, names))
+    up, down = replayed(jnp.asarray([h, -h], dtype))
+    fd = jax.lax.stop_gradient((up - down) / (2 * h))
     ok = (sg > 0) & (fd > 0)
     c = jnp.where(ok, fd / jnp.where(ok, sg, 1.0), 1.0)
-    return c, fd, sg
+    return D, (c, fd, sg)
 
 
 def mean_field(run: Callable, fixed, diff, names: Sequence[str], scale: Callable):
@@ -281,12 +285,12 @@ def mean_field(run: Callable, fixed, diff, names: Sequence[str], scale: Callable
         (fixed, diff), (_, d_diff) = primals, tangents
         dtype = jnp.result_type(float)
         ones = {a: jnp.ones((), dtype) for a in names}
-        # the outputs' derivatives with respect to each population's feedback scale (primal-only work)
-        D = _feedback(run, fixed, diff, names)
         # the local tangent (linear in d_diff)
         out, d_local = jax.jvp(lambda d: run(fixed, d, ones), (diff,), (d_diff,))
+        # the outputs' derivatives with respect to each population's feedback scale, and the calibration
+        # (primal-only work)
+        D, (c, fd, sg) = _responses(run, fixed, diff, scale, out, names)
         r, G = loop_gain_from(out, D, names)
-        c, fd, sg = _calibration(run, fixed, diff, scale, out, names)
         G = c[:, None] * G
         jax.debug.callback(functools.partial(_warn_if_untrusted, names=names), G, r, fd, sg)
         dr = jnp.linalg.solve(jnp.eye(len(names), dtype=dtype) - G, c * _rates(d_local.spikes, names))
