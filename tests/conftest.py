@@ -28,6 +28,7 @@ globally (jaxlif defaults to float32); tests that need it use the ``x64`` fixtur
 import os
 import shutil
 import tempfile
+import zlib
 
 import jax
 import matplotlib
@@ -82,6 +83,39 @@ def pytest_configure(config):
         jax.config.update("jax_compilation_cache_dir", folder)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def _stable_check_codes() -> None:
+    """Give each ``checkify`` check an error code derived from its message instead of a process-wide counter.
+
+    The library's argument rules are ``checkify.debug_check`` calls (:mod:`jaxlif._checks`); outside
+    :func:`jaxlif.checked` they compute nothing, but each leaves its error code, a constant, in the traced
+    program, and JAX numbers the codes in the order checks are traced in the process.  The same program traced
+    in two workers (or in two test files after different others) then differs in those constants, so the
+    session's shared compilation cache, keyed by the program's text, never finds the other worker's copy.
+    Codes from the message (CRC-32 of its format string, distinct for distinct messages) make the text
+    depend on the program only.  The compiled computation is the same either way: the codes feed only the
+    dead error value of an unchecked program, and under :func:`jaxlif.checked` they only label messages.
+    Skipped, with no effect but the cache's, if JAX's internals move."""
+    try:
+        from jax._src import checkify as _ck
+    except ImportError:                                   # pragma: no cover
+        return
+    original = getattr(_ck, "assert_func", None)
+    if original is None or getattr(original, "_jaxlif_stable", False) or not hasattr(_ck, "update_error"):
+        return
+
+    def assert_func(error, pred, new_error):
+        text = f"{type(new_error).__name__}:{getattr(new_error, 'fmt_string', '')}"
+        code = zlib.crc32(text.encode()) & 0x3FFFFFFF
+        payload, metadata = jax.tree_util.tree_flatten(new_error)
+        return _ck.update_error(error, pred, code, {code: metadata}, payload, new_error.get_effect_type())
+
+    assert_func._jaxlif_stable = True
+    _ck.assert_func = assert_func
+
+
+_stable_check_codes()
 
 
 #: Test files that run in the same worker (``--dist loadgroup`` in pyproject.toml; every other file is its own
