@@ -231,6 +231,12 @@ def test_train_loss_accepts_traced_amplitudes():
     vm = np.asarray(jax.vmap(lambda a: train_loss(DEPRESSING, PROTOCOLS, a))(batch))
     one = np.array([float(train_loss(DEPRESSING, PROTOCOLS, np.asarray(a))) for a in batch])
     np.testing.assert_allclose(vm, one, rtol=1e-5)
+    # one compiled program per model, noise model and data shape: other parameters and
+    # amplitudes reuse it
+    from jaxlif.fitting.trains import _train_loss
+    compiled = _train_loss._cache_size()
+    train_loss(PSEUDOLINEAR, PROTOCOLS, 2.0 * y)
+    assert _train_loss._cache_size() == compiled
 
 
 # --------------------------------------------------------------------------------------

@@ -25,8 +25,10 @@ from jaxlif.fitting import ratio_fit as ratio_fit_module
 from jaxlif.plasticity import STD, STF, STPParams, ratio_curve, ratio_curve_exact
 
 # The fits run many optimiser iterations: their programs run faster optimised, which here saves more
-# than compiling them unoptimised does (tests/conftest.py).
-pytestmark = pytest.mark.usefixtures("users_programs")
+# than compiling them unoptimised does (tests/conftest.py).  The forward-model and gradient tests
+# compile only small programs, which compile faster unoptimised: they come first, and the module
+# fixture turns the optimisations on at the first fit (and keeps them on for the rest of the file).
+fits = pytest.mark.usefixtures("users_programs")
 
 RATES = np.arange(2.0, 40.1, 2.0)          # WL-C / WL-D rates [Hz]
 START = (0.3, 300.0, 300.0)                # WL-D fixed start
@@ -175,6 +177,7 @@ def test_traced_targets_vmap_over_bootstrap_samples(x64):
     assert np.all(vm > 0) and np.ptp(vm) > 0
 
 
+@fits
 @pytest.mark.parametrize("true", [STD, STF], ids=["STD", "STF"])
 def test_recovery_from_fixed_start_wl_d(true):
     steps = []
@@ -203,6 +206,7 @@ def test_recovery_from_fixed_start_wl_d(true):
     assert steps and steps[0][0] == 10 and [s for s, _ in steps] == sorted(s for s, _ in steps)
 
 
+@fits
 def test_recovery_from_fixed_start_exact_mode():
     target = np.asarray(stp_ratio(STF, RATES, mode="exact"))
     res = fit_stp(RATES, target, init=START, mode="exact")
@@ -211,6 +215,7 @@ def test_recovery_from_fixed_start_exact_mode():
     assert res.summary()["mode"] == "exact" and res.summary()["units"]["tau_d"] == "ms"
 
 
+@fits
 def test_a_single_start_ends_in_a_local_minimum_and_says_so():
     # A strongly facilitating synapse: some grid starts end in poor local optima; each of them is
     # flagged, and the best start recovers the synapse.
@@ -236,6 +241,7 @@ def test_a_single_start_ends_in_a_local_minimum_and_says_so():
 RATES8 = np.array([2.0, 5.0, 8.0, 10.0, 15.0, 20.0, 30.0, 40.0])
 
 
+@fits
 def test_dataset_fit_recovers_literature_synapses_and_equals_individual_fits():
     names = sorted(LITERATURE)
     curves = np.stack([tutorial_target(STPParams(*LITERATURE[k]), RATES8) for k in names])
@@ -268,6 +274,7 @@ def _noisy(true, sd, seed, rates=RATES):
                                           dtype=float)
 
 
+@fits
 def test_noisy_targets_fit_within_noise_and_intervals_widen():
     true = (0.5, 100.0, 50.0)
     width_prev = None
@@ -294,6 +301,7 @@ def test_noisy_targets_fit_within_noise_and_intervals_widen():
 # --------------------------------------------------------------------------------------
 
 
+@fits
 def test_compiles_once_across_targets_noise_modes_and_n_spike():
     fit_stp(RATES, tutorial_target(STD))
     before = optimise._run_chunk._cache_size()
@@ -304,6 +312,7 @@ def test_compiles_once_across_targets_noise_modes_and_n_spike():
     assert optimise._run_chunk._cache_size() == before
 
 
+@fits
 def test_ctrl_c_ends_the_fit_with_a_partial_result():
     calls = []
 
@@ -322,6 +331,7 @@ def test_ctrl_c_ends_the_fit_with_a_partial_result():
     assert calls == [10, 20]
 
 
+@fits
 def test_progress_every_reuses_the_compiled_program():
     """``progress_every`` is a Python-side stop, not a size of the compiled program."""
     from jaxlif.fitting import optimise
@@ -337,6 +347,7 @@ def test_progress_every_reuses_the_compiled_program():
                                 progress_every=0)
 
 
+@fits
 def test_progress_of_two_threads_reaches_its_own_callback():
     seen = {"a": [], "b": []}
     out = {}
@@ -357,6 +368,7 @@ def test_progress_of_two_threads_reaches_its_own_callback():
         assert seen[name][-1] == pytest.approx(float(out[name].rmse), abs=1e-6)
 
 
+@fits
 def test_huge_max_steps_allocates_nothing_per_step():
     res = fit_stp(RATES, tutorial_target(STD), max_steps=10 ** 8)
     assert np.asarray(res.history).size <= 1000 and bool(res.converged)
@@ -369,6 +381,7 @@ def test_huge_max_steps_allocates_nothing_per_step():
 RATES4 = np.array([5.0, 10.0, 20.0, 40.0])
 
 
+@fits
 def test_single_rate_is_flagged_unidentifiable():
     # Even with the noise level known, one number cannot fix three parameters.
     res = fit_stp([20.0], tutorial_target(STD, [20.0]), noise_sd=0.01)
@@ -384,6 +397,7 @@ def test_single_rate_is_flagged_unidentifiable():
     assert summary["notes"] == list(res.notes)
 
 
+@fits
 def test_fewer_rates_than_free_parameters_is_never_converged():
     # 3 rates, noise estimated: U0, tau_d, tau_f and the noise sd are 4 free parameters; the
     # curve is fitted exactly (the fit looks perfect), yet nothing is determined
@@ -397,6 +411,21 @@ def test_fewer_rates_than_free_parameters_is_never_converged():
     assert res.notes == ()
 
 
+def test_curves_at_1_to_8_rates_run_one_program():
+    # stp_ratio pads the rates to a multiple of 8, as the fits do: one compiled model (the fits'
+    # own, already compiled above) for any 1-8 rates, and each rate's value is its own
+    from jaxlif.fitting.ratio import _kernel_jit
+    four = np.asarray(stp_ratio(STD, RATES4))
+    compiled = _kernel_jit._cache_size()
+    three = np.asarray(stp_ratio(STD, RATES4[:3]))
+    one = np.asarray(stp_ratio(STD, [20.0]))
+    assert _kernel_jit._cache_size() == compiled
+    assert three.shape == (3,) and one.shape == (1,)
+    np.testing.assert_array_equal(three, four[:3])
+    np.testing.assert_array_equal(one, four[2:3])
+
+
+@fits
 def test_issue_example_four_rates_two_percent_noise_is_honest():
     # issue 8: true (0.4, 200, 100); the old fit printed U0 = 0.122 +/- 0.002 (100 errors off)
     res = fit_stp(RATES4, [0.8569, 0.6957, 0.4685, 0.2904])
@@ -407,6 +436,7 @@ def test_issue_example_four_rates_two_percent_noise_is_honest():
     assert float(res.noise_sd) > 0 and bool(res.converged)
 
 
+@fits
 def test_local_minimum_from_a_single_start_is_reported():
     target = np.asarray(stp_ratio(STD, RATES4))
     res = fit_stp(RATES4, target, init=(0.01, 100.0, 50.0))
@@ -417,6 +447,7 @@ def test_local_minimum_from_a_single_start_is_reported():
     assert np.all(np.abs(rel_err(res.params, STD)) < 0.01) and bool(res.converged)
 
 
+@fits
 def test_impossible_target_is_reported_as_not_reproducible():
     for rates, target in ((RATES4, [100.0] * 4), ([20.0], [100.0])):
         res = fit_stp(rates, target)
@@ -427,6 +458,7 @@ def test_impossible_target_is_reported_as_not_reproducible():
     assert bool(ok.reproduces_data) and bool(ok.converged)
 
 
+@fits
 @pytest.mark.slow
 def test_poisson_mode_recovers_parameters_with_common_random_numbers():
     key = jax.random.key(11)
@@ -498,6 +530,7 @@ def test_model_functions_validate_too():
         jax.vmap(lambda t: ratio_loss(STD, RATES, t))(jnp.ones((3, 19)))
 
 
+@fits
 def test_profile_endpoints_are_verified_and_always_settle():
     # Noisy 8-rate curves (3 %) where the endpoint search used to stop short of values the
     # likelihood-ratio criterion accepts (deviance at the true value, best of 16 starts, below
@@ -518,6 +551,7 @@ def test_profile_endpoints_are_verified_and_always_settle():
         assert np.all((iv[..., 0] <= truth) & (truth <= iv[..., 1])), (pair, iv)
 
 
+@fits
 def test_a_wide_problem_does_not_unsettle_another_problems_interval():
     # Noisy 4-rate curves: curve 87's Wald interval of tau_f spans 18 decades, curve 2's is narrow.
     # Fitted together, each gets the interval it gets alone (the endpoint search of one problem

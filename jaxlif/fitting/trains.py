@@ -988,34 +988,51 @@ def train_loss(params: Any, spike_times_ms: ArrayLike | Sequence[Any],
     t = check_spike_times("spike_times_ms", spike_times_ms)
     if t.ndim != 2:
         raise ValueError(f"spike_times_ms must have shape (n_protocols, n_spikes), got {t.shape}")
-    dtype = jnp.result_type(float)
-    y = jnp.asarray(amplitudes, dtype)
-    if y.ndim != 3 or (y.shape[0], y.shape[2]) != t.shape:
+    y_shape = jnp.shape(amplitudes)
+    if len(y_shape) != 3 or (y_shape[0], y_shape[2]) != t.shape:
         raise ValueError(f"amplitudes must have shape (n_protocols={t.shape[0]}, n_sweeps, "
-                         f"n_spikes={t.shape[1]}), got {y.shape}")
+                         f"n_spikes={t.shape[1]}), got {tuple(y_shape)}")
     concrete = _checks._concrete(amplitudes)
-    mask = np.broadcast_to(~np.isnan(t)[:, None, :], y.shape)
+    mask = np.broadcast_to(~np.isnan(t)[:, None, :], y_shape)
     if concrete is not None:
         mask = mask & np.isfinite(np.asarray(concrete, float))
     d = np.diff(t, axis=-1)
-    sd = None if noise_sd is None else jnp.broadcast_to(jnp.asarray(noise_sd, dtype), y.shape)
-    st = lk.stats(jnp.where(mask, y, 0.0), jnp.asarray(mask), sd=sd, cv=noise_cv, xp=jnp)
-    flags = jnp.asarray([m.tie_f, m.zero_f, *spec.flags()])
-    arr = _Arrays(jnp.asarray(np.where(np.isfinite(d), d, 1.0), dtype),
-                  lk.Stats(*(jnp.asarray(v, dtype) for v in st)), flags)
-    vec = m.family_vector(params)
     lay = layout_of(m, noise, noise_taus)
     if kernel:
+        if len(noise_params.c) != len(lay.noise_taus):
+            raise ValueError(f"noise_params.c has {len(noise_params.c)} amplitudes for "
+                             f"{len(lay.noise_taus)} SD time constants {lay.noise_taus}")
+        noise_params = SDKernelParams(noise_params.s, noise_params.b_s, tuple(noise_params.c))
+    flags = np.array([m.tie_f, m.zero_f, *spec.flags()])
+
+    def host(x):                    # lists and scalars as NumPy (one argument, not a pytree)
+        return x if x is None or isinstance(x, jax.Array) else np.asarray(x, float)
+    return _train_loss(params, amplitudes if concrete is None else host(amplitudes), mask,
+                       np.where(np.isfinite(d), d, 1.0), flags, host(noise_sd), host(noise_cv),
+                       noise_params if kernel else None,
+                       scale if kernel and not normalise else None, m=m, lay=lay)
+
+
+@functools.partial(jax.jit, static_argnames=("m", "lay"))
+def _train_loss(params, amplitudes, mask, delta, flags, noise_sd, noise_cv, noise_params, scale,
+                *, m: Model, lay: Layout):
+    """The value of :func:`train_loss` after its checks: one compiled program per model, layout
+    and data shape (``params``, ``amplitudes`` and the noise levels traced)."""
+    dtype = jnp.result_type(float)
+    y = jnp.asarray(amplitudes, dtype)
+    sd = None if noise_sd is None else jnp.broadcast_to(jnp.asarray(noise_sd, dtype), y.shape)
+    st = lk.stats(jnp.where(mask, y, 0.0), mask, sd=sd, cv=noise_cv, xp=jnp)
+    arr = _Arrays(jnp.asarray(delta, dtype), lk.Stats(*(jnp.asarray(v, dtype) for v in st)),
+                  flags)
+    vec = m.family_vector(params)
+    if noise_params is not None:                    # noise="gamma_kernel"
         r = family_release(m.family, [vec[..., i] for i in range(m.dim)], arr.delta, m.tie_f,
                            m.zero_f, taus=lay.taus, fit_taus=lay.fit_taus)
         c = [jnp.asarray(x, dtype) for x in noise_params.c]
-        if len(c) != len(lay.noise_taus):
-            raise ValueError(f"noise_params.c has {len(c)} amplitudes for {len(lay.noise_taus)} "
-                             f"SD time constants {lay.noise_taus}")
         taus = jnp.asarray(lay.noise_taus, dtype)
         sd = noise_params.s * jax.nn.sigmoid(noise_params.b_s
                                              + kernel_drive(jnp.stack(c) / taus, taus, arr.delta))
-        A = 1.0 / r[0, 0] if normalise else scale
+        A = 1.0 / r[0, 0] if scale is None else scale          # scale None: normalised
         return lk.nll_gamma_sd(arr.st, A * r, sd)
     cons = family_constraints(m.family, lay.taus, lay.fit_taus)
     theta = jnp.stack([c.inverse(vec[i]) for i, c in enumerate(cons)])
