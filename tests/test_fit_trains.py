@@ -335,8 +335,13 @@ def test_ctrl_c_in_a_train_fit_gives_a_partial_result():
 
 
 def test_model_comparison_table_nested_models_and_cross_validation():
+    from jaxlif.fitting.optimise import _run_chunk
     y, _ = _simulate(FACILITATING, seed=11)
+    compare_models(PROTOCOLS, y, models=("tm", "tm4", "depression"), interval="none",
+                   cross_validate=False)
+    compiled = _run_chunk._cache_size()
     cmp = compare_models(PROTOCOLS, y, models=("tm", "tm4", "depression"), interval="wald")
+    assert _run_chunk._cache_size() == compiled      # the folds run the full fits' program
     rows = {r["model"]: r for r in cmp.table}
     # nested models never fit worse than their sub-models
     assert rows["tm4"]["loglik"] >= rows["tm"]["loglik"] - 1e-3
