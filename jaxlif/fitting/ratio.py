@@ -25,9 +25,11 @@ Three modes:
     ``p = rate*dt/1000``, Euler), with *common random numbers*: the intervals are drawn once from
     ``key`` and held fixed, so the curve is a smooth function of the parameters.
 
-One compiled program serves every rate set of a given size, both regular modes, every ``dt``,
-``tau_syn`` and every ``n_spike`` up to the next multiple of 16 (trains are padded to that
-length and the ratio is read at the traced index ``m``).
+One compiled program serves every set of 1-8 rates (9-16, ...: the rates are padded to a
+multiple of 8, as in the fits), both regular modes, every ``dt``, ``tau_syn`` and every
+``n_spike`` up to the next multiple of 16 (trains are padded to that length and the ratio is
+read at the traced index ``m``).  (:func:`ratio_loss` is not padded: one program per number of
+rates.)
 
 Units: rates [Hz], time constants and dt [ms]; ratios are dimensionless.
 """
