@@ -303,7 +303,7 @@ def test_noisy_targets_fit_within_noise_and_intervals_widen():
 
 @fits
 def test_compiles_once_across_targets_noise_modes_and_n_spike():
-    fit_stp(RATES, tutorial_target(STD))
+    fit_stp(RATES, tutorial_target(STD), interval="none")   # compiled (the intervals run it too)
     before = optimise._run_chunk._cache_size()
     fit_stp(RATES, tutorial_target(STF), noise_sd=0.01)
     fit_stp(RATES, np.asarray(stp_ratio(STF, RATES, mode="exact", n_spike=12)), mode="exact",
@@ -335,10 +335,11 @@ def test_ctrl_c_ends_the_fit_with_a_partial_result():
 def test_progress_every_reuses_the_compiled_program():
     """``progress_every`` is a Python-side stop, not a size of the compiled program."""
     from jaxlif.fitting import optimise
-    fit_stp(RATES, tutorial_target(STF), init=START, progress_every=10)
+    # (no intervals: the optimiser loop is what reports progress)
+    fit_stp(RATES, tutorial_target(STF), init=START, progress_every=10, interval="none")
     compiled = optimise._run_chunk._cache_size()
     steps = []
-    fit_stp(RATES, tutorial_target(STF), init=START, progress_every=7,
+    fit_stp(RATES, tutorial_target(STF), init=START, progress_every=7, interval="none",
             progress=lambda step, best, n_done: steps.append(step))
     assert optimise._run_chunk._cache_size() == compiled
     assert steps[:3] == [7, 14, 21] and steps == sorted(steps)
@@ -353,7 +354,7 @@ def test_progress_of_two_threads_reaches_its_own_callback():
     out = {}
 
     def run(name, target):
-        out[name] = fit_stp(RATES, target, progress_every=10,
+        out[name] = fit_stp(RATES, target, progress_every=10, interval="none",
                             progress=lambda step, best, n: seen[name].append(float(best[0])))
 
     threads = [threading.Thread(target=run, args=("a", tutorial_target(STD))),
