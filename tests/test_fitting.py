@@ -270,8 +270,7 @@ def test_dataset_fit_recovers_literature_synapses_and_equals_individual_fits():
 
 def _noisy(true, sd, seed, rates=RATES):
     clean = tutorial_target(STPParams(*true), rates)
-    return clean, clean + sd * np.asarray(jax.random.normal(jax.random.key(seed), clean.shape),
-                                          dtype=float)
+    return clean, clean + sd * np.random.default_rng(seed).standard_normal(clean.shape)
 
 
 @fits
