@@ -98,8 +98,8 @@ def test_tutorial_mode_is_the_step_by_step_euler_scheme_and_the_ratio_curve(x64)
     isi = (1e3 / rates / 0.1).astype(int)
     times = np.arange(9)[None, :] * isi[:, None] * 0.1
     rel = stp_amplitudes(STF, times, mode="tutorial")
-    g = conductance_at_spikes(1.2 * rel, euler_decay_factor(5.0, jnp.asarray(isi[:, None] *
-                                                                             np.ones((1, 8))), 0.1))
+    readout = jax.jit(lambda r, k: conductance_at_spikes(1.2 * r, euler_decay_factor(5.0, k, 0.1)))
+    g = readout(rel, isi[:, None] * np.ones((1, 8)))
     g1, g10 = ratio_curve(STF, rates)
     np.testing.assert_allclose(np.asarray(g[:, 0]), np.asarray(g1), rtol=1e-12)
     np.testing.assert_allclose(np.asarray(g[:, -1]), np.asarray(g10), rtol=1e-11)

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from jaxlif._host import device_array
 from jaxlif.fitting import trains as T
 from jaxlif.fitting.data import TrainData
 from jaxlif.fitting.models import Model, get_model
@@ -167,7 +168,7 @@ def _cross_validate(fam, family, rows, spec, n_prot, max_steps) -> dict:
                        progress=None, spec=spec, groups=zeros,
                        first_mean=T.first_means(rows, zeros, masks))
         fits.append([np.asarray(v, dtype=float) for v in T._evaluate(
-            jnp.asarray(sol["theta"], dtype), arr, family=T._as_layout(family, fam, spec))])
+            device_array(sol["theta"], dtype), arr, family=T._as_layout(family, fam, spec))])
         models += fam
         held += [p] * len(fam)
     _, A, noise, mean, _, sd_pulse = (np.concatenate(v) for v in zip(*fits))
