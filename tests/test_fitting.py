@@ -162,7 +162,7 @@ def test_loss_gradient_matches_central_finite_differences(x64, mode):
 
 
 # --------------------------------------------------------------------------------------
-# Recovery (20 rates: one compiled configuration)
+# Recovery (20 rates: one compiled configuration; the dataset fits at 8 rates: the few-rates one)
 # --------------------------------------------------------------------------------------
 
 
