@@ -98,26 +98,29 @@ def test_tutorial_mode_is_the_step_by_step_euler_scheme_and_the_ratio_curve(x64)
     isi = (1e3 / rates / 0.1).astype(int)
     times = np.arange(9)[None, :] * isi[:, None] * 0.1
     rel = stp_amplitudes(STF, times, mode="tutorial")
-    g = conductance_at_spikes(1.2 * rel, euler_decay_factor(5.0, jnp.asarray(isi[:, None] *
-                                                                             np.ones((1, 8))), 0.1))
+    readout = jax.jit(lambda r, k: conductance_at_spikes(1.2 * r, euler_decay_factor(5.0, k, 0.1)))
+    g = readout(rel, isi[:, None] * np.ones((1, 8)))
     g1, g10 = ratio_curve(STF, rates)
     np.testing.assert_allclose(np.asarray(g[:, 0]), np.asarray(g1), rtol=1e-12)
     np.testing.assert_allclose(np.asarray(g[:, -1]), np.asarray(g10), rtol=1e-11)
 
 
 def test_gradients_match_finite_differences_and_padding_does_not_leak(x64):
-    f = lambda p, t: jnp.nansum(stp_amplitudes(p, t, model="tm4") ** 2)  # noqa: E731
+    def loss(t):                # one compiled program per train shape (t concrete, as a user's)
+        return jax.jit(lambda p: jnp.nansum(stp_amplitudes(p, t, model="tm4") ** 2))
+    f = loss(TIMES)
     p = TM4Params(0.2, 0.3, 200.0, 80.0)
-    grad = jax.grad(f)(p, TIMES)
+    grad = jax.grad(f)(p)
     for field in TM4Params._fields:
         x = getattr(p, field)
         h = 1e-6 * x
-        fd = (f(p._replace(**{field: x + h}), TIMES) - f(p._replace(**{field: x - h}), TIMES)) / (2 * h)
-        np.testing.assert_allclose(float(getattr(grad, field)), float(fd), rtol=1e-6)
-        assert abs(float(fd)) > 1e-9
+        up, down = (float(f(p._replace(**{field: x + s * h}))) for s in (1, -1))
+        fd = (up - down) / (2 * h)
+        np.testing.assert_allclose(float(getattr(grad, field)), fd, rtol=1e-6)
+        assert abs(fd) > 1e-9
     # the padded train gives the gradient of its valid spikes alone
-    alone = jax.grad(f)(p, TIMES[1, :4])
-    padded = jax.grad(f)(p, TIMES[1])
+    alone = jax.grad(loss(TIMES[1, :4]))(p)
+    padded = jax.grad(loss(TIMES[1]))(p)
     np.testing.assert_allclose(np.array(padded), np.array(alone), rtol=1e-13)
 
 
@@ -231,6 +234,12 @@ def test_train_loss_accepts_traced_amplitudes():
     vm = np.asarray(jax.vmap(lambda a: train_loss(DEPRESSING, PROTOCOLS, a))(batch))
     one = np.array([float(train_loss(DEPRESSING, PROTOCOLS, np.asarray(a))) for a in batch])
     np.testing.assert_allclose(vm, one, rtol=1e-5)
+    # one compiled program per model, noise model and data shape: other parameters and
+    # amplitudes reuse it
+    from jaxlif.fitting.trains import _train_loss
+    compiled = _train_loss._cache_size()
+    train_loss(PSEUDOLINEAR, PROTOCOLS, 2.0 * y)
+    assert _train_loss._cache_size() == compiled
 
 
 # --------------------------------------------------------------------------------------
@@ -329,8 +338,13 @@ def test_ctrl_c_in_a_train_fit_gives_a_partial_result():
 
 
 def test_model_comparison_table_nested_models_and_cross_validation():
+    from jaxlif.fitting.optimise import _run_chunk
     y, _ = _simulate(FACILITATING, seed=11)
+    compare_models(PROTOCOLS, y, models=("tm", "tm4", "depression"), interval="none",
+                   cross_validate=False)
+    compiled = _run_chunk._cache_size()
     cmp = compare_models(PROTOCOLS, y, models=("tm", "tm4", "depression"), interval="wald")
+    assert _run_chunk._cache_size() == compiled      # the folds run the full fits' program
     rows = {r["model"]: r for r in cmp.table}
     # nested models never fit worse than their sub-models
     assert rows["tm4"]["loglik"] >= rows["tm"]["loglik"] - 1e-3

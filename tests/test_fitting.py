@@ -3,8 +3,8 @@
 Oracles: the tutorial's step-by-step loop and the continuous-time closed form (docs/conventions.md
 7), both in ``tests/reference.py`` (plain NumPy); central finite differences for gradients.
 Targets are noise-free unless stated.  Compilation dominates the time of these tests, so they
-share two fit configurations: 20 rates (padded to 24) and 1-8 rates (padded to 8), each with the
-15 default starts plus at most one ``init`` (16 lanes).
+share three fit configurations: one curve at 20 rates (padded to 24), one curve and two curves at
+1-8 rates (padded to 8), each with the 15 default starts plus at most one ``init`` (16 lanes).
 """
 
 import json
@@ -25,8 +25,10 @@ from jaxlif.fitting import ratio_fit as ratio_fit_module
 from jaxlif.plasticity import STD, STF, STPParams, ratio_curve, ratio_curve_exact
 
 # The fits run many optimiser iterations: their programs run faster optimised, which here saves more
-# than compiling them unoptimised does (tests/conftest.py).
-pytestmark = pytest.mark.usefixtures("users_programs")
+# than compiling them unoptimised does (tests/conftest.py).  The forward-model and gradient tests
+# compile only small programs, which compile faster unoptimised: they come first, and the module
+# fixture turns the optimisations on at the first fit (and keeps them on for the rest of the file).
+fits = pytest.mark.usefixtures("users_programs")
 
 RATES = np.arange(2.0, 40.1, 2.0)          # WL-C / WL-D rates [Hz]
 START = (0.3, 300.0, 300.0)                # WL-D fixed start
@@ -144,7 +146,9 @@ def test_poisson_intervals_are_geometric_with_the_right_mean():
 def test_loss_gradient_matches_central_finite_differences(x64, mode):
     kw = dict(mode=mode)
     if mode == "poisson":
-        kw.update(key=jax.random.key(5), n_trains=8)
+        # one train per rate: the loss program of the other two modes (the mode is traced, the
+        # shapes are the same), here on random intervals
+        kw.update(key=jax.random.key(5), n_trains=1)
     target = np.asarray(stp_ratio(STF, RATES, **kw))
     at = STPParams(0.35, 150.0, 400.0)
     grad = jax.grad(lambda p: ratio_loss(p, RATES, target, **kw))(at)
@@ -158,20 +162,22 @@ def test_loss_gradient_matches_central_finite_differences(x64, mode):
 
 
 # --------------------------------------------------------------------------------------
-# Recovery (20 rates: one compiled configuration)
+# Recovery (20 rates: one compiled configuration; the dataset fits at 8 rates: the few-rates one)
 # --------------------------------------------------------------------------------------
 
 
-def test_traced_targets_vmap_over_bootstrap_samples():
+def test_traced_targets_vmap_over_bootstrap_samples(x64):
     # ratio_loss accepts traced targets: a vmap over 5 noisy targets equals 5 separate calls
+    # (float64: the separate calls run the program of the finite-difference test above)
     clean = tutorial_target(STD)
-    targets = clean + 0.01 * np.asarray(jax.random.normal(jax.random.key(0), (5, RATES.size)))
+    targets = clean + 0.01 * np.random.default_rng(0).standard_normal((5, RATES.size))
     vm = np.asarray(jax.vmap(lambda t: ratio_loss(STF, RATES, t))(jnp.asarray(targets)))
     one = np.array([float(ratio_loss(STF, RATES, t)) for t in targets])
     np.testing.assert_allclose(vm, one, rtol=1e-6)
     assert np.all(vm > 0) and np.ptp(vm) > 0
 
 
+@fits
 @pytest.mark.parametrize("true", [STD, STF], ids=["STD", "STF"])
 def test_recovery_from_fixed_start_wl_d(true):
     steps = []
@@ -200,6 +206,7 @@ def test_recovery_from_fixed_start_wl_d(true):
     assert steps and steps[0][0] == 10 and [s for s, _ in steps] == sorted(s for s, _ in steps)
 
 
+@fits
 def test_recovery_from_fixed_start_exact_mode():
     target = np.asarray(stp_ratio(STF, RATES, mode="exact"))
     res = fit_stp(RATES, target, init=START, mode="exact")
@@ -208,6 +215,7 @@ def test_recovery_from_fixed_start_exact_mode():
     assert res.summary()["mode"] == "exact" and res.summary()["units"]["tau_d"] == "ms"
 
 
+@fits
 def test_a_single_start_ends_in_a_local_minimum_and_says_so():
     # A strongly facilitating synapse: some grid starts end in poor local optima; each of them is
     # flagged, and the best start recovers the synapse.
@@ -228,36 +236,44 @@ def test_a_single_start_ends_in_a_local_minimum_and_says_so():
     assert bool(again.start_local_minimum[0]) and int(again.best_start) != 0
 
 
+#: The 8 rates of the few-rates tests below (2-40 Hz); a dataset of two curves at these rates
+#: is the compiled program of those tests too.
+RATES8 = np.array([2.0, 5.0, 8.0, 10.0, 15.0, 20.0, 30.0, 40.0])
+
+
+@fits
 def test_dataset_fit_recovers_literature_synapses_and_equals_individual_fits():
     names = sorted(LITERATURE)
-    curves = np.stack([tutorial_target(STPParams(*LITERATURE[k])) for k in names])
-    data = fit_stp_dataset(RATES, curves)
-    assert np.shape(data.params.U0) == (len(names),)
-    for i, name in enumerate(names):
-        true = LITERATURE[name]
-        got = STPParams(*(np.asarray(f)[i] for f in data.params))
-        assert np.all(np.abs(rel_err(got, true)) < 0.01), (name, got)
-        assert float(data.rmse[i]) < 1e-4 and bool(data.converged[i])
-        assert np.all([bool(np.asarray(f)[i]) for f in data.identifiable]), name
-        assert int(data.n_near_optimal[i]) >= 2  # several starts agree on the optimum
-    for i in (0, 3):  # the same as fitting each curve alone
-        one = fit_stp(RATES, curves[i])
-        for field in ("params", "interval"):
-            np.testing.assert_allclose(np.array(getattr(one, field)),
-                                       np.array(getattr(data, field))[:, i], rtol=1e-3,
-                                       err_msg=field)
-        np.testing.assert_allclose(np.asarray(one.fitted_ratio), np.asarray(data.fitted_ratio)[i],
-                                   rtol=1e-5)
+    curves = np.stack([tutorial_target(STPParams(*LITERATURE[k]), RATES8) for k in names])
+    for first in (0, 2, 4):                     # two synapses per call
+        data = fit_stp_dataset(RATES8, curves[first:first + 2])
+        assert np.shape(data.params.U0) == (2,)
+        for j, name in enumerate(names[first:first + 2]):
+            true = LITERATURE[name]
+            got = STPParams(*(np.asarray(f)[j] for f in data.params))
+            assert np.all(np.abs(rel_err(got, true)) < 0.01), (name, got)
+            assert float(data.rmse[j]) < 1e-4 and bool(data.converged[j])
+            assert np.all([bool(np.asarray(f)[j]) for f in data.identifiable]), name
+            assert int(data.n_near_optimal[j]) >= 2  # several starts agree on the optimum
+        for i in sorted({0, 3} & {first, first + 1}):     # the same as fitting each curve alone
+            j = i - first
+            one = fit_stp(RATES8, curves[i])
+            for field in ("params", "interval"):
+                np.testing.assert_allclose(np.array(getattr(one, field)),
+                                           np.array(getattr(data, field))[:, j], rtol=1e-3,
+                                           err_msg=field)
+            np.testing.assert_allclose(np.asarray(one.fitted_ratio),
+                                       np.asarray(data.fitted_ratio)[j], rtol=1e-5)
     with pytest.raises(ValueError, match="target_ratios"):
-        fit_stp_dataset(RATES, curves[0])
+        fit_stp_dataset(RATES8, curves[0])
 
 
 def _noisy(true, sd, seed, rates=RATES):
     clean = tutorial_target(STPParams(*true), rates)
-    return clean, clean + sd * np.asarray(jax.random.normal(jax.random.key(seed), clean.shape),
-                                          dtype=float)
+    return clean, clean + sd * np.random.default_rng(seed).standard_normal(clean.shape)
 
 
+@fits
 def test_noisy_targets_fit_within_noise_and_intervals_widen():
     true = (0.5, 100.0, 50.0)
     width_prev = None
@@ -284,8 +300,9 @@ def test_noisy_targets_fit_within_noise_and_intervals_widen():
 # --------------------------------------------------------------------------------------
 
 
+@fits
 def test_compiles_once_across_targets_noise_modes_and_n_spike():
-    fit_stp(RATES, tutorial_target(STD))
+    fit_stp(RATES, tutorial_target(STD), interval="none")   # compiled (the intervals run it too)
     before = optimise._run_chunk._cache_size()
     fit_stp(RATES, tutorial_target(STF), noise_sd=0.01)
     fit_stp(RATES, np.asarray(stp_ratio(STF, RATES, mode="exact", n_spike=12)), mode="exact",
@@ -294,6 +311,7 @@ def test_compiles_once_across_targets_noise_modes_and_n_spike():
     assert optimise._run_chunk._cache_size() == before
 
 
+@fits
 def test_ctrl_c_ends_the_fit_with_a_partial_result():
     calls = []
 
@@ -312,13 +330,15 @@ def test_ctrl_c_ends_the_fit_with_a_partial_result():
     assert calls == [10, 20]
 
 
+@fits
 def test_progress_every_reuses_the_compiled_program():
     """``progress_every`` is a Python-side stop, not a size of the compiled program."""
     from jaxlif.fitting import optimise
-    fit_stp(RATES, tutorial_target(STF), init=START, progress_every=10)
+    # (no intervals: the optimiser loop is what reports progress)
+    fit_stp(RATES, tutorial_target(STF), init=START, progress_every=10, interval="none")
     compiled = optimise._run_chunk._cache_size()
     steps = []
-    fit_stp(RATES, tutorial_target(STF), init=START, progress_every=7,
+    fit_stp(RATES, tutorial_target(STF), init=START, progress_every=7, interval="none",
             progress=lambda step, best, n_done: steps.append(step))
     assert optimise._run_chunk._cache_size() == compiled
     assert steps[:3] == [7, 14, 21] and steps == sorted(steps)
@@ -327,12 +347,13 @@ def test_progress_every_reuses_the_compiled_program():
                                 progress_every=0)
 
 
+@fits
 def test_progress_of_two_threads_reaches_its_own_callback():
     seen = {"a": [], "b": []}
     out = {}
 
     def run(name, target):
-        out[name] = fit_stp(RATES, target, progress_every=10,
+        out[name] = fit_stp(RATES, target, progress_every=10, interval="none",
                             progress=lambda step, best, n: seen[name].append(float(best[0])))
 
     threads = [threading.Thread(target=run, args=("a", tutorial_target(STD))),
@@ -347,6 +368,7 @@ def test_progress_of_two_threads_reaches_its_own_callback():
         assert seen[name][-1] == pytest.approx(float(out[name].rmse), abs=1e-6)
 
 
+@fits
 def test_huge_max_steps_allocates_nothing_per_step():
     res = fit_stp(RATES, tutorial_target(STD), max_steps=10 ** 8)
     assert np.asarray(res.history).size <= 1000 and bool(res.converged)
@@ -359,6 +381,7 @@ def test_huge_max_steps_allocates_nothing_per_step():
 RATES4 = np.array([5.0, 10.0, 20.0, 40.0])
 
 
+@fits
 def test_single_rate_is_flagged_unidentifiable():
     # Even with the noise level known, one number cannot fix three parameters.
     res = fit_stp([20.0], tutorial_target(STD, [20.0]), noise_sd=0.01)
@@ -374,6 +397,7 @@ def test_single_rate_is_flagged_unidentifiable():
     assert summary["notes"] == list(res.notes)
 
 
+@fits
 def test_fewer_rates_than_free_parameters_is_never_converged():
     # 3 rates, noise estimated: U0, tau_d, tau_f and the noise sd are 4 free parameters; the
     # curve is fitted exactly (the fit looks perfect), yet nothing is determined
@@ -387,6 +411,21 @@ def test_fewer_rates_than_free_parameters_is_never_converged():
     assert res.notes == ()
 
 
+def test_curves_at_1_to_8_rates_run_one_program():
+    # stp_ratio pads the rates to a multiple of 8, as the fits do: one compiled model (the fits'
+    # own, already compiled above) for any 1-8 rates, and each rate's value is its own
+    from jaxlif.fitting.ratio import _kernel_jit
+    four = np.asarray(stp_ratio(STD, RATES4))
+    compiled = _kernel_jit._cache_size()
+    three = np.asarray(stp_ratio(STD, RATES4[:3]))
+    one = np.asarray(stp_ratio(STD, [20.0]))
+    assert _kernel_jit._cache_size() == compiled
+    assert three.shape == (3,) and one.shape == (1,)
+    np.testing.assert_array_equal(three, four[:3])
+    np.testing.assert_array_equal(one, four[2:3])
+
+
+@fits
 def test_issue_example_four_rates_two_percent_noise_is_honest():
     # issue 8: true (0.4, 200, 100); the old fit printed U0 = 0.122 +/- 0.002 (100 errors off)
     res = fit_stp(RATES4, [0.8569, 0.6957, 0.4685, 0.2904])
@@ -397,6 +436,7 @@ def test_issue_example_four_rates_two_percent_noise_is_honest():
     assert float(res.noise_sd) > 0 and bool(res.converged)
 
 
+@fits
 def test_local_minimum_from_a_single_start_is_reported():
     target = np.asarray(stp_ratio(STD, RATES4))
     res = fit_stp(RATES4, target, init=(0.01, 100.0, 50.0))
@@ -407,6 +447,7 @@ def test_local_minimum_from_a_single_start_is_reported():
     assert np.all(np.abs(rel_err(res.params, STD)) < 0.01) and bool(res.converged)
 
 
+@fits
 def test_impossible_target_is_reported_as_not_reproducible():
     for rates, target in ((RATES4, [100.0] * 4), ([20.0], [100.0])):
         res = fit_stp(rates, target)
@@ -417,6 +458,7 @@ def test_impossible_target_is_reported_as_not_reproducible():
     assert bool(ok.reproduces_data) and bool(ok.converged)
 
 
+@fits
 @pytest.mark.slow
 def test_poisson_mode_recovers_parameters_with_common_random_numbers():
     key = jax.random.key(11)
@@ -488,6 +530,7 @@ def test_model_functions_validate_too():
         jax.vmap(lambda t: ratio_loss(STD, RATES, t))(jnp.ones((3, 19)))
 
 
+@fits
 def test_profile_endpoints_are_verified_and_always_settle():
     # Noisy 8-rate curves (3 %) where the endpoint search used to stop short of values the
     # likelihood-ratio criterion accepts (deviance at the true value, best of 16 starts, below
@@ -496,18 +539,19 @@ def test_profile_endpoints_are_verified_and_always_settle():
     #   infinity ended the interval at 101.7 ms (a false crossing); curve 66 likewise (189 ms);
     # - curves 36 and 21: an endpoint was never settled (NaN), e.g. the lower end of tau_f of
     #   curve 36, whose deviance at 100 ms is 0.03.
-    rates = [2.0, 5.0, 8.0, 10.0, 15.0, 20.0, 30.0, 40.0]
+    rates = RATES8
     truth = np.array([0.4, 200.0, 100.0])
     clean = np.asarray(stp_ratio(STPParams(*truth), rates), float)
     noise = np.asarray(jax.random.normal(jax.random.key(11), (200, 8), jnp.result_type(float)))
     targets = np.maximum(clean + 0.03 * noise, 1e-3)
     for pair in ([50, 36], [66, 21]):
-        fit = fit_stp_dataset(rates, targets[pair])     # 2 curves: the program of the test below
+        fit = fit_stp_dataset(rates, targets[pair])     # 2 curves: the program of two other tests
         iv = np.stack([np.asarray(v) for v in fit.interval], axis=1)   # (2, 3 params, 2)
         assert not np.isnan(iv).any(), iv
         assert np.all((iv[..., 0] <= truth) & (truth <= iv[..., 1])), (pair, iv)
 
 
+@fits
 def test_a_wide_problem_does_not_unsettle_another_problems_interval():
     # Noisy 4-rate curves: curve 87's Wald interval of tau_f spans 18 decades, curve 2's is narrow.
     # Fitted together, each gets the interval it gets alone (the endpoint search of one problem

@@ -14,7 +14,8 @@ tabulates, per model::
 plus each full fit's goodness of fit (``reproduces_data``, ``gof_pvalue``).  AIC and BIC reward fit
 and penalise parameters; cross-validation asks the question that matters for a plasticity model:
 does it predict a protocol it has not seen?  All models of one family (the three TM variants;
-SRP) and all folds run in one vmapped optimiser call.
+SRP) run in one vmapped optimiser call, and the cross-validation in one such call per held-out
+protocol: the same problem shapes, so the folds reuse the full fits' compiled programs.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from jaxlif._host import device_array
 from jaxlif.fitting import trains as T
 from jaxlif.fitting.data import TrainData
 from jaxlif.fitting.models import Model, get_model
@@ -148,24 +150,28 @@ def compare_models(spike_times_ms: TrainData | ArrayLike | Sequence[Any],
 def _cross_validate(fam, family, rows, spec, n_prot, max_steps) -> dict:
     """Held-out-protocol scores of the models ``fam`` (one layout ``family``):
     ``{name: (nll, rmse, pred)}``."""
-    models, masks, held = [], [], []
+    models, held = [], []
     mask = rows["mask"][0]
-    for m in fam:
-        for p in range(n_prot):
-            train = mask.copy()
-            train[p] = False
-            models.append(m)
-            masks.append(train)
-            held.append(p)
-    arr = T._arrays(rows, np.zeros(len(models), int), models, spec, masks=np.stack(masks))
-    first = T.first_means(rows, np.zeros(len(models), int), np.stack(masks))
-    sol = T._solve(arr, family, models, [T.model_starts(m, rows["times"]) for m in models],
-                   interval="none",
-                   level=0.95, max_rel=0.5, max_steps=max_steps, progress=None, spec=spec,
-                   groups=np.array(held), first_mean=first)
     dtype = jnp.result_type(float)
-    _, A, noise, mean, _, sd_pulse = (np.asarray(v, dtype=float) for v in T._evaluate(
-        jnp.asarray(sol["theta"], dtype), arr, family=T._as_layout(family, models, spec)))
+    fits = []
+    # One call per held-out protocol, fitting every model of the family on the other protocols:
+    # the problems of one call have the shapes of the full fits (one problem per model), so the
+    # folds run the full fits' compiled programs.
+    zeros = np.zeros(len(fam), int)
+    for p in range(n_prot):
+        train = mask.copy()
+        train[p] = False
+        masks = np.repeat(train[None], len(fam), axis=0)
+        arr = T._arrays(rows, zeros, fam, spec, masks=masks)
+        sol = T._solve(arr, family, fam, [T.model_starts(m, rows["times"]) for m in fam],
+                       interval="none", level=0.95, max_rel=0.5, max_steps=max_steps,
+                       progress=None, spec=spec, groups=zeros,
+                       first_mean=T.first_means(rows, zeros, masks))
+        fits.append([np.asarray(v, dtype=float) for v in T._evaluate(
+            device_array(sol["theta"], dtype), arr, family=T._as_layout(family, fam, spec))])
+        models += fam
+        held += [p] * len(fam)
+    _, A, noise, mean, _, sd_pulse = (np.concatenate(v) for v in zip(*fits))
     y = rows["y"][0]
     sd_given = None if rows["sd"] is None else rows["sd"][0]
     out = {}

@@ -67,6 +67,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlif import _executables
+from jaxlif._host import device_array
 
 __all__ = ["MinimiseResult", "minimise", "minimise_lanes", "evaluate_lanes", "MultiStart",
            "multistart", "FitInterrupted"]
@@ -300,9 +301,10 @@ def _grid(theta0, owner, free, batched, min_slots):
 
 def _scalars(floor, patience, rel_improve, abs_improve, gtol, gtol_rel=0.0):
     dtype = jnp.result_type(float)
-    return (jnp.asarray(floor, dtype), jnp.asarray(patience, jnp.int32),
-            jnp.asarray(rel_improve, dtype), jnp.asarray(abs_improve, dtype),
-            jnp.asarray(gtol, dtype), jnp.asarray(gtol_rel, dtype))
+    # transfers, not compiled conversions
+    return (device_array(floor, dtype), device_array(patience, jnp.int32),
+            device_array(rel_improve, dtype), device_array(abs_improve, dtype),
+            device_array(gtol, dtype), device_array(gtol_rel, dtype))
 
 
 #: Most optimiser steps in one call of the compiled program (a static size: the history buffer).
@@ -321,7 +323,7 @@ def evaluate_lanes(objective: Callable, theta, owner, batched, shared=None, *, f
     """Objective and gradient at ``theta (B, D)`` through the optimiser's own compiled program
     (no step taken; no extra compilation when the slot count matches a fit's)."""
     lanes, fr, pos = _grid(theta, owner, free, batched, min_lanes)
-    lanes, _, _ = _chunk(objective, lanes, batched, shared, fr, jnp.asarray(0, jnp.int32),
+    lanes, _, _ = _chunk(objective, lanes, batched, shared, fr, device_array(0, jnp.int32),
                          *_scalars(-np.inf, 1, 0.0, 0.0, -1.0))
     return (np.asarray(lanes.value, dtype=float)[pos],
             np.asarray(lanes.grad, dtype=float)[pos])
@@ -349,7 +351,7 @@ def minimise_lanes(objective: Callable, theta0, owner, batched, shared=None, *, 
         while steps < max_steps:
             # stop at the next multiple of progress_every (the program stops itself after CHUNK)
             next_report = (steps // progress_every + 1) * progress_every
-            left = jnp.asarray(min(max_steps, next_report) - steps, jnp.int32)
+            left = device_array(min(max_steps, next_report) - steps, jnp.int32)
             lanes, hist, n = _chunk(objective, lanes, batched, shared, fr, left, *scalars)
             n = int(n)
             steps += n

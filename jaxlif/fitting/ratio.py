@@ -25,9 +25,11 @@ Three modes:
     ``p = rate*dt/1000``, Euler), with *common random numbers*: the intervals are drawn once from
     ``key`` and held fixed, so the curve is a smooth function of the parameters.
 
-One compiled program serves every rate set of a given size, both regular modes, every ``dt``,
-``tau_syn`` and every ``n_spike`` up to the next multiple of 16 (trains are padded to that
-length and the ratio is read at the traced index ``m``).
+One compiled program serves every set of 1-8 rates (9-16, ...: the rates are padded to a
+multiple of 8, as in the fits), both regular modes, every ``dt``, ``tau_syn`` and every
+``n_spike`` up to the next multiple of 16 (trains are padded to that length and the ratio is
+read at the traced index ``m``).  (:func:`ratio_loss` is not padded: one program per number of
+rates.)
 
 Units: rates [Hz], time constants and dt [ms]; ratios are dimensionless.
 """
@@ -54,6 +56,8 @@ __all__ = ["MODES", "stp_ratio", "ratio_loss", "ratio_curve_poisson", "poisson_i
 MODES = ("tutorial", "exact", "poisson")
 
 _BUCKET = 16
+#: Rates are padded to a multiple of this (:func:`pad_rates`).
+RATE_BUCKET = 8
 
 
 def _padded_length(n_spike: int) -> int:
@@ -240,6 +244,15 @@ def kernel_inputs(rates, mode, dt, n_spike, key=None, n_trains=64):
     return (device_array(isi, dtype), device_array(m, np.int32), device_array(mode != "exact"))
 
 
+def pad_rates(isi) -> jax.Array:
+    """``isi (R, T, M-1)`` padded along the rates to a multiple of :data:`RATE_BUCKET` with
+    copies of the first rate, so that curves at 1-8 rates, 9-16 rates ... run one compiled
+    program (:func:`stp_ratio` drops the padded rates, :func:`~jaxlif.fit_stp` weights them 0)."""
+    isi = np.asarray(isi)
+    pad = -isi.shape[0] % RATE_BUCKET
+    return device_array(np.concatenate([isi, np.broadcast_to(isi[:1], (pad,) + isi.shape[1:])]))
+
+
 # --------------------------------------------------------------------------------------
 # Public model and loss
 # --------------------------------------------------------------------------------------
@@ -269,7 +282,12 @@ def stp_ratio(params: STPParams, rates_hz: ArrayLike | Sequence[float], *, mode:
     check_model_params(params, dt, mode)
     isi, m, euler = kernel_inputs(rates, mode, dt, n_spike, key, n_trains)
     dtype = isi.dtype
-    return _kernel_jit(params, isi, m, euler, jnp.asarray(dt, dtype), jnp.asarray(tau_syn, dtype))
+    # concrete parameters as arrays of the working dtype: the signature of the fits' own calls
+    params = STPParams(*(x if isinstance(x, jax.core.Tracer) else device_array(x, dtype)
+                         for x in params))
+    out = _kernel_jit(params, pad_rates(isi), m, euler, device_array(dt, dtype),
+                      device_array(tau_syn, dtype))
+    return out[:rates.size]
 
 
 def ratio_curve_poisson(params: STPParams, rates_hz: ArrayLike | Sequence[float], *, key: jax.Array,

@@ -39,7 +39,7 @@ from jaxlif.fitting import uncertainty as unc
 from jaxlif.fitting.models import get_model
 from jaxlif.fitting.optimise import FitInterrupted, multistart
 from jaxlif.fitting.ratio import (_kernel, _kernel_jit, check_common, check_noise_sd,
-                                  check_rates, kernel_inputs, tau_min, weights)
+                                  check_rates, kernel_inputs, pad_rates, tau_min, weights)
 from jaxlif.plasticity import STPParams
 
 __all__ = ["FitResult", "fit_stp", "fit_stp_dataset", "default_starts", "check_target"]
@@ -330,9 +330,8 @@ def fit_stp(rates_hz: ArrayLike | Sequence[float], target_ratio: ArrayLike | Seq
     w = np.ones(n) if sd is None else weights(sd)
     # Rates are padded to a multiple of 8 (weight 0), so that fits at 1-8 rates, 9-16 rates ...
     # share one compiled program.
-    pad = -n % 8
-    isi = np.asarray(isi)
-    isi = device_array(np.concatenate([isi, np.broadcast_to(isi[:1], (pad,) + isi.shape[1:])]))
+    isi = pad_rates(isi)
+    pad = isi.shape[0] - n
     shared = (isi, m, euler, device_array(dt, dtype), device_array(tau_syn, dtype),
               device_array(tmin, dtype))
     batched = (device_array(np.pad(target2, ((0, 0), (0, pad)), constant_values=1.0), dtype),

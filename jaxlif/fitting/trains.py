@@ -41,6 +41,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxlif import _checks
+from jaxlif._host import device_array
 from jaxlif import constraints as C
 from jaxlif.fitting import likelihood as lk
 from jaxlif.fitting import uncertainty as unc
@@ -392,8 +393,8 @@ def _arrays(rows: dict, idx, models, spec: lk.NoiseSpec, masks=None) -> _Arrays:
     mask = rows["mask"][idx] if masks is None else np.asarray(masks)
     sd = None if rows["sd"] is None else rows["sd"][idx]
     st = lk.stats(rows["y"][idx], mask, sd=sd, cv=rows["cv"])
-    return _Arrays(jnp.asarray(rows["delta"][idx], dtype),
-                   lk.Stats(*(jnp.asarray(v, dtype) for v in st)), jnp.asarray(flags))
+    return _Arrays(device_array(rows["delta"][idx], dtype),
+                   lk.Stats(*(device_array(v, dtype) for v in st)), device_array(flags))
 
 
 #: Largest |argument| of the SRP sigmoid at any spike of the data at a default start.
@@ -503,9 +504,9 @@ def _screen_starts(lay: Layout, models, starts, n_grid, arr: _Arrays, first_mean
     cand = [start_candidates(models[p], K) for p in todo]
     theta = np.stack([_family_theta(models[p], c, lay, first_mean[p])
                       for p, c in zip(todo, cand)])
-    sub = jax.tree_util.tree_map(lambda x: x[np.asarray(todo)], arr)
+    sub = jax.tree_util.tree_map(lambda x: device_array(np.asarray(x)[todo]), arr)
     dtype = jnp.result_type(float)
-    values = np.asarray(_screen_values(jnp.asarray(theta, dtype), sub, lay=lay), dtype=float)
+    values = np.asarray(_screen_values(device_array(theta, dtype), sub, lay=lay), dtype=float)
     for i, p in enumerate(todo):
         k = n_grid[p]
         n = SCREEN_FACTOR * k                       # this model's own number of candidates
@@ -608,7 +609,7 @@ def _nested_refit(objective, arr, family, models, groups, sol_theta, sol_loss, m
     for i, (p, _) in enumerate(pairs):
         active[i] = active_all[p] if active_all is not None else False
         active[i, list(models[p].coords)] = True
-    n_pts = float(np.min(np.asarray(jnp.sum(arr.st.count, axis=(1, 2)))))
+    n_pts = float(np.min(_n_points(arr)))
     th, loss, *_ = minimise_lanes(objective, np.array(starts), owner, arr, None, free=active,
                                   max_steps=max_steps,
                                   **_stop_rules(n_pts, lay.noise == "gamma_kernel"),
@@ -628,6 +629,11 @@ def _active(lay: Layout, models, normalised) -> np.ndarray:
     return active
 
 
+def _n_points(arr: _Arrays) -> np.ndarray:
+    """Amplitudes of each problem (summed on the host: no compiled program)."""
+    return np.asarray(arr.st.count, dtype=float).sum(axis=(1, 2))
+
+
 def _solve(arr: _Arrays, family, models, starts, *, interval, level, max_rel, max_steps,
            progress, spec: lk.NoiseSpec, groups=None, first_mean=None, n_grid=None) -> dict:
     """Fit every problem (row of ``arr``) from its starts; intervals and flags.  Problems with
@@ -645,13 +651,13 @@ def _solve(arr: _Arrays, family, models, starts, *, interval, level, max_rel, ma
                             [len(s) for s in starts] if n_grid is None else list(n_grid), arr, fm)
     thetas = [_family_theta(m, s, lay, fm[p]) for p, (m, s) in enumerate(zip(models, starts))]
     owner = np.concatenate([np.full(len(t), p) for p, t in enumerate(thetas)])
-    normalised = np.asarray(arr.flags[:, 3])
+    normalised = np.asarray(arr.flags)[:, 3]
     active = _active(lay, models, normalised)
     theta0 = np.concatenate(thetas)
     # slots per problem: enough for the starts, the curvature (9) and the profile fits (two
     # per side and parameter), so that all of them run one compiled program
     lanes = max(int(np.bincount(owner).max()), 9, 4 * int(active.sum(axis=1).max()))
-    n_pts = float(np.min(np.asarray(jnp.sum(arr.st.count, axis=(1, 2)))))
+    n_pts = float(np.min(_n_points(arr)))
     th, loss, n_steps, _, steps, interrupted, _ = minimise_lanes(
         objective, theta0, owner, arr, None, free=active[owner], max_steps=max_steps,
         **_stop_rules(n_pts, lay.noise == "gamma_kernel"), progress=progress, min_lanes=lanes)
@@ -683,7 +689,7 @@ def _solve(arr: _Arrays, family, models, starts, *, interval, level, max_rel, ma
     best = np.argmin(start_loss, axis=1)
     rows = np.arange(P)
     theta, loss_best = start_theta[rows, best], start_loss[rows, best]
-    n = np.asarray(jnp.sum(arr.st.count, axis=(1, 2)), dtype=float)
+    n = _n_points(arr)
     p = np.array([m.n_params for m in models]) + np.where(normalised, 0, 1)
     if lay.noise_dim:
         p = p + lay.noise_dim - 1
@@ -736,7 +742,7 @@ def _results(family, models, arr: _Arrays, sol: dict, rows_y, times, spec, inter
     dtype = jnp.result_type(float)
     lay = _as_layout(family, models, spec)
     value, A, sd, mean, sat, sd_pulse = (np.asarray(v, dtype=float) for v in _evaluate(
-        jnp.asarray(sol["theta"], dtype), arr, family=lay))
+        device_array(sol["theta"], dtype), arr, family=lay))
     c = np.broadcast_to(np.asarray(c, dtype=float), value.shape)
     # back to the data's unit: the density of y = c y' is p(y') / c
     A, mean, sd_pulse = A * c, mean * c[:, None, None], sd_pulse * c[:, None, None]
@@ -988,34 +994,51 @@ def train_loss(params: Any, spike_times_ms: ArrayLike | Sequence[Any],
     t = check_spike_times("spike_times_ms", spike_times_ms)
     if t.ndim != 2:
         raise ValueError(f"spike_times_ms must have shape (n_protocols, n_spikes), got {t.shape}")
-    dtype = jnp.result_type(float)
-    y = jnp.asarray(amplitudes, dtype)
-    if y.ndim != 3 or (y.shape[0], y.shape[2]) != t.shape:
+    y_shape = jnp.shape(amplitudes)
+    if len(y_shape) != 3 or (y_shape[0], y_shape[2]) != t.shape:
         raise ValueError(f"amplitudes must have shape (n_protocols={t.shape[0]}, n_sweeps, "
-                         f"n_spikes={t.shape[1]}), got {y.shape}")
+                         f"n_spikes={t.shape[1]}), got {tuple(y_shape)}")
     concrete = _checks._concrete(amplitudes)
-    mask = np.broadcast_to(~np.isnan(t)[:, None, :], y.shape)
+    mask = np.broadcast_to(~np.isnan(t)[:, None, :], y_shape)
     if concrete is not None:
         mask = mask & np.isfinite(np.asarray(concrete, float))
     d = np.diff(t, axis=-1)
-    sd = None if noise_sd is None else jnp.broadcast_to(jnp.asarray(noise_sd, dtype), y.shape)
-    st = lk.stats(jnp.where(mask, y, 0.0), jnp.asarray(mask), sd=sd, cv=noise_cv, xp=jnp)
-    flags = jnp.asarray([m.tie_f, m.zero_f, *spec.flags()])
-    arr = _Arrays(jnp.asarray(np.where(np.isfinite(d), d, 1.0), dtype),
-                  lk.Stats(*(jnp.asarray(v, dtype) for v in st)), flags)
-    vec = m.family_vector(params)
     lay = layout_of(m, noise, noise_taus)
     if kernel:
+        if len(noise_params.c) != len(lay.noise_taus):
+            raise ValueError(f"noise_params.c has {len(noise_params.c)} amplitudes for "
+                             f"{len(lay.noise_taus)} SD time constants {lay.noise_taus}")
+        noise_params = SDKernelParams(noise_params.s, noise_params.b_s, tuple(noise_params.c))
+    flags = np.array([m.tie_f, m.zero_f, *spec.flags()])
+
+    def host(x):                    # lists and scalars as NumPy (one argument, not a pytree)
+        return x if x is None or isinstance(x, jax.Array) else np.asarray(x, float)
+    return _train_loss(params, amplitudes if concrete is None else host(amplitudes), mask,
+                       np.where(np.isfinite(d), d, 1.0), flags, host(noise_sd), host(noise_cv),
+                       noise_params if kernel else None,
+                       scale if kernel and not normalise else None, m=m, lay=lay)
+
+
+@functools.partial(jax.jit, static_argnames=("m", "lay"))
+def _train_loss(params, amplitudes, mask, delta, flags, noise_sd, noise_cv, noise_params, scale,
+                *, m: Model, lay: Layout):
+    """The value of :func:`train_loss` after its checks: one compiled program per model, layout
+    and data shape (``params``, ``amplitudes`` and the noise levels traced)."""
+    dtype = jnp.result_type(float)
+    y = jnp.asarray(amplitudes, dtype)
+    sd = None if noise_sd is None else jnp.broadcast_to(jnp.asarray(noise_sd, dtype), y.shape)
+    st = lk.stats(jnp.where(mask, y, 0.0), mask, sd=sd, cv=noise_cv, xp=jnp)
+    arr = _Arrays(jnp.asarray(delta, dtype), lk.Stats(*(jnp.asarray(v, dtype) for v in st)),
+                  flags)
+    vec = m.family_vector(params)
+    if noise_params is not None:                    # noise="gamma_kernel"
         r = family_release(m.family, [vec[..., i] for i in range(m.dim)], arr.delta, m.tie_f,
                            m.zero_f, taus=lay.taus, fit_taus=lay.fit_taus)
         c = [jnp.asarray(x, dtype) for x in noise_params.c]
-        if len(c) != len(lay.noise_taus):
-            raise ValueError(f"noise_params.c has {len(c)} amplitudes for {len(lay.noise_taus)} "
-                             f"SD time constants {lay.noise_taus}")
         taus = jnp.asarray(lay.noise_taus, dtype)
         sd = noise_params.s * jax.nn.sigmoid(noise_params.b_s
                                              + kernel_drive(jnp.stack(c) / taus, taus, arr.delta))
-        A = 1.0 / r[0, 0] if normalise else scale
+        A = 1.0 / r[0, 0] if scale is None else scale          # scale None: normalised
         return lk.nll_gamma_sd(arr.st, A * r, sd)
     cons = family_constraints(m.family, lay.taus, lay.fit_taus)
     theta = jnp.stack([c.inverse(vec[i]) for i, c in enumerate(cons)])
