@@ -123,8 +123,13 @@ _stable_check_codes()
 #: that the second one finds them in the worker's memory, traced and compiled.  The shared compilation cache
 #: above saves only the compilation of a program that another worker built, not its tracing and lowering.
 FILE_GROUPS = {
-    # the 40 E + 10 I network at 60 ms: the plain run and the mean-field gradient over the whole tree
+    # the 40 E + 10 I network at 60 ms: the plain run and the mean-field gradient over the whole tree; the
+    # main job's network training at its test size (the same network builder and estimator pieces)
     "test_network_gradients.py": "network-gradients", "test_network_params.py": "network-gradients",
+    "test_train_network.py": "network-gradients",
+    # the fits' optimiser and likelihood programs (the docs' fitting page, the command line, the fits)
+    "test_cli_fit.py": "fitting", "test_docs.py": "fitting", "test_fit_trains.py": "fitting",
+    "test_fitting.py": "fitting",
 }
 
 
