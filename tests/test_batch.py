@@ -11,6 +11,7 @@ keys) and the mean output rates.  Units: ms, mV, nS, Hz.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import jax
@@ -40,6 +41,23 @@ BONUS = dict(gE_bar=4.8, gI_bar=6.4, VE=0.0, VI=-80.0, tau_syn_E=5.0, tau_syn_I=
 def _numpy(res):
     """A result with NumPy leaves (``None`` fields stay), so that the test's indexing compiles nothing."""
     return jax.tree.map(np.asarray, res)
+
+
+@contextlib.contextmanager
+def _compiled():
+    """The names of the programs compiled inside the block (XLA compilations, not cache hits)."""
+    from jax._src.dispatch import BACKEND_COMPILE_EVENT
+    names = []
+
+    def listen(event, duration, **kw):
+        if event == BACKEND_COMPILE_EVENT:
+            names.append(kw.get("fun_name"))
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        yield names
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
 
 
 def _max_abs(a, b):
@@ -196,14 +214,16 @@ def test_cond_batch_equals_step_by_step_oracle(x64):
     rate_E, rate_I = np.array([5.0, 10.0, 20.0, 40.0]), np.array([10.0, 0.0, 30.0, 10.0])
     V_th = np.array([-55.0, -54.0, -56.0, -55.0])
     params = jaxlif.CondLIFParams(neuron=jaxlif.LIFParams(V_th=V_th))
-    I = jaxlif.sinusoidal_current(40.0, T=T, dt=DT)
-    fast = jb.simulate_cond_lif_batch(key, B, params, rate_E=rate_E, rate_I=rate_I, I_inj=I, T=T, dt=DT,
-                                      record=True, stats=STATS64)
+    I = np.asarray(jaxlif.sinusoidal_current(40.0, T=T, dt=DT))
+    with _compiled() as names:
+        fast = jb.simulate_cond_lif_batch(key, B, params, rate_E=rate_E, rate_I=rate_I, I_inj=I, T=T, dt=DT,
+                                          record=True, stats=STATS64)
+    # NumPy rates, thresholds and current reach the program as they are: no small program per argument
+    assert set(names) <= {"jit(_program_jit)", "jit(_gather)"}, names
     assert fast.v.dtype == jnp.float64 and fast.v.shape == (B, 3000)
     _check_stats(fast, STATS64, TOL64)
     fast = _numpy(fast)                                  # test-side arithmetic in NumPy: nothing to compile
     counts_E, counts_I = map(np.asarray, jb.cond_lif_batch_inputs(key, B, rate_E=rate_E, rate_I=rate_I, T=T, dt=DT))
-    I = np.asarray(I)
     assert float(counts_E.sum()) > 500
     for b in range(B):                                   # a Python loop over neurons: vmap == loop
         single = jaxlif.CondLIFParams(neuron=jaxlif.LIFParams(V_th=float(V_th[b])))

@@ -78,7 +78,8 @@ def _common(key, batch_size, rate_E, rate_I, n_E, n_I, I_inj, T, dt, spiking, re
                   unroll=_checks.check_count("unroll", unroll, 1), scalar_current=np.ndim(I_inj) == 0,
                   stats=_stats_config(stats, T, dt, steps))
     dtype = jnp.dtype(jnp.result_type(float))
-    I = jnp.asarray(I_inj, dtype) if np.ndim(I_inj) == 0 else I
+    I = (jnp.asarray(I_inj, dtype) if isinstance(I_inj, jax.Array) else np.asarray(I_inj, dtype)) if np.ndim(I_inj) == 0 \
+        else I
     return dt, batch, cfg_kw, (_rate(rate_E, dtype), _rate(rate_I, dtype)), I
 
 
