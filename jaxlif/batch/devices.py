@@ -32,6 +32,7 @@ from jax.sharding import Mesh, PartitionSpec
 from jaxlif import _checks
 from jaxlif.batch.rng import _stream_keys
 from jaxlif.batch.windows import BatchResult, _Config
+from jaxlif.neurons.lif import _core_array
 
 __all__ = ["batch_mesh", "progress_bar"]
 
@@ -147,12 +148,6 @@ def _slab(a, lo: int, size: int):
                                                              + tuple(a.shape[1:]))])
 
 
-def _host_or_jax(x):
-    """An argument of the compiled program: NumPy arrays and scalars and Python numbers as they are (``jit``
-    moves them with the dtype ``jnp.asarray`` would give, weak types included, without compiling a program
-    per shape as ``jnp.asarray`` does); anything else (JAX arrays, tracers, lists) through ``jnp.asarray``."""
-    return x if isinstance(x, (np.ndarray, np.generic, bool, int, float)) else jnp.asarray(x)
-
 
 def _refuse_grad(fn, message: str):
     """``fn`` with a derivative rule that raises ``message`` (the event loops cannot be differentiated)."""
@@ -188,8 +183,8 @@ def _run(chunk_fn, key_tags, key, batch: int, tree, labels: list[str], rules: li
 
     leaves, treedef = jax.tree.flatten(tree)
     batched = [leaf if isinstance(leaf, jax.Array) else np.asarray(leaf) for leaf, f in zip(leaves, flags) if f]
-    shared = [_host_or_jax(leaf) for leaf, f in zip(leaves, flags) if not f]
-    if not jax.dtypes.issubdtype(_host_or_jax(key).dtype, jax.dtypes.prng_key):
+    shared = [_core_array(leaf) for leaf, f in zip(leaves, flags) if not f]
+    if not jax.dtypes.issubdtype(_core_array(key).dtype, jax.dtypes.prng_key):
         key = jax.random.wrap_key_data(key)             # legacy uint32[2] key: same program as a typed key
     program = _refuse_grad(partial(_program_jit, chunk_fn, treedef, tuple(flags), tuple(zip(labels, rules)), cfg,
                                    mesh, tuple(key_tags), per_call), grad_message)
@@ -198,8 +193,8 @@ def _run(chunk_fn, key_tags, key, batch: int, tree, labels: list[str], rules: li
         progress = None                                  # inside a user's jit/vmap: nothing runs yet
     for i in range(plan["n_calls"]):
         lo = i * per_call
-        parts = [_host_or_jax(_slab(a, lo, per_call)) for a in batched]
-        outs.append(program(key, np.uint32(lo), parts, shared, _host_or_jax(I)))
+        parts = [_core_array(_slab(a, lo, per_call)) for a in batched]
+        outs.append(program(key, np.uint32(lo), parts, shared, _core_array(I)))
         if progress is not None and i > 0:
             jax.block_until_ready(outs[-2].spike_count)     # the next call is already queued
             progress(min(lo, batch), batch)

@@ -137,10 +137,8 @@ def _current_array(I_inj, steps: int):
     shape = np.shape(I_inj)
     if shape not in ((), (steps,)):
         raise ValueError(f"I_inj must be a scalar or have shape ({steps},) [pA], got {shape}")
-    dtype = jnp.result_type(float)
-    if isinstance(I_inj, jax.Array):
-        return jnp.broadcast_to(jnp.asarray(I_inj, dtype), (steps,))
-    return np.broadcast_to(np.asarray(I_inj, dtype), (steps,))     # host value: nothing compiled (_core_array)
+    I = _core_array(I_inj, jnp.result_type(float))
+    return (np if isinstance(I, np.ndarray) else jnp).broadcast_to(I, (steps,))   # a host value: nothing compiled
 
 
 def simulate_cond_lif(params: CondLIFParams, n_E: jax.Array, n_I: jax.Array, I_inj: ArrayLike = 0.0, *,

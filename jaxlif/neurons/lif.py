@@ -249,14 +249,16 @@ def lif_step(params: LIFParams, state: LIFState, I: jax.Array, dt: float, *,
 
 
 def _core_array(x, dtype=None):
-    """An array argument ``x`` for a jitted core, as ``jnp.asarray(x, dtype)`` would give it, without a
-    compiled program: a JAX array (or tracer) goes through ``jnp.asarray``; a host array (NumPy, a list)
-    stays a NumPy array, which the core's ``jit`` moves to the device with the same dtype rules (float64
-    becomes float32 unless 64-bit mode is on; the same values, bit for bit).  ``jnp.asarray`` of a host
-    array compiles a small program per shape and dtype; this saves one per call shape.  For arrays, not
-    Python scalars (a NumPy scalar is not weakly typed)."""
+    """An argument ``x`` of a jitted core, as ``jnp.asarray(x, dtype)`` would give it, without a compiled
+    program: a JAX array (or tracer) goes through ``jnp.asarray``; a host value (NumPy array or scalar, a
+    list) becomes a NumPy array, which the core's ``jit`` moves to the device with the same dtype rules
+    (float64 becomes float32 unless 64-bit mode is on; the same values, bit for bit), and a Python number
+    without ``dtype`` stays as it is (weakly typed, as ``jnp.asarray`` makes it).  ``jnp.asarray`` of a
+    host array compiles a small program per shape and dtype; this saves one per call shape."""
     if isinstance(x, jax.Array):
         return jnp.asarray(x, dtype)
+    if dtype is None and isinstance(x, (bool, int, float)):
+        return x
     return np.asarray(x, dtype)
 
 
