@@ -14,17 +14,18 @@ KEY = jax.random.key(0)
 
 def test_poison_sentinels_per_dtype():
     tree = (jnp.ones(3), jnp.ones(3, jnp.int32), jnp.zeros(3, bool), jnp.ones(3, jnp.uint32), None)
-    out = _checks.poison(jnp.asarray(False), tree)
+    poison = jax.jit(_checks.poison)                   # one program for both flags
+    out = poison(False, tree)
     assert np.isnan(out[0]).all() and (out[1] == -1).all() and out[2].all()
     assert (np.asarray(out[3]) == np.iinfo(np.uint32).max).all() and out[4] is None
-    same = _checks.poison(jnp.asarray(True), tree)
+    same = poison(True, tree)
     for a, b in zip(same[:4], tree[:4]):
         np.testing.assert_array_equal(a, b)
 
 
 def test_poison_follows_a_batched_flag():
-    x = jnp.arange(6.0).reshape(3, 2)
-    out = _checks.poison(jnp.array([True, False, True]), x)
+    x = np.arange(6.0, dtype=np.float32).reshape(3, 2)
+    out = _checks.poison(np.array([True, False, True]), x)
     np.testing.assert_array_equal(np.isnan(out), [[False, False], [True, True], [False, False]])
 
 
@@ -33,7 +34,7 @@ def _cond_sim(rate):
 
 
 def test_traced_invalid_rate_is_poisoned_not_plausible():
-    out = jax.jit(jax.vmap(_cond_sim))(jnp.array([10.0, -5.0, 2e4]))
+    out = _numpy(jax.jit(jax.vmap(_cond_sim))(np.array([10.0, -5.0, 2e4], np.float32)))
     valid = jaxlif.simulate_cond_lif_poisson(KEY, rate_E=10.0, T=50.0, record=True)
     np.testing.assert_array_equal(out.spikes[0], valid.spikes)      # valid rows untouched
     np.testing.assert_allclose(out.v[0], valid.v)
@@ -70,7 +71,12 @@ def test_checked_rejects_non_callables():
 # ------------------------------------------------------------------------------------------------
 
 DT = 0.1
-ZERO50 = np.zeros(50)
+ZERO50 = np.zeros(50, np.float32)
+
+
+def _numpy(tree):
+    """NumPy leaves: the test's indexing compiles nothing."""
+    return jax.tree.map(np.asarray, tree)
 
 
 def _assert_poisoned(tree, rows):
@@ -123,8 +129,9 @@ def test_traced_U0_below_zero_poisons_every_stp_core():
     """Before: U0 = -0.5 gave a plausible g10/g1 of 24.8."""
     U0 = jnp.array([0.5, -0.5, jnp.nan])
     stp = lambda u: jaxlif.STPParams(u, 100.0, 50.0)
-    train = jnp.asarray(ZERO50).at[::7].set(1.0)
-    e, i = jnp.stack([train, train]), train[None]
+    train = ZERO50.copy()
+    train[::7] = 1.0
+    e, i = np.stack([train, train]), train[None]
 
     def cores(u):                                  # the four STP cores in one compiled program
         return (jaxlif.ratio_curve(stp(u), [10.0, 20.0]), jaxlif.ratio_curve_exact(stp(u), [10.0, 20.0]),
@@ -139,7 +146,8 @@ def test_traced_U0_below_zero_poisons_every_stp_core():
 
 def test_traced_tau_syn_below_dt_poisons_the_conductance_lif():
     """Before: tau_syn = 0.05 ms with dt = 0.1 ms gave a plausible -75.2 mV."""
-    n = jnp.asarray(ZERO50).at[10:20].set(3.0)
+    n = ZERO50.copy()
+    n[10:20] = 3.0
     sim = lambda tau: jaxlif.simulate_cond_lif(CondLIFParams(exc=SynParams(2.4, tau, 0.0)), n, n, dt=DT)
     out = jax.jit(jax.vmap(sim))(jnp.array([2.0, 0.05, -1.0]))
     _assert_rows_equal(out, sim(2.0))
@@ -147,10 +155,10 @@ def test_traced_tau_syn_below_dt_poisons_the_conductance_lif():
 
 
 def test_traced_nan_parameter_poisons_the_lif():
-    I = jnp.full(50, 800.0)
+    I = np.full(50, 800.0, np.float32)
     sim = lambda x: jaxlif.simulate_lif(LIFParams(tau_m=x[0], V_th=x[1]), I, dt=DT)
-    out = jax.jit(jax.vmap(sim))(jnp.array([[10.0, -55.0], [jnp.nan, -55.0], [10.0, jnp.nan]]))
-    _assert_rows_equal(out, sim(jnp.array([10.0, -55.0])))
+    out = _numpy(jax.jit(jax.vmap(sim))(np.array([[10.0, -55.0], [np.nan, -55.0], [10.0, np.nan]], np.float32)))
+    _assert_rows_equal(out, sim(np.array([10.0, -55.0], np.float32)))
     assert out.spikes[0].any() and not out.spikes[0].all()
     _assert_poisoned(out, [1, 2])
 
@@ -175,12 +183,13 @@ def test_traced_nonfinite_current_poisons_lif_and_cond_lif():
     """The finite check of ``I`` / ``I_inj`` runs inside the scan (and on the last, unscanned sample): a
     NaN in the middle, +inf at the end or -inf at the start each poisons its row, with or without
     ``record``; ``checked`` names the argument."""
-    I = jnp.full(50, 800.0)
-    rows = jnp.stack([I, I.at[20].set(jnp.nan), I.at[-1].set(jnp.inf), I.at[0].set(-jnp.inf)])
+    rows = np.full((4, 50), 800.0, np.float32)
+    rows[1, 20], rows[2, -1], rows[3, 0] = np.nan, np.inf, -np.inf
     lif = lambda i, record=True: jaxlif.simulate_lif(LIFParams(), i, dt=DT, record=record)
     cond = lambda i: jaxlif.simulate_cond_lif(CondLIFParams(), ZERO50, ZERO50, i, dt=DT)
     for out in (jax.jit(jax.vmap(lif))(rows), jax.jit(jax.vmap(lambda i: lif(i, False)))(rows),
                 jax.jit(jax.vmap(cond))(rows)):
+        out = _numpy(out)
         assert out.spikes[0].any() and not out.spikes[0].all()          # the valid row spikes, unpoisoned
         assert all(np.isfinite(np.asarray(leaf)[0]).all() for leaf in jax.tree.leaves(out))
         _assert_poisoned(out, [1, 2, 3])

@@ -9,6 +9,10 @@ from math import comb
 import jaxlif
 from jaxlif.inputs import _binomial_tail
 
+#: The tail as the simulators evaluate it (inside their compiled programs): one program per ``n``
+#: instead of one eager program per operation.
+_tail = jax.jit(_binomial_tail, static_argnums=1)
+
 
 def test_poisson_trains_shape_and_key_determinism():
     k = jax.random.key(0)
@@ -37,7 +41,7 @@ def test_poisson_trains_mean_count(rate):
 
 @pytest.mark.parametrize("n,p", [(80, 0.001), (20, 0.006), (5, 0.5), (3, 0.0), (4, 1.0)])
 def test_binomial_tail_is_exact(x64, n, p):
-    tail = np.asarray(_binomial_tail(jnp.float64(p), n))
+    tail = np.asarray(_tail(np.float64(p), n))
     pmf = np.array([comb(n, k) * p**k * (1 - p) ** (n - k) for k in range(n + 1)])
     want = np.array([pmf[k + 1:].sum() for k in range(n)])
     np.testing.assert_allclose(tail, want, rtol=1e-10, atol=1e-300)
@@ -86,19 +90,24 @@ def test_sinusoidal_and_dc():
 
 def test_float64_on_request(x64):
     assert jaxlif.poisson_counts(jax.random.key(0), 10.0, 8, T=1.0, dt=0.1).dtype == jnp.float64
-    assert jaxlif.white_noise_current(jax.random.key(0), 0.0, 1.0, T=1.0, dt=0.1).dtype == jnp.float64
+    # the output's type, traced without compiling the eager operations
+    noise = jax.eval_shape(lambda: jaxlif.white_noise_current(jax.random.key(0), 0.0, 1.0, T=1.0, dt=0.1))
+    assert noise.dtype == jnp.float64 and noise.shape == (10,)
 
 
 def test_binomial_count_extreme_uniforms(monkeypatch):
     """U = 0 must give the smallest count (0 for small p), not a burst: V = 1 - U lies in (0, 1]."""
     from jaxlif.inputs import binomial_count
 
-    tail = _binomial_tail(jnp.float32(0.001), 80)
+    def count(tail):      # a new function each time: traced (and compiled) with the uniform patched now
+        return float(jax.jit(lambda t: binomial_count(jax.random.key(0), 3, t))(tail))
+
+    tail = _tail(np.float32(0.001), 80)
     monkeypatch.setattr(jax.random, "uniform", lambda key, shape=(), dtype=None: jnp.zeros(shape, dtype))
-    assert float(binomial_count(jax.random.key(0), 3, tail)) == 0.0
+    assert count(tail) == 0.0
     top = 1.0 - 2.0**-24
     monkeypatch.setattr(jax.random, "uniform", lambda key, shape=(), dtype=None: jnp.full(shape, top, dtype))
-    assert float(binomial_count(jax.random.key(0), 3, tail)) >= 3.0
-    full = _binomial_tail(jnp.float32(1.0), 5)                    # p = 1: always all 5 trains
+    assert count(tail) >= 3.0
+    full = _tail(np.float32(1.0), 5)                              # p = 1: always all 5 trains
     monkeypatch.setattr(jax.random, "uniform", lambda key, shape=(), dtype=None: jnp.zeros(shape, dtype))
-    assert float(binomial_count(jax.random.key(0), 3, full)) == 5.0
+    assert count(full) == 5.0

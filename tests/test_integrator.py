@@ -99,9 +99,9 @@ def test_dc_spike_time_gradient_equals_closed_form(x64):
 
     V_inf = P.E_L + I_DC / P.g_L
     want = P.tau_m / P.g_L * (1 / (V_inf - P.V_reset) - 1 / (V_inf - P.V_th))
-    np.testing.assert_allclose(float(jax.grad(first_offset)(I_DC)), want, rtol=1e-9)
-    v_grad = jax.grad(lambda I: simulate_lif(P, jnp.full(120, I), dt=0.1, integrator="exp_euler",
-                                             spike_grad=jl.surrogates.fast_sigmoid()).v.mean())(I_DC)
+    np.testing.assert_allclose(float(jax.jit(jax.grad(first_offset))(I_DC)), want, rtol=1e-9)
+    v_grad = jax.jit(jax.grad(lambda I: simulate_lif(P, jnp.full(120, I), dt=0.1, integrator="exp_euler",
+                                                     spike_grad=jl.surrogates.fast_sigmoid()).v.mean()))(I_DC)
     assert np.isfinite(float(v_grad))
 
 
@@ -354,9 +354,10 @@ def test_stp_lif_poisson_exp_euler_equals_given_trains(x64):
     got = jl.simulate_stp_lif_poisson(key, jl.stp_lif_params(0.2), I_inj=I_COND, T=T, dt=0.1, integrator="exp_euler",
                                       **kw)
     key_E, key_I = jax.random.split(key)
-    s_E = jl.poisson_trains(key_E, kw["rate_E"], kw["n_E"], T=T, dt=0.1)
-    s_I = jl.poisson_trains(key_I, kw["rate_I"], kw["n_I"], T=T, dt=0.1)
-    assert np.asarray(s_E)[:, 0].any()
+    # as float 0/1 trains: the argument types of the test above, whose compiled program is reused
+    s_E = np.asarray(jl.poisson_trains(key_E, kw["rate_E"], kw["n_E"], T=T, dt=0.1), float)
+    s_I = np.asarray(jl.poisson_trains(key_I, kw["rate_I"], kw["n_I"], T=T, dt=0.1), float)
+    assert s_E[:, 0].any()
     want = jl.simulate_stp_lif(jl.stp_lif_params(0.2), s_E, s_I, I_COND, dt=0.1, integrator="exp_euler")
     np.testing.assert_array_equal(np.asarray(got.spikes), np.asarray(want.spikes))
     for name in ("v", "g_E", "g_I", "spike_offset"):

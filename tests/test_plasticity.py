@@ -29,10 +29,11 @@ def test_simulate_stp_multi_train_equals_oracle(x64):
 
 @pytest.mark.parametrize("k", [1, 7, 250])
 def test_silent_steps_closed_form(x64, k):
-    state = stp_step(STD, SYN, stp_init(), 1.0, 0.1)[0]
+    step = jax.jit(stp_step, static_argnums=4)          # one program for every step (the scans' step)
+    state = step(STD, SYN, stp_init(), 1.0, 0.1)[0]
     stepped = state
     for _ in range(k):
-        stepped = stp_step(STD, SYN, stepped, 0.0, 0.1)[0]
+        stepped = step(STD, SYN, stepped, 0.0, 0.1)[0]
     closed = stp_decay(STD, SYN, state, k, 0.1)
     for a, b in zip(stepped, closed):
         np.testing.assert_allclose(float(a), float(b), rtol=1e-12)
@@ -79,17 +80,21 @@ def _loss(theta, rates, target):
     return jnp.mean((g10 / g1 - target) ** 2)
 
 
+# one program each (the rates, which set the spike times, static as a tuple), not op by op
+_loss_jit, _loss_grad = jax.jit(_loss, static_argnums=1), jax.jit(jax.grad(_loss), static_argnums=1)
+
+
 @pytest.mark.parametrize("theta", [(0.3, 300.0, 300.0), (0.5, 100.0, 50.0), (0.2, 100.0, 750.0)])
 def test_ratio_curve_gradients_vs_central_differences(x64, theta):
-    rates = STF_RATES
+    rates = tuple(STF_RATES)
     g1, g10 = ratio_curve(STF, rates)
     target = np.asarray(g10 / g1) * 0.97
-    theta = jnp.asarray(theta, dtype=jnp.float64)
-    grad = np.asarray(jax.grad(_loss)(theta, rates, target))
+    theta = np.asarray(theta, dtype=np.float64)
+    grad = np.asarray(_loss_grad(theta, rates, target))
     for i, h in enumerate([1e-6, 1e-3, 1e-3]):
         e = np.zeros(3)
         e[i] = h
-        fd = (float(_loss(theta + e, rates, target)) - float(_loss(theta - e, rates, target))) / (2 * h)
+        fd = (float(_loss_jit(theta + e, rates, target)) - float(_loss_jit(theta - e, rates, target))) / (2 * h)
         assert grad[i] == pytest.approx(fd, rel=1e-5, abs=1e-12), (i, grad[i], fd)
     assert np.all(np.abs(grad) > 0)
 
@@ -97,9 +102,9 @@ def test_ratio_curve_gradients_vs_central_differences(x64, theta):
 def test_per_rate_gradients_vs_central_differences(x64):
     """Each point of the g10/g1 curve, w.r.t. each parameter."""
     rates = np.array([4.0, 20.0, 40.0])
-    f = lambda th: jnp.divide(*ratio_curve(STPParams(*th), rates)[::-1])
-    theta = jnp.array([0.3, 200.0, 400.0])
-    jac = np.asarray(jax.jacfwd(f)(theta))
+    f = jax.jit(lambda th: jnp.divide(*ratio_curve(STPParams(*th), rates)[::-1]))
+    theta = np.array([0.3, 200.0, 400.0])
+    jac = np.asarray(jax.jit(jax.jacfwd(f))(theta))
     for i, h in enumerate([1e-6, 1e-3, 1e-3]):
         e = np.zeros(3)
         e[i] = h

@@ -161,8 +161,9 @@ def test_per_step_simulators_bfloat16(drive):
     res = jaxlif.simulate_cond_lif(p, drive["n_E"], drive["n_I"], I, dt=DT)
     _same(res, jaxlif.simulate_cond_lif(p32, drive["n_E"], drive["n_I"], I32, dt=DT))
     assert res.spikes.sum() > 0
+    # the widened bfloat16 rate is a float32 array (not a weakly typed Python number): one program for both
     _same(jaxlif.simulate_cond_lif_poisson(key, p, rate_E=jnp.asarray(40.0, dtype), T=STEPS * DT, dt=DT),
-          jaxlif.simulate_cond_lif_poisson(key, p32, rate_E=40.0, T=STEPS * DT, dt=DT))
+          jaxlif.simulate_cond_lif_poisson(key, p32, rate_E=np.float32(40.0), T=STEPS * DT, dt=DT))
     (q,), (q32,) = _low_and_f32(dtype, jaxlif.STPLIFParams())
     _same(jaxlif.simulate_stp_lif(q, drive["s_E"], drive["s_I"], dt=DT),
           jaxlif.simulate_stp_lif(q32, drive["s_E"], drive["s_I"], dt=DT))

@@ -20,7 +20,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.test_util import check_grads
 
 import jaxlif
 from jaxlif import spike_stats as ss
@@ -234,6 +233,25 @@ STATS = {
 }
 
 
+def _check_first_derivatives(f, x, eps=1e-4, atol=1e-5, rtol=1e-5):
+    """``jax.test_util.check_grads(f, (x,), order=1, modes=("fwd", "rev"))`` with its tolerances (scaled
+    by the output's size, as it scales them), everything AD computes in one compiled program: the JVP
+    along a random direction ``t`` against the central difference ``(f(x + eps t) - f(x - eps t)) /
+    (2 eps)``, and the VJP of a random cotangent ``c`` through ``<t, J^T c> = <J t, c>``."""
+    t = np.random.RandomState(0).randn(*x.shape)
+    c = np.random.RandomState(1).randn(*jax.eval_shape(f, x).shape)
+
+    def derivatives(x, x_up, x_down, t, c):
+        value, jvp = jax.jvp(f, (x,), (t,))
+        return f(x), value, f(x_up), f(x_down), jvp, jax.vjp(f, x)[1](c)[0]
+
+    plain, value, up, down, jvp, vjp = map(np.asarray, jax.jit(derivatives)(x, x + eps * t, x - eps * t, t, c))
+    np.testing.assert_allclose(value, plain, rtol=rtol * plain.size, atol=atol * plain.size)      # primal
+    fd = (up - down) / (2 * eps)
+    np.testing.assert_allclose(jvp, fd, rtol=rtol * fd.size, atol=atol * fd.size)               # forward mode
+    np.testing.assert_allclose(np.vdot(t, vjp), np.vdot(fd, c), rtol=rtol, atol=atol)           # reverse mode
+
+
 @pytest.mark.parametrize("name", sorted(STATS))
 def test_derivative_with_respect_to_raster_values(name, x64):
     """Fractional rasters (0/1 plus small offsets, as a surrogate's perturbation makes them): every
@@ -241,8 +259,7 @@ def test_derivative_with_respect_to_raster_values(name, x64):
     differences in both modes."""
     rng = np.random.default_rng(6)
     s = (rng.random((3, 60)) < 0.25) + rng.uniform(-0.05, 0.05, (3, 60))
-    check_grads(jax.jit(STATS[name]), (jnp.asarray(s, jnp.float64),), order=1, modes=("fwd", "rev"), eps=1e-4,
-                atol=1e-5, rtol=1e-5)
+    _check_first_derivatives(STATS[name], s)
 
 
 def test_soft_isi_cv_derivative_follows_the_fractional_spike_picture(x64):
@@ -407,10 +424,10 @@ TRANSFORMS = {
 def test_integer_counting_refuses_to_be_differentiated(counter, transform):
     loss, replacement = COUNTERS[counter]
     f = TRANSFORMS[transform](lambda a: loss(a * _R01.astype(np.float32)))
-    a = jnp.ones(3) if transform == "vmap(grad)" else 1.0
+    a = np.ones(3, np.float32) if transform == "vmap(grad)" else 1.0
     with pytest.raises(NonDifferentiableError, match=rf"jaxlif\.{counter} counts spikes as integers.*"
                                                      rf"spike_stats\.{replacement}.*stop_gradient"):
-        f(a)
+        jax.eval_shape(f, a)            # raised while differentiating (tracing): nothing to compile
     assert issubclass(NonDifferentiableError, TypeError)
 
 
@@ -444,13 +461,14 @@ WARNED = {
 @pytest.mark.parametrize("name", sorted(WARNED))
 def test_boolean_raster_while_differentiating_warns_and_not_otherwise(name):
     f = WARNED[name]
+    # the warning is decided while tracing: the jit and grad cases are traced only (jax.eval_shape)
     with warnings.catch_warnings():
         warnings.simplefilter("error", SpikeGradWarning)
         f(_R01)                                                       # not differentiating: silent
-        jax.jit(f)(_R01)
-        jax.grad(lambda a: a * f(_R01.astype(np.float32)).sum().astype(jnp.float32))(1.0)   # float: silent
+        jax.eval_shape(jax.jit(f), _R01)
+        jax.eval_shape(jax.grad(lambda a: a * f(_R01.astype(np.float32)).sum().astype(jnp.float32)), 1.0)  # float
     with pytest.warns(SpikeGradWarning, match=r"boolean spike raster while differentiating.*spike_grad"):
-        jax.grad(lambda a: a * f(_R01).sum().astype(jnp.float32))(1.0)
+        jax.eval_shape(jax.grad(lambda a: a * f(_R01).sum().astype(jnp.float32)), 1.0)
 
 
 def test_forgotten_spike_grad_is_reported_through_jit_and_vmap():
@@ -482,7 +500,7 @@ def test_under_differentiation_sees_every_differentiating_transform():
              "grad(vmap)": (lambda f: jax.grad(lambda v: jax.vmap(f)(v).sum()), True)}
     for name, (transform, expect) in cases.items():
         seen.clear()
-        transform(fresh())(jnp.ones(2) if "vmap" in name else 1.5)
+        jax.eval_shape(transform(fresh()), np.ones(2) if "vmap" in name else 1.5)     # traced, not compiled
         assert seen and all(s is expect for s in seen), (name, seen)
     # the documented limit: a jitted function traced before it is differentiated is not traced again
     f = jax.jit(fresh())

@@ -19,23 +19,23 @@ def _run(key, rate_E=10.0, params=CondLIFParams()):
 
 def test_vmap_over_keys_equals_loop():
     keys = jax.random.split(jax.random.key(0), 4)
-    batched = jax.vmap(_run)(keys)
+    batched = jax.tree.map(np.asarray, jax.vmap(_run)(keys))    # NumPy: the indexing below compiles nothing
     for b in range(4):
         single = _run(keys[b])
         for a, s in zip(batched[:4], single[:4]):   # v, spikes, g_E, g_I (spike_offset is None under euler)
-            np.testing.assert_allclose(np.asarray(a[b]), np.asarray(s), rtol=1e-6, atol=1e-5)
+            np.testing.assert_allclose(a[b], np.asarray(s), rtol=1e-6, atol=1e-5)
 
 
 def test_vmap_over_parameters_and_rates_equals_loop():
     key = jax.random.key(1)
-    tau_m = jnp.array([5.0, 10.0, 20.0])
-    rates = jnp.array([5.0, 10.0, 20.0])
+    tau_m = np.array([5.0, 10.0, 20.0], np.float32)
+    rates = np.array([5.0, 10.0, 20.0], np.float32)
     f = lambda tm, r: _run(key, r, CondLIFParams(neuron=LIFParams(tau_m=tm)))
-    batched = jax.vmap(f)(tau_m, rates)
+    batched = jax.tree.map(np.asarray, jax.vmap(f)(tau_m, rates))
     for b in range(3):
         single = f(float(tau_m[b]), float(rates[b]))
-        np.testing.assert_array_equal(np.asarray(batched.spikes[b]), np.asarray(single.spikes))
-        np.testing.assert_allclose(np.asarray(batched.v[b]), np.asarray(single.v), atol=1e-4)
+        np.testing.assert_array_equal(batched.spikes[b], np.asarray(single.spikes))
+        np.testing.assert_allclose(batched.v[b], np.asarray(single.v), atol=1e-4)
 
 
 def test_vmap_over_input_trains_stp_lif_equals_loop():
@@ -44,11 +44,12 @@ def test_vmap_over_input_trains_stp_lif_equals_loop():
     trains_I = jax.vmap(lambda k: jaxlif.poisson_trains(k, 15.0, 2, T=T, dt=DT))(keys)
     p = jaxlif.STPLIFParams()
     sim = lambda e, i: jaxlif.simulate_stp_lif(p, e, i, dt=DT, record_synapses=False)
-    batched = jax.vmap(sim)(trains_E, trains_I)
+    batched = jax.tree.map(np.asarray, jax.vmap(sim)(trains_E, trains_I))
+    trains_E, trains_I = np.asarray(trains_E), np.asarray(trains_I)
     for b in range(3):
         single = sim(trains_E[b], trains_I[b])
-        np.testing.assert_allclose(np.asarray(batched.g_E[b]), np.asarray(single.g_E), rtol=1e-6, atol=1e-6)
-        np.testing.assert_array_equal(np.asarray(batched.spikes[b]), np.asarray(single.spikes))
+        np.testing.assert_allclose(batched.g_E[b], np.asarray(single.g_E), rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(batched.spikes[b], np.asarray(single.spikes))
 
 
 def test_stp_lif_poisson_in_scan_equals_explicit_trains(x64):
@@ -93,8 +94,9 @@ def test_grad_of_free_membrane_potential_vs_finite_differences(x64):
                           exc=SynParams(theta[0], 2.0, 0.0))
         return jnp.mean(jaxlif.simulate_cond_lif(p, n_E, n_I, dt=DT, spiking=False).v)
 
-    theta = jnp.array([2.4, 10.0, -75.0])
+    theta = np.array([2.4, 10.0, -75.0])
     grad = np.asarray(jax.grad(mean_fmp)(theta))
+    mean_fmp = jax.jit(mean_fmp)                        # the six runs: one program
     for i in range(3):
         e = np.zeros(3)
         e[i] = 1e-5
@@ -119,8 +121,8 @@ def test_dtype_preserved():
     out = _run(jax.random.key(0))
     assert out.v.dtype == jnp.float32 and out.g_E.dtype == jnp.float32 and out.spikes.dtype == jnp.bool_
     with jax.enable_x64(True):
-        out64 = _run(jax.random.key(0))
-        assert out64.v.dtype == jnp.float64
+        out64 = jax.eval_shape(_run, jax.random.key(0))       # the types the program returns, traced only
+        assert out64.v.dtype == jnp.float64 and out64.g_E.dtype == jnp.float64 and out64.spikes.dtype == jnp.bool_
 
 
 def test_no_recompilation_for_new_parameter_values():

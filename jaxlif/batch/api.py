@@ -26,7 +26,8 @@ from jaxlif.batch.rng import _stream_keys
 from jaxlif.batch.synapses import _columns, _synapse_default_window, _synapses_init, _synapses_window
 from jaxlif.batch.stats import Stats, _stats_config
 from jaxlif.batch.windows import BatchResult, _cond_chunk, _stp_chunk
-from jaxlif.neurons import CondLIFParams, _check_poisson_run, _no_threshold, check_cond_lif_params, check_integrator
+from jaxlif.neurons import (CondLIFParams, _check_poisson_run, _core_array, _no_threshold, check_cond_lif_params,
+                            check_integrator)
 from jaxlif.stp_lif import STPLIFParams, _check as _check_stp_lif_params
 
 __all__ = [
@@ -78,7 +79,7 @@ def _common(key, batch_size, rate_E, rate_I, n_E, n_I, I_inj, T, dt, spiking, re
                   unroll=_checks.check_count("unroll", unroll, 1), scalar_current=np.ndim(I_inj) == 0,
                   stats=_stats_config(stats, T, dt, steps))
     dtype = jnp.dtype(jnp.result_type(float))
-    I = jnp.asarray(I_inj, dtype) if np.ndim(I_inj) == 0 else I
+    I = _core_array(I_inj, dtype) if np.ndim(I_inj) == 0 else I
     return dt, batch, cfg_kw, (_rate(rate_E, dtype), _rate(rate_I, dtype)), I
 
 
@@ -249,10 +250,7 @@ def cond_lif_batch_inputs(key: jax.Array, batch_size: int, *, rate_E: ArrayLike 
     dtype = jnp.dtype(jnp.result_type(float))
     _classify((rate_E, rate_I), batch, {}, ["rate_E", "rate_I"])
     window = min(steps - 1, 1024 if window is None else _checks.check_count("window", window, minimum=1))
-    keys = jnp.stack([jnp.concatenate([_stream_keys(key, 2 * t), _stream_keys(key, 2 * t + 1)]) for t in (0, 1)])
-    pE_arr, pI_arr = (_rate(r, dtype) * (dt / 1000.0) for r in (rate_E, rate_I))
-    return _checks.poison(_rates_ok(rate_E, rate_I, dt, batch),
-                          _pooled_inputs(keys, pE_arr, pI_arr, batch, steps, window, n_E, n_I))
+    return _pooled_inputs(key, _rate(rate_E, dtype), _rate(rate_I, dtype), batch, steps, window, n_E, n_I, dt)
 
 
 def _rates_ok(rate_E, rate_I, dt: float, batch: int):
@@ -265,9 +263,12 @@ def _rates_ok(rate_E, rate_I, dt: float, batch: int):
     return ok
 
 
-@partial(jax.jit, static_argnums=(3, 4, 5, 6, 7))
-def _pooled_inputs(keys, p_E, p_I, batch, steps, window, n_E, n_I):
+@partial(jax.jit, static_argnums=(3, 4, 5, 6, 7, 8))
+def _pooled_inputs(key, rate_E, rate_I, batch, steps, window, n_E, n_I, dt):
+    """:func:`cond_lif_batch_inputs` as one compiled program (stream keys, laws, counts, poisoning)."""
     dtype = jnp.result_type(float)
+    keys = jnp.stack([jnp.concatenate([_stream_keys(key, 2 * t), _stream_keys(key, 2 * t + 1)]) for t in (0, 1)])
+    p_E, p_I = (r * (dt / 1000.0) for r in (rate_E, rate_I))
     n_windows = -(-(steps - 1) // window)
     cap = n_windows * window + 1
     ids = jnp.arange(batch, dtype=jnp.uint32)
@@ -282,7 +283,7 @@ def _pooled_inputs(keys, p_E, p_I, batch, steps, window, n_E, n_I):
         _, bufs = jax.lax.scan(win, _pooled_init(batch), jnp.arange(n_windows))
         counts = bufs.reshape(-1, batch)[:steps - 1].T                  # (n_windows, window, B) -> (B, steps-1)
         out.append(jnp.concatenate([jnp.zeros((batch, 1), dtype), counts], axis=1))
-    return tuple(out)
+    return _checks.poison(_rates_ok(rate_E, rate_I, dt, batch), tuple(out))
 
 
 def stp_lif_batch_trains(key: jax.Array, batch_size: int, *, rate_E: ArrayLike = 15.0,
@@ -300,16 +301,15 @@ def stp_lif_batch_trains(key: jax.Array, batch_size: int, *, rate_E: ArrayLike =
     _classify((rate_E, rate_I), batch, {}, ["rate_E", "rate_I"])
     dtype = jnp.dtype(jnp.result_type(float))
     window = min(steps - 1, 1024 if window is None else _checks.check_count("window", window, minimum=1))
-    keys = jnp.concatenate([_stream_keys(key, 4), _stream_keys(key, 5)])
-    p_E, p_I = (_rate(r, dtype) * (dt / 1000.0) for r in (rate_E, rate_I))
-    trains = _checks.poison(_rates_ok(rate_E, rate_I, dt, batch),
-                            _synapse_trains(keys, p_E, p_I, batch, steps, window, n_E, n_I, dt))
-    return trains[:, :n_E], trains[:, n_E:]
+    return _synapse_trains(key, _rate(rate_E, dtype), _rate(rate_I, dtype), batch, steps, window, n_E, n_I, dt)
 
 
 @partial(jax.jit, static_argnums=(3, 4, 5, 6, 7, 8))
-def _synapse_trains(keys, p_E, p_I, batch, steps, window, n_E, n_I, dt):
+def _synapse_trains(key, rate_E, rate_I, batch, steps, window, n_E, n_I, dt):
+    """:func:`stp_lif_batch_trains` as one compiled program (stream keys, columns, trains, poisoning)."""
     dtype = jnp.result_type(float)
+    keys = jnp.concatenate([_stream_keys(key, 4), _stream_keys(key, 5)])
+    p_E, p_I = (r * (dt / 1000.0) for r in (rate_E, rate_I))
     n_windows = -(-(steps - 1) // window)
     cap = n_windows * window + 1
     ids = jnp.arange(batch, dtype=jnp.uint32)
@@ -320,4 +320,6 @@ def _synapse_trains(keys, p_E, p_I, batch, steps, window, n_E, n_I, dt):
 
     _, bufs = jax.lax.scan(win, _synapses_init(batch, n_E + n_I, dtype), jnp.arange(n_windows))
     trains = jnp.moveaxis(bufs, 0, 2).reshape(batch, n_E + n_I, -1)[:, :, :steps - 1]
-    return jnp.concatenate([jnp.zeros((batch, n_E + n_I, 1), bool), trains.astype(bool)], axis=2)
+    trains = _checks.poison(_rates_ok(rate_E, rate_I, dt, batch),
+                            jnp.concatenate([jnp.zeros((batch, n_E + n_I, 1), bool), trains.astype(bool)], axis=2))
+    return trains[:, :n_E], trains[:, n_E:]

@@ -32,6 +32,7 @@ from jax.sharding import Mesh, PartitionSpec
 from jaxlif import _checks
 from jaxlif.batch.rng import _stream_keys
 from jaxlif.batch.windows import BatchResult, _Config
+from jaxlif.neurons.lif import _core_array
 
 __all__ = ["batch_mesh", "progress_bar"]
 
@@ -137,12 +138,15 @@ def _plan(batch: int, n_dev: int, n_steps: int, batch_chunk: int, window: int | 
 
 
 def _slab(a, lo: int, size: int):
-    """Rows ``lo .. lo+size-1`` of a per-neuron array, padded by repeating its last row."""
+    """Rows ``lo .. lo+size-1`` of a per-neuron array, padded by repeating its last row (NumPy for a
+    NumPy array: nothing to compile)."""
     part = a[lo:lo + size]
     if part.shape[0] == size:
         return part
-    return jnp.concatenate([jnp.asarray(part), jnp.broadcast_to(jnp.asarray(a[-1:]), (size - part.shape[0],)
-                                                                + tuple(a.shape[1:]))])
+    xp = np if isinstance(a, np.ndarray) else jnp
+    return xp.concatenate([xp.asarray(part), xp.broadcast_to(xp.asarray(a[-1:]), (size - part.shape[0],)
+                                                             + tuple(a.shape[1:]))])
+
 
 
 def _refuse_grad(fn, message: str):
@@ -179,8 +183,8 @@ def _run(chunk_fn, key_tags, key, batch: int, tree, labels: list[str], rules: li
 
     leaves, treedef = jax.tree.flatten(tree)
     batched = [leaf if isinstance(leaf, jax.Array) else np.asarray(leaf) for leaf, f in zip(leaves, flags) if f]
-    shared = [jnp.asarray(leaf) for leaf, f in zip(leaves, flags) if not f]
-    if not jax.dtypes.issubdtype(jnp.asarray(key).dtype, jax.dtypes.prng_key):
+    shared = [_core_array(leaf) for leaf, f in zip(leaves, flags) if not f]
+    if not jax.dtypes.issubdtype(_core_array(key).dtype, jax.dtypes.prng_key):
         key = jax.random.wrap_key_data(key)             # legacy uint32[2] key: same program as a typed key
     program = _refuse_grad(partial(_program_jit, chunk_fn, treedef, tuple(flags), tuple(zip(labels, rules)), cfg,
                                    mesh, tuple(key_tags), per_call), grad_message)
@@ -189,8 +193,8 @@ def _run(chunk_fn, key_tags, key, batch: int, tree, labels: list[str], rules: li
         progress = None                                  # inside a user's jit/vmap: nothing runs yet
     for i in range(plan["n_calls"]):
         lo = i * per_call
-        parts = [jnp.asarray(_slab(a, lo, per_call)) for a in batched]
-        outs.append(program(key, jnp.uint32(lo), parts, shared, jnp.asarray(I)))
+        parts = [_core_array(_slab(a, lo, per_call)) for a in batched]
+        outs.append(program(key, np.uint32(lo), parts, shared, _core_array(I)))
         if progress is not None and i > 0:
             jax.block_until_ready(outs[-2].spike_count)     # the next call is already queued
             progress(min(lo, batch), batch)
