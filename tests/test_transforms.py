@@ -74,6 +74,9 @@ def test_jit_equals_eager(x64):
     with jax.disable_jit():
         eager = jaxlif.simulate_cond_lif(CondLIFParams(), n_E, n_I, dt=DT)
     for a, b in zip(jitted, eager):
+        if a is None:                    # spike_offset: None under euler, in both
+            assert b is None
+            continue
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-12)
 
 
