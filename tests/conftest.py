@@ -1,6 +1,6 @@
 """Shared fixtures and the suite's settings.
 
-The suite runs on every core (``pytest-xdist``, ``-n auto --dist loadgroup`` in pyproject.toml: each test
+The suite runs on every core (``pytest-xdist``, ``-n auto --dist loadfile`` in pyproject.toml: each test
 file, or group of files that build the same programs (``FILE_GROUPS`` below), runs whole in one worker,
 so module fixtures such as the main job's quick run are computed once); most
 of its time is XLA compiling small programs, which is single-threaded, so the suite compiles with
@@ -43,7 +43,7 @@ matplotlib.use("Agg")
 #: compiled, not what it computes).  Compiling is most of the suite's time, and this compiles about 40 % faster; the
 #: compiled programs computed the same numbers bit for bit on every program compared when it was
 #: chosen (two batch simulators, a ratio fit, a Poisson run), and ``tests/test_distributed.py``
-#: checks the STP-LIF batch simulator against processes with XLA's defaults on every run (spikes,
+#: checks the STP-LIF batch simulator against a process with XLA's defaults on every run (spikes,
 #: traces and counts bit for bit; streamed means and stds, sums that any other compiled program may
 #: round differently, to 1e-6).  The batch simulators run about half as fast this way, so it
 #: is a setting for the suite, not for users.  ``JAXLIF_TEST_XLA_DEFAULTS=1`` tests with XLA's
@@ -118,8 +118,8 @@ def _stable_check_codes() -> None:
 _stable_check_codes()
 
 
-#: Test files that run in the same worker (``--dist loadgroup`` in pyproject.toml; every other file is its own
-#: group, as with ``--dist loadfile``): files that build the same programs (the same shapes and options), so
+#: Test files that run in the same worker (:func:`pytest_xdist_make_scheduler`; every other file is its own
+#: group, as with plain ``--dist loadfile``): files that build the same programs (the same shapes and options), so
 #: that the second one finds them in the worker's memory, traced and compiled.  The shared compilation cache
 #: above saves only the compilation of a program that another worker built, not its tracing and lowering.
 FILE_GROUPS = {
@@ -133,12 +133,20 @@ FILE_GROUPS = {
 }
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """Put every test in its file's group (:data:`FILE_GROUPS`, else the file's own): pytest-xdist's
-    ``loadgroup`` then sends each group to one worker whole, so module fixtures run once."""
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(FILE_GROUPS.get(item.path.name, item.path.name)))
+def pytest_xdist_make_scheduler(config, log):
+    """With ``--dist loadfile`` (pyproject.toml), schedule by :data:`FILE_GROUPS`: each group of files, and
+    every other file, goes to one worker whole (xdist's own ``loadgroup`` marks do not reach its scheduler
+    under pytest 9.2, which keeps node ids elsewhere)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class FileGroupScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return FILE_GROUPS.get(path.rsplit("/", 1)[-1], path)
+
+    return FileGroupScheduling(config, log)
 
 
 def pytest_unconfigure(config):

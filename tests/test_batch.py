@@ -315,7 +315,8 @@ def test_online_stats_equal_recorded_traces(shared):
 # ----------------------------------------------------------------------------------------------
 
 
-# The same configurations run on 2 x 2 devices in test_distributed.py (the compiled programs differ there).
+# The same configurations run on 4 devices (and 2 processes x 2 in the slow tier) in test_distributed.py (the
+# compiled programs differ there).
 OTHER_BATCH = dict(A=dict(batch_chunk=3, window=37), B=dict(batch_chunk=3))
 
 

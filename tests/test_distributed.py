@@ -1,16 +1,15 @@
-"""Several processes: ``jax.distributed`` with two CPU processes of two devices each gives exactly the
-single-process, single-device results.
+"""Several devices and several processes give exactly the single-device results of the batch simulators.
 
-Two child processes (``XLA_FLAGS=--xla_force_host_platform_device_count=2``, so four devices in all)
-join a coordinator on 127.0.0.1 (a free port) with ``gloo`` CPU collectives, run a batch
-simulator over the four-device mesh (``jaxlif.batch.batch_mesh()``), one neuron per device and call
-(two calls), gather
-the per-neuron results with ``process_allgather`` and write them to a file.  This process runs the
-same calls on its own device and compares bit for bit: the draws of neuron ``b`` are addressed by
-``b`` alone, so neither devices, processes nor calls may change a spike, a trace or a count.  (The
-streamed means and standard deviations are sums that another compiled program may round differently:
-they are held to 1e-6 relative.)  ``pytest -q`` runs the STP-LIF simulator (per-synapse events);
-the conductance-LIF one (pooled input; the same device code) is ``slow``, for time.
+A child process with four CPU devices (``XLA_FLAGS=--xla_force_host_platform_device_count=4``) runs a batch
+simulator over the four-device mesh (``jaxlif.batch.batch_mesh()``), one neuron per device and call (two
+calls), gathers the per-neuron results and writes them to a file; this process runs the same calls on its
+own device and compares bit for bit: the draws of neuron ``b`` are addressed by ``b`` alone, so neither
+devices, processes nor calls may change a spike, a trace or a count.  (The streamed means and standard
+deviations are sums that another compiled program may round differently: they are held to 1e-6 relative.)
+``pytest -q`` runs the STP-LIF simulator (per-synapse events) on four devices of one process; the slow
+tier runs both batch simulators over two ``jax.distributed`` processes of two devices each (``gloo`` CPU
+collectives, a coordinator on 127.0.0.1, gathered with ``process_allgather``; the second process and the
+collectives cost about 7 CPU-s more).
 
 The children compile with XLA's default flags, this process with the suite's code generator flags
 (``conftest.TEST_XLA_FLAGS``, XLA:CPU's per-operation code generator, which compiles faster) but with
@@ -30,20 +29,19 @@ import pytest
 from jaxlif import batch as jb
 from processes import DISTRIBUTED_HEADER, child_env, run_children
 
-pytestmark = pytest.mark.usefixtures("users_programs")
-
 # test_batch.py's shared configuration (8 neurons, 1 s, every statistic): the single-device reference
 # reuses its compiled programs when both modules run in one session
 B, T, SEED = 8, 1000.0, 2024
 STATS = jb.Stats(burn_in=200.0, isi_cv=True, v=True, g=True, spike_times=16)
 
-_CHILD = DISTRIBUTED_HEADER % dict(num_processes=2) + textwrap.dedent("""
+#: The child: its devices run the calls, the gathered results go to ``argv[3]`` (process 0 writes).
+_BODY = textwrap.dedent("""
     out = sys.argv[3]
     import numpy as np
     from jax.experimental import multihost_utils
     from jaxlif import batch as jb
     from jaxlif.batch import devices as jbd
-    assert jax.process_count() == 2 and len(jax.devices()) == 4 and len(jax.local_devices()) == 2
+    assert (jax.process_count(), len(jax.devices()), len(jax.local_devices())) == %(layout)r
     jbd._CALL_STEPS = 4 * 10000             # one neuron per device and call: 2 calls for 8 neurons
     stats = jb.Stats(burn_in=200.0, isi_cv=True, v=True, g=True, spike_times=16)
     arrays = {}
@@ -54,18 +52,16 @@ _CHILD = DISTRIBUTED_HEADER % dict(num_processes=2) + textwrap.dedent("""
             arrays[f"{name}_{i}"] = np.asarray(leaf)
     if pid == 0:
         np.savez(out, **arrays)
-    jax.distributed.shutdown()
-""") % dict(seed=SEED, B=B, T=T)
+""")
+_ONE_PROCESS = "import sys\nimport jax\nport, pid = sys.argv[1], int(sys.argv[2])\n" + _BODY % dict(
+    layout=(1, 4, 4), seed=SEED, B=B, T=T)
+_TWO_PROCESSES = DISTRIBUTED_HEADER % dict(num_processes=2) + _BODY % dict(
+    layout=(2, 4, 2), seed=SEED, B=B, T=T) + "jax.distributed.shutdown()\n"
 
 
-@pytest.mark.parametrize("name", ["simulate_stp_lif_batch",
-                                  pytest.param("simulate_cond_lif_batch", marks=pytest.mark.slow)])
-def test_two_processes_equal_one_device(tmp_path, name):
-    out = tmp_path / "gathered.npz"
-    run_children(_CHILD, [str(out), name], 2, child_env(2, users_programs=True))
-    gathered = np.load(out)
-    # this process's devices (one, unless XLA_FLAGS says otherwise): the call of test_batch.py's
-    # shared fixture, compiled once per session
+def _compare(name, gathered):
+    """This process's devices (one, unless XLA_FLAGS says otherwise) against the gathered results: the call
+    of test_batch.py's shared fixture, compiled once per session."""
     single = getattr(jb, name)(jax.random.key(SEED), B, T=T, stats=STATS, record=True)
     paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(single)[0]]
     assert len(paths) == 13 and single.spike_count.sum() > 0
@@ -74,3 +70,19 @@ def test_two_processes_equal_one_device(tmp_path, name):
             np.testing.assert_allclose(np.asarray(leaf), gathered[f"{name}_{i}"], rtol=1e-6, err_msg=path)
         else:
             np.testing.assert_array_equal(np.asarray(leaf), gathered[f"{name}_{i}"], err_msg=f"{name}{path}")
+
+
+@pytest.mark.usefixtures("users_programs")
+def test_four_devices_equal_one_device(tmp_path):
+    out = tmp_path / "gathered.npz"
+    run_children(_ONE_PROCESS, [str(out), "simulate_stp_lif_batch"], 1, child_env(4, users_programs=True))
+    _compare("simulate_stp_lif_batch", np.load(out))
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("users_programs")
+@pytest.mark.parametrize("name", ["simulate_stp_lif_batch", "simulate_cond_lif_batch"])
+def test_two_processes_equal_one_device(tmp_path, name):
+    out = tmp_path / "gathered.npz"
+    run_children(_TWO_PROCESSES, [str(out), name], 2, child_env(2, users_programs=True))
+    _compare(name, np.load(out))

@@ -1,8 +1,8 @@
 """Scale-out scripts: smoke tests of the benchmarks at their ``--quick`` sizes and of the GPU check on CPU,
 written to temporary folders (the repository's BENCHMARKS.md is never touched).
 
-Several devices and several processes are tested in ``test_distributed.py`` (two processes of two
-devices each, ``jax.distributed``), against this process's single device.
+Several devices and several processes are tested in ``test_distributed.py`` (four devices in one process;
+in the slow tier two processes of two devices each, ``jax.distributed``), against this process's single device.
 """
 
 from __future__ import annotations
