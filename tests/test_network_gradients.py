@@ -68,7 +68,12 @@ def rates(structure, params, estimator, T=T, key=KEY, settled=False):
 
 
 def mean_field_jvp(structure, params, key=KEY):
-    """(run, its mean-field tangent) along the log drive weight."""
+    """(run, its mean-field tangent) along the log drive weight (one compiled program, the scaling included)."""
+    return _mean_field_jvp(structure, params, key)
+
+
+@jax.jit
+def _mean_field_jvp(structure, params, key):
     return jax.jvp(lambda w: run(structure, scaled(params, w, 1.0, 1.0), "mean_field", key=key), (0.0,), (1.0,))
 
 
@@ -93,7 +98,7 @@ def test_mean_field_is_the_calibrated_local_derivative_plus_the_population_feedb
     structure, params = split
     theta = jnp.array([0.0, 1.0, 1.0])
     f = lambda th: (lambda res: (rates_of(res), rates_of(res, True)))(run(structure, scaled(params, *th), "local"))  # noqa: E731
-    (_, r), both = jax.vmap(lambda t: jax.jvp(f, (theta,), (t,)), out_axes=(None, -1))(jnp.eye(3))   # jacfwd
+    (_, r), both = jax.jit(jax.vmap(lambda t: jax.jvp(f, (theta,), (t,)), out_axes=(None, -1)))(jnp.eye(3))  # jacfwd
     local, settled, r = (np.asarray(x) for x in (*both, r))
     plain = nw.simulate_network(KEY, structure, params, T=T, dt=DT, record=False)
     raster = {a: plain.spikes[a] for a in ("E", "I")}
