@@ -425,6 +425,14 @@ def test_curves_at_1_to_8_rates_run_one_program():
     np.testing.assert_array_equal(one, four[2:3])
 
 
+
+def test_curve_inside_jit_equals_eager():
+    # inside a user's jit the parameters and the padded intervals are traced (the padding failed on a
+    # tracer once): the eager curve
+    jitted = jax.jit(lambda u0: stp_ratio(STD._replace(U0=u0), RATES4[:3]))
+    np.testing.assert_allclose(np.asarray(jitted(STD.U0)), np.asarray(stp_ratio(STD, RATES4[:3])),
+                               rtol=1e-6)
+
 @fits
 def test_issue_example_four_rates_two_percent_noise_is_honest():
     # issue 8: true (0.4, 200, 100); the old fit printed U0 = 0.122 +/- 0.002 (100 errors off)

@@ -247,10 +247,13 @@ def kernel_inputs(rates, mode, dt, n_spike, key=None, n_trains=64):
 def pad_rates(isi) -> jax.Array:
     """``isi (R, T, M-1)`` padded along the rates to a multiple of :data:`RATE_BUCKET` with
     copies of the first rate, so that curves at 1-8 rates, 9-16 rates ... run one compiled
-    program (:func:`stp_ratio` drops the padded rates, :func:`~jaxlif.fit_stp` weights them 0)."""
-    isi = np.asarray(isi)
+    program (:func:`stp_ratio` drops the padded rates, :func:`~jaxlif.fit_stp` weights them 0).
+    Inside a user's ``jax.jit`` the transfer of ``isi`` is traced: padded by ``jnp`` there."""
+    xp = jnp if isinstance(isi, jax.core.Tracer) else np
+    isi = xp.asarray(isi)
     pad = -isi.shape[0] % RATE_BUCKET
-    return device_array(np.concatenate([isi, np.broadcast_to(isi[:1], (pad,) + isi.shape[1:])]))
+    out = xp.concatenate([isi, xp.broadcast_to(isi[:1], (pad,) + isi.shape[1:])])
+    return out if xp is jnp else device_array(out)
 
 
 # --------------------------------------------------------------------------------------
