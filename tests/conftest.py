@@ -133,6 +133,7 @@ FILE_GROUPS = {
 }
 
 
+@pytest.hookimpl(optionalhook=True)         # a run without xdist (-p no:xdist) must not reject it
 def pytest_xdist_make_scheduler(config, log):
     """With ``--dist loadfile`` (pyproject.toml), schedule by :data:`FILE_GROUPS`: each group of files, and
     every other file, goes to one worker whole (xdist's own ``loadgroup`` marks do not reach its scheduler

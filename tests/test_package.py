@@ -286,3 +286,15 @@ def test_startup_benchmark_rewrites_only_its_own_section(tmp_path):
     table = startup.section([("row", [(2.0, 1.5, 0), (1.0, 0.9, 0), (3.0, 2.0, 0)])], (1.0, 1.0, 1.0),
                             (2.0, 2.0, 2.0), 3)
     assert "| row | 1.00 | 2.00 | 0.90 | 0 |" in table
+
+
+def test_conftest_hooks_load_without_xdist(request):
+    # the suite's xdist scheduler hook is optional: a plugin manager without xdist's hook specifications (a
+    # run with -p no:xdist, or without pytest-xdist) accepts tests/conftest.py (it raised "unknown hook")
+    from _pytest.config import PytestPluginManager
+    conftest = next(p for p in request.config.pluginmanager.get_plugins()
+                    if getattr(p, "__file__", "").endswith(os.path.join("tests", "conftest.py")))
+    assert hasattr(conftest, "pytest_xdist_make_scheduler")
+    manager = PytestPluginManager()
+    manager.register(conftest, name="suite-conftest")
+    manager.check_pending()
