@@ -95,7 +95,10 @@ def _stable_check_codes() -> None:
     session's shared compilation cache, keyed by the program's text, never finds the other worker's copy.
     Codes from the message (CRC-32 of its format string, distinct for distinct messages) make the text
     depend on the program only.  The compiled computation is the same either way: the codes feed only the
-    dead error value of an unchecked program, and under :func:`jaxlif.checked` they only label messages.
+    dead error value of an unchecked program, and under :func:`jaxlif.checked` they label messages.  One
+    difference remains there: when several checks whose payloads differ in shape fail in one call, checkify
+    reports the one with the smallest code, so the suite may name another of the failed checks than a
+    user's run does (each message names a check that did fail; the tests check one failure at a time).
     Skipped, with no effect but the cache's, if JAX's internals move."""
     try:
         from jax._src import checkify as _ck
