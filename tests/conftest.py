@@ -30,11 +30,10 @@ import shutil
 import tempfile
 import zlib
 
-import jax
-import matplotlib
 import pytest
 
-matplotlib.use("Agg")
+# Figures without a display (set before anything imports matplotlib; the workers inherit it).
+os.environ["MPLBACKEND"] = "Agg"
 
 #: The suite's XLA flags: XLA:CPU's per-operation code generator instead of its newer fusion
 #: emitters, and the generated module compiled in one piece (``parallel_codegen_split_count=1``:
@@ -57,8 +56,7 @@ if not XLA_DEFAULTS and TEST_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):
 #: Environment variable that carries the unoptimised compilation to the scripts the tests start.
 FAST_COMPILE = "JAX_DISABLE_MOST_OPTIMIZATIONS"
 if not XLA_DEFAULTS:
-    jax.config.update("jax_disable_most_optimizations", True)
-    os.environ[FAST_COMPILE] = "1"
+    os.environ[FAST_COMPILE] = "1"          # read when jax is imported (pytest_configure below)
 
 # Scripts started by the tests must not write compiled programs into the user's cache folder.
 os.environ.setdefault("JAXLIF_CACHE_DIR", "off")
@@ -67,17 +65,32 @@ os.environ.setdefault("JAXLIF_CACHE_DIR", "off")
 SHARED_CACHE = "JAXLIF_TEST_SHARED_CACHE"
 
 
+def _xdist_controller(config) -> bool:
+    """This process only hands the tests to pytest-xdist's workers (it runs none, so it needs no JAX)."""
+    try:
+        workers = config.getoption("numprocesses")
+    except ValueError:                                    # pytest-xdist not loaded
+        return False
+    return bool(workers) and not hasattr(config, "workerinput") and not config.getoption("collectonly")
+
+
 def pytest_configure(config):
-    """One JAX compilation cache per test session, in a fresh temporary folder, shared by the
-    xdist workers (they inherit the variable from the controller, which creates the folder): a
-    program that several test files compile (the default simulators, the fits) is compiled once
-    per session instead of once per worker.  The cache holds compiled executables keyed by the
-    program and the compiler's options, so a program loaded from it is the one compiled, bit for
-    bit.  Nothing is read from or written to the user's cache; ``JAXLIF_TEST_SHARED_CACHE=off``
-    turns it off."""
+    """JAX's settings for the processes that run tests, and one JAX compilation cache per test session,
+    in a fresh temporary folder, shared by the xdist workers (they inherit the variable from the
+    controller, which creates the folder): a program that several test files compile (the default
+    simulators, the fits) is compiled once per session instead of once per worker.  The cache holds
+    compiled executables keyed by the program and the compiler's options, so a program loaded from it is
+    the one compiled, bit for bit.  Nothing is read from or written to the user's cache;
+    ``JAXLIF_TEST_SHARED_CACHE=off`` turns it off.  The xdist controller does not import JAX."""
     if SHARED_CACHE not in os.environ and not hasattr(config, "workerinput"):
         os.environ[SHARED_CACHE] = tempfile.mkdtemp(prefix="jaxlif-test-cache-")
         config._jaxlif_shared_cache = os.environ[SHARED_CACHE]
+    if _xdist_controller(config):
+        return
+    import jax
+    if not XLA_DEFAULTS:
+        jax.config.update("jax_disable_most_optimizations", True)      # also if jax was imported before
+    _stable_check_codes()
     folder = os.environ.get(SHARED_CACHE, "off")
     if folder not in ("", "off", "0"):
         jax.config.update("jax_compilation_cache_dir", folder)
@@ -100,6 +113,7 @@ def _stable_check_codes() -> None:
     reports the one with the smallest code, so the suite may name another of the failed checks than a
     user's run does (each message names a check that did fail; the tests check one failure at a time).
     Skipped, with no effect but the cache's, if JAX's internals move."""
+    import jax
     try:
         from jax._src import checkify as _ck
     except ImportError:                                   # pragma: no cover
@@ -118,7 +132,6 @@ def _stable_check_codes() -> None:
     _ck.assert_func = assert_func
 
 
-_stable_check_codes()
 
 
 #: Test files that run in the same worker (:func:`pytest_xdist_make_scheduler`; every other file is its own
@@ -163,6 +176,7 @@ def pytest_unconfigure(config):
 def users_programs():
     """Compile the module's programs with XLA's optimisations on, as users' programs are (module
     docstring); the suite's setting is restored after the module."""
+    import jax
     before = jax.config.read("jax_disable_most_optimizations")
     jax.config.update("jax_disable_most_optimizations", False)
     jax.clear_caches()        # the in-memory caches do not key on the setting: drop what this worker compiled
@@ -173,6 +187,7 @@ def users_programs():
 @pytest.fixture
 def x64():
     """Run the test body with float64 enabled (``jax.enable_x64``), restoring the default after."""
+    import jax
     with jax.enable_x64(True):
         yield
 

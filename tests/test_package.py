@@ -298,3 +298,20 @@ def test_conftest_hooks_load_without_xdist(request):
     manager = PytestPluginManager()
     manager.register(conftest, name="suite-conftest")
     manager.check_pending()
+
+
+def test_suite_settings_reach_the_processes_that_run_tests():
+    """tests/conftest.py sets JAX up in the processes that run tests (the xdist controller, which runs none,
+    does not import JAX): the suite's XLA flags and unoptimised compilation (unless
+    ``JAXLIF_TEST_XLA_DEFAULTS``), figures without a display, message-derived check codes and the session's
+    shared compilation cache."""
+    import jax
+    from jax._src import checkify
+    import conftest
+    if not conftest.XLA_DEFAULTS:
+        assert jax.config.read("jax_disable_most_optimizations") is True
+        assert conftest.TEST_XLA_FLAGS in os.environ["XLA_FLAGS"]
+    assert os.environ["MPLBACKEND"] == "Agg"
+    assert getattr(checkify.assert_func, "_jaxlif_stable", False)
+    if os.environ.get(conftest.SHARED_CACHE, "off") not in ("", "off", "0"):
+        assert jax.config.jax_compilation_cache_dir == os.environ[conftest.SHARED_CACHE]
