@@ -57,7 +57,7 @@ import numpy as np
 from jax.typing import ArrayLike, DTypeLike
 
 from jaxlif import _checks, _scan
-from jaxlif.neurons.lif import _core_array
+from jaxlif._host import host_argument
 from jaxlif.synapses import SynParams
 
 __all__ = [
@@ -277,7 +277,7 @@ def simulate_stp(params: STPParams, syn: SynParams, spikes: jax.Array, *, dt: fl
     _check_per_train("stp", params, np.shape(spikes)[:-1])
     _check_per_train("syn", syn, np.shape(spikes)[:-1])
     _warn_counts("spikes", spikes, counts)
-    return _simulate_stp(params, syn, _core_array(spikes), dt, counts, checkpoint)
+    return _simulate_stp(params, syn, host_argument(spikes), dt, counts, checkpoint)
 
 
 def _check_per_train(name: str, params, trains: tuple) -> None:
@@ -368,7 +368,7 @@ def ratio_curve(params: STPParams, rates_hz: ArrayLike | Sequence[float], *, dt:
     _checks.check_positive("g_bar", g_bar, "nS")             # named as the caller wrote them
     _checks.check_time_constant("tau_syn", tau_syn, dt)
     _check_n_spike(n_spike)
-    return _ratio_curve(_checks.upcast(params), syn, _core_array(isi, jnp.result_type(float)), dt, n_spike)
+    return _ratio_curve(_checks.upcast(params), syn, host_argument(isi, jnp.result_type(float)), dt, n_spike)
 
 
 def _check_n_spike(n_spike) -> int:
@@ -440,7 +440,7 @@ def ratio_curve_exact(params: STPParams, rates_hz: ArrayLike | Sequence[float], 
     _checks.check_positive("g_bar", g_bar, "nS")
     _checks.check_positive("tau_syn", tau_syn, "ms")
     _check_n_spike(n_spike)
-    delta = _core_array(1e3 / rates, jnp.result_type(float))
+    delta = host_argument(1e3 / rates, jnp.result_type(float))
     return _ratio_curve_exact(*_checks.upcast((params, g_bar, tau_syn)), delta, n_spike)
 
 

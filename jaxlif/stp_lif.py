@@ -28,8 +28,9 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxlif import _checks, _scan, _stability
+from jaxlif._host import host_argument
 from jaxlif.inputs import _bernoulli, _p_spike
-from jaxlif.neurons import (LIFParams, LIFState, _check_poisson_run, _core_array, _current_array, _finish,
+from jaxlif.neurons import (LIFParams, LIFState, _check_poisson_run, _current_array, _finish,
                             _no_threshold, _poisson_scan, _run_options, _scalar_rates, _traced_poisson_ok,
                             check_lif_params, lif_init, membrane_step)
 from jaxlif.plasticity import (STPParams, STPState, _warn_counts, check_counts, check_stp_params, stp_init,
@@ -228,7 +229,7 @@ def simulate_stp_lif(params: STPLIFParams, spikes_E: jax.Array, spikes_I: jax.Ar
     _warn_counts("spikes_I", spikes_I, counts)
     I = _current_array(I_inj, steps)
     return _stability.warn_if_poisoned(
-        _simulate_stp_lif(params, _core_array(spikes_E), _core_array(spikes_I), I, dt,
+        _simulate_stp_lif(params, host_argument(spikes_E), host_argument(spikes_I), I, dt,
                           _checks.check_flag("spiking", spiking),
                           _checks.check_flag("record_synapses", record_synapses), spike_grad, checkpoint, counts,
                           integrator),

@@ -19,6 +19,7 @@ from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
 from jaxlif import _checks, _stability
+from jaxlif._host import host_argument
 from jaxlif.batch.devices import _classify, _lane_ok, _run
 from jaxlif.batch.pooled import (_check_pooled_sizes, _pooled_block, _pooled_default_window, _pooled_init,
                                  _pooled_law, _pooled_window)
@@ -26,7 +27,7 @@ from jaxlif.batch.rng import _stream_keys
 from jaxlif.batch.synapses import _columns, _synapse_default_window, _synapses_init, _synapses_window
 from jaxlif.batch.stats import Stats, _stats_config
 from jaxlif.batch.windows import BatchResult, _cond_chunk, _stp_chunk
-from jaxlif.neurons import (CondLIFParams, _check_poisson_run, _core_array, _no_threshold, check_cond_lif_params,
+from jaxlif.neurons import (CondLIFParams, _check_poisson_run, _no_threshold, check_cond_lif_params,
                             check_integrator)
 from jaxlif.stp_lif import STPLIFParams, _check as _check_stp_lif_params
 
@@ -79,7 +80,7 @@ def _common(key, batch_size, rate_E, rate_I, n_E, n_I, I_inj, T, dt, spiking, re
                   unroll=_checks.check_count("unroll", unroll, 1), scalar_current=np.ndim(I_inj) == 0,
                   stats=_stats_config(stats, T, dt, steps))
     dtype = jnp.dtype(jnp.result_type(float))
-    I = _core_array(I_inj, dtype) if np.ndim(I_inj) == 0 else I
+    I = host_argument(I_inj, dtype) if np.ndim(I_inj) == 0 else I
     return dt, batch, cfg_kw, (_rate(rate_E, dtype), _rate(rate_I, dtype)), I
 
 

@@ -32,7 +32,7 @@ from jax.sharding import Mesh, PartitionSpec
 from jaxlif import _checks
 from jaxlif.batch.rng import _stream_keys
 from jaxlif.batch.windows import BatchResult, _Config
-from jaxlif.neurons.lif import _core_array
+from jaxlif._host import host_argument
 
 __all__ = ["batch_mesh", "progress_bar"]
 
@@ -148,7 +148,6 @@ def _slab(a, lo: int, size: int):
                                                              + tuple(a.shape[1:]))])
 
 
-
 def _refuse_grad(fn, message: str):
     """``fn`` with a derivative rule that raises ``message`` (the event loops cannot be differentiated)."""
     @jax.custom_jvp
@@ -183,8 +182,8 @@ def _run(chunk_fn, key_tags, key, batch: int, tree, labels: list[str], rules: li
 
     leaves, treedef = jax.tree.flatten(tree)
     batched = [leaf if isinstance(leaf, jax.Array) else np.asarray(leaf) for leaf, f in zip(leaves, flags) if f]
-    shared = [_core_array(leaf) for leaf, f in zip(leaves, flags) if not f]
-    if not jax.dtypes.issubdtype(_core_array(key).dtype, jax.dtypes.prng_key):
+    shared = [host_argument(leaf) for leaf, f in zip(leaves, flags) if not f]
+    if not jax.dtypes.issubdtype(host_argument(key).dtype, jax.dtypes.prng_key):
         key = jax.random.wrap_key_data(key)             # legacy uint32[2] key: same program as a typed key
     program = _refuse_grad(partial(_program_jit, chunk_fn, treedef, tuple(flags), tuple(zip(labels, rules)), cfg,
                                    mesh, tuple(key_tags), per_call), grad_message)
@@ -193,8 +192,8 @@ def _run(chunk_fn, key_tags, key, batch: int, tree, labels: list[str], rules: li
         progress = None                                  # inside a user's jit/vmap: nothing runs yet
     for i in range(plan["n_calls"]):
         lo = i * per_call
-        parts = [_core_array(_slab(a, lo, per_call)) for a in batched]
-        outs.append(program(key, np.uint32(lo), parts, shared, _core_array(I)))
+        parts = [host_argument(_slab(a, lo, per_call)) for a in batched]
+        outs.append(program(key, np.uint32(lo), parts, shared, host_argument(I)))
         if progress is not None and i > 0:
             jax.block_until_ready(outs[-2].spike_count)     # the next call is already queued
             progress(min(lo, batch), batch)

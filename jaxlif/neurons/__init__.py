@@ -72,7 +72,7 @@ from jaxlif.neurons.cond import (CondLIFParams, CondLIFResult, CondLIFState, _ch
                                  _simulate_cond_lif_poisson, _traced_poisson_ok, check_cond_lif_params,
                                  cond_lif_init, cond_lif_step, simulate_cond_lif, simulate_cond_lif_poisson,
                                  traced_cond_lif_ok)
-from jaxlif.neurons.lif import (INTEGRATORS, LIFParams, LIFResult, LIFState, _core_array, _finish, _run_options,
+from jaxlif.neurons.lif import (INTEGRATORS, LIFParams, LIFResult, LIFState, _finish, _run_options,
                                 _simulate_lif, _single_neuron, check_integrator, check_lif_params, lif_init, lif_step,
                                 membrane_step, simulate_lif)
 

@@ -14,9 +14,10 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxlif import _checks, _scan, _stability
+from jaxlif._host import host_argument
 from jaxlif.grid import n_steps as _n_steps
 from jaxlif.inputs import _binomial_tail, _p_spike, binomial_count, check_n_trains
-from jaxlif.neurons.lif import (LIFParams, LIFState, _append_zero, _core_array, _finish, _finite_in_scan, _run_options,
+from jaxlif.neurons.lif import (LIFParams, LIFState, _append_zero, _finish, _finite_in_scan, _run_options,
                                 _scan_checking, _single_neuron, check_integrator,
                                 check_lif_params, lif_init, membrane_step)
 from jaxlif.surrogates import Surrogate
@@ -137,7 +138,7 @@ def _current_array(I_inj, steps: int):
     shape = np.shape(I_inj)
     if shape not in ((), (steps,)):
         raise ValueError(f"I_inj must be a scalar or have shape ({steps},) [pA], got {shape}")
-    I = _core_array(I_inj, jnp.result_type(float))
+    I = host_argument(I_inj, jnp.result_type(float))
     return (np if isinstance(I, np.ndarray) else jnp).broadcast_to(I, (steps,))   # a host value: nothing compiled
 
 
@@ -192,7 +193,7 @@ def simulate_cond_lif(params: CondLIFParams, n_E: jax.Array, n_I: jax.Array, I_i
     if np.shape(n_I)[0] != steps:
         raise ValueError(f"n_E has {steps} steps but n_I has {np.shape(n_I)[0]}; they must agree")
     I = _current_array(I_inj, steps)
-    return _stability.warn_if_poisoned(_simulate_cond_lif(params, _core_array(n_E), _core_array(n_I), I, dt,
+    return _stability.warn_if_poisoned(_simulate_cond_lif(params, host_argument(n_E), host_argument(n_I), I, dt,
                                                           _checks.check_flag("spiking", spiking), spike_grad,
                                                           checkpoint, integrator,
                                                           _checks.check_flag("record", record)),

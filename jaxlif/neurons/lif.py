@@ -15,6 +15,7 @@ from jax.ad_checkpoint import checkpoint_name
 from jax.typing import ArrayLike
 
 from jaxlif import _checks, _scan
+from jaxlif._host import host_argument
 from jaxlif.surrogates import Surrogate, check_spike_grad, spike_from_voltage, warn_if_unstable
 
 __all__ = ["LIFParams", "LIFState", "LIFResult", "INTEGRATORS", "check_integrator", "check_lif_params", "lif_init",
@@ -248,20 +249,6 @@ def lif_step(params: LIFParams, state: LIFState, I: jax.Array, dt: float, *,
     return membrane_step(params, state, 0.0, 0.0, 0.0, 0.0, I, dt, spike_grad, integrator)
 
 
-def _core_array(x, dtype=None):
-    """An argument ``x`` of a jitted core, as ``jnp.asarray(x, dtype)`` would give it, without a compiled
-    program: a JAX array (or tracer) goes through ``jnp.asarray``; a host value (NumPy array or scalar, a
-    list) becomes a NumPy array, which the core's ``jit`` moves to the device with the same dtype rules
-    (float64 becomes float32 unless 64-bit mode is on; the same values, bit for bit), and a Python number
-    without ``dtype`` stays as it is (weakly typed, as ``jnp.asarray`` makes it).  ``jnp.asarray`` of a
-    host array compiles a small program per shape and dtype; this saves one per call shape."""
-    if isinstance(x, jax.Array):
-        return jnp.asarray(x, dtype)
-    if dtype is None and isinstance(x, (bool, int, float)):
-        return x
-    return np.asarray(x, dtype)
-
-
 def _append_zero(seq):
     """``seq`` (time first) with one more sample, 0 (no spike, no offset): the last sample is never tested."""
     return jnp.concatenate([seq, jnp.zeros((1,) + seq.shape[1:], seq.dtype)], axis=0)
@@ -346,7 +333,7 @@ def simulate_lif(params: LIFParams, I: jax.Array, *, dt: float, spiking: bool = 
         raise ValueError(f"I must have shape (n_steps,), got {np.shape(I)}; "
                          + _checks.single_neuron_hint("simulate_lif"))
     _checks.check_steps("I", I)
-    return _simulate_lif(params, _checks.upcast(_core_array(I)), dt, _checks.check_flag("spiking", spiking), spike_grad,
+    return _simulate_lif(params, _checks.upcast(host_argument(I)), dt, _checks.check_flag("spiking", spiking), spike_grad,
                          checkpoint, integrator, _checks.check_flag("record", record))
 
 
