@@ -575,6 +575,17 @@ def test_vmap_equals_loop_surrogate_gradient_and_poisoned_rows(tiny_runs):
     assert np.isnan(out.v["B"][2]).all() and np.isnan(out.g_I["B"][2]).all() and int(out.state.step[2]) == -1
 
 
+def test_boolean_rasters_under_vmap_poison_only_the_invalid_row(tiny_runs):
+    """Without a surrogate the rasters are boolean and are made neuron-major inside a conditional on the run's
+    validity (``jaxlif.network.simulate._result``); under ``vmap`` with one invalid tau_m (0.05 ms, below dt)
+    only that row is all ``True``, the valid row equals the single run bit for bit."""
+    out = jax.jit(jax.vmap(lambda tau: _tiny(tau).spikes))(jnp.array([10.0, 0.05]))
+    for name in ("A", "B"):
+        assert out[name].dtype == jnp.bool_
+        np.testing.assert_array_equal(out[name][0], tiny_runs[10.0].spikes[name])
+        assert np.asarray(out[name][1]).all() and not np.asarray(out[name][0]).all()
+
+
 def test_checked_mode_names_the_field(tiny_checked, tiny_runs):
     with pytest.raises(ValueError, match=r"populations\['B'\]\.neuron\.tau_m=0.05.* ms must be finite and >= dt"):
         tiny_checked(jnp.asarray(0.05))

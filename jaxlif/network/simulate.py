@@ -421,6 +421,15 @@ def _time_last(first, seq, last=None):
     return jnp.concatenate(parts, axis=0).T
 
 
+def _split_time_last(net: Network, first, seq, last=None) -> dict:
+    """:func:`_time_last` per population: ``{name: (size, n_steps)}``.  Each population's columns are cut from
+    the time-major ``seq`` before it is transposed (cutting rows from the transposed whole made XLA:CPU
+    transpose element by element, several times slower: see :func:`_result`)."""
+    cut = (lambda x, a, b: None if x is None else x[a:b])
+    return {p.name: _time_last(cut(first, o, o + p.size), seq[:, o:o + p.size], cut(last, o, o + p.size))
+            for p, o in ((p, net.offsets[p.name]) for p in net.populations)}
+
+
 @jax.jit(static_argnums=(4, 5, 6, 7, 8))
 def _simulate(key, structure, diff, replay, names, statics, estimator, recurrent_grad, key_impl=None):
     """The jitted simulation; ``diff = (params, seqs, I_const, state0)``, the differentiable inputs.
@@ -512,21 +521,38 @@ def _result(net: Network, state0: NetworkState, final: NetworkState, ok, g_peak,
     """The :class:`NetworkResult` of a run from ``state0`` to ``final`` with time-major per-step outputs
     ``out = (v, spikes, g_E, g_I[, offset])`` ``(n_steps - 1, n)`` and plasticity traces ``stp``; poisoned
     unless ``ok`` and (under ``"euler"``) the membrane step stayed in its stable range (running maximum
-    ``g_peak`` of ``g_E + g_I``, ``neuron`` the stacked :class:`~jaxlif.LIFParams`)."""
+    ``g_peak`` of ``g_E + g_I``, ``neuron`` the stacked :class:`~jaxlif.LIFParams`).
+
+    A boolean raster is made neuron-major inside a conditional on ``ok`` (all ``True`` if not), one
+    population at a time: XLA:CPU then transposes it with its blocked transpose.  Transposed whole, cut into
+    populations and passed through the poisoning select in one fused loop, it was transposed element by
+    element: about 0.12 s of the 0.62 s that the 4000-neuron network of ``benchmarks/bench_network.py``
+    took for 1 s.  Float outputs (traces, surrogate rasters) keep the select of :func:`jaxlif._checks.poison`,
+    whose derivative is NaN where the run is invalid (a conditional's untaken branch would give zero)."""
     if not exp_euler:   # the tutorial's membrane step: poisoned where it left its stable range
         ok = ok & jnp.all(_stability.traced_euler_ok(neuron, g_peak, dt))
     v, spikes, g_E, g_I = out[:4]
-    offset = (_split(net, _time_last(None, out[4], jnp.zeros_like(out[4][0]))),) if exp_euler else ()
-    spikes = _split(net, _time_last(None, spikes, jnp.zeros_like(spikes[0])))
+
+    def raster(spikes):
+        return _split_time_last(net, None, spikes, jnp.zeros_like(spikes[0]))
+
+    separate = spikes.dtype == jnp.bool_ and jnp.ndim(ok) == 0
+    if separate:
+        spikes = jax.lax.cond(ok, raster, lambda s: _checks.poison(jnp.asarray(False), raster(s)), spikes)
+    else:
+        spikes = raster(spikes)
+    offset = (_split_time_last(net, None, out[4], jnp.zeros_like(out[4][0])),) if exp_euler else ()
     if not record:
-        result = NetworkResult(spikes, None, None, None, None, final, *offset)
+        result = NetworkResult(None, None, None, None, None, final, *offset)
     else:
         traces = tuple(None if s is None else SynapseState(_time_last(s0.u, s.u), _time_last(s0.R, s.R))
                        for s0, s in zip(state0.synapses, stp))
-        result = NetworkResult(spikes, _split(net, _time_last(None, v, final.neuron.v)),
-                               _split(net, _time_last(state0.g_E, g_E)), _split(net, _time_last(state0.g_I, g_I)),
+        result = NetworkResult(None, _split_time_last(net, None, v, final.neuron.v),
+                               _split_time_last(net, state0.g_E, g_E), _split_time_last(net, state0.g_I, g_I),
                                traces, final, *offset)
-    return _checks.poison(ok, result)
+    if separate:
+        return _checks.poison(ok, result)._replace(spikes=spikes)
+    return _checks.poison(ok, result._replace(spikes=spikes))
 
 
 def _initial_inputs(state0: NetworkState, seqs0, table, key) -> NetworkState:
