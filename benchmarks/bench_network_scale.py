@@ -19,8 +19,9 @@ builds the same synapses from that file.
 
 Systems, each in a fresh process pinned to the idlest core (``sched_setaffinity``; Brian2's binary inherits it):
 
-- ``jaxlif``: :func:`jaxlif.network.simulate_network` (event delivery, float32, spike counts only): the
-  network build, the first call (compilation included), then ``repeats`` calls with new drive keys.
+- ``jaxlif``: :func:`jaxlif.network.simulate_network` (event delivery, float32, spike rasters only, counted
+  after the clock stops): the network build, the first call (compilation included), then ``repeats`` calls
+  with new drive keys.
 - ``brian2``: ``bench_network.py``'s Brian2 worker (imported), ``cpp_standalone``, 1 thread, float64: the
   first run (code generation and compilation included), then the binary rerun ``repeats`` times.  Its peak
   RSS is the largest of its child processes: the C++ compiler's or the simulation binary's.

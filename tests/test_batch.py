@@ -77,6 +77,12 @@ def test_threefry_is_jax_threefry():
     ours = jbr._threefry2x32(key[0], key[1], x0, x1)
     theirs = threefry_2x32(jnp.asarray(key), jnp.concatenate([x0, x1]))
     np.testing.assert_array_equal(np.concatenate([ours[0], ours[1]]), np.asarray(theirs))
+    # the network drive's words (jaxlif._threefry.counter_words): threefry_2x32(key, arange(n)) for odd and even n
+    from jaxlif._threefry import counter_words
+    for n in (1, 7, 8, 33):
+        want = np.asarray(threefry_2x32(jnp.asarray(key), jnp.arange(n, dtype=jnp.uint32)))
+        for platform in ("cpu", "gpu"):
+            np.testing.assert_array_equal(np.asarray(counter_words(jnp.asarray(key), n, platform)), want)
 
 
 def test_gpu_choices_give_the_cpu_numbers():

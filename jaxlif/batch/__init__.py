@@ -54,12 +54,12 @@ visible devices) with :func:`jax.shard_map`; each device simulates its own neuro
 are identical to one device, bit for bit, for the same reason.
 
 **Random numbers.**  The hash is threefry-2x32 with 20 rounds (Salmon et al. 2011), the
-function behind ``jax.random``'s default generator, written here with ``jax.numpy`` integer ops
-(``_threefry2x32``; tested bit for bit against ``jax.extend.random.threefry_2x32``) because
-XLA:CPU runs that form 3-4x faster than the primitive; on GPUs the primitive is used, and the count
-buffer is int32 instead of int8 (:mod:`~jaxlif.batch.rng`, :mod:`~jaxlif.batch.pooled`): the same
-numbers either way.  Keys for each stream come from the user's
-key with ``jax.random.fold_in`` and ``jax.random.bits``.  Uniforms are taken in ``(0, 1]``
+function behind ``jax.random``'s default generator, written with ``jax.numpy`` integer ops
+(:mod:`jaxlif._threefry`, shared with the network's drive; tested bit for bit against
+``jax.extend.random.threefry_2x32``) because XLA:CPU runs that form 3-4x faster than the
+primitive; on GPUs the primitive is used, and the count buffer is int32 instead of int8
+(:mod:`~jaxlif.batch.rng`, :mod:`~jaxlif.batch.pooled`): the same numbers either way.  Keys for each
+stream come from the user's key with ``jax.random.fold_in`` and ``jax.random.bits``.  Uniforms are taken in ``(0, 1]``
 (24 bits in float32, 53 in float64), so the laws are exact up to that resolution, the same
 resolution that a per-step test ``uniform < p`` has.
 

@@ -12,9 +12,9 @@ which is why the batch simulators give the same numbers whatever the chunking or
 - :func:`_geometric` turns a uniform into a gap ``G >= 1`` with ``P(G > g) = (1-q)^g``, the gap
   between steps with an event when each step has one with probability ``q``.
 
-The hash is written with ``jax.numpy`` integer ops (:func:`_threefry2x32`, tested bit for bit
+The hash is written with ``jax.numpy`` integer ops (:mod:`jaxlif._threefry`, tested bit for bit
 against ``jax.extend.random.threefry_2x32``) because XLA:CPU runs that form 3-4x faster than
-the primitive; on GPUs the primitive (one fused kernel) is used instead (:func:`_hash`).  Both are
+the primitive; on GPUs the primitive (one fused kernel) is used instead (``_hash``).  Both are
 the same function, so the backend changes no number.
 
 Invalid rates never stall a stream: :func:`_gap_scale` maps ``q <= 0`` (including ``-0.0``), ``q > 1``
@@ -27,42 +27,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlif._threefry import hash_words, threefry2x32
+
 __all__: list[str] = []  # private module of jaxlif.batch
 
-_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
-
-
-def _rotl(x, d: int):
-    return (x << np.uint32(d)) | (x >> np.uint32(32 - d))
-
-
-def _threefry2x32(k0, k1, x0, x1):
-    """Threefry-2x32, 20 rounds: key ``(k0, k1)``, counter ``(x0, x1)`` -> two uint32 words.
-
-    The same function as ``jax.extend.random.threefry_2x32`` (which takes the counter as the two
-    halves of one array); all arguments broadcast.
-    """
-    k0, k1, x0, x1 = (jnp.asarray(a, jnp.uint32) for a in (k0, k1, x0, x1))
-    ks = (k0, k1, k0 ^ k1 ^ np.uint32(0x1BD11BDA))
-    x0, x1 = x0 + ks[0], x1 + ks[1]
-    for i in range(5):
-        for r in _ROTATIONS[i % 2]:
-            x0 = x0 + x1
-            x1 = _rotl(x1, r) ^ x0
-        x0 = x0 + ks[(i + 1) % 3]
-        x1 = x1 + ks[(i + 2) % 3] + np.uint32(i + 1)
-    return x0, x1
-
-
-def _hash(k0, k1, x0, x1, platform: str = "cpu"):
-    """:func:`_threefry2x32` on CPU; ``jax.extend.random.threefry_2x32`` (the same bits) elsewhere."""
-    if platform == "cpu":
-        return _threefry2x32(k0, k1, x0, x1)
-    from jax.extend.random import threefry_2x32
-    x0, x1 = jnp.broadcast_arrays(jnp.asarray(x0, jnp.uint32), jnp.asarray(x1, jnp.uint32))
-    out = threefry_2x32(jnp.stack([jnp.asarray(k0, jnp.uint32), jnp.asarray(k1, jnp.uint32)]),
-                        jnp.concatenate([x0.ravel(), x1.ravel()]))
-    return out[:x0.size].reshape(x0.shape), out[x0.size:].reshape(x0.shape)
+# The hash (jaxlif._threefry): the names the batch modules and tests use.
+_threefry2x32 = threefry2x32
+_hash = hash_words
 
 
 def _uniform(w0, w1, dtype):

@@ -1,0 +1,71 @@
+"""The threefry-2x32 hash written with ``jax.numpy`` integer operations, shared by the batch simulators'
+random streams (:mod:`jaxlif.batch.rng`) and the network's Poisson drive (:func:`jaxlif.network.step.drive_uniform`).
+
+Threefry-2x32 with 20 rounds (Salmon et al. 2011, "Parallel random numbers: as easy as 1, 2, 3") is the
+function behind ``jax.random``'s default generator.  JAX lowers its primitive
+(``jax.extend.random.threefry_2x32``) on CPU as a loop over the five groups of four rounds, so XLA:CPU passes
+over the data once per group; written out as plain integer operations, the 20 rounds fuse into one kernel,
+3-4x faster on CPU.  On other backends the primitive is used (:func:`hash_words`).  Both compute the same
+function, bit for bit (``tests/test_batch.py``, ``tests/test_network.py``), so no number depends on the
+choice.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__: list[str] = []  # private
+
+#: Rotation distances of the even and the odd groups of four rounds (Salmon et al. 2011, table 4).
+ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+#: The key schedule's parity constant.
+PARITY = np.uint32(0x1BD11BDA)
+
+
+def rotl(x, d: int):
+    """32-bit rotation of ``x`` left by ``d`` bits."""
+    return (x << np.uint32(d)) | (x >> np.uint32(32 - d))
+
+
+def threefry2x32(k0, k1, x0, x1):
+    """Threefry-2x32, 20 rounds: key ``(k0, k1)``, counter ``(x0, x1)`` -> two uint32 words.
+
+    The same function as ``jax.extend.random.threefry_2x32`` (which takes the counter as the two
+    halves of one array); all arguments broadcast.
+    """
+    k0, k1, x0, x1 = (jnp.asarray(a, jnp.uint32) for a in (k0, k1, x0, x1))
+    ks = (k0, k1, k0 ^ k1 ^ PARITY)
+    x0, x1 = x0 + ks[0], x1 + ks[1]
+    for group in range(5):
+        for r in ROTATIONS[group % 2]:
+            x0 = x0 + x1
+            x1 = rotl(x1, r) ^ x0
+        x0 = x0 + ks[(group + 1) % 3]
+        x1 = x1 + ks[(group + 2) % 3] + np.uint32(group + 1)
+    return x0, x1
+
+
+def hash_words(k0, k1, x0, x1, platform: str = "cpu"):
+    """:func:`threefry2x32` on CPU; ``jax.extend.random.threefry_2x32`` (the same bits) elsewhere."""
+    if platform == "cpu":
+        return threefry2x32(k0, k1, x0, x1)
+    from jax.extend.random import threefry_2x32
+    x0, x1 = jnp.broadcast_arrays(jnp.asarray(x0, jnp.uint32), jnp.asarray(x1, jnp.uint32))
+    out = threefry_2x32(jnp.stack([jnp.asarray(k0, jnp.uint32), jnp.asarray(k1, jnp.uint32)]),
+                        jnp.concatenate([x0.ravel(), x1.ravel()]))
+    return out[:x0.size].reshape(x0.shape), out[x0.size:].reshape(x0.shape)
+
+
+def counter_words(key_data, n: int, platform: str | None = None) -> jax.Array:
+    """``jax.extend.random.threefry_2x32(key_data, arange(n, dtype=uint32))``, bit for bit: ``n`` words.
+
+    That function hashes the counter's two halves as pairs: entries ``i`` and ``i + h`` (``h = ceil(n / 2)``;
+    an odd ``n`` is padded with one 0) form one counter, whose first word is output ``i`` and second output
+    ``i + h``.  ``platform``: as for :func:`hash_words` (default: JAX's default backend)."""
+    h = (n + 1) // 2
+    x0 = jnp.arange(h, dtype=jnp.uint32)
+    x1 = jnp.concatenate([jnp.arange(h, n, dtype=jnp.uint32), jnp.zeros((2 * h - n,), jnp.uint32)])
+    y0, y1 = hash_words(key_data[0], key_data[1], x0, x1, platform or jax.default_backend())
+    return jnp.concatenate([y0, y1])[:n]
