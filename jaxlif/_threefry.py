@@ -69,3 +69,31 @@ def counter_words(key_data, n: int, platform: str | None = None) -> jax.Array:
     x1 = jnp.concatenate([jnp.arange(h, n, dtype=jnp.uint32), jnp.zeros((2 * h - n,), jnp.uint32)])
     y0, y1 = hash_words(key_data[0], key_data[1], x0, x1, platform or jax.default_backend())
     return jnp.concatenate([y0, y1])[:n]
+
+
+def fold_in_words(key_data, data, platform: str | None = None):
+    """The words of ``jax.random.key_data(jax.random.fold_in(key, data))`` for a threefry key with words
+    ``key_data``: the hash of the counter ``(0, data)`` (``data`` a scalar, taken as uint32)."""
+    return hash_words(key_data[0], key_data[1], jnp.uint32(0), jnp.asarray(data).astype(jnp.uint32),
+                      platform or jax.default_backend())
+
+
+def uniform_at(key, step, shape: tuple, dtype) -> jax.Array:
+    """``jax.random.uniform(jax.random.fold_in(key, step), shape, dtype)``, bit for bit.
+
+    For a typed threefry key, float32 and JAX's partitionable threefry (``jax_threefry_partitionable``, the
+    default), computed here with :func:`hash_words`: ``fold_in`` hashes the counter ``(0, step)`` under the
+    key, and the uniform's words are the two output words of the counters ``(0, i)`` (``i`` the flat index
+    in ``shape``) XOR-ed, their high 23 bits the mantissa of a float in [1, 2), minus 1.  JAX itself runs each
+    of the two hashes as a loop over the rounds on CPU: per simulated step a few small kernels per hash,
+    which dominated a vmapped per-step simulator's step.  Any other case calls ``jax.random``."""
+    typed = hasattr(key, "dtype") and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    if (not typed or jnp.dtype(dtype) != jnp.float32 or str(jax.random.key_impl(key)) != "threefry2x32"
+            or not jax.config.jax_threefry_partitionable):
+        return jax.random.uniform(jax.random.fold_in(key, step), shape, dtype)
+    platform = jax.default_backend()
+    k0, k1 = fold_in_words(jax.random.key_data(key), step, platform)
+    index = jnp.arange(int(np.prod(shape)), dtype=jnp.uint32).reshape(shape)
+    w0, w1 = hash_words(k0, k1, jnp.zeros_like(index), index, platform)
+    mantissa = ((w0 ^ w1) >> np.uint32(9)) | np.uint32(0x3F800000)
+    return jax.lax.bitcast_convert_type(mantissa, jnp.float32) - jnp.float32(1.0)

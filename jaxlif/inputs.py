@@ -29,6 +29,7 @@ import numpy as np
 from jax.scipy.special import gammaln, xlog1py, xlogy
 
 from jaxlif import _checks
+from jaxlif._threefry import uniform_at
 from jaxlif.grid import n_steps as _n_steps
 
 __all__ = [
@@ -87,7 +88,7 @@ def check_n_trains(name: str, n, minimum: int = 0) -> int:
 
 
 def _bernoulli(key, step, p, n: int):
-    u = jax.random.uniform(jax.random.fold_in(key, step), (n,), dtype=jnp.result_type(float))
+    u = uniform_at(key, step, (n,), jnp.result_type(float))      # = jax.random.uniform(fold_in(key, step), (n,))
     return u < p
 
 
@@ -125,7 +126,7 @@ def binomial_count(key: jax.Array, step: jax.Array, tail: jax.Array) -> jax.Arra
     """
     if tail.shape[0] == 0:                     # no trains
         return jnp.zeros((), tail.dtype)
-    u = jax.random.uniform(jax.random.fold_in(key, step), (), dtype=tail.dtype)
+    u = uniform_at(key, step, (), tail.dtype)                   # = jax.random.uniform(fold_in(key, step), ())
     count = jnp.sum((1.0 - u) <= tail).astype(tail.dtype)
     return jnp.where(jnp.isnan(tail[0]), jnp.nan, count)
 

@@ -103,11 +103,33 @@ def test_binomial_count_extreme_uniforms(monkeypatch):
         return float(jax.jit(lambda t: binomial_count(jax.random.key(0), 3, t))(tail))
 
     tail = _tail(np.float32(0.001), 80)
-    monkeypatch.setattr(jax.random, "uniform", lambda key, shape=(), dtype=None: jnp.zeros(shape, dtype))
+    # the per-step uniform (jax.random.uniform(fold_in(key, step)) bit for bit: test below) replaced by a constant
+    monkeypatch.setattr(jaxlif.inputs, "uniform_at", lambda key, step, shape, dtype: jnp.zeros(shape, dtype))
     assert count(tail) == 0.0
     top = 1.0 - 2.0**-24
-    monkeypatch.setattr(jax.random, "uniform", lambda key, shape=(), dtype=None: jnp.full(shape, top, dtype))
+    monkeypatch.setattr(jaxlif.inputs, "uniform_at", lambda key, step, shape, dtype: jnp.full(shape, top, dtype))
     assert count(tail) >= 3.0
     full = _tail(np.float32(1.0), 5)                              # p = 1: always all 5 trains
-    monkeypatch.setattr(jax.random, "uniform", lambda key, shape=(), dtype=None: jnp.zeros(shape, dtype))
+    monkeypatch.setattr(jaxlif.inputs, "uniform_at", lambda key, step, shape, dtype: jnp.zeros(shape, dtype))
     assert count(full) == 5.0
+
+
+def test_per_step_uniforms_are_jax_random_bit_for_bit(x64):
+    """``jaxlif._threefry.uniform_at(key, step, shape, dtype)``, the per-step uniforms of the Poisson inputs,
+    equals ``jax.random.uniform(jax.random.fold_in(key, step), shape, dtype)`` bit for bit: its own threefry for
+    typed float32 keys (eager, under jit and vmap over keys and steps), and jax.random itself otherwise
+    (a legacy uint32 key, float64)."""
+    from jaxlif._threefry import uniform_at
+    keys = jax.random.split(jax.random.key(7), 3)
+    steps = jnp.array([0, 1, 12345, 2**31 - 1], jnp.int32)
+    for shape in ((), (5,), (2, 3)):
+        want = jax.vmap(lambda k: jax.vmap(lambda s: jax.random.uniform(jax.random.fold_in(k, s), shape,
+                                                                        jnp.float32))(steps))(keys)
+        got = jax.jit(jax.vmap(lambda k: jax.vmap(lambda s: uniform_at(k, s, shape, jnp.float32))(steps)))(keys)
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    np.testing.assert_array_equal(np.asarray(uniform_at(keys[0], 3, (4,), jnp.float32)),
+                                  np.asarray(jax.random.uniform(jax.random.fold_in(keys[0], 3), (4,), jnp.float32)))
+    legacy = jax.random.PRNGKey(3)
+    for key, dtype in ((legacy, jnp.float32), (keys[1], jnp.float64)):
+        np.testing.assert_array_equal(np.asarray(uniform_at(key, 9, (4,), dtype)),
+                                      np.asarray(jax.random.uniform(jax.random.fold_in(key, 9), (4,), dtype)))

@@ -67,7 +67,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike, DTypeLike
 
-from jaxlif._threefry import counter_words
+from jaxlif._threefry import counter_words, fold_in_words
 from jaxlif.inputs import _binomial_tail, _p_spike
 from jaxlif.neurons import LIFParams, LIFState, check_integrator, membrane_step
 from jaxlif.network import synapse_stp
@@ -341,14 +341,14 @@ def drive_uniform(key: jax.Array, step: ArrayLike, n: int, dtype) -> jax.Array:
     ``jax.random.uniform`` does (its 23 high bits as the mantissa of a number in [1, 2), minus 1).
     ``jax.random.uniform(fold_in(key, step), (n,))`` itself (JAX's partitionable threefry) spends one
     hash per 32-bit word, twice the cost; this stream replaced it on 2026-12-06 (issue 19), so counts
-    drawn with a key before then differ (same distribution).  The hash is computed by
-    :func:`jaxlif._threefry.counter_words` (the same bits; on CPU one fused kernel instead of JAX's loop over
-    the rounds, about 5 % of a 4000-neuron network's step).  Other float types or key kinds:
+    drawn with a key before then differ (same distribution).  Both hashes, the ``fold_in`` and the words, are
+    computed by :mod:`jaxlif._threefry` (the same bits; on CPU fused kernels instead of JAX's loop over the
+    rounds, a few per cent of a 4000-neuron network's step).  Other float types or key kinds:
     ``jax.random.uniform(fold_in(key, step), (n,), dtype)``."""
-    k = jax.random.fold_in(key, step)
-    if jnp.dtype(dtype) != jnp.float32 or str(jax.random.key_impl(k)) != "threefry2x32":
-        return jax.random.uniform(k, (n,), dtype)
-    words = counter_words(jax.random.key_data(k), n)      # threefry_2x32 bit for bit, one fused kernel on CPU
+    if jnp.dtype(dtype) != jnp.float32 or str(jax.random.key_impl(key)) != "threefry2x32":
+        return jax.random.uniform(jax.random.fold_in(key, step), (n,), dtype)
+    # key_data(fold_in(key, step)) and threefry_2x32 of it, bit for bit, as fused kernels on CPU
+    words = counter_words(jnp.stack(fold_in_words(jax.random.key_data(key), step)), n)
     one = jnp.uint32(0x3F800000)
     return jax.lax.bitcast_convert_type((words >> jnp.uint32(9)) | one, jnp.float32) - jnp.float32(1.0)
 
