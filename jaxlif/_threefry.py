@@ -1,13 +1,15 @@
-"""The threefry-2x32 hash written with ``jax.numpy`` integer operations, shared by the batch simulators'
-random streams (:mod:`jaxlif.batch.rng`) and the network's Poisson drive (:func:`jaxlif.network.step.drive_uniform`).
+"""The threefry-2x32 hash written with ``jax.numpy`` integer operations, shared by the simulators' per-step
+draws: the batch simulators' streams (:mod:`jaxlif.batch.rng`), the network's Poisson drive
+(:func:`jaxlif.network.step.drive_uniform`) and the per-step Poisson inputs (:func:`uniform_at`, used by
+:mod:`jaxlif.inputs`).
 
 Threefry-2x32 with 20 rounds (Salmon et al. 2011, "Parallel random numbers: as easy as 1, 2, 3") is the
 function behind ``jax.random``'s default generator.  JAX lowers its primitive
 (``jax.extend.random.threefry_2x32``) on CPU as a loop over the five groups of four rounds, so XLA:CPU passes
 over the data once per group; written out as plain integer operations, the 20 rounds fuse into one kernel,
 3-4x faster on CPU.  On other backends the primitive is used (:func:`hash_words`).  Both compute the same
-function, bit for bit (``tests/test_batch.py``, ``tests/test_network.py``), so no number depends on the
-choice.
+function, bit for bit (``tests/test_batch.py``: the hash and :func:`counter_words`; ``tests/test_inputs.py``:
+:func:`uniform_at` against ``jax.random``), so no number depends on the choice.
 """
 
 from __future__ import annotations
@@ -85,8 +87,9 @@ def uniform_at(key, step, shape: tuple, dtype) -> jax.Array:
     default), computed here with :func:`hash_words`: ``fold_in`` hashes the counter ``(0, step)`` under the
     key, and the uniform's words are the two output words of the counters ``(0, i)`` (``i`` the flat index
     in ``shape``) XOR-ed, their high 23 bits the mantissa of a float in [1, 2), minus 1.  JAX itself runs each
-    of the two hashes as a loop over the rounds on CPU: per simulated step a few small kernels per hash,
-    which dominated a vmapped per-step simulator's step.  Any other case calls ``jax.random``."""
+    of the two hashes as a loop over the rounds on CPU, a few small kernels per hash and simulated step: most
+    of a single neuron's step (``simulate_cond_lif_poisson`` is 3.8x faster this way,
+    ``benchmarks/bench_uniforms.py``).  Any other case calls ``jax.random``."""
     typed = hasattr(key, "dtype") and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
     if (not typed or jnp.dtype(dtype) != jnp.float32 or str(jax.random.key_impl(key)) != "threefry2x32"
             or not jax.config.jax_threefry_partitionable):
