@@ -376,7 +376,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--nest-python", dest="nest_python", default=None,
                    help="interpreter with nest (default $JAXLIF_NEST_PYTHON or .venv-nest/bin/python)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per worker")
-    p.add_argument("--cells", default=None, help="only these cells of the study: K:N:T[,K:N:T...] (T in ms)")
+    p.add_argument("--cells", default=None, help="only these cells: K:N:T[,K:N:T...] (T in ms); the study's, or others "
+                   "(e.g. 400:16000:1000, the bench_network.py network at 4x the size)")
     p.add_argument("--merge", type=Path, default=None, help="start from an earlier report's rows (JSON); cells run "
                    "now replace theirs")
     p.add_argument("--note", action="append", default=[], help="a line added under the table")
@@ -410,9 +411,10 @@ def main(argv=None) -> dict:
         notes.append(f"Merged with the cells of an earlier run: `{earlier['command']}` (started {earlier['started']}, "
                      f"{earlier['minutes']:.0f} min, load average at start {earlier['load'][0]}, at end "
                      f"{earlier['load'][1]}); the cells run now replace theirs.")
-    if args.cells:
-        keep = {tuple(float(x) for x in c.split(":")) for c in args.cells.split(",")}
-        cells = [c for c in cells if (c[0], c[1], c[2]) in keep]
+    if args.cells:                                    # the study's cells, or others with every system
+        known = {(c[0], c[1], c[2]): c for c in CELLS}
+        asked = [tuple(float(x) for x in c.split(":")) for c in args.cells.split(",")]
+        cells = [known.get(c, (int(c[0]), int(c[1]), c[2], SYSTEMS)) for c in asked]
     out = Path(args.out) if args.out is not None else ROOT
     out.mkdir(parents=True, exist_ok=True)
     json_path = (ROOT / "results" / "bench_network_scale.json") if out == ROOT else out / "bench_network_scale.json"
