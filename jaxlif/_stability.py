@@ -78,6 +78,14 @@ def peak_init(dtype) -> jax.Array:
     return jnp.zeros((), dtype)
 
 
+def _last_sample(x) -> np.ndarray:
+    """``x[..., -1]`` on the host: a view of the array's memory on CPU (no program, no copy), else the slice
+    taken on its device and only that copied (not the whole raster)."""
+    if not hasattr(x, "devices") or all(d.platform == "cpu" for d in x.devices()):
+        return np.asarray(x)[..., -1]
+    return np.asarray(x[..., -1])
+
+
 def warn_if_poisoned(result, function: str):
     """Warn (:class:`EulerUnstableWarning`) when a *concrete* result of ``function`` is poisoned.
 
@@ -91,14 +99,14 @@ def warn_if_poisoned(result, function: str):
         rasters = list(result.spikes.values())
         if any(isinstance(r, jax.core.Tracer) or not getattr(r, "is_fully_addressable", True) for r in rasters):
             return result
-        bad = np.concatenate([np.asarray(r)[..., -1].reshape(-1) != 0 for r in rasters])
+        bad = np.concatenate([_last_sample(r).reshape(-1) != 0 for r in rasters])
         if np.any(bad):
             warnings.warn(f"{function}: {UNSTABLE_TEXT}", EulerUnstableWarning, stacklevel=3)
         return result
-    probe = count if count is not None else result.spikes[..., -1]
+    probe = count if count is not None else result.spikes
     if isinstance(probe, jax.core.Tracer) or not getattr(probe, "is_fully_addressable", True):
         return result
-    bad = np.asarray(probe) == -1 if count is not None else np.asarray(probe) != 0
+    bad = np.asarray(probe) == -1 if count is not None else _last_sample(probe) != 0
     if np.any(bad):
         where = f"{int(np.sum(bad))} of {bad.size} neurons: " if bad.ndim else ""
         warnings.warn(f"{function}: {where}{UNSTABLE_TEXT}", EulerUnstableWarning, stacklevel=3)
