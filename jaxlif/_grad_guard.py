@@ -33,6 +33,7 @@ import warnings
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = ["SpikeGradWarning", "NonDifferentiableError", "under_differentiation", "refuse_derivative",
            "warn_if_boolean_under_grad"]
@@ -82,7 +83,8 @@ def under_differentiation() -> bool:
 
 def warn_if_boolean_under_grad(spikes, function: str, stacklevel: int = 3) -> None:
     """Warn (:class:`SpikeGradWarning`) when a boolean raster reaches ``function`` while differentiating."""
-    if jnp.asarray(spikes).dtype == jnp.bool_ and under_differentiation():
+    dtype = getattr(spikes, "dtype", None)               # read, not converted: no copy to the device
+    if (np.asarray(spikes).dtype if dtype is None else dtype) == np.bool_ and under_differentiation():
         warnings.warn(f"jaxlif.{function} got a boolean spike raster while differentiating: a boolean raster "
                       f"has no derivative, so every gradient through these spikes is exactly zero. Simulate "
                       f"with spike_grad=jaxlif.surrogates.fast_sigmoid() (or another surrogate) to get a float "
