@@ -377,8 +377,8 @@ def render(report: dict) -> str:
         lines.append("| Brian2 | not run (no interpreter with brian2; see `--brian2-python`) ||||||||")
     lines += ["", f"Rates: mean over {cfg['repeats']} (jaxlif) and {cfg['brian2_repeats'] + 1} (Brian2) runs with new "
               "random drive, +- standard error over runs (the check pools the two samples' spread). Steady = wall time of one simulation of T once compiled "
-              "(jaxlif: compiled program reused, ending with the spike rasters in memory, counted after the clock stops; "
-              "Brian2: the standalone binary rerun, ending with its spike monitor's arrays). x jaxlif = steady time / "
+              "(jaxlif: compiled program reused, ending with the spike rasters in memory, counted after the clock "
+              "stops; Brian2: the standalone binary rerun, ending with its spike monitor's arrays). x jaxlif = steady time / "
               f"jaxlif's. Simulated neuron-seconds per wall-second: jaxlif "
               f"{n * cfg['T'] / 1000.0 / jx['steady_s']:.3g}." if "steady_s" in jx else "", ""]
     if dv and "methods" in dv:

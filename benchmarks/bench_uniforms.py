@@ -24,13 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-CALLS = {
-    "simulate_cond_lif_poisson, 1 neuron, 1 s": "jaxlif.simulate_cond_lif_poisson(key, T=1000.0)",
-    "simulate_stp_lif_poisson, 1 neuron, 1 s": "jaxlif.simulate_stp_lif_poisson(key, T=1000.0)",
-    "poisson_trains, 100 trains x 1 s": "jaxlif.poisson_trains(key, 10.0, 100, T=1000.0, dt=0.1)",
-    "vmap(simulate_cond_lif_poisson), 1000 keys, 1 s": "jax.vmap(lambda k: jaxlif.simulate_cond_lif_poisson(k, "
-                                                       "T=1000.0))(jax.random.split(key, 1000))",
-}
+NAMES = ("simulate_cond_lif_poisson, 1 neuron, 1 s", "simulate_stp_lif_poisson, 1 neuron, 1 s",
+         "poisson_trains, 100 trains x 1 s", "vmap(simulate_cond_lif_poisson), 1000 keys, 1 s")
 
 
 def worker(version: str, repeats: int) -> dict:
@@ -42,9 +37,14 @@ def worker(version: str, repeats: int) -> dict:
     if version == "jax":
         jaxlif.inputs.uniform_at = lambda key, step, shape, dtype: jax.random.uniform(
             jax.random.fold_in(key, step), shape, dtype)
+    calls = (lambda key: jaxlif.simulate_cond_lif_poisson(key, T=1000.0),
+             lambda key: jaxlif.simulate_stp_lif_poisson(key, T=1000.0),
+             lambda key: jaxlif.poisson_trains(key, 10.0, 100, T=1000.0, dt=0.1),
+             lambda key: jax.vmap(lambda k: jaxlif.simulate_cond_lif_poisson(k, T=1000.0))(
+                 jax.random.split(key, 1000)))
     out = {}
-    for name, expr in CALLS.items():
-        call = jax.jit(lambda key, expr=expr: eval(expr, {"jax": jax, "jaxlif": jaxlif, "key": key}))
+    for name, fn in zip(NAMES, calls):
+        call = jax.jit(fn)
         first = jax.block_until_ready(call(jax.random.key(1)))
         times = []
         for i in range(repeats):
@@ -76,7 +76,7 @@ def main(argv=None) -> None:
     print(f"{args.rounds} rounds x {args.repeats} calls per version, CPU ms per call (median of the rounds' medians), "
           "one core, float32:\n")
     print("| call | jax.random | uniform_at | speed-up | same outputs |\n|---|---|---|---|---|")
-    for name in CALLS:
+    for name in NAMES:
         a = statistics.median(r[name]["cpu_s"] for r in runs["jax"])
         b = statistics.median(r[name]["cpu_s"] for r in runs["jaxlif"])
         same = len({r[name]["digest"] for v in runs.values() for r in v}) == 1

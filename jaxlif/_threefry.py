@@ -65,12 +65,20 @@ def counter_words(key_data, n: int, platform: str | None = None) -> jax.Array:
 
     That function hashes the counter's two halves as pairs: entries ``i`` and ``i + h`` (``h = ceil(n / 2)``;
     an odd ``n`` is padded with one 0) form one counter, whose first word is output ``i`` and second output
-    ``i + h``.  ``platform``: as for :func:`hash_words` (default: JAX's default backend)."""
+    ``i + h``.  ``key_data``: the key's two words (a ``(2,)`` array or a pair); ``platform``: as for
+    :func:`hash_words` (default: JAX's default backend)."""
     h = (n + 1) // 2
     x0 = jnp.arange(h, dtype=jnp.uint32)
     x1 = jnp.concatenate([jnp.arange(h, n, dtype=jnp.uint32), jnp.zeros((2 * h - n,), jnp.uint32)])
     y0, y1 = hash_words(key_data[0], key_data[1], x0, x1, platform or jax.default_backend())
     return jnp.concatenate([y0, y1])[:n]
+
+
+def unit_float32(words) -> jax.Array:
+    """uint32 ``words`` -> float32 in [0, 1) as ``jax.random.uniform`` makes them: the 23 high bits as the
+    mantissa of a number in [1, 2), minus 1."""
+    mantissa = (jnp.asarray(words, jnp.uint32) >> np.uint32(9)) | np.uint32(0x3F800000)
+    return jax.lax.bitcast_convert_type(mantissa, jnp.float32) - jnp.float32(1.0)
 
 
 def fold_in_words(key_data, data, platform: str | None = None):
@@ -86,7 +94,7 @@ def uniform_at(key, step, shape: tuple, dtype) -> jax.Array:
     For a typed threefry key, float32 and JAX's partitionable threefry (``jax_threefry_partitionable``, the
     default), computed here with :func:`hash_words`: ``fold_in`` hashes the counter ``(0, step)`` under the
     key, and the uniform's words are the two output words of the counters ``(0, i)`` (``i`` the flat index
-    in ``shape``) XOR-ed, their high 23 bits the mantissa of a float in [1, 2), minus 1.  JAX itself runs each
+    in ``shape``) XOR-ed, made a float by :func:`unit_float32`.  JAX itself runs each
     of the two hashes as a loop over the rounds on CPU, a few small kernels per hash and simulated step: most
     of a single neuron's step (``simulate_cond_lif_poisson`` is 3.8x faster this way,
     ``benchmarks/bench_uniforms.py``).  Any other case calls ``jax.random``."""
@@ -98,5 +106,4 @@ def uniform_at(key, step, shape: tuple, dtype) -> jax.Array:
     k0, k1 = fold_in_words(jax.random.key_data(key), step, platform)
     index = jnp.arange(int(np.prod(shape)), dtype=jnp.uint32).reshape(shape)
     w0, w1 = hash_words(k0, k1, jnp.zeros_like(index), index, platform)
-    mantissa = ((w0 ^ w1) >> np.uint32(9)) | np.uint32(0x3F800000)
-    return jax.lax.bitcast_convert_type(mantissa, jnp.float32) - jnp.float32(1.0)
+    return unit_float32(w0 ^ w1)

@@ -132,8 +132,6 @@ def _stable_check_codes() -> None:
     _ck.assert_func = assert_func
 
 
-
-
 #: Test files that run in the same worker (:func:`pytest_xdist_make_scheduler`; every other file is its own
 #: group, as with plain ``--dist loadfile``): files that build the same programs (the same shapes and options), so
 #: that the second one finds them in the worker's memory, traced and compiled.  The shared compilation cache

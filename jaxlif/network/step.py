@@ -67,7 +67,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike, DTypeLike
 
-from jaxlif._threefry import counter_words, fold_in_words
+from jaxlif._threefry import counter_words, fold_in_words, unit_float32
 from jaxlif.inputs import _binomial_tail, _p_spike
 from jaxlif.neurons import LIFParams, LIFState, check_integrator, membrane_step
 from jaxlif.network import synapse_stp
@@ -348,9 +348,7 @@ def drive_uniform(key: jax.Array, step: ArrayLike, n: int, dtype) -> jax.Array:
     if jnp.dtype(dtype) != jnp.float32 or str(jax.random.key_impl(key)) != "threefry2x32":
         return jax.random.uniform(jax.random.fold_in(key, step), (n,), dtype)
     # key_data(fold_in(key, step)) and threefry_2x32 of it, bit for bit, as fused kernels on CPU
-    words = counter_words(jnp.stack(fold_in_words(jax.random.key_data(key), step)), n)
-    one = jnp.uint32(0x3F800000)
-    return jax.lax.bitcast_convert_type((words >> jnp.uint32(9)) | one, jnp.float32) - jnp.float32(1.0)
+    return unit_float32(counter_words(fold_in_words(jax.random.key_data(key), step), n))
 
 
 def drive_draw(table: _DriveTable, key: jax.Array, step: ArrayLike) -> jax.Array:

@@ -333,8 +333,8 @@ def simulate_lif(params: LIFParams, I: jax.Array, *, dt: float, spiking: bool = 
         raise ValueError(f"I must have shape (n_steps,), got {np.shape(I)}; "
                          + _checks.single_neuron_hint("simulate_lif"))
     _checks.check_steps("I", I)
-    return _simulate_lif(params, _checks.upcast(host_argument(I)), dt, _checks.check_flag("spiking", spiking), spike_grad,
-                         checkpoint, integrator, _checks.check_flag("record", record))
+    return _simulate_lif(params, _checks.upcast(host_argument(I)), dt, _checks.check_flag("spiking", spiking),
+                         spike_grad, checkpoint, integrator, _checks.check_flag("record", record))
 
 
 def _scan_checking(step, state0, xs, n: int, checkpoint, keep, valid):
