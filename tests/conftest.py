@@ -26,9 +26,6 @@ globally (jaxlif defaults to float32); tests that need it use the ``x64`` fixtur
 """
 
 import os
-import shutil
-import tempfile
-import zlib
 
 import pytest
 
@@ -61,9 +58,6 @@ if not XLA_DEFAULTS:
 # Scripts started by the tests must not write compiled programs into the user's cache folder.
 os.environ.setdefault("JAXLIF_CACHE_DIR", "off")
 
-#: Environment variable naming the session's shared compilation cache ("off": none).
-SHARED_CACHE = "JAXLIF_TEST_SHARED_CACHE"
-
 
 def _xdist_controller(config) -> bool:
     """This process only hands the tests to pytest-xdist's workers (it runs none, so it needs no JAX)."""
@@ -75,67 +69,21 @@ def _xdist_controller(config) -> bool:
 
 
 def pytest_configure(config):
-    """JAX's settings for the processes that run tests, and one JAX compilation cache per test session,
-    in a fresh temporary folder, shared by the xdist workers (they inherit the variable from the
-    controller, which creates the folder): a program that several test files compile (the default
-    simulators, the fits) is compiled once per session instead of once per worker.  The cache holds
-    compiled executables keyed by the program and the compiler's options, so a program loaded from it is
-    the one compiled, bit for bit.  Nothing is read from or written to the user's cache;
-    ``JAXLIF_TEST_SHARED_CACHE=off`` turns it off.  The xdist controller does not import JAX."""
-    if SHARED_CACHE not in os.environ and not hasattr(config, "workerinput"):
-        os.environ[SHARED_CACHE] = tempfile.mkdtemp(prefix="jaxlif-test-cache-")
-        config._jaxlif_shared_cache = os.environ[SHARED_CACHE]
+    """JAX's settings for the processes that run tests (the xdist controller does not import JAX).
+
+    No compilation cache on disk: one shared by the workers was measured (2026-12-06, the whole default
+    tier) to save 2 CPU-s of compiling (about 220 hits, nearly all programs of a few milliseconds) and to
+    cost 10 CPU-s writing every program it compiled, so the suite keeps none."""
     if _xdist_controller(config):
         return
     import jax
     if not XLA_DEFAULTS:
         jax.config.update("jax_disable_most_optimizations", True)      # also if jax was imported before
-    _stable_check_codes()
-    folder = os.environ.get(SHARED_CACHE, "off")
-    if folder not in ("", "off", "0"):
-        jax.config.update("jax_compilation_cache_dir", folder)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-
-
-def _stable_check_codes() -> None:
-    """Give each ``checkify`` check an error code derived from its message instead of a process-wide counter.
-
-    The library's argument rules are ``checkify.debug_check`` calls (:mod:`jaxlif._checks`); outside
-    :func:`jaxlif.checked` they compute nothing, but each leaves its error code, a constant, in the traced
-    program, and JAX numbers the codes in the order checks are traced in the process.  The same program traced
-    in two workers (or in two test files after different others) then differs in those constants, so the
-    session's shared compilation cache, keyed by the program's text, never finds the other worker's copy.
-    Codes from the message (CRC-32 of its format string, distinct for distinct messages) make the text
-    depend on the program only.  The compiled computation is the same either way: the codes feed only the
-    dead error value of an unchecked program, and under :func:`jaxlif.checked` they label messages.  One
-    difference remains there: when several checks whose payloads differ in shape fail in one call, checkify
-    reports the one with the smallest code, so the suite may name another of the failed checks than a
-    user's run does (each message names a check that did fail; the tests check one failure at a time).
-    Skipped, with no effect but the cache's, if JAX's internals move."""
-    import jax
-    try:
-        from jax._src import checkify as _ck
-    except ImportError:                                   # pragma: no cover
-        return
-    original = getattr(_ck, "assert_func", None)
-    if original is None or getattr(original, "_jaxlif_stable", False) or not hasattr(_ck, "update_error"):
-        return
-
-    def assert_func(error, pred, new_error):
-        text = f"{type(new_error).__name__}:{getattr(new_error, 'fmt_string', '')}"
-        code = zlib.crc32(text.encode()) & 0x3FFFFFFF
-        payload, metadata = jax.tree_util.tree_flatten(new_error)
-        return _ck.update_error(error, pred, code, {code: metadata}, payload, new_error.get_effect_type())
-
-    assert_func._jaxlif_stable = True
-    _ck.assert_func = assert_func
 
 
 #: Test files that run in the same worker (:func:`pytest_xdist_make_scheduler`; every other file is its own
 #: group, as with plain ``--dist loadfile``): files that build the same programs (the same shapes and options), so
-#: that the second one finds them in the worker's memory, traced and compiled.  The shared compilation cache
-#: above saves only the compilation of a program that another worker built, not its tracing and lowering.
+#: that the second one finds them in the worker's memory, traced and compiled.
 FILE_GROUPS = {
     # the 40 E + 10 I network at 60 ms: the plain run and the mean-field gradient over the whole tree; the
     # main job's network training at its test size (the same network builder and estimator pieces)
@@ -162,12 +110,6 @@ def pytest_xdist_make_scheduler(config, log):
             return FILE_GROUPS.get(path.rsplit("/", 1)[-1], path)
 
     return FileGroupScheduling(config, log)
-
-
-def pytest_unconfigure(config):
-    folder = getattr(config, "_jaxlif_shared_cache", None)
-    if folder:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -48,7 +48,6 @@ def child_env(devices: int, users_programs: bool = False) -> dict:
         flags = flags.replace(TEST_XLA_FLAGS, "")                                   # XLA's defaults
         env.pop(FAST_COMPILE, None)                                                 # optimised, like users'
     env["XLA_FLAGS"] = (flags + f" --xla_force_host_platform_device_count={devices}").strip()
-    env["JAXLIF_TEST_SHARED_CACHE"] = "off"
     return env
 
 

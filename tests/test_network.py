@@ -715,8 +715,9 @@ def test_exp_euler_latency_and_convergence_to_a_fine_step(tiny_exp, tiny_runs):
 
 def test_exp_euler_vmap_equals_loop_with_mean_field_gradient(tiny_exp):
     """One vmapped value-and-gradient program with a surrogate (the mean-field estimator, the default)
-    over the A->B weight scale: each row equals the single run without surrogate; the gradient of B's rate
-    with respect to the inhibitory weight is finite and negative."""
+    over the A->B weight scale: each row equals the single run without surrogate, and the first row's
+    gradient the unbatched gradient (vmap == loop); the gradient of B's rate with respect to the inhibitory
+    weight is finite and negative."""
     def rate(scale):
         res = tiny_exp(scale, jl.surrogates.fast_sigmoid())
         return res.spikes["B"].mean() * 1000.0 / DT, res
@@ -730,6 +731,7 @@ def test_exp_euler_vmap_equals_loop_with_mean_field_gradient(tiny_exp):
                                        np.asarray(getattr(single, field)["B"], float), atol=1e-4, err_msg=field)
         assert np.isfinite(grad[row]) and grad[row] < 0, grad
     assert value[0] > value[1] > 0
+    np.testing.assert_allclose(jax.grad(lambda s: rate(s)[0])(1.0), grad[0], rtol=1e-5)
 
 
 def test_euler_instability_poisons_and_warns_a_network(tiny_checked, tiny_runs):

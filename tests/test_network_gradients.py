@@ -137,7 +137,8 @@ def test_mean_field_is_the_calibrated_local_derivative_plus_the_population_feedb
     np.testing.assert_allclose(gain.rates, r, rtol=1e-6)
 
 
-def test_vmap_equals_the_loop(split):
+@pytest.mark.slow    # a vmapped program of its own (5 CPU-s); the default tier checks vmap == loop of the
+def test_vmap_equals_the_loop(split):    # mean-field gradient in test_network.py (exp_euler network)
     structure, params = split
     keys = jax.random.split(jax.random.key(9), 2)
     loop = np.stack([rates_of(mean_field_jvp(structure, params, k)[1]) for k in keys])
