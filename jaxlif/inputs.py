@@ -79,8 +79,8 @@ def check_n_trains(name: str, n, minimum: int = 0) -> int:
     n = _checks.check_count(name, n, minimum)
     if n > MAX_TRAINS:
         raise ValueError(f"{name}={n} trains is above the limit of {MAX_TRAINS}: the per-step sampler "
-                         f"compares one uniform with the {name}+1 binomial tail probabilities at every "
-                         f"step, so time and memory grow in proportion to {name}. For very many weak "
+                         f"holds the table of the {name} binomial tail probabilities, so memory and the "
+                         f"time to build it grow in proportion to {name}. For very many weak "
                          f"inputs use fewer trains at a proportionally higher rate (the pooled count is "
                          f"then nearly the same Poisson law while rate*dt/1000 stays small), or a "
                          f"current input (jaxlif.white_noise_current)")
@@ -107,14 +107,32 @@ def bernoulli_step(key: jax.Array, step: jax.Array, p: jax.Array, n: int) -> jax
 def _binomial_tail(p: jax.Array, n: int) -> jax.Array:
     """``P(X > k)`` for ``k = 0 .. n-1``, X ~ Binomial(n, p); differentiable in p, for p in [0, 1].
 
-    All NaN for ``p`` outside [0, 1] or NaN (:func:`binomial_count` then returns NaN)."""
+    Non-increasing in ``k`` (what :func:`binomial_count`'s search needs): each of the two sums is monotone
+    in floating point, and a running minimum guards the switch between them (it changes no entry of a
+    tail that is already non-increasing).  All NaN for ``p`` outside [0, 1] or NaN
+    (:func:`binomial_count` then returns NaN)."""
     k = jnp.arange(n + 1, dtype=jnp.result_type(float))
     log_pmf = (gammaln(n + 1.0) - gammaln(k + 1.0) - gammaln(n - k + 1.0)
                + xlogy(k, p) + xlog1py(n - k, -p))
     pmf = jnp.exp(log_pmf)
     upper = jnp.cumsum(pmf[::-1])[::-1][1:]  # P(X > k) summed from the top: accurate when small
     lower = 1.0 - jnp.cumsum(pmf)[:-1]       # 1 - P(X <= k): accurate when P(X > k) is near 1
-    return jnp.where((p >= 0) & (p <= 1), jnp.where(upper < 0.5, upper, lower), jnp.nan)
+    tail = jax.lax.cummin(jnp.where(upper < 0.5, upper, lower)) if n > 0 else upper
+    return jnp.where((p >= 0) & (p <= 1), tail, jnp.nan)
+
+
+def _prefix_length(v: jax.Array, tail: jax.Array) -> jax.Array:
+    """``#{k : v <= tail[k]}`` for a non-increasing ``tail`` of length ``n >= 1``, as int32: the length
+    of the prefix of entries ``>= v``, found by bisection in ``ceil(log2(n + 1))`` probes (one gather
+    each) instead of ``n`` comparisons.  Equal to ``jnp.sum(v <= tail)`` on such a tail."""
+    tail = jnp.asarray(tail)
+    n = tail.shape[0]
+    lo, hi = jnp.zeros((), jnp.int32), jnp.full((), n, jnp.int32)   # the length lies in [lo, hi]
+    for _ in range(int(np.ceil(np.log2(n + 1)))):
+        mid = (lo + hi) // 2                                    # < hi <= n while lo < hi
+        inside = v <= tail[jnp.minimum(mid, n - 1)]
+        lo, hi = jnp.where(inside & (lo < hi), mid + 1, lo), jnp.where(inside | (lo >= hi), hi, mid)
+    return lo
 
 
 def binomial_count(key: jax.Array, step: jax.Array, tail: jax.Array) -> jax.Array:
@@ -127,7 +145,7 @@ def binomial_count(key: jax.Array, step: jax.Array, tail: jax.Array) -> jax.Arra
     if tail.shape[0] == 0:                     # no trains
         return jnp.zeros((), tail.dtype)
     u = uniform_at(key, step, (), tail.dtype)                   # = jax.random.uniform(fold_in(key, step), ())
-    count = jnp.sum((1.0 - u) <= tail).astype(tail.dtype)
+    count = _prefix_length(1.0 - u, tail).astype(tail.dtype)
     return jnp.where(jnp.isnan(tail[0]), jnp.nan, count)
 
 

@@ -47,6 +47,23 @@ def test_binomial_tail_is_exact(x64, n, p):
     np.testing.assert_allclose(tail, want, rtol=1e-10, atol=1e-300)
 
 
+def test_binomial_count_bisection_is_the_comparison_count():
+    """``binomial_count`` bisects the tail instead of comparing with every entry: on non-increasing tails
+    (``_binomial_tail`` makes them so, for any p and n, float32 included) its prefix length equals
+    ``#{k : v <= tail[k]}``, also at ties, at v = 1 and with equal entries."""
+    from jaxlif.inputs import _prefix_length
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 5, 80):
+        tails = [np.asarray(_tail(np.float32(p), n)) for p in (0.0, 1e-4, 0.006, 0.3, 0.5, 0.97, 1.0)]
+        tails += [np.sort(rng.choice([0.0, 0.25, 0.5, 1.0], n))[::-1].astype(np.float32)]   # ties, flats
+        for tail in tails:
+            assert np.all(np.diff(tail) <= 0), tail
+            v = np.concatenate([tail, np.nextafter(tail, 2), rng.uniform(0, 1, 50), [1.0, 2.0**-24]])
+            v = np.clip(v, 2.0**-24, 1.0).astype(np.float32)        # V = 1 - U takes values in [2^-24, 1]
+            got = np.asarray(jax.vmap(_prefix_length, (0, None))(v, tail))
+            np.testing.assert_array_equal(got, (v[:, None] <= tail[None, :]).sum(1))
+
+
 def test_poisson_counts_follow_binomial():
     n, rate, dt = 80, 10.0, 0.1
     counts = np.asarray(jaxlif.poisson_counts(jax.random.key(5), rate, n, T=20000.0, dt=dt))
