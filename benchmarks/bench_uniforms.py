@@ -42,7 +42,8 @@ def worker(version: str, repeats: int) -> dict:
         jaxlif.inputs.uniform_at = lambda key, step, shape, dtype: jax.random.uniform(
             jax.random.fold_in(key, step), shape, dtype)
     elif version == "compare":
-        jaxlif.inputs._prefix_length = lambda v, tail: jax.numpy.sum(v <= tail, dtype="int32")
+        jaxlif.inputs._prefix_length = lambda v, n, entry: jax.numpy.sum(v <= entry(jax.numpy.arange(n)),
+                                                                          dtype="int32")
     calls = (lambda key: jaxlif.simulate_cond_lif_poisson(key, T=1000.0),
              lambda key: jaxlif.simulate_stp_lif_poisson(key, T=1000.0),
              lambda key: jaxlif.poisson_trains(key, 10.0, 100, T=1000.0, dt=0.1),

@@ -121,17 +121,17 @@ def _binomial_tail(p: jax.Array, n: int) -> jax.Array:
     return jnp.where((p >= 0) & (p <= 1), tail, jnp.nan)
 
 
-def _prefix_length(v: jax.Array, tail: jax.Array) -> jax.Array:
-    """``#{k : v <= tail[k]}`` for a non-increasing ``tail`` of length ``n >= 1``, as int32: the length
-    of the prefix of entries ``>= v``, found by bisection in ``ceil(log2(n + 1))`` probes (one gather
-    each) instead of ``n`` comparisons.  Equal to ``jnp.sum(v <= tail)`` on such a tail."""
-    tail = jnp.asarray(tail)
-    n = tail.shape[0]
-    lo, hi = jnp.zeros((), jnp.int32), jnp.full((), n, jnp.int32)   # the length lies in [lo, hi]
-    for _ in range(int(np.ceil(np.log2(n + 1)))):
-        mid = (lo + hi) // 2                                    # < hi <= n while lo < hi
-        inside = v <= tail[jnp.minimum(mid, n - 1)]
-        lo, hi = jnp.where(inside & (lo < hi), mid + 1, lo), jnp.where(inside | (lo >= hi), hi, mid)
+def _prefix_length(v: jax.Array, n: int, entry) -> jax.Array:
+    """``#{k < n : v <= entry(k)}`` for entries non-increasing in ``k`` (``n >= 1``), int32 of ``v``'s shape:
+    the length of the prefix of entries ``>= v``, by bisection in ``ceil(log2(n + 1))`` probes instead of
+    ``n`` comparisons.  ``entry(k)``: the entries at the int32 indices ``k`` (``v``'s shape, ``0 <= k < n``).
+    Equal to ``sum(v <= entries)`` on non-increasing entries."""
+    lo, hi = jnp.zeros(jnp.shape(v), jnp.int32), jnp.full(jnp.shape(v), n, jnp.int32)   # the length is in [lo, hi]
+    for _ in range(int(n).bit_length()):                        # ceil(log2(n + 1)) halvings of [lo, hi]
+        mid = (lo + hi) // 2
+        inside = v <= entry(jnp.minimum(mid, n - 1))
+        open_ = lo < hi
+        lo, hi = jnp.where(open_ & inside, mid + 1, lo), jnp.where(open_ & ~inside, mid, hi)
     return lo
 
 
@@ -145,7 +145,7 @@ def binomial_count(key: jax.Array, step: jax.Array, tail: jax.Array) -> jax.Arra
     if tail.shape[0] == 0:                     # no trains
         return jnp.zeros((), tail.dtype)
     u = uniform_at(key, step, (), tail.dtype)                   # = jax.random.uniform(fold_in(key, step), ())
-    count = _prefix_length(1.0 - u, tail).astype(tail.dtype)
+    count = _prefix_length(1.0 - u, tail.shape[0], lambda k: tail[k]).astype(tail.dtype)
     return jnp.where(jnp.isnan(tail[0]), jnp.nan, count)
 
 

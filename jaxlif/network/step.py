@@ -68,7 +68,7 @@ import numpy as np
 from jax.typing import ArrayLike, DTypeLike
 
 from jaxlif._threefry import counter_words, fold_in_words, unit_float32
-from jaxlif.inputs import _binomial_tail, _p_spike
+from jaxlif.inputs import _binomial_tail, _p_spike, _prefix_length
 from jaxlif.neurons import LIFParams, LIFState, check_integrator, membrane_step
 from jaxlif.network import synapse_stp
 from jaxlif.network.delivery import Layout, active_rows, deliver
@@ -298,7 +298,7 @@ def drive_table(net: Network, dt: float, dtype=None) -> _DriveTable | None:
     tables, rows = [], []
     for pop in net.populations:
         if pop.drive is not None and pop.drive.n > 0:
-            tail = jax.lax.cummin(_binomial_tail(_p_spike(pop.drive.rate, dt), pop.drive.n))   # monotone
+            tail = _binomial_tail(_p_spike(pop.drive.rate, dt), pop.drive.n)            # non-increasing
             tail = jnp.pad(tail, (0, K - tail.shape[0])).astype(dtype)
             rows.append(np.full(pop.size, len(tables), np.int32))
             tables.append(tail)
@@ -320,16 +320,8 @@ def drive_table(net: Network, dt: float, dtype=None) -> _DriveTable | None:
 def _bisect(table: _DriveTable, v: jax.Array) -> jax.Array:
     """``#{k : v <= tail[k]}`` over each neuron's whole row, by bisection (the rows are non-increasing)."""
     K = table.tail.shape[1]
-    flat = table.tail.reshape(-1)
-    start = table.row * K
-    lo, hi = jnp.zeros(v.shape, jnp.int32), jnp.full(v.shape, K, jnp.int32)
-    for _ in range(K.bit_length()):                  # ceil(log2(K + 1)) halvings of [lo, hi]
-        mid = (lo + hi) // 2
-        below = v <= flat[start + jnp.minimum(mid, K - 1)]
-        open_ = lo < hi
-        lo = jnp.where(open_ & below, mid + 1, lo)
-        hi = jnp.where(open_ & ~below, mid, hi)
-    return lo
+    flat, start = table.tail.reshape(-1), table.row * K
+    return _prefix_length(v, K, lambda k: flat[start + k])
 
 
 def drive_uniform(key: jax.Array, step: ArrayLike, n: int, dtype) -> jax.Array:
