@@ -295,7 +295,8 @@ def _short(value):
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, list) and len(value) > 6:
-        return f"[{value[0]:g}, {value[1]:g}, ..., {value[-1]:g}] ({len(value)} values)"
+        show = [f"{v:g}" if isinstance(v, (int, float)) else str(v) for v in (value[0], value[1], value[-1])]
+        return f"[{show[0]}, {show[1]}, ..., {show[2]}] ({len(value)} values)"
     return value
 
 

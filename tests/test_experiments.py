@@ -477,3 +477,6 @@ def test_help_shows_lists_of_numbers_and_of_names():
     assert C._shown(list(np.arange(0.0, 101.0, 1.0))) == "0:100:1 (101 values)"
     assert C._shown([1.0, 2.0, 5.0]) == "1,2,5"
     assert C._shown(["tm", "tm4", "srp"]) == "tm,tm4,srp"
+    # the printed config line abbreviates long lists, numbers and names alike (a list of 7 names crashed it)
+    assert C._short(list(np.arange(10.0))) == "[0, 1, ..., 9] (10 values)"
+    assert C._short([f"e{i}" for i in range(7)]) == "[e0, e1, ..., e6] (7 values)"
