@@ -589,8 +589,7 @@ def _stop_rules(n_points: float, kernel: bool = False) -> dict:
     Measured on 40 synapses of ``benchmarks/bench_fit.py``'s design: with 1e-6 alone 18 of 40
     best starts were not stationary (21 ended 0.01-0.8 units below the optimum); with the
     Newton rounds 1 of 40.  The Newton rounds after 1e-4 instead saved 10 % of the steps but
-    left the shipped means' ``tm`` fit in a valley 1.1 units lower and fewer starts at the
-    optimum (per-sweep SRP data: 8 of 15 against 15)."""
+    left fewer starts at the optimum (per-sweep SRP data: 8 of 15 against 15)."""
     return dict(patience=20, rel_improve=1e-7, abs_improve=1e-5 / n_points,
                 gtol=(1e-6 if kernel else 1e-4) / n_points)
 

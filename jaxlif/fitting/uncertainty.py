@@ -171,15 +171,16 @@ def newton_polish(objective: Callable, theta, loss, batched, shared, *, coef, ac
 
     Each round: the gradient and finite-difference Hessian of :func:`curvature`, the step
     ``-M^{-1} g`` with ``M`` the Hessian with its eigenvalues replaced by their absolute values
-    (directions below ``1e-10`` of the largest left out, as in :func:`newton_decrement`), shortened to at
-    most :data:`_POLISH_MAX_STEP`, and the best of the fractions :data:`_POLISH_TRIALS` of it
-    kept when it lowers the objective.  Where a long flat valley slows the quasi-Newton
-    iteration down (the SD scale against its baseline of ``noise="gamma_kernel"``) one or two
-    rounds finish what hundreds of its steps would.  Everything runs through the optimiser's
-    compiled program (:func:`~jaxlif.fitting.optimise.evaluate_lanes`): the curvature with
-    ``min_lanes`` slots per problem, the trial steps with ``step_lanes`` (e.g. the slots of
-    the fit's own loop, whose program is then reused).  Rounds stop for a problem when its
-    predicted gain is below ``gap`` or when no trial step lowers its objective.
+    (directions below ``1e-10`` of the largest left out, as in :func:`newton_decrement`),
+    shortened to at most :data:`_POLISH_MAX_STEP`, and the best of the fractions
+    :data:`_POLISH_TRIALS` of it kept when it lowers the objective.  Where a long flat valley
+    slows the quasi-Newton iteration down (the SD scale against its baseline of
+    ``noise="gamma_kernel"``), a few rounds finish it (the last synapse of 40 of
+    ``benchmarks/bench_fit.py``'s design stopped after 18).  Everything runs through the
+    optimiser's compiled program (:func:`~jaxlif.fitting.optimise.evaluate_lanes`): the
+    curvature with ``min_lanes`` slots per problem, the trial steps with ``step_lanes`` (e.g.
+    the slots of the fit's own loop, whose program is then reused).  Rounds stop for a problem
+    when its predicted gain is below ``gap`` or when no trial step lowers its objective.
 
     Returns ``(theta, loss, decrement)``: the polished points, their objective, and each
     problem's predicted gain at the start of its last round (log-likelihood units).
