@@ -55,7 +55,7 @@ import numpy as np
 from jaxlif.fitting.optimise import evaluate_lanes, minimise_lanes
 
 __all__ = ["deviance", "curvature", "wald_halfwidth", "profile_intervals", "local_minimum",
-           "newton_decrement", "LOCAL_MIN_GAP", "STATIONARY_GAP"]
+           "newton_decrement", "newton_polish", "LOCAL_MIN_GAP", "STATIONARY_GAP"]
 
 #: Deviance gap (``D/2`` units, i.e. log-likelihood) above which a start is a local minimum.
 LOCAL_MIN_GAP = 0.01
@@ -86,8 +86,9 @@ def deviance(kind: str, loss, loss_min, coef):
 
 
 def curvature(objective, theta, loss_min, coef, batched, shared, *, kind, active=None,
-              min_lanes: int = 0):
-    """Gradient and Hessian of ``D/2`` at ``theta (P, D)``: ``(P, D)``, ``(P, D, D)``.
+              min_lanes: int = 0, rows=None):
+    """Gradient and Hessian of ``D/2`` at ``theta (P, D)``: ``(P, D)``, ``(P, D, D)``
+    (``rows (P,)``: the problems, rows of ``batched``, that ``theta`` belongs to; default all).
 
     The objective's gradient comes from the optimiser's compiled program
     (:func:`~jaxlif.fitting.optimise.evaluate_lanes`); the Hessian is its central difference
@@ -101,7 +102,7 @@ def curvature(objective, theta, loss_min, coef, batched, shared, *, kind, active
     eye = np.eye(D)
     pts = np.concatenate([theta[:, None, :], theta[:, None, :] + h[:, :, None] * eye,
                           theta[:, None, :] - h[:, :, None] * eye], axis=1)   # (P, 2D+1, D)
-    owner = np.repeat(np.arange(P), 2 * D + 1)
+    owner = np.repeat(np.arange(P) if rows is None else np.asarray(rows), 2 * D + 1)
     value, grads = evaluate_lanes(objective, pts.reshape(-1, D), owner, batched, shared,
                                   min_lanes=min_lanes)
     value, grads = value.reshape(P, 2 * D + 1), grads.reshape(P, 2 * D + 1, D)
@@ -154,6 +155,77 @@ def wald_halfwidth(hess, q) -> np.ndarray:
     with np.errstate(invalid="ignore"):   # inf x 0 where the curvature is not finite: NaN
         hw = np.sqrt(np.maximum(np.asarray(q, float)[..., None] * diag, 0.0))
     return np.where(weight > 0.1, np.inf, hw)
+
+
+#: Newton polish (:func:`newton_polish`): step fractions tried, and the longest step
+#: (unconstrained units) one round may take.
+_POLISH_TRIALS = (1.0, 0.25, 1.0 / 16, 1.0 / 64, 1.0 / 256)
+_POLISH_MAX_STEP = 4.0
+
+
+def newton_polish(objective: Callable, theta, loss, batched, shared, *, coef, active=None,
+                  min_lanes: int = 0, step_lanes: int = 0, rounds: int = 20,
+                  gap: float = 0.1 * STATIONARY_GAP):
+    """Newton steps from the optima ``theta (P, D)`` (objective ``loss (P,)``) of a quasi-Newton
+    fit, until the predicted gain is below ``gap`` (log-likelihood units; ``D = coef L``).
+
+    Each round: the gradient and finite-difference Hessian of :func:`curvature`, the step
+    ``-M^{-1} g`` with ``M`` the Hessian with its eigenvalues replaced by their absolute values
+    (directions below ``1e-10`` of the largest left out, as in :func:`newton_decrement`),
+    shortened to at most :data:`_POLISH_MAX_STEP`, and the best of the fractions
+    :data:`_POLISH_TRIALS` of it kept when it lowers the objective.  Where a long flat valley
+    slows the quasi-Newton iteration down (the SD scale against its baseline of
+    ``noise="gamma_kernel"``), a few rounds finish it (the last synapse of 40 of
+    ``benchmarks/bench_fit.py``'s design stopped after 18).  Everything runs through the
+    optimiser's compiled program (:func:`~jaxlif.fitting.optimise.evaluate_lanes`): the
+    curvature with ``min_lanes`` slots per problem, the trial steps with ``step_lanes`` (e.g.
+    the slots of the fit's own loop, whose program is then reused).  Rounds stop for a problem
+    when its predicted gain is below ``gap`` or when no trial step lowers its objective.
+
+    Returns ``(theta, loss, decrement)``: the polished points, their objective, and each
+    problem's predicted gain at the start of its last round (log-likelihood units).
+    """
+    theta = np.array(theta, dtype=float)
+    loss = np.array(loss, dtype=float)
+    P, D = theta.shape
+    act = np.ones((P, D), bool) if active is None else np.asarray(active, bool)
+    fr = np.asarray(_POLISH_TRIALS)
+    decrement = np.full(P, np.inf)
+    coef = np.broadcast_to(np.asarray(coef, dtype=float), (P,))
+    todo = np.isfinite(loss) & np.isfinite(theta).all(axis=1)
+    for _ in range(rounds):
+        idx = np.flatnonzero(todo)
+        if not idx.size:
+            break
+        grad, hess = curvature(objective, theta[idx], loss[idx], coef[idx], batched, shared,
+                               kind="nll", active=act[idx], min_lanes=min_lanes, rows=idx)
+        ok = np.isfinite(grad).all(axis=1) & np.isfinite(hess).all(axis=(1, 2))
+        w, V = np.linalg.eigh(np.where(ok[:, None, None], hess, 0.0))
+        big = np.abs(w).max(axis=1, keepdims=True)
+        keep = (np.abs(w) > 1e-10 * big) & (big > 0)      # as newton_decrement's pseudo-inverse
+        proj = np.einsum("pji,pj->pi", V, np.where(ok[:, None], grad, 0.0))
+        coeff = np.where(keep, proj / np.where(keep, np.abs(w), 1.0), 0.0)
+        decrement[idx] = np.where(ok, 0.5 * np.sum(coeff * proj, axis=1), np.inf)
+        step = -np.einsum("pij,pj->pi", V, coeff)
+        norm = np.linalg.norm(step, axis=1, keepdims=True)
+        step = step * np.minimum(1.0, _POLISH_MAX_STEP / np.maximum(norm, 1e-300))
+        go = ok & (decrement[idx] > gap)
+        todo[idx[~go]] = False
+        idx, step = idx[go], step[go]
+        if not idx.size:
+            break
+        pts = theta[idx, None, :] + fr[None, :, None] * step[:, None, :]        # (k, T, D)
+        owner = np.repeat(idx, len(fr))
+        value, _ = evaluate_lanes(objective, pts.reshape(-1, D), owner, batched, shared,
+                                  min_lanes=step_lanes)
+        value = np.where(np.isfinite(value), value, np.inf).reshape(len(idx), len(fr))
+        pick = np.argmin(value, axis=1)
+        best = value[np.arange(len(idx)), pick]
+        better = best < loss[idx]
+        theta[idx[better]] = pts[np.arange(len(idx)), pick][better]
+        loss[idx[better]] = best[better]
+        todo[idx[~better]] = False          # no shorter step helps: the rounding floor
+    return theta, loss, decrement
 
 
 def local_minimum(start_loss, kind, coef, floor=0.0) -> np.ndarray:
