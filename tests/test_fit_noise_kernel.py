@@ -238,3 +238,24 @@ def test_many_synapse_kernel_fits_are_stationary_at_the_best_optimum():
         ref = fit_stp_trains(times, y[i], noise="gamma_kernel", interval="none",
                              init=STPParams(*classes[i % 3]))
         assert best[i] >= float(ref.loglik) - 0.01, (i, best[i], float(ref.loglik))
+
+
+def test_newton_polish_finishes_a_flat_valley():
+    """``uncertainty.newton_polish`` on a closed-form objective: a steep direction (``th0 + th1 = b``) and a
+    flat one (``th0 - th1``, curvature 1e-4 of the other), started on the valley floor at ``th0 - th1 = 6``, off the
+    minimum ``(b/2, b/2)`` where the predicted gain is 18 log-likelihood units (``coef`` 1000): a few Newton
+    rounds reach the minimum, for each problem (row of ``batched``) on its own, and the returned loss is the
+    objective there."""
+    from jaxlif.fitting.uncertainty import newton_polish
+
+    def objective(th, b, shared):
+        return 10.0 * (th[0] + th[1] - b[0]) ** 2 + 1e-3 * (th[0] - th[1]) ** 2
+
+    b = np.array([[1.0], [-2.0]])
+    start = np.array([[3.5, -2.5], [2.0, -4.0]])                  # on the floor, th0 - th1 = 6
+    loss0 = np.array([0.036, 0.036])
+    theta, loss, gain = newton_polish(objective, start, loss0, jax.numpy.asarray(b, np.float32), None,
+                                      coef=1000.0)
+    np.testing.assert_allclose(theta, np.repeat(b / 2, 2, axis=1), atol=2e-3)
+    np.testing.assert_allclose(loss, [objective(t, bb, None) for t, bb in zip(theta, b)], atol=1e-6)
+    assert np.all(loss < 1e-5) and np.all(gain < 1e-4)          # the last round's predicted gain: none left
