@@ -19,8 +19,10 @@ replayed as its recurrent input (``simulate_network(replay=)``, so that the deli
 change), and the settled rates' central differences of those replays (step 0.1) are compared with the
 local surrogate derivative (``grad_estimator="local"``) for the four parameters and two more directions:
 a common scale of every excitatory input (the drive and the weights out of E: the estimator's
-calibration direction) and of every inhibitory one (the weights out of I).  Writes
-``grad_network_open_loop.json`` and ``.md``.
+calibration direction) and of every inhibitory one (the weights out of I).  The E population's mean ISI CV
+is differenced the same way, and its replay response is divided by the E rate's: the open-loop change of
+the CV per unit change of the rate, to compare with the same ratio of the closed-loop finite differences
+(the default mode).  Writes ``grad_network_open_loop.json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -118,9 +120,11 @@ def open_loop_study(config: str, T_s: float, n_keys: int, h: float = 0.1) -> dic
         return p._replace(populations=pops, projections=projs)
 
     def rates(res):
+        """E rate, I rate [Hz] and the E population's mean smooth ISI CV, over the settled part."""
         start = int(nw.gradients.SETTLE * res.spikes["E"].shape[-1])
-        return jnp.stack([jnp.mean(jnp.asarray(res.spikes[a][:, start:], jnp.result_type(float)))
-                          for a in ("E", "I")]) * (1000.0 / DT)
+        E, I = (jnp.asarray(res.spikes[a][:, start:], jnp.result_type(float)) for a in ("E", "I"))
+        return jnp.stack([jnp.mean(E) * (1000.0 / DT), jnp.mean(I) * (1000.0 / DT),
+                          jnp.nanmean(jaxlif.soft_isi_cv(E))])
 
     plain = jax.jit(lambda k: nw.simulate_network(k, structure, params, T=T, dt=DT, record=False).spikes)
     replay = jax.jit(lambda th, k, sp: rates(nw.simulate_network(k, structure, moved(th), T=T, dt=DT, record=False,
@@ -143,9 +147,10 @@ def open_loop_study(config: str, T_s: float, n_keys: int, h: float = 0.1) -> dic
 def open_loop_table(result: dict) -> str:
     fd, se, sg = (np.array(result[k]) for k in ("fd", "fd_se", "local"))
     lines = [f"{result['config']} network, T = {result['T_s']:g} s, {result['keys']} keys: open-loop responses of the "
-             f"settled rates [Hz per unit] (replay differences ± SE, local surrogate, their ratio)", "",
+             f"settled rates [Hz per unit] and E ISI CV [per unit] (replay differences ± SE, local surrogate, their "
+             f"ratio; for the CV also its replay response over the E rate's)", "",
              "| output | method | " + " | ".join(OPEN_LOOP) + " |", "|---|---|" + "---|" * len(OPEN_LOOP)]
-    for o, name in enumerate(OUTPUTS[:2]):
+    for o, name in enumerate(OUTPUTS):
         live = np.abs(sg[o]) > 0
         lines.append(f"| {name} | replay FD | " + " | ".join(f"{fd[o, i]:.3g} ± {se[o, i]:.2g}" if live[i] else "-"
                                                           for i in range(len(OPEN_LOOP))) + " |")
@@ -153,6 +158,8 @@ def open_loop_table(result: dict) -> str:
                                                   for i in range(len(OPEN_LOOP))) + " |")
         lines.append("| | FD / local | " + " | ".join(f"{fd[o, i] / sg[o, i]:.3g}" if live[i] else "-"
                                                        for i in range(len(OPEN_LOOP))) + " |")
+    lines.append("| | CV FD / E rate FD | " + " | ".join(f"{fd[2, i] / fd[0, i]:.3g}" for i in range(len(OPEN_LOOP)))
+                 + " |")
     return "\n".join(lines)
 
 

@@ -254,5 +254,9 @@ def test_grad_network_script_quick(tmp_path):
     assert np.all(np.isfinite(saved["estimators"]["mean_field"]["mean"]))
     assert "| E rate [Hz] | FD |" in (tmp_path / "grad_network.md").read_text()
     diag = module.main(["--quick", "--open-loop", "--out", str(tmp_path)])
-    assert np.shape(diag["fd"]) == np.shape(diag["local"]) == (2, 6)
-    assert "| E rate [Hz] | replay FD |" in (tmp_path / "grad_network_open_loop.md").read_text()
+    assert np.shape(diag["fd"]) == np.shape(diag["local"]) == (3, 6)          # E rate, I rate, E ISI CV
+    text = (tmp_path / "grad_network_open_loop.md").read_text()
+    assert "| E rate [Hz] | replay FD |" in text and "| | CV FD / E rate FD |" in text
+    fd = np.array(diag["fd"])
+    ratio = [float(x) for x in text.split("| | CV FD / E rate FD | ")[1].split(" |\n")[0].split(" | ")]
+    np.testing.assert_allclose(ratio, fd[2] / fd[0], rtol=6e-3)                # printed to 3 digits
