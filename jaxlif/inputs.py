@@ -140,7 +140,9 @@ def binomial_count(key: jax.Array, step: jax.Array, tail: jax.Array) -> jax.Arra
 
     ``V = 1 - U`` is uniform on ``(0, 1]`` and ``count = #{k : V <= P(X > k)}``, so
     ``P(count > k) = P(V <= tail[k]) = tail[k]`` up to the resolution of ``U`` (2**-23 in float32,
-    2**-52 in float64).  Returns a float count, NaN if the tail is NaN (an invalid probability).
+    2**-52 in float64); the tail is non-increasing, so the count is found by bisection
+    (:func:`_prefix_length`, ``ceil(log2(n + 1))`` probes).  Returns a float count, NaN if the tail
+    is NaN (an invalid probability).
     """
     if tail.shape[0] == 0:                     # no trains
         return jnp.zeros((), tail.dtype)
