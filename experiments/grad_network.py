@@ -23,11 +23,16 @@ calibration direction) and of every inhibitory one (the weights out of I).  The 
 is differenced the same way, and its replay response is divided by the E rate's: the open-loop change of
 the CV per unit change of the rate, to compare with the same ratio of the closed-loop finite differences
 (the default mode).  Writes ``grad_network_open_loop.json`` and ``.md``.
+
+``--cv-via-rate`` adds a row to the default mode: the CV's derivative estimated as that open-loop CV per
+rate (per key, along the common excitatory scale: :func:`cv_per_rate`) times the mean-field derivative of the
+E rate, a candidate for the CV, whose own surrogate derivative is far off (BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -79,7 +84,8 @@ def statistics(structure, params, theta, key, T, estimator, start=0.0):
     return jnp.stack([jaxlif.population_rate(E, DT).mean(), jaxlif.population_rate(I, DT).mean(), cv])
 
 
-def study(config: str, T_s: float, n_keys: int, h: float, estimators, start: float = 0.0) -> dict:
+def study(config: str, T_s: float, n_keys: int, h: float, estimators, start: float = 0.0,
+          cv_via_rate: bool = False) -> dict:
     structure, params = build(config)
     T = 1000.0 * T_s
     keys = [jax.random.key(100 + i) for i in range(n_keys)]
@@ -100,10 +106,51 @@ def study(config: str, T_s: float, n_keys: int, h: float, estimators, start: flo
         J = np.array([jac(theta0, k) for k in keys])                  # (keys, outputs, params)
         out["estimators"][est] = {"mean": J.mean(0).tolist(), "se": (J.std(0, ddof=1) / np.sqrt(n_keys)).tolist(),
                                   "seconds_per_jacobian": (time.perf_counter() - t0) / n_keys}
+        if cv_via_rate and est == "mean_field":
+            # the CV's derivative as its open-loop change per unit rate times the E rate's derivative
+            slope = cv_per_rate(structure, params, T, keys)
+            J = J.copy()
+            J[:, 2] = slope[:, None] * J[:, 0]
+            out["estimators"]["mean_field, CV via rate"] = {
+                "mean": J.mean(0).tolist(), "se": (J.std(0, ddof=1) / np.sqrt(n_keys)).tolist(),
+                "cv_per_rate": slope.tolist()}
     return out
 
 
 OPEN_LOOP = PARAMS + ("log excitatory scale", "log inhibitory scale")
+
+
+def _moved(params, th):
+    """``params`` moved by the six open-loop directions ``th`` (:data:`OPEN_LOOP`)."""
+    p = with_theta(params, th[:4])
+    pops = {k: v._replace(drive=v.drive._replace(weight=v.drive.weight * jnp.exp(th[4])))
+            for k, v in p.populations.items()}
+    projs = {k: v._replace(weights=v.weights * jnp.exp(th[4] if k.startswith("E") else th[5]))
+             for k, v in p.projections.items()}
+    return p._replace(populations=pops, projections=projs)
+
+
+def _settled_statistics(res):
+    """E rate, I rate [Hz] and the E population's mean smooth ISI CV, over the settled part."""
+    start = int(nw.gradients.SETTLE * res.spikes["E"].shape[-1])
+    E, I = (jnp.asarray(res.spikes[a][:, start:], jnp.result_type(float)) for a in ("E", "I"))
+    return jnp.stack([jnp.mean(E) * (1000.0 / DT), jnp.mean(I) * (1000.0 / DT), jnp.nanmean(jaxlif.soft_isi_cv(E))])
+
+
+def cv_per_rate(structure, params, T: float, keys, h: float = 0.1) -> np.ndarray:
+    """Per key, the open-loop change of the E population's mean ISI CV per unit change of its rate [1/Hz]:
+    central differences of replays of the key's own run (:func:`jaxlif.network.simulate_network`,
+    ``replay=``) along a common scale of every excitatory input (the mean-field estimator's calibration
+    direction), over the settled part."""
+    plain = jax.jit(lambda k: nw.simulate_network(k, structure, params, T=T, dt=DT, record=False).spikes)
+    replay = jax.jit(lambda s, k, sp: _settled_statistics(nw.simulate_network(
+        k, structure, _moved(params, jnp.zeros(len(OPEN_LOOP)).at[4].set(s)), T=T, dt=DT, record=False, replay=sp)))
+    out = []
+    for k in keys:
+        sp = plain(k)
+        d = np.asarray(replay(h, k, sp)) - np.asarray(replay(-h, k, sp))
+        out.append(d[2] / d[0])
+    return np.array(out)
 
 
 def open_loop_study(config: str, T_s: float, n_keys: int, h: float = 0.1) -> dict:
@@ -111,21 +158,8 @@ def open_loop_study(config: str, T_s: float, n_keys: int, h: float = 0.1) -> dic
     structure, params = build(config)
     T = 1000.0 * T_s
 
-    def moved(th):
-        p = with_theta(params, th[:4])
-        pops = {k: v._replace(drive=v.drive._replace(weight=v.drive.weight * jnp.exp(th[4])))
-                for k, v in p.populations.items()}
-        projs = {k: v._replace(weights=v.weights * jnp.exp(th[4] if k.startswith("E") else th[5]))
-                 for k, v in p.projections.items()}
-        return p._replace(populations=pops, projections=projs)
-
-    def rates(res):
-        """E rate, I rate [Hz] and the E population's mean smooth ISI CV, over the settled part."""
-        start = int(nw.gradients.SETTLE * res.spikes["E"].shape[-1])
-        E, I = (jnp.asarray(res.spikes[a][:, start:], jnp.result_type(float)) for a in ("E", "I"))
-        return jnp.stack([jnp.mean(E) * (1000.0 / DT), jnp.mean(I) * (1000.0 / DT),
-                          jnp.nanmean(jaxlif.soft_isi_cv(E))])
-
+    moved = functools.partial(_moved, params)
+    rates = _settled_statistics
     plain = jax.jit(lambda k: nw.simulate_network(k, structure, params, T=T, dt=DT, record=False).spikes)
     replay = jax.jit(lambda th, k, sp: rates(nw.simulate_network(k, structure, moved(th), T=T, dt=DT, record=False,
                                                                  replay=sp)))
@@ -187,6 +221,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--start", type=float, default=0.0, help="statistics of the spikes from this time on [ms]")
     ap.add_argument("--quick", action="store_true", help="40 + 10 neurons, 50 ms, 2 keys (a smoke run)")
     ap.add_argument("--open-loop", action="store_true", help="the open-loop diagnosis (module docstring) instead")
+    ap.add_argument("--cv-via-rate", action="store_true",
+                    help="also the mean-field E rate derivative times the open-loop CV per rate (module docstring)")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "grad_network")
     args = ap.parse_args(argv)
     if args.keys < 2:
@@ -205,7 +241,7 @@ def main(argv=None) -> dict:
         return result
     if not 0.0 <= args.start < 1000.0 * T_s:
         ap.error(f"--start={args.start:g} must be in [0, T) ms")
-    result = study(config, T_s, keys, args.h, estimators, args.start)
+    result = study(config, T_s, keys, args.h, estimators, args.start, args.cv_via_rate)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "grad_network.json").write_text(json.dumps(result, indent=1))
     (args.out / "grad_network.md").write_text(table(result) + "\n")

@@ -260,3 +260,10 @@ def test_grad_network_script_quick(tmp_path):
     fd = np.array(diag["fd"])
     ratio = [float(x) for x in text.split("| | CV FD / E rate FD | ")[1].split(" |\n")[0].split(" | ")]
     np.testing.assert_allclose(ratio, fd[2] / fd[0], rtol=6e-3)                # printed to 3 digits
+    via = module.main(["--quick", "--estimators", "mean_field", "--cv-via-rate", "--out", str(tmp_path)])
+    est = via["estimators"]
+    mf, cv = np.array(est["mean_field"]["mean"]), np.array(est["mean_field, CV via rate"]["mean"])
+    np.testing.assert_array_equal(cv[:2], mf[:2])                          # the rates: the estimator's own
+    slope = np.array(est["mean_field, CV via rate"]["cv_per_rate"])
+    assert slope.shape == (2,) and np.all(np.isfinite(slope)) and np.all(np.isfinite(cv[2]))
+    assert "| | mean_field, CV via rate |" in (tmp_path / "grad_network.md").read_text()
