@@ -142,15 +142,23 @@ def cv_per_rate(structure, params, T: float, keys, h: float = 0.1) -> np.ndarray
     central differences of replays of the key's own run (:func:`jaxlif.network.simulate_network`,
     ``replay=``) along a common scale of every excitatory input (the mean-field estimator's calibration
     direction), over the settled part."""
-    plain = jax.jit(lambda k: nw.simulate_network(k, structure, params, T=T, dt=DT, record=False).spikes)
-    replay = jax.jit(lambda s, k, sp: _settled_statistics(nw.simulate_network(
-        k, structure, _moved(params, jnp.zeros(len(OPEN_LOOP)).at[4].set(s)), T=T, dt=DT, record=False, replay=sp)))
+    plain, replay = _replays(structure, params, T)
+    scale = jnp.zeros(len(OPEN_LOOP)).at[OPEN_LOOP.index("log excitatory scale")].set(h)
     out = []
     for k in keys:
         sp = plain(k)
-        d = np.asarray(replay(h, k, sp)) - np.asarray(replay(-h, k, sp))
+        d = np.asarray(replay(scale, k, sp)) - np.asarray(replay(-scale, k, sp))
         out.append(d[2] / d[0])
     return np.array(out)
+
+
+def _replays(structure, params, T: float):
+    """``(plain, replay)``: a run's rasters ``plain(key)``, and ``replay(th, key, rasters)`` the settled
+    statistics of those rasters replayed with ``params`` moved by ``th`` (:data:`OPEN_LOOP`)."""
+    plain = jax.jit(lambda k: nw.simulate_network(k, structure, params, T=T, dt=DT, record=False).spikes)
+    replay = jax.jit(lambda th, k, sp: _settled_statistics(nw.simulate_network(
+        k, structure, _moved(params, th), T=T, dt=DT, record=False, replay=sp)))
+    return plain, replay
 
 
 def open_loop_study(config: str, T_s: float, n_keys: int, h: float = 0.1) -> dict:
@@ -158,11 +166,8 @@ def open_loop_study(config: str, T_s: float, n_keys: int, h: float = 0.1) -> dic
     structure, params = build(config)
     T = 1000.0 * T_s
 
-    moved = functools.partial(_moved, params)
-    rates = _settled_statistics
-    plain = jax.jit(lambda k: nw.simulate_network(k, structure, params, T=T, dt=DT, record=False).spikes)
-    replay = jax.jit(lambda th, k, sp: rates(nw.simulate_network(k, structure, moved(th), T=T, dt=DT, record=False,
-                                                                 replay=sp)))
+    moved, rates = functools.partial(_moved, params), _settled_statistics
+    plain, replay = _replays(structure, params, T)
     local = jax.jit(jax.jacfwd(lambda th, k: rates(nw.simulate_network(
         k, structure, moved(th), T=T, dt=DT, record=False, spike_grad=jaxlif.surrogates.fast_sigmoid(),
         grad_estimator="local"))))
