@@ -24,9 +24,10 @@ is differenced the same way, and its replay response is divided by the E rate's:
 the CV per unit change of the rate, to compare with the same ratio of the closed-loop finite differences
 (the default mode).  Writes ``grad_network_open_loop.json`` and ``.md``.
 
-``--cv-via-rate`` adds a row to the default mode: the CV's derivative estimated as that open-loop CV per
-rate (per key, along the common excitatory scale: :func:`cv_per_rate`) times the mean-field derivative of the
-E rate, a candidate for the CV, whose own surrogate derivative is far off (BENCHMARKS.md).
+The CV is taken with ``simulate_network(..., statistics=)``: under ``"mean_field"`` its derivative is the
+library's "through the rate" (:mod:`jaxlif.network.gradients`: the open-loop change of the CV per unit
+change of the E rate in the estimator's own replays, times the closed-loop derivative of that rate); under
+``"local"`` and ``"full"`` it is the surrogate rasters' (far off: BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -74,18 +75,23 @@ def with_theta(params, theta):
     return params._replace(populations=pops, projections=projs)
 
 
+def _mean_cv(spikes, first: int):
+    """The mean smooth ISI CV of a raster's neurons (at least 4 spikes) from sample ``first`` on."""
+    return jnp.nanmean(jaxlif.soft_isi_cv(spikes[:, first:]))
+
+
 def statistics(structure, params, theta, key, T, estimator, start=0.0):
     spike_grad = None if estimator is None else jaxlif.surrogates.fast_sigmoid()
-    res = nw.simulate_network(key, structure, with_theta(params, theta), T=T, dt=DT, spike_grad=spike_grad,
-                              record=False, grad_estimator=estimator)
     first = int(round(start / DT))
+    res = nw.simulate_network(key, structure, with_theta(params, theta), T=T, dt=DT, spike_grad=spike_grad,
+                              record=False, grad_estimator=estimator,
+                              statistics={"cv": ("E", functools.partial(_mean_cv, first=first))})
     E, I = (jnp.asarray(res.spikes[p][:, first:], jnp.result_type(float)) for p in ("E", "I"))
-    cv = jnp.nanmean(jaxlif.soft_isi_cv(E))
-    return jnp.stack([jaxlif.population_rate(E, DT).mean(), jaxlif.population_rate(I, DT).mean(), cv])
+    return jnp.stack([jaxlif.population_rate(E, DT).mean(), jaxlif.population_rate(I, DT).mean(),
+                      res.statistics["cv"]])
 
 
-def study(config: str, T_s: float, n_keys: int, h: float, estimators, start: float = 0.0,
-          cv_via_rate: bool = False) -> dict:
+def study(config: str, T_s: float, n_keys: int, h: float, estimators, start: float = 0.0) -> dict:
     structure, params = build(config)
     T = 1000.0 * T_s
     keys = [jax.random.key(100 + i) for i in range(n_keys)]
@@ -106,14 +112,6 @@ def study(config: str, T_s: float, n_keys: int, h: float, estimators, start: flo
         J = np.array([jac(theta0, k) for k in keys])                  # (keys, outputs, params)
         out["estimators"][est] = {"mean": J.mean(0).tolist(), "se": (J.std(0, ddof=1) / np.sqrt(n_keys)).tolist(),
                                   "seconds_per_jacobian": (time.perf_counter() - t0) / n_keys}
-        if cv_via_rate and est == "mean_field":
-            # the CV's derivative as its open-loop change per unit rate times the E rate's derivative
-            slope = cv_per_rate(structure, params, T, keys)
-            J = J.copy()
-            J[:, 2] = slope[:, None] * J[:, 0]
-            out["estimators"]["mean_field, CV via rate"] = {
-                "mean": J.mean(0).tolist(), "se": (J.std(0, ddof=1) / np.sqrt(n_keys)).tolist(),
-                "cv_per_rate": slope.tolist()}
     return out
 
 
@@ -135,21 +133,6 @@ def _settled_statistics(res):
     start = int(nw.gradients.SETTLE * res.spikes["E"].shape[-1])
     E, I = (jnp.asarray(res.spikes[a][:, start:], jnp.result_type(float)) for a in ("E", "I"))
     return jnp.stack([jnp.mean(E) * (1000.0 / DT), jnp.mean(I) * (1000.0 / DT), jnp.nanmean(jaxlif.soft_isi_cv(E))])
-
-
-def cv_per_rate(structure, params, T: float, keys, h: float = 0.1) -> np.ndarray:
-    """Per key, the open-loop change of the E population's mean ISI CV per unit change of its rate [1/Hz]:
-    central differences of replays of the key's own run (:func:`jaxlif.network.simulate_network`,
-    ``replay=``) along a common scale of every excitatory input (the mean-field estimator's calibration
-    direction), over the settled part."""
-    plain, replay = _replays(structure, params, T)
-    scale = jnp.zeros(len(OPEN_LOOP)).at[OPEN_LOOP.index("log excitatory scale")].set(h)
-    out = []
-    for k in keys:
-        sp = plain(k)
-        d = np.asarray(replay(scale, k, sp)) - np.asarray(replay(-scale, k, sp))
-        out.append(d[2] / d[0])
-    return np.array(out)
 
 
 def _replays(structure, params, T: float):
@@ -226,8 +209,6 @@ def main(argv=None) -> dict:
     ap.add_argument("--start", type=float, default=0.0, help="statistics of the spikes from this time on [ms]")
     ap.add_argument("--quick", action="store_true", help="40 + 10 neurons, 50 ms, 2 keys (a smoke run)")
     ap.add_argument("--open-loop", action="store_true", help="the open-loop diagnosis (module docstring) instead")
-    ap.add_argument("--cv-via-rate", action="store_true",
-                    help="also the mean-field E rate derivative times the open-loop CV per rate (module docstring)")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "grad_network")
     args = ap.parse_args(argv)
     if args.keys < 2:
@@ -246,7 +227,7 @@ def main(argv=None) -> dict:
         return result
     if not 0.0 <= args.start < 1000.0 * T_s:
         ap.error(f"--start={args.start:g} must be in [0, T) ms")
-    result = study(config, T_s, keys, args.h, estimators, args.start, args.cv_via_rate)
+    result = study(config, T_s, keys, args.h, estimators, args.start)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "grad_network.json").write_text(json.dumps(result, indent=1))
     (args.out / "grad_network.md").write_text(table(result) + "\n")

@@ -526,9 +526,14 @@ def tiny_inputs(scale=1.0):
     return {"B": nw.NetworkInput(g_E=scale * G_TINY)}
 
 
-def _tiny(tau_m_B, spike_grad=None, scale=1.0):
+def _tiny(tau_m_B, spike_grad=None, scale=1.0, statistics=None):
     return nw.simulate_network(None, tiny_network(tau_m_B), T=T_TINY, dt=DT, inputs=tiny_inputs(scale),
-                               spike_grad=spike_grad)
+                               spike_grad=spike_grad, statistics=statistics)
+
+
+def _spike_counts(spikes):
+    """A statistic of a raster (``simulate_network(statistics=)``): spikes per neuron."""
+    return spikes.sum(-1)
 
 
 @pytest.fixture(scope="module")
@@ -578,12 +583,16 @@ def test_vmap_equals_loop_surrogate_gradient_and_poisoned_rows(tiny_runs):
 def test_boolean_rasters_under_vmap_poison_only_the_invalid_row(tiny_runs):
     """Without a surrogate the rasters are boolean and are made neuron-major inside a conditional on the run's
     validity (``jaxlif.network.simulate._result``); under ``vmap`` with one invalid tau_m (0.05 ms, below dt)
-    only that row is all ``True``, the valid row equals the single run bit for bit."""
-    out = jax.jit(jax.vmap(lambda tau: _tiny(tau).spikes))(jnp.array([10.0, 0.05]))
+    only that row is all ``True``, the valid row equals the single run bit for bit.  A statistic of the rasters
+    (``statistics=``) is the function of the valid row's raster, NaN in the invalid row."""
+    out, stats = jax.jit(jax.vmap(lambda tau: (lambda r: (r.spikes, r.statistics))(
+        _tiny(tau, statistics={"n": ("B", _spike_counts)}))))(jnp.array([10.0, 0.05]))
     for name in ("A", "B"):
         assert out[name].dtype == jnp.bool_
         np.testing.assert_array_equal(out[name][0], tiny_runs[10.0].spikes[name])
         assert np.asarray(out[name][1]).all() and not np.asarray(out[name][0]).all()
+    np.testing.assert_array_equal(stats["n"][0], np.asarray(tiny_runs[10.0].spikes["B"]).sum(-1))
+    assert stats["n"].dtype == jnp.result_type(float) and np.isnan(stats["n"][1]).all() and stats["n"][0].sum() > 5
 
 
 def test_checked_mode_names_the_field(tiny_checked, tiny_runs):

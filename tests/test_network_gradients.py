@@ -5,6 +5,9 @@
   (an independent route through the public API: scaling every weight out of ``b`` is scaling what
   ``b`` delivers) and the calibration from replays of the run's rasters (``simulate_network(replay=)``),
   in forward and reverse mode; a replay of a run's own rasters is that run.
+- A statistic of the rasters (``statistics=``, the E neurons' mean ISI CV here) gets the derivative "through
+  the rate": its open-loop difference over the E rate's in the same replays, times the derivative of the
+  settled E rate; its value is the function of the raster.
 - The forward values are those of the plain simulation, bit for bit.
 - An unstable loop gain and an unresolved calibration warn.
 - Against central finite differences with common random numbers (slow tier, 200 E + 50 I at 1 s and
@@ -22,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxlif
 from jaxlif import network as nw
 from jaxlif.network import gradients
 from jaxlif.network.gradients import RecurrentGradientWarning
@@ -49,9 +53,14 @@ def scaled(params, log_w, s_E, s_I):
     return params._replace(populations=pops, projections=projs)
 
 
+def mean_cv(spikes):
+    """The E neurons' mean smooth ISI CV (neurons with at least 3 spikes; 60 ms runs have few)."""
+    return jnp.nanmean(jaxlif.soft_isi_cv(spikes, min_spikes=3))
+
+
 def run(structure, params, estimator, T=T, key=KEY):
     return nw.simulate_network(key, structure, params, T=T, dt=DT, spike_grad=fast_sigmoid(), record=False,
-                               grad_estimator=estimator)
+                               grad_estimator=estimator, statistics={"cv": ("E", mean_cv)})
 
 
 def rates_of(res, settled=False):
@@ -107,10 +116,10 @@ def test_mean_field_is_the_calibrated_local_derivative_plus_the_population_feedb
     plain = nw.simulate_network(KEY, structure, params, T=T, dt=DT, record=False)
     raster = {a: plain.spikes[a] for a in ("E", "I")}
 
-    def replayed(h):
+    def replayed(h, cv=False):
         res = nw.simulate_network(KEY, structure, scaled(params, h, np.exp(h), 1.0), T=T, dt=DT, record=False,
                                   replay=raster)
-        return np.asarray(rates_of(res, True))
+        return float(mean_cv(jnp.asarray(res.spikes["E"], jnp.float32))) if cv else np.asarray(rates_of(res, True))
 
     again = nw.simulate_network(KEY, structure, params, T=T, dt=DT, record=False, replay=raster)
     for name in ("E", "I"):                                       # a replay of a run's own rasters is that run
@@ -122,7 +131,8 @@ def test_mean_field_is_the_calibrated_local_derivative_plus_the_population_feedb
     G = c[:, None] * np.asarray(settled[:, 1:]) / r[None, :]
     coef = np.linalg.solve(np.eye(2) - G, c * np.asarray(settled[:, 0])) / r
     expected = c * (np.asarray(local[:, 0]) + np.asarray(local[:, 1:]) @ coef)
-    forward = rates_of(mean_field_jvp(structure, params)[1])
+    primal, tangent = mean_field_jvp(structure, params)
+    forward = rates_of(tangent)
     reverse = mean_field_grad(structure, params)
     assert r.min() > 1.0 and abs(expected[0]) > 1.0 and np.all((c > 0.05) & (c < 0.95))
     np.testing.assert_allclose(forward, expected, rtol=2e-3)
@@ -135,6 +145,13 @@ def test_mean_field_is_the_calibrated_local_derivative_plus_the_population_feedb
     np.testing.assert_allclose(gain.surrogate, surrogate, rtol=1e-4)
     np.testing.assert_allclose(gain.G, G, rtol=1e-4)
     np.testing.assert_allclose(gain.rates, r, rtol=1e-6)
+    # the statistic: its value, and its derivative through the settled E rate (Hz here, as the slope)
+    assert float(primal.statistics["cv"]) == float(mean_cv(jnp.asarray(primal.spikes["E"], jnp.float32)))
+    slope = (replayed(h, cv=True) - replayed(-h, cv=True)) / (2 * h * open_loop[0])
+    d_rate = float(rates_of(tangent, settled=True)[0])
+    np.testing.assert_allclose(d_rate, c[0] * (settled[0, 0] + settled[0, 1:] @ coef), rtol=2e-3)
+    assert abs(slope) > 1e-3 and np.isfinite(primal.statistics["cv"])
+    np.testing.assert_allclose(float(tangent.statistics["cv"]), slope * d_rate, rtol=2e-3)
 
 
 @pytest.mark.slow    # a vmapped program of its own (5 CPU-s); the default tier checks vmap == loop of the
@@ -168,6 +185,13 @@ def test_the_old_flag_and_bad_values(split):
                                                spike_grad=fast_sigmoid(), record=False,
                                                recurrent_grad=False).spikes["E"].mean() * 1e4)(0.0)
     np.testing.assert_allclose(a, b, rtol=1e-6)
+    for bad, error, match in [([("E", mean_cv)], TypeError, "statistics must be None or a dict"),
+                              ({"cv": mean_cv}, TypeError, r"statistics\['cv'\] must be a \(population, fn\) pair"),
+                              ({"cv": ("X", mean_cv)}, ValueError, r"population 'X' must be one of \['E', 'I'\]"),
+                              ({1: ("E", mean_cv)}, TypeError, "every label must be a str"),
+                              ({"n": ("E", lambda s: s.sum() > 0)}, TypeError, "must return floats")]:
+        with pytest.raises(error, match=match):
+            nw.simulate_network(KEY, structure, params, T=T, dt=DT, statistics=bad)
     with pytest.raises(ValueError, match="grad_estimator='exact' must be one of"):
         nw.simulate_network(KEY, structure, params, T=T, dt=DT, grad_estimator="exact")
     with pytest.raises(ValueError, match="not both"):
@@ -260,10 +284,3 @@ def test_grad_network_script_quick(tmp_path):
     fd = np.array(diag["fd"])
     ratio = [float(x) for x in text.split("| | CV FD / E rate FD | ")[1].split(" |\n")[0].split(" | ")]
     np.testing.assert_allclose(ratio, fd[2] / fd[0], rtol=6e-3)                # printed to 3 digits
-    via = module.main(["--quick", "--estimators", "mean_field", "--cv-via-rate", "--out", str(tmp_path)])
-    est = via["estimators"]
-    mf, cv = np.array(est["mean_field"]["mean"]), np.array(est["mean_field, CV via rate"]["mean"])
-    np.testing.assert_array_equal(cv[:2], mf[:2])                          # the rates: the estimator's own
-    slope = np.array(est["mean_field, CV via rate"]["cv_per_rate"])
-    assert slope.shape == (2,) and np.all(np.isfinite(slope)) and np.all(np.isfinite(cv[2]))
-    assert "| | mean_field, CV via rate |" in (tmp_path / "grad_network.md").read_text()

@@ -38,8 +38,22 @@ delivered spikes do not change (common random numbers and no chaos: precise with
 local surrogate derivative along the same direction.  It only rescales what the surrogate says, so
 its direction (which parameters matter, and their relative weight within a population) is the
 surrogate's.  The response to inhibitory inputs remains about 1.5-2x too large after the calibration
-(the surrogate sees the input's mean but not its variance, which inhibition raises), and derivatives of
-spike-timing statistics (ISI CV) are not usable.
+(the surrogate sees the input's mean but not its variance, which inhibition raises).
+
+**Statistics through the rate.**  A spike-timing statistic of the rasters, such as the mean ISI CV, cannot
+use the rasters' tangent: at every step that tangent is the surrogate's, and the CV's derivative taken
+through it was 24-300x the finite difference on ``ei_network`` (BENCHMARKS.md).  Measured with the same
+replays, the CV moves with the rate: its open-loop change per unit change of the E rate is nearly the same
+along every direction of parameters (0.055-0.063 per Hz at the defaults for the drive, E->E, I->E weights,
+U0 and the common excitatory scale), and equals the ratio of the closed-loop finite differences.  So a
+statistic ``y = fn(raster of a)`` given to ``simulate_network(..., statistics=)`` gets::
+
+    dy = (dy/dr_a)_open loop  dr_a,    (dy/dr_a)_open loop = [y(up) - y(down)] / [r_a(up) - r_a(down)]
+
+with ``up, down`` the two calibration replays (no extra simulation) and ``dr_a`` the closed-loop derivative
+of the settled rate above (0 where the replays' rate difference is not positive).  This holds for a
+statistic that changes with the parameters mainly through the population's rate; it is checked against
+finite differences in BENCHMARKS.md ("Recurrent gradients").
 
 The rates, ``G``, the calibration and the local rate derivatives are taken over the settled part of the
 run, after its first quarter (:data:`SETTLE`): the network starts from rest, and the onset transient,
@@ -188,8 +202,8 @@ def _loop_gain(key, structure, diff, names, statics):
     from jaxlif.network import simulate as sim
     run = functools.partial(sim._run_fixed, statics=statics)
     out = run((key, structure), diff, None)
-    D, calibration = _responses(run, (key, structure), diff, functools.partial(sim._scale_excitatory, structure),
-                                out, names)
+    D, calibration, _ = _responses(run, (key, structure), diff,
+                                   functools.partial(sim._scale_excitatory, structure), out, names)
     r, G = loop_gain_from(out, D, names)
     return r, G, calibration
 
@@ -226,8 +240,21 @@ def _rates(spikes, names):
     return jnp.stack([jnp.mean(_settled(spikes[a])) for a in names])
 
 
-def _responses(run, fixed, diff, scale, out, names):
-    """The primal-only work of the estimator, around the run ``out``: ``(D, (c, open_loop, surrogate))``.
+def statistics_of(spikes: dict, statistics: tuple) -> dict:
+    """``{label: fn(raster)}`` for the ``(label, population, fn)`` of ``statistics``, each raster
+    ``(size, n_steps)`` as the default float type (0/1)."""
+    dtype = jnp.result_type(float)
+    out = {}
+    for label, pop, fn in statistics:
+        value = jnp.asarray(fn(jnp.asarray(spikes[pop], dtype)))
+        if not jnp.issubdtype(value.dtype, jnp.floating):
+            raise TypeError(f"statistics[{label!r}]: the function must return floats, got {value.dtype}")
+        out[label] = value
+    return out
+
+
+def _responses(run, fixed, diff, scale, out, names, statistics: tuple = ()):
+    """The primal-only work of the estimator, around the run ``out``: ``(D, (c, open_loop, surrogate), slopes)``.
 
     ``D``: the outputs' local derivatives with respect to each population's feedback scale (each leaf with a
     leading axis ``b`` over the populations).  ``c, open_loop, surrogate``, each ``(P,)``: each population's
@@ -235,7 +262,10 @@ def _responses(run, fixed, diff, scale, out, names):
     excitatory conductance input (``scale(diff, s)``), by a central finite difference of open-loop replays of
     ``out`` (:data:`CALIBRATION_STEP`) and by the local surrogate derivative; ``c = open_loop / surrogate``
     where both are positive, else 1 (the surrogate as it is: a silent population, whose surrogate derivative
-    may still show the way out of silence, or an unresolved difference, which warns).
+    may still show the way out of silence, or an unresolved difference, which warns).  ``slopes``:
+    ``{label: dy/dr}`` for each ``(label, population, fn)`` of ``statistics``: the same two replays' difference
+    of ``y = fn(raster of population)`` over that of the population's settled rate per step (0 where the
+    rate's difference is not positive).
 
     The feedback directions are one vmapped forward-mode pass (tangents on the feedback scales only), the scale
     direction another (a tangent on ``s`` only: carried in the same vmapped pass, every lane would propagate
@@ -249,16 +279,26 @@ def _responses(run, fixed, diff, scale, out, names):
     sg = _rates(jax.jvp(lambda s: run(fixed, scale(diff, s), ones), (one,), (one,))[1].spikes, names)
     raster = jax.lax.stop_gradient(out.spikes)
     h = CALIBRATION_STEP
-    replayed = jax.vmap(lambda log_s: _rates(run(fixed, scale(diff, jnp.exp(log_s)), None, raster).spikes, names))
-    up, down = replayed(jnp.asarray([h, -h], dtype))
-    fd = jax.lax.stop_gradient((up - down) / (2 * h))
+
+    def replayed(log_s):
+        spikes = run(fixed, scale(diff, jnp.exp(log_s)), None, raster).spikes
+        return _rates(spikes, names), statistics_of(spikes, statistics)
+
+    (up, down), stats = jax.lax.stop_gradient(jax.vmap(replayed)(jnp.asarray([h, -h], dtype)))
+    fd = (up - down) / (2 * h)
     ok = (sg > 0) & (fd > 0)
     c = jnp.where(ok, fd / jnp.where(ok, sg, 1.0), 1.0)
-    return D, (c, fd, sg)
+    slopes = {}
+    for label, pop, _ in statistics:
+        d_rate = up[names.index(pop)] - down[names.index(pop)]
+        y = stats[label]
+        slopes[label] = jnp.where(d_rate > 0, (y[0] - y[1]) / jnp.where(d_rate > 0, d_rate, 1.0), 0.0)
+    return D, (c, fd, sg), slopes
 
 
-def mean_field(run: Callable, fixed, diff, names: Sequence[str], scale: Callable):
-    """The simulation ``run(fixed, diff, feedback)`` with the calibrated mean-field derivative (module docstring).
+def mean_field(run: Callable, fixed, diff, names: Sequence[str], scale: Callable, statistics: tuple = ()):
+    """The simulation ``run(fixed, diff, feedback)`` with the calibrated mean-field derivative (module docstring),
+    and the ``statistics`` of its rasters with their derivative through the rate.
 
     Args:
         run: ``run(fixed, diff, feedback, replay=None) -> NetworkResult``, the simulation with spikes
@@ -269,12 +309,18 @@ def mean_field(run: Callable, fixed, diff, names: Sequence[str], scale: Callable
         diff: the pytree of differentiable inputs (parameters, given inputs, initial state).
         names: the population names.
         scale: ``scale(diff, s)``: ``diff`` with every excitatory conductance input multiplied by ``s``.
+        statistics: ``((label, population, fn), ...)``; each ``y = fn(raster)`` gets the derivative
+            ``(dy/dr)_open loop * dr`` of the module docstring ("Statistics through the rate").
+
+    Returns:
+        ``(result, {label: y})``.
     """
     names = tuple(names)
 
     @jax.custom_jvp
     def simulate(fixed, diff):
-        return run(fixed, diff, None)
+        out = run(fixed, diff, None)
+        return out, statistics_of(out.spikes, statistics)
 
     @simulate.defjvp
     def simulate_jvp(primals, tangents):
@@ -283,9 +329,9 @@ def mean_field(run: Callable, fixed, diff, names: Sequence[str], scale: Callable
         ones = {a: jnp.ones((), dtype) for a in names}
         # the local tangent (linear in d_diff)
         out, d_local = jax.jvp(lambda d: run(fixed, d, ones), (diff,), (d_diff,))
-        # the outputs' derivatives with respect to each population's feedback scale, and the calibration
-        # (primal-only work)
-        D, (c, fd, sg) = _responses(run, fixed, diff, scale, out, names)
+        # the outputs' derivatives with respect to each population's feedback scale, the calibration and the
+        # statistics' open-loop slopes (primal-only work)
+        D, (c, fd, sg), slopes = _responses(run, fixed, diff, scale, out, names, statistics)
         r, G = loop_gain_from(out, D, names)
         G = c[:, None] * G
         jax.debug.callback(functools.partial(_warn_if_untrusted, names=names), G, r, fd, sg)
@@ -300,6 +346,9 @@ def mean_field(run: Callable, fixed, diff, names: Sequence[str], scale: Callable
         tangent = jax.tree.map(correct, d_local, D)
         spikes = {a: tangent.spikes[a] * c[i].astype(tangent.spikes[a].dtype) if _is_float(tangent.spikes[a])
                   else tangent.spikes[a] for i, a in enumerate(names)}
-        return out, tangent._replace(spikes=spikes)
+        stats = statistics_of(out.spikes, statistics)
+        d_stats = {label: (slopes[label] * dr[names.index(pop)]).astype(stats[label].dtype)
+                   for label, pop, _ in statistics}
+        return (out, stats), (tangent._replace(spikes=spikes), d_stats)
 
     return simulate(fixed, diff)

@@ -62,6 +62,8 @@ class NetworkResult(NamedTuple):
         spike_offset: ``None`` with ``integrator="euler"``; with ``"exp_euler"`` ``{name: (size, n_steps)}``, the
             time of each spike after its sample [ms] in ``[0, dt)`` (a spike at index ``k`` happened at
             ``k dt + spike_offset[k]``; 0 where no spike), also without ``record``.
+        statistics: ``None``, or ``{label: value}`` for the ``statistics`` argument of
+            :func:`simulate_network`.
     """
 
     spikes: dict
@@ -71,6 +73,7 @@ class NetworkResult(NamedTuple):
     stp: Optional[tuple]
     state: NetworkState
     spike_offset: Optional[dict] = None
+    statistics: Optional[dict] = None
 
 
 def drive_counts(key: jax.Array, net: Network | NetworkStructure, params: NetworkParams | None = None, *,
@@ -237,7 +240,7 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
                      record: bool = True,
                      delivery: str = "event", capacity: int = 4, grad_estimator: str | None = None,
                      recurrent_grad: bool | None = None, integrator: str = "euler",
-                     replay: dict | None = None) -> NetworkResult:
+                     replay: dict | None = None, statistics: dict | None = None) -> NetworkResult:
     """Simulate a network for ``T`` ms (``n_steps = len(arange(0, T, dt))`` samples) in one ``lax.scan``.
 
     Equivalent Python loop (:mod:`jaxlif.network.step` gives the scheme and the delivery latency)::
@@ -289,6 +292,17 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
             recurrent input held fixed (what the mean-field estimator calibrates its surrogate
             derivatives with, :mod:`jaxlif.network.gradients`).  No derivative flows through the rasters
             (with ``spike_grad`` the derivative is the local one, whatever ``grad_estimator``).
+        statistics: ``None``, or ``{label: (population, fn)}``: statistics of the rasters returned in
+            ``result.statistics[label] = fn(raster)``, ``raster`` the population's ``(size, n_steps)`` spikes as
+            floats 0/1 (for example ``lambda s: jnp.nanmean(jaxlif.soft_isi_cv(s))``), ``fn`` returning a float
+            array.  Under ``"mean_field"`` each gets the derivative "through the rate": its open-loop change
+            per unit change of the population's rate, from the two replays the estimator runs anyway (no
+            extra simulation), times the closed-loop derivative of that rate
+            (:mod:`jaxlif.network.gradients`, "Statistics through the rate").  This is what makes a spike-timing
+            statistic such as the mean ISI CV trainable: its derivative taken through the surrogate rasters is
+            tens to hundreds of times too large.  Under the other estimators, or without ``spike_grad``,
+            ``fn`` is simply applied to the rasters (its derivative is the rasters').  A poisoned run gives
+            NaN.  Pass the same function objects from call to call: a new function compiles a new program.
 
     Returns:
         :class:`NetworkResult`.  Under ``"euler"`` a run in which the membrane step left forward Euler's
@@ -311,7 +325,8 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
     unstable; measured against finite differences (BENCHMARKS.md, "Recurrent gradients") on four E/I
     networks it has the right sign and is within a factor of 2.1 for the rates' derivatives with respect
     to the drive, E->E and I->E weights wherever the differences are resolved (the I->E ones 1.7-2.1x too
-    large); ISI-CV derivatives are not usable.  Check it on your network
+    large).  Pass spike-timing statistics such as the ISI CV as ``statistics``: their derivative taken through
+    the surrogate rasters is tens to hundreds of times too large.  Check it on your network
     (experiments/grad_network.py).  The Poisson drive is not reparameterised: its ``rate`` gets no
     gradient (fit its ``weight`` or a weight scale instead).
     """
@@ -325,6 +340,7 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
         key, net, params, T, dt, inputs, state, capacity, integrator)
     estimator = _check_estimator(grad_estimator, recurrent_grad, spike_grad)
     replay = _replayed(net, replay, steps)
+    statistics = _check_statistics(statistics, net)
     if replay is not None and estimator == "mean_field":
         estimator = "local"                      # no recurrent spikes to carry a derivative
     window = window_mod.window_length(net, spike_grad=spike_grad, delivery=delivery) if steps > 1 else 0
@@ -337,7 +353,7 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
                                (jax.random.key_data(key) if typed else key, structure, (params, seqs, I_const, state),
                                 replay),
                                dict(names=tuple(net.sizes), statics=statics, estimator=estimator,
-                                    recurrent_grad=estimator != "local", key_impl=impl))
+                                    recurrent_grad=estimator != "local", key_impl=impl, statistics=statistics))
     return _stability.warn_if_poisoned(result, "simulate_network")
 
 
@@ -430,19 +446,45 @@ def _split_time_last(net: Network, first, seq, last=None) -> dict:
             for p, o in ((p, net.offsets[p.name]) for p in net.populations)}
 
 
-@jax.jit(static_argnums=(4, 5, 6, 7, 8))
-def _simulate(key, structure, diff, replay, names, statics, estimator, recurrent_grad, key_impl=None):
+@jax.jit(static_argnums=(4, 5, 6, 7, 8, 9))
+def _simulate(key, structure, diff, replay, names, statics, estimator, recurrent_grad, key_impl=None,
+              statistics=()):
     """The jitted simulation; ``diff = (params, seqs, I_const, state0)``, the differentiable inputs.
     ``key_impl``: the name of the key's implementation when ``key`` is passed as its raw data (so that
-    :mod:`jaxlif._executables` can key and store the program), else ``None``."""
+    :mod:`jaxlif._executables` can key and store the program), else ``None``; ``statistics``: the
+    checked ``((label, population, fn), ...)`` (:func:`_check_statistics`)."""
     if key_impl is not None:
         key = jax.random.wrap_key_data(key, impl=key_impl)
     if estimator == "mean_field":
         run = jax.jit(functools.partial(_run_fixed, statics=statics))   # traced once per signature: the
         # estimator calls it with the same shapes several times (jvp and vmap then work on its jaxpr)
         scale = functools.partial(_scale_excitatory, structure)
-        return gradients.mean_field(run, (key, structure), diff, names, scale)
-    return _run(key, structure, diff, None, statics, recurrent_grad, replay)
+        result, stats = gradients.mean_field(run, (key, structure), diff, names, scale, statistics)
+    else:
+        result = _run(key, structure, diff, None, statics, recurrent_grad, replay)
+        stats = gradients.statistics_of(result.spikes, statistics)
+    if not statistics:
+        return result
+    return result._replace(statistics=_checks.poison(result.state.step >= 0, stats))
+
+
+def _check_statistics(statistics, net: Network) -> tuple:
+    """``statistics`` of :func:`simulate_network` -> ``((label, population, fn), ...)`` sorted by label."""
+    if statistics is None:
+        return ()
+    if not isinstance(statistics, dict):
+        raise TypeError(f"statistics must be None or a dict {{label: (population, fn)}}, got "
+                        f"{type(statistics).__name__}")
+    out = []
+    for label, entry in statistics.items():
+        if not isinstance(label, str):
+            raise TypeError(f"statistics: every label must be a str, got {label!r}")
+        if not (isinstance(entry, tuple) and len(entry) == 2 and callable(entry[1])):
+            raise TypeError(f"statistics[{label!r}] must be a (population, fn) pair with fn callable, got {entry!r}")
+        if entry[0] not in net.sizes:
+            raise ValueError(f"statistics[{label!r}]: population {entry[0]!r} must be one of {list(net.sizes)}")
+        out.append((label, entry[0], entry[1]))
+    return tuple(sorted(out, key=lambda e: e[0]))
 
 
 def _run_fixed(fixed, diff, feedback, replay=None, *, statics):
