@@ -284,3 +284,39 @@ def test_grad_network_script_quick(tmp_path):
     fd = np.array(diag["fd"])
     ratio = [float(x) for x in text.split("| | CV FD / E rate FD | ")[1].split(" |\n")[0].split(" | ")]
     np.testing.assert_allclose(ratio, fd[2] / fd[0], rtol=6e-3)                # printed to 3 digits
+
+
+def late_cv(spikes, first: int = 1000):
+    """The E neurons' mean smooth ISI CV (at least 4 spikes) from sample ``first`` (100 ms) on."""
+    return jnp.nanmean(jaxlif.soft_isi_cv(spikes[:, first:]))
+
+
+@pytest.mark.slow
+def test_cv_through_the_rate_against_finite_differences():
+    """``experiments/train_network.py``'s hidden network (800 E + 200 I, p = 0.1, E->E weights x2), 600 ms,
+    the E neurons' mean ISI CV over 100-600 ms: its derivative with respect to the drive, E->E and I->E weights
+    given as ``statistics=`` (through the E rate) against central differences (step 0.1) over the same 4 keys:
+    finite; where the difference is clearly non-zero (beyond 3 SE), the same sign and within a factor of 3.
+    The same CV taken of the surrogate rasters (their tangent) is more than 3x off in a resolved case: the
+    comparison can tell the two apart."""
+    structure, params = nw.partition(nw.ei_network(jax.random.key(0), weights={"E->E": 2.0}))
+    keys = [jax.random.key(100 + i) for i in range(4)]
+
+    def cvs(th, k, spike_grad):
+        res = nw.simulate_network(k, structure, moved(params, jnp.append(th, 0.0)), T=600.0, dt=DT, record=False,
+                                  spike_grad=spike_grad, statistics={"cv": ("E", late_cv)})
+        return jnp.stack([res.statistics["cv"], late_cv(jnp.asarray(res.spikes["E"], jnp.float32))])
+
+    plain = jax.jit(lambda th, k: cvs(th, k, None)[0])
+    estimate = jax.jit(jax.jacfwd(lambda th, k: cvs(th, k, fast_sigmoid())))
+    h, zero = 0.1, jnp.zeros(3)
+    fd = np.array([[(plain(zero.at[i].set(h), k) - plain(zero.at[i].set(-h), k)) / (2 * h) for i in range(3)]
+                   for k in keys])                                         # (keys, parameters)
+    mean, se = fd.mean(0), fd.std(0, ddof=1) / np.sqrt(len(keys))
+    est = np.mean([estimate(zero, k) for k in keys], axis=0)               # (through the rate, rasters) x 3
+    assert np.all(np.isfinite(est))
+    resolved = np.abs(mean) > 3 * se
+    assert resolved.sum() >= 2, (mean, se)                                 # the test can fail
+    ratio = est[:, resolved] / mean[resolved]
+    assert np.all(ratio[0] > 1 / 3) and np.all(ratio[0] < 3), (est, mean, se)
+    assert np.any((ratio[1] < 1 / 3) | (ratio[1] > 3)), (est, mean, se)
