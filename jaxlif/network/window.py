@@ -38,6 +38,7 @@ import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 
 from jaxlif import _checks
+from jaxlif._threefry import fold_in_words, hash_words, unit_float32
 from jaxlif.network.delivery import Layout
 from jaxlif.network.step import NetworkState, SynapseState, _bisect, drive_uniform
 from jaxlif.network.structure import DenseProjection
@@ -46,7 +47,7 @@ from jaxlif.plasticity import stp_efficacy
 from jaxlif.synapses import SynParams, exp_syn_mean, exp_syn_step
 
 __all__ = ["MAX_WINDOW", "min_delay", "window_length", "drive_draw_block", "deliver_window", "split_windows",
-           "simulate_windows"]
+           "simulate_windows", "PackedSpikes"]
 
 #: The longest window in steps (longer ones gain little and make the per-window buffers larger).
 MAX_WINDOW = 32
@@ -108,6 +109,8 @@ def drive_draw_block(table, key: jax.Array, first: jax.Array, length: int, neuro
     With ``neurons`` (int ``(n,)``), the table's rows are those neurons of a network of ``n_drawn``: the
     uniforms are drawn for all ``n_drawn`` and entries ``neurons`` are used (one device's share of a
     network partitioned over devices, :mod:`jaxlif.network.shard`: the same counts as on one device)."""
+    if neurons is None and paired_drive(table, key):
+        return paired_counts(table, key, first, length, paired_head(table, key, first, length))
     dtype = table.head.dtype
     steps = first + jnp.arange(length, dtype=jnp.int32)
     n = table.head.shape[0] if neurons is None else n_drawn
@@ -115,13 +118,63 @@ def drive_draw_block(table, key: jax.Array, first: jax.Array, length: int, neuro
     if neurons is not None:
         u = u[:, neurons]
     v = 1.0 - u
-    if COMPARE_LOOP:    # one (L, n) comparison per table entry: vectorised along the neurons
-        count = sum((v <= table.head[:, k]).astype(jnp.int32) for k in range(table.head.shape[1]))
-    else:
-        count = jnp.sum(v[..., None] <= table.head, axis=-1, dtype=jnp.int32)
+    count = _head_count(v, table.head)
     if table.tail.shape[1] > table.head.shape[1]:
         count = jax.lax.cond(jnp.any(count == table.head.shape[1]), lambda: _bisect(table, v), lambda: count)
     return count.astype(dtype)
+
+
+def _head_count(v: jax.Array, head: jax.Array) -> jax.Array:
+    """``#{k < K0 : v <= head[i, k]}`` for each entry ``v[..., i]``, ``head`` ``(n, K0)``, int32."""
+    if COMPARE_LOOP:    # one comparison per table entry: vectorised along the neurons
+        return sum((v <= head[:, k]).astype(jnp.int32) for k in range(head.shape[1]))
+    return jnp.sum(v[..., None] <= head, axis=-1, dtype=jnp.int32)
+
+
+#: Draw a window's drive from both words of each hash in one kernel (:func:`paired_head`), on one device.
+PAIRED = True
+
+
+def paired_drive(table, key) -> bool:
+    """Can :func:`paired_head` draw this drive?  A float32 table and a threefry key (the uniforms of
+    :func:`~jaxlif.network.drive_uniform` are then the words of threefry hashes), and :data:`PAIRED`."""
+    return PAIRED and table.head.dtype == jnp.float32 and str(jax.random.key_impl(key)) == "threefry2x32"
+
+
+def paired_head(table, key: jax.Array, first: jax.Array, length: int) -> jax.Array:
+    """The head counts of steps ``first .. first + length - 1`` in pairs: ``(length, h)`` int32, ``h =
+    ceil(n / 2)``, entry ``(l, i)`` holding neuron ``i``'s count in its low byte and neuron ``i + h``'s in
+    the next (:func:`paired_counts` unpacks them).
+
+    Hash ``i`` of a step gives the uniforms of neurons ``i`` and ``i + h`` (its two output words,
+    :func:`jaxlif._threefry.counter_words`).  XLA:CPU computes one fused kernel per output, so two outputs
+    (the two words, or the two halves' counts) would each compute every hash; here one output holds both
+    counts (each at most ``K0 < 256``).  Its consumer must read it from memory, not fuse it (which would
+    compute the hash once per byte again): :func:`simulate_windows` carries it through the loop over windows."""
+    head = table.head
+    n = head.shape[0]
+    h = (n + 1) // 2
+    steps = first + jnp.arange(length, dtype=jnp.int32)
+    k0, k1 = fold_in_words(jax.random.key_data(key), steps)         # (L,) each: the steps' keys
+    x0 = jnp.arange(h, dtype=jnp.uint32)
+    x1 = jnp.concatenate([jnp.arange(h, n, dtype=jnp.uint32), jnp.zeros((2 * h - n,), jnp.uint32)])
+    y0, y1 = hash_words(k0[:, None], k1[:, None], x0, x1, jax.default_backend())
+    second = jnp.pad(head[h:], ((0, 2 * h - n), (0, 0)))             # padding: no entry >= v > 0
+    return _head_count(1.0 - unit_float32(y0), head[:h]) | (_head_count(1.0 - unit_float32(y1), second) << 8)
+
+
+def paired_counts(table, key: jax.Array, first: jax.Array, length: int, paired: jax.Array) -> jax.Array:
+    """:func:`drive_draw_block`'s counts from :func:`paired_head`'s ``paired`` (the same window): unpacked,
+    and the whole rows bisected in a window in which some count reaches the head's end."""
+    n, K0 = table.head.shape
+    count = jnp.concatenate([paired & 0xFF, paired >> 8], axis=1)[:, :n]
+    if table.tail.shape[1] > K0:
+        def search():
+            steps = first + jnp.arange(length, dtype=jnp.int32)
+            v = 1.0 - jax.vmap(lambda k: drive_uniform(key, k, n, table.head.dtype))(steps)
+            return _bisect(table, v)
+        count = jax.lax.cond(jnp.any(count == K0), search, lambda: count)
+    return count.astype(table.head.dtype)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -315,7 +368,7 @@ def _local_step(net, params, dt, record, integrator, carry, x):
 
 
 def _window(net, params, key, table, dt, capacity, record, integrator, state: NetworkState, g_peak, xs,
-            length: int, share=None):
+            length: int, share=None, paired=None):
     """Advance ``state`` by ``length`` steps (one window); returns the new state, the running maximum
     ``g_peak`` of ``g_E + g_I`` (Euler only) and the per-step outputs ``((v, spikes, g_E, g_I[, offset]),
     synapses)``, time-major ``(length, ...)`` (without ``record`` only the spikes and offsets, the rest
@@ -332,8 +385,12 @@ def _window(net, params, key, table, dt, capacity, record, integrator, state: Ne
     ext_E = zero if g_E_seq is None else g_E_seq
     ext_I = zero if g_I_seq is None else g_I_seq
     if table is not None:
-        counts = (drive_draw_block(table, key, it0 + 1, length) if share is None else
-                  drive_draw_block(table, key, it0 + 1, length, share.neurons, share.n_drawn))
+        if paired is not None:      # this window's head counts, drawn by the previous one (simulate_windows)
+            counts = paired_counts(table, key, it0 + 1, length, paired)
+        elif share is None:
+            counts = drive_draw_block(table, key, it0 + 1, length)
+        else:
+            counts = drive_draw_block(table, key, it0 + 1, length, share.neurons, share.n_drawn)
         ext_E, ext_I = ext_E + table.weight_E * counts, ext_I + table.weight_I * counts
     I_inj = I_seq
     # the rows read in the window (samples it0 + 1 .. it0 + L; no spike of the window lands there) plus the
@@ -397,16 +454,56 @@ def split_windows(n_updates: int, longest: int) -> int:
     return longest
 
 
+@jax.tree_util.register_pytree_node_class
+class PackedSpikes:
+    """A boolean raster of ``n_updates`` steps, time-major ``(n_updates, n)``, as the bits of one word per
+    neuron and window: bit ``l`` of ``words[w, i]`` is neuron ``i``'s spike at step ``w * length + l``
+    (``words`` ``(n_windows, n)``, unsigned, ``length`` bits used).  A window's spikes packed where they are
+    made take a ``length``-th of the memory, and :meth:`neuron_major` writes the neuron-major raster in one
+    pass that reads the words from cache (transposing the boolean raster itself reads it with a stride of
+    ``n`` bytes: the largest cost after the loop for the benchmark network)."""
+
+    def __init__(self, words, length: int, n_updates: int):
+        self.words, self.length, self.n_updates = words, length, n_updates
+
+    def tree_flatten(self):
+        return (self.words,), (self.length, self.n_updates)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(children[0], *aux)
+
+    @staticmethod
+    def pack(spikes: jax.Array) -> jax.Array:
+        """``(L, n)`` booleans -> ``(n,)`` words, bit ``l`` the spike of step ``l`` (``L <= 32``)."""
+        L = spikes.shape[0]
+        dtype = jnp.uint8 if L <= 8 else jnp.uint16 if L <= 16 else jnp.uint32
+        bits = jnp.left_shift(jnp.ones((), dtype), jnp.arange(L, dtype=dtype))
+        return jnp.sum(jnp.where(spikes, bits[:, None], jnp.zeros((), dtype)), axis=0, dtype=dtype)
+
+    def neuron_major(self, lo: int, hi: int, columns: int) -> jax.Array:
+        """Neurons ``lo .. hi - 1``, ``(hi - lo, columns)`` booleans: column ``k`` the spikes of step ``k``
+        (``False`` for ``k >= n_updates``)."""
+        L = self.length
+        words = self.words[:, lo:hi]
+        rows = -(-columns // L)
+        words = jnp.pad(words, ((0, max(rows - words.shape[0], 0)), (0, 0)))[:rows]
+        bits = (words.T[:, :, None] >> jnp.arange(L, dtype=words.dtype)) & 1
+        out = bits.reshape(hi - lo, rows * L)[:, :columns].astype(bool)
+        return out & (jnp.arange(columns) < self.n_updates)
+
+
 def simulate_windows(net, state0: NetworkState, ok, seqs, I_const, key, table, params, dt: float, *,
                      n_updates: int, length: int, capacity: int, record: bool = True, integrator: str = "euler",
-                     g_peak=None, share=None):
+                     g_peak=None, share=None, pack: bool = False):
     """``n_updates`` steps from ``state0`` in windows of at most ``length`` steps (:func:`split_windows`;
     a shorter last window where no length divides ``n_updates``); returns ``((final state, ok, g_peak), ys)``
     with ``ys = ((v, spikes, g_E, g_I[, offset]), synapses)`` time-major, as the step-by-step scan of the
     simulator (without ``record`` only the spikes and the offsets, the rest ``None``).  ``g_peak``: the
     running maximum of ``g_E + g_I`` per neuron that the Euler membrane used, from ``g_peak`` (default 0).
     ``share``: one device's share of a partitioned network (:func:`_window`); ``net`` then describes that
-    share (its populations' local sizes), and so do the state, inputs and parameters."""
+    share (its populations' local sizes), and so do the state, inputs and parameters.  ``pack``: the spikes
+    come as :class:`PackedSpikes` instead of ``(n_updates, n)`` booleans."""
     length = split_windows(n_updates, length)
     m, r = divmod(n_updates, length)
     I_const = jnp.zeros((net.size,), state0.g_E.dtype) if I_const is None else I_const
@@ -418,11 +515,23 @@ def simulate_windows(net, state0: NetworkState, ok, seqs, I_const, key, table, p
         part = seq[start:start + count * length]
         return part.reshape((count, length) + seq.shape[1:])
 
+    # the drive's head counts of each window are drawn in pairs by the window before it and carried (so that
+    # they are stored, not fused into their readers: paired_head)
+    carried = table is not None and share is None and paired_drive(table, key)
+
     def full_window(carry, xs):
-        state, valid, peak = carry
+        state, valid, peak, paired = carry
         state, peak, ys = _window(net, params, key, table, dt, capacity, record, integrator, state, peak, xs, length,
-                                  share)
-        return (state, valid & (state.step > 0), peak), ys
+                                  share, paired)
+        if carried:
+            paired = paired_head(table, key, state.step + 1, length)
+        return (state, valid & (state.step > 0), peak, paired), packed(ys)
+
+    def packed(ys):                 # the window's spikes as words
+        if not pack:
+            return ys
+        out, trace = ys
+        return (out[:1] + (PackedSpikes.pack(out[1]),) + out[2:], trace)
 
     D = net.max_delay
 
@@ -438,16 +547,28 @@ def simulate_windows(net, state0: NetworkState, ok, seqs, I_const, key, table, p
     carry = (state0, ok, g_peak)
     parts = []
     if m:
-        carry, ys = jax.lax.scan(full_window, carry, tuple(windows(s, m, 0) for s in seqs), length=m)
-        parts.append(jax.tree.map(lambda y: y.reshape((m * length,) + y.shape[2:]), ys))
+        paired = paired_head(table, key, state0.step + 1, length) if carried else None
+        (*carry, _), ys = jax.lax.scan(full_window, carry + (paired,), tuple(windows(s, m, 0) for s in seqs),
+                                       length=m)
+        spikes = ys[0][1]           # (m, n) words if pack
+        ys = jax.tree.map(lambda y: y.reshape((m * length,) + y.shape[2:]),
+                          ((ys[0][:1] + (None,) + ys[0][2:]), ys[1]) if pack else ys)
+        if pack:
+            ys = ((ys[0][:1] + (spikes,) + ys[0][2:]), ys[1])
+        parts.append(ys)
     if r:
         state, valid, peak = carry
         tail = tuple(None if s is None else s[m * length:] for s in seqs)
         state, peak, ys = _window(net, params, key, table, dt, capacity, record, integrator, state, peak, tail, r,
                                   share)
         carry = (state, valid & (state.step > 0), peak)
+        if pack:        # bits 0 .. r - 1 of one more row of words
+            out = ys[0]
+            ys = (out[:1] + (PackedSpikes.pack(jnp.pad(out[1], ((0, length - r), (0, 0))))[None],) + out[2:], ys[1])
         parts.append(ys)
     ys = parts[0] if len(parts) == 1 else jax.tree.map(lambda *a: jnp.concatenate(a), *parts)
+    if pack:
+        ys = (ys[0][:1] + (PackedSpikes(ys[0][1], length, n_updates),) + ys[0][2:], ys[1])
     state, valid, peak = carry
     state = state._replace(pending_E=absolute(state.pending_E, state.step),
                            pending_I=absolute(state.pending_I, state.step))
