@@ -47,7 +47,7 @@ from jaxlif.plasticity import stp_efficacy
 from jaxlif.synapses import SynParams, exp_syn_mean, exp_syn_step
 
 __all__ = ["MAX_WINDOW", "min_delay", "window_length", "drive_draw_block", "deliver_window", "split_windows",
-           "simulate_windows", "PackedSpikes"]
+           "simulate_windows", "PackedSpikes", "window_events"]
 
 #: The longest window in steps (longer ones gain little and make the per-window buffers larger).
 MAX_WINDOW = 32
@@ -219,22 +219,24 @@ def _into_ring(wl: WindowLayout, pending, acc):
     return pending.at[:, lo:hi].add(acc)
 
 
-def _full_window(wl: WindowLayout, pending, x, W, targets, delays):
-    """``pending`` plus every synapse's contribution for every step of the window (the tangent map)."""
+def _full_acc(wl: WindowLayout, x, W, targets, delays):
+    """Every synapse's contribution for every step of the window, ``_acc_shape(wl)`` (the tangent map)."""
     lay, L = wl.layout, wl.length
     if not lay.sparse:
-        acc = x @ W.T
-    else:
-        n_pre = x.shape[1]
-        step = jnp.broadcast_to(jnp.arange(L, dtype=jnp.int32)[:, None, None], (L, n_pre, W.shape[1]))
-        values = x[:, :, None] * W[None]
-        tg = jnp.broadcast_to(targets[None], values.shape)
-        acc = jnp.zeros(_acc_shape(wl), pending.dtype)
-        if lay.delay:
-            acc = acc.at[step, tg].add(values, mode="drop")
-        else:
-            acc = acc.at[step + delays[None] - L, tg].add(values, mode="drop")
-    return _into_ring(wl, pending, acc)
+        return x @ W.T
+    n_pre = x.shape[1]
+    step = jnp.broadcast_to(jnp.arange(L, dtype=jnp.int32)[:, None, None], (L, n_pre, W.shape[1]))
+    values = x[:, :, None] * W[None]
+    tg = jnp.broadcast_to(targets[None], values.shape)
+    acc = jnp.zeros(_acc_shape(wl), values.dtype)
+    if lay.delay:
+        return acc.at[step, tg].add(values, mode="drop")
+    return acc.at[step + delays[None] - L, tg].add(values, mode="drop")
+
+
+def _full_window(wl: WindowLayout, pending, x, W, targets, delays):
+    """``pending`` plus every synapse's contribution for every step of the window."""
+    return _into_ring(wl, pending, _full_acc(wl, x, W, targets, delays))
 
 
 _BLOCK = 32
@@ -268,26 +270,61 @@ def nth_events(ev: Events, k: jax.Array) -> jax.Array:
     return b * _BLOCK + jnp.minimum(j, _BLOCK - 1)
 
 
-def _event_window(wl: WindowLayout, pending, x, W, targets, delays, rows):
-    K = wl.layout.capacity
-    n_pre = x.shape[1]
-    flat = x.reshape(-1)
+def _event_accs(wls: tuple, xs: tuple, Ws: tuple, targets: tuple, delays: tuple, rows: Events) -> tuple:
+    """The window's events of one presynaptic population through each of its projections ``wls``: one loop
+    over the events, ``capacity`` (the same for all) at a time, each chunk located once (:func:`nth_events`)
+    and added through every projection into its own ``_acc_shape``."""
+    K = wls[0].layout.capacity
+    n_pre = xs[0].shape[1]
+    flats = tuple(x.reshape(-1) for x in xs)
     n_active = rows.total
 
     def chunk(carry):
-        i, acc = carry
+        i, accs = carry
         k = i * K + jnp.arange(K, dtype=jnp.int32)
         idx = nth_events(rows, k)
-        xr = jnp.where(k < n_active, flat[idx], 0.0)
-        return i + 1, _add_events(wl, acc, xr, W, targets, delays, idx // n_pre, idx % n_pre)
+        step, pre = idx // n_pre, idx % n_pre
+        return i + 1, tuple(_add_events(wl, acc, jnp.where(k < n_active, flat[idx], 0.0), W, tg, d, step, pre)
+                            for wl, acc, flat, W, tg, d in zip(wls, accs, flats, Ws, targets, delays))
 
     n_chunks = (n_active + (K - 1)) // K
-    _, acc = jax.lax.while_loop(lambda c: c[0] < n_chunks, chunk,
-                                (jnp.int32(0), jnp.zeros(_acc_shape(wl), pending.dtype)))
-    return _into_ring(wl, pending, acc)
+    zero = tuple(jnp.zeros(_acc_shape(wl), jnp.result_type(x, W)) for wl, x, W in zip(wls, xs, Ws))
+    return jax.lax.while_loop(lambda c: c[0] < n_chunks, chunk, (jnp.int32(0), zero))[1]
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def window_events(wls: tuple, xs: tuple, Ws: tuple, targets: tuple, delays: tuple, rows: Events) -> tuple:
+    """What the projections ``wls`` (:class:`WindowLayout`, static) of one presynaptic population send in a
+    window: per projection its ``x`` (``(L, n_pre)`` values of the window's steps, 0 for silent neurons) times
+    its weights ``W`` (with ``targets, delays`` as for :func:`jaxlif.network.delivery.deliver`, ``None`` for a
+    dense projection), as ``(L, n_post)`` (one delay: row ``l`` sent at the window's step ``l``) or ``(D,
+    n_post)`` (row ``j`` arriving ``j`` samples after the window's end).  ``rows``: :func:`find_events` of
+    the population's ``(L, n_pre)`` spikes, flattened.  The projections share one loop over the events
+    (:func:`_event_accs`).
+
+    Derivatives are those of the sum over every synapse (as for :func:`~jaxlif.network.delivery.deliver`):
+    the event loop is never differentiated."""
+    return _event_accs(wls, xs, Ws, targets, delays, rows)
+
+
+def _window_events_jvp(wls, primals, tangents):
+    xs, Ws, targets, delays, rows = primals
+    dxs, dWs = tangents[:2]
+    out = window_events(wls, xs, Ws, targets, delays, rows)
+    d_out = []
+    for wl, acc, x, W, tg, d, dx, dW in zip(wls, out, xs, Ws, targets, delays, dxs, dWs):
+        d_acc = jnp.zeros_like(acc)
+        if not isinstance(dx, SymbolicZero):
+            d_acc = d_acc + _full_acc(wl, dx, W, tg, d)
+        if not isinstance(dW, SymbolicZero):
+            d_acc = d_acc + _full_acc(wl, x, dW, tg, d)
+        d_out.append(d_acc)
+    return out, tuple(d_out)
+
+
+window_events.defjvp(_window_events_jvp, symbolic_zeros=True)
+
+
 def deliver_window(wl: WindowLayout, pending, x, W, targets, delays, rows):
     """Add one projection's spikes of a whole window to the pending input.
 
@@ -299,27 +336,11 @@ def deliver_window(wl: WindowLayout, pending, x, W, targets, delays, rows):
         W, targets, delays: as for :func:`jaxlif.network.delivery.deliver`.
         rows: :func:`find_events` of the presynaptic population's ``(L, n_pre)`` spikes, flattened.
 
-    Derivatives are those of the sum over every synapse (as for :func:`~jaxlif.network.delivery.deliver`):
-    the event loop is never differentiated.
+    Derivatives are those of the sum over every synapse (:func:`window_events`).
     """
     targets, delays = (None, None) if targets is None else (jnp.asarray(targets), jnp.asarray(delays))
-    return _event_window(wl, jnp.asarray(pending), jnp.asarray(x), jnp.asarray(W), targets, delays, rows)
-
-
-def _deliver_window_jvp(wl, primals, tangents):
-    pending, x, W, targets, delays, rows = primals
-    d_pending, dx, dW = tangents[:3]
-    out = deliver_window(wl, pending, x, W, targets, delays, rows)
-    d_out = jnp.zeros_like(out) if isinstance(d_pending, SymbolicZero) else jnp.asarray(d_pending)
-    x, W = jnp.asarray(x), jnp.asarray(W)
-    if not isinstance(dx, SymbolicZero):
-        d_out = _full_window(wl, d_out, dx, W, targets, delays)
-    if not isinstance(dW, SymbolicZero):
-        d_out = _full_window(wl, d_out, x, dW, targets, delays)
-    return out, d_out
-
-
-deliver_window.defjvp(_deliver_window_jvp, symbolic_zeros=True)
+    acc, = window_events((wl,), (jnp.asarray(x),), (jnp.asarray(W),), (targets,), (delays,), rows)
+    return _into_ring(wl, jnp.asarray(pending), acc)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -428,14 +449,24 @@ def _deliver_all(net, capacity: int, ring: dict, spikes, released, length: int) 
     for name in dict.fromkeys(q.pre for q in net.projections):
         active = spikes[:, offsets[name]:offsets[name] + sizes[name]].astype(bool).reshape(-1)
         rows[name] = find_events(active)
+    wls, xs, aux = [], [], []
     for proj, release in zip(net.projections, released):
         pre = slice(offsets[proj.pre], offsets[proj.pre] + sizes[proj.pre])
-        x = spikes[:, pre] if release is None else release          # 0/1 spikes cast per event
+        xs.append(spikes[:, pre] if release is None else release)          # 0/1 spikes cast per event
         sparse = not isinstance(proj, DenseProjection)
-        wl = WindowLayout(Layout(sparse, D, proj.delay, "event", window_chunk(capacity, length, sizes[proj.pre]),
-                                 offsets[proj.post], sizes[proj.post]), length)
-        aux = (proj.targets, proj.delays) if sparse else (None, None)
-        ring[proj.receptor] = deliver_window(wl, ring[proj.receptor], x, proj.weights, *aux, rows[proj.pre])
+        wls.append(WindowLayout(Layout(sparse, D, proj.delay, "event",
+                                       window_chunk(capacity, length, sizes[proj.pre]), offsets[proj.post],
+                                       sizes[proj.post]), length))
+        aux.append((jnp.asarray(proj.targets), jnp.asarray(proj.delays)) if sparse else (None, None))
+    accs = {}
+    for name in rows:               # one loop over each population's events for all its projections
+        group = [j for j, proj in enumerate(net.projections) if proj.pre == name]
+        accs.update(zip(group, window_events(tuple(wls[j] for j in group), tuple(xs[j] for j in group),
+                                             tuple(net.projections[j].weights for j in group),
+                                             tuple(aux[j][0] for j in group), tuple(aux[j][1] for j in group),
+                                             rows[name])))
+    for j, proj in enumerate(net.projections):      # into the ring in the projections' order
+        ring[proj.receptor] = _into_ring(wls[j], ring[proj.receptor], accs[j])
     return ring
 
 
