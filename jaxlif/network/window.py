@@ -54,6 +54,9 @@ MAX_WINDOW = 32
 COMPARE_LOOP = True
 #: Steps of a window's neuron loop unrolled into one iteration.
 UNROLL = 1
+#: Find a window's events in the whole raster when every population is whole blocks of 32 neurons
+#: (:func:`_deliver_all`), else in each population's columns cut out of it.
+WHOLE_RASTER = True
 #: Events (spiking presynaptic neuron at one step) per chunk of a window's delivery loop, per unit of
 #: the simulator's ``capacity``.
 CHUNK_PER_CAPACITY = 4
@@ -270,47 +273,49 @@ def nth_events(ev: Events, k: jax.Array) -> jax.Array:
     return b * _BLOCK + jnp.minimum(j, _BLOCK - 1)
 
 
-def _event_accs(wls: tuple, xs: tuple, Ws: tuple, targets: tuple, delays: tuple, rows: Events) -> tuple:
+def _event_accs(wls: tuple, frame, xs: tuple, Ws: tuple, targets: tuple, delays: tuple, rows: Events) -> tuple:
     """The window's events of one presynaptic population through each of its projections ``wls``: one loop
     over the events, ``capacity`` (the same for all) at a time, each chunk located once (:func:`nth_events`)
-    and added through every projection into its own ``_acc_shape``."""
+    and added through every projection into its own ``_acc_shape``.  ``frame = (stride, lo)``: event
+    ``idx`` of ``rows`` is presynaptic neuron ``idx % stride - lo`` at the window's step ``idx // stride``."""
     K = wls[0].layout.capacity
     n_pre = xs[0].shape[1]
-    flats = tuple(x.reshape(-1) for x in xs)
+    stride, lo = (n_pre, 0) if frame is None else frame
     n_active = rows.total
 
     def chunk(carry):
         i, accs = carry
         k = i * K + jnp.arange(K, dtype=jnp.int32)
         idx = nth_events(rows, k)
-        step, pre = idx // n_pre, idx % n_pre
-        return i + 1, tuple(_add_events(wl, acc, jnp.where(k < n_active, flat[idx], 0.0), W, tg, d, step, pre)
-                            for wl, acc, flat, W, tg, d in zip(wls, accs, flats, Ws, targets, delays))
+        step, pre = idx // stride, jnp.clip(idx % stride - lo, 0, n_pre - 1)    # clipped: masked entries
+        return i + 1, tuple(_add_events(wl, acc, jnp.where(k < n_active, x[step, pre], 0.0), W, tg, d, step, pre)
+                            for wl, acc, x, W, tg, d in zip(wls, accs, xs, Ws, targets, delays))
 
     n_chunks = (n_active + (K - 1)) // K
     zero = tuple(jnp.zeros(_acc_shape(wl), jnp.result_type(x, W)) for wl, x, W in zip(wls, xs, Ws))
     return jax.lax.while_loop(lambda c: c[0] < n_chunks, chunk, (jnp.int32(0), zero))[1]
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
-def window_events(wls: tuple, xs: tuple, Ws: tuple, targets: tuple, delays: tuple, rows: Events) -> tuple:
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
+def window_events(wls: tuple, frame, xs: tuple, Ws: tuple, targets: tuple, delays: tuple, rows: Events) -> tuple:
     """What the projections ``wls`` (:class:`WindowLayout`, static) of one presynaptic population send in a
     window: per projection its ``x`` (``(L, n_pre)`` values of the window's steps, 0 for silent neurons) times
     its weights ``W`` (with ``targets, delays`` as for :func:`jaxlif.network.delivery.deliver`, ``None`` for a
     dense projection), as ``(L, n_post)`` (one delay: row ``l`` sent at the window's step ``l``) or ``(D,
     n_post)`` (row ``j`` arriving ``j`` samples after the window's end).  ``rows``: :func:`find_events` of
-    the population's ``(L, n_pre)`` spikes, flattened.  The projections share one loop over the events
-    (:func:`_event_accs`).
+    the population's ``(L, n_pre)`` spikes, flattened (``frame=None``), or the events of a larger raster in
+    which event ``idx`` is the population's neuron ``idx % stride - lo`` at step ``idx // stride`` (``frame =
+    (stride, lo)``, static).  The projections share one loop over the events (:func:`_event_accs`).
 
     Derivatives are those of the sum over every synapse (as for :func:`~jaxlif.network.delivery.deliver`):
     the event loop is never differentiated."""
-    return _event_accs(wls, xs, Ws, targets, delays, rows)
+    return _event_accs(wls, frame, xs, Ws, targets, delays, rows)
 
 
-def _window_events_jvp(wls, primals, tangents):
+def _window_events_jvp(wls, frame, primals, tangents):
     xs, Ws, targets, delays, rows = primals
     dxs, dWs = tangents[:2]
-    out = window_events(wls, xs, Ws, targets, delays, rows)
+    out = window_events(wls, frame, xs, Ws, targets, delays, rows)
     d_out = []
     for wl, acc, x, W, tg, d, dx, dW in zip(wls, out, xs, Ws, targets, delays, dxs, dWs):
         d_acc = jnp.zeros_like(acc)
@@ -339,7 +344,7 @@ def deliver_window(wl: WindowLayout, pending, x, W, targets, delays, rows):
     Derivatives are those of the sum over every synapse (:func:`window_events`).
     """
     targets, delays = (None, None) if targets is None else (jnp.asarray(targets), jnp.asarray(delays))
-    acc, = window_events((wl,), (jnp.asarray(x),), (jnp.asarray(W),), (targets,), (delays,), rows)
+    acc, = window_events((wl,), None, (jnp.asarray(x),), (jnp.asarray(W),), (targets,), (delays,), rows)
     return _into_ring(wl, jnp.asarray(pending), acc)
 
 
@@ -445,10 +450,23 @@ def _deliver_all(net, capacity: int, ring: dict, spikes, released, length: int) 
     (``spikes`` ``(L, n)``; ``released``: per projection the ``(L, n_pre)`` release of ``stp_mode="pre"``,
     else ``None``)."""
     D, offsets, sizes = net.max_delay, net.offsets, net.sizes
-    rows = {}
-    for name in dict.fromkeys(q.pre for q in net.projections):
-        active = spikes[:, offsets[name]:offsets[name] + sizes[name]].astype(bool).reshape(-1)
-        rows[name] = find_events(active)
+    rows, frames, n = {}, {}, spikes.shape[1]
+    pres = tuple(dict.fromkeys(q.pre for q in net.projections))
+    if WHOLE_RASTER and n % _BLOCK == 0 and all(offsets[name] % _BLOCK == 0 and sizes[name] % _BLOCK == 0
+                                                for name in pres):
+        # every population is whole blocks of 32 neurons: the events of all found in the raster as it is (a
+        # population's columns cut out of it are a copy, element by element), counted per population
+        blocks = spikes.astype(bool).reshape(-1, _BLOCK)
+        per_block = jnp.sum(blocks, axis=1, dtype=jnp.int32)
+        column = jnp.arange(blocks.shape[0], dtype=jnp.int32) % (n // _BLOCK)
+        for name in pres:
+            lo, hi = offsets[name] // _BLOCK, (offsets[name] + sizes[name]) // _BLOCK
+            count = jnp.cumsum(jnp.where((column >= lo) & (column < hi), per_block, 0))
+            rows[name], frames[name] = Events(blocks, count, count[-1]), (n, offsets[name])
+    else:
+        for name in pres:
+            active = spikes[:, offsets[name]:offsets[name] + sizes[name]].astype(bool).reshape(-1)
+            rows[name], frames[name] = find_events(active), None
     wls, xs, aux = [], [], []
     for proj, release in zip(net.projections, released):
         pre = slice(offsets[proj.pre], offsets[proj.pre] + sizes[proj.pre])
@@ -461,7 +479,8 @@ def _deliver_all(net, capacity: int, ring: dict, spikes, released, length: int) 
     accs = {}
     for name in rows:               # one loop over each population's events for all its projections
         group = [j for j, proj in enumerate(net.projections) if proj.pre == name]
-        accs.update(zip(group, window_events(tuple(wls[j] for j in group), tuple(xs[j] for j in group),
+        accs.update(zip(group, window_events(tuple(wls[j] for j in group), frames[name],
+                                             tuple(xs[j] for j in group),
                                              tuple(net.projections[j].weights for j in group),
                                              tuple(aux[j][0] for j in group), tuple(aux[j][1] for j in group),
                                              rows[name])))
