@@ -337,32 +337,46 @@ def test_small_network_equals_numpy_loop(small_run):
     assert traces[0][1].min() < 0.8
 
 
-@pytest.mark.parametrize("whole_raster", [True, False])
-def test_window_delivery_equals_the_sum_over_synapses(whole_raster, monkeypatch):
+@pytest.mark.parametrize("whole_raster, direct", [(True, True), (False, True), (True, False)])
+def test_window_delivery_equals_the_sum_over_synapses(whole_raster, direct, monkeypatch):
     """A window's delivery (``window._deliver_all``: one loop over each population's events for all its
     projections) against the sum written out in NumPy: ``pending[l + d - L, target] += x[l, j] W[j, c]``, with
-    x the spikes or (E->E) a given release.  Populations of 64 and 32 neurons (whole blocks of 32: the events
-    found in the whole raster, or in each population's columns), several spikes per step, chunks of 8."""
+    x the spikes or (E->E) a given release; and its jvp in the ring and the release, the sum over every
+    synapse.  Populations of 64 and 32 neurons (whole blocks of 32: the events found in the whole raster, or
+    in each population's columns), delay = ring length (the events added straight into the ring, or through
+    a buffer), several spikes per step, chunks of 8."""
     from jaxlif.network import window
     monkeypatch.setattr(window, "WHOLE_RASTER", whole_raster)
+    monkeypatch.setattr(window, "DIRECT", direct)
     net = nw.ei_network(jax.random.key(4), n_E=64, n_I=32, p=0.2, delay=6)
     L, D, n = 5, net.max_delay, net.size
     rng = np.random.default_rng(1)
     spikes = rng.random((L, n)) < 0.15
     release = rng.random((L, 64)).astype(np.float32) * spikes[:, :64]
-    released = tuple(release if q.stp is not None else None for q in net.projections)
+    d_release = rng.random((L, 64)).astype(np.float32)
     ring = {r: jnp.asarray(rng.random((D, n)), jnp.float32) for r in ("exc", "inh")}
-    out = jax.jit(lambda ring, s, rel: window._deliver_all(net, 2, ring, s, rel, L))(ring, spikes, released)
+    d_ring = {r: jnp.asarray(rng.random((D, n)), jnp.float32) for r in ("exc", "inh")}
+
+    def deliver(ring, rel):
+        released = tuple(rel if q.stp is not None else None for q in net.projections)
+        return window._deliver_all(net, 2, ring, spikes, released, L)
+
+    out, tangent = jax.jit(lambda *a: jax.jvp(deliver, a[:2], a[2:]))(ring, release, d_ring, d_release)
     expected = {r: np.asarray(v, np.float64) for r, v in ring.items()}
-    for q, rel in zip(net.projections, released):
+    expected_tangent = {r: np.asarray(v, np.float64) for r, v in d_ring.items()}
+    for q in net.projections:
         lo, hi, post = net.offsets[q.pre], net.offsets[q.pre] + net.sizes[q.pre], net.offsets[q.post]
-        x = spikes[:, lo:hi] if rel is None else rel
+        x = spikes[:, lo:hi] if q.stp is None else release
         tg, W = np.asarray(q.targets), np.asarray(q.weights)
         for l, j, c in zip(*np.nonzero((x[:, :, None] != 0) & (tg < net.sizes[q.post]))):
             expected[q.receptor][l + q.delay - L, post + tg[j, c]] += x[l, j] * W[j, c]
-    assert spikes.sum(axis=1).min() > 8 and {q.delay for q in net.projections} == {6}
+        if q.stp is not None:           # every synapse, spiking or not
+            for l, j, c in zip(*np.nonzero(np.ones((L, 1, 1), bool) & (tg < net.sizes[q.post]))):
+                expected_tangent[q.receptor][l + q.delay - L, post + tg[j, c]] += d_release[l, j] * W[j, c]
+    assert spikes.sum(axis=1).min() > 8 and {q.delay for q in net.projections} == {D}
     for r in ring:
         np.testing.assert_allclose(np.asarray(out[r]), expected[r], rtol=1e-6, err_msg=r)
+        np.testing.assert_allclose(np.asarray(tangent[r]), expected_tangent[r], rtol=1e-6, err_msg=r)
 
 
 def test_windowed_network_equals_numpy_loop(window_run):

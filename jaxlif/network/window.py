@@ -57,6 +57,8 @@ UNROLL = 1
 #: Find a window's events in the whole raster when every population is whole blocks of 32 neurons
 #: (:func:`_deliver_all`), else in each population's columns cut out of it.
 WHOLE_RASTER = True
+#: Add a window's events straight into the ring where :func:`_direct` allows (:func:`_deliver_all`).
+DIRECT = True
 #: Events (spiking presynaptic neuron at one step) per chunk of a window's delivery loop, per unit of
 #: the simulator's ``capacity``.
 CHUNK_PER_CAPACITY = 4
@@ -273,58 +275,90 @@ def nth_events(ev: Events, k: jax.Array) -> jax.Array:
     return b * _BLOCK + jnp.minimum(j, _BLOCK - 1)
 
 
-def _event_accs(wls: tuple, frame, xs: tuple, Ws: tuple, targets: tuple, delays: tuple, rows: Events) -> tuple:
+def _event_accs(wls: tuple, frame, plan: tuple, xs: tuple, Ws: tuple, targets: tuple, delays: tuple, rows: Events,
+                rings: dict) -> tuple:
     """The window's events of one presynaptic population through each of its projections ``wls``: one loop
     over the events, ``capacity`` (the same for all) at a time, each chunk located once (:func:`nth_events`)
-    and added through every projection into its own ``_acc_shape``.  ``frame = (stride, lo)``: event
-    ``idx`` of ``rows`` is presynaptic neuron ``idx % stride - lo`` at the window's step ``idx // stride``."""
+    and added through every projection into its own ``_acc_shape``, or (``plan[j]`` a receptor) straight
+    into ``rings[plan[j]]`` (:func:`_direct`).  ``frame = (stride, lo)``: event ``idx`` of ``rows`` is
+    presynaptic neuron ``idx % stride - lo`` at the window's step ``idx // stride``.  Returns ``(accs, rings)``
+    (``None`` for the projections added straight into a ring)."""
     K = wls[0].layout.capacity
     n_pre = xs[0].shape[1]
     stride, lo = (n_pre, 0) if frame is None else frame
     n_active = rows.total
 
     def chunk(carry):
-        i, accs = carry
+        i, accs, rings = carry
         k = i * K + jnp.arange(K, dtype=jnp.int32)
         idx = nth_events(rows, k)
         step, pre = idx // stride, jnp.clip(idx % stride - lo, 0, n_pre - 1)    # clipped: masked entries
-        return i + 1, tuple(_add_events(wl, acc, jnp.where(k < n_active, x[step, pre], 0.0), W, tg, d, step, pre)
-                            for wl, acc, x, W, tg, d in zip(wls, accs, xs, Ws, targets, delays))
+        accs, rings = list(accs), dict(rings)
+        for j, (wl, rec, x, W, tg, d) in enumerate(zip(wls, plan, xs, Ws, targets, delays)):
+            xr = jnp.where(k < n_active, x[step, pre], 0.0)
+            if rec is None:
+                accs[j] = _add_events(wl, accs[j], xr, W, tg, d, step, pre)
+                continue
+            lay = wl.layout             # row l + delay - L of the window-relative ring; padding dropped
+            ring = rings[rec]
+            column = jnp.where(tg[pre] < lay.n_post, lay.offset + tg[pre], ring.shape[1])
+            rings[rec] = ring.at[(step + (lay.delay - wl.length))[:, None], column].add(xr[:, None] * W[pre],
+                                                                                      mode="drop")
+        return i + 1, tuple(accs), rings
 
     n_chunks = (n_active + (K - 1)) // K
-    zero = tuple(jnp.zeros(_acc_shape(wl), jnp.result_type(x, W)) for wl, x, W in zip(wls, xs, Ws))
-    return jax.lax.while_loop(lambda c: c[0] < n_chunks, chunk, (jnp.int32(0), zero))[1]
+    zero = tuple(None if rec else jnp.zeros(_acc_shape(wl), jnp.result_type(x, W))
+                 for wl, rec, x, W in zip(wls, plan, xs, Ws))
+    return jax.lax.while_loop(lambda c: c[0] < n_chunks, chunk, (jnp.int32(0), zero, rings))[1:]
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
-def window_events(wls: tuple, frame, xs: tuple, Ws: tuple, targets: tuple, delays: tuple, rows: Events) -> tuple:
+def _direct(wl: WindowLayout, ring_rows: int) -> bool:
+    """Can a projection's events be added straight into the window-relative ring (as :func:`_event_accs`
+    does for ``plan[j]`` a receptor)?  A sparse projection with one delay equal to the ring's length: its
+    rows ``delay - L .. delay - 1`` were cleared by the shift, so adding each event there sums the same
+    numbers in the same order as adding them to an empty buffer first (the caller also checks that no
+    other projection writes into the same neurons of that ring)."""
+    return wl.layout.sparse and wl.layout.delay == ring_rows
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2))
+def window_events(wls: tuple, frame, plan: tuple, xs: tuple, Ws: tuple, targets: tuple, delays: tuple,
+                  rows: Events, rings: dict) -> tuple:
     """What the projections ``wls`` (:class:`WindowLayout`, static) of one presynaptic population send in a
     window: per projection its ``x`` (``(L, n_pre)`` values of the window's steps, 0 for silent neurons) times
     its weights ``W`` (with ``targets, delays`` as for :func:`jaxlif.network.delivery.deliver`, ``None`` for a
     dense projection), as ``(L, n_post)`` (one delay: row ``l`` sent at the window's step ``l``) or ``(D,
-    n_post)`` (row ``j`` arriving ``j`` samples after the window's end).  ``rows``: :func:`find_events` of
-    the population's ``(L, n_pre)`` spikes, flattened (``frame=None``), or the events of a larger raster in
-    which event ``idx`` is the population's neuron ``idx % stride - lo`` at step ``idx // stride`` (``frame =
-    (stride, lo)``, static).  The projections share one loop over the events (:func:`_event_accs`).
+    n_post)`` (row ``j`` arriving ``j`` samples after the window's end), or, where ``plan[j]`` names a receptor
+    (static; :func:`_direct`), added into ``rings[plan[j]]`` (the window-relative ring).  ``rows``:
+    :func:`find_events` of the population's ``(L, n_pre)`` spikes, flattened (``frame=None``), or the events
+    of a larger raster in which event ``idx`` is the population's neuron ``idx % stride - lo`` at step ``idx
+    // stride`` (``frame = (stride, lo)``, static).  The projections share one loop over the events
+    (:func:`_event_accs`).  Returns ``(accs, rings)``.
 
     Derivatives are those of the sum over every synapse (as for :func:`~jaxlif.network.delivery.deliver`):
     the event loop is never differentiated."""
-    return _event_accs(wls, frame, xs, Ws, targets, delays, rows)
+    return _event_accs(wls, frame, plan, xs, Ws, targets, delays, rows, rings)
 
 
-def _window_events_jvp(wls, frame, primals, tangents):
-    xs, Ws, targets, delays, rows = primals
-    dxs, dWs = tangents[:2]
-    out = window_events(wls, frame, xs, Ws, targets, delays, rows)
-    d_out = []
-    for wl, acc, x, W, tg, d, dx, dW in zip(wls, out, xs, Ws, targets, delays, dxs, dWs):
-        d_acc = jnp.zeros_like(acc)
+def _window_events_jvp(wls, frame, plan, primals, tangents):
+    xs, Ws, targets, delays, rows, rings = primals
+    dxs, dWs, d_rings = tangents[0], tangents[1], tangents[5]
+    accs, rings_out = window_events(wls, frame, plan, xs, Ws, targets, delays, rows, rings)
+    d_accs = []
+    d_rings = {rec: jnp.zeros_like(r) if isinstance(d_rings[rec], SymbolicZero) else d_rings[rec]
+               for rec, r in rings_out.items()}
+    for wl, rec, x, W, tg, d, dx, dW in zip(wls, plan, xs, Ws, targets, delays, dxs, dWs):
+        d_acc = jnp.zeros(_acc_shape(wl), jnp.result_type(x, W))
         if not isinstance(dx, SymbolicZero):
             d_acc = d_acc + _full_acc(wl, dx, W, tg, d)
         if not isinstance(dW, SymbolicZero):
             d_acc = d_acc + _full_acc(wl, x, dW, tg, d)
-        d_out.append(d_acc)
-    return out, tuple(d_out)
+        if rec is None:
+            d_accs.append(d_acc)
+        else:
+            d_accs.append(None)
+            d_rings[rec] = _into_ring(wl, d_rings[rec], d_acc)
+    return (accs, rings_out), (tuple(d_accs), d_rings)
 
 
 window_events.defjvp(_window_events_jvp, symbolic_zeros=True)
@@ -344,7 +378,8 @@ def deliver_window(wl: WindowLayout, pending, x, W, targets, delays, rows):
     Derivatives are those of the sum over every synapse (:func:`window_events`).
     """
     targets, delays = (None, None) if targets is None else (jnp.asarray(targets), jnp.asarray(delays))
-    acc, = window_events((wl,), None, (jnp.asarray(x),), (jnp.asarray(W),), (targets,), (delays,), rows)
+    (acc,), _ = window_events((wl,), None, (None,), (jnp.asarray(x),), (jnp.asarray(W),), (targets,), (delays,),
+                              rows, {})
     return _into_ring(wl, jnp.asarray(pending), acc)
 
 
@@ -476,16 +511,23 @@ def _deliver_all(net, capacity: int, ring: dict, spikes, released, length: int) 
                                        window_chunk(capacity, length, sizes[proj.pre]), offsets[proj.post],
                                        sizes[proj.post]), length))
         aux.append((jnp.asarray(proj.targets), jnp.asarray(proj.delays)) if sparse else (None, None))
+    # straight into the ring: a projection that _direct allows and that alone writes into its targets' ring
+    blocks = [(q.receptor, q.post) for q in net.projections]
+    plan = [q.receptor if DIRECT and _direct(wl, D) and blocks.count(blocks[j]) == 1 else None
+            for j, (q, wl) in enumerate(zip(net.projections, wls))]
     accs = {}
     for name in rows:               # one loop over each population's events for all its projections
         group = [j for j, proj in enumerate(net.projections) if proj.pre == name]
-        accs.update(zip(group, window_events(tuple(wls[j] for j in group), frames[name],
-                                             tuple(xs[j] for j in group),
-                                             tuple(net.projections[j].weights for j in group),
-                                             tuple(aux[j][0] for j in group), tuple(aux[j][1] for j in group),
-                                             rows[name])))
-    for j, proj in enumerate(net.projections):      # into the ring in the projections' order
-        ring[proj.receptor] = _into_ring(wls[j], ring[proj.receptor], accs[j])
+        used = dict.fromkeys(plan[j] for j in group if plan[j] is not None)
+        out, rings = window_events(tuple(wls[j] for j in group), frames[name], tuple(plan[j] for j in group),
+                                   tuple(xs[j] for j in group), tuple(net.projections[j].weights for j in group),
+                                   tuple(aux[j][0] for j in group), tuple(aux[j][1] for j in group), rows[name],
+                                   {rec: ring[rec] for rec in used})
+        accs.update(zip(group, out))
+        ring.update(rings)
+    for j, proj in enumerate(net.projections):      # the others into the ring in the projections' order
+        if plan[j] is None:
+            ring[proj.receptor] = _into_ring(wls[j], ring[proj.receptor], accs[j])
     return ring
 
 
