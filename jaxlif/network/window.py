@@ -8,13 +8,18 @@ because a spike with delay ``d = 1`` is read by that very update.  A spike of st
 after the window.  So a window (as NEST does with its min-delay communication interval):
 
 1. draws the external drive of its ``L`` steps in one batch (the same uniforms as
-   :func:`~jaxlif.network.drive_draw` step by step, so the same counts);
+   :func:`~jaxlif.network.drive_draw` step by step, so the same counts; on one device the window before
+   draws it, each hash once for two neurons, :func:`paired_head`);
 2. runs ``L`` steps of threshold test, plasticity (``stp_mode="pre"``) and membrane update, each
    reading its arrivals from the pending-input ring as it stood at the start of the window (no
    spike of the window can land in the slots read there);
 3. clears the ``L`` ring slots consumed, then adds every spike of the window to the ring:
    ``pending[(k + d_jc) mod D, target_jc] += x_j[k] W_jc`` for the spiking rows of all ``L`` steps,
-   ``capacity`` events at a time (:func:`deliver_window`).
+   ``capacity`` events at a time, in one loop per presynaptic population for all its projections
+   (:func:`window_events`; :func:`deliver_window` for one projection).
+
+The simulator takes the spike rasters out of the loop as one word per neuron and window
+(:class:`PackedSpikes`).
 
 The per-step overhead of delivery (finding the spiking rows, the loop, the ring update) is then paid
 once per window instead of once per step, and the values equal the step-by-step scheme's to float
@@ -109,7 +114,8 @@ def drive_draw_block(table, key: jax.Array, first: jax.Array, length: int, neuro
                      n_drawn: int | None = None) -> jax.Array:
     """Drive counts ``(length, n)`` of steps ``first .. first + length - 1``: row ``l`` equals
     ``drive_draw(table, key, first + l)`` exactly (the same uniforms ``drive_uniform(key, step, n)``,
-    drawn for all steps in one batch; the rare bisection beyond the head runs once per window).
+    drawn for all steps in one batch; the rare bisection beyond the head runs once per window).  Where
+    :func:`paired_drive` holds, as :func:`paired_counts` of :func:`paired_head` (each hash once).
 
     With ``neurons`` (int ``(n,)``), the table's rows are those neurons of a network of ``n_drawn``: the
     uniforms are drawn for all ``n_drawn`` and entries ``neurons`` are used (one device's share of a
