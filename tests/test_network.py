@@ -352,10 +352,11 @@ def test_window_delivery_equals_the_sum_over_synapses(whole_raster, direct, monk
     L, D, n = 5, net.max_delay, net.size
     rng = np.random.default_rng(1)
     spikes = rng.random((L, n)) < 0.15
-    release = rng.random((L, 64)).astype(np.float32) * spikes[:, :64]
-    d_release = rng.random((L, 64)).astype(np.float32)
-    ring = {r: jnp.asarray(rng.random((D, n)), jnp.float32) for r in ("exc", "inh")}
-    d_ring = {r: jnp.asarray(rng.random((D, n)), jnp.float32) for r in ("exc", "inh")}
+    dtype = jnp.asarray(net.projections[0].weights).dtype            # the ring's dtype is the weights'
+    release = (rng.random((L, 64)) * spikes[:, :64]).astype(dtype)
+    d_release = rng.random((L, 64)).astype(dtype)
+    ring = {r: jnp.asarray(rng.random((D, n)), dtype) for r in ("exc", "inh")}
+    d_ring = {r: jnp.asarray(rng.random((D, n)), dtype) for r in ("exc", "inh")}
 
     def deliver(ring, rel):
         released = tuple(rel if q.stp is not None else None for q in net.projections)
