@@ -337,6 +337,49 @@ def test_small_network_equals_numpy_loop(small_run):
     assert traces[0][1].min() < 0.8
 
 
+@pytest.mark.parametrize("whole_raster, direct", [(True, True), (False, True), (True, False)])
+def test_window_delivery_equals_the_sum_over_synapses(whole_raster, direct, monkeypatch):
+    """A window's delivery (``window._deliver_all``: one loop over each population's events for all its
+    projections) against the sum written out in NumPy: ``pending[l + d - L, target] += x[l, j] W[j, c]``, with
+    x the spikes or (E->E) a given release; and its jvp in the ring and the release, the sum over every
+    synapse.  Populations of 64 and 32 neurons (whole blocks of 32: the events found in the whole raster, or
+    in each population's columns), delay = ring length (the events added straight into the ring, or through
+    a buffer), several spikes per step, chunks of 8."""
+    from jaxlif.network import window
+    monkeypatch.setattr(window, "WHOLE_RASTER", whole_raster)
+    monkeypatch.setattr(window, "DIRECT", direct)
+    net = nw.ei_network(jax.random.key(4), n_E=64, n_I=32, p=0.2, delay=6)
+    L, D, n = 5, net.max_delay, net.size
+    rng = np.random.default_rng(1)
+    spikes = rng.random((L, n)) < 0.15
+    dtype = jnp.asarray(net.projections[0].weights).dtype            # the ring's dtype is the weights'
+    release = (rng.random((L, 64)) * spikes[:, :64]).astype(dtype)
+    d_release = rng.random((L, 64)).astype(dtype)
+    ring = {r: jnp.asarray(rng.random((D, n)), dtype) for r in ("exc", "inh")}
+    d_ring = {r: jnp.asarray(rng.random((D, n)), dtype) for r in ("exc", "inh")}
+
+    def deliver(ring, rel):
+        released = tuple(rel if q.stp is not None else None for q in net.projections)
+        return window._deliver_all(net, 2, ring, spikes, released, L)
+
+    out, tangent = jax.jit(lambda *a: jax.jvp(deliver, a[:2], a[2:]))(ring, release, d_ring, d_release)
+    expected = {r: np.asarray(v, np.float64) for r, v in ring.items()}
+    expected_tangent = {r: np.asarray(v, np.float64) for r, v in d_ring.items()}
+    for q in net.projections:
+        lo, hi, post = net.offsets[q.pre], net.offsets[q.pre] + net.sizes[q.pre], net.offsets[q.post]
+        x = spikes[:, lo:hi] if q.stp is None else release
+        tg, W = np.asarray(q.targets), np.asarray(q.weights)
+        for l, j, c in zip(*np.nonzero((x[:, :, None] != 0) & (tg < net.sizes[q.post]))):
+            expected[q.receptor][l + q.delay - L, post + tg[j, c]] += x[l, j] * W[j, c]
+        if q.stp is not None:           # every synapse, spiking or not
+            for l, j, c in zip(*np.nonzero(np.ones((L, 1, 1), bool) & (tg < net.sizes[q.post]))):
+                expected_tangent[q.receptor][l + q.delay - L, post + tg[j, c]] += d_release[l, j] * W[j, c]
+    assert spikes.sum(axis=1).min() > 8 and {q.delay for q in net.projections} == {D}
+    for r in ring:
+        np.testing.assert_allclose(np.asarray(out[r]), expected[r], rtol=1e-6, err_msg=r)
+        np.testing.assert_allclose(np.asarray(tangent[r]), expected_tangent[r], rtol=1e-6, err_msg=r)
+
+
 def test_windowed_network_equals_numpy_loop(window_run):
     """The min-delay scheme (windows of d_min - 1 = 3 steps, delivery once per window) against the
     NumPy loop, which delivers every step: the same spikes, voltages, conductances and STP traces."""

@@ -291,6 +291,39 @@ def test_bisected_drive_counts_equal_the_direct_count():
     assert x.max() > 8
 
 
+@pytest.mark.parametrize("rates", [(3000.0, 10.0), (10.0, 20.0)])
+def test_window_drive_drawn_in_pairs_equals_the_step_draws(rates, monkeypatch):
+    """A window's drive with each hash's two words counted in one kernel (``window.paired_head``, unpacked by
+    ``paired_counts``) equals ``drive_draw`` step by step, and so does the draw from every word separately
+    (``PAIRED = False``): an odd number of neurons (the last hash's second word unused), and a population
+    at 3000 Hz whose counts pass the table's head (the rows bisected) or none that does."""
+    pops = (nw.Population("A", 7, drive=nw.PoissonDrive(rate=rates[0], weight=0.1, n=100)),
+            nw.Population("B", 6, drive=nw.PoissonDrive(rate=rates[1], weight=0.1, n=100)))
+    table = nw.step.drive_table(nw.Network(pops), DT, jnp.float32)
+    key = jax.random.key(5)
+    steps = jnp.arange(3, 8, dtype=jnp.int32)
+    expected = np.asarray(jax.jit(jax.vmap(lambda k: nw.step.drive_draw(table, key, k)))(steps))
+    assert (expected.max() > 8) == (rates[0] > 1000.0)
+    for paired in (True, False):
+        monkeypatch.setattr(nw.window, "PAIRED", paired)
+        block = jax.jit(nw.window.drive_draw_block, static_argnums=3)(table, key, steps[0], 5)
+        np.testing.assert_array_equal(np.asarray(block), expected)
+
+
+def test_packed_spikes_unpack_to_the_neuron_major_raster():
+    """``window.PackedSpikes``: windows of 11 steps packed into words, and a last window of 4, give back the
+    raster neuron-major with its zero last column."""
+    rng = np.random.default_rng(3)
+    raster = rng.random((37, 5)) < 0.3                                 # (n_updates, n): 3 windows and 4 steps
+    pack = nw.window.PackedSpikes.pack
+    words = [pack(jnp.asarray(raster[w * 11:(w + 1) * 11])) for w in range(3)]
+    words.append(pack(jnp.asarray(np.pad(raster[33:], ((0, 7), (0, 0))))))
+    packed = nw.window.PackedSpikes(jnp.stack(words), 11, 37)
+    assert packed.words.dtype == jnp.uint16
+    expected = np.concatenate([raster.T, np.zeros((5, 1), bool)], axis=1)
+    np.testing.assert_array_equal(np.asarray(packed.neuron_major(1, 4, 38)), expected[1:4])
+
+
 @pytest.mark.parametrize("n_pre, n_post, p", [(3200, 3200, 0.1), (800, 200, 0.2), (50, 1000, 0.01)])
 def test_out_degree_bound_is_the_binomial_quantile(n_pre, n_post, p):
     k = nw.out_degree_bound(n_pre, n_post, p)

@@ -526,7 +526,7 @@ def _run(key, structure, diff, feedback, statics, recurrent_grad, replay=None):
     if window and feedback is None and replay is None:   # the min-delay scheme (jaxlif.network.window)
         (final, ok, g_peak), (out, stp) = window_mod.simulate_windows(
             net, state0, ok, seqs, I_const, key, table, params, dt, n_updates=steps - 1, length=window,
-            capacity=capacity, record=record, integrator=integrator, g_peak=peak0)
+            capacity=capacity, record=record, integrator=integrator, g_peak=peak0, pack=True)
     else:
         (final, ok, g_peak), ys = jax.lax.scan(body, (state0, ok, peak0), (seqs, replay), length=steps - 1)
         out, stp = ys if record else (ys, None)
@@ -576,9 +576,13 @@ def _result(net: Network, state0: NetworkState, final: NetworkState, ok, g_peak,
     v, spikes, g_E, g_I = out[:4]
 
     def raster(spikes):
+        if isinstance(spikes, window_mod.PackedSpikes):     # neuron-major straight from the words
+            return {p.name: spikes.neuron_major(net.offsets[p.name], net.offsets[p.name] + p.size,
+                                                spikes.n_updates + 1) for p in net.populations}
         return _split_time_last(net, None, spikes, jnp.zeros_like(spikes[0]))
 
-    separate = spikes.dtype == jnp.bool_ and jnp.ndim(ok) == 0
+    packed = isinstance(spikes, window_mod.PackedSpikes)
+    separate = (packed or spikes.dtype == jnp.bool_) and jnp.ndim(ok) == 0
     if separate:
         spikes = jax.lax.cond(ok, raster, lambda s: _checks.poison(jnp.asarray(False), raster(s)), spikes)
     else:

@@ -8,13 +8,18 @@ because a spike with delay ``d = 1`` is read by that very update.  A spike of st
 after the window.  So a window (as NEST does with its min-delay communication interval):
 
 1. draws the external drive of its ``L`` steps in one batch (the same uniforms as
-   :func:`~jaxlif.network.drive_draw` step by step, so the same counts);
+   :func:`~jaxlif.network.drive_draw` step by step, so the same counts; on one device the window before
+   draws it, each hash once for two neurons, :func:`paired_head`);
 2. runs ``L`` steps of threshold test, plasticity (``stp_mode="pre"``) and membrane update, each
    reading its arrivals from the pending-input ring as it stood at the start of the window (no
    spike of the window can land in the slots read there);
 3. clears the ``L`` ring slots consumed, then adds every spike of the window to the ring:
    ``pending[(k + d_jc) mod D, target_jc] += x_j[k] W_jc`` for the spiking rows of all ``L`` steps,
-   ``capacity`` events at a time (:func:`deliver_window`).
+   ``capacity`` events at a time, in one loop per presynaptic population for all its projections
+   (:func:`window_events`; :func:`deliver_window` for one projection).
+
+The simulator takes the spike rasters out of the loop as one word per neuron and window
+(:class:`PackedSpikes`).
 
 The per-step overhead of delivery (finding the spiking rows, the loop, the ring update) is then paid
 once per window instead of once per step, and the values equal the step-by-step scheme's to float
@@ -38,6 +43,7 @@ import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 
 from jaxlif import _checks
+from jaxlif._threefry import fold_in_words, hash_words, unit_float32
 from jaxlif.network.delivery import Layout
 from jaxlif.network.step import NetworkState, SynapseState, _bisect, drive_uniform
 from jaxlif.network.structure import DenseProjection
@@ -46,13 +52,18 @@ from jaxlif.plasticity import stp_efficacy
 from jaxlif.synapses import SynParams, exp_syn_mean, exp_syn_step
 
 __all__ = ["MAX_WINDOW", "min_delay", "window_length", "drive_draw_block", "deliver_window", "split_windows",
-           "simulate_windows"]
+           "simulate_windows", "PackedSpikes", "window_events"]
 
 #: The longest window in steps (longer ones gain little and make the per-window buffers larger).
 MAX_WINDOW = 32
 COMPARE_LOOP = True
 #: Steps of a window's neuron loop unrolled into one iteration.
 UNROLL = 1
+#: Find a window's events in the whole raster when every population is whole blocks of 32 neurons
+#: (:func:`_deliver_all`), else in each population's columns cut out of it.
+WHOLE_RASTER = True
+#: Add a window's events straight into the ring where :func:`_direct` allows (:func:`_deliver_all`).
+DIRECT = True
 #: Events (spiking presynaptic neuron at one step) per chunk of a window's delivery loop, per unit of
 #: the simulator's ``capacity``.
 CHUNK_PER_CAPACITY = 4
@@ -103,11 +114,14 @@ def drive_draw_block(table, key: jax.Array, first: jax.Array, length: int, neuro
                      n_drawn: int | None = None) -> jax.Array:
     """Drive counts ``(length, n)`` of steps ``first .. first + length - 1``: row ``l`` equals
     ``drive_draw(table, key, first + l)`` exactly (the same uniforms ``drive_uniform(key, step, n)``,
-    drawn for all steps in one batch; the rare bisection beyond the head runs once per window).
+    drawn for all steps in one batch; the rare bisection beyond the head runs once per window).  Where
+    :func:`paired_drive` holds, as :func:`paired_counts` of :func:`paired_head` (each hash once).
 
     With ``neurons`` (int ``(n,)``), the table's rows are those neurons of a network of ``n_drawn``: the
     uniforms are drawn for all ``n_drawn`` and entries ``neurons`` are used (one device's share of a
     network partitioned over devices, :mod:`jaxlif.network.shard`: the same counts as on one device)."""
+    if neurons is None and paired_drive(table, key):
+        return paired_counts(table, key, first, length, paired_head(table, key, first, length))
     dtype = table.head.dtype
     steps = first + jnp.arange(length, dtype=jnp.int32)
     n = table.head.shape[0] if neurons is None else n_drawn
@@ -115,13 +129,63 @@ def drive_draw_block(table, key: jax.Array, first: jax.Array, length: int, neuro
     if neurons is not None:
         u = u[:, neurons]
     v = 1.0 - u
-    if COMPARE_LOOP:    # one (L, n) comparison per table entry: vectorised along the neurons
-        count = sum((v <= table.head[:, k]).astype(jnp.int32) for k in range(table.head.shape[1]))
-    else:
-        count = jnp.sum(v[..., None] <= table.head, axis=-1, dtype=jnp.int32)
+    count = _head_count(v, table.head)
     if table.tail.shape[1] > table.head.shape[1]:
         count = jax.lax.cond(jnp.any(count == table.head.shape[1]), lambda: _bisect(table, v), lambda: count)
     return count.astype(dtype)
+
+
+def _head_count(v: jax.Array, head: jax.Array) -> jax.Array:
+    """``#{k < K0 : v <= head[i, k]}`` for each entry ``v[..., i]``, ``head`` ``(n, K0)``, int32."""
+    if COMPARE_LOOP:    # one comparison per table entry: vectorised along the neurons
+        return sum((v <= head[:, k]).astype(jnp.int32) for k in range(head.shape[1]))
+    return jnp.sum(v[..., None] <= head, axis=-1, dtype=jnp.int32)
+
+
+#: Draw a window's drive from both words of each hash in one kernel (:func:`paired_head`), on one device.
+PAIRED = True
+
+
+def paired_drive(table, key) -> bool:
+    """Can :func:`paired_head` draw this drive?  A float32 table and a threefry key (the uniforms of
+    :func:`~jaxlif.network.drive_uniform` are then the words of threefry hashes), and :data:`PAIRED`."""
+    return PAIRED and table.head.dtype == jnp.float32 and str(jax.random.key_impl(key)) == "threefry2x32"
+
+
+def paired_head(table, key: jax.Array, first: jax.Array, length: int) -> jax.Array:
+    """The head counts of steps ``first .. first + length - 1`` in pairs: ``(length, h)`` int32, ``h =
+    ceil(n / 2)``, entry ``(l, i)`` holding neuron ``i``'s count in its low byte and neuron ``i + h``'s in
+    the next (:func:`paired_counts` unpacks them).
+
+    Hash ``i`` of a step gives the uniforms of neurons ``i`` and ``i + h`` (its two output words,
+    :func:`jaxlif._threefry.counter_words`).  XLA:CPU computes one fused kernel per output, so two outputs
+    (the two words, or the two halves' counts) would each compute every hash; here one output holds both
+    counts (each at most ``K0 < 256``).  Its consumer must read it from memory, not fuse it (which would
+    compute the hash once per byte again): :func:`simulate_windows` carries it through the loop over windows."""
+    head = table.head
+    n = head.shape[0]
+    h = (n + 1) // 2
+    steps = first + jnp.arange(length, dtype=jnp.int32)
+    k0, k1 = fold_in_words(jax.random.key_data(key), steps)         # (L,) each: the steps' keys
+    x0 = jnp.arange(h, dtype=jnp.uint32)
+    x1 = jnp.concatenate([jnp.arange(h, n, dtype=jnp.uint32), jnp.zeros((2 * h - n,), jnp.uint32)])
+    y0, y1 = hash_words(k0[:, None], k1[:, None], x0, x1, jax.default_backend())
+    second = jnp.pad(head[h:], ((0, 2 * h - n), (0, 0)))             # padding: no entry >= v > 0
+    return _head_count(1.0 - unit_float32(y0), head[:h]) | (_head_count(1.0 - unit_float32(y1), second) << 8)
+
+
+def paired_counts(table, key: jax.Array, first: jax.Array, length: int, paired: jax.Array) -> jax.Array:
+    """:func:`drive_draw_block`'s counts from :func:`paired_head`'s ``paired`` (the same window): unpacked,
+    and the whole rows bisected in a window in which some count reaches the head's end."""
+    n, K0 = table.head.shape
+    count = jnp.concatenate([paired & 0xFF, paired >> 8], axis=1)[:, :n]
+    if table.tail.shape[1] > K0:
+        def search():
+            steps = first + jnp.arange(length, dtype=jnp.int32)
+            v = 1.0 - jax.vmap(lambda k: drive_uniform(key, k, n, table.head.dtype))(steps)
+            return _bisect(table, v)
+        count = jax.lax.cond(jnp.any(count == K0), search, lambda: count)
+    return count.astype(table.head.dtype)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -166,22 +230,24 @@ def _into_ring(wl: WindowLayout, pending, acc):
     return pending.at[:, lo:hi].add(acc)
 
 
-def _full_window(wl: WindowLayout, pending, x, W, targets, delays):
-    """``pending`` plus every synapse's contribution for every step of the window (the tangent map)."""
+def _full_acc(wl: WindowLayout, x, W, targets, delays):
+    """Every synapse's contribution for every step of the window, ``_acc_shape(wl)`` (the tangent map)."""
     lay, L = wl.layout, wl.length
     if not lay.sparse:
-        acc = x @ W.T
-    else:
-        n_pre = x.shape[1]
-        step = jnp.broadcast_to(jnp.arange(L, dtype=jnp.int32)[:, None, None], (L, n_pre, W.shape[1]))
-        values = x[:, :, None] * W[None]
-        tg = jnp.broadcast_to(targets[None], values.shape)
-        acc = jnp.zeros(_acc_shape(wl), pending.dtype)
-        if lay.delay:
-            acc = acc.at[step, tg].add(values, mode="drop")
-        else:
-            acc = acc.at[step + delays[None] - L, tg].add(values, mode="drop")
-    return _into_ring(wl, pending, acc)
+        return x @ W.T
+    n_pre = x.shape[1]
+    step = jnp.broadcast_to(jnp.arange(L, dtype=jnp.int32)[:, None, None], (L, n_pre, W.shape[1]))
+    values = x[:, :, None] * W[None]
+    tg = jnp.broadcast_to(targets[None], values.shape)
+    acc = jnp.zeros(_acc_shape(wl), values.dtype)
+    if lay.delay:
+        return acc.at[step, tg].add(values, mode="drop")
+    return acc.at[step + delays[None] - L, tg].add(values, mode="drop")
+
+
+def _full_window(wl: WindowLayout, pending, x, W, targets, delays):
+    """``pending`` plus every synapse's contribution for every step of the window."""
+    return _into_ring(wl, pending, _full_acc(wl, x, W, targets, delays))
 
 
 _BLOCK = 32
@@ -215,26 +281,95 @@ def nth_events(ev: Events, k: jax.Array) -> jax.Array:
     return b * _BLOCK + jnp.minimum(j, _BLOCK - 1)
 
 
-def _event_window(wl: WindowLayout, pending, x, W, targets, delays, rows):
-    K = wl.layout.capacity
-    n_pre = x.shape[1]
-    flat = x.reshape(-1)
+def _event_accs(wls: tuple, frame, plan: tuple, xs: tuple, Ws: tuple, targets: tuple, delays: tuple, rows: Events,
+                rings: dict) -> tuple:
+    """The window's events of one presynaptic population through each of its projections ``wls``: one loop
+    over the events, ``capacity`` (the same for all) at a time, each chunk located once (:func:`nth_events`)
+    and added through every projection into its own ``_acc_shape``, or (``plan[j]`` a receptor) straight
+    into ``rings[plan[j]]`` (:func:`_direct`).  ``frame = (stride, lo)``: event ``idx`` of ``rows`` is
+    presynaptic neuron ``idx % stride - lo`` at the window's step ``idx // stride``.  Returns ``(accs, rings)``
+    (``None`` for the projections added straight into a ring)."""
+    K = wls[0].layout.capacity
+    n_pre = xs[0].shape[1]
+    stride, lo = (n_pre, 0) if frame is None else frame
     n_active = rows.total
 
     def chunk(carry):
-        i, acc = carry
+        i, accs, rings = carry
         k = i * K + jnp.arange(K, dtype=jnp.int32)
         idx = nth_events(rows, k)
-        xr = jnp.where(k < n_active, flat[idx], 0.0)
-        return i + 1, _add_events(wl, acc, xr, W, targets, delays, idx // n_pre, idx % n_pre)
+        step, pre = idx // stride, jnp.clip(idx % stride - lo, 0, n_pre - 1)    # clipped: masked entries
+        accs, rings = list(accs), dict(rings)
+        for j, (wl, rec, x, W, tg, d) in enumerate(zip(wls, plan, xs, Ws, targets, delays)):
+            xr = jnp.where(k < n_active, x[step, pre], 0.0)
+            if rec is None:
+                accs[j] = _add_events(wl, accs[j], xr, W, tg, d, step, pre)
+                continue
+            lay = wl.layout             # row l + delay - L of the window-relative ring; padding dropped
+            ring = rings[rec]
+            column = jnp.where(tg[pre] < lay.n_post, lay.offset + tg[pre], ring.shape[1])
+            rings[rec] = ring.at[(step + (lay.delay - wl.length))[:, None], column].add(xr[:, None] * W[pre],
+                                                                                      mode="drop")
+        return i + 1, tuple(accs), rings
 
     n_chunks = (n_active + (K - 1)) // K
-    _, acc = jax.lax.while_loop(lambda c: c[0] < n_chunks, chunk,
-                                (jnp.int32(0), jnp.zeros(_acc_shape(wl), pending.dtype)))
-    return _into_ring(wl, pending, acc)
+    zero = tuple(None if rec else jnp.zeros(_acc_shape(wl), jnp.result_type(x, W))
+                 for wl, rec, x, W in zip(wls, plan, xs, Ws))
+    return jax.lax.while_loop(lambda c: c[0] < n_chunks, chunk, (jnp.int32(0), zero, rings))[1:]
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _direct(wl: WindowLayout, ring_rows: int) -> bool:
+    """Can a projection's events be added straight into the window-relative ring (as :func:`_event_accs`
+    does for ``plan[j]`` a receptor)?  A sparse projection with one delay equal to the ring's length: its
+    rows ``delay - L .. delay - 1`` were cleared by the shift, so adding each event there sums the same
+    numbers in the same order as adding them to an empty buffer first (the caller also checks that no
+    other projection writes into the same neurons of that ring)."""
+    return wl.layout.sparse and wl.layout.delay == ring_rows
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2))
+def window_events(wls: tuple, frame, plan: tuple, xs: tuple, Ws: tuple, targets: tuple, delays: tuple,
+                  rows: Events, rings: dict) -> tuple:
+    """What the projections ``wls`` (:class:`WindowLayout`, static) of one presynaptic population send in a
+    window: per projection its ``x`` (``(L, n_pre)`` values of the window's steps, 0 for silent neurons) times
+    its weights ``W`` (with ``targets, delays`` as for :func:`jaxlif.network.delivery.deliver`, ``None`` for a
+    dense projection), as ``(L, n_post)`` (one delay: row ``l`` sent at the window's step ``l``) or ``(D,
+    n_post)`` (row ``j`` arriving ``j`` samples after the window's end), or, where ``plan[j]`` names a receptor
+    (static; :func:`_direct`), added into ``rings[plan[j]]`` (the window-relative ring).  ``rows``:
+    :func:`find_events` of the population's ``(L, n_pre)`` spikes, flattened (``frame=None``), or the events
+    of a larger raster in which event ``idx`` is the population's neuron ``idx % stride - lo`` at step ``idx
+    // stride`` (``frame = (stride, lo)``, static).  The projections share one loop over the events
+    (:func:`_event_accs`).  Returns ``(accs, rings)``.
+
+    Derivatives are those of the sum over every synapse (as for :func:`~jaxlif.network.delivery.deliver`):
+    the event loop is never differentiated."""
+    return _event_accs(wls, frame, plan, xs, Ws, targets, delays, rows, rings)
+
+
+def _window_events_jvp(wls, frame, plan, primals, tangents):
+    xs, Ws, targets, delays, rows, rings = primals
+    dxs, dWs, d_rings = tangents[0], tangents[1], tangents[5]
+    accs, rings_out = window_events(wls, frame, plan, xs, Ws, targets, delays, rows, rings)
+    d_accs = []
+    d_rings = {rec: jnp.zeros_like(r) if isinstance(d_rings[rec], SymbolicZero) else d_rings[rec]
+               for rec, r in rings_out.items()}
+    for wl, rec, x, W, tg, d, dx, dW in zip(wls, plan, xs, Ws, targets, delays, dxs, dWs):
+        d_acc = jnp.zeros(_acc_shape(wl), jnp.result_type(x, W))
+        if not isinstance(dx, SymbolicZero):
+            d_acc = d_acc + _full_acc(wl, dx, W, tg, d)
+        if not isinstance(dW, SymbolicZero):
+            d_acc = d_acc + _full_acc(wl, x, dW, tg, d)
+        if rec is None:
+            d_accs.append(d_acc)
+        else:
+            d_accs.append(None)
+            d_rings[rec] = _into_ring(wl, d_rings[rec], d_acc)
+    return (accs, rings_out), (tuple(d_accs), d_rings)
+
+
+window_events.defjvp(_window_events_jvp, symbolic_zeros=True)
+
+
 def deliver_window(wl: WindowLayout, pending, x, W, targets, delays, rows):
     """Add one projection's spikes of a whole window to the pending input.
 
@@ -246,27 +381,12 @@ def deliver_window(wl: WindowLayout, pending, x, W, targets, delays, rows):
         W, targets, delays: as for :func:`jaxlif.network.delivery.deliver`.
         rows: :func:`find_events` of the presynaptic population's ``(L, n_pre)`` spikes, flattened.
 
-    Derivatives are those of the sum over every synapse (as for :func:`~jaxlif.network.delivery.deliver`):
-    the event loop is never differentiated.
+    Derivatives are those of the sum over every synapse (:func:`window_events`).
     """
     targets, delays = (None, None) if targets is None else (jnp.asarray(targets), jnp.asarray(delays))
-    return _event_window(wl, jnp.asarray(pending), jnp.asarray(x), jnp.asarray(W), targets, delays, rows)
-
-
-def _deliver_window_jvp(wl, primals, tangents):
-    pending, x, W, targets, delays, rows = primals
-    d_pending, dx, dW = tangents[:3]
-    out = deliver_window(wl, pending, x, W, targets, delays, rows)
-    d_out = jnp.zeros_like(out) if isinstance(d_pending, SymbolicZero) else jnp.asarray(d_pending)
-    x, W = jnp.asarray(x), jnp.asarray(W)
-    if not isinstance(dx, SymbolicZero):
-        d_out = _full_window(wl, d_out, dx, W, targets, delays)
-    if not isinstance(dW, SymbolicZero):
-        d_out = _full_window(wl, d_out, x, dW, targets, delays)
-    return out, d_out
-
-
-deliver_window.defjvp(_deliver_window_jvp, symbolic_zeros=True)
+    (acc,), _ = window_events((wl,), None, (None,), (jnp.asarray(x),), (jnp.asarray(W),), (targets,), (delays,),
+                              rows, {})
+    return _into_ring(wl, jnp.asarray(pending), acc)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -315,7 +435,7 @@ def _local_step(net, params, dt, record, integrator, carry, x):
 
 
 def _window(net, params, key, table, dt, capacity, record, integrator, state: NetworkState, g_peak, xs,
-            length: int, share=None):
+            length: int, share=None, paired=None):
     """Advance ``state`` by ``length`` steps (one window); returns the new state, the running maximum
     ``g_peak`` of ``g_E + g_I`` (Euler only) and the per-step outputs ``((v, spikes, g_E, g_I[, offset]),
     synapses)``, time-major ``(length, ...)`` (without ``record`` only the spikes and offsets, the rest
@@ -332,8 +452,12 @@ def _window(net, params, key, table, dt, capacity, record, integrator, state: Ne
     ext_E = zero if g_E_seq is None else g_E_seq
     ext_I = zero if g_I_seq is None else g_I_seq
     if table is not None:
-        counts = (drive_draw_block(table, key, it0 + 1, length) if share is None else
-                  drive_draw_block(table, key, it0 + 1, length, share.neurons, share.n_drawn))
+        if paired is not None:      # this window's head counts, drawn by the previous one (simulate_windows)
+            counts = paired_counts(table, key, it0 + 1, length, paired)
+        elif share is None:
+            counts = drive_draw_block(table, key, it0 + 1, length)
+        else:
+            counts = drive_draw_block(table, key, it0 + 1, length, share.neurons, share.n_drawn)
         ext_E, ext_I = ext_E + table.weight_E * counts, ext_I + table.weight_I * counts
     I_inj = I_seq
     # the rows read in the window (samples it0 + 1 .. it0 + L; no spike of the window lands there) plus the
@@ -367,18 +491,49 @@ def _deliver_all(net, capacity: int, ring: dict, spikes, released, length: int) 
     (``spikes`` ``(L, n)``; ``released``: per projection the ``(L, n_pre)`` release of ``stp_mode="pre"``,
     else ``None``)."""
     D, offsets, sizes = net.max_delay, net.offsets, net.sizes
-    rows = {}
-    for name in dict.fromkeys(q.pre for q in net.projections):
-        active = spikes[:, offsets[name]:offsets[name] + sizes[name]].astype(bool).reshape(-1)
-        rows[name] = find_events(active)
+    rows, frames, n = {}, {}, spikes.shape[1]
+    pres = tuple(dict.fromkeys(q.pre for q in net.projections))
+    if WHOLE_RASTER and n % _BLOCK == 0 and all(offsets[name] % _BLOCK == 0 and sizes[name] % _BLOCK == 0
+                                                for name in pres):
+        # every population is whole blocks of 32 neurons: the events of all found in the raster as it is (a
+        # population's columns cut out of it are a copy, element by element), counted per population
+        blocks = spikes.astype(bool).reshape(-1, _BLOCK)
+        per_block = jnp.sum(blocks, axis=1, dtype=jnp.int32)
+        column = jnp.arange(blocks.shape[0], dtype=jnp.int32) % (n // _BLOCK)
+        for name in pres:
+            lo, hi = offsets[name] // _BLOCK, (offsets[name] + sizes[name]) // _BLOCK
+            count = jnp.cumsum(jnp.where((column >= lo) & (column < hi), per_block, 0))
+            rows[name], frames[name] = Events(blocks, count, count[-1]), (n, offsets[name])
+    else:
+        for name in pres:
+            active = spikes[:, offsets[name]:offsets[name] + sizes[name]].astype(bool).reshape(-1)
+            rows[name], frames[name] = find_events(active), None
+    wls, xs, aux = [], [], []
     for proj, release in zip(net.projections, released):
         pre = slice(offsets[proj.pre], offsets[proj.pre] + sizes[proj.pre])
-        x = spikes[:, pre] if release is None else release          # 0/1 spikes cast per event
+        xs.append(spikes[:, pre] if release is None else release)          # 0/1 spikes cast per event
         sparse = not isinstance(proj, DenseProjection)
-        wl = WindowLayout(Layout(sparse, D, proj.delay, "event", window_chunk(capacity, length, sizes[proj.pre]),
-                                 offsets[proj.post], sizes[proj.post]), length)
-        aux = (proj.targets, proj.delays) if sparse else (None, None)
-        ring[proj.receptor] = deliver_window(wl, ring[proj.receptor], x, proj.weights, *aux, rows[proj.pre])
+        wls.append(WindowLayout(Layout(sparse, D, proj.delay, "event",
+                                       window_chunk(capacity, length, sizes[proj.pre]), offsets[proj.post],
+                                       sizes[proj.post]), length))
+        aux.append((jnp.asarray(proj.targets), jnp.asarray(proj.delays)) if sparse else (None, None))
+    # straight into the ring: a projection that _direct allows and that alone writes into its targets' ring
+    blocks = [(q.receptor, q.post) for q in net.projections]
+    plan = [q.receptor if DIRECT and _direct(wl, D) and blocks.count(blocks[j]) == 1 else None
+            for j, (q, wl) in enumerate(zip(net.projections, wls))]
+    accs = {}
+    for name in rows:               # one loop over each population's events for all its projections
+        group = [j for j, proj in enumerate(net.projections) if proj.pre == name]
+        used = dict.fromkeys(plan[j] for j in group if plan[j] is not None)
+        out, rings = window_events(tuple(wls[j] for j in group), frames[name], tuple(plan[j] for j in group),
+                                   tuple(xs[j] for j in group), tuple(net.projections[j].weights for j in group),
+                                   tuple(aux[j][0] for j in group), tuple(aux[j][1] for j in group), rows[name],
+                                   {rec: ring[rec] for rec in used})
+        accs.update(zip(group, out))
+        ring.update(rings)
+    for j, proj in enumerate(net.projections):      # the others into the ring in the projections' order
+        if plan[j] is None:
+            ring[proj.receptor] = _into_ring(wls[j], ring[proj.receptor], accs[j])
     return ring
 
 
@@ -397,16 +552,56 @@ def split_windows(n_updates: int, longest: int) -> int:
     return longest
 
 
+@jax.tree_util.register_pytree_node_class
+class PackedSpikes:
+    """A boolean raster of ``n_updates`` steps, time-major ``(n_updates, n)``, as the bits of one word per
+    neuron and window: bit ``l`` of ``words[w, i]`` is neuron ``i``'s spike at step ``w * length + l``
+    (``words`` ``(n_windows, n)``, unsigned, ``length`` bits used).  A window's spikes packed where they are
+    made take a ``length``-th of the memory, and :meth:`neuron_major` writes the neuron-major raster in one
+    pass that reads the words from cache (transposing the boolean raster itself reads it with a stride of
+    ``n`` bytes: the largest cost after the loop for the benchmark network)."""
+
+    def __init__(self, words, length: int, n_updates: int):
+        self.words, self.length, self.n_updates = words, length, n_updates
+
+    def tree_flatten(self):
+        return (self.words,), (self.length, self.n_updates)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(children[0], *aux)
+
+    @staticmethod
+    def pack(spikes: jax.Array) -> jax.Array:
+        """``(L, n)`` booleans -> ``(n,)`` words, bit ``l`` the spike of step ``l`` (``L <= 32``)."""
+        L = spikes.shape[0]
+        dtype = jnp.uint8 if L <= 8 else jnp.uint16 if L <= 16 else jnp.uint32
+        bits = jnp.left_shift(jnp.ones((), dtype), jnp.arange(L, dtype=dtype))
+        return jnp.sum(jnp.where(spikes, bits[:, None], jnp.zeros((), dtype)), axis=0, dtype=dtype)
+
+    def neuron_major(self, lo: int, hi: int, columns: int) -> jax.Array:
+        """Neurons ``lo .. hi - 1``, ``(hi - lo, columns)`` booleans: column ``k`` the spikes of step ``k``
+        (``False`` for ``k >= n_updates``)."""
+        L = self.length
+        words = self.words[:, lo:hi]
+        rows = -(-columns // L)
+        words = jnp.pad(words, ((0, max(rows - words.shape[0], 0)), (0, 0)))[:rows]
+        bits = (words.T[:, :, None] >> jnp.arange(L, dtype=words.dtype)) & 1
+        out = bits.reshape(hi - lo, rows * L)[:, :columns].astype(bool)
+        return out & (jnp.arange(columns) < self.n_updates)
+
+
 def simulate_windows(net, state0: NetworkState, ok, seqs, I_const, key, table, params, dt: float, *,
                      n_updates: int, length: int, capacity: int, record: bool = True, integrator: str = "euler",
-                     g_peak=None, share=None):
+                     g_peak=None, share=None, pack: bool = False):
     """``n_updates`` steps from ``state0`` in windows of at most ``length`` steps (:func:`split_windows`;
     a shorter last window where no length divides ``n_updates``); returns ``((final state, ok, g_peak), ys)``
     with ``ys = ((v, spikes, g_E, g_I[, offset]), synapses)`` time-major, as the step-by-step scan of the
     simulator (without ``record`` only the spikes and the offsets, the rest ``None``).  ``g_peak``: the
     running maximum of ``g_E + g_I`` per neuron that the Euler membrane used, from ``g_peak`` (default 0).
     ``share``: one device's share of a partitioned network (:func:`_window`); ``net`` then describes that
-    share (its populations' local sizes), and so do the state, inputs and parameters."""
+    share (its populations' local sizes), and so do the state, inputs and parameters.  ``pack``: the spikes
+    come as :class:`PackedSpikes` instead of ``(n_updates, n)`` booleans."""
     length = split_windows(n_updates, length)
     m, r = divmod(n_updates, length)
     I_const = jnp.zeros((net.size,), state0.g_E.dtype) if I_const is None else I_const
@@ -418,11 +613,23 @@ def simulate_windows(net, state0: NetworkState, ok, seqs, I_const, key, table, p
         part = seq[start:start + count * length]
         return part.reshape((count, length) + seq.shape[1:])
 
+    # the drive's head counts of each window are drawn in pairs by the window before it and carried (so that
+    # they are stored, not fused into their readers: paired_head)
+    carried = table is not None and share is None and paired_drive(table, key)
+
     def full_window(carry, xs):
-        state, valid, peak = carry
+        state, valid, peak, paired = carry
         state, peak, ys = _window(net, params, key, table, dt, capacity, record, integrator, state, peak, xs, length,
-                                  share)
-        return (state, valid & (state.step > 0), peak), ys
+                                  share, paired)
+        if carried:
+            paired = paired_head(table, key, state.step + 1, length)
+        return (state, valid & (state.step > 0), peak, paired), packed(ys)
+
+    def packed(ys):                 # the window's spikes as words
+        if not pack:
+            return ys
+        out, trace = ys
+        return (out[:1] + (PackedSpikes.pack(out[1]),) + out[2:], trace)
 
     D = net.max_delay
 
@@ -438,16 +645,28 @@ def simulate_windows(net, state0: NetworkState, ok, seqs, I_const, key, table, p
     carry = (state0, ok, g_peak)
     parts = []
     if m:
-        carry, ys = jax.lax.scan(full_window, carry, tuple(windows(s, m, 0) for s in seqs), length=m)
-        parts.append(jax.tree.map(lambda y: y.reshape((m * length,) + y.shape[2:]), ys))
+        paired = paired_head(table, key, state0.step + 1, length) if carried else None
+        (*carry, _), ys = jax.lax.scan(full_window, carry + (paired,), tuple(windows(s, m, 0) for s in seqs),
+                                       length=m)
+        spikes = ys[0][1]           # (m, n) words if pack
+        ys = jax.tree.map(lambda y: y.reshape((m * length,) + y.shape[2:]),
+                          ((ys[0][:1] + (None,) + ys[0][2:]), ys[1]) if pack else ys)
+        if pack:
+            ys = ((ys[0][:1] + (spikes,) + ys[0][2:]), ys[1])
+        parts.append(ys)
     if r:
         state, valid, peak = carry
         tail = tuple(None if s is None else s[m * length:] for s in seqs)
         state, peak, ys = _window(net, params, key, table, dt, capacity, record, integrator, state, peak, tail, r,
                                   share)
         carry = (state, valid & (state.step > 0), peak)
+        if pack:        # bits 0 .. r - 1 of one more row of words
+            out = ys[0]
+            ys = (out[:1] + (PackedSpikes.pack(jnp.pad(out[1], ((0, length - r), (0, 0))))[None],) + out[2:], ys[1])
         parts.append(ys)
     ys = parts[0] if len(parts) == 1 else jax.tree.map(lambda *a: jnp.concatenate(a), *parts)
+    if pack:
+        ys = (ys[0][:1] + (PackedSpikes(ys[0][1], length, n_updates),) + ys[0][2:], ys[1])
     state, valid, peak = carry
     state = state._replace(pending_E=absolute(state.pending_E, state.step),
                            pending_I=absolute(state.pending_I, state.step))
