@@ -363,8 +363,8 @@ def test_window_delivery_equals_the_sum_over_synapses(whole_raster, direct, monk
         return window._deliver_all(net, 2, ring, spikes, released, L)
 
     out, tangent = jax.jit(lambda *a: jax.jvp(deliver, a[:2], a[2:]))(ring, release, d_ring, d_release)
-    expected = {r: np.asarray(v, np.float64) for r, v in ring.items()}
-    expected_tangent = {r: np.asarray(v, np.float64) for r, v in d_ring.items()}
+    expected = {r: np.array(v, np.float64) for r, v in ring.items()}           # copies (writable)
+    expected_tangent = {r: np.array(v, np.float64) for r, v in d_ring.items()}
     for q in net.projections:
         lo, hi, post = net.offsets[q.pre], net.offsets[q.pre] + net.sizes[q.pre], net.offsets[q.post]
         x = spikes[:, lo:hi] if q.stp is None else release
