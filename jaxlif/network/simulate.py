@@ -298,9 +298,11 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
             array.  Under ``"mean_field"`` each gets the derivative "through the rate": its open-loop change
             per unit change of the population's rate, from the two replays the estimator runs anyway (no
             extra simulation), times the closed-loop derivative of that rate
-            (:mod:`jaxlif.network.gradients`, "Statistics through the rate").  This is what makes a spike-timing
-            statistic such as the mean ISI CV trainable: its derivative taken through the surrogate rasters is
-            tens to hundreds of times too large.  Under the other estimators, or without ``spike_grad``,
+            (:mod:`jaxlif.network.gradients`, "Statistics through the rate").  For a spike-timing statistic such
+            as the mean ISI CV, whose derivative taken through the surrogate rasters is tens to hundreds of
+            times too large; it assumes that the statistic moves with the rate as it does with the recurrent
+            input held fixed (measured: within 2.2x at 1 s on four networks, not at 10 s on the smallest;
+            docs/networks.md).  Under the other estimators, or without ``spike_grad``,
             ``fn`` is simply applied to the rasters (its derivative is the rasters').  A poisoned run gives
             NaN.  Pass the same function objects from call to call: a new function compiles a new program.
 
