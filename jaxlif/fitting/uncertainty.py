@@ -52,7 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlif.fitting.optimise import evaluate_lanes, minimise_lanes
+from jaxlif.fitting.optimise import _STRAGGLERS, evaluate_lanes, minimise_lanes
 
 __all__ = ["deviance", "curvature", "wald_halfwidth", "profile_intervals", "local_minimum",
            "newton_decrement", "newton_polish", "LOCAL_MIN_GAP", "STATIONARY_GAP"]
@@ -242,7 +242,7 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
                       rel_tol: float = 0.02, min_lanes: int = 0, restarts=None,
                       others=None, verify_rounds: int = 1, n_restarts: int = 2,
                       row_slots: int = 8, pack_min: int = 16, repack_every: int = 10,
-                      stragglers=None):
+                      stragglers="auto"):
     """Profile-likelihood endpoints of every coordinate of every problem (module docstring).
 
     Args:
@@ -267,6 +267,10 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
             ``repack_every`` steps (:func:`~jaxlif.fitting.optimise.minimise_lanes`); fewer
             problems (or ``row_slots=0``): the fit's grid, ``min_lanes`` slots per problem.
             Either way only the endpoints not yet settled are refitted.
+        stragglers: the profile fits' straggler rule
+            (:func:`~jaxlif.fitting.optimise.minimise_lanes`); ``"auto"``: none on packed grids
+            (a slow fit costs only its own slots there, and is run until it stops), the
+            optimiser's default on the fit's grid.
 
     Returns:
         ``(lo, hi, better)``: ``(P, D)`` unconstrained endpoints (``-inf``/``inf`` where the
@@ -325,8 +329,11 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
     per_problem = int(np.bincount(pi, minlength=P).max()) if n else 1
     slots = max(8, 1 << (max(2 * per_problem, int(min_lanes)) - 1).bit_length())
     group = 1 << 30 if packed else max(2, slots // max(per_problem, 1))
-    layout = (dict(row_slots=row_slots, repack_every=repack_every, stragglers=stragglers)
-              if packed else dict(min_lanes=min_lanes))
+    if isinstance(stragglers, str):      # "auto"
+        stragglers = None if packed else _STRAGGLERS
+    layout = (dict(row_slots=row_slots, repack_every=repack_every) if packed
+              else dict(min_lanes=min_lanes))
+    layout["stragglers"] = stragglers
 
     def profile_fit(starts_list, at, sub):
         """Best constrained fit at ``at`` (coordinate j held) over the given starts, for the
