@@ -343,6 +343,10 @@ def _packed(lanes: _Lane, free, owner, data, S: int):
     return jax.device_put(grid), jax.device_put(fr), jax.device_put(rows), (row, slot)
 
 
+#: Most lanes in one call of a packed loop (:func:`_minimise_packed`).
+PACK_LANES = 4096
+
+
 def _stop_stragglers(done, n_steps, steps, rule) -> bool:
     """The straggler rule (module docstring): ``rule = (fraction, factor, extra)`` or ``None``."""
     if rule is None or not done.any():
@@ -367,17 +371,21 @@ def _minimise_packed(objective, theta0, owner, free, batched, shared, scalars, *
     steps, interrupted = 0, False
     try:
         while steps < max_steps:
-            idx = np.flatnonzero(~host.done)
-            if not idx.size:
+            live = np.flatnonzero(~host.done)
+            if not live.size:
                 break
-            lanes, fr, rows, pos = _packed(jax.tree.map(lambda f: f[idx], host), fr_all[idx],
-                                           owner[idx], data, row_slots)
             left = device_array(min(max_steps - steps, repack_every), jnp.int32)
-            lanes, _, n = _chunk(objective, lanes, rows, shared, fr, left, *scalars)
-            n = int(n)
+            n = 0
+            # at most PACK_LANES lanes per call (lanes are independent: the same steps), so
+            # that the largest grid, and the padding of the last, stay small
+            for idx in np.array_split(live, -(-live.size // PACK_LANES)):
+                lanes, fr, rows, pos = _packed(jax.tree.map(lambda f: f[idx], host),
+                                               fr_all[idx], owner[idx], data, row_slots)
+                lanes, _, n_part = _chunk(objective, lanes, rows, shared, fr, left, *scalars)
+                n = max(n, int(n_part))
+                for field, value in zip(host, lanes):
+                    field[idx] = np.asarray(value)[pos]
             steps += n
-            for field, value in zip(host, lanes):
-                field[idx] = np.asarray(value)[pos]
             if n == 0 or _stop_stragglers(host.done, host.n_steps, steps, stragglers):
                 break
     except KeyboardInterrupt:

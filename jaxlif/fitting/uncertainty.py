@@ -241,7 +241,7 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
                       coef, q, hess, cap, active=None, iters: int = 8, max_steps: int = 300,
                       rel_tol: float = 0.02, min_lanes: int = 0, restarts=None,
                       others=None, verify_rounds: int = 1, n_restarts: int = 2,
-                      row_slots: int = 8, pack_min: int = 16, repack_every: int = 10,
+                      row_slots: int = 1, pack_min: int = 16, repack_every: int = 5,
                       stragglers="auto"):
     """Profile-likelihood endpoints of every coordinate of every problem (module docstring).
 
@@ -320,11 +320,12 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
     at_cap = np.zeros(n, bool)
     rows = np.arange(n)
 
-    # Layout of the profile fits.  Many problems: packed rows of 8 slots holding only the lanes
-    # still running (``minimise_lanes(row_slots=...)``), so neither the endpoints already settled
-    # nor the few slow fits of a call keep the whole batch running.  Few problems: the fit's own
-    # grid (a row of slots per problem), whose compiled program the curvature already used, with
-    # as many starts per call as fit its slots.
+    # Layout of the profile fits.  Many problems: packed grids holding only the lanes still
+    # running (``minimise_lanes(row_slots=...)``; rows of one slot by default, each lane reading
+    # its own copy of its problem's data), so that neither the endpoints already settled nor the
+    # few slow fits of a call keep the whole batch running.  Few problems: the fit's own grid (a
+    # row of slots per problem), whose compiled program the curvature already used, with as
+    # many starts per call as fit its slots.
     packed = row_slots > 0 and P >= pack_min
     per_problem = int(np.bincount(pi, minlength=P).max()) if n else 1
     slots = max(8, 1 << (max(2 * per_problem, int(min_lanes)) - 1).bit_length())
