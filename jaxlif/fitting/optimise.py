@@ -47,7 +47,10 @@ for the first ``history_steps`` steps.
 Under ``vmap`` every lane computes until the slowest one stops: when at most 5 % of the lanes
 are still running after twice the median number of steps (plus 10), they are stopped where
 they are (the fits then test whether that point is stationary; on 1000 simulated synapses this
-changed no fitted log-likelihood by more than 0.002 and halved the time).
+changed no fitted log-likelihood by more than 0.002 and halved the time).  The profile fits of
+many problems use *packed grids* instead (``minimise_lanes(row_slots=...)``): every few steps the
+lanes still running are gathered into a grid of just their size, each row reading a copy of its
+problem's data, so a slow lane costs its own slot only and runs until it stops.
 
 Layout and compilation: lanes sit in a ``(P, S)`` grid, problem by problem (``vmap`` over the
 problems, whose data it reads directly, and over their ``S`` slots, a power of two >= 8); so the

@@ -19,7 +19,9 @@ Profile likelihood (:func:`profile_intervals`, the default interval): for every 
 both sides, the endpoint where the signed root ``sqrt(D)`` of the profile reaches ``sqrt(q)`` is
 found by a few secant steps (the signed root is nearly linear in ``theta``), each a re-fit of
 the other parameters with this one held fixed (from two starts: the profile optimum at the
-farthest point found below ``q``, and the optimum), all problems of all synapses in one vmapped optimiser call per step.  A side on which the profile never reaches ``q`` within the
+farthest point found below ``q``, and the optimum), the endpoints of all problems not yet
+settled in one vmapped optimiser call per step (with many problems, on packed grids that hold
+only the fits still running: :func:`~jaxlif.fitting.optimise.minimise_lanes`).  A side on which the profile never reaches ``q`` within the
 parameter's range is unbounded: the interval ends at the range (``0``, ``1`` or ``inf``) and the
 parameter is flagged not identifiable.  A profile fit can stop above the constrained optimum
 (in a flat region, a time constant drifting to infinity), which ends the interval at a false
