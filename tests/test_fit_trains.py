@@ -650,7 +650,7 @@ def test_distribution_functions_match_scipy():
         np.testing.assert_allclose(lk.t2_quantile(0.95, dof), st.t.ppf(0.975, dof) ** 2, rtol=1e-8)
 
 
-@pytest.mark.slow          # 16 synapses' profile intervals twice (two layouts), about 60 s
+@pytest.mark.slow          # 16 synapses' profile intervals twice (two layouts), about 5 s
 def test_packed_profile_fits_give_the_problem_grid_intervals(monkeypatch):
     """With 16 or more synapses the profile fits run on packed grids (only the lanes still
     running, one per row; ``uncertainty.profile_intervals``).  The intervals must be those of
