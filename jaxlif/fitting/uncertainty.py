@@ -21,9 +21,9 @@ found by a few secant steps (the signed root is nearly linear in ``theta``), eac
 the other parameters with this one held fixed (from two starts: the profile optimum at the
 farthest point found below ``q``, and the optimum), the endpoints of all problems not yet
 settled in one vmapped optimiser call per step (with many problems, on packed grids that hold
-only the fits still running: :func:`~jaxlif.fitting.optimise.minimise_lanes`).  A side on which the profile never reaches ``q`` within the
-parameter's range is unbounded: the interval ends at the range (``0``, ``1`` or ``inf``) and the
-parameter is flagged not identifiable.  A profile fit can stop above the constrained optimum
+only the fits still running: :func:`~jaxlif.fitting.optimise.minimise_lanes`).  A side on
+which the profile never reaches ``q`` within the parameter's range is unbounded: the interval
+ends at the range (``0``, ``1`` or ``inf``) and the parameter is flagged not identifiable.  A profile fit can stop above the constrained optimum
 (in a flat region, a time constant drifting to infinity), which ends the interval at a false
 crossing: every endpoint is therefore refitted from two other points (other starts' optima),
 and one clearly below ``q`` restarts the search from there; a side that has not crossed ``q``
@@ -320,7 +320,6 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
     settled = np.zeros(n, bool)
     better = np.zeros(n, bool)
     at_cap = np.zeros(n, bool)
-    rows = np.arange(n)
 
     # Layout of the profile fits.  Many problems: packed grids holding only the lanes still
     # running (``minimise_lanes(row_slots=...)``; rows of one slot by default, each lane reading
@@ -390,7 +389,8 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
             in_phi = np.where(take_in, phi, in_phi)
             in_r = np.where(take_in, r, in_r)
             warm = np.where(take_in[:, None], th, warm)
-            take_out = fitted & ~below & ~settled & (np.isnan(out_phi) | (dist < np.abs(out_phi - phi_hat)))
+            take_out = fitted & ~below & ~settled & (np.isnan(out_phi) |
+                                                     (dist < np.abs(out_phi - phi_hat)))
             out_phi = np.where(take_out, phi, out_phi)
             out_r = np.where(take_out, np.where(np.isfinite(r), r, 10 * _FAILED * r_star), out_r)
             settled |= fitted & (np.abs(r - r_star) <= rel_tol * r_star)
