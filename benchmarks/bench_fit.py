@@ -209,7 +209,8 @@ def compare_before(key, n: int, noises, rev: str) -> dict:
             a, b = ivs["old"], ivs["new"]
             width = (a[..., 1] - a[..., 0])[..., None]
             ok = np.isfinite(a) & np.isfinite(b) & np.isfinite(width) & (width > 0)
-            rel = np.where(ok, np.abs(a - b) / np.where(ok, width, 1.0), 0.0)
+            with np.errstate(invalid="ignore"):       # inf - inf where not ok
+                rel = np.where(ok, np.abs(a - b) / np.where(ok, width, 1.0), 0.0)
             out[noise] = dict(
                 cpu_old=[r[0] for r in runs["old"]], cpu_new=[r[0] for r in runs["new"]],
                 ratio=float(np.mean([r[0] for r in runs["old"]]) /
