@@ -34,6 +34,14 @@ a train as the release does; ``s``, ``b_s``, ``c_j`` and the scale fitted).  Tim
 first call (compiles), then a second call on new data of the same shape::
 
     python benchmarks/bench_fit.py --noise binomial gamma_kernel
+
+Before and after a change of the profile intervals (``--before REV``: no BENCHMARKS.md): the
+``profile_intervals`` of ``jaxlif/fitting/uncertainty.py`` at git revision ``REV`` is loaded
+into the same process, and after a first call (compiling) the second data set is fitted by the
+old and the new code interleaved (old, new, new, old), CPU time per call; then every interval
+endpoint is compared (difference relative to the old interval's width)::
+
+    python benchmarks/bench_fit.py --noise gamma_kernel --synapses 100 --before b348ae5~1
 """
 
 from __future__ import annotations
@@ -159,6 +167,66 @@ def noise_timings(key, n: int, noises) -> dict:
     return out
 
 
+def _old_profile_intervals(rev: str):
+    """``profile_intervals`` of ``jaxlif/fitting/uncertainty.py`` at git revision ``rev``."""
+    import importlib.util
+    import subprocess
+    import tempfile
+    src = subprocess.run(["git", "show", f"{rev}:jaxlif/fitting/uncertainty.py"], cwd=C.ROOT,
+                         check=True, capture_output=True, text=True).stdout
+    path = Path(tempfile.mkdtemp()) / "uncertainty_before.py"
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location("uncertainty_before", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.profile_intervals
+
+
+def compare_before(key, n: int, noises, rev: str) -> dict:
+    """Old (``rev``) and new profile intervals on the same data, interleaved (module docstring)."""
+    from jaxlif.fitting import uncertainty as unc
+    new, old = unc.profile_intervals, _old_profile_intervals(rev)
+    out = {}
+    try:
+        for i, noise in enumerate(noises):
+            times, y1, _ = simulate(jax.random.fold_in(key, 10 + 2 * i), n, 10, noise)
+            _, y2, truth = simulate(jax.random.fold_in(key, 11 + 2 * i), n, 10, noise)
+            kw = dict(noise=noise)
+            fit_stp_trains(times, y1, **kw)                   # compiles (new and shared programs)
+            runs, ivs = {"old": [], "new": []}, {}
+            for which in ("old", "new", "new", "old"):
+                unc.profile_intervals = old if which == "old" else new
+                load = os.getloadavg()[0]
+                t0, c0 = time.perf_counter(), time.process_time()
+                fit = fit_stp_trains(times, y2, **kw)
+                runs[which].append((time.process_time() - c0, time.perf_counter() - t0, load))
+                iv = [np.asarray(v, float) for v in fit.interval]
+                if fit.noise_interval is not None:
+                    iv += [np.asarray(v, float) for v in fit.noise_interval]
+                ivs[which] = np.concatenate([v.reshape(n, -1, 2) for v in iv], axis=1)
+                print(noise, which, "CPU %.1f s, wall %.1f s, load %.1f" % runs[which][-1],
+                      flush=True)
+            a, b = ivs["old"], ivs["new"]
+            width = (a[..., 1] - a[..., 0])[..., None]
+            ok = np.isfinite(a) & np.isfinite(b) & np.isfinite(width) & (width > 0)
+            with np.errstate(invalid="ignore"):       # inf - inf where not ok
+                rel = np.where(ok, np.abs(a - b) / np.where(ok, width, 1.0), 0.0)
+            out[noise] = dict(
+                cpu_old=[r[0] for r in runs["old"]], cpu_new=[r[0] for r in runs["new"]],
+                ratio=float(np.mean([r[0] for r in runs["old"]]) /
+                            np.mean([r[0] for r in runs["new"]])),
+                endpoints=int(a.size), max_rel_diff=float(rel.max()),
+                above_1pct=int((rel > 0.01).sum()),
+                above_1pct_per_coordinate=(rel > 0.01).sum(axis=(0, 2)).tolist(),
+                finite_pattern_changed=int((np.isfinite(a) != np.isfinite(b)).sum()),
+                moved_out=int(np.sum((rel > 0.01) & np.stack([b[..., 0] < a[..., 0],
+                                                               b[..., 1] > a[..., 1]], -1))))
+            print(noise, out[noise], flush=True)
+    finally:
+        unc.profile_intervals = new
+    return out
+
+
 def noise_section(r: dict, n: int) -> str:
     mach = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
             f"jax {jax.__version__}")
@@ -189,12 +257,19 @@ def main(argv=None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--noise", nargs="+", choices=tuple(NOISE_SIM), default=None,
                     help="time these noise models instead (section fit-noise, no SciPy)")
+    ap.add_argument("--before", default=None, metavar="REV",
+                    help="with --noise: compare with the profile intervals at git revision REV "
+                         "(module docstring; no BENCHMARKS.md)")
     args = ap.parse_args(argv)
     n = args.synapses or (100 if args.quick else 1000)
     n_sp = min(n, args.scipy_synapses or (5 if args.quick else 20))
     if n < 1 or n_sp < 1:
         ap.error("--synapses and --scipy-synapses must be >= 1")
     key = jax.random.key(args.seed)
+    if args.before and not args.noise:
+        ap.error("--before needs --noise")
+    if args.before:
+        return compare_before(key, n, args.noise, args.before)
     if args.noise:
         out = noise_timings(key, n, args.noise)
         if not args.quick:

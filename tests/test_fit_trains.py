@@ -648,3 +648,41 @@ def test_distribution_functions_match_scipy():
         np.testing.assert_allclose(lk.f_sf(x, d1, d2), st.f.sf(x, d1, d2), rtol=1e-8, atol=1e-300)
     for dof in (1, 3, 46):
         np.testing.assert_allclose(lk.t2_quantile(0.95, dof), st.t.ppf(0.975, dof) ** 2, rtol=1e-8)
+
+
+@pytest.mark.slow          # 16 synapses' profile intervals twice (two layouts), about 5 s
+def test_packed_profile_fits_give_the_problem_grid_intervals(monkeypatch):
+    """With 16 or more synapses the profile fits run on packed grids (only the lanes still
+    running, one per row; ``uncertainty.profile_intervals``).  The intervals must be those of
+    the fit's own grid (a row of slots per synapse) with the same stopping rules (no straggler
+    cut): the same optimiser steps of every profile fit, so the same endpoints to within float32
+    rounding (a few 1e-3 of the interval's width)."""
+    import functools
+
+    from jaxlif.fitting import uncertainty as unc
+    rng = np.random.default_rng(5)
+    classes = np.array([DEPRESSING, FACILITATING, PSEUDOLINEAR])
+    truth = STPParams(*(classes[np.arange(16) % 3] * np.exp(0.2 * rng.normal(size=(16, 3)))).T)
+    protocols = regular_protocols([5.0, 20.0, 50.0], 6)
+    r = np.asarray(stp_amplitudes(STPParams(*(np.asarray(v)[:, None] for v in truth)), protocols))
+    y = simulate_trains(jax.random.key(2), truth, protocols, n_sweeps=3,
+                        noise_sd=0.1 * np.nanmean(r, axis=(1, 2))[:, None, None, None])
+    calls = []
+    packed_fn = unc.profile_intervals
+
+    def spy(*a, **k):
+        calls.append(k.get("row_slots", 1))
+        return packed_fn(*a, **k)
+
+    monkeypatch.setattr(unc, "profile_intervals", spy)
+    packed = fit_stp_trains(protocols, y)
+    monkeypatch.setattr(unc, "profile_intervals",
+                        functools.partial(packed_fn, row_slots=0, stragglers=None))
+    grid = fit_stp_trains(protocols, y)
+    assert calls == [1]
+    a = np.stack([np.asarray(v) for v in packed.interval], 1)      # (16, 3, 2)
+    b = np.stack([np.asarray(v) for v in grid.interval], 1)
+    np.testing.assert_array_equal(np.isfinite(a), np.isfinite(b))
+    width = np.where(np.isfinite(b[..., 1] - b[..., 0]), b[..., 1] - b[..., 0], 1.0)[..., None]
+    diff = np.where(np.isfinite(a), np.abs(a - b), 0.0) / width
+    assert diff.max() < 5e-3, np.unravel_index(np.argmax(diff), diff.shape)

@@ -330,6 +330,44 @@ def test_ctrl_c_ends_the_fit_with_a_partial_result():
     assert calls == [10, 20]
 
 
+def _banana(theta, data, shared):
+    """Rosenbrock valley per problem (``data = (a, b)``) plus a quadratic third coordinate."""
+    a, b = data
+    return (a - theta[0]) ** 2 + b * (theta[1] - theta[0] ** 2) ** 2 + (theta[2] - a) ** 2
+
+
+@pytest.mark.parametrize("row_slots, pack_lanes", [(8, 4096), (1, 7)])
+def test_packed_grids_take_the_same_steps_as_the_problem_grid(monkeypatch, row_slots, pack_lanes):
+    """``minimise_lanes(row_slots=...)`` (the profile fits' layout): lanes packed into rows of
+    ``row_slots`` slots that read copies of their problem's data, packed again every 3 steps as
+    lanes stop, at most ``pack_lanes`` lanes per call, must give every lane the same steps as
+    the ordinary grid (one row of slots per problem).  Uneven lanes: problem 1 has 11 lanes
+    (two rows of 8), problem 3 none, starts near and far from the optimum (a few to many
+    steps), coordinate 2 held on some lanes."""
+    monkeypatch.setattr(optimise, "PACK_LANES", pack_lanes)
+    rng = np.random.default_rng(3)
+    data = (np.array([1.0, 0.5, -0.7, 2.0, 1.5]), np.array([5.0, 20.0, 10.0, 3.0, 50.0]))
+    owner = np.array([0, 1, 1, 2, 4, 1, 0, 1, 1, 1, 1, 4, 1, 1, 2, 1, 1, 1])
+    theta0 = rng.normal(size=(owner.size, 3)) * np.linspace(0.05, 2.0, owner.size)[:, None]
+    free = np.ones((owner.size, 3), bool)
+    free[::4, 2] = False
+    kw = dict(free=free, max_steps=30, patience=5, rel_improve=1e-7, abs_improve=0.0, gtol=1e-9,
+              stragglers=None)
+    want = optimise.minimise_lanes(_banana, theta0, owner, data, None, **kw)
+    got = optimise.minimise_lanes(_banana, theta0, owner, data, None, row_slots=row_slots,
+                                  repack_every=3, **kw)
+    n_steps = want[2]
+    assert n_steps.min() <= 12 and n_steps.max() >= 30, n_steps      # uneven: repacked calls
+    np.testing.assert_array_equal(got[2], n_steps)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(got[0][::4, 2], theta0[::4, 2], rtol=1e-6)   # held: stay
+    assert got[4] == want[4]
+    with pytest.raises(ValueError, match="repack_every must be in"):
+        optimise.minimise_lanes(_banana, theta0, owner, data, None, row_slots=8, repack_every=0)
+    assert [optimise._rows_bucket(k) for k in (1, 9, 17, 100, 4500)] == [8, 16, 32, 128, 8192]
+
+
 @fits
 def test_progress_every_reuses_the_compiled_program():
     """``progress_every`` is a Python-side stop, not a size of the compiled program."""

@@ -47,7 +47,10 @@ for the first ``history_steps`` steps.
 Under ``vmap`` every lane computes until the slowest one stops: when at most 5 % of the lanes
 are still running after twice the median number of steps (plus 10), they are stopped where
 they are (the fits then test whether that point is stationary; on 1000 simulated synapses this
-changed no fitted log-likelihood by more than 0.002 and halved the time).
+changed no fitted log-likelihood by more than 0.002 and halved the time).  The profile fits of
+many problems use *packed grids* instead (``minimise_lanes(row_slots=...)``): every few steps the
+lanes still running are gathered into a grid of just their size, each row reading a copy of its
+problem's data, so a slow lane costs its own slot only and runs until it stops.
 
 Layout and compilation: lanes sit in a ``(P, S)`` grid, problem by problem (``vmap`` over the
 problems, whose data it reads directly, and over their ``S`` slots, a power of two >= 8); so the
@@ -227,19 +230,24 @@ def _step(lane: _Lane, fn, floor, patience, rel_improve, abs_improve, gtol,
     return out, jnp.where(live, value, jnp.nan)
 
 
-def _init(theta0: np.ndarray, done: np.ndarray) -> _Lane:
-    """Fresh lanes ``(P, S)`` at ``theta0 (P, S, D)``, built on the host and transferred (no
-    compiled program).  Every leaf has an explicit, strong dtype, so that the first chunk's
-    signature equals the later ones' (one compiled loop)."""
+def _fresh(theta0: np.ndarray, done: np.ndarray) -> _Lane:
+    """Fresh lanes at ``theta0 (..., D)`` as NumPy arrays (leading axes ``...``).  Every leaf has
+    an explicit, strong dtype, so that the first chunk's signature equals the later ones' (one
+    compiled loop)."""
     dtype = jnp.result_type(float)
     theta = np.asarray(theta0, dtype)
-    P, S, D = theta.shape
-    full = lambda v, dt: np.full((P, S), v, dt)  # noqa: E731
-    lane = _Lane(theta, full(np.inf, dtype), np.zeros_like(theta),
-                 np.broadcast_to(np.eye(D, dtype=dtype), (P, S, D, D)).copy(), full(True, bool),
-                 theta, full(np.inf, dtype), full(True, bool), full(1.0, dtype), full(0, np.int32),
-                 np.asarray(done, bool), full(0, np.int32))
-    return jax.device_put(lane)
+    lead, D = theta.shape[:-1], theta.shape[-1]
+    full = lambda v, dt: np.full(lead, v, dt)  # noqa: E731
+    return _Lane(theta, full(np.inf, dtype), np.zeros_like(theta),
+                 np.broadcast_to(np.eye(D, dtype=dtype), lead + (D, D)).copy(), full(True, bool),
+                 theta.copy(), full(np.inf, dtype), full(True, bool), full(1.0, dtype),
+                 full(0, np.int32), np.array(done, bool), full(0, np.int32))
+
+
+def _init(theta0: np.ndarray, done: np.ndarray) -> _Lane:
+    """Fresh lanes ``(P, S)`` at ``theta0 (P, S, D)``, built on the host and transferred (no
+    compiled program)."""
+    return jax.device_put(_fresh(theta0, done))
 
 
 @functools.partial(jax.jit, static_argnames=("objective", "chunk"))
@@ -299,6 +307,109 @@ def _grid(theta0, owner, free, batched, min_slots):
     return _init(th, empty), jax.device_put(fr), (owner, slot)
 
 
+def _rows_bucket(n: int) -> int:
+    """Rows of a packed grid (:func:`_packed`): a power of two >= 8.  Every size is a compiled
+    program (seconds each for the kernel-SD likelihood): with four sizes per octave, a fit of 40
+    synapses with profile intervals (``benchmarks/bench_fit.py``'s design,
+    ``noise="gamma_kernel"``) took 16 CPU-seconds instead of 19-20 once compiled, but its first
+    call 117 instead of 56."""
+    return _bucket(n)
+
+
+def _packed(lanes: _Lane, free, owner, data, S: int):
+    """Lanes ``lanes`` (NumPy fields, leading axis ``B``) of problems ``owner (B,)`` placed in
+    rows of ``S`` slots: each problem's lanes fill consecutive rows and each row reads a copy of
+    its problem's data (``data``: NumPy leaves with a leading problem axis, gathered on the
+    host), so a grid holds only the lanes still to run.  Returns the device lanes and ``free``
+    ``(R, S, ...)``, the data ``(R, ...)`` and every lane's ``(row, slot)``."""
+    owner = np.asarray(owner, dtype=int)
+    B = owner.size
+    order = np.argsort(owner, kind="stable")
+    o = owner[order]
+    first = np.r_[True, o[1:] != o[:-1]]
+    rank = np.arange(B) - np.maximum.accumulate(np.where(first, np.arange(B), 0))
+    opens = rank % S == 0                       # a lane that opens a new row
+    row, slot = np.empty(B, int), np.empty(B, int)
+    row[order] = np.cumsum(opens) - 1
+    slot[order] = rank % S
+    problem = o[opens]
+    R = _rows_bucket(problem.size)
+    problem = np.r_[problem, np.full(R - problem.size, problem[0])]     # padding rows: empty
+    D = lanes.theta.shape[-1]
+    grid = _fresh(np.zeros((R, S, D)), np.ones((R, S), bool))
+    grid.fresh[:] = False          # empty slots: not evaluated first (that would cost a step)
+    for field, value in zip(grid, lanes):
+        field[row, slot] = value
+    fr = np.ones((R, S, D), bool)
+    fr[row, slot] = free
+    rows = jax.tree.map(lambda x: x[problem], data)
+    return jax.device_put(grid), jax.device_put(fr), jax.device_put(rows), (row, slot)
+
+
+#: Most lanes in one call of a packed loop (:func:`_minimise_packed`).
+PACK_LANES = 4096
+
+
+def _stop_stragglers(done, n_steps, steps, rule) -> bool:
+    """The straggler rule (module docstring): ``rule = (fraction, factor, extra)`` or ``None``."""
+    if rule is None or not done.any():
+        return False
+    frac, factor, extra = rule
+    return bool(done.mean() >= frac and steps >= factor * np.median(n_steps[done]) + extra)
+
+
+def _minimise_packed(objective, theta0, owner, free, batched, shared, scalars, *, max_steps,
+                     row_slots, repack_every, stragglers):
+    """The loop of :func:`minimise_lanes` on packed grids (its ``row_slots``): every
+    ``repack_every`` steps the lanes still running are packed again into as few rows as they
+    fill (:func:`_packed`), so that the last, slow lanes no longer pay for the whole batch.
+    Returns the lanes' final state (NumPy fields, leading axis ``B``), the steps run and whether
+    a ``KeyboardInterrupt`` ended the loop."""
+    theta0 = np.asarray(theta0, dtype=float)
+    B, D = theta0.shape
+    owner = np.asarray(owner, dtype=int)
+    host = _fresh(theta0, np.zeros(B, bool))
+    fr_all = np.ones((B, D), bool) if free is None else np.asarray(free, bool)
+    data = jax.tree.map(np.asarray, batched)
+    steps, interrupted = 0, False
+    try:
+        while steps < max_steps:
+            live = np.flatnonzero(~host.done)
+            if not live.size:
+                break
+            left = device_array(min(max_steps - steps, repack_every), jnp.int32)
+            n = 0
+            # at most PACK_LANES lanes per call (lanes are independent: the same steps), so
+            # that the largest grid, and the padding of the last, stay small
+            for idx in np.array_split(live, -(-live.size // PACK_LANES)):
+                lanes, fr, rows, pos = _packed(jax.tree.map(lambda f: f[idx], host),
+                                               fr_all[idx], owner[idx], data, row_slots)
+                lanes, _, n_part = _chunk(objective, lanes, rows, shared, fr, left, *scalars)
+                n = max(n, int(n_part))
+                for field, value in zip(host, lanes):
+                    field[idx] = np.asarray(value)[pos]
+            steps += n
+            if n == 0 or _stop_stragglers(host.done, host.n_steps, steps, stragglers):
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+    return host, steps, interrupted
+
+
+def _final(best, value, theta, best_theta, grad):
+    """A lane's result: its current point is its best one (every accepted step lowers the
+    objective), unless its value is not finite; then the best point recorded before.  Returns
+    ``(theta, loss, grad)`` (``loss`` ``inf`` where not finite, ``grad`` NaN where not current)."""
+    best, value = np.asarray(best, dtype=float), np.asarray(value, dtype=float)
+    current = np.isfinite(value) & ~(value > best)
+    theta = np.where(current[:, None], np.asarray(theta, dtype=float),
+                     np.asarray(best_theta, dtype=float))
+    loss = np.where(current, value, best)
+    loss = np.where(np.isfinite(loss), loss, np.inf)
+    grad = np.where(current[:, None], np.asarray(grad, dtype=float), np.nan)
+    return theta, loss, grad
+
+
 def _scalars(floor, patience, rel_improve, abs_improve, gtol, gtol_rel=0.0):
     dtype = jnp.result_type(float)
     # transfers, not compiled conversions
@@ -334,15 +445,39 @@ def minimise_lanes(objective: Callable, theta0, owner, batched, shared=None, *, 
                    rel_improve: float = 1e-4, abs_improve: float = 0.0, gtol: float = -1.0,
                    gtol_rel: float = 0.0, progress_every: int = CHUNK, history_steps: int = 0,
                    min_lanes: int = 0,
-                   progress: Callable[[int, np.ndarray, int], None] | None = None):
+                   progress: Callable[[int, np.ndarray, int], None] | None = None,
+                   row_slots: int = 0, repack_every: int = CHUNK, stragglers=_STRAGGLERS):
     """:func:`minimise` on a flat list of lanes: ``theta0 (B, D)``, ``owner (B,)`` the problem
     (row of ``batched``) of each lane, ``free (B, D)``.  ``gtol``: stop when the predicted
     decrease is at most ``gtol + gtol_rel |value|`` (negative: never).  ``min_lanes``: at least this many slots per
     problem (to reuse another call's compiled program).  Returns ``(theta, loss, n_steps,
     history, steps, interrupted, grad)`` with a leading ``B`` axis (``grad`` at ``theta``);
-    ``progress(step, best (B,), n_done)`` after every ``progress_every`` steps and at the end."""
+    ``progress(step, best (B,), n_done)`` after every ``progress_every`` steps and at the end.
+
+    ``row_slots > 0``: packed grids instead of one slot row per problem (:func:`_packed`,
+    :func:`_minimise_packed`): rows of ``row_slots`` slots holding only the lanes still running,
+    packed again every ``repack_every`` steps (at most :data:`CHUNK`); no ``progress`` or
+    ``history``.  For many lanes of uneven length (the profile fits of
+    :mod:`~jaxlif.fitting.uncertainty`): the same steps of every lane, at the cost of the lanes
+    still running rather than of the whole grid, for a few more compiled programs (one per
+    size of :func:`_rows_bucket`).  ``stragglers``: the straggler rule ``(fraction, factor,
+    extra)`` (module docstring), or ``None`` to run every lane until it stops."""
     if isinstance(progress_every, bool) or not isinstance(progress_every, (int, np.integer)) or progress_every < 1:
         raise ValueError(f"progress_every must be an integer >= 1 (optimiser steps), got {progress_every!r}")
+    if row_slots:
+        if progress is not None or history_steps:
+            raise ValueError("row_slots > 0 keeps no progress or history: pass progress=None and "
+                             "history_steps=0")
+        if not 1 <= repack_every <= CHUNK:
+            raise ValueError(f"repack_every must be in [1, {CHUNK}] (optimiser steps), got "
+                             f"{repack_every!r}")
+        host, steps, interrupted = _minimise_packed(
+            objective, theta0, owner, free, batched, shared,
+            _scalars(floor, patience, rel_improve, abs_improve, gtol, gtol_rel),
+            max_steps=max_steps, row_slots=int(row_slots), repack_every=int(repack_every),
+            stragglers=stragglers)
+        theta, loss, grad = _final(host.best, host.value, host.theta, host.best_theta, host.grad)
+        return (theta, loss, host.n_steps, np.zeros((len(loss), 0)), steps, interrupted, grad)
     lanes, fr, pos = _grid(theta0, owner, free, batched, min_lanes)
     B = len(pos[0])
     scalars = _scalars(floor, patience, rel_improve, abs_improve, gtol, gtol_rel)
@@ -361,26 +496,16 @@ def minimise_lanes(objective: Callable, theta0, owner, batched, shared=None, *, 
                 kept += take
             done = np.asarray(lanes.done)[pos]
             # Stragglers: under vmap every lane pays for the slowest (module docstring).
-            frac, factor, extra = _STRAGGLERS
-            stop = done.all() or n == 0 or (
-                done.mean() >= frac and
-                steps >= factor * np.median(np.asarray(lanes.n_steps)[pos][done]) + extra)
+            stop = done.all() or n == 0 or _stop_stragglers(
+                done, np.asarray(lanes.n_steps)[pos], steps, stragglers)
             if progress is not None and (stop or steps % progress_every == 0 or steps >= max_steps):
                 progress(steps, np.asarray(lanes.best)[pos], int(done.sum()))
             if stop:
                 break
     except KeyboardInterrupt:
         interrupted = True
-    # The current point of a lane is its best one (every accepted step lowers the objective),
-    # unless its value is not finite; then the best point recorded before.
-    best = np.asarray(lanes.best, dtype=float)[pos]
-    value = np.asarray(lanes.value, dtype=float)[pos]
-    current = np.isfinite(value) & ~(value > best)
-    theta = np.where(current[:, None], np.asarray(lanes.theta, dtype=float)[pos],
-                     np.asarray(lanes.best_theta, dtype=float)[pos])
-    loss = np.where(current, value, best)
-    loss = np.where(np.isfinite(loss), loss, np.inf)
-    grad = np.where(current[:, None], np.asarray(lanes.grad, dtype=float)[pos], np.nan)
+    theta, loss, grad = _final(*(np.asarray(f)[pos] for f in (
+        lanes.best, lanes.value, lanes.theta, lanes.best_theta, lanes.grad)))
     hist = np.concatenate(history, axis=-1) if history else np.zeros((B, 0))
     return theta, loss, np.asarray(lanes.n_steps)[pos], hist, steps, interrupted, grad
 

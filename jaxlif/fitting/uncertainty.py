@@ -19,9 +19,11 @@ Profile likelihood (:func:`profile_intervals`, the default interval): for every 
 both sides, the endpoint where the signed root ``sqrt(D)`` of the profile reaches ``sqrt(q)`` is
 found by a few secant steps (the signed root is nearly linear in ``theta``), each a re-fit of
 the other parameters with this one held fixed (from two starts: the profile optimum at the
-farthest point found below ``q``, and the optimum), all problems of all synapses in one vmapped optimiser call per step.  A side on which the profile never reaches ``q`` within the
-parameter's range is unbounded: the interval ends at the range (``0``, ``1`` or ``inf``) and the
-parameter is flagged not identifiable.  A profile fit can stop above the constrained optimum
+farthest point found below ``q``, and the optimum), the endpoints of all problems not yet
+settled in one vmapped optimiser call per step (with many problems, on packed grids that hold
+only the fits still running: :func:`~jaxlif.fitting.optimise.minimise_lanes`).  A side on
+which the profile never reaches ``q`` within the parameter's range is unbounded: the interval
+ends at the range (``0``, ``1`` or ``inf``) and the parameter is flagged not identifiable.  A profile fit can stop above the constrained optimum
 (in a flat region, a time constant drifting to infinity), which ends the interval at a false
 crossing: every endpoint is therefore refitted from two other points (other starts' optima),
 and one clearly below ``q`` restarts the search from there; a side that has not crossed ``q``
@@ -52,7 +54,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlif.fitting.optimise import evaluate_lanes, minimise_lanes
+from jaxlif.fitting.optimise import _STRAGGLERS, evaluate_lanes, minimise_lanes
 
 __all__ = ["deviance", "curvature", "wald_halfwidth", "profile_intervals", "local_minimum",
            "newton_decrement", "newton_polish", "LOCAL_MIN_GAP", "STATIONARY_GAP"]
@@ -240,7 +242,9 @@ def local_minimum(start_loss, kind, coef, floor=0.0) -> np.ndarray:
 def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared, *, kind: str,
                       coef, q, hess, cap, active=None, iters: int = 8, max_steps: int = 300,
                       rel_tol: float = 0.02, min_lanes: int = 0, restarts=None,
-                      others=None, verify_rounds: int = 1, n_restarts: int = 2):
+                      others=None, verify_rounds: int = 1, n_restarts: int = 2,
+                      row_slots: int = 1, pack_min: int = 16, repack_every: int = 5,
+                      stragglers="auto"):
     """Profile-likelihood endpoints of every coordinate of every problem (module docstring).
 
     Args:
@@ -260,6 +264,15 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
             verification.
         others: ``(theta (P, R, D), loss (P, R))`` other local optima of the fit (its starts'
             optima): the first choice of verification starts.
+        row_slots, pack_min, repack_every: with at least ``pack_min`` problems, the profile
+            fits run on packed grids of rows of ``row_slots`` slots, packed again every
+            ``repack_every`` steps (:func:`~jaxlif.fitting.optimise.minimise_lanes`); fewer
+            problems (or ``row_slots=0``): the fit's grid, ``min_lanes`` slots per problem.
+            Either way only the endpoints not yet settled are refitted.
+        stragglers: the profile fits' straggler rule
+            (:func:`~jaxlif.fitting.optimise.minimise_lanes`); ``"auto"``: none on packed grids
+            (a slow fit costs only its own slots there, and is run until it stops), the
+            optimiser's default on the fit's grid.
 
     Returns:
         ``(lo, hi, better)``: ``(P, D)`` unconstrained endpoints (``-inf``/``inf`` where the
@@ -307,29 +320,42 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
     settled = np.zeros(n, bool)
     better = np.zeros(n, bool)
     at_cap = np.zeros(n, bool)
-    rows = np.arange(n)
 
-    # starts per optimiser call: as many as fit the slots of the search's own calls (two starts
-    # per endpoint), so that the verification reuses the compiled program
+    # Layout of the profile fits.  Many problems: packed grids holding only the lanes still
+    # running (``minimise_lanes(row_slots=...)``; rows of one slot by default, each lane reading
+    # its own copy of its problem's data), so that neither the endpoints already settled nor the
+    # few slow fits of a call keep the whole batch running.  Few problems: the fit's own grid (a
+    # row of slots per problem), whose compiled program the curvature already used, with as
+    # many starts per call as fit its slots.
+    packed = row_slots > 0 and P >= pack_min
     per_problem = int(np.bincount(pi, minlength=P).max()) if n else 1
     slots = max(8, 1 << (max(2 * per_problem, int(min_lanes)) - 1).bit_length())
-    group = max(2, slots // max(per_problem, 1))
+    group = 1 << 30 if packed else max(2, slots // max(per_problem, 1))
+    if isinstance(stragglers, str):      # "auto"
+        stragglers = None if packed else _STRAGGLERS
+    layout = (dict(row_slots=row_slots, repack_every=repack_every) if packed
+              else dict(min_lanes=min_lanes))
+    layout["stragglers"] = stragglers
 
-    def profile_fit(starts_list, at):
-        """Best constrained fit at ``at`` (coordinate j held) over the given starts: (loss, theta)."""
-        best_loss, best_th = np.full(n, np.inf), np.full((n, D), np.nan)
+    def profile_fit(starts_list, at, sub):
+        """Best constrained fit at ``at`` (coordinate j held) over the given starts, for the
+        endpoints ``sub`` (indices; ``starts_list`` and ``at`` are theirs): (loss, theta)."""
+        k = sub.size
+        best_loss, best_th = np.full(k, np.inf), np.full((k, D), np.nan)
+        if not k:
+            return best_loss, best_th
         for g in range(0, len(starts_list), group):
             part = starts_list[g:g + group]
             m = len(part)
             start = np.concatenate(part)
-            start[np.arange(m * n), np.tile(j, m)] = np.tile(at, m)
-            th, loss2, *_ = minimise_lanes(objective, start, np.tile(pi, m), batched,
-                                           shared, free=np.tile(free, (m, 1)),
+            start[np.arange(m * k), np.tile(j[sub], m)] = np.tile(at, m)
+            th, loss2, *_ = minimise_lanes(objective, start, np.tile(pi[sub], m), batched,
+                                           shared, free=np.tile(free[sub], (m, 1)),
                                            max_steps=max_steps, patience=10, rel_improve=1e-7,
-                                           abs_improve=0.0, gtol=gtol, min_lanes=min_lanes)
-            loss2 = np.where(np.isfinite(loss2), loss2, np.inf).reshape(m, n)
+                                           abs_improve=0.0, gtol=gtol, **layout)
+            loss2 = np.where(np.isfinite(loss2), loss2, np.inf).reshape(m, k)
             pick = np.argmin(loss2, axis=0)
-            loss_g, th_g = loss2[pick, rows], th.reshape(m, n, D)[pick, rows]
+            loss_g, th_g = loss2[pick, np.arange(k)], th.reshape(m, k, D)[pick, np.arange(k)]
             take = loss_g < best_loss
             best_loss = np.where(take, loss_g, best_loss)
             best_th = np.where(take[:, None], th_g, best_th)
@@ -348,20 +374,26 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
         nonlocal in_phi, in_r, out_phi, out_r, settled, better, at_cap
         for it in range(n_iter):
             # two starts per profile point: the farthest profile point below q (continuation)
-            # and the optimum with this coordinate moved (robust when the continuation strays)
-            loss, th = profile_fit([warm, theta_hat[pi]], phi)
+            # and the optimum with this coordinate moved (robust when the continuation strays);
+            # endpoints already settled (or at the end of their range) are not refitted
+            sub = np.flatnonzero(~(settled | at_cap))
+            loss, th = np.full(n, np.nan), np.full((n, D), np.nan)
+            loss[sub], th[sub] = profile_fit([warm[sub], theta_hat[pi[sub]]], phi[sub], sub)
             dev, r = root_deviance(loss)
-            better |= dev < -2.0 * LOCAL_MIN_GAP
+            fitted = np.zeros(n, bool)
+            fitted[sub] = True                           # the others: no new information
+            better |= fitted & (dev < -2.0 * LOCAL_MIN_GAP)
             dist = np.abs(phi - phi_hat)
-            below = r < r_star
+            below = fitted & (r < r_star)
             take_in = below & (dist > np.abs(in_phi - phi_hat)) & ~settled
             in_phi = np.where(take_in, phi, in_phi)
             in_r = np.where(take_in, r, in_r)
             warm = np.where(take_in[:, None], th, warm)
-            take_out = ~below & ~settled & (np.isnan(out_phi) | (dist < np.abs(out_phi - phi_hat)))
+            take_out = fitted & ~below & ~settled & (np.isnan(out_phi) |
+                                                     (dist < np.abs(out_phi - phi_hat)))
             out_phi = np.where(take_out, phi, out_phi)
             out_r = np.where(take_out, np.where(np.isfinite(r), r, 10 * _FAILED * r_star), out_r)
-            settled |= np.abs(r - r_star) <= rel_tol * r_star
+            settled |= fitted & (np.abs(r - r_star) <= rel_tol * r_star)
             at_cap |= below & (dist >= cap[pi, j] * (1 - 1e-9))
             if np.all(settled | at_cap):
                 break
@@ -408,9 +440,12 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
             check = np.isfinite(end) & ~at_cap
             if not check.any():
                 break
+            sub = np.flatnonzero(check)
             at = np.where(check, end, phi_hat)
-            loss, th = profile_fit([np.where(active[pi], pool[pi, r], theta_hat[pi])
-                                    for r in range(pool.shape[1])], at)
+            loss, th = np.full(n, np.inf), warm.copy()
+            loss[sub], th[sub] = profile_fit(
+                [np.where(active[pi[sub]], pool[pi[sub], r], theta_hat[pi[sub]])
+                 for r in range(pool.shape[1])], at[sub], sub)
             dev, r = root_deviance(loss)
             better |= check & (dev < -2.0 * LOCAL_MIN_GAP)
             false = check & (r < r_star * (1.0 - 2.0 * rel_tol))
