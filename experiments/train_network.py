@@ -104,7 +104,7 @@ SURROGATE = jl.surrogates.fast_sigmoid()
 DEFAULTS = dict(T=600.0, dt=0.1, trials=2, seed=0, n_E=800, n_I=200, p=0.1, late_start=100.0, window=50.0,
                 corr_n=200, ref_trials=16, eval_trials=8, steps=20, learning_rate=0.1,
                 hidden=[1.0, 2.0, 1.0, 0.5], start=[0.8, 1.5, 1.5, 0.3], box=1.0, es_sigma=0.3, fd_step=0.1,
-                cost_ratio=20.0)
+                cost_ratio=20.0, cv_through_rate=1)
 QUICK = dict(T=60.0, trials=2, n_E=40, n_I=10, p=0.2, late_start=20.0, window=10.0, corr_n=20, ref_trials=4,
              eval_trials=2, steps=2, cost_ratio=4.0)
 EXTRA = {
@@ -124,6 +124,8 @@ EXTRA = {
     "fd_step": ("identifiability: finite-difference step in theta", float),
     "cost_ratio": ("cost of an Adam step in forward calls: the baselines get round(cost_ratio x steps) forward calls",
                    float),
+    "cv_through_rate": ("1: the CV's derivative through the E rate (simulate_network(statistics=)); 0: through the "
+                        "surrogate rasters", int),
 }
 
 
@@ -161,7 +163,8 @@ CHECKS = {"n_E": C.integer_counts(4), "n_I": C.integer_counts(2), "p": lambda v,
           f"must be a probability in (0, 1], got {v:g}", "late_start": _late_start, "window": _window,
           "corr_n": _corr_n, "ref_trials": _multiple, "eval_trials": _multiple, "steps": C.integer_counts(1),
           "learning_rate": C.positive(), "hidden": _four, "start": _four, "box": C.positive(),
-          "es_sigma": C.positive(), "fd_step": C.positive(), "cost_ratio": C.positive()}
+          "es_sigma": C.positive(), "fd_step": C.positive(), "cost_ratio": C.positive(),
+          "cv_through_rate": lambda v, c: None if v in (0, 1) else f"must be 0 or 1, got {v}"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -215,11 +218,13 @@ def run_stats(theta, key, structure, base, leaf, cfg):
     """The four statistics (``STATS``) of one run with drive key ``key`` (differentiable in theta; the CV's
     derivative through the E rate, ``simulate_network(statistics=)``)."""
     start = int(round(cfg.late_start / cfg.dt))
+    through_rate = getattr(cfg, "cv_through_rate", 1)
     res = nw.simulate_network(key, structure, with_theta(base, theta, leaf), T=cfg.T, dt=cfg.dt,
                               spike_grad=SURROGATE, record=False, delivery=getattr(cfg, "delivery", "event"),
-                              statistics={"cv": ("E", functools.partial(late_cv, start=start))})
+                              statistics={"cv": ("E", functools.partial(late_cv, start=start))} if through_rate else None)
+    cv = res.statistics["cv"] if through_rate else late_cv(res.spikes["E"], start)
     sE, sI = res.spikes["E"][:, start:], res.spikes["I"][:, start:]
-    return jnp.stack([jl.population_rate(sE, cfg.dt), jl.population_rate(sI, cfg.dt), res.statistics["cv"],
+    return jnp.stack([jl.population_rate(sE, cfg.dt), jl.population_rate(sI, cfg.dt), cv,
                       jl.count_correlation(sE[:cfg.corr_n], cfg.dt, cfg.window)])
 
 
