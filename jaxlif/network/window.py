@@ -36,7 +36,7 @@ Units: ms, mV, nS, pA, Hz.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -122,17 +122,26 @@ def drive_draw_block(table, key: jax.Array, first: jax.Array, length: int, neuro
     network partitioned over devices, :mod:`jaxlif.network.shard`: the same counts as on one device)."""
     if neurons is None and paired_drive(table, key):
         return paired_counts(table, key, first, length, paired_head(table, key, first, length))
-    dtype = table.head.dtype
-    steps = first + jnp.arange(length, dtype=jnp.int32)
     n = table.head.shape[0] if neurons is None else n_drawn
-    u = jax.vmap(lambda k: drive_uniform(key, k, n, dtype))(steps)
+    v = _window_v(table, key, first, length, n)
     if neurons is not None:
-        u = u[:, neurons]
-    v = 1.0 - u
-    count = _head_count(v, table.head)
+        v = v[:, neurons]
+    return _beyond_head(table, _head_count(v, table.head), lambda: v).astype(table.head.dtype)
+
+
+def _window_v(table, key: jax.Array, first: jax.Array, length: int, n: int) -> jax.Array:
+    """``1 - drive_uniform(key, step, n)`` for the steps ``first .. first + length - 1``, ``(length, n)``."""
+    steps = first + jnp.arange(length, dtype=jnp.int32)
+    return 1.0 - jax.vmap(lambda k: drive_uniform(key, k, n, table.head.dtype))(steps)
+
+
+def _beyond_head(table, count: jax.Array, v: Callable[[], jax.Array]) -> jax.Array:
+    """The head counts ``count``, or, in a window in which some count reaches the head's end, every count
+    by bisection of the whole table (``v()``: the window's ``1 - u``, computed only then if it is not
+    at hand)."""
     if table.tail.shape[1] > table.head.shape[1]:
-        count = jax.lax.cond(jnp.any(count == table.head.shape[1]), lambda: _bisect(table, v), lambda: count)
-    return count.astype(dtype)
+        count = jax.lax.cond(jnp.any(count == table.head.shape[1]), lambda: _bisect(table, v()), lambda: count)
+    return count
 
 
 def _head_count(v: jax.Array, head: jax.Array) -> jax.Array:
@@ -177,15 +186,9 @@ def paired_head(table, key: jax.Array, first: jax.Array, length: int) -> jax.Arr
 def paired_counts(table, key: jax.Array, first: jax.Array, length: int, paired: jax.Array) -> jax.Array:
     """:func:`drive_draw_block`'s counts from :func:`paired_head`'s ``paired`` (the same window): unpacked,
     and the whole rows bisected in a window in which some count reaches the head's end."""
-    n, K0 = table.head.shape
+    n = table.head.shape[0]
     count = jnp.concatenate([paired & 0xFF, paired >> 8], axis=1)[:, :n]
-    if table.tail.shape[1] > K0:
-        def search():
-            steps = first + jnp.arange(length, dtype=jnp.int32)
-            v = 1.0 - jax.vmap(lambda k: drive_uniform(key, k, n, table.head.dtype))(steps)
-            return _bisect(table, v)
-        count = jax.lax.cond(jnp.any(count == K0), search, lambda: count)
-    return count.astype(table.head.dtype)
+    return _beyond_head(table, count, lambda: _window_v(table, key, first, length, n)).astype(table.head.dtype)
 
 
 # ----------------------------------------------------------------------------------------------
