@@ -6,6 +6,7 @@ r"""Recurrent surrogate gradients against finite differences (the table of docs/
     python experiments/grad_network.py --config hidden --T 0.6 --keys 4 --h 0.1 --start 100   # E->E x2, late window
     python experiments/grad_network.py --quick --out /tmp/g                # seconds: 40 + 10 neurons, 50 ms
     python experiments/grad_network.py --config small --open-loop          # the diagnosis: open loop (minutes)
+    python experiments/grad_network.py --config small --T 10 --keys 32 --closure   # replay closure (30 min)
 
 For each network: the E rate, I rate [Hz] and mean smooth ISI CV of the E population
 (:func:`jaxlif.soft_isi_cv`), differentiated with respect to four unconstrained parameters (log drive
@@ -23,6 +24,12 @@ calibration direction) and of every inhibitory one (the weights out of I).  The 
 is differenced the same way, and its replay response is divided by the E rate's: the open-loop change of
 the CV per unit change of the rate, to compare with the same ratio of the closed-loop finite differences
 (the default mode).  Writes ``grad_network_open_loop.json`` and ``.md``.
+
+``--closure`` asks what a mean-field estimator could reach at best: every open-loop response measured by
+replays instead of the surrogate (the four parameters' replay differences, and each population's rate moved
+in the replay by thinning or adding to its spikes at the same temporal structure), closed at the level of
+population rates, against the closed-loop finite differences (:func:`closure_study`).  Writes
+``grad_network_closure.json`` and ``.md``.
 
 The CV is taken with ``simulate_network(..., statistics=)``: under ``"mean_field"`` its derivative is the
 library's "through the rate" (:mod:`jaxlif.network.gradients`: the open-loop change of the CV per unit
@@ -166,12 +173,16 @@ def open_loop_study(config: str, T_s: float, n_keys: int, h: float = 0.1) -> dic
             "fd_se": (fd.std(0, ddof=1) / np.sqrt(n_keys)).tolist(), "local": sg.mean(0).tolist()}
 
 
+def _header(title: str, columns) -> list:
+    """The first lines of a markdown table: its title, a blank line, the column names and the rule."""
+    return [title, "", "| output | method | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
+
+
 def open_loop_table(result: dict) -> str:
     fd, se, sg = (np.array(result[k]) for k in ("fd", "fd_se", "local"))
-    lines = [f"{result['config']} network, T = {result['T_s']:g} s, {result['keys']} keys: open-loop responses of the "
-             f"settled rates [Hz per unit] and E ISI CV [per unit] (replay differences ± SE, local surrogate, their "
-             f"ratio; for the CV also its replay response over the E rate's)", "",
-             "| output | method | " + " | ".join(OPEN_LOOP) + " |", "|---|---|" + "---|" * len(OPEN_LOOP)]
+    lines = _header(f"{result['config']} network, T = {result['T_s']:g} s, {result['keys']} keys: open-loop responses "
+                    f"of the settled rates [Hz per unit] and E ISI CV [per unit] (replay differences ± SE, local "
+                    f"surrogate, their ratio; for the CV also its replay response over the E rate's)", OPEN_LOOP)
     for o, name in enumerate(OUTPUTS):
         live = np.abs(sg[o]) > 0
         lines.append(f"| {name} | replay FD | " + " | ".join(f"{fd[o, i]:.3g} ± {se[o, i]:.2g}" if live[i] else "-"
@@ -185,11 +196,70 @@ def open_loop_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def table(result: dict) -> str:
+#: Fraction of a population's spikes removed (down) or added (up) in :func:`closure_study`'s replays.
+THIN = 0.1
+
+
+def _rate_moved(spikes: dict, name: str, sign: int, key) -> dict:
+    """``spikes`` with population ``name``'s rate moved by a factor ``1 + sign THIN`` at the same temporal
+    structure: down, each spike kept with probability ``1 - THIN``; up, each neuron also fires the spikes of
+    another neuron of the population (a random permutation) kept with probability ``THIN``."""
+    x = spikes[name]
+    k_keep, k_perm = jax.random.split(key)
+    u = jax.random.uniform(k_keep, x.shape)
+    if sign < 0:
+        return dict(spikes, **{name: x & (u >= THIN)})
+    return dict(spikes, **{name: x | (x[jax.random.permutation(k_perm, x.shape[0])] & (u < THIN))})
+
+
+def closure_study(config: str, T_s: float, n_keys: int, h: float = 0.1) -> dict:
+    """The mean-field closure with every open-loop response measured by replays (no surrogate), against the
+    closed-loop finite differences, per key::
+
+        dr = (I - G)^-1 D,   dCV = D_CV + K dr / r,
+
+    ``D``: the settled rates' and the CV's replay differences along the four parameters (:data:`PARAMS`);
+    ``G_ab``, ``K_b``: the responses of ``a``'s rate and of the CV to population ``b``'s rate, by replays in
+    which ``b``'s spikes are thinned or added to (:func:`_rate_moved`, per unit ``log r_b``), over ``r_b``.
+    What any estimator built on replays and population rates can reach at best (docs/networks.md)."""
+    structure, params = build(config)
+    T = 1000.0 * T_s
+    names = ("E", "I")
+    plain, replay = _replays(structure, params, T)
+    closed = jax.jit(lambda th, k: _settled_statistics(nw.simulate_network(
+        k, structure, with_theta(params, th), T=T, dt=DT, record=False)))
+    moved = jax.jit(_rate_moved, static_argnums=(1, 2))
+    zero = jnp.zeros(len(OPEN_LOOP))
+    fd, est = [], []
+    for i in range(n_keys):
+        k, k_thin = jax.random.key(100 + i), jax.random.key(7000 + i)
+        sp = plain(k)
+        r = np.asarray(closed(zero[:4], k), float)
+        fd.append(np.stack([(closed(zero[:4].at[j].set(h), k) - closed(zero[:4].at[j].set(-h), k)) / (2 * h)
+                            for j in range(4)], 1))
+        D = np.stack([(replay(zero.at[j].set(h), k, sp) - replay(zero.at[j].set(-h), k, sp)) / (2 * h)
+                      for j in range(4)], 1)                               # (outputs, params)
+        B = np.stack([(replay(zero, k, moved(sp, b, 1, k_thin)) - replay(zero, k, moved(sp, b, -1, k_thin)))
+                      / (2 * THIN) for b in names], 1) / r[None, :2]       # (outputs, populations) per Hz
+        dr = np.linalg.solve(np.eye(2) - B[:2], D[:2])
+        est.append(np.vstack([dr, D[2] + B[2] @ dr]))
+    fd, est = np.array(fd), np.array(est)
+    se = lambda x: (x.std(0, ddof=1) / np.sqrt(n_keys)).tolist()           # noqa: E731
+    return {"config": config, "T_s": T_s, "keys": n_keys, "h": h, "thin": THIN, "fd": fd.mean(0).tolist(),
+            "fd_se": se(fd), "closure": est.mean(0).tolist(), "closure_se": se(est)}
+
+
+def closure_table(result: dict) -> str:
+    title = (f"{result['config']} network, T = {result['T_s']:g} s, {result['keys']} keys: closed-loop finite "
+             f"differences (± SE) and the mean-field closure of replay responses (source rates moved by "
+             f"thinning / adding {result['thin']:g} of their spikes)")
+    return table(dict(result, estimators={"closure": {"mean": result["closure"]}}), title)
+
+
+def table(result: dict, title: str | None = None) -> str:
     late = f", spikes from {result['start_ms']:g} ms" if result.get("start_ms") else ""
-    lines = [f"{result['config']} network, T = {result['T_s']:g} s{late}, {result['keys']} keys: finite differences "
-             f"(± SE) and estimators", "", "| output | method | " + " | ".join(PARAMS) + " |",
-             "|---|---|" + "---|" * len(PARAMS)]
+    lines = _header(title or f"{result['config']} network, T = {result['T_s']:g} s{late}, {result['keys']} keys: "
+                             f"finite differences (± SE) and estimators", PARAMS)
     fd, se = np.array(result["fd"]), np.array(result["fd_se"])
     for o, name in enumerate(OUTPUTS):
         lines.append(f"| {name} | FD | " + " | ".join(f"{fd[o, i]:.3g} ± {se[o, i]:.2g}" for i in range(4)) + " |")
@@ -209,6 +279,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--start", type=float, default=0.0, help="statistics of the spikes from this time on [ms]")
     ap.add_argument("--quick", action="store_true", help="40 + 10 neurons, 50 ms, 2 keys (a smoke run)")
     ap.add_argument("--open-loop", action="store_true", help="the open-loop diagnosis (module docstring) instead")
+    ap.add_argument("--closure", action="store_true", help="the replay-measured mean-field closure (module docstring)")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "grad_network")
     args = ap.parse_args(argv)
     if args.keys < 2:
@@ -219,19 +290,20 @@ def main(argv=None) -> dict:
     if bad:
         ap.error(f"--estimators has {bad}; choose from {list(nw.gradients.GRAD_ESTIMATORS)}")
     if args.open_loop:
-        result = open_loop_study(config, T_s, keys)
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "grad_network_open_loop.json").write_text(json.dumps(result, indent=1))
-        (args.out / "grad_network_open_loop.md").write_text(open_loop_table(result) + "\n")
-        print(open_loop_table(result))
-        return result
+        return _write(open_loop_study(config, T_s, keys), open_loop_table, args.out, "grad_network_open_loop")
+    if args.closure:
+        return _write(closure_study(config, T_s, keys), closure_table, args.out, "grad_network_closure")
     if not 0.0 <= args.start < 1000.0 * T_s:
         ap.error(f"--start={args.start:g} must be in [0, T) ms")
-    result = study(config, T_s, keys, args.h, estimators, args.start)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "grad_network.json").write_text(json.dumps(result, indent=1))
-    (args.out / "grad_network.md").write_text(table(result) + "\n")
-    print(table(result))
+    return _write(study(config, T_s, keys, args.h, estimators, args.start), table, args.out, "grad_network")
+
+
+def _write(result: dict, to_table, out: Path, stem: str) -> dict:
+    """Write ``result`` as ``stem.json`` and its table as ``stem.md`` into ``out``; print the table."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    (out / f"{stem}.md").write_text(to_table(result) + "\n")
+    print(to_table(result))
     return result
 
 

@@ -54,7 +54,10 @@ J_z^T J_z`` is the standard deviation with which each parameter is determined by
 **Does the gradient point the right way?**  The estimator's own ``d stat / d theta`` at the hidden theta, on
 the first ``--trials`` evaluation keys (from the loss-gradient program: with unit scales its gradient is
 linear in the target, so two targets give one row), is compared in sign with the finite differences on
-the entries these show clearly non-zero (``|FD| > 2 SE`` over the evaluation keys).
+the entries these show clearly non-zero (``|FD| > 2 SE`` over the evaluation keys).  **Does the CV follow
+the rate?**  Its derivative goes through the E rate; :func:`jaxlif.network.rate_slopes` on the evaluation
+keys at the hidden theta compares the CV's change per Hz of E rate in the running network with that in the
+estimator's replays, and the report says whether they agree (``cv_rate_check`` in the summary).
 
 Figures: ``training.png`` (loss and parameters against the number of forward-simulation equivalents, for
 the three methods, hidden values dashed), ``statistics.png`` (the four statistics before and after, with SE,
@@ -376,6 +379,19 @@ def sign_agreement(J_est, J_fd, se_fd) -> tuple[int, int]:
     return int(np.sum(clear & (np.sign(J_est) == np.sign(J_fd)))), int(np.sum(clear))
 
 
+def cv_rate_check(structure, params, keys, cfg) -> dict:
+    """Does the CV follow the E rate in the closed loop as in the estimator's replays?  (The assumption of
+    its derivative through the rate: :func:`jaxlif.network.rate_slopes`, at ``params`` on ``keys``.)"""
+    start = int(round(cfg.late_start / cfg.dt))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", nw.RecurrentGradientWarning)        # the verdict is reported instead
+        r = nw.rate_slopes(keys, structure, params, T=cfg.T, dt=cfg.dt,
+                           statistics={"cv": ("E", functools.partial(late_cv, start=start))})
+    return dict(open_loop=float(r.open_loop[0]), open_loop_se=float(r.open_loop_se[0]),
+                closed_loop=float(r.closed_loop[0]), closed_loop_se=float(r.closed_loop_se[0]), keys=r.keys,
+                verdict=r.verdict[0])
+
+
 def identifiability(J, sd, ref_trials: int) -> dict:
     """Singular values/vectors of the standardised Jacobian ``J / sd`` and each parameter's standard
     deviation given a target of ``ref_trials`` runs (``sqrt(diag((J_z^T J_z)^-1) / ref_trials)``, theta units)."""
@@ -501,6 +517,12 @@ def run(cfg, log, files) -> dict:
     ident.update(estimator_jacobian=J_est, sign_agree=agree, sign_clear=clear)
     log(f"estimator vs finite differences at the hidden theta: same sign in {agree} of {clear} clearly non-zero "
         f"entries of d stat / d theta")
+    cv_check = (cv_rate_check(structure, with_theta(base, jnp.asarray(theta_hidden, jnp.float32), leaf),
+                              eval_keys, cfg) if getattr(cfg, "cv_through_rate", 1) else None)
+    if cv_check:
+        log(f"the CV per E rate at the hidden theta: {cv_check['closed_loop']:.3g} +- {cv_check['closed_loop_se']:.2g} "
+            f"per Hz in the closed loop, {cv_check['open_loop']:.3g} +- {cv_check['open_loop_se']:.2g} in the "
+            f"estimator's replays ({cv_check['verdict']})")
     log("evaluation (loss of the mean of " f"{cfg.eval_trials} runs): " +
         ", ".join(f"{n} {e['loss']:.3g}" for n, e in evals.items()))
 
@@ -610,7 +632,7 @@ def run(cfg, log, files) -> dict:
         f"hidden point: a distant parameter set can still fit almost as well (compare the methods' final "
         f"parameters and losses above). Does the gradient point the right way? At the hidden parameters the estimator's "
         f"d stat / d theta has the sign of the finite difference in {agree} of the {clear} entries that the "
-        f"finite differences show clearly non-zero." + caveat)
+        f"finite differences show clearly non-zero." + _cv_text(cv_check) + caveat)
     log(conclusion)
     (Path(cfg.out) / f"{NAME}.md").write_text(markdown(cfg, target, sd, evals, ident, ratio, budget, adam, conclusion))
     return dict(name=NAME, figures=files, conclusion=conclusion, units="ms, nS, Hz", seed=cfg.seed,
@@ -625,7 +647,25 @@ def run(cfg, log, files) -> dict:
                           unstable_warnings=unstable),
                 es=dict(theta=es["theta"], values=es_v, loss=es["loss"], calls=es["calls"], sigma=es["sigma"]),
                 random=dict(theta=rs["theta"], loss=rs["loss"], best=rs["best"]),
-                evaluation=evals, identifiability=ident, identified=identified)
+                evaluation=evals, identifiability=ident, identified=identified, cv_rate_check=cv_check)
+
+
+_VERDICT = {"agree": "they agree, so the CV's derivative through the rate can be used here",
+            "differ": "they differ (beyond 3 SE), so the CV's derivative through the rate is not to be trusted here "
+                      "(docs/networks.md, rate_slopes)",
+            "unresolved": "too few keys to tell (the closed-loop slope is not known to a third of the open-loop "
+                          "one), so the CV's derivative through the rate is unchecked here"}
+
+
+def _cv_text(check) -> str:
+    """The conclusion's sentence on the CV's derivative through the rate (``check``: :func:`cv_rate_check`)."""
+    if check is None:
+        return ""
+    verdict = _VERDICT[check["verdict"]]
+    return (f" The CV's derivative goes through the E rate: per Hz of E rate the CV moves "
+            f"{check['closed_loop']:.3g} +- {check['closed_loop_se']:.2g} in the running network and "
+            f"{check['open_loop']:.3g} +- {check['open_loop_se']:.2g} in the estimator's replays "
+            f"(jaxlif.network.rate_slopes, {check['keys']} keys, at the hidden parameters): {verdict}.")
 
 
 def main(argv=None) -> dict:

@@ -226,6 +226,82 @@ def test_an_untrusted_mean_field_warns(split):
     assert float(mean_field_grad(structure, silent)) > 0.0
 
 
+def test_rate_slopes_are_the_open_and_closed_loop_differences(split):
+    """``rate_slopes`` rebuilt from public pieces: for each key, the run's rasters replayed and the network run
+    closed, both with every excitatory input (drive weight, weights out of E) scaled by ``e^(+-h)``; the slope
+    is the ratio of the summed differences of the statistic and of the settled E rate [Hz], its error the
+    jackknife over keys."""
+    structure, params = split
+    keys = jax.random.split(jax.random.key(3), 3)
+    dy, dr = {"open": [], "closed": []}, {"open": [], "closed": []}
+    for k in keys:
+        raster = dict(nw.simulate_network(k, structure, params, T=T, dt=DT, record=False).spikes)
+        for loop, replay in (("open", raster), ("closed", None)):
+            runs = [nw.simulate_network(k, structure, scaled(params, log_s, jnp.exp(log_s), 1.0), T=T, dt=DT,
+                                        record=False, replay=replay)
+                    for log_s in jnp.asarray([gradients.CALIBRATION_STEP, -gradients.CALIBRATION_STEP])]
+            cv, r = ([f(res) for res in runs] for f in (lambda res: float(mean_cv(jnp.asarray(res.spikes["E"],
+                                                                                                jnp.float32))),
+                                                        lambda res: float(rates_of(res, True)[0])))
+            dy[loop].append(cv[0] - cv[1])
+            dr[loop].append(r[0] - r[1])
+    got = nw.rate_slopes(keys, structure, params, T=T, dt=DT, statistics={"cv": ("E", mean_cv)})
+    assert got.labels == ("cv",) and got.populations == ("E",) and got.keys == 3
+    for loop, slope, se, d_rate in (("open", got.open_loop, got.open_loop_se, got.d_rate_open),
+                                    ("closed", got.closed_loop, got.closed_loop_se, got.d_rate_closed)):
+        y, r = np.array(dy[loop]), np.array(dr[loop])
+        loo = (y.sum() - y) / (r.sum() - r)
+        assert r.sum() > 0 and np.all(np.isfinite(y))
+        np.testing.assert_allclose(slope, [y.sum() / r.sum()], rtol=1e-4)
+        np.testing.assert_allclose(se, [np.sqrt(2 / 3 * np.sum((loo - loo.mean()) ** 2))], rtol=1e-3)
+        np.testing.assert_allclose(d_rate, [r.mean() / (2 * gradients.CALIBRATION_STEP)], rtol=1e-4)
+    assert got.open_loop[0] != got.closed_loop[0]                  # two different experiments
+    assert got.verdict == (gradients._verdict(got.open_loop[0], got.open_loop_se[0], got.closed_loop[0],
+                                              got.closed_loop_se[0]),)
+    with pytest.raises(ValueError, match="at least 2 jax.random keys"):
+        nw.rate_slopes(keys[:1], structure, params, T=T, dt=DT, statistics={"cv": ("E", mean_cv)})
+    with pytest.raises(ValueError, match="at least one statistic"):
+        nw.rate_slopes(keys, structure, params, T=T, dt=DT, statistics={})
+    with pytest.raises(ValueError, match=r"population 'X' must be one of"):
+        nw.rate_slopes(keys, structure, params, T=T, dt=DT, statistics={"cv": ("X", mean_cv)})
+
+
+def test_rate_slopes_warn_where_the_statistic_leaves_the_rate(split, monkeypatch):
+    """The warning's condition on given differences (the simulations replaced): it names the statistic when the
+    closed-loop slope differs from the open-loop one by more than 3 combined standard errors, and only then."""
+    structure, params = split
+    keys = jax.random.split(jax.random.key(3), 4)
+    rates = jnp.asarray([[[1.0, 2.0], [0.9, 2.0]]] * 4) * (DT / 1000.0)       # (keys, up/down, P) per step: dr 0.1 Hz
+
+    def fake(dy_closed, closed_rates=rates):
+        def _rate_slopes(keys, structure, diff, names, statics, statistics):
+            y_open = jnp.asarray([[0.003, 0.0], [0.0032, 0.0], [0.0028, 0.0], [0.003, 0.0]])  # 0.03 per Hz
+            y_closed = jnp.stack([jnp.asarray(dy_closed), jnp.zeros(4)], 1)
+            return (rates, {"cv": y_open}), (closed_rates, {"cv": y_closed})
+        return _rate_slopes
+
+    statistics = {"cv": ("E", mean_cv)}
+    monkeypatch.setattr(gradients, "_rate_slopes", fake([0.0002, 0.0003, 0.0001, 0.0002]))   # 0.002 per Hz
+    with pytest.warns(RecurrentGradientWarning, match=r"statistics\['cv'\] does not follow its population's rate"):
+        got = nw.rate_slopes(keys, structure, params, T=T, dt=DT, statistics=statistics)
+    np.testing.assert_allclose([got.open_loop[0], got.closed_loop[0]], [0.03, 0.002], rtol=1e-3)
+    assert got.verdict == ("differ",)
+    monkeypatch.setattr(gradients, "_rate_slopes", fake([0.003, 0.0031, 0.0029, 0.003]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RecurrentGradientWarning)
+        got = nw.rate_slopes(keys, structure, params, T=T, dt=DT, statistics=statistics)
+    np.testing.assert_allclose(got.closed_loop, [0.03], rtol=1e-3)
+    assert got.verdict == ("agree",)
+    # unresolved: the closed-loop rate did not move (NaN slope), or its slope is too uncertain to tell (SE 0.016,
+    # more than a third of 0.03, and within 3 SE of it)
+    for dy, closed_rates in (([0.003] * 4, rates[:, :1].repeat(2, 1)), ([0.003, -0.003, 0.006, 0.0], rates)):
+        monkeypatch.setattr(gradients, "_rate_slopes", fake(dy, closed_rates=closed_rates))
+        with pytest.warns(RecurrentGradientWarning, match=r"statistics\['cv'\] not resolved: .* use more keys"):
+            got = nw.rate_slopes(keys, structure, params, T=T, dt=DT, statistics=statistics)
+        assert got.verdict == ("unresolved",)
+    assert got.closed_loop_se[0] > 0.01 and abs(got.closed_loop[0] - 0.03) < 3 * got.closed_loop_se[0]
+
+
 def moved(params, theta):
     """``params`` moved by (log drive weight, log E->E weight, log I->E weight, logit E->E U0)."""
     pops = {k: v._replace(drive=v.drive._replace(weight=v.drive.weight * jnp.exp(theta[0])))
@@ -284,6 +360,14 @@ def test_grad_network_script_quick(tmp_path):
     fd = np.array(diag["fd"])
     ratio = [float(x) for x in text.split("| | CV FD / E rate FD | ")[1].split(" |\n")[0].split(" | ")]
     np.testing.assert_allclose(ratio, fd[2] / fd[0], rtol=6e-3)                # printed to 3 digits
+    closure = module.main(["--quick", "--closure", "--out", str(tmp_path)])
+    assert np.shape(closure["closure"]) == np.shape(closure["fd"]) == (3, 4)
+    assert np.all(np.isfinite(closure["closure"])) and np.all(np.isfinite(closure["fd"]))
+    assert "| | closure |" in (tmp_path / "grad_network_closure.md").read_text()
+    spikes = {"E": jnp.ones((40, 5), bool), "I": jnp.zeros((10, 5), bool)}
+    down = module._rate_moved(spikes, "E", -1, jax.random.key(0))["E"]
+    up = module._rate_moved({"E": jnp.eye(40, 5, dtype=bool), "I": spikes["I"]}, "E", 1, jax.random.key(0))["E"]
+    assert 0.8 < float(down.mean()) < 0.97 and int(up.sum()) >= 5                  # thinned; added to (never removed)
 
 
 def late_cv(spikes, first: int = 1000):

@@ -108,6 +108,14 @@ def test_gradient_check_bookkeeping(quick):
     clear = np.abs(J) > 2 * se
     assert ident["sign_clear"] == int(clear.sum())
     assert ident["sign_agree"] == int((clear & (np.sign(est) == np.sign(J))).sum())
+    # the CV's check (rate_slopes at the hidden theta on the evaluation keys): recorded and stated
+    check = data["cv_rate_check"]
+    assert check["keys"] == _cfg(data).eval_trials and np.isfinite(check["open_loop"]) and check["open_loop"] != 0.0
+    closed = np.nan if check["closed_loop"] is None else check["closed_loop"]      # NaN is null in the JSON
+    se = np.nan if check["closed_loop_se"] is None else check["closed_loop_se"]
+    assert check["verdict"] == nw.gradients._verdict(check["open_loop"], check["open_loop_se"], closed, se)
+    assert tn._VERDICT[check["verdict"]] in data["conclusion"]
+    assert f"in the estimator's replays (jaxlif.network.rate_slopes, {check['keys']} keys" in data["conclusion"]
 
 
 def test_estimator_jacobian_is_the_gradient_of_each_statistic():

@@ -55,7 +55,14 @@ of the settled rate above (0 where the replays' rate difference is not positive)
 statistic that changes with the parameters mainly through the population's rate, as it does with the
 recurrent input held fixed.  Measured against finite differences (BENCHMARKS.md, "Recurrent gradients"):
 right sign and within 2.2x wherever resolved at 1 s on four networks, but on the 200 + 50 network at 10 s,
-where the CV hardly moves with the drive (-0.06 ± 0.04), the estimate is 0.28.
+where the CV hardly moves with the drive (-0.06 ± 0.04), the estimate is 0.28.  :func:`rate_slopes` checks
+the assumption on a given network: it measures the statistic's change per unit rate change in the closed
+loop too (along the same direction, over several keys) and warns where the two differ.  On the 1000-neuron
+networks they agree (CV 0.071 against 0.061 ± 0.004 per Hz; 0.094 against 0.096 ± 0.009 at twice the
+weights; 0.041 against 0.040 ± 0.004 on the hidden network of docs/networks.md); on the 200 + 50 network
+they do not (0.032 against 0.0065 ± 0.002 at 1 s, 0.027 against -0.016 ± 0.002 at 10 s): its closed-loop
+CV depends on the temporal structure of the recurrent input, which replays freeze, and even the closure of
+replay-measured responses misses it there (``experiments/grad_network.py --closure``, BENCHMARKS.md).
 
 The rates, ``G``, the calibration and the local rate derivatives are taken over the settled part of the
 run, after its first quarter (:data:`SETTLE`): the network starts from rest, and the onset transient,
@@ -94,7 +101,8 @@ from jaxlif.network.params import NetworkParams, NetworkStructure
 from jaxlif.network.structure import Network
 from jaxlif.surrogates import Surrogate
 
-__all__ = ["GRAD_ESTIMATORS", "RecurrentGradientWarning", "LoopGain", "loop_gain", "mean_field", "loop_gain_from"]
+__all__ = ["GRAD_ESTIMATORS", "RecurrentGradientWarning", "LoopGain", "loop_gain", "RateSlopes", "rate_slopes",
+           "mean_field", "loop_gain_from"]
 
 #: ``"mean_field"`` (default with ``spike_grad``): calibrated local derivatives plus the population feedback;
 #: ``"local"``: recurrent spikes delivered without derivative (open loop); ``"full"``: the surrogate
@@ -210,6 +218,159 @@ def _loop_gain(key, structure, diff, names, statics):
     return r, G, calibration
 
 
+class RateSlopes(NamedTuple):
+    """Each statistic's change per unit change of its population's rate, with the recurrent input held fixed
+    and in the closed loop (:func:`rate_slopes`).
+
+    Attributes:
+        labels: the statistics' labels (sorted), the order of the arrays.
+        populations: the population of each statistic.
+        open_loop, open_loop_se: ``dy/dr`` [units of ``y`` per Hz] in open-loop replays of each run along a
+            common scale of every excitatory input (what ``simulate_network(..., statistics=)`` uses), and its
+            standard error over the keys (jackknife), ``(L,)``.
+        closed_loop, closed_loop_se: the same along the same direction with the network running closed, ``(L,)``.
+        d_rate_open, d_rate_closed: the population's settled rate change [Hz per unit log scale] in each,
+            ``(L,)``: a slope is resolved only where this is clearly positive.
+        verdict: per statistic, ``"differ"`` (the slopes differ by more than 3 combined standard errors: do
+            not trust the derivative through the rate), ``"agree"`` (they do not, and the closed-loop slope is
+            known to a third of the open-loop one) or ``"unresolved"`` (a NaN slope, or a closed-loop slope too
+            uncertain to tell: more keys).
+        keys: the number of keys.
+    """
+
+    labels: tuple
+    populations: tuple
+    open_loop: np.ndarray
+    open_loop_se: np.ndarray
+    closed_loop: np.ndarray
+    closed_loop_se: np.ndarray
+    d_rate_open: np.ndarray
+    d_rate_closed: np.ndarray
+    verdict: tuple
+    keys: int
+
+
+def rate_slopes(keys: jax.Array, net: Network | NetworkStructure, params: NetworkParams | None = None, *,
+                T: float, dt: float, statistics: dict, inputs: dict | None = None) -> RateSlopes:
+    """Check the assumption behind the derivative "through the rate" of ``simulate_network(..., statistics=)``.
+
+    That derivative is ``(dy/dr)_open loop * dr``: the statistic's change per unit change of its population's
+    settled rate when the recurrent input is held fixed (two replays of the run, every excitatory input scaled
+    by ``e^(+-h)``, ``h =`` :data:`CALIBRATION_STEP`), times the closed-loop derivative of the rate.  It is
+    right when the statistic follows the rate in the running network as it does with the recurrent input
+    frozen.  This runs, for each key, the network, those two replays, and the network itself (closed loop) with
+    the same two scales, and returns both slopes::
+
+        slope = sum_keys [y(+h) - y(-h)] / sum_keys [r(+h) - r(-h)]     (r in Hz, over the settled part)
+
+    with jackknife standard errors over the keys.  Where ``closed_loop`` differs from ``open_loop`` by more
+    than their errors, the statistic depends on more than the rate (for example the ISI CV of a recurrent
+    network, whose temporal structure the replays freeze: docs/networks.md), the derivative through the
+    rate cannot be trusted (along this direction it is off by about their ratio; along others by other
+    factors), and a :class:`RecurrentGradientWarning` says so (a difference beyond 3 combined standard
+    errors; a slope that is NaN or too uncertain to tell warns too, ``verdict`` says which).  Agreement along
+    this one direction is necessary, not sufficient.  Use finite differences over common random numbers for
+    such a statistic.  Cost: five simulations per key (the closed-loop pair is the expensive part to
+    resolve: use tens of keys; each closed-loop difference is as noisy as a finite difference).
+
+    Args:
+        keys: ``(K,)`` ``jax.random`` keys of the Poisson drive, ``K >= 2``.
+        net, params, T, dt, inputs: as for :func:`jaxlif.network.simulate_network`.
+        statistics: ``{label: (population, fn)}`` as for :func:`jaxlif.network.simulate_network`.
+    """
+    from jaxlif.network import simulate as sim
+    from jaxlif.network import window as window_mod
+    from jaxlif import _checks
+    from jaxlif.grid import n_steps
+
+    dt = _checks.check_dt(dt)
+    steps = n_steps(T, dt)
+    structure, params = sim._split_network(net, params, dt)
+    net = sim.combine(structure, params)
+    stats = sim._check_statistics(statistics, net)
+    if not stats:
+        raise ValueError("statistics must name at least one statistic {label: (population, fn)}")
+    keys = jnp.asarray(keys)
+    if not (jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key) and keys.ndim == 1 and keys.shape[0] >= 2):
+        raise ValueError(f"keys must be a 1-D array of at least 2 jax.random keys (jax.random.split), got "
+                         f"{keys.dtype}{list(keys.shape)}")
+    names = tuple(p.name for p in structure.populations)
+    seqs, I_const = sim._given_inputs(net, inputs, steps)
+    window = window_mod.window_length(net, spike_grad=None, delivery="event") if steps > 1 else 0
+    statics = (steps, dt, None, False, "event", 4, window, "euler")
+    (open_r, open_y), (shut_r, shut_y) = _rate_slopes(keys, structure, (params, seqs, I_const, None), names,
+                                                      statics, stats)
+    to_hz = 1000.0 / dt
+    out = {name: [] for name in ("open", "open_se", "shut", "shut_se", "dr_open", "dr_shut")}
+    for label, pop, _ in stats:
+        i = names.index(pop)
+        for tag, r, y in (("open", open_r, open_y), ("shut", shut_r, shut_y)):
+            dr = (np.asarray(r[:, 0, i], float) - np.asarray(r[:, 1, i], float)) * to_hz
+            dy = np.asarray(y[label][:, 0], float) - np.asarray(y[label][:, 1], float)
+            slope, se = _ratio_jackknife(dy, dr)
+            out[tag].append(slope)
+            out[tag + "_se"].append(se)
+            out["dr_" + tag].append(dr.mean() / (2 * CALIBRATION_STEP))
+    values = [np.asarray(out[k]) for k in ("open", "open_se", "shut", "shut_se", "dr_open", "dr_shut")]
+    verdicts = tuple(_verdict(*(v[j] for v in values[:4])) for j in range(len(stats)))
+    result = RateSlopes(tuple(e[0] for e in stats), tuple(e[1] for e in stats), *values, verdicts, int(keys.shape[0]))
+    for j, label in enumerate(result.labels):
+        numbers = (f"{result.closed_loop[j]:.3g} ± {result.closed_loop_se[j]:.2g} against {result.open_loop[j]:.3g} ± "
+                   f"{result.open_loop_se[j]:.2g} per Hz (closed against open loop, {result.keys} keys; population "
+                   f"{result.populations[j]!r}'s rate moved {result.d_rate_closed[j]:.3g} and {result.d_rate_open[j]:.3g} "
+                   f"Hz per unit log scale)")
+        if verdicts[j] == "differ":
+            warnings.warn(f"statistics[{label!r}] does not follow its population's rate in the closed loop as it "
+                          f"does with the recurrent input held fixed: {numbers}, so its derivative through the rate "
+                          f"(simulate_network(statistics=)) cannot be trusted here (along this direction it is off by "
+                          f"about their ratio); use finite differences over common random numbers for it",
+                          RecurrentGradientWarning)
+        elif verdicts[j] == "unresolved":
+            warnings.warn(f"rate_slopes: statistics[{label!r}] not resolved: {numbers}; the closed-loop slope must be "
+                          f"finite and known to a third of the open-loop one to tell the two apart: use more keys or a "
+                          f"longer run", RecurrentGradientWarning)
+    return result
+
+
+def _verdict(open_loop, open_se, closed_loop, closed_se) -> str:
+    """``"differ"``: the two slopes differ by more than 3 combined standard errors; ``"agree"``: they do not, and
+    the closed-loop slope is known to a third of the open-loop one (so that a closed-loop slope of zero would
+    have been told apart); ``"unresolved"``: anything else (too few keys, or a rate that did not move)."""
+    if not (np.isfinite(open_loop) and np.isfinite(closed_loop) and np.isfinite(closed_se)):
+        return "unresolved"
+    if abs(closed_loop - open_loop) > 3 * np.hypot(open_se, closed_se):
+        return "differ"
+    return "agree" if closed_se <= abs(open_loop) / 3 else "unresolved"
+
+
+def _ratio_jackknife(dy: np.ndarray, dr: np.ndarray) -> tuple[float, float]:
+    """``sum(dy) / sum(dr)`` over keys and its jackknife standard error (NaN where ``sum(dr) <= 0``)."""
+    k = len(dy)
+    total_y, total_r = dy.sum(), dr.sum()
+    if not total_r > 0:
+        return float("nan"), float("nan")
+    loo_r = total_r - dr
+    loo = np.where(loo_r > 0, (total_y - dy) / np.where(loo_r > 0, loo_r, 1.0), np.nan)
+    se = np.sqrt((k - 1) / k * np.sum((loo - loo.mean()) ** 2))
+    return float(total_y / total_r), float(se)
+
+
+@jax.jit(static_argnums=(3, 4, 5))
+def _rate_slopes(keys, structure, diff, names, statics, statistics):
+    """Per key: the settled rates and statistics of the open-loop replay pair and of the closed-loop pair."""
+    from jaxlif.network import simulate as sim
+    run = functools.partial(sim._run_fixed, statics=statics)
+    scale = functools.partial(sim._scale_excitatory, structure)
+
+    def one(key):
+        fixed = (key, structure)
+        raster = run(fixed, diff, None).spikes
+        shut = _scaled_pair(lambda log_s: run(fixed, scale(diff, jnp.exp(log_s)), None).spikes, names, statistics)
+        return _replay_pair(run, fixed, diff, scale, raster, names, statistics), shut
+
+    return jax.lax.map(one, keys)
+
+
 #: Fraction of the run left out of the rates and the loop gain: the network starts from rest, and its
 #: onset transient would otherwise weigh in a linearisation meant for the settled state.
 SETTLE = 0.25
@@ -279,23 +440,40 @@ def _responses(run, fixed, diff, scale, out, names, statistics: tuple = ()):
     eye = {a: jnp.eye(len(names), dtype=dtype)[i] for i, a in enumerate(names)}
     D = jax.vmap(lambda e: jax.jvp(lambda fb: run(fixed, diff, fb), (ones,), (e,))[1])(eye)
     sg = _rates(jax.jvp(lambda s: run(fixed, scale(diff, s), ones), (one,), (one,))[1].spikes, names)
-    raster = jax.lax.stop_gradient(out.spikes)
-    h = CALIBRATION_STEP
-
-    def replayed(log_s):
-        spikes = run(fixed, scale(diff, jnp.exp(log_s)), None, raster).spikes
-        return _rates(spikes, names), statistics_of(spikes, statistics)
-
-    (up, down), stats = jax.lax.stop_gradient(jax.vmap(replayed)(jnp.asarray([h, -h], dtype)))
-    fd = (up - down) / (2 * h)
+    (up, down), stats = _replay_pair(run, fixed, diff, scale, jax.lax.stop_gradient(out.spikes), names, statistics)
+    fd = (up - down) / (2 * CALIBRATION_STEP)
     ok = (sg > 0) & (fd > 0)
     c = jnp.where(ok, fd / jnp.where(ok, sg, 1.0), 1.0)
-    slopes = {}
+    slopes = _slopes(up, down, stats, names, statistics)
+    return D, (c, fd, sg), slopes
+
+
+def _scaled_pair(simulate, names, statistics):
+    """Settled rates ``(2, P)`` and statistics ``{label: (2, ...)}`` of ``simulate(log_s)`` at ``log_s = +h, -h``
+    (:data:`CALIBRATION_STEP`; one vmapped simulation), without derivative."""
+    def one(log_s):
+        spikes = simulate(log_s)
+        return _rates(spikes, names), statistics_of(spikes, statistics)
+
+    h = CALIBRATION_STEP
+    return jax.lax.stop_gradient(jax.vmap(one)(jnp.asarray([h, -h], jnp.result_type(float))))
+
+
+def _replay_pair(run, fixed, diff, scale, raster, names, statistics):
+    """:func:`_scaled_pair` of open-loop replays of ``raster`` with every excitatory input scaled by ``e^(+-h)``."""
+    return _scaled_pair(lambda log_s: run(fixed, scale(diff, jnp.exp(log_s)), None, raster).spikes, names,
+                        statistics)
+
+
+def _slopes(up, down, stats, names, statistics) -> dict:
+    """``{label: dy/dr}``: each statistic's difference between the two runs of a pair over that of its
+    population's settled rate per step (0 where the rate's difference is not positive)."""
+    out = {}
     for label, pop, _ in statistics:
         d_rate = up[names.index(pop)] - down[names.index(pop)]
         y = stats[label]
-        slopes[label] = jnp.where(d_rate > 0, (y[0] - y[1]) / jnp.where(d_rate > 0, d_rate, 1.0), 0.0)
-    return D, (c, fd, sg), slopes
+        out[label] = jnp.where(d_rate > 0, (y[0] - y[1]) / jnp.where(d_rate > 0, d_rate, 1.0), 0.0)
+    return out
 
 
 def mean_field(run: Callable, fixed, diff, names: Sequence[str], scale: Callable, statistics: tuple = ()):

@@ -302,7 +302,8 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
             as the mean ISI CV, whose derivative taken through the surrogate rasters is tens to hundreds of
             times too large; it assumes that the statistic moves with the rate as it does with the recurrent
             input held fixed (measured: within 2.2x at 1 s on four networks, not at 10 s on the smallest;
-            docs/networks.md).  Under the other estimators, or without ``spike_grad``,
+            docs/networks.md); :func:`jaxlif.network.rate_slopes` checks that assumption on your network
+            and warns where it fails.  Under the other estimators, or without ``spike_grad``,
             ``fn`` is simply applied to the rasters (its derivative is the rasters').  A poisoned run gives
             NaN.  Pass the same function objects from call to call: a new function compiles a new program.
 
