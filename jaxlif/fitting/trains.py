@@ -516,6 +516,87 @@ def _screen_starts(lay: Layout, models, starts, n_grid, arr: _Arrays, first_mean
     return out
 
 
+@functools.partial(jax.jit, static_argnames=("lay",))
+def _kernel_screen_values(theta, a: _Arrays, *, lay: Layout):
+    """``(P, K)`` NLL per point and ``(P, K, noise_dim)`` noise coordinates of ``K`` candidate
+    model vectors ``theta (P, K, model_dim)`` per problem under ``noise="gamma_kernel"``, each
+    with the SD start of :func:`_kernel_noise_start`."""
+    def one(th, arr):
+        def cand(t):
+            noise = _kernel_noise_start(lay, t, arr)
+            return _nll(lay, None, jnp.concatenate([t, noise]), arr)[0], noise
+        return jax.vmap(cand)(th)
+    return jax.vmap(one)(theta, a)
+
+
+def _kernel_noise_start(lay: Layout, th, a: _Arrays):
+    """Data-informed start of the ``"gamma_kernel"`` coordinates for the model vector ``th``:
+    the SD kernel that best reproduces the constant-CV gamma fit of the same mean.
+
+    With the release ``r`` of ``th``, the gamma model's profiled scale ``A`` and CV ``c``
+    (:func:`~jaxlif.fitting.likelihood.nll`), the target SD of every protocol and pulse is
+    ``c A r``.  The scale is ``s = 2 max(c A r)``, so the sigmoid is at most 1/2 (its argument
+    at most 0, off the saturated plateau ``b_s -> +inf`` where the SD is the constant ``s`` and
+    the kernel has no gradient), and ``b_s``, ``c_j / tau_j`` are the least-squares fit
+    (weighted by the amplitudes recorded) of the sigmoid's argument
+    ``logit(c A r / s)``, clipped to ``[-SRP_START_MAX_ARG, 0]``, by
+    ``b_s + sum_j (c_j / tau_j) sum_{i<k} exp(-(t_k - t_i)/tau_j)``: a linear problem.
+    Returns ``(noise_dim,)``: ``log(A / A_cv) = 0``, ``log s``, ``b_s``, ``c_j / tau_j``."""
+    cons = lay.constraints()
+    dm = lay.model_dim
+    vec = [c.forward(th[i]) for i, c in enumerate(cons[:dm])]
+    r = family_release(lay.family, vec, a.delta, a.flags[0], a.flags[1], taus=lay.taus,
+                       fit_taus=lay.fit_taus)
+    st = a.st
+    some = st.count > 0
+    _, A, cv = lk.nll(st, r, r[0, 0], True, True, a.flags[3])
+    target = jnp.where(some, cv * A * r, 0.0)
+    s_ = 2.0 * jnp.max(target)
+    p = jnp.clip(target / s_, 1e-30, 0.5)
+    x = jnp.clip(jnp.log(p) - jnp.log1p(-p), -SRP_START_MAX_ARG, 0.0)
+    J = len(lay.noise_taus)
+    eye = jnp.eye(J, dtype=x.dtype)
+    taus = jnp.asarray(lay.noise_taus, x.dtype)
+    drive = jnp.stack([kernel_drive(eye[j], taus, a.delta) for j in range(J)], axis=-1)
+    X = jnp.concatenate([jnp.ones(x.shape + (1,), x.dtype), drive], axis=-1)   # (..., 1 + J)
+    w = jnp.where(some, st.count, 0.0)[..., None]
+    XtX = jnp.einsum("...i,...j->ij", w * X, X)
+    Xtx = jnp.einsum("...i,...->i", w * X, x)
+    ridge = 1e-8 * jnp.trace(XtX) / (1 + J) + jnp.finfo(x.dtype).tiny
+    beta = jnp.linalg.solve(XtX + ridge * jnp.eye(1 + J, dtype=x.dtype), Xtx)
+    return jnp.concatenate([jnp.zeros(1, x.dtype), jnp.log(s_)[None], beta])
+
+
+def _screen_kernel_starts(lay: Layout, models, starts, n_grid, arr: _Arrays) -> tuple:
+    """Data-informed default starts of the TM family under ``noise="gamma_kernel"``: as
+    :func:`_screen_starts`, the ``n_grid[p]`` best of ``SCREEN_FACTOR * n_grid[p]`` points of
+    the start sequence, each with its own SD start (:func:`_kernel_noise_start`) and ranked by
+    the ``"gamma_kernel"`` likelihood of the data there.  Returns ``(starts, noise)``:
+    ``noise[p]`` the ``(n_grid[p], noise_dim)`` unconstrained noise starts of the trailing grid
+    rows of ``starts[p]`` (``None`` where not screened: user ``init`` rows, SRP models)."""
+    out = [np.asarray(st, dtype=float) for st in starts]
+    noise = [None] * len(out)
+    todo = [p for p, m in enumerate(models)
+            if n_grid[p] > 0 and start_candidates(m, 1) is not None]
+    if not todo:
+        return out, noise
+    K = SCREEN_FACTOR * max(n_grid[p] for p in todo)
+    cand = [start_candidates(models[p], K) for p in todo]
+    theta = np.stack([_family_theta(models[p], c) for p, c in zip(todo, cand)])
+    sub = jax.tree_util.tree_map(lambda x: device_array(np.asarray(x)[todo]), arr)
+    dtype = jnp.result_type(float)
+    values, coords = _kernel_screen_values(device_array(theta, dtype), sub, lay=lay)
+    values, coords = np.asarray(values, dtype=float), np.asarray(coords, dtype=float)
+    for i, p in enumerate(todo):
+        k = n_grid[p]
+        n = SCREEN_FACTOR * k
+        v = np.where(np.isfinite(values[i, :n]), values[i, :n], np.inf)
+        best = np.argsort(v, kind="stable")[:k]
+        out[p] = np.concatenate([out[p][:len(out[p]) - k], cand[i][:n][best]])
+        noise[p] = coords[i, :n][best]
+    return out, noise
+
+
 def _family_theta(m: Model, starts: np.ndarray, lay: Layout | None = None,
                   noise_start=None) -> np.ndarray:
     """Unconstrained vectors ``(S, dim)`` of starts given in the model's fields (followed by the
@@ -652,9 +733,15 @@ def _solve(arr: _Arrays, family, models, starts, *, interval, level, max_rel, ma
     estimated = spec.estimated
     objective = _objective_for(lay)
     fm = [None] * P if first_mean is None else list(first_mean)
-    starts = _screen_starts(lay, models, starts,
-                            [len(s) for s in starts] if n_grid is None else list(n_grid), arr, fm)
+    n_grid = [len(s) for s in starts] if n_grid is None else list(n_grid)
+    if lay.noise == "gamma_kernel":
+        starts, noise = _screen_kernel_starts(lay, models, starts, n_grid, arr)
+    else:
+        starts, noise = _screen_starts(lay, models, starts, n_grid, arr, fm), [None] * P
     thetas = [_family_theta(m, s, lay, fm[p]) for p, (m, s) in enumerate(zip(models, starts))]
+    for t, nz in zip(thetas, noise):
+        if nz is not None:
+            t[len(t) - len(nz):, lay.model_dim:] = nz
     owner = np.concatenate([np.full(len(t), p) for p, t in enumerate(thetas)])
     normalised = np.asarray(arr.flags)[:, 3]
     active = _active(lay, models, normalised)
