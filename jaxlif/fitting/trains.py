@@ -535,13 +535,16 @@ def _kernel_noise_start(lay: Layout, th, a: _Arrays):
 
     With the release ``r`` of ``th``, the gamma model's profiled scale ``A`` and CV ``c``
     (:func:`~jaxlif.fitting.likelihood.nll`), the target SD of every protocol and pulse is
-    ``c A r``.  The scale is ``s = 2 max(c A r)``, so the sigmoid is at most 1/2 (its argument
-    at most 0, off the saturated plateau ``b_s -> +inf`` where the SD is the constant ``s`` and
-    the kernel has no gradient), and ``b_s``, ``c_j / tau_j`` are the least-squares fit
+    ``c A r``.  The scale is ``s = 2 max(c A r)``, so that the sigmoid's targets are at most
+    1/2 (arguments at most 0, away from the saturated plateau ``b_s -> +inf`` where the SD is
+    the constant ``s`` and the kernel has no gradient), and ``b_s``, ``c_j / tau_j`` are the
+    least-squares fit
     (weighted by the amplitudes recorded) of the sigmoid's argument
     ``logit(c A r / s)``, clipped to ``[-SRP_START_MAX_ARG, 0]``, by
     ``b_s + sum_j (c_j / tau_j) sum_{i<k} exp(-(t_k - t_i)/tau_j)``: a linear problem (then
-    ``b_s`` is lowered, if needed, until the fitted argument is at most 0 at every pulse).
+    ``b_s`` is lowered, if needed, until the fitted argument is at most
+    :data:`SRP_START_MAX_ARG` at every pulse, as for the SRP starts; below, the SD is
+    ``s exp(argument)`` and keeps its gradient).
     Returns ``(noise_dim,)``: ``log(A / A_cv) = 0``, ``log s``, ``b_s``, ``c_j / tau_j``."""
     cons = lay.constraints()
     dm = lay.model_dim
@@ -565,9 +568,9 @@ def _kernel_noise_start(lay: Layout, th, a: _Arrays):
     Xtx = jnp.einsum("...i,...->i", w * X, x)
     ridge = 1e-8 * jnp.trace(XtX) / (1 + J) + jnp.finfo(x.dtype).tiny
     beta = jnp.linalg.solve(XtX + ridge * jnp.eye(1 + J, dtype=x.dtype), Xtx)
-    # the fitted argument at most 0 at every recorded pulse (b_s lowered where it is not)
+    # the fitted argument at most SRP_START_MAX_ARG at every recorded pulse, as the SRP starts
     top = jnp.max(jnp.where(some, X @ beta, -jnp.inf))
-    beta = beta.at[0].add(-jnp.maximum(top, 0.0))
+    beta = beta.at[0].add(-jnp.maximum(top - SRP_START_MAX_ARG, 0.0))
     return jnp.concatenate([jnp.zeros(1, x.dtype), jnp.log(s_)[None], beta])
 
 
@@ -824,7 +827,7 @@ def _solve(arr: _Arrays, family, models, starts, *, interval, level, max_rel, ma
 
 #: Fractions of the segment from a start's (moved) end to its problem's best end at which
 #: :func:`_continue_stalled` evaluates the objective.
-CONTINUE_FRACTIONS = (0.125, 0.25, 0.5, 0.75)
+CONTINUE_FRACTIONS = (0.25, 0.5, 0.75)
 #: Log-likelihood units: a change of a coordinate that moves the likelihood by at most this
 #: much is a move along a flat direction (:func:`_continue_stalled`); a start more than this
 #: below the best is tested, and continued from a point at least this much higher.
@@ -860,7 +863,7 @@ def _continue_stalled(objective, th, loss, n_steps, owner, arr: _Arrays, free, n
     best end as the direction to try:
 
     1. each coordinate in turn is moved to the best end's value; those along whose way (at
-       1/4, 1/2, 3/4 and the end of it) the log-likelihood never falls by more than
+       its midpoint and its end) the log-likelihood never falls by more than
        :data:`CONTINUE_TOL` (flat directions, or better: no barrier crossed) are moved, all
        together (none where the joint move, checked the same way, crosses a barrier);
     2. the objective is evaluated on the straight segment from that point towards the best end,
@@ -892,8 +895,8 @@ def _continue_stalled(objective, th, loss, n_steps, owner, arr: _Arrays, free, n
         v = evaluate_lanes(objective, pts, o, arr, None, free=fr_, min_lanes=min_lanes)[0]
         return np.where(np.isfinite(v), (v - loss[todo]) * n_t, np.inf)
 
-    def rise(a, b):    # the highest point of the path a -> b (at 1/4, 1/2, 3/4 and b)
-        return np.max([values(a + f * (b - a)) for f in (0.25, 0.5, 0.75, 1.0)], axis=0)
+    def rise(a, b):    # the higher of the path a -> b's midpoint and b
+        return np.maximum(values(0.5 * (a + b)), values(b))
 
     end, target = th[todo], th[ref[todo]]
     flat = np.zeros(end.shape, bool)
