@@ -2,12 +2,14 @@
 
 For each data set, model and noise model: ``fit_stp_trains(..., interval="none")`` from the
 default starts, and the number of starts whose log-likelihood is within 0.01 units of the best
-start's (docs/fitting.md, section Starts, tables).  CPU seconds of each fit are the second
-call's (compiled).
+start's (docs/fitting.md, section Starts, tables), and the CPU seconds of the last of
+``--repeat`` fits (from the second on, compiled).
 
     python benchmarks/start_counts.py means                 # the shipped mossy-fibre means
     python benchmarks/start_counts.py sweeps --data DIR     # read_chamberland2018(DIR), float64
     python benchmarks/start_counts.py means --cells tm:gamma,tm4:gamma_kernel
+
+Noise ``gaussian-est``: Gaussian with the sd estimated (on the means, their SEMs left out).
 """
 import argparse
 import time
@@ -17,8 +19,9 @@ import numpy as np
 from jaxlif import fit_stp_trains
 from jaxlif.fitting import mossy_fibre, read_chamberland2018
 
-CELLS = [(m, n) for n in ("gaussian", "gamma", "binomial", "gamma_kernel")
-         for m in ("tm", "tm4", "depression")]
+CELLS = [(m, n) for n in ("gaussian", "gaussian-est", "gamma", "binomial", "gamma_kernel")
+         for m in ("tm", "tm4", "depression", "srp") if not (m == "srp" and n in ("binomial",
+                                                                                  "gamma_kernel"))]
 
 
 def count(fit, tol=0.01):
@@ -40,9 +43,11 @@ def main(argv=None):
         kw = dict(zeros="missing", allow_missing=True, precision="float64")
     cells = CELLS if args.cells is None else [tuple(c.split(":")) for c in args.cells.split(",")]
     for model, noise in cells:
-        for _ in range(args.repeat):        # means, Gaussian: the SEMs are the noise sd
+        # "gaussian": on the means the SEMs are the noise sd; "gaussian-est": the sd estimated
+        d = data._replace(noise_sd=None) if noise == "gaussian-est" else data
+        for _ in range(args.repeat):
             t0 = time.process_time()
-            fit = fit_stp_trains(data, model=model, noise=noise, interval="none", **kw)
+            fit = fit_stp_trains(d, model=model, noise=noise.split("-")[0], interval="none", **kw)
             cpu = time.process_time() - t0
         near, total, ll = count(fit)
         print(f"{model:10s} {noise:12s} {near:2d} / {total:2d}  best {np.nanmax(ll):.3f}  "

@@ -832,6 +832,10 @@ CONTINUE_FRACTIONS = (0.25, 0.5, 0.75)
 #: much is a move along a flat direction (:func:`_continue_stalled`); a start more than this
 #: below the best is tested, and continued from a point at least this much higher.
 CONTINUE_TOL = 1e-3
+#: A barrier lower than this fraction of a start's gap to the best end (and than
+#: :data:`CONTINUE_TOL`, whichever is larger) does not stop :func:`_continue_stalled`: the
+#: flat limits are flat only to within the rounding and the remaining effect of ``U``.
+CONTINUE_BARRIER = 0.1
 
 
 def _continue_rules(n_points: float) -> dict:
@@ -899,31 +903,28 @@ def _continue_stalled(objective, th, loss, n_steps, owner, arr: _Arrays, free, n
         return np.maximum(values(0.5 * (a + b)), values(b))
 
     end, target = th[todo], th[ref[todo]]
+    barrier = np.maximum(CONTINUE_TOL, CONTINUE_BARRIER * gap[todo])
     flat = np.zeros(end.shape, bool)
     for i in np.flatnonzero((fr_ & (end != target)).any(axis=0)):
         pt = end.copy()
         pt[:, i] = target[:, i]
-        flat[:, i] = fr_[:, i] & (rise(end, pt) <= CONTINUE_TOL)
+        flat[:, i] = fr_[:, i] & (rise(end, pt) <= barrier)
     moved = np.where(flat, target, end)
-    keep = (rise(end, moved) <= CONTINUE_TOL) if flat.any() else np.zeros(len(todo), bool)
+    keep = (rise(end, moved) <= barrier) if flat.any() else np.zeros(len(todo), bool)
     moved = np.where(keep[:, None], moved, end)
-    base = values(moved) if keep.any() else np.zeros(len(todo))
-    base = np.where(keep, base, 0.0)
     fr = np.asarray(CONTINUE_FRACTIONS)
     pts = moved[:, None, :] + fr[None, :, None] * (target - moved)[:, None, :]
     value = np.stack([values(pts[:, i]) for i in range(len(fr))], axis=1)
-    eps = float(np.finfo(jnp.result_type(float)).eps)
-    tol = (1e-6 + 8.0 * eps * np.abs(loss[todo]) * n_t)[:, None]
-    prev = np.concatenate([base[:, None], value[:, :-1]], axis=1)
-    monotone = np.cumprod(value <= prev + tol, axis=1).astype(bool)
-    lower = monotone & (value < -CONTINUE_TOL)
+    # no barrier on the way to a point; the lowest such point more than CONTINUE_TOL lower
+    clear = np.maximum.accumulate(value, axis=1) <= barrier[:, None]
+    lower = clear & (value < -CONTINUE_TOL)
     # a segment of length zero (every coordinate moved) would copy the best end: not continued
     go = lower.any(axis=1) & (fr_ & (moved != target)).any(axis=1)
     if not go.any():
         return th, loss, n_steps
-    last = len(fr) - 1 - np.argmax(lower[:, ::-1], axis=1)     # the lowest point of the descent
+    pick = np.argmin(np.where(lower, value, np.inf), axis=1)
     lanes = todo[go]
-    new_th, new_loss, new_steps, *_ = minimise_lanes(objective, pts[go, last[go]], owner[lanes],
+    new_th, new_loss, new_steps, *_ = minimise_lanes(objective, pts[go, pick[go]], owner[lanes],
                                                      arr, None, free=free[lanes],
                                                      max_steps=max_steps, **rules,
                                                      min_lanes=min_lanes)
