@@ -488,14 +488,16 @@ def _screen_starts(lay: Layout, models, starts, n_grid, arr: _Arrays, first_mean
     section Starts, has the counts).  Keeping a quarter of the grid points (those farthest from
     the screened starts) was tried and measured worse there: tm4 10 and 5 of 15 starts at the
     optimum under Gaussian and binomial noise, against 12 and 7.
-    User ``init`` rows are kept as given; SRP models (capped starts) are not screened, nor
-    ``noise="gamma_kernel"`` fits: their SD starts are not data-informed, and from screened mean
-    starts the depression model's SD sigmoid ran onto its saturated plateau (``b_s -> +inf``, a
-    constant SD) on the per-sweep data and on the shipped means, missing the optimum the plain
-    grid finds (-32757 against -32237 and -42.0 against -31.6)."""
+    User ``init`` rows are kept as given; SRP models (capped starts) are not screened.
+    ``noise="gamma_kernel"`` fits are screened by :func:`_screen_kernel_starts` instead (each
+    candidate with its own data-informed SD start): with the constant SD start of
+    :func:`_noise_starts`, screened mean starts let the depression model's SD sigmoid run onto
+    its saturated plateau (``b_s -> +inf``, a constant SD) on the per-sweep data and on the
+    shipped means, missing the optimum the plain grid finds (-32757 against -32237 and -42.0
+    against -31.6)."""
     out = [np.asarray(st, dtype=float) for st in starts]
     if lay.noise == "gamma_kernel":
-        return out
+        return out                  # (_screen_kernel_starts)
     todo = [p for p, m in enumerate(models)
             if n_grid[p] > 0 and start_candidates(m, 1) is not None]
     if not todo:
@@ -828,9 +830,8 @@ def _solve(arr: _Arrays, family, models, starts, *, interval, level, max_rel, ma
 #: Fractions of the segment from a start's (moved) end to its problem's best end at which
 #: :func:`_continue_stalled` evaluates the objective.
 CONTINUE_FRACTIONS = (0.25, 0.5, 0.75)
-#: Log-likelihood units: a change of a coordinate that moves the likelihood by at most this
-#: much is a move along a flat direction (:func:`_continue_stalled`); a start more than this
-#: below the best is tested, and continued from a point at least this much higher.
+#: Log-likelihood units (:func:`_continue_stalled`): a start more than this below the best end
+#: is tested, and continued from a point at least this much more likely than its end.
 CONTINUE_TOL = 1e-3
 #: A barrier lower than this fraction of a start's gap to the best end (and than
 #: :data:`CONTINUE_TOL`, whichever is larger) does not stop :func:`_continue_stalled`: the
@@ -841,9 +842,10 @@ CONTINUE_BARRIER = 0.1
 def _continue_rules(n_points: float) -> dict:
     """Stopping rules of the runs that :func:`_continue_stalled` continues: until the predicted
     gain, or the gain over 50 steps, is below 1e-9 log-likelihood units.  They follow a flat
-    valley towards an optimum, where the fit's own rules (:func:`_stop_rules`) stop early: the
-    per-sweep mossy-fibre ``tm4`` fit under gamma noise (14,481 amplitudes) continued with them
-    stopped 0.013 units short in 14 of 15 starts, from points 0.014 units short."""
+    valley towards an optimum, where the fit's own rules (:func:`_stop_rules`) stop early: on
+    the per-sweep mossy-fibre data (14,481 amplitudes) under gamma noise, 14 ``tm4`` starts
+    continued with those rules stopped 0.013 units short of the optimum (from points 0.014
+    short); with these, 12 of the 14 reached it."""
     return dict(patience=50, rel_improve=0.0, abs_improve=1e-9 / n_points,
                 gtol=1e-9 / n_points)
 
@@ -867,21 +869,23 @@ def _continue_stalled(objective, th, loss, n_steps, owner, arr: _Arrays, free, n
     best end as the direction to try:
 
     1. each coordinate in turn is moved to the best end's value; those along whose way (at
-       its midpoint and its end) the log-likelihood never falls by more than
-       :data:`CONTINUE_TOL` (flat directions, or better: no barrier crossed) are moved, all
-       together (none where the joint move, checked the same way, crosses a barrier);
+       its midpoint and its end) the log-likelihood never falls below the end's by more than
+       the barrier allowance (flat directions, or better) are moved, all together (none where
+       the joint move, checked the same way, crosses a barrier);
     2. the objective is evaluated on the straight segment from that point towards the best end,
        at the fractions :data:`CONTINUE_FRACTIONS` (each evaluation one vectorised call of the
        fit's own compiled program);
-    3. where it rises nowhere along the way (within rounding) and falls more than
-       :data:`CONTINUE_TOL` below the start's end, the start's optimisation continues from the
-       lowest of these points (a line search along that direction), with
-       :func:`_continue_rules`; its end becomes the end of that run (kept only if lower),
-       wherever it leads.
+    3. of the points reached without crossing a barrier, the lowest, if it is more than
+       :data:`CONTINUE_TOL` above the end in log-likelihood, is where the start's optimisation
+       continues (a line search along that direction), with :func:`_continue_rules`; its end
+       becomes the end of that run (kept only if lower), wherever it leads.
 
-    An end with higher points between it and the best end (a barrier: a separate valley) is
-    left where it is.  Returns ``(theta, loss, n_steps)`` of every lane (``n_steps``: the
-    continued run's steps added)."""
+    The barrier allowance is :data:`CONTINUE_BARRIER` times the start's gap to the best end, at
+    least :data:`CONTINUE_TOL`.  An end with a higher barrier between it and the best end (a
+    separate valley) is left where it is, and a point is never continued from the best end
+    itself (a segment of length zero).  Each start's end stays the end of its own optimisation
+    path.  Returns ``(theta, loss, n_steps)`` of every lane (``n_steps``: the continued run's
+    steps added)."""
     th, loss, n_steps = np.array(th, float), np.array(loss, float), np.array(n_steps)
     n_lane = np.asarray(n, float)[owner]
     best_lane = np.full(int(owner.max()) + 1, -1)
@@ -894,27 +898,44 @@ def _continue_stalled(objective, th, loss, n_steps, owner, arr: _Arrays, free, n
         return th, loss, n_steps
     o, fr_ = owner[todo], free[todo]
     n_t = n_lane[todo]
+    slots = max(8, 1 << (int(min_lanes) - 1).bit_length())
 
-    def values(pts):   # log-likelihood units above the end; at most the fit's slots per problem
-        v = evaluate_lanes(objective, pts, o, arr, None, free=fr_, min_lanes=min_lanes)[0]
-        return np.where(np.isfinite(v), (v - loss[todo]) * n_t, np.inf)
-
-    def rise(a, b):    # the higher of the path a -> b's midpoint and b
-        return np.maximum(values(0.5 * (a + b)), values(b))
+    def values(pts):
+        """Log-likelihood units below the end at ``pts (len(todo), K, D)``: all points in as
+        few calls as the fit's own slots per problem allow (its compiled program)."""
+        K = pts.shape[1]
+        flat_o, flat_f = np.repeat(o, K), np.repeat(fr_, K, axis=0)
+        flat_p = pts.reshape(-1, pts.shape[-1])
+        rank = np.zeros(len(flat_o), int)                     # position among its problem's
+        for q in np.unique(flat_o):
+            rank[flat_o == q] = np.arange(np.sum(flat_o == q))
+        v = np.empty(len(flat_o))
+        for c in range(int(rank.max()) // slots + 1):
+            sel = rank // slots == c
+            v[sel] = evaluate_lanes(objective, flat_p[sel], flat_o[sel], arr, None,
+                                    free=flat_f[sel], min_lanes=min_lanes)[0]
+        v = v.reshape(len(todo), K)
+        return np.where(np.isfinite(v), (v - loss[todo, None]) * n_t[:, None], np.inf)
 
     end, target = th[todo], th[ref[todo]]
     barrier = np.maximum(CONTINUE_TOL, CONTINUE_BARRIER * gap[todo])
+    half = np.array([0.5, 1.0])
+    coords = np.flatnonzero((fr_ & (end != target)).any(axis=0))
+    moves = np.repeat(end[:, None, :], len(coords), axis=1)          # (todo, C, D)
+    moves[:, np.arange(len(coords)), coords] = target[:, coords]
+    path = end[:, None, None, :] + half[None, None, :, None] * (moves - end[:, None, :])[:, :, None]
+    rises = values(path.reshape(len(todo), -1, end.shape[1])).reshape(len(todo), len(coords), 2)
     flat = np.zeros(end.shape, bool)
-    for i in np.flatnonzero((fr_ & (end != target)).any(axis=0)):
-        pt = end.copy()
-        pt[:, i] = target[:, i]
-        flat[:, i] = fr_[:, i] & (rise(end, pt) <= barrier)
+    flat[:, coords] = fr_[:, coords] & (rises.max(axis=2) <= barrier[:, None])
     moved = np.where(flat, target, end)
-    keep = (rise(end, moved) <= barrier) if flat.any() else np.zeros(len(todo), bool)
+    keep = np.zeros(len(todo), bool)
+    if flat.any():      # the joint move, checked the same way
+        keep = values(end[:, None] + half[None, :, None] * (moved - end)[:, None]).max(
+            axis=1) <= barrier
     moved = np.where(keep[:, None], moved, end)
     fr = np.asarray(CONTINUE_FRACTIONS)
     pts = moved[:, None, :] + fr[None, :, None] * (target - moved)[:, None, :]
-    value = np.stack([values(pts[:, i]) for i in range(len(fr))], axis=1)
+    value = values(pts)
     # no barrier on the way to a point; the lowest such point more than CONTINUE_TOL lower
     clear = np.maximum.accumulate(value, axis=1) <= barrier[:, None]
     lower = clear & (value < -CONTINUE_TOL)
@@ -924,10 +945,12 @@ def _continue_stalled(objective, th, loss, n_steps, owner, arr: _Arrays, free, n
         return th, loss, n_steps
     pick = np.argmin(np.where(lower, value, np.inf), axis=1)
     lanes = todo[go]
+    # many problems: packed rows of the continued lanes only, as the profile fits run them
+    # (the same compiled programs), not the whole grid of every problem's slots
+    layout = (dict(row_slots=1, repack_every=5) if len(n) >= 16 else dict(min_lanes=min_lanes))
     new_th, new_loss, new_steps, *_ = minimise_lanes(objective, pts[go, pick[go]], owner[lanes],
                                                      arr, None, free=free[lanes],
-                                                     max_steps=max_steps, **rules,
-                                                     min_lanes=min_lanes)
+                                                     max_steps=max_steps, **rules, **layout)
     better = np.isfinite(new_loss) & (new_loss < loss[lanes])
     th[lanes[better]], loss[lanes[better]] = new_th[better], new_loss[better]
     n_steps[lanes] = n_steps[lanes] + new_steps
