@@ -495,27 +495,43 @@ def _screen_starts(lay: Layout, models, starts, n_grid, arr: _Arrays, first_mean
     its saturated plateau (``b_s -> +inf``, a constant SD) on the per-sweep data and on the
     shipped means, missing the optimum the plain grid finds (-32757 against -32237 and -42.0
     against -31.6)."""
-    out = [np.asarray(st, dtype=float) for st in starts]
     if lay.noise == "gamma_kernel":
-        return out                  # (_screen_kernel_starts)
+        return [np.asarray(st, dtype=float) for st in starts]     # (_screen_kernel_starts)
+    return _screen(
+        models, starts, n_grid, arr,
+        lambda p, c: _family_theta(models[p], c, lay, first_mean[p]),
+        lambda theta, sub: (_screen_values(theta, sub, lay=lay), None))[0]
+
+
+def _screen(models, starts, n_grid, arr: _Arrays, theta_of, values_of) -> tuple:
+    """The screening of :func:`_screen_starts` and :func:`_screen_kernel_starts`: the last
+    ``n_grid[p]`` rows of ``starts[p]`` replaced by the ``n_grid[p]`` candidates of
+    :func:`~jaxlif.fitting.models.start_candidates` (``SCREEN_FACTOR`` times as many) with the
+    lowest NLL.  ``theta_of(p, candidates)``: their unconstrained vectors; ``values_of(theta (P',
+    K, dim), arrays of those P' problems)``: ``(P', K)`` NLL and ``(P', K, ...)`` coordinates
+    that go with each candidate, or ``None``.  Returns ``(starts, extra)``: ``extra[p]`` the
+    coordinates of the chosen candidates (``None`` where not screened)."""
+    out = [np.asarray(st, dtype=float) for st in starts]
+    extra = [None] * len(out)
     todo = [p for p, m in enumerate(models)
             if n_grid[p] > 0 and start_candidates(m, 1) is not None]
     if not todo:
-        return out
+        return out, extra
     K = SCREEN_FACTOR * max(n_grid[p] for p in todo)
     cand = [start_candidates(models[p], K) for p in todo]
-    theta = np.stack([_family_theta(models[p], c, lay, first_mean[p])
-                      for p, c in zip(todo, cand)])
+    theta = np.stack([theta_of(p, c) for p, c in zip(todo, cand)])
     sub = jax.tree_util.tree_map(lambda x: device_array(np.asarray(x)[todo]), arr)
-    dtype = jnp.result_type(float)
-    values = np.asarray(_screen_values(device_array(theta, dtype), sub, lay=lay), dtype=float)
+    values, coords = values_of(device_array(theta, jnp.result_type(float)), sub)
+    values = np.asarray(values, dtype=float)
     for i, p in enumerate(todo):
         k = n_grid[p]
         n = SCREEN_FACTOR * k                       # this model's own number of candidates
         v = np.where(np.isfinite(values[i, :n]), values[i, :n], np.inf)
         best = np.argsort(v, kind="stable")[:k]
         out[p] = np.concatenate([out[p][:len(out[p]) - k], cand[i][:n][best]])
-    return out
+        if coords is not None:
+            extra[p] = np.asarray(coords, dtype=float)[i, :n][best]
+    return out, extra
 
 
 @functools.partial(jax.jit, static_argnames=("lay",))
@@ -540,8 +556,7 @@ def _kernel_noise_start(lay: Layout, th, a: _Arrays):
     ``c A r``.  The scale is ``s = 2 max(c A r)``, so that the sigmoid's targets are at most
     1/2 (arguments at most 0, away from the saturated plateau ``b_s -> +inf`` where the SD is
     the constant ``s`` and the kernel has no gradient), and ``b_s``, ``c_j / tau_j`` are the
-    least-squares fit
-    (weighted by the amplitudes recorded) of the sigmoid's argument
+    least-squares fit (weighted by the amplitudes recorded) of the sigmoid's argument
     ``logit(c A r / s)``, clipped to ``[-SRP_START_MAX_ARG, 0]``, by
     ``b_s + sum_j (c_j / tau_j) sum_{i<k} exp(-(t_k - t_i)/tau_j)``: a linear problem (then
     ``b_s`` is lowered, if needed, until the fitted argument is at most
@@ -583,27 +598,8 @@ def _screen_kernel_starts(lay: Layout, models, starts, n_grid, arr: _Arrays) -> 
     the ``"gamma_kernel"`` likelihood of the data there.  Returns ``(starts, noise)``:
     ``noise[p]`` the ``(n_grid[p], noise_dim)`` unconstrained noise starts of the trailing grid
     rows of ``starts[p]`` (``None`` where not screened: user ``init`` rows, SRP models)."""
-    out = [np.asarray(st, dtype=float) for st in starts]
-    noise = [None] * len(out)
-    todo = [p for p, m in enumerate(models)
-            if n_grid[p] > 0 and start_candidates(m, 1) is not None]
-    if not todo:
-        return out, noise
-    K = SCREEN_FACTOR * max(n_grid[p] for p in todo)
-    cand = [start_candidates(models[p], K) for p in todo]
-    theta = np.stack([_family_theta(models[p], c) for p, c in zip(todo, cand)])
-    sub = jax.tree_util.tree_map(lambda x: device_array(np.asarray(x)[todo]), arr)
-    dtype = jnp.result_type(float)
-    values, coords = _kernel_screen_values(device_array(theta, dtype), sub, lay=lay)
-    values, coords = np.asarray(values, dtype=float), np.asarray(coords, dtype=float)
-    for i, p in enumerate(todo):
-        k = n_grid[p]
-        n = SCREEN_FACTOR * k
-        v = np.where(np.isfinite(values[i, :n]), values[i, :n], np.inf)
-        best = np.argsort(v, kind="stable")[:k]
-        out[p] = np.concatenate([out[p][:len(out[p]) - k], cand[i][:n][best]])
-        noise[p] = coords[i, :n][best]
-    return out, noise
+    return _screen(models, starts, n_grid, arr, lambda p, c: _family_theta(models[p], c),
+                   lambda theta, sub: _kernel_screen_values(theta, sub, lay=lay))
 
 
 def _family_theta(m: Model, starts: np.ndarray, lay: Layout | None = None,
