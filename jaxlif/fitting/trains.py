@@ -928,7 +928,8 @@ def _continue_stalled(objective, th, loss, n_steps, owner, arr: _Arrays, free, n
         v = v.reshape(len(todo), K)
         return np.where(np.isfinite(v), (v - loss[todo, None]) * n_t[:, None], np.inf)
 
-    end, target = th[todo], th[ref[todo]]
+    end = th[todo]
+    target = np.where(fr_, th[ref[todo]], end)       # coordinates a lane holds fixed stay fixed
     barrier = np.maximum(CONTINUE_TOL, CONTINUE_BARRIER * gap[todo])
     half = np.array([0.5, 1.0])
     coords = np.flatnonzero((fr_ & (end != target)).any(axis=0))
