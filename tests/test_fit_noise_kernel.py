@@ -284,12 +284,13 @@ def test_a_start_stalled_on_a_flat_limit_continues_and_one_beyond_a_barrier_does
     b = jax.numpy.asarray([[1.0], [0.0]], np.float32)
     loss = np.array([float(objective(t, b[o], None)) for t, o in zip(th, owner)])
     n = np.array([1000.0, 1000.0])
-    got, got_loss, steps = T._continue_stalled(
+    got, got_loss, steps, interrupted = T._continue_stalled(
         objective, th, loss, np.zeros(4, int), owner, b, np.ones((4, 2), bool), n,
         max_steps=500, rules=T._continue_rules(1000.0), min_lanes=0)
     assert loss[1] * 1000 > -1e-2 and loss[0] * 1000 == pytest.approx(-125.0, abs=1e-3)
     np.testing.assert_allclose(got[1], [math.log(1 / 3), 1.0], atol=2e-2)
     assert got_loss[1] * 1000 == pytest.approx(-125.0, abs=1e-2) and steps[1] > 0
+    assert not interrupted
     # the best ends and the end beyond the barrier are left as they were
     for lane in (0, 2, 3):
         np.testing.assert_array_equal(got[lane], th[lane])

@@ -772,10 +772,13 @@ def _solve(arr: _Arrays, family, models, starts, *, interval, level, max_rel, ma
             th[polished], loss[polished] = _polish(objective, lay, th[polished],
                                                    loss[polished], arr, _n_points(arr), active,
                                                    lanes, max(len(t) for t in thetas))
-        th, loss, n_steps = _continue_stalled(
-            objective, th, loss, n_steps, owner, arr, active[owner], _n_points(arr),
-            max_steps=max_steps, rules=_continue_rules(n_pts),
-            min_lanes=(_bucket_of(owner) if lay.noise == "gamma_kernel" else lanes))
+        try:
+            th, loss, n_steps, interrupted = _continue_stalled(
+                objective, th, loss, n_steps, owner, arr, active[owner], _n_points(arr),
+                max_steps=max_steps, rules=_continue_rules(n_pts),
+                min_lanes=(_bucket_of(owner) if lay.noise == "gamma_kernel" else lanes))
+        except KeyboardInterrupt:       # during the probes: the starts' own ends stand
+            interrupted = True
     S = max(len(t) for t in thetas)
     D = lay.dim
     slot = np.concatenate([np.arange(len(t)) for t in thetas])
@@ -895,8 +898,9 @@ def _continue_stalled(objective, th, loss, n_steps, owner, arr: _Arrays, free, n
     least :data:`CONTINUE_TOL`.  An end with a higher barrier between it and the best end (a
     separate valley) is left where it is, and a point is never continued from the best end
     itself (a segment of length zero).  Each start's end stays the end of its own optimisation
-    path.  Returns ``(theta, loss, n_steps)`` of every lane (``n_steps``: the continued run's
-    steps added)."""
+    path.  Returns ``(theta, loss, n_steps, interrupted)``: every lane's (``n_steps``: the
+    continued run's steps added), and whether Ctrl-C stopped the continued runs (their best
+    points so far are kept where lower)."""
     th, loss, n_steps = np.array(th, float), np.array(loss, float), np.array(n_steps)
     n_lane = np.asarray(n, float)[owner]
     best_lane = np.full(int(owner.max()) + 1, -1)
@@ -906,7 +910,7 @@ def _continue_stalled(objective, th, loss, n_steps, owner, arr: _Arrays, free, n
     gap = (loss - loss[ref]) * n_lane                        # log-likelihood units below the best
     todo = np.flatnonzero(np.isfinite(gap) & (gap > CONTINUE_TOL) & np.isfinite(th).all(axis=1))
     if not todo.size:
-        return th, loss, n_steps
+        return th, loss, n_steps, False
     o, fr_ = owner[todo], free[todo]
     n_t = n_lane[todo]
     slots = max(8, 1 << (int(min_lanes) - 1).bit_length())
@@ -954,19 +958,19 @@ def _continue_stalled(objective, th, loss, n_steps, owner, arr: _Arrays, free, n
     # a segment of length zero (every coordinate moved) would copy the best end: not continued
     go = lower.any(axis=1) & (fr_ & (moved != target)).any(axis=1)
     if not go.any():
-        return th, loss, n_steps
+        return th, loss, n_steps, False
     pick = np.argmin(np.where(lower, value, np.inf), axis=1)
     lanes = todo[go]
     # many problems: packed rows of the continued lanes only, as the profile fits run them
     # (the same compiled programs), not the whole grid of every problem's slots
     layout = (dict(row_slots=1, repack_every=5) if len(n) >= 16 else dict(min_lanes=min_lanes))
-    new_th, new_loss, new_steps, *_ = minimise_lanes(objective, pts[go, pick[go]], owner[lanes],
-                                                     arr, None, free=free[lanes],
-                                                     max_steps=max_steps, **rules, **layout)
+    new_th, new_loss, new_steps, _, _, interrupted, _ = minimise_lanes(
+        objective, pts[go, pick[go]], owner[lanes], arr, None, free=free[lanes],
+        max_steps=max_steps, **rules, **layout)
     better = np.isfinite(new_loss) & (new_loss < loss[lanes])
     th[lanes[better]], loss[lanes[better]] = new_th[better], new_loss[better]
     n_steps[lanes] = n_steps[lanes] + new_steps
-    return th, loss, n_steps
+    return th, loss, n_steps, interrupted
 
 
 def _polish(objective, lay: Layout, theta, loss, arr: _Arrays, n, active, lanes, step_lanes):
