@@ -259,3 +259,98 @@ def test_newton_polish_finishes_a_flat_valley():
     np.testing.assert_allclose(theta, np.repeat(b / 2, 2, axis=1), atol=2e-3)
     np.testing.assert_allclose(loss, [objective(t, bb, None) for t, bb in zip(theta, b)], atol=1e-6)
     assert np.all(loss < 1e-5) and np.all(gain < 1e-4)          # the last round's predicted gain: none left
+
+
+def test_a_start_stalled_on_a_flat_limit_continues_and_one_beyond_a_barrier_does_not():
+    """``trains._continue_stalled`` on closed-form objectives (``coef`` 1000 points).  Problem 0
+    has the TM family's flat limit: ``f = -u (1 - (w - 1)^2) + 2 u^2``, ``u = sigmoid(z)``;
+    its optimum is ``u = 1/4, w = 1`` (``f = -1/8``), and a start at ``w = 4`` runs to
+    ``u -> 0`` (``z -> -inf``), where ``f -> 0`` whatever ``w``.  That end continues, along ``w``
+    (flat there) and then up ``u``, to the optimum.  Problem 1 is a double well ``(w^2 - 1)^2 +
+    0.3 w + z^2 / 2``: its higher well stays where it is (a barrier lies between it and the best
+    end).  Every returned loss is the objective at the returned point."""
+    from jaxlif.fitting import trains as T
+
+    def objective(th, b, shared):
+        u = jax.nn.sigmoid(th[0])
+        ridge = -u * (1.0 - (th[1] - 1.0) ** 2) + 2.0 * u ** 2
+        well = (th[1] ** 2 - 1.0) ** 2 + 0.3 * th[1] + 0.5 * th[0] ** 2
+        return b[0] * ridge + (1.0 - b[0]) * well
+
+    roots = np.sort(np.roots([4.0, 0.0, -4.0, 0.3]).real)        # f'(w) = 4w^3 - 4w + 0.3
+    low, high = roots[0], roots[2]
+    th = np.array([[math.log(1 / 3), 1.0], [-14.0, 4.0], [0.0, low], [0.0, high]])
+    owner = np.array([0, 0, 1, 1])
+    b = jax.numpy.asarray([[1.0], [0.0]], np.float32)
+    loss = np.array([float(objective(t, b[o], None)) for t, o in zip(th, owner)])
+    n = np.array([1000.0, 1000.0])
+    got, got_loss, steps, interrupted = T._continue_stalled(
+        objective, th, loss, np.zeros(4, int), owner, b, np.ones((4, 2), bool), n,
+        max_steps=500, rules=T._continue_rules(1000.0), min_lanes=0)
+    assert loss[1] * 1000 > -1e-2 and loss[0] * 1000 == pytest.approx(-125.0, abs=1e-3)
+    np.testing.assert_allclose(got[1], [math.log(1 / 3), 1.0], atol=2e-2)
+    assert got_loss[1] * 1000 == pytest.approx(-125.0, abs=1e-2) and steps[1] > 0
+    assert not interrupted
+    # the best ends and the end beyond the barrier are left as they were
+    for lane in (0, 2, 3):
+        np.testing.assert_array_equal(got[lane], th[lane])
+        assert got_loss[lane] == loss[lane] and steps[lane] == 0
+    np.testing.assert_allclose(got_loss, [float(objective(t, b[o], None))
+                                          for t, o in zip(got, owner)], atol=1e-6)
+
+
+@pytest.mark.slow          # compiles the SD start's program in float64 (~7 s)
+def test_kernel_sd_start_fits_the_constant_cv_sd_off_the_plateau(x64):
+    """The data-informed SD start of the TM family under ``noise="gamma_kernel"``
+    (``trains._kernel_noise_start``) against a NumPy oracle: the constant-CV gamma fit of the
+    start's mean (scale ``mean(y / r)``, CV from the gamma shape's likelihood equation
+    ``log k - digamma(k) = mean(y/mu - log(y/mu) - 1)``), the target SD ``c A r``, ``s`` twice its
+    largest value, and the least-squares fit of ``logit(c A r / s)``, clipped to [-5, 0], by
+    the kernel sums (direct sums here), weighted by the amplitudes per pulse, with ``b_s``
+    lowered where needed so that the argument is at most 5 at every spike (off the sigmoid's
+    saturated plateau)."""
+    from scipy import optimize, special
+
+    import trains_reference as tref
+    from jaxlif.fitting import likelihood as lk
+    from jaxlif.fitting import trains as T
+    from jaxlif.fitting.data import check_trains
+    m = get_model("tm4")
+    true = TM4Params(0.1, 0.3, 250.0, 90.0)
+    y = _data(seed=4, params=true, model="tm4", scale=3.0)
+    rows = T._rows(check_trains(TIMES, y), "gamma_kernel", None)
+    arr = T._arrays(rows, [0], [m], lk.NoiseSpec("gamma_kernel", False, False))
+    one = jax.tree_util.tree_map(lambda x: x[0], arr)
+    lay = T.layout_of(m, "gamma_kernel")
+    start = (0.3, 0.5, 400.0, 40.0)                                 # off the truth
+    th = T._family_theta(m, np.array([start]))[0]
+    got = np.asarray(jax.jit(T._kernel_noise_start, static_argnums=0)(lay, th, one))
+    # oracle, on the amplitudes in the fit's unit (divided by the median amplitude)
+    y = y / rows["c"][0]
+    cells, X, targets, weights, ys, mus = [], [], [], [], [], []
+    r_all = [tref.tm4_release(row[~np.isnan(row)], *start) for row in TIMES]
+    A = np.nanmean(np.concatenate([(y[p][:, :len(r)] / r).ravel() for p, r in enumerate(r_all)]))
+    for p, (row, r) in enumerate(zip(TIMES, r_all)):
+        t = row[~np.isnan(row)]
+        drive = np.stack([_drive(t, [tau if j == i else 0.0 for j, tau in enumerate(TAUS)], TAUS)
+                          for i in range(3)], axis=1)
+        for k in range(len(t)):
+            col = y[p, :, k][np.isfinite(y[p, :, k])]
+            ys.append(col)
+            mus.append(np.full(col.size, A * r[k]))
+            X.append(np.concatenate([[1.0], drive[k]]))
+            weights.append(col.size)
+            cells.append(A * r[k])
+    ys, mus = np.concatenate(ys), np.concatenate(mus)
+    dev = np.mean(ys / mus - np.log(ys / mus) - 1.0)
+    k_hat = optimize.brentq(lambda k: math.log(k) - special.digamma(k) - dev, 1e-3, 1e6, xtol=1e-14)
+    target = np.array(cells) / math.sqrt(k_hat)
+    s = 2.0 * target.max()
+    x = np.clip(np.log(target / s) - np.log1p(-target / s), -5.0, 0.0)
+    X, w = np.array(X), np.sqrt(np.array(weights, float))
+    beta = np.linalg.lstsq(X * w[:, None], x * w, rcond=None)[0]
+    beta[0] -= max(np.max(X @ beta) - 5.0, 0.0)
+    # (to the ridge of 1e-8 of the normal equations' trace, which the kernels' overlap amplifies)
+    np.testing.assert_allclose(got, np.concatenate([[0.0, math.log(s)], beta]), rtol=1e-4,
+                               atol=1e-8)
+    assert np.max(X @ got[2:]) <= 5.0 + 1e-9          # off the plateau at every spike
