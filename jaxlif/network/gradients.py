@@ -271,7 +271,8 @@ def rate_slopes(keys: jax.Array, net: Network | NetworkStructure, params: Networ
     errors; a slope that is NaN or too uncertain to tell warns too, ``verdict`` says which).  Agreement along
     this one direction is necessary, not sufficient.  Use finite differences over common random numbers for
     such a statistic.  Cost: five simulations per key (the closed-loop pair is the expensive part to
-    resolve: use tens of keys; each closed-loop difference is as noisy as a finite difference).
+    resolve: use tens of keys; each closed-loop difference is as noisy as a finite difference; the run and the
+    closed-loop pair are one vmapped simulation, the replay pair another).
 
     Args:
         keys: ``(K,)`` ``jax.random`` keys of the Poisson drive, ``K >= 2``.
@@ -362,10 +363,16 @@ def _rate_slopes(keys, structure, diff, names, statics, statistics):
     run = functools.partial(sim._run_fixed, statics=statics)
     scale = functools.partial(sim._scale_excitatory, structure)
 
+    h = CALIBRATION_STEP
+
     def one(key):
         fixed = (key, structure)
-        raster = run(fixed, diff, None).spikes
-        shut = _scaled_pair(lambda log_s: run(fixed, scale(diff, jnp.exp(log_s)), None).spikes, names, statistics)
+        # the run itself and the closed-loop pair in one vmapped simulation (scale 1, e^h, e^-h: one program)
+        spikes = jax.vmap(lambda log_s: run(fixed, scale(diff, jnp.exp(log_s)), None).spikes)(
+            jnp.asarray([0.0, h, -h], jnp.result_type(float)))
+        shut = jax.vmap(lambda sp: (_rates(sp, names), statistics_of(sp, statistics)))(
+            {a: x[1:] for a, x in spikes.items()})
+        raster = {a: x[0] for a, x in spikes.items()}
         return _replay_pair(run, fixed, diff, scale, raster, names, statistics), shut
 
     return jax.lax.map(one, keys)
