@@ -57,10 +57,11 @@ recurrent input held fixed.  Measured against finite differences (BENCHMARKS.md,
 right sign and within 2.2x wherever resolved at 1 s on four networks, but on the 200 + 50 network at 10 s,
 where the CV hardly moves with the drive (-0.06 ± 0.04), the estimate is 0.28.  :func:`rate_slopes` checks
 the assumption on a given network: it measures the statistic's change per unit rate change in the closed
-loop too (along the same direction, over several keys) and warns where the two differ.  On the 1000-neuron
+loop too (along the same direction, over several keys) and warns where the two differ.  At 1 s on the 1000-neuron
 networks they agree (CV 0.071 against 0.061 ± 0.004 per Hz; 0.094 against 0.096 ± 0.009 at twice the
 weights; 0.041 against 0.040 ± 0.004 on the hidden network of docs/networks.md); on the 200 + 50 network
-they do not (0.032 against 0.0065 ± 0.002 at 1 s, 0.027 against -0.016 ± 0.002 at 10 s): its closed-loop
+they do not (0.032 against 0.0065 ± 0.002 at 1 s, 0.027 against -0.016 ± 0.002 at 10 s), nor on the
+defaults network at 10 s (0.048 against 0.024 ± 0.003): the closed-loop
 CV depends on the temporal structure of the recurrent input, which replays freeze, and even the closure of
 replay-measured responses misses it there (``experiments/grad_network.py --closure``, BENCHMARKS.md).
 
