@@ -653,8 +653,8 @@ def run(cfg, log, files) -> dict:
 _VERDICT = {"agree": "they agree, so the CV's derivative through the rate can be used here",
             "differ": "they differ (beyond 3 SE), so the CV's derivative through the rate is not to be trusted here "
                       "(docs/networks.md, rate_slopes)",
-            "unresolved": "too few keys to tell (the closed-loop slope is not known to a third of the open-loop "
-                          "one), so the CV's derivative through the rate is unchecked here"}
+            "unresolved": "too few keys or too short a run to tell (the closed-loop slope is NaN or not known to a "
+                          "third of the open-loop one), so the CV's derivative through the rate is unchecked here"}
 
 
 def _cv_text(check) -> str:

@@ -363,7 +363,6 @@ def _rate_slopes(keys, structure, diff, names, statics, statistics):
     from jaxlif.network import simulate as sim
     run = functools.partial(sim._run_fixed, statics=statics)
     scale = functools.partial(sim._scale_excitatory, structure)
-
     h = CALIBRATION_STEP
 
     def one(key):
@@ -371,8 +370,7 @@ def _rate_slopes(keys, structure, diff, names, statics, statistics):
         # the run itself and the closed-loop pair in one vmapped simulation (scale 1, e^h, e^-h: one program)
         spikes = jax.vmap(lambda log_s: run(fixed, scale(diff, jnp.exp(log_s)), None).spikes)(
             jnp.asarray([0.0, h, -h], jnp.result_type(float)))
-        shut = jax.vmap(lambda sp: (_rates(sp, names), statistics_of(sp, statistics)))(
-            {a: x[1:] for a, x in spikes.items()})
+        shut = jax.vmap(lambda sp: _summary(sp, names, statistics))({a: x[1:] for a, x in spikes.items()})
         raster = {a: x[0] for a, x in spikes.items()}
         return _replay_pair(run, fixed, diff, scale, raster, names, statistics), shut
 
@@ -456,21 +454,19 @@ def _responses(run, fixed, diff, scale, out, names, statistics: tuple = ()):
     return D, (c, fd, sg), slopes
 
 
-def _scaled_pair(simulate, names, statistics):
-    """Settled rates ``(2, P)`` and statistics ``{label: (2, ...)}`` of ``simulate(log_s)`` at ``log_s = +h, -h``
-    (:data:`CALIBRATION_STEP`; one vmapped simulation), without derivative."""
-    def one(log_s):
-        spikes = simulate(log_s)
-        return _rates(spikes, names), statistics_of(spikes, statistics)
-
-    h = CALIBRATION_STEP
-    return jax.lax.stop_gradient(jax.vmap(one)(jnp.asarray([h, -h], jnp.result_type(float))))
+def _summary(spikes, names, statistics):
+    """``(rates, {label: y})``: the settled rates per step ``(P,)`` and the statistics of one run's rasters."""
+    return _rates(spikes, names), statistics_of(spikes, statistics)
 
 
 def _replay_pair(run, fixed, diff, scale, raster, names, statistics):
-    """:func:`_scaled_pair` of open-loop replays of ``raster`` with every excitatory input scaled by ``e^(+-h)``."""
-    return _scaled_pair(lambda log_s: run(fixed, scale(diff, jnp.exp(log_s)), None, raster).spikes, names,
-                        statistics)
+    """:func:`_summary` of two open-loop replays of ``raster`` with every excitatory input scaled by ``e^(+-h)``
+    (:data:`CALIBRATION_STEP`; one vmapped simulation), without derivative: rates ``(2, P)``, statistics
+    ``{label: (2, ...)}``."""
+    h = CALIBRATION_STEP
+    replayed = jax.vmap(lambda log_s: _summary(run(fixed, scale(diff, jnp.exp(log_s)), None, raster).spikes, names,
+                                               statistics))
+    return jax.lax.stop_gradient(replayed(jnp.asarray([h, -h], jnp.result_type(float))))
 
 
 def _slopes(up, down, stats, names, statistics) -> dict:
