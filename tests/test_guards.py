@@ -13,9 +13,10 @@ KEY = jax.random.key(0)
 
 
 def test_poison_sentinels_per_dtype():
-    tree = (jnp.ones(3), jnp.ones(3, jnp.int32), jnp.zeros(3, bool), jnp.ones(3, jnp.uint32), None)
+    # NumPy inputs and checks: only the one program compiles (jnp.ones and jnp comparisons were 10 more)
+    tree = (np.ones(3, np.float32), np.ones(3, np.int32), np.zeros(3, bool), np.ones(3, np.uint32), None)
     poison = jax.jit(_checks.poison)                   # one program for both flags
-    out = poison(False, tree)
+    out = _numpy(poison(False, tree))
     assert np.isnan(out[0]).all() and (out[1] == -1).all() and out[2].all()
     assert (np.asarray(out[3]) == np.iinfo(np.uint32).max).all() and out[4] is None
     same = poison(True, tree)
@@ -57,7 +58,7 @@ def test_checked_mode_names_a_traced_parameter_field():
         return jaxlif.simulate_cond_lif_poisson(KEY, p, T=50.0, record=False).spikes
     with pytest.raises(ValueError, match=r"params\.neuron\.tau_m=.* ms must be finite and >= dt = 0\.1 ms"):
         _checks.checked(jax.vmap(sim))(jnp.array([10.0, 0.05]))
-    assert jax.vmap(sim)(jnp.array([10.0, 0.05]))[1].all()
+    assert np.asarray(jax.vmap(sim)(jnp.array([10.0, 0.05])))[1].all()
 
 
 def test_checked_rejects_non_callables():
@@ -118,7 +119,7 @@ def test_probability_outside_unit_interval_is_never_clipped():
     bern = jax.jit(jax.vmap(lambda p: jaxlif.inputs.bernoulli_step(KEY, 3, p, 4)))(ps)
     binom = jax.jit(jax.vmap(lambda p: jaxlif.inputs.binomial_step(KEY, 3, p, 4)))(ps)
     _assert_valid((bern, binom))
-    assert 0 <= float(binom[0]) <= 4
+    assert 0 <= float(np.asarray(binom)[0]) <= 4
     _assert_poisoned((bern, binom), [1, 2])
     for fn in (jaxlif.inputs.bernoulli_step, jaxlif.inputs.binomial_step):
         with pytest.raises(ValueError, match=r"p=1.5 is outside \[0, 1\]"):
@@ -138,8 +139,8 @@ def test_traced_U0_below_zero_poisons_every_stp_core():
                 jaxlif.simulate_stp(stp(u), SynParams(1.2, 5.0, 0.0), train, dt=DT),
                 jaxlif.simulate_stp_lif(jaxlif.STPLIFParams(stp_E=stp(u)), e, i, dt=DT, record_synapses=False))
     ratio, exact, syn, neuron = jax.jit(jax.vmap(cores))(U0)
-    np.testing.assert_allclose(np.asarray(ratio[0][0]), [0.6, 0.6], rtol=1e-6)   # g1 = g_bar U0
-    np.testing.assert_allclose(np.asarray(exact[0][0]), [0.6, 0.6], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(ratio[0])[0], [0.6, 0.6], rtol=1e-6)   # g1 = g_bar U0
+    np.testing.assert_allclose(np.asarray(exact[0])[0], [0.6, 0.6], rtol=1e-6)
     _assert_valid((ratio, exact, syn, neuron))
     _assert_poisoned((ratio, exact, syn, neuron), [1, 2])
 
@@ -197,4 +198,5 @@ def test_traced_nonfinite_current_poisons_lif_and_cond_lif():
         _checks.checked(jax.vmap(lif))(rows)
     with pytest.raises(ValueError, match=r"(?s)I_inj=.*must be finite"):
         _checks.checked(jax.vmap(cond))(rows)
-    _checks.checked(jax.vmap(cond))(rows[:1])                            # valid: no error
+    # valid: no error (the shape of ``rows``, so the checked program above is reused: 0.2 CPU-s; 2026-12-07)
+    _checks.checked(jax.vmap(cond))(np.full_like(rows, 800.0))

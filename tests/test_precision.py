@@ -83,8 +83,14 @@ def test_low_precision_state_loses_spikes_measured():
 # Step functions: a low-precision state is refused, naming the variable, the dtype and the reason
 # ----------------------------------------------------------------------------------------------
 
+@pytest.fixture(scope="module")
+def net():
+    """A small E-I network, built once (building one compiles about 15 small programs)."""
+    return jaxlif.ei_network(jax.random.key(0), n_E=8, n_I=2, p=0.5, sparse=False, delay=2, drive_rate=200.0)
+
+
 @pytest.mark.parametrize("dtype", LOW)
-def test_step_functions_refuse_a_low_precision_state(dtype):
+def test_step_functions_refuse_a_low_precision_state(dtype, net):
     name = jnp.dtype(dtype).name
     lif_state = jaxlif.LIFState(jnp.asarray(-65.0, dtype), jnp.asarray(0.0, dtype))
     scan = lambda step, state: jax.lax.scan(step, state, jnp.full(5, 300.0, dtype))   # noqa: E731
@@ -106,8 +112,7 @@ def test_step_functions_refuse_a_low_precision_state(dtype):
     stp_state = jaxlif.stp_lif.STPLIFState(lif_state, syn, syn)
     with pytest.raises(TypeError, match=rf"has dtype {name}"):
         jaxlif.stp_lif_step(jaxlif.STPLIFParams(), stp_state, (jnp.ones(3), jnp.ones(3), 0.0), DT)
-    net = jaxlif.ei_network(jax.random.key(0), n_E=4, n_I=1, p=0.5, sparse=False)
-    with pytest.raises(TypeError, match=rf"state.v has dtype {name}"):
+    with pytest.raises(TypeError, match=rf"state.v has dtype {name}"):     # the network of the test below
         jaxlif.network_step(net, jaxlif.network_init(net, dtype), (0.0, 0.0, 0.0), DT)
 
 
@@ -175,9 +180,7 @@ def test_per_step_simulators_bfloat16(drive):
     _same(jaxlif.ratio_curve_exact(s, [20.0, 50.0]), jaxlif.ratio_curve_exact(s32, [20.0, 50.0]))
 
 
-def test_network_bfloat16_weights():
-    net = jaxlif.ei_network(jax.random.key(0), n_E=8, n_I=2, p=0.5, sparse=False, delay=2, drive_rate=200.0)
-
+def test_network_bfloat16_weights(net):
     def cast(net, dtype):
         return dataclasses.replace(net, projections=tuple(dataclasses.replace(q, weights=jnp.asarray(q.weights, dtype))
                                                           for q in net.projections))
