@@ -40,8 +40,8 @@ def test_vmap_over_parameters_and_rates_equals_loop():
 
 def test_vmap_over_input_trains_stp_lif_equals_loop():
     keys = jax.random.split(jax.random.key(2), 3)
-    trains_E = jax.vmap(lambda k: jaxlif.poisson_trains(k, 15.0, 8, T=T, dt=DT))(keys)
-    trains_I = jax.vmap(lambda k: jaxlif.poisson_trains(k, 15.0, 2, T=T, dt=DT))(keys)
+    trains_E, trains_I = jax.jit(jax.vmap(lambda k: (jaxlif.poisson_trains(k, 15.0, 8, T=T, dt=DT),   # one program
+                                                     jaxlif.poisson_trains(k, 15.0, 2, T=T, dt=DT))))(keys)
     p = jaxlif.STPLIFParams()
     sim = lambda e, i: jaxlif.simulate_stp_lif(p, e, i, dt=DT, record_synapses=False)
     batched = jax.tree.map(np.asarray, jax.vmap(sim)(trains_E, trains_I))
@@ -56,9 +56,13 @@ def test_stp_lif_poisson_in_scan_equals_explicit_trains(x64):
     key = jax.random.key(3)
     p = jaxlif.STPLIFParams()
     out = jaxlif.simulate_stp_lif_poisson(key, p, T=T, dt=DT)
-    kE, kI = jax.random.split(key)
-    e = jaxlif.poisson_trains(kE, 15.0, 80, T=T, dt=DT)
-    i = jaxlif.poisson_trains(kI, 15.0, 20, T=T, dt=DT)
+
+    @jax.jit
+    def trains(key):               # the key split and both draws in one program (eagerly: 6 programs)
+        kE, kI = jax.random.split(key)
+        return jaxlif.poisson_trains(kE, 15.0, 80, T=T, dt=DT), jaxlif.poisson_trains(kI, 15.0, 20, T=T, dt=DT)
+
+    e, i = trains(key)
     want = jaxlif.simulate_stp_lif(p, e, i, dt=DT, record_synapses=False)
     for a, b in zip(out[:4], want[:4]):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-12)
@@ -88,9 +92,12 @@ def test_same_key_same_result_different_key_different():
 
 def test_grad_of_free_membrane_potential_vs_finite_differences(x64):
     """d mean(FMP) / d (g_bar_E, tau_m, E_L) through the whole scan."""
-    kE, kI = jax.random.split(jax.random.key(5))
-    n_E = jaxlif.poisson_counts(kE, 10.0, 80, T=T, dt=DT)
-    n_I = jaxlif.poisson_counts(kI, 10.0, 20, T=T, dt=DT)
+    @jax.jit
+    def counts(key):               # the key split and both draws in one program (eagerly: 6 programs)
+        kE, kI = jax.random.split(key)
+        return jaxlif.poisson_counts(kE, 10.0, 80, T=T, dt=DT), jaxlif.poisson_counts(kI, 10.0, 20, T=T, dt=DT)
+
+    n_E, n_I = counts(jax.random.key(5))
 
     def mean_fmp(theta):
         p = CondLIFParams(neuron=LIFParams(tau_m=theta[1], E_L=theta[2]),
