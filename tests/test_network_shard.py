@@ -39,7 +39,6 @@ DT, T, SEED = 0.1, 60.0, 7
 def mixed_network():
     """48 E + 16 I neurons (divisible by 4 devices), the four projections of the module docstring; the
     smallest delay is 4 steps (windows of 3 steps), the ring 9 steps long."""
-    keys = jax.random.split(jax.random.key(SEED), 4)
     n = {"E": 48, "I": 16}
     # the populations differ (per-neuron thresholds in E, other receptors and drive in I), so that a per-neuron
     # parameter or drive entry on the wrong device changes the result
@@ -47,10 +46,21 @@ def mixed_network():
                           nw.Receptor(10.0, -80.0), nw.PoissonDrive(rate=20.0, weight=1.0, n=100, receptor="exc")),
             nw.Population("I", n["I"], jl.LIFParams(), nw.Receptor(4.0, 0.0), nw.Receptor(8.0, -80.0),
                           nw.PoissonDrive(rate=25.0, weight=0.8, n=100, receptor="exc")))
-    ee = nw.random_projection(keys[0], "E", "E", n_pre=48, n_post=48, p=0.2, weight=3.0, delay=5,
+    # Bernoulli connectivity (p = 0.2 E->E and E->I, 0.3 I->I, no autapses) drawn in NumPy: jax.random draws
+    # compiled a few programs here and again in each child (about 0.3 CPU-s per process, 2026-12-07)
+    draw = np.random.default_rng(SEED + 1)
+
+    def bernoulli(n_pre, n_post, p):
+        mask = draw.random((n_post, n_pre)) < p
+        if n_pre == n_post:
+            np.fill_diagonal(mask, False)
+        return mask
+
+    post_ee, pre_ee = np.nonzero(bernoulli(48, 48, 0.2))
+    ee = nw.sparse_projection("E", "E", pre_ee, post_ee, 3.0, n_pre=48, n_post=48, delay=5,
                               stp=jl.STPParams(U0=0.5, tau_d=100.0, tau_f=50.0))
-    ei = nw.random_projection(keys[1], "E", "I", n_pre=48, n_post=16, p=0.2, weight=2.0, delay=6, sparse=False,
-                              stp=jl.STPParams(U0=0.2, tau_d=50.0, tau_f=200.0))
+    ei = nw.dense_projection("E", "I", np.where(bernoulli(48, 16, 0.2), 2.0, 0.0), delay=6,
+                             stp=jl.STPParams(U0=0.2, tau_d=50.0, tau_f=200.0))
     rng = np.random.default_rng(SEED)
     pre, post = rng.integers(0, 16, 200), rng.integers(0, 48, 200)              # repeated pairs included
     weights, delays = rng.uniform(4.0, 10.0, 200), rng.integers(4, 10, 200)
@@ -58,7 +68,8 @@ def mixed_network():
     # from one spike, whose sum rounds differently in another order (the partition must keep the rows' order)
     pre[:48], post[:48], delays[:48] = np.repeat(np.arange(16), 3), np.repeat(post[:16], 3), np.repeat(delays[:16], 3)
     ie = nw.sparse_projection("I", "E", pre, post, weights, n_pre=16, n_post=48, receptor="inh", delay=delays)
-    ii = nw.random_projection(keys[3], "I", "I", n_pre=16, n_post=16, p=0.3, weight=6.0, receptor="inh", delay=4)
+    post_ii, pre_ii = np.nonzero(bernoulli(16, 16, 0.3))
+    ii = nw.sparse_projection("I", "I", pre_ii, post_ii, 6.0, n_pre=16, n_post=16, receptor="inh", delay=4)
     return nw.Network(pops, (ee, ei, ie, ii))
 
 
@@ -191,8 +202,8 @@ def test_refusals():
     mesh = nw.network_mesh()
     key = jax.random.key(0)
     run = lambda n, **kw: nw.simulate_network_sharded(key, n, T=10.0, dt=DT, **kw)  # noqa: E731
-    with pytest.raises(ValueError, match="at least 3 steps"):
-        run(nw.ei_network(key, n_E=8, n_I=4, delay=2), mesh=mesh)
+    with pytest.raises(ValueError, match="at least 3 steps"):        # built in NumPy: no random draws to compile
+        run(nw.Network(net.populations, (nw.dense_projection("I", "I", np.ones((16, 16)), delay=2),)), mesh=mesh)
     with pytest.raises(ValueError, match="stp_mode='synapse'"):
         per_synapse = dataclasses.replace(net.projections[0], stp_mode="synapse")
         run(nw.Network(net.populations, (per_synapse,) + net.projections[1:]), mesh=mesh)
