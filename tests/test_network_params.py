@@ -105,10 +105,11 @@ def test_grad_over_the_whole_tree_matches_the_network_path(split):
     structure, params = split
     grads = jax.grad(rate_loss)(params, structure)
     assert jax.tree.structure(grads) == jax.tree.structure(params)
-    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
-    assert float(jnp.abs(grads.populations["E"].drive.weight)) > 0
-    assert float(jnp.abs(grads.projections["I->E"].weights).sum()) > 0
-    assert float(jnp.abs(grads.projections["E->E"].stp.U0)) > 0
+    # checked in NumPy (in jnp: 13 compilations of one operation each, one per leaf shape, 2026-12-07)
+    assert all(np.all(np.isfinite(np.asarray(g))) for g in jax.tree.leaves(grads))
+    assert abs(float(grads.populations["E"].drive.weight)) > 0
+    assert np.abs(np.asarray(grads.projections["I->E"].weights)).sum() > 0
+    assert abs(float(grads.projections["E->E"].stp.U0)) > 0
 
     def via_network(p):
         res = nw.simulate_network(jax.random.key(3), nw.combine(structure, p), T=T, dt=DT,
