@@ -122,6 +122,7 @@ def test_estimator_jacobian_is_the_gradient_of_each_statistic():
     """``estimator_jacobian`` recovers d s_i / d theta from a loss-gradient program (here an exact one)."""
     A = jnp.asarray(np.random.default_rng(0).normal(size=(4, 4)), jnp.float32)
 
+    @jax.jit         # a compiled program, as the script's is (4 compilations in this test instead of 31, 2026-12-07)
     def grad(theta, keys, target, scale):
         def loss(th):
             s = jnp.tanh(A @ th) + keys.sum()
@@ -129,13 +130,13 @@ def test_estimator_jacobian_is_the_gradient_of_each_statistic():
         return loss(theta), jax.grad(loss)(theta)
 
     theta = jnp.asarray([0.3, -0.2, 0.1, 0.5], jnp.float32)
-    want = jax.jacfwd(lambda th: jnp.tanh(A @ th))(theta)
+    want = jax.jit(jax.jacfwd(lambda th: jnp.tanh(A @ th)))(theta)
     np.testing.assert_allclose(tn.estimator_jacobian(grad, theta, jnp.ones(2)), want, rtol=1e-4, atol=1e-5)
 
 
 def test_theta_sets_the_parameter_tree():
     """``with_theta`` writes the four values where the docstring says, and nothing else."""
-    cfg = argparse.Namespace(n_E=12, n_I=4, p=0.5, dt=0.1)
+    cfg = argparse.Namespace(n_E=40, n_I=10, p=0.2, dt=0.1)    # the --quick network's sizes: its programs (9) are compiled
     structure, base, leaf = tn.build(jax.random.key(0), cfg)
     values = [1.7, 0.4, 2.5, 0.3]
     params = tn.with_theta(base, jnp.asarray(tn.to_theta(values, leaf), jnp.float32), leaf)
