@@ -217,6 +217,14 @@ def late_cv(spikes, start: int):
     return jnp.sum(jnp.where(counted, cv, 0.0)) / jnp.maximum(counted.sum(), 1)
 
 
+@functools.lru_cache(maxsize=None)
+def late_cv_statistic(start: int):
+    """:func:`late_cv` from sample ``start`` on, one object per ``start``: the statistic is a static argument of
+    the compiled simulations (``simulate_network(statistics=)``, :func:`jaxlif.network.rate_slopes`), and a new
+    ``functools.partial`` equals only itself, so each would compile a program of its own."""
+    return functools.partial(late_cv, start=start)
+
+
 def run_stats(theta, key, structure, base, leaf, cfg):
     """The four statistics (``STATS``) of one run with drive key ``key`` (differentiable in theta; the CV's
     derivative through the E rate, ``simulate_network(statistics=)``)."""
@@ -224,7 +232,7 @@ def run_stats(theta, key, structure, base, leaf, cfg):
     through_rate = getattr(cfg, "cv_through_rate", 1)
     res = nw.simulate_network(key, structure, with_theta(base, theta, leaf), T=cfg.T, dt=cfg.dt,
                               spike_grad=SURROGATE, record=False, delivery=getattr(cfg, "delivery", "event"),
-                              statistics={"cv": ("E", functools.partial(late_cv, start=start))} if through_rate else None)
+                              statistics={"cv": ("E", late_cv_statistic(start))} if through_rate else None)
     cv = res.statistics["cv"] if through_rate else late_cv(res.spikes["E"], start)
     sE, sI = res.spikes["E"][:, start:], res.spikes["I"][:, start:]
     return jnp.stack([jl.population_rate(sE, cfg.dt), jl.population_rate(sI, cfg.dt), cv,
@@ -386,7 +394,7 @@ def cv_rate_check(structure, params, keys, cfg) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", nw.RecurrentGradientWarning)        # the verdict is reported instead
         r = nw.rate_slopes(keys, structure, params, T=cfg.T, dt=cfg.dt,
-                           statistics={"cv": ("E", functools.partial(late_cv, start=start))})
+                           statistics={"cv": ("E", late_cv_statistic(start))})
     return dict(open_loop=float(r.open_loop[0]), open_loop_se=float(r.open_loop_se[0]),
                 closed_loop=float(r.closed_loop[0]), closed_loop_se=float(r.closed_loop_se[0]), keys=r.keys,
                 verdict=r.verdict[0])

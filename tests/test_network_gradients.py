@@ -18,7 +18,9 @@ One network shape (40 E + 10 I, p = 0.2) in the default tier.
 
 from __future__ import annotations
 
+import sys
 import warnings
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +32,12 @@ from jaxlif import network as nw
 from jaxlif.network import gradients
 from jaxlif.network.gradients import RecurrentGradientWarning
 from jaxlif.surrogates import fast_sigmoid
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from experiments.train_network import late_cv_statistic  # noqa: E402  (the statistic of test_train_network's run)
 
 # The whole-tree gradients include the drive rates, whose derivative is zero by design (Poisson draws are not
 # reparameterised): the library warns once per traced program (tested in test_gradients.py).
@@ -241,9 +249,12 @@ def test_rate_slopes_are_the_open_and_closed_loop_differences(split):
     """``rate_slopes`` rebuilt from public pieces: for each key, the run's rasters replayed and the network run
     closed, both with every excitatory input (drive weight, weights out of E) scaled by ``e^(+-h)``; the slope
     is the ratio of the summed differences of the statistic and of the settled E rate [Hz], its error the
-    jackknife over keys."""
+    jackknife over keys.  The statistic and the number of keys are those of ``train_network``'s
+    ``cv_rate_check`` (this file runs in that test's worker: the 40 E + 10 I network's structure is the same, so
+    both use one compiled ``rate_slopes`` program)."""
     structure, params = split
-    keys = jax.random.split(jax.random.key(3), 3)
+    statistic = late_cv_statistic(int(round(20.0 / DT)))           # train_network --quick: late_start 20 ms
+    keys = jax.random.split(jax.random.key(3), 2)
     dy, dr = {"open": [], "closed": []}, {"open": [], "closed": []}
     for k in keys:
         raster = dict(nw.simulate_network(k, structure, params, T=T, dt=DT, record=False).spikes)
@@ -251,20 +262,25 @@ def test_rate_slopes_are_the_open_and_closed_loop_differences(split):
             runs = [nw.simulate_network(k, structure, scaled(params, log_s, jnp.exp(log_s), 1.0), T=T, dt=DT,
                                         record=False, replay=replay)
                     for log_s in jnp.asarray([gradients.CALIBRATION_STEP, -gradients.CALIBRATION_STEP])]
-            cv, r = ([f(res) for res in runs] for f in (lambda res: float(mean_cv(jnp.asarray(res.spikes["E"],
-                                                                                                jnp.float32))),
+            cv, r = ([f(res) for res in runs] for f in (lambda res: float(statistic(jnp.asarray(res.spikes["E"],
+                                                                                                  jnp.float32))),
                                                         lambda res: float(rates_np(res, True)[0])))
             dy[loop].append(cv[0] - cv[1])
             dr[loop].append(r[0] - r[1])
-    got = nw.rate_slopes(keys, structure, params, T=T, dt=DT, statistics={"cv": ("E", mean_cv)})
-    assert got.labels == ("cv",) and got.populations == ("E",) and got.keys == 3
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RecurrentGradientWarning)
+        got = nw.rate_slopes(keys, structure, params, T=T, dt=DT, statistics={"cv": ("E", statistic)})
+    # it warns exactly when the verdict is not "agree" (2 keys of 60 ms: here "unresolved")
+    assert len([w for w in caught if w.category is RecurrentGradientWarning]) == (got.verdict[0] != "agree")
+    n = len(keys)
+    assert got.labels == ("cv",) and got.populations == ("E",) and got.keys == n
     for loop, slope, se, d_rate in (("open", got.open_loop, got.open_loop_se, got.d_rate_open),
                                     ("closed", got.closed_loop, got.closed_loop_se, got.d_rate_closed)):
         y, r = np.array(dy[loop]), np.array(dr[loop])
         loo = (y.sum() - y) / (r.sum() - r)
         assert r.sum() > 0 and np.all(np.isfinite(y))
         np.testing.assert_allclose(slope, [y.sum() / r.sum()], rtol=1e-4)
-        np.testing.assert_allclose(se, [np.sqrt(2 / 3 * np.sum((loo - loo.mean()) ** 2))], rtol=1e-3)
+        np.testing.assert_allclose(se, [np.sqrt((n - 1) / n * np.sum((loo - loo.mean()) ** 2))], rtol=1e-3)
         np.testing.assert_allclose(d_rate, [r.mean() / (2 * gradients.CALIBRATION_STEP)], rtol=1e-4)
     assert got.open_loop[0] != got.closed_loop[0]                  # two different experiments
     assert got.verdict == (gradients._verdict(got.open_loop[0], got.open_loop_se[0], got.closed_loop[0],
