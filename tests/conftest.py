@@ -18,7 +18,9 @@ what they show either way, to the digits they show, except docs/fitting.md, whos
 ``cv_nll`` moves in its third decimal.  The places where the optimised programs themselves are the
 subject take the ``users_programs`` fixture below, which compiles the rest of their module's programs
 with the optimisations on: that page (``test_docs.py``: what a reader runs) and the comparison with
-processes on XLA's defaults (``test_distributed.py``).  ``test_fitting.py`` takes it too, for time: its fits run many optimiser
+processes on XLA's defaults (``test_distributed.py``).  ``test_fitting.py`` compiles its fits optimised too,
+for time (its own ``optimised_fits`` fixture, which keeps the worker's programs: its checks are not about the
+optimised programs, and it reuses the docs page's fit of the same shape): its fits run many optimiser
 iterations, and there the optimised programs save more running than they cost compiling (its CPU
 time doubles without).  ``JAXLIF_TEST_XLA_DEFAULTS=1`` runs the whole suite with XLA's
 defaults (optimised programs, fusion emitters, split code generation).  64-bit mode stays off
