@@ -224,12 +224,26 @@ def _drive_counts(key, steps: int) -> dict:
 
 @pytest.fixture(scope="module")
 def x64_module():
-    with jax.enable_x64(True):
+    """Marks a test (directly or through a fixture) as a float64 test: :func:`_x64_if_asked` runs it with
+    ``jax.enable_x64``; the module fixtures that compute in float64 enter it themselves."""
+
+
+@pytest.fixture(autouse=True)
+def _x64_if_asked(request):
+    """float64 for the tests that take ``x64_module``, float32 (the library's default) for every other one.
+    (Until 2026-12-07 ``x64_module`` held ``jax.enable_x64`` open from the first test that took it to the end
+    of the module, so the tiny network's float32 tests after it ran in float64.)"""
+    with jax.enable_x64("x64_module" in request.fixturenames):
         yield
 
 
 @pytest.fixture(scope="module")
 def small_run(x64_module):
+    with jax.enable_x64(True):
+        return _small_run()
+
+
+def _small_run():
     """The small network in float64 (event delivery, capacity 4 so that busy steps take several chunks),
     with a current into I, run in two halves (the second continues from the first's final state; one
     compiled program), and the NumPy loop over the whole run on the same drive."""
@@ -273,6 +287,11 @@ def window_network() -> nw.Network:
 
 @pytest.fixture(scope="module")
 def window_run(x64_module):
+    with jax.enable_x64(True):
+        return _window_run()
+
+
+def _window_run():
     """``window_network`` in float64 over 40 ms in two halves (each 199 updates: 66 windows of 3 and a last
     one of 1), with a current into I, and the NumPy loop over the whole run on the same drive."""
     net = window_network()
