@@ -200,6 +200,8 @@ def _run(chunk_fn, key_tags, key, batch: int, tree, labels: list[str], rules: li
     if progress is not None:
         jax.block_until_ready(outs[-1].spike_count)
         progress(batch, batch)
+    if len(outs) == 1 and all(x.shape[0] == batch for x in jax.tree.leaves(outs[0])):
+        return outs[0]                                  # one call, no padding: nothing to gather (no program)
     return _gather(tuple(outs), batch)
 
 
