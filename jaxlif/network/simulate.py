@@ -227,7 +227,7 @@ def _check_state(net: Network, state, dtype) -> None:
     if not isinstance(state, NetworkState):
         raise TypeError(f"state must be a jaxlif.network.NetworkState (e.g. a result's .state), got "
                         f"{type(state).__name__}")
-    want = network_init(net, dtype)
+    want = jax.eval_shape(lambda: network_init(net, dtype))     # shapes only: traced, nothing compiled
     if jax.tree.structure(state) != jax.tree.structure(want) or any(
             np.shape(a) != np.shape(b) for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(want))):
         raise ValueError("state does not fit this network (different populations, projections, sizes or "
