@@ -171,6 +171,22 @@ class LoopGain(NamedTuple):
     surrogate: np.ndarray
 
 
+def _concrete_run(net, params, T: float, dt: float, inputs):
+    """The arguments of :func:`loop_gain` and :func:`rate_slopes` checked as ``simulate_network`` checks them:
+    ``(dt, steps, structure, params, net, names, seqs, I_const)`` (``net`` the combined network, ``names`` its
+    populations, ``seqs, I_const`` the given inputs stacked)."""
+    from jaxlif.network import simulate as sim
+    from jaxlif import _checks
+    from jaxlif.grid import n_steps
+
+    dt = _checks.check_dt(dt)
+    steps = n_steps(T, dt)
+    structure, params = sim._split_network(net, params, dt)
+    net = sim.combine(structure, params)
+    seqs, I_const = sim._given_inputs(net, inputs, steps)
+    return dt, steps, structure, params, net, tuple(p.name for p in structure.populations), seqs, I_const
+
+
 def loop_gain(key: jax.Array | None, net: Network | NetworkStructure, params: NetworkParams | None = None, *,
               T: float, dt: float, spike_grad: Surrogate | None = None, inputs: dict | None = None) -> LoopGain:
     """The population loop gain ``G`` and the calibration of the mean-field estimator for one run of ``net``.
@@ -185,16 +201,10 @@ def loop_gain(key: jax.Array | None, net: Network | NetworkStructure, params: Ne
         key, net, params, T, dt, inputs: as for :func:`jaxlif.network.simulate_network`.
         spike_grad: the surrogate (default :func:`jaxlif.surrogates.fast_sigmoid`).
     """
-    from jaxlif.network import simulate as sim
     from jaxlif.surrogates import fast_sigmoid
     from jaxlif import _checks
-    from jaxlif.grid import n_steps
 
-    dt = _checks.check_dt(dt)
-    steps = n_steps(T, dt)
-    structure, params = sim._split_network(net, params, dt)
-    names = tuple(p.name for p in structure.populations)
-    seqs, I_const = sim._given_inputs(sim.combine(structure, params), inputs, steps)
+    dt, steps, structure, params, _, names, seqs, I_const = _concrete_run(net, params, T, dt, inputs)
     if any(p.drive_n is not None for p in structure.populations):
         _checks.check_key(key)
     elif key is None:
@@ -282,13 +292,8 @@ def rate_slopes(keys: jax.Array, net: Network | NetworkStructure, params: Networ
     """
     from jaxlif.network import simulate as sim
     from jaxlif.network import window as window_mod
-    from jaxlif import _checks
-    from jaxlif.grid import n_steps
 
-    dt = _checks.check_dt(dt)
-    steps = n_steps(T, dt)
-    structure, params = sim._split_network(net, params, dt)
-    net = sim.combine(structure, params)
+    dt, steps, structure, params, net, names, seqs, I_const = _concrete_run(net, params, T, dt, inputs)
     stats = sim._check_statistics(statistics, net)
     if not stats:
         raise ValueError("statistics must name at least one statistic {label: (population, fn)}")
@@ -296,8 +301,6 @@ def rate_slopes(keys: jax.Array, net: Network | NetworkStructure, params: Networ
     if not (jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key) and keys.ndim == 1 and keys.shape[0] >= 2):
         raise ValueError(f"keys must be a 1-D array of at least 2 jax.random keys (jax.random.split), got "
                          f"{keys.dtype}{list(keys.shape)}")
-    names = tuple(p.name for p in structure.populations)
-    seqs, I_const = sim._given_inputs(net, inputs, steps)
     window = window_mod.window_length(net, spike_grad=None, delivery="event") if steps > 1 else 0
     statics = (steps, dt, None, False, "event", 4, window, "euler")
     (open_r, open_y), (shut_r, shut_y) = _rate_slopes(keys, structure, (params, seqs, I_const, None), names,
