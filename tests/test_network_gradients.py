@@ -71,18 +71,18 @@ def run(structure, params, estimator, T=T, key=KEY):
                                grad_estimator=estimator, statistics={"cv": ("E", mean_cv)})
 
 
-def rates_of(res, settled=False):
+def rates_of(res, settled=False, xp=jnp):
     """Mean E and I rates [Hz] of a run; ``settled``: over the part the estimator linearises around
-    (after the first ``gradients.SETTLE`` of the run)."""
+    (after the first ``gradients.SETTLE`` of the run).  ``xp=np`` (:func:`rates_np`) for a concrete run."""
     start = int(gradients.SETTLE * res.spikes["E"].shape[-1]) if settled else 0
-    return jnp.stack([res.spikes["E"][:, start:].mean(), res.spikes["I"][:, start:].mean()]) * (1000.0 / DT)
+    return xp.stack([xp.asarray(res.spikes[a])[:, start:].mean() for a in ("E", "I")]) * (1000.0 / DT)
 
 
 def rates_np(res, settled=False):
-    """:func:`rates_of` of a concrete run, in NumPy (float64): the tests' arithmetic on results compiles no programs of
-    one operation each (one per operation, shape and dtype: 17 fewer compilations in the first test, 2026-12-07)."""
-    start = int(gradients.SETTLE * res.spikes["E"].shape[-1]) if settled else 0
-    return np.array([np.asarray(res.spikes[a])[:, start:].mean() for a in ("E", "I")]) * (1000.0 / DT)
+    """:func:`rates_of` of a concrete run in NumPy (float64): the tests' arithmetic on results compiles no
+    programs of one operation each (one per operation, shape and dtype: 17 fewer compilations in the first
+    test, 2026-12-07)."""
+    return rates_of(res, settled, np)
 
 
 def rates(structure, params, estimator, T=T, key=KEY, settled=False):
