@@ -215,11 +215,26 @@ def _drive_counts(key, steps: int) -> dict:
     draws with ``key`` over its first ``steps`` samples.  One compiled program for every run here: the counts of
     ``small_network`` over the 401 samples of the longest run, cut to ``steps`` (``drive_counts`` draws step k
     from ``key`` and k alone, so the cut equals the counts of the shorter run, bit for bit; a program per network
-    and length cost 1.1 CPU-s more, 2026-12-07)."""
+    and length cost 1.1 CPU-s more, 2026-12-07).  Cut in NumPy (a cut of a jax array compiles a program per
+    shape)."""
     longest = round(T_REF / DT) + 1                    # two halves of T_REF / 2 share a sample
     counts = nw.drive_counts(key, small_network(), T=longest * DT - DT / 2, dt=DT)
     assert counts["E"].shape[1] == longest >= steps
-    return {name: c[:, :steps] for name, c in counts.items()}
+    return {name: np.asarray(c)[:, :steps] for name, c in counts.items()}
+
+
+@functools.lru_cache(maxsize=None)
+def _init_program(builder):
+    """``network_init`` of the network that ``builder`` returns, jitted: one compiled program per network
+    and float type (op by op every broadcast and concatenation compiled a program of its own, 13 for the
+    small network, 2026-12-07)."""
+    net = builder()
+    return jax.jit(lambda: nw.network_init(net))
+
+
+def rest(builder) -> nw.NetworkState:
+    """The resting state (``network_init``) of ``builder()``'s network in the current float type."""
+    return _init_program(builder)()
 
 
 @pytest.fixture(scope="module")
@@ -252,7 +267,7 @@ def _small_run():
     I_inj = {"I": nw.NetworkInput(I_inj=np.linspace(150.0, 250.0, N_I))}
     run = lambda state: nw.simulate_network(key, net, T=T_REF / 2, dt=DT, inputs=I_inj, state=state,  # noqa: E731
                                             capacity=4)
-    first = run(nw.network_init(net))
+    first = run(rest(small_network))
     second = run(first.state)
     half = first.v["E"].shape[1]
     steps = 2 * half - 1        # the halves share sample half - 1 (the first never tests it, the second does)
@@ -299,7 +314,7 @@ def _window_run():
     I_inj = {"I": nw.NetworkInput(I_inj=np.linspace(150.0, 250.0, N_I))}
     run = lambda state: nw.simulate_network(key, net, T=T_REF / 2, dt=DT, inputs=I_inj, state=state,  # noqa: E731
                                             capacity=1)         # 4 events per chunk of a window's delivery
-    first = run(nw.network_init(net))
+    first = run(rest(window_network))
     second = run(first.state)
     half = first.v["E"].shape[1]
     steps = 2 * half - 1
@@ -321,13 +336,16 @@ def test_stp_efficacy_is_the_jump_of_stp_step(x64):
     u, R, g = rng.uniform(0, 1, 64), rng.uniform(0, 1, 64), rng.uniform(0, 5, 64)
     s = (rng.random(64) < 0.5).astype(float)
     syn = jl.SynParams(g_bar=rng.uniform(0.1, 3.0, 64), tau_syn=rng.uniform(0.1, 10, 64), E_rev=0.0)
-    (u1, R1, g1), _ = jl.stp_step(params, syn, jl.STPState(u, R, g), s, DT)
-    u2, R2, release = jl.plasticity.stp_efficacy(params, u, R, s, DT)
+    # both functions in one compiled program (op by op, each operation compiled a program of its own: 10
+    # programs, 2026-12-07); the results to NumPy
+    (u1, R1, g1), (u2, R2, release) = jax.tree.map(np.asarray, jax.jit(lambda params, syn, u, R, g, s: (
+        jl.stp_step(params, syn, jl.STPState(u, R, g), s, DT)[0], jl.plasticity.stp_efficacy(params, u, R, s, DT)))(
+        params, syn, u, R, g, s))
     np.testing.assert_array_equal(u2, u1)
     np.testing.assert_array_equal(R2, R1)
-    jump = np.asarray(g1) - (g - (DT / syn.tau_syn) * g)
+    jump = g1 - (g - (DT / syn.tau_syn) * g)
     np.testing.assert_allclose(syn.g_bar * release, jump, rtol=1e-12, atol=1e-14)
-    assert np.all(np.asarray(release)[s == 0] == 0) and np.all(np.asarray(release)[s == 1] > 0)
+    assert np.all(release[s == 0] == 0) and np.all(release[s == 1] > 0)
 
 
 def test_stp_efficacy_first_spike_releases_U0():
@@ -368,6 +386,29 @@ def test_small_network_equals_numpy_loop(small_run):
     assert traces[0][1].min() < 0.8
 
 
+def ei_network_numpy(seed: int, *, n_E: int, n_I: int, p: float, delay: int) -> nw.Network:
+    """``nw.ei_network`` (its neurons, receptors, drive, weights, depressing E->E synapses and padded rows)
+    with the Bernoulli connectivity drawn by NumPy: ``jax.random`` compiled a draw per projection shape
+    and the key's split, 7 programs, 2026-12-07."""
+    rng = np.random.default_rng(seed)
+    exc, inh = nw.Receptor(5.0, 0.0), nw.Receptor(10.0, -80.0)
+    drive = nw.PoissonDrive(rate=10.0, weight=1.0, n=100, receptor="exc")
+    sizes = {"E": n_E, "I": n_I}
+    pops = tuple(nw.Population(name, size, jl.LIFParams(), exc, inh, drive) for name, size in sizes.items())
+    projections = []
+    for pre, post in (("E", "E"), ("E", "I"), ("I", "E"), ("I", "I")):
+        mask = rng.random((sizes[post], sizes[pre])) < p
+        if pre == post:
+            np.fill_diagonal(mask, False)                    # no autapses within a population
+        post_index, pre_index = np.nonzero(mask)
+        degree = int(np.bincount(pre_index, minlength=sizes[pre]).max(initial=0))
+        projections.append(nw.sparse_projection(
+            pre, post, pre_index, post_index, nw.EI_WEIGHTS[f"{pre}->{post}"], n_pre=sizes[pre], n_post=sizes[post],
+            receptor="exc" if pre == "E" else "inh", delay=delay, stp=nw.EI_STP if pre == post == "E" else None,
+            max_out=max(degree, nw.out_degree_bound(sizes[pre], sizes[post], p))))
+    return nw.Network(pops, tuple(projections))
+
+
 @pytest.mark.parametrize("whole_raster, direct", [(True, True), (False, True), (True, False)])
 def test_window_delivery_equals_the_sum_over_synapses(whole_raster, direct, monkeypatch):
     """A window's delivery (``window._deliver_all``: one loop over each population's events for all its
@@ -379,15 +420,15 @@ def test_window_delivery_equals_the_sum_over_synapses(whole_raster, direct, monk
     from jaxlif.network import window
     monkeypatch.setattr(window, "WHOLE_RASTER", whole_raster)
     monkeypatch.setattr(window, "DIRECT", direct)
-    net = nw.ei_network(jax.random.key(4), n_E=64, n_I=32, p=0.2, delay=6)
+    net = ei_network_numpy(4, n_E=64, n_I=32, p=0.2, delay=6)
     L, D, n = 5, net.max_delay, net.size
     rng = np.random.default_rng(1)
     spikes = rng.random((L, n)) < 0.15
-    dtype = jnp.asarray(net.projections[0].weights).dtype            # the ring's dtype is the weights'
+    dtype = jax.dtypes.canonicalize_dtype(np.result_type(net.projections[0].weights))   # the ring's: the weights'
     release = (rng.random((L, 64)) * spikes[:, :64]).astype(dtype)
     d_release = rng.random((L, 64)).astype(dtype)
-    ring = {r: jnp.asarray(rng.random((D, n)), dtype) for r in ("exc", "inh")}
-    d_ring = {r: jnp.asarray(rng.random((D, n)), dtype) for r in ("exc", "inh")}
+    ring = {r: rng.random((D, n)).astype(dtype) for r in ("exc", "inh")}     # NumPy: no conversion to compile
+    d_ring = {r: rng.random((D, n)).astype(dtype) for r in ("exc", "inh")}
 
     def deliver(ring, rel):
         released = tuple(rel if q.stp is not None else None for q in net.projections)
@@ -492,12 +533,53 @@ def test_per_synapse_plasticity_is_event_driven_and_equals_the_numpy_loop(small_
         assert traces[k][1].min() < 0.9 and traces[k][0].max() > 0.1    # depressed, facilitated
 
 
-def test_per_synapse_plasticity_event_equals_every_step(small_run):
+@pytest.fixture(scope="module")
+def per_synapse_linearised(x64_module):
+    with jax.enable_x64(True):
+        return _per_synapse_linearised()
+
+
+def _per_synapse_linearised():
+    """``small_run``'s first half (float64, the same drive, current and duration) as a function of theta =
+    (U0 scales of the two per-synapse projections, a common weight scale), with ``delivery="event"`` and
+    ``"full"``, linearised at theta = 1: the conductances, their forward derivative along (1, -2, 0.5), the
+    gradient of sum(cot * conductances), and the run itself (at theta = 1 every value is unchanged).  One
+    compiled program per delivery serves the two tests below (a separate run with ``delivery="full"`` cost
+    about 0.6 CPU-s more, 2026-12-07)."""
+    net = small_network()
+    structure, params = nw.partition(net)
+    keys = nw.projection_keys(structure)
+    cot = np.random.default_rng(5).normal(size=(2 * N_E + N_I, jl.n_steps(T_REF / 2, DT)))
+    I_inj = {"I": nw.NetworkInput(I_inj=np.linspace(150.0, 250.0, N_I))}          # small_run's
+
+    def g(theta, delivery):
+        proj = dict(params.projections)
+        for i, k in enumerate(SYNAPSE_MODE):
+            v = proj[keys[k]]
+            proj[keys[k]] = v._replace(stp=v.stp._replace(U0=v.stp.U0 * theta[i]))
+        proj = {key: v._replace(weights=v.weights * theta[2]) for key, v in proj.items()}
+        res = nw.simulate_network(jax.random.key(7), structure, params._replace(projections=proj), T=T_REF / 2,
+                                  dt=DT, inputs=I_inj, delivery=delivery)
+        assert res.spikes["I"].shape == (N_I, cot.shape[1])
+        return jnp.concatenate([res.g_E["E"], res.g_I["E"], res.g_E["I"]]), res
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def both(delivery, theta):
+        # the forward derivative and the gradient of sum(cot * f) from one linearisation: jax.linearize is
+        # jax.jvp's forward and tangent passes split, jax.grad transposes that same linear map
+        # (jax.linear_transpose); one forward pass in the program instead of two (0.9 CPU-s less of 4.7, 2026-12-07)
+        value, f_jvp, res = jax.linearize(lambda t: g(t, delivery), theta, has_aux=True)
+        (grad,) = jax.linear_transpose(f_jvp, theta)(jnp.asarray(cot))
+        return (value, f_jvp(jnp.array([1.0, -2.0, 0.5]))), grad, res
+
+    return {m: both(m, np.ones(3)) for m in ("event", "full")}
+
+
+def test_per_synapse_plasticity_event_equals_every_step(small_run, per_synapse_linearised):
     """The same run (first half) with ``delivery="full"``, which updates every synapse every step: the
     same spikes, voltages and conductances, and the same ``u, R`` to rounding."""
     net, (first, _), _, _ = small_run
-    I_inj = {"I": nw.NetworkInput(I_inj=np.linspace(150.0, 250.0, N_I))}
-    full = nw.simulate_network(jax.random.key(7), net, T=T_REF / 2, dt=DT, inputs=I_inj, delivery="full")
+    full = per_synapse_linearised["full"][2]
     step = int(full.state.step)
     for name in ("E", "I"):
         np.testing.assert_array_equal(full.spikes[name], first.spikes[name])
@@ -511,40 +593,12 @@ def test_per_synapse_plasticity_event_equals_every_step(small_run):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-13)
 
 
-def test_per_synapse_plasticity_derivatives_equal_every_step(x64):
+def test_per_synapse_plasticity_derivatives_equal_every_step(per_synapse_linearised):
     """Forward and reverse derivatives of the conductances with respect to U0 of the per-synapse
     projections and a common weight scale: the event-driven update (a custom_jvp whose tangent is the
     update of every synapse) equals ``delivery="full"`` (every synapse every step)."""
-    net = small_network()
-    structure, params = nw.partition(net)
-    keys = nw.projection_keys(structure)
-    cot = np.random.default_rng(5).normal(size=(2 * N_E + N_I, jl.n_steps(10.0, DT)))
-    I_inj = {"I": nw.NetworkInput(I_inj=400.0)}                     # I fires within a few ms
-
-    def g(theta, delivery):
-        proj = dict(params.projections)
-        for i, k in enumerate(SYNAPSE_MODE):
-            v = proj[keys[k]]
-            proj[keys[k]] = v._replace(stp=v.stp._replace(U0=v.stp.U0 * theta[i]))
-        proj = {key: v._replace(weights=v.weights * theta[2]) for key, v in proj.items()}
-        res = nw.simulate_network(jax.random.key(3), structure, params._replace(projections=proj), T=10.0, dt=DT,
-                                  inputs=I_inj, delivery=delivery)
-        assert res.spikes["I"].shape == (N_I, cot.shape[1])
-        return jnp.concatenate([res.g_E["E"], res.g_I["E"], res.g_E["I"]])
-
-    @functools.partial(jax.jit, static_argnums=0)
-    def both(delivery, theta):
-        # the forward derivative and the gradient of sum(cot * f) from one linearisation: jax.linearize is
-        # jax.jvp's forward and tangent passes split, jax.grad transposes that same linear map
-        # (jax.linear_transpose); one forward pass in the program instead of two (0.9 CPU-s less of 4.7, 2026-12-07)
-        f = lambda t: g(t, delivery)  # noqa: E731
-        value, f_jvp = jax.linearize(f, theta)
-        (grad,) = jax.linear_transpose(f_jvp, theta)(jnp.asarray(cot))
-        return (value, f_jvp(jnp.array([1.0, -2.0, 0.5]))), grad
-
-    theta = jnp.ones(3)
-    (a, da), ga = both("event", theta)
-    (b, db), gb = both("full", theta)
+    (a, da), ga, _ = per_synapse_linearised["event"]
+    (b, db), gb, _ = per_synapse_linearised["full"]
     np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(da, db, rtol=1e-9, atol=1e-10)
     np.testing.assert_allclose(ga, gb, rtol=1e-9, atol=1e-10)
@@ -626,7 +680,7 @@ def tiny_checked():
 
 @pytest.fixture(scope="module")
 def tiny_runs(tiny_checked):
-    return {tau: tiny_checked(jnp.asarray(tau)) for tau in (10.0, 12.0)}
+    return {tau: tiny_checked(np.float32(tau)) for tau in (10.0, 12.0)}     # NumPy scalars: nothing to compile
 
 
 def test_delivery_latency_is_the_delay(tiny_runs):
@@ -647,7 +701,8 @@ def test_vmap_equals_loop_surrogate_gradient_and_poisoned_rows(tiny_runs):
         res = _tiny(tau, jl.surrogates.fast_sigmoid(), scale)
         return res.spikes["B"].mean() * 1000.0 / DT, res
 
-    batched = jax.jit(jax.vmap(jax.value_and_grad(rate, has_aux=True), (None, 0)))(1.0, jnp.array([10.0, 12.0, 0.05]))
+    batched = jax.jit(jax.vmap(jax.value_and_grad(rate, has_aux=True), (None, 0)))(
+        1.0, np.array([10.0, 12.0, 0.05], np.float32))                 # a NumPy array: no conversion to compile
     (value, out), grad = jax.tree.map(np.asarray, batched)   # NumPy: rows cut without compiling an operation each
     for row, tau in enumerate((10.0, 12.0)):
         for name in ("A", "B"):
@@ -667,7 +722,7 @@ def test_boolean_rasters_under_vmap_poison_only_the_invalid_row(tiny_runs):
     only that row is all ``True``, the valid row equals the single run bit for bit.  A statistic of the rasters
     (``statistics=``) is the function of the valid row's raster, NaN in the invalid row."""
     out, stats = jax.tree.map(np.asarray, jax.jit(jax.vmap(lambda tau: (lambda r: (r.spikes, r.statistics))(
-        _tiny(tau, statistics={"n": ("B", _spike_counts)}))))(jnp.array([10.0, 0.05])))     # rows cut in NumPy
+        _tiny(tau, statistics={"n": ("B", _spike_counts)}))))(np.array([10.0, 0.05], np.float32)))  # rows cut in NumPy
     for name in ("A", "B"):
         assert out[name].dtype == jnp.bool_
         np.testing.assert_array_equal(out[name][0], tiny_runs[10.0].spikes[name])
@@ -678,7 +733,7 @@ def test_boolean_rasters_under_vmap_poison_only_the_invalid_row(tiny_runs):
 
 def test_checked_mode_names_the_field(tiny_checked, tiny_runs):
     with pytest.raises(ValueError, match=r"populations\['B'\]\.neuron\.tau_m=0.05.* ms must be finite and >= dt"):
-        tiny_checked(jnp.asarray(0.05))
+        tiny_checked(np.float32(0.05))
     assert not np.asarray(tiny_runs[10.0].spikes["B"]).all()          # valid values: no error, plausible output
 
 
@@ -686,21 +741,25 @@ def test_jit_equals_eager(tiny_runs):
     """``network_step`` op by op (``jax.disable_jit``: the delivery loop runs in Python) for 4 steps,
     while A's spike of step 0 reaches B, against the compiled scan."""
     net, steps = tiny_network(), 4
-    state = nw.network_init(net)
+    # the initial state jitted and the inputs and results handled in NumPy: only network_step runs op by op
+    # (the rest compiled 14 one-operation programs more, 2026-12-07)
+    state = rest(tiny_network)
+    dtype = state.g_E.dtype
     v, spikes = [], []
     with jax.disable_jit():
         for it in range(steps):
-            ext = (jnp.concatenate([jnp.zeros(1), G_TINY[:, it + 1]]), 0.0, 0.0)
+            ext = (np.concatenate([np.zeros(1), G_TINY[:, it + 1]]).astype(dtype), 0.0, 0.0)
             state, (v_it, s_it, _, _) = nw.network_step(net, state, ext, DT)
             v.append(v_it)
             spikes.append(s_it)
     v, spikes = np.stack(v, 1), np.stack(spikes, 1)
+    g_I = np.asarray(state.g_I)
     ref = tiny_runs[10.0]
     np.testing.assert_array_equal(spikes[:1], np.asarray(ref.spikes["A"])[:, :steps])
     np.testing.assert_array_equal(spikes[1:], np.asarray(ref.spikes["B"])[:, :steps])
     np.testing.assert_allclose(v[1:], np.asarray(ref.v["B"])[:, :steps], atol=1e-4)
-    np.testing.assert_allclose(state.g_I[1:], np.asarray(ref.g_I["B"])[:, steps], rtol=1e-6)
-    assert state.g_I[1:].max() > 0 and spikes[0, 0]
+    np.testing.assert_allclose(g_I[1:], np.asarray(ref.g_I["B"])[:, steps], rtol=1e-6)
+    assert g_I[1:].max() > 0 and spikes[0, 0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -713,12 +772,12 @@ def _exp_run(path):
     per synapse) or ``window_network`` (``"window"``: windows of 3) with ``integrator="exp_euler"`` in
     float64 over 20 ms in two halves of one compiled program, and the NumPy loop over the whole run on the
     same drive."""
-    net, key = (small_network(), 7) if path == "step" else (window_network(), 11)
-    key = jax.random.key(key)
+    builder, key = (small_network, 7) if path == "step" else (window_network, 11)
+    net, key = builder(), jax.random.key(key)
     I_inj = {"I": nw.NetworkInput(I_inj=np.linspace(150.0, 250.0, N_I))}
     run = lambda state: nw.simulate_network(key, net, T=T_REF / 4, dt=DT, inputs=I_inj, state=state,  # noqa: E731
                                             capacity=1, integrator="exp_euler")
-    first = run(nw.network_init(net))
+    first = run(rest(builder))
     second = run(first.state)
     steps = 2 * first.v["E"].shape[1] - 1
     counts = _drive_counts(key, steps)
@@ -747,15 +806,20 @@ def test_exp_euler_network_equals_numpy_loop(x64_module, path):
 
 @pytest.fixture(scope="module")
 def tiny_exp():
-    """The tiny network under exp_euler as a function of the projection's weight scale (one program)."""
+    """The tiny network under exp_euler as a function of the projection's weight scale (and of B's input
+    ``g_E``), without a surrogate jitted whole: one program, the weight scaling and the preparation of the
+    inputs included (called outside jit, these compiled 11 one-operation programs, 2026-12-07)."""
     structure, params = nw.partition(tiny_network())
 
-    def run(scale, spike_grad=None, dt=DT, inputs=None):
+    def run(scale, spike_grad=None, g_E=G_TINY):
         p = params._replace(projections={k: v._replace(weights=v.weights * scale)
                                          for k, v in params.projections.items()})
-        return nw.simulate_network(None, structure, p, T=T_TINY, dt=dt, inputs=inputs or tiny_inputs(),
+        return nw.simulate_network(None, structure, p, T=T_TINY, dt=DT, inputs={"B": nw.NetworkInput(g_E=g_E)},
                                    spike_grad=spike_grad, integrator="exp_euler")
-    return run
+
+    plain = jax.jit(lambda scale, g_E: run(scale, g_E=g_E))
+    return lambda scale, spike_grad=None, g_E=G_TINY: (plain(scale, g_E) if spike_grad is None
+                                                       else run(scale, spike_grad, g_E))
 
 
 def test_exp_euler_uncoupled_network_equals_the_single_neuron_simulator(tiny_exp):
@@ -767,7 +831,7 @@ def test_exp_euler_uncoupled_network_equals_the_single_neuron_simulator(tiny_exp
     params = jl.CondLIFParams(pop.neuron, jl.SynParams(3.0, pop.exc.tau_syn, pop.exc.E_rev),
                               jl.SynParams(1.0, pop.inh.tau_syn, pop.inh.E_rev))
     ref = jax.jit(jax.vmap(lambda n: jl.simulate_cond_lif(params, n, jnp.zeros_like(n), dt=DT,  # one program
-                                                          integrator="exp_euler")))(jnp.asarray(G_TINY / 3.0))
+                                                          integrator="exp_euler")))((G_TINY / 3.0).astype(np.float32))
     np.testing.assert_array_equal(res.spikes["B"], ref.spikes)
     tol = 1e-12 if res.v["B"].dtype == np.float64 else 1e-5
     for field in ("v", "g_E", "g_I", "spike_offset"):
@@ -788,8 +852,8 @@ def test_exp_euler_latency_and_convergence_to_a_fine_step(tiny_exp, tiny_runs):
         for q in tiny_network().projections))
     G_fine = np.zeros((6, 8 * G_TINY.shape[1]))
     G_fine[:, ::8] = G_TINY
-    fine = nw.simulate_network(None, fine_net, T=T_TINY, dt=DT / 8, inputs={"B": nw.NetworkInput(g_E=G_fine)},
-                               integrator="exp_euler")
+    fine = jax.jit(lambda: nw.simulate_network(None, fine_net, T=T_TINY, dt=DT / 8, integrator="exp_euler",
+                                               inputs={"B": nw.NetworkInput(g_E=G_fine)}))()   # one program
 
     def times(r, dt):
         s, off = np.asarray(r.spikes["B"]), None if r.spike_offset is None else np.asarray(r.spike_offset["B"])
@@ -813,7 +877,7 @@ def test_exp_euler_vmap_equals_loop_with_mean_field_gradient(tiny_exp):
         return res.spikes["B"].mean() * 1000.0 / DT, res
 
     (value, out), grad = jax.tree.map(np.asarray, jax.jit(jax.vmap(jax.value_and_grad(rate, has_aux=True)))(
-        jnp.array([1.0, 3.0])))                        # NumPy arrays: rows cut without compiling
+        np.array([1.0, 3.0], np.float32)))             # NumPy arrays: rows cut without compiling
     for row, scale in enumerate((1.0, 3.0)):
         single = tiny_exp(scale)
         np.testing.assert_array_equal(np.asarray(out.spikes["B"][row]) > 0, single.spikes["B"])
@@ -827,7 +891,7 @@ def test_exp_euler_vmap_equals_loop_with_mean_field_gradient(tiny_exp):
     np.testing.assert_allclose(jax.jit(jax.grad(lambda s: rate(s)[0]))(1.0), grad[0], rtol=1e-5)
 
 
-def test_euler_instability_poisons_and_warns_a_network(tiny_checked, tiny_runs):
+def test_euler_instability_poisons_and_warns_a_network(tiny_checked, tiny_runs, tiny_exp):
     """Forward Euler beyond its stable range (dt (g_L + g_E + g_I) / C > 1) in a network: 3000 nS of input
     poisons the run with a warning; tau_m = dt (a valid value, factor 1 + g/g_L) raises in checked mode;
     the same inputs under exp_euler are finite; a normal run (tiny_runs) is not poisoned."""
@@ -836,9 +900,8 @@ def test_euler_instability_poisons_and_warns_a_network(tiny_checked, tiny_runs):
         bad = _tiny(10.0, scale=1000.0)
     assert all(np.asarray(bad.spikes[n]).all() for n in ("A", "B")) and np.isnan(bad.v["B"]).all()
     with pytest.raises(ValueError, match="forward Euler left its stable range"):
-        tiny_checked(jnp.asarray(DT))
-    hard = nw.simulate_network(None, tiny_network(), T=T_TINY, dt=DT, inputs=tiny_inputs(1000.0),
-                               integrator="exp_euler")
+        tiny_checked(np.float32(DT))
+    hard = tiny_exp(1.0, g_E=1000.0 * G_TINY)                       # the program of the exp_euler tests above
     v = np.asarray(hard.v["B"])
     assert np.isfinite(v).all() and v.max() <= 0.0                   # never above E_E = 0 mV
     assert not np.asarray(tiny_runs[10.0].spikes["B"]).all()
@@ -879,7 +942,7 @@ def test_event_and_full_delivery_agree_with_derivatives(x64):
                                 jax.grad(lambda *a: jnp.sum(cot * f(*a)), argnums=(0, 1, 2))(pending, x, W))
         return out
 
-    out = all_cases(pending, x, W_sparse, W_dense)
+    out = jax.tree.map(np.asarray, all_cases(pending, x, W_sparse, W_dense))   # NumPy: indexed without compiling
     for case, (sparse, delay) in cases.items():
         ref = pending.copy()            # the sum over synapses, written out
         for j in range(n_pre):
@@ -901,10 +964,11 @@ def test_event_and_full_delivery_agree_with_derivatives(x64):
 
 def test_network_init_broadcasts_each_population():
     net = small_network()
-    state = nw.network_init(net)
+    state = rest(small_network)                                  # network_init(net), jitted
     assert state.neuron.v.shape == (N_E + N_I,) and state.pending_E.shape == (4, N_E + N_I)
-    np.testing.assert_allclose(state.neuron.v[:N_E], net.populations[0].neuron.V_init)
-    np.testing.assert_allclose(state.neuron.v[N_E:], -60.0)
+    v = np.asarray(state.neuron.v)                               # cut in NumPy: nothing to compile
+    np.testing.assert_allclose(v[:N_E], net.populations[0].neuron.V_init)
+    np.testing.assert_allclose(v[N_E:], -60.0)
     assert state.synapses[0].u.shape == (N_E,) and state.synapses[1].u.shape == (N_I, N_E)
     assert state.synapses[2].R.shape == np.shape(net.projections[2].weights)
     assert net.offsets == {"E": 0, "I": N_E} and net.max_delay == 4
@@ -963,6 +1027,6 @@ def test_builders_refuse_bad_arguments():
     with pytest.raises(ValueError, match=r"inputs has entries \['C'\]"):
         nw.simulate_network(None, tiny_network(), T=5.0, dt=DT, inputs={"C": nw.NetworkInput()})
     with pytest.raises(ValueError, match="state does not fit this network"):
-        nw.simulate_network(None, tiny_network(), T=5.0, dt=DT, state=nw.network_init(small_network()))
+        nw.simulate_network(None, tiny_network(), T=5.0, dt=DT, state=rest(small_network))
     with pytest.raises(TypeError, match="key must be a jax.random key"):
         nw.simulate_network(None, small_network(), T=5.0, dt=DT)

@@ -70,15 +70,25 @@ def mixed_network():
     ie = nw.sparse_projection("I", "E", pre, post, weights, n_pre=16, n_post=48, receptor="inh", delay=delays)
     post_ii, pre_ii = np.nonzero(bernoulli(16, 16, 0.3))
     ii = nw.sparse_projection("I", "I", pre_ii, post_ii, 6.0, n_pre=16, n_post=16, receptor="inh", delay=4)
-    return nw.Network(pops, (ee, ei, ie, ii))
+    # the thresholds and weights rounded to the default float type by NumPy, as partition would round them:
+    # partition's jnp.asarray compiled a conversion program per array shape, 5 in this process and 5 in the
+    # child (2026-12-07)
+    pops = (dataclasses.replace(pops[0], neuron=pops[0].neuron._replace(V_th=_default_float(pops[0].neuron.V_th))),
+            pops[1])
+    return nw.Network(pops, tuple(dataclasses.replace(q, weights=_default_float(q.weights)) for q in (ee, ei, ie, ii)))
+
+
+def _default_float(x) -> np.ndarray:
+    """``x`` as a NumPy array of the default float type (float32; float64 under ``jax_enable_x64``)."""
+    return np.asarray(x, jax.dtypes.canonicalize_dtype(np.float64))
 
 
 def network_inputs() -> dict:
     """Given inputs that every run here takes: a conductance train onto E, a current per I neuron (both
-    permuted onto the devices)."""
+    permuted onto the devices), in the default float type (rounded by NumPy: nothing to compile)."""
     rng = np.random.default_rng(SEED)
-    return {"E": nw.NetworkInput(g_E=rng.uniform(0.0, 0.3, (48, n_steps(T, DT)))),
-            "I": nw.NetworkInput(I_inj=rng.uniform(0.0, 40.0, 16))}
+    return {"E": nw.NetworkInput(g_E=_default_float(rng.uniform(0.0, 0.3, (48, n_steps(T, DT))))),
+            "I": nw.NetworkInput(I_inj=_default_float(rng.uniform(0.0, 40.0, 16)))}
 
 
 def _runs(simulate, **kw) -> dict:
@@ -208,7 +218,7 @@ def test_refusals():
         per_synapse = dataclasses.replace(net.projections[0], stp_mode="synapse")
         run(nw.Network(net.populations, (per_synapse,) + net.projections[1:]), mesh=mesh)
     with pytest.raises(ValueError, match="per-neuron parameters"):
-        per_neuron = dataclasses.replace(net.projections[0], stp=jl.STPParams(U0=np.full(48, 0.5)))
+        per_neuron = dataclasses.replace(net.projections[0], stp=jl.STPParams(U0=_default_float(np.full(48, 0.5))))
         run(nw.Network(net.populations, (per_neuron,) + net.projections[1:]), mesh=mesh)
     with pytest.raises(ValueError, match=r"targets is traced"):
         structure, params = nw.partition(net)

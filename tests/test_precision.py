@@ -32,7 +32,16 @@ DT = 0.1
 
 
 def _cast(tree, dtype):
-    return jax.tree.map(lambda x: jnp.asarray(x, dtype), tree)
+    """Every leaf as a jax array of ``dtype``, rounded by NumPy (ml_dtypes) on the host and put on the device:
+    ``jnp.asarray(x, dtype)`` compiled a conversion program per shape and pair of types, and ``jnp.asarray`` of a
+    NumPy array a copy program per shape (``jax.device_put`` compiles nothing); a widening is exact either way,
+    a narrowing rounds to nearest even either way."""
+    return jax.tree.map(lambda x: jax.device_put(np.asarray(x).astype(dtype)), tree)
+
+
+#: The spike count of the tutorial's LIF (default parameters) for each row of currents ``(rows, 10_000)`` [pA]:
+#: one compiled program for the two tests that count (three rows each).
+_lif_counts = jax.jit(jax.vmap(lambda I: jaxlif.simulate_lif(jaxlif.LIFParams(), I, dt=DT).spikes.sum()))
 
 
 def _same(a, b):
@@ -71,8 +80,7 @@ def test_low_precision_state_loses_spikes_measured():
     c32 = _numpy_lif_counts(currents, np.float32)
     c16 = _numpy_lif_counts(currents, np.float16)
     cbf = _numpy_lif_counts(currents, ml_dtypes.bfloat16)
-    jax_counts = jax.vmap(lambda i: jaxlif.simulate_lif(jaxlif.LIFParams(), jnp.full(10_000, i), dt=DT)
-                          .spikes.sum())(jnp.array(currents))
+    jax_counts = _lif_counts(np.repeat(np.asarray(currents, np.float32)[:, None], 10_000, axis=1))
     np.testing.assert_array_equal(c32, jax_counts)
     assert c32[0] == 31 and c32[1] == 55                       # the numbers in the refusal message
     assert c16[0] == 0 and cbf[1] == 0                          # float16 near threshold, bfloat16 at 250 pA
@@ -85,35 +93,52 @@ def test_low_precision_state_loses_spikes_measured():
 
 @pytest.fixture(scope="module")
 def net():
-    """A small E-I network, built once (building one compiles about 15 small programs)."""
-    return jaxlif.ei_network(jax.random.key(0), n_E=8, n_I=2, p=0.5, sparse=False, delay=2, drive_rate=200.0)
+    """A small E-I network: ``ei_network(n_E=8, n_I=2, p=0.5, sparse=False, delay=2, drive_rate=200.0)`` with its
+    Bernoulli connectivity drawn by NumPy (``jax.random`` compiled a draw per projection shape and the key's
+    split: 7 programs, 2026-12-07)."""
+    rng = np.random.default_rng(0)
+    exc, inh = jaxlif.network.Receptor(5.0, 0.0), jaxlif.network.Receptor(10.0, -80.0)
+    drive = jaxlif.network.PoissonDrive(rate=200.0, weight=1.0, n=100, receptor="exc")
+    sizes = {"E": 8, "I": 2}
+    pops = tuple(jaxlif.network.Population(name, n, jaxlif.LIFParams(), exc, inh, drive) for name, n in sizes.items())
+    projections = []
+    for pre, post in (("E", "E"), ("E", "I"), ("I", "E"), ("I", "I")):
+        mask = rng.random((sizes[post], sizes[pre])) < 0.5
+        if pre == post:
+            np.fill_diagonal(mask, False)                    # no autapses within a population
+        projections.append(jaxlif.network.dense_projection(
+            pre, post, mask * jaxlif.network.EI_WEIGHTS[f"{pre}->{post}"], receptor="exc" if pre == "E" else "inh",
+            delay=2, stp=jaxlif.network.EI_STP if pre == post == "E" else None))
+    return jaxlif.network.Network(pops, tuple(projections))
 
 
 @pytest.mark.parametrize("dtype", LOW)
 def test_step_functions_refuse_a_low_precision_state(dtype, net):
     name = jnp.dtype(dtype).name
-    lif_state = jaxlif.LIFState(jnp.asarray(-65.0, dtype), jnp.asarray(0.0, dtype))
-    scan = lambda step, state: jax.lax.scan(step, state, jnp.full(5, 300.0, dtype))   # noqa: E731
+    # the states and inputs built by NumPy (ml_dtypes), network_init jitted: built with jax.numpy operations
+    # they compiled 16 one-operation programs (bfloat16) and 9 (float16), 2026-12-07
+    lif_state = jaxlif.LIFState(np.asarray(-65.0, dtype), np.asarray(0.0, dtype))
+    scan = lambda step, state: jax.lax.scan(step, state, np.full(5, 300.0, dtype))   # noqa: E731
     with pytest.raises(TypeError, match=rf"state.v has dtype {name}; jaxlif refuses a float16/bfloat16 state "
                                         r"because the Euler update v \+= dt/tau_m.*resolves only .* mV near the "
                                         r"resting potential.*spikes are lost.*float32"):
         scan(lambda st, i: jaxlif.lif_step(jaxlif.LIFParams(), st, i, DT), lif_state)
-    zero = jnp.asarray(0.0, dtype)
+    zero = np.asarray(0.0, dtype)
     with pytest.raises(TypeError, match=rf"cond_lif_step: state.neuron.v has dtype {name}"):
         jaxlif.cond_lif_step(jaxlif.CondLIFParams(), jaxlif.CondLIFState(lif_state, zero, zero), (1.0, 0.0, 0.0), DT)
-    f32_neuron = jaxlif.neurons.lif_init(jaxlif.LIFParams())
+    f32_neuron = jaxlif.LIFState(np.float32(-65.0), np.float32(0.0))        # lif_init(LIFParams()): V_init, 0
     with pytest.raises(TypeError, match=rf"cond_lif_step: state.g_E has dtype {name}.*Euler decay"):
         jaxlif.cond_lif_step(jaxlif.CondLIFParams(), jaxlif.CondLIFState(f32_neuron, zero, zero), (1.0, 0.0, 0.0), DT)
-    syn = jaxlif.STPState(jnp.zeros(3, dtype), jnp.ones(3, dtype), jnp.zeros(3, dtype))
+    syn = jaxlif.STPState(np.zeros(3, dtype), np.ones(3, dtype), np.zeros(3, dtype))
     with pytest.raises(TypeError, match=rf"stp_step: state.u has dtype {name}.*R stops recovering"):
-        jaxlif.stp_step(jaxlif.STD, jaxlif.SynParams(1.2, 5.0, 0.0), syn, jnp.ones(3), DT)
+        jaxlif.stp_step(jaxlif.STD, jaxlif.SynParams(1.2, 5.0, 0.0), syn, np.ones(3, np.float32), DT)
     with pytest.raises(TypeError, match=rf"stp_decay: state.u has dtype {name}"):
         jaxlif.plasticity.stp_decay(jaxlif.STD, jaxlif.SynParams(1.2, 5.0, 0.0), syn, 3, DT)
     stp_state = jaxlif.stp_lif.STPLIFState(lif_state, syn, syn)
     with pytest.raises(TypeError, match=rf"has dtype {name}"):
-        jaxlif.stp_lif_step(jaxlif.STPLIFParams(), stp_state, (jnp.ones(3), jnp.ones(3), 0.0), DT)
+        jaxlif.stp_lif_step(jaxlif.STPLIFParams(), stp_state, (np.ones(3, np.float32), np.ones(3, np.float32), 0.0), DT)
     with pytest.raises(TypeError, match=rf"state.v has dtype {name}"):     # the network of the test below
-        jaxlif.network_step(net, jaxlif.network_init(net, dtype), (0.0, 0.0, 0.0), DT)
+        jaxlif.network_step(net, jax.jit(lambda: jaxlif.network_init(net, dtype))(), (0.0, 0.0, 0.0), DT)
 
 
 @pytest.mark.parametrize("dtype", LOW)
@@ -121,11 +146,11 @@ def test_step_functions_widen_low_precision_inputs_and_parameters(dtype):
     """A float32 state with float16/bfloat16 parameters and current: exactly the float32 step on the same
     values (the parameters are widened before ``dt/tau_m`` etc. are formed, not computed in low precision)."""
     params = _cast(jaxlif.LIFParams(tau_m=12.3, g_L=9.7), dtype)
-    I = jnp.linspace(150.0, 450.0, 200).astype(dtype)
+    I = jax.device_put(np.linspace(150.0, 450.0, 200, dtype=np.float32).astype(dtype))     # rounded by NumPy
     run = lambda p, I: jax.lax.scan(lambda st, i: jaxlif.lif_step(p, st, i, DT),   # noqa: E731
                                     jaxlif.neurons.lif_init(jaxlif.LIFParams()), I)
     low = run(params, I)                  # once: every eager scan of a new step function compiles anew
-    _same(low, run(_cast(params, jnp.float32), I.astype(jnp.float32)))
+    _same(low, run(_cast(params, jnp.float32), _cast(I, jnp.float32)))
     assert int(np.asarray(low[1][1]).sum()) > 0
 
 
@@ -163,7 +188,7 @@ def test_per_step_simulators_bfloat16(drive):
     the step functions instead: tested above)."""
     dtype = jnp.bfloat16
     key = jax.random.key(1)
-    (p, I), (p32, I32) = _low_and_f32(dtype, jaxlif.CondLIFParams(), jnp.asarray(50.0))
+    (p, I), (p32, I32) = _low_and_f32(dtype, jaxlif.CondLIFParams(), np.float32(50.0))
     res = jaxlif.simulate_cond_lif(p, drive["n_E"], drive["n_I"], I, dt=DT)
     _same(res, jaxlif.simulate_cond_lif(p32, drive["n_E"], drive["n_I"], I32, dt=DT))
     assert np.asarray(res.spikes).sum() > 0
@@ -184,14 +209,14 @@ def test_per_step_simulators_bfloat16(drive):
 
 
 def test_network_bfloat16_weights(net):
-    def cast(net, dtype):
-        return dataclasses.replace(net, projections=tuple(dataclasses.replace(q, weights=jnp.asarray(q.weights, dtype))
+    def cast(net, dtype):                  # by NumPy (ml_dtypes): nothing to compile
+        return dataclasses.replace(net, projections=tuple(dataclasses.replace(q, weights=_cast(q.weights, dtype))
                                                           for q in net.projections))
 
     low = cast(net, jnp.bfloat16)
     res = jaxlif.simulate_network(jax.random.key(2), low, T=20.0, dt=DT)
     _same(res, jaxlif.simulate_network(jax.random.key(2), cast(low, jnp.float32), T=20.0, dt=DT))
-    assert sum(int(s.sum()) for s in res.spikes.values()) > 0
+    assert sum(int(np.asarray(s).sum()) for s in res.spikes.values()) > 0
 
 
 def test_batch_simulators_low_precision():
@@ -208,10 +233,11 @@ def test_batch_simulators_low_precision():
 def test_bfloat16_rounding_of_the_drive_changes_the_count_by_at_most_one_spike():
     """The stated tolerance against float32 values *before* the user's rounding (relative 2**-9 for
     bfloat16): a noisy 200 pA drive over 1 s, where the neuron fires about 24 times."""
-    I = jnp.asarray(200.0 + 100.0 * np.random.default_rng(0).standard_normal(10_000), jnp.float32)
-    counts = jax.vmap(lambda I: jaxlif.simulate_lif(jaxlif.LIFParams(), I, dt=DT).spikes.sum())(
-        jnp.stack([I, I.astype(jnp.bfloat16).astype(jnp.float32), I.astype(jnp.float16).astype(jnp.float32)]))
-    counts = np.asarray(counts)                                         # NumPy indexing: nothing to compile
+    I = (200.0 + 100.0 * np.random.default_rng(0).standard_normal(10_000)).astype(np.float32)
+    # rounded by NumPy (ml_dtypes: to nearest even, as XLA's conversion), the counts by the program of the
+    # first test (the conversions and the stack compiled 6 programs, 2026-12-07)
+    counts = np.asarray(_lif_counts(np.stack([I, I.astype(jnp.bfloat16).astype(np.float32),
+                                              I.astype(np.float16).astype(np.float32)])))
     assert counts[0] > 10
     assert abs(int(counts[1]) - int(counts[0])) <= 1 and abs(int(counts[2]) - int(counts[0])) <= 1
 
@@ -226,9 +252,9 @@ def test_non_numeric_input_message_names_argument_and_dtype_and_is_short():
     text = str(err.value)
     assert text.startswith("I must be a real number") and "dtype <U4" in text and len(text) < 300, text
     with pytest.raises(TypeError, match=r"params.tau_m must be a real number.*dtype object") as err:
-        jaxlif.simulate_lif(jaxlif.LIFParams(tau_m=np.array(None)), jnp.ones(10), dt=DT)
+        jaxlif.simulate_lif(jaxlif.LIFParams(tau_m=np.array(None)), np.ones(10, np.float32), dt=DT)
     assert len(str(err.value)) < 300
     with pytest.raises(ValueError, match=r"I=array of shape \(1,\) \(first values \[inf\]\)"):   # bfloat16 checked
-        jaxlif.simulate_lif(jaxlif.LIFParams(), jnp.array([1.0, jnp.inf, 2.0], jnp.bfloat16), dt=DT)
+        jaxlif.simulate_lif(jaxlif.LIFParams(), jax.device_put(np.array([1.0, np.inf, 2.0], jnp.bfloat16)), dt=DT)
     with pytest.raises(ValueError, match=r"params.tau_m=0.0500.* ms is below the time step"):
-        jaxlif.simulate_lif(jaxlif.LIFParams(tau_m=jnp.bfloat16(0.05)), jnp.ones(10, jnp.bfloat16), dt=DT)
+        jaxlif.simulate_lif(jaxlif.LIFParams(tau_m=jnp.bfloat16(0.05)), jax.device_put(np.ones(10, jnp.bfloat16)), dt=DT)
