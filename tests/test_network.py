@@ -409,17 +409,15 @@ def ei_network_numpy(seed: int, *, n_E: int, n_I: int, p: float, delay: int) -> 
     return nw.Network(pops, tuple(projections))
 
 
-@pytest.mark.parametrize("whole_raster, direct", [(True, True), (False, True), (True, False)])
-def test_window_delivery_equals_the_sum_over_synapses(whole_raster, direct, monkeypatch):
-    """A window's delivery (``window._deliver_all``: one loop over each population's events for all its
-    projections) against the sum written out in NumPy: ``pending[l + d - L, target] += x[l, j] W[j, c]``, with
-    x the spikes or (E->E) a given release; and its jvp in the ring and the release, the sum over every
-    synapse.  Populations of 64 and 32 neurons (whole blocks of 32: the events found in the whole raster, or
-    in each population's columns), delay = ring length (the events added straight into the ring, or through
-    a buffer), several spikes per step, chunks of 8."""
+WINDOW_VARIANTS = [(True, True), (False, True), (True, False)]      # (window.WHOLE_RASTER, window.DIRECT)
+
+
+@pytest.fixture(scope="module")
+def window_deliveries():
+    """The inputs of ``test_window_delivery_equals_the_sum_over_synapses``, the delivery and its jvp under each of
+    ``WINDOW_VARIANTS`` (the module's switches are read while tracing: the three variants traced into one compiled
+    program instead of three, 2026-12-07), and the sums written out in NumPy."""
     from jaxlif.network import window
-    monkeypatch.setattr(window, "WHOLE_RASTER", whole_raster)
-    monkeypatch.setattr(window, "DIRECT", direct)
     net = ei_network_numpy(4, n_E=64, n_I=32, p=0.2, delay=6)
     L, D, n = 5, net.max_delay, net.size
     rng = np.random.default_rng(1)
@@ -434,7 +432,18 @@ def test_window_delivery_equals_the_sum_over_synapses(whole_raster, direct, monk
         released = tuple(rel if q.stp is not None else None for q in net.projections)
         return window._deliver_all(net, 2, ring, spikes, released, L)
 
-    out, tangent = jax.jit(lambda *a: jax.jvp(deliver, a[:2], a[2:]))(ring, release, d_ring, d_release)
+    def variants(*a):
+        out = {}
+        for whole_raster, direct in WINDOW_VARIANTS:
+            saved = window.WHOLE_RASTER, window.DIRECT
+            window.WHOLE_RASTER, window.DIRECT = whole_raster, direct
+            try:
+                out[whole_raster, direct] = jax.jvp(deliver, a[:2], a[2:])
+            finally:
+                window.WHOLE_RASTER, window.DIRECT = saved
+        return out
+
+    out = jax.jit(variants)(ring, release, d_ring, d_release)
     expected = {r: np.array(v, np.float64) for r, v in ring.items()}           # copies (writable)
     expected_tangent = {r: np.array(v, np.float64) for r, v in d_ring.items()}
     for q in net.projections:
@@ -446,8 +455,22 @@ def test_window_delivery_equals_the_sum_over_synapses(whole_raster, direct, monk
         if q.stp is not None:           # every synapse, spiking or not
             for l, j, c in zip(*np.nonzero(np.ones((L, 1, 1), bool) & (tg < net.sizes[q.post]))):
                 expected_tangent[q.receptor][l + q.delay - L, post + tg[j, c]] += d_release[l, j] * W[j, c]
+    return net, spikes, out, expected, expected_tangent
+
+
+@pytest.mark.parametrize("whole_raster, direct", WINDOW_VARIANTS)
+def test_window_delivery_equals_the_sum_over_synapses(whole_raster, direct, window_deliveries):
+    """A window's delivery (``window._deliver_all``: one loop over each population's events for all its
+    projections) against the sum written out in NumPy: ``pending[l + d - L, target] += x[l, j] W[j, c]``, with
+    x the spikes or (E->E) a given release; and its jvp in the ring and the release, the sum over every
+    synapse.  Populations of 64 and 32 neurons (whole blocks of 32: the events found in the whole raster, or
+    in each population's columns), delay = ring length (the events added straight into the ring, or through
+    a buffer), several spikes per step, chunks of 8."""
+    net, spikes, outs, expected, expected_tangent = window_deliveries
+    out, tangent = outs[whole_raster, direct]
+    D = net.max_delay
     assert spikes.sum(axis=1).min() > 8 and {q.delay for q in net.projections} == {D}
-    for r in ring:
+    for r in expected:
         np.testing.assert_allclose(np.asarray(out[r]), expected[r], rtol=1e-6, err_msg=r)
         np.testing.assert_allclose(np.asarray(tangent[r]), expected_tangent[r], rtol=1e-6, err_msg=r)
 
