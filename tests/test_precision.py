@@ -259,4 +259,5 @@ def test_non_numeric_input_message_names_argument_and_dtype_and_is_short():
     with pytest.raises(ValueError, match=r"I=array of shape \(1,\) \(first values \[inf\]\)"):   # bfloat16 checked
         jaxlif.simulate_lif(jaxlif.LIFParams(), jax.device_put(np.array([1.0, np.inf, 2.0], jnp.bfloat16)), dt=DT)
     with pytest.raises(ValueError, match=r"params.tau_m=0.0500.* ms is below the time step"):
-        jaxlif.simulate_lif(jaxlif.LIFParams(tau_m=jnp.bfloat16(0.05)), jax.device_put(np.ones(10, jnp.bfloat16)), dt=DT)
+        jaxlif.simulate_lif(jaxlif.LIFParams(tau_m=jnp.bfloat16(0.05)), jax.device_put(np.ones(10, jnp.bfloat16)),
+                            dt=DT)
