@@ -565,7 +565,7 @@ def test_traced_invalid_rates_poison_under_jit_and_vmap():
     """-5 Hz, -100 Hz (used to hang) and 2e4 Hz (p > 1), traced under jit(vmap): poisoned rows; the valid
     row equals the concrete call; a traced -0.0 is a valid rate of zero."""
     run = lambda r: jb.simulate_cond_lif_batch(KEY_G, B_G, rate_E=r, T=T_G, stats=V_STATS)  # noqa: E731
-    out = _numpy(jax.jit(jax.vmap(run))(jnp.array([10.0, -5.0, -100.0, 2e4, -0.0])))
+    out = _numpy(jax.jit(jax.vmap(run))(np.array([10.0, -5.0, -100.0, 2e4, -0.0], np.float32)))
     np.testing.assert_array_equal(out.spike_count[0], jb.simulate_cond_lif_batch(KEY_G, B_G, T=T_G).spike_count)
     _poisoned(jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), out), range(4, 16))   # NumPy reshapes
     assert (out.spike_count[4] >= 0).all() and not np.isnan(out.stats.v_mean[4]).any()
@@ -580,7 +580,7 @@ def test_traced_invalid_per_neuron_values_poison_only_those_neurons():
         params = params._replace(stp_E=params.stp_E._replace(U0=U0))
         return jb.simulate_stp_lif_batch(KEY_G, B_G, params, rate_E=rate_E, T=T_G, stats=V_STATS)
 
-    rates, U0 = jnp.array([15.0, -5.0, -0.0, 15.0]), jnp.array([0.45, 0.45, 0.45, -0.5])
+    rates, U0 = np.array([15.0, -5.0, -0.0, 15.0], np.float32), np.array([0.45, 0.45, 0.45, -0.5], np.float32)
     out = _numpy(jax.jit(run)(rates, U0))
     _poisoned(out, [1, 3])
     assert out.spike_count[0] > 0 and out.spike_count[2] >= 0 and not np.isnan(np.asarray(out.stats.v_mean)[[0, 2]]).any()
