@@ -95,21 +95,23 @@ def test_cond_lif_counts_equal_oracle(x64):
 
 
 def test_poisson_in_scan_equals_explicit_counts(x64):
+    """400 ms: the duration of the test above, whose compiled ``simulate_cond_lif`` program (float64 counts, a
+    scalar current) the explicit run reuses."""
     key = jax.random.key(42)
     p = CondLIFParams()
-    out = jaxlif.simulate_cond_lif_poisson(key, p, rate_E=10.0, rate_I=10.0, T=300.0, dt=0.1)
+    out = jaxlif.simulate_cond_lif_poisson(key, p, rate_E=10.0, rate_I=10.0, T=400.0, dt=0.1)
 
     @jax.jit
     def counts(key):               # the key split and both draws in one program (eagerly: 4 programs)
         k_E, k_I = jax.random.split(key)
-        return (jaxlif.poisson_counts(k_E, 10.0, 80, T=300.0, dt=0.1),
-                jaxlif.poisson_counts(k_I, 10.0, 20, T=300.0, dt=0.1))
+        return (jaxlif.poisson_counts(k_E, 10.0, 80, T=400.0, dt=0.1),
+                jaxlif.poisson_counts(k_I, 10.0, 20, T=400.0, dt=0.1))
 
-    n_E, n_I = counts(key)
+    n_E, n_I = map(np.asarray, counts(key))
     want = simulate_cond_lif(p, n_E, n_I, dt=0.1)
     for a, b in zip(out, want):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    lean = jaxlif.simulate_cond_lif_poisson(key, p, T=300.0, dt=0.1, rate_E=10.0, rate_I=10.0, record=False)
+    lean = jaxlif.simulate_cond_lif_poisson(key, p, T=400.0, dt=0.1, rate_E=10.0, rate_I=10.0, record=False)
     assert lean.v is None
     np.testing.assert_array_equal(lean.spikes, out.spikes)
 
