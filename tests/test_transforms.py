@@ -52,12 +52,16 @@ def test_vmap_over_parameters_and_rates_equals_loop():
 
 def test_vmap_over_input_trains_stp_lif_equals_loop():
     keys = jax.random.split(jax.random.key(2), 3)
-    trains_E, trains_I = jax.jit(jax.vmap(lambda k: (jaxlif.poisson_trains(k, 15.0, 8, T=T, dt=DT),   # one program
-                                                     jaxlif.poisson_trains(k, 15.0, 2, T=T, dt=DT))))(keys)
     p = jaxlif.STPLIFParams()
     sim = lambda e, i: jaxlif.simulate_stp_lif(p, e, i, dt=DT, record_synapses=False)
-    batched = jax.tree.map(np.asarray, jax.vmap(sim)(trains_E, trains_I))
-    trains_E, trains_I = np.asarray(trains_E), np.asarray(trains_I)
+
+    @jax.jit
+    def draw_and_run(keys):         # the draws and the batched run in one program (two before; 2026-12-07)
+        trains_E, trains_I = jax.vmap(lambda k: (jaxlif.poisson_trains(k, 15.0, 8, T=T, dt=DT),
+                                                 jaxlif.poisson_trains(k, 15.0, 2, T=T, dt=DT)))(keys)
+        return trains_E, trains_I, jax.vmap(sim)(trains_E, trains_I)
+
+    trains_E, trains_I, batched = jax.tree.map(np.asarray, draw_and_run(keys))
     for b in range(3):
         single = sim(trains_E[b], trains_I[b])
         np.testing.assert_allclose(batched.g_E[b], np.asarray(single.g_E), rtol=1e-6, atol=1e-6)
