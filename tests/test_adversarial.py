@@ -48,19 +48,18 @@ def test_the_limit_itself_is_accepted():
 # ----------------------------------------------------------------------------------------------
 
 def test_batch_reference_inputs_poison_an_invalid_traced_rate():
-    import jax.numpy as jnp
     issue = jax.jit(lambda r: jaxlif.cond_lif_batch_inputs(KEY, 2, rate_E=r, rate_I=0.0, T=T)[0])
     bad = np.asarray(issue(-5.0))                                     # the issue's call: zeros before
     assert bad.shape == (2, 100) and np.isnan(bad).all()
     counts = jax.jit(lambda r: jaxlif.cond_lif_batch_inputs(KEY, 2, rate_E=r, rate_I=10.0, T=T)[0])
-    mixed = np.asarray(counts(jnp.array([50.0, -5.0])))               # only the invalid neuron is poisoned
-    good = np.asarray(counts(jnp.array([50.0, 0.0])))
+    mixed = np.asarray(counts(np.array([50.0, -5.0], np.float32)))    # only the invalid neuron is poisoned
+    good = np.asarray(counts(np.array([50.0, 0.0], np.float32)))
     assert np.isnan(mixed[1]).all() and np.array_equal(mixed[0], good[0]) and good[0].sum() > 0
     trains = np.asarray(jax.jit(lambda r: jaxlif.batch.stp_lif_batch_trains(KEY, 2, rate_E=r, rate_I=0.0, n_E=2,
                                                                             n_I=1, T=1.0)[0])(np.array([-5.0, 0.0])))
     assert trains[0].all() and not trains[1].any()                   # NumPy indexing: nothing to compile
     with pytest.raises(ValueError, match=r"rate_E=.*-5.* Hz must be finite"):
-        jaxlif.checked(counts)(jnp.array([50.0, -5.0]))
+        jaxlif.checked(counts)(np.array([50.0, -5.0], np.float32))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -107,8 +106,7 @@ def test_free_membrane_potential_blow_up_of_the_issue_is_poisoned_per_lane_under
 
 
 def test_batch_simulators_poison_the_unstable_neurons_only():
-    import jax.numpy as jnp
-    params = jaxlif.CondLIFParams(exc=jaxlif.SynParams(jnp.array([2.4, 1e3]), 2.0, 0.0))
+    params = jaxlif.CondLIFParams(exc=jaxlif.SynParams(np.array([2.4, 1e3], np.float32), 2.0, 0.0))
     with pytest.warns(_stability.EulerUnstableWarning, match="simulate_cond_lif_batch: 1 of 2 neurons"):
         b = jaxlif.batch.simulate_cond_lif_batch(KEY, 2, params, spiking=False, T=T, record=True)
     assert np.asarray(b.spike_count).tolist() == [0, -1]
@@ -117,7 +115,7 @@ def test_batch_simulators_poison_the_unstable_neurons_only():
         warnings.simplefilter("error")
         b = jaxlif.batch.simulate_cond_lif_batch(KEY, 2, params, spiking=False, T=T, integrator="exp_euler")
     assert np.asarray(b.spike_count).tolist() == [0, 0]
-    stp = jaxlif.STPLIFParams()._replace(exc=jaxlif.SynParams(jnp.array([1e4, 2.4]), 2.0, 0.0))
+    stp = jaxlif.STPLIFParams()._replace(exc=jaxlif.SynParams(np.array([1e4, 2.4], np.float32), 2.0, 0.0))
     with pytest.warns(_stability.EulerUnstableWarning, match="simulate_stp_lif_batch: 1 of 2 neurons"):
         b = jaxlif.batch.simulate_stp_lif_batch(KEY, 2, stp, rate_E=1000.0, T=T)
     count = np.asarray(b.spike_count)

@@ -2,7 +2,6 @@
 raises naming the argument (the mechanism in ``jaxlif._checks``)."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -30,13 +29,22 @@ def test_poison_follows_a_batched_flag():
     np.testing.assert_array_equal(np.isnan(out), [[False, False], [True, True], [False, False]])
 
 
-def _cond_sim(rate):
-    return jaxlif.simulate_cond_lif_poisson(KEY, rate_E=rate, T=50.0, record=True)
+def _cond_sim(rate, tau_m=10.0):
+    return jaxlif.simulate_cond_lif_poisson(KEY, CondLIFParams(neuron=LIFParams(tau_m=tau_m)), rate_E=rate, T=50.0,
+                                            record=True)
+
+
+#: Rates and membrane time constants traced together, three lanes: the poisoned runs of a bad rate and of a bad
+#: traced parameter field are one compiled program, and their ``checked`` runs another (they were four programs
+#: of this simulator, about 0.5 CPU-s each; measured 2026-12-07).  The concrete ``_cond_sim(10.0)`` is the
+#: unbatched run with the default ``tau_m`` (10 ms).
+_cond_runs = jax.jit(jax.vmap(_cond_sim))
+TAU_OK = np.full(3, 10.0, np.float32)
 
 
 def test_traced_invalid_rate_is_poisoned_not_plausible():
-    out = _numpy(jax.jit(jax.vmap(_cond_sim))(np.array([10.0, -5.0, 2e4], np.float32)))
-    valid = jaxlif.simulate_cond_lif_poisson(KEY, rate_E=10.0, T=50.0, record=True)
+    out = _numpy(_cond_runs(np.array([10.0, -5.0, 2e4], np.float32), TAU_OK))
+    valid = _numpy(_cond_sim(10.0))
     np.testing.assert_array_equal(out.spikes[0], valid.spikes)      # valid rows untouched
     np.testing.assert_allclose(out.v[0], valid.v)
     for row in (1, 2):
@@ -45,20 +53,17 @@ def test_traced_invalid_rate_is_poisoned_not_plausible():
 
 
 def test_checked_mode_raises_naming_the_argument():
-    f = jax.jit(jax.vmap(_cond_sim))
     with pytest.raises(ValueError, match=r"rate_E=.*-5.* Hz must be finite, >= 0"):
-        _checks.checked(f)(jnp.array([10.0, -5.0]))
-    out = _checks.checked(f)(jnp.array([10.0, 12.0]))                # valid: no error
-    assert not np.isnan(out.v).any()
+        _checks.checked(_cond_runs)(np.array([10.0, -5.0, 10.0], np.float32), TAU_OK)
+    out = _checks.checked(_cond_runs)(np.array([10.0, 12.0, 15.0], np.float32), TAU_OK)   # valid: no error
+    assert not np.isnan(np.asarray(out.v)).any()
 
 
 def test_checked_mode_names_a_traced_parameter_field():
-    def sim(tau_m):
-        p = jaxlif.CondLIFParams(neuron=jaxlif.LIFParams(tau_m=tau_m))
-        return jaxlif.simulate_cond_lif_poisson(KEY, p, T=50.0, record=False).spikes
+    rates, tau_m = np.full(3, 10.0, np.float32), np.array([10.0, 0.05, 10.0], np.float32)
     with pytest.raises(ValueError, match=r"params\.neuron\.tau_m=.* ms must be finite and >= dt = 0\.1 ms"):
-        _checks.checked(jax.vmap(sim))(jnp.array([10.0, 0.05]))
-    assert np.asarray(jax.vmap(sim)(jnp.array([10.0, 0.05])))[1].all()
+        _checks.checked(_cond_runs)(rates, tau_m)
+    assert np.asarray(_cond_runs(rates, tau_m).spikes)[1].all()
 
 
 def test_checked_rejects_non_callables():
@@ -94,7 +99,7 @@ def _assert_rows_equal(batched, single, row=0):
 
 def test_traced_rates_poison_the_stp_lif_poisson_run():
     sim = lambda r: jaxlif.simulate_stp_lif_poisson(KEY, rate_E=r, n_E=2, n_I=1, T=5.0, dt=DT)
-    out = jax.jit(jax.vmap(sim))(jnp.array([15.0, -5.0, 2e4, jnp.nan]))
+    out = jax.jit(jax.vmap(sim))(np.array([15.0, -5.0, 2e4, np.nan], np.float32))
     _assert_rows_equal(out, sim(15.0))
     _assert_poisoned(out, [1, 2, 3])
 
@@ -106,18 +111,18 @@ def _assert_valid(tree, row=0):
 
 
 def test_traced_rates_poison_the_generators():
-    rates = jnp.array([10.0, -100.0, 2e4])
-    counts = jax.jit(jax.vmap(lambda r: jaxlif.poisson_counts(KEY, r, 3, T=5.0, dt=DT)))(rates)
-    trains = jax.jit(jax.vmap(lambda r: jaxlif.poisson_trains(KEY, r, 3, T=5.0, dt=DT)))(rates)
+    rates = np.array([10.0, -100.0, 2e4], np.float32)
+    counts, trains = jax.jit(jax.vmap(lambda r: (jaxlif.poisson_counts(KEY, r, 3, T=5.0, dt=DT),     # one program
+                                                 jaxlif.poisson_trains(KEY, r, 3, T=5.0, dt=DT))))(rates)
     _assert_valid((counts, trains))
     _assert_poisoned((counts, trains), [1, 2])
 
 
 def test_probability_outside_unit_interval_is_never_clipped():
     """Before: p > 1 gave 0 spikes from the binomial draw and all spikes from the Bernoulli draw."""
-    ps = jnp.array([0.3, 1.5, -0.2])
-    bern = jax.jit(jax.vmap(lambda p: jaxlif.inputs.bernoulli_step(KEY, 3, p, 4)))(ps)
-    binom = jax.jit(jax.vmap(lambda p: jaxlif.inputs.binomial_step(KEY, 3, p, 4)))(ps)
+    ps = np.array([0.3, 1.5, -0.2], np.float32)
+    bern, binom = jax.jit(jax.vmap(lambda p: (jaxlif.inputs.bernoulli_step(KEY, 3, p, 4),          # one program
+                                              jaxlif.inputs.binomial_step(KEY, 3, p, 4))))(ps)
     _assert_valid((bern, binom))
     assert 0 <= float(np.asarray(binom)[0]) <= 4
     _assert_poisoned((bern, binom), [1, 2])
@@ -128,7 +133,7 @@ def test_probability_outside_unit_interval_is_never_clipped():
 
 def test_traced_U0_below_zero_poisons_every_stp_core():
     """Before: U0 = -0.5 gave a plausible g10/g1 of 24.8."""
-    U0 = jnp.array([0.5, -0.5, jnp.nan])
+    U0 = np.array([0.5, -0.5, np.nan], np.float32)
     stp = lambda u: jaxlif.STPParams(u, 100.0, 50.0)
     train = ZERO50.copy()
     train[::7] = 1.0
@@ -150,7 +155,7 @@ def test_traced_tau_syn_below_dt_poisons_the_conductance_lif():
     n = ZERO50.copy()
     n[10:20] = 3.0
     sim = lambda tau: jaxlif.simulate_cond_lif(CondLIFParams(exc=SynParams(2.4, tau, 0.0)), n, n, dt=DT)
-    out = jax.jit(jax.vmap(sim))(jnp.array([2.0, 0.05, -1.0]))
+    out = jax.jit(jax.vmap(sim))(np.array([2.0, 0.05, -1.0], np.float32))
     _assert_rows_equal(out, sim(2.0))
     _assert_poisoned(out, [1, 2])
 
@@ -177,7 +182,7 @@ def test_concrete_negative_zero_rate_behaves_like_zero():
 def test_checked_mode_names_U0():
     with pytest.raises(ValueError, match=r"params\.U0=.*-0\.5.* must lie in \(0, 1\]"):
         _checks.checked(jax.vmap(lambda u: jaxlif.ratio_curve(jaxlif.STPParams(u, 100.0, 50.0), [10.0])))(
-            jnp.array([0.5, -0.5]))
+            np.array([0.5, -0.5], np.float32))
 
 
 def test_traced_nonfinite_current_poisons_lif_and_cond_lif():
@@ -188,8 +193,9 @@ def test_traced_nonfinite_current_poisons_lif_and_cond_lif():
     rows[1, 20], rows[2, -1], rows[3, 0] = np.nan, np.inf, -np.inf
     lif = lambda i, record=True: jaxlif.simulate_lif(LIFParams(), i, dt=DT, record=record)
     cond = lambda i: jaxlif.simulate_cond_lif(CondLIFParams(), ZERO50, ZERO50, i, dt=DT)
-    for out in (jax.jit(jax.vmap(lif))(rows), jax.jit(jax.vmap(lambda i: lif(i, False)))(rows),
-                jax.jit(jax.vmap(cond))(rows)):
+    runs = jax.jit(lambda rows: (jax.vmap(lif)(rows), jax.vmap(lambda i: lif(i, False))(rows),   # one program
+                                 jax.vmap(cond)(rows)))
+    for out in runs(rows):
         out = _numpy(out)
         assert out.spikes[0].any() and not out.spikes[0].all()          # the valid row spikes, unpoisoned
         assert all(np.isfinite(np.asarray(leaf)[0]).all() for leaf in jax.tree.leaves(out))

@@ -104,9 +104,11 @@ def test_dc_spike_time_gradient_equals_closed_form(x64):
 
     V_inf = P.E_L + I_DC / P.g_L
     want = P.tau_m / P.g_L * (1 / (V_inf - P.V_reset) - 1 / (V_inf - P.V_th))
-    np.testing.assert_allclose(float(jax.jit(jax.grad(first_offset))(I_DC)), want, rtol=1e-9)
-    v_grad = jax.jit(jax.grad(lambda I: simulate_lif(P, jnp.full(120, I), dt=0.1, integrator="exp_euler",
-                                                     spike_grad=jl.surrogates.fast_sigmoid()).v.mean()))(I_DC)
+    v_mean = lambda I: simulate_lif(P, jnp.full(120, I), dt=0.1, integrator="exp_euler",  # noqa: E731
+                                    spike_grad=jl.surrogates.fast_sigmoid()).v.mean()
+    # both gradients in one program (two before: about 0.05 CPU-s more; 2026-12-07)
+    offset_grad, v_grad = jax.jit(lambda I: (jax.grad(first_offset)(I), jax.grad(v_mean)(I)))(I_DC)
+    np.testing.assert_allclose(float(offset_grad), want, rtol=1e-9)
     assert np.isfinite(float(v_grad))
 
 

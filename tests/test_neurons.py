@@ -22,23 +22,23 @@ PART1 = LIFParams(tau_m=20.0, E_L=-60.0, V_init=-60.0, V_reset=-70.0, V_th=-50.0
 
 def test_first_tutorial_printed_current_and_voltage():
     I = jaxlif.sinusoidal_current(250.0, T=150.0, dt=1.0)
-    np.testing.assert_allclose(np.asarray(I[:10]) * 1e-12, PRINTED_I_AMPS, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(I)[:10] * 1e-12, PRINTED_I_AMPS, rtol=1e-6)   # NumPy slicing: no program
     v = simulate_lif(PART1, I, dt=1.0, spiking=False).v
     # the tutorial prints the updated v: v[1..10]; printed with 5 significant digits
-    np.testing.assert_allclose(np.asarray(v[1:11]) * 1e-3, PRINTED_V_VOLTS, rtol=6e-5)
+    np.testing.assert_allclose(np.asarray(v)[1:11] * 1e-3, PRINTED_V_VOLTS, rtol=6e-5)
 
 
 def test_first_tutorial_against_oracle_float64(x64):
     I = jaxlif.sinusoidal_current(250.0, T=150.0, dt=1.0)
     v = simulate_lif(PART1, I, dt=1.0, spiking=False).v
     _, i_si, v_si = ref.lif_part1_loop(149)
-    np.testing.assert_allclose(np.asarray(I[:149]) * 1e-12, i_si, rtol=1e-12)
-    np.testing.assert_allclose(np.asarray(v[1:]), v_si * 1e3, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(np.asarray(I)[:149] * 1e-12, i_si, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(v)[1:], v_si * 1e3, rtol=0, atol=1e-9)
 
 
 def test_first_tutorial_with_spikes_resets():
     I = jaxlif.sinusoidal_current(250.0, T=150.0, dt=1.0)
-    out = simulate_lif(PART1, I, dt=1.0, spiking=True)
+    out = jax.tree.map(np.asarray, simulate_lif(PART1, I, dt=1.0, spiking=True))   # NumPy below: nothing compiled
     assert out.spikes.sum() > 0
     assert np.all(np.asarray(out.v)[np.asarray(out.spikes)] == -70.0)
     # every sample before a spike is sub-threshold except the spike sample itself (set to reset)
@@ -95,33 +95,55 @@ def test_cond_lif_counts_equal_oracle(x64):
 
 
 def test_poisson_in_scan_equals_explicit_counts(x64):
+    """400 ms: the duration of the test above, whose compiled ``simulate_cond_lif`` program (float64 counts, a
+    scalar current) the explicit run reuses."""
     key = jax.random.key(42)
     p = CondLIFParams()
-    out = jaxlif.simulate_cond_lif_poisson(key, p, rate_E=10.0, rate_I=10.0, T=300.0, dt=0.1)
-    k_E, k_I = jax.random.split(key)
-    n_E = jaxlif.poisson_counts(k_E, 10.0, 80, T=300.0, dt=0.1)
-    n_I = jaxlif.poisson_counts(k_I, 10.0, 20, T=300.0, dt=0.1)
+    out = jaxlif.simulate_cond_lif_poisson(key, p, rate_E=10.0, rate_I=10.0, T=400.0, dt=0.1)
+
+    @jax.jit
+    def counts(key):               # the key split and both draws in one program (eagerly: 4 programs)
+        k_E, k_I = jax.random.split(key)
+        return (jaxlif.poisson_counts(k_E, 10.0, 80, T=400.0, dt=0.1),
+                jaxlif.poisson_counts(k_I, 10.0, 20, T=400.0, dt=0.1))
+
+    n_E, n_I = map(np.asarray, counts(key))
     want = simulate_cond_lif(p, n_E, n_I, dt=0.1)
     for a, b in zip(out, want):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    lean = jaxlif.simulate_cond_lif_poisson(key, p, T=300.0, dt=0.1, rate_E=10.0, rate_I=10.0, record=False)
+    lean = jaxlif.simulate_cond_lif_poisson(key, p, T=400.0, dt=0.1, rate_E=10.0, rate_I=10.0, record=False)
     assert lean.v is None
     np.testing.assert_array_equal(lean.spikes, out.spikes)
 
 
-def test_fmp_matches_shot_noise_approximation():
+#: Exercise 1.2's runs of the two tests below in one vmapped call (a module fixture): 16 lanes of free membrane
+#: potential (the threshold at +inf, which is what ``spiking=False`` does: ``neurons.cond._no_threshold``) and 64
+#: spiking lanes, with the same keys as when each test ran its own program and the same numbers bit for bit
+#: (checked 2026-12-07; one program of this simulator less, about 0.6 CPU-s).
+FMP_KEYS, RATE_KEYS = 16, 64
+
+
+@pytest.fixture(scope="module")
+def exercise_runs():
+    keys = jax.numpy.concatenate([jax.random.split(jax.random.key(0), FMP_KEYS),
+                                  jax.random.split(jax.random.key(1), RATE_KEYS)])
+    V_th = np.concatenate([np.full(FMP_KEYS, np.inf), np.full(RATE_KEYS, LIFParams().V_th)]).astype(np.float32)
+    run = jax.vmap(lambda k, th: jaxlif.simulate_cond_lif_poisson(k, CondLIFParams(neuron=LIFParams(V_th=th)),
+                                                                  T=1000.0, dt=0.1))
+    out = run(keys, V_th)
+    return np.asarray(out.v)[:FMP_KEYS], np.asarray(out.spikes)[FMP_KEYS:]      # NumPy slices: no programs
+
+
+def test_fmp_matches_shot_noise_approximation(exercise_runs):
     """docs/conventions.md 7: exercise 1.2 mean FMP about -58.0 mV, std about 4.1 mV (simulations within ~0.2 mV, 3%)."""
-    keys = jax.random.split(jax.random.key(0), 16)
-    run = jax.vmap(lambda k: jaxlif.simulate_cond_lif_poisson(k, T=1000.0, dt=0.1, spiking=False).v)
-    mean, std = jaxlif.fmp_stats(run(keys))
+    v = exercise_runs[0]
+    mean, std = map(np.asarray, jax.jit(jaxlif.fmp_stats)(v))   # one program; the means below in NumPy
     assert float(mean.mean()) == pytest.approx(-58.0, abs=0.5)
     assert float(std.mean()) == pytest.approx(4.1, rel=0.07)
 
 
-def test_wl_a_mean_rate_agrees_with_peers():
+def test_wl_a_mean_rate_agrees_with_peers(exercise_runs):
     """docs/workloads.md: WL-A mean output rate about 25.5 Hz (Brian2, BrainPy, NumPy agree)."""
-    keys = jax.random.split(jax.random.key(1), 64)
-    run = jax.vmap(lambda k: jaxlif.simulate_cond_lif_poisson(k, record=False).spikes)
-    rates = np.asarray(jaxlif.spike_rate(run(keys), 1000.0))
+    rates = np.asarray(jax.jit(lambda s: jaxlif.spike_rate(s, 1000.0))(exercise_runs[1]))     # one program
     sem = rates.std(ddof=1) / np.sqrt(rates.size)
     assert abs(rates.mean() - 25.5) < 5 * sem + 0.5

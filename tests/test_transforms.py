@@ -17,9 +17,21 @@ def _run(key, rate_E=10.0, params=CondLIFParams()):
     return jaxlif.simulate_cond_lif_poisson(key, params, rate_E=rate_E, T=T, dt=DT)
 
 
+def _lane(key, tau_m, rate_E):
+    return _run(key, rate_E, CondLIFParams(neuron=LIFParams(tau_m=tau_m)))
+
+
+#: Keys, membrane time constants and rates batched together (four lanes): the vmap over keys and the vmap over
+#: parameters and rates below are one compiled program (two programs of this simulator were about 0.8 CPU-s
+#: together more; measured 2026-12-07); their unbatched runs share one program too.
+_lanes = jax.vmap(_lane)
+
+
 def test_vmap_over_keys_equals_loop():
+    """Four keys, the default parameters and rate in every lane."""
     keys = jax.random.split(jax.random.key(0), 4)
-    batched = jax.tree.map(np.asarray, jax.vmap(_run)(keys))    # NumPy: the indexing below compiles nothing
+    same = np.full(4, 10.0, np.float32)                        # tau_m = 10 ms and 10 Hz: the defaults
+    batched = jax.tree.map(np.asarray, _lanes(keys, same, same))   # NumPy: the indexing below compiles nothing
     for b in range(4):
         single = _run(keys[b])
         for a, s in zip(batched[:4], single[:4]):   # v, spikes, g_E, g_I (spike_offset is None under euler)
@@ -27,25 +39,29 @@ def test_vmap_over_keys_equals_loop():
 
 
 def test_vmap_over_parameters_and_rates_equals_loop():
-    key = jax.random.key(1)
-    tau_m = np.array([5.0, 10.0, 20.0], np.float32)
-    rates = np.array([5.0, 10.0, 20.0], np.float32)
-    f = lambda tm, r: _run(key, r, CondLIFParams(neuron=LIFParams(tau_m=tm)))
-    batched = jax.tree.map(np.asarray, jax.vmap(f)(tau_m, rates))
-    for b in range(3):
-        single = f(float(tau_m[b]), float(rates[b]))
+    """Four membrane time constants and rates (each lane its own key: the program of the test above)."""
+    keys = jax.random.split(jax.random.key(1), 4)
+    tau_m = np.array([5.0, 10.0, 20.0, 40.0], np.float32)
+    rates = np.array([5.0, 10.0, 20.0, 40.0], np.float32)
+    batched = jax.tree.map(np.asarray, _lanes(keys, tau_m, rates))
+    for b in range(4):
+        single = _lane(keys[b], float(tau_m[b]), float(rates[b]))
         np.testing.assert_array_equal(batched.spikes[b], np.asarray(single.spikes))
         np.testing.assert_allclose(batched.v[b], np.asarray(single.v), atol=1e-4)
 
 
 def test_vmap_over_input_trains_stp_lif_equals_loop():
     keys = jax.random.split(jax.random.key(2), 3)
-    trains_E, trains_I = jax.jit(jax.vmap(lambda k: (jaxlif.poisson_trains(k, 15.0, 8, T=T, dt=DT),   # one program
-                                                     jaxlif.poisson_trains(k, 15.0, 2, T=T, dt=DT))))(keys)
     p = jaxlif.STPLIFParams()
     sim = lambda e, i: jaxlif.simulate_stp_lif(p, e, i, dt=DT, record_synapses=False)
-    batched = jax.tree.map(np.asarray, jax.vmap(sim)(trains_E, trains_I))
-    trains_E, trains_I = np.asarray(trains_E), np.asarray(trains_I)
+
+    @jax.jit
+    def draw_and_run(keys):         # the draws and the batched run in one program (two before; 2026-12-07)
+        trains_E, trains_I = jax.vmap(lambda k: (jaxlif.poisson_trains(k, 15.0, 8, T=T, dt=DT),
+                                                 jaxlif.poisson_trains(k, 15.0, 2, T=T, dt=DT)))(keys)
+        return trains_E, trains_I, jax.vmap(sim)(trains_E, trains_I)
+
+    trains_E, trains_I, batched = jax.tree.map(np.asarray, draw_and_run(keys))
     for b in range(3):
         single = sim(trains_E[b], trains_I[b])
         np.testing.assert_allclose(batched.g_E[b], np.asarray(single.g_E), rtol=1e-6, atol=1e-6)
@@ -106,13 +122,15 @@ def test_grad_of_free_membrane_potential_vs_finite_differences(x64):
 
     theta = np.array([2.4, 10.0, -75.0])
     # jitted: one program (eager jax.grad compiled the forward and the backward scans apart, and a few small
-    # programs: 0.5 CPU-s more; measured 2026-12-07)
-    grad = np.asarray(jax.jit(jax.grad(mean_fmp))(theta))
-    mean_fmp = jax.jit(mean_fmp)                        # the six runs: one program
+    # programs: 0.5 CPU-s more; measured 2026-12-07); the six runs of the differences take their values from the
+    # same program (value_and_grad) instead of a program of their own (its compilation cost more than the six
+    # backward passes of 2000 steps)
+    value_and_grad = jax.jit(jax.value_and_grad(mean_fmp))
+    grad = np.asarray(value_and_grad(theta)[1])
     for i in range(3):
         e = np.zeros(3)
         e[i] = 1e-5
-        fd = (float(mean_fmp(theta + e)) - float(mean_fmp(theta - e))) / 2e-5
+        fd = (float(value_and_grad(theta + e)[0]) - float(value_and_grad(theta - e)[0])) / 2e-5
         assert grad[i] == pytest.approx(fd, rel=1e-6)
 
 
@@ -138,7 +156,7 @@ def test_dtype_preserved():
 
 
 def test_no_recompilation_for_new_parameter_values():
-    n = jnp.zeros(100)
+    n = np.zeros(100, np.float32)                  # NumPy inputs (and n + 1 below): no small programs of their own
     f = nrn._simulate_cond_lif
     jaxlif.simulate_cond_lif(CondLIFParams(), n, n, dt=DT)
     before = f._cache_size()
