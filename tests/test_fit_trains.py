@@ -130,7 +130,7 @@ def test_gradients_match_finite_differences_and_padding_does_not_leak(x64):
 
 
 def test_traced_invalid_spike_times_are_poisoned_not_plausible():
-    bad = jnp.array([[0.0, 10.0, 5.0, 20.0], [0.0, 10.0, 20.0, 30.0]])
+    bad = np.array([[0.0, 10.0, 5.0, 20.0], [0.0, 10.0, 20.0, 30.0]], np.float32)   # traced by the jit
     out = np.asarray(jax.jit(lambda t: stp_amplitudes(STD, t))(bad))
     assert np.all(np.isnan(out[0])) and np.all(np.isfinite(out[1]))
 

@@ -631,7 +631,7 @@ def test_model_functions_validate_too():
     with pytest.raises(TypeError, match="key"):
         ratio_curve_poisson(STD, RATES, key=123)
     with pytest.raises(ValueError, match=r"target_ratio must have shape \(20,\)"):
-        jax.vmap(lambda t: ratio_loss(STD, RATES, t))(jnp.ones((3, 19)))
+        jax.vmap(lambda t: ratio_loss(STD, RATES, t))(np.ones((3, 19), np.float32))
 
 
 @fits
