@@ -71,7 +71,7 @@ def test_a_batch_of_parameter_sets_is_not_lined_up_with_the_protocols():
     r = np.asarray(stp_amplitudes(batch, PROTOCOLS))
     assert r.shape == (5,) + PROTOCOLS.shape
     for i, u in enumerate(U):
-        np.testing.assert_allclose(r[i], stp_amplitudes(STPParams(u, 150.0, 60.0), PROTOCOLS),
+        np.testing.assert_allclose(r[i], stp_amplitudes(STPParams(float(u), 150.0, 60.0), PROTOCOLS),
                                    rtol=1e-6)
     y = simulate_trains(jax.random.key(0), STPParams(U, np.full(5, 150.0), np.full(5, 60.0)),
                         PROTOCOLS, n_sweeps=2, noise_sd=0.01)
@@ -621,7 +621,8 @@ def test_default_starts_are_the_most_likely_points_of_a_larger_grid():
     assert got.shape == (16, 3) and np.array_equal(got[0], init[0])
     picked = {tuple(r) for r in got[1:]}
     assert len(picked) == 15 and picked <= {tuple(r) for r in cand}
-    loss = lambda r: float(train_loss(STPParams(*r), PROTOCOLS, y))  # noqa: E731
+    # (Python floats: the program of the train_loss test above; NumPy scalars are a signature of their own)
+    loss = lambda r: float(train_loss(STPParams(*map(float, r)), PROTOCOLS, y))  # noqa: E731
     others = [r for r in cand if tuple(r) not in picked][::12]
     assert max(loss(r) for r in got[1:]) <= min(loss(r) for r in others) * (1 + 1e-6)
     assert min(loss(r) for r in got[1:]) < min(loss(r) for r in cand[:15])  # beats the grid
