@@ -71,7 +71,7 @@ def test_a_batch_of_parameter_sets_is_not_lined_up_with_the_protocols():
     r = np.asarray(stp_amplitudes(batch, PROTOCOLS))
     assert r.shape == (5,) + PROTOCOLS.shape
     for i, u in enumerate(U):
-        np.testing.assert_allclose(r[i], stp_amplitudes(STPParams(u, 150.0, 60.0), PROTOCOLS),
+        np.testing.assert_allclose(r[i], stp_amplitudes(STPParams(float(u), 150.0, 60.0), PROTOCOLS),
                                    rtol=1e-6)
     y = simulate_trains(jax.random.key(0), STPParams(U, np.full(5, 150.0), np.full(5, 60.0)),
                         PROTOCOLS, n_sweeps=2, noise_sd=0.01)
@@ -79,7 +79,9 @@ def test_a_batch_of_parameter_sets_is_not_lined_up_with_the_protocols():
 
 
 def test_tm4_contains_tm_and_depression(x64):
-    t = TIMES[0]
+    # both trains (the padded one too): the programs of the oracle test above (one per model, on
+    # TIMES), 3 compiled programs less than on one train
+    t = TIMES
     tm = np.asarray(stp_amplitudes(STF, t))
     np.testing.assert_allclose(np.asarray(stp_amplitudes(TM4Params(0.2, 0.2, 100.0, 750.0), t,
                                                          model="tm4")), tm, rtol=1e-13)
@@ -101,31 +103,34 @@ def test_tutorial_mode_is_the_step_by_step_euler_scheme_and_the_ratio_curve(x64)
     readout = jax.jit(lambda r, k: conductance_at_spikes(1.2 * r, euler_decay_factor(5.0, k, 0.1)))
     g = readout(rel, isi[:, None] * np.ones((1, 8)))
     g1, g10 = ratio_curve(STF, rates)
-    np.testing.assert_allclose(np.asarray(g[:, 0]), np.asarray(g1), rtol=1e-12)
-    np.testing.assert_allclose(np.asarray(g[:, -1]), np.asarray(g10), rtol=1e-11)
+    g = np.asarray(g)           # (columns in NumPy: an eager slice compiles a program per shape)
+    np.testing.assert_allclose(g[:, 0], np.asarray(g1), rtol=1e-12)
+    np.testing.assert_allclose(g[:, -1], np.asarray(g10), rtol=1e-11)
 
 
 def test_gradients_match_finite_differences_and_padding_does_not_leak(x64):
     def loss(t):                # one compiled program per train shape (t concrete, as a user's)
-        return jax.jit(lambda p: jnp.nansum(stp_amplitudes(p, t, model="tm4") ** 2))
+        # value and gradient in one program (jax.grad of a jitted loss compiles the loss and its
+        # forward and backward passes as three: 7 programs in this test before, 3 now, 2026-12-07)
+        return jax.jit(jax.value_and_grad(lambda p: jnp.nansum(stp_amplitudes(p, t, model="tm4") ** 2)))
     f = loss(TIMES)
     p = TM4Params(0.2, 0.3, 200.0, 80.0)
-    grad = jax.grad(f)(p)
+    _, grad = f(p)
     for field in TM4Params._fields:
         x = getattr(p, field)
         h = 1e-6 * x
-        up, down = (float(f(p._replace(**{field: x + s * h}))) for s in (1, -1))
+        up, down = (float(f(p._replace(**{field: x + s * h}))[0]) for s in (1, -1))
         fd = (up - down) / (2 * h)
         np.testing.assert_allclose(float(getattr(grad, field)), fd, rtol=1e-6)
         assert abs(fd) > 1e-9
     # the padded train gives the gradient of its valid spikes alone
-    alone = jax.grad(loss(TIMES[1, :4]))(p)
-    padded = jax.grad(loss(TIMES[1]))(p)
+    alone = loss(TIMES[1, :4])(p)[1]
+    padded = loss(TIMES[1])(p)[1]
     np.testing.assert_allclose(np.array(padded), np.array(alone), rtol=1e-13)
 
 
 def test_traced_invalid_spike_times_are_poisoned_not_plausible():
-    bad = jnp.array([[0.0, 10.0, 5.0, 20.0], [0.0, 10.0, 20.0, 30.0]])
+    bad = np.array([[0.0, 10.0, 5.0, 20.0], [0.0, 10.0, 20.0, 30.0]], np.float32)   # traced by the jit
     out = np.asarray(jax.jit(lambda t: stp_amplitudes(STD, t))(bad))
     assert np.all(np.isnan(out[0])) and np.all(np.isfinite(out[1]))
 
@@ -230,9 +235,11 @@ def test_simulated_binomial_noise_is_the_binomial_likelihoods_model():
 
 def test_train_loss_accepts_traced_amplitudes():
     y, _ = _simulate(DEPRESSING, seed=4, scale=1.0)
-    batch = jnp.stack([jnp.asarray(y), jnp.asarray(y) * 1.1])
-    vm = np.asarray(jax.vmap(lambda a: train_loss(DEPRESSING, PROTOCOLS, a))(batch))
-    one = np.array([float(train_loss(DEPRESSING, PROTOCOLS, np.asarray(a))) for a in batch])
+    # the batch built in NumPy (float32, as the fits store it): eager jnp stacking, scaling and
+    # iterating compile a program each
+    batch = np.stack([y, y * 1.1]).astype(np.float32)
+    vm = np.asarray(jax.vmap(lambda a: train_loss(DEPRESSING, PROTOCOLS, a))(jnp.asarray(batch)))
+    one = np.array([float(train_loss(DEPRESSING, PROTOCOLS, a)) for a in batch])
     np.testing.assert_allclose(vm, one, rtol=1e-5)
     # one compiled program per model, noise model and data shape: other parameters and
     # amplitudes reuse it
@@ -614,7 +621,8 @@ def test_default_starts_are_the_most_likely_points_of_a_larger_grid():
     assert got.shape == (16, 3) and np.array_equal(got[0], init[0])
     picked = {tuple(r) for r in got[1:]}
     assert len(picked) == 15 and picked <= {tuple(r) for r in cand}
-    loss = lambda r: float(train_loss(STPParams(*r), PROTOCOLS, y))  # noqa: E731
+    # (Python floats: the program of the train_loss test above; NumPy scalars are a signature of their own)
+    loss = lambda r: float(train_loss(STPParams(*map(float, r)), PROTOCOLS, y))  # noqa: E731
     others = [r for r in cand if tuple(r) not in picked][::12]
     assert max(loss(r) for r in got[1:]) <= min(loss(r) for r in others) * (1 + 1e-6)
     assert min(loss(r) for r in got[1:]) < min(loss(r) for r in cand[:15])  # beats the grid
