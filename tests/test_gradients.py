@@ -179,7 +179,7 @@ THETA = (jnp.float32(1.0), jnp.float32(1.0))
 def test_every_simulator_supports_grad(name):
     """Surrogate gradients of spiking runs: finite and non-zero.  LIF and conductance LIF: the gradient of
     the spike count of the recorded Euler runs of :func:`test_record_false_keeps_the_raster_and_its_gradients`
-    (its compiled programs: a program of their own cost 0.5 CPU-s, 2026-12-07).  The Poisson simulators
+    (its compiled programs; two programs of their own cost about 0.5 CPU-s, 2026-12-07).  The Poisson simulators
     are differentiated by the fit above (``simulate_cond_lif_poisson``) and in test_transforms.py
     (``simulate_stp_lif_poisson``)."""
     if name == "stp_lif":
