@@ -161,8 +161,9 @@ def test_constant_counts_are_exactly_zero_variance():
     r[0, ::10] = 1                                                     # 3 spikes in each 30-step window
     r[1:] = _random_raster((2, 210), 0.1, 8)
     counts = r.reshape(3, 7, 30).sum(-1)
-    fano, rho, mean = map(np.asarray, jax.jit(lambda r: (
-        ss.fano_factor(r, 1.0, 30.0), ss.count_correlation_matrix(r, 1.0, 30.0), ss.count_correlation(r, 1.0, 30.0)))(r))
+    fano, rho, mean = map(np.asarray, jax.jit(lambda r: (ss.fano_factor(r, 1.0, 30.0),
+                                                         ss.count_correlation_matrix(r, 1.0, 30.0),
+                                                         ss.count_correlation(r, 1.0, 30.0)))(r))
     assert float(fano[0]) == 0.0
     assert np.all(rho[0] == 0) and np.all(rho[:, 0] == 0)
     assert float(mean) == pytest.approx(np.corrcoef(counts[1:])[0, 1], rel=1e-5)
