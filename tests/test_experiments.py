@@ -199,8 +199,9 @@ def test_lif_part1_numbers(small_run):
     assert data["n_spikes"] == int(spikes.sum()) > 0
     fi = data["f_I"]
     k = len(fi["currents_pA"]) - 1
-    direct = jl.spike_rate(jl.simulate_lif(p, fi["currents_pA"][k] * jnp.ones(jl.n_steps(fi["T_ms"], 1.0)),
-                                           dt=1.0).spikes, fi["T_ms"])
+    ones = np.ones(jl.n_steps(fi["T_ms"], 1.0), np.float32)
+    direct = jax.jit(lambda i: jl.spike_rate(jl.simulate_lif(p, i * ones, dt=1.0).spikes, fi["T_ms"]))(  # one program
+        fi["currents_pA"][k])                                                                        # (eagerly: 6)
     assert fi["rate_dc_Hz"][k] == pytest.approx(float(direct))
     below = np.asarray(fi["currents_pA"]) < fi["rheobase_pA"]
     assert np.all(np.asarray(fi["rate_dc_Hz"])[below] == 0)
@@ -263,8 +264,8 @@ def test_stp_ratio_curves_equal_library(small_run):
         # independent path: the step-by-step loop on the tutorial's regular train
         rate = d["rates_Hz"][-1]
         isi = int((1000.0 / rate) / 0.1)
-        g = jl.simulate_stp(params, jl.SynParams(1.2, 5.0, 0.0),
-                            jl.regular_train(rate, T=10 * 1000.0 / rate, dt=0.1), dt=0.1).g
+        g = np.asarray(jl.simulate_stp(params, jl.SynParams(1.2, 5.0, 0.0),
+                                       jl.regular_train(rate, T=10 * 1000.0 / rate, dt=0.1), dt=0.1).g)
         assert d["regular"]["g10_nS"][-1] == pytest.approx(float(g[9 * isi]), rel=1e-4)
         # a Poisson train's first received spike finds a rested synapse: g = g_bar U0 exactly
         np.testing.assert_allclose(d["poisson"]["g1_mean_nS"], 1.2 * params.U0, rtol=1e-5)
@@ -277,9 +278,9 @@ def test_poisson_events_equal_step_by_step():
                                                       g_bar=1.2, tau_syn=5.0)
     assert g.shape == gaps.shape == (2, 3, stp_explorer.LATE_SPIKE)
     syn = jl.SynParams(1.2, 5.0, 0.0)
+    n = int(np.cumsum(gaps, axis=-1).max()) + 2           # one length for both rates: one simulate_stp program
     for r in range(2):
         idx = np.cumsum(gaps[r], axis=-1)                 # spike indices of each train
-        n = int(idx.max()) + 2
         trains = np.zeros((3, n), bool)
         np.put_along_axis(trains, idx, True, axis=-1)
         trace = np.asarray(jl.simulate_stp(jl.STF, syn, trains, dt=0.1).g)

@@ -30,11 +30,12 @@ def test_simulate_stp_multi_train_equals_oracle(x64):
 @pytest.mark.parametrize("k", [1, 7, 250])
 def test_silent_steps_closed_form(x64, k):
     step = jax.jit(stp_step, static_argnums=4)          # one program for every step (the scans' step)
+    decay = jax.jit(stp_decay, static_argnums=4)        # one program for every k (eagerly: 8 for the first)
     state = step(STD, SYN, stp_init(), 1.0, 0.1)[0]
     stepped = state
     for _ in range(k):
         stepped = step(STD, SYN, stepped, 0.0, 0.1)[0]
-    closed = stp_decay(STD, SYN, state, k, 0.1)
+    closed = decay(STD, SYN, state, k, 0.1)
     for a, b in zip(stepped, closed):
         np.testing.assert_allclose(float(a), float(b), rtol=1e-12)
 
@@ -52,23 +53,30 @@ def test_ratio_curve_float32_close():
     g1, g10 = ratio_curve(STF, STF_RATES)
     assert g10.dtype == jnp.float32
     want = np.array([ref.ratio_point(r, *STF) for r in STF_RATES])
-    # the log1p form of the decay factors keeps float32 within a few ulp of the float64 loop
-    np.testing.assert_allclose(np.asarray(g10 / g1), want[:, 1] / want[:, 0], rtol=1e-6)
+    # the log1p form of the decay factors keeps float32 within a few ulp of the float64 loop (the ratio in
+    # NumPy, float32 / float32 as the jnp division: nothing to compile)
+    np.testing.assert_allclose(np.asarray(g10) / np.asarray(g1), want[:, 1] / want[:, 0], rtol=1e-6)
 
 
 def test_euler_decay_factor_edge_cases(x64):
     from jaxlif.plasticity import euler_decay_factor
 
-    assert float(euler_decay_factor(0.1, 0, 0.1)) == 1.0          # tau = dt, no silent step
-    assert float(euler_decay_factor(0.1, 3, 0.1)) == 0.0          # tau = dt: a = 0
-    assert float(euler_decay_factor(50.0, 7, 0.1)) == pytest.approx((1 - 0.1 / 50) ** 7, rel=1e-14)
-    g = jax.grad(lambda tau: euler_decay_factor(tau, 0, 0.1))(0.1)
+    @jax.jit      # the three cases elementwise and the gradient in one program (eagerly: 10 programs)
+    def factors(tau, k):
+        return euler_decay_factor(tau, k, 0.1), jax.grad(lambda t: euler_decay_factor(t, 0, 0.1))(tau[0])
+
+    values, g = factors(np.array([0.1, 0.1, 50.0]), np.array([0, 3, 7]))
+    no_step, tau_dt, tau_50 = np.asarray(values)
+    assert float(no_step) == 1.0                                  # tau = dt, no silent step
+    assert float(tau_dt) == 0.0                                   # tau = dt: a = 0
+    assert float(tau_50) == pytest.approx((1 - 0.1 / 50) ** 7, rel=1e-14)
     assert np.isfinite(float(g))
 
 
 def test_ratio_curve_pinned_shape():
-    """Depression: the ratio falls with rate below 1; facilitation: it rises above 1 first."""
-    r_std = np.asarray(np.divide(*ratio_curve(STD, STD_RATES)[::-1]))
+    """Depression: the ratio falls with rate below 1; facilitation: it rises above 1 first.  Both on the
+    facilitation's grid of 20 rates, 2-40 Hz (one compiled program, that of the test above)."""
+    r_std = np.asarray(np.divide(*ratio_curve(STD, STF_RATES)[::-1]))
     r_stf = np.asarray(np.divide(*ratio_curve(STF, STF_RATES)[::-1]))
     assert np.all(np.diff(r_std) < 0) and r_std.max() < 1
     assert r_stf.max() > 1.5
@@ -88,7 +96,7 @@ _loss_jit, _loss_grad = jax.jit(_loss, static_argnums=1), jax.jit(jax.grad(_loss
 def test_ratio_curve_gradients_vs_central_differences(x64, theta):
     rates = tuple(STF_RATES)
     g1, g10 = ratio_curve(STF, rates)
-    target = np.asarray(g10 / g1) * 0.97
+    target = np.asarray(g10) / np.asarray(g1) * 0.97
     theta = np.asarray(theta, dtype=np.float64)
     grad = np.asarray(_loss_grad(theta, rates, target))
     for i, h in enumerate([1e-6, 1e-3, 1e-3]):
@@ -119,9 +127,10 @@ def test_euler_converges_to_continuous_time(x64):
     release, _, _ = ref.tm_continuous_regular(rate, 0.2, 100.0, 750.0, n)
     g_exact = ref.tm_continuous_conductance(release, delta, 1.2, 5.0)
     errs = []
+    i = list(STF_RATES).index(rate)         # on the facilitation's grid: at dt = 0.1 ms, the program of the tests above
     for dt in (0.1, 0.05):
-        g1, g10 = ratio_curve(STF, [rate], dt=dt)
-        errs.append(abs(float(g10[0] / g1[0]) - g_exact[n - 1] / g_exact[0]))
+        g1, g10 = (np.asarray(g) for g in ratio_curve(STF, STF_RATES, dt=dt))
+        errs.append(abs(float(g10[i] / g1[i]) - g_exact[n - 1] / g_exact[0]))
     assert errs[1] < 0.6 * errs[0]
     assert errs[1] > 0.4 * errs[0]
 
@@ -165,18 +174,24 @@ def test_sequential_counts_equal_the_one_spike_scheme(x64):
     assert np.asarray(tut.R)[0].min() < 0               # the tutorial's update leaves its range
     # differentiable in every mode: the gradient of the sequential update against central differences
     g_sum = lambda U0: jnp.sum(simulate_stp(STPParams(U0, 100.0, 50.0), SYN, trains, dt=0.1, counts="sequential").g)
-    fd = (float(g_sum(0.5 + 1e-6)) - float(g_sum(0.5 - 1e-6))) / 2e-6
-    assert float(jax.grad(g_sum)(0.5)) == pytest.approx(fd, rel=1e-6)
+    # the two runs and the gradient in one program (eagerly, with the sums and the gradient's pieces: 5)
+    up, down, grad = jax.jit(lambda U0, h: (g_sum(U0 + h), g_sum(U0 - h), jax.grad(g_sum)(U0)))(0.5, 1e-6)
+    fd = (float(up) - float(down)) / 2e-6
+    assert float(grad) == pytest.approx(fd, rel=1e-6)
 
 
 def test_counts_option_reaches_the_stp_lif_step():
     from jaxlif.stp_lif import stp_lif_init, stp_lif_step
     import jaxlif
     p = jaxlif.STPLIFParams()                           # U0 = 0.45
-    state = stp_lif_init(p, 2, 1)
-    x = (jnp.array([2.0, 0.0]), jnp.zeros(1), 0.0)
-    step = jax.jit(lambda: (stp_lif_step(p, state, x, 0.1)[0].syn_E.u,           # default: sequential
-                            stp_lif_step(p, state, x, 0.1, counts="tutorial")[0].syn_E.u))
+
+    @jax.jit      # the state made inside the program too (eagerly: 4 more programs)
+    def step():
+        state = stp_lif_init(p, 2, 1)
+        x = (jnp.array([2.0, 0.0]), jnp.zeros(1), 0.0)
+        return (stp_lif_step(p, state, x, 0.1)[0].syn_E.u,                      # default: sequential
+                stp_lif_step(p, state, x, 0.1, counts="tutorial")[0].syn_E.u)
+
     seq, tut = step()
     np.testing.assert_allclose(np.asarray(seq), [1 - 0.55 ** 2, 0.0], rtol=1e-6)
     np.testing.assert_allclose(np.asarray(tut), [0.9, 0.0], rtol=1e-6)
