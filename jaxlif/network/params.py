@@ -45,6 +45,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from jaxlif._host import device_array
 from jaxlif.neurons import LIFParams
 from jaxlif.network.structure import (DenseProjection, Network, PoissonDrive, Population, Receptor,
                                       SparseProjection, _pytree, _Sizes)
@@ -144,9 +145,18 @@ def projection_keys(net: Network | NetworkStructure) -> tuple[str, ...]:
     return tuple(keys)
 
 
+def _as(x, dtype) -> jax.Array:
+    """``jnp.asarray(x, dtype)``; a host value (Python number, NumPy array) is converted by NumPy and transferred
+    (the same values, bit for bit, and no compiled program: ``jnp.asarray`` compiled a conversion program per
+    shape, about 70 one-operation programs in the default test tier, 2026-12-07)."""
+    if isinstance(x, jax.Array) or jnp.dtype(dtype) not in (jnp.float32, jnp.float64, jnp.int32):
+        return jnp.asarray(x, dtype)
+    return device_array(x, dtype)
+
+
 def _floats(tree, dtype):
     """Every leaf as an array of ``dtype`` (tracers keep their values, cast only if needed)."""
-    return jax.tree.map(lambda x: jnp.asarray(x, dtype), tree)
+    return jax.tree.map(lambda x: _as(x, dtype), tree)
 
 
 def partition(net: Network, dtype: DTypeLike | None = None) -> tuple[NetworkStructure, NetworkParams]:
@@ -173,7 +183,7 @@ def partition(net: Network, dtype: DTypeLike | None = None) -> tuple[NetworkStru
     for key, q in zip(projection_keys(net), net.projections):
         sparse = isinstance(q, SparseProjection)
         projs.append(ProjectionStructure(
-            jnp.asarray(q.targets, jnp.int32) if sparse else None, jnp.asarray(q.delays, jnp.int32) if sparse else None,
+            _as(q.targets, jnp.int32) if sparse else None, _as(q.delays, jnp.int32) if sparse else None,
             key, q.pre, q.post, q.receptor, sparse, q.delay, q.max_delay,
             q.n_post if sparse else net.sizes[q.post], q.stp_mode, q.min_delay if sparse else 0))
         proj_params[key] = ProjectionParams(q.weights, q.stp)

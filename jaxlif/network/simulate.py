@@ -18,6 +18,7 @@ import numpy as np
 from jax.experimental import checkify
 
 from jaxlif import _checks, _executables, _stability
+from jaxlif._host import device_array
 from jaxlif.grid import n_steps as _n_steps
 from jaxlif.network import gradients
 from jaxlif.network import window as window_mod
@@ -201,21 +202,27 @@ def _given_inputs(net: Network, inputs, steps: int, integrator: str = "euler"):
         given[pop.name] = value
     dtype = jnp.result_type(float)
 
+    # host values (NumPy, Python numbers) are stacked in NumPy and transferred: the same values, without the
+    # one-operation programs (conversions, broadcasts, concatenation, slice, transpose) that jnp compiles per shape
+    on_host = not any(isinstance(getattr(v, f), jax.Array) for v in given.values() for f in ("g_E", "g_I", "I_inj"))
+    xp = np if on_host else jnp
+    finish = (lambda a: device_array(a, dtype)) if on_host else (lambda a: a)
+
     def stacked(field, time_index, default_full):
         parts = [getattr(given[p.name], field) for p in net.populations]
         if all(x is None or np.ndim(x) < 2 for x in parts) and not default_full:
             return None
-        cols = [jnp.broadcast_to(jnp.asarray(0.0 if x is None else x, dtype)[..., None] if np.ndim(x) < 2
-                                 else jnp.asarray(x, dtype), (p.size, steps))
+        cols = [xp.broadcast_to(xp.asarray(0.0 if x is None else x, dtype)[..., None] if np.ndim(x) < 2
+                                else xp.asarray(x, dtype), (p.size, steps))
                 for x, p in zip(parts, net.populations)]
-        return jnp.concatenate(cols)[:, time_index].T
+        return finish(xp.concatenate(cols)[:, time_index].T)
 
     g_E = stacked("g_E", slice(1, None), False)          # arriving at it+1
     g_I = stacked("g_I", slice(1, None), False)
     I_seq = stacked("I_inj", slice(None, -1), False)     # at it
-    I_const = None if I_seq is not None else jnp.concatenate(
-        [jnp.broadcast_to(jnp.asarray(0.0 if given[p.name].I_inj is None else given[p.name].I_inj, dtype), (p.size,))
-         for p in net.populations])
+    I_const = None if I_seq is not None else finish(xp.concatenate(
+        [xp.broadcast_to(xp.asarray(0.0 if given[p.name].I_inj is None else given[p.name].I_inj, dtype), (p.size,))
+         for p in net.populations]))
     first = (None, None)                                 # index 0: seen only under exp_euler
     if integrator == "exp_euler":
         first = tuple(None if x is None else x[0] for x in (stacked("g_E", slice(0, 1), False),
