@@ -400,7 +400,9 @@ def simulate_trains(key: jax.Array, params: Any, spike_times_ms: ArrayLike | Seq
         taus = np.asarray(SRP_TAUS_MS if noise_taus is None else noise_taus, dtype=float)
         c = np.asarray([float(x) for x in noise_params.c])
         d = np.diff(times, axis=-1)
-        drive = np.asarray(kernel_drive(c / taus, taus, np.where(np.isfinite(d), d, 1.0)), float)
+        # jitted: op by op, the scan of a fresh closure was traced and compiled again on every call (13 programs
+        # in test_fit_noise_kernel.py); the same numbers bit for bit (checked in float32 and float64)
+        drive = np.asarray(jax.jit(kernel_drive)(c / taus, taus, np.where(np.isfinite(d), d, 1.0)), float)
         sd = float(noise_params.s) / (1.0 + np.exp(-(float(noise_params.b_s) + drive)))
         sd = np.expand_dims(np.broadcast_to(sd, mean.shape[:-2] + sd.shape[-1:]), -2)
         k = (mean / sd) ** 2
