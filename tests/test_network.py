@@ -386,29 +386,6 @@ def test_small_network_equals_numpy_loop(small_run):
     assert traces[0][1].min() < 0.8
 
 
-def ei_network_numpy(seed: int, *, n_E: int, n_I: int, p: float, delay: int) -> nw.Network:
-    """``nw.ei_network`` (its neurons, receptors, drive, weights, depressing E->E synapses and padded rows)
-    with the Bernoulli connectivity drawn by NumPy: ``jax.random`` compiled a draw per projection shape
-    and the key's split, 7 programs, 2026-12-07."""
-    rng = np.random.default_rng(seed)
-    exc, inh = nw.Receptor(5.0, 0.0), nw.Receptor(10.0, -80.0)
-    drive = nw.PoissonDrive(rate=10.0, weight=1.0, n=100, receptor="exc")
-    sizes = {"E": n_E, "I": n_I}
-    pops = tuple(nw.Population(name, size, jl.LIFParams(), exc, inh, drive) for name, size in sizes.items())
-    projections = []
-    for pre, post in (("E", "E"), ("E", "I"), ("I", "E"), ("I", "I")):
-        mask = rng.random((sizes[post], sizes[pre])) < p
-        if pre == post:
-            np.fill_diagonal(mask, False)                    # no autapses within a population
-        post_index, pre_index = np.nonzero(mask)
-        degree = int(np.bincount(pre_index, minlength=sizes[pre]).max(initial=0))
-        projections.append(nw.sparse_projection(
-            pre, post, pre_index, post_index, nw.EI_WEIGHTS[f"{pre}->{post}"], n_pre=sizes[pre], n_post=sizes[post],
-            receptor="exc" if pre == "E" else "inh", delay=delay, stp=nw.EI_STP if pre == post == "E" else None,
-            max_out=max(degree, nw.out_degree_bound(sizes[pre], sizes[post], p))))
-    return nw.Network(pops, tuple(projections))
-
-
 WINDOW_VARIANTS = [(True, True), (False, True), (True, False)]      # (window.WHOLE_RASTER, window.DIRECT)
 
 
@@ -418,7 +395,7 @@ def window_deliveries():
     ``WINDOW_VARIANTS`` (the module's switches are read while tracing: the three variants traced into one compiled
     program instead of three, 2026-12-07), and the sums written out in NumPy."""
     from jaxlif.network import window
-    net = ei_network_numpy(4, n_E=64, n_I=32, p=0.2, delay=6)
+    net = nw.ei_network(jax.random.key(4), n_E=64, n_I=32, p=0.2, delay=6)
     L, D, n = 5, net.max_delay, net.size
     rng = np.random.default_rng(1)
     spikes = rng.random((L, n)) < 0.15

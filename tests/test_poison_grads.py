@@ -166,27 +166,10 @@ def test_stp_amplitudes_U0(x64, mode):
 
 def test_simulate_network_weight(x64):
     """A small E/I network (dense, so that the weight scale is one traced value), exact threshold: v is
-    piecewise smooth in the E->E weight scale; a scale of -1 (negative weights) is invalid.  The network is
-    ``ei_network(n_E=8, n_I=2, p=0.5, sparse=False, delay=2, drive_rate=200.0)`` with its Bernoulli connectivity
-    drawn by NumPy (``jax.random`` compiled a draw per projection shape and the key's split: 7 programs,
-    2026-12-07)."""
+    piecewise smooth in the E->E weight scale; a scale of -1 (negative weights) is invalid."""
     key = jax.random.key(0)
-    rng = np.random.default_rng(0)
-    nw = jaxlif.network
-    sizes = {"E": 8, "I": 2}
-    neuron = jaxlif.LIFParams(V_init=-56.0)                                # spikes early: E->E matters
-    pops = tuple(nw.Population(name, n, neuron, nw.Receptor(5.0, 0.0), nw.Receptor(10.0, -80.0),
-                               nw.PoissonDrive(rate=200.0, weight=1.0, n=100, receptor="exc"))
-                 for name, n in sizes.items())
-    projections = []
-    for pre, post in (("E", "E"), ("E", "I"), ("I", "E"), ("I", "I")):
-        mask = rng.random((sizes[post], sizes[pre])) < 0.5
-        if pre == post:
-            np.fill_diagonal(mask, False)                                   # no autapses within a population
-        projections.append(nw.dense_projection(pre, post, mask * nw.EI_WEIGHTS[f"{pre}->{post}"],
-                                               receptor="exc" if pre == "E" else "inh", delay=2,
-                                               stp=nw.EI_STP if pre == post == "E" else None))
-    net = nw.Network(pops, tuple(projections))
+    net = jaxlif.ei_network(key, n_E=8, n_I=2, p=0.5, sparse=False, delay=2, drive_rate=200.0,
+                            neuron=jaxlif.LIFParams(V_init=-56.0))      # spikes early: E->E matters
 
     def f(w):
         projections = tuple(dataclasses.replace(q, weights=q.weights * w) if i == 0 else q

@@ -93,23 +93,8 @@ def test_low_precision_state_loses_spikes_measured():
 
 @pytest.fixture(scope="module")
 def net():
-    """A small E-I network: ``ei_network(n_E=8, n_I=2, p=0.5, sparse=False, delay=2, drive_rate=200.0)`` with its
-    Bernoulli connectivity drawn by NumPy (``jax.random`` compiled a draw per projection shape and the key's
-    split: 7 programs, 2026-12-07)."""
-    rng = np.random.default_rng(0)
-    exc, inh = jaxlif.network.Receptor(5.0, 0.0), jaxlif.network.Receptor(10.0, -80.0)
-    drive = jaxlif.network.PoissonDrive(rate=200.0, weight=1.0, n=100, receptor="exc")
-    sizes = {"E": 8, "I": 2}
-    pops = tuple(jaxlif.network.Population(name, n, jaxlif.LIFParams(), exc, inh, drive) for name, n in sizes.items())
-    projections = []
-    for pre, post in (("E", "E"), ("E", "I"), ("I", "E"), ("I", "I")):
-        mask = rng.random((sizes[post], sizes[pre])) < 0.5
-        if pre == post:
-            np.fill_diagonal(mask, False)                    # no autapses within a population
-        projections.append(jaxlif.network.dense_projection(
-            pre, post, mask * jaxlif.network.EI_WEIGHTS[f"{pre}->{post}"], receptor="exc" if pre == "E" else "inh",
-            delay=2, stp=jaxlif.network.EI_STP if pre == post == "E" else None))
-    return jaxlif.network.Network(pops, tuple(projections))
+    """A small E-I network (dense), shared by the tests of this module."""
+    return jaxlif.ei_network(jax.random.key(0), n_E=8, n_I=2, p=0.5, sparse=False, delay=2, drive_rate=200.0)
 
 
 @pytest.mark.parametrize("dtype", LOW)
