@@ -206,7 +206,6 @@ def _given_inputs(net: Network, inputs, steps: int, integrator: str = "euler"):
     # one-operation programs (conversions, broadcasts, concatenation, slice, transpose) that jnp compiles per shape
     on_host = not any(isinstance(getattr(v, f), jax.Array) for v in given.values() for f in ("g_E", "g_I", "I_inj"))
     xp = np if on_host else jnp
-    finish = (lambda a: device_array(a, dtype)) if on_host else (lambda a: a)
 
     def stacked(field, time_index, default_full):
         parts = [getattr(given[p.name], field) for p in net.populations]
@@ -215,19 +214,20 @@ def _given_inputs(net: Network, inputs, steps: int, integrator: str = "euler"):
         cols = [xp.broadcast_to(xp.asarray(0.0 if x is None else x, dtype)[..., None] if np.ndim(x) < 2
                                 else xp.asarray(x, dtype), (p.size, steps))
                 for x, p in zip(parts, net.populations)]
-        return finish(xp.concatenate(cols)[:, time_index].T)
+        return xp.concatenate(cols)[:, time_index].T
 
     g_E = stacked("g_E", slice(1, None), False)          # arriving at it+1
     g_I = stacked("g_I", slice(1, None), False)
     I_seq = stacked("I_inj", slice(None, -1), False)     # at it
-    I_const = None if I_seq is not None else finish(xp.concatenate(
+    I_const = None if I_seq is not None else xp.concatenate(
         [xp.broadcast_to(xp.asarray(0.0 if given[p.name].I_inj is None else given[p.name].I_inj, dtype), (p.size,))
-         for p in net.populations]))
+         for p in net.populations])
     first = (None, None)                                 # index 0: seen only under exp_euler
     if integrator == "exp_euler":
         first = tuple(None if x is None else x[0] for x in (stacked("g_E", slice(0, 1), False),
                                                             stacked("g_I", slice(0, 1), False)))
-    return ((g_E, g_I, I_seq), first), I_const
+    out = (((g_E, g_I, I_seq), first), I_const)
+    return jax.tree.map(lambda a: device_array(a, dtype), out) if on_host else out
 
 
 def _check_state(net: Network, state, dtype) -> None:
