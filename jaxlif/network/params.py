@@ -148,7 +148,8 @@ def projection_keys(net: Network | NetworkStructure) -> tuple[str, ...]:
 def _as(x, dtype) -> jax.Array:
     """``jnp.asarray(x, dtype)``; a host value (Python number, NumPy array) is converted by NumPy and transferred
     (the same values, bit for bit, and no compiled program: ``jnp.asarray`` compiled a conversion program per
-    shape, about 70 one-operation programs in the default test tier, 2026-12-07)."""
+    shape, about 70 one-operation programs in the default test tier, 2026-12-07).  Only for float32, float64 and
+    int32, where NumPy and XLA round alike; narrower types keep XLA's conversion."""
     if isinstance(x, jax.Array) or jnp.dtype(dtype) not in (jnp.float32, jnp.float64, jnp.int32):
         return jnp.asarray(x, dtype)
     return device_array(x, dtype)
