@@ -27,6 +27,7 @@ defaults (optimised programs, fusion emitters, split code generation).  64-bit m
 globally (jaxlif defaults to float32); tests that need it use the ``x64`` fixture.
 """
 
+import contextlib
 import os
 
 import pytest
@@ -159,3 +160,21 @@ def x64():
 TOL64 = 1e-9
 TOL32_MV = 1e-3
 TOL32_NS = 1e-4
+
+
+@contextlib.contextmanager
+def compiled_programs():
+    """The names (``jit(name)``) of the programs XLA compiles inside the block (cache hits are not counted)."""
+    import jax
+    from jax._src.dispatch import BACKEND_COMPILE_EVENT
+    names = []
+
+    def listen(event, duration, **kw):
+        if event == BACKEND_COMPILE_EVENT:
+            names.append(kw.get("fun_name"))
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        yield names
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)

@@ -11,7 +11,6 @@ keys) and the mean output rates.  Units: ms, mV, nS, Hz.
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import jax
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from conftest import compiled_programs
 import jaxlif
 from jaxlif import batch as jb
 from jaxlif.batch import devices as jbd
@@ -41,23 +41,6 @@ BONUS = dict(gE_bar=4.8, gI_bar=6.4, VE=0.0, VI=-80.0, tau_syn_E=5.0, tau_syn_I=
 def _numpy(res):
     """A result with NumPy leaves (``None`` fields stay), so that the test's indexing compiles nothing."""
     return jax.tree.map(np.asarray, res)
-
-
-@contextlib.contextmanager
-def _compiled():
-    """The names of the programs compiled inside the block (XLA compilations, not cache hits)."""
-    from jax._src.dispatch import BACKEND_COMPILE_EVENT
-    names = []
-
-    def listen(event, duration, **kw):
-        if event == BACKEND_COMPILE_EVENT:
-            names.append(kw.get("fun_name"))
-
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    try:
-        yield names
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listen)
 
 
 def _max_abs(a, b):
@@ -162,7 +145,7 @@ def test_flat_scatter_adds_in_the_order_of_the_nd_scatter(monkeypatch):
     monkeypatch.setattr(jbk, "_FLAT_LIMIT", 0)
     # a new function object: jax.jit(jbk._scatter_add) again would reuse the flat form's traced program (JAX caches
     # the trace per function and argument types), and the N-D form would never run (it did not before 2026-12-07)
-    with _compiled() as names:
+    with compiled_programs() as names:
         np.testing.assert_array_equal(jax.jit(lambda *a: jbk._scatter_add(*a))(*args), in_order)
     assert names == ["jit(<lambda>)"], names
 
@@ -249,7 +232,7 @@ def test_cond_batch_equals_step_by_step_oracle(x64):
     V_th = np.array([-55.0, -54.0, -56.0, -55.0])
     params = jaxlif.CondLIFParams(neuron=jaxlif.LIFParams(V_th=V_th))
     I = np.asarray(jaxlif.sinusoidal_current(40.0, T=T, dt=DT))
-    with _compiled() as names:
+    with compiled_programs() as names:
         fast = jb.simulate_cond_lif_batch(key, B, params, rate_E=rate_E, rate_I=rate_I, I_inj=I, T=T, dt=DT,
                                           record=True, stats=STATS64)
     # NumPy rates, thresholds and current reach the program as they are: no small program per argument
@@ -611,20 +594,10 @@ def test_concrete_negative_zero_rate_is_zero(shared):
 
 def test_rate_sweep_compiles_once():
     """20 new scalar rates reuse one compiled program (the rate sets no static size)."""
-    from jax._src.dispatch import BACKEND_COMPILE_EVENT
-    compiles = []
-
-    def listen(event, duration, **kw):
-        if event == BACKEND_COMPILE_EVENT:
-            compiles.append(duration)
-
     run = lambda r: jb.simulate_cond_lif_batch(KEY_G, B_G, rate_E=r, T=T_G).spike_count  # noqa: E731
     first = np.asarray(run(0.5))
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    try:
+    with compiled_programs() as compiles:
         counts = [np.asarray(run(float(r))) for r in np.linspace(1.0, 60.0, 20)]
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listen)
     assert compiles == [], f"{len(compiles)} compilations for 20 rates"
     assert sum(c.sum() for c in counts[-3:]) > sum(c.sum() for c in counts[:3]) >= first.sum() >= 0
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import reference as ref
-from conftest import TOL64
+from conftest import TOL64, compiled_programs
 import jaxlif
 from jaxlif import CondLIFParams, LIFParams, simulate_cond_lif, simulate_lif
 
@@ -78,14 +78,8 @@ def _exercise_trains(seed, T=400.0, rate_e=10.0, rate_i=10.0):
 def test_cond_lif_counts_equal_oracle(x64):
     pars, ex, inh = _exercise_trains(3)
     want_v, want_sp, want_gE, want_gI = ref.run_lif_cond(pars, 30.0, ex, inh)
-    from jax._src.dispatch import BACKEND_COMPILE_EVENT
-    names = []
-    listen = lambda event, duration, **kw: names.append(kw.get("fun_name")) if event == BACKEND_COMPILE_EVENT else None
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    try:
+    with compiled_programs() as names:
         out = simulate_cond_lif(CondLIFParams(), ex.sum(0), inh.sum(0), 30.0, dt=0.1)
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listen)
     # NumPy counts and a scalar current reach the compiled simulator as they are: no program of their own
     assert not {"jit(stage)", "jit(broadcast_in_dim)", "jit(convert_element_type)"} & set(names), names
     np.testing.assert_array_equal(np.flatnonzero(np.asarray(out.spikes)) * 0.1, want_sp)
