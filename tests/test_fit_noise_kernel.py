@@ -116,6 +116,11 @@ def test_gamma_kernel_loss_matches_numpy_oracle(x64, model, params):
                            noise_params=sdp, scale=0.9, noise_taus=(20.0, 200.0)))
     assert got == pytest.approx(_oracle_nll(y, TIMES, release, 0.9, sdp, (20.0, 200.0)),
                                 rel=1e-12)
+    # the same time constants given in the parameters (as a fit with fit_noise_taus returns them)
+    got = float(train_loss(params, TIMES, y, model=model, noise="gamma_kernel",
+                           noise_params=sdp._replace(tau=(20.0, 200.0)), scale=0.9))
+    assert got == pytest.approx(_oracle_nll(y, TIMES, release, 0.9, sdp, (20.0, 200.0)),
+                                rel=1e-12)
 
 
 def test_gamma_kernel_gradient_matches_finite_differences(x64):
@@ -127,9 +132,11 @@ def test_gamma_kernel_gradient_matches_finite_differences(x64):
     @jax.value_and_grad
     def loss(v):
         return train_loss(SRPParams(*v[:4]), TIMES, y, model="srp", noise="gamma_kernel",
-                          noise_params=SDKernelParams(v[4], v[5], (v[6], v[7], v[8])),
+                          noise_params=SDKernelParams(v[4], v[5], (v[6], v[7], v[8]),
+                                                      (v[10], v[11], v[12])),
                           scale=v[9])
-    v0 = np.array([*TRUE, TRUE_SD.s, TRUE_SD.b_s, *TRUE_SD.c, 1.1])
+    # the SD time constants as parameters too (fit_noise_taus): every coordinate's derivative
+    v0 = np.array([*TRUE, TRUE_SD.s, TRUE_SD.b_s, *TRUE_SD.c, 1.1, *TAUS])
     g = np.asarray(loss(v0)[1])
     h = 1e-5 * np.maximum(1.0, np.abs(v0))
     step = np.diag(h)
@@ -176,6 +183,18 @@ def test_gamma_kernel_refuses_zeros_and_noise_levels(x64):
         fit_stp_trains(TIMES, y, model="srp", noise="gamma_kernel", noise_cv=0.5)
     with pytest.raises(ValueError, match="noise_taus are the time constants"):
         fit_stp_trains(TIMES, np.abs(y) + 1, model="srp", noise="gamma", noise_taus=(10.0,))
+    with pytest.raises(ValueError, match="fit_noise_taus=True fits the SD time constants"):
+        fit_stp_trains(TIMES, np.abs(y) + 1, model="srp", noise="gamma", fit_noise_taus=True)
+    with pytest.raises(TypeError, match="fit_noise_taus must be True or False"):
+        fit_stp_trains(TIMES, np.abs(y) + 1, model="srp", noise="gamma_kernel",
+                       fit_noise_taus="yes")
+    sdp = TRUE_SD._replace(tau=TAUS)
+    with pytest.raises(ValueError, match="given twice"):
+        train_loss(TRUE, TIMES, y, model="srp", noise="gamma_kernel", noise_params=sdp,
+                   scale=1.0, noise_taus=TAUS)
+    with pytest.raises(ValueError, match="give one per c_j"):
+        train_loss(TRUE, TIMES, y, model="srp", noise="gamma_kernel",
+                   noise_params=sdp._replace(tau=TAUS[:2]), scale=1.0)
     with pytest.raises(ValueError, match="must be finite and > 0"):
         srp_model((10.0, -1.0))
     with pytest.raises(ValueError, match="'srp:T1,T2,...'"):
@@ -382,3 +401,43 @@ def test_kernel_sd_start_fits_the_constant_cv_sd_off_the_plateau(x64):
     np.testing.assert_allclose(got, np.concatenate([[0.0, math.log(s)], beta]), rtol=1e-4,
                                atol=1e-8)
     assert np.max(X @ got[2:]) <= 5.0 + 1e-9          # off the plateau at every spike
+
+
+@pytest.mark.slow
+def test_fitted_sd_time_constants_reach_the_true_ones_optimum_and_get_intervals(x64):
+    """``fit_noise_taus=True`` (issue 20 item 2): started at 30 ms on data simulated with an SD
+    time constant of 80 ms, the fit reaches at least the likelihood of the fit given the true
+    80 ms (the fitted model nests it), well above the fit held at 30 ms; its profile interval
+    holds 80 ms and excludes the start; ``k`` counts the time constant; the reported
+    parameters reproduce the reported likelihood through ``train_loss``; ``summary``, the
+    command line's report and ``compare_models`` carry the fitted time constant."""
+    from jaxlif.cli.fit_trains import _fit_lines
+    from jaxlif.fitting import compare_models
+    from jaxlif.plasticity import STPParams
+    times = regular_protocols([10.0, 20.0, 50.0, 100.0], 10)
+    y = simulate_trains(jax.random.key(1), STPParams(0.2, 300.0, 80.0), times, n_sweeps=40,
+                        noise="gamma_kernel", noise_params=SDKernelParams(0.5, -1.0, (40.0,)),
+                        noise_taus=(80.0,))
+    true_tau = fit_stp_trains(times, y, noise="gamma_kernel", noise_taus=(80.0,))
+    held = fit_stp_trains(times, y, noise="gamma_kernel", noise_taus=(30.0,), interval="none")
+    free = fit_stp_trains(times, y, noise="gamma_kernel", noise_taus=(30.0,), fit_noise_taus=True)
+    assert free.n_params == true_tau.n_params + 1 == 8
+    assert free.noise_taus == (30.0,) and true_tau.noise_params.tau is None
+    assert float(free.loglik) >= float(true_tau.loglik) - 1e-3
+    assert float(free.loglik) > float(held.loglik) + 3.0          # 7.4 units in this draw
+    assert free.stationary and free.converged
+    (tau,), ((lo, hi),) = free.noise_params.tau, free.noise_interval.tau
+    assert lo <= float(tau) <= hi and lo <= 80.0 <= hi and lo > 30.0, (lo, float(tau), hi)
+    n = int(free.n_points)
+    value = float(train_loss(free.params, times, y, noise="gamma_kernel",
+                             noise_params=free.noise_params, scale=free.scale))
+    assert -n * value == pytest.approx(float(free.loglik), rel=1e-9)
+    summary = free.summary()
+    assert summary["noise_params"]["tau"] == [pytest.approx(float(tau))]
+    assert summary["noise_interval"]["tau"] == [[pytest.approx(lo), pytest.approx(hi)]]
+    text = "\n".join(_fit_lines(free))
+    assert "fitted, started at 30 ms" in text and "tau1" in text
+    cmp = compare_models(times, y, models=("tm",), noise="gamma_kernel", noise_taus=(30.0,),
+                         fit_noise_taus=True, cross_validate=False, interval="none")
+    assert cmp.table[0]["k"] == 8
+    assert cmp.table[0]["loglik"] == pytest.approx(float(free.loglik), abs=1e-3)

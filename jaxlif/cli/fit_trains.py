@@ -204,7 +204,11 @@ def _fit_lines(fit) -> list[str]:
         named = [("s", nparams.s, nint.s, f" {fit.unit}" if fit.unit else "")] + [("b_s", nparams.b_s, nint.b_s, "")] + [
             (f"c{j + 1}", c, ci, " ms") for j, (c, ci) in enumerate(zip(nparams.c, nint.c))]
         taus = ", ".join(f"{t:g}" for t in fit.noise_taus)
-        lines.append(f"  SD kernel (time constants {taus} ms):")
+        if nparams.tau is None:
+            lines.append(f"  SD kernel (time constants {taus} ms):")
+        else:                                 # fitted time constants, started at noise_taus
+            named += [(f"tau{j + 1}", t, ti, " ms") for j, (t, ti) in enumerate(zip(nparams.tau, nint.tau))]
+            lines.append(f"  SD kernel (time constants fitted, started at {taus} ms):")
         for name, value, interval, u in named:
             low, high = np.asarray(interval, dtype=float)
             lines.append(f"    {name:<4}= {float(value):.5g}{u}   {int(round(100 * fit.level))} % interval "

@@ -38,7 +38,7 @@ from jaxlif.fitting import trains as T
 from jaxlif.fitting import uncertainty as unc
 from jaxlif.fitting.data import check_trains, simulate_trains
 from jaxlif.fitting.forward import stp_amplitudes
-from jaxlif.fitting.models import family_constraints, get_model
+from jaxlif.fitting.models import SRP_TAUS_MS, family_constraints, get_model
 from jaxlif.fitting.optimise import minimise_lanes
 from jaxlif.fitting.ratio import kernel_inputs, stp_ratio
 
@@ -223,43 +223,64 @@ def _lr_covered(m, sol, arr, truth, max_steps) -> np.ndarray:
 def coverage_trains_kernel(params, noise_params, spike_times_ms, *, key, model="srp",
                            n_sweeps: int = 200, n_datasets: int = 20, scale: float = 1.0,
                            mask=None, level: float = 0.95, max_steps: int = 1000,
-                           precision: str = "float64") -> Coverage:
+                           precision: str = "float64", fit_noise_taus: bool = False,
+                           start_taus=None) -> Coverage:
     """Coverage of the profile intervals of ``noise="gamma_kernel"`` fits on simulated trains.
 
     Every dataset is simulated from the same truth (``params`` of ``model``, the SD kernel
-    ``noise_params``, an :class:`~jaxlif.fitting.trains.SDKernelParams` with the default time
-    constants, and the amplitude ``scale``), gamma amplitudes with the kernel SD, then fitted (all
-    datasets in one call, profile intervals as reported).  ``mask (n_protocols, n_sweeps,
+    ``noise_params``, an :class:`~jaxlif.fitting.trains.SDKernelParams` whose time constants are
+    ``noise_params.tau`` or, when that is ``None``, the default 15, 100, 650 ms, and the amplitude
+    ``scale``), gamma amplitudes with the kernel SD, then fitted (all datasets in one call, profile
+    intervals as reported) with those time constants given, or with ``fit_noise_taus=True``
+    fitted from ``start_taus`` [ms] (default: the true ones).  ``mask (n_protocols, n_sweeps,
     n_spikes)``: the points that exist (e.g. a real data set's ``mask``: its numbers of sweeps
     per protocol and its missing pulses); others are left out.  The coverage is reported for
-    every model field and for ``s``, ``b_s``, ``c1..cJ``.
+    every model field and for ``s``, ``b_s``, ``c1..cJ`` (and ``tau1..tauJ`` when fitted).
     """
     from jaxlif.fitting.trains import SDKernelParams
     m = get_model(model)
     n_datasets = _check_study(key, "profile", n_datasets)
     if not isinstance(noise_params, SDKernelParams):
         raise TypeError("noise_params must be an SDKernelParams")
+    c = [float(x) for x in noise_params.c]
+    taus = [float(t) for t in (SRP_TAUS_MS if noise_params.tau is None else noise_params.tau)]
+    if len(taus) != len(c):
+        raise ValueError(f"noise_params has {len(c)} amplitudes c_j and {len(taus)} time "
+                         f"constants; give one per c_j")
+    if start_taus is not None and not fit_noise_taus:
+        raise ValueError("start_taus is the start of fitted SD time constants: add "
+                         "fit_noise_taus=True")
+    start = taus if start_taus is None else [float(t) for t in start_taus]
+    if len(start) != len(c) or not all(np.isfinite(t) and t > 0 for t in start):
+        raise ValueError(f"start_taus={start_taus!r} must be {len(c)} time constants > 0 ms")
     times = np.asarray(spike_times_ms, dtype=float)
     batch = m.params_type(*(np.full(n_datasets, float(v)) for v in params))
     y = simulate_trains(key, batch, times, model=m, n_sweeps=int(n_sweeps), scale=scale,
-                        noise="gamma_kernel", noise_params=noise_params)
+                        noise="gamma_kernel",
+                        noise_params=SDKernelParams(noise_params.s, noise_params.b_s, c),
+                        noise_taus=taus)
     if mask is not None:
         y = np.where(np.asarray(mask, bool)[None], y, np.nan)
     fit = T.fit_stp_trains(times, y, model=m, noise="gamma_kernel", level=level,
                            max_steps=max_steps, allow_missing=mask is not None,
-                           precision=precision)
-    c = [float(x) for x in noise_params.c]
+                           precision=precision, noise_taus=start,
+                           fit_noise_taus=bool(fit_noise_taus))
     fields = list(m.fields) + ["s", "b_s"] + [f"c{j + 1}" for j in range(len(c))]
-    truth = np.array([float(v) for v in params] + [float(noise_params.s),
-                                                   float(noise_params.b_s)] + c)
+    truth = [float(v) for v in params] + [float(noise_params.s), float(noise_params.b_s)] + c
     ivs = list(fit.interval) + [fit.noise_interval.s, fit.noise_interval.b_s] + list(
         fit.noise_interval.c)
+    if fit_noise_taus:
+        fields += [f"tau{j + 1}" for j in range(len(c))]
+        truth += taus
+        ivs += list(fit.noise_interval.tau)
     config = dict(model=m.name, noise="gamma_kernel",
                   params={f: float(v) for f, v in zip(m.fields, params)},
-                  noise_params=dict(s=float(noise_params.s), b_s=float(noise_params.b_s), c=c),
+                  noise_params=dict(s=float(noise_params.s), b_s=float(noise_params.b_s), c=c,
+                                    taus_ms=taus),
+                  fit_noise_taus=bool(fit_noise_taus), start_taus=start,
                   scale=float(scale), n_sweeps=int(n_sweeps), n_datasets=n_datasets,
                   masked=mask is not None)
-    return _profile_coverage(fit, fields, truth, ivs, level, config)
+    return _profile_coverage(fit, fields, np.array(truth), ivs, level, config)
 
 
 def coverage_ratio(params, rates_hz, *, key, n_datasets: int = 200, rel_noise: float = 0.02,

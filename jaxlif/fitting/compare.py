@@ -74,13 +74,15 @@ def compare_models(spike_times_ms: TrainData | ArrayLike | Sequence[Any],
                    interval: str = "profile", level: float = 0.95,
                    allow_missing: bool = False, zeros: str = "amplitude",
                    max_steps: int = 1000, precision: str = "auto",
-                   noise_taus: Sequence[float] | None = None) -> ModelComparison:
+                   noise_taus: Sequence[float] | None = None,
+                   fit_noise_taus: bool = False) -> ModelComparison:
     """Fit every model in ``models`` to one synapse's trains and compare them (module docstring).
 
     Arguments as in :func:`~jaxlif.fit_stp_trains` (one synapse: ``amplitudes`` of shape
     ``(n_protocols, n_sweeps, n_spikes)`` or a :class:`~jaxlif.fitting.TrainData`); with
     ``noise="gamma_kernel"`` every model gets the same SD kernel (``noise_taus``, default
-    15, 100, 650 ms), so the models differ only in their mean.
+    15, 100, 650 ms; each model's fit has its own time constants, started there, when
+    ``fit_noise_taus``), so the models differ only in their mean.
     ``cross_validate`` needs at least two protocols.
 
     Example::
@@ -108,10 +110,10 @@ def compare_models(spike_times_ms: TrainData | ArrayLike | Sequence[Any],
         raise ValueError("cross_validate=True needs at least two protocols (one is held out at a "
                          "time); pass cross_validate=False")
     fits, cv = {}, {}
-    nt = T._check_noise_taus(noise, noise_taus)
+    nt = T._check_noise_taus(noise, noise_taus, fit_noise_taus)
     if noise == "gamma_kernel" and nt is None:
         nt = T.SRP_TAUS_MS
-    layouts = {m.name: T.layout_of(m, noise, nt) for m in ms}
+    layouts = {m.name: T.layout_of(m, noise, nt, fit_noise_taus) for m in ms}
     with T.precision_context(precision, int(data.mask.sum())):
         rows = T._rows(data, noise, noise_cv, spec.normalised)
         for lay in dict.fromkeys(layouts.values()):

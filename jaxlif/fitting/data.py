@@ -347,6 +347,24 @@ def regular_protocols(rates_hz: ArrayLike | Sequence[float], n_spikes: int, *,
     return np.concatenate([t, (t[:, -1] + rec)[:, None]], axis=1)
 
 
+def given_sd_taus(noise_params: Any, noise_taus) -> tuple | None:
+    """The SD time constants ``noise_params.tau`` of ``noise="gamma_kernel"`` as a tuple (one per
+    ``c_j``), or ``None`` when not given there (then ``noise_taus`` or the default apply).
+    Raises ``ValueError`` when both ``noise_params.tau`` and ``noise_taus`` are given, or when
+    ``tau`` and ``c`` differ in length."""
+    tau = getattr(noise_params, "tau", None)
+    if tau is None:
+        return None
+    if noise_taus is not None:
+        raise ValueError("the SD time constants are given twice: noise_params.tau and "
+                         "noise_taus; give one of them")
+    tau = tuple(tau)
+    if len(tau) != len(noise_params.c):
+        raise ValueError(f"noise_params.c has {len(noise_params.c)} amplitudes and "
+                         f"noise_params.tau {len(tau)} time constants; give one per c_j")
+    return tau
+
+
 def simulate_trains(key: jax.Array, params: Any, spike_times_ms: ArrayLike | Sequence[Any], *,
                     model: str | Model = "tm", n_sweeps: int, scale: ArrayLike | Sequence[float] = 1.0,
                     noise: str = "gaussian", noise_sd: ArrayLike | Sequence[Any] | None = None,
@@ -357,7 +375,7 @@ def simulate_trains(key: jax.Array, params: Any, spike_times_ms: ArrayLike | Seq
     Gaussian: ``scale * r + noise_sd * N(0, 1)``; gamma: mean ``scale * r`` and CV ``noise_cv``;
     ``"gamma_kernel"``: gamma with mean ``scale * r`` and the SD of ``noise_params`` (an
     :class:`~jaxlif.fitting.trains.SDKernelParams`; one set, not batched) with time constants
-    ``noise_taus`` (default 15, 100, 650 ms); ``"binomial"``: Gaussian with the
+    ``noise_params.tau`` if given, else ``noise_taus`` (default 15, 100, 650 ms); ``"binomial"``: Gaussian with the
     release-dependent sd ``noise_sd * sqrt(r (1 - r))`` of the ``"binomial"`` likelihood
     (:mod:`~jaxlif.fitting.likelihood`; ``noise_sd`` is its ``s``, ``s^2 = q A`` for a quantal
     size ``q``).
@@ -397,7 +415,10 @@ def simulate_trains(key: jax.Array, params: Any, spike_times_ms: ArrayLike | Seq
         from jaxlif.fitting.models import SRP_TAUS_MS, kernel_drive
         if noise_params is None:
             raise ValueError("noise='gamma_kernel' needs noise_params (SDKernelParams)")
+        tau = given_sd_taus(noise_params, noise_taus)
         taus = np.asarray(SRP_TAUS_MS if noise_taus is None else noise_taus, dtype=float)
+        if tau is not None:
+            taus = np.asarray([float(t) for t in tau])
         c = np.asarray([float(x) for x in noise_params.c])
         d = np.diff(times, axis=-1)
         # jitted: op by op, the scan of a fresh closure was traced and compiled again on every call (13 programs

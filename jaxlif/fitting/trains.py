@@ -45,7 +45,7 @@ from jaxlif._host import device_array
 from jaxlif import constraints as C
 from jaxlif.fitting import likelihood as lk
 from jaxlif.fitting import uncertainty as unc
-from jaxlif.fitting.data import TrainData, check_trains
+from jaxlif.fitting.data import TrainData, check_trains, given_sd_taus
 from jaxlif.fitting.forward import check_spike_times
 from jaxlif.fitting.models import (SRP_TAUS_MS, Model, ScaledReal, family_constraints,
                                    family_dim, family_release, get_model, kernel_drive,
@@ -118,11 +118,13 @@ class TrainFitResult(NamedTuple):
             (fewer points than free parameters); empty otherwise.
         precision: the float type the fit ran in (``"float32"`` or ``"float64"``).
         noise_params, noise_interval: for ``noise="gamma_kernel"``, the fitted
-            :class:`SDKernelParams` (``s`` in the data's unit, ``b_s``, ``c_j`` [ms]) and their 95 %
-            profile intervals (each field ``(..., 2)``); ``None`` otherwise.
+            :class:`SDKernelParams` (``s`` in the data's unit, ``b_s``, ``c_j`` [ms], and with
+            ``fit_noise_taus=True`` the time constants ``tau_j`` [ms]; else ``tau`` is ``None``)
+            and their 95 % profile intervals (each field ``(..., 2)``); ``None`` otherwise.
         fitted_sd: ``(n_protocols, n_spikes)`` the model's SD of every pulse (data unit; the
             Gaussian sd, CV times the mean, the binomial or the kernel SD).
-        noise_taus: the SD kernel's time constants [ms] (``"gamma_kernel"``).
+        noise_taus: the SD kernel's time constants [ms] as given (``"gamma_kernel"``): the
+            fixed ones, or the start of the fitted ones (``noise_params.tau``).
     """
 
     params: Any
@@ -183,6 +185,9 @@ class TrainFitResult(NamedTuple):
                                        taus_ms=list(self.noise_taus))
             out["noise_interval"] = dict(s=tolist(ni.s), b_s=tolist(ni.b_s),
                                          c=[tolist(x) for x in ni.c])
+            if np_.tau is not None:      # fitted SD time constants (taus_ms: their start)
+                out["noise_params"]["tau"] = [tolist(x) for x in np_.tau]
+                out["noise_interval"]["tau"] = [tolist(x) for x in ni.tau]
         return out
 
 
@@ -203,24 +208,31 @@ class SDKernelParams(NamedTuple):
         b_s: baseline of the SD sigmoid (dimensionless).
         c: tuple of the SD kernel amplitudes ``c_j`` [ms] (``> 0``: the scatter grows after
             spikes), one per time constant ``tau_j``.
+        tau: tuple of the SD kernel's time constants ``tau_j`` [ms], one per ``c_j``, when they
+            are fitted (``fit_noise_taus=True``) or given here; ``None``: the ``noise_taus``
+            of the call (fixed).
     """
 
     s: Any
     b_s: Any
     c: Any
+    tau: Any = None
 
 
 class Layout(NamedTuple):
     """What one compiled fit program computes (static): the model family and its kernel time
     constants, and the noise model.  The unconstrained vector of a problem is the family's
     (:func:`~jaxlif.fitting.models.family_dim` entries), followed for ``noise="gamma_kernel"`` by
-    ``log(A / A_cv)``, ``s``, ``b_s`` and one ``c_j / tau_j`` per SD time constant."""
+    ``log(A / A_cv)``, ``s``, ``b_s`` and one ``c_j / tau_j`` per SD time constant (in units of
+    the start ``tau_j``: ``c_j = noise_taus[j] theta``), and with ``fit_noise_taus`` one
+    ``log tau_j`` per SD time constant (started at ``noise_taus``)."""
 
     family: str
     taus: tuple = SRP_TAUS_MS
     fit_taus: bool = False
     noise: Any = False              # _code(kind): False, True, "binomial", "gamma_kernel"
     noise_taus: tuple = ()
+    fit_noise_taus: bool = False
 
     @property
     def model_dim(self) -> int:
@@ -228,7 +240,9 @@ class Layout(NamedTuple):
 
     @property
     def noise_dim(self) -> int:
-        return 3 + len(self.noise_taus) if self.noise == "gamma_kernel" else 0
+        if self.noise != "gamma_kernel":
+            return 0
+        return 3 + len(self.noise_taus) * (2 if self.fit_noise_taus else 1)
 
     @property
     def dim(self) -> int:
@@ -237,19 +251,23 @@ class Layout(NamedTuple):
     def constraints(self) -> list:
         cons = family_constraints(self.family, self.taus, self.fit_taus)
         if self.noise == "gamma_kernel":
-            cons = cons + [C.real(), C.positive(), C.real()] + [ScaledReal(scale=float(t))
-                                                                for t in self.noise_taus]
+            cons = (cons + [C.real(), C.positive(), C.real()]
+                    + [ScaledReal(scale=float(t)) for t in self.noise_taus]
+                    + ([C.positive()] * len(self.noise_taus) if self.fit_noise_taus else []))
         return cons
 
 
-def layout_of(m: Model, kind: str, noise_taus: Sequence[float] | None = None) -> Layout:
+def layout_of(m: Model, kind: str, noise_taus: Sequence[float] | None = None,
+              fit_noise_taus: bool = False) -> Layout:
     """The :class:`Layout` of model ``m`` under noise model ``kind`` (``noise_taus``: the SD
-    kernel's time constants for ``"gamma_kernel"``; default the SRP kernel's)."""
+    kernel's time constants for ``"gamma_kernel"``, default the SRP kernel's; fitted from there
+    when ``fit_noise_taus``)."""
     taus = tuple(m.taus) if m.family == "srp" else SRP_TAUS_MS
     nt = ()
     if kind == "gamma_kernel":
         nt = tuple(float(t) for t in (taus if noise_taus is None else noise_taus))
-    return Layout(m.family, taus, bool(m.fit_taus), _code(kind), nt)
+    return Layout(m.family, taus, bool(m.fit_taus), _code(kind), nt,
+                  bool(fit_noise_taus) and kind == "gamma_kernel")
 
 
 def _as_layout(family, models=None, spec=None) -> Layout:
@@ -280,9 +298,15 @@ def _nll(family, gamma, theta, a: _Arrays):
         A_cv = jnp.sum(jnp.where(some, st.sy / rr, 0.0)) / n
         A = jnp.where(a.flags[3], 1.0 / r[0, 0], A_cv * jnp.exp(vec[dm]))
         s_, b_s = vec[dm + 1], vec[dm + 2]
-        jumps = jnp.stack([c.forward(theta[dm + 3 + j]) / c.scale
-                           for j, c in enumerate(cons[dm + 3:])])
-        sd = s_ * jax.nn.sigmoid(b_s + kernel_drive(jumps, jnp.asarray(lay.noise_taus), a.delta))
+        J = len(lay.noise_taus)
+        if lay.fit_noise_taus:        # c_j / tau_j with the fitted tau_j
+            taus = jnp.stack(vec[dm + 3 + J:dm + 3 + 2 * J])
+            jumps = jnp.stack(vec[dm + 3:dm + 3 + J]) / taus
+        else:
+            taus = jnp.asarray(lay.noise_taus)
+            jumps = jnp.stack([c.forward(theta[dm + 3 + j]) / c.scale
+                               for j, c in enumerate(cons[dm + 3:dm + 3 + J])])
+        sd = s_ * jax.nn.sigmoid(b_s + kernel_drive(jumps, taus, a.delta))
         value = lk.nll_gamma_sd(st, A * r, sd)
         return value, A, s_, r, sd
     value, A, noise = lk.nll(st, r, r[0, 0], lay.noise, a.flags[2], a.flags[3])
@@ -562,7 +586,8 @@ def _kernel_noise_start(lay: Layout, th, a: _Arrays):
     ``b_s`` is lowered, if needed, until the fitted argument is at most
     :data:`SRP_START_MAX_ARG` at every pulse, as for the SRP starts; below, the SD is
     ``s exp(argument)`` and keeps its gradient).
-    Returns ``(noise_dim,)``: ``log(A / A_cv) = 0``, ``log s``, ``b_s``, ``c_j / tau_j``."""
+    Returns ``(noise_dim,)``: ``log(A / A_cv) = 0``, ``log s``, ``b_s``, ``c_j / tau_j`` (and
+    ``log tau_j`` when they are fitted)."""
     cons = lay.constraints()
     dm = lay.model_dim
     vec = [c.forward(th[i]) for i, c in enumerate(cons[:dm])]
@@ -588,7 +613,10 @@ def _kernel_noise_start(lay: Layout, th, a: _Arrays):
     # the fitted argument at most SRP_START_MAX_ARG at every recorded pulse, as the SRP starts
     top = jnp.max(jnp.where(some, X @ beta, -jnp.inf))
     beta = beta.at[0].add(-jnp.maximum(top - SRP_START_MAX_ARG, 0.0))
-    return jnp.concatenate([jnp.zeros(1, x.dtype), jnp.log(s_)[None], beta])
+    start = [jnp.zeros(1, x.dtype), jnp.log(s_)[None], beta]
+    if lay.fit_noise_taus:            # fitted time constants start at the given ones
+        start.append(jnp.log(taus))
+    return jnp.concatenate(start)
 
 
 def _screen_kernel_starts(lay: Layout, models, starts, n_grid, arr: _Arrays) -> tuple:
@@ -624,14 +652,17 @@ def _noise_starts(lay: Layout, th: np.ndarray, first_mean) -> np.ndarray:
     """Unconstrained starts of the ``"gamma_kernel"`` coordinates for model starts ``th (S,
     model_dim)``: the scale at its constant-CV estimate, and an SD that mirrors the mean (SRP with
     the same time constants: ``b_s = b``, ``c_j = a_j``, a constant CV of 0.5) or is constant
-    (``b_s = 0``, ``c_j = 0``), scaled so that the first pulse has a CV of 0.5."""
+    (``b_s = 0``, ``c_j = 0``), scaled so that the first pulse has a CV of 0.5; fitted SD time
+    constants start at the layout's ``noise_taus``."""
     S = th.shape[0]
     J = len(lay.noise_taus)
-    out = np.zeros((S, 3 + J))
+    out = np.zeros((S, lay.noise_dim))
+    if lay.fit_noise_taus:            # fitted time constants start at the given ones
+        out[:, 3 + J:] = np.log(lay.noise_taus)
     mirror = lay.family == "srp" and tuple(lay.noise_taus) == tuple(lay.taus)
     if mirror:
         out[:, 2] = th[:, 0]
-        out[:, 3:] = th[:, 1:1 + J]
+        out[:, 3:3 + J] = th[:, 1:1 + J]
     b_s = out[:, 2]
     m1 = 1.0 if first_mean is None else float(first_mean)
     out[:, 1] = np.log(_START_CV * m1 * (1.0 + np.exp(-b_s)))     # s sigmoid(b_s) = 0.5 m1
@@ -1083,9 +1114,12 @@ def _result(m: Model, res: dict, sol: dict, rows: slice, many: bool, noise: str,
     noise_params = noise_interval = None
     if lay.noise_dim:
         j = lay.model_dim + 1
+        J = len(lay.noise_taus)
         sd_named = lambda arr: SDKernelParams(  # noqa: E731
-            pick(arr[:, j]), pick(arr[:, j + 1]), tuple(pick(arr[:, i]) for i in
-                                                         range(j + 2, lay.dim)))
+            pick(arr[:, j]), pick(arr[:, j + 1]),
+            tuple(pick(arr[:, i]) for i in range(j + 2, j + 2 + J)),
+            tuple(pick(arr[:, i]) for i in range(j + 2 + J, j + 2 + 2 * J))
+            if lay.fit_noise_taus else None)
         noise_params = sd_named(st["value"])
         noise_interval = sd_named(np.stack([st["lo"], st["hi"]], axis=-1))
     return TrainFitResult(
@@ -1198,8 +1232,12 @@ def prepare_data(spike_times_ms, amplitudes, *, noise, noise_sd, noise_cv, norma
     return data, lk.NoiseSpec(noise, estimated, bool(normalise))
 
 
-def _check_noise_taus(noise: str, noise_taus):
-    """Validated SD time constants (a tuple) or ``None``."""
+def _check_noise_taus(noise: str, noise_taus, fit_noise_taus=False):
+    """Validated SD time constants (a tuple) or ``None`` (and ``fit_noise_taus`` checked)."""
+    fit = _checks.check_flag("fit_noise_taus", fit_noise_taus)
+    if fit and noise != "gamma_kernel":
+        raise ValueError("fit_noise_taus=True fits the SD time constants of noise='gamma_kernel'; "
+                         f"noise={noise!r} has none")
     if noise_taus is None:
         return None
     if noise != "gamma_kernel":
@@ -1248,8 +1286,10 @@ def train_loss(params: Any, spike_times_ms: ArrayLike | Sequence[Any],
 
     ``noise="gamma_kernel"`` has no closed-form nuisance parameters: give ``noise_params`` (an
     :class:`SDKernelParams`, ``c`` one amplitude per SD time constant), the amplitude ``scale``
-    ``A`` (unless ``normalise``: then ``A = 1 / r_1``) and optionally ``noise_taus`` (default the
-    SRP kernel's); the value is the gamma NLL per point with mean ``A r`` and the kernel SD.
+    ``A`` (unless ``normalise``: then ``A = 1 / r_1``) and the time constants, either as
+    ``noise_params.tau`` (as a fit with ``fit_noise_taus=True`` returns them; differentiable) or
+    as ``noise_taus`` (default the SRP kernel's); the value is the gamma NLL per point with mean
+    ``A r`` and the kernel SD.
 
     Differentiable in ``params`` and in ``amplitudes`` (which may be traced, e.g. ``jax.vmap``
     over bootstrap samples); ``spike_times_ms`` is concrete.  Pulses whose amplitude is NaN
@@ -1282,10 +1322,12 @@ def train_loss(params: Any, spike_times_ms: ArrayLike | Sequence[Any],
     d = np.diff(t, axis=-1)
     lay = layout_of(m, noise, noise_taus)
     if kernel:
-        if len(noise_params.c) != len(lay.noise_taus):
+        tau = given_sd_taus(noise_params, noise_taus)
+        if tau is None and len(noise_params.c) != len(lay.noise_taus):
             raise ValueError(f"noise_params.c has {len(noise_params.c)} amplitudes for "
                              f"{len(lay.noise_taus)} SD time constants {lay.noise_taus}")
-        noise_params = SDKernelParams(noise_params.s, noise_params.b_s, tuple(noise_params.c))
+        noise_params = SDKernelParams(noise_params.s, noise_params.b_s, tuple(noise_params.c),
+                                      tau)
     flags = np.array([m.tie_f, m.zero_f, *spec.flags()])
 
     def host(x):                    # lists and scalars as NumPy (one argument, not a pytree)
@@ -1312,7 +1354,8 @@ def _train_loss(params, amplitudes, mask, delta, flags, noise_sd, noise_cv, nois
         r = family_release(m.family, [vec[..., i] for i in range(m.dim)], arr.delta, m.tie_f,
                            m.zero_f, taus=lay.taus, fit_taus=lay.fit_taus)
         c = [jnp.asarray(x, dtype) for x in noise_params.c]
-        taus = jnp.asarray(lay.noise_taus, dtype)
+        taus = (jnp.asarray(lay.noise_taus, dtype) if noise_params.tau is None
+                else jnp.stack([jnp.asarray(x, dtype) for x in noise_params.tau]))
         sd = noise_params.s * jax.nn.sigmoid(noise_params.b_s
                                              + kernel_drive(jnp.stack(c) / taus, taus, arr.delta))
         A = 1.0 / r[0, 0] if scale is None else scale          # scale None: normalised
@@ -1331,7 +1374,8 @@ def fit_stp_trains(spike_times_ms: TrainData | ArrayLike | Sequence[Any],
                    max_rel_uncertainty: float = 0.5, allow_missing: bool = False,
                    zeros: str = "amplitude", max_steps: int = 1000,
                    progress: Callable | None = None, precision: str = "auto",
-                   noise_taus: Sequence[float] | None = None) -> TrainFitResult:
+                   noise_taus: Sequence[float] | None = None,
+                   fit_noise_taus: bool = False) -> TrainFitResult:
     r"""Maximum-likelihood fit of a plasticity model to amplitude trains, with intervals.
 
     Example (real data shipped with jaxlif)::
@@ -1381,6 +1425,9 @@ def fit_stp_trains(spike_times_ms: TrainData | ArrayLike | Sequence[Any],
             (``jax.enable_x64`` around this call only; results are NumPy arrays either way).
         noise_taus: time constants [ms] of the SD kernel of ``noise="gamma_kernel"`` (default:
             the SRP model's kernel time constants, 15, 100 and 650 ms unless it has others).
+        fit_noise_taus: fit the SD kernel's time constants too, started at ``noise_taus``
+            (``noise="gamma_kernel"`` only): ``result.noise_params.tau`` with profile intervals
+            in ``result.noise_interval.tau``; ``J`` more parameters in ``k``.
 
     Returns:
         :class:`TrainFitResult`.
@@ -1406,7 +1453,8 @@ def fit_stp_trains(spike_times_ms: TrainData | ArrayLike | Sequence[Any],
         starts = _starts(m, init, check_starts, rows["times"])
         n_grid = len(m.starts) if (check_starts or init is None) else 0
         arr = _arrays(rows, np.arange(N), [m] * N, spec)
-        lay = layout_of(m, noise, _check_noise_taus(noise, noise_taus))
+        lay = layout_of(m, noise, _check_noise_taus(noise, noise_taus, fit_noise_taus),
+                        fit_noise_taus)
         sol = _solve(arr, lay, [m] * N, [starts] * N, interval=interval,
                      level=float(level), max_rel=max_rel_uncertainty, max_steps=max_steps,
                      progress=progress, spec=spec, first_mean=first_means(rows),
