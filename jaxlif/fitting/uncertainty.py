@@ -67,6 +67,13 @@ STATIONARY_GAP = 0.01
 #: A profile point whose fit failed (no finite deviance) is recorded as this many times the
 #: threshold's root above it; the search then bisects towards it.
 _FAILED = 1e5
+#: Secant steps a profile search may take beyond ``iters`` while its outer point is a failed
+#: fit (bisection steps towards the crossing; each halves the bracket).
+_FAILED_EXTRA = 8
+#: An endpoint whose outer point is still a failed fit is reported (as the bracket's midpoint)
+#: only when the bracket is at most this fraction of its distance from the optimum; otherwise
+#: it is NaN (the search did not locate the crossing).
+_FAILED_BRACKET = 0.05
 
 #: Deviance kinds: "nll" D = coef (L - L_min) with coef = 2 n for a per-point NLL (or the
 #: matching factor of a weighted MSE); "log_ssr" D = coef (exp(2 (L - L_min)) - 1); "ssr"
@@ -244,7 +251,8 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
                       rel_tol: float = 0.02, min_lanes: int = 0, restarts=None,
                       others=None, verify_rounds: int = 1, n_restarts: int = 2,
                       row_slots: int = 1, pack_min: int = 16, repack_every: int = 5,
-                      stragglers="auto"):
+                      stragglers="auto", extra_starts: Callable | None = None,
+                      fit_rules: dict | None = None):
     """Profile-likelihood endpoints of every coordinate of every problem (module docstring).
 
     Args:
@@ -273,6 +281,12 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
             (:func:`~jaxlif.fitting.optimise.minimise_lanes`); ``"auto"``: none on packed grids
             (a slow fit costs only its own slots there, and is run until it stops), the
             optimiser's default on the fit's grid.
+        extra_starts: ``extra_starts(theta (k, D), owner (k,)) -> (k, D)``: one more start for
+            every profile fit, made from its continuation start (e.g. a data-informed start
+            of coordinates whose likelihood has several valleys); ``None``: the two starts only.
+        fit_rules: stopping rules of the profile fits (``max_steps``, ``patience``,
+            ``rel_improve``, ``abs_improve``, ``gtol`` of
+            :func:`~jaxlif.fitting.optimise.minimise_lanes`) in place of the defaults below.
 
     Returns:
         ``(lo, hi, better)``: ``(P, D)`` unconstrained endpoints (``-inf``/``inf`` where the
@@ -292,6 +306,8 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
     # "nll", ~ 2 coef dL near the optimum for "log_ssr"; no rule for "ssr")
     c = float(np.max(coef))
     gtol = {"nll": 0.01 / c, "log_ssr": 0.005 / c}.get(kind, -1.0)
+    rules = dict(max_steps=max_steps, patience=10, rel_improve=1e-7, abs_improve=0.0, gtol=gtol)
+    rules.update(fit_rules or {})
 
     active = np.ones((P, D), bool) if active is None else np.asarray(active, bool)
     pi = np.repeat(np.arange(P), 2 * D)
@@ -350,9 +366,8 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
             start = np.concatenate(part)
             start[np.arange(m * k), np.tile(j[sub], m)] = np.tile(at, m)
             th, loss2, *_ = minimise_lanes(objective, start, np.tile(pi[sub], m), batched,
-                                           shared, free=np.tile(free[sub], (m, 1)),
-                                           max_steps=max_steps, patience=10, rel_improve=1e-7,
-                                           abs_improve=0.0, gtol=gtol, **layout)
+                                           shared, free=np.tile(free[sub], (m, 1)), **rules,
+                                           **layout)
             loss2 = np.where(np.isfinite(loss2), loss2, np.inf).reshape(m, k)
             pick = np.argmin(loss2, axis=0)
             loss_g, th_g = loss2[pick, np.arange(k)], th.reshape(m, k, D)[pick, np.arange(k)]
@@ -372,13 +387,21 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
         """Secant steps; ``warm`` is the profile optimum at the farthest point below ``q`` (the
         continuation start: a point above ``q`` may sit in another valley or a failed fit)."""
         nonlocal in_phi, in_r, out_phi, out_r, settled, better, at_cap
-        for it in range(n_iter):
+        for it in range(n_iter + _FAILED_EXTRA):
+            # beyond n_iter only the searches whose outer point is a failed fit go on (bisecting)
+            late = it >= n_iter
+            if late and not np.any(failed_out() & ~(settled | at_cap)):
+                break
             # two starts per profile point: the farthest profile point below q (continuation)
-            # and the optimum with this coordinate moved (robust when the continuation strays);
-            # endpoints already settled (or at the end of their range) are not refitted
-            sub = np.flatnonzero(~(settled | at_cap))
+            # and the optimum with this coordinate moved (robust when the continuation strays),
+            # and extra_starts' if given; endpoints already settled (or at the end of their
+            # range) are not refitted
+            sub = np.flatnonzero(~(settled | at_cap) & (failed_out() if late else True))
             loss, th = np.full(n, np.nan), np.full((n, D), np.nan)
-            loss[sub], th[sub] = profile_fit([warm[sub], theta_hat[pi[sub]]], phi[sub], sub)
+            starts = [warm[sub], theta_hat[pi[sub]]]
+            if extra_starts is not None and sub.size:
+                starts.append(np.asarray(extra_starts(warm[sub], pi[sub]), dtype=float))
+            loss[sub], th[sub] = profile_fit(starts, phi[sub], sub)
             dev, r = root_deviance(loss)
             fitted = np.zeros(n, bool)
             fitted[sub] = True                           # the others: no new information
@@ -405,6 +428,11 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
             phi = np.where(settled | at_cap, phi, nxt)
         return warm
 
+    def failed_out():
+        """Searches whose outer point is a failed fit (no finite deviance there)."""
+        with np.errstate(invalid="ignore"):
+            return out_r >= _FAILED * r_star
+
     def crossing_fraction(margin):
         """Where the signed root crosses ``r_star`` between the inner and outer points, as a
         fraction of the way, kept ``margin`` away from both.  A failed fit above (no finite
@@ -424,8 +452,14 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
         return phi_hat + np.clip(nxt - phi_hat, -cap[pi, j], cap[pi, j])
 
     def endpoint():
+        # a failed fit outside says only that the crossing lies in the bracket: its midpoint
+        # where the bracket is narrow, NaN (not located) where it is wide
+        with np.errstate(invalid="ignore"):
+            wide = np.abs(out_phi - in_phi) > _FAILED_BRACKET * np.abs(in_phi - phi_hat)
+        located = settled | ~(failed_out() & wide)
         return np.where(np.isnan(out_phi), np.where(settled, in_phi, np.nan),
-                        in_phi + crossing_fraction(0.0) * (out_phi - in_phi))
+                        np.where(located, in_phi + crossing_fraction(0.0) * (out_phi - in_phi),
+                                 np.nan))
 
     warm = search(phi, warm)
     # Verification.  A profile fit from the two starts above can stop in a flat or curved region
@@ -522,7 +556,8 @@ def _slope(constraint, x):
 
 def analyse(objective: Callable, theta, loss, batched, shared, *, kind: str, coef, q,
             constraints, interval: str = "profile", max_rel_uncertainty: float = 0.5,
-            positive=None, active=None, min_lanes: int = 0, restarts=None, others=None) -> dict:
+            positive=None, active=None, min_lanes: int = 0, restarts=None, others=None,
+            profile_options: dict | None = None) -> dict:
     """Stationarity, Wald and profile intervals and identifiability at the optima ``theta (P, D)``.
 
     Args:
@@ -534,6 +569,8 @@ def analyse(objective: Callable, theta, loss, batched, shared, *, kind: str, coe
         restarts: ``(P, R, D)`` the fit's start points: the profile endpoints are verified by
             refitting from them.  others: ``(theta (P, R, D), loss (P, R))`` the starts'
             optima, the first choice of verification starts (:func:`profile_intervals`).
+        profile_options: more arguments of :func:`profile_intervals` (``extra_starts``,
+            ``fit_rules``).
 
     Returns:
         dict of NumPy arrays: ``value (P, D)`` parameters, ``lo, hi (P, D)`` interval, ``stderr``
@@ -573,7 +610,7 @@ def analyse(objective: Callable, theta, loss, batched, shared, *, kind: str, coe
         lo_t, hi_t, better = profile_intervals(objective, theta, loss, batched, shared,
                                                kind=kind, coef=coef, q=q, hess=hess, cap=cap,
                                                active=active, restarts=restarts, others=others,
-                                               min_lanes=min_lanes)
+                                               min_lanes=min_lanes, **(profile_options or {}))
     elif interval == "wald":
         lo_t, hi_t = theta - hw, theta + hw
     elif interval == "none":
