@@ -1051,14 +1051,34 @@ def _polish(objective, lay: Layout, theta, loss, arr: _Arrays, n, active, lanes,
     :func:`_evaluate` (the program that computes the reported log-likelihood) agrees that it is
     lower: with a large gamma shape (a small CV) the NLL's float32 rounding differs from one
     compiled program to another by up to a few 0.01 units, and the trial steps would otherwise
-    keep the point whose rounding happened to be favourable."""
-    new, _, _ = unc.newton_polish(objective, theta, loss, arr, None, coef=2.0 * n,
-                                  active=active, min_lanes=lanes, step_lanes=step_lanes)
+    keep the point whose rounding happened to be favourable.
+
+    Then the quasi-Newton fit is restarted from the polished points with the strict rules of
+    :func:`_continue_rules`, and the Newton rounds run again on its ends (each kept only where
+    lower, as above).  The SD sigmoid's upper plateau (``b_s`` large: the SD near ``s`` until
+    spikes pull it down) is a second slow direction that neither the first run nor the Newton
+    rounds (whose Hessian there is nearly singular) follow to its end: on 17 simulated data sets
+    (TM, one SD time constant shrinking the SD) whose fits were flagged not stationary, the
+    restart made all 17 stationary and raised their log-likelihoods by 0.04-2.0 units (to the
+    optimum SciPy's L-BFGS-B reaches from the same points)."""
     dtype = jnp.result_type(float)
-    before, after = (np.asarray(_evaluate(device_array(t, dtype), arr, family=lay)[0], float)
-                     for t in (theta, new))          # (the shapes of _results' call: no compile)
-    keep = after < before
-    return np.where(keep[:, None], new, theta), np.where(keep, after, loss)
+
+    def newton(th, ls):
+        new, _, _ = unc.newton_polish(objective, th, ls, arr, None, coef=2.0 * n,
+                                      active=active, min_lanes=lanes, step_lanes=step_lanes)
+        return keep_lower(th, ls, new)
+
+    def keep_lower(th, ls, new):
+        before, after = (np.asarray(_evaluate(device_array(t, dtype), arr, family=lay)[0], float)
+                         for t in (th, new))          # (the shapes of _results' call: no compile)
+        keep = after < before
+        return np.where(keep[:, None], new, th), np.where(keep, after, ls)
+
+    theta, loss = newton(theta, loss)
+    again, _, *_ = minimise_lanes(objective, theta, np.arange(theta.shape[0]), arr, None,
+                                  free=active, max_steps=3000,
+                                  **_continue_rules(float(np.min(n))), min_lanes=lanes)
+    return newton(*keep_lower(theta, loss, again))
 
 
 def _restarts(thetas) -> np.ndarray:
