@@ -21,6 +21,8 @@ the fits as a user would and checks the intervals they report.
 Run::
 
     python benchmarks/fit_calibration.py              # every study, lr and profile (~10 min)
+    python benchmarks/fit_calibration.py --methods profile --only "tm, SD kernel" --n 100 \
+        --section calibration-kernel-tm               # the one-time-constant SD-kernel studies
     python benchmarks/fit_calibration.py --quick      # 40 datasets per study, lr only
     python benchmarks/fit_calibration.py --only trains --n 1000 --seed 1 \
         --section calibration-trains-1000              # the train studies, 1000 datasets each
@@ -36,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -48,7 +51,8 @@ import jax  # noqa: E402
 from experiments import _common as C  # noqa: E402
 from jaxlif.fitting import (DepressionParams, SDKernelParams, TM4Params,  # noqa: E402
                             regular_protocols)
-from jaxlif.fitting.calibration import coverage_ratio, coverage_trains  # noqa: E402
+from jaxlif.fitting.calibration import (coverage_ratio, coverage_trains,  # noqa: E402
+                                        coverage_trains_kernel)
 from jaxlif.plasticity import STPParams  # noqa: E402
 
 PROTOCOLS_HZ = [5.0, 10.0, 20.0, 50.0]
@@ -74,6 +78,18 @@ NOISE_SYNAPSES = {
 }
 NOISE_LEVELS = {"gamma": dict(noise_cv=0.5), "binomial": dict(noise_sd=0.25),
                 "gamma_kernel": {}}
+
+#: The kernel-SD studies with one SD time constant (80 ms), ``profile`` only: a TM synapse
+#: (U0 = 0.2, tau_d = 300 ms, tau_f = 80 ms), 4 protocols x 40 sweeps x 10 pulses, scale 1; the SD
+#: shrinks after spikes (10-100 Hz; ``s, b_s, c`` = 0.08, 0.5, -10 ms: a CV of 0.25 at the first
+#: pulse) or grows (5-50 Hz; 0.15, -1.5, 20 ms: a CV of 0.13 rising to about 0.9), with the time
+#: constant given, or fitted from a start of 30 ms (``fit_noise_taus``).  Run with
+#: ``--only "tm, SD kernel"``.
+KERNEL_TM = STPParams(0.2, 300.0, 80.0)
+KERNEL_DESIGNS = {
+    "shrinking": ([10.0, 20.0, 50.0, 100.0], SDKernelParams(0.08, 0.5, (-10.0,), (80.0,))),
+    "growing": ([5.0, 10.0, 20.0, 50.0], SDKernelParams(0.15, -1.5, (20.0,), (80.0,))),
+}
 
 
 def studies(methods):
@@ -102,6 +118,15 @@ def studies(methods):
                             coverage_trains(p, times, key=key, model=model, n_datasets=n,
                                             n_sweeps=NOISE_SWEEPS, noise=noise, method="profile",
                                             noise_params=k, **kw)))
+        for design, (rates, sd_kernel) in KERNEL_DESIGNS.items():
+            for fitted in (False, True):
+                label = (f"tm, SD kernel {design}, tau {'fitted from 30 ms' if fitted else 'given'}"
+                         f", 4x40x10")
+                out.append((label, method,
+                            lambda n, key, r=rates, k=sd_kernel, f=fitted: coverage_trains_kernel(
+                                KERNEL_TM, k, regular_protocols(r, 10), key=key, model="tm",
+                                n_sweeps=40, n_datasets=n, fit_noise_taus=f,
+                                start_taus=(30.0,) if f else None)))
     return out
 
 
@@ -152,7 +177,7 @@ def main(argv=None) -> list:
         with open(args.json, "w") as fh:
             json.dump(record, fh, indent=1)
     if not args.quick:
-        cmd = " ".join(["python benchmarks/fit_calibration.py"] + (argv if argv is not None else sys.argv[1:]))
+        cmd = "python benchmarks/fit_calibration.py " + shlex.join(argv if argv is not None else sys.argv[1:])
         meta = (f"Measured by `{cmd}` ({n} datasets per study, seed {args.seed}, jax "
                 f"{jax.__version__}, {os.cpu_count()} CPUs).")
         C.write_section(C.ROOT / "docs" / "fitting.md", args.section, meta + "\n\n" + text)
