@@ -501,3 +501,32 @@ def test_kernel_sd_profile_endpoints_are_where_an_independent_profile_crosses(x6
             assert q - 0.4 <= dev <= q + 0.4, (i, float(end), dev)
             checked += 1
     assert checked >= 12
+
+
+def _walled_bowl(th, d, shared):
+    """``((th_0 / d[1])^2 + th_1^2) / 2`` inside ``|th_0| < d[0]``, NaN beyond (a fit there fails)."""
+    import jax.numpy as jnp
+    bowl = 0.5 * ((th[0] / d[1]) ** 2 + th[1] ** 2)
+    return jnp.where(jnp.abs(th[0]) < d[0], bowl, jnp.nan)
+
+
+@pytest.mark.slow
+def test_profile_search_bisects_towards_a_failed_fit():
+    """A profile whose far points fail (NaN objective).  Where the deviance crosses the threshold
+    before the wall, the endpoint is the crossing (``sqrt(q) = 1.96``); where the wall comes
+    first, the set ``{D <= q}`` ends at the wall, to within the 5 % bracket of
+    ``uncertainty._FAILED_BRACKET``; also on a profile so flat (the Hessian given says
+    otherwise) that the wall (800) lies near the end of the search range (1000).  (The code
+    before the extra bisection steps passes this too: the wide bracket it reported as an
+    endpoint, -40,100 ms for a ``c_1`` of docs/fitting.md, needs a search that reaches the end of
+    its range at its last step, which this closed form does not reproduce.)"""
+    from jaxlif.fitting import uncertainty as unc
+    data = np.array([[10.0, 1.0], [1.0, 1.0], [800.0, 1000.0]])
+    lo, hi, better = unc.profile_intervals(
+        _walled_bowl, np.zeros((3, 2)), np.zeros(3), data, None, kind="nll", coef=2.0, q=3.84,
+        hess=np.broadcast_to(np.eye(2), (3, 2, 2)), cap=np.array([1e3, 1e3]),
+        active=np.array([[True, False]] * 3))
+    np.testing.assert_allclose([lo[0, 0], hi[0, 0]], [-np.sqrt(3.84), np.sqrt(3.84)], rtol=0.02)
+    np.testing.assert_allclose([lo[1, 0], hi[1, 0]], [-1.0, 1.0], rtol=0.05)
+    np.testing.assert_allclose([lo[2, 0], hi[2, 0]], [-800.0, 800.0], rtol=0.05)
+    assert not better.any()
