@@ -132,6 +132,27 @@ def test_fit_trains_gamma_kernel_noise(tmp_path, capsys):
     assert "SD kernel (time constants" in out and "b_s " in out and "c1  =" in out, out
 
 
+@pytest.mark.slow
+def test_fit_trains_fits_the_sd_time_constants(tmp_path, capsys):
+    """``--noise gamma_kernel --noise-taus 30 --fit-noise-taus``: the library's fit with the SD time
+    constant fitted from 30 ms, printed with its interval and in the JSON."""
+    positive = lambda lines: lines[:1] + [ln.replace(",-", ",") for ln in lines[1:]]  # noqa: E731
+    trains_csv = _write_trains(tmp_path / "positive.csv", edit=positive)
+    argv = ["fit-trains", str(trains_csv), "--noise", "gamma_kernel", "--noise-taus", "30",
+            "--fit-noise-taus", "--interval", "wald", "--quiet"]
+    rc, out, err = _run(argv + ["--json"], capsys)
+    assert rc == 0, err
+    rec = json.loads(out)
+    direct = fitting.fit_stp_trains(fitting.read_trains_csv(trains_csv), model="tm", noise="gamma_kernel",
+                                    interval="wald", noise_taus=(30.0,), fit_noise_taus=True)
+    assert rec["noise_params"]["taus_ms"] == [30.0] and rec["n_params"] == direct.n_params
+    np.testing.assert_allclose(rec["loglik"], float(direct.loglik), rtol=1e-6)
+    np.testing.assert_allclose(rec["noise_params"]["tau"], [float(direct.noise_params.tau[0])], rtol=1e-5)
+    rc, out, err = _run(argv, capsys)
+    assert rc == 0, err
+    assert "fitted, started at 30 ms" in out and "tau1=" in out.replace(" ", ""), out
+
+
 def test_fit_trains_json_to_file(trains_csv, tmp_path, capsys):
     path = tmp_path / "fit.json"
     rc, out, err = _run(["fit-trains", str(trains_csv), "--out", str(path), "--interval", "wald", "--quiet"],
@@ -219,7 +240,11 @@ def test_fit_trains_option_conflicts(trains_csv, capsys, monkeypatch):
     _refuse_fit(monkeypatch)
     for argv, match in (([], "give the data"), ([str(trains_csv), "--mossy-fibre"], "not both"),
                         ([str(trains_csv), "--noise-sd", "1", "--noise", "gamma"], "--noise-cv"),
-                        ([str(trains_csv), "--noise-cv", "0.1"], "--noise gamma")):
+                        ([str(trains_csv), "--noise-cv", "0.1"], "--noise gamma"),
+                        ([str(trains_csv), "--fit-noise-taus"], "add --noise gamma_kernel"),
+                        ([str(trains_csv), "--noise-taus", "20,200"], "add --noise gamma_kernel"),
+                        ([str(trains_csv), "--noise", "gamma_kernel", "--noise-taus", "20;200"],
+                         "separated by commas")):
         rc, out, err = _run(["fit-trains", *argv], capsys)
         assert rc == 2 and match in err, (argv, err)
 

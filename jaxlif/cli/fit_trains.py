@@ -70,6 +70,12 @@ def add_fit_trains(subparsers) -> None:
                           "column if any, else estimated)")
     fit.add_argument("--noise-cv", type=float, default=None, metavar="CV",
                      help="known coefficient of variation of the gamma noise (default: estimated)")
+    fit.add_argument("--noise-taus", default=None, metavar="MS,MS,...",
+                     help="--noise gamma_kernel: the SD kernel's time constants in ms, comma-"
+                          "separated (default 15,100,650)")
+    fit.add_argument("--fit-noise-taus", action="store_true",
+                     help="--noise gamma_kernel: fit the SD kernel's time constants too, started "
+                          "at --noise-taus, with profile intervals")
     fit.add_argument("--normalise", action="store_true",
                      help="divide by the mean first-pulse amplitude and fix the first pulse to 1 "
                           "(default: fit a free amplitude scale)")
@@ -242,6 +248,18 @@ def _load(args):
     return read_trains_csv(args.csv, allow_missing=args.allow_missing), {"source": args.csv}
 
 
+def _taus_ms(flag: str, text: str | None):
+    """``"15,100,650"`` as a tuple of floats [ms] (``None`` stays ``None``); the fit checks that
+    each is > 0."""
+    if text is None:
+        return None
+    try:
+        return tuple(float(t) for t in text.split(","))
+    except ValueError:
+        raise ValueError(f"{flag} must be time constants in ms separated by commas, e.g. "
+                         f"15,100,650; got {text!r}") from None
+
+
 def _run_fit_trains(args) -> int:
     from jaxlif.fitting import compare_models, fit_stp_trains, get_model
     from jaxlif.fitting.trains import prepare_data
@@ -254,6 +272,13 @@ def _run_fit_trains(args) -> int:
                          "--noise-sd for Gaussian noise)")
     if args.max_steps < 1:
         raise ValueError(f"--max-steps must be at least 1, got {args.max_steps}")
+    if (args.noise_taus is not None or args.fit_noise_taus) and args.noise != "gamma_kernel":
+        raise ValueError("--noise-taus and --fit-noise-taus are the SD kernel's time constants: "
+                         "add --noise gamma_kernel")
+    kernel = {}
+    if args.noise == "gamma_kernel":
+        kernel = dict(noise_taus=_taus_ms("--noise-taus", args.noise_taus),
+                      fit_noise_taus=args.fit_noise_taus)
     out, out_kind = resolve_out(args.out, json_ok=True)     # before the fit: a typo costs nothing
     raw, source = _load(args)
     opts = dict(noise=args.noise, noise_sd=args.noise_sd, noise_cv=args.noise_cv,
@@ -271,13 +296,14 @@ def _run_fit_trains(args) -> int:
     t0 = time.perf_counter()
     if args.model == "all":
         cmp = compare_models(raw, models=models, cross_validate=not args.no_cv,
-                             interval=args.interval, max_steps=args.max_steps, **opts)
+                             interval=args.interval, max_steps=args.max_steps, **opts, **kernel)
         fits = cmp.fits
     else:
         m = get_model(args.model)
         progress = None if args.quiet else Progress(len(m.starts), label="best NLL per point")
         fits = {args.model: fit_stp_trains(raw, model=args.model, interval=args.interval,
-                                           max_steps=args.max_steps, progress=progress, **opts)}
+                                           max_steps=args.max_steps, progress=progress, **opts,
+                                           **kernel)}
     seconds = time.perf_counter() - t0
     units = {"spike_times": "ms", "amplitude": seen.unit or "",
              "noise": seen.unit if args.noise != "gamma" else "dimensionless (CV)"}
