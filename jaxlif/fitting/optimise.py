@@ -134,6 +134,8 @@ class _Lane(NamedTuple):
 
 
 def _bucket(n: int) -> int:
+    """Slots for ``n`` lanes: the next power of two, at least 8 (a few compiled sizes, not one per
+    ``n``)."""
     return max(8, 1 << (int(n) - 1).bit_length())
 
 

@@ -50,7 +50,7 @@ from jaxlif.fitting.forward import check_spike_times
 from jaxlif.fitting.models import (SRP_TAUS_MS, Model, ScaledReal, family_constraints,
                                    family_dim, family_release, get_model, kernel_drive,
                                    start_candidates)
-from jaxlif.fitting.optimise import FitInterrupted, evaluate_lanes, minimise_lanes
+from jaxlif.fitting.optimise import FitInterrupted, _bucket, evaluate_lanes, minimise_lanes
 
 __all__ = ["TrainFitResult", "fit_stp_trains", "INTERVALS", "ZEROS", "train_loss", "unit_scale",
            "model_starts", "PRECISIONS", "AUTO_FLOAT64_POINTS", "SDKernelParams", "Layout",
@@ -597,7 +597,7 @@ def _kernel_profile_options(lay: Layout, arr: _Arrays, coef) -> dict:
     def extra_starts(theta, owner):
         theta = np.asarray(theta, dtype=float)
         k = len(owner)
-        K = max(8, 1 << (k - 1).bit_length())          # a few compiled sizes, not one per k
+        K = _bucket(k)                                 # a few compiled sizes, not one per k
         pad = np.concatenate([np.arange(k), np.zeros(K - k, int)])
         noise = _kernel_noise_starts(device_array(theta[pad], jnp.result_type(float)),
                                      device_array(np.asarray(owner)[pad], jnp.int32), arr,
@@ -937,7 +937,7 @@ def _continue_rules(n_points: float) -> dict:
 
 def _bucket_of(owner) -> int:
     """Slots per problem of a loop over the lanes ``owner`` (the optimiser's power of two)."""
-    return max(8, 1 << (int(np.bincount(owner).max()) - 1).bit_length())
+    return _bucket(np.bincount(owner).max())
 
 
 def _continue_stalled(objective, th, loss, n_steps, owner, arr: _Arrays, free, n, *, max_steps,
@@ -984,7 +984,7 @@ def _continue_stalled(objective, th, loss, n_steps, owner, arr: _Arrays, free, n
         return th, loss, n_steps, False
     o, fr_ = owner[todo], free[todo]
     n_t = n_lane[todo]
-    slots = max(8, 1 << (int(min_lanes) - 1).bit_length())
+    slots = _bucket(min_lanes)
 
     def values(pts):
         """Log-likelihood units below the end at ``pts (len(todo), K, D)``: all points in as
@@ -1056,13 +1056,13 @@ def _polish(objective, lay: Layout, theta, loss, arr: _Arrays, n, active, lanes,
     Then the quasi-Newton fit is restarted from the polished points with the strict rules of
     :func:`_continue_rules` (with 16 or more problems on packed rows holding only the runs still
     going), and the Newton rounds run again on its ends (each kept only where lower, as above).
-    Restarting only the problems whose Newton rounds left a predicted gain was tried: it left 7 of
-    100 fits not stationary on the design below, against none.  The SD sigmoid's upper plateau (``b_s`` large: the SD near ``s`` until
-    spikes pull it down) is a second slow direction that neither the first run nor the Newton
-    rounds (whose Hessian there is nearly singular) follow to its end: on 17 simulated data sets
-    (TM, one SD time constant shrinking the SD) whose fits were flagged not stationary, the
-    restart made all 17 stationary and raised their log-likelihoods by 0.04-2.0 units (to the
-    optimum SciPy's L-BFGS-B reaches from the same points)."""
+    The SD sigmoid's upper plateau (``b_s`` large: the SD near ``s`` until spikes pull it down)
+    is a second slow direction that neither the first run nor the Newton rounds (whose Hessian
+    there is nearly singular) follow to its end.  On 100 simulated data sets (TM, one SD time
+    constant shrinking the SD) 17 fits were flagged not stationary; the restart made all 17
+    stationary and raised their log-likelihoods by 0.04-2.0 units (to the optimum SciPy's
+    L-BFGS-B reaches from the same points).  Restarting only the problems whose Newton rounds
+    left a predicted gain was tried: it left 7 of those 100 fits not stationary."""
     dtype = jnp.result_type(float)
 
     def newton(th, ls):

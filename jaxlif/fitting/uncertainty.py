@@ -54,7 +54,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlif.fitting.optimise import _STRAGGLERS, evaluate_lanes, minimise_lanes
+from jaxlif.fitting.optimise import _STRAGGLERS, _bucket, evaluate_lanes, minimise_lanes
 
 __all__ = ["deviance", "curvature", "wald_halfwidth", "profile_intervals", "local_minimum",
            "newton_decrement", "newton_polish", "LOCAL_MIN_GAP", "STATIONARY_GAP"]
@@ -345,7 +345,7 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
     # many starts per call as fit its slots.
     packed = row_slots > 0 and P >= pack_min
     per_problem = int(np.bincount(pi, minlength=P).max()) if n else 1
-    slots = max(8, 1 << (max(2 * per_problem, int(min_lanes)) - 1).bit_length())
+    slots = _bucket(max(2 * per_problem, int(min_lanes)))
     group = 1 << 30 if packed else max(2, slots // max(per_problem, 1))
     if isinstance(stragglers, str):      # "auto"
         stragglers = None if packed else _STRAGGLERS
