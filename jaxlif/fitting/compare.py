@@ -114,7 +114,7 @@ def compare_models(spike_times_ms: TrainData | ArrayLike | Sequence[Any],
     if noise == "gamma_kernel" and nt is None:
         nt = T.SRP_TAUS_MS
     layouts = {m.name: T.layout_of(m, noise, nt, fit_noise_taus) for m in ms}
-    with T.precision_context(precision, int(data.mask.sum())):
+    with T.precision_context(precision, int(data.mask.sum()), noise):
         rows = T._rows(data, noise, noise_cv, spec.normalised)
         for lay in dict.fromkeys(layouts.values()):
             fam = [m for m in ms if layouts[m.name] == lay]

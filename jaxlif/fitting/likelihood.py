@@ -244,16 +244,21 @@ def _nll_binomial(st: Stats, r, r1, some, n, normalised):
     return total / n, A, jnp.sqrt(wss / n)
 
 
-def nll_gamma_sd(st: Stats, mu, sd):
+def nll_gamma_sd(st: Stats, mu, sd=None, *, log_sd=None):
     """Per-point NLL of gamma amplitudes with mean ``mu`` and standard deviation ``sd`` per
     protocol and pulse (``(..., n_protocols, n_spikes)``; module docstring, ``"gamma_kernel"``).
-    Depends on the data through ``count``, ``sy``, ``slogy`` of :class:`Stats` only."""
+    Depends on the data through ``count``, ``sy``, ``slogy`` of :class:`Stats` only.
+
+    ``log_sd`` in place of ``sd``: the SD's logarithm, for SDs that ``sd`` could not hold
+    (the kernel SD ``s sigmoid(x)`` far in the sigmoid's tail, with ``s`` very large: the
+    rate ``mu / sd^2`` and shape ``(mu / sd)^2`` are computed from logarithms either way)."""
     some = st.count > 0
     n = jnp.sum(st.count)
     mu = jnp.where(some, mu, 1.0)
-    sd = jnp.where(some, sd, 1.0)
-    k = (mu / sd) ** 2
-    log_beta = jnp.log(mu) - 2.0 * jnp.log(sd)
+    log_sd = jnp.log(sd) if log_sd is None else log_sd
+    log_sd = jnp.where(some, log_sd, 0.0)
+    log_beta = jnp.log(mu) - 2.0 * log_sd
+    k = mu * jnp.exp(log_beta)
     per = (st.count * (special.gammaln(k) - k * log_beta) - (k - 1.0) * st.slogy
            + jnp.exp(log_beta) * st.sy)
     return jnp.sum(jnp.where(some, per, 0.0)) / n

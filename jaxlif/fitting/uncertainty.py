@@ -281,9 +281,12 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
             (:func:`~jaxlif.fitting.optimise.minimise_lanes`); ``"auto"``: none on packed grids
             (a slow fit costs only its own slots there, and is run until it stops), the
             optimiser's default on the fit's grid.
-        extra_starts: ``extra_starts(theta (k, D), owner (k,)) -> (k, D)``: one more start for
-            every profile fit, made from its continuation start (e.g. a data-informed start
-            of coordinates whose likelihood has several valleys); ``None``: the two starts only.
+        extra_starts: ``extra_starts(theta (k, D), owner (k,), coord (k,), at (k,)) -> list of
+            (k, D)``: more starts for profile fits, made from their continuation starts
+            ``theta`` (problem ``owner``, coordinate ``coord`` held at ``at``), e.g. a
+            data-informed start of coordinates whose likelihood has several valleys, or a
+            start moved along a known ridge; a row of NaN is no start for that fit.  ``None``:
+            the two starts only.
         fit_rules: stopping rules of the profile fits (``max_steps``, ``patience``,
             ``rel_improve``, ``abs_improve``, ``gtol`` of
             :func:`~jaxlif.fitting.optimise.minimise_lanes`) in place of the defaults below.
@@ -365,9 +368,13 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
             m = len(part)
             start = np.concatenate(part)
             start[np.arange(m * k), np.tile(j[sub], m)] = np.tile(at, m)
-            th, loss2, *_ = minimise_lanes(objective, start, np.tile(pi[sub], m), batched,
-                                           shared, free=np.tile(free[sub], (m, 1)), **rules,
-                                           **layout)
+            use = np.isfinite(start).all(axis=1)       # a NaN row: no such start for that fit
+            if not use.any():
+                continue
+            th, loss2 = np.full((m * k, D), np.nan), np.full(m * k, np.inf)
+            th[use], loss2[use], *_ = minimise_lanes(
+                objective, start[use], np.tile(pi[sub], m)[use], batched, shared,
+                free=np.tile(free[sub], (m, 1))[use], **rules, **layout)
             loss2 = np.where(np.isfinite(loss2), loss2, np.inf).reshape(m, k)
             pick = np.argmin(loss2, axis=0)
             loss_g, th_g = loss2[pick, np.arange(k)], th.reshape(m, k, D)[pick, np.arange(k)]
@@ -400,7 +407,8 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
             loss, th = np.full(n, np.nan), np.full((n, D), np.nan)
             starts = [warm[sub], theta_hat[pi[sub]]]
             if extra_starts is not None and sub.size:
-                starts.append(np.asarray(extra_starts(warm[sub], pi[sub]), dtype=float))
+                starts += [np.asarray(x, dtype=float)
+                           for x in extra_starts(warm[sub], pi[sub], j[sub], phi[sub])]
             loss[sub], th[sub] = profile_fit(starts, phi[sub], sub)
             dev, r = root_deviance(loss)
             fitted = np.zeros(n, bool)
