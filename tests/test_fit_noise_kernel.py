@@ -142,6 +142,12 @@ def test_kernel_sd_far_along_its_ridge_is_the_sigmoid_tail(x64):
     mu, sd = np.array([[1.0, 0.5, 2.0], [0.3, 1.1, 0.9]]), np.array([[0.2, 0.4, 1.0], [0.05, 0.3, 2.0]])
     assert float(lk.nll_gamma_sd(st, mu, sd)) == pytest.approx(
         float(lk.nll_gamma_sd(st, mu, log_sd=np.log(sd))), rel=1e-14)
+    # a pulse with no amplitudes (count 0) and sd 0 there: finite value and gradient
+    st0 = st._replace(count=np.array([[4.0, 4.0, 0.0], [4.0, 4.0, 4.0]]))
+    sd0 = sd.copy()
+    sd0[0, 2] = 0.0
+    g = jax.grad(lambda x: lk.nll_gamma_sd(st0, mu, x))(sd0)
+    assert np.all(np.isfinite(np.asarray(g))) and float(g[0, 2]) == 0.0
 
 
 def test_kernel_sd_fits_run_in_float64_unless_told_otherwise():
@@ -151,14 +157,17 @@ def test_kernel_sd_fits_run_in_float64_unless_told_otherwise():
     import jax.numpy as jnp
 
     from jaxlif.fitting.trains import precision_context
+    default = jnp.result_type(float)              # JAX's default float outside any context
+    assert default == jnp.float32                 # the suite runs with x64 off (fixture x64 on request)
     with precision_context("auto", 200, "gamma_kernel"):
         assert jnp.result_type(float) == jnp.float64
     with precision_context("auto", 200, "gamma"):
-        assert jnp.result_type(float) == jnp.result_type(float)   # JAX's default, unchanged
-        default = jnp.result_type(float)
-    assert default == jnp.result_type(float)
+        assert jnp.result_type(float) == jnp.float32
+    with precision_context("auto", 2000, "gamma"):
+        assert jnp.result_type(float) == jnp.float64
     with precision_context("default", 200, "gamma_kernel"):
-        assert jnp.result_type(float) == default
+        assert jnp.result_type(float) == jnp.float32
+    assert jnp.result_type(float) == default      # restored after each context
 
 
 def test_gamma_kernel_gradient_matches_finite_differences(x64):

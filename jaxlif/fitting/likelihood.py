@@ -255,8 +255,8 @@ def nll_gamma_sd(st: Stats, mu, sd=None, *, log_sd=None):
     some = st.count > 0
     n = jnp.sum(st.count)
     mu = jnp.where(some, mu, 1.0)
-    log_sd = jnp.log(sd) if log_sd is None else log_sd
-    log_sd = jnp.where(some, log_sd, 0.0)
+    # masked before the logarithm: a pulse with no amplitudes may carry sd = 0 (no NaN gradient)
+    log_sd = jnp.where(some, jnp.log(jnp.where(some, sd, 1.0)) if log_sd is None else log_sd, 0.0)
     log_beta = jnp.log(mu) - 2.0 * log_sd
     k = mu * jnp.exp(log_beta)
     per = (st.count * (special.gammaln(k) - k * log_beta) - (k - 1.0) * st.slogy

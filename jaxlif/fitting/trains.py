@@ -325,6 +325,7 @@ def _nll(family, gamma, theta, a: _Arrays):
             taus = jnp.asarray(lay.noise_taus)
             jumps = jnp.stack([c.forward(theta[dm + 3 + j]) / c.scale
                                for j, c in enumerate(cons[dm + 3:dm + 3 + J])])
+        # log s is the unconstrained coordinate itself (s = exp(theta): C.positive())
         log_sd = kernel_log_sd(theta[dm + 1], b_s, jumps, taus, a.delta)
         value = lk.nll_gamma_sd(st, A * r, log_sd=log_sd)
         return value, A, s_, r, jnp.exp(log_sd)
@@ -1517,8 +1518,9 @@ def fit_stp_trains(spike_times_ms: TrainData | ArrayLike | Sequence[Any],
             unless x64 is on): in float32 the total log-likelihood of ``n`` points is resolved
             to about ``n 1e-7`` units, and 14,000-amplitude fits stopped up to 0.03 units short
             of their optimum; and always with ``noise="gamma_kernel"``, whose profile intervals
-            float32 cut short (:func:`precision_context`).  ``"default"``: JAX's default float.  ``"float64"``: always
-            (``jax.enable_x64`` around this call only; results are NumPy arrays either way).
+            float32 cut short (:func:`precision_context`).  ``"default"``: JAX's default float.
+            ``"float64"``: always (``jax.enable_x64`` around this call only; results are NumPy
+            arrays either way).
         noise_taus: time constants [ms] of the SD kernel of ``noise="gamma_kernel"`` (default:
             the SRP model's kernel time constants, 15, 100 and 650 ms unless it has others).
         fit_noise_taus: fit the SD kernel's time constants too, started at ``noise_taus``
