@@ -249,6 +249,14 @@ def test_fit_trains_option_conflicts(trains_csv, capsys, monkeypatch):
         assert rc == 2 and match in err, (argv, err)
 
 
+def test_fit_trains_kernel_sd_on_means_is_a_usage_error(capsys, monkeypatch):
+    """The shipped means have one amplitude per pulse: the kernel SD has no maximum there."""
+    _refuse_fit(monkeypatch)
+    rc, out, err = _run(["fit-trains", "--mossy-fibre", "--noise", "gamma_kernel"], capsys)
+    assert rc == 2 and "Traceback" not in err
+    assert "noise='gamma_kernel' needs sweeps" in err
+
+
 # --------------------------------------------------------------------------------------
 # fit-stp
 # --------------------------------------------------------------------------------------

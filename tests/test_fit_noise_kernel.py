@@ -13,10 +13,10 @@ import jax
 import numpy as np
 import pytest
 
-from jaxlif.fitting import (SRPParams, TM4Params, fit_stp_trains, regular_protocols,
+from jaxlif.fitting import (SRPParams, TM4Params, compare_models, fit_stp_trains, regular_protocols,
                             simulate_trains, stp_amplitudes, train_loss)
 from jaxlif.fitting.models import get_model, srp_model
-from jaxlif.fitting.trains import SDKernelParams
+from jaxlif.fitting.trains import SDKernelParams, prepare_data
 
 TAUS = (15.0, 100.0, 650.0)
 TIMES = np.array([[0.0, 10.0, 20.0, 30.0, 40.0, 50.0],
@@ -235,6 +235,22 @@ def test_gamma_kernel_refuses_zeros_and_noise_levels(x64):
     with pytest.raises(TypeError, match="fit_noise_taus must be True or False"):
         fit_stp_trains(TIMES, np.abs(y) + 1, model="srp", noise="gamma_kernel",
                        fit_noise_taus="yes")
+    # one amplitude per pulse (means, or one sweep): no maximum of the likelihood, so refused,
+    # for one synapse and for one synapse of many; a second amplitude at one pulse is accepted
+    one = y[:, :1].copy()
+    one[0, 0, 0] = 1.0
+    with pytest.raises(ValueError, match="noise='gamma_kernel' needs sweeps: the data have at most one"):
+        fit_stp_trains(TIMES, one, model="srp", noise="gamma_kernel")
+    with pytest.raises(ValueError, match="needs sweeps"):
+        compare_models(TIMES, one, models=("tm",), noise="gamma_kernel", cross_validate=False)
+    many = np.stack([np.abs(y[:, :2]) + 1, np.abs(y[:, :2]) + 1])
+    many[1, :, 1] = np.nan
+    with pytest.raises(ValueError, match="synapse 1's data have at most one amplitude per pulse"):
+        fit_stp_trains(TIMES, many, model="srp", noise="gamma_kernel", allow_missing=True)
+    many[1, 2, 1, 0] = 2.0
+    data, _ = prepare_data(TIMES, many, noise="gamma_kernel", noise_sd=None, noise_cv=None,
+                           normalise=False, allow_missing=True)
+    assert data.mask[1].sum(axis=1).max() == 2
     sdp = TRUE_SD._replace(tau=TAUS)
     with pytest.raises(ValueError, match="given twice"):
         train_loss(TRUE, TIMES, y, model="srp", noise="gamma_kernel", noise_params=sdp,
@@ -270,7 +286,6 @@ def test_compare_models_with_the_kernel_sd_fits_as_fit_stp_trains_does(x64):
     """compare_models(noise="gamma_kernel") gives every model the same SD kernel: its fits are
     the single fits' (log-likelihood within 1e-3), its k counts the noise parameters, and the
     cross-validation predictions of SRP are finite."""
-    from jaxlif.fitting import compare_models
     times = regular_protocols([20.0, 50.0, 100.0], 8)
     y = _data(seed=7, n_sweeps=30, times=times, scale=7.7)
     cmp = compare_models(times, y, models=("tm", "srp"), noise="gamma_kernel", interval="none")

@@ -1321,11 +1321,35 @@ def prepare_data(spike_times_ms, amplitudes, *, noise, noise_sd, noise_cv, norma
     if noise in ("gamma", "gamma_kernel"):      # the positivity check, after the zeros are settled
         check_trains(data.spike_times_ms, data.amplitudes, noise_sd=data.noise_sd, positive=True,
                      allow_missing=True, unit=data.unit)
+    if noise == "gamma_kernel":
+        _check_replicates(data.mask)
     if normalise:
         data = _normalise(data)
     estimated = ((data.noise_sd is None) if noise == "gaussian" else
                  False if noise == "gamma_kernel" else noise == "binomial" or noise_cv is None)
     return data, lk.NoiseSpec(noise, estimated, bool(normalise))
+
+
+def _check_replicates(mask: np.ndarray) -> None:
+    """Refuse ``noise="gamma_kernel"`` on a synapse with no pulse recorded twice.
+
+    The kernel SD gives every pulse its own SD, ``s sigmoid(b_s + sum_j c_j k_j)``.  With one
+    amplitude per pulse (means, or a single sweep) the fit can put the model's mean on one
+    amplitude and send that pulse's SD to 0 while the others stay finite: the likelihood has no
+    maximum (measured on the 20 mossy-fibre means: the log-likelihood grows without bound, with
+    ``b_s`` near 70-80 and ``c_j`` in the thousands).  Two or more amplitudes that differ at a
+    pulse bound its likelihood.  ``mask``: ``([n_synapses,] n_protocols, n_sweeps, n_spikes)``.
+    """
+    per_pulse = mask.reshape((-1,) + mask.shape[-3:]).sum(axis=2)     # (S, P, K) amplitudes
+    single = per_pulse.max(axis=(1, 2)) <= 1
+    if single.any():
+        which = (f"synapse {int(np.argmax(single))}'s" if mask.ndim == 4 else "the")
+        raise ValueError(
+            f"noise='gamma_kernel' needs sweeps: {which} data have at most one amplitude per "
+            f"pulse (means, or a single sweep), where the kernel SD can shrink to 0 at one pulse "
+            f"and the likelihood has no maximum; give the per-sweep amplitudes "
+            f"(amplitudes of shape (n_protocols, n_sweeps, n_spikes) with n_sweeps >= 2), or fit "
+            f"means with noise='gaussian' and their SEMs as noise_sd")
 
 
 def _check_noise_taus(noise: str, noise_taus, fit_noise_taus=False):
