@@ -160,7 +160,7 @@ def test_screened_starts_do_better_than_the_plain_grid_on_the_per_sweep_stand_in
     depends on where it starts, not on the screening: measured under gamma noise, 1 of 7
     screened starts and 2 of 7 grid starts ended at the best (on the real per-sweep data the
     screened starts end there 7 of 7: docs/fitting.md, section Starts)."""
-    from jaxlif.fitting import fit_stp_trains
+    from jaxlif.fitting import fit_stp_trains, models
     from jaxlif.fitting import trains as T
     folder, _ = stand_in
     data = read_chamberland2018(folder)
@@ -169,6 +169,7 @@ def test_screened_starts_do_better_than_the_plain_grid_on_the_per_sweep_stand_in
         screened = np.asarray(fit_stp_trains(data, model=model, **opts).start_loglik, float)
         with monkeypatch.context() as mp:
             mp.setattr(T, "SCREEN_FACTOR", 1)          # the candidates are the grid itself
+            mp.setattr(models, "_SCREEN_BOXES", models._TM_BOXES)
             grid = np.asarray(fit_stp_trains(data, model=model, **opts).start_loglik, float)
         best = max(screened.max(), grid.max())
         near = [int(np.sum(ll >= best - 0.05)) for ll in (screened, grid)]

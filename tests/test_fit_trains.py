@@ -583,7 +583,7 @@ def _chamberland_design():
     return np.array([np.pad(r, (0, n - len(r)), constant_values=np.nan) for r in rows])
 
 
-@pytest.mark.slow          # two float64 fits of 14,000 amplitudes with their programs (~60 s)
+@pytest.mark.slow          # three float64 fits of 14,000 amplitudes with their programs
 def test_default_starts_reach_the_best_optimum_on_a_per_sweep_design():
     # a stand-in of the per-sweep mossy-fibre data (7 protocols x 300 sweeps, 14,100
     # amplitudes) simulated from the tm4 optimum of the real data under gamma noise (U and f
@@ -599,19 +599,32 @@ def test_default_starts_reach_the_best_optimum_on_a_per_sweep_design():
                              allow_missing=True)
         near, total = _near_best(fit)
         assert near >= total / 2, (model, noise, np.round(fit.start_loglik - fit.loglik, 3))
+    # tm4 with the binomial variance, simulated from its optimum on the real data (U = 0.0024
+    # below the start box): with candidates screened in the start box (U from 0.02) 7 of 15
+    # starts reached the best here, the others the no-depression limit U, f -> 0 (0.7-2.9 units
+    # below); from U = 0.001, 14 of 15
+    true = TM4Params(0.00237, 0.00592, 214.9, 228.2)
+    y = simulate_trains(jax.random.key(11), true, times, model="tm4", n_sweeps=300,
+                        scale=223.3, noise="binomial", noise_sd=21.68)
+    fit = fit_stp_trains(times, y, model="tm4", noise="binomial", interval="none",
+                         allow_missing=True)
+    near, total = _near_best(fit)
+    assert near >= total / 2, np.round(fit.start_loglik - fit.loglik, 3)
 
 
 def test_default_starts_are_the_most_likely_points_of_a_larger_grid():
-    # TM family: the default grid is the prefix of a longer Halton sequence; the fit starts
-    # from 15 of its points where the data are most likely (train_loss as the oracle), after
-    # the user's init, which is kept as given
+    # TM family: the candidates are a longer Halton sequence over the start box with U reaching
+    # down to 0.001 (the default grid is the prefix of the same sequence over the start box, U
+    # from 0.02); the fit starts from 15 of them where the data are most likely (train_loss as the
+    # oracle), after the user's init, which is kept as given
     from jaxlif.fitting import get_model, likelihood as lk
     from jaxlif.fitting import trains as T
     from jaxlif.fitting.data import check_trains
     from jaxlif.fitting.models import start_candidates
     m = get_model("tm")
     cand = start_candidates(m, T.SCREEN_FACTOR * 15)
-    np.testing.assert_array_equal(cand[:15], np.array(m.starts))
+    np.testing.assert_array_equal(cand[:15, 1:], np.array(m.starts)[:, 1:])
+    assert 0.001 <= cand[:, 0].min() < 0.002 and cand[:, 0].max() < 0.92
     y, _ = _simulate(PSEUDOLINEAR, seed=5)
     rows = T._rows(check_trains(PROTOCOLS, y), "gaussian", None)
     arr = T._arrays(rows, [0], [m], lk.NoiseSpec("gaussian", True, False))
