@@ -94,6 +94,23 @@ def test_srp_release_with_any_time_constants_matches_direct_sums(x64):
                                rtol=1e-12)
 
 
+def test_kernel_basis_is_the_direct_sums_of_unit_kernels(x64):
+    """``kernel_basis`` (the SD kernel's unit sums that the fits compute once per data set) against
+    direct sums, and ``basis @ jumps`` against ``kernel_drive``."""
+    from jaxlif.fitting.models import kernel_basis, kernel_drive
+    delta = jax.numpy.asarray(np.diff(np.nan_to_num(TIMES, nan=np.nanmax(TIMES) + 1.0), axis=-1))
+    basis = np.asarray(kernel_basis(jax.numpy.asarray(TAUS), delta))
+    assert basis.shape == TIMES.shape + (len(TAUS),)
+    for i, row in enumerate(TIMES):
+        t = row[~np.isnan(row)]
+        for j, tau in enumerate(TAUS):
+            np.testing.assert_allclose(basis[i, :t.size, j], _drive(t, [tau], [tau]), rtol=1e-13,
+                                       atol=1e-300)
+    jumps = np.array([0.8, -0.1, 0.4])
+    np.testing.assert_allclose(basis @ jumps, np.asarray(kernel_drive(jumps, np.array(TAUS), delta)),
+                               rtol=1e-13, atol=1e-15)
+
+
 @pytest.mark.parametrize("model,params", [("srp", TRUE), ("tm4", TM4Params(0.1, 0.3, 150.0, 300.0))])
 def test_gamma_kernel_loss_matches_numpy_oracle(x64, model, params):
     y = _data(model=model, params=params, scale=1.0,

@@ -176,6 +176,16 @@ def kernel_drive(jumps: jax.typing.ArrayLike, taus: jax.typing.ArrayLike,
     return jnp.moveaxis(jnp.concatenate([jnp.zeros((1,) + shape, dtype), rest]), 0, -1)
 
 
+def kernel_basis(taus: jax.typing.ArrayLike, delta: jax.Array) -> jax.Array:
+    """The unit kernels' sums at each spike, ``sum_{i<k} exp(-(t_k - t_i) / tau_j)``, ``(..., n, J)``:
+    :func:`kernel_drive` with ``jumps_j = 1`` for one kernel at a time, so that
+    ``kernel_drive(jumps, taus, delta) == kernel_basis(taus, delta) @ jumps`` (up to rounding).
+    With fixed time constants it depends on the data only: the fits compute it once per data set."""
+    taus = jnp.asarray(taus, jnp.result_type(delta, taus, float))
+    eye = jnp.eye(taus.shape[-1], dtype=taus.dtype)
+    return jnp.stack([kernel_drive(eye[j], taus, delta) for j in range(taus.shape[-1])], axis=-1)
+
+
 def _srp_release(b, amps, taus, delta):
     """``sigmoid(b + kernel_drive(amps / taus))``: ``b (...)``, ``amps, taus (..., J)`` [ms]."""
     dtype = jnp.result_type(delta, b, float)

@@ -48,8 +48,8 @@ from jaxlif.fitting import uncertainty as unc
 from jaxlif.fitting.data import TrainData, check_trains, given_sd_taus
 from jaxlif.fitting.forward import check_spike_times
 from jaxlif.fitting.models import (SRP_TAUS_MS, Model, ScaledReal, family_constraints,
-                                   family_dim, family_release, get_model, kernel_drive,
-                                   start_candidates)
+                                   family_dim, family_release, get_model, kernel_basis,
+                                   kernel_drive, start_candidates)
 from jaxlif.fitting.optimise import FitInterrupted, _bucket, evaluate_lanes, minimise_lanes
 
 __all__ = ["TrainFitResult", "fit_stp_trains", "INTERVALS", "ZEROS", "train_loss", "unit_scale",
@@ -206,6 +206,20 @@ class _Arrays(NamedTuple):
     delta: jax.Array     # (P, Pr, n-1) intervals [ms], 1 where padded
     st: lk.Stats         # (P, Pr, n) sufficient statistics of the amplitudes
     flags: jax.Array     # (P, 4) tie_f, zero_f, estimated, normalised
+    kern: Any = None     # (P, Pr, n, J) the SD kernel's unit sums (gamma_kernel, fixed taus)
+
+
+def _with_kernel(arr: _Arrays, lay) -> _Arrays:
+    """``arr`` with the SD kernel's unit sums (:func:`~jaxlif.fitting.models.kernel_basis`) when
+    ``lay`` fits ``noise="gamma_kernel"`` with fixed time constants: computed once per data set
+    instead of at every evaluation of the likelihood (the optimiser's loop does not hoist them)."""
+    if arr.kern is not None or lay.noise != "gamma_kernel" or lay.fit_noise_taus:
+        return arr
+    taus = jnp.asarray(lay.noise_taus, arr.delta.dtype)
+    return arr._replace(kern=_kernel_basis(taus, arr.delta))
+
+
+_kernel_basis = jax.jit(kernel_basis)
 
 
 class SDKernelParams(NamedTuple):
@@ -291,13 +305,16 @@ def _as_layout(family, models=None, spec=None) -> Layout:
                   else ())
 
 
-def kernel_log_sd(log_s, b_s, jumps, taus, delta):
+def kernel_log_sd(log_s, b_s, jumps, taus, delta, basis=None):
     """Logarithm of the kernel SD, ``log s + log sigmoid(b_s + sum_j jumps_j e_j)``
     (:class:`SDKernelParams`; ``jumps = c / tau``, ``e_j`` the kernel sums of
-    :func:`~jaxlif.fitting.models.kernel_drive`), ``(..., n)``.  In logarithms because along
-    the likelihood's ridge in the sigmoid's lower tail only ``s e^{b_s}`` matters: there ``s``
-    grows as ``e^{-b_s}`` (beyond the float range) while the SD stays what it is."""
-    return log_s + jax.nn.log_sigmoid(b_s + kernel_drive(jumps, taus, delta))
+    :func:`~jaxlif.fitting.models.kernel_drive`, or ``basis (..., n, J)`` if given:
+    :func:`~jaxlif.fitting.models.kernel_basis` of ``taus`` and ``delta``), ``(..., n)``.  In
+    logarithms because along the likelihood's ridge in the sigmoid's lower tail only ``s e^{b_s}``
+    matters: there ``s`` grows as ``e^{-b_s}`` (beyond the float range) while the SD stays what
+    it is."""
+    drive = kernel_drive(jumps, taus, delta) if basis is None else basis @ jumps
+    return log_s + jax.nn.log_sigmoid(b_s + drive)
 
 
 def _nll(family, gamma, theta, a: _Arrays):
@@ -326,7 +343,8 @@ def _nll(family, gamma, theta, a: _Arrays):
             jumps = jnp.stack([c.forward(theta[dm + 3 + j]) / c.scale
                                for j, c in enumerate(cons[dm + 3:dm + 3 + J])])
         # log s is the unconstrained coordinate itself (s = exp(theta): C.positive())
-        log_sd = kernel_log_sd(theta[dm + 1], b_s, jumps, taus, a.delta)
+        log_sd = kernel_log_sd(theta[dm + 1], b_s, jumps, taus, a.delta,
+                               basis=None if lay.fit_noise_taus else a.kern)
         value = lk.nll_gamma_sd(st, A * r, log_sd=log_sd)
         return value, A, s_, r, jnp.exp(log_sd)
     value, A, noise = lk.nll(st, r, r[0, 0], lay.noise, a.flags[2], a.flags[3])
@@ -672,9 +690,8 @@ def _kernel_noise_start(lay: Layout, th, a: _Arrays):
     p = jnp.clip(target / s_, 1e-30, 0.5)
     x = jnp.clip(jnp.log(p) - jnp.log1p(-p), -SRP_START_MAX_ARG, 0.0)
     J = len(lay.noise_taus)
-    eye = jnp.eye(J, dtype=x.dtype)
     taus = jnp.asarray(lay.noise_taus, x.dtype)
-    drive = jnp.stack([kernel_drive(eye[j], taus, a.delta) for j in range(J)], axis=-1)
+    drive = kernel_basis(taus, a.delta) if a.kern is None else a.kern
     X = jnp.concatenate([jnp.ones(x.shape + (1,), x.dtype), drive], axis=-1)   # (..., 1 + J)
     w = jnp.where(some, st.count, 0.0)[..., None]
     XtX = jnp.einsum("...i,...j->ij", w * X, X)
@@ -837,6 +854,7 @@ def _solve(arr: _Arrays, family, models, starts, *, interval, level, max_rel, ma
     default grid, screened against the data (:func:`_screen_starts`; ``None``: all of them)."""
     P = len(models)
     lay = _as_layout(family, models, spec)
+    arr = _with_kernel(arr, lay)
     estimated = spec.estimated
     objective = _objective_for(lay)
     fm = [None] * P if first_mean is None else list(first_mean)
@@ -1146,6 +1164,7 @@ def _results(family, models, arr: _Arrays, sol: dict, rows_y, times, spec, inter
     :func:`unit_scale`)."""
     dtype = jnp.result_type(float)
     lay = _as_layout(family, models, spec)
+    arr = _with_kernel(arr, lay)
     value, A, sd, mean, sat, sd_pulse = (np.asarray(v, dtype=float) for v in _evaluate(
         device_array(sol["theta"], dtype), arr, family=lay))
     c = np.broadcast_to(np.asarray(c, dtype=float), value.shape)
