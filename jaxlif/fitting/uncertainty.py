@@ -339,6 +339,7 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
     settled = np.zeros(n, bool)
     better = np.zeros(n, bool)
     at_cap = np.zeros(n, bool)
+    stale = np.zeros(n)          # secant steps since the outer point last moved (Illinois)
 
     # Layout of the profile fits.  Many problems: packed grids holding only the lanes still
     # running (``minimise_lanes(row_slots=...)``; rows of one slot by default, each lane reading
@@ -393,7 +394,7 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
     def search(phi, warm, n_iter=iters):
         """Secant steps; ``warm`` is the profile optimum at the farthest point below ``q`` (the
         continuation start: a point above ``q`` may sit in another valley or a failed fit)."""
-        nonlocal in_phi, in_r, out_phi, out_r, settled, better, at_cap
+        nonlocal in_phi, in_r, out_phi, out_r, settled, better, at_cap, stale
         for it in range(n_iter + _FAILED_EXTRA):
             # beyond n_iter only the searches whose outer point is a failed fit go on (bisecting)
             late = it >= n_iter
@@ -424,6 +425,7 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
                                                      (dist < np.abs(out_phi - phi_hat)))
             out_phi = np.where(take_out, phi, out_phi)
             out_r = np.where(take_out, np.where(np.isfinite(r), r, 10 * _FAILED * r_star), out_r)
+            stale = np.where(take_out, 0.0, np.where(take_in & ~np.isnan(out_phi), stale + 1, stale))
             settled |= fitted & (np.abs(r - r_star) <= rel_tol * r_star)
             at_cap |= below & (dist >= cap[pi, j] * (1 - 1e-9))
             if np.all(settled | at_cap):
@@ -446,8 +448,12 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
         fraction of the way, kept ``margin`` away from both.  A failed fit above (no finite
         deviance) says nothing about where the crossing is: bisect instead of interpolating
         towards a made-up value."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            frac = np.clip((r_star - in_r) / (out_r - in_r), margin, 1.0 - margin)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            # Illinois: each step that kept the same outer point halves its excess over r_star,
+            # so that a profile that rises as a cliff (flat, then far above the threshold: a
+            # bound of the model reached) is not approached in steps of ``margin`` of the bracket
+            out = r_star + (out_r - r_star) * 0.5 ** stale
+            frac = np.clip((r_star - in_r) / (out - in_r), margin, 1.0 - margin)
         return np.where(out_r >= _FAILED * r_star, 0.5, frac)
 
     def next_point():
@@ -497,6 +503,7 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
             in_r = np.where(false, r, in_r)
             out_phi = np.where(false, np.nan, out_phi)
             out_r = np.where(false, np.nan, out_r)
+            stale = np.where(false, 0.0, stale)
             settled = settled & ~false
             warm = np.where(false[:, None], th, warm)
             phi = np.where(false, next_point(), endpoint())
