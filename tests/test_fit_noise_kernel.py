@@ -611,6 +611,34 @@ def test_profile_search_bisects_towards_a_failed_fit():
     assert not better.any()
 
 
+def _cliff(th, d, shared):
+    """A nearly flat bowl, ``((th_0 / d[1])^2 + th_1^2) / 2``, plus a cliff beyond ``|th_0| = d[0]``:
+    ``d[2] (|th_0| - d[0])^2 / 2`` (as the kernel SD's profile of ``s`` where ``s`` falls below the
+    SD the data need)."""
+    import jax.numpy as jnp
+    flat = 0.5 * ((th[0] / d[1]) ** 2 + th[1] ** 2)
+    return flat + 0.5 * d[2] * jnp.maximum(jnp.abs(th[0]) - d[0], 0.0) ** 2
+
+
+def test_profile_search_finds_the_end_at_a_cliff():
+    """The endpoint search on a profile that is flat, then rises as a cliff: the deviance
+    ``(th_0 / 100)^2`` is 1e-4 at the cliff's foot (1 and 5) and crosses ``q = 3.84`` within
+    0.002 and 0.02 beyond it.  The ends must lie within 2 % of the crossings.  With secant steps
+    alone the search crept towards the cliff by 5 % of the bracket per step and reported 0.59 and
+    3.55 (a false end: the interval excluded values the likelihood does not), as it did for the
+    kernel SD's ``s`` (docs/fitting.md, Intervals)."""
+    from jaxlif.fitting import uncertainty as unc
+    data = np.array([[1.0, 100.0, 1e6], [5.0, 100.0, 1e4]])
+    lo, hi, better = unc.profile_intervals(
+        _cliff, np.zeros((2, 2)), np.zeros(2), data, None, kind="nll", coef=2.0, q=3.84,
+        hess=np.broadcast_to(np.eye(2), (2, 2, 2)), cap=np.array([1e3, 1e3]),
+        active=np.array([[True, False]] * 2))
+    crossing = data[:, 0] + np.sqrt((3.84 - (data[:, 0] / data[:, 1]) ** 2) / data[:, 2])
+    np.testing.assert_allclose(hi[:, 0], crossing, rtol=0.02)
+    np.testing.assert_allclose(lo[:, 0], -crossing, rtol=0.02)
+    assert not better.any()
+
+
 @pytest.mark.slow
 def test_kernel_sd_baseline_intervals_hold_the_points_along_its_ridge():
     """The lower end of ``b_s`` where the SD kernel's likelihood runs along its ridge (``s e^{b_s}``

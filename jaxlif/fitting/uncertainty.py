@@ -74,6 +74,9 @@ _FAILED_EXTRA = 8
 #: only when the bracket is at most this fraction of its distance from the optimum; otherwise
 #: it is NaN (the search did not locate the crossing).
 _FAILED_BRACKET = 0.05
+#: The endpoint search bisects while the outer point's root of the deviance is more than this
+#: many times the threshold's (a quadratic profile's first outer points lie within 4 times).
+_FAR = 8.0
 
 #: Deviance kinds: "nll" D = coef (L - L_min) with coef = 2 n for a per-point NLL (or the
 #: matching factor of a weighted MSE); "log_ssr" D = coef (exp(2 (L - L_min)) - 1); "ssr"
@@ -425,7 +428,8 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
                                                      (dist < np.abs(out_phi - phi_hat)))
             out_phi = np.where(take_out, phi, out_phi)
             out_r = np.where(take_out, np.where(np.isfinite(r), r, 10 * _FAILED * r_star), out_r)
-            stale = np.where(take_out, 0.0, np.where(take_in & ~np.isnan(out_phi), stale + 1, stale))
+            kept = take_in & ~np.isnan(out_phi)          # a step that kept the outer point
+            stale = np.where(take_out, 0.0, np.where(kept, stale + 1, stale))
             settled |= fitted & (np.abs(r - r_star) <= rel_tol * r_star)
             at_cap |= below & (dist >= cap[pi, j] * (1 - 1e-9))
             if np.all(settled | at_cap):
@@ -443,17 +447,21 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
         with np.errstate(invalid="ignore"):
             return out_r >= _FAILED * r_star
 
-    def crossing_fraction(margin):
+    def crossing_fraction(margin, search=True):
         """Where the signed root crosses ``r_star`` between the inner and outer points, as a
         fraction of the way, kept ``margin`` away from both.  A failed fit above (no finite
         deviance) says nothing about where the crossing is: bisect instead of interpolating
-        towards a made-up value."""
+        towards a made-up value.  ``search``: the next point of the search, where a profile that
+        rises as a cliff (flat, then far above the threshold: a bound of the model reached) is
+        bisected while the outer point is more than ``_FAR`` times the threshold's root, and
+        interpolated with Illinois steps (each step that kept the same outer point halves its
+        excess over ``r_star``) nearer, instead of creeping towards the cliff by ``margin`` of
+        the bracket per step; ``False``: the plain interpolation (the reported endpoint)."""
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            # Illinois: each step that kept the same outer point halves its excess over r_star,
-            # so that a profile that rises as a cliff (flat, then far above the threshold: a
-            # bound of the model reached) is not approached in steps of ``margin`` of the bracket
-            out = r_star + (out_r - r_star) * 0.5 ** stale
+            out = r_star + (out_r - r_star) * 0.5 ** stale if search else out_r
             frac = np.clip((r_star - in_r) / (out - in_r), margin, 1.0 - margin)
+        if search:
+            frac = np.where(out_r > _FAR * r_star, 0.5, frac)
         return np.where(out_r >= _FAILED * r_star, 0.5, frac)
 
     def next_point():
@@ -472,7 +480,8 @@ def profile_intervals(objective: Callable, theta_hat, loss_min, batched, shared,
             wide = np.abs(out_phi - in_phi) > _FAILED_BRACKET * np.abs(in_phi - phi_hat)
         located = settled | ~(failed_out() & wide)
         return np.where(np.isnan(out_phi), np.where(settled, in_phi, np.nan),
-                        np.where(located, in_phi + crossing_fraction(0.0) * (out_phi - in_phi),
+                        np.where(located,
+                                 in_phi + crossing_fraction(0.0, False) * (out_phi - in_phi),
                                  np.nan))
 
     warm = search(phi, warm)
