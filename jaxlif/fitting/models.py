@@ -435,8 +435,8 @@ _SCREEN_BOXES = {"tm": (_SCREEN_U_BOX, _TAU_D_BOX, _TAU_F_BOX),
 def start_candidates(m: Model, n: int) -> np.ndarray | None:
     """``(n, n_fields)`` candidate starts of a TM-family model: the first ``n`` points of the
     Halton sequence over its screening box (``_SCREEN_BOXES``: the start box, with ``U`` and
-    ``f`` from 0.001 for ``tm`` and ``tm4``); ``None`` for a model without such a box (SRP: its starts are capped on
-    the data's spike times)."""
+    ``f`` from 0.001 for ``tm`` and ``tm4``); ``None`` for a model without such a box (SRP: its
+    starts are capped on the data's spike times)."""
     box = _SCREEN_BOXES.get(m.name)
     if box is None or m.family != "tm":
         return None
