@@ -177,8 +177,8 @@ def kernel_drive(jumps: jax.typing.ArrayLike, taus: jax.typing.ArrayLike,
 
 
 def kernel_basis(taus: jax.typing.ArrayLike, delta: jax.Array) -> jax.Array:
-    """The unit kernels' sums at each spike, ``sum_{i<k} exp(-(t_k - t_i) / tau_j)``, ``(..., n, J)``:
-    :func:`kernel_drive` with ``jumps_j = 1`` for one kernel at a time, so that
+    """The unit kernels' sums at each spike, ``sum_{i<k} exp(-(t_k - t_i) / tau_j)``,
+    ``(..., n, J)``: :func:`kernel_drive` with ``jumps_j = 1`` for one kernel at a time, so that
     ``kernel_drive(jumps, taus, delta) == kernel_basis(taus, delta) @ jumps`` (up to rounding).
     With fixed time constants it depends on the data only: the fits compute it once per data set."""
     taus = jnp.asarray(taus, jnp.result_type(delta, taus, float))
