@@ -207,7 +207,7 @@ def test_doc_markers_are_few_and_justified():
     slow = [f"{b.page}:{b.line} ({b.reason})" for blocks in ALL.values() for b in blocks if b.marker == "slow"]
     total = sum(len(blocks) for blocks in ALL.values())
     assert total >= 10, total
-    assert len(slow) <= 3, slow
+    assert len(slow) <= 4, slow       # networks.md: training, the CV's gradient, closed-loop slopes, sharding
     for blocks in ALL.values():
         for b in blocks:
             assert b.marker is None or b.reason, (b.page, b.line, "a marker needs a reason")

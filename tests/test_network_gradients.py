@@ -66,9 +66,17 @@ def mean_cv(spikes):
     return jnp.nanmean(jaxlif.soft_isi_cv(spikes, min_spikes=3))
 
 
+#: Closed-loop slopes [per Hz] given to a second copy of the CV under "mean_field" (any numbers: the test checks
+#: the formula ``d cv_closed = sum_b k_b dr_b``; their values are traced, so no program depends on them).
+CLOSED = {"E": 0.03, "I": -0.01}
+
+
 def run(structure, params, estimator, T=T, key=KEY):
+    stats = {"cv": ("E", mean_cv)}
+    if estimator == "mean_field":
+        stats["cv_closed"] = ("E", mean_cv, CLOSED)
     return nw.simulate_network(key, structure, params, T=T, dt=DT, spike_grad=fast_sigmoid(), record=False,
-                               grad_estimator=estimator, statistics={"cv": ("E", mean_cv)})
+                               grad_estimator=estimator, statistics=stats)
 
 
 def rates_of(res, settled=False, xp=jnp):
@@ -168,6 +176,11 @@ def test_mean_field_is_the_calibrated_local_derivative_plus_the_population_feedb
     np.testing.assert_allclose(d_rate, c[0] * (settled[0, 0] + settled[0, 1:] @ coef), rtol=2e-3)
     assert abs(slope) > 1e-3 and np.isfinite(primal.statistics["cv"])
     np.testing.assert_allclose(float(tangent.statistics["cv"]), slope * d_rate, rtol=2e-3)
+    # with closed-loop slopes given: their sum over the populations' settled rate derivatives [Hz]
+    assert float(primal.statistics["cv_closed"]) == float(primal.statistics["cv"])
+    d_rates = rates_np(tangent, settled=True)
+    np.testing.assert_allclose(float(tangent.statistics["cv_closed"]), CLOSED["E"] * d_rates[0] + CLOSED["I"] * d_rates[1],
+                               rtol=1e-4)
 
 
 @pytest.mark.slow    # a vmapped program of its own (5 CPU-s); the default tier checks vmap == loop of the
@@ -208,9 +221,16 @@ def test_the_old_flag_and_bad_values(split):
                               ({"cv": mean_cv}, TypeError, r"statistics\['cv'\] must be a \(population, fn\) pair"),
                               ({"cv": ("X", mean_cv)}, ValueError, r"population 'X' must be one of \['E', 'I'\]"),
                               ({1: ("E", mean_cv)}, TypeError, "every label must be a str"),
-                              ({"n": ("E", lambda s: s.sum() > 0)}, TypeError, "must return floats")]:
+                              ({"n": ("E", lambda s: s.sum() > 0)}, TypeError, "must return floats"),
+                              ({"cv": ("E", mean_cv, [0.1])}, TypeError, "slopes must be a non-empty dict"),
+                              ({"cv": ("E", mean_cv, {"X": 0.1})}, ValueError, r"slopes for \['X'\]"),
+                              ({"cv": ("E", mean_cv, {"E": np.nan})}, ValueError, "slope of 'E' must be finite"),
+                              ({"cv": ("E", mean_cv, {"I": np.ones(2)})}, ValueError, "slope of 'I' must be a scalar")]:
         with pytest.raises(error, match=match):
             nw.simulate_network(KEY, structure, params, T=T, dt=DT, statistics=bad)
+    with pytest.raises(ValueError, match=r"closed-loop slopes, which only grad_estimator='mean_field' uses .* 'local'"):
+        nw.simulate_network(KEY, structure, params, T=T, dt=DT, spike_grad=fast_sigmoid(), grad_estimator="local",
+                            statistics={"cv": ("E", mean_cv, CLOSED)})
     with pytest.raises(ValueError, match="grad_estimator='exact' must be one of"):
         nw.simulate_network(KEY, structure, params, T=T, dt=DT, grad_estimator="exact")
     with pytest.raises(ValueError, match="not both"):
@@ -293,6 +313,59 @@ def test_rate_slopes_are_the_open_and_closed_loop_differences(split):
         nw.rate_slopes(keys, structure, params, T=T, dt=DT, statistics={"cv": ("X", mean_cv)})
 
 
+def onto(params, name, s):
+    """The excitatory input onto population ``name`` (its drive and the weights from E onto it) times ``s``."""
+    pops = {k: v._replace(drive=v.drive._replace(weight=v.drive.weight * s)) if k == name else v
+            for k, v in params.populations.items()}
+    projs = {k: v._replace(weights=v.weights * s) if k == f"E->{name}" else v for k, v in params.projections.items()}
+    return params._replace(populations=pops, projections=projs)
+
+
+def test_closed_loop_slopes_solve_the_closed_loop_differences(split):
+    """``closed_loop_slopes`` rebuilt from public pieces: for each key the network runs closed with the excitatory
+    input onto E, then onto I, scaled by ``e^(+-h)``; the differences of the settled rates [Hz] and of the
+    statistic, summed over the keys, give the slopes by a 2 x 2 solve, their errors the jackknife over keys.
+    A statistic that is NaN and a tight ``max_condition`` warn; the slopes attach to the statistics."""
+    structure, params = split
+    statistic = late_cv_statistic(int(round(20.0 / DT)))
+    keys = jax.random.split(jax.random.key(3), 3)
+    h = gradients.CALIBRATION_STEP
+    dR, dY = [], []
+    for k in keys:
+        rows_r, rows_y = [], []
+        for name in ("E", "I"):
+            up, down = (nw.simulate_network(k, structure, onto(params, name, np.exp(x)), T=T, dt=DT, record=False)
+                        for x in (h, -h))
+            rows_r.append(rates_np(up, True) - rates_np(down, True))
+            rows_y.append(float(statistic(jnp.asarray(up.spikes["E"], jnp.float32)))
+                          - float(statistic(jnp.asarray(down.spikes["E"], jnp.float32))))
+        dR.append(rows_r)
+        dY.append(rows_y)
+    dR, dY = np.array(dR), np.array(dY)                             # (keys, direction, population), (keys, direction)
+    expected = np.linalg.solve(dR.sum(0), dY.sum(0))
+    loo = np.array([np.linalg.solve(dR.sum(0) - dR[i], dY.sum(0) - dY[i]) for i in range(len(keys))])
+    se = np.sqrt((len(keys) - 1) / len(keys) * np.sum((loo - loo.mean(0)) ** 2, axis=0))
+    stats = {"cv": ("E", statistic), "nan": ("I", lambda s: jnp.full((), jnp.nan, s.dtype))}
+    with pytest.warns(RecurrentGradientWarning, match=r"statistics \['nan'\] have slopes that are not finite"):
+        got = nw.closed_loop_slopes(keys, structure, params, T=T, dt=DT, statistics=stats)
+    assert got.labels == ("cv", "nan") and got.names == ("E", "I") and got.keys == 3
+    assert np.all(np.isfinite(dY)) and np.linalg.cond(dR.sum(0)) < 30
+    np.testing.assert_allclose([got.slopes["cv"][a] for a in ("E", "I")], expected, rtol=1e-3)
+    np.testing.assert_allclose([got.se["cv"][a] for a in ("E", "I")], se, rtol=1e-2)
+    np.testing.assert_allclose(got.d_rates, dR.mean(0) / (2 * h), rtol=1e-4)
+    assert got.condition == pytest.approx(np.linalg.cond(dR.mean(0)), rel=1e-4)
+    attached = got.attach({"cv": ("E", statistic), "other": ("I", mean_cv)})
+    assert attached["cv"] == ("E", statistic, got.slopes["cv"]) and attached["other"] == ("I", mean_cv)
+    with pytest.warns(RecurrentGradientWarning) as caught:           # and the NaN statistic's warning again
+        nw.closed_loop_slopes(keys, structure, params, T=T, dt=DT, statistics=stats, max_condition=1.0001)
+    assert any("hardly separate the populations' rates" in str(w.message) for w in caught)
+    for kw, match in ((dict(keys=keys[:1]), "at least 2 jax.random keys"), (dict(statistics={}), "at least one statistic"),
+                      (dict(max_condition=1.0), "max_condition must be a number > 1")):
+        args = dict(keys=keys, statistics=stats) | kw
+        with pytest.raises(ValueError, match=match):
+            nw.closed_loop_slopes(args.pop("keys"), structure, params, T=T, dt=DT, **args)
+
+
 def test_rate_slopes_warn_where_the_statistic_leaves_the_rate(split, monkeypatch):
     """The warning's condition on given differences (the simulations replaced): it names the statistic when the
     closed-loop slope differs from the open-loop one by more than 3 combined standard errors, and only then."""
@@ -363,6 +436,39 @@ def test_gradients_against_finite_differences(T_s):
     assert np.all(np.isfinite(est))
     resolved = np.abs(mean) > 3 * se
     assert resolved[:, :3].sum() >= 4, (mean, se)                          # the test can fail
+    ratio = est[resolved] / mean[resolved]
+    assert np.all(ratio > 1 / 3) and np.all(ratio < 3), (est, mean, se)
+
+
+@pytest.mark.slow
+def test_cv_with_closed_loop_slopes_against_finite_differences(users_programs):
+    """200 E + 50 I, p = 0.2, 1 s: the E neurons' mean ISI CV with closed-loop slopes measured on 24 keys of their
+    own (``closed_loop_slopes``) against central differences over 48 other keys, for the drive, E->E and I->E
+    weights and the E->E U0: finite; where the difference is clearly non-zero (beyond 3 SE), the same sign and
+    within a factor of 3 (about 4 CPU minutes with the programs optimised, as users compile them; more than
+    20 without)."""
+    structure, params = nw.partition(nw.ei_network(jax.random.key(0), n_E=200, n_I=50, p=0.2))
+    cv = {"cv": ("E", mean_cv)}
+    slopes = nw.closed_loop_slopes(jax.random.split(jax.random.key(7), 24), structure, params, T=1000.0, dt=DT,
+                                   statistics=cv)
+    assert slopes.condition < 10 and slopes.slopes["cv"]["E"] > 3 * slopes.se["cv"]["E"]
+    keys = [jax.random.key(100 + i) for i in range(48)]
+
+    def cv_of(th, k, spike_grad):
+        res = nw.simulate_network(k, structure, moved(params, th), T=1000.0, dt=DT, record=False,
+                                  spike_grad=spike_grad, statistics=slopes.attach(cv) if spike_grad else cv)
+        return res.statistics["cv"]
+
+    plain = jax.jit(lambda th, k: cv_of(th, k, None))
+    estimate = jax.jit(jax.jacfwd(lambda th, k: cv_of(th, k, fast_sigmoid())))
+    h, zero = 0.05, jnp.zeros(4)
+    fd = np.array([[(plain(zero.at[i].set(h), k) - plain(zero.at[i].set(-h), k)) / (2 * h) for i in range(4)]
+                   for k in keys])                                         # (keys, parameters)
+    mean, se = fd.mean(0), fd.std(0, ddof=1) / np.sqrt(len(keys))
+    est = np.mean([estimate(zero, k) for k in keys], axis=0)
+    assert np.all(np.isfinite(est))
+    resolved = np.abs(mean) > 3 * se
+    assert resolved.sum() >= 2, (mean, se)                                 # the test can fail
     ratio = est[resolved] / mean[resolved]
     assert np.all(ratio > 1 / 3) and np.all(ratio < 3), (est, mean, se)
 

@@ -18,8 +18,8 @@ from jaxlif.network.simulate import (NetworkInput, NetworkResult, drive_counts, 
                                      traced_network_ok, DELIVERY_METHODS)
 from jaxlif.network.shard import network_mesh, simulate_network_sharded
 from jaxlif.network import shard  # noqa: F401
-from jaxlif.network.gradients import (GRAD_ESTIMATORS, LoopGain, RateSlopes, RecurrentGradientWarning, loop_gain,
-                                     rate_slopes)
+from jaxlif.network.gradients import (GRAD_ESTIMATORS, ClosedLoopSlopes, LoopGain, RateSlopes,
+                                     RecurrentGradientWarning, closed_loop_slopes, loop_gain, rate_slopes)
 from jaxlif.network.models import (EI_WEIGHTS, EI_STP, ei_network)
 
 __all__ = [
@@ -31,6 +31,6 @@ __all__ = [
     "SynapseState", "NetworkState", "network_init", "network_step", "per_neuron", "drive_draw",
     "NetworkInput", "NetworkResult", "drive_counts", "simulate_network", "traced_network_ok",
     "network_mesh", "simulate_network_sharded", "DELIVERY_METHODS", "GRAD_ESTIMATORS", "LoopGain",
-    "RecurrentGradientWarning", "loop_gain", "RateSlopes", "rate_slopes",
+    "RecurrentGradientWarning", "loop_gain", "RateSlopes", "rate_slopes", "ClosedLoopSlopes", "closed_loop_slopes",
     "EI_WEIGHTS", "EI_STP", "ei_network",
 ]

@@ -310,7 +310,10 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
             times too large; it assumes that the statistic moves with the rate as it does with the recurrent
             input held fixed (measured: within 2.2x at 1 s on four networks, not at 10 s on the smallest;
             docs/networks.md); :func:`jaxlif.network.rate_slopes` checks that assumption on your network
-            and warns where it fails.  Under the other estimators, or without ``spike_grad``,
+            and warns where it fails.  A triple ``(population, fn, slopes)`` with closed-loop slopes
+            ``{population: dy/dr [per Hz]}`` (:func:`jaxlif.network.closed_loop_slopes`, ``.attach``) gives
+            ``dy = sum_b slopes[b] dr_b`` instead, through every population's rate (values may be traced: new
+            slopes compile nothing; ``"mean_field"`` only).  Under the other estimators, or without ``spike_grad``,
             ``fn`` is simply applied to the rasters (its derivative is the rasters').  A poisoned run gives
             NaN.  Pass the same function objects from call to call: a new function compiles a new program.
 
@@ -350,9 +353,13 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
         key, net, params, T, dt, inputs, state, capacity, integrator)
     estimator = _check_estimator(grad_estimator, recurrent_grad, spike_grad)
     replay = _replayed(net, replay, steps)
-    statistics = _check_statistics(statistics, net)
+    given, statistics = statistics, _check_statistics(statistics, net)
+    closed = _closed_slopes(given, net) if statistics else {}
     if replay is not None and estimator == "mean_field":
         estimator = "local"                      # no recurrent spikes to carry a derivative
+    if closed and spike_grad is not None and estimator != "mean_field":
+        raise ValueError(f"statistics {sorted(closed)} carry closed-loop slopes, which only "
+                         f"grad_estimator='mean_field' uses (without replay); here the estimator is {estimator!r}")
     window = window_mod.window_length(net, spike_grad=spike_grad, delivery=delivery) if steps > 1 else 0
     statics = (steps, dt, spike_grad, bool(record), delivery, capacity, window, integrator)
     # through jaxlif._executables: where the compilation cache is on (the command line, the experiments,
@@ -361,7 +368,7 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
     impl = str(jax.random.key_impl(key)) if typed else None
     result = _executables.call(_simulate, "jaxlif.network.simulate._simulate",
                                (jax.random.key_data(key) if typed else key, structure, (params, seqs, I_const, state),
-                                replay),
+                                replay, closed),
                                dict(names=tuple(net.sizes), statics=statics, estimator=estimator,
                                     recurrent_grad=estimator != "local", key_impl=impl, statistics=statistics))
     return _stability.warn_if_poisoned(result, "simulate_network")
@@ -412,14 +419,20 @@ def _stack_replay(rasters: dict, names: tuple) -> jax.Array:
 def _scale_excitatory(structure: NetworkStructure, diff, s):
     """``diff = (params, seqs, I_const, state0)`` with every excitatory conductance input multiplied by
     ``s``: the weights of the projections onto the excitatory receptor, the excitatory drives' weights
-    and the given ``g_E`` (the reference direction of the estimator's calibration)."""
+    and the given ``g_E`` (the reference direction of the estimator's calibration).  ``s`` is a scalar,
+    or ``(P,)``, one scale per target population in the network's order (the directions of
+    :func:`jaxlif.network.closed_loop_slopes`)."""
     params, (seqs, seqs0), I_const, state0 = diff
+    index = {p.name: j for j, p in enumerate(structure.populations)}
+    of = (lambda name: s) if jnp.ndim(s) == 0 else (lambda name: s[index[name]])
     pops = {p.name: params.populations[p.name]._replace(drive=params.populations[p.name].drive._replace(
-                weight=params.populations[p.name].drive.weight * s))
+                weight=params.populations[p.name].drive.weight * of(p.name)))
             if p.drive_receptor == "exc" else params.populations[p.name] for p in structure.populations}
-    projs = {q.key: params.projections[q.key]._replace(weights=params.projections[q.key].weights * s)
+    projs = {q.key: params.projections[q.key]._replace(weights=params.projections[q.key].weights * of(q.post))
              if q.receptor == "exc" else params.projections[q.key] for q in structure.projections}
-    scale = (lambda g: None if g is None else g * s)
+    per_neuron = s if jnp.ndim(s) == 0 else jnp.concatenate(
+        [jnp.full((p.size,), s[j], jnp.result_type(s)) for j, p in enumerate(structure.populations)])
+    scale = (lambda g: None if g is None else g * per_neuron)
     return (params._replace(populations=pops, projections=projs),
             ((scale(seqs[0]),) + tuple(seqs[1:]), (scale(seqs0[0]), seqs0[1])), I_const, state0)
 
@@ -456,20 +469,22 @@ def _split_time_last(net: Network, first, seq, last=None) -> dict:
             for p, o in ((p, net.offsets[p.name]) for p in net.populations)}
 
 
-@jax.jit(static_argnums=(4, 5, 6, 7, 8, 9))
-def _simulate(key, structure, diff, replay, names, statics, estimator, recurrent_grad, key_impl=None,
+@jax.jit(static_argnums=(5, 6, 7, 8, 9, 10))
+def _simulate(key, structure, diff, replay, closed, names, statics, estimator, recurrent_grad, key_impl=None,
               statistics=()):
     """The jitted simulation; ``diff = (params, seqs, I_const, state0)``, the differentiable inputs.
     ``key_impl``: the name of the key's implementation when ``key`` is passed as its raw data (so that
     :mod:`jaxlif._executables` can key and store the program), else ``None``; ``statistics``: the
-    checked ``((label, population, fn), ...)`` (:func:`_check_statistics`)."""
+    checked ``((label, population, fn), ...)`` (:func:`_check_statistics`); ``closed``: the closed-loop
+    slopes of some of them (:func:`_closed_slopes`)."""
     if key_impl is not None:
         key = jax.random.wrap_key_data(key, impl=key_impl)
     if estimator == "mean_field":
         run = jax.jit(functools.partial(_run_fixed, statics=statics))   # traced once per signature: the
         # estimator calls it with the same shapes several times (jvp and vmap then work on its jaxpr)
         scale = functools.partial(_scale_excitatory, structure)
-        result, stats = gradients.mean_field(run, (key, structure), diff, names, scale, statistics)
+        result, stats = gradients.mean_field(run, (key, structure), diff, names, scale, statistics,
+                                             closed=closed, to_hz=1000.0 / statics[1])
     else:
         result = _run(key, structure, diff, None, statics, recurrent_grad, replay)
         stats = gradients.statistics_of(result.spikes, statistics)
@@ -479,7 +494,8 @@ def _simulate(key, structure, diff, replay, names, statics, estimator, recurrent
 
 
 def _check_statistics(statistics, net: Network) -> tuple:
-    """``statistics`` of :func:`simulate_network` -> ``((label, population, fn), ...)`` sorted by label."""
+    """``statistics`` of :func:`simulate_network` -> ``((label, population, fn), ...)`` sorted by label (the
+    closed-loop slopes of a triple are checked and returned by :func:`_closed_slopes`)."""
     if statistics is None:
         return ()
     if not isinstance(statistics, dict):
@@ -489,12 +505,42 @@ def _check_statistics(statistics, net: Network) -> tuple:
     for label, entry in statistics.items():
         if not isinstance(label, str):
             raise TypeError(f"statistics: every label must be a str, got {label!r}")
-        if not (isinstance(entry, tuple) and len(entry) == 2 and callable(entry[1])):
-            raise TypeError(f"statistics[{label!r}] must be a (population, fn) pair with fn callable, got {entry!r}")
+        if not (isinstance(entry, tuple) and len(entry) in (2, 3) and callable(entry[1])):
+            raise TypeError(f"statistics[{label!r}] must be a (population, fn) pair with fn callable, or a "
+                            f"(population, fn, slopes) triple, got {entry!r}")
         if entry[0] not in net.sizes:
             raise ValueError(f"statistics[{label!r}]: population {entry[0]!r} must be one of {list(net.sizes)}")
         out.append((label, entry[0], entry[1]))
     return tuple(sorted(out, key=lambda e: e[0]))
+
+
+def _closed_slopes(statistics, net: Network) -> dict:
+    """``{label: (P,) float array}``: the closed-loop slopes ``dy/dr_b`` [units of ``y`` per Hz] of the statistics
+    given as ``(population, fn, slopes)`` triples, ``slopes`` a dict ``{population: slope}`` (a population left
+    out: 0), in the network's population order (:func:`jaxlif.network.closed_loop_slopes`)."""
+    out = {}
+    for label, entry in ({} if statistics is None else statistics).items():
+        if len(entry) != 3:
+            continue
+        slopes = entry[2]
+        if not isinstance(slopes, dict) or not slopes:
+            raise TypeError(f"statistics[{label!r}]: the slopes must be a non-empty dict {{population: dy/dr per Hz}} "
+                            f"(jaxlif.network.closed_loop_slopes(...).slopes[{label!r}]), got {slopes!r}")
+        unknown = sorted(set(slopes) - set(net.sizes))
+        if unknown:
+            raise ValueError(f"statistics[{label!r}]: slopes for {unknown}, which are not populations; have "
+                             f"{list(net.sizes)}")
+        values = []
+        for name in net.sizes:
+            x = slopes.get(name, 0.0)
+            if jnp.ndim(x) != 0:
+                raise ValueError(f"statistics[{label!r}]: the slope of {name!r} must be a scalar [per Hz], got shape "
+                                 f"{jnp.shape(x)}")
+            if not isinstance(x, jax.core.Tracer) and not np.isfinite(float(x)):
+                raise ValueError(f"statistics[{label!r}]: the slope of {name!r} must be finite, got {float(x)}")
+            values.append(x)
+        out[label] = jnp.stack([jnp.asarray(x, jnp.result_type(float)) for x in values])
+    return out
 
 
 def _run_fixed(fixed, diff, feedback, replay=None, *, statics):
