@@ -87,21 +87,39 @@ def _mean_cv(spikes, first: int):
     return jnp.nanmean(jaxlif.soft_isi_cv(spikes[:, first:]))
 
 
-def statistics(structure, params, theta, key, T, estimator, start=0.0):
+#: The estimator ``"mean_field"`` with the CV's closed-loop slopes (:func:`jaxlif.network.closed_loop_slopes`).
+CLOSED = "mean_field_closed"
+
+
+def statistics(structure, params, theta, key, T, estimator, start=0.0, slopes=None):
+    """E rate, I rate [Hz] and E ISI CV of one run; ``slopes``: the CV's closed-loop slopes (for :data:`CLOSED`)."""
     spike_grad = None if estimator is None else jaxlif.surrogates.fast_sigmoid()
     first = int(round(start / DT))
+    cv = ("E", _cv_fn(first)) if slopes is None else ("E", _cv_fn(first), slopes)
     res = nw.simulate_network(key, structure, with_theta(params, theta), T=T, dt=DT, spike_grad=spike_grad,
-                              record=False, grad_estimator=estimator,
-                              statistics={"cv": ("E", functools.partial(_mean_cv, first=first))})
+                              record=False, grad_estimator="mean_field" if estimator == CLOSED else estimator,
+                              statistics={"cv": cv})
     E, I = (jnp.asarray(res.spikes[p][:, first:], jnp.result_type(float)) for p in ("E", "I"))
     return jnp.stack([jaxlif.population_rate(E, DT).mean(), jaxlif.population_rate(I, DT).mean(),
                       res.statistics["cv"]])
 
 
-def study(config: str, T_s: float, n_keys: int, h: float, estimators, start: float = 0.0) -> dict:
+@functools.lru_cache(maxsize=None)
+def _cv_fn(first: int):
+    """One function object per start sample (a new function would compile a new program)."""
+    return functools.partial(_mean_cv, first=first)
+
+
+def study(config: str, T_s: float, n_keys: int, h: float, estimators, start: float = 0.0,
+          slope_keys: int = 32) -> dict:
     structure, params = build(config)
     T = 1000.0 * T_s
     keys = [jax.random.key(100 + i) for i in range(n_keys)]
+    slopes = None
+    if CLOSED in estimators:        # measured once, at the unperturbed parameters, on keys of their own
+        closed = nw.closed_loop_slopes(jnp.stack([jax.random.key(500 + i) for i in range(slope_keys)]), structure,
+                                       params, T=T, dt=DT, statistics={"cv": ("E", _cv_fn(int(round(start / DT))))})
+        slopes = closed.slopes["cv"]
     theta0 = jnp.zeros(4)
     forward = jax.jit(lambda th, k: statistics(structure, params, th, k, T, None, start))
     t0 = time.perf_counter()
@@ -112,8 +130,12 @@ def study(config: str, T_s: float, n_keys: int, h: float, estimators, start: flo
     out = {"config": config, "T_s": T_s, "start_ms": start, "keys": n_keys, "h": h, "values": values.mean(0).tolist(),
            "fd": fd.mean(0).T.tolist(), "fd_se": (fd.std(0, ddof=1).T / np.sqrt(n_keys)).tolist(),
            "seconds_per_forward": t_forward, "estimators": {}}
+    if slopes is not None:
+        out["closed_slopes"] = {"slopes": closed.slopes["cv"], "se": closed.se["cv"], "keys": slope_keys,
+                                "condition": closed.condition}
     for est in estimators:
-        jac = jax.jit(jax.jacfwd(lambda th, k: statistics(structure, params, th, k, T, est, start)))
+        jac = jax.jit(jax.jacfwd(lambda th, k: statistics(structure, params, th, k, T, est, start,
+                                                          slopes if est == CLOSED else None)))
         jac(theta0, keys[0]).block_until_ready()
         t0 = time.perf_counter()
         J = np.array([jac(theta0, k) for k in keys])                  # (keys, outputs, params)
@@ -266,6 +288,11 @@ def table(result: dict, title: str | None = None) -> str:
         for est, r in result["estimators"].items():
             m = np.array(r["mean"])
             lines.append(f"| | {est} | " + " | ".join(f"{m[o, i]:.3g}" for i in range(4)) + " |")
+    if "closed_slopes" in result:
+        c = result["closed_slopes"]
+        lines.append(f"\n{CLOSED}: the CV's closed-loop slopes ({c['keys']} keys of their own; condition "
+                     f"{c['condition']:.3g}): " + ", ".join(f"dCV/dr_{a} = {c['slopes'][a]:.3g} ± {c['se'][a]:.2g}"
+                                                          for a in c["slopes"]) + " per Hz")
     return "\n".join(lines)
 
 
@@ -280,22 +307,27 @@ def main(argv=None) -> dict:
     ap.add_argument("--quick", action="store_true", help="40 + 10 neurons, 50 ms, 2 keys (a smoke run)")
     ap.add_argument("--open-loop", action="store_true", help="the open-loop diagnosis (module docstring) instead")
     ap.add_argument("--closure", action="store_true", help="the replay-measured mean-field closure (module docstring)")
+    ap.add_argument("--slope-keys", type=int, default=32,
+                    help=f"keys of the closed-loop slopes measured for --estimators {CLOSED}")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "grad_network")
     args = ap.parse_args(argv)
     if args.keys < 2:
         ap.error(f"--keys={args.keys} must be at least 2 (standard errors)")
     config, T_s, keys = ("quick", 0.05, 2) if args.quick else (args.config, args.T, args.keys)
     estimators = [e for e in args.estimators.split(",") if e]
-    bad = sorted(set(estimators) - set(nw.gradients.GRAD_ESTIMATORS))
+    bad = sorted(set(estimators) - set(nw.gradients.GRAD_ESTIMATORS) - {CLOSED})
     if bad:
-        ap.error(f"--estimators has {bad}; choose from {list(nw.gradients.GRAD_ESTIMATORS)}")
+        ap.error(f"--estimators has {bad}; choose from {list(nw.gradients.GRAD_ESTIMATORS) + [CLOSED]}")
+    if args.slope_keys < 2:
+        ap.error(f"--slope-keys={args.slope_keys} must be at least 2")
     if args.open_loop:
         return _write(open_loop_study(config, T_s, keys), open_loop_table, args.out, "grad_network_open_loop")
     if args.closure:
         return _write(closure_study(config, T_s, keys), closure_table, args.out, "grad_network_closure")
     if not 0.0 <= args.start < 1000.0 * T_s:
         ap.error(f"--start={args.start:g} must be in [0, T) ms")
-    return _write(study(config, T_s, keys, args.h, estimators, args.start), table, args.out, "grad_network")
+    return _write(study(config, T_s, keys, args.h, estimators, args.start, args.slope_keys), table, args.out,
+                  "grad_network")
 
 
 def _write(result: dict, to_table, out: Path, stem: str) -> dict:

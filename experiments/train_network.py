@@ -30,7 +30,11 @@ fast-sigmoid surrogate and the default mean-field estimator of recurrent gradien
 (:mod:`jaxlif.network.gradients`), a new set of drive keys every step.  The CV is passed to the simulation as a
 statistic (``simulate_network(statistics=)``), so that its derivative goes through the E rate (its open-loop
 change per unit rate in the estimator's replays); through the surrogate rasters it would be tens of times
-too large.
+too large.  With ``--closed-slopes K`` it goes through both rates instead, ``dCV = k_E dr_E + k_I dr_I``, with
+slopes measured in the running network (:func:`jaxlif.network.closed_loop_slopes` on ``K`` keys of their own, at
+the start and every ``--slopes-every`` steps; the CV's derivative through the E rate alone is a multiple of
+the E rate's, so Adam cannot move the two apart).  The slopes' simulations count in the steps' measured time
+(the first measurement, made before the timing, as ``4 K / trials`` forward calls).
 
 **Gradient-free baselines, same budget**: each baseline gets ``round(cost_ratio x steps)`` forward calls,
 where ``--cost-ratio`` (default 20) is the cost of an Adam step (value and gradient) in forward calls of the
@@ -107,7 +111,7 @@ SURROGATE = jl.surrogates.fast_sigmoid()
 DEFAULTS = dict(T=600.0, dt=0.1, trials=2, seed=0, n_E=800, n_I=200, p=0.1, late_start=100.0, window=50.0,
                 corr_n=200, ref_trials=16, eval_trials=8, steps=20, learning_rate=0.1,
                 hidden=[1.0, 2.0, 1.0, 0.5], start=[0.8, 1.5, 1.5, 0.3], box=1.0, es_sigma=0.3, fd_step=0.1,
-                cost_ratio=20.0, cv_through_rate=1)
+                cost_ratio=20.0, cv_through_rate=1, closed_slopes=0, slopes_every=5)
 QUICK = dict(T=60.0, trials=2, n_E=40, n_I=10, p=0.2, late_start=20.0, window=10.0, corr_n=20, ref_trials=4,
              eval_trials=2, steps=2, cost_ratio=4.0)
 EXTRA = {
@@ -129,6 +133,9 @@ EXTRA = {
                    float),
     "cv_through_rate": ("1: the CV's derivative through the E rate (simulate_network(statistics=)); 0: through the "
                         "surrogate rasters", int),
+    "closed_slopes": ("0: the CV's derivative through the E rate alone (open-loop slope); K >= 2: through both rates, "
+                      "with closed-loop slopes measured on K keys (jaxlif.network.closed_loop_slopes)", int),
+    "slopes_every": ("with --closed-slopes: re-measure the slopes every this many Adam steps", int),
 }
 
 
@@ -167,7 +174,10 @@ CHECKS = {"n_E": C.integer_counts(4), "n_I": C.integer_counts(2), "p": lambda v,
           "corr_n": _corr_n, "ref_trials": _multiple, "eval_trials": _multiple, "steps": C.integer_counts(1),
           "learning_rate": C.positive(), "hidden": _four, "start": _four, "box": C.positive(),
           "es_sigma": C.positive(), "fd_step": C.positive(), "cost_ratio": C.positive(),
-          "cv_through_rate": lambda v, c: None if v in (0, 1) else f"must be 0 or 1, got {v}"}
+          "cv_through_rate": lambda v, c: None if v in (0, 1) else f"must be 0 or 1, got {v}",
+          "closed_slopes": lambda v, c: None if v == 0 or (v >= 2 and c.cv_through_rate == 1) else
+          f"must be 0 or at least 2 keys (and needs --cv-through-rate 1), got {v}",
+          "slopes_every": C.integer_counts(1)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -225,14 +235,16 @@ def late_cv_statistic(start: int):
     return functools.partial(late_cv, start=start)
 
 
-def run_stats(theta, key, structure, base, leaf, cfg):
+def run_stats(theta, key, structure, base, leaf, cfg, slopes=None):
     """The four statistics (``STATS``) of one run with drive key ``key`` (differentiable in theta; the CV's
-    derivative through the E rate, ``simulate_network(statistics=)``)."""
+    derivative through the E rate, ``simulate_network(statistics=)``, or through both rates with the closed-loop
+    ``slopes`` ``{population: dCV/dr}`` when given)."""
     start = int(round(cfg.late_start / cfg.dt))
     through_rate = getattr(cfg, "cv_through_rate", 1)
+    cv = ("E", late_cv_statistic(start)) if slopes is None else ("E", late_cv_statistic(start), slopes)
     res = nw.simulate_network(key, structure, with_theta(base, theta, leaf), T=cfg.T, dt=cfg.dt,
                               spike_grad=SURROGATE, record=False, delivery=getattr(cfg, "delivery", "event"),
-                              statistics={"cv": ("E", late_cv_statistic(start))} if through_rate else None)
+                              statistics={"cv": cv} if through_rate else None)
     cv = res.statistics["cv"] if through_rate else late_cv(res.spikes["E"], start)
     sE, sI = res.spikes["E"][:, start:], res.spikes["I"][:, start:]
     return jnp.stack([jl.population_rate(sE, cfg.dt), jl.population_rate(sI, cfg.dt), cv,
@@ -243,22 +255,22 @@ def programs(structure, base, leaf, cfg):
     """``(forward, value_and_grad)``, both jitted once for a batch of ``cfg.trials`` keys:
     ``forward(theta, keys) -> (trials, 4)`` statistics and ``value_and_grad(theta, keys, target, scale)``
     -> ``((loss, stats), dloss/dtheta)``."""
-    def batch(theta, keys, structure, base):
-        return jax.vmap(lambda k: run_stats(theta, k, structure, base, leaf, cfg))(keys)
+    def batch(theta, keys, structure, base, slopes=None):
+        return jax.vmap(lambda k: run_stats(theta, k, structure, base, leaf, cfg, slopes))(keys)
 
-    def loss(theta, keys, target, scale, structure, base):
-        stats = batch(theta, keys, structure, base)
+    def loss(theta, keys, target, scale, structure, base, slopes):
+        stats = batch(theta, keys, structure, base, slopes)
         return jnp.sum(((stats.mean(0) - target) / scale) ** 2), stats
 
     forward = jax.jit(batch)
     value_and_grad = jax.jit(jax.value_and_grad(loss, has_aux=True))
 
-    def grad(theta, keys, target, scale):
+    def grad(theta, keys, target, scale, slopes=None):
         with warnings.catch_warnings():
             # the mean-field estimator differentiates the whole parameter tree, so tracing it warns that
             # the (here untrained) drive rate has no gradient: not a problem of this fit
             warnings.filterwarnings("ignore", message="the gradient with respect to .*rate is zero")
-            return value_and_grad(jnp.asarray(theta, jnp.float32), keys, target, scale, structure, base)
+            return value_and_grad(jnp.asarray(theta, jnp.float32), keys, target, scale, structure, base, slopes)
 
     # the structure goes in as an argument (its index arrays would otherwise become constants)
     return (lambda theta, keys: forward(jnp.asarray(theta, jnp.float32), keys, structure, base), grad)
@@ -292,15 +304,34 @@ def _keys(root, sub: int, index: int | None, n: int):
 # ----------------------------------------------------------------------------------------------
 
 
-def fit_adam(grad, theta0, target, scale, root, cfg, log):
-    """Adam from ``theta0``; a new key set per step.  Returns the history (theta before each step, loss, time)."""
+def closed_slopes_at(theta, keys, structure, base, leaf, cfg) -> dict:
+    """The CV's closed-loop slopes ``{population: dCV/dr [per Hz]}`` at ``theta`` on ``keys``
+    (:func:`jaxlif.network.closed_loop_slopes`), as float32 scalars for the gradient program."""
+    start = int(round(cfg.late_start / cfg.dt))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", nw.RecurrentGradientWarning)        # the slopes and their errors are logged
+        got = nw.closed_loop_slopes(keys, structure, with_theta(base, jnp.asarray(theta, jnp.float32), leaf), T=cfg.T,
+                                    dt=cfg.dt, statistics={"cv": ("E", late_cv_statistic(start))})
+    return {a: jnp.float32(v) for a, v in got.slopes["cv"].items()}
+
+
+def fit_adam(grad, theta0, target, scale, root, cfg, log, measure=None):
+    """Adam from ``theta0``; a new key set per step.  Returns the history (theta before each step, loss, time).
+    ``measure(theta, i)``: the CV's closed-loop slopes, re-measured every ``cfg.slopes_every`` steps (its time
+    counts in the step's)."""
     opt = optax.adam(optax.cosine_decay_schedule(cfg.learning_rate, cfg.steps, alpha=0.1))
     theta = jnp.asarray(theta0, jnp.float32)
     state = opt.init(theta)
-    hist = dict(theta=[], loss=[], grad=[], seconds=[])
+    hist = dict(theta=[], loss=[], grad=[], seconds=[], slopes=[])
+    slopes = None
     for i in range(cfg.steps):
         t0 = time.perf_counter()
-        (value, _), g = grad(theta, _keys(root, 2, i, cfg.trials), target, scale)
+        if measure is not None and i % cfg.slopes_every == 0:
+            slopes = measure(theta, i)
+            hist["slopes"].append([i, {a: float(v) for a, v in slopes.items()}])
+            log(f"adam step {i}: closed-loop slopes of the CV " + ", ".join(f"{a} {float(v):.3g}" for a, v in
+                                                                            slopes.items()) + " per Hz")
+        (value, _), g = grad(theta, _keys(root, 2, i, cfg.trials), target, scale, slopes)
         g = jax.block_until_ready(g)
         hist["seconds"].append(time.perf_counter() - t0)
         hist["theta"].append(np.asarray(theta))
@@ -370,13 +401,14 @@ def jacobian(forward, theta, keys, h: float, trials: int) -> tuple[np.ndarray, n
     return C.mean_sem(per_key, axis=0)
 
 
-def estimator_jacobian(grad, theta, keys) -> np.ndarray:
+def estimator_jacobian(grad, theta, keys, slopes=None) -> np.ndarray:
     """The gradient estimator's ``d stat_i / d theta_j`` (mean over ``keys``, one call's batch), from the loss
     gradient program alone: with unit scales ``dL/dtheta = sum_i 2 (s_i - t_i) ds_i/dtheta`` is linear in
     the target ``t``, so ``(g(t=0) - g(t=e_i)) / 2 = ds_i/dtheta`` (same keys, same primal run)."""
     ones, zero = jnp.ones(4, jnp.float32), jnp.zeros(4, jnp.float32)
-    g0 = np.asarray(grad(theta, keys, zero, ones)[1], float)
-    return np.stack([(g0 - np.asarray(grad(theta, keys, zero.at[i].set(1.0), ones)[1], float)) / 2.0
+    extra = () if slopes is None else (slopes,)
+    g0 = np.asarray(grad(theta, keys, zero, ones, *extra)[1], float)
+    return np.stack([(g0 - np.asarray(grad(theta, keys, zero.at[i].set(1.0), ones, *extra)[1], float)) / 2.0
                      for i in range(4)])
 
 
@@ -472,9 +504,16 @@ def run(cfg, log, files) -> dict:
     log("target: " + ", ".join(f"{n} {m:.4g} +- {s / math.sqrt(cfg.ref_trials):.2g}" for n, m, s in zip(STATS, target, sd)))
 
     # --- compile and time: the gradient program once, the forward call three times on the same keys -----
+    # (with --closed-slopes: the slopes at the start, which Adam's first step uses, measured first, so that the
+    # gradient program compiled here is the one with slopes)
+    measure = first = None
+    if getattr(cfg, "closed_slopes", 0):
+        first = closed_slopes_at(theta_start, _keys(root, 5, 0, cfg.closed_slopes), structure, base, leaf, cfg)
+        measure = (lambda th, i: first if i == 0 else
+                   closed_slopes_at(th, _keys(root, 5, i, cfg.closed_slopes), structure, base, leaf, cfg))
     tkeys = _keys(root, 2, 10**6, cfg.trials)
     t0 = time.perf_counter()
-    jax.block_until_ready(grad(theta_start, tkeys, target, scale))
+    jax.block_until_ready(grad(theta_start, tkeys, target, scale, first))
     compile_grad = time.perf_counter() - t0
     t_fwd = []
     for _ in range(3):
@@ -485,13 +524,16 @@ def run(cfg, log, files) -> dict:
     # --- the gradient fit; its steps' wall times against the forward call's are reported beside the budget ----
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", nw.gradients.RecurrentGradientWarning)
-        adam = fit_adam(grad, theta_start, target, scale, root, cfg, log)
+        adam = fit_adam(grad, theta_start, target, scale, root, cfg, log, measure)
     unstable = sum(issubclass(w.category, nw.gradients.RecurrentGradientWarning) for w in caught)
     for w in caught:
         if not issubclass(w.category, nw.gradients.RecurrentGradientWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if measure is not None:     # the first slopes (measured with the compilation) count as their runs: 2 populations
+        adam["seconds"][0] += float(np.median(t_fwd)) * 4 * cfg.closed_slopes / cfg.trials   # x 2 signs per key
     t_grad = adam["seconds"]
-    ratio = float(np.median(t_grad) / np.median(t_fwd))
+    # with --closed-slopes every slopes_every-th step also measures the slopes: the mean counts that cost
+    ratio = float((np.mean(t_grad) if measure is not None else np.median(t_grad)) / np.median(t_fwd))
     budget = max(2, int(round(cfg.cost_ratio * cfg.steps)))
     log(f"adam: loss {adam['loss'][0]:.4g} -> {adam['loss'][-1]:.4g} in {cfg.steps} steps; {unstable} "
         f"unstable-estimator warnings; forward {np.median(t_fwd):.3g} s, value+gradient {np.median(t_grad):.3g} s "
@@ -520,7 +562,8 @@ def run(cfg, log, files) -> dict:
     ident = identifiability(J, sd, cfg.ref_trials)
     ident["jacobian_se"] = J_se
     # --- does the gradient estimator point the right way?  Its Jacobian on the first evaluation batch ---
-    J_est = estimator_jacobian(grad, jnp.asarray(theta_hidden, jnp.float32), eval_keys[:cfg.trials])
+    hidden_slopes = measure(theta_hidden, 10**6) if measure is not None else None
+    J_est = estimator_jacobian(grad, jnp.asarray(theta_hidden, jnp.float32), eval_keys[:cfg.trials], hidden_slopes)
     agree, clear = sign_agreement(J_est, J, J_se)
     ident.update(estimator_jacobian=J_est, sign_agree=agree, sign_clear=clear)
     log(f"estimator vs finite differences at the hidden theta: same sign in {agree} of {clear} clearly non-zero "
@@ -640,7 +683,7 @@ def run(cfg, log, files) -> dict:
         f"hidden point: a distant parameter set can still fit almost as well (compare the methods' final "
         f"parameters and losses above). Does the gradient point the right way? At the hidden parameters the estimator's "
         f"d stat / d theta has the sign of the finite difference in {agree} of the {clear} entries that the "
-        f"finite differences show clearly non-zero." + _cv_text(cv_check) + caveat)
+        f"finite differences show clearly non-zero." + _cv_text(cv_check) + _closed_text(cfg, hidden_slopes) + caveat)
     log(conclusion)
     (Path(cfg.out) / f"{NAME}.md").write_text(markdown(cfg, target, sd, evals, ident, ratio, budget, adam, conclusion))
     return dict(name=NAME, figures=files, conclusion=conclusion, units="ms, nS, Hz", seed=cfg.seed,
@@ -652,7 +695,9 @@ def run(cfg, log, files) -> dict:
                             adam_step_s=adam["seconds"], adam_step_median_s=float(np.median(adam["seconds"]))),
                 budget_forward_calls=budget,
                 adam=dict(theta=adam["theta"], values=adam_v, loss=adam["loss"], grad=adam["grad"],
-                          unstable_warnings=unstable),
+                          unstable_warnings=unstable, closed_slopes=adam["slopes"],
+                          hidden_slopes=None if hidden_slopes is None else {a: float(v) for a, v in
+                                                                             hidden_slopes.items()}),
                 es=dict(theta=es["theta"], values=es_v, loss=es["loss"], calls=es["calls"], sigma=es["sigma"]),
                 random=dict(theta=rs["theta"], loss=rs["loss"], best=rs["best"]),
                 evaluation=evals, identifiability=ident, identified=identified, cv_rate_check=cv_check)
@@ -674,6 +719,16 @@ def _cv_text(check) -> str:
             f"{check['closed_loop']:.3g} +- {check['closed_loop_se']:.2g} in the running network and "
             f"{check['open_loop']:.3g} +- {check['open_loop_se']:.2g} in the estimator's replays "
             f"(jaxlif.network.rate_slopes, {check['keys']} keys, at the hidden parameters): {verdict}.")
+
+
+def _closed_text(cfg, hidden_slopes) -> str:
+    """The conclusion's sentence on closed-loop slopes (``--closed-slopes``), empty without them."""
+    if hidden_slopes is None:
+        return ""
+    return (f" With --closed-slopes {cfg.closed_slopes} the CV's derivative went through both rates, with closed-loop "
+            f"slopes (jaxlif.network.closed_loop_slopes on {cfg.closed_slopes} keys, re-measured every "
+            f"{cfg.slopes_every} Adam steps; their simulations count in the step's time); at the hidden parameters "
+            + ", ".join(f"dCV/dr_{a} = {v:.3g}" for a, v in hidden_slopes.items()) + " per Hz.")
 
 
 def main(argv=None) -> dict:

@@ -194,6 +194,9 @@ def test_target_statistics_equal_a_numpy_oracle(quick):
     (["--start", "1,1,1,1.5"], "U0 must lie in (0, 1)"),
     (["--ref-trials", "3"], "multiple of --trials"),
     (["--window", "30"], "two windows"),
+    (["--closed-slopes", "1"], "must be 0 or at least 2 keys"),
+    (["--closed-slopes", "4", "--cv-through-rate", "0"], "needs --cv-through-rate 1"),
+    (["--slopes-every", "0"], "--slopes-every"),
 ])
 def test_bad_options_are_refused(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as err:
@@ -201,3 +204,19 @@ def test_bad_options_are_refused(tmp_path, capsys, argv, message):
     assert err.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_closed_slopes_run(tmp_path):
+    """``--quick --closed-slopes 2``: the slopes are measured at the start and every ``--slopes-every`` steps,
+    recorded, used by Adam and at the hidden theta, and named in the conclusion."""
+    summary = tn.main(["--quick", "--seed", str(SEED), "--closed-slopes", "2", "--slopes-every", "1",
+                       "--out", str(tmp_path / "c")])
+    data = json.loads((tmp_path / "c" / "train_network.json").read_text())
+    steps = [entry[0] for entry in data["adam"]["closed_slopes"]]
+    assert steps == list(range(_cfg(data).steps))
+    for _, slopes in data["adam"]["closed_slopes"]:
+        assert set(slopes) == {"E", "I"} and all(math.isfinite(v) for v in slopes.values())
+    hidden = data["adam"]["hidden_slopes"]
+    assert set(hidden) == {"E", "I"} and "--closed-slopes 2" in summary["conclusion"]
+    assert all(math.isfinite(v) for v in data["adam"]["loss"])
