@@ -179,8 +179,8 @@ def test_mean_field_is_the_calibrated_local_derivative_plus_the_population_feedb
     # with closed-loop slopes given: their sum over the populations' settled rate derivatives [Hz]
     assert float(primal.statistics["cv_closed"]) == float(primal.statistics["cv"])
     d_rates = rates_np(tangent, settled=True)
-    np.testing.assert_allclose(float(tangent.statistics["cv_closed"]), CLOSED["E"] * d_rates[0] + CLOSED["I"] * d_rates[1],
-                               rtol=1e-4)
+    np.testing.assert_allclose(float(tangent.statistics["cv_closed"]),
+                               CLOSED["E"] * d_rates[0] + CLOSED["I"] * d_rates[1], rtol=1e-4)
 
 
 @pytest.mark.slow    # a vmapped program of its own (5 CPU-s); the default tier checks vmap == loop of the
@@ -359,7 +359,8 @@ def test_closed_loop_slopes_solve_the_closed_loop_differences(split):
     with pytest.warns(RecurrentGradientWarning) as caught:           # and the NaN statistic's warning again
         nw.closed_loop_slopes(keys, structure, params, T=T, dt=DT, statistics=stats, max_condition=1.0001)
     assert any("hardly separate the populations' rates" in str(w.message) for w in caught)
-    for kw, match in ((dict(keys=keys[:1]), "at least 2 jax.random keys"), (dict(statistics={}), "at least one statistic"),
+    for kw, match in ((dict(keys=keys[:1]), "at least 2 jax.random keys"),
+                      (dict(statistics={}), "at least one statistic"),
                       (dict(max_condition=1.0), "max_condition must be a number > 1")):
         args = dict(keys=keys, statistics=stats) | kw
         with pytest.raises(ValueError, match=match):
