@@ -32,8 +32,8 @@ statistic (``simulate_network(statistics=)``), so that its derivative goes throu
 change per unit rate in the estimator's replays); through the surrogate rasters it would be tens of times
 too large.  With ``--closed-slopes K`` it goes through both rates instead, ``dCV = k_E dr_E + k_I dr_I``, with
 slopes measured in the running network (:func:`jaxlif.network.closed_loop_slopes` on ``K`` keys of their own, at
-the start and every ``--slopes-every`` steps; the CV's derivative through the E rate alone is a multiple of
-the E rate's, so Adam cannot move the two apart).  The slopes' simulations count in the steps' measured time
+the start and every ``--slopes-every`` steps: through the E rate alone the CV's derivative is a multiple of
+the E rate's; through both it is still a combination of the two rates', docs/networks.md).  The slopes' simulations count in the steps' measured time
 (the first measurement, made before the timing, as ``4 K / trials`` forward calls).
 
 **Gradient-free baselines, same budget**: each baseline gets ``round(cost_ratio x steps)`` forward calls,

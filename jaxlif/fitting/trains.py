@@ -547,8 +547,7 @@ def _screen_starts(lay: Layout, models, starts, n_grid, arr: _Arrays, first_mean
     down to 0.001), ranked by the likelihood of problem ``p``'s data at the point (one
     vectorised evaluation, no optimisation).  On the 14,481 per-sweep mossy-fibre amplitudes
     the plain grid's starts ended in several valleys (tm4: 1-3 of 15 at the best optimum under
-    Gaussian, gamma and
-    binomial noise); the screened ones start where the data are likely (docs/fitting.md,
+    Gaussian, gamma and binomial noise); the screened ones start where the data are likely (docs/fitting.md,
     section Starts, has the counts).  Keeping a quarter of the grid points (those farthest from
     the screened starts) was tried and measured worse there: tm4 10 and 5 of 15 starts at the
     optimum under Gaussian and binomial noise, against 12 and 7.

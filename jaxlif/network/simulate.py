@@ -539,7 +539,11 @@ def _closed_slopes(statistics, net: Network) -> dict:
             if not isinstance(x, jax.core.Tracer) and not np.isfinite(float(x)):
                 raise ValueError(f"statistics[{label!r}]: the slope of {name!r} must be finite, got {float(x)}")
             values.append(x)
-        out[label] = jnp.stack([jnp.asarray(x, jnp.result_type(float)) for x in values])
+        dtype = jnp.result_type(float)
+        traced = any(isinstance(x, jax.core.Tracer) for x in values)
+        # host values are stacked in NumPy and transferred (no one-operation programs compiled per call)
+        out[label] = (jnp.stack([jnp.asarray(x, dtype) for x in values]) if traced
+                      else device_array([float(x) for x in values], dtype))
     return out
 
 
