@@ -91,17 +91,21 @@ def _mean_cv(spikes, first: int):
 CLOSED = "mean_field_closed"
 
 
-def statistics(structure, params, theta, key, T, estimator, start=0.0, slopes=None):
-    """E rate, I rate [Hz] and E ISI CV of one run; ``slopes``: the CV's closed-loop slopes (for :data:`CLOSED`)."""
+def statistics(structure, params, theta, key, T, estimator, start=0.0, slopes=None, both=False):
+    """E rate, I rate [Hz] and E ISI CV of one run; ``slopes``: the CV's closed-loop slopes (for :data:`CLOSED`).
+
+    ``both`` (with ``slopes``): a fourth output, the same CV without slopes (its derivative through the E rate
+    alone, the default of ``"mean_field"``), so that one Jacobian serves both estimators."""
     spike_grad = None if estimator is None else jaxlif.surrogates.fast_sigmoid()
     first = int(round(start / DT))
     cv = ("E", _cv_fn(first)) if slopes is None else ("E", _cv_fn(first), slopes)
+    stats = {"cv": cv, "cv_rate": ("E", _cv_fn(first))} if both else {"cv": cv}
     res = nw.simulate_network(key, structure, with_theta(params, theta), T=T, dt=DT, spike_grad=spike_grad,
                               record=False, grad_estimator="mean_field" if estimator == CLOSED else estimator,
-                              statistics={"cv": cv})
+                              statistics=stats)
     E, I = (jnp.asarray(res.spikes[p][:, first:], jnp.result_type(float)) for p in ("E", "I"))
     return jnp.stack([jaxlif.population_rate(E, DT).mean(), jaxlif.population_rate(I, DT).mean(),
-                      res.statistics["cv"]])
+                      *(res.statistics[k] for k in stats)])
 
 
 @functools.lru_cache(maxsize=None)
@@ -111,10 +115,13 @@ def _cv_fn(first: int):
 
 
 def study(config: str, T_s: float, n_keys: int, h: float, estimators, start: float = 0.0,
-          slope_keys: int = 32) -> dict:
+          slope_keys: int = 32, estimator_keys: int | None = None) -> dict:
+    """Finite differences over ``n_keys`` keys; each estimator's Jacobian on the first ``estimator_keys`` of them
+    (default all: its mean is compared with the differences' mean, its own SE is reported beside it)."""
     structure, params = build(config)
     T = 1000.0 * T_s
     keys = [jax.random.key(100 + i) for i in range(n_keys)]
+    n_est = n_keys if estimator_keys is None else min(estimator_keys, n_keys)
     slopes = None
     if CLOSED in estimators:        # measured once, at the unperturbed parameters, on keys of their own
         closed = nw.closed_loop_slopes(jnp.stack([jax.random.key(500 + i) for i in range(slope_keys)]), structure,
@@ -122,29 +129,44 @@ def study(config: str, T_s: float, n_keys: int, h: float, estimators, start: flo
         slopes = closed.slopes["cv"]
     theta0 = jnp.zeros(4)
     forward = jax.jit(lambda th, k: statistics(structure, params, th, k, T, None, start))
+    forward(theta0, keys[0]).block_until_ready()                     # compiled outside the timing
     t0 = time.perf_counter()
     values = np.array([forward(theta0, k) for k in keys])
     t_forward = (time.perf_counter() - t0) / n_keys
     fd = np.array([[(forward(theta0.at[i].set(h), k) - forward(theta0.at[i].set(-h), k)) / (2 * h)
                     for i in range(4)] for k in keys])               # (keys, params, outputs)
-    out = {"config": config, "T_s": T_s, "start_ms": start, "keys": n_keys, "h": h, "values": values.mean(0).tolist(),
-           "fd": fd.mean(0).T.tolist(), "fd_se": (fd.std(0, ddof=1).T / np.sqrt(n_keys)).tolist(),
-           "seconds_per_forward": t_forward, "estimators": {}}
+    out = {"config": config, "T_s": T_s, "start_ms": start, "keys": n_keys, "estimator_keys": n_est, "h": h,
+           "values": values.mean(0).tolist(), "fd": fd.mean(0).T.tolist(),
+           "fd_se": (fd.std(0, ddof=1).T / np.sqrt(n_keys)).tolist(), "seconds_per_forward": t_forward,
+           "estimators": {}}
     if slopes is not None:
         out["closed_slopes"] = {"slopes": closed.slopes["cv"], "se": closed.se["cv"], "keys": slope_keys,
                                 "condition": closed.condition}
-    for est in estimators:
+    # "mean_field" and its closed-loop variant differ only in the CV's derivative: one Jacobian gives both
+    shared = CLOSED in estimators and "mean_field" in estimators
+    for est in [e for e in estimators if not (shared and e == "mean_field")]:
+        both = shared and est == CLOSED
         jac = jax.jit(jax.jacfwd(lambda th, k: statistics(structure, params, th, k, T, est, start,
-                                                          slopes if est == CLOSED else None)))
+                                                          slopes if est == CLOSED else None, both)))
         jac(theta0, keys[0]).block_until_ready()
         t0 = time.perf_counter()
-        J = np.array([jac(theta0, k) for k in keys])                  # (keys, outputs, params)
-        out["estimators"][est] = {"mean": J.mean(0).tolist(), "se": (J.std(0, ddof=1) / np.sqrt(n_keys)).tolist(),
-                                  "seconds_per_jacobian": (time.perf_counter() - t0) / n_keys}
+        J = np.array([jac(theta0, k) for k in keys[:n_est]])          # (keys, outputs, params)
+        seconds = (time.perf_counter() - t0) / n_est
+        parts = {est: J[:, :3], "mean_field": J[:, [0, 1, 3]]} if both else {est: J}
+        for name, Jp in parts.items():
+            out["estimators"][name] = {"mean": Jp.mean(0).tolist(),
+                                       "se": (Jp.std(0, ddof=1) / np.sqrt(n_est)).tolist() if n_est > 1 else None,
+                                       "seconds_per_jacobian": seconds}
     return out
 
 
-OPEN_LOOP = PARAMS + ("log excitatory scale", "log inhibitory scale")
+def resolved_ratios(result: dict, n_se: float = 3.0) -> dict:
+    """Estimate / FD for each estimator on the entries whose difference is beyond ``n_se`` standard errors:
+    ``{estimator: [(output, parameter, ratio), ...]}`` (a negative ratio is a wrong sign)."""
+    fd, se = np.array(result["fd"]), np.array(result["fd_se"])
+    clear = np.abs(fd) > n_se * se
+    return {est: [(OUTPUTS[o], PARAMS[i], float(np.array(r["mean"])[o, i] / fd[o, i]))
+                  for o, i in zip(*np.nonzero(clear))] for est, r in result["estimators"].items()}
 
 
 def _moved(params, th):
@@ -280,14 +302,22 @@ def closure_table(result: dict) -> str:
 
 def table(result: dict, title: str | None = None) -> str:
     late = f", spikes from {result['start_ms']:g} ms" if result.get("start_ms") else ""
-    lines = _header(title or f"{result['config']} network, T = {result['T_s']:g} s{late}, {result['keys']} keys: "
-                             f"finite differences (± SE) and estimators", PARAMS)
+    n_est = result.get("estimator_keys", result["keys"])
+    est_keys = f" (estimators on the first {n_est})" if n_est != result["keys"] else ""
+    lines = _header(title or f"{result['config']} network, T = {result['T_s']:g} s{late}, {result['keys']} keys"
+                             f"{est_keys}: finite differences (± SE) and estimators (± SE where measured)", PARAMS)
     fd, se = np.array(result["fd"]), np.array(result["fd_se"])
     for o, name in enumerate(OUTPUTS):
         lines.append(f"| {name} | FD | " + " | ".join(f"{fd[o, i]:.3g} ± {se[o, i]:.2g}" for i in range(4)) + " |")
         for est, r in result["estimators"].items():
             m = np.array(r["mean"])
-            lines.append(f"| | {est} | " + " | ".join(f"{m[o, i]:.3g}" for i in range(4)) + " |")
+            e = np.array(r["se"]) if r.get("se") is not None else None
+            lines.append(f"| | {est} | " + " | ".join(f"{m[o, i]:.3g}" + (f" ± {e[o, i]:.2g}" if e is not None else "")
+                                                        for i in range(4)) + " |")
+    if "closure" not in result["estimators"]:
+        for est, rows in resolved_ratios(result).items():
+            lines.append(f"\n{est}, estimate / FD where the difference is beyond 3 SE: "
+                         + (", ".join(f"{o} / {p} {q:.2f}" for o, p, q in rows) or "none resolved"))
     if "closed_slopes" in result:
         c = result["closed_slopes"]
         lines.append(f"\n{CLOSED}: the CV's closed-loop slopes ({c['keys']} keys of their own; condition "
@@ -309,6 +339,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--closure", action="store_true", help="the replay-measured mean-field closure (module docstring)")
     ap.add_argument("--slope-keys", type=int, default=32,
                     help=f"keys of the closed-loop slopes measured for --estimators {CLOSED}")
+    ap.add_argument("--estimator-keys", type=int, default=None,
+                    help="the estimators' Jacobians on the first this many keys (default: all; a Jacobian costs "
+                         "tens of forward runs)")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "grad_network")
     args = ap.parse_args(argv)
     if args.keys < 2:
@@ -320,13 +353,16 @@ def main(argv=None) -> dict:
         ap.error(f"--estimators has {bad}; choose from {list(nw.gradients.GRAD_ESTIMATORS) + [CLOSED]}")
     if args.slope_keys < 2:
         ap.error(f"--slope-keys={args.slope_keys} must be at least 2")
+    if args.estimator_keys is not None and args.estimator_keys < 1:
+        ap.error(f"--estimator-keys={args.estimator_keys} must be at least 1")
     if args.open_loop:
         return _write(open_loop_study(config, T_s, keys), open_loop_table, args.out, "grad_network_open_loop")
     if args.closure:
         return _write(closure_study(config, T_s, keys), closure_table, args.out, "grad_network_closure")
     if not 0.0 <= args.start < 1000.0 * T_s:
         ap.error(f"--start={args.start:g} must be in [0, T) ms")
-    return _write(study(config, T_s, keys, args.h, estimators, args.start, args.slope_keys), table, args.out,
+    return _write(study(config, T_s, keys, args.h, estimators, args.start, args.slope_keys, args.estimator_keys),
+                  table, args.out,
                   "grad_network")
 
 
