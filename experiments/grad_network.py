@@ -169,6 +169,9 @@ def resolved_ratios(result: dict, n_se: float = 3.0) -> dict:
                   for o, i in zip(*np.nonzero(clear))] for est, r in result["estimators"].items()}
 
 
+OPEN_LOOP = PARAMS + ("log excitatory scale", "log inhibitory scale")
+
+
 def _moved(params, th):
     """``params`` moved by the six open-loop directions ``th`` (:data:`OPEN_LOOP`)."""
     p = with_theta(params, th[:4])

@@ -504,6 +504,20 @@ def test_grad_network_script_quick(tmp_path):
     down = module._rate_moved(spikes, "E", -1, jax.random.key(0))["E"]
     up = module._rate_moved({"E": jnp.eye(40, 5, dtype=bool), "I": spikes["I"]}, "E", 1, jax.random.key(0))["E"]
     assert 0.8 < float(down.mean()) < 0.97 and int(up.sum()) >= 5                  # thinned; added to (never removed)
+    # "mean_field" and its closed-loop variant from one Jacobian: the former equal to its own run
+    both = module.main(["--quick", "--estimators", "mean_field,mean_field_closed", "--slope-keys", "2",
+                        "--estimator-keys", "1", "--out", str(tmp_path)])
+    alone = module.main(["--quick", "--estimators", "mean_field", "--estimator-keys", "1", "--out", str(tmp_path)])
+    assert both["estimator_keys"] == 1 and both["estimators"]["mean_field"]["se"] is None
+    np.testing.assert_array_equal(both["estimators"]["mean_field"]["mean"], alone["estimators"]["mean_field"]["mean"])
+    closed, one = (np.array(both["estimators"][e]["mean"]) for e in ("mean_field_closed", "mean_field"))
+    np.testing.assert_array_equal(closed[:2], one[:2])                           # the rates: the same estimator
+    assert not np.allclose(closed[2], one[2])                                    # the CV: two derivatives
+    ratios = module.resolved_ratios(both, n_se=0.0)                              # every entry "resolved"
+    fd = np.array(both["fd"])
+    assert [q for _, _, q in ratios["mean_field"]] == pytest.approx(
+        [one[o, i] / fd[o, i] for o in range(3) for i in range(4) if fd[o, i] != 0])
+    assert "estimate / FD where the difference is beyond 3 SE" in (tmp_path / "grad_network.md").read_text()
 
 
 def late_cv(spikes, first: int = 1000):
