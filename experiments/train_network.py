@@ -104,6 +104,9 @@ PARAMS = ("drive_weight", "ee_scale", "ie_scale", "U0")
 LABELS = {"drive_weight": "drive weight (nS)", "ee_scale": "E->E weight scale", "ie_scale": "I->E weight scale",
           "U0": "E->E U0"}
 STATS = ("rate_E", "rate_I", "cv_E", "corr_E")
+#: The parameter sets evaluated: the start, the hidden truth, and each method's result.
+METHODS = ("start", "hidden", "adam", "gauss_newton", "es", "random")
+FITS = METHODS[2:]
 STAT_LABELS = {"rate_E": "E rate (Hz)", "rate_I": "I rate (Hz)", "cv_E": "mean ISI CV (E)",
                "corr_E": "mean count correlation (E)"}
 SURROGATE = jl.surrogates.fast_sigmoid()
@@ -111,9 +114,10 @@ SURROGATE = jl.surrogates.fast_sigmoid()
 DEFAULTS = dict(T=600.0, dt=0.1, trials=2, seed=0, n_E=800, n_I=200, p=0.1, late_start=100.0, window=50.0,
                 corr_n=200, ref_trials=16, eval_trials=8, steps=20, learning_rate=0.1,
                 hidden=[1.0, 2.0, 1.0, 0.5], start=[0.8, 1.5, 1.5, 0.3], box=1.0, es_sigma=0.3, fd_step=0.1,
-                cost_ratio=20.0, cv_through_rate=1, closed_slopes=0, slopes_every=5)
+                cost_ratio=20.0, cv_through_rate=1, closed_slopes=0, slopes_every=5, gn_cost_ratio=32.0, damping=30.0,
+                gn_max_step=0.5)
 QUICK = dict(T=60.0, trials=2, n_E=40, n_I=10, p=0.2, late_start=20.0, window=10.0, corr_n=20, ref_trials=4,
-             eval_trials=2, steps=2, cost_ratio=4.0)
+             eval_trials=2, steps=2, cost_ratio=4.0, gn_cost_ratio=4.0)
 EXTRA = {
     "n_E": ("excitatory neurons", int), "n_I": ("inhibitory neurons", int),
     "p": ("connection probability", float),
@@ -136,6 +140,10 @@ EXTRA = {
     "closed_slopes": ("0: the CV's derivative through the E rate alone (open-loop slope); K >= 2: through both rates, "
                       "with closed-loop slopes measured on K keys (jaxlif.network.closed_loop_slopes)", int),
     "slopes_every": ("with --closed-slopes: re-measure the slopes every this many Adam steps", int),
+    "gn_cost_ratio": ("cost of a Gauss-Newton step in forward calls: it gets floor(budget / gn_cost_ratio) steps",
+                      float),
+    "damping": ("Gauss-Newton: Levenberg-Marquardt damping lambda, in squared standardised units", float),
+    "gn_max_step": ("Gauss-Newton: largest change of any theta coordinate in one step", float),
 }
 
 
@@ -177,7 +185,9 @@ CHECKS = {"n_E": C.integer_counts(4), "n_I": C.integer_counts(2), "p": lambda v,
           "cv_through_rate": lambda v, c: None if v in (0, 1) else f"must be 0 or 1, got {v}",
           "closed_slopes": lambda v, c: None if v == 0 or (v >= 2 and c.cv_through_rate == 1) else
           f"must be 0 or at least 2 keys (and needs --cv-through-rate 1), got {v}",
-          "slopes_every": C.integer_counts(1)}
+          "slopes_every": C.integer_counts(1), "gn_cost_ratio": C.positive(),
+          "damping": lambda v, c: None if math.isfinite(v) and v >= 0 else f"must be finite and >= 0, got {v:g}",
+          "gn_max_step": C.positive()}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -252,9 +262,10 @@ def run_stats(theta, key, structure, base, leaf, cfg, slopes=None):
 
 
 def programs(structure, base, leaf, cfg):
-    """``(forward, value_and_grad)``, both jitted once for a batch of ``cfg.trials`` keys:
-    ``forward(theta, keys) -> (trials, 4)`` statistics and ``value_and_grad(theta, keys, target, scale)``
-    -> ``((loss, stats), dloss/dtheta)``."""
+    """``(forward, value_and_grad, jacobian)``, each jitted once (on first use) for a batch of ``cfg.trials`` keys:
+    ``forward(theta, keys) -> (trials, 4)`` statistics, ``value_and_grad(theta, keys, target, scale)``
+    -> ``((loss, stats), dloss/dtheta)`` (reverse mode, for Adam) and ``jacobian(theta, keys)`` -> ``(J, stats)``
+    with ``J[i, j] = d mean stat_i / d theta_j`` (forward mode, four tangents; for Gauss-Newton)."""
     def batch(theta, keys, structure, base, slopes=None):
         return jax.vmap(lambda k: run_stats(theta, k, structure, base, leaf, cfg, slopes))(keys)
 
@@ -264,6 +275,9 @@ def programs(structure, base, leaf, cfg):
 
     forward = jax.jit(batch)
     value_and_grad = jax.jit(jax.value_and_grad(loss, has_aux=True))
+    mean_jacobian = jax.jit(jax.jacfwd(lambda theta, keys, structure, base, slopes:
+                                       (lambda st: (st.mean(0), st))(batch(theta, keys, structure, base, slopes)),
+                                       has_aux=True))
 
     def grad(theta, keys, target, scale, slopes=None):
         with warnings.catch_warnings():
@@ -272,8 +286,13 @@ def programs(structure, base, leaf, cfg):
             warnings.filterwarnings("ignore", message="the gradient with respect to .*rate is zero")
             return value_and_grad(jnp.asarray(theta, jnp.float32), keys, target, scale, structure, base, slopes)
 
+    def jacobian(theta, keys, slopes=None):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="the gradient with respect to .*rate is zero")
+            return mean_jacobian(jnp.asarray(theta, jnp.float32), keys, structure, base, slopes)
+
     # the structure goes in as an argument (its index arrays would otherwise become constants)
-    return (lambda theta, keys: forward(jnp.asarray(theta, jnp.float32), keys, structure, base), grad)
+    return (lambda theta, keys: forward(jnp.asarray(theta, jnp.float32), keys, structure, base), grad, jacobian)
 
 
 def batched(forward, theta, keys, trials: int) -> np.ndarray:
@@ -343,6 +362,43 @@ def fit_adam(grad, theta0, target, scale, root, cfg, log, measure=None):
         updates, state = opt.update(g, state)
         theta = optax.apply_updates(theta, updates)
     hist["theta"].append(np.asarray(theta))
+    return hist
+
+
+def gauss_newton_step(J, stats_mean, target, scale, damping: float, max_step: float) -> np.ndarray:
+    """One damped Gauss-Newton (Levenberg-Marquardt) step on ``L = sum_i z_i^2``, ``z = (s - t) / scale``:
+    ``delta = -(J_z^T J_z + damping I)^-1 J_z^T z`` with the standardised Jacobian ``J_z = J / scale``, each
+    coordinate clipped to +- ``max_step``.  (The damping keeps the step short along the directions that the
+    statistics hardly determine, U0 here, and averages the noise of a few runs over steps.)"""
+    Jz = np.asarray(J, float) / np.asarray(scale, float)[:, None]
+    z = (np.asarray(stats_mean, float) - np.asarray(target, float)) / np.asarray(scale, float)
+    delta = -np.linalg.solve(Jz.T @ Jz + damping * np.eye(Jz.shape[1]), Jz.T @ z)
+    return np.clip(delta, -max_step, max_step)
+
+
+def fit_gauss_newton(jacobian, theta0, target, scale, n_steps: int, root, cfg, log, measure=None):
+    """Damped Gauss-Newton from ``theta0`` on the estimator's Jacobian of the four statistics (one forward-mode
+    call per step, the same drive keys as Adam's step of the same index).  Returns the history (theta before each
+    step, loss of the step's runs, time, Jacobian)."""
+    theta = np.asarray(theta0, float)
+    hist = dict(theta=[], loss=[], seconds=[], jacobian=[], slopes=[])
+    slopes = None
+    for i in range(n_steps):
+        t0 = time.perf_counter()
+        if measure is not None and i % cfg.slopes_every == 0:
+            slopes = measure(theta, i)
+            hist["slopes"].append([i, {a: float(v) for a, v in slopes.items()}])
+        J, stats = jacobian(theta, _keys(root, 2, i, cfg.trials), slopes)
+        J, mean = np.asarray(jax.block_until_ready(J), float), np.asarray(stats, float).mean(0)
+        hist["seconds"].append(time.perf_counter() - t0)
+        hist["theta"].append(theta.copy())
+        hist["loss"].append(chi2(mean, target, scale))
+        hist["jacobian"].append(J)
+        if not (np.all(np.isfinite(J)) and np.all(np.isfinite(mean))):
+            log(f"gauss-newton step {i}: Jacobian or statistics not finite; step skipped")
+            continue
+        theta = theta + gauss_newton_step(J, mean, target, scale, cfg.damping, cfg.gn_max_step)
+    hist["theta"].append(theta.copy())
     return hist
 
 
@@ -453,10 +509,10 @@ def identifiability(J, sd, ref_trials: int) -> dict:
 # ----------------------------------------------------------------------------------------------
 
 
-def markdown(cfg, target, sd, evals, ident, ratio, budget, adam, conclusion) -> str:
+def markdown(cfg, target, sd, evals, ident, ratio, budget, adam, conclusion, gn=None, gn_ratio=None) -> str:
     """``train_network.md``: the tables of the run (statistics with SE, parameters, cost, identifiability)."""
     se_t = sd / math.sqrt(cfg.ref_trials)
-    methods = ("start", "hidden", "adam", "es", "random")
+    methods = tuple(m for m in METHODS if m in evals)
     lines = [f"# Training a {cfg.n_E} E + {cfg.n_I} I network with STP to a hidden network's statistics", "",
              f"`python experiments/train_network.py` (seed {cfg.seed}, T {cfg.T:g} ms, {cfg.trials} runs per call, "
              f"{cfg.steps} Adam steps, {budget} forward calls per baseline){' --quick' if cfg.quick else ''}.", "",
@@ -474,7 +530,11 @@ def markdown(cfg, target, sd, evals, ident, ratio, budget, adam, conclusion) -> 
     lines += ["", "## Cost", "",
               f"Median wall time of a gradient step {np.median(adam['seconds']):.3g} s = {ratio:.2f} forward calls "
               f"measured in this run (nominal cost of the mean-field estimator: 10); every baseline got {budget} forward calls "
-              f"(`--cost-ratio` {cfg.cost_ratio:g} x {cfg.steps} steps, fixed so that it does not depend on timing).", "",
+              f"(`--cost-ratio` {cfg.cost_ratio:g} x {cfg.steps} steps, fixed so that it does not depend on timing)."
+              + ("" if gn is None else
+                 f" Gauss-Newton: {len(gn['loss'])} steps of a forward-mode Jacobian, each counted as "
+                 f"{cfg.gn_cost_ratio:g} forward calls (`--gn-cost-ratio`), {gn_ratio:.2f} measured "
+                 f"(median {np.median(gn['seconds']):.3g} s)."), "",
               "## Conclusion", "", conclusion, ""]
     return "\n".join(lines)
 
@@ -483,7 +543,7 @@ def run(cfg, log, files) -> dict:
     caveat = " [--quick: too small and too short for conclusions]" if cfg.quick else ""
     root = C.experiment_key(cfg.seed, STREAM)
     structure, base, leaf = build(jax.random.fold_in(root, 0), cfg)
-    forward, grad = programs(structure, base, leaf, cfg)
+    forward, grad, jacobian_fn = programs(structure, base, leaf, cfg)
     theta_hidden, theta_start = to_theta(cfg.hidden, leaf), to_theta(cfg.start, leaf)
     log(f"network: {cfg.n_E} E + {cfg.n_I} I neurons, p = {cfg.p:g}, T = {cfg.T:g} ms; theta "
         f"{list(PARAMS)}: hidden {cfg.hidden}, start {cfg.start}")
@@ -540,6 +600,18 @@ def run(cfg, log, files) -> dict:
         f"per call of {cfg.trials} keys: a gradient step costs {ratio:.2f} forward calls (measured); baselines get {budget} "
         f"(--cost-ratio {cfg.cost_ratio:g})")
 
+    # --- damped Gauss-Newton on the estimator's Jacobian, the same budget at its fixed cost per step -------
+    gn_steps = max(1, int(budget // cfg.gn_cost_ratio))
+    t0 = time.perf_counter()
+    jax.block_until_ready(jacobian_fn(theta_start, tkeys, first)[0])
+    compile_jacobian = time.perf_counter() - t0
+    gn = fit_gauss_newton(jacobian_fn, theta_start, target, scale, gn_steps, root, cfg, log, measure)
+    if measure is not None:
+        gn["seconds"][0] += float(np.median(t_fwd)) * 4 * cfg.closed_slopes / cfg.trials
+    gn_ratio = float((np.mean(gn["seconds"]) if measure is not None else np.median(gn["seconds"])) / np.median(t_fwd))
+    log(f"gauss-newton: loss {gn['loss'][0]:.4g} -> {gn['loss'][-1]:.4g} in {gn_steps} steps (budget {budget} / "
+        f"--gn-cost-ratio {cfg.gn_cost_ratio:g}); a step costs {gn_ratio:.2f} forward calls (measured)")
+
     # --- the gradient-free baselines on the same number of forward calls ---------------------------------
     es = fit_es(forward, theta_start, target, scale, budget, root, cfg)
     rs = fit_random(forward, theta_start, target, scale, budget, root, cfg)
@@ -548,8 +620,8 @@ def run(cfg, log, files) -> dict:
 
     # --- evaluation on common fresh keys ---------------------------------------------------------------
     eval_keys = _keys(root, 7, None, cfg.eval_trials)
-    finals = {"start": theta_start, "hidden": theta_hidden, "adam": adam["theta"][-1], "es": es["theta"][-1],
-              "random": rs["theta"][rs["best"]]}
+    finals = {"start": theta_start, "hidden": theta_hidden, "adam": adam["theta"][-1],
+              "gauss_newton": gn["theta"][-1], "es": es["theta"][-1], "random": rs["theta"][rs["best"]]}
     evals = {}
     for name, th in finals.items():
         st = batched(forward, th, eval_keys, cfg.trials)
@@ -565,7 +637,10 @@ def run(cfg, log, files) -> dict:
     hidden_slopes = measure(theta_hidden, 10**6) if measure is not None else None
     J_est = estimator_jacobian(grad, jnp.asarray(theta_hidden, jnp.float32), eval_keys[:cfg.trials], hidden_slopes)
     agree, clear = sign_agreement(J_est, J, J_se)
-    ident.update(estimator_jacobian=J_est, sign_agree=agree, sign_clear=clear)
+    # the same Jacobian in forward mode (Gauss-Newton's program), on the same keys: the two modes must agree
+    J_fwd = np.asarray(jacobian_fn(theta_hidden, eval_keys[:cfg.trials], hidden_slopes)[0], float)
+    ident.update(estimator_jacobian=J_est, sign_agree=agree, sign_clear=clear, estimator_jacobian_forward=J_fwd,
+                 forward_vs_reverse=float(np.max(np.abs(J_fwd - J_est)) / max(float(np.max(np.abs(J_est))), 1e-30)))
     log(f"estimator vs finite differences at the hidden theta: same sign in {agree} of {clear} clearly non-zero "
         f"entries of d stat / d theta")
     cv_check = (cv_rate_check(structure, with_theta(base, jnp.asarray(theta_hidden, jnp.float32), leaf),
@@ -579,14 +654,16 @@ def run(cfg, log, files) -> dict:
 
     # --- figures ---------------------------------------------------------------------------------------
     sims_adam = cfg.cost_ratio * np.arange(cfg.steps + 1)
+    sims_gn = cfg.gn_cost_ratio * np.arange(gn_steps + 1)
     es_calls = np.concatenate([[0], es["calls"]])
     values = lambda thetas: np.asarray([[float(v) for v in from_theta(jnp.asarray(t, jnp.float32), leaf)]
                                         for t in thetas])
-    adam_v, es_v = values(adam["theta"]), values(es["theta"])
+    adam_v, gn_v, es_v = values(adam["theta"]), values(gn["theta"]), values(es["theta"])
     rs_best_v = values([rs["theta"][int(np.argmin(rs["loss"][:i + 1]))] for i in range(budget)])
     fig, axes = plt.subplots(2, 3, figsize=(15, 8))
     ax = axes[0, 0]
     ax.semilogy(sims_adam[:-1], adam["loss"], "o-", ms=3, color="tab:blue", label="Adam (surrogate + mean-field gradient)")
+    ax.semilogy(sims_gn[:-1], gn["loss"], "s-", ms=3, color="tab:purple", label="Gauss-Newton (the same estimator's Jacobian)")
     if es["loss"]:
         ax.semilogy(es["calls"], es["loss"], "-", color="tab:orange", label="(1+1)-ES (parent's loss)")
     ax.semilogy(np.arange(1, budget + 1), rs["best_so_far"], "-", color="tab:green", label="random search (best so far)")
@@ -596,6 +673,7 @@ def run(cfg, log, files) -> dict:
     ax.legend(fontsize=7)
     for k, (ax, pname) in enumerate(zip(axes.ravel()[1:5], PARAMS)):
         ax.plot(sims_adam, adam_v[:, k], "o-", ms=3, color="tab:blue", label="Adam")
+        ax.plot(sims_gn, gn_v[:, k], "s-", ms=3, color="tab:purple", label="Gauss-Newton")
         ax.plot(es_calls, es_v[:, k], "-", color="tab:orange", label="(1+1)-ES")
         ax.plot(np.arange(1, budget + 1), rs_best_v[:, k], "-", color="tab:green", label="random search (best)")
         ax.axhline(cfg.hidden[k], color="k", ls="--", lw=1, label="hidden")
@@ -606,7 +684,8 @@ def run(cfg, log, files) -> dict:
         if k == 0:
             ax.legend(fontsize=7)
     ax = axes[1, 2]
-    for vals, x, col, lab in ((adam_v, sims_adam, "tab:blue", "Adam"), (es_v, es_calls, "tab:orange", "(1+1)-ES"),
+    for vals, x, col, lab in ((adam_v, sims_adam, "tab:blue", "Adam"), (gn_v, sims_gn, "tab:purple", "Gauss-Newton"),
+                              (es_v, es_calls, "tab:orange", "(1+1)-ES"),
                               (rs_best_v, np.arange(1, budget + 1), "tab:green", "random search (best)")):
         ax.plot(x, vals[:, 1] * vals[:, 3], "-", color=col, label=lab)
     ax.axhline(cfg.hidden[1] * cfg.hidden[3], color="k", ls="--", lw=1, label="hidden")
@@ -614,13 +693,15 @@ def run(cfg, log, files) -> dict:
            title="E->E rested efficacy, scale x U0")
     fig.suptitle(f"Fitting 4 parameters of a {cfg.n_E} E + {cfg.n_I} I network with STP to its E/I rates, ISI CV and "
                  f"count correlation: a gradient step counted as {cfg.cost_ratio:g} forward calls ({ratio:.1f} measured); "
-                 f"{cfg.steps} Adam steps vs {budget} forward calls per baseline{caveat}", fontsize=10)
+                 f"{cfg.steps} Adam steps, {gn_steps} Gauss-Newton steps (counted as {cfg.gn_cost_ratio:g}) vs {budget} "
+                 f"forward calls per baseline{caveat}", fontsize=10)
     fig.tight_layout()
     C.save_figure(fig, cfg.out, "training.png", files)
 
-    fig, axes = plt.subplots(1, 6, figsize=(23, 4.4), gridspec_kw=dict(width_ratios=[1, 1, 1, 1, 1.3, 1.3]))
+    fig, axes = plt.subplots(1, 6, figsize=(24, 4.4), gridspec_kw=dict(width_ratios=[1, 1, 1, 1, 1.3, 1.3]))
     names = list(finals)
-    colours = {"start": "tab:gray", "hidden": "k", "adam": "tab:blue", "es": "tab:orange", "random": "tab:green"}
+    colours = {"start": "tab:gray", "hidden": "k", "adam": "tab:blue", "gauss_newton": "tab:purple", "es": "tab:orange",
+               "random": "tab:green"}
     for i, (ax, stat) in enumerate(zip(axes, STATS)):
         for j, n in enumerate(names):
             ax.errorbar([j], [evals[n]["stats_mean"][i]], yerr=[evals[n]["stats_se"][i]], fmt="o", capsize=3,
@@ -654,11 +735,11 @@ def run(cfg, log, files) -> dict:
     C.save_figure(fig, cfg.out, "statistics.png", files)
 
     # --- conclusion ------------------------------------------------------------------------------------
-    rel_err = {n: np.abs(evals[n]["theta"] - theta_hidden) for n in ("adam", "es", "random")}
+    rel_err = {n: np.abs(evals[n]["theta"] - theta_hidden) for n in FITS}
     identified = [p for p, s in zip(PARAMS, ident["param_sd_theta"]) if np.isfinite(s) and s < 0.1]
     sloppy = ident["right_singular_vectors"][-1]
     sloppy_text = " ".join(f"{c:+.2f} {p}" for c, p in zip(sloppy, PARAMS))
-    best = min(("adam", "es", "random"), key=lambda n: evals[n]["loss"])
+    best = min(FITS, key=lambda n: evals[n]["loss"])
     others = [p for p in PARAMS if p not in identified]
     if not others:
         ident_text = "all four are locally identifiable (standard deviation below 0.1 in theta)"
@@ -673,10 +754,13 @@ def run(cfg, log, files) -> dict:
         f"a step as {cfg.cost_ratio:g}). On {cfg.eval_trials} "
         f"fresh keys the loss (chi-square-like, about 4 at the hidden parameters; here "
         f"{evals['hidden']['loss']:.2f}) fell from {evals['start']['loss']:.3g} at the start to "
-        f"{evals['adam']['loss']:.3g} after {cfg.steps} Adam steps, against {evals['es']['loss']:.3g} for a (1+1)-ES "
+        f"{evals['adam']['loss']:.3g} after {cfg.steps} Adam steps and {evals['gauss_newton']['loss']:.3g} after "
+        f"{gn_steps} damped Gauss-Newton steps on the same estimator's Jacobian (a step {gn_ratio:.1f} forward calls, "
+        f"counted as {cfg.gn_cost_ratio:g}), against {evals['es']['loss']:.3g} for a (1+1)-ES "
         f"and {evals['random']['loss']:.3g} for random search on the same {budget} forward calls (best: {best}). "
         f"Parameter error |theta - hidden| (log or logit units, in the order {', '.join(PARAMS)}): Adam "
-        f"{_r(rel_err['adam'])}, ES {_r(rel_err['es'])}, random {_r(rel_err['random'])}. Identifiability from the standardised finite-difference "
+        f"{_r(rel_err['adam'])}, Gauss-Newton {_r(rel_err['gauss_newton'])}, ES {_r(rel_err['es'])}, random "
+        f"{_r(rel_err['random'])}. Identifiability from the standardised finite-difference "
         f"Jacobian at the hidden parameters: singular values {_r(ident['singular_values'], 3)}; "
         f"the least determined direction is ({sloppy_text}); with a {cfg.ref_trials}-run target each parameter is "
         f"determined to {_r(ident['param_sd_theta'])} (theta units): {ident_text}. This is a linearisation at the "
@@ -685,19 +769,24 @@ def run(cfg, log, files) -> dict:
         f"d stat / d theta has the sign of the finite difference in {agree} of the {clear} entries that the "
         f"finite differences show clearly non-zero." + _cv_text(cv_check) + _closed_text(cfg, hidden_slopes) + caveat)
     log(conclusion)
-    (Path(cfg.out) / f"{NAME}.md").write_text(markdown(cfg, target, sd, evals, ident, ratio, budget, adam, conclusion))
+    (Path(cfg.out) / f"{NAME}.md").write_text(markdown(cfg, target, sd, evals, ident, ratio, budget, adam, conclusion,
+                                                       gn, gn_ratio))
     return dict(name=NAME, figures=files, conclusion=conclusion, units="ms, nS, Hz", seed=cfg.seed,
                 config={k: v for k, v in vars(cfg).items() if not k.startswith("_") and k != "out"},
                 params=list(PARAMS), stats=list(STATS), theta_hidden=theta_hidden, theta_start=theta_start,
                 target=dict(mean=target, sd=sd, se=sd / math.sqrt(cfg.ref_trials), per_run=ref, loss_scale=scale),
                 timing=dict(forward_s=t_fwd, grad_s=t_grad, ratio_grad_to_forward=ratio, nominal_ratio=10.0, cost_ratio=cfg.cost_ratio,
                             compile_forward_s=compile_forward, compile_grad_s=compile_grad,
-                            adam_step_s=adam["seconds"], adam_step_median_s=float(np.median(adam["seconds"]))),
+                            adam_step_s=adam["seconds"], adam_step_median_s=float(np.median(adam["seconds"])),
+                            compile_jacobian_s=compile_jacobian, gn_step_s=gn["seconds"], gn_ratio=gn_ratio,
+                            gn_cost_ratio=cfg.gn_cost_ratio),
                 budget_forward_calls=budget,
                 adam=dict(theta=adam["theta"], values=adam_v, loss=adam["loss"], grad=adam["grad"],
                           unstable_warnings=unstable, closed_slopes=adam["slopes"],
                           hidden_slopes=None if hidden_slopes is None else {a: float(v) for a, v in
                                                                              hidden_slopes.items()}),
+                gauss_newton=dict(theta=gn["theta"], values=gn_v, loss=gn["loss"], jacobian=gn["jacobian"],
+                                  steps=gn_steps, closed_slopes=gn["slopes"]),
                 es=dict(theta=es["theta"], values=es_v, loss=es["loss"], calls=es["calls"], sigma=es["sigma"]),
                 random=dict(theta=rs["theta"], loss=rs["loss"], best=rs["best"]),
                 evaluation=evals, identifiability=ident, identified=identified, cv_rate_check=cv_check)
