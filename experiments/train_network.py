@@ -36,6 +36,21 @@ the start and every ``--slopes-every`` steps: through the E rate alone the CV's 
 the E rate's; through both it is still a combination of the two rates', docs/networks.md).  The slopes' simulations count in the steps' measured time
 (the first measurement, made before the timing, as ``4 K / trials`` forward calls).
 
+**Gauss-Newton fit**: the same estimator's Jacobian ``J = d mean stats / d theta`` (forward mode, four tangents,
+one program; the drive keys of Adam's step of the same index) in damped Gauss-Newton (Levenberg-Marquardt)
+steps on the standardised residuals ``z = (s - target) / scale``: ``delta = -(J_z^T J_z + damping I)^-1 J_z^T
+z``, each coordinate clipped to +- ``--gn-max-step``.  A least-squares loss of a few statistics is what
+Gauss-Newton is for: Adam rescales each coordinate of the gradient by its own running size, which ignores how
+strongly each statistic is determined (the rates to a fraction of a percent, the CV to a few), so on the full
+network its steps trade a rate that is tens of standard errors off against a CV within a few.  The fixed point
+of the damped iteration is where ``J_z^T z = 0``: with as many statistics as parameters and ``J_z`` of full
+rank, the zero of the residuals themselves, whatever the Jacobian's error, if the iteration is stable there
+(the damping keeps it stable along directions the estimator gets wrong or hardly sees).  It gets
+``floor(budget / --gn-cost-ratio)`` steps, the baselines' budget at a fixed cost per step (default 32 forward
+calls; the run reports the measured cost).  At the hidden parameters the run also checks that this
+forward-mode Jacobian equals the reverse-mode one of Adam's program on the same keys (``forward_vs_reverse``
+in the JSON: the largest difference relative to the largest entry).
+
 **Gradient-free baselines, same budget**: each baseline gets ``round(cost_ratio x steps)`` forward calls,
 where ``--cost-ratio`` (default 20) is the cost of an Adam step (value and gradient) in forward calls of the
 same number of keys.  It is fixed in the configuration, not measured per run, so that the baselines' result
@@ -64,7 +79,7 @@ keys at the hidden theta compares the CV's change per Hz of E rate in the runnin
 estimator's replays, and the report says whether they agree (``cv_rate_check`` in the summary).
 
 Figures: ``training.png`` (loss and parameters against the number of forward-simulation equivalents, for
-the three methods, hidden values dashed), ``statistics.png`` (the four statistics before and after, with SE,
+the four methods, hidden values dashed), ``statistics.png`` (the four statistics before and after, with SE,
 and the standardised Jacobian).  ``train_network.md`` holds the tables, ``train_network.json`` every number.
 
 Keys: ``root = fold_in(key(seed), 12)``; connectivity ``fold_in(root, 0)`` (one network for every method);
@@ -72,7 +87,10 @@ reference ``split(fold_in(root, 1), ref_trials)``; Adam step ``i`` ``split(fold_
 trials)``; ES generation ``g`` ``split(fold_in(fold_in(root, 3), g), trials)``; random-search candidate
 ``c``: theta ``fold_in(fold_in(root, 4), c)``, keys ``split(fold_in(fold_in(root, 5), c), trials)``; ES
 mutations ``fold_in(fold_in(root, 6), g)``; evaluation and finite differences ``split(fold_in(root, 7),
-eval_trials)``.  Units: ms, nS, Hz.
+eval_trials)``; Gauss-Newton step ``i`` the keys of Adam's step ``i``; closed-loop slopes at step ``i``
+``split(fold_in(fold_in(root, 5), i), closed_slopes)`` (the random-search stream: with the partitionable threefry
+their first ``trials`` keys are candidate ``i``'s, at other parameters; the slopes at the hidden theta use
+``i = 10^6``).  Units: ms, nS, Hz.
 """
 
 from __future__ import annotations
@@ -323,15 +341,25 @@ def _keys(root, sub: int, index: int | None, n: int):
 # ----------------------------------------------------------------------------------------------
 
 
-def closed_slopes_at(theta, keys, structure, base, leaf, cfg) -> dict:
+def closed_slopes_at(theta, keys, structure, base, leaf, cfg, log=None) -> dict:
     """The CV's closed-loop slopes ``{population: dCV/dr [per Hz]}`` at ``theta`` on ``keys``
-    (:func:`jaxlif.network.closed_loop_slopes`), as float32 scalars for the gradient program."""
+    (:func:`jaxlif.network.closed_loop_slopes`), as float32 scalars for the gradient programs.  Their standard
+    errors and condition number go to ``log`` (instead of the library's warnings); slopes that are not finite
+    raise (the programs take them as traced values, which the library does not check)."""
     start = int(round(cfg.late_start / cfg.dt))
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", nw.RecurrentGradientWarning)        # the slopes and their errors are logged
+        warnings.simplefilter("ignore", nw.RecurrentGradientWarning)        # logged below instead
         got = nw.closed_loop_slopes(keys, structure, with_theta(base, jnp.asarray(theta, jnp.float32), leaf), T=cfg.T,
                                     dt=cfg.dt, statistics={"cv": ("E", late_cv_statistic(start))})
-    return {a: jnp.float32(v) for a, v in got.slopes["cv"].items()}
+    slopes, se = got.slopes["cv"], got.se["cv"]
+    if log is not None:
+        log("closed-loop slopes of the CV: " + ", ".join(f"{a} {slopes[a]:.3g} +- {se[a]:.2g}" for a in slopes)
+            + f" per Hz ({got.keys} keys, condition {got.condition:.3g})")
+    if not all(math.isfinite(v) for v in slopes.values()):
+        raise RuntimeError(f"the CV's closed-loop slopes at theta {np.round(np.asarray(theta), 3).tolist()} are not "
+                           f"finite ({slopes}); a population's rate did not move: use more keys (--closed-slopes) or "
+                           f"run without slopes")
+    return {a: jnp.float32(v) for a, v in slopes.items()}
 
 
 def fit_adam(grad, theta0, target, scale, root, cfg, log, measure=None):
@@ -381,7 +409,7 @@ def fit_gauss_newton(jacobian, theta0, target, scale, n_steps: int, root, cfg, l
     call per step, the same drive keys as Adam's step of the same index).  Returns the history (theta before each
     step, loss of the step's runs, time, Jacobian)."""
     theta = np.asarray(theta0, float)
-    hist = dict(theta=[], loss=[], seconds=[], jacobian=[], slopes=[])
+    hist = dict(theta=[], loss=[], seconds=[], jacobian=[], stats=[], slopes=[])
     slopes = None
     for i in range(n_steps):
         t0 = time.perf_counter()
@@ -394,6 +422,7 @@ def fit_gauss_newton(jacobian, theta0, target, scale, n_steps: int, root, cfg, l
         hist["theta"].append(theta.copy())
         hist["loss"].append(chi2(mean, target, scale))
         hist["jacobian"].append(J)
+        hist["stats"].append(mean)
         if not (np.all(np.isfinite(J)) and np.all(np.isfinite(mean))):
             log(f"gauss-newton step {i}: Jacobian or statistics not finite; step skipped")
             continue
@@ -568,9 +597,9 @@ def run(cfg, log, files) -> dict:
     # gradient program compiled here is the one with slopes)
     measure = first = None
     if getattr(cfg, "closed_slopes", 0):
-        first = closed_slopes_at(theta_start, _keys(root, 5, 0, cfg.closed_slopes), structure, base, leaf, cfg)
+        first = closed_slopes_at(theta_start, _keys(root, 5, 0, cfg.closed_slopes), structure, base, leaf, cfg, log)
         measure = (lambda th, i: first if i == 0 else
-                   closed_slopes_at(th, _keys(root, 5, i, cfg.closed_slopes), structure, base, leaf, cfg))
+                   closed_slopes_at(th, _keys(root, 5, i, cfg.closed_slopes), structure, base, leaf, cfg, log))
     tkeys = _keys(root, 2, 10**6, cfg.trials)
     t0 = time.perf_counter()
     jax.block_until_ready(grad(theta_start, tkeys, target, scale, first))
@@ -786,7 +815,7 @@ def run(cfg, log, files) -> dict:
                           hidden_slopes=None if hidden_slopes is None else {a: float(v) for a, v in
                                                                              hidden_slopes.items()}),
                 gauss_newton=dict(theta=gn["theta"], values=gn_v, loss=gn["loss"], jacobian=gn["jacobian"],
-                                  steps=gn_steps, closed_slopes=gn["slopes"]),
+                                  stats=gn["stats"], steps=gn_steps, closed_slopes=gn["slopes"]),
                 es=dict(theta=es["theta"], values=es_v, loss=es["loss"], calls=es["calls"], sigma=es["sigma"]),
                 random=dict(theta=rs["theta"], loss=rs["loss"], best=rs["best"]),
                 evaluation=evals, identifiability=ident, identified=identified, cv_rate_check=cv_check)

@@ -228,6 +228,10 @@ def test_the_old_flag_and_bad_values(split):
                               ({"cv": ("E", mean_cv, {"I": np.ones(2)})}, ValueError, "slope of 'I' must be a scalar")]:
         with pytest.raises(error, match=match):
             nw.simulate_network(KEY, structure, params, T=T, dt=DT, statistics=bad)
+    with pytest.raises(ValueError, match=r"statistics\['v'\] carries closed-loop slopes, so its function must return "
+                                         r"a scalar, got shape \(40,\)"):
+        nw.simulate_network(KEY, structure, params, T=T, dt=DT, spike_grad=fast_sigmoid(), record=False,
+                            statistics={"v": ("E", lambda s: s.mean(1), CLOSED)})
     with pytest.raises(ValueError, match=r"closed-loop slopes, which only grad_estimator='mean_field' uses .* 'local'"):
         nw.simulate_network(KEY, structure, params, T=T, dt=DT, spike_grad=fast_sigmoid(), grad_estimator="local",
                             statistics={"cv": ("E", mean_cv, CLOSED)})
@@ -365,6 +369,39 @@ def test_closed_loop_slopes_solve_the_closed_loop_differences(split):
         args = dict(keys=keys, statistics=stats) | kw
         with pytest.raises(ValueError, match=match):
             nw.closed_loop_slopes(args.pop("keys"), structure, params, T=T, dt=DT, **args)
+
+
+def test_closed_loop_slopes_of_a_population_that_never_moves(split, monkeypatch):
+    """Given differences (the simulations replaced): where the I population's rate moves in no direction (no
+    excitatory input, or silent), its slopes are NaN and say why, and the E slope is still solved from the
+    direction that moved it; a statistic whose slopes are all within their standard errors warns; statistics given
+    with slopes are refused (pairs are what is measured); ``max_condition`` may be a NumPy number."""
+    structure, params = split
+    keys = jax.random.split(jax.random.key(3), 4)
+    per_step = np.float32(DT / 1000.0)
+    dr = np.asarray([0.10, 0.12, 0.08, 0.11])                      # the E rate's response to its own input [Hz]
+    r = np.zeros((4, 4, 2), np.float32)                            # (keys, +h E, +h I, -h E, -h I; E, I)
+    r[:, 0, 0], r[:, 2, 0] = (5.0 + dr / 2) * per_step, (5.0 - dr / 2) * per_step
+    r[:, 1, 0] = r[:, 3, 0] = 5.0 * per_step
+    y_cv = np.zeros((4, 4), np.float32)
+    y_cv[:, 0], y_cv[:, 2] = 0.02 * dr / 2, -0.02 * dr / 2          # 0.02 per Hz of E rate
+    noise = np.asarray([[0.01, 0, -0.01, 0], [-0.01, 0, 0.01, 0], [0.01, 0, -0.012, 0], [-0.01, 0, 0.011, 0]],
+                       np.float32)                                 # no slope beyond its standard error
+    monkeypatch.setattr(gradients, "_closed_pairs",
+                        lambda *a: (r, {"cv": y_cv, "noise": noise}))
+    stats = {"cv": ("E", mean_cv), "noise": ("E", mean_cv)}
+    with pytest.warns(RecurrentGradientWarning) as caught:
+        got = nw.closed_loop_slopes(keys, structure, params, T=T, dt=DT, statistics=stats,
+                                    max_condition=np.float32(30.0))
+    text = [str(w.message) for w in caught]
+    assert any("the rate of ['I'] moved in no direction" in t for t in text)
+    assert any("no slope of statistics ['noise'] exceeds its standard error" in t for t in text)
+    assert not any("hardly separate" in t or "not finite" in t for t in text)
+    assert got.slopes["cv"]["E"] == pytest.approx(0.02, rel=1e-4) and np.isnan(got.slopes["cv"]["I"])
+    assert got.se["cv"]["E"] < 1e-4 and np.isfinite(got.condition)
+    for fn in (nw.closed_loop_slopes, nw.rate_slopes):
+        with pytest.raises(ValueError, match=r"statistics \['cv'\] carry slopes; pass \(population, fn\) pairs"):
+            fn(keys, structure, params, T=T, dt=DT, statistics={"cv": ("E", mean_cv, {"E": 0.1})})
 
 
 def test_rate_slopes_warn_where_the_statistic_leaves_the_rate(split, monkeypatch):

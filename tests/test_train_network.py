@@ -81,6 +81,19 @@ def test_budget_and_histories(quick):
     # Adam moved theta, and not by more than its learning rate allows (|step| <= lr per coordinate, roughly)
     theta = np.asarray(data["adam"]["theta"])
     assert np.all(np.abs(np.diff(theta, axis=0)) <= 1.5 * cfg.learning_rate) and np.any(theta[-1] != theta[0])
+    # Gauss-Newton: floor(budget / gn_cost_ratio) steps, each recomputed from its recorded Jacobian and statistics
+    gn = data["gauss_newton"]
+    assert gn["steps"] == max(1, int(budget // cfg.gn_cost_ratio)) == len(gn["loss"]) == len(gn["theta"]) - 1
+    assert timing["gn_ratio"] == pytest.approx(np.median(timing["gn_step_s"]) / np.median(timing["forward_s"]),
+                                               rel=1e-6)
+    target, scale = np.asarray(data["target"]["mean"]), np.asarray(data["target"]["loss_scale"])
+    theta = np.asarray(gn["theta"])
+    for i in range(gn["steps"]):
+        J, mean = np.asarray(gn["jacobian"][i]), np.asarray(gn["stats"][i])
+        assert gn["loss"][i] == pytest.approx(np.sum(((mean - target) / scale) ** 2), rel=1e-6)
+        step = tn.gauss_newton_step(J, mean, target, scale, cfg.damping, cfg.gn_max_step)
+        np.testing.assert_allclose(theta[i + 1], theta[i] + step, rtol=1e-9, atol=1e-12)
+    assert np.any(theta[-1] != theta[0])
 
 
 def test_losses_are_the_standardised_distances(quick):
@@ -108,6 +121,10 @@ def test_gradient_check_bookkeeping(quick):
     clear = np.abs(J) > 2 * se
     assert ident["sign_clear"] == int(clear.sum())
     assert ident["sign_agree"] == int((clear & (np.sign(est) == np.sign(J))).sum())
+    # Gauss-Newton's forward-mode Jacobian equals the reverse-mode one of Adam's program (same keys, float32)
+    fwd = np.asarray(ident["estimator_jacobian_forward"])
+    np.testing.assert_allclose(fwd, est, rtol=1e-3, atol=1e-4 * np.abs(est).max())
+    assert ident["forward_vs_reverse"] == pytest.approx(np.abs(fwd - est).max() / np.abs(est).max(), rel=1e-6)
     # the CV's check (rate_slopes at the hidden theta on the evaluation keys): recorded and stated
     check = data["cv_rate_check"]
     assert check["keys"] == _cfg(data).eval_trials and np.isfinite(check["open_loop"]) and check["open_loop"] != 0.0
@@ -132,6 +149,21 @@ def test_estimator_jacobian_is_the_gradient_of_each_statistic():
     theta = jnp.asarray([0.3, -0.2, 0.1, 0.5], jnp.float32)
     want = jax.jit(jax.jacfwd(lambda th: jnp.tanh(A @ th)))(theta)
     np.testing.assert_allclose(tn.estimator_jacobian(grad, theta, jnp.ones(2)), want, rtol=1e-4, atol=1e-5)
+
+
+def test_gauss_newton_step():
+    """On linear statistics ``s = A theta`` (an exact Jacobian) an undamped step lands on the target; damping
+    shortens it without turning it uphill; no coordinate moves by more than ``max_step``."""
+    rng = np.random.default_rng(1)
+    A, theta, scale = rng.normal(size=(4, 4)), rng.normal(size=4), np.asarray([0.1, 1.0, 0.01, 2.0])
+    target = A @ rng.normal(size=4)
+    step = tn.gauss_newton_step(A, A @ theta, target, scale, 0.0, 1e9)
+    np.testing.assert_allclose(A @ (theta + step), target, rtol=1e-8, atol=1e-10)
+    loss = lambda th: np.sum(((A @ th - target) / scale) ** 2)                      # noqa: E731
+    damped = tn.gauss_newton_step(A, A @ theta, target, scale, 30.0, 1e9)
+    assert loss(theta) > loss(theta + damped) > loss(theta + step) and np.linalg.norm(damped) < np.linalg.norm(step)
+    clipped = tn.gauss_newton_step(A, A @ theta, target, scale, 0.0, 0.05)
+    assert np.max(np.abs(clipped)) == pytest.approx(0.05) and np.all(np.sign(clipped) == np.sign(step))
 
 
 def test_theta_sets_the_parameter_tree():
@@ -197,6 +229,9 @@ def test_target_statistics_equal_a_numpy_oracle(quick):
     (["--closed-slopes", "1"], "must be 0 or at least 2 keys"),
     (["--closed-slopes", "4", "--cv-through-rate", "0"], "needs --cv-through-rate 1"),
     (["--slopes-every", "0"], "--slopes-every"),
+    (["--damping", "-1"], "must be finite and >= 0"),
+    (["--gn-cost-ratio", "0"], "--gn-cost-ratio"),
+    (["--gn-max-step", "0"], "--gn-max-step"),
 ])
 def test_bad_options_are_refused(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as err:
@@ -207,7 +242,7 @@ def test_bad_options_are_refused(tmp_path, capsys, argv, message):
 
 
 @pytest.mark.slow
-def test_closed_slopes_run(tmp_path):
+def test_closed_slopes_run(tmp_path, quick):
     """``--quick --closed-slopes 2``: the slopes are measured at the start and every ``--slopes-every`` steps,
     recorded, used by Adam and at the hidden theta, and named in the conclusion."""
     summary = tn.main(["--quick", "--seed", str(SEED), "--closed-slopes", "2", "--slopes-every", "1",
@@ -220,3 +255,9 @@ def test_closed_slopes_run(tmp_path):
     hidden = data["adam"]["hidden_slopes"]
     assert set(hidden) == {"E", "I"} and "--closed-slopes 2" in summary["conclusion"]
     assert all(math.isfinite(v) for v in data["adam"]["loss"])
+    # used by Adam: its first step (the same keys and start as the run without slopes) has the same loss and a
+    # different gradient (the CV's part goes through both rates)
+    plain = quick[2]["adam"]
+    assert data["adam"]["loss"][0] == pytest.approx(plain["loss"][0], rel=1e-6)
+    assert not np.allclose(data["adam"]["grad"][0], plain["grad"][0], rtol=1e-3)
+    assert [entry[0] for entry in data["gauss_newton"]["closed_slopes"]] == list(range(data["gauss_newton"]["steps"]))

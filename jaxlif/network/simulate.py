@@ -312,8 +312,10 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
             docs/networks.md); :func:`jaxlif.network.rate_slopes` checks that assumption on your network
             and warns where it fails.  A triple ``(population, fn, slopes)`` with closed-loop slopes
             ``{population: dy/dr [per Hz]}`` (:func:`jaxlif.network.closed_loop_slopes`, ``.attach``) gives
-            ``dy = sum_b slopes[b] dr_b`` instead, through every population's rate (values may be traced: new
-            slopes compile nothing; ``"mean_field"`` only).  Under the other estimators, or without ``spike_grad``,
+            ``dy = sum_b slopes[b] dr_b`` instead, through every population's rate (a population left out of
+            ``slopes`` counts as 0; ``fn`` must then return a scalar; values may be traced: new slopes compile
+            nothing, but traced values are not checked, and a NaN slope gives NaN derivatives; ``"mean_field"``
+            only).  Under the other estimators, or without ``spike_grad``,
             ``fn`` is simply applied to the rasters (its derivative is the rasters').  A poisoned run gives
             NaN.  Pass the same function objects from call to call: a new function compiles a new program.
 
