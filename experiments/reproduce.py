@@ -9,7 +9,8 @@ Runs, on embedded defaults (the parameter sets of docs/conventions.md, section 6
 5. ``bonus_stp_lif``: STP-LIF vs static synapses against tau_ratio;
 6. ``fit_trains``: real data, every plasticity model fitted to mossy fibre -> CA3 trains and compared;
 7. ``train_network``: an E/I network with STP trained to a hidden network's rates, ISI CV and count
-   correlation, surrogate gradients against gradient-free search on the same simulations; in the main job
+   correlation, surrogate gradients (Adam and Gauss-Newton) against gradient-free search on the same
+   simulations; in the main job
    at the small size of ``MAIN_JOB_OPTIONS`` (the full 1000-neuron run is
    ``python experiments/train_network.py``, about half an hour on 2 cores);
 8. ``fit_stp``: the fitting demonstration (``experiments/fit_stp.py``; reported as pending while it does
