@@ -301,9 +301,11 @@ def programs(structure, base, leaf, cfg):
 
     forward = jax.jit(batch)
     value_and_grad = jax.jit(jax.value_and_grad(loss, has_aux=True))
-    mean_jacobian = jax.jit(jax.jacfwd(lambda theta, keys, structure, base, slopes:
-                                       (lambda st: (st.mean(0), st))(batch(theta, keys, structure, base, slopes)),
-                                       has_aux=True))
+    def mean_stats(theta, keys, structure, base, slopes):
+        stats = batch(theta, keys, structure, base, slopes)
+        return stats.mean(0), stats
+
+    mean_jacobian = jax.jit(jax.jacfwd(mean_stats, has_aux=True))
 
     def grad(theta, keys, target, scale, slopes=None):
         with warnings.catch_warnings():
@@ -370,6 +372,28 @@ def closed_slopes_at(theta, keys, structure, base, leaf, cfg, log=None) -> dict:
     return {a: jnp.float32(v) for a, v in slopes.items()}
 
 
+def _slopes_for_step(measure, theta, i: int, cfg, hist: dict, slopes, log, method: str):
+    """The CV's closed-loop slopes for step ``i`` of a fit: re-measured (``measure(theta, i)``, recorded in
+    ``hist["slopes"]`` and logged) every ``cfg.slopes_every`` steps, else the current ``slopes``; ``None`` without
+    ``measure``."""
+    if measure is None or i % cfg.slopes_every:
+        return slopes
+    slopes = measure(theta, i)
+    hist["slopes"].append([i, {a: float(v) for a, v in slopes.items()}])
+    log(f"{method} step {i}: closed-loop slopes of the CV " + ", ".join(f"{a} {float(v):.3g}" for a, v in
+                                                                      slopes.items()) + " per Hz")
+    return slopes
+
+
+def _step_cost(seconds: list, t_fwd, cfg, with_slopes: bool) -> float:
+    """A fit's cost per step in forward calls.  With slopes, the first step's (measured before the timing, with
+    the compilation) are added to its time as their runs, ``2 P = 4`` per key over ``trials`` runs per call, and
+    the mean counts the steps that re-measure them; else the median step."""
+    if with_slopes:
+        seconds[0] += float(np.median(t_fwd)) * 4 * cfg.closed_slopes / cfg.trials
+    return float((np.mean(seconds) if with_slopes else np.median(seconds)) / np.median(t_fwd))
+
+
 def fit_adam(grad, theta0, target, scale, root, cfg, log, measure=None):
     """Adam from ``theta0``; a new key set per step.  Returns the history (theta before each step, loss, time).
     ``measure(theta, i)``: the CV's closed-loop slopes, re-measured every ``cfg.slopes_every`` steps (its time
@@ -381,11 +405,7 @@ def fit_adam(grad, theta0, target, scale, root, cfg, log, measure=None):
     slopes = None
     for i in range(cfg.steps):
         t0 = time.perf_counter()
-        if measure is not None and i % cfg.slopes_every == 0:
-            slopes = measure(theta, i)
-            hist["slopes"].append([i, {a: float(v) for a, v in slopes.items()}])
-            log(f"adam step {i}: closed-loop slopes of the CV " + ", ".join(f"{a} {float(v):.3g}" for a, v in
-                                                                            slopes.items()) + " per Hz")
+        slopes = _slopes_for_step(measure, theta, i, cfg, hist, slopes, log, "adam")
         (value, _), g = grad(theta, _keys(root, 2, i, cfg.trials), target, scale, slopes)
         g = jax.block_until_ready(g)
         hist["seconds"].append(time.perf_counter() - t0)
@@ -421,9 +441,7 @@ def fit_gauss_newton(jacobian, theta0, target, scale, n_steps: int, root, cfg, l
     slopes = None
     for i in range(n_steps):
         t0 = time.perf_counter()
-        if measure is not None and i % cfg.slopes_every == 0:
-            slopes = measure(theta, i)
-            hist["slopes"].append([i, {a: float(v) for a, v in slopes.items()}])
+        slopes = _slopes_for_step(measure, theta, i, cfg, hist, slopes, log, "gauss-newton")
         J, stats = jacobian(theta, _keys(root, 2, i, cfg.trials), slopes)
         J, mean = np.asarray(jax.block_until_ready(J), float), np.asarray(stats, float).mean(0)
         hist["seconds"].append(time.perf_counter() - t0)
@@ -546,7 +564,7 @@ def identifiability(J, sd, ref_trials: int) -> dict:
 # ----------------------------------------------------------------------------------------------
 
 
-def markdown(cfg, target, sd, evals, ident, ratio, budget, adam, conclusion, gn=None, gn_ratio=None) -> str:
+def markdown(cfg, target, sd, evals, ident, ratio, budget, adam, conclusion, gn, gn_ratio) -> str:
     """``train_network.md``: the tables of the run (statistics with SE, parameters, cost, identifiability)."""
     se_t = sd / math.sqrt(cfg.ref_trials)
     methods = tuple(m for m in METHODS if m in evals)
@@ -568,10 +586,9 @@ def markdown(cfg, target, sd, evals, ident, ratio, budget, adam, conclusion, gn=
               f"Median wall time of a gradient step {np.median(adam['seconds']):.3g} s = {ratio:.2f} forward calls "
               f"measured in this run (nominal cost of the mean-field estimator: 10); every baseline got {budget} forward calls "
               f"(`--cost-ratio` {cfg.cost_ratio:g} x {cfg.steps} steps, fixed so that it does not depend on timing)."
-              + ("" if gn is None else
-                 f" Gauss-Newton: {len(gn['loss'])} steps of a forward-mode Jacobian, each counted as "
-                 f"{cfg.gn_cost_ratio:g} forward calls (`--gn-cost-ratio`), {gn_ratio:.2f} measured "
-                 f"(median {np.median(gn['seconds']):.3g} s)."), "",
+              + f" Gauss-Newton: {len(gn['loss'])} steps of a forward-mode Jacobian, each counted as "
+                f"{cfg.gn_cost_ratio:g} forward calls (`--gn-cost-ratio`), {gn_ratio:.2f} measured "
+                f"(median {np.median(gn['seconds']):.3g} s).", "",
               "## Conclusion", "", conclusion, ""]
     return "\n".join(lines)
 
@@ -626,11 +643,8 @@ def run(cfg, log, files) -> dict:
     for w in caught:
         if not issubclass(w.category, nw.gradients.RecurrentGradientWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    if measure is not None:     # the first slopes (measured with the compilation) count as their runs: 2 populations
-        adam["seconds"][0] += float(np.median(t_fwd)) * 4 * cfg.closed_slopes / cfg.trials   # x 2 signs per key
+    ratio = _step_cost(adam["seconds"], t_fwd, cfg, measure is not None)
     t_grad = adam["seconds"]
-    # with --closed-slopes every slopes_every-th step also measures the slopes: the mean counts that cost
-    ratio = float((np.mean(t_grad) if measure is not None else np.median(t_grad)) / np.median(t_fwd))
     budget = max(2, int(round(cfg.cost_ratio * cfg.steps)))
     log(f"adam: loss {adam['loss'][0]:.4g} -> {adam['loss'][-1]:.4g} in {cfg.steps} steps; {unstable} "
         f"unstable-estimator warnings; forward {np.median(t_fwd):.3g} s, value+gradient {np.median(t_grad):.3g} s "
@@ -643,9 +657,7 @@ def run(cfg, log, files) -> dict:
     jax.block_until_ready(jacobian_fn(theta_start, tkeys, first)[0])
     compile_jacobian = time.perf_counter() - t0
     gn = fit_gauss_newton(jacobian_fn, theta_start, target, scale, gn_steps, root, cfg, log, measure)
-    if measure is not None:
-        gn["seconds"][0] += float(np.median(t_fwd)) * 4 * cfg.closed_slopes / cfg.trials
-    gn_ratio = float((np.mean(gn["seconds"]) if measure is not None else np.median(gn["seconds"])) / np.median(t_fwd))
+    gn_ratio = _step_cost(gn["seconds"], t_fwd, cfg, measure is not None)
     log(f"gauss-newton: loss {gn['loss'][0]:.4g} -> {gn['loss'][-1]:.4g} in {gn_steps} steps (budget {budget} / "
         f"--gn-cost-ratio {cfg.gn_cost_ratio:g}); a step costs {gn_ratio:.2f} forward calls (measured)")
 
