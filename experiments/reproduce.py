@@ -58,7 +58,7 @@ FIT = "fit_stp"
 #: about 5 minutes on 2 cores; the experiment's own defaults are its full run).
 MAIN_JOB_OPTIONS = {"train_network": ["--n-E", "160", "--n-I", "40", "--p", "0.2", "--T", "300", "--steps", "6",
                                       "--ref-trials", "8", "--eval-trials", "4", "--corr-n", "100",
-                                      "--closed-slopes", "0"]}
+                                      "--closed-slopes", "0", "--cost-ratio", "20", "--gn-cost-ratio", "32"]}
 TITLES = {
     "lif_part1": "LIF neuron part 1: sinusoidal input, membrane potential, spikes",
     "free_membrane_potential": "Section 1.2: free membrane potential vs membrane potential with threshold",

@@ -94,6 +94,12 @@ def test_budget_and_histories(quick):
         step = tn.gauss_newton_step(J, mean, target, scale, cfg.damping, cfg.gn_max_step)
         np.testing.assert_allclose(theta[i + 1], theta[i] + step, rtol=1e-9, atol=1e-12)
     assert np.any(theta[-1] != theta[0])
+    # its result is the mean of the last ceil(gn_average x steps) iterates; the last one is evaluated beside it
+    m = math.ceil(cfg.gn_average * gn["steps"])
+    assert gn["average_of"] == m and 1 <= m <= gn["steps"]
+    np.testing.assert_allclose(gn["result"], theta[-m:].mean(0), rtol=1e-12)
+    np.testing.assert_allclose(data["evaluation"]["gauss_newton"]["theta"], theta[-m:].mean(0), rtol=1e-12)
+    np.testing.assert_allclose(data["evaluation"]["gauss_newton_last"]["theta"], theta[-1], rtol=1e-12)
 
 
 def test_losses_are_the_standardised_distances(quick):
@@ -149,6 +155,18 @@ def test_estimator_jacobian_is_the_gradient_of_each_statistic():
     theta = jnp.asarray([0.3, -0.2, 0.1, 0.5], jnp.float32)
     want = jax.jit(jax.jacfwd(lambda th: jnp.tanh(A @ th)))(theta)
     np.testing.assert_allclose(tn.estimator_jacobian(grad, theta, jnp.ones(2)), want, rtol=1e-4, atol=1e-5)
+
+
+def test_averaged_iterate():
+    """The tail average: the last ceil(fraction n) of the n iterates after the start, at least one."""
+    thetas = np.arange(11.0)[:, None] * np.ones((1, 4))          # theta_0 (the start) .. theta_10
+    mean, m = tn.averaged_iterate(thetas, 0.5)
+    assert m == 5 and np.all(mean == 8.0)                          # iterates 6..10
+    mean, m = tn.averaged_iterate(thetas, 0.25)
+    assert m == 3 and np.all(mean == 9.0)                          # ceil(2.5) = 3: iterates 8..10
+    assert tn.averaged_iterate(thetas, 0.01) == (pytest.approx(np.full(4, 10.0)), 1)
+    mean, m = tn.averaged_iterate(thetas, 1.0)
+    assert m == 10 and np.all(mean == 5.5)                         # never the start itself
 
 
 def test_gauss_newton_step():
@@ -232,6 +250,8 @@ def test_target_statistics_equal_a_numpy_oracle(quick):
     (["--damping", "-1"], "must be finite and >= 0"),
     (["--gn-cost-ratio", "0"], "--gn-cost-ratio"),
     (["--gn-max-step", "0"], "--gn-max-step"),
+    (["--gn-average", "0"], "must lie in (0, 1]"),
+    (["--gn-average", "1.5"], "must lie in (0, 1]"),
 ])
 def test_bad_options_are_refused(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as err:
