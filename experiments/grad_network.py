@@ -114,34 +114,55 @@ def _cv_fn(first: int):
     return functools.partial(_mean_cv, first=first)
 
 
+#: What a run reused with ``--fd-from`` must share with this one.
+SAME = ("config", "T_s", "start_ms", "keys", "h")
+
+
 def study(config: str, T_s: float, n_keys: int, h: float, estimators, start: float = 0.0,
-          slope_keys: int = 32, estimator_keys: int | None = None) -> dict:
+          slope_keys: int = 32, estimator_keys: int | None = None, fd_from: dict | None = None) -> dict:
     """Finite differences over ``n_keys`` keys; each estimator's Jacobian on the first ``estimator_keys`` of them
-    (default all: its mean is compared with the differences' mean, its own SE is reported beside it)."""
+    (default all: its mean is compared with the differences' mean, its own SE is reported beside it).
+
+    ``fd_from``: the JSON of an earlier run of the same network, duration, keys, step and start (the estimator's
+    changes do not touch the forward runs): its finite differences and closed-loop slopes are reused, and only
+    the estimators' Jacobians are computed."""
     structure, params = build(config)
     T = 1000.0 * T_s
     keys = [jax.random.key(100 + i) for i in range(n_keys)]
     n_est = n_keys if estimator_keys is None else min(estimator_keys, n_keys)
-    slopes = None
-    if CLOSED in estimators:        # measured once, at the unperturbed parameters, on keys of their own
-        closed = nw.closed_loop_slopes(jnp.stack([jax.random.key(500 + i) for i in range(slope_keys)]), structure,
-                                       params, T=T, dt=DT, statistics={"cv": ("E", _cv_fn(int(round(start / DT))))})
-        slopes = closed.slopes["cv"]
-    theta0 = jnp.zeros(4)
-    forward = jax.jit(lambda th, k: statistics(structure, params, th, k, T, None, start))
-    forward(theta0, keys[0]).block_until_ready()                     # compiled outside the timing
-    t0 = time.perf_counter()
-    values = np.array([forward(theta0, k) for k in keys])
-    t_forward = (time.perf_counter() - t0) / n_keys
-    fd = np.array([[(forward(theta0.at[i].set(h), k) - forward(theta0.at[i].set(-h), k)) / (2 * h)
-                    for i in range(4)] for k in keys])               # (keys, params, outputs)
     out = {"config": config, "T_s": T_s, "start_ms": start, "keys": n_keys, "estimator_keys": n_est, "h": h,
-           "values": values.mean(0).tolist(), "fd": fd.mean(0).T.tolist(),
-           "fd_se": (fd.std(0, ddof=1).T / np.sqrt(n_keys)).tolist(), "seconds_per_forward": t_forward,
            "estimators": {}}
-    if slopes is not None:
-        out["closed_slopes"] = {"slopes": closed.slopes["cv"], "se": closed.se["cv"], "keys": slope_keys,
-                                "condition": closed.condition}
+    slopes = None
+    theta0 = jnp.zeros(4)
+    if fd_from is not None:
+        differ = [k for k in SAME if fd_from.get(k) != out[k]]
+        if differ:
+            raise ValueError(f"--fd-from is a run with other {differ}: " + ", ".join(
+                f"{k} {fd_from.get(k)!r} there, {out[k]!r} here" for k in differ))
+        if CLOSED in estimators and fd_from.get("closed_slopes", {}).get("keys") != slope_keys:
+            raise ValueError(f"--fd-from has no closed-loop slopes on {slope_keys} keys (--slope-keys)")
+        out.update({k: fd_from[k] for k in ("values", "fd", "fd_se", "seconds_per_forward")},
+                   fd_reused_from=fd_from.get("run_id", "an earlier run"))
+        if CLOSED in estimators:
+            out["closed_slopes"] = fd_from["closed_slopes"]
+            slopes = out["closed_slopes"]["slopes"]
+    else:
+        if CLOSED in estimators:    # measured once, at the unperturbed parameters, on keys of their own
+            closed = nw.closed_loop_slopes(jnp.stack([jax.random.key(500 + i) for i in range(slope_keys)]),
+                                           structure, params, T=T, dt=DT,
+                                           statistics={"cv": ("E", _cv_fn(int(round(start / DT))))})
+            slopes = closed.slopes["cv"]
+            out["closed_slopes"] = {"slopes": closed.slopes["cv"], "se": closed.se["cv"], "keys": slope_keys,
+                                    "condition": closed.condition}
+        forward = jax.jit(lambda th, k: statistics(structure, params, th, k, T, None, start))
+        forward(theta0, keys[0]).block_until_ready()                     # compiled outside the timing
+        t0 = time.perf_counter()
+        values = np.array([forward(theta0, k) for k in keys])
+        t_forward = (time.perf_counter() - t0) / n_keys
+        fd = np.array([[(forward(theta0.at[i].set(h), k) - forward(theta0.at[i].set(-h), k)) / (2 * h)
+                        for i in range(4)] for k in keys])               # (keys, params, outputs)
+        out.update(values=values.mean(0).tolist(), fd=fd.mean(0).T.tolist(),
+                   fd_se=(fd.std(0, ddof=1).T / np.sqrt(n_keys)).tolist(), seconds_per_forward=t_forward)
     # "mean_field" and its closed-loop variant differ only in the CV's derivative: one Jacobian gives both
     shared = CLOSED in estimators and "mean_field" in estimators
     for est in [e for e in estimators if not (shared and e == "mean_field")]:
@@ -321,6 +342,9 @@ def table(result: dict, title: str | None = None) -> str:
         for est, rows in resolved_ratios(result).items():
             lines.append(f"\n{est}, estimate / FD where the difference is beyond 3 SE: "
                          + (", ".join(f"{o} / {p} {q:.2f}" for o, p, q in rows) or "none resolved"))
+    if "fd_reused_from" in result:
+        lines.append(f"\nThe finite differences (and closed-loop slopes) are those of {result['fd_reused_from']}; the "
+                     f"estimators were computed in this run.")
     if "closed_slopes" in result:
         c = result["closed_slopes"]
         lines.append(f"\n{CLOSED}: the CV's closed-loop slopes ({c['keys']} keys of their own; condition "
@@ -345,6 +369,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--estimator-keys", type=int, default=None,
                     help="the estimators' Jacobians on the first this many keys (default: all; a Jacobian costs "
                          "tens of forward runs)")
+    ap.add_argument("--fd-from", type=Path, default=None,
+                    help="grad_network.json of an earlier run of the same --config, --T, --keys, --h and --start: "
+                         "reuse its finite differences (and closed-loop slopes), compute only the estimators")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "grad_network")
     args = ap.parse_args(argv)
     if args.keys < 2:
@@ -364,9 +391,16 @@ def main(argv=None) -> dict:
         return _write(closure_study(config, T_s, keys), closure_table, args.out, "grad_network_closure")
     if not 0.0 <= args.start < 1000.0 * T_s:
         ap.error(f"--start={args.start:g} must be in [0, T) ms")
-    return _write(study(config, T_s, keys, args.h, estimators, args.start, args.slope_keys, args.estimator_keys),
-                  table, args.out,
-                  "grad_network")
+    fd_from = None
+    if args.fd_from is not None:
+        fd_from = json.loads(args.fd_from.read_text())
+        fd_from.setdefault("run_id", str(args.fd_from))
+    try:
+        result = study(config, T_s, keys, args.h, estimators, args.start, args.slope_keys, args.estimator_keys,
+                       fd_from)
+    except ValueError as err:
+        ap.error(str(err))
+    return _write(result, table, args.out, "grad_network")
 
 
 def _write(result: dict, to_table, out: Path, stem: str) -> dict:

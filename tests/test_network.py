@@ -693,6 +693,10 @@ def test_delivery_latency_is_the_delay(tiny_runs):
     np.testing.assert_allclose(g_I[np.arange(6), DELAYS], W_AB, rtol=1e-6)   # by the weight [nS]
 
 
+# the tiny network's B gets its only inhibitory inputs (A's one spike) in the first steps of the 30 ms run: the
+# estimator's replays cannot resolve B's open-loop response to inhibition over the settled part, and it says so
+# (RecurrentGradientWarning); these tests are about vmap == loop and the gradient's sign
+@pytest.mark.filterwarnings("ignore:the mean-field gradient estimator could not calibrate population")
 def test_vmap_equals_loop_surrogate_gradient_and_poisoned_rows(tiny_runs):
     """One vmapped program of value-and-gradient with a surrogate, over tau_m of B = 10, 12 and 0.05 ms
     (invalid: below dt): rows 0 and 1 equal the single runs without surrogate (vmap == loop, the same
@@ -867,6 +871,10 @@ def test_exp_euler_latency_and_convergence_to_a_fine_step(tiny_exp, tiny_runs):
     assert euler_err > 0.05, euler_err
 
 
+# the tiny network's B gets its only inhibitory inputs (A's one spike) in the first steps of the 30 ms run: the
+# estimator's replays cannot resolve B's open-loop response to inhibition over the settled part, and it says so
+# (RecurrentGradientWarning); these tests are about vmap == loop and the gradient's sign
+@pytest.mark.filterwarnings("ignore:the mean-field gradient estimator could not calibrate population")
 def test_exp_euler_vmap_equals_loop_with_mean_field_gradient(tiny_exp):
     """One vmapped value-and-gradient program with a surrogate (the mean-field estimator, the default)
     over the A->B weight scale: each row equals the single run without surrogate, and the first row's

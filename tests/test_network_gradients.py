@@ -104,13 +104,16 @@ def rates(structure, params, estimator, T=T, key=KEY, settled=False):
 
 
 def mean_field_jvp(structure, params, key=KEY):
-    """(run, its mean-field tangent) along the log drive weight (one compiled program, the scaling included)."""
+    """(run, its mean-field tangent) along the log drive weight and, at the same time, the log scale of every
+    weight out of I (so that both of the estimator's lanes, excitatory and inhibitory, carry a tangent; one
+    compiled program, the scaling included)."""
     return _mean_field_jvp(structure, params, key)
 
 
 @jax.jit
 def _mean_field_jvp(structure, params, key):
-    return jax.jvp(lambda w: run(structure, scaled(params, w, 1.0, 1.0), "mean_field", key=key), (0.0,), (1.0,))
+    return jax.jvp(lambda w: run(structure, scaled(params, w, 1.0, jnp.exp(w)), "mean_field", key=key), (0.0,),
+                   (1.0,))
 
 
 def rate_loss(params, structure, key=KEY):
@@ -129,9 +132,11 @@ def mean_field_grad(structure, params):
 
 def test_mean_field_is_the_calibrated_local_derivative_plus_the_population_feedback(split):
     """The estimator's formula rebuilt from public pieces: the local derivatives (forward mode), and the
-    calibration: an open-loop finite difference (the run's own rasters replayed, ``replay=``) of the rates
-    against a common scale of every excitatory input (drive weight and weights out of E), over the local
-    derivative along the same direction."""
+    calibration of each receptor: an open-loop finite difference (the run's own rasters replayed, ``replay=``)
+    of the rates against a common scale of every excitatory input (drive weight and weights out of E), and of
+    every inhibitory input (weights out of I), each over the local derivative along the same direction.  The
+    drive weight is calibrated by the excitatory response, the weights out of I by the inhibitory one, and the
+    loop gain's column of each population by the response to the receptor its projections act on."""
     structure, params = split
     theta = jnp.array([0.0, 1.0, 1.0])
     f = lambda th: (lambda res: (rates_of(res), rates_of(res, True)))(run(structure, scaled(params, *th), "local"))  # noqa: E731
@@ -140,9 +145,9 @@ def test_mean_field_is_the_calibrated_local_derivative_plus_the_population_feedb
     plain = nw.simulate_network(KEY, structure, params, T=T, dt=DT, record=False)
     raster = {a: plain.spikes[a] for a in ("E", "I")}
 
-    def replayed(h, cv=False):
-        res = nw.simulate_network(KEY, structure, scaled(params, h, np.exp(h), 1.0), T=T, dt=DT, record=False,
-                                  replay=raster)
+    def replayed(h, inh=False, cv=False):
+        moved = scaled(params, 0.0, 1.0, np.exp(h)) if inh else scaled(params, h, np.exp(h), 1.0)
+        res = nw.simulate_network(KEY, structure, moved, T=T, dt=DT, record=False, replay=raster)
         return float(mean_cv(jnp.asarray(res.spikes["E"], jnp.float32))) if cv else rates_np(res, True)
 
     again = nw.simulate_network(KEY, structure, params, T=T, dt=DT, record=False, replay=raster)
@@ -150,35 +155,45 @@ def test_mean_field_is_the_calibrated_local_derivative_plus_the_population_feedb
         np.testing.assert_array_equal(np.asarray(again.spikes[name]), np.asarray(plain.spikes[name]))
     h = gradients.CALIBRATION_STEP
     open_loop = (replayed(h) - replayed(-h)) / (2 * h)
-    surrogate = settled[:, 0] + settled[:, 1]
-    c = open_loop / surrogate
-    G = c[:, None] * np.asarray(settled[:, 1:]) / r[None, :]
-    coef = np.linalg.solve(np.eye(2) - G, c * np.asarray(settled[:, 0])) / r
-    expected = c * (np.asarray(local[:, 0]) + np.asarray(local[:, 1:]) @ coef)
+    open_inh = (replayed(h, inh=True) - replayed(-h, inh=True)) / (2 * h)
+    surrogate, surrogate_inh = settled[:, 0] + settled[:, 1], settled[:, 2]
+    c, c_inh = open_loop / surrogate, open_inh / surrogate_inh
+    cal = np.stack([c, c_inh], axis=1)                            # cal[a, b]: E's spikes act on the excitatory
+    G = cal * np.asarray(settled[:, 1:]) / r[None, :]             # receptor, I's on the inhibitory one
+
+    def expected(v, settled_only=False):
+        """The mean-field derivative of the rates [Hz] along ``v = (drive, inhibitory scale)``."""
+        dR = c * settled[:, 0] * v[0] + c_inh * settled[:, 2] * v[1]
+        coef = np.linalg.solve(np.eye(2) - G, dR) / r
+        x = settled if settled_only else local
+        return c * x[:, 0] * v[0] + c_inh * x[:, 2] * v[1] + (cal * x[:, 1:]) @ coef
+
     primal, tangent = mean_field_jvp(structure, params)
     forward = rates_np(tangent)
     reverse = mean_field_grad(structure, params)
-    assert r.min() > 1.0 and abs(expected[0]) > 1.0 and np.all((c > 0.05) & (c < 0.95))
-    np.testing.assert_allclose(forward, expected, rtol=2e-3)
-    np.testing.assert_allclose(reverse, expected[0] + 0.5 * expected[1], rtol=2e-3)
-    assert abs(expected[0]) < 0.5 * abs(float(local[0, 0]))          # the feedback and the calibration matter
+    both_ways, drive = expected((1.0, 1.0)), expected((1.0, 0.0))
+    assert r.min() > 1.0 and abs(drive[0]) > 1.0 and np.all((c > 0.05) & (c < 0.95))
+    assert np.all(open_inh < 0) and np.all(surrogate_inh < 0) and np.all((c_inh > 0.05) & (c_inh < 0.95))
+    assert abs(c_inh[0] / c[0] - 1) > 0.1                         # the two receptors' calibrations differ
+    np.testing.assert_allclose(forward, both_ways, rtol=2e-3)
+    np.testing.assert_allclose(reverse, drive[0] + 0.5 * drive[1], rtol=2e-3)
+    assert abs(drive[0]) < 0.5 * abs(float(local[0, 0]))          # the feedback and the calibration matter
     gain = nw.loop_gain(KEY, structure, params, T=T, dt=DT)
     assert gain.names == ("E", "I") and gain.stable
-    np.testing.assert_allclose(gain.calibration, c, rtol=1e-4)
-    np.testing.assert_allclose(gain.open_loop, open_loop, rtol=1e-4)
-    np.testing.assert_allclose(gain.surrogate, surrogate, rtol=1e-4)
-    np.testing.assert_allclose(gain.G, G, rtol=1e-4)
+    for got, want in ((gain.calibration, c), (gain.open_loop, open_loop), (gain.surrogate, surrogate),
+                      (gain.calibration_inh, c_inh), (gain.open_loop_inh, open_inh),
+                      (gain.surrogate_inh, surrogate_inh), (gain.G, G)):
+        np.testing.assert_allclose(got, want, rtol=1e-4)
     np.testing.assert_allclose(gain.rates, r, rtol=1e-6)
     # the statistic: its value, and its derivative through the settled E rate (Hz here, as the slope)
     assert float(primal.statistics["cv"]) == float(mean_cv(jnp.asarray(primal.spikes["E"], jnp.float32)))
     slope = (replayed(h, cv=True) - replayed(-h, cv=True)) / (2 * h * open_loop[0])
-    d_rate = float(rates_np(tangent, settled=True)[0])
-    np.testing.assert_allclose(d_rate, c[0] * (settled[0, 0] + settled[0, 1:] @ coef), rtol=2e-3)
+    d_rates = rates_np(tangent, settled=True)
+    np.testing.assert_allclose(d_rates, expected((1.0, 1.0), settled_only=True), rtol=2e-3)
     assert abs(slope) > 1e-3 and np.isfinite(primal.statistics["cv"])
-    np.testing.assert_allclose(float(tangent.statistics["cv"]), slope * d_rate, rtol=2e-3)
+    np.testing.assert_allclose(float(tangent.statistics["cv"]), slope * d_rates[0], rtol=2e-3)
     # with closed-loop slopes given: their sum over the populations' settled rate derivatives [Hz]
     assert float(primal.statistics["cv_closed"]) == float(primal.statistics["cv"])
-    d_rates = rates_np(tangent, settled=True)
     np.testing.assert_allclose(float(tangent.statistics["cv_closed"]),
                                CLOSED["E"] * d_rates[0] + CLOSED["I"] * d_rates[1], rtol=1e-4)
 
@@ -251,21 +266,29 @@ def test_an_untrusted_mean_field_warns(split):
     we could build: a saturated runaway network sits at a stable state); a stable network run through the
     estimator stays silent, and a silent network keeps the surrogate's derivative (nothing new to compile)."""
     structure, params = split
-    names, r, ok = ("E", "I"), np.array([10.0, 20.0]), np.array([1.0, 2.0])
+    names, r = ("E", "I"), np.array([10.0, 20.0])
+    ok = np.array([[1.0, 2.0], [-1.0, -2.0]])          # responses to the excitatory (> 0) and inhibitory (< 0) input
     with pytest.warns(RecurrentGradientWarning, match="real part 1.2"):
         gradients._warn_if_untrusted(np.array([[1.2, 0.0], [0.0, 0.5]]), r, ok, ok, names)
-    with pytest.warns(RecurrentGradientWarning, match=r"could not calibrate population\(s\) \['I'\]"):
-        gradients._warn_if_untrusted(np.zeros((1, 2, 2)), r[None], np.array([[1.0, 0.0]]), ok[None], names)
+    with pytest.warns(RecurrentGradientWarning, match=r"could not calibrate population\(s\) \['I'\].*excitatory"):
+        gradients._warn_if_untrusted(np.zeros((1, 2, 2)), r[None], np.array([[[1.0, 0.0], [-1.0, -2.0]]]), ok[None],
+                                     names)
+    with pytest.warns(RecurrentGradientWarning, match=r"could not calibrate population\(s\) \['E'\].*inhibitory"):
+        gradients._warn_if_untrusted(np.zeros((2, 2)), r, np.array([[1.0, 2.0], [0.5, -2.0]]), ok, names)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RecurrentGradientWarning)
         gradients._warn_if_untrusted(np.array([[0.9, -2.0], [2.0, -1.0]]), r, ok, ok, names)
-        gradients._warn_if_untrusted(np.zeros((2, 2)), np.array([10.0, 0.0]), np.array([1.0, 0.0]), ok, names)
+        gradients._warn_if_untrusted(np.zeros((2, 2)), np.array([10.0, 0.0]), np.array([[1.0, 0.0], [-1.0, 0.0]]),
+                                     ok, names)
+        no_inh = np.array([[1.0, 2.0], [0.0, 0.0]])     # no inhibitory input: nothing to calibrate, no warning
+        gradients._warn_if_untrusted(np.zeros((2, 2)), r, no_inh, no_inh, names)
         mean_field_grad(structure, params)                              # the stable one stays silent
         jax.effects_barrier()
     # a silent network: nothing to calibrate (c = 1), and the surrogate still points out of silence
     silent = scaled(params, -1.5, 1.0, 1.0)
     gain = nw.loop_gain(KEY, structure, silent, T=T, dt=DT)
     assert gain.rates.max() == 0.0 and np.all(gain.calibration == 1.0) and np.all(gain.open_loop == 0.0)
+    assert np.all(gain.calibration_inh == 1.0) and np.all(gain.open_loop_inh == 0.0)
     assert float(mean_field_grad(structure, silent)) > 0.0
 
 

@@ -18,27 +18,34 @@ rates is then the solution of
 
 .. math::
 
-    dr = C\, \partial_\theta R\, d\theta + G\, dr,
-    \qquad G_{ab} = \frac{c_a}{r_b} \frac{\partial R_a}{\partial \lambda_b},
-    \qquad dr = (I - G)^{-1} C\, \partial_\theta R\, d\theta, \qquad C = \mathrm{diag}(c_a),
+    dr_a = c^E_a\, \partial_\theta R^E_a\, d\theta + c^I_a\, \partial_\theta R^I_a\, d\theta + \sum_b G_{ab}\, dr_b,
+    \qquad G_{ab} = \frac{c^{X(b)}_a}{r_b} \frac{\partial R_a}{\partial \lambda_b},
 
-and every output ``y`` of the simulation (rasters, voltages, conductances, plasticity traces, final
-state) gets the same feedback correction, the rasters of population ``a`` also the factor ``c_a``::
+solved as ``dr = (I - G)^-1 (...)``.  The local derivative is split by receptor: ``R^I`` is the part of the
+tangent that acts only on the inhibitory conductance input (the ``inh`` receptor's parameters, the drives and
+projections onto the inhibitory receptor with their STP, a given ``g_I``), ``R^E`` the rest; ``X(b)`` is the
+receptor through which population ``b``'s spikes act (inhibitory where every projection out of ``b`` is onto the
+inhibitory receptor, else excitatory).  Every output ``y`` of the simulation (rasters, voltages,
+conductances, plasticity traces, final state) gets the same feedback correction, and the rasters of
+population ``a`` the calibrations (``c^X_a`` on each part)::
 
-    dy = dy_local + sum_b (dy/dlambda_b) dr_b / r_b,      d spikes_a = c_a (d spikes_a,local + ...)
+    dy = dy_local + sum_b (dy/dlambda_b) dr_b / r_b,
+    d spikes_a = c^E_a d spikes_a,local^E + c^I_a d spikes_a,local^I + sum_b c^X(b)_a (d spikes_a/dlambda_b) dr_b / r_b
 
-**The calibration** ``c_a``.  With the recurrent input held fixed, the surrogate derivative of a rate is
-itself 3-13x too large (measured on ``ei_network`` by replaying a run's own rasters as its recurrent
+**The calibration** ``c^E_a, c^I_a``.  With the recurrent input held fixed, the surrogate derivative of a
+rate is itself 3-13x too large (measured on ``ei_network`` by replaying a run's own rasters as its recurrent
 input, ``simulate_network(replay=)``, and differencing: BENCHMARKS.md, "Recurrent gradients"), and the
-feedback above multiplies that error.  So ``c_a`` is the ratio of two open-loop responses of ``a``'s
+feedback above multiplies that error.  So ``c^E_a`` is the ratio of two open-loop responses of ``a``'s
 rate to one common scale ``s`` of every excitatory conductance input (the excitatory drive, the given
 ``g_E`` and the weights onto the excitatory receptor): a central finite difference in ``log s``
 (:data:`CALIBRATION_STEP`) of two replays of the run, in which the targets still spike and reset but the
 delivered spikes do not change (common random numbers and no chaos: precise with one key), over the
-local surrogate derivative along the same direction.  It only rescales what the surrogate says, so
-its direction (which parameters matter, and their relative weight within a population) is the
-surrogate's.  The response to inhibitory inputs remains about 1.5-2x too large after the calibration
-(the surrogate sees the input's mean but not its variance, which inhibition raises).
+local surrogate derivative along the same direction; ``c^I_a`` the same for a common scale of every
+inhibitory input.  The surrogate's error is not the same for the two: it sees an input's mean but not the
+variance that inhibition adds, so with one calibration (the excitatory one, before 2026-12-08) the response
+to inhibitory inputs stayed 1.7-2.4x too large on four E/I networks, and with one per receptor it is
+1.2-1.5x (BENCHMARKS.md).  The calibration only rescales what the surrogate says, so within a receptor the
+direction (which parameters matter, and their relative weight within a population) is the surrogate's.
 
 **Statistics through the rate.**  A spike-timing statistic of the rasters, such as the mean ISI CV, cannot
 use the rasters' tangent: at every step that tangent is the surrogate's, and the CV's derivative taken
@@ -86,16 +93,17 @@ weights in a strongly recurrent network; with the settled part, the right sign; 
 This is a :func:`jax.custom_jvp` of the whole simulation, so ``jax.grad``, ``jax.jvp`` and ``vmap`` work
 as usual (the calibration and ``G`` depend on the primal run only, so the tangent stays linear).  Cost
 of a derivative: forward-mode passes for the local tangent, one per population for ``G`` (vmapped) and
-one for the calibration, plus two plain replays: about ``2 (2 + P) + 2`` simulations for ``P``
-populations.  Silent populations (``r_b = 0``) feed nothing back.
+two for the calibration (one vmapped pass), plus four plain replays: about ``2 (4 + P) + 4``
+simulations for ``P`` populations (vmapped lanes share their primal run, so fewer in practice).  Silent populations (``r_b = 0``) feed nothing back.
 
 **When it cannot be trusted.**  The correction is a linearisation around a stationary state: it needs
 the mean field to be stable, every eigenvalue of ``G`` with real part below 1.  Otherwise (a network
 that runs away, an oscillating or synchronous regime) the simulation warns at run time
 (:class:`RecurrentGradientWarning`) and the derivative should not be used.  It also warns when a
-spiking population's open-loop response to its excitatory input was not resolved (a finite difference
-of 0 or less: too few spikes); that population's derivatives then keep the surrogate's size (``c_a = 1``,
-as for a silent population, whose surrogate derivative may still show the way out of silence).
+spiking population's open-loop response to its excitatory or inhibitory input was not resolved (a finite
+difference of 0 or of the wrong sign: too few spikes); that population's derivatives along that receptor then
+keep the surrogate's size (``c = 1``, as for a silent population, whose surrogate derivative may still show
+the way out of silence, or for a population without input on that receptor).
 :func:`loop_gain` returns ``G`` and the calibration to check a configuration beforehand.  Accuracy against
 finite differences is tabulated in BENCHMARKS.md ("Recurrent gradients").
 """
@@ -134,15 +142,21 @@ def _is_float(x) -> bool:
 
 
 def _warn_if_untrusted(G, r, open_loop, surrogate, names) -> None:
-    """The warnings of the estimator (concrete values, batched or not)."""
+    """The warnings of the estimator (concrete values, batched or not); ``open_loop`` and ``surrogate`` are
+    ``(..., 2, P)``: the responses to the excitatory input (row 0) and to the inhibitory one (row 1)."""
     _warn_if_unstable(G)
-    r, fd, sg = (np.asarray(x, float).reshape(-1, len(names)) for x in (r, open_loop, surrogate))
-    bad = sorted({names[j] for i, j in zip(*np.nonzero((r > 0) & (sg > 0) & ~(fd > 0)))})
-    if bad:
-        warnings.warn(f"the mean-field gradient estimator could not calibrate population(s) {bad}: their open-loop "
-                      f"response to a common scale of their excitatory input was not resolved (not > 0), so their "
-                      f"derivatives keep the surrogate's uncalibrated size (several times too large); use a longer "
-                      f"run or more neurons (jaxlif.network.loop_gain shows the calibration)", RecurrentGradientWarning)
+    P = len(names)
+    r = np.asarray(r, float).reshape(-1, P)
+    fd, sg = (np.asarray(x, float).reshape(-1, 2, P) for x in (open_loop, surrogate))
+    for row, (what, sign) in enumerate((("excitatory", 1.0), ("inhibitory", -1.0))):
+        f, g = sign * fd[:, row], sign * sg[:, row]
+        bad = sorted({names[j] for i, j in zip(*np.nonzero((r > 0) & (g > 0) & ~(f > 0)))})
+        if bad:
+            warnings.warn(f"the mean-field gradient estimator could not calibrate population(s) {bad}: their "
+                          f"open-loop response to a common scale of their {what} input was not resolved (not "
+                          f"{'> 0' if sign > 0 else '< 0'}), so their derivatives along it keep the surrogate's "
+                          f"uncalibrated size (several times too large); use a longer run or more neurons "
+                          f"(jaxlif.network.loop_gain shows the calibration)", RecurrentGradientWarning)
 
 
 def _warn_if_unstable(G) -> None:
@@ -165,13 +179,17 @@ class LoopGain(NamedTuple):
     Attributes:
         names: population names, the order of the axes.
         rates: mean rate of each population [Hz] over the settled part of the run (:data:`SETTLE`), ``(P,)``.
-        G: loop gain ``G_ab = c_a (dR_a/dlambda_b) / r_b`` (calibrated surrogate), dimensionless, ``(P, P)``
-            (0 columns for silent populations).
+        G: loop gain ``G_ab = c_ab (dR_a/dlambda_b) / r_b`` (calibrated surrogate), dimensionless, ``(P, P)``
+            (0 columns for silent populations); ``c_ab`` is ``calibration_inh[a]`` for a population ``b`` whose
+            projections are all onto the inhibitory receptor, else ``calibration[a]``.
         eigenvalues: of ``G``, complex, ``(P,)``.
         stable: every eigenvalue has real part below 1 (the condition of the estimator).
         calibration: ``c_a``, ``(P,)``: the open-loop response of each population's rate to a common scale
             of its excitatory input, by a finite difference of replays, over the surrogate's (module docstring).
         open_loop, surrogate: those two responses [Hz per unit log scale], ``(P,)``.
+        calibration_inh, open_loop_inh, surrogate_inh: the same for the inhibitory input (responses
+            negative; a calibration of 1 where a population has no inhibitory input or the response was not
+            resolved).
     """
 
     names: tuple
@@ -182,6 +200,9 @@ class LoopGain(NamedTuple):
     calibration: np.ndarray
     open_loop: np.ndarray
     surrogate: np.ndarray
+    calibration_inh: np.ndarray
+    open_loop_inh: np.ndarray
+    surrogate_inh: np.ndarray
 
 
 def _concrete_run(net, params, T: float, dt: float, inputs):
@@ -226,9 +247,10 @@ def loop_gain(key: jax.Array | None, net: Network | NetworkStructure, params: Ne
     r, G, calibration = _loop_gain(key, structure, (params, seqs, I_const, None), names,
                                    (steps, dt, spike_grad, False, "event", 4, 0, "euler"))
     r, G, (c, fd, sg) = np.asarray(r, float), np.asarray(G, float), (np.asarray(x, float) for x in calibration)
-    r, G = r * (1000.0 / dt), c[:, None] * G
+    hz = 1000.0 / dt
     eig = np.linalg.eigvals(G)
-    return LoopGain(names, r, G, eig, bool(np.all(eig.real < 1.0)), c, fd * (1000.0 / dt), sg * (1000.0 / dt))
+    return LoopGain(names, r * hz, G, eig, bool(np.all(eig.real < 1.0)), c[0], fd[0] * hz, sg[0] * hz, c[1],
+                    fd[1] * hz, sg[1] * hz)
 
 
 @jax.jit(static_argnums=(3, 4))
@@ -237,9 +259,10 @@ def _loop_gain(key, structure, diff, names, statics):
     run = functools.partial(sim._run_fixed, statics=statics)
     out = run((key, structure), diff, None)
     D, calibration, _ = _responses(run, (key, structure), diff,
-                                   functools.partial(sim._scale_excitatory, structure), out, names)
+                                   functools.partial(sim._scale_receptor, structure), out, names)
     r, G = loop_gain_from(out, D, names)
-    return r, G, calibration
+    rows = jnp.asarray([("exc", "inh").index(x) for x in sim._feedback_receptors(structure)])
+    return r, calibration[0][rows, :].T * G, calibration
 
 
 class RateSlopes(NamedTuple):
@@ -386,7 +409,7 @@ def _rate_slopes(keys, structure, diff, names, statics, statistics):
     """Per key: the settled rates and statistics of the open-loop replay pair and of the closed-loop pair."""
     from jaxlif.network import simulate as sim
     run = functools.partial(sim._run_fixed, statics=statics)
-    scale = functools.partial(sim._scale_excitatory, structure)
+    scale = functools.partial(sim._scale_receptor, structure)
     h = CALIBRATION_STEP
 
     def one(key):
@@ -569,7 +592,7 @@ def _closed_pairs(keys, structure, diff, names, statics, statistics):
     logs = jnp.concatenate([eye, -eye])
 
     def one(key):
-        return jax.vmap(lambda ls: _summary(run((key, structure), sim._scale_excitatory(structure, diff, jnp.exp(ls)),
+        return jax.vmap(lambda ls: _summary(run((key, structure), sim._scale_receptor(structure, diff, jnp.exp(ls)),
                                                 None).spikes, names, statistics))(logs)
 
     return jax.lax.map(one, keys)
@@ -624,31 +647,39 @@ def _responses(run, fixed, diff, scale, out, names, statistics: tuple = ()):
     """The primal-only work of the estimator, around the run ``out``: ``(D, (c, open_loop, surrogate), slopes)``.
 
     ``D``: the outputs' local derivatives with respect to each population's feedback scale (each leaf with a
-    leading axis ``b`` over the populations).  ``c, open_loop, surrogate``, each ``(P,)``: each population's
-    response (rate per step over the settled part, per unit log scale) to a common scale ``s`` of every
-    excitatory conductance input (``scale(diff, s)``), by a central finite difference of open-loop replays of
-    ``out`` (:data:`CALIBRATION_STEP`) and by the local surrogate derivative; ``c = open_loop / surrogate``
-    where both are positive, else 1 (the surrogate as it is: a silent population, whose surrogate derivative
-    may still show the way out of silence, or an unresolved difference, which warns).  ``slopes``:
-    ``{label: dy/dr}`` for each ``(label, population, fn)`` of ``statistics``: the same two replays' difference
-    of ``y = fn(raster of population)`` over that of the population's settled rate per step (0 where the
-    rate's difference is not positive).
+    leading axis ``b`` over the populations).  ``c, open_loop, surrogate``, each ``(2, P)``, row 0 for the
+    excitatory receptor and row 1 for the inhibitory one: each population's response (rate per step over the
+    settled part, per unit log scale) to a common scale ``s`` of every conductance input onto that receptor
+    (``scale(diff, s, receptor)``), by a central finite difference of open-loop replays of ``out``
+    (:data:`CALIBRATION_STEP`) and by the local surrogate derivative; ``c = open_loop / surrogate`` where both
+    have the receptor's sign (positive for excitation, negative for inhibition), else 1 (the surrogate as it
+    is: a silent population, whose surrogate derivative may still show the way out of silence, a population
+    without input on that receptor, or an unresolved difference, which warns).  ``slopes``: ``{label: dy/dr}``
+    for each ``(label, population, fn)`` of ``statistics``: the excitatory pair of replays' difference of
+    ``y = fn(raster of population)`` over that of the population's settled rate per step (0 where the rate's
+    difference is not positive).
 
-    The feedback directions are one vmapped forward-mode pass (tangents on the feedback scales only), the scale
-    direction another (a tangent on ``s`` only: carried in the same vmapped pass, every lane would propagate
-    both kinds of tangent, measured 7-20 % slower per gradient), and the two replays one vmapped simulation.
+    The feedback directions are one vmapped forward-mode pass (tangents on the feedback scales only), the two
+    receptor scales another (a tangent on ``s`` only: carried in the same vmapped pass, every lane would
+    propagate both kinds of tangent, measured 7-20 % slower per gradient), and the four replays one vmapped
+    simulation.
     """
     dtype = jnp.result_type(float)
     one = jnp.ones((), dtype)
     ones = {a: one for a in names}
     eye = {a: jnp.eye(len(names), dtype=dtype)[i] for i, a in enumerate(names)}
     D = jax.vmap(lambda e: jax.jvp(lambda fb: run(fixed, diff, fb), (ones,), (e,))[1])(eye)
-    sg = _rates(jax.jvp(lambda s: run(fixed, scale(diff, s), ones), (one,), (one,))[1].spikes, names)
-    (up, down), stats = _replay_pair(run, fixed, diff, scale, jax.lax.stop_gradient(out.spikes), names, statistics)
-    fd = (up - down) / (2 * CALIBRATION_STEP)
-    ok = (sg > 0) & (fd > 0)
+    both = lambda d, s: scale(scale(d, s[0], "exc"), s[1], "inh")                  # noqa: E731
+    sg = jax.vmap(lambda t: _rates(jax.jvp(lambda s: run(fixed, both(diff, s), ones), (jnp.ones(2, dtype),),
+                                           (t,))[1].spikes, names))(jnp.eye(2, dtype=dtype))
+    h = CALIBRATION_STEP
+    rates, stats = _replays(run, fixed, diff, both, jax.lax.stop_gradient(out.spikes), names, statistics,
+                            jnp.asarray([[h, 0.0], [-h, 0.0], [0.0, h], [0.0, -h]], dtype))
+    fd = (rates[0::2] - rates[1::2]) / (2 * h)                                     # (2, P)
+    sign = jnp.asarray([[1.0], [-1.0]], dtype)
+    ok = (sign * sg > 0) & (sign * fd > 0)
     c = jnp.where(ok, fd / jnp.where(ok, sg, 1.0), 1.0)
-    slopes = _slopes(up, down, stats, names, statistics)
+    slopes = _slopes(rates[0], rates[1], {k: v[:2] for k, v in stats.items()}, names, statistics)
     return D, (c, fd, sg), slopes
 
 
@@ -657,14 +688,21 @@ def _summary(spikes, names, statistics):
     return _rates(spikes, names), statistics_of(spikes, statistics)
 
 
-def _replay_pair(run, fixed, diff, scale, raster, names, statistics):
-    """:func:`_summary` of two open-loop replays of ``raster`` with every excitatory input scaled by ``e^(+-h)``
-    (:data:`CALIBRATION_STEP`; one vmapped simulation), without derivative: rates ``(2, P)``, statistics
-    ``{label: (2, ...)}``."""
-    h = CALIBRATION_STEP
+def _replays(run, fixed, diff, scale, raster, names, statistics, logs):
+    """:func:`_summary` of open-loop replays of ``raster``, one per row of ``logs``, the ``diff`` given to each
+    ``scale(diff, exp(row))`` (one vmapped simulation), without derivative: rates ``(L, P)``, statistics
+    ``{label: (L, ...)}``."""
     replayed = jax.vmap(lambda log_s: _summary(run(fixed, scale(diff, jnp.exp(log_s)), None, raster).spikes, names,
                                                statistics))
-    return jax.lax.stop_gradient(replayed(jnp.asarray([h, -h], jnp.result_type(float))))
+    return jax.lax.stop_gradient(replayed(logs))
+
+
+def _replay_pair(run, fixed, diff, scale, raster, names, statistics):
+    """:func:`_replays` with every excitatory input scaled by ``e^(+-h)`` (:data:`CALIBRATION_STEP`): rates
+    ``(2, P)``, statistics ``{label: (2, ...)}``."""
+    h = CALIBRATION_STEP
+    return _replays(run, fixed, diff, lambda d, s: scale(d, s, "exc"), raster, names, statistics,
+                    jnp.asarray([h, -h], jnp.result_type(float)))
 
 
 def _slopes(up, down, stats, names, statistics) -> dict:
@@ -679,7 +717,7 @@ def _slopes(up, down, stats, names, statistics) -> dict:
 
 
 def mean_field(run: Callable, fixed, diff, names: Sequence[str], scale: Callable, statistics: tuple = (),
-               closed: dict | None = None, to_hz: float = 1.0):
+               closed: dict | None = None, to_hz: float = 1.0, *, split: Callable, feedback_receptors: Sequence[str]):
     """The simulation ``run(fixed, diff, feedback)`` with the calibrated mean-field derivative (module docstring),
     and the ``statistics`` of its rasters with their derivative through the rate.
 
@@ -691,18 +729,25 @@ def mean_field(run: Callable, fixed, diff, names: Sequence[str], scale: Callable
         fixed: arrays that are not differentiated (the key, the connectivity).
         diff: the pytree of differentiable inputs (parameters, given inputs, initial state).
         names: the population names.
-        scale: ``scale(diff, s)``: ``diff`` with every excitatory conductance input multiplied by ``s``.
+        scale: ``scale(diff, s, receptor)``: ``diff`` with every conductance input onto ``receptor`` (``"exc"``
+            or ``"inh"``) multiplied by ``s``.
         statistics: ``((label, population, fn), ...)``; each ``y = fn(raster)`` gets the derivative
             ``(dy/dr)_open loop * dr`` of the module docstring ("Statistics through the rate").
         closed: ``{label: (P,) array}``: for these statistics the derivative is instead
             ``sum_b k_b dr_b``, ``k_b`` the given closed-loop slopes [per Hz] (:func:`closed_loop_slopes`) and
             ``dr_b`` the rates' mean-field derivative, ``to_hz`` converting a rate per step to Hz.
+        split: ``split(d_diff) -> (rest, inh)``: a tangent of ``diff`` as two that add up to it, ``inh`` what
+            acts only on the inhibitory conductance input (calibrated by the inhibitory response), ``rest`` the
+            remainder (calibrated by the excitatory one).
+        feedback_receptors: per population, ``"exc"`` or ``"inh"``: the receptor through which its spikes act,
+            whose calibration its column of the loop gain gets.
 
     Returns:
         ``(result, {label: y})``.
     """
     names = tuple(names)
     closed = {} if closed is None else closed
+    receptor_rows = np.asarray([("exc", "inh").index(x) for x in feedback_receptors])
 
     def stats_of(spikes):
         stats = statistics_of(spikes, statistics)
@@ -722,25 +767,39 @@ def mean_field(run: Callable, fixed, diff, names: Sequence[str], scale: Callable
         (fixed, diff, closed), (_, d_diff, _) = primals, tangents
         dtype = jnp.result_type(float)
         ones = {a: jnp.ones((), dtype) for a in names}
-        # the local tangent (linear in d_diff)
-        out, d_local = jax.jvp(lambda d: run(fixed, d, ones), (diff,), (d_diff,))
+        # the local tangent (linear in d_diff), in two lanes: what acts on the inhibitory input, and the rest
+        lanes = split(d_diff)
+        axes = jax.tree.map(lambda t: 0 if _is_float(t) else None, lanes[0])
+        stacked = jax.tree.map(lambda a, b: jnp.stack([a, b]) if _is_float(a) else a, *lanes)
+        out, d_two = jax.vmap(lambda t: jax.jvp(lambda d: run(fixed, d, ones), (diff,), (t,)), in_axes=(axes,),
+                              out_axes=(None, 0))(stacked)
         # the outputs' derivatives with respect to each population's feedback scale, the calibration and the
         # statistics' open-loop slopes (primal-only work)
         D, (c, fd, sg), slopes = _responses(run, fixed, diff, scale, out, names, statistics)
         r, G = loop_gain_from(out, D, names)
-        G = c[:, None] * G
+        C = c[receptor_rows, :].T                                   # C[a, b]: a's calibration for b's receptor
+        G = C * G
         jax.debug.callback(functools.partial(_warn_if_untrusted, names=names), G, r, fd, sg)
-        dr = jnp.linalg.solve(jnp.eye(len(names), dtype=dtype) - G, c * _rates(d_local.spikes, names))
+        local = jnp.sum(c * jax.vmap(lambda sp: _rates(sp, names))(d_two.spikes), axis=0)
+        dr = jnp.linalg.solve(jnp.eye(len(names), dtype=dtype) - G, local)
         coef = jnp.where(r > 0, dr / jnp.where(r > 0, r, 1.0), 0.0)
 
-        def correct(d, Db):
-            if not _is_float(d) or not _is_float(Db):
-                return d
-            return d + jnp.tensordot(coef.astype(d.dtype), Db, axes=(0, 0))
+        def correct(primal, d, Db):
+            if not _is_float(d):                # an integer or boolean output: no tangent
+                return np.zeros(np.shape(primal), jax.dtypes.float0)
+            local = jnp.sum(d, axis=0)
+            return local + jnp.tensordot(coef.astype(d.dtype), Db, axes=(0, 0)) if _is_float(Db) else local
 
-        tangent = jax.tree.map(correct, d_local, D)
-        spikes = {a: tangent.spikes[a] * c[i].astype(tangent.spikes[a].dtype) if _is_float(tangent.spikes[a])
-                  else tangent.spikes[a] for i, a in enumerate(names)}
+        tangent = jax.tree.map(correct, out, d_two, D)
+
+        def spikes_of(i, a):                   # sum over the lanes and the feedback, each with its calibration
+            d, Db = d_two.spikes[a], D.spikes[a]
+            if not _is_float(d):
+                return tangent.spikes[a]
+            return (jnp.tensordot(c[:, i].astype(d.dtype), d, axes=(0, 0))
+                    + jnp.tensordot((C[i] * coef).astype(d.dtype), Db, axes=(0, 0)))
+
+        spikes = {a: spikes_of(i, a) for i, a in enumerate(names)}
         stats = stats_of(out.spikes)
         d_stats = {label: (jnp.dot(closed[label].astype(dr.dtype), dr) * to_hz if label in closed
                            else slopes[label] * dr[names.index(pop)]).astype(stats[label].dtype)

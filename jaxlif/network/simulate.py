@@ -418,25 +418,66 @@ def _stack_replay(rasters: dict, names: tuple) -> jax.Array:
     return jnp.concatenate([jnp.asarray(rasters[name], jnp.result_type(float)) for name in names])[:, :-1].T
 
 
-def _scale_excitatory(structure: NetworkStructure, diff, s):
-    """``diff = (params, seqs, I_const, state0)`` with every excitatory conductance input multiplied by
-    ``s``: the weights of the projections onto the excitatory receptor, the excitatory drives' weights
-    and the given ``g_E`` (the reference direction of the estimator's calibration).  ``s`` is a scalar,
-    or ``(P,)``, one scale per target population in the network's order (the directions of
+def _scale_receptor(structure: NetworkStructure, diff, s, receptor: str = "exc"):
+    """``diff = (params, seqs, I_const, state0)`` with every conductance input onto ``receptor`` (``"exc"`` or
+    ``"inh"``) multiplied by ``s``: the weights of the projections onto that receptor, the weights of the drives
+    onto it and the given ``g_E`` (or ``g_I``) (the reference directions of the estimator's calibration).  ``s``
+    is a scalar, or ``(P,)``, one scale per target population in the network's order (the directions of
     :func:`jaxlif.network.closed_loop_slopes`)."""
     params, (seqs, seqs0), I_const, state0 = diff
-    index = {p.name: j for j, p in enumerate(structure.populations)}
+    j = ("exc", "inh").index(receptor)
+    index = {p.name: i for i, p in enumerate(structure.populations)}
     of = (lambda name: s) if jnp.ndim(s) == 0 else (lambda name: s[index[name]])
     pops = {p.name: params.populations[p.name]._replace(drive=params.populations[p.name].drive._replace(
                 weight=params.populations[p.name].drive.weight * of(p.name)))
-            if p.drive_receptor == "exc" else params.populations[p.name] for p in structure.populations}
+            if p.drive_receptor == receptor else params.populations[p.name] for p in structure.populations}
     projs = {q.key: params.projections[q.key]._replace(weights=params.projections[q.key].weights * of(q.post))
-             if q.receptor == "exc" else params.projections[q.key] for q in structure.projections}
+             if q.receptor == receptor else params.projections[q.key] for q in structure.projections}
     per_neuron = s if jnp.ndim(s) == 0 else jnp.concatenate(
-        [jnp.full((p.size,), s[j], jnp.result_type(s)) for j, p in enumerate(structure.populations)])
+        [jnp.full((p.size,), s[i], jnp.result_type(s)) for i, p in enumerate(structure.populations)])
     scale = (lambda g: None if g is None else g * per_neuron)
-    return (params._replace(populations=pops, projections=projs),
-            ((scale(seqs[0]),) + tuple(seqs[1:]), (scale(seqs0[0]), seqs0[1])), I_const, state0)
+    seqs = tuple(scale(g) if i == j else g for i, g in enumerate(seqs))
+    seqs0 = tuple(scale(g) if i == j else g for i, g in enumerate(seqs0))
+    return params._replace(populations=pops, projections=projs), (seqs, seqs0), I_const, state0
+
+
+def _inhibitory_part(structure: NetworkStructure, d):
+    """``(rest, inh)``: a tree shaped as ``diff = (params, seqs, I_const, state0)`` (a tangent) split in two that
+    add up to it: ``inh`` holds what acts only on the inhibitory conductance input (each population's ``inh``
+    receptor, the drives onto the inhibitory receptor, the projections onto it with their STP, the given
+    ``g_I``) and zeros elsewhere; ``rest`` the remainder (the estimator calibrates the two apart)."""
+    params, (seqs, seqs0), I_const, state0 = d
+    zero = lambda tree: jax.tree.map(lambda x: jnp.zeros_like(x) if jnp.issubdtype(x.dtype, jnp.inexact) else x, tree)  # noqa: E731
+    inh_drive = {p.name for p in structure.populations if p.drive_receptor == "inh"}
+    inh_proj = {q.key for q in structure.projections if q.receptor == "inh"}
+    pops_i, pops_r = {}, {}
+    for name, pop in params.populations.items():
+        drive_i = pop.drive if name in inh_drive else zero(pop.drive)
+        drive_r = zero(pop.drive) if name in inh_drive else pop.drive
+        pops_i[name] = pop._replace(neuron=zero(pop.neuron), exc=zero(pop.exc), drive=drive_i)
+        pops_r[name] = pop._replace(inh=zero(pop.inh), drive=drive_r)
+    projs_i = {k: v if k in inh_proj else zero(v) for k, v in params.projections.items()}
+    projs_r = {k: zero(v) if k in inh_proj else v for k, v in params.projections.items()}
+    g_i = lambda g, i: g if i == 1 else zero(g)        # noqa: E731  (g_E, g_I, I_inj): g_I only
+    g_r = lambda g, i: zero(g) if i == 1 else g        # noqa: E731
+    inh = (params._replace(populations=pops_i, projections=projs_i),
+           (tuple(g_i(g, i) for i, g in enumerate(seqs)), tuple(g_i(g, i) for i, g in enumerate(seqs0))),
+           zero(I_const), zero(state0))
+    rest = (params._replace(populations=pops_r, projections=projs_r),
+            (tuple(g_r(g, i) for i, g in enumerate(seqs)), tuple(g_r(g, i) for i, g in enumerate(seqs0))),
+            I_const, state0)
+    return rest, inh
+
+
+def _feedback_receptors(structure: NetworkStructure) -> tuple:
+    """Per population, the receptor through which its spikes act on the network: ``"inh"`` where every
+    projection out of it is onto the inhibitory receptor, else ``"exc"`` (the estimator's loop gain calibrates
+    each population's feedback by the response to that receptor's input)."""
+    out = []
+    for p in structure.populations:
+        receptors = {q.receptor for q in structure.projections if q.pre == p.name}
+        out.append("inh" if receptors == {"inh"} else "exc")
+    return tuple(out)
 
 
 def _check_estimator(grad_estimator, recurrent_grad, spike_grad) -> str:
@@ -484,8 +525,10 @@ def _simulate(key, structure, diff, replay, closed, names, statics, estimator, r
     if estimator == "mean_field":
         run = jax.jit(functools.partial(_run_fixed, statics=statics))   # traced once per signature: the
         # estimator calls it with the same shapes several times (jvp and vmap then work on its jaxpr)
-        scale = functools.partial(_scale_excitatory, structure)
-        result, stats = gradients.mean_field(run, (key, structure), diff, names, scale, statistics,
+        result, stats = gradients.mean_field(run, (key, structure), diff, names, functools.partial(
+                                                 _scale_receptor, structure), statistics,
+                                             split=functools.partial(_inhibitory_part, structure),
+                                             feedback_receptors=_feedback_receptors(structure),
                                              closed=closed, to_hz=1000.0 / statics[1])
     else:
         result = _run(key, structure, diff, None, statics, recurrent_grad, replay)
