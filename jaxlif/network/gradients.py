@@ -258,11 +258,11 @@ def _loop_gain(key, structure, diff, names, statics):
     from jaxlif.network import simulate as sim
     run = functools.partial(sim._run_fixed, statics=statics)
     out = run((key, structure), diff, None)
-    D, calibration, _ = _responses(run, (key, structure), diff,
-                                   functools.partial(sim._scale_receptor, structure), out, names)
+    calibration, _ = _calibration(run, (key, structure), diff, functools.partial(sim._scale_receptor, structure),
+                                  out, names)
+    D = _feedback(run, (key, structure), diff, names, _inh_gain(calibration[0], [p.size for p in structure.populations]))
     r, G = loop_gain_from(out, D, names)
-    rows = jnp.asarray([("exc", "inh").index(x) for x in sim._feedback_receptors(structure)])
-    return r, calibration[0][rows, :].T * G, calibration
+    return r, calibration[0][0][:, None] * G, calibration
 
 
 class RateSlopes(NamedTuple):
@@ -643,32 +643,26 @@ def statistics_of(spikes: dict, statistics: tuple) -> dict:
     return out
 
 
-def _responses(run, fixed, diff, scale, out, names, statistics: tuple = ()):
-    """The primal-only work of the estimator, around the run ``out``: ``(D, (c, open_loop, surrogate), slopes)``.
+def _calibration(run, fixed, diff, scale, out, names, statistics: tuple = ()):
+    """The calibration of the estimator around the run ``out`` (primal-only work): ``((c, open_loop, surrogate),
+    slopes)``.
 
-    ``D``: the outputs' local derivatives with respect to each population's feedback scale (each leaf with a
-    leading axis ``b`` over the populations).  ``c, open_loop, surrogate``, each ``(2, P)``, row 0 for the
-    excitatory receptor and row 1 for the inhibitory one: each population's response (rate per step over the
-    settled part, per unit log scale) to a common scale ``s`` of every conductance input onto that receptor
-    (``scale(diff, s, receptor)``), by a central finite difference of open-loop replays of ``out``
-    (:data:`CALIBRATION_STEP`) and by the local surrogate derivative; ``c = open_loop / surrogate`` where both
-    have the receptor's sign (positive for excitation, negative for inhibition), else 1 (the surrogate as it
-    is: a silent population, whose surrogate derivative may still show the way out of silence, a population
-    without input on that receptor, or an unresolved difference, which warns).  ``slopes``: ``{label: dy/dr}``
-    for each ``(label, population, fn)`` of ``statistics``: the excitatory pair of replays' difference of
-    ``y = fn(raster of population)`` over that of the population's settled rate per step (0 where the rate's
-    difference is not positive).
+    ``c, open_loop, surrogate``, each ``(2, P)``, row 0 for the excitatory receptor and row 1 for the inhibitory
+    one: each population's response (rate per step over the settled part, per unit log scale) to a common scale
+    ``s`` of every conductance input onto that receptor (``scale(diff, s, receptor)``), by a central finite
+    difference of open-loop replays of ``out`` (:data:`CALIBRATION_STEP`) and by the local surrogate derivative;
+    ``c = open_loop / surrogate`` where both have the receptor's sign (positive for excitation, negative for
+    inhibition), else 1 (the surrogate as it is: a silent population, whose surrogate derivative may still show
+    the way out of silence, a population without input on that receptor, or an unresolved difference, which
+    warns).  ``slopes``: ``{label: dy/dr}`` for each ``(label, population, fn)`` of ``statistics``: the
+    excitatory pair of replays' difference of ``y = fn(raster of population)`` over that of the population's
+    settled rate per step (0 where the rate's difference is not positive).
 
-    The feedback directions are one vmapped forward-mode pass (tangents on the feedback scales only), the two
-    receptor scales another (a tangent on ``s`` only: carried in the same vmapped pass, every lane would
-    propagate both kinds of tangent, measured 7-20 % slower per gradient), and the four replays one vmapped
-    simulation.
+    The two receptor scales are one vmapped forward-mode pass (tangents on ``s`` only), the four replays one
+    vmapped simulation.
     """
     dtype = jnp.result_type(float)
-    one = jnp.ones((), dtype)
-    ones = {a: one for a in names}
-    eye = {a: jnp.eye(len(names), dtype=dtype)[i] for i, a in enumerate(names)}
-    D = jax.vmap(lambda e: jax.jvp(lambda fb: run(fixed, diff, fb), (ones,), (e,))[1])(eye)
+    ones = {a: jnp.ones((), dtype) for a in names}
     both = lambda d, s: scale(scale(d, s[0], "exc"), s[1], "inh")                  # noqa: E731
     sg = jax.vmap(lambda t: _rates(jax.jvp(lambda s: run(fixed, both(diff, s), ones), (jnp.ones(2, dtype),),
                                            (t,))[1].spikes, names))(jnp.eye(2, dtype=dtype))
@@ -680,7 +674,24 @@ def _responses(run, fixed, diff, scale, out, names, statistics: tuple = ()):
     ok = (sign * sg > 0) & (sign * fd > 0)
     c = jnp.where(ok, fd / jnp.where(ok, sg, 1.0), 1.0)
     slopes = _slopes(rates[0], rates[1], {k: v[:2] for k, v in stats.items()}, names, statistics)
-    return D, (c, fd, sg), slopes
+    return (c, fd, sg), slopes
+
+
+def _inh_gain(c, sizes):
+    """Per neuron, ``c^I / c^E`` of its population, ``(n,)``: the factor on the inhibitory conductance's
+    derivative (:func:`jaxlif.network.network_step`'s ``inh_gain``) that turns the excitatory calibration
+    ``c^E`` of everything a population's rate responds to into ``c^I`` for its inhibitory input."""
+    ratio = c[1] / c[0]
+    return jnp.concatenate([jnp.full((size,), ratio[i], ratio.dtype) for i, size in enumerate(sizes)])
+
+
+def _feedback(run, fixed, diff, names, inh_gain):
+    """The outputs' local derivatives with respect to each population's feedback scale (each leaf with a leading
+    axis ``b`` over the populations): one vmapped forward-mode pass, tangents on the feedback scales only."""
+    dtype = jnp.result_type(float)
+    ones = {a: jnp.ones((), dtype) for a in names}
+    eye = {a: jnp.eye(len(names), dtype=dtype)[i] for i, a in enumerate(names)}
+    return jax.vmap(lambda e: jax.jvp(lambda fb: run(fixed, diff, fb, inh_gain=inh_gain), (ones,), (e,))[1])(eye)
 
 
 def _summary(spikes, names, statistics):
@@ -717,7 +728,7 @@ def _slopes(up, down, stats, names, statistics) -> dict:
 
 
 def mean_field(run: Callable, fixed, diff, names: Sequence[str], scale: Callable, statistics: tuple = (),
-               closed: dict | None = None, to_hz: float = 1.0, *, split: Callable, feedback_receptors: Sequence[str]):
+               closed: dict | None = None, to_hz: float = 1.0, *, sizes: Sequence[int]):
     """The simulation ``run(fixed, diff, feedback)`` with the calibrated mean-field derivative (module docstring),
     and the ``statistics`` of its rasters with their derivative through the rate.
 
@@ -736,18 +747,13 @@ def mean_field(run: Callable, fixed, diff, names: Sequence[str], scale: Callable
         closed: ``{label: (P,) array}``: for these statistics the derivative is instead
             ``sum_b k_b dr_b``, ``k_b`` the given closed-loop slopes [per Hz] (:func:`closed_loop_slopes`) and
             ``dr_b`` the rates' mean-field derivative, ``to_hz`` converting a rate per step to Hz.
-        split: ``split(d_diff) -> (rest, inh)``: a tangent of ``diff`` as two that add up to it, ``inh`` what
-            acts only on the inhibitory conductance input (calibrated by the inhibitory response), ``rest`` the
-            remainder (calibrated by the excitatory one).
-        feedback_receptors: per population, ``"exc"`` or ``"inh"``: the receptor through which its spikes act,
-            whose calibration its column of the loop gain gets.
+        sizes: the populations' sizes, in the order of ``names`` (the neurons' order).
 
     Returns:
         ``(result, {label: y})``.
     """
     names = tuple(names)
     closed = {} if closed is None else closed
-    receptor_rows = np.asarray([("exc", "inh").index(x) for x in feedback_receptors])
 
     def stats_of(spikes):
         stats = statistics_of(spikes, statistics)
@@ -767,39 +773,27 @@ def mean_field(run: Callable, fixed, diff, names: Sequence[str], scale: Callable
         (fixed, diff, closed), (_, d_diff, _) = primals, tangents
         dtype = jnp.result_type(float)
         ones = {a: jnp.ones((), dtype) for a in names}
-        # the local tangent (linear in d_diff), in two lanes: what acts on the inhibitory input, and the rest
-        lanes = split(d_diff)
-        axes = jax.tree.map(lambda t: 0 if _is_float(t) else None, lanes[0])
-        stacked = jax.tree.map(lambda a, b: jnp.stack([a, b]) if _is_float(a) else a, *lanes)
-        out, d_two = jax.vmap(lambda t: jax.jvp(lambda d: run(fixed, d, ones), (diff,), (t,)), in_axes=(axes,),
-                              out_axes=(None, 0))(stacked)
-        # the outputs' derivatives with respect to each population's feedback scale, the calibration and the
-        # statistics' open-loop slopes (primal-only work)
-        D, (c, fd, sg), slopes = _responses(run, fixed, diff, scale, out, names, statistics)
+        # the calibration around the run (primal-only work), then the local tangent (linear in d_diff) and the
+        # outputs' derivatives with respect to each population's feedback scale, both with the inhibitory
+        # conductance's derivative scaled by c^I / c^E where it enters the membrane
+        (c, fd, sg), slopes = _calibration(run, fixed, diff, scale, run(fixed, diff, None), names, statistics)
+        gain = _inh_gain(c, sizes)
+        out, d_local = jax.jvp(lambda d: run(fixed, d, ones, inh_gain=gain), (diff,), (d_diff,))
+        D = _feedback(run, fixed, diff, names, gain)
         r, G = loop_gain_from(out, D, names)
-        C = c[receptor_rows, :].T                                   # C[a, b]: a's calibration for b's receptor
-        G = C * G
+        G = c[0][:, None] * G
         jax.debug.callback(functools.partial(_warn_if_untrusted, names=names), G, r, fd, sg)
-        local = jnp.sum(c * jax.vmap(lambda sp: _rates(sp, names))(d_two.spikes), axis=0)
-        dr = jnp.linalg.solve(jnp.eye(len(names), dtype=dtype) - G, local)
+        dr = jnp.linalg.solve(jnp.eye(len(names), dtype=dtype) - G, c[0] * _rates(d_local.spikes, names))
         coef = jnp.where(r > 0, dr / jnp.where(r > 0, r, 1.0), 0.0)
 
-        def correct(primal, d, Db):
-            if not _is_float(d):                # an integer or boolean output: no tangent
-                return np.zeros(np.shape(primal), jax.dtypes.float0)
-            local = jnp.sum(d, axis=0)
-            return local + jnp.tensordot(coef.astype(d.dtype), Db, axes=(0, 0)) if _is_float(Db) else local
+        def correct(d, Db):
+            if not _is_float(d) or not _is_float(Db):
+                return d
+            return d + jnp.tensordot(coef.astype(d.dtype), Db, axes=(0, 0))
 
-        tangent = jax.tree.map(correct, out, d_two, D)
-
-        def spikes_of(i, a):                   # sum over the lanes and the feedback, each with its calibration
-            d, Db = d_two.spikes[a], D.spikes[a]
-            if not _is_float(d):
-                return tangent.spikes[a]
-            return (jnp.tensordot(c[:, i].astype(d.dtype), d, axes=(0, 0))
-                    + jnp.tensordot((C[i] * coef).astype(d.dtype), Db, axes=(0, 0)))
-
-        spikes = {a: spikes_of(i, a) for i, a in enumerate(names)}
+        tangent = jax.tree.map(correct, d_local, D)
+        spikes = {a: tangent.spikes[a] * c[0, i].astype(tangent.spikes[a].dtype) if _is_float(tangent.spikes[a])
+                  else tangent.spikes[a] for i, a in enumerate(names)}
         stats = stats_of(out.spikes)
         d_stats = {label: (jnp.dot(closed[label].astype(dr.dtype), dr) * to_hz if label in closed
                            else slopes[label] * dr[names.index(pop)]).astype(stats[label].dtype)

@@ -441,45 +441,6 @@ def _scale_receptor(structure: NetworkStructure, diff, s, receptor: str = "exc")
     return params._replace(populations=pops, projections=projs), (seqs, seqs0), I_const, state0
 
 
-def _inhibitory_part(structure: NetworkStructure, d):
-    """``(rest, inh)``: a tree shaped as ``diff = (params, seqs, I_const, state0)`` (a tangent) split in two that
-    add up to it: ``inh`` holds what acts only on the inhibitory conductance input (each population's ``inh``
-    receptor, the drives onto the inhibitory receptor, the projections onto it with their STP, the given
-    ``g_I``) and zeros elsewhere; ``rest`` the remainder (the estimator calibrates the two apart)."""
-    params, (seqs, seqs0), I_const, state0 = d
-    zero = lambda tree: jax.tree.map(lambda x: jnp.zeros_like(x) if jnp.issubdtype(x.dtype, jnp.inexact) else x, tree)  # noqa: E731
-    inh_drive = {p.name for p in structure.populations if p.drive_receptor == "inh"}
-    inh_proj = {q.key for q in structure.projections if q.receptor == "inh"}
-    pops_i, pops_r = {}, {}
-    for name, pop in params.populations.items():
-        drive_i = pop.drive if name in inh_drive else zero(pop.drive)
-        drive_r = zero(pop.drive) if name in inh_drive else pop.drive
-        pops_i[name] = pop._replace(neuron=zero(pop.neuron), exc=zero(pop.exc), drive=drive_i)
-        pops_r[name] = pop._replace(inh=zero(pop.inh), drive=drive_r)
-    projs_i = {k: v if k in inh_proj else zero(v) for k, v in params.projections.items()}
-    projs_r = {k: zero(v) if k in inh_proj else v for k, v in params.projections.items()}
-    g_i = lambda g, i: g if i == 1 else zero(g)        # noqa: E731  (g_E, g_I, I_inj): g_I only
-    g_r = lambda g, i: zero(g) if i == 1 else g        # noqa: E731
-    inh = (params._replace(populations=pops_i, projections=projs_i),
-           (tuple(g_i(g, i) for i, g in enumerate(seqs)), tuple(g_i(g, i) for i, g in enumerate(seqs0))),
-           zero(I_const), zero(state0))
-    rest = (params._replace(populations=pops_r, projections=projs_r),
-            (tuple(g_r(g, i) for i, g in enumerate(seqs)), tuple(g_r(g, i) for i, g in enumerate(seqs0))),
-            I_const, state0)
-    return rest, inh
-
-
-def _feedback_receptors(structure: NetworkStructure) -> tuple:
-    """Per population, the receptor through which its spikes act on the network: ``"inh"`` where every
-    projection out of it is onto the inhibitory receptor, else ``"exc"`` (the estimator's loop gain calibrates
-    each population's feedback by the response to that receptor's input)."""
-    out = []
-    for p in structure.populations:
-        receptors = {q.receptor for q in structure.projections if q.pre == p.name}
-        out.append("inh" if receptors == {"inh"} else "exc")
-    return tuple(out)
-
-
 def _check_estimator(grad_estimator, recurrent_grad, spike_grad) -> str:
     """The estimator to use: ``grad_estimator``, or the old ``recurrent_grad`` flag (True: "full",
     False: "local"), or "mean_field" by default; without ``spike_grad`` "full" (spikes have no
@@ -527,8 +488,7 @@ def _simulate(key, structure, diff, replay, closed, names, statics, estimator, r
         # estimator calls it with the same shapes several times (jvp and vmap then work on its jaxpr)
         result, stats = gradients.mean_field(run, (key, structure), diff, names, functools.partial(
                                                  _scale_receptor, structure), statistics,
-                                             split=functools.partial(_inhibitory_part, structure),
-                                             feedback_receptors=_feedback_receptors(structure),
+                                             sizes=tuple(p.size for p in structure.populations),
                                              closed=closed, to_hz=1000.0 / statics[1])
     else:
         result = _run(key, structure, diff, None, statics, recurrent_grad, replay)
@@ -592,14 +552,15 @@ def _closed_slopes(statistics, net: Network) -> dict:
     return out
 
 
-def _run_fixed(fixed, diff, feedback, replay=None, *, statics):
+def _run_fixed(fixed, diff, feedback, replay=None, inh_gain=None, *, statics):
     """:func:`_run` with spikes delivered without derivative, the not-differentiated inputs in ``fixed``;
-    ``replay``: a :class:`NetworkResult`'s rasters to deliver instead (``{name: (size, n_steps)}``)."""
+    ``replay``: a :class:`NetworkResult`'s rasters to deliver instead (``{name: (size, n_steps)}``);
+    ``inh_gain``: :func:`jaxlif.network.network_step`'s."""
     replay = None if replay is None else _stack_replay(replay, tuple(fixed[1].sizes))
-    return _run(*fixed, diff, feedback, statics, False, replay)
+    return _run(*fixed, diff, feedback, statics, False, replay, inh_gain)
 
 
-def _run(key, structure, diff, feedback, statics, recurrent_grad, replay=None):
+def _run(key, structure, diff, feedback, statics, recurrent_grad, replay=None, inh_gain=None):
     steps, dt, spike_grad, record, delivery, capacity, window, integrator = statics
     net, ok, state0, params, table, seqs, I_const = _run_start(key, structure, diff, dt, integrator)
     dtype = jnp.result_type(float)
@@ -615,7 +576,7 @@ def _run(key, structure, diff, feedback, statics, recurrent_grad, replay=None):
             g_E, g_I = g_E + table.weight_E * counts, g_I + table.weight_I * counts
         state, out = network_step(net, state, (g_E, g_I, I), dt, spike_grad=spike_grad, delivery=delivery,
                                   capacity=capacity, recurrent_grad=recurrent_grad, feedback=feedback,
-                                  delivered=sent, params=params, integrator=integrator)
+                                  inh_gain=inh_gain, delivered=sent, params=params, integrator=integrator)
         if not exp_euler:       # the Euler membrane used g[it+1]: its largest sum (jaxlif._stability)
             g_peak = jnp.maximum(g_peak, out[2] + out[3])
         # carrying the flag through the loop makes XLA evaluate the validity test once; an invariant
@@ -628,7 +589,7 @@ def _run(key, structure, diff, feedback, statics, recurrent_grad, replay=None):
         return carry, (out, stp)
 
     peak0 = jnp.zeros((net.size,), dtype)
-    if window and feedback is None and replay is None:   # the min-delay scheme (jaxlif.network.window)
+    if window and feedback is None and replay is None and inh_gain is None:   # the min-delay scheme (jaxlif.network.window)
         (final, ok, g_peak), (out, stp) = window_mod.simulate_windows(
             net, state0, ok, seqs, I_const, key, table, params, dt, n_updates=steps - 1, length=window,
             capacity=capacity, record=record, integrator=integrator, g_peak=peak0, pack=True)

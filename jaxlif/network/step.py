@@ -170,10 +170,17 @@ def _presynaptic(proj, syn: SynapseState | None, s, dt: float, it, integrator: s
     return s, W * u_plus * R_minus, SynapseState(u, R, sample)   # s_j (W u+ R-): the release, derivative in s
 
 
+def _scaled_tangent(x, gain):
+    """``x`` with its derivative multiplied by ``gain`` (``None``: ``x`` itself); the value is ``x`` exactly."""
+    if gain is None:
+        return x
+    return x + (gain - 1.0) * (x - jax.lax.stop_gradient(x))
+
+
 def network_step(net: Network, state: NetworkState, inputs: tuple[ArrayLike, ArrayLike, ArrayLike],
                  dt: float, *, spike_grad: Surrogate | None = None, delivery: str = "event",
                  capacity: int = 4, recurrent_grad: bool = True, feedback: dict | None = None,
-                 delivered: ArrayLike | None = None,
+                 inh_gain: ArrayLike | None = None, delivered: ArrayLike | None = None,
                  params: tuple[LIFParams, tuple[ArrayLike, ArrayLike],
                                tuple[ArrayLike, ArrayLike]] | None = None,
                  integrator: str = "euler") -> tuple[NetworkState, tuple[jax.Array, ...]]:
@@ -193,6 +200,9 @@ def network_step(net: Network, state: NetworkState, inputs: tuple[ArrayLike, Arr
         feedback: ``None`` or ``{population name: scalar}``: every value that population delivers is
             multiplied by it (the mean-field gradient estimator of :mod:`jaxlif.network.gradients`
             differentiates with respect to these scales at 1; ``None`` multiplies by nothing).
+        inh_gain: ``None`` or ``(n,)``: the derivative of each neuron's inhibitory conductance is multiplied by
+            it where the conductance enters the membrane (its value is unchanged; the estimator's calibration
+            of the inhibitory input, :mod:`jaxlif.network.gradients`).
         delivered: ``None`` (the projections deliver this step's spikes) or ``(n,)`` spikes (0/1) that the
             projections deliver, and that drive their plasticity, instead, without derivative: an open-loop
             (replayed) network whose neurons still spike and reset on their own
@@ -215,7 +225,8 @@ def network_step(net: Network, state: NetworkState, inputs: tuple[ArrayLike, Arr
         #     the spikes of step it (in that interval) come out of it
         lif, (v, spikes, offset) = membrane_step(
             neuron, state.neuron, exp_syn_mean(SynParams(1.0, *exc), state.g_E, dt), exc[1],
-            exp_syn_mean(SynParams(1.0, *inh), state.g_I, dt), inh[1], I_inj, dt, spike_grad, integrator)
+            _scaled_tangent(exp_syn_mean(SynParams(1.0, *inh), state.g_I, dt), inh_gain), inh[1], I_inj, dt,
+            spike_grad, integrator)
     else:
         # 1. spikes of step it.  membrane_step tests the threshold before it integrates, and that test does
         #    not depend on the conductances: evaluate it first (XLA drops the unused voltage update).
@@ -263,7 +274,8 @@ def network_step(net: Network, state: NetworkState, inputs: tuple[ArrayLike, Arr
     if exp_euler:
         new = NetworkState(it + 1, lif, g["exc"], g["inh"], pending["exc"], pending["inh"], tuple(synapses))
         return new, (v, spikes, g["exc"], g["inh"], offset)
-    lif, (v, spike) = membrane_step(neuron, state.neuron, g["exc"], exc[1], g["inh"], inh[1], I_inj, dt, spike_grad)
+    lif, (v, spike) = membrane_step(neuron, state.neuron, g["exc"], exc[1], _scaled_tangent(g["inh"], inh_gain), inh[1],
+                                    I_inj, dt, spike_grad)
     new = NetworkState(it + 1, lif, g["exc"], g["inh"], pending["exc"], pending["inh"], tuple(synapses))
     return new, (v, spike, g["exc"], g["inh"])
 
