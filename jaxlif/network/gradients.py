@@ -18,19 +18,19 @@ rates is then the solution of
 
 .. math::
 
-    dr_a = c^E_a\, \partial_\theta R^E_a\, d\theta + c^I_a\, \partial_\theta R^I_a\, d\theta + \sum_b G_{ab}\, dr_b,
-    \qquad G_{ab} = \frac{c^{X(b)}_a}{r_b} \frac{\partial R_a}{\partial \lambda_b},
+    dr = C\, \partial_\theta \tilde R\, d\theta + G\, dr,
+    \qquad G_{ab} = \frac{c_a}{r_b} \frac{\partial \tilde R_a}{\partial \lambda_b},
+    \qquad dr = (I - G)^{-1} C\, \partial_\theta \tilde R\, d\theta, \qquad C = \mathrm{diag}(c_a),
 
-solved as ``dr = (I - G)^-1 (...)``.  The local derivative is split by receptor: ``R^I`` is the part of the
-tangent that acts only on the inhibitory conductance input (the ``inh`` receptor's parameters, the drives and
-projections onto the inhibitory receptor with their STP, a given ``g_I``), ``R^E`` the rest; ``X(b)`` is the
-receptor through which population ``b``'s spikes act (inhibitory where every projection out of ``b`` is onto the
-inhibitory receptor, else excitatory).  Every output ``y`` of the simulation (rasters, voltages,
-conductances, plasticity traces, final state) gets the same feedback correction, and the rasters of
-population ``a`` the calibrations (``c^X_a`` on each part)::
+where ``c_a = c^E_a`` and ``R~`` is the local derivative with the derivative of each neuron's inhibitory
+conductance multiplied by ``c^I_a / c^E_a`` where it enters the membrane (its value unchanged): so whatever
+reaches population ``a`` through its inhibitory conductance (inhibitory weights, drives and STP, the receptor's
+time constant, a given ``g_I``, and the feedback of inhibitory populations) is calibrated by ``c^I_a``, and
+everything else by ``c^E_a``.  Every output ``y`` of the simulation (rasters, voltages, conductances,
+plasticity traces, final state) gets the same feedback correction, the rasters of population ``a`` also the
+factor ``c_a``::
 
-    dy = dy_local + sum_b (dy/dlambda_b) dr_b / r_b,
-    d spikes_a = c^E_a d spikes_a,local^E + c^I_a d spikes_a,local^I + sum_b c^X(b)_a (d spikes_a/dlambda_b) dr_b / r_b
+    dy = dy~_local + sum_b (dy~/dlambda_b) dr_b / r_b,      d spikes_a = c_a (d spikes~_a,local + ...)
 
 **The calibration** ``c^E_a, c^I_a``.  With the recurrent input held fixed, the surrogate derivative of a
 rate is itself 3-13x too large (measured on ``ei_network`` by replaying a run's own rasters as its recurrent
@@ -42,9 +42,10 @@ rate to one common scale ``s`` of every excitatory conductance input (the excita
 delivered spikes do not change (common random numbers and no chaos: precise with one key), over the
 local surrogate derivative along the same direction; ``c^I_a`` the same for a common scale of every
 inhibitory input.  The surrogate's error is not the same for the two: it sees an input's mean but not the
-variance that inhibition adds, so with one calibration (the excitatory one, before 2026-12-08) the response
-to inhibitory inputs stayed 1.7-2.4x too large on four E/I networks, and with one per receptor it is
-1.2-1.5x (BENCHMARKS.md).  The calibration only rescales what the surrogate says, so within a receptor the
+variance that inhibition adds, so with one calibration (the excitatory one, before 2026-12-08) the rates'
+derivatives along the I->E weight stayed 1.67-2.38x too large on three E/I networks at 1 s and 10 s, while
+the drive's were 0.74-0.82x; with one per receptor they are 1.20-1.80x, and every resolved derivative of a
+rate is 1.20-2.08x, uniformly somewhat too large (BENCHMARKS.md, "Recurrent gradients").  The calibration only rescales what the surrogate says, so within a receptor the
 direction (which parameters matter, and their relative weight within a population) is the surrogate's.
 
 **Statistics through the rate.**  A spike-timing statistic of the rasters, such as the mean ISI CV, cannot
@@ -93,8 +94,9 @@ weights in a strongly recurrent network; with the settled part, the right sign; 
 This is a :func:`jax.custom_jvp` of the whole simulation, so ``jax.grad``, ``jax.jvp`` and ``vmap`` work
 as usual (the calibration and ``G`` depend on the primal run only, so the tangent stays linear).  Cost
 of a derivative: forward-mode passes for the local tangent, one per population for ``G`` (vmapped) and
-two for the calibration (one vmapped pass), plus four plain replays: about ``2 (4 + P) + 4``
-simulations for ``P`` populations (vmapped lanes share their primal run, so fewer in practice).  Silent populations (``r_b = 0``) feed nothing back.
+two for the calibration (one vmapped pass), plus the plain run and four replays: about ``2 (4 + P) + 5``
+simulations for ``P`` populations, fewer in practice (vmapped lanes share their primal run): a gradient of
+``train_network``'s loss at the main job's size took 1.27x the time it took with one calibration.  Silent populations (``r_b = 0``) feed nothing back.
 
 **When it cannot be trusted.**  The correction is a linearisation around a stationary state: it needs
 the mean field to be stable, every eigenvalue of ``G`` with real part below 1.  Otherwise (a network

@@ -337,10 +337,10 @@ def simulate_network(key: jax.Array | None, net: Network | NetworkStructure, par
     the local derivatives of each population by an open-loop finite difference (its own run replayed,
     ``replay``) and adds the network's feedback back at the level of population rates
     (:mod:`jaxlif.network.gradients`): finite at any duration, and it warns where its linearisation is
-    unstable; measured against finite differences (BENCHMARKS.md, "Recurrent gradients") on four E/I
-    networks it has the right sign and is within a factor of 2.1 for the rates' derivatives with respect
-    to the drive, E->E and I->E weights wherever the differences are resolved (the I->E ones 1.7-2.1x too
-    large).  Pass spike-timing statistics such as the ISI CV as ``statistics``: their derivative taken through
+    unstable; measured against finite differences over 64 keys (BENCHMARKS.md, "Recurrent gradients") on
+    three E/I networks at 1 s and 10 s it has the right sign and is 1.20-2.08x for every resolved derivative
+    of the rates with respect to the drive, E->E and I->E weights and E->E U0 (each population's local
+    derivatives calibrated separately for its excitatory and inhibitory inputs).  Pass spike-timing statistics such as the ISI CV as ``statistics``: their derivative taken through
     the surrogate rasters is tens to hundreds of times too large.  Check it on your network
     (experiments/grad_network.py).  The Poisson drive is not reparameterised: its ``rate`` gets no
     gradient (fit its ``weight`` or a weight scale instead).
