@@ -25,9 +25,9 @@ hidden theta (``--hidden``); ``sd`` is their standard deviation across those key
 hidden one: ``L`` is then about a chi-square with 4 degrees of freedom (mean 4), so ``L <~ 10`` is a fit
 within noise.
 
-**Measured** (``python experiments/train_network.py``, 2026-12-07, docs/networks.md): on 8 fresh keys, loss 3.17
-at the hidden parameters, 8.62 after 12 Gauss-Newton steps, 885 after 20 Adam steps, 59.4 for the (1+1)-ES and
-206 for random search on 400 forward calls each.
+**Measured** (``python experiments/train_network.py``, 2026-12-08, docs/networks.md): on 8 fresh keys, loss 3.17
+at the hidden parameters, 2.08 after 14 Gauss-Newton steps, 1140 after 20 Adam steps, 65.0 for the (1+1)-ES and
+206 for random search on 700 forward calls each.
 
 **Gradient fit**: Adam (optax, cosine-decayed learning rate) on theta from ``--start``, gradients from a
 fast-sigmoid surrogate and the default mean-field estimator of recurrent gradients
