@@ -181,9 +181,10 @@ class LoopGain(NamedTuple):
     Attributes:
         names: population names, the order of the axes.
         rates: mean rate of each population [Hz] over the settled part of the run (:data:`SETTLE`), ``(P,)``.
-        G: loop gain ``G_ab = c_ab (dR_a/dlambda_b) / r_b`` (calibrated surrogate), dimensionless, ``(P, P)``
-            (0 columns for silent populations); ``c_ab`` is ``calibration_inh[a]`` for a population ``b`` whose
-            projections are all onto the inhibitory receptor, else ``calibration[a]``.
+        G: loop gain ``G_ab = c_a (dR~_a/dlambda_b) / r_b`` (calibrated surrogate), dimensionless, ``(P, P)``
+            (0 columns for silent populations); ``c_a = calibration[a]``, and ``R~`` has the derivative of the
+            inhibitory conductance scaled by ``calibration_inh[a] / calibration[a]`` (module docstring), so what
+            ``b``'s spikes do through ``a``'s inhibitory receptor carries ``calibration_inh[a]``.
         eigenvalues: of ``G``, complex, ``(P,)``.
         stable: every eigenvalue has real part below 1 (the condition of the estimator).
         calibration: ``c_a``, ``(P,)``: the open-loop response of each population's rate to a common scale
